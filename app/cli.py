@@ -1,0 +1,216 @@
+"""Command-line client. Every subcommand goes through `app.node.api`: the control socket
+of the running node when there is one, otherwise the profile opened in this process.
+
+Errors print one line (`error: ...`) on stderr and exit 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from app import __version__
+from app.node import api
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `scrambled-eggs` command line (no subcommand = open the window)."""
+    parser = argparse.ArgumentParser(
+        prog="scrambled-eggs",
+        description="Serverless, end-to-end encrypted messenger. Without a command, "
+        "opens the app window.",
+    )
+    parser.add_argument("--version", action="version", version=f"scrambled-eggs {__version__}")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help=f"profile folder (default: ${api.PROFILE_ENV} or {api.default_profile_dir()})",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create a new identity in the profile")
+    init.add_argument("--name", required=True, help="your display name")
+    init.add_argument(
+        "--no-passphrase",
+        action="store_true",
+        help="keep the profile key in the OS keyring instead of behind a passphrase",
+    )
+    _json_flag(init)
+
+    _json_flag(sub.add_parser("whoami", help="show your address, invite link and fingerprint"))
+
+    daemon = sub.add_parser("daemon", help="run the node headless until interrupted")
+    daemon.add_argument("--listen", metavar="HOST:PORT", help="UDP address for the DHT")
+    daemon.add_argument(
+        "--bootstrap", metavar="HOST:PORT", action="append", default=[], help="a peer to join"
+    )
+    daemon.add_argument("--no-lan", action="store_true", help="don't look for peers on the LAN")
+
+    _json_flag(sub.add_parser("status", help="is the node running, and where"))
+
+    contacts = sub.add_parser("contacts", help="manage your contacts")
+    csub = contacts.add_subparsers(dest="contacts_command", metavar="ACTION", required=True)
+    add = csub.add_parser("add", help="add a contact from an invite link or address")
+    add.add_argument("invite", metavar="INVITE_OR_ADDRESS")
+    add.add_argument("--name", help="what to call them (default: the name in the invite)")
+    _json_flag(add)
+    _json_flag(csub.add_parser("list", help="list your contacts"))
+    remove = csub.add_parser("remove", help="remove a contact")
+    remove.add_argument("contact", metavar="CONTACT", help="a name or an address")
+    _json_flag(remove)
+    return parser
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+# --------------------------------------------------------------------------- passphrases
+
+
+def unlock_passphrase() -> str:
+    """The passphrase to open a profile: $SCRAMBLED_EGGS_PASSPHRASE or a prompt."""
+    from_env = api.passphrase_from_env()
+    if from_env is not None:
+        return from_env
+    if not sys.stdin.isatty():
+        raise api.PassphraseRequired(
+            f"This profile needs its passphrase: set {api.PASSPHRASE_ENV} or run in a terminal."
+        )
+    return getpass.getpass("Passphrase: ")
+
+
+def new_passphrase() -> str:
+    """A passphrase for a new profile: from the environment or typed twice."""
+    from_env = api.passphrase_from_env()
+    if from_env is not None:
+        return from_env
+    if not sys.stdin.isatty():
+        raise api.PassphraseRequired(
+            f"Choose a passphrase: set {api.PASSPHRASE_ENV}, run in a terminal, "
+            "or use --no-passphrase to keep the key in the OS keyring."
+        )
+    first = getpass.getpass("New passphrase: ")
+    if getpass.getpass("Repeat it: ") != first:
+        raise api.InvalidArgument("The two passphrases differ; nothing was created.")
+    return first
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
+    print(json.dumps(api.to_wire(value), ensure_ascii=False) if args.json else text)
+
+
+def cmd_init(args: argparse.Namespace, profile: Path) -> int:
+    passphrase = None if args.no_passphrase else new_passphrase()
+    result = api.init_profile(profile, args.name, passphrase)
+    if result.warning:
+        print(f"warning: {result.warning}", file=sys.stderr)
+    me = result.whoami
+    _emit(args, me, f"Created {me.name} ({me.address}) in {profile}")
+    return 0
+
+
+async def cmd_whoami(args: argparse.Namespace, node: api.NodeApi) -> int:
+    me = await node.whoami()
+    _emit(
+        args,
+        me,
+        f"Name:        {me.name}\nAddress:     {me.address}\n"
+        f"Fingerprint: {me.fingerprint}\nInvite:      {me.invite}",
+    )
+    return 0
+
+
+async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
+    if args.contacts_command == "add":
+        added = await node.add_contact(api.AddContact(args.invite, args.name))
+        _emit(args, added, f"Added {added.name} ({added.address})")
+    elif args.contacts_command == "list":
+        contacts = await node.list_contacts()
+        lines = [f"{c.name}\t{c.address}\t{'verified' if c.verified else ''}" for c in contacts]
+        _emit(args, contacts, "\n".join(lines) if lines else "No contacts yet.")
+    else:
+        removed = await node.remove_contact(api.RemoveContact(args.contact))
+        _emit(args, removed, f"Removed {removed.name}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, profile: Path) -> int:
+    info = api.inspect_profile(profile)
+    if not info.exists:
+        raise api.ProfileNotFound(
+            f"There is no profile in {profile} yet. "
+            "Create one with: scrambled-eggs init --name NAME"
+        )
+    if info.in_use:
+        return _run_with_node(profile, lambda node: _print_status(args, node))
+    assert info.address is not None
+    status = api.Status(running=False, address=info.address, endpoints=[], dht_peers=0)
+    _emit(args, status, f"Not running. Address: {status.address}")
+    return 0
+
+
+async def _print_status(args: argparse.Namespace, node: api.NodeApi) -> int:
+    s = await node.status()
+    text = (
+        f"{'Running' if s.running else 'Not running'}. Address: {s.address}\n"
+        f"Endpoints: {', '.join(s.endpoints) or '-'}\nDHT peers: {s.dht_peers}"
+    )
+    _emit(args, s, text)
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace, profile: Path) -> int:
+    options = api.DaemonOptions(
+        profile=profile, listen=args.listen, bootstrap=args.bootstrap, lan=not args.no_lan
+    )
+    asyncio.run(api.run_daemon(options, unlock_passphrase))
+    return 0
+
+
+def _run_with_node(profile: Path, action: Callable[[api.NodeApi], Awaitable[int]]) -> int:
+    async def go() -> int:
+        async with api.open_node(profile, unlock_passphrase) as node:
+            return await action(node)
+
+    return asyncio.run(go())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute a parsed command line; user-facing errors become one line on stderr."""
+    profile = api.resolve_profile(args.profile)
+    try:
+        if args.command == "init":
+            return cmd_init(args, profile)
+        if args.command == "daemon":
+            return cmd_daemon(args, profile)
+        if args.command == "status":
+            return cmd_status(args, profile)
+        if args.command == "whoami":
+            return _run_with_node(profile, lambda node: cmd_whoami(args, node))
+        if args.command == "contacts":
+            return _run_with_node(profile, lambda node: cmd_contacts(args, node))
+    except api.NodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`scrambled-eggs COMMAND ...` without the GUI."""
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    return run(args)

@@ -1,0 +1,279 @@
+"""Identity keys, text addresses, invite links and safety numbers.
+
+An identity is an Ed25519 signing key plus an X25519 key-agreement key whose public half
+is signed by the Ed25519 key (context `Domain.DH_KEY_BINDING`).
+
+* Address: ``"egg"`` + lowercase unpadded base32 of ``ed25519_pub || checksum`` where the
+  checksum is the first 4 bytes of SHA-256(address tag || ed25519_pub). 61 characters.
+* Invite link: ``eggs:<address>?v=1&n=<name>&x=<x25519 pub>&e=<host:port>...&s=<sig>``;
+  the signature (context `Domain.INVITE`) covers address, name, X25519 key and endpoints,
+  so nobody can swap the key or redirect the endpoints of a link in transit.
+* Safety number: 60 digits, the sorted pair of each side's 30-digit fingerprint
+  (iterated SHA-512 over both public keys, in the manner of Signal's).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qs, quote, urlsplit
+
+from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from app.core.domains import Domain
+from app.core.errors import (
+    InvalidAddress,
+    InvalidInvite,
+    InvalidSignature,
+    LocalProtocolError,
+)
+
+ADDRESS_PREFIX = "egg"
+INVITE_SCHEME = "eggs"
+INVITE_VERSION = "1"
+KEY_SIZE = 32
+CHECKSUM_SIZE = 4
+MAX_NAME_CHARS = 64
+MAX_ENDPOINTS = 8
+MAX_INVITE_CHARS = 2048
+FINGERPRINT_ITERATIONS = 5200
+_ADDRESS_TAG = b"scrambled-eggs/v1/address\x00"
+_RAW = Encoding.Raw, PublicFormat.Raw
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
+
+
+def _unb32(text: str) -> bytes:
+    padded = text.upper() + "=" * (-len(text) % 8)
+    return base64.b32decode(padded)
+
+
+def _checksum(signing_key: bytes) -> bytes:
+    return hashlib.sha256(_ADDRESS_TAG + signing_key).digest()[:CHECKSUM_SIZE]
+
+
+def encode_address(signing_key: bytes) -> str:
+    """The checksummed text address of an Ed25519 public key."""
+    if len(signing_key) != KEY_SIZE:
+        raise LocalProtocolError("an address encodes a 32-byte Ed25519 key")
+    return ADDRESS_PREFIX + _b32(signing_key + _checksum(signing_key))
+
+
+def decode_address(text: str) -> bytes:
+    """Parse a text address (case, spaces and dashes tolerated); return the Ed25519 key."""
+    cleaned = re.sub(r"[\s\-]", "", text).lower()
+    if not cleaned.startswith(ADDRESS_PREFIX):
+        raise InvalidAddress(f"an address starts with '{ADDRESS_PREFIX}'")
+    body = cleaned[len(ADDRESS_PREFIX) :]
+    if len(body) != 58 or not re.fullmatch(r"[a-z2-7]+", body):
+        raise InvalidAddress("an address has 58 letters and digits after 'egg'")
+    raw = _unb32(body)
+    key, checksum = raw[:KEY_SIZE], raw[KEY_SIZE:]
+    if _checksum(key) != checksum:
+        raise InvalidAddress("the address has a typo (its checksum does not match)")
+    return key
+
+
+def normalize_address(text: str) -> str:
+    """The canonical form of a text address (raises `InvalidAddress`)."""
+    return encode_address(decode_address(text))
+
+
+def validate_display_name(name: str) -> str:
+    """A display name: NFC-normalised, trimmed, 1..64 characters, no control characters."""
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        raise InvalidInvite("a display name cannot be empty")
+    if len(cleaned) > MAX_NAME_CHARS:
+        raise InvalidInvite(f"a display name has at most {MAX_NAME_CHARS} characters")
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in cleaned):
+        raise InvalidInvite("a display name cannot contain control or formatting characters")
+    return cleaned
+
+
+def validate_endpoint(text: str) -> str:
+    """A ``host:port`` endpoint (IPv6 in brackets); returns it in canonical form."""
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([A-Za-z0-9.\-]{1,253}):(\d{1,5})", text)
+    if not match:
+        raise InvalidInvite(f"'{text[:80]}' is not a host:port endpoint")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise InvalidInvite(f"port {port} is out of range")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(
+            r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*", host
+        ):
+            raise InvalidInvite(f"'{host[:80]}' is not a host name or IP address") from None
+        return f"{host.lower()}:{port}"
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+@dataclass(frozen=True)
+class PublicIdentity:
+    """Someone's public keys: Ed25519 (who they are) and X25519 (key agreement)."""
+
+    signing_key: bytes
+    dh_key: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.signing_key) != KEY_SIZE or len(self.dh_key) != KEY_SIZE:
+            raise LocalProtocolError("identity keys are 32 bytes each")
+
+    @property
+    def address(self) -> str:
+        """The checksummed text address of this identity."""
+        return encode_address(self.signing_key)
+
+    def verify(self, domain: Domain, message: bytes, signature: bytes) -> None:
+        """Check an Ed25519 signature made in `domain`; raise `InvalidSignature` if bad."""
+        verify_signature(self.signing_key, domain, message, signature)
+
+
+def verify_signature(signing_key: bytes, domain: Domain, message: bytes, signature: bytes) -> None:
+    """Check a domain-separated Ed25519 signature; raise `InvalidSignature` if bad."""
+    try:
+        Ed25519PublicKey.from_public_bytes(signing_key).verify(signature, domain.tag() + message)
+    except (_CryptoInvalidSignature, ValueError):
+        raise InvalidSignature(f"bad {domain.value} signature") from None
+
+
+@dataclass(frozen=True, repr=False)
+class IdentityKeys:
+    """A private identity: the two 32-byte secret seeds. Never logged (no repr)."""
+
+    signing_seed: bytes
+    dh_secret: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.signing_seed) != KEY_SIZE or len(self.dh_secret) != KEY_SIZE:
+            raise LocalProtocolError("identity seeds are 32 bytes each")
+
+    def __repr__(self) -> str:
+        return f"IdentityKeys(<secret>, address={self.public.address})"
+
+    @classmethod
+    def from_seeds(cls, signing_seed: bytes, dh_secret: bytes) -> IdentityKeys:
+        """Build an identity from 64 fresh random bytes supplied by the caller."""
+        return cls(signing_seed, dh_secret)
+
+    @property
+    def public(self) -> PublicIdentity:
+        """The public half of this identity."""
+        sign_pub = Ed25519PrivateKey.from_private_bytes(self.signing_seed).public_key()
+        dh_pub = X25519PrivateKey.from_private_bytes(self.dh_secret).public_key()
+        return PublicIdentity(sign_pub.public_bytes(*_RAW), dh_pub.public_bytes(*_RAW))
+
+    def sign(self, domain: Domain, message: bytes) -> bytes:
+        """A domain-separated Ed25519 signature over `message`."""
+        return Ed25519PrivateKey.from_private_bytes(self.signing_seed).sign(domain.tag() + message)
+
+    def to_bytes(self) -> bytes:
+        """64 bytes: signing seed then X25519 secret (to be sealed before storage)."""
+        return self.signing_seed + self.dh_secret
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> IdentityKeys:
+        """Inverse of `to_bytes`."""
+        if len(raw) != 2 * KEY_SIZE:
+            raise LocalProtocolError("serialized identity keys are 64 bytes")
+        return cls(raw[:KEY_SIZE], raw[KEY_SIZE:])
+
+
+@dataclass(frozen=True)
+class Invite:
+    """A verified invite: who someone is, what they call themselves, where to reach them."""
+
+    identity: PublicIdentity
+    name: str
+    endpoints: tuple[str, ...]
+
+    @property
+    def address(self) -> str:
+        """The inviter's text address."""
+        return self.identity.address
+
+
+def _invite_payload(identity: PublicIdentity, name: str, endpoints: Sequence[str]) -> bytes:
+    return json.dumps(
+        [INVITE_VERSION, identity.address, name, _b32(identity.dh_key), list(endpoints)],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode("utf-8")
+
+
+def make_invite(keys: IdentityKeys, name: str, endpoints: Sequence[str]) -> str:
+    """A signed ``eggs:`` invite link for this identity."""
+    name = validate_display_name(name)
+    eps = [validate_endpoint(e) for e in endpoints][:MAX_ENDPOINTS]
+    public = keys.public
+    signature = keys.sign(Domain.INVITE, _invite_payload(public, name, eps))
+    query = [f"v={INVITE_VERSION}", f"n={quote(name, safe='')}", f"x={_b32(public.dh_key)}"]
+    query += [f"e={quote(e, safe='')}" for e in eps]
+    query.append(f"s={_b32(signature)}")
+    return f"{INVITE_SCHEME}:{public.address}?{'&'.join(query)}"
+
+
+def _one(params: dict[str, list[str]], key: str) -> str:
+    values = params.get(key, [])
+    if len(values) != 1:
+        raise InvalidInvite(f"the invite needs exactly one '{key}' field")
+    return values[0]
+
+
+def parse_invite(text: str) -> Invite:
+    """Parse and verify an invite link; raise `InvalidInvite` for anything off."""
+    text = text.strip()
+    if len(text) > MAX_INVITE_CHARS:
+        raise InvalidInvite("the invite link is too long")
+    parts = urlsplit(text)
+    if parts.scheme.lower() != INVITE_SCHEME or not parts.path:
+        raise InvalidInvite("an invite link starts with 'eggs:' followed by an address")
+    try:
+        signing_key = decode_address(parts.path)
+        params = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        if _one(params, "v") != INVITE_VERSION:
+            raise InvalidInvite("this invite was made by a newer version of the app")
+        name = validate_display_name(_one(params, "n"))
+        dh_key = _unb32(_one(params, "x"))
+        signature = _unb32(_one(params, "s"))
+        endpoints = tuple(validate_endpoint(e) for e in params.get("e", []))
+        identity = PublicIdentity(signing_key, dh_key)
+    except (InvalidAddress, LocalProtocolError, ValueError) as exc:
+        raise InvalidInvite(f"the invite link is malformed: {exc}") from None
+    if len(endpoints) > MAX_ENDPOINTS:
+        raise InvalidInvite("the invite lists too many endpoints")
+    try:
+        identity.verify(Domain.INVITE, _invite_payload(identity, name, endpoints), signature)
+    except InvalidSignature:
+        raise InvalidInvite("the invite link was altered (its signature does not match)") from None
+    return Invite(identity, name, endpoints)
+
+
+def fingerprint(identity: PublicIdentity) -> str:
+    """30 digits identifying one identity (both public keys), grouped in fives."""
+    material = identity.signing_key + identity.dh_key
+    digest = hashlib.sha512(b"\x00\x01" + material + b"scrambled-eggs").digest()
+    for _ in range(FINGERPRINT_ITERATIONS):
+        digest = hashlib.sha512(digest + material).digest()
+    groups = [int.from_bytes(digest[i : i + 5], "big") % 100000 for i in range(0, 30, 5)]
+    return " ".join(f"{g:05d}" for g in groups)
+
+
+def safety_number(mine: PublicIdentity, theirs: PublicIdentity) -> str:
+    """60 digits both parties compute identically: compare them out of band."""
+    halves = sorted([fingerprint(mine), fingerprint(theirs)])
+    return " ".join(halves)

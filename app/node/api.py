@@ -1,0 +1,332 @@
+"""The boundary between the node and its front ends (GUI, CLI, control socket).
+
+`app.gui` and `app.cli` import this module and nothing else from `app.node`
+(import-linter checks it). It holds:
+
+* value types (frozen dataclasses) for results, commands and events;
+* typed errors whose message is written for the user;
+* `NodeApi`, the protocol both the in-process `NodeService` and the control-socket
+  client implement, so a front end never cares which one it holds;
+* entry points (`init_profile`, `open_node`, `run_daemon`, ...) that build the real
+  thing lazily, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+PROFILE_ENV = "SCRAMBLED_EGGS_PROFILE"
+PASSPHRASE_ENV = "SCRAMBLED_EGGS_PASSPHRASE"
+
+# --------------------------------------------------------------------------- errors
+
+
+class NodeError(Exception):
+    """Base of every error the node reports. `str(err)` is a sentence for the user."""
+
+    code: ClassVar[str] = "node_error"
+
+
+class ProfileNotFound(NodeError):
+    """There is no profile in the chosen folder yet."""
+
+    code = "profile_not_found"
+
+
+class ProfileExists(NodeError):
+    """`init` was asked to create a profile where one already exists."""
+
+    code = "profile_exists"
+
+
+class ProfileLocked(NodeError):
+    """Another process owns the profile."""
+
+    code = "profile_locked"
+
+
+class PassphraseRequired(NodeError):
+    """The profile is passphrase-protected and no passphrase was supplied."""
+
+    code = "passphrase_required"
+
+
+class WrongPassphrase(NodeError):
+    """The passphrase does not unlock the profile."""
+
+    code = "wrong_passphrase"
+
+
+class ProfileUnreadable(NodeError):
+    """The profile's database or key material is missing, unreadable or corrupt."""
+
+    code = "profile_unreadable"
+
+
+class InvalidArgument(NodeError):
+    """A value given by the user is not acceptable (bad name, bad endpoint...)."""
+
+    code = "invalid_argument"
+
+
+class BadInvite(NodeError):
+    """An invite link or address could not be parsed or verified."""
+
+    code = "bad_invite"
+
+
+class ContactNotFound(NodeError):
+    """No contact matches the given name or address."""
+
+    code = "contact_not_found"
+
+
+class AmbiguousContact(NodeError):
+    """Several contacts share the given name."""
+
+    code = "ambiguous_contact"
+
+
+class ContactExists(NodeError):
+    """The contact is already in the address book."""
+
+    code = "contact_exists"
+
+
+class ControlUnavailable(NodeError):
+    """The control socket could not be reached or spoke nonsense."""
+
+    code = "control_unavailable"
+
+
+class NetworkError(NodeError):
+    """The node could not open a network endpoint (address in use, bad address...)."""
+
+    code = "network_error"
+
+
+ERRORS_BY_CODE: dict[str, type[NodeError]] = {
+    cls.code: cls
+    for cls in (
+        NodeError,
+        ProfileNotFound,
+        ProfileExists,
+        ProfileLocked,
+        PassphraseRequired,
+        WrongPassphrase,
+        ProfileUnreadable,
+        InvalidArgument,
+        BadInvite,
+        ContactNotFound,
+        AmbiguousContact,
+        ContactExists,
+        ControlUnavailable,
+        NetworkError,
+    )
+}
+
+# --------------------------------------------------------------------------- values
+
+
+class Protection(Enum):
+    """How the profile's data key is protected at rest."""
+
+    PASSPHRASE = "passphrase"
+    KEYRING = "keyring"
+    KEY_FILE = "key-file"
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    """What can be known about a profile folder without unlocking it."""
+
+    path: str
+    exists: bool
+    protection: Protection | None
+    address: str | None
+    in_use: bool
+
+
+@dataclass(frozen=True)
+class Whoami:
+    """The local identity."""
+
+    name: str
+    address: str
+    invite: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """The node's state as `status --json` reports it."""
+
+    running: bool
+    address: str
+    endpoints: list[str]
+    dht_peers: int
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One entry of the address book."""
+
+    name: str
+    address: str
+    verified: bool
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What `init_profile` created, plus anything the user must be warned about."""
+
+    whoami: Whoami
+    protection: Protection
+    warning: str | None = None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class AddContact:
+    """Add someone from an invite link or a bare address."""
+
+    invite_or_address: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoveContact:
+    """Remove a contact, named by display name or address."""
+
+    contact: str
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class ContactAdded:
+    """A contact was added to the address book."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True)
+class ContactRemoved:
+    """A contact was removed from the address book."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True)
+class NodeStopping:
+    """The node is shutting down; subscribers should let go."""
+
+    reason: str = "stopped"
+
+
+NodeEvent = ContactAdded | ContactRemoved | NodeStopping
+EVENT_TYPES: dict[str, type[NodeEvent]] = {
+    cls.__name__: cls for cls in (ContactAdded, ContactRemoved, NodeStopping)
+}
+
+# --------------------------------------------------------------------------- the API
+
+
+class NodeApi(Protocol):
+    """What a front end can ask of a node, in-process or over the control socket."""
+
+    async def whoami(self) -> Whoami: ...
+
+    async def status(self) -> Status: ...
+
+    async def add_contact(self, command: AddContact) -> Contact: ...
+
+    async def list_contacts(self) -> list[Contact]: ...
+
+    async def remove_contact(self, command: RemoveContact) -> Contact: ...
+
+    def events(self) -> AsyncIterator[NodeEvent]: ...
+
+
+PassphraseSource = Callable[[], str]
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """Settings of `scrambled-eggs daemon`."""
+
+    profile: Path
+    listen: str | None = None
+    bootstrap: list[str] = field(default_factory=list)
+    lan: bool = True
+
+
+def default_profile_dir() -> Path:
+    """The per-user default profile folder (platformdirs user data dir)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("scrambled-eggs", appauthor=False))
+
+
+def resolve_profile(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The profile folder: `--profile`, else $SCRAMBLED_EGGS_PROFILE, else the default."""
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    from_env = os.environ.get(PROFILE_ENV)
+    if from_env:
+        return Path(from_env).expanduser().absolute()
+    return default_profile_dir()
+
+
+def passphrase_from_env() -> str | None:
+    """The passphrase given through $SCRAMBLED_EGGS_PASSPHRASE, if any."""
+    return os.environ.get(PASSPHRASE_ENV)
+
+
+def inspect_profile(profile: Path) -> ProfileInfo:
+    """What the profile folder holds, read without unlocking or locking it."""
+    from app.node.profile import inspect
+
+    return inspect(profile)
+
+
+def init_profile(profile: Path, name: str, passphrase: str | None) -> InitResult:
+    """Create a new profile with a fresh identity. `passphrase=None` uses the OS keyring."""
+    from app.node.profile import create_profile
+
+    return create_profile(profile, name, passphrase)
+
+
+@asynccontextmanager
+async def open_node(
+    profile: Path, passphrase: PassphraseSource | None = None
+) -> AsyncIterator[NodeApi]:
+    """A `NodeApi` for the profile: the running node's control socket if one serves it,
+    otherwise the profile opened in this process (locked for the duration)."""
+    from app.node.local import open_node_api
+
+    async with open_node_api(profile, passphrase) as node:
+        yield node
+
+
+async def run_daemon(options: DaemonOptions, passphrase: PassphraseSource | None) -> None:
+    """Run the headless node until SIGINT/SIGTERM (`scrambled-eggs daemon`)."""
+    from app.node.daemon import run
+
+    await run(options, passphrase)
+
+
+def to_wire(value: Any) -> Any:
+    """A JSON-ready form of an API value (dataclasses, enums, lists)."""
+    from app.node.wire_json import to_json
+
+    return to_json(value)

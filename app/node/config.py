@@ -1,0 +1,75 @@
+"""The profile's settings file (`config.json`): non-secret preferences only.
+
+Secrets never go here: names, keys and history live encrypted in the database.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from app.node.api import InvalidArgument, ProfileUnreadable
+from app.node.fsutil import atomic_write
+
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """User settings persisted in the profile."""
+
+    listen: str = "0.0.0.0:0"
+    bootstrap: list[str] = field(default_factory=list)
+    lan_discovery: bool = True
+    ice_servers: list[str] = field(default_factory=list)
+    ipfs_api: str = ""
+    shaping_mode: str = "balanced"
+    theme: str = "system"
+    notifications: bool = True
+    auto_accept_bytes: int = 25 * 1024 * 1024
+
+    def updated(self, **changes: Any) -> Config:
+        """A copy with `changes` applied, type-checked like a loaded file."""
+        return _from_dict({**asdict(self), **changes})
+
+
+def _from_dict(raw: dict[str, Any]) -> Config:
+    defaults = Config()
+    values: dict[str, Any] = {}
+    for f in fields(Config):
+        if f.name not in raw:
+            continue
+        value, default = raw[f.name], getattr(defaults, f.name)
+        if type(value) is not type(default) or (
+            isinstance(value, list) and not all(isinstance(v, str) for v in value)
+        ):
+            raise InvalidArgument(f"setting '{f.name}' has the wrong type")
+        values[f.name] = value
+    return replace(defaults, **values)
+
+
+def load_config(path: Path) -> Config:
+    """Read the settings file; a missing file means defaults."""
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return Config()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProfileUnreadable(
+            f"The settings file {path} is unreadable or corrupt ({exc.__class__.__name__}). "
+            "Fix or delete it; deleting restores the default settings."
+        ) from None
+    if not isinstance(raw, dict):
+        raise ProfileUnreadable(f"The settings file {path} is corrupt (not a JSON object).")
+    try:
+        return _from_dict(raw)
+    except InvalidArgument as exc:
+        raise ProfileUnreadable(f"The settings file {path} is corrupt: {exc}.") from None
+
+
+def save_config(path: Path, config: Config) -> None:
+    """Write the settings file atomically, readable only by the owner."""
+    data = {"version": CONFIG_VERSION, **asdict(config)}
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))

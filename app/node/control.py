@@ -1,0 +1,318 @@
+"""The local control socket: JSON-RPC 2.0, one JSON object per line.
+
+POSIX: a Unix socket (0600, in the 0700 profile folder) so only the profile's owner can
+connect. Windows: 127.0.0.1 TCP plus a random token in `control.json` (0600) that the
+client must present first. Methods mirror `NodeApi`; `events.subscribe` turns the
+connection into a stream of `{"method": "event", "params": {"type", "event"}}`
+notifications. See docs/protocol.md, "Control socket".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.node.api import (
+    ERRORS_BY_CODE,
+    EVENT_TYPES,
+    AddContact,
+    Contact,
+    ControlUnavailable,
+    NodeApi,
+    NodeError,
+    NodeEvent,
+    NodeStopping,
+    RemoveContact,
+    Status,
+    Whoami,
+)
+from app.node.fsutil import atomic_write
+from app.node.paths import ProfilePaths
+from app.node.wire_json import from_json, to_json
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 1024 * 1024
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = (
+    -32700,
+    -32600,
+    -32601,
+    -32602,
+    -32603,
+)
+NODE_ERROR = -32000
+
+
+@dataclass(frozen=True)
+class Method:
+    """One RPC: the `NodeApi` attribute it calls, its parameter and result types."""
+
+    attribute: str
+    params: type | None
+    result: Any
+
+
+METHODS: dict[str, Method] = {
+    "whoami": Method("whoami", None, Whoami),
+    "status": Method("status", None, Status),
+    "contacts.add": Method("add_contact", AddContact, Contact),
+    "contacts.list": Method("list_contacts", None, list[Contact]),
+    "contacts.remove": Method("remove_contact", RemoveContact, Contact),
+}
+
+
+# --------------------------------------------------------------------------- server
+
+
+class ControlServer:
+    """Serves a `NodeApi` on the profile's control endpoint."""
+
+    def __init__(self, api: NodeApi, paths: ProfilePaths) -> None:
+        self._api = api
+        self._paths = paths
+        self._server: asyncio.Server | None = None
+        self._token = secrets.token_hex(32)
+        self._clients: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        if sys.platform == "win32":
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=MAX_LINE)
+            port = self._server.sockets[0].getsockname()[1]
+            data = {"port": port, "token": self._token}
+            atomic_write(self._paths.control_token, json.dumps(data).encode())
+            return
+        path = self._paths.control_socket
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # stale socket of a crashed process; we hold the profile lock
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path, limit=MAX_LINE)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._clients):
+                task.cancel()
+            await asyncio.gather(*self._clients, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+        for path in (self._paths.control_socket, self._paths.control_token):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients.add(task)
+        lock = asyncio.Lock()
+
+        async def send(obj: dict[str, Any]) -> None:
+            async with lock:
+                writer.write(json.dumps(obj).encode() + b"\n")
+                await writer.drain()
+
+        forwarders: list[asyncio.Task[None]] = []
+        try:
+            if sys.platform == "win32" and not await self._check_token(reader):
+                return
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # line longer than MAX_LINE
+                    await send(_error(None, INVALID_REQUEST, "request too large"))
+                    return
+                if not line:
+                    return
+                reply = await self._handle(line, send, forwarders)
+                if reply is not None:
+                    await send(reply)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            for forwarder in forwarders:
+                forwarder.cancel()
+            self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _check_token(self, reader: asyncio.StreamReader) -> bool:
+        line = await reader.readline()
+        try:
+            return secrets.compare_digest(json.loads(line).get("token", ""), self._token)
+        except (ValueError, AttributeError, TypeError):
+            return False
+
+    async def _handle(
+        self,
+        line: bytes,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        forwarders: list[asyncio.Task[None]],
+    ) -> dict[str, Any] | None:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return _error(None, PARSE_ERROR, "not JSON")
+        if not isinstance(request, dict) or request.get("jsonrpc") != "2.0":
+            return _error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 request")
+        rid, name = request.get("id"), request.get("method")
+        if name == "events.subscribe":
+            forwarders.append(asyncio.create_task(self._forward_events(send)))
+            return {"jsonrpc": "2.0", "id": rid, "result": True}
+        method = METHODS.get(name) if isinstance(name, str) else None
+        if method is None:
+            return _error(rid, METHOD_NOT_FOUND, f"unknown method {name!r}")
+        args = []
+        if method.params is not None:
+            try:
+                args.append(from_json(method.params, request.get("params") or {}))
+            except (ValueError, TypeError) as exc:
+                return _error(rid, INVALID_PARAMS, str(exc))
+        try:
+            result = await getattr(self._api, method.attribute)(*args)
+        except NodeError as exc:
+            return _error(rid, NODE_ERROR, str(exc), {"type": exc.code})
+        except Exception:
+            log.exception("control method %s failed", name)
+            return _error(rid, INTERNAL_ERROR, "internal error; see the node's log")
+        return {"jsonrpc": "2.0", "id": rid, "result": to_json(result)}
+
+    async def _forward_events(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        with contextlib.suppress(ConnectionError):
+            async for event in self._api.events():
+                params = {"type": type(event).__name__, "event": to_json(event)}
+                await send({"jsonrpc": "2.0", "method": "event", "params": params})
+
+
+def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": rid, "error": err}
+
+
+# --------------------------------------------------------------------------- client
+
+
+class ControlClient:
+    """A `NodeApi` that forwards every call to a running node's control socket."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._next_id = 0
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._events: asyncio.Queue[NodeEvent] = asyncio.Queue()
+        self._pump = asyncio.create_task(self._read_loop())
+
+    async def close(self) -> None:
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+
+    async def _read_loop(self) -> None:
+        try:
+            while line := await self._reader.readline():
+                message = json.loads(line)
+                if message.get("method") == "event":
+                    params = message["params"]
+                    cls = EVENT_TYPES.get(params.get("type"))
+                    if cls is not None:
+                        self._events.put_nowait(from_json(cls, params["event"]))
+                    continue
+                future = self._pending.pop(message.get("id"), None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ControlUnavailable("The node closed the control socket."))
+            self._events.put_nowait(NodeStopping("disconnected"))
+
+    async def call(self, name: str, params: Any = None) -> Any:
+        """Send one request; return its raw result or raise the node's typed error."""
+        if self._pump.done():
+            raise ControlUnavailable("The node closed the control socket.")
+        self._next_id += 1
+        rid = self._next_id
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": name}
+        if params is not None:
+            request["params"] = to_json(params)
+        self._writer.write(json.dumps(request).encode() + b"\n")
+        await self._writer.drain()
+        reply = await future
+        if "error" in reply:
+            error = reply["error"]
+            code = (error.get("data") or {}).get("type", "node_error")
+            raise ERRORS_BY_CODE.get(code, NodeError)(error.get("message", "unknown error"))
+        return reply.get("result")
+
+    async def _typed(self, name: str, params: Any = None) -> Any:
+        try:
+            return from_json(METHODS[name].result, await self.call(name, params))
+        except ValueError as exc:
+            raise ControlUnavailable(f"The node sent a malformed reply ({exc}).") from None
+
+    async def whoami(self) -> Whoami:
+        result: Whoami = await self._typed("whoami")
+        return result
+
+    async def status(self) -> Status:
+        result: Status = await self._typed("status")
+        return result
+
+    async def add_contact(self, command: AddContact) -> Contact:
+        result: Contact = await self._typed("contacts.add", command)
+        return result
+
+    async def list_contacts(self) -> list[Contact]:
+        result: list[Contact] = await self._typed("contacts.list")
+        return result
+
+    async def remove_contact(self, command: RemoveContact) -> Contact:
+        result: Contact = await self._typed("contacts.remove", command)
+        return result
+
+    async def events(self) -> AsyncIterator[NodeEvent]:
+        await self.call("events.subscribe")
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, NodeStopping):
+                return
+
+
+async def connect_control(paths: ProfilePaths, timeout: float = 5.0) -> ControlClient | None:
+    """A client for the node serving this profile, or None if no node answers."""
+    try:
+        if sys.platform == "win32":
+            info = json.loads(paths.control_token.read_text())
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", int(info["port"]), limit=MAX_LINE), timeout
+            )
+            writer.write(json.dumps({"token": info["token"]}).encode() + b"\n")
+        else:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(paths.control_socket, limit=MAX_LINE), timeout
+            )
+    except (OSError, ValueError, KeyError, TimeoutError):
+        return None
+    return ControlClient(reader, writer)

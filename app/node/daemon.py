@@ -1,0 +1,97 @@
+"""Composition root of a running node: store + DHT + control socket.
+
+`hosted_node` is shared by the headless daemon and the GUI, so both serve the same
+control socket and the CLI works beside either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import logging.handlers
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from app.node.api import DaemonOptions, PassphraseSource, ProfileNotFound
+from app.node.config import load_config, save_config
+from app.node.control import ControlServer
+from app.node.dht import DhtNode, parse_host_port
+from app.node.lock import ProfileLock
+from app.node.paths import ProfilePaths, make_private_dir
+from app.node.profile import open_store
+from app.node.service import NodeService
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(paths: ProfilePaths) -> None:
+    """Log to `<profile>/logs/node.log` (rotated). Nothing secret is ever logged."""
+    make_private_dir(paths.logs)
+    handler = logging.handlers.RotatingFileHandler(
+        paths.logs / "node.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+@asynccontextmanager
+async def hosted_node(
+    options: DaemonOptions, passphrase: PassphraseSource | None
+) -> AsyncIterator[NodeService]:
+    """Lock, unlock and open the profile, join the DHT, serve the control socket."""
+    paths = ProfilePaths(options.profile)
+    if not paths.database.exists():
+        raise ProfileNotFound(
+            f"There is no profile in {options.profile} yet. "
+            "Create one with: scrambled-eggs init --name NAME"
+        )
+    config = load_config(paths.config)
+    listen = options.listen or config.listen
+    host, port = parse_host_port(listen, allow_port_zero=True)
+    bootstrap = [parse_host_port(p) for p in [*options.bootstrap, *config.bootstrap]]
+    with ProfileLock(paths.lock):
+        store = await asyncio.to_thread(open_store, options.profile, passphrase)
+        service = NodeService(store)
+        dht = DhtNode()
+        control = ControlServer(service, paths)
+        join: asyncio.Task[int] | None = None
+        try:
+            await dht.start(host, port)
+            if options.listen is None and port == 0:
+                # keep the same port from now on, so invites handed out stay valid
+                listen_host = listen.rpartition(":")[0]
+                save_config(paths.config, config.updated(listen=f"{listen_host}:{dht.port}"))
+            contacts = await store.call(store.contacts.all)
+            for record in contacts:
+                bootstrap += [parse_host_port(e) for e in record.endpoints]
+            service.attach_network(dht)
+            await control.start()
+            join = asyncio.create_task(dht.bootstrap(bootstrap))
+            log.info("node up on %s", dht.endpoints())
+            yield service
+        finally:
+            if join is not None:
+                join.cancel()
+            await control.stop()
+            service.close()
+            dht.stop()
+            await asyncio.to_thread(store.close)
+            log.info("node stopped")
+
+
+async def run(options: DaemonOptions, passphrase: PassphraseSource | None) -> None:
+    """Run headless until SIGINT or SIGTERM."""
+    configure_logging(ProfilePaths(options.profile))
+    async with hosted_node(options, passphrase) as service:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        status = await service.status()
+        print(f"node running: {status.address} on {', '.join(status.endpoints)}", flush=True)
+        await stop.wait()

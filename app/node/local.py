@@ -1,0 +1,41 @@
+"""Reaching a profile's node: through the control socket of the process that owns it,
+or, when none runs, by opening the profile in this process for the duration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from app.node.api import NodeApi, PassphraseSource, ProfileNotFound
+from app.node.control import connect_control
+from app.node.lock import ProfileLock
+from app.node.paths import ProfilePaths
+from app.node.profile import open_store
+from app.node.service import NodeService
+
+
+@asynccontextmanager
+async def open_node_api(root: Path, passphrase: PassphraseSource | None) -> AsyncIterator[NodeApi]:
+    """The running node's API if one serves the profile, else a local, offline one."""
+    paths = ProfilePaths(root)
+    if not paths.database.exists():
+        raise ProfileNotFound(
+            f"There is no profile in {root} yet. Create one with: scrambled-eggs init --name NAME"
+        )
+    client = await connect_control(paths)
+    if client is not None:
+        try:
+            yield client
+        finally:
+            await client.close()
+        return
+    with ProfileLock(paths.lock):
+        store = await asyncio.to_thread(open_store, root, passphrase)
+        service = NodeService(store)
+        try:
+            yield service
+        finally:
+            service.close()
+            await asyncio.to_thread(store.close)

@@ -1,0 +1,136 @@
+"""Creating, inspecting and opening a profile folder.
+
+A profile is created whole or not at all: the database is built under a temporary name
+and renamed into place only once complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from app.core.errors import InvalidInvite
+from app.core.identity import IdentityKeys, fingerprint, make_invite, validate_display_name
+from app.node.api import (
+    InitResult,
+    InvalidArgument,
+    PassphraseSource,
+    ProfileExists,
+    ProfileInfo,
+    ProfileNotFound,
+    ProfileUnreadable,
+    Whoami,
+)
+from app.node.config import load_config, save_config
+from app.node.lock import ProfileLock, is_locked
+from app.node.paths import ProfilePaths, make_private_dir
+from app.node.storage import database, vault
+from app.node.storage.repositories import ProfileRepository
+from app.node.storage.store import ProfileStore
+
+
+def checked_name(name: str) -> str:
+    """A display name accepted by the core rules, as a user-facing error otherwise."""
+    try:
+        return validate_display_name(name)
+    except InvalidInvite as exc:
+        raise InvalidArgument(f"That name can't be used: {exc}.") from None
+
+
+def whoami_of(keys: IdentityKeys, name: str, endpoints: list[str]) -> Whoami:
+    """The `Whoami` value for an identity reachable at `endpoints`."""
+    public = keys.public
+    return Whoami(
+        name=name,
+        address=public.address,
+        invite=make_invite(keys, name, endpoints),
+        fingerprint=fingerprint(public),
+    )
+
+
+def inspect(root: Path) -> ProfileInfo:
+    """What the folder holds, without unlocking or locking it."""
+    paths = ProfilePaths(root)
+    if not paths.database.is_file():
+        return ProfileInfo(str(root), False, None, None, is_locked(paths.lock))
+    try:
+        conn = sqlite3.connect(f"file:{paths.database}?mode=ro", uri=True)
+        try:
+            header = ProfileRepository(conn).header()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise ProfileUnreadable(
+            f"The profile database {paths.database} is unreadable or corrupt ({exc}). "
+            "Nothing was changed; restore the folder from a backup."
+        ) from None
+    if header is None:
+        raise ProfileUnreadable(f"The profile database {paths.database} has no identity.")
+    return ProfileInfo(
+        str(root), True, header.key.protection, header.address, is_locked(paths.lock)
+    )
+
+
+def create_profile(root: Path, name: str, passphrase: str | None) -> InitResult:
+    """Make a new profile with a fresh identity, all or nothing."""
+    name = checked_name(name)
+    paths = ProfilePaths(root)
+    if paths.database.exists():
+        raise ProfileExists(f"A profile already exists in {root}; it was left untouched.")
+    if passphrase is not None:
+        vault.check_new_passphrase(passphrase)
+    make_private_dir(root)
+    with ProfileLock(paths.lock):
+        if paths.database.exists():
+            raise ProfileExists(f"A profile already exists in {root}; it was left untouched.")
+        identity = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+        address = identity.public.address
+        data_key = os.urandom(32)
+        warning = None
+        if passphrase is not None:
+            protection = vault.protect_with_passphrase(data_key, passphrase, address)
+        else:
+            protection, warning = vault.protect_without_passphrase(
+                data_key, address, paths.key_file
+            )
+        tmp = paths.database.with_name(paths.database.name + ".init")
+        try:
+            conn = database.connect(tmp, create=True)
+            try:
+                ProfileRepository(conn).create(
+                    vault.DataKey(data_key), protection, identity, name, int(time.time())
+                )
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+            if not paths.config.exists():
+                save_config(paths.config, load_config(paths.config))
+            os.replace(tmp, paths.database)
+        except BaseException:
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            raise
+    return InitResult(whoami_of(identity, name, []), protection.protection, warning)
+
+
+def open_store(root: Path, passphrase: PassphraseSource | None) -> ProfileStore:
+    """Open and unlock an existing profile. The caller must already hold its lock."""
+    paths = ProfilePaths(root)
+    if not paths.database.exists():
+        raise ProfileNotFound(
+            f"There is no profile in {root} yet. Create one with: scrambled-eggs init --name NAME"
+        )
+    conn = database.connect(paths.database)
+    try:
+        header = database.guarded(paths.database, ProfileRepository(conn).header)
+        if header is None:
+            raise ProfileUnreadable(f"The profile database {paths.database} has no identity.")
+        key = vault.unlock(header.key, header.address, paths.key_file, passphrase)
+        return database.guarded(paths.database, lambda: ProfileStore(paths, conn, key, header))
+    except BaseException:
+        conn.close()
+        raise

@@ -1,0 +1,88 @@
+"""Opening the profile database: WAL, durable writes, versioned migrations.
+
+Every sensitive column is sealed by the vault before it reaches SQLite, so the database,
+its -wal and -shm files hold only ciphertext for names, keys and message text.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from app.node.api import ProfileUnreadable
+from app.node.storage.schema import MIGRATIONS
+
+T = TypeVar("T")
+
+
+def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
+    """Open (or with `create`, make) the database and bring its schema up to date."""
+    if not create and not path.is_file():
+        raise ProfileUnreadable(f"The profile database {path} is missing or not a file.")
+    if create:
+        # SQLite gives the -wal and -shm files the database file's mode: owner-only.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    except sqlite3.Error as exc:
+        raise _unreadable(path, exc) from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA secure_delete=ON")
+        migrate(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _unreadable(path, exc) from None
+    return conn
+
+
+def _unreadable(path: Path, exc: sqlite3.Error) -> ProfileUnreadable:
+    return ProfileUnreadable(
+        f"The profile database {path} is unreadable or corrupt ({exc}). "
+        "Nothing was changed; restore the folder from a backup."
+    )
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The migration level the database is at."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply every migration newer than the database, each in its own transaction."""
+    current = schema_version(conn)
+    if current > len(MIGRATIONS):
+        raise ProfileUnreadable(
+            "This profile was written by a newer version of Scrambled Eggs; update the app."
+        )
+    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        with transaction(conn):
+            for statement in script:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={version}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def guarded(path: Path, fn: Callable[[], T]) -> T:
+    """Run `fn`, turning low-level SQLite failures into a user-facing error."""
+    try:
+        return fn()
+    except sqlite3.DatabaseError as exc:
+        raise _unreadable(path, exc) from None

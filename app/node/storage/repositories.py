@@ -1,0 +1,186 @@
+"""Typed access to the tables. Sensitive values are sealed/opened here, nowhere else.
+
+Every method runs on the store's worker thread (see `StoreWorker`), never on the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+from app.core.identity import IdentityKeys, PublicIdentity
+from app.node.api import Protection
+from app.node.storage.database import transaction
+from app.node.storage.vault import DataKey, KeyProtection
+
+
+@dataclass(frozen=True)
+class ProfileHeader:
+    """The profile row's public part: readable before unlocking."""
+
+    address: str
+    key: KeyProtection
+
+
+@dataclass(frozen=True)
+class ContactRecord:
+    """A contact as the node knows it (decrypted, in memory only)."""
+
+    address: str
+    name: str
+    signing_key: bytes
+    dh_key: bytes | None
+    endpoints: tuple[str, ...]
+    verified: bool
+
+    @property
+    def identity(self) -> PublicIdentity | None:
+        """Both public keys, once the X25519 key is known."""
+        return PublicIdentity(self.signing_key, self.dh_key) if self.dh_key else None
+
+
+class ProfileRepository:
+    """The single `profile` row: our identity and how the data key is protected."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def header(self) -> ProfileHeader | None:
+        row = self._conn.execute(
+            "SELECT address, protection, key_check, kdf_salt, kdf_ops, kdf_mem, wrapped_key "
+            "FROM profile WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        address, protection, check, salt, ops, mem, wrapped = row
+        return ProfileHeader(
+            address, KeyProtection(Protection(protection), check, salt, ops, mem, wrapped)
+        )
+
+    def create(
+        self, key: DataKey, protection: KeyProtection, identity: IdentityKeys, name: str, now: int
+    ) -> None:
+        address = identity.public.address
+        with transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO profile (id, address, protection, kdf_salt, kdf_ops, kdf_mem, "
+                "wrapped_key, key_check, identity_enc, name_enc, created_at) "
+                "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    address,
+                    protection.protection.value,
+                    protection.kdf_salt,
+                    protection.kdf_ops,
+                    protection.kdf_mem,
+                    protection.wrapped_key,
+                    protection.key_check,
+                    key.seal("profile/identity", identity.to_bytes()),
+                    key.seal("profile/name", name.encode()),
+                    now,
+                ),
+            )
+
+    def identity(self, key: DataKey) -> tuple[IdentityKeys, str]:
+        row = self._conn.execute(
+            "SELECT identity_enc, name_enc FROM profile WHERE id = 1"
+        ).fetchone()
+        keys = IdentityKeys.from_bytes(key.open("profile/identity", row[0]))
+        return keys, key.open("profile/name", row[1]).decode()
+
+    def set_name(self, key: DataKey, name: str) -> None:
+        with transaction(self._conn):
+            self._conn.execute(
+                "UPDATE profile SET name_enc = ? WHERE id = 1",
+                (key.seal("profile/name", name.encode()),),
+            )
+
+    def set_protection(self, protection: KeyProtection) -> None:
+        with transaction(self._conn):
+            self._conn.execute(
+                "UPDATE profile SET protection = ?, kdf_salt = ?, kdf_ops = ?, kdf_mem = ?, "
+                "wrapped_key = ?, key_check = ? WHERE id = 1",
+                (
+                    protection.protection.value,
+                    protection.kdf_salt,
+                    protection.kdf_ops,
+                    protection.kdf_mem,
+                    protection.wrapped_key,
+                    protection.key_check,
+                ),
+            )
+
+
+class ContactRepository:
+    """The address book. Addresses, names, keys and endpoints are all sealed."""
+
+    def __init__(self, conn: sqlite3.Connection, key: DataKey) -> None:
+        self._conn = conn
+        self._key = key
+
+    def _tag(self, address: str) -> bytes:
+        return self._key.tag("contact-address", address)
+
+    def add(self, record: ContactRecord, now: int) -> bool:
+        """Insert; False if the address is already present."""
+        tag = self._tag(record.address)
+        ctx = tag.hex()
+        seal = self._key.seal
+        keys = {"s": record.signing_key.hex(), "x": record.dh_key.hex() if record.dh_key else None}
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO contacts (address_tag, address_enc, name_enc, identity_enc, "
+                "endpoints_enc, verified, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tag,
+                    seal(f"contacts/address/{ctx}", record.address.encode()),
+                    seal(f"contacts/name/{ctx}", record.name.encode()),
+                    seal(f"contacts/identity/{ctx}", json.dumps(keys).encode()),
+                    seal(f"contacts/endpoints/{ctx}", json.dumps(list(record.endpoints)).encode()),
+                    int(record.verified),
+                    now,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def all(self) -> list[ContactRecord]:
+        rows = self._conn.execute(
+            "SELECT address_tag, address_enc, name_enc, identity_enc, endpoints_enc, verified "
+            "FROM contacts ORDER BY id"
+        ).fetchall()
+        return [self._decode(*row) for row in rows]
+
+    def get(self, address: str) -> ContactRecord | None:
+        row = self._conn.execute(
+            "SELECT address_tag, address_enc, name_enc, identity_enc, endpoints_enc, verified "
+            "FROM contacts WHERE address_tag = ?",
+            (self._tag(address),),
+        ).fetchone()
+        return self._decode(*row) if row else None
+
+    def remove(self, address: str) -> bool:
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "DELETE FROM contacts WHERE address_tag = ?", (self._tag(address),)
+            )
+            return cur.rowcount == 1
+
+    def _decode(
+        self,
+        tag: bytes,
+        address: bytes,
+        name: bytes,
+        identity: bytes,
+        endpoints: bytes,
+        verified: int,
+    ) -> ContactRecord:
+        ctx = tag.hex()
+        keys = json.loads(self._key.open(f"contacts/identity/{ctx}", identity))
+        return ContactRecord(
+            address=self._key.open(f"contacts/address/{ctx}", address).decode(),
+            name=self._key.open(f"contacts/name/{ctx}", name).decode(),
+            signing_key=bytes.fromhex(keys["s"]),
+            dh_key=bytes.fromhex(keys["x"]) if keys["x"] else None,
+            endpoints=tuple(json.loads(self._key.open(f"contacts/endpoints/{ctx}", endpoints))),
+            verified=bool(verified),
+        )

@@ -1,0 +1,38 @@
+"""Schema migrations, in order. Never edit a shipped migration: append a new one.
+
+Columns ending in `_enc` hold values sealed by the vault (see vault.py); `*_tag`
+columns hold keyed hashes used for lookups without revealing the value.
+"""
+
+MIGRATIONS: list[list[str]] = [
+    # 1: profile header and address book
+    [
+        """
+        CREATE TABLE profile (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            address TEXT NOT NULL,
+            protection TEXT NOT NULL,
+            kdf_salt BLOB,
+            kdf_ops INTEGER,
+            kdf_mem INTEGER,
+            wrapped_key BLOB,
+            key_check BLOB NOT NULL,
+            identity_enc BLOB NOT NULL,
+            name_enc BLOB NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE contacts (
+            id INTEGER PRIMARY KEY,
+            address_tag BLOB NOT NULL UNIQUE,
+            address_enc BLOB NOT NULL,
+            name_enc BLOB NOT NULL,
+            identity_enc BLOB NOT NULL,
+            endpoints_enc BLOB NOT NULL,
+            verified INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL
+        )
+        """,
+    ],
+]

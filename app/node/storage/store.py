@@ -1,0 +1,56 @@
+"""An unlocked profile database and the one thread that talks to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from app.core.identity import IdentityKeys
+from app.node.paths import ProfilePaths
+from app.node.storage.database import guarded
+from app.node.storage.repositories import ContactRepository, ProfileHeader, ProfileRepository
+from app.node.storage.vault import DataKey
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class ProfileStore:
+    """Repositories over an unlocked database. Use `call` from async code: SQLite runs on
+    a dedicated worker thread so it never blocks the event loop."""
+
+    def __init__(
+        self,
+        paths: ProfilePaths,
+        conn: sqlite3.Connection,
+        key: DataKey,
+        header: ProfileHeader,
+    ) -> None:
+        self.paths = paths
+        self.header = header
+        self.key = key
+        self._conn = conn
+        self.profile = ProfileRepository(conn)
+        self.contacts = ContactRepository(conn, key)
+        self.identity: IdentityKeys
+        self.name: str
+        self.identity, self.name = self.profile.identity(key)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a repository call on the store thread; SQLite errors become user errors."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, lambda: guarded(self.paths.database, lambda: fn(*args, **kwargs))
+        )
+
+    def close(self) -> None:
+        """Finish pending work, checkpoint the WAL and close the database."""
+        self._executor.shutdown(wait=True)
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.close()

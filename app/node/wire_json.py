@@ -1,0 +1,67 @@
+"""Converting API values to and from JSON (for the control socket and `--json` output)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from enum import Enum
+from typing import Any
+
+
+def to_json(value: Any) -> Any:
+    """Dataclasses become objects, enums their values, tuples lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value
+
+
+def from_json(tp: Any, data: Any) -> Any:
+    """Rebuild a value of type `tp` from `to_json` output; `ValueError` if it doesn't fit."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if data is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return from_json(option, data)
+            except (ValueError, TypeError):
+                continue
+        raise ValueError(f"{data!r} fits none of {tp}")
+    if origin in (list, tuple):
+        if not isinstance(data, list):
+            raise ValueError(f"expected a list, got {type(data).__name__}")
+        (item,) = typing.get_args(tp)[:1]
+        items = [from_json(item, v) for v in data]
+        return items if origin is list else tuple(items)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise ValueError(f"expected an object for {tp.__name__}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in data:
+                kwargs[f.name] = from_json(hints[f.name], data[f.name])
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{tp.__name__} needs '{f.name}'")
+        return tp(**kwargs)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp(data)
+    if tp is Any:
+        return data
+    if tp is float and isinstance(data, int) and not isinstance(data, bool):
+        return float(data)
+    if isinstance(tp, type) and (
+        not isinstance(data, tp) or (tp is int and isinstance(data, bool))
+    ):
+        raise ValueError(f"expected {tp.__name__}, got {type(data).__name__}")
+    return data
