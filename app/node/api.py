@@ -183,6 +183,56 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """The safety number shared with a contact, and whether the user confirmed it."""
+
+    name: str
+    address: str
+    safety_number: str
+    verified: bool
+
+
+class MessageStatus(Enum):
+    """Where a message is on its way (outgoing) or that it arrived (incoming)."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    RECEIVED = "received"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a conversation. `sender` is an address (ours for outgoing)."""
+
+    id: str
+    contact: str
+    sender: str
+    outgoing: bool
+    text: str
+    time: float
+    status: MessageStatus
+
+
+@dataclass(frozen=True)
+class Settings:
+    """User preferences, as shown in the settings dialog."""
+
+    display_name: str
+    protection: Protection
+    listen: str
+    bootstrap: list[str]
+    lan_discovery: bool
+    ice_servers: list[str]
+    ipfs_api: str
+    shaping_mode: str
+    theme: str
+    notifications: bool
+    auto_accept_bytes: int
+
+
+@dataclass(frozen=True)
 class InitResult:
     """What `init_profile` created, plus anything the user must be warned about."""
 
@@ -209,6 +259,61 @@ class RemoveContact:
     contact: str
 
 
+@dataclass(frozen=True)
+class VerifyContact:
+    """Show the safety number with a contact; `confirm=True` marks them verified."""
+
+    contact: str
+    confirm: bool = False
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    """Send a text message to a contact (queued at once, delivered when reachable)."""
+
+    contact: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ListMessages:
+    """A page of a conversation, newest last: up to `limit` messages before `before`."""
+
+    contact: str
+    before: str | None = None
+    limit: int = 200
+
+
+@dataclass(frozen=True)
+class SearchMessages:
+    """Find messages containing `text` across all conversations."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """Change some settings; fields left as None keep their value."""
+
+    display_name: str | None = None
+    listen: str | None = None
+    bootstrap: list[str] | None = None
+    lan_discovery: bool | None = None
+    ice_servers: list[str] | None = None
+    ipfs_api: str | None = None
+    shaping_mode: str | None = None
+    theme: str | None = None
+    notifications: bool | None = None
+    auto_accept_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ChangePassphrase:
+    """Protect the profile with a new passphrase (the current one is already unlocked)."""
+
+    new_passphrase: str
+
+
 # --------------------------------------------------------------------------- events
 
 
@@ -227,15 +332,62 @@ class ContactRemoved:
 
 
 @dataclass(frozen=True)
+class ContactVerified:
+    """The user confirmed a contact's safety number."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True)
+class MessageAdded:
+    """A message was sent or received (appended to its conversation)."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class MessageStatusChanged:
+    """An outgoing message progressed (sent, delivered, read)."""
+
+    id: str
+    contact: str
+    status: MessageStatus
+
+
+@dataclass(frozen=True)
+class SettingsChanged:
+    """Settings were updated."""
+
+    settings: Settings
+
+
+@dataclass(frozen=True)
 class NodeStopping:
     """The node is shutting down; subscribers should let go."""
 
     reason: str = "stopped"
 
 
-NodeEvent = ContactAdded | ContactRemoved | NodeStopping
+NodeEvent = (
+    ContactAdded
+    | ContactRemoved
+    | ContactVerified
+    | MessageAdded
+    | MessageStatusChanged
+    | SettingsChanged
+    | NodeStopping
+)
 EVENT_TYPES: dict[str, type[NodeEvent]] = {
-    cls.__name__: cls for cls in (ContactAdded, ContactRemoved, NodeStopping)
+    cls.__name__: cls
+    for cls in (
+        ContactAdded,
+        ContactRemoved,
+        ContactVerified,
+        MessageAdded,
+        MessageStatusChanged,
+        SettingsChanged,
+        NodeStopping,
+    )
 }
 
 # --------------------------------------------------------------------------- the API
@@ -253,6 +405,20 @@ class NodeApi(Protocol):
     async def list_contacts(self) -> list[Contact]: ...
 
     async def remove_contact(self, command: RemoveContact) -> Contact: ...
+
+    async def verify_contact(self, command: VerifyContact) -> Verification: ...
+
+    async def send_message(self, command: SendMessage) -> Message: ...
+
+    async def list_messages(self, command: ListMessages) -> list[Message]: ...
+
+    async def search_messages(self, command: SearchMessages) -> list[Message]: ...
+
+    async def get_settings(self) -> Settings: ...
+
+    async def update_settings(self, command: UpdateSettings) -> Settings: ...
+
+    async def change_passphrase(self, command: ChangePassphrase) -> None: ...
 
     def events(self) -> AsyncIterator[NodeEvent]: ...
 
@@ -315,6 +481,18 @@ async def open_node(
     from app.node.local import open_node_api
 
     async with open_node_api(profile, passphrase) as node:
+        yield node
+
+
+@asynccontextmanager
+async def host_node(
+    options: DaemonOptions, passphrase: PassphraseSource | None
+) -> AsyncIterator[NodeApi]:
+    """Run the full node in this process (as the GUI does): lock and unlock the profile,
+    join the network and serve the control socket until the context exits."""
+    from app.node.daemon import hosted_node
+
+    async with hosted_node(options, passphrase) as node:
         yield node
 
 

@@ -24,14 +24,23 @@ from app.node.api import (
     ERRORS_BY_CODE,
     EVENT_TYPES,
     AddContact,
+    ChangePassphrase,
     Contact,
     ControlUnavailable,
+    ListMessages,
+    Message,
     NodeApi,
     NodeError,
     NodeEvent,
     NodeStopping,
     RemoveContact,
+    SearchMessages,
+    SendMessage,
+    Settings,
     Status,
+    UpdateSettings,
+    Verification,
+    VerifyContact,
     Whoami,
 )
 from app.node.fsutil import atomic_write
@@ -66,6 +75,13 @@ METHODS: dict[str, Method] = {
     "contacts.add": Method("add_contact", AddContact, Contact),
     "contacts.list": Method("list_contacts", None, list[Contact]),
     "contacts.remove": Method("remove_contact", RemoveContact, Contact),
+    "contacts.verify": Method("verify_contact", VerifyContact, Verification),
+    "messages.send": Method("send_message", SendMessage, Message),
+    "messages.list": Method("list_messages", ListMessages, list[Message]),
+    "messages.search": Method("search_messages", SearchMessages, list[Message]),
+    "settings.get": Method("get_settings", None, Settings),
+    "settings.update": Method("update_settings", UpdateSettings, Settings),
+    "profile.change_passphrase": Method("change_passphrase", ChangePassphrase, type(None)),
 }
 
 
@@ -290,6 +306,33 @@ class ControlClient:
     async def remove_contact(self, command: RemoveContact) -> Contact:
         result: Contact = await self._typed("contacts.remove", command)
         return result
+
+    async def verify_contact(self, command: VerifyContact) -> Verification:
+        result: Verification = await self._typed("contacts.verify", command)
+        return result
+
+    async def send_message(self, command: SendMessage) -> Message:
+        result: Message = await self._typed("messages.send", command)
+        return result
+
+    async def list_messages(self, command: ListMessages) -> list[Message]:
+        result: list[Message] = await self._typed("messages.list", command)
+        return result
+
+    async def search_messages(self, command: SearchMessages) -> list[Message]:
+        result: list[Message] = await self._typed("messages.search", command)
+        return result
+
+    async def get_settings(self) -> Settings:
+        result: Settings = await self._typed("settings.get")
+        return result
+
+    async def update_settings(self, command: UpdateSettings) -> Settings:
+        result: Settings = await self._typed("settings.update", command)
+        return result
+
+    async def change_passphrase(self, command: ChangePassphrase) -> None:
+        await self.call("profile.change_passphrase", command)
 
     async def events(self) -> AsyncIterator[NodeEvent]:
         await self.call("events.subscribe")

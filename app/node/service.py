@@ -6,30 +6,56 @@ control socket of a daemon, and the CLI when no daemon runs (then without networ
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import os
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from app.core.errors import InvalidAddress, InvalidInvite
-from app.core.identity import decode_address, encode_address, parse_invite
+from app.core.identity import decode_address, encode_address, parse_invite, safety_number
 from app.node.api import (
     AddContact,
     AmbiguousContact,
     BadInvite,
+    ChangePassphrase,
     Contact,
     ContactAdded,
     ContactExists,
     ContactNotFound,
     ContactRemoved,
+    ContactVerified,
+    InvalidArgument,
+    ListMessages,
+    Message,
+    MessageAdded,
+    MessageStatus,
     NodeEvent,
     RemoveContact,
+    SearchMessages,
+    SendMessage,
+    Settings,
+    SettingsChanged,
     Status,
+    UpdateSettings,
+    Verification,
+    VerifyContact,
     Whoami,
 )
+from app.node.config import Config, load_config, save_config
+from app.node.dht import parse_host_port
 from app.node.events import EventBus
 from app.node.profile import checked_name, whoami_of
+from app.node.storage import vault
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore
+
+T = TypeVar("T")
+MAX_MESSAGE_CHARS = 64 * 1024
+MAX_PAGE = 1000
+SHAPING_MODES = ("off", "balanced", "strict")
+THEMES = ("system", "light", "dark")
 
 
 class NetworkView(Protocol):
@@ -52,6 +78,7 @@ class NodeService:
         self._clock = clock
         self._bus = EventBus()
         self._network: NetworkView | None = None
+        self._config = load_config(store.paths.config)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -159,3 +186,129 @@ class NodeService:
         contact = _public(record)
         self._bus.publish(ContactRemoved(contact))
         return contact
+
+    async def verify_contact(self, command: VerifyContact) -> Verification:
+        record = await self.find_contact(command.contact)
+        theirs = record.identity
+        if theirs is None:
+            raise InvalidArgument(
+                f"{record.name}'s keys are not known yet (added by address only); "
+                "add them from their invite link to compare safety numbers."
+            )
+        number = await _in_thread(safety_number, self.store.identity.public, theirs)
+        verified = record.verified
+        if command.confirm and not verified:
+            await self.store.call(self.store.contacts.set_verified, record.address, True)
+            verified = True
+            contact = dataclasses.replace(_public(record), verified=True)
+            self._bus.publish(ContactVerified(contact))
+        return Verification(record.name, record.address, number, verified)
+
+    # ------------------------------------------------------------------ messages
+
+    async def send_message(self, command: SendMessage) -> Message:
+        text = command.text
+        if not text.strip():
+            raise InvalidArgument("An empty message can't be sent.")
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise InvalidArgument(f"A message has at most {MAX_MESSAGE_CHARS} characters.")
+        record = await self.find_contact(command.contact)
+        message = Message(
+            id=os.urandom(16).hex(),
+            contact=record.address,
+            sender=self.store.identity.public.address,
+            outgoing=True,
+            text=text,
+            time=self._clock(),
+            status=MessageStatus.QUEUED,
+        )
+        # persisted in the outbox before anything else happens to it
+        await self.store.call(self.store.messages.add, message)
+        self._bus.publish(MessageAdded(message))
+        return message
+
+    async def list_messages(self, command: ListMessages) -> list[Message]:
+        record = await self.find_contact(command.contact)
+        limit = max(1, min(command.limit, MAX_PAGE))
+        return await self.store.call(
+            self.store.messages.page, record.address, command.before, limit
+        )
+
+    async def search_messages(self, command: SearchMessages) -> list[Message]:
+        text = command.text
+        if not text.strip():
+            return []
+        addresses = [r.address for r in await self.store.call(self.store.contacts.all)]
+        return await self.store.call(self.store.messages.search, addresses, text.strip(), MAX_PAGE)
+
+    # ------------------------------------------------------------------ settings
+
+    def _settings(self) -> Settings:
+        c = self._config
+        return Settings(
+            display_name=self.store.name,
+            protection=self.store.header.key.protection,
+            listen=c.listen,
+            bootstrap=list(c.bootstrap),
+            lan_discovery=c.lan_discovery,
+            ice_servers=list(c.ice_servers),
+            ipfs_api=c.ipfs_api,
+            shaping_mode=c.shaping_mode,
+            theme=c.theme,
+            notifications=c.notifications,
+            auto_accept_bytes=c.auto_accept_bytes,
+        )
+
+    async def get_settings(self) -> Settings:
+        return self._settings()
+
+    async def update_settings(self, command: UpdateSettings) -> Settings:
+        changes = {
+            k: v
+            for k, v in dataclasses.asdict(command).items()
+            if v is not None and k != "display_name"
+        }
+        config = _validated(self._config.updated(**changes))
+        name = checked_name(command.display_name) if command.display_name else None
+        if name is not None and name != self.store.name:
+            await self.store.call(self.store.profile.set_name, self.store.key, name)
+            self.store.name = name
+        if config != self._config:
+            await _in_thread(save_config, self.store.paths.config, config)
+            self._config = config
+        settings = self._settings()
+        self._bus.publish(SettingsChanged(settings))
+        return settings
+
+    async def change_passphrase(self, command: ChangePassphrase) -> None:
+        address = self.store.identity.public.address
+        protection = await _in_thread(
+            vault.change_passphrase, self.store.key, command.new_passphrase, address
+        )
+        old = self.store.header.key.protection
+        await self.store.call(self.store.profile.set_protection, protection)
+        self.store.header = dataclasses.replace(self.store.header, key=protection)
+        await _in_thread(vault.forget_stored_key, old, address, self.store.paths.key_file)
+        self._bus.publish(SettingsChanged(self._settings()))
+
+
+def _validated(config: Config) -> Config:
+    """Reject settings the node could not use, with a sentence for the user."""
+    parse_host_port(config.listen, allow_port_zero=True)
+    for peer in config.bootstrap:
+        parse_host_port(peer)
+    if config.shaping_mode not in SHAPING_MODES:
+        raise InvalidArgument(f"Traffic shaping is one of: {', '.join(SHAPING_MODES)}.")
+    if config.theme not in THEMES:
+        raise InvalidArgument(f"The theme is one of: {', '.join(THEMES)}.")
+    for server in config.ice_servers:
+        if not server.startswith(("stun:", "turn:", "turns:")):
+            raise InvalidArgument(f"{server!r} is not a stun: or turn: server address.")
+    if config.auto_accept_bytes < 0:
+        raise InvalidArgument("The auto-accept size can't be negative.")
+    return config
+
+
+async def _in_thread(fn: Callable[..., T], *args: object) -> T:
+    """CPU-heavy work (KDFs, fingerprints) off the event loop."""
+    return await asyncio.to_thread(fn, *args)

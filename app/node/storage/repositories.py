@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from app.core.identity import IdentityKeys, PublicIdentity
-from app.node.api import Protection
+from app.node.api import Message, MessageStatus, Protection
 from app.node.storage.database import transaction
 from app.node.storage.vault import DataKey, KeyProtection
 
@@ -158,6 +158,14 @@ class ContactRepository:
         ).fetchone()
         return self._decode(*row) if row else None
 
+    def set_verified(self, address: str, verified: bool) -> bool:
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "UPDATE contacts SET verified = ? WHERE address_tag = ?",
+                (int(verified), self._tag(address)),
+            )
+            return cur.rowcount == 1
+
     def remove(self, address: str) -> bool:
         with transaction(self._conn):
             cur = self._conn.execute(
@@ -183,4 +191,88 @@ class ContactRepository:
             dh_key=bytes.fromhex(keys["x"]) if keys["x"] else None,
             endpoints=tuple(json.loads(self._key.open(f"contacts/endpoints/{ctx}", endpoints))),
             verified=bool(verified),
+        )
+
+
+class MessageRepository:
+    """Conversation history and the outbox. Text is sealed and bound to its message id;
+    the contact is stored as the same keyed tag the address book uses."""
+
+    def __init__(self, conn: sqlite3.Connection, key: DataKey, own_address: str) -> None:
+        self._conn = conn
+        self._key = key
+        self._own = own_address
+
+    def _tag(self, address: str) -> bytes:
+        return self._key.tag("contact-address", address)
+
+    def add(self, message: Message) -> None:
+        with transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO messages (msg_id, contact_tag, outgoing, body_enc, sent_at, status) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    message.id,
+                    self._tag(message.contact),
+                    int(message.outgoing),
+                    self._key.seal(f"messages/body/{message.id}", message.text.encode()),
+                    message.time,
+                    message.status.value,
+                ),
+            )
+
+    def page(self, contact: str, before: str | None, limit: int) -> list[Message]:
+        """Up to `limit` messages older than message `before` (newest last)."""
+        params: list[object] = [self._tag(contact)]
+        where = "contact_tag = ?"
+        if before is not None:
+            where += " AND seq < (SELECT seq FROM messages WHERE msg_id = ?)"
+            params.append(before)
+        rows = self._conn.execute(
+            "SELECT msg_id, outgoing, body_enc, sent_at, status FROM messages "
+            f"WHERE {where} ORDER BY seq DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [self._decode(contact, *row) for row in reversed(rows)]
+
+    def search(self, contacts: list[str], needle: str, limit: int) -> list[Message]:
+        """Messages whose text contains `needle` (case-insensitive), newest first.
+
+        Text is sealed at rest, so this decrypts and scans; see docs/decisions.
+        """
+        wanted = needle.casefold()
+        by_tag = {self._tag(a): a for a in contacts}
+        found: list[Message] = []
+        cursor = self._conn.execute(
+            "SELECT contact_tag, msg_id, outgoing, body_enc, sent_at, status FROM messages "
+            "ORDER BY seq DESC"
+        )
+        for tag, *row in cursor:
+            contact = by_tag.get(tag)
+            if contact is None:
+                continue
+            message = self._decode(contact, *row)
+            if wanted in message.text.casefold():
+                found.append(message)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def set_status(self, msg_id: str, status: MessageStatus) -> None:
+        with transaction(self._conn):
+            self._conn.execute(
+                "UPDATE messages SET status = ? WHERE msg_id = ?", (status.value, msg_id)
+            )
+
+    def _decode(
+        self, contact: str, msg_id: str, outgoing: int, body: bytes, sent_at: float, status: str
+    ) -> Message:
+        return Message(
+            id=msg_id,
+            contact=contact,
+            sender=self._own if outgoing else contact,
+            outgoing=bool(outgoing),
+            text=self._key.open(f"messages/body/{msg_id}", body).decode(),
+            time=sent_at,
+            status=MessageStatus(status),
         )

@@ -36,3 +36,21 @@ MIGRATIONS: list[list[str]] = [
         """,
     ],
 ]
+
+MIGRATIONS.append(
+    # 2: conversation history and outbox (text sealed, bound to the message id)
+    [
+        """
+        CREATE TABLE messages (
+            seq INTEGER PRIMARY KEY,
+            msg_id TEXT NOT NULL UNIQUE,
+            contact_tag BLOB NOT NULL,
+            outgoing INTEGER NOT NULL,
+            body_enc BLOB NOT NULL,
+            sent_at REAL NOT NULL,
+            status TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX messages_by_contact ON messages (contact_tag, seq)",
+    ]
+)

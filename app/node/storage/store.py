@@ -12,7 +12,12 @@ from typing import ParamSpec, TypeVar
 from app.core.identity import IdentityKeys
 from app.node.paths import ProfilePaths
 from app.node.storage.database import guarded
-from app.node.storage.repositories import ContactRepository, ProfileHeader, ProfileRepository
+from app.node.storage.repositories import (
+    ContactRepository,
+    MessageRepository,
+    ProfileHeader,
+    ProfileRepository,
+)
 from app.node.storage.vault import DataKey
 
 P = ParamSpec("P")
@@ -39,6 +44,7 @@ class ProfileStore:
         self.identity: IdentityKeys
         self.name: str
         self.identity, self.name = self.profile.identity(key)
+        self.messages = MessageRepository(conn, key, self.identity.public.address)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -167,6 +167,19 @@ def change_passphrase(key: DataKey, new_passphrase: str, address: str) -> KeyPro
     return protect_with_passphrase(key.raw, new_passphrase, address)
 
 
+def forget_stored_key(
+    protection: Protection, address: str, key_file: Path, backend: Any | None = None
+) -> None:
+    """Remove the key copy of the old protection once a passphrase protects the key."""
+    if protection is Protection.KEY_FILE:
+        key_file.unlink(missing_ok=True)
+    elif protection is Protection.KEYRING:
+        try:
+            _backend(backend).delete_password(KEYRING_SERVICE, address)
+        except Exception:  # an entry that is already gone is fine
+            pass
+
+
 def _key_check(key: bytes) -> bytes:
     return seal(key, os.urandom(NONCE_SIZE), Domain.DATA_KEY_WRAP, b"key-check", _KEY_CHECK)
 
