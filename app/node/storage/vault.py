@@ -12,6 +12,7 @@ row or column fails to open. The data key itself is either
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -174,10 +175,8 @@ def forget_stored_key(
     if protection is Protection.KEY_FILE:
         key_file.unlink(missing_ok=True)
     elif protection is Protection.KEYRING:
-        try:
+        with contextlib.suppress(Exception):  # an entry already gone is fine
             _backend(backend).delete_password(KEYRING_SERVICE, address)
-        except Exception:  # an entry that is already gone is fine
-            pass
 
 
 def _key_check(key: bytes) -> bytes:
