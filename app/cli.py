@@ -12,6 +12,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     remove = csub.add_parser("remove", help="remove a contact")
     remove.add_argument("contact", metavar="CONTACT", help="a name or an address")
     _json_flag(remove)
+    verify = csub.add_parser("verify", help="compare safety numbers with a contact")
+    verify.add_argument("contact", metavar="CONTACT", help="a name or an address")
+    verify.add_argument("--confirm", action="store_true", help="mark the contact verified")
+    _json_flag(verify)
+
+    send = sub.add_parser("send", help="send a text message")
+    send.add_argument("contact", metavar="CONTACT", help="a name or an address")
+    send.add_argument("text", metavar="TEXT")
+    _json_flag(send)
+    messages = sub.add_parser("messages", help="show a conversation")
+    messages.add_argument("contact", metavar="CONTACT", help="a name or an address")
+    messages.add_argument("--limit", type=int, default=200, help="how many (newest)")
+    _json_flag(messages)
+    search = sub.add_parser("search", help="search all conversations")
+    search.add_argument("text", metavar="TEXT")
+    _json_flag(search)
     return parser
 
 
@@ -138,10 +155,52 @@ async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
         contacts = await node.list_contacts()
         lines = [f"{c.name}\t{c.address}\t{'verified' if c.verified else ''}" for c in contacts]
         _emit(args, contacts, "\n".join(lines) if lines else "No contacts yet.")
+    elif args.contacts_command == "verify":
+        v = await node.verify_contact(api.VerifyContact(args.contact, confirm=args.confirm))
+        state = "verified" if v.verified else "not verified yet"
+        text = f"Safety number with {v.name} ({state}):\n{v.safety_number}"
+        if args.json:
+            print(json.dumps({"safety_number": v.safety_number, "verified": v.verified}))
+        else:
+            print(text)
     else:
         removed = await node.remove_contact(api.RemoveContact(args.contact))
         _emit(args, removed, f"Removed {removed.name}")
     return 0
+
+
+def _message_json(m: api.Message) -> dict[str, Any]:
+    return {"id": m.id, "from": m.sender, "text": m.text, "time": m.time, "status": m.status.value}
+
+
+def _message_text(m: api.Message) -> str:
+    stamp = datetime.fromtimestamp(m.time).strftime("%Y-%m-%d %H:%M")
+    who = "me" if m.outgoing else m.contact[:10]
+    return f"[{stamp}] {who}: {m.text}" + (f"  ({m.status.value})" if m.outgoing else "")
+
+
+async def cmd_send(args: argparse.Namespace, node: api.NodeApi) -> int:
+    message = await node.send_message(api.SendMessage(args.contact, args.text))
+    print(json.dumps({"id": message.id}) if args.json else f"Queued {message.id}")
+    return 0
+
+
+async def cmd_messages(args: argparse.Namespace, node: api.NodeApi) -> int:
+    found = await node.list_messages(api.ListMessages(args.contact, limit=args.limit))
+    _print_messages(args, found)
+    return 0
+
+
+async def cmd_search(args: argparse.Namespace, node: api.NodeApi) -> int:
+    _print_messages(args, await node.search_messages(api.SearchMessages(args.text)))
+    return 0
+
+
+def _print_messages(args: argparse.Namespace, found: list[api.Message]) -> None:
+    if args.json:
+        print(json.dumps([_message_json(m) for m in found], ensure_ascii=False))
+    else:
+        print("\n".join(_message_text(m) for m in found) or "No messages.")
 
 
 def cmd_status(args: argparse.Namespace, profile: Path) -> int:
@@ -197,8 +256,15 @@ def run(args: argparse.Namespace) -> int:
             return cmd_status(args, profile)
         if args.command == "whoami":
             return _run_with_node(profile, lambda node: cmd_whoami(args, node))
-        if args.command == "contacts":
-            return _run_with_node(profile, lambda node: cmd_contacts(args, node))
+        handlers = {
+            "contacts": cmd_contacts,
+            "send": cmd_send,
+            "messages": cmd_messages,
+            "search": cmd_search,
+        }
+        if args.command in handlers:
+            handler = handlers[args.command]
+            return _run_with_node(profile, lambda node: handler(args, node))
     except api.NodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

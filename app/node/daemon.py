@@ -34,13 +34,16 @@ def configure_logging(paths: ProfilePaths) -> None:
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    if any(getattr(h, "baseFilename", None) == handler.baseFilename for h in root.handlers):
+        handler.close()
+        return
     root.addHandler(handler)
     root.setLevel(logging.INFO)
 
 
 @asynccontextmanager
 async def hosted_node(
-    options: DaemonOptions, passphrase: PassphraseSource | None
+    options: DaemonOptions, passphrase: PassphraseSource | None, *, log_to_profile: bool = True
 ) -> AsyncIterator[NodeService]:
     """Lock, unlock and open the profile, join the DHT, serve the control socket."""
     paths = ProfilePaths(options.profile)
@@ -54,6 +57,8 @@ async def hosted_node(
     host, port = parse_host_port(listen, allow_port_zero=True)
     bootstrap = [parse_host_port(p) for p in [*options.bootstrap, *config.bootstrap]]
     with ProfileLock(paths.lock):
+        if log_to_profile:
+            configure_logging(paths)
         store = await asyncio.to_thread(open_store, options.profile, passphrase)
         service = NodeService(store)
         dht = DhtNode()
@@ -85,7 +90,6 @@ async def hosted_node(
 
 async def run(options: DaemonOptions, passphrase: PassphraseSource | None) -> None:
     """Run headless until SIGINT or SIGTERM."""
-    configure_logging(ProfilePaths(options.profile))
     async with hosted_node(options, passphrase) as service:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,0 +1,160 @@
+"""Addresses, invite links and safety numbers."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.core.domains import Domain
+from app.core.errors import InvalidAddress, InvalidInvite, InvalidSignature
+from app.core.identity import (
+    IdentityKeys,
+    decode_address,
+    encode_address,
+    fingerprint,
+    make_invite,
+    parse_invite,
+    safety_number,
+    validate_display_name,
+    validate_endpoint,
+)
+
+
+def keys(n: int) -> IdentityKeys:
+    seed = hashlib.sha256(f"identity-{n}".encode()).digest()
+    return IdentityKeys.from_seeds(seed, hashlib.sha256(seed).digest())
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_address_round_trips(key: bytes) -> None:
+    address = encode_address(key)
+    assert address.startswith("egg") and len(address) == 61
+    assert decode_address(address) == key
+    assert decode_address(address.upper()) == key
+    spaced = " ".join(address[i : i + 5] for i in range(0, len(address), 5))
+    assert decode_address(spaced) == key
+
+
+def test_every_single_character_typo_is_caught() -> None:
+    address = keys(1).public.address
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    caught = 0
+    for i in range(3, len(address) - 1):  # the last char carries pad bits
+        for ch in alphabet:
+            if ch == address[i]:
+                continue
+            typo = address[:i] + ch + address[i + 1 :]
+            with pytest.raises(InvalidAddress):
+                decode_address(typo)
+            caught += 1
+    assert caught == (len(address) - 4) * 31
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "egg", "eggs:xyz", "abc" + "a" * 58, "egg" + "1" * 58, "egg" + "a" * 57]
+)
+def test_malformed_addresses_are_rejected(bad: str) -> None:
+    with pytest.raises(InvalidAddress):
+        decode_address(bad)
+
+
+def test_invite_round_trip_carries_name_keys_and_endpoints() -> None:
+    alice = keys(1)
+    link = make_invite(alice, "Alice Ünïcode 🥚", ["127.0.0.1:4000", "[::1]:4001", "host.lan:9"])
+    assert link.startswith("eggs:egg")
+    invite = parse_invite(link)
+    assert invite.identity == alice.public
+    assert invite.name == "Alice Ünïcode 🥚"
+    assert invite.endpoints == ("127.0.0.1:4000", "[::1]:4001", "host.lan:9")
+
+
+def _swap(link: str, field: str, value: str) -> str:
+    head, _, query = link.partition("?")
+    parts = [p if not p.startswith(field + "=") else f"{field}={value}" for p in query.split("&")]
+    return head + "?" + "&".join(parts)
+
+
+def test_altered_invites_are_rejected() -> None:
+    alice, mallory = keys(1), keys(2)
+    link = make_invite(alice, "Alice", ["127.0.0.1:4000"])
+    forged = [
+        _swap(link, "n", "Mallory"),
+        _swap(link, "e", "127.0.0.1%3A6666"),
+        _swap(link, "x", make_invite(mallory, "M", []).split("x=")[1].split("&")[0]),
+        link.replace(alice.public.address, mallory.public.address),
+        link.replace("&e=127.0.0.1%3A4000", ""),
+    ]
+    for bad in forged:
+        with pytest.raises(InvalidInvite):
+            parse_invite(bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "eggs:",
+        "http://example.invalid/",
+        "eggs:notanaddress?v=1",
+        "eggs:" + keys(1).public.address,
+        "eggs:" + keys(1).public.address + "?v=1&n=A&x=zzz&s=zzz",
+        "eggs:" + keys(1).public.address + "?v=2&n=A&x=aa&s=aa",
+        "eggs:" + "x" * 5000,
+        "eggs:" + keys(1).public.address + "?v=1&v=1&n=A",
+        "eggs:" + keys(1).public.address + "?%zz",
+    ],
+)
+def test_malformed_invites_are_rejected(bad: str) -> None:
+    with pytest.raises(InvalidInvite):
+        parse_invite(bad)
+
+
+def test_invite_signature_is_domain_separated() -> None:
+    alice = keys(1)
+    signature = alice.sign(Domain.DHT_RECORD, b"payload")
+    alice.public.verify(Domain.DHT_RECORD, b"payload", signature)
+    with pytest.raises(InvalidSignature):
+        alice.public.verify(Domain.INVITE, b"payload", signature)
+
+
+def test_safety_number_is_symmetric_and_distinct() -> None:
+    a, b, c = keys(1).public, keys(2).public, keys(3).public
+    number = safety_number(a, b)
+    assert number == safety_number(b, a)
+    assert number != safety_number(a, c)
+    digits = number.replace(" ", "")
+    assert len(digits) == 60 and digits.isdigit()
+    assert fingerprint(a) in number and fingerprint(b) in number
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("127.0.0.1:1", "127.0.0.1:1"),
+        ("[::1]:80", "[::1]:80"),
+        ("Host.LAN:65535", "host.lan:65535"),
+    ],
+)
+def test_endpoints_are_canonical(raw: str, canonical: str) -> None:
+    assert validate_endpoint(raw) == canonical
+
+
+@pytest.mark.parametrize("bad", ["host", "host:0", "host:70000", "::1:80", "a b:1", "-x-:1"])
+def test_bad_endpoints_are_rejected(bad: str) -> None:
+    with pytest.raises(InvalidInvite):
+        validate_endpoint(bad)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "a" * 65, "evil\u202ename", "tab\there", "nl\nx"])
+def test_bad_display_names_are_rejected(bad: str) -> None:
+    with pytest.raises(InvalidInvite):
+        validate_display_name(bad)
+
+
+def test_private_keys_never_appear_in_repr() -> None:
+    alice = keys(1)
+    assert alice.signing_seed.hex() not in repr(alice)
+    assert IdentityKeys.from_bytes(alice.to_bytes()) == alice

@@ -1,0 +1,77 @@
+"""Running `scrambled-eggs` in separate processes, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def cli_env(passphrase: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SCRAMBLED_EGGS_PASSPHRASE", None)
+    if passphrase is not None:
+        env["SCRAMBLED_EGGS_PASSPHRASE"] = passphrase
+    return env
+
+
+def run_cli(
+    profile: Path, *args: str, passphrase: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", "--profile", str(profile), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(passphrase),
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+
+
+def cli_json(profile: Path, *args: str, passphrase: str | None = None) -> Any:
+    done = run_cli(profile, *args, "--json", passphrase=passphrase)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+class Daemon:
+    """`scrambled-eggs daemon` in its own process."""
+
+    def __init__(self, profile: Path, *args: str, passphrase: str | None = None) -> None:
+        self.profile = profile
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "--profile", str(profile), "daemon", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(passphrase),
+            stdin=subprocess.DEVNULL,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited: {self.process.stderr.read()}")  # type: ignore[union-attr]
+            done = run_cli(self.profile, "status", "--json")
+            if done.returncode == 0:
+                status: dict[str, Any] = json.loads(done.stdout)
+                if status["running"]:
+                    return status
+            time.sleep(0.2)
+        raise AssertionError("daemon did not come up")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=20)
+        finally:
+            for stream in (self.process.stdout, self.process.stderr):
+                if stream:
+                    stream.close()

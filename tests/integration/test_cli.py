@@ -1,0 +1,179 @@
+"""The README's user journey, each command in its own process."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli_helpers import Daemon, cli_json, run_cli
+
+from app import __version__
+from app.node.lock import ProfileLock
+from app.node.paths import ProfilePaths
+from app.node.profile import open_store
+
+PASS = "a passphrase for tests"
+LOOPBACK = ("--listen", "127.0.0.1:0", "--no-lan")
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    """Content of every file that holds data (SQLite's -shm index and an empty -wal
+    are transient artifacts of opening the database, not data)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and p.name != "lock"
+        and not p.name.endswith("-shm")
+        and not (p.name.endswith("-wal") and p.stat().st_size == 0)
+    }
+
+
+def one_line_error(done: object) -> str:
+    stderr = done.stderr.strip()  # type: ignore[attr-defined]
+    assert done.returncode != 0  # type: ignore[attr-defined]
+    assert stderr.startswith("error: ") and "\n" not in stderr and "Traceback" not in stderr
+    return str(stderr)
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.stop()
+
+
+def test_version() -> None:
+    done = run_cli(Path("/nonexistent"), "--version")
+    assert done.returncode == 0 and __version__ in done.stdout
+
+
+def test_profile_commands_without_a_daemon(tmp_path: Path) -> None:
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    created = cli_json(alice, "init", "--name", "Alice", passphrase=PASS)
+    me = cli_json(alice, "whoami", passphrase=PASS)
+    assert me == created and set(me) == {"name", "address", "invite", "fingerprint"}
+    assert me["invite"].startswith("eggs:" + me["address"])
+    done = run_cli(bob, "init", "--name", "Bob", "--no-passphrase")
+    assert done.returncode == 0 and "warning:" in done.stderr  # no keyring here: key file
+    bob_me = cli_json(bob, "whoami")
+    added = cli_json(alice, "contacts", "add", bob_me["invite"], passphrase=PASS)
+    assert added == {"name": "Bob", "address": bob_me["address"], "verified": False}
+    assert cli_json(alice, "contacts", "list", passphrase=PASS) == [added]
+    status = cli_json(alice, "status")  # no passphrase needed to ask
+    assert status == {"running": False, "address": me["address"], "endpoints": [], "dht_peers": 0}
+    assert run_cli(alice, "contacts", "remove", "Bob", passphrase=PASS).returncode == 0
+    assert cli_json(alice, "contacts", "list", passphrase=PASS) == []
+
+
+def test_commands_go_through_the_running_daemon(tmp_path: Path, daemons: list[Daemon]) -> None:
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    cli_json(alice, "init", "--name", "Alice", passphrase=PASS)
+    bob_me = cli_json(bob, "init", "--name", "Bob", "--no-passphrase")
+    daemons.append(Daemon(alice, *LOOPBACK, passphrase=PASS))
+    status = daemons[0].wait_ready()
+    assert status["running"] and status["endpoints"][0].startswith("127.0.0.1:")
+    # no passphrase given: these can only work through the daemon's control socket
+    me = cli_json(alice, "whoami")
+    assert status["endpoints"][0].replace(":", "%3A") in me["invite"]
+    cli_json(alice, "contacts", "add", bob_me["invite"], "--name", "Bobby")
+    assert [c["name"] for c in cli_json(alice, "contacts", "list")] == ["Bobby"]
+    second = run_cli(alice, "daemon", *LOOPBACK, passphrase=PASS)
+    assert "in use" in one_line_error(second)
+    assert daemons[0].stop() == 0
+    assert not ProfilePaths(alice).control_socket.exists()
+    # after the daemon, the same data is there when opened directly
+    assert [c["name"] for c in cli_json(alice, "contacts", "list", passphrase=PASS)] == ["Bobby"]
+
+
+def test_daemons_join_each_other(tmp_path: Path, daemons: list[Daemon]) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    cli_json(a, "init", "--name", "A", "--no-passphrase")
+    cli_json(b, "init", "--name", "B", "--no-passphrase")
+    daemons.append(Daemon(a, *LOOPBACK))
+    a_status = daemons[0].wait_ready()
+    daemons.append(Daemon(b, *LOOPBACK, "--bootstrap", a_status["endpoints"][0]))
+    daemons[1].wait_ready()
+    for _ in range(50):
+        if cli_json(a, "status")["dht_peers"] >= 1 and cli_json(b, "status")["dht_peers"] >= 1:
+            break
+    assert cli_json(a, "status")["dht_peers"] >= 1
+    assert cli_json(b, "status")["dht_peers"] >= 1
+
+
+def test_a_killed_daemon_leaves_nothing_that_blocks_a_restart(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    a = tmp_path / "a"
+    cli_json(a, "init", "--name", "A", "--no-passphrase")
+    first = Daemon(a, *LOOPBACK)
+    first.wait_ready()
+    assert first.stop(signal.SIGKILL) != 0
+    assert ProfilePaths(a).control_socket.exists()  # stale, left by the kill
+    daemons.append(Daemon(a, *LOOPBACK))
+    assert daemons[0].wait_ready()["running"]
+
+
+def test_bad_input_gives_one_clear_line_and_loses_nothing(tmp_path: Path) -> None:
+    alice = tmp_path / "alice"
+    cli_json(alice, "init", "--name", "Alice", passphrase=PASS)
+    before = digest_tree(alice)
+    assert "invite" in one_line_error(
+        run_cli(alice, "contacts", "add", "eggs:bad", passphrase=PASS)
+    )
+    assert "passphrase" in one_line_error(run_cli(alice, "whoami", passphrase="wrong passphrase"))
+    assert "passphrase" in one_line_error(run_cli(alice, "whoami"))
+    assert "already exists" in one_line_error(
+        run_cli(alice, "init", "--name", "Mallory", passphrase=PASS)
+    )
+    assert "no profile" in one_line_error(run_cli(tmp_path / "none", "whoami")).lower()
+    bad_listen = run_cli(alice, "daemon", "--listen", "nonsense", passphrase=PASS)
+    assert "HOST:PORT" in one_line_error(bad_listen)
+    assert digest_tree(alice) == before
+    with ProfileLock(ProfilePaths(alice).lock):
+        assert "in use" in one_line_error(run_cli(alice, "contacts", "list", passphrase=PASS))
+    db = ProfilePaths(alice).database
+    db.write_bytes(db.read_bytes()[:100] + b"\x00garbage" * 500)
+    corrupted = digest_tree(alice)
+    assert "corrupt" in one_line_error(run_cli(alice, "contacts", "list", passphrase=PASS))
+    assert "corrupt" in one_line_error(run_cli(alice, "status"))
+    assert digest_tree(alice) == corrupted
+
+
+CANARY = "CanaryZebra7731"
+
+
+def test_copied_profile_reveals_no_names_text_or_keys(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    alice, other = tmp_path / "alice", tmp_path / "other"
+    cli_json(alice, "init", "--name", f"Alice{CANARY}", passphrase=PASS)
+    invite = cli_json(other, "init", "--name", "Other", "--no-passphrase")["invite"]
+    cli_json(alice, "contacts", "add", invite, "--name", CANARY, passphrase=PASS)
+    cli_json(alice, "send", CANARY, f"secret text {CANARY}", passphrase=PASS)
+    daemons.append(Daemon(alice, *LOOPBACK, passphrase=PASS))
+    daemons[0].wait_ready()
+    cli_json(alice, "send", CANARY, f"through the daemon {CANARY}")
+    assert daemons[0].stop() == 0
+
+    with ProfileLock(ProfilePaths(alice).lock):
+        store = open_store(alice, lambda: PASS)
+        secrets = [store.identity.signing_seed, store.identity.dh_secret, store.key.raw]
+        store.close()
+    needles = [CANARY.encode(), CANARY.encode("utf-16-le"), CANARY.lower().encode()]
+    for secret in secrets:
+        needles += [secret, secret.hex().encode(), secret[:16]]
+    files = [p for p in alice.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"eggs.db", "config.json"}
+    for path in files:
+        data = path.read_bytes()
+        for needle in needles:
+            assert needle not in data, f"{path.name} leaks a secret"
+    # and the database really holds the data, sealed
+    rows = sqlite3.connect(ProfilePaths(alice).database).execute("SELECT count(*) FROM messages")
+    assert rows.fetchone()[0] == 2

@@ -1,0 +1,204 @@
+"""Profile creation, unlocking, key protection and failure modes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from keyring.backend import KeyringBackend
+
+from app.node.api import (
+    InvalidArgument,
+    PassphraseRequired,
+    ProfileExists,
+    ProfileLocked,
+    ProfileNotFound,
+    ProfileUnreadable,
+    Protection,
+    WrongPassphrase,
+)
+from app.node.lock import ProfileLock
+from app.node.paths import ProfilePaths
+from app.node.profile import create_profile, inspect, open_store
+from app.node.storage import vault
+from app.node.storage.database import connect, schema_version
+from app.node.storage.schema import MIGRATIONS
+
+PASS = "correct horse battery"
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    """Content of every file that holds data (SQLite's -shm index and an empty -wal
+    are transient artifacts of opening the database, not data)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and p.name != "lock"
+        and not p.name.endswith("-shm")
+        and not (p.name.endswith("-wal") and p.stat().st_size == 0)
+    }
+
+
+class MemoryKeyring(KeyringBackend):
+    """A real keyring backend that keeps secrets in memory (for tests)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.secrets.pop((service, username), None)
+
+
+def test_create_and_open_with_passphrase(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    result = create_profile(root, "Alice", PASS)
+    assert result.protection is Protection.PASSPHRASE and result.warning is None
+    info = inspect(root)
+    assert info.exists and info.address == result.whoami.address and not info.in_use
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(ProfilePaths(root).database.stat().st_mode) == 0o600
+    with ProfileLock(ProfilePaths(root).lock):
+        store = open_store(root, lambda: PASS)
+        try:
+            assert store.name == "Alice"
+            assert store.identity.public.address == result.whoami.address
+        finally:
+            store.close()
+
+
+def test_wrong_passphrase_changes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    create_profile(root, "Alice", PASS)
+    before = digest_tree(root)
+    with pytest.raises(WrongPassphrase):
+        open_store(root, lambda: "not the passphrase")
+    with pytest.raises(PassphraseRequired):
+        open_store(root, None)
+    assert digest_tree(root) == before
+
+
+def test_no_keyring_falls_back_to_private_key_file_with_warning(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    result = create_profile(root, "Bob", None)
+    assert result.protection is Protection.KEY_FILE
+    assert result.warning and "data.key" in result.warning
+    key_file = ProfilePaths(root).key_file
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    store = open_store(root, None)
+    store.close()
+
+
+def test_keyring_protection_round_trip(tmp_path: Path) -> None:
+    backend = MemoryKeyring()
+    key = os.urandom(32)
+    protection, warning = vault.protect_without_passphrase(
+        key, "eggaddress", tmp_path / "data.key", backend
+    )
+    assert protection.protection is Protection.KEYRING and warning is None
+    assert not (tmp_path / "data.key").exists()
+    unlocked = vault.unlock(protection, "eggaddress", tmp_path / "data.key", None, backend)
+    assert unlocked.raw == key
+    with pytest.raises(ProfileUnreadable):
+        vault.unlock(protection, "eggaddress", tmp_path / "data.key", None, MemoryKeyring())
+
+
+def test_key_file_of_another_profile_is_refused(tmp_path: Path) -> None:
+    create_profile(tmp_path / "a", "A", None)
+    create_profile(tmp_path / "b", "B", None)
+    other = ProfilePaths(tmp_path / "b").key_file.read_bytes()
+    ProfilePaths(tmp_path / "a").key_file.write_bytes(other)
+    with pytest.raises(ProfileUnreadable, match="another profile"):
+        open_store(tmp_path / "a", None)
+
+
+def test_init_never_overwrites(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    create_profile(root, "Alice", PASS)
+    before = digest_tree(root)
+    with pytest.raises(ProfileExists):
+        create_profile(root, "Mallory", PASS)
+    assert digest_tree(root) == before
+
+
+@pytest.mark.parametrize(("name", "passphrase"), [("", PASS), ("A\u202eB", PASS), ("A", "short")])
+def test_bad_init_input_creates_nothing(tmp_path: Path, name: str, passphrase: str) -> None:
+    with pytest.raises(InvalidArgument):
+        create_profile(tmp_path / "p", name, passphrase)
+    assert not (tmp_path / "p" / "eggs.db").exists()
+
+
+def test_missing_profile(tmp_path: Path) -> None:
+    with pytest.raises(ProfileNotFound):
+        open_store(tmp_path / "nothing", None)
+    assert not inspect(tmp_path / "nothing").exists
+
+
+def test_corrupt_database_is_reported_and_left_alone(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    create_profile(root, "Alice", None)
+    db = ProfilePaths(root).database
+    db.write_bytes(b"this is not a database" * 100)
+    before = digest_tree(root)
+    with pytest.raises(ProfileUnreadable, match="unreadable or corrupt"):
+        open_store(root, None)
+    with pytest.raises(ProfileUnreadable):
+        inspect(root)
+    assert digest_tree(root) == before
+
+
+def test_tampered_sealed_value_is_detected(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    create_profile(root, "Alice", None)
+    conn = sqlite3.connect(ProfilePaths(root).database)
+    conn.execute("UPDATE profile SET name_enc = identity_enc")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ProfileUnreadable, match="integrity"):
+        open_store(root, None)
+
+
+def test_database_is_a_directory(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    create_profile(root, "Alice", None)
+    db = ProfilePaths(root).database
+    db.unlink()
+    db.mkdir()
+    with pytest.raises(ProfileUnreadable):
+        open_store(root, None)
+
+
+def test_lock_is_exclusive(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    create_profile(root, "Alice", None)
+    with ProfileLock(ProfilePaths(root).lock):
+        assert inspect(root).in_use
+        with pytest.raises(ProfileLocked, match="in use"):
+            ProfileLock(ProfilePaths(root).lock).acquire()
+    assert not inspect(root).in_use
+
+
+def test_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "x.db", create=True)
+    assert schema_version(conn) == len(MIGRATIONS)
+    conn.close()
+    conn = connect(tmp_path / "x.db")
+    assert schema_version(conn) == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(ProfileUnreadable, match="newer version"):
+        connect(tmp_path / "x.db")

@@ -1,0 +1,164 @@
+"""NodeService commands over a real unlocked profile (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from app.node.api import (
+    AddContact,
+    AmbiguousContact,
+    BadInvite,
+    ChangePassphrase,
+    ContactAdded,
+    ContactExists,
+    ContactNotFound,
+    InvalidArgument,
+    ListMessages,
+    MessageAdded,
+    MessageStatus,
+    RemoveContact,
+    SearchMessages,
+    SendMessage,
+    UpdateSettings,
+    VerifyContact,
+    WrongPassphrase,
+)
+from app.node.profile import create_profile, open_store
+from app.node.service import NodeService
+
+
+@pytest_asyncio.fixture
+async def node(tmp_path: Path) -> AsyncIterator[NodeService]:
+    create_profile(tmp_path / "me", "Me", None)
+    store = open_store(tmp_path / "me", None)
+    service = NodeService(store)
+    yield service
+    service.close()
+    store.close()
+
+
+def invite_of(tmp_path: Path, name: str) -> str:
+    return create_profile(tmp_path / name, name, None).whoami.invite
+
+
+@pytest.mark.asyncio
+async def test_contacts_add_list_find_remove(node: NodeService, tmp_path: Path) -> None:
+    bob = await node.add_contact(AddContact(invite_of(tmp_path, "Bob")))
+    carol_addr = create_profile(tmp_path / "c", "Carol", None).whoami.address
+    carol = await node.add_contact(AddContact(carol_addr, name="Carol"))
+    assert [c.name for c in await node.list_contacts()] == ["Bob", "Carol"]
+    assert (await node.find_contact("bob")).address == bob.address
+    assert (await node.find_contact(carol.address.upper())).name == "Carol"
+    removed = await node.remove_contact(RemoveContact("Bob"))
+    assert removed.address == bob.address
+    with pytest.raises(ContactNotFound):
+        await node.remove_contact(RemoveContact("Bob"))
+    assert [c.name for c in await node.list_contacts()] == ["Carol"]
+
+
+@pytest.mark.asyncio
+async def test_contact_rules(node: NodeService, tmp_path: Path) -> None:
+    invite = invite_of(tmp_path, "Bob")
+    await node.add_contact(AddContact(invite))
+    with pytest.raises(ContactExists):
+        await node.add_contact(AddContact(invite, name="Other"))
+    with pytest.raises(ContactExists, match="named"):
+        await node.add_contact(AddContact(invite_of(tmp_path, "bob2"), name="BOB"))
+    with pytest.raises(BadInvite, match="own address"):
+        await node.add_contact(AddContact((await node.whoami()).invite))
+    for bad in ["eggs:garbage", "hello", invite[:-3] + "aaa", ""]:
+        with pytest.raises(BadInvite):
+            await node.add_contact(AddContact(bad))
+    assert len(await node.list_contacts()) == 1
+
+
+@pytest.mark.asyncio
+async def test_events_are_published(node: NodeService, tmp_path: Path) -> None:
+    received = []
+
+    async def listen() -> None:
+        async for event in node.events():
+            received.append(event)
+            if len(received) == 2:
+                return
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    contact = await node.add_contact(AddContact(invite_of(tmp_path, "Bob")))
+    message = await node.send_message(SendMessage("Bob", "hi"))
+    await asyncio.wait_for(task, 5)
+    assert received == [ContactAdded(contact), MessageAdded(message)]
+
+
+@pytest.mark.asyncio
+async def test_messages_are_persisted_paged_and_searchable(
+    node: NodeService, tmp_path: Path
+) -> None:
+    await node.add_contact(AddContact(invite_of(tmp_path, "Bob")))
+    sent = [await node.send_message(SendMessage("Bob", f"message {i}")) for i in range(25)]
+    assert all(m.status is MessageStatus.QUEUED and m.outgoing for m in sent)
+    last = await node.list_messages(ListMessages("Bob", limit=10))
+    assert [m.text for m in last] == [f"message {i}" for i in range(15, 25)]
+    older = await node.list_messages(ListMessages("Bob", before=last[0].id, limit=10))
+    assert [m.text for m in older] == [f"message {i}" for i in range(5, 15)]
+    found = await node.search_messages(SearchMessages("MESSAGE 1"))
+    assert {m.text for m in found} == {"message 1"} | {f"message {i}" for i in range(10, 20)}
+    for bad in ["", "   ", "x" * 70_000]:
+        with pytest.raises(InvalidArgument):
+            await node.send_message(SendMessage("Bob", bad))
+    with pytest.raises(ContactNotFound):
+        await node.send_message(SendMessage("Nobody", "hi"))
+
+
+@pytest.mark.asyncio
+async def test_verify_contact(node: NodeService, tmp_path: Path) -> None:
+    await node.add_contact(AddContact(invite_of(tmp_path, "Bob")))
+    first = await node.verify_contact(VerifyContact("Bob"))
+    assert not first.verified and len(first.safety_number.replace(" ", "")) == 60
+    confirmed = await node.verify_contact(VerifyContact("Bob", confirm=True))
+    assert confirmed.verified and confirmed.safety_number == first.safety_number
+    assert (await node.list_contacts())[0].verified
+    address_only = create_profile(tmp_path / "d", "Dan", None).whoami.address
+    await node.add_contact(AddContact(address_only, name="Dan"))
+    with pytest.raises(InvalidArgument, match="not known yet"):
+        await node.verify_contact(VerifyContact("Dan"))
+
+
+@pytest.mark.asyncio
+async def test_settings_validate_and_persist(node: NodeService) -> None:
+    settings = await node.update_settings(
+        UpdateSettings(display_name="New Me", theme="dark", bootstrap=["127.0.0.1:4000"])
+    )
+    assert settings.display_name == "New Me" and settings.theme == "dark"
+    for bad in [
+        UpdateSettings(theme="purple"),
+        UpdateSettings(bootstrap=["nope"]),
+        UpdateSettings(shaping_mode="max"),
+        UpdateSettings(ice_servers=["http://x"]),
+        UpdateSettings(display_name="\u202e"),
+    ]:
+        with pytest.raises(InvalidArgument):
+            await node.update_settings(bad)
+    assert (await node.get_settings()).theme == "dark"
+    assert (await node.whoami()).name == "New Me"
+
+
+@pytest.mark.asyncio
+async def test_change_passphrase_removes_key_file(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    create_profile(root, "Me", None)
+    store = open_store(root, None)
+    service = NodeService(store)
+    with pytest.raises(InvalidArgument):
+        await service.change_passphrase(ChangePassphrase("short"))
+    await service.change_passphrase(ChangePassphrase("a much better passphrase"))
+    store.close()
+    assert not (root / "data.key").exists()
+    with pytest.raises(WrongPassphrase):
+        open_store(root, lambda: "wrong passphrase")
+    open_store(root, lambda: "a much better passphrase").close()
