@@ -82,7 +82,7 @@ async def test_calls_and_typed_errors(
 async def test_events_reach_subscribers(
     served: tuple[NodeService, ControlServer, ProfilePaths], tmp_path: Path
 ) -> None:
-    service, server, paths = served
+    service, _server, paths = served
     listener, actor = await client_for(paths), await client_for(paths)
     stream = listener.events()
     first = asyncio.ensure_future(stream.__anext__())

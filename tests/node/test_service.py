@@ -11,7 +11,6 @@ import pytest_asyncio
 
 from app.node.api import (
     AddContact,
-    AmbiguousContact,
     BadInvite,
     ChangePassphrase,
     ContactAdded,
