@@ -17,6 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     from app import cli
 
     args = cli.build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.selftest:
+        from app.selftest import run_selftest
+
+        return run_selftest()
     if args.command is None:
         from app.gui.app import run_gui
 

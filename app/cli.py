@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"scrambled-eggs {__version__}")
     parser.add_argument(
+        "--selftest",
+        action="store_true",
+        help="start a node on a temporary profile, open the window, exit 0 if both work",
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         help=f"profile folder (default: ${api.PROFILE_ENV} or {api.default_profile_dir()})",
