@@ -1,0 +1,465 @@
+"""The history of one conversation: a sans-I/O state machine over a DAG of signed events.
+
+Rules of this module (everything that decides what the history *is* lives here):
+
+* Only the two members may author events; an event must carry this conversation's id and
+  a valid signature by its author (checked before anything is stored or buffered).
+* An event is accepted once all its parents are accepted. Its Lamport time must be
+  ``max(parent lamports) + 1`` (1 with no parents) and its ``seq`` must be one more than
+  the highest ``seq`` of the same author among its ancestors: each author's events form
+  a chain, and a peer cannot make up times to jump the queue.
+* Events whose parents are unknown wait in a bounded buffer; `missing` lists what to ask
+  the peer for. An event that builds on a rejected event is rejected too.
+* Two accepted events with the same author and ``seq`` but different CIDs are an
+  equivocation: both are kept (nothing is replaced) and `EquivocationDetected` is emitted.
+* The total order is by ``(lamport, cid)``. Lamport times strictly grow along every edge,
+  so this is a topological order, and it depends only on the set of events: every peer
+  holding the same events derives the same order.
+
+Bytes come in through `receive`, time through `append`'s ``now_ms``; outcomes are returned
+as frozen dataclasses. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cbor2
+
+from app.core.cid import Cid
+from app.core.errors import LocalProtocolError
+from app.core.identity import IdentityKeys
+from app.core.ledger_errors import (
+    ForgedAuthor,
+    InconsistentEvent,
+    InvalidExport,
+    LedgerError,
+    MalformedEvent,
+    MissingParents,
+    ParentRejected,
+    PendingBufferFull,
+    WrongConversation,
+)
+from app.core.ledger_event import (
+    Event,
+    EventBody,
+    conversation_id,
+    decode_event,
+    decode_strict_cbor,
+    sign_event,
+)
+
+DEFAULT_MAX_PENDING = 1024
+DEFAULT_MAX_PENDING_BYTES = 4 * 1024 * 1024
+EXPORT_VERSION = 1
+EXPORT_FORMAT = "scrambled-eggs/history"
+_EXPORT_KEYS = frozenset({"v", "format", "conv", "members", "events"})
+
+
+@dataclass(frozen=True)
+class EventAccepted:
+    """An event was verified and added to the history."""
+
+    cid: Cid
+    event: Event
+
+
+@dataclass(frozen=True)
+class EventPending:
+    """An event verified on its own but waits for parents (`missing`) before it counts."""
+
+    cid: Cid
+    missing: tuple[Cid, ...]
+
+
+@dataclass(frozen=True)
+class EventDuplicate:
+    """An event we already hold (accepted or waiting) arrived again; nothing changed."""
+
+    cid: Cid
+
+
+@dataclass(frozen=True)
+class EventRejected:
+    """Input was refused; `error` says why and names the event (`cid`) where known."""
+
+    cid: Cid | None
+    error: LedgerError
+
+    @property
+    def reason(self) -> str:
+        """A one-line explanation for logs and the security view."""
+        return str(self.error)
+
+
+@dataclass(frozen=True)
+class EquivocationDetected:
+    """Security event: `author` signed several different events with the same `seq`."""
+
+    author: bytes
+    seq: int
+    cids: tuple[Cid, ...]
+
+
+LedgerOutcome = EventAccepted | EventPending | EventDuplicate | EventRejected | EquivocationDetected
+
+
+@dataclass(frozen=True)
+class VerifiedHistory:
+    """The result of verifying a whole history (an export or a stored ledger)."""
+
+    conversation: bytes
+    members: tuple[bytes, bytes]
+    heads: tuple[Cid, ...]
+    event_count: int
+    equivocations: tuple[EquivocationDetected, ...]
+
+
+class Ledger:
+    """The signed event DAG of the conversation between two members (Ed25519 keys)."""
+
+    def __init__(
+        self,
+        member_a: bytes,
+        member_b: bytes,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+    ) -> None:
+        self._conversation = conversation_id(member_a, member_b)
+        low, high = sorted((member_a, member_b))
+        self._members = (low, high)
+        self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self._events: dict[Cid, Event] = {}
+        self._blocks: dict[Cid, bytes] = {}
+        # Highest seq of each member (in `_members` order) among an event and its ancestors.
+        self._clocks: dict[Cid, tuple[int, int]] = {}
+        self._by_author_seq: dict[tuple[bytes, int], list[Cid]] = {}
+        self._heads: set[Cid] = set()
+        self._pending: dict[Cid, tuple[Event, bytes]] = {}
+        self._pending_bytes = 0
+        self._waiting_on: dict[Cid, set[Cid]] = {}  # unknown parent -> pending children
+        self._order: list[Event] = []  # kept sorted by _order_key
+
+    # -- queries --------------------------------------------------------------------
+
+    @property
+    def conversation(self) -> bytes:
+        """The 32-byte conversation id every event of this history carries."""
+        return self._conversation
+
+    @property
+    def members(self) -> tuple[bytes, bytes]:
+        """The two members' Ed25519 keys, sorted."""
+        return self._members
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __contains__(self, cid: object) -> bool:
+        return cid in self._events
+
+    def heads(self) -> tuple[Cid, ...]:
+        """Accepted events no accepted event builds on (sorted): what to advertise to peers."""
+        return tuple(sorted(self._heads))
+
+    def missing(self) -> tuple[Cid, ...]:
+        """Parents that waiting events need and nobody has sent yet: request these."""
+        return tuple(sorted(cid for cid in self._waiting_on if cid not in self._pending))
+
+    def pending_count(self) -> int:
+        """How many events wait for their parents."""
+        return len(self._pending)
+
+    def get(self, cid: Cid) -> Event | None:
+        """An accepted event, or None."""
+        return self._events.get(cid)
+
+    def get_bytes(self, cid: Cid) -> bytes | None:
+        """The exact signed bytes of an accepted event (to send or store), or None."""
+        return self._blocks.get(cid)
+
+    def ordered(self) -> list[Event]:
+        """All accepted events in the deterministic total order ``(lamport, cid)``."""
+        return list(self._order)
+
+    def equivocations(self) -> tuple[EquivocationDetected, ...]:
+        """Every (author, seq) with more than one accepted event, as evidence."""
+        return tuple(
+            EquivocationDetected(author, seq, tuple(sorted(cids)))
+            for (author, seq), cids in sorted(self._by_author_seq.items())
+            if len(cids) > 1
+        )
+
+    def events_since(self, their_heads: Iterable[Cid]) -> list[bytes]:
+        """Signed events a peer advertising `their_heads` lacks, in order (parents first).
+
+        Heads we do not know are ignored (ask for them with `get_bytes` on their side).
+        """
+        stack = [cid for cid in their_heads if cid in self._events]
+        covered: set[Cid] = set()
+        while stack:
+            cid = stack.pop()
+            if cid not in covered:
+                covered.add(cid)
+                stack.extend(self._events[cid].parents)
+        return [self._blocks[e.cid] for e in self.ordered() if e.cid not in covered]
+
+    # -- writing --------------------------------------------------------------------
+
+    def append(self, keys: IdentityKeys, body: EventBody, now_ms: int) -> Event:
+        """Author a new event on top of every current head; return it (send `to_bytes()`)."""
+        author = keys.public.signing_key
+        if author not in self._members:
+            raise LocalProtocolError("only a member of the conversation can append to it")
+        parents = self.heads()
+        lamport = max((self._events[p].lamport for p in parents), default=0) + 1
+        seq = self._parent_clock(parents)[self._members.index(author)] + 1
+        event = sign_event(keys, self._conversation, seq, parents, lamport, now_ms, body)
+        self._accept_ready(event, event.to_bytes())
+        return event
+
+    def receive(self, data: bytes) -> list[LedgerOutcome]:
+        """Take one event from a peer (or storage); never raises for bad input."""
+        try:
+            event = decode_event(data)
+        except LedgerError as exc:
+            return [EventRejected(exc.cid, exc)]
+        return self._receive_event(event, data)
+
+    def clear_pending(self) -> None:
+        """Forget every event waiting for parents (e.g. when the peer disconnects)."""
+        self._pending.clear()
+        self._waiting_on.clear()
+        self._pending_bytes = 0
+
+    # -- verification and export ----------------------------------------------------
+
+    def verify_all(self) -> VerifiedHistory:
+        """Re-verify every stored event from its bytes, in order; raise naming the first bad."""
+        return _replay(self._members, [self._blocks[e.cid] for e in self._order]).summary()
+
+    def summary(self) -> VerifiedHistory:
+        """Conversation, members, heads, size and equivocations of this history."""
+        return VerifiedHistory(
+            self._conversation, self._members, self.heads(), len(self), self.equivocations()
+        )
+
+    def export(self) -> bytes:
+        """The whole signed history as a canonical CBOR file, verifiable offline."""
+        container = {
+            "v": EXPORT_VERSION,
+            "format": EXPORT_FORMAT,
+            "conv": self._conversation,
+            "members": list(self._members),
+            "events": [self._blocks[e.cid] for e in self.ordered()],
+        }
+        return cbor2.dumps(container, canonical=True)
+
+    @classmethod
+    def from_export(cls, data: bytes) -> Ledger:
+        """Rebuild a ledger from `export` bytes, verifying everything (see `verify_export`)."""
+        members, blocks = _parse_export(data)
+        return _replay(members, blocks)
+
+    @classmethod
+    def restore(cls, member_a: bytes, member_b: bytes, blocks: Iterable[bytes]) -> Ledger:
+        """Rebuild a ledger from stored event bytes in any order; raise naming the first bad.
+
+        Raises a `LedgerError` (with the event's position in `blocks` and its CID) if an
+        event does not verify, or `MissingParents` if an event's ancestors are absent.
+        """
+        ledger = cls(member_a, member_b, max_pending=2**62, max_pending_bytes=2**62)
+        index_of: dict[Cid, int] = {}
+        for index, block in enumerate(blocks):
+            for outcome in ledger.receive(block):
+                if isinstance(outcome, EventRejected):
+                    # A waiting event may be the one rejected once this block unblocks it.
+                    position = (
+                        index_of.get(outcome.cid, index) if outcome.cid is not None else index
+                    )
+                    raise outcome.error.at(position)
+                if isinstance(outcome, EventPending):
+                    index_of[outcome.cid] = index
+        if ledger._pending:
+            cid = min(ledger._pending, key=lambda c: index_of[c])
+            raise MissingParents("its parents are not in the stored history", cid, index_of[cid])
+        return ledger
+
+    # -- internals ------------------------------------------------------------------
+
+    def _receive_event(self, event: Event, data: bytes) -> list[LedgerOutcome]:
+        cid = event.cid
+        if cid in self._events or cid in self._pending:
+            return [EventDuplicate(cid)]
+        try:
+            self._check_standalone(event)
+        except LedgerError as exc:
+            return [EventRejected(cid, exc)]
+        missing = tuple(p for p in event.parents if p not in self._events)
+        if not missing:
+            return self._accept_ready(event, data)
+        if (
+            len(self._pending) >= self._max_pending
+            or self._pending_bytes + len(data) > self._max_pending_bytes
+        ):
+            error = PendingBufferFull("too many events wait for their parents", cid)
+            return [EventRejected(cid, error)]
+        self._pending[cid] = (event, data)
+        self._pending_bytes += len(data)
+        for parent in missing:
+            self._waiting_on.setdefault(parent, set()).add(cid)
+        return [EventPending(cid, missing)]
+
+    def _check_standalone(self, event: Event) -> None:
+        if event.conversation != self._conversation:
+            raise WrongConversation("the event belongs to another conversation", event.cid)
+        if event.author not in self._members:
+            raise ForgedAuthor("the author is not a member of this conversation", event.cid)
+        event.verify_signature()
+
+    def _parent_clock(self, parents: Iterable[Cid]) -> tuple[int, int]:
+        low = high = 0
+        for parent in parents:
+            a, b = self._clocks[parent]
+            low, high = max(low, a), max(high, b)
+        return low, high
+
+    def _accept_ready(self, event: Event, data: bytes) -> list[LedgerOutcome]:
+        """Accept an event whose parents are all accepted, then any children it unblocks."""
+        outcomes: list[LedgerOutcome] = []
+        queue: deque[tuple[Event, bytes]] = deque([(event, data)])
+        while queue:
+            current, raw = queue.popleft()
+            try:
+                outcomes.extend(self._integrate(current, raw))
+            except LedgerError as exc:
+                outcomes.append(EventRejected(current.cid, exc))
+                self._reject_descendants(current.cid, outcomes)
+                continue
+            for child_cid in sorted(self._waiting_on.pop(current.cid, ())):
+                child, child_raw = self._pending[child_cid]
+                if all(p in self._events for p in child.parents):
+                    self._drop_pending(child_cid)
+                    queue.append((child, child_raw))
+        return outcomes
+
+    def _integrate(self, event: Event, data: bytes) -> list[LedgerOutcome]:
+        cid = event.cid
+        expected = max((self._events[p].lamport for p in event.parents), default=0) + 1
+        if event.lamport != expected:
+            raise InconsistentEvent(f"lamport {event.lamport} should be {expected}", cid)
+        clock = list(self._parent_clock(event.parents))
+        slot = self._members.index(event.author)
+        if event.seq != clock[slot] + 1:
+            reason = f"seq {event.seq} does not follow the author's seq {clock[slot]}"
+            raise InconsistentEvent(reason, cid)
+        clock[slot] = event.seq
+        self._events[cid] = event
+        self._blocks[cid] = data
+        self._clocks[cid] = (clock[0], clock[1])
+        self._heads.difference_update(event.parents)
+        self._heads.add(cid)
+        bisect.insort(self._order, event, key=_order_key)
+        outcomes: list[LedgerOutcome] = [EventAccepted(cid, event)]
+        same_slot = self._by_author_seq.setdefault((event.author, event.seq), [])
+        same_slot.append(cid)
+        if len(same_slot) > 1:
+            outcomes.append(EquivocationDetected(event.author, event.seq, tuple(sorted(same_slot))))
+        return outcomes
+
+    def _drop_pending(self, cid: Cid) -> Event:
+        event, raw = self._pending.pop(cid)
+        self._pending_bytes -= len(raw)
+        for parent in event.parents:
+            children = self._waiting_on.get(parent)
+            if children is not None:
+                children.discard(cid)
+                if not children:
+                    del self._waiting_on[parent]
+        return event
+
+    def _reject_descendants(self, rejected: Cid, outcomes: list[LedgerOutcome]) -> None:
+        stack = [rejected]
+        while stack:
+            parent = stack.pop()
+            for child_cid in sorted(self._waiting_on.pop(parent, ())):
+                if child_cid in self._pending:
+                    self._drop_pending(child_cid)
+                    error = ParentRejected(f"it builds on rejected event {parent}", child_cid)
+                    outcomes.append(EventRejected(child_cid, error))
+                    stack.append(child_cid)
+
+
+def _order_key(event: Event) -> tuple[int, Cid]:
+    return event.lamport, event.cid
+
+
+def verify_export(data: bytes) -> VerifiedHistory:
+    """Verify an export file offline: every event, every link, the order and the members.
+
+    Returns the verified heads and any equivocations; raises a `LedgerError` naming the
+    first bad event (its position in the file and its CID).
+    """
+    return Ledger.from_export(data).summary()
+
+
+def _parse_export(data: bytes) -> tuple[tuple[bytes, bytes], list[bytes]]:
+    try:
+        container = decode_strict_cbor(data)
+    except MalformedEvent as exc:
+        raise InvalidExport(f"not a history export: {exc.reason}") from None
+    if not isinstance(container, dict) or set(container) != _EXPORT_KEYS:
+        raise InvalidExport("not a history export (unexpected fields)")
+    if container["format"] != EXPORT_FORMAT or container["v"] != EXPORT_VERSION:
+        raise InvalidExport("unknown export format or version")
+    members, blocks = container["members"], container["events"]
+    if (
+        not isinstance(members, list)
+        or len(members) != 2
+        or not all(isinstance(m, bytes) for m in members)
+    ):
+        raise InvalidExport("an export names exactly two members")
+    if not isinstance(blocks, list):
+        raise InvalidExport("an export holds a list of events")
+    try:
+        expected = conversation_id(members[0], members[1])
+    except LocalProtocolError as exc:
+        raise InvalidExport(f"bad members: {exc}") from None
+    if container["conv"] != expected or members != sorted(members):
+        raise InvalidExport("the conversation id does not match the members")
+    if cbor2.dumps(container, canonical=True) != data:
+        raise InvalidExport("the export is not canonically encoded")
+    for index, block in enumerate(blocks):
+        if not isinstance(block, bytes):
+            raise InvalidExport("an event must be a byte string", index=index)
+    return (members[0], members[1]), blocks
+
+
+def _replay(members: tuple[bytes, bytes], blocks: Iterable[bytes]) -> Ledger:
+    """Verify events that must arrive parents-first in strictly increasing order."""
+    ledger = Ledger(members[0], members[1], max_pending=0, max_pending_bytes=0)
+    previous: tuple[int, Cid] | None = None
+    for index, block in enumerate(blocks):
+        try:
+            event = decode_event(block)
+        except LedgerError as exc:
+            raise exc.at(index) from None
+        cid = event.cid
+        absent = [p for p in event.parents if p not in ledger]
+        if absent:
+            reason = f"parent {absent[0]} is missing or comes later"
+            raise MissingParents(reason, cid, index)
+        for outcome in ledger._receive_event(event, block):
+            if isinstance(outcome, EventRejected):
+                raise outcome.error.at(index)
+            if isinstance(outcome, EventDuplicate):
+                raise InvalidExport("the event appears twice", cid, index)
+        if previous is not None and (event.lamport, cid) <= previous:
+            raise InvalidExport("the event is out of order", cid, index)
+        previous = (event.lamport, cid)
+    return ledger
