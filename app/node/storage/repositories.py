@@ -276,3 +276,83 @@ class MessageRepository:
             time=sent_at,
             status=MessageStatus(status),
         )
+
+
+class SessionRepository:
+    """Sealed end-to-end state: one ratchet session per contact, and our prekey store.
+
+    Callers write the new state *before* the ciphertext made with it leaves the node.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, key: DataKey) -> None:
+        self._conn = conn
+        self._key = key
+
+    def _tag(self, address: str) -> bytes:
+        return self._key.tag("contact-address", address)
+
+    def get(self, address: str) -> bytes | None:
+        tag = self._tag(address)
+        row = self._conn.execute(
+            "SELECT state_enc FROM e2e_sessions WHERE contact_tag = ?", (tag,)
+        ).fetchone()
+        return self._key.open(f"e2e_sessions/state/{tag.hex()}", row[0]) if row else None
+
+    def put(self, address: str, state: bytes, now: float) -> None:
+        tag = self._tag(address)
+        sealed = self._key.seal(f"e2e_sessions/state/{tag.hex()}", state)
+        with transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO e2e_sessions (contact_tag, state_enc, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (contact_tag) DO UPDATE SET state_enc = excluded.state_enc, "
+                "updated_at = excluded.updated_at",
+                (tag, sealed, now),
+            )
+
+    def delete(self, address: str) -> None:
+        with transaction(self._conn):
+            self._conn.execute(
+                "DELETE FROM e2e_sessions WHERE contact_tag = ?", (self._tag(address),)
+            )
+
+    def prekeys(self) -> bytes | None:
+        row = self._conn.execute("SELECT state_enc FROM e2e_prekeys WHERE id = 1").fetchone()
+        return self._key.open("e2e_prekeys/state", row[0]) if row else None
+
+    def put_prekeys(self, state: bytes) -> None:
+        sealed = self._key.seal("e2e_prekeys/state", state)
+        with transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO e2e_prekeys (id, state_enc) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET state_enc = excluded.state_enc",
+                (sealed,),
+            )
+
+
+class HistoryRepository:
+    """The signed events of each conversation (sealed: they carry message text)."""
+
+    def __init__(self, conn: sqlite3.Connection, key: DataKey) -> None:
+        self._conn = conn
+        self._key = key
+
+    def _tag(self, address: str) -> bytes:
+        return self._key.tag("contact-address", address)
+
+    def add(self, address: str, cid: str, event: bytes) -> bool:
+        """Store an event; False if this conversation already holds it."""
+        sealed = self._key.seal(f"history_events/event/{cid}", event)
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO history_events (contact_tag, cid, event_enc) "
+                "VALUES (?, ?, ?)",
+                (self._tag(address), cid, sealed),
+            )
+            return cur.rowcount == 1
+
+    def all(self, address: str) -> list[bytes]:
+        rows = self._conn.execute(
+            "SELECT cid, event_enc FROM history_events WHERE contact_tag = ? ORDER BY seq",
+            (self._tag(address),),
+        ).fetchall()
+        return [self._key.open(f"history_events/event/{cid}", sealed) for cid, sealed in rows]

@@ -54,3 +54,31 @@ MIGRATIONS.append(
         "CREATE INDEX messages_by_contact ON messages (contact_tag, seq)",
     ]
 )
+
+MIGRATIONS.append(
+    # 3: end-to-end session state, our prekeys, and the signed history events
+    [
+        """
+        CREATE TABLE e2e_sessions (
+            contact_tag BLOB PRIMARY KEY,
+            state_enc BLOB NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE e2e_prekeys (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            state_enc BLOB NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE history_events (
+            seq INTEGER PRIMARY KEY,
+            contact_tag BLOB NOT NULL,
+            cid TEXT NOT NULL,
+            event_enc BLOB NOT NULL,
+            UNIQUE (contact_tag, cid)
+        )
+        """,
+    ]
+)

@@ -14,9 +14,11 @@ from app.node.paths import ProfilePaths
 from app.node.storage.database import guarded
 from app.node.storage.repositories import (
     ContactRepository,
+    HistoryRepository,
     MessageRepository,
     ProfileHeader,
     ProfileRepository,
+    SessionRepository,
 )
 from app.node.storage.vault import DataKey
 
@@ -45,6 +47,8 @@ class ProfileStore:
         self.name: str
         self.identity, self.name = self.profile.identity(key)
         self.messages = MessageRepository(conn, key, self.identity.public.address)
+        self.sessions = SessionRepository(conn, key)
+        self.history = HistoryRepository(conn, key)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
