@@ -20,8 +20,11 @@ apt_packages=(
   libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1
 )
 if [[ "$mode" == "test" ]]; then
-  # virtual display + screenshots for end-to-end GUI tests
-  apt_packages+=(xvfb xauth imagemagick)
+  # virtual display + screenshots (GUI end-to-end), network namespaces (multi-host tests),
+  # things no one here wrote to interoperate with: Chromium (WebRTC), coturn (TURN)
+  apt_packages+=(xvfb xauth imagemagick iproute2 chromium coturn)
+  # Node.js + npm run the JavaScript IPFS daemon used by the file-sharing tests
+  command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 fi
 
 missing=()

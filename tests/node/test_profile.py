@@ -202,3 +202,14 @@ def test_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(ProfileUnreadable, match="newer version"):
         connect(tmp_path / "x.db")
+
+
+def test_profile_location_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.node.api import PROFILE_ENV, default_profile_dir, resolve_profile
+
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    assert resolve_profile(None) == default_profile_dir()
+    assert default_profile_dir().name == "scrambled-eggs"
+    monkeypatch.setenv(PROFILE_ENV, str(tmp_path / "from-env"))
+    assert resolve_profile(None) == tmp_path / "from-env"
+    assert resolve_profile(str(tmp_path / "flag")) == tmp_path / "flag"
