@@ -1,0 +1,352 @@
+"""What every transport path shares: settings, the signalling and shaping seams, and the
+`AuthenticatedConnection` that the node uses once a peer's identity is proven.
+
+A connection moves through ``authenticating -> open -> closed`` (never back). Frames are
+`app.core.wire` frames carried as a byte stream that the path may chunk; the connection
+decodes them, answers PINGs, measures RTT from PONGs, and hands DATA payloads to the
+reader after the inbound hook. Every outbound frame goes through `FrameHook.outbound`
+(where the traffic shaper will sit) before it is encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from app.core.errors import RemoteProtocolError
+from app.core.identity import encode_address
+from app.core.wire import Frame, FrameDecoder, FrameType
+
+log = logging.getLogger(__name__)
+
+PathName = Literal["webrtc", "turn", "websocket"]
+ConnectionStateName = Literal["authenticating", "open", "closed"]
+
+MAX_INBOUND_BUFFER = 32 * 1024 * 1024
+"""Bytes of received, not yet consumed DATA after which the connection is dropped."""
+
+
+class TransportError(Exception):
+    """Base of the transport layer's errors (node side)."""
+
+
+class ConnectFailed(TransportError):
+    """No authenticated connection could be established on this path."""
+
+
+class AuthenticationFailed(ConnectFailed):
+    """The peer could not prove the identity we expected (binding/handshake refused)."""
+
+
+class ConnectionClosed(TransportError):
+    """The connection is closed; `reason` says why."""
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server the user configured (none by default)."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """User-facing transport settings. Defaults contact no third party at all."""
+
+    ice_servers: tuple[IceServer, ...] = ()
+    relay_only: bool = False
+    """Force `iceTransportPolicy="relay"` (all traffic through the user's TURN server)."""
+    webrtc_timeout: float = 15.0
+    """Seconds for signalling + ICE + DTLS + binding before WebRTC counts as failed."""
+    websocket_timeout: float = 10.0
+    """Seconds for TCP connect + Noise handshake on the direct path."""
+    prefer_websocket: bool = False
+    """Try the direct WebSocket path first (e.g. for bulk transfers between LAN peers)."""
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    keepalive_interval: float = 15.0
+    """Seconds between PINGs on an idle-or-not connection (also refreshes `rtt_ms`)."""
+    keepalive_timeout: float = 10.0
+
+
+class Signaller(Protocol):
+    """Request/response signalling to a peer (the node wires it to the DHT RPC).
+
+    `peer` is the contact's text address; the adapter resolves it to the peer's DHT
+    address. Returns the peer's answer, or None when the peer cannot be reached.
+    """
+
+    async def send_signal(self, peer: str, payload: bytes) -> bytes | None:
+        """Deliver `payload` to `peer` and return its reply (None if unreachable)."""
+        ...
+
+
+class FrameHook(Protocol):
+    """Per-frame hook on every connection: the traffic shaper's seat."""
+
+    async def outbound(self, peer: str, frame: Frame) -> Sequence[Frame]:
+        """Frames to actually send for `frame` (may pad, split, delay or add cover)."""
+        ...
+
+    def inbound(self, peer: str, frame: Frame) -> Frame | None:
+        """The frame to deliver for a received one, or None to drop it (cover traffic)."""
+        ...
+
+
+class PassThroughHook:
+    """The default `FrameHook`: sends and delivers frames unchanged, drops COVER frames."""
+
+    async def outbound(self, peer: str, frame: Frame) -> Sequence[Frame]:
+        """Send the frame as is."""
+        return (frame,)
+
+    def inbound(self, peer: str, frame: Frame) -> Frame | None:
+        """Deliver the frame as is (COVER frames are dropped by the connection)."""
+        return frame
+
+
+@dataclass
+class _PendingPing:
+    sent_at: float
+    future: asyncio.Future[float] = field(repr=False)
+
+
+class AuthenticatedConnection:
+    """A live connection whose peer identity has been proven (or is being proven).
+
+    Subclasses implement `_write_bytes` (queue bytes for the peer, in order) and
+    `_shutdown_transport` (release the path's resources), and call `_receive_bytes` with
+    what arrives and `_mark_open` once the peer is authenticated.
+    """
+
+    path: PathName
+
+    def __init__(
+        self,
+        *,
+        local_key: bytes,
+        peer_key: bytes,
+        initiator: bool,
+        hook: FrameHook | None = None,
+    ) -> None:
+        self.local_key = local_key
+        self.peer_key = peer_key
+        self.initiator = initiator
+        self.peer_address = encode_address(peer_key)
+        self._hook: FrameHook = hook or PassThroughHook()
+        self._decoder = FrameDecoder()
+        self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._inbox_bytes = 0
+        self._pings: dict[bytes, _PendingPing] = {}
+        self._ping_counter = 0
+        self._loop = asyncio.get_running_loop()
+        self._opened: asyncio.Future[None] = self._loop.create_future()
+        self._closed = asyncio.Event()
+        self._close_callbacks: list[Callable[[AuthenticatedConnection], None]] = []
+        self.state: ConnectionStateName = "authenticating"
+        self.close_reason: str | None = None
+        self._auth_refused = False
+        self._failing = False
+        self._close_sent = False
+        self.rtt_ms: float | None = None
+        """Round-trip time of the last PING/PONG on this connection, in milliseconds."""
+
+    # ------------------------------------------------------------------ for subclasses
+
+    def _write_bytes(self, data: bytes) -> None:
+        """Queue `data` for the peer, in order; raise `ConnectionError` if the path is gone."""
+        raise NotImplementedError
+
+    async def _drain(self) -> None:
+        """Wait until the path's send buffer is below its high-water mark."""
+
+    async def _shutdown_transport(self) -> None:
+        raise NotImplementedError
+
+    def _handle_auth_frame(self, frame: Frame) -> None:
+        """Authentication frames (HELLO/BINDING): only meaningful to some paths."""
+        self._fail(f"unexpected {frame.type.name} frame")
+
+    def _send_frame_now(self, frame: Frame) -> None:
+        """Encode and write a control frame, bypassing the hook (auth, PING/PONG)."""
+        try:
+            self._write_bytes(frame.encode())
+        except ConnectionError as exc:
+            self._fail(f"send failed: {exc}", send_close=False)
+
+    def _mark_open(self) -> None:
+        if self.state != "authenticating":
+            return
+        self.state = "open"
+        if not self._opened.done():
+            self._opened.set_result(None)
+
+    def _receive_bytes(self, data: bytes) -> None:
+        """Feed bytes from the path; decodes and dispatches every complete frame."""
+        if self.is_closed or self._failing:
+            return
+        try:
+            frames = self._decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self._fail(f"protocol error: {exc}", auth=self.state == "authenticating")
+            return
+        for frame in frames:
+            if self.is_closed or self._failing:
+                return
+            self._dispatch(frame)
+
+    def _dispatch(self, frame: Frame) -> None:
+        if frame.type in (FrameType.HELLO, FrameType.BINDING):
+            self._handle_auth_frame(frame)
+            return
+        if frame.type == FrameType.CLOSE:
+            reason = frame.payload[:200].decode("utf-8", "replace")
+            self._fail(f"peer closed: {reason}" if reason else "peer closed", send_close=False)
+            return
+        if self.state != "open":
+            self._fail(f"{frame.type.name} frame before authentication", auth=True)
+            return
+        if frame.type == FrameType.PING:
+            self._send_frame_now(Frame(FrameType.PONG, frame.payload[:64]))
+        elif frame.type == FrameType.PONG:
+            pending = self._pings.pop(frame.payload, None)
+            if pending is not None and not pending.future.done():
+                rtt = (self._loop.time() - pending.sent_at) * 1000.0
+                self.rtt_ms = rtt
+                pending.future.set_result(rtt)
+        else:
+            delivered = self._hook.inbound(self.peer_address, frame)
+            if delivered is None or delivered.type != FrameType.DATA:
+                return
+            self._inbox_bytes += len(delivered.payload)
+            if self._inbox_bytes > MAX_INBOUND_BUFFER:
+                self._fail("receive buffer overflow (reader too slow)")
+                return
+            self._inbox.put_nowait(delivered.payload)
+
+    def _fail(self, reason: str, *, send_close: bool = True, auth: bool = False) -> None:
+        """Close because of `reason` (sync entry point for callbacks).
+
+        `auth` marks a refused identity proof: `wait_open` then raises `AuthenticationFailed`
+        rather than `ConnectFailed`.
+        """
+        if self.state == "closed" or self._failing:
+            return
+        self._failing = True
+        self._auth_refused = auth
+        self._loop.create_task(self.close(reason, send_close=send_close))
+
+    # ------------------------------------------------------------------ public API
+
+    async def wait_open(self) -> None:
+        """Wait until the peer is authenticated; raise `AuthenticationFailed` if refused."""
+        await self._opened
+
+    @property
+    def auth_refused(self) -> bool:
+        """True when the connection closed because the peer's identity proof failed."""
+        return self._auth_refused
+
+    @property
+    def is_closed(self) -> bool:
+        """True once closed (for any reason)."""
+        return self.state == "closed"
+
+    @property
+    def is_open(self) -> bool:
+        """True while authenticated and not closed."""
+        return self.state == "open"
+
+    def on_close(self, callback: Callable[[AuthenticatedConnection], None]) -> None:
+        """Call `callback(self)` once the connection closes (immediately if it is closed)."""
+        if self.state == "closed":
+            callback(self)
+        else:
+            self._close_callbacks.append(callback)
+
+    async def send(self, payload: bytes) -> None:
+        """Send one application message (<= 1 MiB) through the hook; raises if closed."""
+        if self.state != "open":
+            raise ConnectionClosed(self.close_reason or "connection not open")
+        for frame in await self._hook.outbound(self.peer_address, Frame(FrameType.DATA, payload)):
+            if self.state != "open":
+                raise ConnectionClosed(self.close_reason or "connection closed")
+            try:
+                self._write_bytes(frame.encode())
+            except ConnectionError as exc:
+                self._fail(f"send failed: {exc}", send_close=False)
+                raise ConnectionClosed(f"send failed: {exc}") from None
+        await self._drain()
+
+    async def recv(self) -> bytes:
+        """The next application message; raises `ConnectionClosed` once closed and drained."""
+        item = await self._inbox.get()
+        if item is None:
+            self._inbox.put_nowait(None)  # keep waking other readers
+            raise ConnectionClosed(self.close_reason or "connection closed")
+        self._inbox_bytes -= len(item)
+        return item
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        """Iterate over received messages until the connection closes."""
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosed:
+                return
+
+    async def ping(self, timeout: float = 5.0) -> float:
+        """Send a PING and return the round-trip time in ms (also stored in `rtt_ms`)."""
+        if self.state != "open":
+            raise ConnectionClosed(self.close_reason or "connection not open")
+        self._ping_counter += 1
+        token = struct.pack(">Q", self._ping_counter)
+        pending = _PendingPing(self._loop.time(), self._loop.create_future())
+        self._pings[token] = pending
+        self._send_frame_now(Frame(FrameType.PING, token))
+        try:
+            return await asyncio.wait_for(pending.future, timeout)
+        finally:
+            self._pings.pop(token, None)
+
+    async def close(self, reason: str = "closed locally", *, send_close: bool = True) -> None:
+        """Close the connection (idempotent); tells the peer why when possible."""
+        if self.state == "closed":
+            await self._closed.wait()
+            return
+        was_open = self.state == "open"
+        self.state = "closed"
+        self.close_reason = reason
+        log.debug("connection to %s closed: %s", self.peer_address, reason)
+        if send_close and was_open:
+            with contextlib.suppress(Exception):
+                self._write_bytes(Frame(FrameType.CLOSE, reason.encode()[:200]).encode())
+                self._close_sent = True
+        if not self._opened.done():
+            failure = AuthenticationFailed if self._auth_refused else ConnectFailed
+            self._opened.set_exception(failure(reason))
+            self._opened.exception()  # mark retrieved: nobody may be waiting
+        for pending in self._pings.values():
+            if not pending.future.done():
+                pending.future.set_exception(ConnectionClosed(reason))
+        self._inbox.put_nowait(None)
+        try:
+            await self._shutdown_transport()
+        except Exception:  # a failing teardown must not hide the close
+            log.debug("transport teardown failed", exc_info=True)
+        finally:
+            self._closed.set()
+            callbacks, self._close_callbacks = self._close_callbacks, []
+            for callback in callbacks:
+                callback(self)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
+        await self._closed.wait()

@@ -1,0 +1,419 @@
+"""ConnectionManager: one live authenticated connection per contact, whatever the path.
+
+* Path choice: WebRTC through the signaller first (or the direct WebSocket first when
+  `TransportSettings.prefer_websocket`), then the other path; each attempt is bounded by
+  its timeout, so a failing ICE falls back to the WebSocket path within
+  `webrtc_timeout`.
+* One connection per peer: when two live connections to the same peer exist (both sides
+  dialled at once), both sides keep the one dialled by the smaller identity key and
+  close the other, so they agree without talking about it.
+* Reconnect: addresses dialled with ``keep=True`` are redialled after a drop, with
+  exponential backoff and jitter (`backoff_delay`), until `disconnect` or `close`.
+* Events: `TransportEvent` values (frozen dataclasses) to subscribers, in order.
+* Every frame passes the `FrameHook` given here (the traffic shaper's seat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.core.identity import IdentityKeys, encode_address, normalize_address
+
+from .base import (
+    AuthenticatedConnection,
+    AuthenticationFailed,
+    ConnectFailed,
+    ConnectionClosed,
+    FrameHook,
+    PathName,
+    Signaller,
+    TransportSettings,
+)
+from .webrtc import WebRTCResponder, dial_webrtc
+from .websocket import WebSocketListener, dial_websocket
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+class EndpointResolver(Protocol):
+    """Where a peer's direct WebSocket path may be reached (invite, presence record, LAN)."""
+
+    async def endpoints(self, address: str) -> Sequence[str]:
+        """``host:port`` endpoints for `address`, best first (empty when none known)."""
+        ...
+
+
+class PeerState(enum.Enum):
+    """Where the manager stands with one peer."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    WAITING_TO_RETRY = "waiting-to-retry"
+
+
+@dataclass(frozen=True)
+class ConnectionStateChanged:
+    """The state of the connection to `address` changed."""
+
+    address: str
+    state: PeerState
+    path: PathName | None = None
+    reason: str | None = None
+    retry_in: float | None = None
+    """Seconds until the next attempt (WAITING_TO_RETRY only)."""
+
+
+@dataclass(frozen=True)
+class AuthenticationRefused:
+    """Someone failed to prove an identity on `path` (possible attack; feeds the detector).
+
+    `address` is the identity that was claimed or expected, or None if unknown.
+    """
+
+    address: str | None
+    path: PathName
+    reason: str
+
+
+TransportEvent = ConnectionStateChanged | AuthenticationRefused
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, jitter: float) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random (`jitter` in [0, 1))."""
+    base = min(maximum, initial * float(1 << min(attempt, 30)))
+    return base / 2 + base / 2 * jitter
+
+
+def _initiator_key(conn: AuthenticatedConnection) -> bytes:
+    return conn.local_key if conn.initiator else conn.peer_key
+
+
+class ConnectionManager:
+    """Owns every authenticated connection of the node (see the module docstring)."""
+
+    def __init__(
+        self,
+        keys: IdentityKeys,
+        signaller: Signaller | None,
+        *,
+        settings: TransportSettings | None = None,
+        resolver: EndpointResolver | None = None,
+        hook: FrameHook | None = None,
+        on_message: MessageHandler | None = None,
+        accept: Callable[[str], bool] | None = None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._keys = keys
+        self.address = keys.public.address
+        self._signaller = signaller
+        self.settings = settings or TransportSettings()
+        self._resolver = resolver
+        self._hook = hook
+        self._on_message = on_message
+        self._accept = accept
+        self._random_bytes = random_bytes
+        self._rng = rng or random.SystemRandom()
+        self._connections: dict[str, AuthenticatedConnection] = {}
+        self._dials: dict[str, asyncio.Task[AuthenticatedConnection]] = {}
+        self._wanted: set[str] = set()
+        self._retry_tasks: dict[str, asyncio.Task[None]] = {}
+        self._conn_tasks: dict[AuthenticatedConnection, list[asyncio.Task[None]]] = {}
+        self._subscribers: list[Callable[[TransportEvent], None]] = []
+        self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._closing = False
+        self._responder = WebRTCResponder(
+            keys,
+            self._adopt,
+            settings=self.settings,
+            hook=hook,
+            accept=self._accept_key,
+            on_refused=self._refused_webrtc,
+            random_bytes=random_bytes,
+        )
+        self._listener: WebSocketListener | None = None
+
+    # ------------------------------------------------------------------ wiring
+
+    async def start_listening(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Accept direct WebSocket connections on `host:port`; return the endpoint."""
+        self._listener = WebSocketListener(
+            self._keys,
+            self._adopt,
+            settings=self.settings,
+            hook=self._hook,
+            accept=self._accept_key,
+            on_refused=self._refused_websocket,
+            random_bytes=self._random_bytes,
+        )
+        await self._listener.start(host, port)
+        return self._listener.endpoint
+
+    async def handle_signal(self, payload: bytes) -> bytes:
+        """Answer a signalling request from a peer (wire to the DHT's signal handler)."""
+        return await self._responder.handle_signal(payload)
+
+    def subscribe(self, callback: Callable[[TransportEvent], None]) -> Callable[[], None]:
+        """Receive every `TransportEvent`; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _emit(self, event: TransportEvent) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:  # a broken subscriber must not break the transport
+                log.exception("transport event subscriber failed")
+
+    def _accept_key(self, key: bytes) -> bool:
+        return not self._closing and (self._accept is None or self._accept(encode_address(key)))
+
+    def _refused_webrtc(self, key: bytes, reason: str) -> None:
+        self._emit(AuthenticationRefused(encode_address(key), "webrtc", reason))
+
+    def _refused_websocket(self, key: bytes, reason: str) -> None:
+        address = encode_address(key) if key else None
+        self._emit(AuthenticationRefused(address, "websocket", reason))
+
+    # ------------------------------------------------------------------ queries
+
+    def connection(self, address: str) -> AuthenticatedConnection | None:
+        """The live connection to `address`, if any."""
+        conn = self._connections.get(normalize_address(address))
+        return conn if conn is not None and conn.is_open else None
+
+    @property
+    def connected_peers(self) -> list[str]:
+        """Addresses with a live connection."""
+        return [a for a, c in self._connections.items() if c.is_open]
+
+    # ------------------------------------------------------------------ commands
+
+    async def connect(self, address: str, *, keep: bool = True) -> AuthenticatedConnection:
+        """The live connection to `address`, dialling if needed.
+
+        With `keep`, the manager also redials after drops (and after this attempt fails)
+        until `disconnect`. Raises `ConnectFailed` when no path worked.
+        """
+        address = normalize_address(address)
+        if address == self.address:
+            raise ConnectFailed("cannot connect to ourselves")
+        if keep:
+            self._wanted.add(address)
+        live = self.connection(address)
+        if live is not None:
+            return live
+        try:
+            return await self._dial_shared(address)
+        except ConnectFailed:
+            if keep and not self._closing:
+                self._schedule_retry(address, attempt=0)
+            raise
+
+    async def send(self, address: str, payload: bytes) -> None:
+        """Send one message to `address` (connecting first if needed)."""
+        conn = await self.connect(address)
+        await conn.send(payload)
+
+    async def receive(self) -> tuple[str, bytes]:
+        """The next (address, message) received, when no `on_message` handler is set."""
+        return await self._inbox.get()
+
+    async def disconnect(self, address: str) -> None:
+        """Stop wanting `address` and close its connection."""
+        address = normalize_address(address)
+        self._wanted.discard(address)
+        task = self._retry_tasks.pop(address, None)
+        if task is not None:
+            task.cancel()
+        conn = self._connections.get(address)
+        if conn is not None:
+            await conn.close("disconnected by the user")
+
+    async def close(self) -> None:
+        """Close every connection, stop listening and stop all retries."""
+        self._closing = True
+        self._wanted.clear()
+        for task in [*self._retry_tasks.values(), *self._dials.values()]:
+            task.cancel()
+        await self._responder.close()
+        if self._listener is not None:
+            await self._listener.close()
+        for conn in list(self._connections.values()):
+            await conn.close("shutting down")
+        for tasks in list(self._conn_tasks.values()):
+            for task in tasks:
+                task.cancel()
+
+    # ------------------------------------------------------------------ dialling
+
+    async def _dial_shared(self, address: str) -> AuthenticatedConnection:
+        task = self._dials.get(address)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._dial(address))
+            self._dials[address] = task
+            task.add_done_callback(lambda _t: self._dials.pop(address, None))
+        return await asyncio.shield(task)
+
+    async def _dial(self, address: str) -> AuthenticatedConnection:
+        self._emit(ConnectionStateChanged(address, PeerState.CONNECTING))
+        paths: list[PathName] = ["webrtc", "websocket"]
+        if self.settings.prefer_websocket:
+            paths.reverse()
+        errors: list[str] = []
+        for path in paths:
+            try:
+                conn = await (self._dial_webrtc(address) if path == "webrtc" else
+                              self._dial_websocket(address))  # fmt: skip
+            except AuthenticationFailed as exc:
+                self._emit(AuthenticationRefused(address, path, str(exc)))
+                errors.append(str(exc))
+                continue
+            except ConnectFailed as exc:
+                errors.append(str(exc))
+                continue
+            adopted = self._adopt(conn)
+            if adopted.is_open:
+                return adopted
+        live = self.connection(address)
+        if live is not None:  # the peer dialled us meanwhile
+            return live
+        reason = "; ".join(errors) or "no path to the peer is configured"
+        self._emit(ConnectionStateChanged(address, PeerState.DISCONNECTED, reason=reason))
+        raise ConnectFailed(reason)
+
+    async def _dial_webrtc(self, address: str) -> AuthenticatedConnection:
+        if self._signaller is None:
+            raise ConnectFailed("no signalling channel")
+        return await dial_webrtc(
+            self._keys,
+            address,
+            self._signaller,
+            settings=self.settings,
+            hook=self._hook,
+            random_bytes=self._random_bytes,
+        )
+
+    async def _dial_websocket(self, address: str) -> AuthenticatedConnection:
+        endpoints = await self._resolver.endpoints(address) if self._resolver else []
+        if not endpoints:
+            raise ConnectFailed("no direct endpoint known")
+        errors: list[str] = []
+        for endpoint in endpoints:
+            try:
+                return await dial_websocket(
+                    self._keys,
+                    address,
+                    endpoint,
+                    settings=self.settings,
+                    hook=self._hook,
+                    random_bytes=self._random_bytes,
+                )
+            except AuthenticationFailed:
+                raise
+            except ConnectFailed as exc:
+                errors.append(str(exc))
+        raise ConnectFailed("; ".join(errors))
+
+    # ------------------------------------------------------------------ connection life
+
+    def _adopt(self, conn: AuthenticatedConnection) -> AuthenticatedConnection:
+        """Make `conn` the connection to its peer, unless the existing one wins."""
+        address = conn.peer_address
+        if self._closing:
+            asyncio.get_running_loop().create_task(conn.close("shutting down"))
+            return conn
+        existing = self._connections.get(address)
+        if existing is not None and existing.is_open and existing is not conn:
+            keep_existing = _initiator_key(existing) < _initiator_key(conn)
+            loser = conn if keep_existing else existing
+            asyncio.get_running_loop().create_task(loser.close("duplicate connection"))
+            if keep_existing:
+                return existing
+        self._connections[address] = conn
+        task = self._retry_tasks.pop(address, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        self._conn_tasks[conn] = [
+            loop.create_task(self._read_loop(conn)),
+            loop.create_task(self._keepalive_loop(conn)),
+        ]
+        conn.on_close(self._on_closed)
+        self._emit(ConnectionStateChanged(address, PeerState.CONNECTED, path=conn.path))
+        return conn
+
+    def _on_closed(self, conn: AuthenticatedConnection) -> None:
+        for task in self._conn_tasks.pop(conn, []):
+            if task is not asyncio.current_task():
+                task.cancel()
+        address = conn.peer_address
+        if self._connections.get(address) is not conn:
+            return  # a replaced duplicate: the peer still has its live connection
+        del self._connections[address]
+        self._emit(
+            ConnectionStateChanged(
+                address, PeerState.DISCONNECTED, path=conn.path, reason=conn.close_reason
+            )
+        )
+        if address in self._wanted and not self._closing:
+            self._schedule_retry(address, attempt=0)
+
+    async def _read_loop(self, conn: AuthenticatedConnection) -> None:
+        async for payload in conn:
+            if self._on_message is None:
+                self._inbox.put_nowait((conn.peer_address, payload))
+                continue
+            try:
+                await self._on_message(conn.peer_address, payload)
+            except Exception:  # the node's bug must not kill the connection's reader
+                log.exception("message handler failed")
+
+    async def _keepalive_loop(self, conn: AuthenticatedConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while conn.is_open:
+                try:
+                    await conn.ping(self.settings.keepalive_timeout)
+                except TimeoutError:
+                    await conn.close("keepalive timeout")
+                    return
+                await asyncio.sleep(self.settings.keepalive_interval)
+
+    def _schedule_retry(self, address: str, attempt: int) -> None:
+        if address in self._retry_tasks:
+            return
+        task = asyncio.get_running_loop().create_task(self._retry_loop(address, attempt))
+        self._retry_tasks[address] = task
+        task.add_done_callback(lambda t: self._retry_tasks.pop(address, None) if
+                               self._retry_tasks.get(address) is t else None)  # fmt: skip
+
+    async def _retry_loop(self, address: str, attempt: int) -> None:
+        while address in self._wanted and not self._closing:
+            if self.connection(address) is not None:
+                return
+            delay = backoff_delay(
+                attempt,
+                self.settings.backoff_initial,
+                self.settings.backoff_max,
+                self._rng.random(),
+            )
+            self._emit(ConnectionStateChanged(address, PeerState.WAITING_TO_RETRY, retry_in=delay))
+            await asyncio.sleep(delay)
+            if address not in self._wanted or self.connection(address) is not None:
+                return
+            try:
+                await self._dial_shared(address)
+                return
+            except ConnectFailed:
+                attempt += 1

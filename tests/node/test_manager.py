@@ -1,0 +1,196 @@
+"""ConnectionManager: path choice, fallback when ICE fails, reconnect, one connection per peer."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from app.core.identity import IdentityKeys
+from app.node.transport.base import TransportSettings
+from app.node.transport.manager import (
+    ConnectionManager,
+    ConnectionStateChanged,
+    PeerState,
+    TransportEvent,
+    backoff_delay,
+)
+from app.node.transport.webrtc import (
+    WebRTCConnection,
+    decode_answer,
+    decode_offer,
+    encode_answer,
+    encode_offer,
+)
+
+pytestmark = [pytest.mark.usefixtures("loopback_ice"), pytest.mark.slow]
+
+FAST = TransportSettings(
+    webrtc_timeout=5, websocket_timeout=5, backoff_initial=0.05, backoff_max=0.5
+)
+
+
+class StaticResolver:
+    def __init__(self) -> None:
+        self.table: dict[str, list[str]] = {}
+
+    async def endpoints(self, address: str) -> Sequence[str]:
+        return self.table.get(address, [])
+
+
+class Node:
+    def __init__(self, keys: IdentityKeys, manager: ConnectionManager) -> None:
+        self.keys = keys
+        self.address = keys.public.address
+        self.manager = manager
+        self.events: list[TransportEvent] = []
+        manager.subscribe(self.events.append)
+
+    def states(self) -> list[tuple[PeerState, str | None]]:
+        return [(e.state, e.path) for e in self.events if isinstance(e, ConnectionStateChanged)]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+@pytest_asyncio.fixture
+async def pair(
+    signaller: Any, identity_factory: Callable[[], IdentityKeys]
+) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Node] = []
+
+    async def make(signalling: Any = None, settings: TransportSettings = FAST) -> list[Node]:
+        resolver = StaticResolver()
+        nodes = []
+        for _ in range(2):
+            keys = identity_factory()
+            manager = ConnectionManager(
+                keys, signalling or signaller, settings=settings, resolver=resolver
+            )
+            endpoint = await manager.start_listening("127.0.0.1", 0)
+            resolver.table[keys.public.address] = [endpoint]
+            signaller.register(keys.public.address, manager.handle_signal)
+            nodes.append(Node(keys, manager))
+        made.extend(nodes)
+        return nodes
+
+    yield make
+    for node in made:
+        await node.manager.close()
+
+
+@pytest.mark.asyncio
+async def test_picks_webrtc_and_carries_messages(pair: Callable[..., Any]) -> None:
+    alice, bob = await pair()
+    conn = await alice.manager.connect(bob.address)
+    assert conn.path == "webrtc"
+    assert alice.manager.connection(bob.address) is conn
+    await alice.manager.send(bob.address, b"ping from alice")
+    assert await asyncio.wait_for(bob.manager.receive(), 10) == (alice.address, b"ping from alice")
+    # Bob answers over the connection Alice opened: no second connection is dialled.
+    await bob.manager.send(alice.address, b"pong from bob")
+    assert await asyncio.wait_for(alice.manager.receive(), 10) == (bob.address, b"pong from bob")
+    assert alice.states()[:2] == [(PeerState.CONNECTING, None), (PeerState.CONNECTED, "webrtc")]
+    assert bob.states() == [(PeerState.CONNECTED, "webrtc")]
+    assert await asyncio.wait_for(conn.ping(), 5) > 0
+
+
+class IceBreakingSignaller:
+    """Strips every ICE candidate from offers and answers: ICE fails on both sides."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.offers = 0
+
+    @staticmethod
+    def _strip(sdp: str) -> str:
+        return re.sub(r"a=candidate:[^\r\n]*\r\n", "", sdp)
+
+    async def send_signal(self, peer: str, payload: bytes) -> bytes | None:
+        self.offers += 1
+        offer = decode_offer(payload)
+        stripped = type(offer)(offer.session_id, offer.sender, offer.recipient,
+                               self._strip(offer.sdp))  # fmt: skip
+        reply = await self.inner.send_signal(peer, encode_offer(stripped))
+        assert reply is not None
+        sdp = decode_answer(reply, offer.session_id)
+        return encode_answer(offer.session_id, self._strip(sdp))
+
+
+@pytest.mark.asyncio
+async def test_falls_back_to_websocket_when_ice_fails(
+    pair: Callable[..., Any], signaller: Any
+) -> None:
+    breaking = IceBreakingSignaller(signaller)
+    alice, bob = await pair(signalling=breaking)
+    conn = await alice.manager.connect(bob.address)
+    assert breaking.offers == 1  # WebRTC was tried first...
+    assert conn.path == "websocket"  # ...and the direct path took over
+    await alice.manager.send(bob.address, b"over noise")
+    assert await asyncio.wait_for(bob.manager.receive(), 10) == (alice.address, b"over noise")
+    assert (PeerState.CONNECTED, "websocket") in alice.states()
+
+
+@pytest.mark.asyncio
+async def test_reconnects_after_a_drop(pair: Callable[..., Any]) -> None:
+    alice, bob = await pair()
+    first = await alice.manager.connect(bob.address, keep=True)
+    assert isinstance(first, WebRTCConnection)
+    await first.pc.close()  # the network drops under the connection, no CLOSE frame
+    await wait_until(
+        lambda: (c := alice.manager.connection(bob.address)) is not None and c is not first
+    )
+    second = alice.manager.connection(bob.address)
+    assert second is not None and second.is_open
+    states = [s for s, _ in alice.states()]
+    assert states.count(PeerState.CONNECTED) == 2
+    assert PeerState.DISCONNECTED in states and PeerState.WAITING_TO_RETRY in states
+    await alice.manager.send(bob.address, b"after reconnect")
+    assert await asyncio.wait_for(bob.manager.receive(), 10) == (alice.address, b"after reconnect")
+
+
+@pytest.mark.asyncio
+async def test_simultaneous_dials_keep_one_connection(pair: Callable[..., Any]) -> None:
+    alice, bob = await pair()
+    await asyncio.gather(
+        alice.manager.connect(bob.address, keep=False),
+        bob.manager.connect(alice.address, keep=False),
+    )
+
+    def settled() -> bool:
+        a, b = alice.manager.connection(bob.address), bob.manager.connection(alice.address)
+        return a is not None and b is not None and a.initiator != b.initiator
+
+    await wait_until(settled)
+    await asyncio.sleep(0.3)  # the losing duplicate has been closed by now
+    assert settled()
+    a = alice.manager.connection(bob.address)
+    assert a is not None
+    await a.send(b"still one")
+    assert await asyncio.wait_for(bob.manager.receive(), 10) == (alice.address, b"still one")
+
+
+@pytest.mark.asyncio
+async def test_disconnect_stops_retrying(pair: Callable[..., Any]) -> None:
+    alice, bob = await pair()
+    conn = await alice.manager.connect(bob.address, keep=True)
+    await alice.manager.disconnect(bob.address)
+    assert conn.is_closed and alice.manager.connection(bob.address) is None
+    await asyncio.sleep(0.3)
+    assert alice.manager.connection(bob.address) is None
+    assert PeerState.WAITING_TO_RETRY not in [s for s, _ in alice.states()]
+
+
+def test_backoff_delay_grows_caps_and_jitters() -> None:
+    assert backoff_delay(0, 1.0, 60.0, 0.0) == 0.5
+    assert backoff_delay(0, 1.0, 60.0, 0.999) < 1.0
+    assert backoff_delay(3, 1.0, 60.0, 0.0) == 4.0
+    assert backoff_delay(50, 1.0, 60.0, 0.0) == 30.0
+    assert backoff_delay(50, 1.0, 60.0, 0.5) == 45.0
