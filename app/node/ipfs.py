@@ -1,0 +1,131 @@
+"""Backend for an IPFS daemon the user configured (Kubo or js-ipfs HTTP RPC API).
+
+When the user sets an IPFS API address, the blocks of every shared file are also put
+on that daemon (and the file's root pinned), and receivers may fetch blocks from it.
+Only blocks from the blockstore are ever sent, and those are ciphertext.
+
+`ipfshttpclient.Client(addr)` is built directly: `ipfshttpclient.connect()` refuses
+daemon versions it does not know (js-ipfs, recent Kubo). Each block put asks for a
+CIDv1 with the block's own codec (raw for leaves, dag-pb for tree nodes) and sha2-256,
+and the CID the daemon answers must equal ours; every block fetched is re-hashed.
+All calls are blocking HTTP, so the coroutine methods run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from typing import Any
+
+import ipfshttpclient
+import ipfshttpclient.exceptions as ipfs_exc
+
+from app.core.unixfs import CODEC_RAW, InvalidBlock, block_matches, cid_codec, cid_to_str
+from app.node.files_errors import BlockNotFound, IpfsRejected, IpfsUnavailable
+
+DEFAULT_TIMEOUT = 30.0
+ClientFactory = Callable[[str, float], Any]
+
+
+def _default_client(api_addr: str, timeout: float) -> Any:
+    return ipfshttpclient.Client(api_addr, timeout=timeout)
+
+
+class IpfsBackend:
+    """Put, get and pin encrypted blocks on a user-configured IPFS daemon."""
+
+    def __init__(
+        self,
+        api_addr: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        client_factory: ClientFactory = _default_client,
+    ) -> None:
+        self.api_addr = api_addr
+        try:
+            self._client = client_factory(api_addr, timeout)
+        except ipfs_exc.AddressError as exc:
+            raise IpfsUnavailable(f"the IPFS API address {api_addr!r} is not valid") from exc
+
+    # ----------------------------------------------------------------- sync API
+
+    def block_put_sync(self, cid: bytes, data: bytes) -> None:
+        """Store one block on the daemon; its answer must name the same CID."""
+        if not block_matches(cid, data):
+            raise IpfsRejected("refusing to upload a block that does not match its CID")
+        codec = "raw" if cid_codec(cid) == CODEC_RAW else "dag-pb"
+        opts = {
+            # "format" for js-ipfs and older Kubo, "cid-codec" for current Kubo.
+            "format": codec,
+            "cid-codec": codec,
+            "mhtype": "sha2-256",
+            "version": "1",
+            "cid-base": "base32",
+        }
+        answer = self._call(lambda: self._client.block.put(io.BytesIO(data), opts=opts))
+        key = answer.get("Key") if hasattr(answer, "get") else None
+        if key != cid_to_str(cid):
+            raise IpfsRejected("the IPFS daemon stored the block under an unexpected CID")
+
+    def block_get_sync(self, cid: bytes) -> bytes:
+        """Fetch one block from the daemon, verified against its CID."""
+        text = cid_to_str(cid)
+        try:
+            # A daemon that lacks the block searches for it until the timeout: that, or a
+            # refusal, means "not available from there", not "daemon down".
+            data = self._call(lambda: self._client.block.get(text), timeout_is_down=False)
+        except IpfsRejected as exc:
+            raise BlockNotFound(f"the IPFS daemon does not have block {text}") from exc
+        if not isinstance(data, bytes) or not block_matches(cid, data):
+            raise IpfsRejected("the IPFS daemon returned a block that does not match its CID")
+        return data
+
+    def pin_add_sync(self, cid: bytes) -> None:
+        """Pin the DAG rooted at `cid` on the daemon (every block must be there)."""
+        self._call(lambda: self._client.pin.add(cid_to_str(cid), recursive=True))
+
+    def close(self) -> None:
+        """Release the HTTP client."""
+        close = getattr(self._client, "close", None)
+        if callable(close):
+            close()
+
+    def _call(self, request: Callable[[], Any], *, timeout_is_down: bool = True) -> Any:
+        try:
+            return request()
+        except ipfs_exc.TimeoutError as exc:
+            if not timeout_is_down:
+                raise IpfsRejected("the IPFS daemon did not answer in time") from exc
+            raise IpfsUnavailable(
+                f"the IPFS daemon at {self.api_addr} did not answer in time"
+            ) from exc
+        except ipfs_exc.ConnectionError as exc:
+            raise IpfsUnavailable(
+                f"the IPFS daemon at {self.api_addr} cannot be reached; is it running?"
+            ) from exc
+        except ipfs_exc.Error as exc:
+            raise IpfsRejected(f"the IPFS daemon refused the request: {exc}") from exc
+        except InvalidBlock as exc:
+            raise IpfsRejected(str(exc)) from exc
+
+    # ----------------------------------------------------------------- async API
+
+    async def block_put(self, cid: bytes, data: bytes) -> None:
+        """`block_put_sync` in a worker thread."""
+        await asyncio.to_thread(self.block_put_sync, cid, data)
+
+    async def block_get(self, cid: bytes) -> bytes:
+        """`block_get_sync` in a worker thread."""
+        return await asyncio.to_thread(self.block_get_sync, cid)
+
+    async def pin_add(self, cid: bytes) -> None:
+        """`pin_add_sync` in a worker thread."""
+        await asyncio.to_thread(self.pin_add_sync, cid)
+
+    async def get_block(self, cid: bytes) -> bytes | None:
+        """Serve as a block source for a transfer: the block, or None if absent."""
+        try:
+            return await self.block_get(cid)
+        except BlockNotFound:
+            return None

@@ -1,0 +1,408 @@
+"""Sharing and receiving files: round trips, tampering peers, resume, hostile names,
+disk full and permission denied, and bounded memory on a 200 MiB file."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import resource
+import subprocess
+import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from app.core.file_crypto import padded_size
+from app.core.unixfs import (
+    CODEC_RAW,
+    NodeLink,
+    cid_codec,
+    dag_pb_cid,
+    encode_file_node,
+    iter_leaves,
+)
+from app.node.blockstore import Blockstore
+from app.node.file_io import (
+    assemble_file,
+    assemble_file_sync,
+    fetch_blocks,
+    receive_file,
+    share_file,
+    share_file_sync,
+    share_paths,
+)
+from app.node.files_errors import (
+    BlockCorrupt,
+    DiskFull,
+    DownloadPermissionDenied,
+    SourceFileChanged,
+    TransferFailed,
+)
+
+KEY = bytes(range(32))
+MiB = 1024 * 1024
+
+
+def write_random(path: Path, size: int, piece: int = MiB) -> str:
+    """Write `size` random bytes to `path` without holding them; return their SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as fh:
+        remaining = size
+        while remaining:
+            data = os.urandom(min(piece, remaining))
+            digest.update(data)
+            fh.write(data)
+            remaining -= len(data)
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while data := fh.read(MiB):
+            digest.update(data)
+    return digest.hexdigest()
+
+
+class CountingSource:
+    """A peer serving blocks from its blockstore; counts requests; may tamper."""
+
+    def __init__(self, store: Blockstore, tamper: bool = False) -> None:
+        self.store = store
+        self.tamper = tamper
+        self.requests = 0
+
+    async def get_block(self, cid: bytes) -> bytes | None:
+        self.requests += 1
+        data = await self.store.get_block(cid)
+        if data is not None and self.tamper:
+            return bytes([data[0] ^ 1]) + data[1:]
+        return data
+
+
+@pytest.fixture
+def sender(tmp_path: Path) -> Blockstore:
+    return Blockstore(tmp_path / "sender" / "blocks")
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Blockstore:
+    return Blockstore(tmp_path / "receiver" / "blocks")
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> Path:
+    path = tmp_path / "downloads"
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("size", [0, 1, 262128, 262145, 3 * MiB + 7])
+def test_share_and_assemble_round_trip(
+    size: int, tmp_path: Path, sender: Blockstore, downloads: Path
+) -> None:
+    source = tmp_path / "report.pdf"
+    digest = write_random(source, size)
+    manifest = share_file_sync(source, sender, KEY)
+    assert manifest.size == size and manifest.padded_size == padded_size(size)
+    assert manifest.name == "report.pdf" and manifest.mime_type == "application/pdf"
+    assert sender.pins_sync() == {manifest.root_cid}
+    assert (cid_codec(manifest.root_cid) == CODEC_RAW) == (manifest.chunk_count == 1)
+    leaves = list(
+        iter_leaves(
+            manifest.root_cid, sender.get_sync, manifest.ciphertext_size, manifest.chunk_count
+        )
+    )
+    assert len(leaves) == manifest.chunk_count
+    assert sum(s for _, s in leaves) == manifest.ciphertext_size
+    saved = assemble_file_sync(manifest, sender, downloads)
+    assert saved == downloads / "report.pdf"
+    assert sha256_file(saved) == digest
+    assert [p.name for p in downloads.iterdir()] == ["report.pdf"]
+
+
+@pytest.mark.asyncio
+async def test_fetch_from_peer_rejects_tampering_peer(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore, downloads: Path
+) -> None:
+    source = tmp_path / "movie.bin"
+    digest = write_random(source, 2 * MiB + 5)
+    manifest = await share_file(source, sender, KEY)
+    evil = CountingSource(sender, tamper=True)
+    good = CountingSource(sender)
+    await fetch_blocks(manifest, receiver, {"evil": evil, "good": good}, max_in_flight=4)
+    assert evil.requests >= 1  # it was asked, served garbage, and was dropped
+    saved = await assemble_file(manifest, receiver, downloads)
+    assert sha256_file(saved) == digest
+
+
+@pytest.mark.asyncio
+async def test_resume_asks_only_for_missing_blocks(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore, downloads: Path
+) -> None:
+    source = tmp_path / "big.bin"
+    digest = write_random(source, 4 * MiB)
+    manifest = await share_file(source, sender, KEY)
+    all_blocks = [
+        cid
+        for cid, _ in iter_leaves(
+            manifest.root_cid, sender.get_sync, manifest.ciphertext_size, manifest.chunk_count
+        )
+    ]
+    # A first attempt got the root and half the leaves before it was interrupted.
+    receiver.put_sync(manifest.root_cid, sender.get_sync(manifest.root_cid))
+    for cid in all_blocks[::2]:
+        receiver.put_sync(cid, sender.get_sync(cid))
+    peer = CountingSource(sender)
+    saved = await receive_file(manifest, receiver, downloads, {"peer": peer})
+    assert peer.requests == len(all_blocks[1::2])
+    assert sha256_file(saved) == digest
+
+
+@pytest.mark.asyncio
+async def test_unavailable_blocks_fail_cleanly(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore, downloads: Path
+) -> None:
+    source = tmp_path / "x.bin"
+    write_random(source, MiB)
+    manifest = await share_file(source, sender, KEY)
+    empty = CountingSource(Blockstore(tmp_path / "empty"))
+    with pytest.raises(TransferFailed):
+        await receive_file(manifest, receiver, downloads, {"empty": empty}, timeout=1.0)
+    assert list(downloads.iterdir()) == []
+    with pytest.raises(TransferFailed):
+        await receive_file(manifest, receiver, downloads, {"evil": CountingSource(sender, True)})
+    assert list(downloads.iterdir()) == []
+
+
+@pytest.mark.asyncio
+async def test_hostile_block_tree_refused(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore
+) -> None:
+    source = tmp_path / "x.bin"
+    write_random(source, MiB)
+    manifest = await share_file(source, sender, KEY)
+    # A sender whose root node is a chain of single-link nodes far deeper than any file.
+    cid, nodes = manifest.root_cid, {}
+    for _ in range(10):
+        node = encode_file_node([NodeLink(cid, 1)], [manifest.ciphertext_size])
+        cid = dag_pb_cid(node)
+        nodes[cid] = node
+    for node_cid, node in nodes.items():
+        sender.put_sync(node_cid, node)
+    deep = replace(manifest, root_cid=cid)
+    with pytest.raises(TransferFailed):
+        await fetch_blocks(deep, receiver, {"peer": CountingSource(sender)})
+
+
+def test_hostile_names_and_collisions(tmp_path: Path, sender: Blockstore, downloads: Path) -> None:
+    source = tmp_path / "payload"
+    write_random(source, 100)
+    names = ["../../etc/passwd", "C:\\Windows\\evil.dll", "CON", "a\u202egnp.exe", "..", ""]
+    saved = []
+    for name in [*names, "passwd", "passwd"]:
+        manifest = share_file_sync(source, sender, os.urandom(32), name=name)
+        saved.append(assemble_file_sync(manifest, sender, downloads))
+    real_downloads = os.path.realpath(downloads)
+    for path in saved:
+        assert os.path.realpath(path).startswith(real_downloads + os.sep)
+        assert path.parent == downloads
+    assert [p.name for p in saved] == [
+        "passwd",
+        "evil.dll",
+        "_CON",
+        "agnp.exe",
+        "file",
+        "file (1)",
+        "passwd (1)",
+        "passwd (2)",
+    ]
+
+
+def test_undecodable_file_name_shared(tmp_path: Path, sender: Blockstore, downloads: Path) -> None:
+    source = tmp_path / os.fsdecode(b"caf\xe9.txt")  # Latin-1 bytes, not UTF-8
+    write_random(source, 10)
+    manifest = share_file_sync(source, sender, KEY)
+    assert manifest.name == "caf\ufffd.txt"
+    assert assemble_file_sync(manifest, sender, downloads).name == "caf\ufffd.txt"
+
+
+@pytest.mark.asyncio
+async def test_share_folder_keeps_structure_inside_downloads(
+    tmp_path: Path, sender: Blockstore, downloads: Path
+) -> None:
+    folder = tmp_path / "Holiday"
+    (folder / "day1").mkdir(parents=True)
+    digests = {
+        "a.txt": write_random(folder / "a.txt", 10),
+        "b.jpg": write_random(folder / "day1" / "b.jpg", 3000),
+    }
+    (folder / "link").symlink_to("/etc/passwd")
+    manifests = await share_paths([folder], sender)
+    assert [(m.folder, m.name) for m in manifests] == [
+        (("Holiday",), "a.txt"),
+        (("Holiday", "day1"), "b.jpg"),
+    ]
+    assert len({m.file_key for m in manifests}) == 2
+    for m in manifests:
+        saved = await assemble_file(m, sender, downloads)
+        assert sha256_file(saved) == digests[m.name]
+    assert (downloads / "Holiday" / "day1" / "b.jpg").exists()
+    # A hostile folder path from a peer still lands inside downloads.
+    hostile = manifests[0].__class__(**{**manifests[0].__dict__, "folder": ("..", "/etc", "C:")})
+    saved = await assemble_file(hostile, sender, downloads)
+    assert os.path.realpath(saved).startswith(os.path.realpath(downloads) + os.sep)
+
+
+class FailingWriter(io.FileIO):
+    """A part file whose writes fail with `err` after `limit` bytes."""
+
+    def __init__(self, path: Path, err: int, limit: int) -> None:
+        super().__init__(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+        self.err = err
+        self.limit = limit
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.tell() + len(data) > self.limit:
+            raise OSError(self.err, os.strerror(self.err))
+        return super().write(data)
+
+
+def opener(err: int, limit: int) -> Callable[[Path], BinaryIO]:
+    def open_part(path: Path) -> BinaryIO:
+        return FailingWriter(path, err, limit)
+
+    return open_part
+
+
+@pytest.mark.parametrize(
+    ("err", "error_type"), [(errno.ENOSPC, DiskFull), (errno.EACCES, DownloadPermissionDenied)]
+)
+def test_write_errors_leave_nothing(
+    err: int, error_type: type[Exception], tmp_path: Path, sender: Blockstore, downloads: Path
+) -> None:
+    source = tmp_path / "data.bin"
+    write_random(source, 2 * MiB)
+    manifest = share_file_sync(source, sender, KEY)
+    with pytest.raises(error_type) as info:
+        assemble_file_sync(manifest, sender, downloads, open_part=opener(err, MiB))
+    assert "nothing was saved" in str(info.value)
+    assert list(downloads.iterdir()) == []  # no final file, no .part
+
+
+def test_permission_denied_on_open(tmp_path: Path, sender: Blockstore, downloads: Path) -> None:
+    source = tmp_path / "data.bin"
+    write_random(source, 10)
+    manifest = share_file_sync(source, sender, KEY)
+
+    def denied(path: Path) -> BinaryIO:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    with pytest.raises(DownloadPermissionDenied):
+        assemble_file_sync(manifest, sender, downloads, open_part=denied)
+    assert list(downloads.iterdir()) == []
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_real_disk_full_on_tmpfs(tmp_path: Path, sender: Blockstore) -> None:
+    source = tmp_path / "large.bin"
+    write_random(source, 3 * MiB)
+    manifest = share_file_sync(source, sender, KEY)
+    with small_tmpfs(tmp_path / "tiny", "1m") as tiny:
+        with pytest.raises(DiskFull):
+            assemble_file_sync(manifest, sender, tiny)
+        assert list(tiny.iterdir()) == []
+
+
+def test_corrupt_block_on_disk_refused(tmp_path: Path, sender: Blockstore, downloads: Path) -> None:
+    source = tmp_path / "data.bin"
+    write_random(source, MiB)
+    manifest = share_file_sync(source, sender, KEY)
+    leaf = next(
+        cid
+        for cid, _ in iter_leaves(
+            manifest.root_cid, sender.get_sync, manifest.ciphertext_size, manifest.chunk_count
+        )
+    )
+    path = sender.path_for(leaf)
+    path.write_bytes(b"\x00" + path.read_bytes()[1:])
+    with pytest.raises(BlockCorrupt):
+        assemble_file_sync(manifest, sender, downloads)
+    assert list(downloads.iterdir()) == []
+
+
+def test_wrong_key_refused(tmp_path: Path, sender: Blockstore, downloads: Path) -> None:
+    source = tmp_path / "data.bin"
+    write_random(source, 1000)
+    manifest = share_file_sync(source, sender, KEY)
+    forged = manifest.__class__(**{**manifest.__dict__, "file_key": bytes(32)})
+    with pytest.raises(TransferFailed):
+        assemble_file_sync(forged, sender, downloads)
+    assert list(downloads.iterdir()) == []
+
+
+def test_source_changing_size_detected(
+    tmp_path: Path, sender: Blockstore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "growing.bin"
+    write_random(source, 1000)
+    real_fstat = os.fstat
+
+    def stale_fstat(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        return os.stat_result((st.st_mode, *st[1:6], st.st_size - 10, *st[7:]))
+
+    monkeypatch.setattr(os, "fstat", stale_fstat)
+    with pytest.raises(SourceFileChanged):
+        share_file_sync(source, sender, KEY)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_200_mib_round_trip_bounded_memory(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore, downloads: Path
+) -> None:
+    """Share 200 MiB, fetch every block into another node's store, save it: SHA-256 equal,
+    Python allocations and peak RSS growth stay at a few MiB."""
+    size = 200 * MiB
+    source = tmp_path / "huge.bin"
+    digest = write_random(source, size)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    tracemalloc.start()
+    try:
+        manifest = await share_file(source, sender, KEY)
+        peer = CountingSource(sender)
+        await fetch_blocks(manifest, receiver, {"peer": peer})
+        saved = await assemble_file(manifest, receiver, downloads)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    assert sha256_file(saved) == digest
+    assert manifest.chunk_count > 800
+    inner_nodes = -(-manifest.chunk_count // 174)
+    assert peer.requests == manifest.chunk_count + inner_nodes + 1  # leaves, inner, root
+    assert peak < 16 * MiB, f"Python allocations peaked at {peak / MiB:.1f} MiB"
+    assert rss_growth * 1024 < 64 * MiB, f"RSS grew by {rss_growth / 1024:.1f} MiB"
+    print(f"tracemalloc peak {peak / MiB:.1f} MiB, RSS growth {rss_growth / 1024:.1f} MiB")
