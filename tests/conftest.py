@@ -1,6 +1,18 @@
-"""Settings shared by every test: no real keyring, no telemetry, offscreen Qt."""
+"""Settings and fixtures shared by every test tier.
 
+No real keyring, no telemetry, offscreen Qt; loopback-only ICE for WebRTC tests; a
+digest of a profile folder to prove that failed operations changed nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
 import os
+from collections.abc import Callable
+from pathlib import Path
+
+import aioice.ice
+import pytest
 
 # Tests must never touch the user's real keyring: the "fail" backend means "no keyring",
 # so --no-passphrase profiles use the 0600 key file. Tests that need a keyring inject one.
@@ -9,3 +21,48 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.pop("SCRAMBLED_EGGS_PASSPHRASE", None)
 os.environ.pop("SCRAMBLED_EGGS_PROFILE", None)
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    """Content of every file that holds data (SQLite's -shm index and an empty -wal
+    are transient artifacts of opening the database, not data)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and p.name != "lock"
+        and not p.name.endswith("-shm")
+        and not (p.name.endswith("-wal") and p.stat().st_size == 0)
+    }
+
+
+@pytest.fixture
+def tree_digest() -> Callable[[Path], dict[str, str]]:
+    """`digest_tree`: compare before/after to prove nothing was changed."""
+    return digest_tree
+
+
+class _NoMdns:
+    """Stands in for aioice's mDNS protocol so no multicast query ever leaves the host."""
+
+    async def resolve(self, hostname: str, timeout: float = 1.0) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice gathers only non-loopback host candidates: use 127.0.0.1 for tests, no mDNS.
+
+    Test-only: production code never patches aioice silently."""
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return ["127.0.0.1"] if use_ipv4 else []
+
+    async def no_mdns(subscriber: object) -> _NoMdns:
+        return _NoMdns()
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", host_addresses)
+    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", no_mdns)

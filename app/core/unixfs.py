@@ -137,7 +137,8 @@ def cid_from_str(text: str) -> bytes:
 
 
 def encode_varint(value: int) -> bytes:
-    """Protobuf / multiformats unsigned varint (LEB128) of a non-negative integer."""
+    """Protobuf unsigned varint (LEB128) of a uint64. Unlike `app.core.cid.encode_varint`
+    (multiformats, at most 63 bits), protobuf fields such as UnixFS sizes are 64-bit."""
     if value < 0 or value >= 1 << 64:
         raise LocalProtocolError("varint out of range")
     out = bytearray()

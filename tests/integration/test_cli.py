@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +15,9 @@ from app.node.lock import ProfileLock
 from app.node.paths import ProfilePaths
 from app.node.profile import open_store
 
+Digest = Callable[[Path], dict[str, str]]
 PASS = "a passphrase for tests"
 LOOPBACK = ("--listen", "127.0.0.1:0", "--no-lan")
-
-
-def digest_tree(root: Path) -> dict[str, str]:
-    """Content of every file that holds data (SQLite's -shm index and an empty -wal
-    are transient artifacts of opening the database, not data)."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-        and p.name != "lock"
-        and not p.name.endswith("-shm")
-        and not (p.name.endswith("-wal") and p.stat().st_size == 0)
-    }
 
 
 def one_line_error(done: object) -> str:
@@ -119,10 +106,12 @@ def test_a_killed_daemon_leaves_nothing_that_blocks_a_restart(
     assert daemons[0].wait_ready()["running"]
 
 
-def test_bad_input_gives_one_clear_line_and_loses_nothing(tmp_path: Path) -> None:
+def test_bad_input_gives_one_clear_line_and_loses_nothing(
+    tmp_path: Path, tree_digest: Digest
+) -> None:
     alice = tmp_path / "alice"
     cli_json(alice, "init", "--name", "Alice", passphrase=PASS)
-    before = digest_tree(alice)
+    before = tree_digest(alice)
     assert "invite" in one_line_error(
         run_cli(alice, "contacts", "add", "eggs:bad", passphrase=PASS)
     )
@@ -134,15 +123,15 @@ def test_bad_input_gives_one_clear_line_and_loses_nothing(tmp_path: Path) -> Non
     assert "no profile" in one_line_error(run_cli(tmp_path / "none", "whoami")).lower()
     bad_listen = run_cli(alice, "daemon", "--listen", "nonsense", passphrase=PASS)
     assert "HOST:PORT" in one_line_error(bad_listen)
-    assert digest_tree(alice) == before
+    assert tree_digest(alice) == before
     with ProfileLock(ProfilePaths(alice).lock):
         assert "in use" in one_line_error(run_cli(alice, "contacts", "list", passphrase=PASS))
     db = ProfilePaths(alice).database
     db.write_bytes(db.read_bytes()[:100] + b"\x00garbage" * 500)
-    corrupted = digest_tree(alice)
+    corrupted = tree_digest(alice)
     assert "corrupt" in one_line_error(run_cli(alice, "contacts", "list", passphrase=PASS))
     assert "corrupt" in one_line_error(run_cli(alice, "status"))
-    assert digest_tree(alice) == corrupted
+    assert tree_digest(alice) == corrupted
 
 
 CANARY = "CanaryZebra7731"

@@ -1,40 +1,16 @@
-"""Fixtures for the transport tests: loopback-only ICE, identities, in-memory signalling."""
+"""Fixtures for the transport tests: identities, in-memory signalling (loopback-only ICE
+comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
 
-import aioice.ice
 import pytest
 
 from app.core.identity import IdentityKeys
 
 SignalHandler = Callable[[bytes], Awaitable[bytes]]
-
-
-class _NoMdns:
-    """Stands in for aioice's mDNS protocol so no multicast query ever leaves the host."""
-
-    async def resolve(self, hostname: str, timeout: float = 1.0) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-@pytest.fixture
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aioice gathers only non-loopback host candidates: use 127.0.0.1 for tests, no mDNS."""
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return ["127.0.0.1"] if use_ipv4 else []
-
-    async def no_mdns(subscriber: object) -> _NoMdns:
-        return _NoMdns()
-
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", host_addresses)
-    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", no_mdns)
 
 
 def new_identity() -> IdentityKeys:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,20 +28,8 @@ from app.node.storage import vault
 from app.node.storage.database import connect, schema_version
 from app.node.storage.schema import MIGRATIONS
 
+Digest = Callable[[Path], dict[str, str]]
 PASS = "correct horse battery"
-
-
-def digest_tree(root: Path) -> dict[str, str]:
-    """Content of every file that holds data (SQLite's -shm index and an empty -wal
-    are transient artifacts of opening the database, not data)."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-        and p.name != "lock"
-        and not p.name.endswith("-shm")
-        and not (p.name.endswith("-wal") and p.stat().st_size == 0)
-    }
 
 
 class MemoryKeyring(KeyringBackend):
@@ -80,15 +68,15 @@ def test_create_and_open_with_passphrase(tmp_path: Path) -> None:
             store.close()
 
 
-def test_wrong_passphrase_changes_nothing(tmp_path: Path) -> None:
+def test_wrong_passphrase_changes_nothing(tmp_path: Path, tree_digest: Digest) -> None:
     root = tmp_path / "p"
     create_profile(root, "Alice", PASS)
-    before = digest_tree(root)
+    before = tree_digest(root)
     with pytest.raises(WrongPassphrase):
         open_store(root, lambda: "not the passphrase")
     with pytest.raises(PassphraseRequired):
         open_store(root, None)
-    assert digest_tree(root) == before
+    assert tree_digest(root) == before
 
 
 def test_no_keyring_falls_back_to_private_key_file_with_warning(tmp_path: Path) -> None:
@@ -125,13 +113,13 @@ def test_key_file_of_another_profile_is_refused(tmp_path: Path) -> None:
         open_store(tmp_path / "a", None)
 
 
-def test_init_never_overwrites(tmp_path: Path) -> None:
+def test_init_never_overwrites(tmp_path: Path, tree_digest: Digest) -> None:
     root = tmp_path / "p"
     create_profile(root, "Alice", PASS)
-    before = digest_tree(root)
+    before = tree_digest(root)
     with pytest.raises(ProfileExists):
         create_profile(root, "Mallory", PASS)
-    assert digest_tree(root) == before
+    assert tree_digest(root) == before
 
 
 @pytest.mark.parametrize(("name", "passphrase"), [("", PASS), ("A\u202eB", PASS), ("A", "short")])
@@ -147,17 +135,17 @@ def test_missing_profile(tmp_path: Path) -> None:
     assert not inspect(tmp_path / "nothing").exists
 
 
-def test_corrupt_database_is_reported_and_left_alone(tmp_path: Path) -> None:
+def test_corrupt_database_is_reported_and_left_alone(tmp_path: Path, tree_digest: Digest) -> None:
     root = tmp_path / "p"
     create_profile(root, "Alice", None)
     db = ProfilePaths(root).database
     db.write_bytes(b"this is not a database" * 100)
-    before = digest_tree(root)
+    before = tree_digest(root)
     with pytest.raises(ProfileUnreadable, match="unreadable or corrupt"):
         open_store(root, None)
     with pytest.raises(ProfileUnreadable):
         inspect(root)
-    assert digest_tree(root) == before
+    assert tree_digest(root) == before
 
 
 def test_tampered_sealed_value_is_detected(tmp_path: Path) -> None:
