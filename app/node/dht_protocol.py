@@ -1,0 +1,433 @@
+"""The DHT wire protocol: kademlia's `KademliaProtocol`, hardened and record-aware.
+
+What changes against the library (kademlia 2.2 / rpcudp 5):
+
+* ``store`` keeps a value only if it is a valid `SignedRecord` for the key (see
+  `app.core.records.validate`) at least as new as the one held; ``find_value`` answers
+  only with valid, unexpired records, and adds the closest contacts so a reader can keep
+  looking for a higher sequence.
+* Every RPC we send has an adaptive timeout (smoothed RTT + 4 x deviation, clamped, in
+  the manner of RFC 6298) instead of rpcudp's fixed 5 s. A node that times out is
+  evicted from the routing table and remembered as unresponsive for a while, so lookups
+  stop asking it even when other peers still advertise it.
+* Garbage datagrams, malformed arguments, forged contact lists, responses from the wrong
+  address, and contacts claiming our own id or hijacking a known id are dropped.
+* A ``signal`` RPC carries opaque, size-bounded connection-signalling payloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeGuard
+
+import umsgpack  # type: ignore[import-untyped]  # ships a .pyi without py.typed
+from kademlia.node import Node
+from kademlia.protocol import KademliaProtocol
+from kademlia.routing import RoutingTable
+from rpcudp.protocol import RPCProtocol
+
+from app.core.record_errors import InvalidRecord
+from app.core.records import DHT_KEY_BYTES, SignedRecord, check_supersedes, validate
+
+log = logging.getLogger(__name__)
+
+MAX_DATAGRAM = 8192
+"""rpcudp's cap on a packed request; we hold our answers to it too."""
+MAX_SIGNAL_BYTES = 7168
+"""Largest signalling payload, either way (fits one datagram with the RPC overhead)."""
+SUSPECT_SECONDS = 60.0
+"""How long a node that timed out is skipped by our lookups (unless it talks to us)."""
+MAX_SUSPECTS = 4096
+SIGNAL_HANDLER_SECONDS = 5.0
+_MSG_ID_BYTES = 20
+_REQUEST, _RESPONSE = b"\x00", b"\x01"
+_RPC_NAMES = frozenset({"ping", "stun", "store", "find_node", "find_value", "signal"})
+
+Address = tuple[str, int]
+SignalHandler = Callable[[Address, bytes], Awaitable[bytes]]
+Clock = Callable[[], float]
+
+
+class RecordStore:
+    """The records this node holds for others: validated on the way in, culled by expiry."""
+
+    def __init__(self, clock: Clock, max_records: int = 4096) -> None:
+        self._clock = clock
+        self._max_records = max_records
+        self._records: dict[bytes, tuple[SignedRecord, bytes]] = {}
+
+    def offer(self, key: bytes, value: object) -> SignedRecord:
+        """Keep `value` under `key` if valid and not older than what is held.
+
+        Raises `InvalidRecord` (and keeps the held record) otherwise.
+        """
+        held = self.get_record(key)
+        if held is not None and value == self._records[key][1]:
+            return held  # the very record we hold (and checked) already: a refresh
+        record = validate(value, key, self._clock())
+        check_supersedes(record, held)
+        if held is None and len(self._records) >= self._max_records:
+            self.cull()
+            if len(self._records) >= self._max_records:
+                raise InvalidRecord("this node holds as many records as it will")
+        self._records[key] = (record, record.encode())
+        return record
+
+    def get_record(self, key: bytes) -> SignedRecord | None:
+        """The unexpired record held for `key`, if any."""
+        entry = self._records.get(key)
+        if entry is None:
+            return None
+        if entry[0].expires_at <= self._clock():
+            del self._records[key]
+            return None
+        return entry[0]
+
+    def get(self, key: bytes) -> bytes | None:
+        """The encoded unexpired record held for `key`, if any."""
+        record = self.get_record(key)
+        return None if record is None else self._records[key][1]
+
+    def cull(self) -> None:
+        """Forget every expired record."""
+        now = self._clock()
+        for key in [k for k, (r, _) in self._records.items() if r.expires_at <= now]:
+            del self._records[key]
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        self.cull()
+        return iter([(key, raw) for key, (_, raw) in self._records.items()])
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+class RttEstimator:
+    """Smoothed round-trip time and deviation (RFC 6298) giving a clamped RPC timeout."""
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum, self.maximum = minimum, maximum
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+
+    def sample(self, rtt: float) -> None:
+        """Fold in one measured round trip (seconds)."""
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+
+    def timeout(self) -> float:
+        """How long to wait for an answer before calling the peer unresponsive."""
+        if self._srtt is None:
+            return self.maximum
+        return min(self.maximum, max(self.minimum, self._srtt + 4 * self._rttvar))
+
+    def stall_after(self) -> float:
+        """After this long a query no longer holds a lookup's parallelism slot."""
+        srtt = self._srtt if self._srtt is not None else self.maximum / 4
+        return min(self.timeout() / 2, max(0.01, 4 * srtt))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_contact(item: object) -> Node | None:
+    """A ``[id, ip, port]`` triple from the wire as a `Node`, or None if malformed."""
+    if not isinstance(item, list | tuple) or len(item) != 3:
+        return None
+    node_id, ip, port = item
+    if type(node_id) is not bytes or len(node_id) != DHT_KEY_BYTES:
+        return None
+    if type(port) is not int or not 1 <= port <= 65535 or not isinstance(ip, str):
+        return None
+    if not _is_ip(ip):
+        return None
+    return Node(node_id, ip, port)
+
+
+def parse_contacts(items: object, limit: int) -> list[Node]:
+    """Well-formed contacts from a find-node answer (at most `limit`, rest ignored)."""
+    if not isinstance(items, list):
+        return []
+    nodes = [parse_contact(item) for item in items[:limit]]
+    return [n for n in nodes if n is not None]
+
+
+def _is_key(value: object) -> TypeGuard[bytes]:
+    return type(value) is bytes and len(value) == DHT_KEY_BYTES
+
+
+class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is untyped
+    """Kademlia RPCs over UDP that only store and serve valid signed records."""
+
+    def __init__(
+        self,
+        source_node: Node,
+        storage: RecordStore,
+        ksize: int,
+        *,
+        rtt: RttEstimator,
+    ) -> None:
+        RPCProtocol.__init__(self, wait_timeout=rtt.maximum)
+        self.router = RoutingTable(self, ksize, source_node)
+        self.storage = storage
+        self.source_node = source_node
+        self.ksize = ksize
+        self.rtt = rtt
+        self.signal_handler: SignalHandler | None = None
+        self._expected: dict[bytes, Address] = {}
+        self._suspects: dict[Address, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run `coro` in the background, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        """Keep a running task alive (e.g. a lookup query still outstanding)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """Cancel background work and fail every outstanding call."""
+        for task in list(self._tasks):
+            task.cancel()
+        for future, timer in list(self._outstanding.values()):
+            timer.cancel()
+            if not future.done():
+                future.set_result((False, None))
+        self._outstanding.clear()
+        self._expected.clear()
+
+    def is_suspect(self, address: Address) -> bool:
+        """True if `address` timed out recently and has not been heard from since."""
+        until = self._suspects.get(address)
+        if until is None:
+            return False
+        if until <= asyncio.get_running_loop().time():
+            del self._suspects[address]
+            return False
+        return True
+
+    # -- datagrams -----------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """Parse one datagram; anything malformed is dropped without a trace upstream."""
+        address = (addr[0], addr[1])
+        if len(data) < 1 + _MSG_ID_BYTES + 1 or len(data) > MAX_DATAGRAM + 1 + _MSG_ID_BYTES:
+            return
+        msg_id = data[1 : 1 + _MSG_ID_BYTES]
+        try:
+            message = umsgpack.unpackb(data[1 + _MSG_ID_BYTES :])
+        except Exception:  # umsgpack raises many types on garbage
+            log.debug("dropping an undecodable datagram from %s", address)
+            return
+        self._suspects.pop(address, None)
+        if data[:1] == _REQUEST:
+            self.spawn(self._answer(msg_id, message, address))
+        elif data[:1] == _RESPONSE:
+            self._accept_response(msg_id, message, address)
+
+    async def _answer(self, msg_id: bytes, message: object, address: Address) -> None:
+        if not isinstance(message, list) or len(message) != 2:
+            return
+        name, args = message
+        if name not in _RPC_NAMES or not isinstance(args, list):
+            return
+        try:
+            response = getattr(self, f"rpc_{name}")(address, *args)
+            if asyncio.iscoroutine(response):
+                response = await response
+            packed = umsgpack.packb(response)
+        except Exception as exc:  # a peer's malformed arguments must not reach the loop
+            log.debug("refusing malformed %s request from %s: %r", name, address, exc)
+            packed = umsgpack.packb(None)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(_RESPONSE + msg_id + packed, address)
+
+    def _accept_response(self, msg_id: bytes, data: object, address: Address) -> None:
+        if self._expected.get(msg_id) != address:
+            return
+        future, timer = self._outstanding.pop(msg_id)
+        del self._expected[msg_id]
+        timer.cancel()
+        if not future.done():
+            future.set_result((True, data))
+
+    def _timeout(self, msg_id: bytes) -> None:
+        entry = self._outstanding.pop(msg_id, None)
+        self._expected.pop(msg_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result((False, None))
+
+    async def call(
+        self, address: Address, name: str, *args: object, timeout: float | None = None
+    ) -> tuple[bool, Any]:
+        """Send one RPC; ``(True, answer)`` or ``(False, None)`` on timeout or refusal."""
+        data = umsgpack.packb([name, list(args)])
+        if len(data) > MAX_DATAGRAM:
+            raise ValueError(f"the {name} request packs to {len(data)} bytes, over 8 KiB")
+        if self.transport is None or self.transport.is_closing():
+            return False, None
+        loop = asyncio.get_running_loop()
+        msg_id = os.urandom(_MSG_ID_BYTES)
+        future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+        timer = loop.call_later(timeout or self.rtt.timeout(), self._timeout, msg_id)
+        self._outstanding[msg_id] = (future, timer)
+        self._expected[msg_id] = address
+        started = loop.time()
+        self.transport.sendto(_REQUEST + msg_id + data, address)
+        try:
+            answered, answer = await future
+        finally:
+            if msg_id in self._outstanding:  # cancelled while waiting
+                self._outstanding.pop(msg_id)[1].cancel()
+                self._expected.pop(msg_id, None)
+        if answered:
+            self.rtt.sample(loop.time() - started)
+        return answered, answer
+
+    # -- outgoing calls (with eviction) --------------------------------------------------
+
+    async def _call_node(self, node: Node, name: str, *args: object) -> tuple[bool, Any]:
+        result = await self.call((node.ip, node.port), name, self.source_node.id, *args)
+        return self.handle_call_response(result, node)
+
+    async def call_ping(self, node_to_ask: Node) -> tuple[bool, Any]:
+        """Ping a contact (evicted if it does not answer)."""
+        return await self._call_node(node_to_ask, "ping")
+
+    async def call_store(self, node_to_ask: Node, key: bytes, value: bytes) -> tuple[bool, Any]:
+        """Ask a contact to store a record; the answer is True if it kept it."""
+        return await self._call_node(node_to_ask, "store", key, value)
+
+    async def call_find_node(self, node_to_ask: Node, node_to_find: Node) -> tuple[bool, Any]:
+        """Ask a contact for the contacts it knows closest to `node_to_find`."""
+        return await self._call_node(node_to_ask, "find_node", node_to_find.id)
+
+    async def call_find_value(self, node_to_ask: Node, node_to_find: Node) -> tuple[bool, Any]:
+        """Ask a contact for the record under `node_to_find.id` (plus close contacts)."""
+        return await self._call_node(node_to_ask, "find_value", node_to_find.id)
+
+    def handle_call_response(self, result: tuple[bool, Any], node: Node) -> tuple[bool, Any]:
+        """Welcome a node that answered; evict and suspect one that did not."""
+        if not result[0]:
+            log.debug("no answer from %s, evicting it", node)
+            self.router.remove_contact(node)
+            now = asyncio.get_running_loop().time()
+            if len(self._suspects) >= MAX_SUSPECTS:  # forget the lapsed ones first
+                self._suspects = {a: t for a, t in self._suspects.items() if t > now}
+            if len(self._suspects) < MAX_SUSPECTS:
+                self._suspects[(node.ip, node.port)] = now + SUSPECT_SECONDS
+            return result
+        self.welcome_if_new(node)
+        return result
+
+    def welcome_if_new(self, node: Node) -> None:
+        """Add (or refresh) a contact; hand a new one the records it should now hold.
+
+        Our own id is never added, and a known id claimed from another address is ignored
+        (an attempt to hijack a contact).
+        """
+        if node.id == self.source_node.id:
+            return
+        index = self.router.get_bucket_for(node)
+        known = self.router.buckets[index][node.id]
+        if known is not None:
+            if known.same_home_as(node):
+                self.router.add_contact(node)
+            return
+        for key, value in self.storage:
+            keynode = Node(key)
+            neighbors = self.router.find_neighbors(keynode)
+            if neighbors:
+                new_is_close = node.distance_to(keynode) < neighbors[-1].distance_to(keynode)
+                we_are_closest = self.source_node.distance_to(keynode) < neighbors[0].distance_to(
+                    keynode
+                )
+            if not neighbors or (new_is_close and we_are_closest):
+                self.spawn(self.call_store(node, key, value))
+        self.router.add_contact(node)
+
+    # -- incoming calls ------------------------------------------------------------------
+
+    def _welcome_sender(self, sender: Address, nodeid: object) -> Node:
+        if not _is_key(nodeid):
+            raise ValueError("a node id is 20 bytes")
+        source = Node(nodeid, sender[0], sender[1])
+        self.welcome_if_new(source)
+        return source
+
+    def rpc_ping(self, sender: Address, nodeid: object) -> bytes:
+        """Answer with our node id."""
+        self._welcome_sender(sender, nodeid)
+        return bytes(self.source_node.id)
+
+    def rpc_store(self, sender: Address, nodeid: object, key: object, value: object) -> bool:
+        """Keep `value` if it is a valid record for `key`, not older than the one held."""
+        self._welcome_sender(sender, nodeid)
+        if not _is_key(key):
+            return False
+        try:
+            record = self.storage.offer(key, value)
+        except InvalidRecord as exc:
+            log.debug("refused a record from %s: %s", sender, exc)
+            return False
+        log.debug("stored seq %d under %s from %s", record.seq, key.hex(), sender)
+        return True
+
+    def rpc_find_node(self, sender: Address, nodeid: object, key: object) -> list[tuple[Any, ...]]:
+        """The contacts we know closest to `key` (never the asker)."""
+        source = self._welcome_sender(sender, nodeid)
+        if not _is_key(key):
+            return []
+        neighbors = self.router.find_neighbors(Node(key), exclude=source)
+        return [tuple(n) for n in neighbors]
+
+    def rpc_find_value(self, sender: Address, nodeid: object, key: object) -> Any:
+        """``{"value": record, "nodes": contacts}`` if we hold a valid record, else contacts.
+
+        The contacts let a reader look further for a higher sequence; they are trimmed so
+        the answer stays within one datagram.
+        """
+        nodes = self.rpc_find_node(sender, nodeid, key)
+        value = self.storage.get(key) if _is_key(key) else None
+        if value is None:
+            return nodes
+        answer = {"value": value, "nodes": nodes}
+        while nodes and len(umsgpack.packb(answer)) > MAX_DATAGRAM:
+            nodes = nodes[: len(nodes) // 2]
+            answer["nodes"] = nodes
+        return answer
+
+    async def rpc_signal(self, sender: Address, payload: object) -> bytes | None:
+        """Hand a signalling payload to the handler; its answer goes back to the sender."""
+        handler = self.signal_handler
+        if handler is None or type(payload) is not bytes or len(payload) > MAX_SIGNAL_BYTES:
+            return None
+        try:
+            answer = await asyncio.wait_for(handler(sender, payload), SIGNAL_HANDLER_SECONDS)
+        except Exception as exc:  # the handler's failure is answered with None, not raised
+            log.debug("signal handler failed for %s: %r", sender, exc)
+            return None
+        if type(answer) is not bytes or len(answer) > MAX_SIGNAL_BYTES:
+            log.warning("signal handler returned an invalid answer; sending none")
+            return None
+        return answer
