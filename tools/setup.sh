@@ -23,6 +23,8 @@ if [[ "$mode" == "test" ]]; then
   # virtual display + screenshots (GUI end-to-end), network namespaces (multi-host tests),
   # things no one here wrote to interoperate with: Chromium (WebRTC), coturn (TURN)
   apt_packages+=(xvfb xauth imagemagick iproute2 chromium coturn)
+  # packaging checks: desktop entry and AppStream validators, lintian for the .deb
+  apt_packages+=(desktop-file-utils appstream lintian)
   # Node.js + npm run the JavaScript IPFS daemon used by the file-sharing tests
   command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 fi

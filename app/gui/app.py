@@ -1,0 +1,221 @@
+"""The app's life: pick the profile, create or unlock it, host the node in-process, show
+the window, and shut everything down cleanly on quit.
+
+`run_gui` is what `python -m app` calls without a subcommand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from contextlib import AsyncExitStack
+
+import qasync
+from PySide6.QtCore import QCoreApplication, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.gui.asyncqt import run_dialog, signal_future
+from app.gui.bridge import NodeBridge, describe_error
+from app.gui.dialogs.first_run import FirstRunDialog
+from app.gui.dialogs.unlock import UnlockDialog
+from app.gui.main_window import MainWindow
+from app.gui.resources import app_icon
+from app.gui.theme import ThemeManager
+from app.node.api import (
+    DaemonOptions,
+    NodeApi,
+    NodeError,
+    Protection,
+    WrongPassphrase,
+    host_node,
+    inspect_profile,
+    passphrase_from_env,
+    resolve_profile,
+)
+
+log = logging.getLogger(__name__)
+APP_NAME = "Scrambled Eggs"
+
+
+def _tr(text: str) -> str:
+    return QCoreApplication.translate("GuiSession", text)
+
+
+class GuiSession(QObject):
+    """One run of the desktop app over one profile."""
+
+    def __init__(self, options: DaemonOptions, themes: ThemeManager | None = None) -> None:
+        super().__init__()
+        self.options = options
+        self.themes = themes
+        self.node: NodeApi | None = None
+        self.bridge: NodeBridge | None = None
+        self.window: MainWindow | None = None
+        self._stack = AsyncExitStack()
+
+    # ------------------------------------------------------------------ steps
+
+    async def attempt_unlock(self, passphrase: str | None) -> str | None:
+        """Host the node with `passphrase` (None: keyring or key file). Returns None once
+        the node runs, or a sentence saying why it didn't."""
+        source = None if passphrase is None else (lambda: passphrase)
+        try:
+            self.node = await self._stack.enter_async_context(host_node(self.options, source))
+        except WrongPassphrase:
+            return _tr("That passphrase doesn't unlock this profile. Try again.")
+        except Exception as exc:
+            return describe_error(exc)
+        return None
+
+    async def open_profile(self, early_window: bool = False) -> bool:
+        """Create (first run) or unlock the profile and start the node. False: the user
+        gave up or something they must fix was shown to them. With `early_window`, a
+        profile that needs no passphrase gets its window at once, in a "starting" state,
+        while the node comes up."""
+        profile = self.options.profile
+        try:
+            info = inspect_profile(profile)
+        except NodeError as exc:
+            await self.tell(str(exc), critical=True)
+            return False
+        if info.in_use:
+            await self.tell(
+                _tr(
+                    "Scrambled Eggs is already running with the profile in {0}. Switch to that "
+                    "window (look in the system tray), or quit it first."
+                ).format(profile),
+                critical=True,
+            )
+            return False
+        passphrase: str | None = None
+        if not info.exists:
+            first_run = FirstRunDialog(profile)
+            if not await run_dialog(first_run) or first_run.result_info is None:
+                return False
+            if first_run.result_info.warning:
+                await self.tell(first_run.result_info.warning)
+            passphrase = first_run.passphrase
+            info = inspect_profile(profile)
+        if info.protection != Protection.PASSPHRASE:
+            if early_window:
+                self.show_window()
+                await asyncio.sleep(0.02)  # let it paint before the node's start-up work
+            problem = await self.attempt_unlock(None)
+            if problem is not None:
+                if self.window is not None:
+                    self.window.hide()
+                await self.tell(problem, critical=True)
+                return False
+            return True
+        candidate = passphrase if passphrase is not None else passphrase_from_env()
+        first_error = None
+        if candidate is not None:
+            first_error = await self.attempt_unlock(candidate)
+            if first_error is None:
+                return True
+        unlock = UnlockDialog(str(profile), self.attempt_unlock, first_error)
+        return bool(await run_dialog(unlock)) and self.node is not None
+
+    def show_window(self) -> MainWindow:
+        """Show the main window (in a "starting" state until `start_window`)."""
+        if self.window is None:
+            self.bridge = NodeBridge(self.node)
+            self.window = MainWindow(self.bridge, self.themes)
+        self.window.set_ready(False)
+        self.window.show()
+        return self.window
+
+    async def start_window(self) -> MainWindow:
+        """Wire the bridge to the running node and show the window with its data."""
+        assert self.node is not None, "open_profile first"
+        window = self.show_window()
+        assert self.bridge is not None
+        self.bridge.attach(self.node)
+        await self.bridge.start()
+        await window.load()
+        window.set_ready(True)
+        return window
+
+    async def shutdown(self) -> None:
+        """Close the window and stop the node (idempotent)."""
+        if self.window is not None:
+            self.window.dispose()
+            self.window.hide()
+        if self.bridge is not None:
+            await self.bridge.stop()
+        await self._stack.aclose()
+        self.node = None
+        if self.window is not None:
+            # let Qt delete the window from its own loop, not the garbage collector later
+            self.window.deleteLater()
+            self.window = None
+            self.bridge = None
+
+    async def run(self) -> int:
+        """The whole life of the app; returns the process exit code."""
+        try:
+            if not await self.open_profile(early_window=True):
+                return 0 if self.node is None else 1
+            window = await self.start_window()
+            await signal_future(window.quitRequested)
+            return 0
+        finally:
+            await self.shutdown()
+
+    async def tell(self, text: str, critical: bool = False) -> None:
+        """A message box for things that happen before the main window exists."""
+        box = QMessageBox(
+            QMessageBox.Icon.Critical if critical else QMessageBox.Icon.Information,
+            APP_NAME,
+            text,
+        )
+        box.setWindowIcon(app_icon())
+        await run_dialog(box)
+
+
+def make_application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication with the app's name and icon."""
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(argv or sys.argv)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setDesktopFileName("scrambled-eggs")
+    app.setWindowIcon(app_icon())
+    app.setQuitOnLastWindowClosed(False)  # quitting is the session's job (tray, Ctrl+Q)
+    return app
+
+
+def run_gui(profile_arg: str | None) -> int:
+    """Open the desktop app on the chosen profile; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app = make_application()
+    themes = ThemeManager(app)
+    themes.apply("system")
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    session = GuiSession(DaemonOptions(profile=resolve_profile(profile_arg)), themes)
+
+    def stop(*_: object) -> None:
+        if session.window is not None:
+            session.window.request_quit()
+        else:
+            app.exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, stop)
+    wake = QTimer()  # lets Python run its signal handlers while Qt is waiting
+    wake.start(300)
+    wake.timeout.connect(lambda: None)
+    with loop:
+        try:
+            return int(loop.run_until_complete(session.run()))
+        except RuntimeError as exc:  # the loop was stopped from outside (signal before window)
+            log.warning("stopped: %s", exc)
+            return 130
+
+
+__all__ = ["GuiSession", "make_application", "run_gui"]

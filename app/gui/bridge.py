@@ -1,0 +1,243 @@
+"""The GUI's only door to the node: node events become Qt signals, and widgets ask the
+node for things through typed coroutines or fire-and-forget slots.
+
+Every failure is turned into a sentence for the user in `describe_error`, the one place
+that maps errors to words; the GUI never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
+
+from app.gui.asyncqt import async_slot
+from app.node.api import (
+    AddContact,
+    ChangePassphrase,
+    Contact,
+    ContactAdded,
+    ContactRemoved,
+    ContactVerified,
+    ListMessages,
+    Message,
+    MessageAdded,
+    MessageStatusChanged,
+    NodeApi,
+    NodeError,
+    NodeEvent,
+    NodeStopping,
+    RemoveContact,
+    SearchMessages,
+    SendMessage,
+    Settings,
+    SettingsChanged,
+    Status,
+    UpdateSettings,
+    Verification,
+    VerifyContact,
+    Whoami,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+STATUS_POLL_MS = 3000
+
+
+def _tr(text: str) -> str:
+    return QCoreApplication.translate("NodeBridge", text)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A sentence for the user about `exc`. Node errors already carry one."""
+    if isinstance(exc, NodeError):
+        return str(exc) or _tr("The node could not do that.")
+    if isinstance(exc, PermissionError):
+        return _tr("The app is not allowed to use a file it needs: {0}").format(exc.filename or exc)
+    if isinstance(exc, OSError):
+        return _tr("A file or network operation failed: {0}").format(exc.strerror or exc)
+    log.error("unexpected error in the GUI", exc_info=exc)
+    return _tr("Something went wrong inside the app. Details were written to the log.")
+
+
+class ActionFailed(Exception):
+    """A node request failed; `str()` is the sentence to show the user."""
+
+
+class NodeBridge(QObject):
+    """Turns `NodeApi.events()` into Qt signals and runs `NodeApi` coroutines for widgets."""
+
+    contactAdded = Signal(object)  # Contact
+    contactRemoved = Signal(object)  # Contact
+    contactVerified = Signal(object)  # Contact
+    messageAdded = Signal(object)  # Message
+    messageStatusChanged = Signal(str, str, object)  # id, contact address, MessageStatus
+    settingsChanged = Signal(object)  # Settings
+    statusUpdated = Signal(object)  # Status
+    nodeStopped = Signal(str)  # reason
+    errorOccurred = Signal(str)  # a sentence for the user
+    notice = Signal(str)  # an informational sentence for the user
+    shareRequested = Signal(str, list)  # contact address, local file paths
+
+    def __init__(self, node: NodeApi | None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._node = node
+        self._pump: asyncio.Task[None] | None = None
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(STATUS_POLL_MS)
+        self._status_timer.timeout.connect(self.refresh_status)
+        self.last_status: Status | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def ready(self) -> bool:
+        """True once a running node is attached."""
+        return self._node is not None
+
+    def attach(self, node: NodeApi) -> None:
+        """Use `node` from now on (the window may be shown while the node still starts)."""
+        self._node = node
+
+    def _running(self) -> NodeApi:
+        if self._node is None:
+            raise ActionFailed(_tr("The node is still starting; try again in a moment."))
+        return self._node
+
+    async def start(self) -> None:
+        """Subscribe to node events and start polling the status."""
+        self._running()
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._pump_events(), name="gui-event-pump")
+            await asyncio.sleep(0)  # let the subscription register before anything happens
+        self._status_timer.start()
+        self.refresh_status()
+
+    async def stop(self) -> None:
+        """Stop listening (before the node goes away)."""
+        self._status_timer.stop()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+            self._pump = None
+
+    async def _pump_events(self) -> None:
+        try:
+            async for event in self._running().events():
+                self._dispatch(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the node's fan-out failed: tell the user, keep the UI up
+            self.errorOccurred.emit(describe_error(exc))
+
+    def _dispatch(self, event: NodeEvent) -> None:
+        if isinstance(event, ContactAdded):
+            self.contactAdded.emit(event.contact)
+        elif isinstance(event, ContactRemoved):
+            self.contactRemoved.emit(event.contact)
+        elif isinstance(event, ContactVerified):
+            self.contactVerified.emit(event.contact)
+        elif isinstance(event, MessageAdded):
+            self.messageAdded.emit(event.message)
+        elif isinstance(event, MessageStatusChanged):
+            self.messageStatusChanged.emit(event.id, event.contact, event.status)
+        elif isinstance(event, SettingsChanged):
+            self.settingsChanged.emit(event.settings)
+        elif isinstance(event, NodeStopping):
+            self.nodeStopped.emit(event.reason)
+
+    # ------------------------------------------------------------------ requests
+
+    async def _ask(self, request: Callable[[NodeApi], Awaitable[T]]) -> T:
+        node = self._running()
+        try:
+            return await request(node)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise ActionFailed(describe_error(exc)) from exc
+
+    async def whoami(self) -> Whoami:
+        """Our own identity and invite link."""
+        return await self._ask(lambda n: n.whoami())
+
+    async def status(self) -> Status:
+        """DHT peers and endpoints."""
+        return await self._ask(lambda n: n.status())
+
+    async def contacts(self) -> list[Contact]:
+        """The address book."""
+        return await self._ask(lambda n: n.list_contacts())
+
+    async def add_contact(self, invite_or_address: str, name: str | None) -> Contact:
+        """Add a contact from an invite link or an address."""
+        return await self._ask(lambda n: n.add_contact(AddContact(invite_or_address, name or None)))
+
+    async def remove_contact(self, address: str) -> Contact:
+        """Remove a contact."""
+        return await self._ask(lambda n: n.remove_contact(RemoveContact(address)))
+
+    async def verification(self, address: str, confirm: bool = False) -> Verification:
+        """The safety number with a contact; `confirm=True` marks them verified."""
+        return await self._ask(lambda n: n.verify_contact(VerifyContact(address, confirm)))
+
+    async def send(self, address: str, text: str) -> Message:
+        """Queue a message (it arrives in the view through `messageAdded`)."""
+        return await self._ask(lambda n: n.send_message(SendMessage(address, text)))
+
+    async def messages(self, address: str, before: str | None, limit: int) -> list[Message]:
+        """A page of history, newest last."""
+        return await self._ask(lambda n: n.list_messages(ListMessages(address, before, limit)))
+
+    async def search(self, text: str) -> list[Message]:
+        """Messages containing `text`, newest first."""
+        return await self._ask(lambda n: n.search_messages(SearchMessages(text)))
+
+    async def settings(self) -> Settings:
+        """The current settings."""
+        return await self._ask(lambda n: n.get_settings())
+
+    async def update_settings(self, change: UpdateSettings) -> Settings:
+        """Persist changed settings."""
+        return await self._ask(lambda n: n.update_settings(change))
+
+    async def change_passphrase(self, new_passphrase: str) -> None:
+        """Protect the profile with a new passphrase."""
+        await self._ask(lambda n: n.change_passphrase(ChangePassphrase(new_passphrase)))
+
+    # ------------------------------------------------------------------ fire-and-forget slots
+
+    @async_slot(str, str)
+    async def send_message(self, address: str, text: str) -> None:
+        """Send `text`; failures are reported through `errorOccurred`."""
+        try:
+            await self.send(address, text)
+        except ActionFailed as exc:
+            self.errorOccurred.emit(str(exc))
+
+    @async_slot()
+    async def refresh_status(self) -> None:
+        """Poll the node's status once and emit `statusUpdated`."""
+        if self._node is None:
+            return
+        try:
+            status = await self._node.status()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("status poll failed: %s", exc)
+            return
+        self.last_status = status
+        self.statusUpdated.emit(status)
+
+    def share_paths(self, address: str, paths: list[Path]) -> None:
+        """Offer local files to a contact. The node's file sharing isn't available yet, so
+        this announces the request and tells the user plainly."""
+        self.shareRequested.emit(address, [str(p) for p in paths])
+        self.notice.emit(_tr("File sharing arrives with the next update."))

@@ -1,0 +1,95 @@
+"""Add a contact from an invite link or an address."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.asyncqt import async_slot
+from app.gui.bridge import ActionFailed, NodeBridge
+from app.gui.dialogs.common import (
+    error_label,
+    explanation_label,
+    primary_button,
+    show_error,
+    title_label,
+)
+from app.node.api import Contact
+
+
+class AddContactDialog(QDialog):
+    """Paste an invite, optionally name the contact; errors appear inline."""
+
+    def __init__(self, bridge: NodeBridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(self.tr("Add contact"))
+        self.setMinimumWidth(520)
+        self._bridge = bridge
+        self.added: Contact | None = None
+        self.invite = QPlainTextEdit()
+        self.invite.setTabChangesFocus(True)
+        self.invite.setPlaceholderText(self.tr("eggs:egg… invite link, or an egg… address"))
+        self.invite.setAccessibleName(self.tr("Invite link or address"))
+        self.invite.setFixedHeight(96)
+        clipboard = QGuiApplication.clipboard().text().strip()
+        if clipboard.startswith("eggs:"):
+            self.invite.setPlainText(clipboard)
+        self.name = QLineEdit()
+        self.name.setPlaceholderText(self.tr("Optional: the name in the invite is used"))
+        self.name.setAccessibleName(self.tr("Contact name"))
+        self.name.returnPressed.connect(self.add)
+        form = QFormLayout()
+        form.addRow(self.tr("Invite"), self.invite)
+        form.addRow(self.tr("Name"), self.name)
+        self.error = error_label()
+        self.add_button = primary_button(self.tr("Add contact"))
+        self.add_button.clicked.connect(self.add)
+        cancel = QPushButton(self.tr("Cancel"))
+        cancel.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(cancel)
+        buttons.addWidget(self.add_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(24, 20, 24, 20)
+        layout.setSpacing(12)
+        layout.addWidget(title_label(self.tr("Add a contact")))
+        layout.addWidget(
+            explanation_label(
+                self.tr(
+                    "Paste the invite link your contact shared with you. An invite carries "
+                    "their keys, so you can compare safety numbers later."
+                )
+            )
+        )
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addLayout(buttons)
+        self.invite.setFocus()
+
+    @async_slot()
+    async def add(self) -> None:
+        """Ask the node to add the contact."""
+        text = self.invite.toPlainText().strip()
+        if not text:
+            show_error(self.error, self.tr("Paste an invite link or an address first."))
+            self.invite.setFocus()
+            return
+        self.add_button.setEnabled(False)
+        try:
+            self.added = await self._bridge.add_contact(text, self.name.text().strip() or None)
+        except ActionFailed as exc:
+            show_error(self.error, str(exc))
+            return
+        finally:
+            self.add_button.setEnabled(True)
+        self.accept()

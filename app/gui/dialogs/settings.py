@@ -1,0 +1,250 @@
+"""Settings: profile, network, appearance and notifications, and the passphrase."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.asyncqt import async_slot
+from app.gui.bridge import ActionFailed, NodeBridge
+from app.gui.dialogs.common import error_label, explanation_label, primary_button, show_error
+from app.node.api import Protection, Settings, UpdateSettings
+
+MIB = 1024 * 1024
+
+
+T = TypeVar("T")
+
+
+def _changed(new: T, old: T) -> T | None:
+    return new if new != old else None
+
+
+def _lines(edit: QPlainTextEdit) -> list[str]:
+    return [line.strip() for line in edit.toPlainText().splitlines() if line.strip()]
+
+
+def _combo(options: list[tuple[str, str]], current: str, name: str) -> QComboBox:
+    combo = QComboBox()
+    combo.setAccessibleName(name)
+    for value, label in options:
+        combo.addItem(label, value)
+    index = combo.findData(current)
+    combo.setCurrentIndex(max(0, index))
+    return combo
+
+
+class SettingsDialog(QDialog):
+    """Edits `Settings`; Save sends only what changed through `update_settings`."""
+
+    def __init__(
+        self, bridge: NodeBridge, settings: Settings, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(self.tr("Settings"))
+        self.setMinimumWidth(560)
+        self._bridge = bridge
+        self._original = settings
+        self.saved: Settings | None = None
+        tabs = QTabWidget()
+        tabs.addTab(self._profile_tab(settings), self.tr("Profile"))
+        tabs.addTab(self._network_tab(settings), self.tr("Network"))
+        tabs.addTab(self._appearance_tab(settings), self.tr("Appearance"))
+        self.error = error_label()
+        self.save_button = primary_button(self.tr("Save"))
+        self.save_button.clicked.connect(self.save)
+        cancel = QPushButton(self.tr("Close"))
+        cancel.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(cancel)
+        buttons.addWidget(self.save_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(20, 20, 20, 16)
+        layout.setSpacing(12)
+        layout.addWidget(tabs)
+        layout.addWidget(self.error)
+        layout.addLayout(buttons)
+
+    # ------------------------------------------------------------------ tabs
+
+    def _profile_tab(self, s: Settings) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.display_name = QLineEdit(s.display_name)
+        self.display_name.setAccessibleName(self.tr("Display name"))
+        self.display_name.setMaxLength(64)
+        form.addRow(self.tr("Display name"), self.display_name)
+        protection = {
+            Protection.PASSPHRASE: self.tr("a passphrase"),
+            Protection.KEYRING: self.tr("the system keyring"),
+            Protection.KEY_FILE: self.tr("a key file inside the profile (weakest)"),
+        }[s.protection]
+        self.protection_label = QLabel(self.tr("Protected by {0}.").format(protection))
+        self.protection_label.setWordWrap(True)
+        form.addRow(self.tr("Protection"), self.protection_label)
+        self.new_passphrase = QLineEdit()
+        self.new_passphrase.setEchoMode(QLineEdit.EchoMode.Password)
+        self.new_passphrase.setAccessibleName(self.tr("New passphrase"))
+        self.repeat_passphrase = QLineEdit()
+        self.repeat_passphrase.setEchoMode(QLineEdit.EchoMode.Password)
+        self.repeat_passphrase.setAccessibleName(self.tr("Repeat new passphrase"))
+        self.passphrase_button = QPushButton(self.tr("Change passphrase"))
+        self.passphrase_button.clicked.connect(self.change_passphrase)
+        self.passphrase_status = QLabel()
+        self.passphrase_status.setWordWrap(True)
+        form.addRow(self.tr("New passphrase"), self.new_passphrase)
+        form.addRow(self.tr("Repeat"), self.repeat_passphrase)
+        form.addRow("", self.passphrase_button)
+        form.addRow("", self.passphrase_status)
+        return page
+
+    def _network_tab(self, s: Settings) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.listen = QLineEdit(s.listen)
+        self.listen.setAccessibleName(self.tr("Listen address"))
+        self.bootstrap = QPlainTextEdit("\n".join(s.bootstrap))
+        self.bootstrap.setTabChangesFocus(True)
+        self.bootstrap.setPlaceholderText(self.tr("host:port, one per line"))
+        self.bootstrap.setAccessibleName(self.tr("Bootstrap peers"))
+        self.bootstrap.setFixedHeight(70)
+        self.lan = QCheckBox(self.tr("Find peers on the local network"))
+        self.lan.setChecked(s.lan_discovery)
+        self.ice = QPlainTextEdit("\n".join(s.ice_servers))
+        self.ice.setTabChangesFocus(True)
+        self.ice.setPlaceholderText(self.tr("stun:host:port or turn:user:pass@host:port"))
+        self.ice.setAccessibleName(self.tr("STUN and TURN servers"))
+        self.ice.setFixedHeight(70)
+        self.ipfs = QLineEdit(s.ipfs_api)
+        self.ipfs.setPlaceholderText(self.tr("Empty: use the built-in block store"))
+        self.ipfs.setAccessibleName(self.tr("IPFS API address"))
+        self.shaping = _combo(
+            [
+                ("off", self.tr("Off")),
+                ("balanced", self.tr("Balanced")),
+                ("strict", self.tr("Strict (more cover traffic)")),
+            ],
+            s.shaping_mode,
+            self.tr("Traffic shaping"),
+        )
+        form.addRow(self.tr("Listen on"), self.listen)
+        form.addRow(self.tr("Bootstrap peers"), self.bootstrap)
+        form.addRow("", self.lan)
+        form.addRow(self.tr("STUN / TURN"), self.ice)
+        form.addRow(self.tr("IPFS API"), self.ipfs)
+        form.addRow(self.tr("Traffic shaping"), self.shaping)
+        form.addRow(
+            "",
+            explanation_label(
+                self.tr(
+                    "The app contacts no server you didn't list here. Network changes "
+                    "apply the next time the app starts."
+                )
+            ),
+        )
+        return page
+
+    def _appearance_tab(self, s: Settings) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.theme = _combo(
+            [
+                ("system", self.tr("Follow the system")),
+                ("light", self.tr("Light")),
+                ("dark", self.tr("Dark")),
+            ],
+            s.theme,
+            self.tr("Theme"),
+        )
+        self.notifications = QCheckBox(self.tr("Show a notification for new messages"))
+        self.notifications.setChecked(s.notifications)
+        self.auto_accept = QSpinBox()
+        self.auto_accept.setRange(0, 100_000)
+        self.auto_accept.setSuffix(" MiB")
+        self.auto_accept.setValue(s.auto_accept_bytes // MIB)
+        self.auto_accept.setAccessibleName(self.tr("Accept files automatically up to"))
+        form.addRow(self.tr("Theme"), self.theme)
+        form.addRow("", self.notifications)
+        form.addRow(self.tr("Auto-accept files up to"), self.auto_accept)
+        return page
+
+    # ------------------------------------------------------------------ actions
+
+    def changes(self) -> UpdateSettings:
+        """The fields that differ from the settings the dialog opened with."""
+        s = self._original
+
+        auto_accept = self.auto_accept.value() * MIB
+        if auto_accept == (s.auto_accept_bytes // MIB) * MIB:
+            auto_accept = s.auto_accept_bytes
+        return UpdateSettings(
+            display_name=_changed(self.display_name.text().strip(), s.display_name),
+            listen=_changed(self.listen.text().strip(), s.listen),
+            bootstrap=_changed(_lines(self.bootstrap), s.bootstrap),
+            lan_discovery=_changed(self.lan.isChecked(), s.lan_discovery),
+            ice_servers=_changed(_lines(self.ice), s.ice_servers),
+            ipfs_api=_changed(self.ipfs.text().strip(), s.ipfs_api),
+            shaping_mode=_changed(str(self.shaping.currentData()), s.shaping_mode),
+            theme=_changed(str(self.theme.currentData()), s.theme),
+            notifications=_changed(self.notifications.isChecked(), s.notifications),
+            auto_accept_bytes=_changed(auto_accept, s.auto_accept_bytes),
+        )
+
+    @async_slot()
+    async def save(self) -> None:
+        """Persist the changes and close; errors stay in the dialog."""
+        if not self.display_name.text().strip():
+            show_error(self.error, self.tr("Your display name can't be empty."))
+            return
+        self.save_button.setEnabled(False)
+        try:
+            self.saved = await self._bridge.update_settings(self.changes())
+        except ActionFailed as exc:
+            show_error(self.error, str(exc))
+            return
+        finally:
+            self.save_button.setEnabled(True)
+        self._original = self.saved
+        self.accept()
+
+    @async_slot()
+    async def change_passphrase(self) -> None:
+        """Re-protect the profile with the new passphrase."""
+        new = self.new_passphrase.text()
+        if not new:
+            self.passphrase_status.setText(self.tr("Type the new passphrase twice."))
+            return
+        if new != self.repeat_passphrase.text():
+            self.passphrase_status.setText(self.tr("The two passphrases differ."))
+            return
+        self.passphrase_button.setEnabled(False)
+        self.passphrase_status.setText(self.tr("Changing…"))
+        try:
+            await self._bridge.change_passphrase(new)
+        except ActionFailed as exc:
+            self.passphrase_status.setText(str(exc))
+            return
+        finally:
+            self.passphrase_button.setEnabled(True)
+        self.new_passphrase.clear()
+        self.repeat_passphrase.clear()
+        self.protection_label.setText(self.tr("Protected by {0}.").format(self.tr("a passphrase")))
+        self.passphrase_status.setText(
+            self.tr("Done. Use the new passphrase the next time you open the app.")
+        )

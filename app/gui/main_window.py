@@ -1,0 +1,568 @@
+"""The main window: contacts and search on the left, the conversation on the right, node
+status at the bottom, a tray icon when the desktop has a tray."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QSystemTrayIcon,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.asyncqt import async_slot, run_dialog
+from app.gui.bridge import ActionFailed, NodeBridge
+from app.gui.dialogs.add_contact import AddContactDialog
+from app.gui.dialogs.invite import InviteDialog
+from app.gui.dialogs.settings import SettingsDialog
+from app.gui.dialogs.verify import VerifyDialog
+from app.gui.models.contacts import ContactModel, ContactRole
+from app.gui.models.messages import MessageModel
+from app.gui.resources import app_icon
+from app.gui.theme import ThemeManager
+from app.gui.tray import TrayIcon
+from app.gui.views.contact_delegate import ContactDelegate
+from app.gui.views.conversation import ConversationPane
+from app.gui.views.painting import short_time
+from app.gui.widgets.icons import line_icon
+from app.gui.widgets.naming import named
+from app.gui.widgets.toast import Toast
+from app.node.api import Contact, Message, MessageStatus, Settings, Status, Whoami
+
+SIDEBAR_WIDTH = 320
+
+
+def _tool_button(icon: str, tip: str, name: str) -> QToolButton:
+    button = QToolButton()
+    button.setIcon(line_icon(icon))
+    button.setIconSize(QSize(22, 22))
+    button.setToolTip(tip)
+    button.setAccessibleName(name)
+    button.setObjectName(f"{icon.title().replace('-', '')}Button")
+    return button
+
+
+class MainWindow(QMainWindow):
+    """The messenger window. Talks to the node only through its `NodeBridge`."""
+
+    quitRequested = Signal()
+
+    def __init__(self, bridge: NodeBridge, themes: ThemeManager | None = None) -> None:
+        super().__init__()
+        self.bridge = bridge
+        self._themes = themes
+        self.me: Whoami | None = None
+        self.settings: Settings | None = None
+        self._quitting = False
+        self._told_about_tray = False
+        self.setWindowTitle(self.tr("Scrambled Eggs"))
+        self.setWindowIcon(app_icon())
+        self.resize(1100, 720)
+        self.setMinimumSize(760, 480)
+
+        self.contacts = ContactModel(self)
+        self.messages = MessageModel(bridge, self)
+        self._build_sidebar()
+        self.conversation = ConversationPane(self.messages)
+        self.empty = self._build_empty_state()
+        self.right = QStackedWidget()
+        self.right.addWidget(self.empty)
+        self.right.addWidget(self.conversation)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.sidebar)
+        layout.addWidget(self.right, 1)
+        self.setCentralWidget(central)
+        self.toast = Toast(central)
+        self._build_status_bar()
+        self._build_actions()
+        self.tray: TrayIcon | None = None
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self.tray = TrayIcon(self)
+            self.tray.toggleRequested.connect(self.toggle_visible)
+            self.tray.quitRequested.connect(self.request_quit)
+            self.tray.show()
+        self._connect_bridge()
+        self.setTabOrder(self.search, self.contact_list)
+        self.setTabOrder(self.contact_list, self.conversation.composer)
+
+    # ------------------------------------------------------------------ layout
+
+    def _build_sidebar(self) -> None:
+        self.sidebar = named(QFrame(), "Sidebar")
+        self.sidebar.setFixedWidth(SIDEBAR_WIDTH)
+        header = named(QFrame(), "SidebarHeader")
+        header_layout = QHBoxLayout(header)
+        header_layout.setContentsMargins(16, 14, 8, 8)
+        names = QVBoxLayout()
+        names.setSpacing(0)
+        self.profile_name = named(QLabel(), "ProfileName")
+        self.profile_state = named(QLabel(self.tr("Starting…")), "ProfileSubtitle")
+        names.addWidget(self.profile_name)
+        names.addWidget(self.profile_state)
+        header_layout.addLayout(names, 1)
+        self.invite_button = _tool_button(
+            "invite", self.tr("My invite (Ctrl+I)"), self.tr("Show my invite")
+        )
+        self.add_button = _tool_button(
+            "add-contact", self.tr("Add contact (Ctrl+N)"), self.tr("Add contact")
+        )
+        self.settings_button = _tool_button(
+            "settings", self.tr("Settings (Ctrl+,)"), self.tr("Settings")
+        )
+        for button in (self.invite_button, self.add_button, self.settings_button):
+            header_layout.addWidget(button)
+        self.invite_button.clicked.connect(self.show_invite)
+        self.add_button.clicked.connect(self.show_add_contact)
+        self.settings_button.clicked.connect(self.show_settings)
+
+        self.search = named(QLineEdit(), "SearchField")
+        self.search.setPlaceholderText(self.tr("Search messages"))
+        self.search.setAccessibleName(self.tr("Search messages"))
+        self.search.setClearButtonEnabled(True)
+        self.search.returnPressed.connect(self.run_search)
+        self.search.textChanged.connect(self._search_text_changed)
+
+        self.contact_list = named(QListView(), "ContactList")
+        self.contact_list.setAccessibleName(self.tr("Contacts"))
+        self.contact_list.setModel(self.contacts)
+        self.contact_list.setItemDelegate(ContactDelegate(self.contact_list))
+        self.contact_list.setMouseTracking(True)
+        self.contact_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.contact_list.selectionModel().currentChanged.connect(self._contact_chosen)
+        self.no_contacts = named(
+            QLabel(self.tr("No contacts yet.\nShare your invite or add someone's (Ctrl+N).")),
+            "MutedLabel",
+        )
+        self.no_contacts.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.no_contacts.setWordWrap(True)
+        self.results = named(QListWidget(), "SearchResults")
+        self.results.setAccessibleName(self.tr("Search results"))
+        self.results.setWordWrap(True)
+        self.results.itemActivated.connect(self._result_chosen)
+        self.results.itemClicked.connect(self._result_chosen)
+        self.left_stack = QStackedWidget()
+        self.left_stack.addWidget(self.contact_list)
+        self.left_stack.addWidget(self.no_contacts)
+        self.left_stack.addWidget(self.results)
+
+        layout = QVBoxLayout(self.sidebar)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(header)
+        search_row = QHBoxLayout()
+        search_row.setContentsMargins(12, 4, 12, 10)
+        search_row.addWidget(self.search)
+        layout.addLayout(search_row)
+        layout.addWidget(self.left_stack, 1)
+
+    def _build_empty_state(self) -> QWidget:
+        page = named(QWidget(), "ConversationPane")
+        layout = QVBoxLayout(page)
+        layout.addStretch(1)
+        logo = QLabel()
+        logo.setPixmap(app_icon().pixmap(112, 112))
+        logo.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        title = named(QLabel(self.tr("Private by default")), "EmptyStateTitle")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        text = named(
+            QLabel(
+                self.tr(
+                    "Pick a conversation on the left, or add a contact with their invite link.\n"
+                    "Messages are end-to-end encrypted and travel without any server."
+                )
+            ),
+            "EmptyState",
+        )
+        text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        text.setWordWrap(True)
+        for widget in (logo, title, text):
+            layout.addWidget(widget)
+        layout.addStretch(2)
+        return page
+
+    def _build_status_bar(self) -> None:
+        self.peers_label = QLabel(self.tr("Connecting…"))
+        self.peers_label.setAccessibleName(self.tr("Network status"))
+        self.endpoints_label = QLabel()
+        self.endpoints_label.setAccessibleName(self.tr("Node endpoints"))
+        self.endpoints_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.statusBar().addWidget(self.peers_label)
+        self.statusBar().addPermanentWidget(self.endpoints_label)
+
+    def _build_actions(self) -> None:
+        def action(text: str, shortcut: QKeySequence | str, slot: object) -> QAction:
+            act = QAction(text, self)
+            act.setShortcut(QKeySequence(shortcut))
+            act.triggered.connect(slot)
+            self.addAction(act)
+            return act
+
+        self.add_action = action(self.tr("&Add contact…"), "Ctrl+N", self.show_add_contact)
+        self.invite_action = action(self.tr("My &invite…"), "Ctrl+I", self.show_invite)
+        self.search_action = action(self.tr("&Search messages"), "Ctrl+F", self.focus_search)
+        self.settings_action = action(
+            self.tr("S&ettings…"),
+            QKeySequence(QKeySequence.StandardKey.Preferences),
+            self.show_settings,
+        )
+        self.settings_action.setShortcuts(
+            [
+                QKeySequence("Ctrl+,"),
+                *QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences),
+            ]
+        )
+        self.verify_action = action(
+            self.tr("&Verify safety number…"), "Ctrl+Shift+V", self.verify_current
+        )
+        self.quit_action = action(self.tr("&Quit"), "Ctrl+Q", self.request_quit)
+        menu = self.menuBar().addMenu(self.tr("&Scrambled Eggs"))
+        for act in (self.invite_action, self.add_action, self.settings_action):
+            menu.addAction(act)
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        chat = self.menuBar().addMenu(self.tr("&Conversation"))
+        chat.addAction(self.search_action)
+        chat.addAction(self.verify_action)
+
+    def _connect_bridge(self) -> None:
+        b = self.bridge
+        b.contactAdded.connect(self._on_contact_added)
+        b.contactRemoved.connect(self._on_contact_removed)
+        b.contactVerified.connect(self._on_contact_verified)
+        b.messageAdded.connect(self._on_message_added)
+        b.messageStatusChanged.connect(self._on_status_changed)
+        b.settingsChanged.connect(self._apply_settings)
+        b.statusUpdated.connect(self._on_node_status)
+        b.errorOccurred.connect(lambda text: self._tell(text, error=True))
+        b.notice.connect(self._tell)
+        b.nodeStopped.connect(self._on_node_stopped)
+        self.conversation.sendRequested.connect(b.send_message)
+        self.conversation.verifyRequested.connect(self.show_verify)
+        self.conversation.filesDropped.connect(self._files_dropped)
+        self.contacts.unreadChanged.connect(self._unread_changed)
+
+    # ------------------------------------------------------------------ loading
+
+    def set_ready(self, ready: bool) -> None:
+        """Enable the actions that need the node (off while it starts)."""
+        for widget in (self.invite_button, self.add_button, self.settings_button, self.search):
+            widget.setEnabled(ready)
+        for act in (self.add_action, self.invite_action, self.settings_action, self.search_action):
+            act.setEnabled(ready)
+        if not ready:
+            self.profile_state.setText(self.tr("Starting…"))
+        elif not self.conversation.composer.hasFocus():
+            # start in the search field: focusing the contact list would open a conversation
+            self.search.setFocus()
+
+    async def load(self) -> None:
+        """Read identity, settings and contacts (plus each conversation's last message)."""
+        self.me = await self.bridge.whoami()
+        self.profile_name.setText(self.me.name)
+        self._apply_settings(await self.bridge.settings())
+        contacts = await self.bridge.contacts()
+        self.contacts.set_contacts(contacts)
+        self._update_contact_stack()
+        for contact in contacts:
+            try:
+                last = await self.bridge.messages(contact.address, None, 1)
+            except ActionFailed:
+                continue
+            self.contacts.set_last(contact.address, last[-1] if last else None)
+
+    def _tell(self, text: str, error: bool = False) -> None:
+        target = (
+            self.conversation.toast
+            if self.right.currentWidget() is self.conversation
+            else self.toast
+        )
+        target.show_message(text, error=error)
+        self.statusBar().showMessage(text, 8000)
+
+    def _update_contact_stack(self) -> None:
+        if self.left_stack.currentWidget() is self.results:
+            return
+        empty = self.contacts.rowCount() == 0
+        self.left_stack.setCurrentWidget(self.no_contacts if empty else self.contact_list)
+
+    # ------------------------------------------------------------------ conversation
+
+    def _contact_chosen(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            contact: Contact = current.data(ContactRole.CONTACT)
+            self.open_conversation(contact.address)
+
+    @async_slot(str)
+    async def open_conversation(self, address: str) -> None:
+        """Show the conversation with `address` (loads only its newest page)."""
+        contact = self.contacts.contact(address)
+        if contact is None:
+            return
+        row = self.contacts.row_of(address)
+        if self.contact_list.currentIndex().row() != row:
+            self.contact_list.setCurrentIndex(self.contacts.index(row))
+        if self.messages.contact == address and self.right.currentWidget() is self.conversation:
+            return
+        self.conversation.set_contact(contact)
+        self.right.setCurrentWidget(self.conversation)
+        self.contacts.clear_unread(address)
+        self.conversation.composer.setFocus()
+        await self.messages.open(address)
+
+    def _files_dropped(self, address: str, paths: list[Path]) -> None:
+        self.bridge.share_paths(address, paths)
+
+    # ------------------------------------------------------------------ node events
+
+    def _on_contact_added(self, contact: Contact) -> None:
+        self.contacts.add(contact)
+        self._update_contact_stack()
+
+    def _on_contact_removed(self, contact: Contact) -> None:
+        self.contacts.remove(contact.address)
+        if self.messages.contact == contact.address:
+            self.messages.close()
+            self.right.setCurrentWidget(self.empty)
+        self._update_contact_stack()
+
+    def _on_contact_verified(self, contact: Contact) -> None:
+        self.contacts.add(contact)
+        shown = self.conversation.contact
+        if shown is not None and shown.address == contact.address:
+            self.conversation.set_contact(contact)
+
+    def _conversation_visible(self, address: str) -> bool:
+        return (
+            self.messages.contact == address
+            and self.right.currentWidget() is self.conversation
+            and self.isVisible()
+            and not self.isMinimized()
+        )
+
+    def _on_message_added(self, message: Message) -> None:
+        visible = self._conversation_visible(message.contact)
+        self.messages.add(message)
+        self.contacts.note_message(message, seen=visible and self.isActiveWindow())
+        if not message.outgoing and not self.isActiveWindow():
+            self._notify(message)
+
+    def _on_status_changed(self, message_id: str, _contact: str, status: MessageStatus) -> None:
+        self.messages.set_status(message_id, status)
+
+    def _notify(self, message: Message) -> None:
+        if self.settings is not None and not self.settings.notifications:
+            return
+        contact = self.contacts.contact(message.contact)
+        title = contact.name if contact else self.tr("New message")
+        preview = " ".join(message.text.split())
+        if len(preview) > 120:
+            preview = preview[:119] + "…"
+        if self.tray is not None and self.tray.supportsMessages():
+            self.tray.showMessage(title, preview, app_icon(), 6000)
+        else:
+            QApplication.alert(self)
+
+    def _unread_changed(self, total: int) -> None:
+        title = self.tr("Scrambled Eggs")
+        self.setWindowTitle(f"({total}) {title}" if total else title)
+        if self.tray is not None:
+            self.tray.set_unread(total)
+
+    def _apply_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        self.profile_name.setText(settings.display_name)
+        if self._themes is not None and self._themes.choice != settings.theme:
+            self._themes.apply(settings.theme)
+            self._restyle()
+
+    def _restyle(self) -> None:
+        for button, icon in (
+            (self.invite_button, "invite"),
+            (self.add_button, "add-contact"),
+            (self.settings_button, "settings"),
+            (self.conversation.verify_button, "verify"),
+        ):
+            button.setIcon(line_icon(icon))
+        self.conversation.delegate.clear_cache()
+        self.update()
+
+    def _on_node_status(self, status: Status) -> None:
+        peers = status.dht_peers
+        if not status.running:
+            text = self.tr("○ Offline")
+        elif peers == 0:
+            text = self.tr("○ Looking for peers")
+        else:
+            text = self.tr("● Connected · %n DHT peer(s)", "", peers)
+        self.peers_label.setText(text)
+        self.profile_state.setText(text.lstrip("○● "))
+        shown = ", ".join(status.endpoints) if status.endpoints else self.tr("no endpoint")
+        self.endpoints_label.setText(self.tr("Listening on {0}").format(shown))
+
+    def _on_node_stopped(self, reason: str) -> None:
+        self.peers_label.setText(self.tr("○ Node stopped ({0})").format(reason))
+
+    # ------------------------------------------------------------------ search
+
+    def focus_search(self) -> None:
+        """Ctrl+F: put the cursor in the search field."""
+        self.search.setFocus()
+        self.search.selectAll()
+
+    def _search_text_changed(self, text: str) -> None:
+        if not text.strip():
+            self.results.clear()
+            self.left_stack.setCurrentWidget(self.contact_list)
+            self._update_contact_stack()
+
+    @async_slot()
+    async def run_search(self) -> None:
+        """Search every conversation for the text in the search field."""
+        text = self.search.text().strip()
+        if not text:
+            return
+        try:
+            found = await self.bridge.search(text)
+        except ActionFailed as exc:
+            self._tell(str(exc), error=True)
+            return
+        self.results.clear()
+        for message in found:
+            contact = self.contacts.contact(message.contact)
+            who = contact.name if contact else message.contact[:12]
+            when = dt.datetime.fromtimestamp(message.time)
+            stamp = f"{when.date().isoformat()} {short_time(message.time)}"
+            snippet = " ".join(message.text.split())
+            item = QListWidgetItem(f"{who} · {stamp}\n{snippet[:140]}")
+            item.setData(Qt.ItemDataRole.UserRole, message)
+            item.setSizeHint(QSize(0, 56))
+            self.results.addItem(item)
+        if not found:
+            item = QListWidgetItem(self.tr("No messages contain “{0}”.").format(text))
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.results.addItem(item)
+        self.left_stack.setCurrentWidget(self.results)
+        self.results.setFocus()
+
+    def _result_chosen(self, item: QListWidgetItem) -> None:
+        message = item.data(Qt.ItemDataRole.UserRole)
+        if isinstance(message, Message):
+            self.open_conversation(message.contact)
+
+    # ------------------------------------------------------------------ dialogs
+
+    @async_slot()
+    async def show_add_contact(self) -> None:
+        """Ctrl+N: add a contact from an invite."""
+        dialog = AddContactDialog(self.bridge, self)
+        if await run_dialog(dialog) and dialog.added is not None:
+            self.contacts.add(dialog.added)
+            self._update_contact_stack()
+            self.open_conversation(dialog.added.address)
+        dialog.deleteLater()
+
+    @async_slot()
+    async def show_invite(self) -> None:
+        """Ctrl+I: show my invite link and QR code."""
+        try:
+            me = await self.bridge.whoami()
+        except ActionFailed as exc:
+            self._tell(str(exc), error=True)
+            return
+        dialog = InviteDialog(me, self)
+        await run_dialog(dialog)
+        dialog.deleteLater()
+
+    @async_slot(str)
+    async def show_verify(self, address: str) -> None:
+        """Compare safety numbers with a contact."""
+        dialog = VerifyDialog(self.bridge, address, self)
+        dialog.load()
+        await run_dialog(dialog)
+        dialog.deleteLater()
+
+    def verify_current(self) -> None:
+        """Verify the contact whose conversation is open."""
+        if self.conversation.contact is not None:
+            self.show_verify(self.conversation.contact.address)
+
+    @async_slot()
+    async def show_settings(self) -> None:
+        """Ctrl+,: edit settings."""
+        try:
+            settings = await self.bridge.settings()
+        except ActionFailed as exc:
+            self._tell(str(exc), error=True)
+            return
+        dialog = SettingsDialog(self.bridge, settings, self)
+        if await run_dialog(dialog) and dialog.saved is not None:
+            self._apply_settings(dialog.saved)
+        dialog.deleteLater()
+
+    # ------------------------------------------------------------------ window life
+
+    def dispose(self) -> None:
+        """Before the node goes away: drop pending loads, hide the tray icon."""
+        self.messages.close()
+        self._quitting = True
+        if self.tray is not None:
+            self.tray.hide()
+
+    def toggle_visible(self) -> None:
+        """Tray click: show and raise, or hide to the tray."""
+        if self.isVisible() and not self.isMinimized() and self.isActiveWindow():
+            self.hide()
+            return
+        self.showNormal()
+        self.raise_()
+        self.activateWindow()
+
+    def request_quit(self) -> None:
+        """Ctrl+Q or tray Quit: leave the app (the node shuts down cleanly)."""
+        self._quitting = True
+        if self.tray is not None:
+            self.tray.hide()
+        self.quitRequested.emit()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.tray is not None and self.tray.isVisible() and not self._quitting:
+            self.hide()
+            event.ignore()
+            if not self._told_about_tray and self.tray.supportsMessages():
+                self._told_about_tray = True
+                self.tray.showMessage(
+                    self.tr("Scrambled Eggs is still running"),
+                    self.tr("It keeps receiving messages. Quit from the tray menu or Ctrl+Q."),
+                )
+            return
+        event.accept()
+        if not self._quitting:
+            self.request_quit()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if (
+            event.type() == QEvent.Type.ActivationChange
+            and self.isActiveWindow()
+            and self.messages.contact is not None
+            and self.right.currentWidget() is self.conversation
+        ):
+            self.contacts.clear_unread(self.messages.contact)

@@ -1,0 +1,1 @@
+"""Qt item models over node data (contacts, conversations)."""

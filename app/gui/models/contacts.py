@@ -1,0 +1,178 @@
+"""The address book as a list model, with unread counts and the last message of each
+conversation (both kept from `MessageAdded` events)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QCoreApplication,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
+
+from app.node.api import Contact, Message
+
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+class ContactRole(IntEnum):
+    """Custom data roles of `ContactModel`."""
+
+    CONTACT = Qt.ItemDataRole.UserRole + 1  # the `Contact`
+    UNREAD = Qt.ItemDataRole.UserRole + 2  # int
+    LAST_MESSAGE = Qt.ItemDataRole.UserRole + 3  # Message | None
+    ADDRESS = Qt.ItemDataRole.UserRole + 4  # str
+
+
+@dataclass
+class ContactRow:
+    """One row: the contact plus what the GUI tracks about the conversation."""
+
+    contact: Contact
+    unread: int = 0
+    last: Message | None = None
+
+
+class ContactModel(QAbstractListModel):
+    """Contacts in address-book order."""
+
+    unreadChanged = Signal(int)  # total unread messages
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[ContactRow] = []
+
+    # ------------------------------------------------------------------ Qt model API
+
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return row.contact.name
+        if role == ContactRole.CONTACT:
+            return row.contact
+        if role == ContactRole.UNREAD:
+            return row.unread
+        if role == ContactRole.LAST_MESSAGE:
+            return row.last
+        if role == ContactRole.ADDRESS:
+            return row.contact.address
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            parts = [row.contact.name]
+            if row.contact.verified:
+                parts.append(QCoreApplication.translate("ContactModel", "verified"))
+            if row.unread:
+                parts.append(
+                    QCoreApplication.translate("ContactModel", "{0} unread").format(row.unread)
+                )
+            return ", ".join(parts)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.contact.address
+        return None
+
+    # ------------------------------------------------------------------ queries
+
+    def row_of(self, address: str) -> int:
+        """The row of a contact, or -1."""
+        for i, row in enumerate(self._rows):
+            if row.contact.address == address:
+                return i
+        return -1
+
+    def contact(self, address: str) -> Contact | None:
+        """The contact with `address`, if listed."""
+        row = self.row_of(address)
+        return self._rows[row].contact if row >= 0 else None
+
+    def contact_at(self, row: int) -> Contact:
+        """The contact in `row`."""
+        return self._rows[row].contact
+
+    def unread(self, address: str) -> int:
+        """Unread messages from one contact."""
+        row = self.row_of(address)
+        return self._rows[row].unread if row >= 0 else 0
+
+    def total_unread(self) -> int:
+        """Unread messages over all conversations."""
+        return sum(r.unread for r in self._rows)
+
+    # ------------------------------------------------------------------ updates
+
+    def set_contacts(self, contacts: list[Contact]) -> None:
+        """Replace the list (keeps what was known about conversations still present)."""
+        previous = {r.contact.address: r for r in self._rows}
+        self.beginResetModel()
+        self._rows = [
+            dataclasses.replace(previous[c.address], contact=c)
+            if c.address in previous
+            else ContactRow(c)
+            for c in contacts
+        ]
+        self.endResetModel()
+        self.unreadChanged.emit(self.total_unread())
+
+    def add(self, contact: Contact) -> None:
+        """A contact was added (or changed)."""
+        row = self.row_of(contact.address)
+        if row >= 0:
+            self._rows[row].contact = contact
+            self._changed(row)
+            return
+        self.beginInsertRows(QModelIndex(), len(self._rows), len(self._rows))
+        self._rows.append(ContactRow(contact))
+        self.endInsertRows()
+
+    def remove(self, address: str) -> None:
+        """A contact was removed."""
+        row = self.row_of(address)
+        if row < 0:
+            return
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self._rows[row]
+        self.endRemoveRows()
+        self.unreadChanged.emit(self.total_unread())
+
+    def set_last(self, address: str, message: Message | None) -> None:
+        """The newest message of a conversation, as read when the list was loaded."""
+        row = self.row_of(address)
+        if row >= 0:
+            self._rows[row].last = message
+            self._changed(row)
+
+    def note_message(self, message: Message, *, seen: bool) -> None:
+        """A message was added to a conversation; count it as unread unless `seen`."""
+        row = self.row_of(message.contact)
+        if row < 0:
+            return
+        entry = self._rows[row]
+        if entry.last is None or message.time >= entry.last.time:
+            entry.last = message
+        if not message.outgoing and not seen:
+            entry.unread += 1
+            self.unreadChanged.emit(self.total_unread())
+        self._changed(row)
+
+    def clear_unread(self, address: str) -> None:
+        """The user has seen a conversation."""
+        row = self.row_of(address)
+        if row >= 0 and self._rows[row].unread:
+            self._rows[row].unread = 0
+            self._changed(row)
+            self.unreadChanged.emit(self.total_unread())
+
+    def _changed(self, row: int) -> None:
+        index = self.index(row)
+        self.dataChanged.emit(index, index)

@@ -1,0 +1,151 @@
+"""Light and dark themes: a Fusion palette, a style sheet from `resources/themes/`, and the
+colours the item delegates paint with. "system" follows `QStyleHints.colorScheme` live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtWidgets import QApplication
+
+from app.gui.resources import theme_path
+
+THEMES = ("system", "light", "dark")
+
+
+@dataclass(frozen=True)
+class ThemeColors:
+    """Colours for custom-painted items (bubbles, badges, separators)."""
+
+    dark: bool
+    window: str
+    base: str
+    text: str
+    muted: str
+    accent: str
+    accent_text: str
+    bubble_in: str
+    bubble_in_text: str
+    bubble_out: str
+    bubble_out_text: str
+    separator: str
+    badge: str
+    badge_text: str
+    verified: str
+    tick_read: str
+    selection: str
+    warning_bg: str
+    warning_text: str
+
+
+LIGHT = ThemeColors(
+    dark=False,
+    window="#f4f5f7",
+    base="#ffffff",
+    text="#1b1d21",
+    muted="#6b7280",
+    accent="#2f6fdf",
+    accent_text="#ffffff",
+    bubble_in="#eef0f3",
+    bubble_in_text="#1b1d21",
+    bubble_out="#2f6fdf",
+    bubble_out_text="#ffffff",
+    separator="#e2e5ea",
+    badge="#2f6fdf",
+    badge_text="#ffffff",
+    verified="#1f9d55",
+    tick_read="#9fe0ff",
+    selection="#dfe9fb",
+    warning_bg="#fff4d6",
+    warning_text="#6b4a00",
+)
+
+DARK = ThemeColors(
+    dark=True,
+    window="#17191d",
+    base="#1f2228",
+    text="#e8eaed",
+    muted="#9aa0a9",
+    accent="#5b8def",
+    accent_text="#ffffff",
+    bubble_in="#2b2f37",
+    bubble_in_text="#e8eaed",
+    bubble_out="#3b6fd6",
+    bubble_out_text="#ffffff",
+    separator="#30343c",
+    badge="#5b8def",
+    badge_text="#ffffff",
+    verified="#4cc38a",
+    tick_read="#9fe0ff",
+    selection="#2c3a55",
+    warning_bg="#4a3b12",
+    warning_text="#ffe7a3",
+)
+
+_active: ThemeColors = LIGHT
+
+
+def colors() -> ThemeColors:
+    """The colours of the theme in use right now."""
+    return _active
+
+
+def _palette(c: ThemeColors) -> QPalette:
+    p = QPalette()
+    role = QPalette.ColorRole
+    p.setColor(role.Window, QColor(c.window))
+    p.setColor(role.WindowText, QColor(c.text))
+    p.setColor(role.Base, QColor(c.base))
+    p.setColor(role.AlternateBase, QColor(c.window))
+    p.setColor(role.Text, QColor(c.text))
+    p.setColor(role.PlaceholderText, QColor(c.muted))
+    p.setColor(role.Button, QColor(c.base))
+    p.setColor(role.ButtonText, QColor(c.text))
+    p.setColor(role.Highlight, QColor(c.accent))
+    p.setColor(role.HighlightedText, QColor(c.accent_text))
+    p.setColor(role.ToolTipBase, QColor(c.base))
+    p.setColor(role.ToolTipText, QColor(c.text))
+    p.setColor(role.Link, QColor(c.accent))
+    for disabled in (role.Text, role.ButtonText, role.WindowText):
+        p.setColor(QPalette.ColorGroup.Disabled, disabled, QColor(c.muted))
+    return p
+
+
+def system_prefers_dark() -> bool:
+    """True when the desktop asks for a dark colour scheme."""
+    return QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark
+
+
+class ThemeManager(QObject):
+    """Applies a theme to the application and re-applies it when the system scheme changes
+    (for the "system" setting)."""
+
+    changed = Signal()
+
+    def __init__(self, app: QApplication) -> None:
+        super().__init__(app)
+        self._app = app
+        self._choice = "system"
+        app.setStyle("Fusion")
+        app.styleHints().colorSchemeChanged.connect(self._on_system_scheme)
+
+    @property
+    def choice(self) -> str:
+        """The user's setting: system, light or dark."""
+        return self._choice
+
+    def apply(self, choice: str) -> None:
+        """Switch to `choice` (system, light or dark) at once."""
+        global _active
+        self._choice = choice if choice in THEMES else "system"
+        dark = self._choice == "dark" or (self._choice == "system" and system_prefers_dark())
+        _active = DARK if dark else LIGHT
+        self._app.setPalette(_palette(_active))
+        sheet = theme_path("dark" if dark else "light")
+        self._app.setStyleSheet(sheet.read_text("utf-8") if sheet.is_file() else "")
+        self.changed.emit()
+
+    def _on_system_scheme(self, _scheme: Qt.ColorScheme) -> None:
+        if self._choice == "system":
+            self.apply("system")

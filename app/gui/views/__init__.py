@@ -1,0 +1,1 @@
+"""Views and item delegates (conversation, contact list)."""

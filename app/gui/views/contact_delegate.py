@@ -1,0 +1,116 @@
+"""Paints one contact: avatar, name, verified badge, last message, time, unread count."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+
+from app.gui.models.contacts import ContactRole
+from app.gui.theme import colors
+from app.gui.views.painting import day_label, draw_avatar, draw_verified_badge, short_time
+from app.node.api import Contact, Message
+
+ROW_HEIGHT = 64
+AVATAR = 42.0
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+def _when(message: Message) -> str:
+    day = dt.datetime.fromtimestamp(message.time).date()
+    return short_time(message.time) if day == dt.date.today() else day_label(day)
+
+
+class ContactDelegate(QStyledItemDelegate):
+    """Row painter for `ContactModel`."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:
+        return QSize(200, ROW_HEIGHT)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
+        contact: Contact | None = index.data(ContactRole.CONTACT)
+        if contact is None:
+            return
+        c = colors()
+        unread = int(index.data(ContactRole.UNREAD) or 0)
+        last: Message | None = index.data(ContactRole.LAST_MESSAGE)
+        rect = QRectF(option.rect)
+        state = option.state
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        card = rect.adjusted(6, 2, -6, -2)
+        if state & QStyle.StateFlag.State_Selected:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(c.selection))
+            painter.drawRoundedRect(card, 10, 10)
+        elif state & QStyle.StateFlag.State_MouseOver:
+            hover = QColor(c.selection)
+            hover.setAlphaF(0.45)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(hover)
+            painter.drawRoundedRect(card, 10, 10)
+        avatar = QRectF(card.left() + 10, card.center().y() - AVATAR / 2, AVATAR, AVATAR)
+        draw_avatar(painter, avatar, contact.name, contact.address)
+
+        base = QFont(option.font)
+        name_font = QFont(base)
+        name_font.setBold(True)
+        name_font.setPointSizeF(base.pointSizeF() * 1.05)
+        small = QFont(base)
+        small.setPointSizeF(base.pointSizeF() * 0.9)
+        text_left = avatar.right() + 12
+        right = card.right() - 12
+
+        # right column: time of the last message and the unread badge
+        when = _when(last) if last else ""
+        small_metrics = QFontMetricsF(small)
+        when_w = small_metrics.horizontalAdvance(when)
+        top_line = QRectF(text_left, card.top() + 10, right - text_left, 22)
+        painter.setFont(small)
+        painter.setPen(QColor(c.accent if unread else c.muted))
+        painter.drawText(
+            top_line, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), when
+        )
+
+        name_metrics = QFontMetricsF(name_font)
+        name_room = top_line.width() - when_w - 28
+        name = name_metrics.elidedText(contact.name, Qt.TextElideMode.ElideRight, name_room)
+        painter.setFont(name_font)
+        painter.setPen(QColor(c.text))
+        painter.drawText(
+            top_line, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), name
+        )
+        if contact.verified:
+            x = text_left + name_metrics.horizontalAdvance(name) + 6
+            badge = QRectF(x, top_line.center().y() - 7, 14, 14)
+            draw_verified_badge(painter, badge, QColor(c.verified))
+
+        bottom_line = QRectF(text_left, card.top() + 32, right - text_left, 20)
+        badge_w = 0.0
+        if unread:
+            label = str(unread) if unread < 1000 else "999+"
+            badge_w = max(20.0, small_metrics.horizontalAdvance(label) + 12)
+            pill = QRectF(right - badge_w, bottom_line.center().y() - 10, badge_w, 20)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(c.badge))
+            painter.drawRoundedRect(pill, 10, 10)
+            bold = QFont(small)
+            bold.setBold(True)
+            painter.setFont(bold)
+            painter.setPen(QColor(c.badge_text))
+            painter.drawText(pill, int(Qt.AlignmentFlag.AlignCenter), label)
+        preview = ""
+        if last is not None:
+            preview = " ".join(last.text.split())
+            if last.outgoing:
+                preview = self.tr("You: {0}").format(preview)
+        painter.setFont(small)
+        painter.setPen(QColor(c.muted))
+        room = bottom_line.width() - badge_w - (8 if badge_w else 0)
+        preview = small_metrics.elidedText(preview, Qt.TextElideMode.ElideRight, room)
+        painter.drawText(
+            bottom_line, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), preview
+        )
+        painter.restore()

@@ -1,0 +1,260 @@
+"""The conversation pane: header, verification banner, the message list (lazy history),
+the composer, and the drop target for files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import (
+    QIdentityProxyModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.models.messages import MessageModel
+from app.gui.views.message_delegate import MessageDelegate
+from app.gui.widgets.composer import Composer
+from app.gui.widgets.drop_overlay import DropOverlay, local_paths
+from app.gui.widgets.icons import line_icon
+from app.gui.widgets.naming import named
+from app.gui.widgets.toast import Toast
+from app.node.api import Contact
+
+FETCH_MARGIN = 60  # pixels from the top at which older history is requested
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+class OnDemandFetch(QIdentityProxyModel):
+    """Hides `canFetchMore` from the view: Qt would fetch whenever the last row is visible,
+    which in a chat (newest at the bottom) is always. The pane asks for older pages itself
+    when the user scrolls to the top."""
+
+    def canFetchMore(self, parent: AnyIndex) -> bool:
+        return False
+
+
+class MessageList(QListView):
+    """The scrolling list of bubbles."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("MessageList")
+        self.setAccessibleName(self.tr("Messages"))
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setUniformItemSizes(False)
+        self.setWordWrap(True)
+        self.verticalScrollBar().setSingleStep(24)
+
+
+class ConversationPane(QWidget):
+    """Shows one conversation; emits requests, never calls the node itself."""
+
+    sendRequested = Signal(str, str)  # contact address, text
+    verifyRequested = Signal(str)  # contact address
+    filesDropped = Signal(str, list)  # contact address, list[Path]
+
+    def __init__(self, model: MessageModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ConversationPane")
+        self.setAcceptDrops(True)
+        self._model = model
+        self._contact: Contact | None = None
+        self._stick_to_bottom = True
+        self._anchor_from_bottom: int | None = None
+
+        self._title = named(QLabel(), "ConversationTitle")
+        self._subtitle = named(QLabel(), "ConversationSubtitle")
+        self._subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.verify_button = named(QToolButton(), "VerifyButton")
+        self.verify_button.setIcon(line_icon("verify"))
+        self.verify_button.setIconSize(QSize(22, 22))
+        self.verify_button.setToolTip(self.tr("Compare safety numbers"))
+        self.verify_button.setAccessibleName(self.tr("Verify safety number"))
+        self.verify_button.clicked.connect(self._ask_verify)
+        header = named(QFrame(), "ConversationHeader")
+        header_layout = QHBoxLayout(header)
+        header_layout.setContentsMargins(20, 10, 12, 10)
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        titles.addWidget(self._title)
+        titles.addWidget(self._subtitle)
+        header_layout.addLayout(titles, 1)
+        header_layout.addWidget(self.verify_button)
+
+        self.banner = named(QFrame(), "Banner")
+        banner_layout = QHBoxLayout(self.banner)
+        banner_layout.setContentsMargins(20, 8, 12, 8)
+        self.banner_label = QLabel(wordWrap=True)
+        banner_button = QPushButton(self.tr("Verify now"))
+        banner_button.setAccessibleName(self.tr("Verify this contact now"))
+        banner_button.clicked.connect(self._ask_verify)
+        banner_layout.addWidget(self.banner_label, 1)
+        banner_layout.addWidget(banner_button)
+        self.banner.hide()
+
+        self.list = MessageList()
+        self._proxy = OnDemandFetch(self)
+        self._proxy.setSourceModel(model)
+        self.list.setModel(self._proxy)
+        self.delegate = MessageDelegate(self.list, self)
+        self.list.setItemDelegate(self.delegate)
+
+        self.composer = Composer()
+        self.composer.submitted.connect(self._send)
+        self.send_button = named(QPushButton(self.tr("Send")), "SendButton")
+        self.send_button.setAccessibleName(self.tr("Send message"))
+        self.send_button.setEnabled(False)
+        self.send_button.clicked.connect(self.composer.submit)
+        self.composer.textChanged.connect(
+            lambda: self.send_button.setEnabled(bool(self.composer.toPlainText().strip()))
+        )
+        bar = named(QFrame(), "ComposerBar")
+        bar_layout = QHBoxLayout(bar)
+        bar_layout.setContentsMargins(16, 10, 16, 10)
+        bar_layout.setSpacing(10)
+        bar_layout.addWidget(self.composer, 1)
+        bar_layout.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(header)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(bar)
+        self.setTabOrder(self.composer, self.send_button)
+        self.setTabOrder(self.send_button, self.verify_button)
+
+        self.overlay = DropOverlay(self)
+        self.toast = Toast(self)
+
+        scrollbar = self.list.verticalScrollBar()
+        scrollbar.valueChanged.connect(self._on_scroll)
+        scrollbar.rangeChanged.connect(self._on_range)
+        model.rowsAboutToBeInserted.connect(self._before_insert)
+        model.opened.connect(lambda _address: self._scroll_to_bottom())
+
+    # ------------------------------------------------------------------ contact
+
+    @property
+    def contact(self) -> Contact | None:
+        """The contact shown."""
+        return self._contact
+
+    def set_contact(self, contact: Contact) -> None:
+        """Show `contact`'s header and banner (the model loads the messages)."""
+        self._contact = contact
+        self._stick_to_bottom = True
+        self._anchor_from_bottom = None
+        self.delegate.clear_cache()
+        self._title.setText(contact.name)
+        short = f"{contact.address[:12]}…{contact.address[-6:]}"
+        state = self.tr("Verified") if contact.verified else self.tr("Not verified")
+        self._subtitle.setText(f"{state} · {short}")
+        self._subtitle.setToolTip(contact.address)
+        self.banner.setVisible(not contact.verified)
+        self.banner_label.setText(
+            self.tr(
+                "You haven't compared safety numbers with {0} yet. Compare them in person or "
+                "over a call to be sure nobody is in the middle."
+            ).format(contact.name)
+        )
+        self.overlay.set_target(contact.name)
+        self.composer.setPlaceholderText(self.tr("Message {0}").format(contact.name))
+
+    def _ask_verify(self) -> None:
+        if self._contact is not None:
+            self.verifyRequested.emit(self._contact.address)
+
+    def _send(self, text: str) -> None:
+        if self._contact is not None:
+            self._stick_to_bottom = True
+            self.sendRequested.emit(self._contact.address, text)
+
+    # ------------------------------------------------------------------ scrolling
+
+    def _at_bottom(self) -> bool:
+        bar = self.list.verticalScrollBar()
+        return bar.value() >= bar.maximum() - 8
+
+    def _scroll_to_bottom(self) -> None:
+        self._stick_to_bottom = True
+        self.list.scrollToBottom()
+
+    def _before_insert(self, _parent: QModelIndex, first: int, _last: int) -> None:
+        bar = self.list.verticalScrollBar()
+        if first == 0 and self._model.rowCount() > 0:
+            # older history goes above: keep the same messages in view
+            self._anchor_from_bottom = bar.maximum() - bar.value()
+        elif self._at_bottom():
+            self._stick_to_bottom = True
+
+    def _on_range(self, _minimum: int, maximum: int) -> None:
+        bar = self.list.verticalScrollBar()
+        if self._anchor_from_bottom is not None:
+            bar.setValue(maximum - self._anchor_from_bottom)
+            self._anchor_from_bottom = None
+        elif self._stick_to_bottom:
+            bar.setValue(maximum)
+        if maximum == 0:
+            self.request_older()  # the history doesn't fill the view yet
+
+    def _on_scroll(self, value: int) -> None:
+        bar = self.list.verticalScrollBar()
+        self._stick_to_bottom = value >= bar.maximum() - 8
+        if value <= bar.minimum() + FETCH_MARGIN:
+            self.request_older()
+
+    def request_older(self) -> bool:
+        """Load the page before the oldest message shown, if there is one."""
+        root = QModelIndex()
+        if self._model.canFetchMore(root):
+            self._model.fetchMore(root)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ drag and drop
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._contact is not None and local_paths(event.mimeData()):
+            event.acceptProposedAction()
+            self.overlay.show_over_parent()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if self.overlay.isVisible():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self.overlay.hide()
+        event.accept()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self.overlay.hide()
+        paths: list[Path] = local_paths(event.mimeData())
+        if self._contact is None or not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.filesDropped.emit(self._contact.address, paths)

@@ -1,0 +1,161 @@
+"""Paints one message: a day separator when the day changes, then a bubble (ours on the
+right, theirs on the left) with the text, the time and the delivery ticks."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
+from PySide6.QtWidgets import QAbstractItemView, QStyledItemDelegate, QStyleOptionViewItem
+
+from app.gui.models.messages import MessageRole, local_day
+from app.gui.theme import colors
+from app.gui.views.painting import (
+    day_label,
+    draw_ticks,
+    short_time,
+    text_layout,
+    tick_width,
+)
+from app.node.api import Message
+
+SIDE_MARGIN = 16.0
+ROW_GAP = 3.0
+PAD_X = 12.0
+PAD_Y = 8.0
+RADIUS = 14.0
+HEADER_HEIGHT = 40.0
+MAX_BUBBLE = 560.0
+BUBBLE_SHARE = 0.7
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+class MessageDelegate(QStyledItemDelegate):
+    """Bubble painter for `MessageModel` rows; sizes are cached per message and width."""
+
+    def __init__(self, view: QAbstractItemView, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._view = view
+        self._cache: dict[tuple[str, int, bool], QSize] = {}
+
+    def clear_cache(self) -> None:
+        """Forget cached sizes (after a font or theme change)."""
+        self._cache.clear()
+
+    def _fonts(self) -> tuple[QFont, QFont]:
+        body = QFont(self._view.font())
+        body.setPointSizeF(max(body.pointSizeF(), 10.5))
+        meta = QFont(body)
+        meta.setPointSizeF(body.pointSizeF() * 0.78)
+        return body, meta
+
+    def _text_width(self, viewport_width: int) -> float:
+        bubble = min(MAX_BUBBLE, max(160.0, (viewport_width - 2 * SIDE_MARGIN) * BUBBLE_SHARE))
+        return bubble - 2 * PAD_X
+
+    def _meta(self, message: Message, meta_font: QFont) -> tuple[str, float]:
+        text = short_time(message.time)
+        width = QFontMetricsF(meta_font).horizontalAdvance(text)
+        if message.outgoing:
+            width += 4 + tick_width(QFontMetricsF(meta_font).height() * 0.8)
+        return text, width
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:
+        message: Message | None = index.data(MessageRole.MESSAGE)
+        if message is None:
+            return QSize(0, 0)
+        header = bool(index.data(MessageRole.DAY_HEADER))
+        width = self._view.viewport().width()
+        key = (message.id, width, header)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        body, meta = self._fonts()
+        _, text_size = text_layout(message.text, body, self._text_width(width))
+        height = PAD_Y * 2 + text_size.height() + QFontMetricsF(meta).height() + 2 * ROW_GAP
+        if header:
+            height += HEADER_HEIGHT
+        size = QSize(width, int(height + 0.999))
+        if len(self._cache) > 20_000:
+            self._cache.clear()
+        self._cache[key] = size
+        return size
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
+        message: Message | None = index.data(MessageRole.MESSAGE)
+        if message is None:
+            return
+        c = colors()
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+        rect = QRectF(option.rect)
+        top = rect.top() + ROW_GAP
+        body, meta = self._fonts()
+        if index.data(MessageRole.DAY_HEADER):
+            self._paint_header(painter, rect, top, message)
+            top += HEADER_HEIGHT
+        layout, text_size = text_layout(message.text, body, self._text_width(int(rect.width())))
+        meta_text, meta_width = self._meta(message, meta)
+        meta_height = QFontMetricsF(meta).height()
+        inner_w = max(text_size.width(), meta_width)
+        bubble_w = inner_w + 2 * PAD_X
+        bubble_h = text_size.height() + meta_height + 2 * PAD_Y
+        left = (
+            rect.right() - SIDE_MARGIN - bubble_w if message.outgoing else rect.left() + SIDE_MARGIN
+        )
+        bubble = QRectF(left, top, bubble_w, bubble_h)
+        fill = QColor(c.bubble_out if message.outgoing else c.bubble_in)
+        ink = QColor(c.bubble_out_text if message.outgoing else c.bubble_in_text)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(bubble, RADIUS, RADIUS)
+        painter.setPen(ink)
+        layout.draw(painter, QPointF(bubble.left() + PAD_X, bubble.top() + PAD_Y))
+        # time and ticks, bottom right inside the bubble
+        muted = QColor(ink)
+        muted.setAlphaF(0.72)
+        painter.setFont(meta)
+        painter.setPen(muted)
+        meta_top = bubble.bottom() - PAD_Y - meta_height
+        tick = meta_height * 0.8 if message.outgoing else 0.0
+        time_right = bubble.right() - PAD_X - (tick_width(tick) + 4 if message.outgoing else 0)
+        time_rect = QRectF(time_right - meta_width, meta_top, meta_width, meta_height)
+        align = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        painter.drawText(time_rect, int(align), meta_text)
+        if message.outgoing:
+            draw_ticks(
+                painter,
+                bubble.right() - PAD_X - tick_width(tick),
+                meta_top + (meta_height - tick) / 2,
+                tick,
+                message.status,
+                muted,
+                QColor(c.tick_read),
+            )
+        painter.restore()
+
+    def _paint_header(self, painter: QPainter, rect: QRectF, top: float, message: Message) -> None:
+        c = colors()
+        _, meta = self._fonts()
+        meta.setBold(True)
+        label = day_label(local_day(message.time))
+        metrics = QFontMetricsF(meta)
+        pill_w = metrics.horizontalAdvance(label) + 24
+        pill_h = metrics.height() + 8
+        pill = QRectF(
+            rect.center().x() - pill_w / 2, top + (HEADER_HEIGHT - pill_h) / 2, pill_w, pill_h
+        )
+        line_y = pill.center().y()
+        painter.setPen(QColor(c.separator))
+        painter.drawLine(
+            QPointF(rect.left() + SIDE_MARGIN * 2, line_y), QPointF(pill.left() - 8, line_y)
+        )
+        painter.drawLine(
+            QPointF(pill.right() + 8, line_y), QPointF(rect.right() - SIDE_MARGIN * 2, line_y)
+        )
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(c.base))
+        painter.drawRoundedRect(pill, pill_h / 2, pill_h / 2)
+        painter.setFont(meta)
+        painter.setPen(QColor(c.muted))
+        painter.drawText(pill, int(Qt.AlignmentFlag.AlignCenter), label)

@@ -1,0 +1,165 @@
+"""Drawing helpers shared by the delegates: wrapped text, ticks, avatars, badges."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from PySide6.QtCore import QCoreApplication, QDate, QLocale, QPointF, QRectF, QSizeF, Qt, QTime
+from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen, QTextLayout, QTextOption
+
+from app.node.api import MessageStatus
+
+AVATAR_COLORS = (
+    "#e57373",
+    "#f06292",
+    "#ba68c8",
+    "#7986cb",
+    "#4fc3f7",
+    "#4db6ac",
+    "#81c784",
+    "#ffb74d",
+    "#a1887f",
+    "#90a4ae",
+)
+
+
+def text_layout(text: str, font: QFont, width: float) -> tuple[QTextLayout, QSizeF]:
+    """`text` laid out in lines at most `width` wide (long words break anywhere)."""
+    layout = QTextLayout(text, font)
+    option = QTextOption()
+    option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+    layout.setTextOption(option)
+    layout.beginLayout()
+    height = 0.0
+    widest = 0.0
+    while True:
+        line = layout.createLine()
+        if not line.isValid():
+            break
+        line.setLineWidth(width)
+        line.setPosition(QPointF(0, height))
+        height += line.height()
+        widest = max(widest, line.naturalTextWidth())
+    layout.endLayout()
+    return layout, QSizeF(widest, height)
+
+
+def short_time(timestamp: float) -> str:
+    """Hours and minutes in the user's locale."""
+    moment = dt.datetime.fromtimestamp(timestamp)
+    return QLocale().toString(QTime(moment.hour, moment.minute), QLocale.FormatType.ShortFormat)
+
+
+def day_label(day: dt.date, today: dt.date | None = None) -> str:
+    """ "Today", "Yesterday", or the date in the user's locale."""
+    today = today or dt.date.today()
+    if day == today:
+        return QCoreApplication.translate("MessageDelegate", "Today")
+    if day == today - dt.timedelta(days=1):
+        return QCoreApplication.translate("MessageDelegate", "Yesterday")
+    fmt = "dddd, d MMMM" if day.year == today.year else "d MMMM yyyy"
+    return QLocale().toString(QDate(day.year, day.month, day.day), fmt)
+
+
+def avatar_color(address: str) -> QColor:
+    """A stable colour per contact."""
+    index = hashlib.sha256(address.encode()).digest()[0] % len(AVATAR_COLORS)
+    return QColor(AVATAR_COLORS[index])
+
+
+def initials(name: str) -> str:
+    """Up to two initials of a display name."""
+    words = [w for w in name.replace("…", " ").split() if w]
+    if not words:
+        return "?"
+    if len(words) == 1:
+        return words[0][:1].upper()
+    return (words[0][:1] + words[-1][:1]).upper()
+
+
+def draw_avatar(painter: QPainter, rect: QRectF, name: str, address: str) -> None:
+    """A coloured disc with the contact's initials."""
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(avatar_color(address))
+    painter.drawEllipse(rect)
+    font = QFont(painter.font())
+    font.setPixelSize(int(rect.height() * 0.4))
+    font.setBold(True)
+    painter.setFont(font)
+    painter.setPen(QColor("#ffffff"))
+    painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, initials(name))
+
+
+def draw_check(painter: QPainter, x: float, y: float, size: float, color: QColor) -> None:
+    """One tick mark whose box starts at (x, y)."""
+    path = QPainterPath()
+    path.moveTo(x, y + size * 0.55)
+    path.lineTo(x + size * 0.35, y + size * 0.9)
+    path.lineTo(x + size, y + size * 0.15)
+    pen = QPen(color, max(1.4, size / 7))
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    painter.setPen(pen)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawPath(path)
+
+
+def tick_width(size: float) -> float:
+    """Width taken by the delivery mark."""
+    return size * 1.55
+
+
+def draw_ticks(
+    painter: QPainter,
+    x: float,
+    y: float,
+    size: float,
+    status: MessageStatus,
+    color: QColor,
+    read_color: QColor,
+) -> None:
+    """The delivery mark: clock (queued), one tick (sent), two (delivered), two coloured
+    (read)."""
+    if status == MessageStatus.QUEUED:
+        pen = QPen(color, max(1.2, size / 8))
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        box = QRectF(x + size * 0.2, y + size * 0.05, size * 0.9, size * 0.9)
+        painter.drawEllipse(box)
+        center = box.center()
+        painter.drawLine(center, QPointF(center.x(), box.top() + size * 0.22))
+        painter.drawLine(center, QPointF(box.right() - size * 0.25, center.y()))
+    elif status == MessageStatus.SENT:
+        draw_check(painter, x + size * 0.3, y, size * 0.9, color)
+    elif status in (MessageStatus.DELIVERED, MessageStatus.READ):
+        mark = read_color if status == MessageStatus.READ else color
+        draw_check(painter, x, y, size * 0.9, mark)
+        draw_check(painter, x + size * 0.55, y, size * 0.9, mark)
+
+
+def status_text(status: MessageStatus) -> str:
+    """Words for a delivery state (accessibility and tooltips)."""
+    words = {
+        MessageStatus.QUEUED: "Waiting to be sent",
+        MessageStatus.SENT: "Sent",
+        MessageStatus.DELIVERED: "Delivered",
+        MessageStatus.READ: "Read",
+        MessageStatus.RECEIVED: "Received",
+    }
+    return QCoreApplication.translate("MessageDelegate", words[status])
+
+
+def draw_verified_badge(painter: QPainter, rect: QRectF, color: QColor) -> None:
+    """A filled disc with a white tick: the contact's safety number was verified."""
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(color)
+    painter.drawEllipse(rect)
+    inset = rect.width() * 0.25
+    draw_check(
+        painter,
+        rect.left() + inset,
+        rect.top() + inset,
+        rect.width() - 2 * inset,
+        QColor("#ffffff"),
+    )

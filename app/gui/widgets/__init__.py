@@ -1,0 +1,1 @@
+"""Small reusable widgets (composer, drop overlay, banners)."""

@@ -1,0 +1,94 @@
+"""Line icons drawn with QPainter in the theme's text colour (no icon theme needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
+
+from app.gui.theme import colors
+
+SIZE = 48  # drawn at 2x for sharpness; shown at 24 px
+
+
+def _plus(p: QPainter) -> None:
+    p.drawLine(QPointF(24, 10), QPointF(24, 38))
+    p.drawLine(QPointF(10, 24), QPointF(38, 24))
+
+
+def _person_plus(p: QPainter) -> None:
+    p.drawEllipse(QRectF(9, 8, 16, 16))
+    path = QPainterPath()
+    path.moveTo(3, 40)
+    path.cubicTo(3, 28, 31, 28, 31, 40)
+    p.drawPath(path)
+    p.drawLine(QPointF(39, 14), QPointF(39, 30))
+    p.drawLine(QPointF(31, 22), QPointF(47, 22))
+
+
+def _sliders(p: QPainter) -> None:
+    for y, knob in ((12, 30), (24, 16), (36, 26)):
+        p.drawLine(QPointF(6, y), QPointF(42, y))
+        p.setBrush(QColor(colors().base))
+        p.drawEllipse(QPointF(knob, y), 4.5, 4.5)
+
+
+def _qr(p: QPainter) -> None:
+    for x, y in ((6, 6), (28, 6), (6, 28)):
+        p.drawRect(QRectF(x, y, 14, 14))
+    p.drawRect(QRectF(31, 31, 4, 4))
+    p.drawRect(QRectF(39, 39, 3, 3))
+    p.drawLine(QPointF(28, 42), QPointF(34, 42))
+
+
+def _shield(p: QPainter) -> None:
+    path = QPainterPath()
+    path.moveTo(24, 5)
+    path.lineTo(40, 11)
+    path.cubicTo(40, 28, 34, 37, 24, 43)
+    path.cubicTo(14, 37, 8, 28, 8, 11)
+    path.closeSubpath()
+    p.drawPath(path)
+    tick = QPainterPath()
+    tick.moveTo(17, 24)
+    tick.lineTo(22, 29)
+    tick.lineTo(31, 19)
+    p.drawPath(tick)
+
+
+def _send(p: QPainter) -> None:
+    path = QPainterPath()
+    path.moveTo(6, 8)
+    path.lineTo(42, 24)
+    path.lineTo(6, 40)
+    path.lineTo(12, 24)
+    path.closeSubpath()
+    p.drawPath(path)
+    p.drawLine(QPointF(12, 24), QPointF(26, 24))
+
+
+DRAWINGS: dict[str, Callable[[QPainter], None]] = {
+    "add": _plus,
+    "add-contact": _person_plus,
+    "settings": _sliders,
+    "invite": _qr,
+    "verify": _shield,
+    "send": _send,
+}
+
+
+def line_icon(name: str, color: str | None = None) -> QIcon:
+    """The named icon in `color` (default: the theme's text colour)."""
+    pixmap = QPixmap(SIZE, SIZE)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    pen = QPen(QColor(color or colors().text), 3.2)
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    painter.setPen(pen)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    DRAWINGS[name](painter)
+    painter.end()
+    return QIcon(pixmap)

@@ -1,0 +1,170 @@
+"""Render the screenshots in docs/screenshots/ from the real app on an X display.
+
+    DISPLAY=:N python tests/e2e/make_screenshots.py [OUT_DIR]
+
+It makes throw-away profiles, fills a conversation (incoming messages are written
+through the node's store and event bus, as the network layer will once it delivers),
+opens the real window through `GuiSession`, and saves window grabs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+import qasync
+from PySide6.QtWidgets import QApplication, QWidget
+
+from app.gui.app import GuiSession, make_application
+from app.gui.dialogs.first_run import FirstRunDialog
+from app.gui.dialogs.invite import InviteDialog
+from app.gui.dialogs.verify import VerifyDialog
+from app.gui.theme import ThemeManager
+from app.node import api
+
+PASS = "correct horse battery"
+DAY = 24 * 3600
+CHAT = [
+    (False, 1.2 * DAY, "Hey! I scanned your invite, it worked first time."),
+    (True, 1.2 * DAY - 60, "Great — so we're talking with no server in between at all?"),
+    (False, 1.2 * DAY - 120, "Nothing but the two of us. The DHT only helps us find each other."),
+    (True, 3 * 3600, "Let's compare safety numbers when we meet tomorrow."),
+    (False, 3 * 3600 - 300, "Deal. Bring the scrambled eggs."),
+    (
+        True,
+        2 * 3600,
+        "Long messages wrap nicely too: the bubble grows to about two thirds "
+        "of the width and the rest of the text flows onto the next lines, with the time and the "
+        "delivery ticks tucked into the corner.",
+    ),
+    (True, 60, "See you at 10!"),
+]
+
+
+async def populate(root: Path) -> api.InitResult:
+    alice = root / "alice"
+    api.init_profile(alice, "Alice Liddell", PASS)
+    bob = api.init_profile(root / "bob", "Bob Builder", PASS)
+    carol = api.init_profile(root / "carol", "Carol Danvers", PASS)
+    dan = api.init_profile(root / "dan", "Dan Brown", PASS)
+    async with api.open_node(alice, lambda: PASS) as node:
+        for who in (bob, carol, dan):
+            await node.add_contact(api.AddContact(who.whoami.invite))
+        await node.verify_contact(api.VerifyContact("Carol Danvers", confirm=True))
+        await node.send_message(api.SendMessage("Carol Danvers", "Slides are in the usual place."))
+    return bob
+
+
+async def deliver(
+    session: GuiSession,
+    contact: str,
+    outgoing: bool,
+    ago: float,
+    text: str,
+    status: api.MessageStatus,
+) -> None:
+    service = session.node
+    store = service.store  # type: ignore[union-attr]
+    me = (await service.whoami()).address  # type: ignore[union-attr]
+    message = api.Message(
+        id=os.urandom(16).hex(),
+        contact=contact,
+        sender=me if outgoing else contact,
+        outgoing=outgoing,
+        text=text,
+        time=time.time() - ago,
+        status=status,
+    )
+    await store.call(store.messages.add, message)
+    service._bus.publish(api.MessageAdded(message))  # type: ignore[union-attr]
+
+
+def save(widget: QWidget, path: Path) -> None:
+    QApplication.processEvents()
+    widget.grab().save(str(path))
+    print("saved", path)
+
+
+async def main(out: Path, app: QApplication, themes: ThemeManager) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="eggs-shots-"))
+    first = FirstRunDialog(root / "new")
+    first.name.setText("Alice Liddell")
+    first.show()
+    await asyncio.sleep(0.3)
+    save(first, out / "first-run.png")
+    first.close()
+
+    bob = await populate(root)
+    session = GuiSession(api.DaemonOptions(root / "alice", listen="127.0.0.1:0", lan=False), themes)
+    assert await session.attempt_unlock(PASS) is None
+    window = await session.start_window()
+    window.resize(1120, 720)
+    statuses = [
+        api.MessageStatus.READ,
+        api.MessageStatus.DELIVERED,
+        api.MessageStatus.SENT,
+        api.MessageStatus.QUEUED,
+    ]
+    outgoing_seen = 0
+    for outgoing, ago, text in CHAT:
+        status = api.MessageStatus.RECEIVED
+        if outgoing:
+            status = statuses[min(outgoing_seen, 1)] if ago > 3600 else statuses[2 + (ago < 120)]
+            outgoing_seen += 1
+        await deliver(session, bob.whoami.address, outgoing, ago, text, status)
+    await deliver(
+        session,
+        window.contacts.contact_at(2).address,
+        False,
+        200,
+        "Did you see the new build?",
+        api.MessageStatus.RECEIVED,
+    )
+    await deliver(
+        session,
+        window.contacts.contact_at(2).address,
+        False,
+        100,
+        "It has a dark theme now",
+        api.MessageStatus.RECEIVED,
+    )
+    window.open_conversation(bob.whoami.address)
+    await asyncio.sleep(1.0)
+    save(window, out / "main-window.png")
+    themes.apply("dark")
+    window._restyle()
+    await asyncio.sleep(0.5)
+    save(window, out / "main-window-dark.png")
+    themes.apply("light")
+    window._restyle()
+    assert session.bridge is not None
+    verify = VerifyDialog(session.bridge, bob.whoami.address, window)
+    verify.load()
+    verify.show()
+    await asyncio.sleep(1.0)
+    save(verify, out / "verify.png")
+    verify.close()
+    invite = InviteDialog(await session.bridge.whoami(), window)
+    invite.show()
+    await asyncio.sleep(0.3)
+    save(invite, out / "invite.png")
+    invite.close()
+    await session.shutdown()
+
+
+if __name__ == "__main__":
+    application = make_application(sys.argv)
+    manager = ThemeManager(application)
+    manager.apply("light")
+    loop = qasync.QEventLoop(application)
+    asyncio.set_event_loop(loop)
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/screenshots")
+    with loop:
+        loop.run_until_complete(main(target, application, manager))

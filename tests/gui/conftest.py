@@ -1,0 +1,84 @@
+"""GUI test setup: offscreen Qt, no real keyring, qasync as the asyncio loop, temporary
+profiles, and a node hosted in-process on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+os.environ.pop("SCRAMBLED_EGGS_PASSPHRASE", None)
+
+import pytest
+import pytest_asyncio
+import qasync
+from PySide6.QtWidgets import QApplication
+
+from app.node import api
+
+PASSPHRASE = "correct horse battery"
+
+
+def _qt_loop() -> qasync.QEventLoop:
+    app = QApplication.instance() or QApplication([])
+    # as in the app: closing the last dialog must not stop the event loop under a test
+    QApplication.setQuitOnLastWindowClosed(False)
+    return qasync.QEventLoop(app)
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    return {"qasync": _qt_loop}
+
+
+def options(profile: Path) -> api.DaemonOptions:
+    """Loopback only, no LAN discovery."""
+    return api.DaemonOptions(profile=profile, listen="127.0.0.1:0", lan=False)
+
+
+async def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Let the (qasync) loop run until `predicate()` is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def profile(tmp_path: Path) -> Path:
+    """A passphrase-protected profile named Alice."""
+    path = tmp_path / "alice"
+    api.init_profile(path, "Alice", PASSPHRASE)
+    return path
+
+
+@pytest.fixture
+def friend(tmp_path: Path) -> api.InitResult:
+    """A second identity (never running) whose invite we can add."""
+    return api.init_profile(tmp_path / "bob", "Bob", PASSPHRASE)
+
+
+@pytest_asyncio.fixture
+async def node(profile: Path) -> AsyncIterator[api.NodeApi]:
+    """The real node hosted in this process on loopback."""
+    async with api.host_node(options(profile), lambda: PASSPHRASE) as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def session(profile: Path, qtbot: object) -> AsyncIterator[object]:
+    """A running GuiSession (real node, real bridge) with its main window shown."""
+    from app.gui.app import GuiSession
+
+    running = GuiSession(options(profile))
+    assert await running.attempt_unlock(PASSPHRASE) is None
+    await running.start_window()
+    try:
+        yield running
+    finally:
+        await running.shutdown()

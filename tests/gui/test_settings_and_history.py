@@ -1,0 +1,138 @@
+"""Settings persist across a node restart; long histories load lazily; theme and tray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import PASSPHRASE, options, wait_for
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from app.gui import theme
+from app.gui.app import GuiSession
+from app.gui.bridge import NodeBridge
+from app.gui.dialogs.settings import SettingsDialog
+from app.gui.models.messages import MessageModel, MessageRole
+from app.gui.tray import TrayIcon, badged_icon
+from app.node import api
+
+
+@pytest.mark.asyncio
+async def test_settings_persist_across_a_restart(qtbot: QtBot, profile: Path) -> None:
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    themes = theme.ThemeManager(app)
+    themes.apply("light")
+    session = GuiSession(options(profile), themes)
+    assert await session.attempt_unlock(PASSPHRASE) is None
+    window = await session.start_window()
+    try:
+        assert session.bridge is not None
+        dialog = SettingsDialog(session.bridge, await session.bridge.settings(), window)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        dialog.display_name.setText("Alice L.")
+        dialog.bootstrap.setPlainText("127.0.0.1:4000\n127.0.0.1:4001")
+        dialog.ice.setPlainText("stun:127.0.0.1:3478")
+        dialog.shaping.setCurrentIndex(dialog.shaping.findData("strict"))
+        dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))
+        dialog.notifications.setChecked(False)
+        dialog.auto_accept.setValue(5)
+        dialog.ice.setPlainText("http://not-a-stun-server")
+        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+        await wait_for(dialog.error.isVisible)
+        assert "stun" in dialog.error.text()
+        dialog.ice.setPlainText("stun:127.0.0.1:3478")
+        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+        await wait_for(lambda: dialog.saved is not None)
+        # the theme switches live, through the SettingsChanged event
+        await wait_for(lambda: themes.choice == "dark")
+        assert theme.colors().dark
+        assert window.profile_name.text() == "Alice L."
+    finally:
+        await session.shutdown()
+        themes.apply("light")
+
+    async with api.host_node(options(profile), lambda: PASSPHRASE) as node:
+        saved = await node.get_settings()
+    assert saved.display_name == "Alice L."
+    assert saved.bootstrap == ["127.0.0.1:4000", "127.0.0.1:4001"]
+    assert saved.ice_servers == ["stun:127.0.0.1:3478"]
+    assert saved.shaping_mode == "strict"
+    assert saved.theme == "dark"
+    assert saved.notifications is False
+    assert saved.auto_accept_bytes == 5 * 1024 * 1024
+
+
+@pytest.mark.asyncio
+async def test_passphrase_change_from_settings(qtbot: QtBot, session: GuiSession) -> None:
+    assert session.bridge is not None
+    dialog = SettingsDialog(session.bridge, await session.bridge.settings())
+    qtbot.addWidget(dialog)
+    dialog.new_passphrase.setText("a brand new passphrase")
+    dialog.repeat_passphrase.setText("a brand new passphrase")
+    qtbot.mouseClick(dialog.passphrase_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.passphrase_status.text().startswith("Done"), timeout=20)
+    profile = session.options.profile
+    await session.shutdown()
+    async with api.host_node(options(profile), lambda: "a brand new passphrase") as node:
+        assert (await node.whoami()).name == "Alice"
+
+
+@pytest.mark.asyncio
+async def test_long_history_loads_page_by_page(
+    qtbot: QtBot, node: api.NodeApi, friend: api.InitResult
+) -> None:
+    bob = await node.add_contact(api.AddContact(friend.whoami.invite))
+    for i in range(250):
+        await node.send_message(api.SendMessage(bob.address, f"message {i}"))
+    bridge = NodeBridge(node)
+    model = MessageModel(bridge, page=100)
+    root = QModelIndex()
+    await model.open(bob.address)
+    assert model.rowCount() == 100
+    assert model.message_at(0).text == "message 150"
+    assert model.message_at(99).text == "message 249"
+    assert model.canFetchMore(root)
+    assert model.data(model.index(0), MessageRole.DAY_HEADER) is True
+    assert model.data(model.index(1), MessageRole.DAY_HEADER) is False
+
+    model.fetchMore(root)
+    assert not model.canFetchMore(root)  # one page at a time
+    await wait_for(lambda: model.rowCount() == 200)
+    assert model.message_at(0).text == "message 50"
+    assert model.data(model.index(100), MessageRole.DAY_HEADER) is False  # same day as above
+    await wait_for(lambda: model.canFetchMore(root))
+    model.fetchMore(root)
+    await wait_for(lambda: model.rowCount() == 250)
+    assert [model.message_at(r).text for r in range(3)] == ["message 0", "message 1", "message 2"]
+    assert not model.canFetchMore(root)
+
+
+@pytest.mark.asyncio
+async def test_scrolling_to_the_top_of_the_view_loads_older_messages(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    assert session.node is not None and session.window is not None
+    bob = await session.node.add_contact(api.AddContact(friend.whoami.invite))
+    for i in range(260):
+        await session.node.send_message(api.SendMessage(bob.address, f"line {i}"))
+    window = session.window
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.rowCount() >= 100 and not window.messages.loading)
+    before = window.messages.rowCount()
+    bar = window.conversation.list.verticalScrollBar()
+    await wait_for(lambda: bar.maximum() > 0)
+    bar.setValue(bar.minimum())
+    await wait_for(lambda: window.messages.rowCount() > before)
+
+
+def test_tray_badge_and_tooltip(qtbot: QtBot) -> None:
+    assert not badged_icon(3).isNull()
+    tray = TrayIcon()
+    tray.set_unread(4)
+    assert "4 unread" in tray.toolTip()
+    tray.set_unread(0)
+    assert tray.toolTip() == "Scrambled Eggs"
