@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import getpass
 import json
 import sys
@@ -86,6 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="search all conversations")
     search.add_argument("text", metavar="TEXT")
     _json_flag(search)
+
+    _json_flag(sub.add_parser("peers", help="show connections to peers (path, state, RTT)"))
+
+    history = sub.add_parser("history", help="verify or export a conversation's signed history")
+    hsub = history.add_subparsers(dest="history_command", metavar="ACTION", required=True)
+    hverify = hsub.add_parser(
+        "verify", help="re-verify a conversation (exit 0 iff it verifies); prints the head"
+    )
+    hverify.add_argument("contact", metavar="CONTACT", nargs="?", help="a name or an address")
+    hverify.add_argument("--file", metavar="FILE", help="verify an export file instead (offline)")
+    _json_flag(hverify)
+    hexport = hsub.add_parser("export", help="write a conversation's signed events to a file")
+    hexport.add_argument("contact", metavar="CONTACT", help="a name or an address")
+    hexport.add_argument("file", metavar="FILE")
+    _json_flag(hexport)
     return parser
 
 
@@ -208,6 +224,48 @@ def _print_messages(args: argparse.Namespace, found: list[api.Message]) -> None:
         print("\n".join(_message_text(m) for m in found) or "No messages.")
 
 
+async def cmd_peers(args: argparse.Namespace, node: api.NodeApi) -> int:
+    peers = await node.peers()
+    lines = [
+        f"{p.contact or '-'}\t{p.address}\t{p.state}\t{p.path or '-'}\t"
+        + (f"{p.rtt_ms:.1f} ms" if p.rtt_ms is not None else "-")
+        for p in peers
+    ]
+    _emit(args, peers, "\n".join(lines) if lines else "No peers.")
+    return 0
+
+
+def _report_text(report: api.HistoryReport) -> str:
+    heads = ", ".join(report.heads) or "(empty history)"
+    text = f"History verifies: {report.events} events. Head: {heads}"
+    if report.equivocations:
+        text += f"\nwarning: {report.equivocations} equivocation(s): conflicting events exist"
+    return text
+
+
+async def cmd_history(args: argparse.Namespace, node: api.NodeApi) -> int:
+    if args.history_command == "verify":
+        report = await node.verify_history(api.VerifyHistory(args.contact))
+        _emit(args, report, _report_text(report))
+        return 0
+    export = await node.export_history(api.ExportHistory(args.contact))
+    target = Path(args.file)
+    try:
+        target.write_bytes(base64.b64decode(export.data_b64))
+    except OSError as exc:
+        raise api.InvalidArgument(f"Can't write {target}: {exc.strerror}.") from None
+    summary = {"file": str(target), "events": export.events, "heads": export.heads}
+    text = f"Exported {export.events} events to {target}"
+    print(json.dumps(summary) if args.json else text)
+    return 0
+
+
+def cmd_history_file(args: argparse.Namespace) -> int:
+    report = api.verify_history_file(Path(args.file))
+    _emit(args, report, _report_text(report))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, profile: Path) -> int:
     info = api.inspect_profile(profile)
     if not info.exists:
@@ -261,11 +319,18 @@ def run(args: argparse.Namespace) -> int:
             return cmd_status(args, profile)
         if args.command == "whoami":
             return _run_with_node(profile, lambda node: cmd_whoami(args, node))
+        if args.command == "history" and args.history_command == "verify":
+            if args.file:
+                return cmd_history_file(args)
+            if not args.contact:
+                raise api.InvalidArgument("Name a contact, or give an export with --file FILE.")
         handlers = {
             "contacts": cmd_contacts,
             "send": cmd_send,
             "messages": cmd_messages,
             "search": cmd_search,
+            "peers": cmd_peers,
+            "history": cmd_history,
         }
         if args.command in handlers:
             handler = handlers[args.command]

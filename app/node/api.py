@@ -111,6 +111,12 @@ class NetworkError(NodeError):
     code = "network_error"
 
 
+class HistoryInvalid(NodeError):
+    """A conversation history (stored or exported) does not verify; names the event."""
+
+    code = "history_invalid"
+
+
 ERRORS_BY_CODE: dict[str, type[NodeError]] = {
     cls.code: cls
     for cls in (
@@ -128,6 +134,7 @@ ERRORS_BY_CODE: dict[str, type[NodeError]] = {
         ContactExists,
         ControlUnavailable,
         NetworkError,
+        HistoryInvalid,
     )
 }
 
@@ -233,6 +240,41 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """A peer the transport knows about: `contact` is its name when it is a contact.
+
+    `path` is "webrtc", "websocket" or "turn" while connected, else None; `rtt_ms` is the
+    last measured round trip on the live connection.
+    """
+
+    contact: str | None
+    address: str
+    path: str | None
+    state: str
+    rtt_ms: float | None
+
+
+@dataclass(frozen=True)
+class HistoryReport:
+    """A verified conversation history: its heads (CIDs), size and equivocations found."""
+
+    contact: str | None
+    heads: list[str]
+    events: int
+    equivocations: int
+
+
+@dataclass(frozen=True)
+class HistoryExport:
+    """A conversation's signed history as an export file (base64 of the CBOR bytes)."""
+
+    contact: str
+    heads: list[str]
+    events: int
+    data_b64: str
+
+
+@dataclass(frozen=True)
 class InitResult:
     """What `init_profile` created, plus anything the user must be warned about."""
 
@@ -308,6 +350,20 @@ class UpdateSettings:
 
 
 @dataclass(frozen=True)
+class VerifyHistory:
+    """Re-verify every signed event of the conversation with a contact."""
+
+    contact: str
+
+
+@dataclass(frozen=True)
+class ExportHistory:
+    """Export the conversation with a contact as signed events, verifiable offline."""
+
+    contact: str
+
+
+@dataclass(frozen=True)
 class ChangePassphrase:
     """Protect the profile with a new passphrase (the current one is already unlocked)."""
 
@@ -362,6 +418,21 @@ class SettingsChanged:
 
 
 @dataclass(frozen=True)
+class SecurityAlert:
+    """Something about a contact needs the user's attention.
+
+    `kind` is "equivocation" (the contact signed two conflicting histories),
+    "key_changed" (an invite, prekey bundle or first message carries another key than
+    the stored one) or "history_invalid" (the stored history no longer verifies);
+    `detail` is a sentence for the user.
+    """
+
+    contact: str
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class NodeStopping:
     """The node is shutting down; subscribers should let go."""
 
@@ -375,6 +446,7 @@ NodeEvent = (
     | MessageAdded
     | MessageStatusChanged
     | SettingsChanged
+    | SecurityAlert
     | NodeStopping
 )
 EVENT_TYPES: dict[str, type[NodeEvent]] = {
@@ -386,6 +458,7 @@ EVENT_TYPES: dict[str, type[NodeEvent]] = {
         MessageAdded,
         MessageStatusChanged,
         SettingsChanged,
+        SecurityAlert,
         NodeStopping,
     )
 }
@@ -419,6 +492,12 @@ class NodeApi(Protocol):
     async def update_settings(self, command: UpdateSettings) -> Settings: ...
 
     async def change_passphrase(self, command: ChangePassphrase) -> None: ...
+
+    async def peers(self) -> list[Peer]: ...
+
+    async def verify_history(self, command: VerifyHistory) -> HistoryReport: ...
+
+    async def export_history(self, command: ExportHistory) -> HistoryExport: ...
 
     def events(self) -> AsyncIterator[NodeEvent]: ...
 
@@ -501,6 +580,14 @@ async def run_daemon(options: DaemonOptions, passphrase: PassphraseSource | None
     from app.node.daemon import run
 
     await run(options, passphrase)
+
+
+def verify_history_file(path: Path) -> HistoryReport:
+    """Verify a `history export` file offline (no profile needed); raise `HistoryInvalid`
+    naming the first event that fails."""
+    from app.node.history import verify_export_file
+
+    return verify_export_file(path)
 
 
 def to_wire(value: Any) -> Any:

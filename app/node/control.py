@@ -27,12 +27,16 @@ from app.node.api import (
     ChangePassphrase,
     Contact,
     ControlUnavailable,
+    ExportHistory,
+    HistoryExport,
+    HistoryReport,
     ListMessages,
     Message,
     NodeApi,
     NodeError,
     NodeEvent,
     NodeStopping,
+    Peer,
     RemoveContact,
     SearchMessages,
     SendMessage,
@@ -41,6 +45,7 @@ from app.node.api import (
     UpdateSettings,
     Verification,
     VerifyContact,
+    VerifyHistory,
     Whoami,
 )
 from app.node.fsutil import atomic_write
@@ -82,6 +87,9 @@ METHODS: dict[str, Method] = {
     "settings.get": Method("get_settings", None, Settings),
     "settings.update": Method("update_settings", UpdateSettings, Settings),
     "profile.change_passphrase": Method("change_passphrase", ChangePassphrase, type(None)),
+    "peers.list": Method("peers", None, list[Peer]),
+    "history.verify": Method("verify_history", VerifyHistory, HistoryReport),
+    "history.export": Method("export_history", ExportHistory, HistoryExport),
 }
 
 
@@ -333,6 +341,18 @@ class ControlClient:
 
     async def change_passphrase(self, command: ChangePassphrase) -> None:
         await self.call("profile.change_passphrase", command)
+
+    async def peers(self) -> list[Peer]:
+        result: list[Peer] = await self._typed("peers.list")
+        return result
+
+    async def verify_history(self, command: VerifyHistory) -> HistoryReport:
+        result: HistoryReport = await self._typed("history.verify", command)
+        return result
+
+    async def export_history(self, command: ExportHistory) -> HistoryExport:
+        result: HistoryExport = await self._typed("history.export", command)
+        return result
 
     async def events(self) -> AsyncIterator[NodeEvent]:
         await self.call("events.subscribe")

@@ -1,4 +1,5 @@
-"""Composition root of a running node: store + DHT + control socket.
+"""Composition root of a running node: store, network stack (DHT, transports, LAN
+discovery), messenger with offline mailboxes, and the control socket.
 
 `hosted_node` is shared by the headless daemon and the GUI, so both serve the same
 control socket and the CLI works beside either.
@@ -13,17 +14,27 @@ import logging.handlers
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from app.node.api import DaemonOptions, PassphraseSource, ProfileNotFound
+from app.node.api import DaemonOptions, NodeError, PassphraseSource, ProfileNotFound
 from app.node.config import load_config, save_config
 from app.node.control import ControlServer
-from app.node.dht import DhtNode, parse_host_port
+from app.node.dht import parse_host_port
 from app.node.lock import ProfileLock
+from app.node.mailbox import MailboxCourier
+from app.node.messenger import Messenger
+from app.node.network import NetworkStack
 from app.node.paths import ProfilePaths, make_private_dir
 from app.node.profile import open_store
 from app.node.service import NodeService
 
+if TYPE_CHECKING:
+    from app.node.lan import LanDiscovery
+
 log = logging.getLogger(__name__)
+
+MAILBOX_POLL_SECONDS = 60.0
+"""How often the mailboxes left for us in the DHT are read (also once after joining)."""
 
 
 def configure_logging(paths: ProfilePaths) -> None:
@@ -61,29 +72,51 @@ async def hosted_node(
             configure_logging(paths)
         store = await asyncio.to_thread(open_store, options.profile, passphrase)
         service = NodeService(store)
-        dht = DhtNode()
+        network = NetworkStack(store.identity, ice_servers=config.ice_servers)
+        messenger = Messenger(store, network, service.publish)
+        courier = MailboxCourier(store, network, messenger, poll_interval=MAILBOX_POLL_SECONDS)
+        messenger.courier = courier
         control = ControlServer(service, paths)
-        join: asyncio.Task[int] | None = None
+        lan: LanDiscovery | None = None
         try:
-            await dht.start(host, port)
+            await network.start(host, port)
             if options.listen is None and port == 0:
                 # keep the same port from now on, so invites handed out stay valid
                 listen_host = listen.rpartition(":")[0]
-                save_config(paths.config, config.updated(listen=f"{listen_host}:{dht.port}"))
+                save_config(
+                    paths.config, config.updated(listen=f"{listen_host}:{network.dht.port}")
+                )
             contacts = await store.call(store.contacts.all)
             for record in contacts:
-                bootstrap += [parse_host_port(e) for e in record.endpoints]
-            service.attach_network(dht)
+                for endpoint in record.endpoints:
+                    with contextlib.suppress(NodeError):
+                        bootstrap.append(parse_host_port(endpoint))
+            service.attach_network(network)
+            await messenger.start()
+            service.attach_delivery(messenger)
             await control.start()
-            join = asyncio.create_task(dht.bootstrap(bootstrap))
-            log.info("node up on %s", dht.endpoints())
+            joined = network.join(bootstrap)
+            messenger.after_join(joined)
+            courier.start(joined)
+            if options.lan and config.lan_discovery:
+                from app.node.lan import LanDiscovery  # zeroconf only when LAN is wanted
+
+                lan = LanDiscovery(host, network.dht.port, network.join_via)
+                try:
+                    await lan.start()
+                except OSError as exc:
+                    log.warning("LAN discovery is unavailable: %s", exc)
+                    lan = None
+            log.info("node up on %s", network.endpoints())
             yield service
         finally:
-            if join is not None:
-                join.cancel()
             await control.stop()
+            if lan is not None:
+                await lan.stop()
             service.close()
-            dht.stop()
+            await courier.stop()
+            await messenger.stop()
+            await network.stop()
             await asyncio.to_thread(store.close)
             log.info("node stopped")
 

@@ -26,14 +26,19 @@ from app.node.api import (
     ContactNotFound,
     ContactRemoved,
     ContactVerified,
+    ExportHistory,
+    HistoryExport,
+    HistoryReport,
     InvalidArgument,
     ListMessages,
     Message,
     MessageAdded,
     MessageStatus,
     NodeEvent,
+    Peer,
     RemoveContact,
     SearchMessages,
+    SecurityAlert,
     SendMessage,
     Settings,
     SettingsChanged,
@@ -41,11 +46,13 @@ from app.node.api import (
     UpdateSettings,
     Verification,
     VerifyContact,
+    VerifyHistory,
     Whoami,
 )
 from app.node.config import Config, load_config, save_config
 from app.node.dht import parse_host_port
 from app.node.events import EventBus
+from app.node.history import export_stored, verify_stored
 from app.node.profile import checked_name, whoami_of
 from app.node.storage import vault
 from app.node.storage.repositories import ContactRecord
@@ -65,6 +72,18 @@ class NetworkView(Protocol):
 
     def peer_count(self) -> int: ...
 
+    def peers(self) -> list[Peer]: ...
+
+
+class Delivery(Protocol):
+    """What the service needs of the message delivery pipeline (the messenger)."""
+
+    def enqueue(self, message: Message) -> None: ...
+
+    def want(self, address: str) -> None: ...
+
+    def forget_contact(self, address: str) -> None: ...
+
 
 def _public(record: ContactRecord) -> Contact:
     return Contact(name=record.name, address=record.address, verified=record.verified)
@@ -78,6 +97,7 @@ class NodeService:
         self._clock = clock
         self._bus = EventBus()
         self._network: NetworkView | None = None
+        self._delivery: Delivery | None = None
         self._config = load_config(store.paths.config)
 
     # ------------------------------------------------------------------ lifecycle
@@ -85,6 +105,14 @@ class NodeService:
     def attach_network(self, network: NetworkView) -> None:
         """Mark the node as running on the network (daemon or GUI)."""
         self._network = network
+
+    def attach_delivery(self, delivery: Delivery) -> None:
+        """Hand queued messages to the delivery pipeline from now on."""
+        self._delivery = delivery
+
+    def publish(self, event: NodeEvent) -> None:
+        """Tell every subscriber about `event` (used by the network side of the node)."""
+        self._bus.publish(event)
 
     def close(self) -> None:
         """Tell subscribers the node is going away."""
@@ -118,6 +146,16 @@ class NodeService:
         existing = await self.store.call(self.store.contacts.all)
         for other in existing:
             if other.address == record.address:
+                if record.dh_key and other.dh_key and record.dh_key != other.dh_key:
+                    detail = (
+                        f"An invite for {other.name} carries a different encryption key than "
+                        "the one you added. Compare safety numbers before trusting it."
+                    )
+                    self._bus.publish(SecurityAlert(other.address, "key_changed", detail))
+                    raise ContactExists(
+                        f"{other.name} is already in your contacts, and this invite carries a "
+                        "different key: someone may be impersonating them. Nothing was changed."
+                    )
                 raise ContactExists(f"{other.name} is already in your contacts.")
             if other.name.casefold() == record.name.casefold():
                 raise ContactExists(
@@ -127,6 +165,8 @@ class NodeService:
             raise ContactExists("That contact is already in your contacts.")
         contact = _public(record)
         self._bus.publish(ContactAdded(contact))
+        if self._delivery is not None:
+            self._delivery.want(record.address)
         return contact
 
     def _parse_contact(self, command: AddContact) -> ContactRecord:
@@ -185,6 +225,8 @@ class NodeService:
             raise ContactNotFound(f"{record.name} was already removed.")
         contact = _public(record)
         self._bus.publish(ContactRemoved(contact))
+        if self._delivery is not None:
+            self._delivery.forget_contact(record.address)
         return contact
 
     async def verify_contact(self, command: VerifyContact) -> Verification:
@@ -225,6 +267,8 @@ class NodeService:
         # persisted in the outbox before anything else happens to it
         await self.store.call(self.store.messages.add, message)
         self._bus.publish(MessageAdded(message))
+        if self._delivery is not None:
+            self._delivery.enqueue(message)
         return message
 
     async def list_messages(self, command: ListMessages) -> list[Message]:
@@ -240,6 +284,24 @@ class NodeService:
             return []
         addresses = [r.address for r in await self.store.call(self.store.contacts.all)]
         return await self.store.call(self.store.messages.search, addresses, text.strip(), MAX_PAGE)
+
+    # ------------------------------------------------------------------ network
+
+    async def peers(self) -> list[Peer]:
+        if self._network is None:
+            return []
+        names = {r.address: r.name for r in await self.store.call(self.store.contacts.all)}
+        return [dataclasses.replace(p, contact=names.get(p.address)) for p in self._network.peers()]
+
+    # ------------------------------------------------------------------ history
+
+    async def verify_history(self, command: VerifyHistory) -> HistoryReport:
+        record = await self.find_contact(command.contact)
+        return await verify_stored(self.store, record.address, record.name)
+
+    async def export_history(self, command: ExportHistory) -> HistoryExport:
+        record = await self.find_contact(command.contact)
+        return await export_stored(self.store, record.address, record.name)
 
     # ------------------------------------------------------------------ settings
 

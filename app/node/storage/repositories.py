@@ -158,6 +158,20 @@ class ContactRepository:
         ).fetchone()
         return self._decode(*row) if row else None
 
+    def set_dh_key(self, address: str, dh_key: bytes) -> bool:
+        """Record a contact's X25519 key learnt from its signed prekey bundle."""
+        tag = self._tag(address)
+        record = self.get(address)
+        if record is None:
+            return False
+        keys = {"s": record.signing_key.hex(), "x": dh_key.hex()}
+        sealed = self._key.seal(f"contacts/identity/{tag.hex()}", json.dumps(keys).encode())
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "UPDATE contacts SET identity_enc = ? WHERE address_tag = ?", (sealed, tag)
+            )
+            return cur.rowcount == 1
+
     def set_verified(self, address: str, verified: bool) -> bool:
         with transaction(self._conn):
             cur = self._conn.execute(
@@ -220,6 +234,50 @@ class MessageRepository:
                     message.status.value,
                 ),
             )
+
+    def add_if_absent(self, message: Message) -> bool:
+        """Insert a received message unless its id is already stored (exactly once)."""
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO messages (msg_id, contact_tag, outgoing, body_enc, "
+                "sent_at, status) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    message.id,
+                    self._tag(message.contact),
+                    int(message.outgoing),
+                    self._key.seal(f"messages/body/{message.id}", message.text.encode()),
+                    message.time,
+                    message.status.value,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def outgoing_with_status(self, contact: str, status: MessageStatus) -> list[Message]:
+        """Our messages to `contact` in `status`, oldest first (e.g. the unsent outbox)."""
+        rows = self._conn.execute(
+            "SELECT msg_id, outgoing, body_enc, sent_at, status FROM messages "
+            "WHERE contact_tag = ? AND outgoing = 1 AND status = ? ORDER BY seq",
+            (self._tag(contact), status.value),
+        ).fetchall()
+        return [self._decode(contact, *row) for row in rows]
+
+    def advance_status(
+        self, msg_ids: list[str], status: MessageStatus, from_statuses: tuple[MessageStatus, ...]
+    ) -> list[str]:
+        """Move outgoing messages to `status` if they are in one of `from_statuses`;
+        return the ids that changed (statuses never go backwards)."""
+        changed = []
+        marks = ", ".join("?" for _ in from_statuses)
+        with transaction(self._conn):
+            for msg_id in msg_ids:
+                cur = self._conn.execute(
+                    f"UPDATE messages SET status = ? WHERE msg_id = ? AND outgoing = 1 "
+                    f"AND status IN ({marks})",
+                    (status.value, msg_id, *(s.value for s in from_statuses)),
+                )
+                if cur.rowcount == 1:
+                    changed.append(msg_id)
+        return changed
 
     def page(self, contact: str, before: str | None, limit: int) -> list[Message]:
         """Up to `limit` messages older than message `before` (newest last)."""
@@ -309,6 +367,25 @@ class SessionRepository:
                 (tag, sealed, now),
             )
 
+    def put_with_prekeys(self, address: str, state: bytes, prekeys: bytes, now: float) -> None:
+        """Commit a session accepted from an initial message together with the prekey
+        store that consumed its one-time prekey (one transaction: both or neither)."""
+        tag = self._tag(address)
+        sealed = self._key.seal(f"e2e_sessions/state/{tag.hex()}", state)
+        sealed_prekeys = self._key.seal("e2e_prekeys/state", prekeys)
+        with transaction(self._conn):
+            self._conn.execute(
+                "INSERT INTO e2e_sessions (contact_tag, state_enc, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (contact_tag) DO UPDATE SET state_enc = excluded.state_enc, "
+                "updated_at = excluded.updated_at",
+                (tag, sealed, now),
+            )
+            self._conn.execute(
+                "INSERT INTO e2e_prekeys (id, state_enc) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET state_enc = excluded.state_enc",
+                (sealed_prekeys,),
+            )
+
     def delete(self, address: str) -> None:
         with transaction(self._conn):
             self._conn.execute(
@@ -349,6 +426,21 @@ class HistoryRepository:
                 (self._tag(address), cid, sealed),
             )
             return cur.rowcount == 1
+
+    def add_many(self, address: str, events: list[tuple[str, bytes]]) -> int:
+        """Store several events (cid, bytes) in one transaction; how many were new."""
+        tag = self._tag(address)
+        added = 0
+        with transaction(self._conn):
+            for cid, event in events:
+                sealed = self._key.seal(f"history_events/event/{cid}", event)
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO history_events (contact_tag, cid, event_enc) "
+                    "VALUES (?, ?, ?)",
+                    (tag, cid, sealed),
+                )
+                added += cur.rowcount
+        return added
 
     def all(self, address: str) -> list[bytes]:
         rows = self._conn.execute(

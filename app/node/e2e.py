@@ -1,0 +1,219 @@
+"""End-to-end session state of the node: our prekeys and one ratchet session per contact.
+
+Every state change is stored (sealed) before it is used: a session before the ciphertext
+made with it leaves, an accepted session together with the prekey store that consumed
+its one-time prekey (one transaction). The messenger calls these under its per-contact
+lock; see docs/protocol-messaging.md, "Sessions".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from app.core.e2e_errors import CorruptState, InvalidPrekeyBundle
+from app.core.identity import decode_address
+from app.core.prekeys import PrekeyBundle, PrekeyStore, verify_bundle
+from app.core.session import (
+    Session,
+    accept,
+    decrypt,
+    initial_header,
+    initiate,
+    is_initial_message,
+)
+from app.core.x3dh import INITIAL_HEADER_SIZE
+from app.node.api import NodeEvent, SecurityAlert
+from app.node.network import NetworkStack
+from app.node.state_message import NoSession
+from app.node.storage.repositories import ContactRecord
+from app.node.storage.store import ProfileStore
+
+log = logging.getLogger(__name__)
+
+MAX_IGNORED_HEADERS = 64
+BUNDLE_REFRESH_DELAY = 1.0
+
+
+class SessionBook:
+    """Our prekey store and the sessions with contacts (cached, persisted first)."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        network: NetworkStack,
+        *,
+        contact: Callable[[str], Awaitable[ContactRecord | None]],
+        contact_changed: Callable[[str], None],
+        publish: Callable[[NodeEvent], None],
+        on_race_won: Callable[[str], None],
+        stats: Counter[str],
+        clock: Callable[[], float],
+        random: Callable[[int], bytes],
+    ) -> None:
+        self.store = store
+        self.network = network
+        self._keys = store.identity
+        self._own_key = store.identity.public.signing_key
+        self._contact = contact
+        self._contact_changed = contact_changed
+        self._publish = publish
+        self._on_race_won = on_race_won
+        self.stats = stats
+        self._clock = clock
+        self._random = random
+        self._sessions: dict[str, Session] = {}
+        self._prekeys: PrekeyStore | None = None
+        self._prekey_lock = asyncio.Lock()
+        self._ignored_headers: dict[str, set[bytes]] = {}
+        self._bundle_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ prekeys
+
+    async def load_prekeys(self) -> PrekeyBundle:
+        """Load (or create) and maintain our prekeys; return the bundle to publish."""
+        raw = await self.store.call(self.store.sessions.prekeys)
+        now = self._clock()
+        prekeys = await asyncio.to_thread(
+            lambda: (
+                PrekeyStore.from_bytes(raw) if raw else PrekeyStore.create(now, self._random)
+            ).maintain(now, self._random)
+        )
+        await self.store.call(self.store.sessions.put_prekeys, prekeys.to_bytes())
+        self._prekeys = prekeys
+        return await asyncio.to_thread(prekeys.bundle, self._keys)
+
+    def _schedule_bundle_refresh(self) -> None:
+        """Republish our bundle soon, without the one-time prekey just consumed."""
+        if self._bundle_task is None or self._bundle_task.done():
+            self._bundle_task = asyncio.ensure_future(self._refresh_bundle())
+
+    async def _refresh_bundle(self) -> None:
+        await asyncio.sleep(BUNDLE_REFRESH_DELAY)
+        async with self._prekey_lock:
+            prekeys = self._prekeys
+            if prekeys is None:
+                return
+            prekeys = await asyncio.to_thread(prekeys.maintain, self._clock(), self._random)
+            await self.store.call(self.store.sessions.put_prekeys, prekeys.to_bytes())
+            self._prekeys = prekeys
+        bundle = await asyncio.to_thread(prekeys.bundle, self._keys)
+        try:
+            await self.network.publish_bundle(bundle)
+        except Exception as exc:  # the old bundle stays; the next refresh tries again
+            log.warning("republishing the prekey bundle failed: %r", exc)
+
+    def stop(self) -> None:
+        """Cancel a pending bundle refresh."""
+        if self._bundle_task is not None:
+            self._bundle_task.cancel()
+
+    # ------------------------------------------------------------------ sessions
+
+    async def load(self, address: str) -> Session | None:
+        """The session with `address`, if there is a usable one."""
+        session = self._sessions.get(address)
+        if session is None:
+            raw = await self.store.call(self.store.sessions.get, address)
+            if raw is not None:
+                try:
+                    session = Session.from_bytes(raw)
+                except CorruptState:
+                    log.error("a stored session is corrupt; starting a new one")
+                    session = None
+            if session is not None:
+                self._sessions[address] = session
+        return session
+
+    async def save(self, address: str, session: Session) -> None:
+        """Store `session` (sealed), then make it the current one."""
+        await self.store.call(self.store.sessions.put, address, session.to_bytes(), self._clock())
+        self._sessions[address] = session
+
+    async def reset(self, address: str) -> None:
+        """Forget the session with `address` (the next send starts a new one)."""
+        self._sessions.pop(address, None)
+        await self.store.call(self.store.sessions.delete, address)
+
+    async def for_sending(self, address: str) -> Session:
+        """The session to encrypt with; X3DH from the contact's DHT bundle if none."""
+        session = await self.load(address)
+        if session is not None:
+            return session
+        raw = await self.network.fetch_bundle(address)
+        if raw is None:
+            raise NoSession("the contact's prekey bundle is not in the DHT (yet)")
+        try:
+            bundle = await asyncio.to_thread(verify_bundle, raw, self._clock())
+        except InvalidPrekeyBundle as exc:
+            raise NoSession(f"the contact's prekey bundle is invalid: {exc}") from None
+        if bundle.identity.signing_key != decode_address(address):
+            raise NoSession("the prekey bundle belongs to someone else")
+        await self.check_dh_key(address, bundle.identity.dh_key, "prekey bundle")
+        session = await asyncio.to_thread(initiate, self._keys, bundle, self._clock(), self._random)
+        self._sessions[address] = session
+        return session
+
+    async def check_dh_key(self, address: str, dh_key: bytes, source: str) -> None:
+        """Learn an address-only contact's X25519 key; refuse (and alert) on a change."""
+        record = await self._contact(address)
+        if record is None:
+            raise NoSession("not a contact")
+        if record.dh_key is None:
+            await self.store.call(self.store.contacts.set_dh_key, address, dh_key)
+            self._contact_changed(address)
+        elif record.dh_key != dh_key:
+            self.stats["key_changed"] += 1
+            detail = (
+                f"{record.name}'s {source} carries a different encryption key than the one "
+                "you added; messages are not exchanged until you re-add them from a new invite."
+            )
+            self._publish(SecurityAlert(address, "key_changed", detail))
+            raise NoSession("the contact's key changed")
+
+    async def open(self, address: str, payload: bytes) -> tuple[bytes, bool] | None:
+        """Decrypt a payload from `address`: (plaintext, whether a new session was
+        accepted), or None for a first message that lost a simultaneous start.
+        Raises `DecryptionFailed`/`NoSession`/`ValueError` with nothing changed."""
+        current = await self.load(address)
+        header_bytes = payload[1 : 1 + INITIAL_HEADER_SIZE]
+        repeat = current is not None and current.accepted_header == header_bytes
+        if not is_initial_message(payload) or repeat:
+            if current is None:
+                raise NoSession("a message for a session we don't have")
+            session, plaintext = await asyncio.to_thread(decrypt, current, payload)
+            await self.save(address, session)
+            return plaintext, False
+        header = await asyncio.to_thread(initial_header, payload)
+        if header.initiator.signing_key != decode_address(address):
+            raise ValueError("an initial message from someone else than the connection peer")
+        ignored = self._ignored_headers.setdefault(address, set())
+        racing = current is not None and current.pending_header is not None
+        if header_bytes in ignored or (racing and self._own_key < header.initiator.signing_key):
+            # both sides started a session at once: the smaller identity key's wins (and
+            # a late copy of the losing first message must not replace it afterwards)
+            if header_bytes not in ignored:
+                self._on_race_won(address)  # the peer must get our first message to accept
+                if len(ignored) < MAX_IGNORED_HEADERS:
+                    ignored.add(header_bytes)
+            self.stats["initial_ignored"] += 1
+            return None
+        await self.check_dh_key(address, header.initiator.dh_key, "first message")
+        async with self._prekey_lock:
+            assert self._prekeys is not None
+            prekeys, session, plaintext = await asyncio.to_thread(
+                accept, self._keys, self._prekeys, payload
+            )
+            await self.store.call(
+                self.store.sessions.put_with_prekeys,
+                address,
+                session.to_bytes(),
+                prekeys.to_bytes(),
+                self._clock(),
+            )
+            self._prekeys = prekeys
+        self._sessions[address] = session
+        self._schedule_bundle_refresh()
+        return plaintext, True

@@ -1,0 +1,80 @@
+"""Conversation histories on disk: load, verify and export the signed event DAGs.
+
+The stored events (`HistoryRepository`) are the source of truth; a `Ledger` is rebuilt
+from them (verifying every signature and link) off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+from app.core.identity import decode_address
+from app.core.ledger import Ledger, VerifiedHistory, verify_export
+from app.core.ledger_errors import LedgerError
+from app.node.api import HistoryExport, HistoryInvalid, HistoryReport, InvalidArgument
+from app.node.storage.store import ProfileStore
+
+MAX_EXPORT_FILE = 256 * 1024 * 1024
+
+
+async def load_ledger(store: ProfileStore, address: str) -> Ledger:
+    """The verified history with `address`, rebuilt from the stored events.
+
+    Raises `HistoryInvalid` (naming the event) if a stored event does not verify.
+    """
+    ours = store.identity.public.signing_key
+    theirs = decode_address(address)
+    blocks = await store.call(store.history.all, address)
+    try:
+        return await asyncio.to_thread(Ledger.restore, ours, theirs, blocks)
+    except LedgerError as exc:
+        raise HistoryInvalid(f"The stored history does not verify: {exc}.") from None
+
+
+def report(summary: VerifiedHistory, contact: str | None) -> HistoryReport:
+    """The API view of a verified history."""
+    return HistoryReport(
+        contact=contact,
+        heads=[str(c) for c in summary.heads],
+        events=summary.event_count,
+        equivocations=len(summary.equivocations),
+    )
+
+
+async def verify_stored(store: ProfileStore, address: str, contact: str) -> HistoryReport:
+    """Re-verify every stored event of the conversation with `address`."""
+    ledger = await load_ledger(store, address)
+    try:
+        summary = await asyncio.to_thread(ledger.verify_all)
+    except LedgerError as exc:
+        raise HistoryInvalid(f"The stored history does not verify: {exc}.") from None
+    return report(summary, contact)
+
+
+async def export_stored(store: ProfileStore, address: str, contact: str) -> HistoryExport:
+    """The conversation with `address` as an export file (base64 in the DTO)."""
+    ledger = await load_ledger(store, address)
+    data = await asyncio.to_thread(ledger.export)
+    return HistoryExport(
+        contact=contact,
+        heads=[str(c) for c in ledger.heads()],
+        events=len(ledger),
+        data_b64=base64.b64encode(data).decode("ascii"),
+    )
+
+
+def verify_export_file(path: Path) -> HistoryReport:
+    """Verify an export file offline; raise `HistoryInvalid` naming the first bad event."""
+    try:
+        if path.stat().st_size > MAX_EXPORT_FILE:
+            raise InvalidArgument(f"{path} is too large to be a history export.")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"Can't read {path}: {exc.strerror}.") from None
+    try:
+        summary = verify_export(data)
+    except LedgerError as exc:
+        raise HistoryInvalid(f"The history in {path} does not verify: {exc}.") from None
+    return report(summary, None)

@@ -1,0 +1,116 @@
+"""LAN discovery: nodes on the same network find each other's DHT through mDNS.
+
+Each node announces a DNS-SD service ``_scrambled-eggs._udp.local.`` whose instance name
+is random per run and whose only content is the DHT port on the node's addresses: no
+address, name or key of the user is broadcast. Every announced endpoint another node
+finds is pinged into its DHT routing table (a bootstrap peer); contacts are then found
+through the DHT as usual. Off with `--no-lan` or the `lan_discovery` setting.
+
+When the node listens on one specific address (e.g. 127.0.0.1), mDNS runs only on that
+interface; when it listens on 0.0.0.0, on every IPv4 interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+
+from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from app.node.dht import interface_addresses
+
+log = logging.getLogger(__name__)
+
+SERVICE_TYPE = "_scrambled-eggs._udp.local."
+RESOLVE_MS = 3000
+
+FoundHandler = Callable[[list[str]], Awaitable[object]]
+
+
+class LanDiscovery:
+    """Announce our DHT port on the LAN and report the other nodes' endpoints."""
+
+    def __init__(self, host: str, port: int, on_found: FoundHandler) -> None:
+        self._host = host
+        self._port = port
+        self._on_found = on_found
+        self._instance = f"{os.urandom(8).hex()}.{SERVICE_TYPE}"
+        self._zeroconf: AsyncZeroconf | None = None
+        self._browser: AsyncServiceBrowser | None = None
+        self._info: AsyncServiceInfo | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.found: set[str] = set()
+
+    def _addresses(self) -> list[str]:
+        if self._host not in ("", "0.0.0.0"):
+            return [self._host]
+        return [a for a in interface_addresses() if ":" not in a]
+
+    async def start(self) -> None:
+        """Register our service and start browsing (raises `OSError` if mDNS can't run)."""
+        addresses = self._addresses()
+        interfaces: list[str] | InterfaceChoice = (
+            InterfaceChoice.All if self._host in ("", "0.0.0.0") else addresses
+        )
+        self._zeroconf = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
+        self._info = AsyncServiceInfo(
+            SERVICE_TYPE,
+            self._instance,
+            addresses=[socket.inet_aton(a) for a in addresses],
+            port=self._port,
+            properties={"v": "1"},
+        )
+        await self._zeroconf.async_register_service(self._info)
+        self._browser = AsyncServiceBrowser(
+            self._zeroconf.zeroconf, [SERVICE_TYPE], handlers=[self._on_change]
+        )
+
+    async def stop(self) -> None:
+        """Withdraw our announcement and stop browsing."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._browser is not None:
+            await self._browser.async_cancel()
+        if self._zeroconf is not None:
+            if self._info is not None:
+                await self._zeroconf.async_unregister_service(self._info)
+            await self._zeroconf.async_close()
+        self._zeroconf = None
+
+    def _on_change(
+        self,
+        zeroconf: Zeroconf,
+        service_type: str,
+        name: str,
+        state_change: ServiceStateChange,
+    ) -> None:
+        if name == self._instance or state_change is ServiceStateChange.Removed:
+            return
+        task = asyncio.ensure_future(self._resolve(name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resolve(self, name: str) -> None:
+        if self._zeroconf is None:
+            return
+        info = AsyncServiceInfo(SERVICE_TYPE, name)
+        if not await info.async_request(self._zeroconf.zeroconf, RESOLVE_MS):
+            return
+        if info.port is None or not 0 < info.port < 65536:
+            return
+        endpoints = [
+            f"{address}:{info.port}" for address in info.parsed_addresses(IPVersion.V4Only)
+        ]
+        new = [e for e in endpoints if e not in self.found]
+        if not new:
+            return
+        self.found.update(new)
+        log.info("found %d node endpoint(s) on the LAN", len(new))
+        try:
+            await self._on_found(new)
+        except Exception as exc:  # a peer that doesn't answer is no reason to stop browsing
+            log.info("joining a LAN peer failed: %r", exc)

@@ -1,0 +1,570 @@
+"""Message delivery: history events inside the Double Ratchet, over the connections.
+
+Pipeline for an outgoing message (`submit`), each step persisted before the next:
+
+1. the service stored the message as QUEUED;
+2. a "text" event is appended to the conversation's ledger and stored (`store.history`);
+3. a session exists or is started (X3DH from the contact's prekey bundle in the DHT);
+4. the event is encrypted; the new session state is stored; the ciphertext is sent;
+   the message becomes SENT;
+5. the peer stores the event, then answers with its heads; the message is DELIVERED.
+
+Every payload between contacts is one session message whose plaintext is a CBOR map
+``{"t": "state", "e": [event bytes...], "h": [head CIDs...], "q": bool}``: events the
+peer lacks, our current heads (which acknowledge what we hold), and whether we want the
+peer's state in return. On every (re)connection both sides send their heads with
+``q = true`` and fill each other's gaps from `Ledger.events_since`. Duplicates are
+harmless: the ledger deduplicates events, the ratchet rejects replayed ciphertexts, and a
+received message is stored once per id. See docs/protocol-messaging.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from app.core.cid import Cid
+from app.core.e2e_errors import CorruptState, DuplicateMessage, ReplayedInitialMessage
+from app.core.errors import DecryptionFailed
+from app.core.ledger import EquivocationDetected, EventAccepted, EventRejected, Ledger
+from app.core.ledger_event import Event, EventBody
+from app.core.session import encrypt
+from app.node.api import (
+    HistoryInvalid,
+    Message,
+    MessageAdded,
+    MessageStatus,
+    MessageStatusChanged,
+    NodeEvent,
+    SecurityAlert,
+)
+from app.node.e2e import SessionBook
+from app.node.history import load_ledger
+from app.node.network import NetworkStack
+from app.node.state_message import NoSession, StateMessage
+from app.node.storage.repositories import ContactRecord
+from app.node.storage.store import ProfileStore
+from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
+from app.node.transport.base import ConnectFailed, TransportError
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD = 1024 * 1024
+"""Largest session message accepted from a peer (the transport's message cap)."""
+BATCH_BYTES = 256 * 1024
+"""Events per state message are batched up to about this many bytes."""
+RESYNC_SECONDS = 3.0
+"""How often conversations whose last send failed are retried while connected."""
+TEXT = "text"
+LOOKUP_RETRY_FIRST = 2.0
+LOOKUP_RETRY_MAX = 120.0
+"""Backoff of presence lookups for contacts that published none (offline for long)."""
+REDIAL_EVERY_ROUNDS = 5
+"""Every this many resync rounds, contacts we owe events to and can't reach are redialled."""
+RESET_AFTER_FAILURES = 5
+"""Undecryptable messages in a row after which a contact's session is started afresh."""
+ENVELOPE_OVERHEAD = 1024
+"""Bytes of a session message that are not events: ratchet and X3DH headers, heads."""
+
+
+class OfflineCourier(Protocol):
+    """Leaves envelopes for offline contacts (see `app.node.mailbox`)."""
+
+    async def post(self, address: str) -> None: ...
+
+
+class Messenger:
+    """Delivers messages to contacts and receives theirs (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        network: NetworkStack,
+        publish: Callable[[NodeEvent], None],
+        *,
+        clock: Callable[[], float] = time.time,
+        random: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.store = store
+        self.network = network
+        self._publish = publish
+        self._clock = clock
+        self._random = random
+        self._keys = store.identity
+        self._own_key = store.identity.public.signing_key
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._ledgers: dict[str, Ledger] = {}
+        self._contacts: dict[str, ContactRecord] = {}
+        self._peer_heads: dict[str, list[Cid]] = {}
+        self._own_ids: dict[str, set[str]] = {}
+        self._failures: dict[str, int] = {}
+        self._connecting: dict[str, asyncio.Task[None]] = {}
+        self._lookups: dict[str, tuple[float, float]] = {}
+        """Contacts with no known presence: address -> (next lookup, current delay)."""
+        self._last_pure_answer: dict[str, float] = {}
+        self._dirty: set[str] = set()
+        self._delivered: dict[str, set[Cid]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._resync: asyncio.Task[None] | None = None
+        self.stats: Counter[str] = Counter()
+        self.courier: OfflineCourier | None = None
+        self.sessions = SessionBook(
+            store,
+            network,
+            contact=self._contact,
+            contact_changed=self._forget_cached_contact,
+            publish=lambda event: self._publish(event),
+            on_race_won=lambda address: self._spawn(self._send_quietly(address, [], True)),
+            stats=self.stats,
+            clock=clock,
+            random=random,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load or create our prekeys, hook into the transport, reach every contact."""
+        self.network.set_bundle(await self.sessions.load_prekeys())
+        self.network.on_message(self.handle_payload)
+        self.network.manager.subscribe(self._on_transport)
+        self._resync = asyncio.ensure_future(self._resync_loop())
+        for record in await self.store.call(self.store.contacts.all):
+            self._contacts[record.address] = record
+            self._spawn(self._prepare(record.address))
+
+    async def stop(self) -> None:
+        """Cancel background work (state is already persisted)."""
+        self.sessions.stop()
+        for task in [*self._tasks, self._resync]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _lock(self, address: str) -> asyncio.Lock:
+        return self._locks.setdefault(address, asyncio.Lock())
+
+    async def _prepare(self, address: str) -> None:
+        """Reconcile storage after a crash, then start connecting."""
+        try:
+            await self._reconcile(address)
+        except HistoryInvalid as exc:
+            log.error("history with a contact does not verify: %s", exc)
+            self._publish(SecurityAlert(address, "history_invalid", str(exc)))
+            return
+        self.want(address)
+
+    def want(self, address: str) -> None:
+        """Connect to `address` and keep reconnecting (backoff) while it is a contact.
+
+        One attempt per contact at a time: a burst of sends doesn't start a burst of dials.
+        """
+        running = self._connecting.get(address)
+        if running is not None and not running.done():
+            return
+        task = asyncio.ensure_future(self._connect(address))
+        self._connecting[address] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, address: str) -> None:
+        record = await self._contact(address)
+        if record is None:
+            return
+        if record.endpoints:
+            self.network.note_endpoints(address, record.endpoints)
+            try:
+                await self.network.join_via(record.endpoints)
+            except Exception as exc:  # joining through an invite is best effort
+                log.info("joining the DHT through an invite failed: %r", exc)
+        already = self.network.manager.connection(address) is not None
+        try:
+            if not already and not await self.network.endpoints_of(address):
+                # nowhere to signal or dial: don't build a WebRTC offer for nobody; look
+                # for its presence again later (backoff), the transport can't retry this
+                self._schedule_lookup(address)
+                raise ConnectFailed("no presence record or endpoint known")
+            self._lookups.pop(address, None)
+            await self.network.manager.connect(address, keep=True)
+            if already:  # e.g. a stranger's connection that just became a contact
+                await self._greet(address)
+        except ConnectFailed:
+            if self.courier is not None:
+                await self.courier.post(address)
+
+    def _schedule_lookup(self, address: str) -> None:
+        _, delay = self._lookups.get(address, (0.0, LOOKUP_RETRY_FIRST / 2))
+        delay = min(delay * 2, LOOKUP_RETRY_MAX)
+        self._lookups[address] = (time.monotonic() + delay, delay)
+
+    def after_join(self, joined: asyncio.Future[Any]) -> None:
+        """Once the DHT is joined, look for every contact not reached yet."""
+
+        def retry(_: object) -> None:
+            for address in list(self._lookups):
+                self.want(address)
+
+        joined.add_done_callback(retry)
+
+    # ------------------------------------------------------------------ state
+
+    async def _contact(self, address: str) -> ContactRecord | None:
+        record = self._contacts.get(address)
+        if record is None:
+            record = await self.store.call(self.store.contacts.get, address)
+            if record is not None:
+                self._contacts[address] = record
+        return record
+
+    async def _ledger(self, address: str) -> Ledger:
+        ledger = self._ledgers.get(address)
+        if ledger is None:
+            ledger = await load_ledger(self.store, address)
+            self._ledgers[address] = ledger
+        return ledger
+
+    async def _reconcile(self, address: str) -> None:
+        """Make the message table and the ledger agree after an interrupted run:
+        received text events become messages (idempotent), and queued messages that
+        never reached the ledger are appended now, in their original order."""
+        async with self._lock(address):
+            ledger = await self._ledger(address)
+            ids: dict[str, Cid] = {}
+            incoming = []
+            theirs: list[Cid] = []
+            for event in ledger.ordered():
+                if event.author != self._own_key:
+                    theirs.append(event.cid)
+                if event.body.kind != TEXT:
+                    continue
+                if event.author == self._own_key:
+                    ids[str(event.body.get("id"))] = event.cid
+                else:
+                    message = self._incoming_message(address, event)
+                    if message is not None:
+                        incoming.append(message)
+            for message in incoming:
+                if await self.store.call(self.store.messages.add_if_absent, message):
+                    self._publish(MessageAdded(message))
+            queued = await self.store.call(
+                self.store.messages.outgoing_with_status, address, MessageStatus.QUEUED
+            )
+            delivered = await self.store.call(
+                self.store.messages.outgoing_with_status, address, MessageStatus.DELIVERED
+            )
+            # what the peer is known to hold: its own events and our acknowledged ones
+            known = [ids[m.id] for m in delivered if m.id in ids]
+            self._peer_heads.setdefault(address, theirs + known)
+            self._own_ids.setdefault(address, set()).update(ids)
+            for message in queued:
+                await self._append_text(address, ledger, message)
+
+    def _incoming_message(self, address: str, event: Event) -> Message | None:
+        msg_id, text = event.body.get("id"), event.body.get("text")
+        if not isinstance(msg_id, str) or not isinstance(text, str) or not msg_id:
+            return None
+        return Message(
+            id=msg_id[:64],
+            contact=address,
+            sender=address,
+            outgoing=False,
+            text=text,
+            time=event.wall_time / 1000.0,
+            status=MessageStatus.RECEIVED,
+        )
+
+    async def _append_text(self, address: str, ledger: Ledger, message: Message) -> Event | None:
+        """Append our text event for `message` unless the ledger already holds one."""
+        own_ids = self._own_ids.setdefault(address, set())
+        if message.id in own_ids:
+            return None
+        body = EventBody.of(TEXT, id=message.id, text=message.text)
+        event = ledger.append(self._keys, body, int(message.time * 1000))
+        await self.store.call(self.store.history.add, address, str(event.cid), event.to_bytes())
+        own_ids.add(message.id)
+        return event
+
+    # ------------------------------------------------------------------ sending
+
+    def enqueue(self, message: Message) -> None:
+        """Hand over a message the service stored as QUEUED, without waiting: it is
+        appended to the history in the background, in the order of the calls (a crash
+        before that is repaired at the next start, see `_reconcile`)."""
+        self._spawn(self._submit_quietly(message))
+
+    async def _submit_quietly(self, message: Message) -> None:
+        try:
+            await self.submit(message)
+        except HistoryInvalid as exc:
+            log.error("can't append to the history: %s", exc)
+
+    async def submit(self, message: Message) -> None:
+        """Deliver a message the service stored as QUEUED (returns once it is in the
+        ledger; sending continues in the background and on every reconnection)."""
+        address = message.contact
+        async with self._lock(address):
+            ledger = await self._ledger(address)
+            event = await self._append_text(address, ledger, message)
+        if event is None:
+            return
+        if self.network.manager.connection(address) is None:
+            self.want(address)
+            return
+        self._spawn(self._send_quietly(address, [ledger.get_bytes(event.cid) or b""], False))
+
+    async def _send_quietly(self, address: str, events: list[bytes], query: bool) -> None:
+        try:
+            await self.send_state(address, events, query)
+        except (NoSession, TransportError, HistoryInvalid) as exc:
+            log.info("sending to a contact failed (%s); will retry", exc)
+            self._dirty.add(address)
+
+    async def send_state(self, address: str, events: list[bytes], query: bool) -> None:
+        """Encrypt and send our heads plus `events` (batched) to a connected contact."""
+        conn = self.network.manager.connection(address)
+        if conn is None:
+            raise ConnectFailed("not connected")
+        batches: list[list[bytes]] = [[]]
+        size = 0
+        for event in events:
+            if batches[-1] and size + len(event) > BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(event)
+            size += len(event)
+        for batch in batches:
+            async with self._lock(address):
+                ledger = await self._ledger(address)
+                plaintext = StateMessage(batch, list(ledger.heads()), query).encode()
+                session = await self.sessions.for_sending(address)
+                session, wire = await asyncio.to_thread(encrypt, session, plaintext, self._random)
+                await self.sessions.save(address, session)  # before the ciphertext leaves
+                await conn.send(wire)
+                self.stats["sent"] += 1
+            await self._mark_sent(address, ledger, batch)
+        self._dirty.discard(address)
+
+    def lacking(self, address: str) -> list[bytes]:
+        """Events the contact is not known to hold (from its last heads), parents first."""
+        ledger = self._ledgers.get(address)
+        if ledger is None:
+            return []
+        return ledger.events_since(self._peer_heads.get(address, []))
+
+    async def offline_envelope(self, address: str, budget: int) -> bytes | None:
+        """One session message of at most `budget` bytes carrying the oldest events the
+        contact lacks (for its mailbox), or None if it lacks nothing or nothing fits.
+        The session state is stored before the envelope is returned."""
+        async with self._lock(address):
+            ledger = await self._ledger(address)
+            picked: list[bytes] = []
+            size = 0
+            for raw in ledger.events_since(self._peer_heads.get(address, [])):
+                if size + len(raw) > budget - ENVELOPE_OVERHEAD:
+                    break
+                picked.append(raw)
+                size += len(raw)
+            if not picked:
+                return None
+            plaintext = StateMessage(picked, list(ledger.heads()), True).encode()
+            session = await self.sessions.for_sending(address)
+            session, wire = await asyncio.to_thread(encrypt, session, plaintext, self._random)
+            if len(wire) > budget:
+                return None
+            await self.sessions.save(address, session)
+        await self._mark_sent(address, ledger, picked)
+        return wire
+
+    async def _mark_sent(self, address: str, ledger: Ledger, batch: list[bytes]) -> None:
+        ids = []
+        for raw in batch:
+            event = ledger.get(Cid.for_block(raw))
+            if event is not None and event.author == self._own_key and event.body.kind == TEXT:
+                ids.append(str(event.body.get("id")))
+        if ids:
+            changed = await self.store.call(
+                self.store.messages.advance_status, ids, MessageStatus.SENT, (MessageStatus.QUEUED,)
+            )
+            for msg_id in changed:
+                self._publish(MessageStatusChanged(msg_id, address, MessageStatus.SENT))
+
+    # ------------------------------------------------------------------ receiving
+
+    async def handle_payload(self, address: str, payload: bytes) -> None:
+        """One payload from a connected peer. Never raises: bad input is counted."""
+        self.stats["received"] += 1
+        try:
+            await self._handle(address, payload)
+        except (DecryptionFailed, CorruptState) as exc:
+            self.stats["decrypt_failed"] += 1
+            log.info("dropped an undecryptable message: %s", type(exc).__name__)
+            if not isinstance(exc, DuplicateMessage | ReplayedInitialMessage):
+                await self._count_failure(address)
+        except ValueError as exc:
+            self.stats["malformed"] += 1
+            log.info("dropped a malformed message: %s", exc)
+        except (NoSession, TransportError) as exc:
+            self.stats["not_answered"] += 1
+            log.info("could not answer a peer: %s", exc)
+            self._dirty.add(address)
+        except HistoryInvalid as exc:
+            self.stats["history_invalid"] += 1
+            log.error("%s", exc)
+        except Exception:  # a bug must never take the node down with it
+            self.stats["errors"] += 1
+            log.exception("handling a message failed")
+
+    async def _count_failure(self, address: str) -> None:
+        """After `RESET_AFTER_FAILURES` undecryptable messages in a row (not replays), the
+        two sessions have diverged (e.g. a profile restored from a backup): drop ours and
+        start a new one, which the peer accepts; lost events are sent again."""
+        failures = self._failures[address] = self._failures.get(address, 0) + 1
+        if failures < RESET_AFTER_FAILURES or await self._contact(address) is None:
+            return
+        async with self._lock(address):
+            self._failures.pop(address, None)
+            await self.sessions.reset(address)
+        self.stats["session_reset"] += 1
+        log.warning("the session with a contact diverged; starting a new one")
+        self._spawn(self._send_quietly(address, [], True))
+
+    async def _handle(self, address: str, payload: bytes) -> None:
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError("oversize message")
+        if await self._contact(address) is None:
+            self.stats["stranger"] += 1
+            return
+        async with self._lock(address):
+            opened = await self.sessions.open(address, payload)
+        if opened is None:
+            return
+        self._failures.pop(address, None)
+        plaintext, new_session = opened
+        message = StateMessage.decode(plaintext)
+        reply = await self._ingest(address, message)
+        if reply is not None or new_session:
+            events, query = reply if reply is not None else ([], True)
+            await self.send_state(address, events, query or new_session)
+
+    async def _ingest(self, address: str, message: StateMessage) -> tuple[list[bytes], bool] | None:
+        """Apply a peer's state; return (events to send, query) if an answer is due."""
+        async with self._lock(address):
+            ledger = await self._ledger(address)
+            accepted: list[Event] = []
+            for raw in message.events:
+                for outcome in ledger.receive(raw):
+                    if isinstance(outcome, EventAccepted):
+                        accepted.append(outcome.event)
+                    elif isinstance(outcome, EquivocationDetected):
+                        self.stats["equivocation"] += 1
+                        detail = (
+                            f"event #{outcome.seq} exists in {len(outcome.cids)} conflicting "
+                            f"versions ({', '.join(str(c) for c in outcome.cids)})"
+                        )
+                        self._publish(SecurityAlert(address, "equivocation", detail))
+                    elif isinstance(outcome, EventRejected):
+                        self.stats["event_rejected"] += 1
+                        log.warning("rejected a history event: %s", outcome.reason)
+            if accepted:
+                await self.store.call(
+                    self.store.history.add_many,
+                    address,
+                    [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in accepted],
+                )
+                for event in accepted:
+                    if event.author != self._own_key and event.body.kind == TEXT:
+                        received = self._incoming_message(address, event)
+                        if received is not None and await self.store.call(
+                            self.store.messages.add_if_absent, received
+                        ):
+                            self._publish(MessageAdded(received))
+            await self._mark_delivered(address, ledger, message.heads)
+            known = [h for h in message.heads if h in ledger]
+            unknown = len(known) < len(message.heads) or bool(ledger.missing())
+            if known or not message.heads:
+                self._peer_heads[address] = known
+            # heads we don't know yet: what they hold is at least what they held before
+            basis = known if not unknown else [*known, *self._peer_heads.get(address, [])]
+            lack = ledger.events_since(basis)
+        if lack or accepted:
+            return lack, unknown
+        if message.query:
+            # a pure question is answered at most once a second (no ping-pong)
+            now = time.monotonic()
+            if now - self._last_pure_answer.get(address, 0.0) >= 1.0:
+                self._last_pure_answer[address] = now
+                return lack, unknown
+        return None
+
+    async def _mark_delivered(self, address: str, ledger: Ledger, heads: list[Cid]) -> None:
+        delivered = self._delivered.setdefault(address, set())
+        stack = [h for h in heads if h in ledger and h not in delivered]
+        ids = []
+        while stack:
+            cid = stack.pop()
+            if cid in delivered:
+                continue
+            delivered.add(cid)
+            event = ledger.get(cid)
+            if event is None:
+                continue
+            stack.extend(event.parents)
+            if event.author == self._own_key and event.body.kind == TEXT:
+                ids.append(str(event.body.get("id")))
+        if ids:
+            changed = await self.store.call(
+                self.store.messages.advance_status,
+                ids,
+                MessageStatus.DELIVERED,
+                (MessageStatus.QUEUED, MessageStatus.SENT),
+            )
+            for msg_id in changed:
+                self._publish(MessageStatusChanged(msg_id, address, MessageStatus.DELIVERED))
+
+    # ------------------------------------------------------------------ background
+
+    def _on_transport(self, event: TransportEvent) -> None:
+        if isinstance(event, ConnectionStateChanged) and event.state is PeerState.CONNECTED:
+            self._spawn(self._greet(event.address))
+
+    async def _greet(self, address: str) -> None:
+        """On every (re)connection: tell a contact our heads and ask for theirs."""
+        if await self._contact(address) is None:
+            return
+        await self._send_quietly(address, [], True)
+
+    async def _resync_loop(self) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            rounds += 1
+            now = time.monotonic()
+            for address, (due, _) in list(self._lookups.items()):
+                if due <= now:
+                    self.want(address)
+            if rounds % REDIAL_EVERY_ROUNDS == 0:
+                for address in list(self._contacts):
+                    if self.network.manager.connection(address) is None and self.lacking(address):
+                        self.want(address)
+            for address in list(self._dirty):
+                if self.network.manager.connection(address) is not None:
+                    self._dirty.discard(address)
+                    self._spawn(self._send_quietly(address, [], True))
+
+    def _forget_cached_contact(self, address: str) -> None:
+        self._contacts.pop(address, None)
+
+    def forget_contact(self, address: str) -> None:
+        """Drop cached state of a removed contact."""
+        self._contacts.pop(address, None)
+        self._lookups.pop(address, None)
+        self._spawn(self.network.manager.disconnect(address))

@@ -1,0 +1,365 @@
+"""The node's network stack: DHT + authenticated connections + our published records.
+
+`NetworkStack` composes a `DhtNode` and a `ConnectionManager` (WebRTC signalled through
+the DHT, direct Noise-over-WebSocket as the fallback path) and keeps two signed records
+of ours alive in the DHT: the presence record (identity -> endpoints) and the X3DH
+prekey bundle. See docs/protocol-messaging.md.
+
+Endpoint convention: every ``host:port`` we publish (presence record, invite) is both
+our DHT address (UDP) and our WebSocket listener (TCP): the listener binds the TCP port
+with the DHT's UDP port number. When that TCP port is taken, the listener gets another
+port and that endpoint is published as well; peers send signals to every endpoint and
+dial the WebSocket path on every endpoint, so either works.
+
+Loopback ICE: aioice gathers host candidates only on non-loopback interfaces, so two
+nodes on 127.0.0.1 cannot use WebRTC. `SCRAMBLED_EGGS_ICE_LOOPBACK=1` in the environment
+(tests only; never set by the app) makes aioice offer 127.0.0.1 and disables its mDNS
+resolution. Without it, production behaviour is untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from app.core.errors import InvalidAddress
+from app.core.identity import IdentityKeys, decode_address
+from app.core.prekeys import PrekeyBundle
+from app.core.records import (
+    PresencePayload,
+    RecordKind,
+    SignedRecord,
+    decode_presence,
+    dht_key,
+    sign_record,
+)
+from app.node.api import Peer
+from app.node.dht import DhtNode, parse_host_port
+from app.node.dht_protocol import Address
+from app.node.transport import (
+    ConnectionManager,
+    ConnectionStateChanged,
+    IceServer,
+    PeerState,
+    TransportEvent,
+    TransportSettings,
+)
+from app.node.transport.base import ConnectFailed
+
+log = logging.getLogger(__name__)
+
+ICE_LOOPBACK_ENV = "SCRAMBLED_EGGS_ICE_LOOPBACK"
+RECORD_TTL = 6 * 3600
+"""Lifetime of our presence and prekey records; `DhtNode` renews them before expiry."""
+PRESENCE_CACHE_SECONDS = 20.0
+
+
+def ice_loopback_requested() -> bool:
+    """Whether the test-only loopback ICE setting is on (see the module docstring)."""
+    return os.environ.get(ICE_LOOPBACK_ENV) == "1"
+
+
+def enable_ice_loopback() -> None:
+    """Let aioice gather 127.0.0.1 host candidates and skip mDNS (tests on loopback)."""
+    import aioice.ice
+
+    class _NoMdns:
+        async def resolve(self, hostname: str, timeout: float = 1.0) -> None:
+            return None
+
+        async def close(self) -> None:
+            return None
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return ["127.0.0.1"] if use_ipv4 else []
+
+    async def no_mdns(subscriber: object) -> _NoMdns:
+        return _NoMdns()
+
+    aioice.ice.get_host_addresses = host_addresses
+    aioice.ice.get_or_create_mdns_protocol = no_mdns  # type: ignore[assignment]
+    log.warning("%s=1: WebRTC uses loopback host candidates (test setting)", ICE_LOOPBACK_ENV)
+
+
+def ice_servers_of(urls: Sequence[str]) -> tuple[IceServer, ...]:
+    """The user's configured STUN/TURN servers (an explicit, possibly empty, list).
+
+    A TURN URL may carry credentials as ``turn:USER:PASS@host:port``.
+    """
+    servers = []
+    for url in urls:
+        scheme, _, rest = url.partition(":")
+        user = password = None
+        if scheme in ("turn", "turns") and "@" in rest:
+            creds, _, host = rest.rpartition("@")
+            user, _, password = creds.partition(":")
+            url = f"{scheme}:{host}"
+        servers.append(IceServer((url,), user or None, password or None))
+    return tuple(servers)
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """What the transport last said about one peer."""
+
+    address: str
+    state: PeerState
+    path: str | None
+    rtt_ms: float | None
+
+
+class NetworkStack:
+    """DHT, connections and published records of one running node."""
+
+    def __init__(
+        self,
+        keys: IdentityKeys,
+        *,
+        ice_servers: Sequence[str] = (),
+        settings: TransportSettings | None = None,
+        dht: DhtNode | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.address = keys.public.address
+        self.dht = dht or DhtNode()
+        self._clock = clock
+        self._known_endpoints: dict[str, tuple[str, ...]] = {}
+        self._on_message: Callable[[str, bytes], object] | None = None
+        # A peer killed without closing its connection is noticed by keepalive only, and a
+        # restarted peer's new connection may lose the duplicate tie-break to the dead one
+        # until then: keep the keepalive short.
+        base = settings or TransportSettings(
+            backoff_max=20.0, keepalive_interval=5.0, keepalive_timeout=5.0
+        )
+        self.settings = replace(base, ice_servers=ice_servers_of(ice_servers) or base.ice_servers)
+        self.manager = ConnectionManager(
+            keys,
+            self,
+            settings=self.settings,
+            resolver=_Resolver(self),
+            on_message=self._deliver,
+        )
+        self._links: dict[str, PeerLink] = {}
+        self.manager.subscribe(self._track)
+        self._ws_endpoints: list[str] = []
+        self._presence_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._join: asyncio.Task[int] | None = None
+        self._bundle: PrekeyBundle | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on UDP (DHT) and TCP (WebSocket) and answer signals."""
+        if ice_loopback_requested():
+            enable_ice_loopback()
+        await self.dht.start(host, port)
+        self.dht.set_signal_handler(self._on_signal)
+        try:
+            endpoint = await self.manager.start_listening(host, self.dht.port)
+        except (OSError, ConnectFailed) as exc:
+            log.info("TCP port %d is taken (%s); WebSocket on another port", self.dht.port, exc)
+            endpoint = await self.manager.start_listening(host, 0)
+        ws_port = int(endpoint.rpartition(":")[2])
+        if ws_port != self.dht.port:
+            self._ws_endpoints = [f"{h.rpartition(':')[0]}:{ws_port}" for h in self.dht.endpoints()]
+
+    def join(self, peers: list[tuple[str, int]]) -> asyncio.Task[int]:
+        """Bootstrap the DHT from `peers` in the background (then publish our records)."""
+        self._join = asyncio.ensure_future(self._join_and_publish(peers))
+        return self._join
+
+    async def _join_and_publish(self, peers: list[tuple[str, int]]) -> int:
+        reached = await self.dht.bootstrap(peers) if peers else 0
+        log.info("DHT bootstrap reached %d nodes", reached)
+        await self.publish_presence()
+        if self._bundle is not None:
+            await self.publish_bundle(self._bundle)
+        return reached
+
+    async def stop(self) -> None:
+        """Close every connection and the DHT socket."""
+        if self._join is not None:
+            self._join.cancel()
+        await self.manager.close()
+        self.dht.stop()
+
+    def on_message(self, handler: Callable[[str, bytes], object]) -> None:
+        """Deliver every received application payload as ``await handler(address, data)``."""
+        self._on_message = handler
+
+    async def _deliver(self, address: str, payload: bytes) -> None:
+        handler = self._on_message
+        if handler is None:
+            return
+        result = handler(address, payload)
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            await result
+
+    # ------------------------------------------------------------------ NetworkView
+
+    def endpoints(self) -> list[str]:
+        """Our ``host:port`` endpoints (DHT UDP and WebSocket TCP; see module docstring)."""
+        return [*self.dht.endpoints(), *self._ws_endpoints]
+
+    def peer_count(self) -> int:
+        """How many nodes the DHT routing table holds."""
+        return self.dht.peer_count()
+
+    def links(self) -> list[PeerLink]:
+        """Every peer the transport has a state for, live RTT included."""
+        found = []
+        for address, link in sorted(self._links.items()):
+            conn = self.manager.connection(address)
+            if conn is not None:
+                link = PeerLink(address, PeerState.CONNECTED, conn.path, conn.rtt_ms)
+            found.append(link)
+        return found
+
+    def peers(self) -> list[Peer]:
+        """`links()` as API values (the service fills in contact names)."""
+        return [
+            Peer(None, link.address, link.path, link.state.value, link.rtt_ms)
+            for link in self.links()
+        ]
+
+    def _track(self, event: TransportEvent) -> None:
+        if isinstance(event, ConnectionStateChanged):
+            path = event.path if event.state is PeerState.CONNECTED else None
+            self._links[event.address] = PeerLink(event.address, event.state, path, None)
+
+    # ------------------------------------------------------------------ our records
+
+    def _sign(self, kind: RecordKind, payload: bytes) -> SignedRecord:
+        now = self._clock()
+        return sign_record(
+            self.keys.sign,
+            self.keys.public.signing_key,
+            kind,
+            seq=int(now * 1000),
+            expires_at=int(now) + RECORD_TTL,
+            payload=payload,
+        )
+
+    def _renewer(self, kind: RecordKind) -> Callable[[SignedRecord], SignedRecord]:
+        return lambda old: self._sign(kind, old.payload)
+
+    async def publish_presence(self) -> int:
+        """Publish (and keep renewing) identity -> our endpoints."""
+        payload = PresencePayload(tuple(self.endpoints()[:8])).encode()
+        record = self._sign(RecordKind.PRESENCE, payload)
+        return await self.dht.put_record(record, renew=self._renewer(RecordKind.PRESENCE))
+
+    async def publish_bundle(self, bundle: PrekeyBundle) -> int:
+        """Publish (and keep renewing) our prekey bundle; returns how many nodes kept it."""
+        self._bundle = bundle
+        record = self._sign(RecordKind.PREKEY_BUNDLE, bundle.to_bytes())
+        return await self.dht.put_record(record, renew=self._renewer(RecordKind.PREKEY_BUNDLE))
+
+    def set_bundle(self, bundle: PrekeyBundle) -> None:
+        """The bundle to publish once the DHT is joined."""
+        self._bundle = bundle
+
+    async def fetch_bundle(self, address: str) -> bytes | None:
+        """The prekey bundle bytes `address` published (record verified), or None."""
+        try:
+            owner = decode_address(address)
+        except InvalidAddress:
+            return None
+        record = await self.dht.get_record(dht_key(RecordKind.PREKEY_BUNDLE, owner))
+        return None if record is None else record.payload
+
+    # ------------------------------------------------------------------ discovery
+
+    async def presence(self, address: str, *, fresh: bool = False) -> tuple[str, ...]:
+        """The endpoints `address` published in the DHT (cached briefly)."""
+        now = time.monotonic()
+        cached = self._presence_cache.get(address)
+        if cached is not None and not fresh and now - cached[0] < PRESENCE_CACHE_SECONDS:
+            return cached[1]
+        try:
+            owner = decode_address(address)
+        except InvalidAddress:
+            return ()
+        record = await self.dht.get_record(dht_key(RecordKind.PRESENCE, owner))
+        found = decode_presence(record.payload).endpoints if record is not None else ()
+        if found:
+            self._presence_cache[address] = (now, found)
+        return found
+
+    async def _candidates(self, address: str) -> list[str]:
+        found: list[str] = []
+        try:
+            found += await self.presence(address)
+        except Exception as exc:  # a failing lookup must not stop the invite endpoints
+            log.debug("presence lookup failed: %r", exc)
+        for endpoint in self._known_endpoints.get(address, ()):
+            if endpoint not in found:
+                found.append(endpoint)
+        return found
+
+    def note_endpoints(self, address: str, endpoints: Sequence[str]) -> None:
+        """Endpoints learnt outside the DHT (a contact's invite), tried after presence."""
+        self._known_endpoints[address] = tuple(endpoints)
+
+    async def join_via(self, endpoints: Sequence[str]) -> int:
+        """Ping `endpoints` into our DHT routing table (e.g. a new contact's invite); if
+        that brought new nodes, publish our records again so they hold them too."""
+        peers = []
+        for endpoint in endpoints:
+            with contextlib.suppress(Exception):
+                peers.append(parse_host_port(endpoint))
+        if not peers:
+            return 0
+        before = self.dht.peer_count()
+        reached = await self.dht.bootstrap(peers)
+        if self.dht.peer_count() > before:
+            # new neighbours (a LAN peer, a new contact's invite): store our records there
+            await self.publish_presence()
+            if self._bundle is not None:
+                await self.publish_bundle(self._bundle)
+        return reached
+
+    async def endpoints_of(self, address: str) -> Sequence[str]:
+        """Where `address`'s WebSocket listener may be: presence, then invite endpoints."""
+        return await self._candidates(address)
+
+    async def send_signal(self, peer: str, payload: bytes) -> bytes | None:
+        """`Signaller`: deliver a signalling payload to `peer`'s DHT address(es)."""
+        candidates = await self._candidates(peer)
+        targets: list[Address] = []
+        for endpoint in candidates:
+            with contextlib.suppress(Exception):
+                targets.append(parse_host_port(endpoint))
+        if not targets:
+            return None
+        calls = [asyncio.ensure_future(self.dht.send_signal(t, payload)) for t in targets]
+        try:
+            for next_done in asyncio.as_completed(calls):
+                with contextlib.suppress(Exception):
+                    answer = await next_done
+                    if answer is not None:
+                        return answer
+        finally:
+            for call in calls:
+                call.cancel()
+        self._presence_cache.pop(peer, None)
+        return None
+
+    async def _on_signal(self, sender: Address, payload: bytes) -> bytes:
+        return await self.manager.handle_signal(payload)
+
+
+class _Resolver:
+    """`EndpointResolver` over the stack (its own `endpoints()` is the NetworkView one)."""
+
+    def __init__(self, stack: NetworkStack) -> None:
+        self._stack = stack
+
+    async def endpoints(self, address: str) -> Sequence[str]:
+        return await self._stack.endpoints_of(address)

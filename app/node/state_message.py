@@ -1,0 +1,52 @@
+"""The plaintext of every session message between two contacts (see messenger.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+from app.core.cid import Cid
+from app.core.errors import RemoteProtocolError
+
+
+class NoSession(Exception):
+    """No end-to-end session with the peer can be started yet (no bundle, key change)."""
+
+
+@dataclass(frozen=True)
+class StateMessage:
+    """The plaintext of every session message (see the module docstring)."""
+
+    events: list[bytes]
+    heads: list[Cid]
+    query: bool
+
+    def encode(self) -> bytes:
+        return bytes(
+            cbor2.dumps(
+                {"t": "state", "e": self.events, "h": [c.raw for c in self.heads], "q": self.query},
+                canonical=True,
+            )
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> StateMessage:
+        """Parse a plaintext; raise `ValueError` for anything malformed."""
+        try:
+            fields: Any = cbor2.loads(raw)
+        except Exception:  # cbor2 raises many types on garbage
+            raise ValueError("not CBOR") from None
+        if not isinstance(fields, dict) or fields.get("t") != "state":
+            raise ValueError("not a state message")
+        events, heads, query = fields.get("e"), fields.get("h"), fields.get("q")
+        if not isinstance(events, list) or not all(isinstance(e, bytes) for e in events):
+            raise ValueError("bad event list")
+        if not isinstance(heads, list) or len(heads) > 256:
+            raise ValueError("bad head list")
+        try:
+            cids = [Cid(h) for h in heads]
+        except (RemoteProtocolError, TypeError, ValueError):
+            raise ValueError("bad head CID") from None
+        return cls(events, cids, query is True)

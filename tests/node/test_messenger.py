@@ -1,0 +1,329 @@
+"""The delivery pipeline in one process: two real profiles, network stacks on loopback
+(the direct WebSocket path, so no ICE patch is needed), real DHT, real sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from app.core.identity import IdentityKeys, make_invite
+from app.core.ledger import Ledger
+from app.core.ledger_event import EventBody
+from app.core.prekeys import verify_bundle
+from app.core.records import validate
+from app.core.session import initiate
+from app.node import mailbox
+from app.node.api import (
+    AddContact,
+    ContactExists,
+    ExportHistory,
+    HistoryInvalid,
+    ListMessages,
+    MessageStatus,
+    NodeEvent,
+    SecurityAlert,
+    SendMessage,
+    VerifyHistory,
+)
+from app.node.history import verify_export_file
+from app.node.messenger import RESET_AFTER_FAILURES, Messenger
+from app.node.network import NetworkStack
+from app.node.profile import create_profile, open_store
+from app.node.service import NodeService
+from app.node.state_message import NoSession, StateMessage
+from app.node.transport import TransportSettings
+
+SETTINGS = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
+
+
+@dataclass
+class Node:
+    service: NodeService
+    network: NetworkStack
+    messenger: Messenger
+    events: list[NodeEvent]
+
+    @property
+    def address(self) -> str:
+        return self.service.store.identity.public.address
+
+
+async def eventually(check: Callable[[], object], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def start_node(root: Path, name: str) -> Node:
+    create_profile(root / name, name, None)
+    store = open_store(root / name, None)
+    service = NodeService(store)
+    network = NetworkStack(store.identity, settings=SETTINGS)
+    await network.start("127.0.0.1", 0)
+    messenger = Messenger(store, network, service.publish)
+    events: list[NodeEvent] = []
+    original = service.publish
+
+    def record(event: NodeEvent) -> None:
+        events.append(event)
+        original(event)
+
+    service.publish = record  # type: ignore[method-assign]
+    messenger._publish = record
+    service.attach_network(network)
+    await messenger.start()
+    service.attach_delivery(messenger)
+    await network.join([])
+    return Node(service, network, messenger, events)
+
+
+async def stop_node(node: Node) -> None:
+    node.service.close()
+    await node.messenger.stop()
+    await node.network.stop()
+    await asyncio.to_thread(node.service.store.close)
+
+
+@pytest_asyncio.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
+    alice = await start_node(tmp_path, "Alice")
+    bob = await start_node(tmp_path, "Bob")
+    await bob.network.join_via(alice.network.endpoints())
+    await bob.network.publish_presence()
+    await alice.network.publish_presence()
+    await bob.service.add_contact(AddContact((await alice.service.whoami()).invite))
+    await alice.service.add_contact(AddContact((await bob.service.whoami()).invite))
+    yield alice, bob
+    await stop_node(alice)
+    await stop_node(bob)
+
+
+async def texts(node: Node, contact: str) -> list[str]:
+    return [m.text for m in await node.service.list_messages(ListMessages(contact))]
+
+
+async def statuses(node: Node, contact: str) -> set[MessageStatus]:
+    return {m.status for m in await node.service.list_messages(ListMessages(contact))}
+
+
+@pytest.mark.asyncio
+async def test_message_is_delivered_once_and_acknowledged(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    sent = [await alice.service.send_message(SendMessage("Bob", f"hi {i}")) for i in range(3)]
+    await eventually(lambda: texts(bob, "Alice"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["hi 0", "hi 1", "hi 2"]))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    got = await bob.service.list_messages(ListMessages("Alice"))
+    assert [m.id for m in got] == [m.id for m in sent]
+    assert all(not m.outgoing and m.status is MessageStatus.RECEIVED for m in got)
+    a_report = await alice.service.verify_history(VerifyHistory("Bob"))
+    b_report = await bob.service.verify_history(VerifyHistory("Alice"))
+    assert a_report.heads == b_report.heads and a_report.events == 3
+
+
+async def _equal(value: Awaitable[object], expected: object) -> bool:
+    return bool(await value == expected)
+
+
+@pytest.mark.asyncio
+async def test_replayed_and_garbage_payloads_are_counted_not_fatal(
+    pair: tuple[Node, Node],
+) -> None:
+    alice, bob = pair
+    captured: list[bytes] = []
+
+    async def recorder(address: str, payload: bytes) -> None:
+        captured.append(payload)
+        await bob.messenger.handle_payload(address, payload)
+
+    bob.network.on_message(recorder)
+    await alice.service.send_message(SendMessage("Bob", "once"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["once"]))
+    assert captured
+    stats = bob.messenger.stats
+
+    def refused() -> int:  # replayed ciphertexts, or first messages that lost a race
+        return stats["decrypt_failed"] + stats["initial_ignored"]
+
+    before = refused()
+    for payload in captured:  # a replay of every ciphertext seen so far
+        await bob.messenger.handle_payload(alice.address, payload)
+    assert refused() == before + len(captured)
+    for garbage in (b"", b"\x01", b"\x02" + os.urandom(300), os.urandom(64), b"\x01" * 2_000_000):
+        await bob.messenger.handle_payload(alice.address, garbage)
+    assert await texts(bob, "Alice") == ["once"]
+    assert bob.messenger.stats["errors"] == 0
+    await alice.service.send_message(SendMessage("Bob", "twice"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["once", "twice"]))
+
+
+@pytest.mark.asyncio
+async def test_equivocation_raises_a_security_alert(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    keys: IdentityKeys = alice.service.store.identity
+    mine, theirs = keys.public.signing_key, bob.service.store.identity.public.signing_key
+    forks = []
+    for text in ("version one", "version two"):
+        fork = Ledger(mine, theirs)
+        forks.append(fork.append(keys, EventBody.of("text", id=os.urandom(8).hex(), text=text), 1))
+    message = StateMessage([e.to_bytes() for e in forks], [e.cid for e in forks], False)
+    await bob.messenger._ingest(alice.address, message)
+    alerts = [e for e in bob.events if isinstance(e, SecurityAlert)]
+    assert [a.kind for a in alerts] == ["equivocation"] and alerts[0].contact == alice.address
+    report = await bob.service.verify_history(VerifyHistory("Alice"))
+    assert report.equivocations == 1 and len(report.heads) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_changed_key_is_refused_and_surfaced(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    with pytest.raises(NoSession):
+        await bob.messenger.sessions.check_dh_key(alice.address, b"\x07" * 32, "prekey bundle")
+    alerts = [e for e in bob.events if isinstance(e, SecurityAlert)]
+    assert [a.kind for a in alerts] == ["key_changed"]
+
+
+@pytest.mark.asyncio
+async def test_export_verifies_offline_and_tampering_names_the_event(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, _ = pair
+    for i in range(3):
+        await alice.service.send_message(SendMessage("Bob", f"line {i}"))
+
+    async def appended() -> bool:  # sending returns once the message is queued
+        return (await alice.service.verify_history(VerifyHistory("Bob"))).events == 3
+
+    await eventually(appended)
+    export = await alice.service.export_history(ExportHistory("Bob"))
+    path = tmp_path / "export.cbor"
+    data = base64.b64decode(export.data_b64)
+    path.write_bytes(data)
+    report = verify_export_file(path)
+    assert report.heads == export.heads and report.events == 3
+    path.write_bytes(data.replace(b"line 1", b"LINE 1"))
+    with pytest.raises(HistoryInvalid, match=r"event #1 bafy"):
+        verify_export_file(path)
+
+
+def test_state_message_round_trip_and_rejects() -> None:
+    keys = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+    other = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+    ledger = Ledger(keys.public.signing_key, other.public.signing_key)
+    event = ledger.append(keys, EventBody.of("text", id="x", text="t"), 5)
+    message = StateMessage([event.to_bytes()], list(ledger.heads()), True)
+    assert StateMessage.decode(message.encode()) == message
+    for bad in (b"", b"\xff", b"\xa1at\x65other", b"\xa3ataestatea\x80ah\x81\x41\x00"):
+        with pytest.raises(ValueError):
+            StateMessage.decode(bad)
+
+
+@pytest.mark.asyncio
+async def test_an_invite_with_another_key_for_a_known_contact_is_flagged(tmp_path: Path) -> None:
+    create_profile(tmp_path / "me", "Me", None)
+    store = open_store(tmp_path / "me", None)
+    service = NodeService(store)
+    events = service.events()
+    first_two = asyncio.ensure_future(asyncio.wait_for(_take(events, 2), 5))
+    await asyncio.sleep(0)  # subscribed before anything happens
+    seed = os.urandom(32)
+    genuine = IdentityKeys.from_seeds(seed, os.urandom(32))
+    impostor = IdentityKeys.from_seeds(seed, os.urandom(32))  # same address, other X25519 key
+    try:
+        await service.add_contact(AddContact(make_invite(genuine, "Dave", [])))
+        with pytest.raises(ContactExists, match="different key"):
+            await service.add_contact(AddContact(make_invite(impostor, "Dave", [])))
+        seen = await first_two
+        assert isinstance(seen[1], SecurityAlert) and seen[1].kind == "key_changed"
+        assert seen[1].contact == genuine.public.address
+    finally:
+        service.close()
+        store.close()
+
+
+async def _take(events: AsyncIterator[NodeEvent], count: int) -> list[NodeEvent]:
+    taken = []
+    async for event in events:
+        taken.append(event)
+        if len(taken) == count:
+            break
+    return taken
+
+
+def test_mailbox_keys_are_pairwise_daily_and_sealed() -> None:
+    alice = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+    bob = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+    eve = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+    a, b = alice.public, bob.public
+    day = mailbox.day_of(1_800_000_000)
+    written = mailbox.mailbox_key(alice, b.dh_key, a.signing_key, b.signing_key, day)
+    read = mailbox.mailbox_key(bob, a.dh_key, a.signing_key, b.signing_key, day)
+    assert written.dht_key == read.dht_key and written.sealing_key == read.sealing_key
+    tomorrow = mailbox.mailbox_key(alice, b.dh_key, a.signing_key, b.signing_key, day + 1)
+    reverse = mailbox.mailbox_key(alice, b.dh_key, b.signing_key, a.signing_key, day)
+    outsider = mailbox.mailbox_key(eve, b.dh_key, a.signing_key, b.signing_key, day)
+    assert len({written.dht_key, tomorrow.dht_key, reverse.dht_key, outsider.dht_key}) == 4
+    payload = mailbox.seal_envelopes(written, [b"one", b"two"], os.urandom(12))
+    record = mailbox.mailbox_record(written, payload, 1_800_000_000)
+    assert validate(record.encode(), read.dht_key, 1_800_000_001) == record
+    assert mailbox.open_envelopes(read, record.payload) == [b"one", b"two"]
+    for wrong_key in (outsider, tomorrow):
+        with pytest.raises(ValueError):
+            mailbox.open_envelopes(wrong_key, payload)
+    with pytest.raises(ValueError):
+        mailbox.seal_envelopes(written, [os.urandom(8000)], os.urandom(12))
+
+
+@pytest.mark.asyncio
+async def test_messages_wait_until_the_recipient_adds_the_sender(tmp_path: Path) -> None:
+    alice = await start_node(tmp_path, "Alice")
+    bob = await start_node(tmp_path, "Bob")
+    try:
+        await bob.network.join_via(alice.network.endpoints())
+        await bob.network.publish_presence()
+        await alice.network.publish_presence()
+        await alice.service.add_contact(AddContact((await bob.service.whoami()).invite))
+        sent = await alice.service.send_message(SendMessage("Bob", "do you know me?"))
+        await eventually(lambda: bob.messenger.stats["stranger"] >= 1)
+        assert alice.address in {p.address for p in await bob.service.peers()}
+        await bob.service.add_contact(AddContact((await alice.service.whoami()).invite))
+        await eventually(lambda: _equal(texts(bob, "Alice"), ["do you know me?"]))
+        await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+        assert [m.id for m in await bob.service.list_messages(ListMessages("Alice"))] == [sent.id]
+    finally:
+        await stop_node(alice)
+        await stop_node(bob)
+
+
+@pytest.mark.asyncio
+async def test_a_diverged_session_is_restarted(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "before"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["before"]))
+    # Bob's state goes bad (think: a profile restored from an old backup)
+    raw = await bob.network.fetch_bundle(alice.address)
+    assert raw is not None
+    bundle = verify_bundle(raw, time.time())
+    stray = initiate(bob.service.store.identity, bundle, time.time(), os.urandom)
+    await bob.messenger.sessions.save(alice.address, replace(stray, pending_header=None))
+    later = [f"after {i}" for i in range(RESET_AFTER_FAILURES + 1)]
+    for text in later:
+        await alice.service.send_message(SendMessage("Bob", text))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["before", *later]), timeout=30)
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    assert bob.messenger.stats["session_reset"] == 1

@@ -1,0 +1,148 @@
+"""NetworkStack on loopback: published records, lookups by address, signalled connections."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from app.core.identity import IdentityKeys
+from app.core.prekeys import PrekeyStore, verify_bundle
+from app.node.lan import LanDiscovery
+from app.node.network import NetworkStack, ice_servers_of
+from app.node.transport import IceServer, TransportSettings
+
+
+def new_identity() -> IdentityKeys:
+    return IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+
+
+def test_ice_servers_are_explicit_and_parse_credentials() -> None:
+    assert ice_servers_of([]) == ()
+    assert ice_servers_of(["stun:127.0.0.1:3478", "turn:u:p@127.0.0.1:3478"]) == (
+        IceServer(("stun:127.0.0.1:3478",)),
+        IceServer(("turn:127.0.0.1:3478",), "u", "p"),
+    )
+    stack = NetworkStack(new_identity())
+    assert stack.settings.ice_servers == ()
+
+
+@pytest_asyncio.fixture
+async def stacks() -> AsyncIterator[list[NetworkStack]]:
+    started: list[NetworkStack] = []
+    settings = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
+    for _ in range(3):
+        stack = NetworkStack(new_identity(), settings=settings)
+        await stack.start("127.0.0.1", 0)
+        started.append(stack)
+    first = started[0].endpoints()
+    for stack in started[1:]:
+        await stack.join_via(first)
+    for stack in started:
+        await stack.publish_presence()
+    yield started
+    for stack in started:
+        await stack.stop()
+
+
+@pytest.mark.asyncio
+async def test_presence_and_bundle_are_found_by_address(stacks: list[NetworkStack]) -> None:
+    a, b, c = stacks
+    # the TCP listener shares the DHT's port number: one endpoint serves both
+    assert a.endpoints() == a.dht.endpoints()
+    assert await c.presence(a.address) == tuple(a.endpoints())
+    prekeys = PrekeyStore.create(0, os.urandom, one_time_target=5)
+    bundle = prekeys.bundle(a.keys)
+    assert await a.publish_bundle(bundle) >= 1
+    raw = await b.fetch_bundle(a.address)
+    assert raw is not None and verify_bundle(raw, bundle.created_at) == bundle
+    assert await b.fetch_bundle(c.address) is None
+
+
+@pytest.mark.asyncio
+async def test_connect_by_address_and_exchange_payloads(stacks: list[NetworkStack]) -> None:
+    a, b, c = stacks
+    got: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+
+    async def inbox(address: str, payload: bytes) -> None:
+        await got.put((address, payload))
+
+    a.on_message(inbox)
+    for stack in (b, c):
+        await stack.manager.send(a.address, b"hello from " + stack.address.encode())
+        sender, payload = await asyncio.wait_for(got.get(), 10)
+        assert sender == stack.address and payload.endswith(stack.address.encode())
+    for stack in (b, c):
+        conn = stack.manager.connection(a.address)
+        assert conn is not None
+        await conn.ping()
+        peers = {p.address: p for p in stack.peers()}
+        peer = peers[a.address]
+        assert peer.state == "connected" and peer.path == "websocket" and peer.rtt_ms
+    assert {p.address for p in a.peers()} == {b.address, c.address}
+
+
+@pytest.mark.asyncio
+async def test_unknown_address_is_unreachable(stacks: list[NetworkStack]) -> None:
+    a = stacks[0]
+    stranger = new_identity().public.address
+    assert await a.presence(stranger) == ()
+    assert await a.send_signal(stranger, b"offer") is None
+
+
+IN_NETNS = os.environ.get("SCRAMBLED_EGGS_TEST_NETNS") == "1"
+UNSHARE = ["unshare", "--net", "--map-root-user"]
+
+
+@pytest.mark.slow
+def test_lan_discovery_in_a_private_network_namespace() -> None:
+    """mDNS multicasts, so the LAN test runs in a network namespace holding only `lo`."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip to make a private network namespace")
+    if subprocess.run([*UNSHARE, "true"], capture_output=True).returncode != 0:
+        pytest.skip("this machine doesn't allow private network namespaces")
+    inner = f"{Path(__file__).resolve()}::test_lan_discovery_inside_the_namespace"
+    script = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider {inner}"
+    done = subprocess.run(
+        [*UNSHARE, "sh", "-c", script],
+        env={**os.environ, "SCRAMBLED_EGGS_TEST_NETNS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not IN_NETNS, reason="runs inside the namespace the test above makes")
+@pytest.mark.asyncio
+async def test_lan_discovery_inside_the_namespace() -> None:
+    settings = TransportSettings(prefer_websocket=True)
+    stacks = [NetworkStack(new_identity(), settings=settings) for _ in range(2)]
+    lans = []
+    try:
+        for stack in stacks:  # no bootstrap peers at all
+            await stack.start("127.0.0.1", 0)
+            lan = LanDiscovery("127.0.0.1", stack.dht.port, stack.join_via)
+            await lan.start()
+            lans.append(lan)
+        for _ in range(100):
+            if all(s.peer_count() >= 1 for s in stacks):
+                break
+            await asyncio.sleep(0.1)
+        assert all(s.peer_count() >= 1 for s in stacks)
+        assert lans[0].found == set(stacks[1].endpoints())
+        await stacks[1].publish_presence()
+        assert await stacks[0].presence(stacks[1].address) == tuple(stacks[1].endpoints())
+    finally:
+        for lan in lans:
+            await lan.stop()
+        for stack in stacks:
+            await stack.stop()
