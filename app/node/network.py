@@ -49,7 +49,7 @@ from app.node.transport import (
     TransportEvent,
     TransportSettings,
 )
-from app.node.transport.base import ConnectFailed
+from app.node.transport.base import ConnectFailed, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,13 @@ ICE_LOOPBACK_ENV = "SCRAMBLED_EGGS_ICE_LOOPBACK"
 RECORD_TTL = 6 * 3600
 """Lifetime of our presence and prekey records; `DhtNode` renews them before expiry."""
 PRESENCE_CACHE_SECONDS = 20.0
+# Direct prekey-bundle exchange over an authenticated connection, for peers that reach
+# each other but not the DHT (e.g. UDP blocked). Ratchet messages start with 0x01/0x02,
+# so these one-byte tags never collide; bundles are public and signed, and the receiver
+# verifies them against the address exactly as a bundle read from the DHT.
+BUNDLE_REQUEST = b"\xb0"
+BUNDLE_REPLY = b"\xb1"
+BUNDLE_WAIT_SECONDS = 5.0
 
 
 def ice_loopback_requested() -> bool:
@@ -151,6 +158,7 @@ class NetworkStack:
         self._presence_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._join: asyncio.Task[int] | None = None
         self._bundle: PrekeyBundle | None = None
+        self._bundle_replies: dict[str, asyncio.Future[bytes]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -194,6 +202,16 @@ class NetworkStack:
         self._on_message = handler
 
     async def _deliver(self, address: str, payload: bytes) -> None:
+        if payload == BUNDLE_REQUEST:
+            if self._bundle is not None:
+                with contextlib.suppress(TransportError):
+                    await self.manager.send(address, BUNDLE_REPLY + self._bundle.to_bytes())
+            return
+        if payload.startswith(BUNDLE_REPLY):
+            waiting = self._bundle_replies.get(address)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(payload[len(BUNDLE_REPLY) :])
+            return
         handler = self._on_message
         if handler is None:
             return
@@ -266,13 +284,33 @@ class NetworkStack:
         self._bundle = bundle
 
     async def fetch_bundle(self, address: str) -> bytes | None:
-        """The prekey bundle bytes `address` published (record verified), or None."""
+        """The prekey bundle bytes `address` published (record verified), else the one
+        the peer hands over on a live authenticated connection, else None."""
         try:
             owner = decode_address(address)
         except InvalidAddress:
             return None
         record = await self.dht.get_record(dht_key(RecordKind.PREKEY_BUNDLE, owner))
-        return None if record is None else record.payload
+        if record is not None:
+            return record.payload
+        return await self._ask_for_bundle(address)
+
+    async def _ask_for_bundle(self, address: str) -> bytes | None:
+        connection = self.manager.connection(address)
+        if connection is None or not connection.is_open:
+            return None
+        waiting = self._bundle_replies.get(address)
+        if waiting is None or waiting.done():
+            waiting = asyncio.get_running_loop().create_future()
+            self._bundle_replies[address] = waiting
+        try:
+            await self.manager.send(address, BUNDLE_REQUEST)
+            return await asyncio.wait_for(asyncio.shield(waiting), BUNDLE_WAIT_SECONDS)
+        except (TransportError, TimeoutError):
+            return None
+        finally:
+            if waiting.done():
+                self._bundle_replies.pop(address, None)
 
     # ------------------------------------------------------------------ discovery
 

@@ -42,14 +42,22 @@ def cli_json(profile: Path, *args: str, passphrase: str | None = None) -> Any:
 class Daemon:
     """`scrambled-eggs daemon` in its own process."""
 
-    def __init__(self, profile: Path, *args: str, passphrase: str | None = None) -> None:
+    def __init__(
+        self,
+        profile: Path,
+        *args: str,
+        passphrase: str | None = None,
+        prefix: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`prefix` runs the daemon under another command (e.g. `ip netns exec NS`)."""
         self.profile = profile
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--profile", str(profile), "daemon", *args],
+            [*prefix, sys.executable, "-m", "app", "--profile", str(profile), "daemon", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=cli_env(passphrase),
+            env={**cli_env(passphrase), **(env or {})},
             stdin=subprocess.DEVNULL,
         )
 
