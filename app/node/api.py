@@ -117,26 +117,17 @@ class HistoryInvalid(NodeError):
     code = "history_invalid"
 
 
-ERRORS_BY_CODE: dict[str, type[NodeError]] = {
-    cls.code: cls
-    for cls in (
-        NodeError,
-        ProfileNotFound,
-        ProfileExists,
-        ProfileLocked,
-        PassphraseRequired,
-        WrongPassphrase,
-        ProfileUnreadable,
-        InvalidArgument,
-        BadInvite,
-        ContactNotFound,
-        AmbiguousContact,
-        ContactExists,
-        ControlUnavailable,
-        NetworkError,
-        HistoryInvalid,
-    )
-}
+def error_class(code: str) -> type[NodeError]:
+    """The `NodeError` subclass with this `code` (every subclass defined anywhere in the
+    node, e.g. the file-sharing errors), or `NodeError` itself for an unknown code."""
+    pending: list[type[NodeError]] = [NodeError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return NodeError
+
 
 # --------------------------------------------------------------------------- values
 

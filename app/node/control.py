@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.node.api import (
-    ERRORS_BY_CODE,
     EVENT_TYPES,
     AddContact,
     ChangePassphrase,
@@ -47,6 +46,7 @@ from app.node.api import (
     VerifyContact,
     VerifyHistory,
     Whoami,
+    error_class,
 )
 from app.node.fsutil import atomic_write
 from app.node.paths import ProfilePaths
@@ -286,7 +286,7 @@ class ControlClient:
         if "error" in reply:
             error = reply["error"]
             code = (error.get("data") or {}).get("type", "node_error")
-            raise ERRORS_BY_CODE.get(code, NodeError)(error.get("message", "unknown error"))
+            raise error_class(code)(error.get("message", "unknown error"))
         return reply.get("result")
 
     async def _typed(self, name: str, params: Any = None) -> Any:

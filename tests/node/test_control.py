@@ -151,3 +151,12 @@ def test_long_profile_paths_use_a_short_socket_path(tmp_path: Path) -> None:
     sock = ProfilePaths(deep).control_socket
     assert len(str(sock)) < 100 and sock != deep / "control.sock"
     assert ProfilePaths(deep).control_socket == sock
+
+
+def test_every_node_error_code_maps_back_to_its_class() -> None:
+    import app.node.files_errors as files_errors
+    from app.node.api import ContactNotFound, NodeError, error_class
+
+    assert error_class("contact_not_found") is ContactNotFound
+    assert error_class(files_errors.DiskFull.code) is files_errors.DiskFull
+    assert error_class("no such code") is NodeError
