@@ -3,7 +3,7 @@
 Every state change is stored (sealed) before it is used: a session before the ciphertext
 made with it leaves, an accepted session together with the prekey store that consumed
 its one-time prekey (one transaction). The messenger calls these under its per-contact
-lock; see docs/protocol-messaging.md, "Sessions".
+lock; see docs/protocol.md, section 7.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ peer lacks, our current heads (which acknowledge what we hold), and whether we w
 peer's state in return. On every (re)connection both sides send their heads with
 ``q = true`` and fill each other's gaps from `Ledger.events_since`. Duplicates are
 harmless: the ledger deduplicates events, the ratchet rejects replayed ciphertexts, and a
-received message is stored once per id. See docs/protocol-messaging.md.
+received message is stored once per id. See docs/protocol.md, section 7.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `NetworkStack` composes a `DhtNode` and a `ConnectionManager` (WebRTC signalled through
 the DHT, direct Noise-over-WebSocket as the fallback path) and keeps two signed records
 of ours alive in the DHT: the presence record (identity -> endpoints) and the X3DH
-prekey bundle. See docs/protocol-messaging.md.
+prekey bundle. See docs/protocol.md, section 7.
 
 Endpoint convention: every ``host:port`` we publish (presence record, invite) is both
 our DHT address (UDP) and our WebSocket listener (TCP): the listener binds the TCP port

@@ -291,7 +291,7 @@ def test_rejects_non_bytes_input() -> None:
 def test_golden_vector() -> None:
     """Pins the wire format (Ed25519 is deterministic): a change here breaks old histories.
 
-    The same vector is listed in docs/protocol-history.md for other implementations.
+    The same vector is listed in docs/protocol.md (section 8) for other implementations.
     """
     assert CONV.hex() == "2d2600b6a19f68e2d02af01c84564da489d6a331e27e1294ab16b54bbbcbac7f"
     event = sign_event(ALICE, CONV, 1, (), 1, 1_700_000_000_000, EventBody.of("text", text="hello"))
