@@ -174,7 +174,7 @@ async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
         _emit(args, added, f"Added {added.name} ({added.address})")
     elif args.contacts_command == "list":
         contacts = await node.list_contacts()
-        lines = [f"{c.name}\t{c.address}\t{'verified' if c.verified else ''}" for c in contacts]
+        lines = [f"{c.name}\t{c.address}\t{_contact_state(c)}" for c in contacts]
         _emit(args, contacts, "\n".join(lines) if lines else "No contacts yet.")
     elif args.contacts_command == "verify":
         v = await node.verify_contact(api.VerifyContact(args.contact, confirm=args.confirm))
@@ -188,6 +188,12 @@ async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
         removed = await node.remove_contact(api.RemoveContact(args.contact))
         _emit(args, removed, f"Removed {removed.name}")
     return 0
+
+
+def _contact_state(contact: api.Contact) -> str:
+    if contact.key_changed:
+        return "KEY CHANGED: remove and re-add from a new invite after checking with them"
+    return "verified" if contact.verified else ""
 
 
 def _message_json(m: api.Message) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from app.node.api import (
     NodeStopping,
     RemoveContact,
     SearchMessages,
+    SecurityAlert,
     SendMessage,
     Settings,
     SettingsChanged,
@@ -75,6 +76,8 @@ class NodeBridge(QObject):
     contactAdded = Signal(object)  # Contact
     contactRemoved = Signal(object)  # Contact
     contactVerified = Signal(object)  # Contact
+    contactChanged = Signal(object)  # Contact (e.g. flagged: its key changed)
+    securityAlert = Signal(str, str, str)  # contact address, kind, sentence for the user
     messageAdded = Signal(object)  # Message
     messageStatusChanged = Signal(str, str, object)  # id, contact address, MessageStatus
     settingsChanged = Signal(object)  # Settings
@@ -88,6 +91,7 @@ class NodeBridge(QObject):
         super().__init__(parent)
         self._node = node
         self._pump: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(STATUS_POLL_MS)
         self._status_timer.timeout.connect(self.refresh_status)
@@ -149,8 +153,23 @@ class NodeBridge(QObject):
             self.messageStatusChanged.emit(event.id, event.contact, event.status)
         elif isinstance(event, SettingsChanged):
             self.settingsChanged.emit(event.settings)
+        elif isinstance(event, SecurityAlert):
+            self.securityAlert.emit(event.contact, event.kind, event.detail)
+            refresh = asyncio.ensure_future(self._refresh_contact(event.contact))
+            self._tasks.add(refresh)
+            refresh.add_done_callback(self._tasks.discard)
         elif isinstance(event, NodeStopping):
             self.nodeStopped.emit(event.reason)
+
+    async def _refresh_contact(self, address: str) -> None:
+        """Re-read one contact after an alert changed its state (e.g. `key_changed`)."""
+        try:
+            contacts = await self._running().list_contacts()
+        except Exception:  # the node is going away; the next start shows the state
+            return
+        for contact in contacts:
+            if contact.address == address:
+                self.contactChanged.emit(contact)
 
     # ------------------------------------------------------------------ requests
 

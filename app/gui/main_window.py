@@ -247,6 +247,8 @@ class MainWindow(QMainWindow):
         b.contactAdded.connect(self._on_contact_added)
         b.contactRemoved.connect(self._on_contact_removed)
         b.contactVerified.connect(self._on_contact_verified)
+        b.contactChanged.connect(self._on_contact_verified)
+        b.securityAlert.connect(lambda _contact, _kind, detail: self._tell(detail, error=True))
         b.messageAdded.connect(self._on_message_added)
         b.messageStatusChanged.connect(self._on_status_changed)
         b.settingsChanged.connect(self._apply_settings)
@@ -344,6 +346,7 @@ class MainWindow(QMainWindow):
         self._update_contact_stack()
 
     def _on_contact_verified(self, contact: Contact) -> None:
+        """A contact's state changed (verified, or flagged): redraw it wherever shown."""
         self.contacts.add(contact)
         shown = self.conversation.contact
         if shown is not None and shown.address == contact.address:

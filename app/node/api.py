@@ -173,11 +173,13 @@ class Status:
 
 @dataclass(frozen=True)
 class Contact:
-    """One entry of the address book."""
+    """One entry of the address book. `key_changed`: someone presented another key for
+    this contact; nothing is exchanged until the user removes and re-adds them."""
 
     name: str
     address: str
     verified: bool
+    key_changed: bool = False
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,9 @@ class SessionBook:
             self._contact_changed(address)
         elif record.dh_key != dh_key:
             self.stats["key_changed"] += 1
+            if not record.key_changed:
+                await self.store.call(self.store.contacts.set_key_changed, address)
+                self._contact_changed(address)
             detail = (
                 f"{record.name}'s {source} carries a different encryption key than the one "
                 "you added; messages are not exchanged until you re-add them from a new invite."

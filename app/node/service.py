@@ -86,7 +86,12 @@ class Delivery(Protocol):
 
 
 def _public(record: ContactRecord) -> Contact:
-    return Contact(name=record.name, address=record.address, verified=record.verified)
+    return Contact(
+        name=record.name,
+        address=record.address,
+        verified=record.verified,
+        key_changed=record.key_changed,
+    )
 
 
 class NodeService:
@@ -151,6 +156,7 @@ class NodeService:
                         f"An invite for {other.name} carries a different encryption key than "
                         "the one you added. Compare safety numbers before trusting it."
                     )
+                    await self.store.call(self.store.contacts.set_key_changed, other.address)
                     self._bus.publish(SecurityAlert(other.address, "key_changed", detail))
                     raise ContactExists(
                         f"{other.name} is already in your contacts, and this invite carries a "

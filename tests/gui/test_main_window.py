@@ -292,3 +292,33 @@ async def test_drag_without_files_is_refused(
     QApplication.sendEvent(window.conversation, enter)
     assert not enter.isAccepted()
     assert not window.conversation.overlay.isVisible()
+
+
+@pytest.mark.asyncio
+async def test_a_changed_key_turns_the_banner_into_a_warning(
+    session: GuiSession, friend: api.InitResult, tmp_path: Path
+) -> None:
+    from conftest import PASSPHRASE
+
+    from app.core.identity import IdentityKeys, make_invite
+    from app.node.lock import ProfileLock
+    from app.node.paths import ProfilePaths
+    from app.node.profile import open_store
+
+    bob = await add_bob(session, friend)
+    window = await open_chat(session, bob.address)
+    assert window.conversation.banner.objectName() == "Banner"
+    # an invite for Bob's address with another X25519 key (made with Bob's signing key,
+    # as an attacker who stole it could): the node refuses it and flags the contact
+    with ProfileLock(ProfilePaths(tmp_path / "bob").lock):
+        store = open_store(tmp_path / "bob", lambda: PASSPHRASE)
+        stolen = store.identity
+        store.close()
+    forged = make_invite(IdentityKeys(stolen.signing_seed, bytes([7] * 32)), "Bob", [])
+    with pytest.raises(api.ContactExists):
+        await node_of(session).add_contact(api.AddContact(forged))
+    banner = window.conversation.banner
+    await wait_for(lambda: banner.objectName() == "DangerBanner")
+    assert banner.isVisibleTo(window)
+    assert "different encryption key" in window.conversation.banner_label.text()
+    assert not window.conversation.banner_button.isVisibleTo(window)

@@ -50,7 +50,12 @@ def test_profile_commands_without_a_daemon(tmp_path: Path) -> None:
     assert done.returncode == 0 and "warning:" in done.stderr  # no keyring here: key file
     bob_me = cli_json(bob, "whoami")
     added = cli_json(alice, "contacts", "add", bob_me["invite"], passphrase=PASS)
-    assert added == {"name": "Bob", "address": bob_me["address"], "verified": False}
+    assert added == {
+        "name": "Bob",
+        "address": bob_me["address"],
+        "verified": False,
+        "key_changed": False,
+    }
     assert cli_json(alice, "contacts", "list", passphrase=PASS) == [added]
     status = cli_json(alice, "status")  # no passphrase needed to ask
     assert status == {"running": False, "address": me["address"], "endpoints": [], "dht_peers": 0}

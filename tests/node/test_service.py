@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from app.node.api import (
 )
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
+from app.node.storage.store import ProfileStore
 
 
 @pytest_asyncio.fixture
@@ -39,6 +41,15 @@ async def node(tmp_path: Path) -> AsyncIterator[NodeService]:
     yield service
     service.close()
     store.close()
+
+
+@contextlib.contextmanager
+def open_store_of(root: Path) -> Iterator[ProfileStore]:
+    store = open_store(root, None)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def invite_of(tmp_path: Path, name: str) -> str:
@@ -161,3 +172,37 @@ async def test_change_passphrase_removes_key_file(tmp_path: Path) -> None:
     with pytest.raises(WrongPassphrase):
         open_store(root, lambda: "wrong passphrase")
     open_store(root, lambda: "a much better passphrase").close()
+
+
+@pytest.mark.asyncio
+async def test_an_invite_with_another_key_flags_the_contact(
+    node: NodeService, tmp_path: Path
+) -> None:
+    from app.core.identity import IdentityKeys, make_invite
+    from app.node.api import SecurityAlert
+
+    real = create_profile(tmp_path / "bob", "Bob", None).whoami
+    await node.add_contact(AddContact(real.invite))
+    # a forged invite: Bob's address, but an attacker-chosen X25519 key, correctly signed
+    # only if the attacker had Bob's signing key -- simulate the stolen-key case
+    with open_store_of(tmp_path / "bob") as bob_store:
+        stolen = bob_store.identity
+    forged_keys = IdentityKeys(stolen.signing_seed, bytes(32 * [7]))
+    alerts = []
+
+    async def listen() -> None:
+        async for event in node.events():
+            if isinstance(event, SecurityAlert):
+                alerts.append(event)
+                return
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    with pytest.raises(ContactExists, match="different key"):
+        await node.add_contact(AddContact(make_invite(forged_keys, "Bob", [])))
+    await asyncio.wait_for(task, 5)
+    assert alerts[0].kind == "key_changed"
+    (bob,) = await node.list_contacts()
+    assert bob.key_changed
+    await node.remove_contact(RemoveContact("Bob"))
+    assert not (await node.add_contact(AddContact(real.invite))).key_changed

@@ -103,11 +103,11 @@ class ConversationPane(QWidget):
         banner_layout = QHBoxLayout(self.banner)
         banner_layout.setContentsMargins(20, 8, 12, 8)
         self.banner_label = QLabel(wordWrap=True)
-        banner_button = QPushButton(self.tr("Verify now"))
-        banner_button.setAccessibleName(self.tr("Verify this contact now"))
-        banner_button.clicked.connect(self._ask_verify)
+        self.banner_button = QPushButton(self.tr("Verify now"))
+        self.banner_button.setAccessibleName(self.tr("Verify this contact now"))
+        self.banner_button.clicked.connect(self._ask_verify)
         banner_layout.addWidget(self.banner_label, 1)
-        banner_layout.addWidget(banner_button)
+        banner_layout.addWidget(self.banner_button)
         self.banner.hide()
 
         self.list = MessageList()
@@ -170,15 +170,33 @@ class ConversationPane(QWidget):
         state = self.tr("Verified") if contact.verified else self.tr("Not verified")
         self._subtitle.setText(f"{state} · {short}")
         self._subtitle.setToolTip(contact.address)
-        self.banner.setVisible(not contact.verified)
-        self.banner_label.setText(
-            self.tr(
-                "You haven't compared safety numbers with {0} yet. Compare them in person or "
-                "over a call to be sure nobody is in the middle."
-            ).format(contact.name)
-        )
+        self._show_banner(contact)
         self.overlay.set_target(contact.name)
         self.composer.setPlaceholderText(self.tr("Message {0}").format(contact.name))
+
+    def _show_banner(self, contact: Contact) -> None:
+        """Red when someone presented another key for the contact, yellow while unverified."""
+        if contact.key_changed:
+            self.banner.setObjectName("DangerBanner")
+            self.banner_label.setText(
+                self.tr(
+                    "Warning: someone presented a different encryption key for {0}. Messages "
+                    "are paused. Check with {0} in person or over a call; if they really have "
+                    "a new key, remove them and add them again from their new invite."
+                ).format(contact.name)
+            )
+        else:
+            self.banner.setObjectName("Banner")
+            self.banner_label.setText(
+                self.tr(
+                    "You haven't compared safety numbers with {0} yet. Compare them in person "
+                    "or over a call to be sure nobody is in the middle."
+                ).format(contact.name)
+            )
+        self.banner_button.setVisible(not contact.key_changed)
+        self.banner.setVisible(contact.key_changed or not contact.verified)
+        self.banner.style().unpolish(self.banner)  # the object name picks the QSS rule
+        self.banner.style().polish(self.banner)
 
     def _ask_verify(self) -> None:
         if self._contact is not None:

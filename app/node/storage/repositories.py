@@ -33,6 +33,7 @@ class ContactRecord:
     dh_key: bytes | None
     endpoints: tuple[str, ...]
     verified: bool
+    key_changed: bool = False
 
     @property
     def identity(self) -> PublicIdentity | None:
@@ -145,15 +146,15 @@ class ContactRepository:
 
     def all(self) -> list[ContactRecord]:
         rows = self._conn.execute(
-            "SELECT address_tag, address_enc, name_enc, identity_enc, endpoints_enc, verified "
-            "FROM contacts ORDER BY id"
+            "SELECT address_tag, address_enc, name_enc, identity_enc, endpoints_enc, verified, "
+            "key_changed FROM contacts ORDER BY id"
         ).fetchall()
         return [self._decode(*row) for row in rows]
 
     def get(self, address: str) -> ContactRecord | None:
         row = self._conn.execute(
-            "SELECT address_tag, address_enc, name_enc, identity_enc, endpoints_enc, verified "
-            "FROM contacts WHERE address_tag = ?",
+            "SELECT address_tag, address_enc, name_enc, identity_enc, endpoints_enc, verified, "
+            "key_changed FROM contacts WHERE address_tag = ?",
             (self._tag(address),),
         ).fetchone()
         return self._decode(*row) if row else None
@@ -169,6 +170,14 @@ class ContactRepository:
         with transaction(self._conn):
             cur = self._conn.execute(
                 "UPDATE contacts SET identity_enc = ? WHERE address_tag = ?", (sealed, tag)
+            )
+            return cur.rowcount == 1
+
+    def set_key_changed(self, address: str) -> bool:
+        """Flag the contact: a different key than the stored one was presented."""
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "UPDATE contacts SET key_changed = 1 WHERE address_tag = ?", (self._tag(address),)
             )
             return cur.rowcount == 1
 
@@ -195,6 +204,7 @@ class ContactRepository:
         identity: bytes,
         endpoints: bytes,
         verified: int,
+        key_changed: int,
     ) -> ContactRecord:
         ctx = tag.hex()
         keys = json.loads(self._key.open(f"contacts/identity/{ctx}", identity))
@@ -205,6 +215,7 @@ class ContactRepository:
             dh_key=bytes.fromhex(keys["x"]) if keys["x"] else None,
             endpoints=tuple(json.loads(self._key.open(f"contacts/endpoints/{ctx}", endpoints))),
             verified=bool(verified),
+            key_changed=bool(key_changed),
         )
 
 

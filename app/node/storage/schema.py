@@ -82,3 +82,9 @@ MIGRATIONS.append(
         """,
     ]
 )
+
+MIGRATIONS.append(
+    # 4: a contact whose key changed (an invite, bundle or first message carried another
+    # X25519 key than the stored one) stays flagged until removed and re-added
+    ["ALTER TABLE contacts ADD COLUMN key_changed INTEGER NOT NULL DEFAULT 0"]
+)
