@@ -83,3 +83,15 @@ class Daemon:
             for stream in (self.process.stdout, self.process.stderr):
                 if stream:
                     stream.close()
+
+
+def wait_for(predicate: Any, timeout: float = 40.0, interval: float = 0.3) -> Any:
+    """Poll `predicate` until it returns something truthy (returned) or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout} s; last value: {last!r}")

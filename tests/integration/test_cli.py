@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from cli_helpers import Daemon, cli_json, run_cli
 
 from app import __version__
@@ -25,14 +24,6 @@ def one_line_error(done: object) -> str:
     assert done.returncode != 0  # type: ignore[attr-defined]
     assert stderr.startswith("error: ") and "\n" not in stderr and "Traceback" not in stderr
     return str(stderr)
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def test_version() -> None:

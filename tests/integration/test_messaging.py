@@ -13,43 +13,19 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import Daemon, cli_json, run_cli
+from cli_helpers import Daemon, cli_json, run_cli, wait_for
 
 from app.core.identity import IdentityKeys
 from app.node.transport import TransportSettings
 from app.node.transport.websocket import dial_websocket
 
+pytestmark = pytest.mark.usefixtures("ice_loopback_env")
 PASS = "a passphrase for tests"
 LOOPBACK = ("--no-lan",)
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SCRAMBLED_EGGS_ICE_LOOPBACK", "1")
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
-
-
-def wait_for(predicate: Any, timeout: float = 40.0, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met in {timeout} s; last value: {last!r}")
 
 
 def start(profile: Path, port: int = 0) -> tuple[Daemon, str]:

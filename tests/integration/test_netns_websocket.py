@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import Daemon, cli_json
+from cli_helpers import Daemon, cli_json, wait_for
 
 PASS = "a passphrase for tests"
 pytestmark = [
@@ -113,16 +113,6 @@ def peer_of(profile: Path, address: str) -> dict[str, Any] | None:
         if peer["address"] == address and peer["state"] == "connected":
             return dict(peer)
     return None
-
-
-def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"condition not met in {timeout} s")
 
 
 def test_connection_comes_up_over_websocket_when_udp_is_blocked(

@@ -7,40 +7,15 @@ aioice use 127.0.0.1 host candidates.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import Daemon, cli_json, run_cli
+from cli_helpers import Daemon, cli_json, run_cli, wait_for
 
+pytestmark = pytest.mark.usefixtures("ice_loopback_env")
 PASS = "a passphrase for tests"
 LOOPBACK = ("--listen", "127.0.0.1:0", "--no-lan")
-
-
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SCRAMBLED_EGGS_ICE_LOOPBACK", "1")
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met in {timeout} s; last value: {last!r}")
 
 
 def connected_to(profile: Path, address: str) -> dict[str, Any] | None:

@@ -112,8 +112,9 @@ class ProfileRepository:
             )
 
 
-class ContactRepository:
-    """The address book. Addresses, names, keys and endpoints are all sealed."""
+class SealedRepository:
+    """Base of the repositories holding sealed values: the connection, the data key and
+    the keyed tag that stands for a contact's address in every table."""
 
     def __init__(self, conn: sqlite3.Connection, key: DataKey) -> None:
         self._conn = conn
@@ -121,6 +122,10 @@ class ContactRepository:
 
     def _tag(self, address: str) -> bytes:
         return self._key.tag("contact-address", address)
+
+
+class ContactRepository(SealedRepository):
+    """The address book. Addresses, names, keys and endpoints are all sealed."""
 
     def add(self, record: ContactRecord, now: int) -> bool:
         """Insert; False if the address is already present."""
@@ -219,17 +224,13 @@ class ContactRepository:
         )
 
 
-class MessageRepository:
+class MessageRepository(SealedRepository):
     """Conversation history and the outbox. Text is sealed and bound to its message id;
     the contact is stored as the same keyed tag the address book uses."""
 
     def __init__(self, conn: sqlite3.Connection, key: DataKey, own_address: str) -> None:
-        self._conn = conn
-        self._key = key
+        super().__init__(conn, key)
         self._own = own_address
-
-    def _tag(self, address: str) -> bytes:
-        return self._key.tag("contact-address", address)
 
     def add(self, message: Message) -> None:
         with transaction(self._conn):
@@ -347,18 +348,11 @@ class MessageRepository:
         )
 
 
-class SessionRepository:
+class SessionRepository(SealedRepository):
     """Sealed end-to-end state: one ratchet session per contact, and our prekey store.
 
     Callers write the new state *before* the ciphertext made with it leaves the node.
     """
-
-    def __init__(self, conn: sqlite3.Connection, key: DataKey) -> None:
-        self._conn = conn
-        self._key = key
-
-    def _tag(self, address: str) -> bytes:
-        return self._key.tag("contact-address", address)
 
     def get(self, address: str) -> bytes | None:
         tag = self._tag(address)
@@ -417,15 +411,8 @@ class SessionRepository:
             )
 
 
-class HistoryRepository:
+class HistoryRepository(SealedRepository):
     """The signed events of each conversation (sealed: they carry message text)."""
-
-    def __init__(self, conn: sqlite3.Connection, key: DataKey) -> None:
-        self._conn = conn
-        self._key = key
-
-    def _tag(self, address: str) -> bytes:
-        return self._key.tag("contact-address", address)
 
     def add(self, address: str, cid: str, event: bytes) -> bool:
         """Store an event; False if this conversation already holds it."""
