@@ -22,7 +22,7 @@ apt_packages=(
 if [[ "$mode" == "test" ]]; then
   # virtual display + screenshots (GUI end-to-end), network namespaces (multi-host tests),
   # things no one here wrote to interoperate with: Chromium (WebRTC), coturn (TURN)
-  apt_packages+=(xvfb xauth imagemagick iproute2 nftables chromium coturn)
+  apt_packages+=(xvfb xauth imagemagick xdotool iproute2 nftables chromium coturn)
   # packaging checks: desktop entry and AppStream validators, lintian for the .deb
   apt_packages+=(desktop-file-utils appstream lintian)
   # Node.js + npm run the JavaScript IPFS daemon used by the file-sharing tests

@@ -32,6 +32,7 @@ from app.node.api import (
     NodeError,
     NodeEvent,
     NodeStopping,
+    Peer,
     RemoveContact,
     SearchMessages,
     SecurityAlert,
@@ -82,6 +83,7 @@ class NodeBridge(QObject):
     messageStatusChanged = Signal(str, str, object)  # id, contact address, MessageStatus
     settingsChanged = Signal(object)  # Settings
     statusUpdated = Signal(object)  # Status
+    peersUpdated = Signal(list)  # list[Peer]: every peer the transport knows, in one poll
     nodeStopped = Signal(str)  # reason
     errorOccurred = Signal(str)  # a sentence for the user
     notice = Signal(str)  # an informational sentence for the user
@@ -96,6 +98,7 @@ class NodeBridge(QObject):
         self._status_timer.setInterval(STATUS_POLL_MS)
         self._status_timer.timeout.connect(self.refresh_status)
         self.last_status: Status | None = None
+        self.last_peers: list[Peer] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -242,18 +245,23 @@ class NodeBridge(QObject):
 
     @async_slot()
     async def refresh_status(self) -> None:
-        """Poll the node's status once and emit `statusUpdated`."""
-        if self._node is None:
+        """Poll the node's status and its peers once (one call each) and emit
+        `statusUpdated` and `peersUpdated`."""
+        node = self._node
+        if node is None:
             return
         try:
-            status = await self._node.status()
+            status = await node.status()
+            peers = await node.peers()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("status poll failed: %s", exc)
             return
         self.last_status = status
+        self.last_peers = peers
         self.statusUpdated.emit(status)
+        self.peersUpdated.emit(peers)
 
     def share_paths(self, address: str, paths: list[Path]) -> None:
         """Offer local files to a contact. The node's file sharing isn't available yet, so

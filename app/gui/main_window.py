@@ -39,10 +39,11 @@ from app.gui.tray import TrayIcon
 from app.gui.views.contact_delegate import ContactDelegate
 from app.gui.views.conversation import ConversationPane
 from app.gui.views.painting import short_time
+from app.gui.widgets.elided import ElidedLabel
 from app.gui.widgets.icons import line_icon
 from app.gui.widgets.naming import named
 from app.gui.widgets.toast import Toast
-from app.node.api import Contact, Message, MessageStatus, Settings, Status, Whoami
+from app.node.api import Contact, Message, MessageStatus, Peer, Settings, Status, Whoami
 
 SIDEBAR_WIDTH = 320
 
@@ -73,7 +74,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(self.tr("Scrambled Eggs"))
         self.setWindowIcon(app_icon())
         self.resize(1100, 720)
-        self.setMinimumSize(760, 480)
+        self.setMinimumSize(640, 440)  # two side by side fit a 1280-pixel-wide screen
 
         self.contacts = ContactModel(self)
         self.messages = MessageModel(bridge, self)
@@ -114,7 +115,8 @@ class MainWindow(QMainWindow):
         names = QVBoxLayout()
         names.setSpacing(0)
         self.profile_name = named(QLabel(), "ProfileName")
-        self.profile_state = named(QLabel(self.tr("Starting…")), "ProfileSubtitle")
+        self.profile_state = named(ElidedLabel(), "ProfileSubtitle")
+        self.profile_state.set_full_text(self.tr("Starting…"))
         names.addWidget(self.profile_name)
         names.addWidget(self.profile_state)
         header_layout.addLayout(names, 1)
@@ -253,6 +255,7 @@ class MainWindow(QMainWindow):
         b.messageStatusChanged.connect(self._on_status_changed)
         b.settingsChanged.connect(self._apply_settings)
         b.statusUpdated.connect(self._on_node_status)
+        b.peersUpdated.connect(self._on_peers)
         b.errorOccurred.connect(lambda text: self._tell(text, error=True))
         b.notice.connect(self._tell)
         b.nodeStopped.connect(self._on_node_stopped)
@@ -270,7 +273,7 @@ class MainWindow(QMainWindow):
         for act in (self.add_action, self.invite_action, self.settings_action, self.search_action):
             act.setEnabled(ready)
         if not ready:
-            self.profile_state.setText(self.tr("Starting…"))
+            self.profile_state.set_full_text(self.tr("Starting…"))
         elif not self.conversation.composer.hasFocus():
             # start in the search field: focusing the contact list would open a conversation
             self.search.setFocus()
@@ -323,7 +326,7 @@ class MainWindow(QMainWindow):
             self.contact_list.setCurrentIndex(self.contacts.index(row))
         if self.messages.contact == address and self.right.currentWidget() is self.conversation:
             return
-        self.conversation.set_contact(contact)
+        self.conversation.set_contact(contact, self.contacts.peer(address))
         self.right.setCurrentWidget(self.conversation)
         self.contacts.clear_unread(address)
         self.conversation.composer.setFocus()
@@ -350,7 +353,7 @@ class MainWindow(QMainWindow):
         self.contacts.add(contact)
         shown = self.conversation.contact
         if shown is not None and shown.address == contact.address:
-            self.conversation.set_contact(contact)
+            self.conversation.set_contact(contact, self.contacts.peer(contact.address))
 
     def _conversation_visible(self, address: str) -> bool:
         return (
@@ -416,11 +419,19 @@ class MainWindow(QMainWindow):
         else:
             text = self.tr("● Connected · %n DHT peer(s)", "", peers)
         self.peers_label.setText(text)
-        self.profile_state.setText(text.lstrip("○● "))
+        self.profile_state.set_full_text(text.lstrip("○● "))
         shown = ", ".join(status.endpoints) if status.endpoints else self.tr("no endpoint")
         self.endpoints_label.setText(self.tr("Listening on {0}").format(shown))
 
+    def _on_peers(self, peers: list[Peer]) -> None:
+        """The transport's peers (one poll): online dots and the conversation header."""
+        self.contacts.set_peers(peers)
+        shown = self.conversation.contact
+        if shown is not None:
+            self.conversation.set_presence(self.contacts.peer(shown.address))
+
     def _on_node_stopped(self, reason: str) -> None:
+        self._on_peers([])  # no node, no connections
         self.peers_label.setText(self.tr("○ Node stopped ({0})").format(reason))
 
     # ------------------------------------------------------------------ search

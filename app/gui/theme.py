@@ -33,6 +33,7 @@ class ThemeColors:
     badge: str
     badge_text: str
     verified: str
+    online: str
     tick_read: str
     selection: str
     warning_bg: str
@@ -55,6 +56,7 @@ LIGHT = ThemeColors(
     badge="#2f6fdf",
     badge_text="#ffffff",
     verified="#1f9d55",
+    online="#22b35e",
     tick_read="#9fe0ff",
     selection="#dfe9fb",
     warning_bg="#fff4d6",
@@ -77,6 +79,7 @@ DARK = ThemeColors(
     badge="#5b8def",
     badge_text="#ffffff",
     verified="#4cc38a",
+    online="#3fd07a",
     tick_read="#9fe0ff",
     selection="#2c3a55",
     warning_bg="#4a3b12",

@@ -1,5 +1,6 @@
 """The address book as a list model, with unread counts and the last message of each
-conversation (both kept from `MessageAdded` events)."""
+conversation (both kept from `MessageAdded` events), and whether each contact is connected
+(from the bridge's `peers()` poll)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,29 @@ from PySide6.QtCore import (
     Signal,
 )
 
-from app.node.api import Contact, Message
+from app.node.api import Contact, Message, Peer
 
 AnyIndex = QModelIndex | QPersistentModelIndex
+CONNECTED = "connected"
+PATH_NAMES = {"webrtc": "WebRTC", "websocket": "WebSocket", "turn": "TURN"}
+
+
+def is_online(peer: Peer | None) -> bool:
+    """True when the transport holds a live connection to the peer."""
+    return peer is not None and peer.state == CONNECTED
+
+
+def presence_text(peer: Peer | None) -> str:
+    """While connected e.g. "Online · WebRTC · 0.4 ms", else "Offline"."""
+    if not is_online(peer):
+        return QCoreApplication.translate("Presence", "Offline")
+    assert peer is not None
+    parts = [QCoreApplication.translate("Presence", "Online")]
+    if peer.path:
+        parts.append(PATH_NAMES.get(peer.path, peer.path))
+    if peer.rtt_ms is not None:
+        parts.append(QCoreApplication.translate("Presence", "{0} ms").format(f"{peer.rtt_ms:.1f}"))
+    return " · ".join(parts)
 
 
 class ContactRole(IntEnum):
@@ -30,6 +51,8 @@ class ContactRole(IntEnum):
     UNREAD = Qt.ItemDataRole.UserRole + 2  # int
     LAST_MESSAGE = Qt.ItemDataRole.UserRole + 3  # Message | None
     ADDRESS = Qt.ItemDataRole.UserRole + 4  # str
+    PEER = Qt.ItemDataRole.UserRole + 5  # Peer | None (the transport's view of the contact)
+    ONLINE = Qt.ItemDataRole.UserRole + 6  # bool
 
 
 @dataclass
@@ -39,6 +62,7 @@ class ContactRow:
     contact: Contact
     unread: int = 0
     last: Message | None = None
+    peer: Peer | None = None
 
 
 class ContactModel(QAbstractListModel):
@@ -69,8 +93,12 @@ class ContactModel(QAbstractListModel):
             return row.last
         if role == ContactRole.ADDRESS:
             return row.contact.address
+        if role == ContactRole.PEER:
+            return row.peer
+        if role == ContactRole.ONLINE:
+            return is_online(row.peer)
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            parts = [row.contact.name]
+            parts = [row.contact.name, presence_text(row.peer)]
             if row.contact.verified:
                 parts.append(QCoreApplication.translate("ContactModel", "verified"))
             if row.unread:
@@ -79,7 +107,7 @@ class ContactModel(QAbstractListModel):
                 )
             return ", ".join(parts)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.contact.address
+            return f"{row.contact.address}\n{presence_text(row.peer)}"
         return None
 
     # ------------------------------------------------------------------ queries
@@ -99,6 +127,11 @@ class ContactModel(QAbstractListModel):
     def contact_at(self, row: int) -> Contact:
         """The contact in `row`."""
         return self._rows[row].contact
+
+    def peer(self, address: str) -> Peer | None:
+        """What the transport last said about a contact (None: never seen)."""
+        row = self.row_of(address)
+        return self._rows[row].peer if row >= 0 else None
 
     def unread(self, address: str) -> int:
         """Unread messages from one contact."""
@@ -164,6 +197,16 @@ class ContactModel(QAbstractListModel):
             entry.unread += 1
             self.unreadChanged.emit(self.total_unread())
         self._changed(row)
+
+    def set_peers(self, peers: list[Peer]) -> None:
+        """The transport's peers, as polled: every contact not listed is offline. Only rows
+        whose state changed are repainted."""
+        by_address = {p.address: p for p in peers}
+        for i, row in enumerate(self._rows):
+            peer = by_address.get(row.contact.address)
+            if peer != row.peer:
+                row.peer = peer
+                self._changed(i)
 
     def clear_unread(self, address: str) -> None:
         """The user has seen a conversation."""

@@ -1,11 +1,12 @@
-"""Paints one contact: avatar, name, verified badge, last message, time, unread count."""
+"""Paints one contact: avatar (with a green dot while connected), name, verified badge, last
+message, time, unread count."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.gui.models.contacts import ContactRole
@@ -15,6 +16,7 @@ from app.node.api import Contact, Message
 
 ROW_HEIGHT = 64
 AVATAR = 42.0
+DOT = 12.0  # the online dot on the avatar's lower right
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
@@ -53,6 +55,12 @@ class ContactDelegate(QStyledItemDelegate):
             painter.drawRoundedRect(card, 10, 10)
         avatar = QRectF(card.left() + 10, card.center().y() - AVATAR / 2, AVATAR, AVATAR)
         draw_avatar(painter, avatar, contact.name, contact.address)
+        if index.data(ContactRole.ONLINE):
+            dot = QRectF(avatar.right() - DOT + 1, avatar.bottom() - DOT + 1, DOT, DOT)
+            ring = QColor(c.selection if state & QStyle.StateFlag.State_Selected else c.base)
+            painter.setPen(QPen(ring, 2.0))
+            painter.setBrush(QColor(c.online))
+            painter.drawEllipse(dot)
 
         base = QFont(option.font)
         name_font = QFont(base)

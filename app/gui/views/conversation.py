@@ -26,14 +26,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.models.contacts import presence_text
 from app.gui.models.messages import MessageModel
 from app.gui.views.message_delegate import MessageDelegate
 from app.gui.widgets.composer import Composer
 from app.gui.widgets.drop_overlay import DropOverlay, local_paths
+from app.gui.widgets.elided import ElidedLabel
 from app.gui.widgets.icons import line_icon
 from app.gui.widgets.naming import named
 from app.gui.widgets.toast import Toast
-from app.node.api import Contact
+from app.node.api import Contact, Peer
 
 FETCH_MARGIN = 60  # pixels from the top at which older history is requested
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -77,11 +79,12 @@ class ConversationPane(QWidget):
         self.setAcceptDrops(True)
         self._model = model
         self._contact: Contact | None = None
+        self._peer: Peer | None = None
         self._stick_to_bottom = True
         self._anchor_from_bottom: int | None = None
 
         self._title = named(QLabel(), "ConversationTitle")
-        self._subtitle = named(QLabel(), "ConversationSubtitle")
+        self._subtitle = named(ElidedLabel(), "ConversationSubtitle")
         self._subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.verify_button = named(QToolButton(), "VerifyButton")
         self.verify_button.setIcon(line_icon("verify"))
@@ -159,20 +162,41 @@ class ConversationPane(QWidget):
         """The contact shown."""
         return self._contact
 
-    def set_contact(self, contact: Contact) -> None:
-        """Show `contact`'s header and banner (the model loads the messages)."""
+    def set_contact(self, contact: Contact, peer: Peer | None = None) -> None:
+        """Show `contact`'s header and banner (the model loads the messages); `peer` is what
+        the transport last said about them."""
         self._contact = contact
+        self._peer = peer
         self._stick_to_bottom = True
         self._anchor_from_bottom = None
         self.delegate.clear_cache()
         self._title.setText(contact.name)
-        short = f"{contact.address[:12]}…{contact.address[-6:]}"
-        state = self.tr("Verified") if contact.verified else self.tr("Not verified")
-        self._subtitle.setText(f"{state} · {short}")
+        self._show_subtitle()
         self._subtitle.setToolTip(contact.address)
         self._show_banner(contact)
         self.overlay.set_target(contact.name)
         self.composer.setPlaceholderText(self.tr("Message {0}").format(contact.name))
+
+    @property
+    def subtitle(self) -> str:
+        """The header's second line: presence · verification · short address."""
+        return self._subtitle.full_text()
+
+    def set_presence(self, peer: Peer | None) -> None:
+        """The transport's latest word about the contact shown (None: not connected)."""
+        if peer != self._peer:
+            self._peer = peer
+            self._show_subtitle()
+
+    def _show_subtitle(self) -> None:
+        contact = self._contact
+        if contact is None:
+            return
+        short = f"{contact.address[:12]}…{contact.address[-6:]}"
+        state = self.tr("Verified") if contact.verified else self.tr("Not verified")
+        presence = presence_text(self._peer)
+        self._subtitle.set_full_text(f"{presence} · {state} · {short}")
+        self._subtitle.setAccessibleName(self.tr("{0}, {1}").format(presence, state))
 
     def _show_banner(self, contact: Contact) -> None:
         """Red when someone presented another key for the contact, yellow while unverified."""

@@ -1,0 +1,37 @@
+"""A one-line label that shortens its text with "…" to the width it is given, instead of
+widening its layout or being cut off mid-word."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+
+class ElidedLabel(QLabel):
+    """`set_full_text` keeps the whole text (also the accessible description); the label
+    shows as much of it as fits."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def full_text(self) -> str:
+        """The text before shortening."""
+        return self._full
+
+    def set_full_text(self, text: str) -> None:
+        """Show `text`, shortened to the current width."""
+        self._full = text
+        self.setAccessibleDescription(text)
+        self._elide()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self.width())
+        if shown != self.text():
+            self.setText(shown)
