@@ -82,6 +82,19 @@ def interface_addresses() -> list[str]:
     return sorted(found, key=lambda a: ipaddress.ip_address(a).is_loopback)
 
 
+def attached_networks() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks directly attached to this machine's non-loopback interfaces."""
+    networks: list[ipaddress.IPv4Network] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if not isinstance(ip.ip, str):
+                continue
+            network = ipaddress.IPv4Network(f"{ip.ip}/{ip.network_prefix}", strict=False)
+            if not (network.is_loopback or network.is_link_local) and network not in networks:
+                networks.append(network)
+    return networks
+
+
 @dataclass
 class LookupResult:
     """What an iterative lookup learned about one key."""

@@ -51,6 +51,15 @@ class Hosts:
 
 @pytest.fixture
 def udp_blocked_hosts() -> Iterator[Hosts]:
+    yield from make_hosts(block_udp=True)
+
+
+@pytest.fixture
+def lan_hosts() -> Iterator[Hosts]:
+    yield from make_hosts(block_udp=False)
+
+
+def make_hosts(*, block_udp: bool) -> Iterator[Hosts]:
     n = os.getpid() % 250 + 1
     hosts = Hosts(f"se-a-{os.getpid()}", f"se-b-{os.getpid()}", f"10.231.{n}.1", f"10.231.{n}.2")
     veth_a, veth_b = f"sea{os.getpid()}"[:15], f"seb{os.getpid()}"[:15]
@@ -63,6 +72,8 @@ def udp_blocked_hosts() -> Iterator[Hosts]:
             sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
+            if not block_udp:
+                continue
             # drop every UDP packet crossing the link, both ways
             nft = ("ip", "netns", "exec", ns, "nft")
             sh(*nft, "add", "table", "inet", "eggs")
@@ -118,14 +129,24 @@ def peer_of(profile: Path, address: str) -> dict[str, Any] | None:
 def test_connection_comes_up_over_websocket_when_udp_is_blocked(
     tmp_path: Path, udp_blocked_hosts: Hosts
 ) -> None:
-    h = udp_blocked_hosts
+    exchange_over_the_direct_path(tmp_path, udp_blocked_hosts, udp_works=False)
+
+
+def test_peers_on_one_lan_take_the_faster_direct_path(tmp_path: Path, lan_hosts: Hosts) -> None:
+    """UDP works (the DHT joins, WebRTC could connect), but both hosts share a LAN:
+    the direct WebSocket path is tried first because it is the faster one there."""
+    exchange_over_the_direct_path(tmp_path, lan_hosts, udp_works=True)
+
+
+def exchange_over_the_direct_path(tmp_path: Path, h: Hosts, *, udp_works: bool) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
+    extra = ("--bootstrap", f"{h.ip_a}:47000") if udp_works else ()
     cli_json(a, "init", "--name", "Alice", passphrase=PASS)
     cli_json(b, "init", "--name", "Bob", passphrase=PASS)
     daemons = [
-        Daemon(a, "--listen", f"{h.ip_a}:0", "--no-lan", passphrase=PASS,
+        Daemon(a, "--listen", f"{h.ip_a}:47000", "--no-lan", passphrase=PASS,
                prefix=("ip", "netns", "exec", h.a)),
-        Daemon(b, "--listen", f"{h.ip_b}:0", "--no-lan", passphrase=PASS,
+        Daemon(b, "--listen", f"{h.ip_b}:0", "--no-lan", *extra, passphrase=PASS,
                prefix=("ip", "netns", "exec", h.b)),
     ]  # fmt: skip
     try:
@@ -149,7 +170,10 @@ def test_connection_comes_up_over_websocket_when_udp_is_blocked(
                 for m in cli_json(b, "messages", "Alice")
             )
         )
-        assert cli_json(a, "status")["dht_peers"] == 0  # UDP really was blocked
+        if udp_works:  # the DHT joined over UDP: WebRTC was possible, the LAN path won
+            wait_for(lambda: cli_json(b, "status")["dht_peers"] >= 1)
+        else:
+            assert cli_json(a, "status")["dht_peers"] == 0  # UDP really was blocked
     finally:
         for daemon in daemons:
             daemon.stop()

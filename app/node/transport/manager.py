@@ -112,6 +112,7 @@ class ConnectionManager:
         hook: FrameHook | None = None,
         on_message: MessageHandler | None = None,
         accept: Callable[[str], bool] | None = None,
+        prefer_websocket_for: Callable[[str], Awaitable[bool]] | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
         rng: random.Random | None = None,
     ) -> None:
@@ -123,6 +124,7 @@ class ConnectionManager:
         self._hook = hook
         self._on_message = on_message
         self._accept = accept
+        self._prefer_websocket_for = prefer_websocket_for
         self._random_bytes = random_bytes
         self._rng = rng or random.SystemRandom()
         self._connections: dict[str, AuthenticatedConnection] = {}
@@ -269,7 +271,7 @@ class ConnectionManager:
     async def _dial(self, address: str) -> AuthenticatedConnection:
         self._emit(ConnectionStateChanged(address, PeerState.CONNECTING))
         paths: list[PathName] = ["webrtc", "websocket"]
-        if self.settings.prefer_websocket:
+        if self.settings.prefer_websocket or await self._direct_is_faster(address):
             paths.reverse()
         errors: list[str] = []
         for path in paths:
@@ -292,6 +294,17 @@ class ConnectionManager:
         reason = "; ".join(errors) or "no path to the peer is configured"
         self._emit(ConnectionStateChanged(address, PeerState.DISCONNECTED, reason=reason))
         raise ConnectFailed(reason)
+
+    async def _direct_is_faster(self, address: str) -> bool:
+        """Whether to try the direct WebSocket path first for this peer (the node says so
+        when the peer sits on a directly attached network; see `prefer_websocket_for`)."""
+        if self._prefer_websocket_for is None:
+            return False
+        try:
+            return await self._prefer_websocket_for(address)
+        except Exception:  # a failed guess must not stop the dial: keep the default order
+            log.debug("path preference for a peer failed", exc_info=True)
+            return False
 
     async def _dial_webrtc(self, address: str) -> AuthenticatedConnection:
         if self._signaller is None:
