@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_argument("contact", metavar="CONTACT", help="a name or an address")
     messages.add_argument("--limit", type=int, default=200, help="how many (newest)")
     _json_flag(messages)
+    read = sub.add_parser(
+        "read", help="mark a conversation read (the contact sees it when connected)"
+    )
+    read.add_argument("contact", metavar="CONTACT", help="a name or an address")
+    _json_flag(read)
     search = sub.add_parser("search", help="search all conversations")
     search.add_argument("text", metavar="TEXT")
     _json_flag(search)
@@ -218,6 +223,12 @@ async def cmd_messages(args: argparse.Namespace, node: api.NodeApi) -> int:
     return 0
 
 
+async def cmd_read(args: argparse.Namespace, node: api.NodeApi) -> int:
+    await node.mark_read(api.MarkRead(args.contact))
+    print(json.dumps({"read": True}) if args.json else "Marked read.")
+    return 0
+
+
 async def cmd_search(args: argparse.Namespace, node: api.NodeApi) -> int:
     _print_messages(args, await node.search_messages(api.SearchMessages(args.text)))
     return 0
@@ -334,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
             "contacts": cmd_contacts,
             "send": cmd_send,
             "messages": cmd_messages,
+            "read": cmd_read,
             "search": cmd_search,
             "peers": cmd_peers,
             "history": cmd_history,

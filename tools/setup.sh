@@ -84,9 +84,18 @@ case "$mode" in
     echo "== ruff format";   .venv/bin/ruff format --check .
     echo "== mypy";          .venv/bin/mypy
     echo "== import-linter"; .venv/bin/lint-imports
-    echo "== pytest"
     # pytest exits 5 when it collected no tests: that fails here like any other error.
-    exec .venv/bin/python -m pytest -q -ra "$@"
+    if (($#)); then
+      exec .venv/bin/python -m pytest -q -ra "$@"
+    fi
+    # The Qt tiers run in their own process so no Qt state (QApplication, event loop,
+    # native threads) outlives them into the network tests.
+    echo "== pytest (core, node, integration, packaging)"
+    .venv/bin/python -m pytest -q -ra --ignore=tests/gui --ignore=tests/e2e
+    echo "== pytest (gui)"
+    .venv/bin/python -m pytest -q -ra tests/gui
+    echo "== pytest (e2e: real app processes under Xvfb)"
+    exec .venv/bin/python -m pytest -q -ra tests/e2e
     ;;
   *)
     echo "usage: bash tools/setup.sh run|test [ARGS...]" >&2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +26,7 @@ from app.node.api import (
     ContactRemoved,
     ContactVerified,
     ListMessages,
+    MarkRead,
     Message,
     MessageAdded,
     MessageStatusChanged,
@@ -39,7 +41,9 @@ from app.node.api import (
     SendMessage,
     Settings,
     SettingsChanged,
+    SetTyping,
     Status,
+    TypingChanged,
     UpdateSettings,
     Verification,
     VerifyContact,
@@ -49,6 +53,9 @@ from app.node.api import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STATUS_POLL_MS = 3000
+TYPING_THROTTLE = 3.5
+"""At most one "typing" signal per contact in this many seconds: the node's 3 s plus a
+margin, so the node never drops a refresh (its receiver expires "typing" after 6 s)."""
 
 
 def _tr(text: str) -> str:
@@ -81,6 +88,7 @@ class NodeBridge(QObject):
     securityAlert = Signal(str, str, str)  # contact address, kind, sentence for the user
     messageAdded = Signal(object)  # Message
     messageStatusChanged = Signal(str, str, object)  # id, contact address, MessageStatus
+    typingChanged = Signal(str, bool)  # contact address, whether they are typing to us
     settingsChanged = Signal(object)  # Settings
     statusUpdated = Signal(object)  # Status
     peersUpdated = Signal(list)  # list[Peer]: every peer the transport knows, in one poll
@@ -99,6 +107,7 @@ class NodeBridge(QObject):
         self._status_timer.timeout.connect(self.refresh_status)
         self.last_status: Status | None = None
         self.last_peers: list[Peer] = []
+        self._typing_at: dict[str, float] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,6 +163,8 @@ class NodeBridge(QObject):
             self.messageAdded.emit(event.message)
         elif isinstance(event, MessageStatusChanged):
             self.messageStatusChanged.emit(event.id, event.contact, event.status)
+        elif isinstance(event, TypingChanged):
+            self.typingChanged.emit(event.contact, event.typing)
         elif isinstance(event, SettingsChanged):
             self.settingsChanged.emit(event.settings)
         elif isinstance(event, SecurityAlert):
@@ -238,10 +249,44 @@ class NodeBridge(QObject):
     @async_slot(str, str)
     async def send_message(self, address: str, text: str) -> None:
         """Send `text`; failures are reported through `errorOccurred`."""
+        self._typing_at.pop(address, None)  # the node tells the contact we stopped typing
         try:
             await self.send(address, text)
         except ActionFailed as exc:
             self.errorOccurred.emit(str(exc))
+
+    def set_typing(self, address: str, typing: bool) -> None:
+        """The user is (or stopped) typing to `address`: throttled, and "stopped" is only
+        sent after "typing" was."""
+        now = time.monotonic()
+        if typing:
+            last = self._typing_at.get(address)
+            if last is not None and now - last < TYPING_THROTTLE:
+                return
+            self._typing_at[address] = now
+        elif self._typing_at.pop(address, None) is None:
+            return
+        self._signal(lambda n: n.set_typing(SetTyping(address, typing)))
+
+    def mark_read(self, address: str) -> None:
+        """The user has seen the conversation with `address`: tell the node (and the
+        contact, through a read receipt)."""
+        self._signal(lambda n: n.mark_read(MarkRead(address)))
+
+    def _signal(self, request: Callable[[NodeApi], Awaitable[None]]) -> None:
+        """Fire an ephemeral request; a failure is logged, never shown (nothing is lost
+        that the user would miss)."""
+        if self._node is None:
+            return
+        task = asyncio.ensure_future(self._quietly(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _quietly(self, request: Callable[[NodeApi], Awaitable[None]]) -> None:
+        try:
+            await self._ask(request)
+        except ActionFailed as exc:
+            log.info("an ephemeral request failed: %s", exc)
 
     @async_slot()
     async def refresh_status(self) -> None:

@@ -71,6 +71,7 @@ class MainWindow(QMainWindow):
         self.settings: Settings | None = None
         self._quitting = False
         self._told_about_tray = False
+        self._typing: set[str] = set()  # contacts typing to us now
         self.setWindowTitle(self.tr("Scrambled Eggs"))
         self.setWindowIcon(app_icon())
         self.resize(1100, 720)
@@ -253,6 +254,7 @@ class MainWindow(QMainWindow):
         b.securityAlert.connect(lambda _contact, _kind, detail: self._tell(detail, error=True))
         b.messageAdded.connect(self._on_message_added)
         b.messageStatusChanged.connect(self._on_status_changed)
+        b.typingChanged.connect(self._on_typing_changed)
         b.settingsChanged.connect(self._apply_settings)
         b.statusUpdated.connect(self._on_node_status)
         b.peersUpdated.connect(self._on_peers)
@@ -260,6 +262,7 @@ class MainWindow(QMainWindow):
         b.notice.connect(self._tell)
         b.nodeStopped.connect(self._on_node_stopped)
         self.conversation.sendRequested.connect(b.send_message)
+        self.conversation.typingRequested.connect(b.set_typing)
         self.conversation.verifyRequested.connect(self.show_verify)
         self.conversation.filesDropped.connect(self._files_dropped)
         self.contacts.unreadChanged.connect(self._unread_changed)
@@ -326,10 +329,12 @@ class MainWindow(QMainWindow):
             self.contact_list.setCurrentIndex(self.contacts.index(row))
         if self.messages.contact == address and self.right.currentWidget() is self.conversation:
             return
-        self.conversation.set_contact(contact, self.contacts.peer(address))
+        typing = address in self._typing
+        self.conversation.set_contact(contact, self.contacts.peer(address), typing)
         self.right.setCurrentWidget(self.conversation)
         self.contacts.clear_unread(address)
         self.conversation.composer.setFocus()
+        self.bridge.mark_read(address)  # opened: its messages are read
         await self.messages.open(address)
 
     def _files_dropped(self, address: str, paths: list[Path]) -> None:
@@ -353,7 +358,8 @@ class MainWindow(QMainWindow):
         self.contacts.add(contact)
         shown = self.conversation.contact
         if shown is not None and shown.address == contact.address:
-            self.conversation.set_contact(contact, self.contacts.peer(contact.address))
+            typing = contact.address in self._typing
+            self.conversation.set_contact(contact, self.contacts.peer(contact.address), typing)
 
     def _conversation_visible(self, address: str) -> bool:
         return (
@@ -366,12 +372,21 @@ class MainWindow(QMainWindow):
     def _on_message_added(self, message: Message) -> None:
         visible = self._conversation_visible(message.contact)
         self.messages.add(message)
-        self.contacts.note_message(message, seen=visible and self.isActiveWindow())
+        seen = visible and self.isActiveWindow()
+        self.contacts.note_message(message, seen=seen)
+        if seen and not message.outgoing:
+            self.bridge.mark_read(message.contact)
         if not message.outgoing and not self.isActiveWindow():
             self._notify(message)
 
     def _on_status_changed(self, message_id: str, _contact: str, status: MessageStatus) -> None:
         self.messages.set_status(message_id, status)
+
+    def _on_typing_changed(self, address: str, typing: bool) -> None:
+        self._typing = self._typing | {address} if typing else self._typing - {address}
+        shown = self.conversation.contact
+        if shown is not None and shown.address == address:
+            self.conversation.set_typing(typing)
 
     def _notify(self, message: Message) -> None:
         if self.settings is not None and not self.settings.notifications:
@@ -580,3 +595,4 @@ class MainWindow(QMainWindow):
             and self.right.currentWidget() is self.conversation
         ):
             self.contacts.clear_unread(self.messages.contact)
+            self.bridge.mark_read(self.messages.contact)

@@ -118,8 +118,7 @@ class HistoryInvalid(NodeError):
 
 
 def error_class(code: str) -> type[NodeError]:
-    """The `NodeError` subclass with this `code` (every subclass defined anywhere in the
-    node, e.g. the file-sharing errors), or `NodeError` itself for an unknown code."""
+    """The `NodeError` subclass (defined anywhere) with this `code`, else `NodeError`."""
     pending: list[type[NodeError]] = [NodeError]
     while pending:
         cls = pending.pop()
@@ -234,11 +233,8 @@ class Settings:
 
 @dataclass(frozen=True)
 class Peer:
-    """A peer the transport knows about: `contact` is its name when it is a contact.
-
-    `path` is "webrtc", "websocket" or "turn" while connected, else None; `rtt_ms` is the
-    last measured round trip on the live connection.
-    """
+    """A peer the transport knows about: `contact` is its name if a contact; `path` is
+    "webrtc", "websocket" or "turn" while connected, else None; `rtt_ms` the last RTT."""
 
     contact: str | None
     address: str
@@ -308,6 +304,21 @@ class SendMessage:
 
     contact: str
     text: str
+
+
+@dataclass(frozen=True)
+class SetTyping:
+    """Tell a connected contact we are (or stopped) typing (ephemeral: never stored)."""
+
+    contact: str
+    typing: bool
+
+
+@dataclass(frozen=True)
+class MarkRead:
+    """Mark a contact's messages read; they get a read receipt (now, or on reconnection)."""
+
+    contact: str
 
 
 @dataclass(frozen=True)
@@ -404,6 +415,14 @@ class MessageStatusChanged:
 
 
 @dataclass(frozen=True)
+class TypingChanged:
+    """A contact started or stopped typing to us (an unrefreshed True expires in 6 s)."""
+
+    contact: str
+    typing: bool
+
+
+@dataclass(frozen=True)
 class SettingsChanged:
     """Settings were updated."""
 
@@ -438,6 +457,7 @@ NodeEvent = (
     | ContactVerified
     | MessageAdded
     | MessageStatusChanged
+    | TypingChanged
     | SettingsChanged
     | SecurityAlert
     | NodeStopping
@@ -450,6 +470,7 @@ EVENT_TYPES: dict[str, type[NodeEvent]] = {
         ContactVerified,
         MessageAdded,
         MessageStatusChanged,
+        TypingChanged,
         SettingsChanged,
         SecurityAlert,
         NodeStopping,
@@ -463,35 +484,22 @@ class NodeApi(Protocol):
     """What a front end can ask of a node, in-process or over the control socket."""
 
     async def whoami(self) -> Whoami: ...
-
     async def status(self) -> Status: ...
-
     async def add_contact(self, command: AddContact) -> Contact: ...
-
     async def list_contacts(self) -> list[Contact]: ...
-
     async def remove_contact(self, command: RemoveContact) -> Contact: ...
-
     async def verify_contact(self, command: VerifyContact) -> Verification: ...
-
     async def send_message(self, command: SendMessage) -> Message: ...
-
     async def list_messages(self, command: ListMessages) -> list[Message]: ...
-
     async def search_messages(self, command: SearchMessages) -> list[Message]: ...
-
+    async def set_typing(self, command: SetTyping) -> None: ...
+    async def mark_read(self, command: MarkRead) -> None: ...
     async def get_settings(self) -> Settings: ...
-
     async def update_settings(self, command: UpdateSettings) -> Settings: ...
-
     async def change_passphrase(self, command: ChangePassphrase) -> None: ...
-
     async def peers(self) -> list[Peer]: ...
-
     async def verify_history(self, command: VerifyHistory) -> HistoryReport: ...
-
     async def export_history(self, command: ExportHistory) -> HistoryExport: ...
-
     def events(self) -> AsyncIterator[NodeEvent]: ...
 
 

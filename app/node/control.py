@@ -30,6 +30,7 @@ from app.node.api import (
     HistoryExport,
     HistoryReport,
     ListMessages,
+    MarkRead,
     Message,
     NodeApi,
     NodeError,
@@ -40,6 +41,7 @@ from app.node.api import (
     SearchMessages,
     SendMessage,
     Settings,
+    SetTyping,
     Status,
     UpdateSettings,
     Verification,
@@ -84,6 +86,8 @@ METHODS: dict[str, Method] = {
     "messages.send": Method("send_message", SendMessage, Message),
     "messages.list": Method("list_messages", ListMessages, list[Message]),
     "messages.search": Method("search_messages", SearchMessages, list[Message]),
+    "messages.typing": Method("set_typing", SetTyping, type(None)),
+    "messages.read": Method("mark_read", MarkRead, type(None)),
     "settings.get": Method("get_settings", None, Settings),
     "settings.update": Method("update_settings", UpdateSettings, Settings),
     "profile.change_passphrase": Method("change_passphrase", ChangePassphrase, type(None)),
@@ -330,6 +334,12 @@ class ControlClient:
     async def search_messages(self, command: SearchMessages) -> list[Message]:
         result: list[Message] = await self._typed("messages.search", command)
         return result
+
+    async def set_typing(self, command: SetTyping) -> None:
+        await self.call("messages.typing", command)
+
+    async def mark_read(self, command: MarkRead) -> None:
+        await self.call("messages.read", command)
 
     async def get_settings(self) -> Settings:
         result: Settings = await self._typed("settings.get")

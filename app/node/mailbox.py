@@ -1,20 +1,30 @@
 """Offline delivery: sealed envelopes left in the DHT under pairwise, daily mailbox keys.
 
-For the direction sender -> recipient and UTC day ``d`` both contacts can derive, from
-the static X25519 secret they share (``X25519(our identity dh key, theirs)``)::
+A direction's mailbox on UTC day ``d`` is a sequence of up to `MAX_SLOTS` records, slot
+``i = 0, 1, 2, ...``. For each slot both contacts can derive, from the static X25519
+secret they share (``X25519(our identity dh key, theirs)``)::
 
     okm = HKDF-SHA256(ikm = shared, salt = 32 zero bytes,
-                      info = "scrambled-eggs/v1/mailbox" || sender key || recipient key || d (4 B))
-    signing seed = okm[0:32]    -> DerivedSigningKey: the mailbox record's owner
+                      info = "scrambled-eggs/v1/mailbox" || sender key || recipient key
+                             || d (4 B) || i (2 B))
+    signing seed = okm[0:32]    -> DerivedSigningKey: the slot record's owner
     sealing key  = okm[32:64]   -> AES-256-GCM key of the payload
 
-The mailbox is a `SignedRecord` of kind ``mailbox`` owned by the derived key (slot
-empty), so its DHT key changes every day and reveals neither identity; only the two
-contacts can write it or read it. Its payload is ``nonce (12) || AES-GCM(sealing key,
-nonce, CBOR [session message, ...], aad = owner)``: the session messages are exactly
-what would have been sent over a connection, so the receiver handles them the same way
-(the ratchet refuses replays, the ledger ignores duplicates). A newer record (higher
-``seq``) replaces the older: the sender always posts everything the recipient lacks.
+Each slot is a `SignedRecord` of kind ``mailbox`` owned by its own derived key (record
+slot field empty), so every slot of every day has an unrelated DHT key that reveals
+neither identity nor its neighbours; only the two contacts can write or read it. Its
+payload is ``nonce (12) || AES-GCM(sealing key, nonce, CBOR [session message], aad =
+owner)``. Each session message is one ratchet message carrying a run of events (oldest
+first) plus our heads, exactly what a connection would carry, so every slot decrypts on
+its own; the ratchet refuses replays and the ledger ignores events it holds (and keeps
+an event whose parents are still missing until they come).
+
+The sender writes slots in order (0, 1, ...); when its backlog grows it keeps the slots
+whose events are still a prefix of the backlog and rewrites from the last one on. Once
+the recipient's heads show it holds everything, the slots written are overwritten with
+empty payloads. The recipient reads, for each of the last `RETENTION_DAYS` days, slot 0,
+1, 2, ... until a miss. Records live `MAILBOX_TTL` (7 days) and are republished by the
+DHT layer while the sender runs.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import cbor2
@@ -42,6 +52,8 @@ from app.core.records import (
     dht_key,
     sign_record,
 )
+from app.core.session import encrypt
+from app.node.state_message import StateMessage
 
 if TYPE_CHECKING:
     from app.node.messenger import Messenger
@@ -52,10 +64,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86400
-MAILBOX_TTL = 2 * DAY_SECONDS
-"""A mailbox record lives two days: yesterday's box is still read today."""
+RETENTION_DAYS = 7
+"""A recipient reads the mailboxes of today and the 6 days before."""
+MAILBOX_TTL = RETENTION_DAYS * DAY_SECONDS
+"""A slot record lives 7 days (the DHT's longest allowed lifetime)."""
 MAX_PAYLOAD = MAX_RECORD_BYTES - 400
-"""Room for the envelope inside one record (record fields and signature take the rest)."""
+"""Room for the sealed payload inside one record (record fields and signature take the rest)."""
+ENVELOPE_BUDGET = MAX_PAYLOAD - 64
+"""Largest session message in one slot (sealing adds nonce, tag and CBOR framing)."""
+ENVELOPE_OVERHEAD = 1024
+"""Room kept in a session message for its heads, CBOR framing and ratchet header."""
+EVENTS_BUDGET = ENVELOPE_BUDGET - ENVELOPE_OVERHEAD
+"""Bytes of events per slot (~5.7 KiB)."""
+MAX_SLOTS = 64
+"""Slots per direction and day: 64 x ~5.7 KiB of events ~ 360 KiB of backlog a day."""
 MAX_ENVELOPES = 16
 REPOST_SECONDS = 600.0
 """An unchanged backlog already stored in the DHT is not posted again sooner."""
@@ -70,14 +92,15 @@ def day_of(now: float) -> int:
 
 @dataclass(frozen=True, repr=False)
 class MailboxKey:
-    """The keys of one direction's mailbox on one day (secret: no repr)."""
+    """The keys of one slot of one direction's mailbox on one day (secret: no repr)."""
 
     signer: DerivedSigningKey
     sealing_key: bytes
     day: int
+    index: int = 0
 
     def __repr__(self) -> str:
-        return f"MailboxKey(<secret>, day={self.day})"
+        return f"MailboxKey(<secret>, day={self.day}, index={self.index})"
 
     @property
     def owner(self) -> bytes:
@@ -86,18 +109,44 @@ class MailboxKey:
 
     @property
     def dht_key(self) -> bytes:
-        """Where the mailbox record lives in the DHT."""
+        """Where the slot record lives in the DHT."""
         return dht_key(RecordKind.MAILBOX, self.owner)
 
 
 def mailbox_key(
-    ours: IdentityKeys, their_dh_key: bytes, sender: bytes, recipient: bytes, day: int
+    ours: IdentityKeys,
+    their_dh_key: bytes,
+    sender: bytes,
+    recipient: bytes,
+    day: int,
+    index: int = 0,
 ) -> MailboxKey:
-    """The mailbox of `sender` -> `recipient` (Ed25519 keys) on `day`."""
+    """Slot `index` of the mailbox of `sender` -> `recipient` (Ed25519 keys) on `day`."""
+    if not 0 <= index < MAX_SLOTS:
+        raise ValueError(f"a mailbox slot index is in 0..{MAX_SLOTS - 1}")
     shared = x25519_shared_secret(ours.dh_secret, their_dh_key)
-    info = _INFO + sender + recipient + day.to_bytes(4, "big")
+    info = _INFO + sender + recipient + day.to_bytes(4, "big") + index.to_bytes(2, "big")
     okm = hkdf_sha256(shared, bytes(32), info, 64)
-    return MailboxKey(DerivedSigningKey(okm[:32]), okm[32:], day)
+    return MailboxKey(DerivedSigningKey(okm[:32]), okm[32:], day, index)
+
+
+def split_events(events: list[bytes], budget: int = EVENTS_BUDGET) -> list[list[bytes]]:
+    """Cut `events` (in order) into runs of at most `budget` bytes, one run per slot.
+
+    Order is kept and every run holds at least one event; the split stops before an event
+    that alone exceeds `budget` (it and what follows can't go by mailbox).
+    """
+    runs: list[list[bytes]] = []
+    size = 0
+    for raw in events:
+        if len(raw) > budget:
+            break
+        if not runs or size + len(raw) > budget:
+            runs.append([])
+            size = 0
+        runs[-1].append(raw)
+        size += len(raw)
+    return runs
 
 
 def seal_envelopes(key: MailboxKey, envelopes: list[bytes], nonce: bytes) -> bytes:
@@ -141,9 +190,40 @@ def mailbox_record(key: MailboxKey, payload: bytes, now: float) -> SignedRecord:
 
 
 def poll_days(now: float | None = None) -> list[int]:
-    """The days whose mailboxes a recipient reads: today and yesterday."""
+    """The days whose mailboxes a recipient reads, oldest first (the last 7)."""
     today = day_of(time.time() if now is None else now)
-    return [today, today - 1]
+    return [today - back for back in range(RETENTION_DAYS - 1, -1, -1)]
+
+
+def kept_slots(
+    posted: list[tuple[bytes, ...]], backlog: list[bytes], budget: int = EVENTS_BUDGET
+) -> int:
+    """How many leading slots of `posted` (the events of each) may stay as they are.
+
+    A slot stays if it and the slots before it carry exactly the backlog's first events,
+    in order. If all stay and more events follow that the last slot has room for, the
+    last slot is rewritten (refilled) instead of starting a new one.
+    """
+    kept = 0
+    offset = 0
+    for run in posted:
+        if tuple(backlog[offset : offset + len(run)]) != run:
+            break
+        offset += len(run)
+        kept += 1
+    room = kept and kept == len(posted) and offset < len(backlog)
+    if room and sum(map(len, posted[-1])) + len(backlog[offset]) <= budget:
+        kept -= 1
+    return kept
+
+
+@dataclass
+class _Layout:
+    """What we wrote in one contact's mailbox today."""
+
+    day: int
+    runs: list[tuple[bytes, ...]] = field(default_factory=list)
+    records: list[SignedRecord] = field(default_factory=list)
 
 
 class MailboxCourier:
@@ -151,7 +231,7 @@ class MailboxCourier:
 
     `post` is called when dialling a contact failed; `poll` runs once the DHT is joined
     and then every `poll_interval` seconds (it also re-posts for unreachable contacts
-    whose backlog changed).
+    whose backlog changed, and empties the slots of contacts that caught up).
     """
 
     def __init__(
@@ -172,9 +252,12 @@ class MailboxCourier:
         self._poll_interval = poll_interval
         self._clock = clock
         self._random = random
-        self._seen: dict[tuple[str, int], int] = {}
+        self._seen: dict[tuple[str, int, int], int] = {}
         self._posted: dict[str, tuple[int, bool, float]] = {}
         """address -> (events lacking, stored on another node, when) of the last post."""
+        self._layouts: dict[str, _Layout] = {}
+        self._written: dict[str, set[tuple[int, int]]] = {}
+        """address -> (day, slot) holding envelopes we wrote (emptied once caught up)."""
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -209,6 +292,15 @@ class MailboxCourier:
         except Exception as exc:  # offline delivery is best effort; the outbox remains
             log.info("posting to a mailbox failed: %r", exc)
 
+    async def _key(self, record: ContactRecord, day: int, index: int, outgoing: bool) -> MailboxKey:
+        assert record.dh_key is not None
+        sender, recipient = (
+            (self._own, record.signing_key) if outgoing else (record.signing_key, self._own)
+        )
+        return await asyncio.to_thread(
+            mailbox_key, self._keys, record.dh_key, sender, recipient, day, index
+        )
+
     async def _post(self, address: str) -> None:
         record = await self._store.call(self._store.contacts.get, address)
         if record is None or record.dh_key is None:
@@ -219,50 +311,148 @@ class MailboxCourier:
             already = previous is not None and previous[:2] == (lacking, True)
             if already and previous is not None and self._clock() - previous[2] < REPOST_SECONDS:
                 return  # that backlog is already in the DHT
-            envelope = await self._messenger.offline_envelope(address, MAX_PAYLOAD - 64)
-            if envelope is None:
-                return
             now = self._clock()
-            key = await asyncio.to_thread(
-                mailbox_key, self._keys, record.dh_key, self._own, record.signing_key, day_of(now)
-            )
-            payload = seal_envelopes(key, [envelope], self._random(_NONCE))
-            stored = await self._network.dht.put_record(mailbox_record(key, payload, now))
+            today = day_of(now)
+            layout = self._layouts.get(address)
+            if layout is None or layout.day != today:
+                layout = self._layouts[address] = _Layout(today)
+            sealed = await self._seal_backlog(record, layout, now)
+            if sealed is None:
+                return
+            keep, total = sealed
+            # a kept slot is already stored (and republished by the DHT layer) unless the
+            # last post reached no other node or it is time to refresh
+            put_all = previous is None or not previous[1] or now - previous[2] >= REPOST_SECONDS
+            stored = 1
+            for index, slot in enumerate(layout.records):
+                if index < keep and not put_all:
+                    continue
+                kept = await self._network.dht.put_record(slot)
+                stored = min(stored, kept)
+                self._written.setdefault(address, set()).add((today, index))
             self._posted[address] = (lacking, stored > 0, now)
-            log.info("left %d bytes in a mailbox (%d nodes keep it)", len(payload), stored)
+            log.info(
+                "left %d mailbox slots (%d new); fewest nodes keeping one: %d",
+                total,
+                total - keep,
+                stored,
+            )
+
+    async def _seal_backlog(
+        self, contact: ContactRecord, layout: _Layout, now: float
+    ) -> tuple[int, int] | None:
+        """Bring `layout` up to the contact's backlog (new ratchet messages only for the
+        slots that change): (slots kept, slots in all), or None if nothing can go."""
+        messenger = self._messenger
+        address = contact.address
+        async with messenger._lock(address):
+            ledger = await messenger._ledger(address)
+            backlog = messenger.lacking(address)
+            if not split_events(backlog[:1]):
+                return None
+            keep = kept_slots(layout.runs, backlog)
+            offset = sum(len(run) for run in layout.runs[:keep])
+            runs = split_events(backlog[offset:])[: MAX_SLOTS - keep]
+            new_runs = layout.runs[:keep]
+            new_records = layout.records[:keep]
+            picked: list[bytes] = []
+            heads = list(ledger.heads())
+            for index, run in enumerate(runs, start=keep):
+                plaintext = StateMessage(list(run), heads, True).encode()
+                session = await messenger.sessions.for_sending(address)
+                session, wire = await asyncio.to_thread(
+                    encrypt, session, plaintext, messenger._random
+                )
+                if len(wire) > ENVELOPE_BUDGET:
+                    break
+                await messenger.sessions.save(address, session)
+                key = await self._key(contact, layout.day, index, outgoing=True)
+                payload = seal_envelopes(key, [wire], self._random(_NONCE))
+                new_runs.append(tuple(run))
+                new_records.append(mailbox_record(key, payload, now))
+                picked.extend(run)
+            stale = len(layout.runs)
+            layout.runs, layout.records = new_runs, new_records
+        await messenger._mark_sent(address, ledger, picked)
+        # slots of a longer, older layout of today would only repeat what we hold
+        for index in range(len(new_runs), stale):
+            await self._empty(contact, layout.day, index, now)
+        return keep, len(new_runs)
+
+    async def _empty(self, contact: ContactRecord, day: int, index: int, now: float) -> None:
+        """Overwrite one of our slots with no envelopes (newer seq wins everywhere)."""
+        key = await self._key(contact, day, index, outgoing=True)
+        empty = mailbox_record(key, seal_envelopes(key, [], self._random(_NONCE)), now)
+        await self._network.dht.put_record(empty)
+        self._network.dht.forget_record(empty.key)
 
     async def _repost(self) -> None:
         for record in await self._contacts():
             address = record.address
-            if self._network.manager.connection(address) is not None:
-                continue
             lacking = len(self._messenger.lacking(address))
             if not lacking:
+                await self._clean(record)
                 continue
-            # post again if the backlog changed or the last post reached no other node
+            if self._network.manager.connection(address) is not None:
+                continue
+            # post again if the backlog changed, the last post reached no other node, the
+            # day changed or it is time to refresh
             previous = self._posted.get(address)
-            if previous is None or previous[:2] != (lacking, True):
+            if (
+                previous is None
+                or previous[:2] != (lacking, True)
+                or self._clock() - previous[2] >= REPOST_SECONDS
+            ):
                 await self.post(address)
 
+    async def _clean(self, record: ContactRecord) -> None:
+        """The contact holds everything: empty the slots we wrote for it."""
+        written = self._written.pop(record.address, set())
+        self._layouts.pop(record.address, None)
+        self._posted.pop(record.address, None)
+        now = self._clock()
+        for day, index in sorted(written):
+            try:
+                await self._empty(record, day, index, now)
+            except Exception as exc:  # best effort: the records lapse at their expiry
+                log.info("emptying a mailbox slot failed: %r", exc)
+
     async def poll(self) -> int:
-        """Read today's and yesterday's mailboxes of every contact; envelopes handled."""
+        """Read the last 7 days' mailboxes of every contact, slot by slot until a miss;
+        the number of envelopes handled."""
         handled = 0
         for record in await self._contacts():
-            assert record.dh_key is not None
-            for day in poll_days(self._clock()):
-                key = await asyncio.to_thread(
-                    mailbox_key, self._keys, record.dh_key, record.signing_key, self._own, day
-                )
-                found = await self._network.dht.get_record(key.dht_key)
-                if found is None or found.seq <= self._seen.get((record.address, day), -1):
-                    continue
-                self._seen[(record.address, day)] = found.seq
-                try:
-                    envelopes = open_envelopes(key, found.payload)
-                except ValueError as exc:
-                    log.info("ignoring a mailbox that does not open: %s", exc)
-                    continue
-                for envelope in envelopes:
-                    await self._messenger.handle_payload(record.address, envelope)
-                    handled += 1
+            days = poll_days(self._clock())
+            firsts = await asyncio.gather(*(self._read(record, day, 0) for day in days))
+            for day, first in zip(days, firsts, strict=True):
+                found = first
+                index = 0
+                while found is not None:
+                    key, slot = found
+                    handled += await self._handle(record, key, slot)
+                    index += 1
+                    if index >= MAX_SLOTS:
+                        break
+                    found = await self._read(record, day, index)
         return handled
+
+    async def _read(
+        self, record: ContactRecord, day: int, index: int
+    ) -> tuple[MailboxKey, SignedRecord] | None:
+        key = await self._key(record, day, index, outgoing=False)
+        found = await self._network.dht.get_record(key.dht_key)
+        return None if found is None else (key, found)
+
+    async def _handle(self, record: ContactRecord, key: MailboxKey, slot: SignedRecord) -> int:
+        seen = (record.address, key.day, key.index)
+        if slot.seq <= self._seen.get(seen, -1):
+            return 0
+        self._seen[seen] = slot.seq
+        try:
+            envelopes = open_envelopes(key, slot.payload)
+        except ValueError as exc:
+            log.info("ignoring a mailbox slot that does not open: %s", exc)
+            return 0
+        for envelope in envelopes:
+            await self._messenger.handle_payload(record.address, envelope)
+        return len(envelopes)

@@ -15,7 +15,8 @@ peer lacks, our current heads (which acknowledge what we hold), and whether we w
 peer's state in return. On every (re)connection both sides send their heads with
 ``q = true`` and fill each other's gaps from `Ledger.events_since`. Duplicates are
 harmless: the ledger deduplicates events, the ratchet rejects replayed ciphertexts, and a
-received message is stored once per id. See docs/protocol.md, section 7.
+received message is stored once per id. Typing indicators and read receipts are
+ephemeral signals in the same sessions (`app.node.ephemeral`). docs/protocol.md, section 7.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ from app.node.api import (
     SecurityAlert,
 )
 from app.node.e2e import SessionBook
+from app.node.ephemeral import Ephemeral
 from app.node.history import load_ledger
 from app.node.network import NetworkStack
-from app.node.state_message import NoSession, StateMessage
+from app.node.state_message import NoSession, StateMessage, decode_plaintext
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
@@ -124,6 +126,16 @@ class Messenger:
             clock=clock,
             random=random,
         )
+        self.ephemeral = Ephemeral(
+            store,
+            network,
+            self.sessions,
+            ledger=self._ledger,
+            lock=self._lock,
+            publish=lambda event: self._publish(event),
+            stats=self.stats,
+            random=random,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -140,6 +152,7 @@ class Messenger:
     async def stop(self) -> None:
         """Cancel background work (state is already persisted)."""
         self.sessions.stop()
+        self.ephemeral.stop()
         for task in [*self._tasks, self._resync]:
             if task is not None:
                 task.cancel()
@@ -300,6 +313,13 @@ class Messenger:
         appended to the history in the background, in the order of the calls (a crash
         before that is repaired at the next start, see `_reconcile`)."""
         self._spawn(self._submit_quietly(message))
+        self.ephemeral.message_sent(message.contact)
+
+    async def set_typing(self, address: str, typing: bool) -> None:
+        await self.ephemeral.set_typing(address, typing)
+
+    async def mark_read(self, address: str) -> None:
+        await self.ephemeral.send_read(address)
 
     async def _submit_quietly(self, message: Message) -> None:
         try:
@@ -449,7 +469,12 @@ class Messenger:
             return
         self._failures.pop(address, None)
         plaintext, new_session = opened
-        message = StateMessage.decode(plaintext)
+        message = decode_plaintext(plaintext)
+        if not isinstance(message, StateMessage):  # an ephemeral signal, never stored
+            await self.ephemeral.receive(address, message)
+            if new_session:
+                await self.send_state(address, [], True)
+            return
         reply = await self._ingest(address, message)
         if reply is not None or new_session:
             events, query = reply if reply is not None else ([], True)
@@ -487,6 +512,7 @@ class Messenger:
                             self.store.messages.add_if_absent, received
                         ):
                             self._publish(MessageAdded(received))
+                            self.ephemeral.peer_wrote(address)
             await self._mark_delivered(address, ledger, message.heads)
             known = [h for h in message.heads if h in ledger]
             unknown = len(known) < len(message.heads) or bool(ledger.missing())
@@ -535,12 +561,15 @@ class Messenger:
     def _on_transport(self, event: TransportEvent) -> None:
         if isinstance(event, ConnectionStateChanged) and event.state is PeerState.CONNECTED:
             self._spawn(self._greet(event.address))
+        elif isinstance(event, ConnectionStateChanged) and event.state is not PeerState.CONNECTING:
+            self.ephemeral.disconnected(event.address)
 
     async def _greet(self, address: str) -> None:
         """On every (re)connection: tell a contact our heads and ask for theirs."""
         if await self._contact(address) is None:
             return
         await self._send_quietly(address, [], True)
+        await self.ephemeral.send_read(address)  # our read position, if it moved
 
     async def _resync_loop(self) -> None:
         rounds = 0

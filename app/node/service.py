@@ -31,6 +31,7 @@ from app.node.api import (
     HistoryReport,
     InvalidArgument,
     ListMessages,
+    MarkRead,
     Message,
     MessageAdded,
     MessageStatus,
@@ -42,6 +43,7 @@ from app.node.api import (
     SendMessage,
     Settings,
     SettingsChanged,
+    SetTyping,
     Status,
     UpdateSettings,
     Verification,
@@ -83,6 +85,10 @@ class Delivery(Protocol):
     def want(self, address: str) -> None: ...
 
     def forget_contact(self, address: str) -> None: ...
+
+    async def set_typing(self, address: str, typing: bool) -> None: ...
+
+    async def mark_read(self, address: str) -> None: ...
 
 
 def _public(record: ContactRecord) -> Contact:
@@ -283,6 +289,20 @@ class NodeService:
         return await self.store.call(
             self.store.messages.page, record.address, command.before, limit
         )
+
+    async def set_typing(self, command: SetTyping) -> None:
+        """Ephemeral: sent to a connected contact only (a no-op without a network)."""
+        record = await self.find_contact(command.contact)
+        if self._delivery is not None:
+            await self._delivery.set_typing(record.address, command.typing)
+
+    async def mark_read(self, command: MarkRead) -> None:
+        """Mark received messages read (stored), then send the contact a read receipt
+        if connected (else at the next connection of a running node)."""
+        record = await self.find_contact(command.contact)
+        await self.store.call(self.store.messages.mark_seen, record.address)
+        if self._delivery is not None:
+            await self._delivery.mark_read(record.address)
 
     async def search_messages(self, command: SearchMessages) -> list[Message]:
         text = command.text

@@ -1,4 +1,10 @@
-"""The plaintext of every session message between two contacts (see messenger.py)."""
+"""The plaintexts of session messages between two contacts (see messenger.py).
+
+Three kinds, told apart by the CBOR map's ``"t"``: ``"state"`` (history events and
+heads, stored), and two ephemeral signals that are never stored: ``"typing"``
+(``{"t": "typing", "y": bool}``) and ``"read"`` (``{"t": "read", "r": CID bytes}``, the
+newest of the recipient's own events the sender has read). docs/protocol.md, section 7.
+"""
 
 from __future__ import annotations
 
@@ -50,3 +56,52 @@ class StateMessage:
         except (RemoteProtocolError, TypeError, ValueError):
             raise ValueError("bad head CID") from None
         return cls(events, cids, query is True)
+
+
+@dataclass(frozen=True)
+class Typing:
+    """Ephemeral: the sender is (or stopped) typing to the recipient."""
+
+    typing: bool
+
+    def encode(self) -> bytes:
+        return bytes(cbor2.dumps({"t": "typing", "y": self.typing}, canonical=True))
+
+
+@dataclass(frozen=True)
+class ReadUpTo:
+    """Ephemeral: the sender has read everything up to `cid`, an event of the recipient."""
+
+    cid: Cid
+
+    def encode(self) -> bytes:
+        return bytes(cbor2.dumps({"t": "read", "r": self.cid.raw}, canonical=True))
+
+
+Signal = Typing | ReadUpTo
+Plaintext = StateMessage | Signal
+
+
+def decode_plaintext(raw: bytes) -> Plaintext:
+    """Parse any session plaintext; raise `ValueError` for anything malformed."""
+    try:
+        fields: Any = cbor2.loads(raw)
+    except Exception:  # cbor2 raises many types on garbage
+        raise ValueError("not CBOR") from None
+    if not isinstance(fields, dict):
+        raise ValueError("not a plaintext map")
+    kind = fields.get("t")
+    if kind == "typing":
+        typing = fields.get("y")
+        if not isinstance(typing, bool):
+            raise ValueError("bad typing flag")
+        return Typing(typing)
+    if kind == "read":
+        cid = fields.get("r")
+        if not isinstance(cid, bytes):
+            raise ValueError("bad read position")
+        try:
+            return ReadUpTo(Cid(cid))
+        except (RemoteProtocolError, TypeError, ValueError):
+            raise ValueError("bad read position CID") from None
+    return StateMessage.decode(raw)

@@ -3,10 +3,8 @@ profiles, and a node hosted in-process on loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -17,11 +15,10 @@ os.environ.pop("SCRAMBLED_EGGS_PASSPHRASE", None)
 import pytest
 import pytest_asyncio
 import qasync
+from gui_helpers import PASSPHRASE, options
 from PySide6.QtWidgets import QApplication
 
 from app.node import api
-
-PASSPHRASE = "correct horse battery"
 
 
 def _qt_loop() -> qasync.QEventLoop:
@@ -33,20 +30,6 @@ def _qt_loop() -> qasync.QEventLoop:
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
     return {"qasync": _qt_loop}
-
-
-def options(profile: Path) -> api.DaemonOptions:
-    """Loopback only, no LAN discovery."""
-    return api.DaemonOptions(profile=profile, listen="127.0.0.1:0", lan=False)
-
-
-async def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Let the (qasync) loop run until `predicate()` is true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import shiboken6
-from conftest import wait_for
+from gui_helpers import wait_for
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
@@ -298,7 +298,7 @@ async def test_drag_without_files_is_refused(
 async def test_a_changed_key_turns_the_banner_into_a_warning(
     session: GuiSession, friend: api.InitResult, tmp_path: Path
 ) -> None:
-    from conftest import PASSPHRASE
+    from gui_helpers import PASSPHRASE
 
     from app.core.identity import IdentityKeys, make_invite
     from app.node.lock import ProfileLock

@@ -105,6 +105,28 @@ def test_messages_arrive_once_in_order_and_histories_agree(
 
 
 @pytest.mark.slow
+def test_reading_on_the_receiver_shows_read_on_the_sender(pair: tuple[Path, Path, int]) -> None:
+    a, b, _ = pair
+    ids = [send(a, "Bob", t) for t in ("first", "second")]
+    wait_for(lambda: received_texts(b, "Alice") == ["first", "second"])
+    wait_for(lambda: all_delivered(a, "Bob", ids))
+    done = run_cli(b, "read", "Alice", "--json", passphrase=PASS)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"read": True}
+
+    def all_read() -> bool:
+        return [m["status"] for m in messages(a, "Bob")] == ["read", "read"]
+
+    wait_for(all_read)
+    # the reader's own copies stay "received"; a later message is delivered, not read,
+    # and the earlier ones stay read (never downgraded)
+    assert {m["status"] for m in messages(b, "Alice")} == {"received"}
+    later = send(a, "Bob", "third")
+    wait_for(lambda: all_delivered(a, "Bob", [later]))
+    assert [m["status"] for m in messages(a, "Bob")] == ["read", "read", "delivered"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
 def test_restarting_the_receiver_loses_and_duplicates_nothing(
     pair: tuple[Path, Path, int], daemons: list[Daemon], stop_signal: int

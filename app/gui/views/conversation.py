@@ -72,6 +72,7 @@ class ConversationPane(QWidget):
     sendRequested = Signal(str, str)  # contact address, text
     verifyRequested = Signal(str)  # contact address
     filesDropped = Signal(str, list)  # contact address, list[Path]
+    typingRequested = Signal(str, bool)  # contact address, whether the composer holds text
 
     def __init__(self, model: MessageModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,6 +81,7 @@ class ConversationPane(QWidget):
         self._model = model
         self._contact: Contact | None = None
         self._peer: Peer | None = None
+        self._typing = False
         self._stick_to_bottom = True
         self._anchor_from_bottom: int | None = None
 
@@ -126,9 +128,7 @@ class ConversationPane(QWidget):
         self.send_button.setAccessibleName(self.tr("Send message"))
         self.send_button.setEnabled(False)
         self.send_button.clicked.connect(self.composer.submit)
-        self.composer.textChanged.connect(
-            lambda: self.send_button.setEnabled(bool(self.composer.toPlainText().strip()))
-        )
+        self.composer.textChanged.connect(self._composer_changed)
         bar = named(QFrame(), "ComposerBar")
         bar_layout = QHBoxLayout(bar)
         bar_layout.setContentsMargins(16, 10, 16, 10)
@@ -162,11 +162,12 @@ class ConversationPane(QWidget):
         """The contact shown."""
         return self._contact
 
-    def set_contact(self, contact: Contact, peer: Peer | None = None) -> None:
+    def set_contact(self, contact: Contact, peer: Peer | None = None, typing: bool = False) -> None:
         """Show `contact`'s header and banner (the model loads the messages); `peer` is what
-        the transport last said about them."""
+        the transport last said about them, `typing` whether they are typing to us."""
         self._contact = contact
         self._peer = peer
+        self._typing = typing
         self._stick_to_bottom = True
         self._anchor_from_bottom = None
         self.delegate.clear_cache()
@@ -188,13 +189,24 @@ class ConversationPane(QWidget):
             self._peer = peer
             self._show_subtitle()
 
+    @property
+    def typing(self) -> bool:
+        """Whether the header says the contact is typing."""
+        return self._typing
+
+    def set_typing(self, typing: bool) -> None:
+        """The contact shown started or stopped typing to us."""
+        if typing != self._typing:
+            self._typing = typing
+            self._show_subtitle()
+
     def _show_subtitle(self) -> None:
         contact = self._contact
         if contact is None:
             return
         short = f"{contact.address[:12]}…{contact.address[-6:]}"
         state = self.tr("Verified") if contact.verified else self.tr("Not verified")
-        presence = presence_text(self._peer)
+        presence = self.tr("typing…") if self._typing else presence_text(self._peer)
         self._subtitle.set_full_text(f"{presence} · {state} · {short}")
         self._subtitle.setAccessibleName(self.tr("{0}, {1}").format(presence, state))
 
@@ -225,6 +237,12 @@ class ConversationPane(QWidget):
     def _ask_verify(self) -> None:
         if self._contact is not None:
             self.verifyRequested.emit(self._contact.address)
+
+    def _composer_changed(self) -> None:
+        has_text = bool(self.composer.toPlainText().strip())
+        self.send_button.setEnabled(has_text)
+        if self._contact is not None:
+            self.typingRequested.emit(self._contact.address, has_text)
 
     def _send(self, text: str) -> None:
         if self._contact is not None:

@@ -328,6 +328,26 @@ class MessageRepository(SealedRepository):
                     break
         return found
 
+    def mark_seen(self, contact: str) -> str | None:
+        """Mark every message received from `contact` as read by us; return the id of
+        the newest one read (None if nothing was ever received)."""
+        tag = self._tag(contact)
+        with transaction(self._conn):
+            self._conn.execute(
+                "UPDATE messages SET seen = 1 WHERE contact_tag = ? AND outgoing = 0 AND seen = 0",
+                (tag,),
+            )
+        return self.last_seen(contact)
+
+    def last_seen(self, contact: str) -> str | None:
+        """The id of the newest message received from `contact` that we have read."""
+        row = self._conn.execute(
+            "SELECT msg_id FROM messages WHERE contact_tag = ? AND outgoing = 0 AND seen = 1 "
+            "ORDER BY seq DESC LIMIT 1",
+            (self._tag(contact),),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def set_status(self, msg_id: str, status: MessageStatus) -> None:
         with transaction(self._conn):
             self._conn.execute(

@@ -88,3 +88,8 @@ MIGRATIONS.append(
     # X25519 key than the stored one) stays flagged until removed and re-added
     ["ALTER TABLE contacts ADD COLUMN key_changed INTEGER NOT NULL DEFAULT 0"]
 )
+
+MIGRATIONS.append(
+    # 5: received messages the user has read (read receipts; outgoing rows keep 0)
+    ["ALTER TABLE messages ADD COLUMN seen INTEGER NOT NULL DEFAULT 0"]
+)

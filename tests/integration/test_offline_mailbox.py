@@ -1,0 +1,93 @@
+"""A backlog larger than one DHT record reaches an offline contact through its mailbox.
+
+Three daemons in separate processes on loopback: C only keeps the DHT alive; A writes 50
+messages while B is down and then leaves for good; B comes back and reads them all from
+the mailbox slots A left in the DHT (see `app.node.mailbox`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_helpers import Daemon, cli_json, run_cli, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ice_loopback_env")]
+PASS = "a passphrase for tests"
+COUNT = 50
+DEADLINE = 30.0
+
+
+def start(profile: Path, *args: str) -> tuple[Daemon, str]:
+    daemon = Daemon(profile, "--listen", "127.0.0.1:0", "--no-lan", *args, passphrase=PASS)
+    return daemon, daemon.wait_ready()["endpoints"][0]
+
+
+def send(profile: Path, contact: str, text: str) -> str:
+    done = run_cli(profile, "send", contact, text, "--json", passphrase=PASS)
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["id"])
+
+
+def messages(profile: Path, contact: str) -> list[dict[str, Any]]:
+    return list(cli_json(profile, "messages", contact, passphrase=PASS))
+
+
+def status(profile: Path, contact: str, ident: str) -> str | None:
+    found: str | None = {m["id"]: m["status"] for m in messages(profile, contact)}.get(ident)
+    return found
+
+
+def texts_from(profile: Path, contact: str, sender: str) -> list[str]:
+    return [m["text"] for m in messages(profile, contact) if m["from"] == sender]
+
+
+def test_fifty_messages_reach_an_offline_contact_through_the_dht(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    a, b, c = tmp_path / "alice", tmp_path / "bob", tmp_path / "carol"
+    for profile, name in ((a, "Alice"), (b, "Bob"), (c, "Carol")):
+        cli_json(profile, "init", "--name", name, passphrase=PASS)
+    daemon_c, c_endpoint = start(c)
+    daemons.append(daemon_c)
+    join = ("--bootstrap", c_endpoint)
+
+    # A and B are both online and add each other by invite; B says hello, A answers
+    daemon_a = start(a, *join)[0]
+    daemons.append(daemon_a)
+    daemon_b = start(b, *join)[0]
+    alice = cli_json(a, "whoami", passphrase=PASS)
+    bob = cli_json(b, "whoami", passphrase=PASS)
+    cli_json(a, "contacts", "add", bob["invite"], passphrase=PASS)
+    cli_json(b, "contacts", "add", alice["invite"], passphrase=PASS)
+    send(b, "Alice", "hello")
+    wait_for(lambda: texts_from(a, "Bob", bob["address"]) == ["hello"], timeout=40)
+    hi = send(a, "Bob", "hi")
+    wait_for(lambda: texts_from(b, "Alice", alice["address"]) == ["hi"], timeout=40)
+    wait_for(lambda: status(a, "Bob", hi) == "delivered")
+    assert daemon_b.stop() == 0
+
+    # B is down: A writes 50 messages; they go into B's mailbox, split over slots
+    sent = [f"while you were away {i:02d}: " + "x" * 200 for i in range(COUNT)]
+    ids = [send(a, "Bob", text) for text in sent]
+    wait_for(lambda: all(status(a, "Bob", i) == "sent" for i in ids), timeout=60)
+    time.sleep(2.0)  # the last post's slots are being stored on C
+    assert daemon_a.stop() == 0
+    daemons.remove(daemon_a)
+
+    # A never comes back; B starts (bootstrapping from C) and reads its mailbox
+    started = time.monotonic()
+    daemon_b = start(b, *join)[0]
+    daemons.append(daemon_b)
+    expected = ["hi", *sent]
+    wait_for(lambda: texts_from(b, "Alice", alice["address"]) == expected, timeout=DEADLINE)
+    elapsed = time.monotonic() - started
+    print(f"{COUNT} messages arrived in {elapsed:.1f} s")
+    assert elapsed < DEADLINE
+    received = [m for m in messages(b, "Alice") if m["from"] == alice["address"]]
+    assert [m["id"] for m in received[1:]] == ids  # exactly once, in order
+    time.sleep(3.0)  # a second poll or a re-read changes nothing
+    assert texts_from(b, "Alice", alice["address"]) == expected

@@ -1,0 +1,352 @@
+"""Mailbox slots: per-(day, index) keys, splitting a backlog, keeping unchanged slots."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.core.cid import Cid
+from app.core.identity import IdentityKeys
+from app.core.records import MAX_RECORD_BYTES, SignedRecord, newer, validate
+from app.node import mailbox
+from app.node.state_message import StateMessage
+from app.node.storage.repositories import ContactRecord
+
+NOW = 1_800_000_000
+
+
+def keys() -> tuple[IdentityKeys, IdentityKeys, IdentityKeys]:
+    return tuple(  # type: ignore[return-value]
+        IdentityKeys.from_seeds(os.urandom(32), os.urandom(32)) for _ in range(3)
+    )
+
+
+def test_every_slot_has_its_own_unlinkable_key_both_contacts_derive() -> None:
+    alice, bob, eve = keys()
+    a, b = alice.public, bob.public
+    day = mailbox.day_of(NOW)
+    written = [
+        mailbox.mailbox_key(alice, b.dh_key, a.signing_key, b.signing_key, day, i)
+        for i in range(mailbox.MAX_SLOTS)
+    ]
+    read = [
+        mailbox.mailbox_key(bob, a.dh_key, a.signing_key, b.signing_key, day, i)
+        for i in range(mailbox.MAX_SLOTS)
+    ]
+    assert [k.dht_key for k in written] == [k.dht_key for k in read]
+    assert [k.sealing_key for k in written] == [k.sealing_key for k in read]
+    # owners, DHT keys and sealing keys all differ between slots: nothing links them
+    assert len({k.owner for k in written}) == mailbox.MAX_SLOTS
+    assert len({k.dht_key for k in written}) == mailbox.MAX_SLOTS
+    assert len({k.sealing_key for k in written}) == mailbox.MAX_SLOTS
+    # another day, the other direction or an outsider give other keys again
+    tomorrow = mailbox.mailbox_key(alice, b.dh_key, a.signing_key, b.signing_key, day + 1, 0)
+    reverse = mailbox.mailbox_key(alice, b.dh_key, b.signing_key, a.signing_key, day, 0)
+    outsider = mailbox.mailbox_key(eve, b.dh_key, a.signing_key, b.signing_key, day, 0)
+    others = {tomorrow.dht_key, reverse.dht_key, outsider.dht_key}
+    assert len(others) == 3 and not others & {k.dht_key for k in written}
+    assert written[0].index == 0 and written[5].index == 5 and written[5].day == day
+    assert "secret" in repr(written[1]) and written[1].sealing_key.hex() not in repr(written[1])
+
+
+def test_slot_index_is_bounded() -> None:
+    alice, bob, _ = keys()
+    a, b = alice.public, bob.public
+    for index in (-1, mailbox.MAX_SLOTS):
+        with pytest.raises(ValueError):
+            mailbox.mailbox_key(alice, b.dh_key, a.signing_key, b.signing_key, 0, index)
+
+
+def test_each_slot_is_a_separately_signed_record_that_opens_only_with_its_key() -> None:
+    alice, bob, _ = keys()
+    a, b = alice.public, bob.public
+    day = mailbox.day_of(NOW)
+    slot0, slot1 = (
+        mailbox.mailbox_key(alice, b.dh_key, a.signing_key, b.signing_key, day, i) for i in (0, 1)
+    )
+    reader1 = mailbox.mailbox_key(bob, a.dh_key, a.signing_key, b.signing_key, day, 1)
+    payload = mailbox.seal_envelopes(slot1, [b"ratchet message"], os.urandom(12))
+    record = mailbox.mailbox_record(slot1, payload, NOW)
+    assert len(record.encode()) <= MAX_RECORD_BYTES
+    assert record.expires_at == NOW + 7 * 86400
+    assert validate(record.encode(), reader1.dht_key, NOW + 6 * 86400) == record
+    assert mailbox.open_envelopes(reader1, record.payload) == [b"ratchet message"]
+    with pytest.raises(ValueError):
+        mailbox.open_envelopes(slot0, record.payload)  # moved to another slot: refused
+    empty = mailbox.seal_envelopes(slot1, [], os.urandom(12))
+    assert mailbox.open_envelopes(reader1, empty) == []
+
+
+def test_a_full_slot_of_events_fits_in_one_record() -> None:
+    alice, bob, _ = keys()
+    key = mailbox.mailbox_key(alice, bob.public.dh_key, b"a" * 32, b"b" * 32, 0, 3)
+    # the largest session message a slot carries still seals into a valid record
+    payload = mailbox.seal_envelopes(key, [os.urandom(mailbox.ENVELOPE_BUDGET)], os.urandom(12))
+    assert len(mailbox.mailbox_record(key, payload, NOW).encode()) <= MAX_RECORD_BYTES
+    assert mailbox.EVENTS_BUDGET + mailbox.ENVELOPE_OVERHEAD == mailbox.ENVELOPE_BUDGET
+
+
+def test_split_keeps_order_and_fills_slots_up_to_the_budget() -> None:
+    events = [bytes([i]) * (300 + i) for i in range(60)]
+    runs = mailbox.split_events(events, budget=2000)
+    assert [e for run in runs for e in run] == events
+    assert all(sum(map(len, run)) <= 2000 for run in runs)
+    # greedy: no run could have taken the first event of the next one
+    for run, following in itertools.pairwise(runs):
+        assert sum(map(len, run)) + len(following[0]) > 2000
+    assert len(runs) > 1
+    assert mailbox.split_events([], budget=2000) == []
+
+
+def test_split_stops_before_an_event_too_big_for_any_slot() -> None:
+    small, huge = b"s" * 100, b"h" * 3000
+    assert mailbox.split_events([small, small, huge, small], budget=2000) == [[small, small]]
+    assert mailbox.split_events([huge, small], budget=2000) == []
+
+
+def test_fifty_text_events_need_several_slots_within_the_daily_bound() -> None:
+    events = [os.urandom(450) for _ in range(50)]
+    runs = mailbox.split_events(events)
+    assert 1 < len(runs) <= mailbox.MAX_SLOTS
+    assert [e for run in runs for e in run] == events
+
+
+def test_unchanged_slots_are_kept_and_a_slot_with_room_is_refilled() -> None:
+    e = [bytes([i]) * 600 for i in range(10)]
+    posted = [tuple(e[0:3]), tuple(e[3:5])]
+    # the same backlog: every slot stays
+    assert mailbox.kept_slots(posted, e[:5], budget=2000) == 2
+    # more events and room in the last slot (1200 + 600 <= 2000): it is rewritten
+    assert mailbox.kept_slots(posted, e[:7], budget=2000) == 1
+    # more events but the last slot is full: a new slot follows it
+    assert mailbox.kept_slots(posted, e[:7], budget=1500) == 2
+    # the recipient caught up on the first events: everything is laid out anew
+    assert mailbox.kept_slots(posted, e[1:7], budget=2000) == 0
+    assert mailbox.kept_slots([], e, budget=2000) == 0
+
+
+def test_a_recipient_reads_the_last_seven_days_oldest_first() -> None:
+    days = mailbox.poll_days(NOW)
+    today = mailbox.day_of(NOW)
+    assert days == list(range(today - 6, today + 1))
+    assert mailbox.MAILBOX_TTL == mailbox.RETENTION_DAYS * mailbox.DAY_SECONDS
+
+
+# ---------------------------------------------------------------- the courier, end to end
+#
+# Two couriers over an in-memory DHT. The messenger is a stand-in that exposes what the
+# courier uses (backlog, per-contact lock, session book, sent marks, payload handler);
+# `encrypt` is replaced by a counter so each envelope says which ratchet message it is.
+
+
+class FakeDht:
+    def __init__(self) -> None:
+        self.records: dict[bytes, SignedRecord] = {}
+        self.puts: list[bytes] = []
+        self.published: set[bytes] = set()
+
+    async def put_record(self, record: SignedRecord) -> int:
+        validate(record.encode(), record.key, NOW)
+        held = self.records.get(record.key)
+        if held is None or newer(record, held):
+            self.records[record.key] = record
+        self.puts.append(record.key)
+        self.published.add(record.key)
+        return 1
+
+    async def get_record(self, key: bytes) -> SignedRecord | None:
+        return self.records.get(key)
+
+    def forget_record(self, key: bytes) -> None:
+        self.published.discard(key)
+
+
+class FakeLedger:
+    def heads(self) -> list[Cid]:
+        return []
+
+
+class FakeSessions:
+    def __init__(self) -> None:
+        self.counter = 0
+
+    async def for_sending(self, address: str) -> int:
+        return self.counter
+
+    async def save(self, address: str, session: int) -> None:
+        self.counter = session
+
+
+def fake_encrypt(session: int, plaintext: bytes, random: object) -> tuple[int, bytes]:
+    return session + 1, session.to_bytes(4, "big") + plaintext
+
+
+class FakeMessenger:
+    def __init__(self) -> None:
+        self.backlog: list[bytes] = []
+        self.sessions = FakeSessions()
+        self.sent: list[bytes] = []
+        self.handled: list[tuple[int, list[bytes]]] = []
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._random = os.urandom
+
+    def _lock(self, address: str) -> asyncio.Lock:
+        return self._locks.setdefault(address, asyncio.Lock())
+
+    async def _ledger(self, address: str) -> FakeLedger:
+        return FakeLedger()
+
+    def lacking(self, address: str) -> list[bytes]:
+        return list(self.backlog)
+
+    async def _mark_sent(self, address: str, ledger: object, batch: list[bytes]) -> None:
+        self.sent.extend(batch)
+
+    async def handle_payload(self, address: str, payload: bytes) -> None:
+        message = StateMessage.decode(payload[4:])
+        self.handled.append((int.from_bytes(payload[:4], "big"), message.events))
+
+
+class FakeContacts:
+    def __init__(self, record: ContactRecord) -> None:
+        self.record = record
+
+    def get(self, address: str) -> ContactRecord | None:
+        return self.record if address == self.record.address else None
+
+    def all(self) -> list[ContactRecord]:
+        return [self.record]
+
+
+class FakeStore:
+    def __init__(self, identity: IdentityKeys, contact: ContactRecord) -> None:
+        self.identity = identity
+        self.contacts = FakeContacts(contact)
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+
+class FakeManager:
+    def connection(self, address: str) -> None:
+        return None
+
+
+class FakeNetwork:
+    def __init__(self, dht: FakeDht) -> None:
+        self.dht = dht
+        self.manager = FakeManager()
+
+
+def courier(
+    ours: IdentityKeys, theirs: IdentityKeys, dht: FakeDht, clock: list[float]
+) -> tuple[mailbox.MailboxCourier, FakeMessenger]:
+    contact = ContactRecord(
+        "them", "Them", theirs.public.signing_key, theirs.public.dh_key, (), True
+    )
+    messenger = FakeMessenger()
+    made = mailbox.MailboxCourier(
+        FakeStore(ours, contact),  # type: ignore[arg-type]
+        FakeNetwork(dht),  # type: ignore[arg-type]
+        messenger,  # type: ignore[arg-type]
+        clock=lambda: clock[0],
+    )
+    return made, messenger
+
+
+@pytest.mark.asyncio
+async def test_a_backlog_goes_out_over_several_slots_and_comes_back_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mailbox, "encrypt", fake_encrypt)
+    alice, bob, _ = keys()
+    dht = FakeDht()
+    clock = [float(NOW)]
+    sender, outbox = courier(alice, bob, dht, clock)
+    reader, inbox = courier(bob, alice, dht, clock)
+    events = [os.urandom(600) for _ in range(30)]  # ~18 KiB: more than three records
+    outbox.backlog = events[:25]
+
+    await sender.post("them")
+    first = len(dht.records)
+    assert first == len(mailbox.split_events(events[:25])) >= 3
+    assert outbox.sent == events[:25]
+    assert await reader.poll() == first
+    received = [e for _, batch in inbox.handled for e in batch]
+    assert received == events[:25]  # slot by slot, in order, each one on its own
+    counters = [c for c, _ in inbox.handled]
+    assert counters == sorted(counters)
+    assert await reader.poll() == 0  # nothing new: every slot's seq was already read
+
+    # the backlog grows: full slots stay (no new ratchet message, not stored again)
+    outbox.backlog = events
+    clock[0] += 1
+    dht.puts.clear()
+    await sender.post("them")
+    assert outbox.sent[-5:] == events[25:] and set(outbox.sent) == set(events)
+    changed = len(dht.puts)
+    assert 1 <= changed < len(dht.records)
+    handled_before = len(inbox.handled)
+    assert await reader.poll() == changed
+    again = [e for _, batch in inbox.handled[handled_before:] for e in batch]
+    assert again[-5:] == events[25:]  # the new events, after what the last slot held
+
+    # the recipient caught up (its heads arrived over a connection): slots are emptied
+    outbox.backlog = []
+    clock[0] += 1
+    await sender._repost()
+    assert not dht.published
+    assert await reader.poll() == 0
+    keys_for_slots = [
+        mailbox.mailbox_key(
+            bob,
+            alice.public.dh_key,
+            alice.public.signing_key,
+            bob.public.signing_key,
+            mailbox.day_of(NOW),
+            i,
+        )
+        for i in range(len(dht.records))
+    ]
+    for key in keys_for_slots:
+        assert mailbox.open_envelopes(key, dht.records[key.dht_key].payload) == []
+
+
+@pytest.mark.asyncio
+async def test_a_shorter_layout_empties_the_slots_it_no_longer_uses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mailbox, "encrypt", fake_encrypt)
+    alice, bob, _ = keys()
+    dht = FakeDht()
+    clock = [float(NOW)]
+    sender, outbox = courier(alice, bob, dht, clock)
+    reader, inbox = courier(bob, alice, dht, clock)
+    events = [os.urandom(600) for _ in range(30)]
+    outbox.backlog = events
+    await sender.post("them")
+    slots = len(dht.records)
+    # part of the backlog was acknowledged: laid out anew, fewer slots, the rest emptied
+    outbox.backlog = events[20:]
+    clock[0] += 1
+    await sender.post("them")
+    used = len(mailbox.split_events(events[20:]))
+    assert len(dht.records) == slots > used
+    for index in range(used, slots):
+        key = mailbox.mailbox_key(
+            bob,
+            alice.public.dh_key,
+            alice.public.signing_key,
+            bob.public.signing_key,
+            mailbox.day_of(NOW),
+            index,
+        )
+        assert mailbox.open_envelopes(key, dht.records[key.dht_key].payload) == []
+        assert key.dht_key not in dht.published
+    assert await reader.poll() == len(mailbox.split_events(events[20:]))
+    assert [e for _, batch in inbox.handled for e in batch] == events[20:]
