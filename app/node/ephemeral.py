@@ -27,6 +27,7 @@ from app.core.ledger import Ledger
 from app.core.session import encrypt
 from app.node.api import MessageStatus, MessageStatusChanged, NodeEvent, TypingChanged
 from app.node.e2e import SessionBook
+from app.node.history import TEXT, own_texts_behind
 from app.node.network import NetworkStack
 from app.node.state_message import ReadUpTo, Signal, Typing
 from app.node.storage.store import ProfileStore
@@ -38,7 +39,6 @@ TYPING_THROTTLE = 3.0
 """At most one typing=True signal per contact in this many seconds."""
 TYPING_EXPIRY = 6.0
 """A contact's typing=True is dropped after this many seconds without a refresh."""
-TEXT = "text"
 
 
 class Ephemeral:
@@ -195,18 +195,7 @@ class Ephemeral:
                 self.stats["read_ignored"] += 1
                 return
             walked = self._read_walked.setdefault(address, set())
-            stack, ids = [cid], []
-            while stack:
-                current = stack.pop()
-                if current in walked:
-                    continue
-                walked.add(current)
-                found = ledger.get(current)
-                if found is None:
-                    continue
-                stack.extend(found.parents)
-                if found.author == self._own_key and found.body.kind == TEXT:
-                    ids.append(str(found.body.get("id")))
+            ids = own_texts_behind(ledger, [cid], walked, self._own_key)
         if not ids:
             return
         changed = await self.store.call(

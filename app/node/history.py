@@ -10,11 +10,39 @@ import asyncio
 import base64
 from pathlib import Path
 
+from app.core.cid import Cid
 from app.core.identity import decode_address
 from app.core.ledger import Ledger, VerifiedHistory, verify_export
 from app.core.ledger_errors import LedgerError
 from app.node.api import HistoryExport, HistoryInvalid, HistoryReport, InvalidArgument
 from app.node.storage.store import ProfileStore
+
+TEXT = "text"
+"""Kind of the history events that carry a text message (body: id, text)."""
+
+
+def own_texts_behind(
+    ledger: Ledger, starts: list[Cid], walked: set[Cid], own_key: bytes
+) -> list[str]:
+    """Ids of our own text messages at or behind `starts` in the history DAG.
+
+    A receipt for an event covers everything it builds on. `walked` holds the events
+    already covered by earlier receipts (it is extended here), so each event is visited
+    once per conversation however many receipts arrive."""
+    stack, ids = [c for c in starts if c not in walked], []
+    while stack:
+        cid = stack.pop()
+        if cid in walked:
+            continue
+        walked.add(cid)
+        event = ledger.get(cid)
+        if event is None:
+            continue
+        stack.extend(event.parents)
+        if event.author == own_key and event.body.kind == TEXT:
+            ids.append(str(event.body.get("id")))
+    return ids
+
 
 MAX_EXPORT_FILE = 256 * 1024 * 1024
 

@@ -46,7 +46,7 @@ from app.node.api import (
 )
 from app.node.e2e import SessionBook
 from app.node.ephemeral import Ephemeral
-from app.node.history import load_ledger
+from app.node.history import TEXT, load_ledger, own_texts_behind
 from app.node.network import NetworkStack
 from app.node.state_message import NoSession, StateMessage, decode_plaintext
 from app.node.storage.repositories import ContactRecord
@@ -62,7 +62,6 @@ BATCH_BYTES = 256 * 1024
 """Events per state message are batched up to about this many bytes."""
 RESYNC_SECONDS = 3.0
 """How often conversations whose last send failed are retried while connected."""
-TEXT = "text"
 LOOKUP_RETRY_FIRST = 2.0
 LOOKUP_RETRY_MAX = 120.0
 """Backoff of presence lookups for contacts that published none (offline for long)."""
@@ -533,19 +532,7 @@ class Messenger:
 
     async def _mark_delivered(self, address: str, ledger: Ledger, heads: list[Cid]) -> None:
         delivered = self._delivered.setdefault(address, set())
-        stack = [h for h in heads if h in ledger and h not in delivered]
-        ids = []
-        while stack:
-            cid = stack.pop()
-            if cid in delivered:
-                continue
-            delivered.add(cid)
-            event = ledger.get(cid)
-            if event is None:
-                continue
-            stack.extend(event.parents)
-            if event.author == self._own_key and event.body.kind == TEXT:
-                ids.append(str(event.body.get("id")))
+        ids = own_texts_behind(ledger, [h for h in heads if h in ledger], delivered, self._own_key)
         if ids:
             changed = await self.store.call(
                 self.store.messages.advance_status,
