@@ -52,8 +52,6 @@ from app.core.records import (
     dht_key,
     sign_record,
 )
-from app.core.session import encrypt
-from app.node.state_message import StateMessage
 
 if TYPE_CHECKING:
     from app.node.messenger import Messenger
@@ -345,8 +343,7 @@ class MailboxCourier:
         slots that change): (slots kept, slots in all), or None if nothing can go."""
         messenger = self._messenger
         address = contact.address
-        async with messenger._lock(address):
-            ledger = await messenger._ledger(address)
+        async with messenger.conversation(address) as ledger:
             backlog = messenger.lacking(address)
             if not split_events(backlog[:1]):
                 return None
@@ -356,16 +353,10 @@ class MailboxCourier:
             new_runs = layout.runs[:keep]
             new_records = layout.records[:keep]
             picked: list[bytes] = []
-            heads = list(ledger.heads())
             for index, run in enumerate(runs, start=keep):
-                plaintext = StateMessage(list(run), heads, True).encode()
-                session = await messenger.sessions.for_sending(address)
-                session, wire = await asyncio.to_thread(
-                    encrypt, session, plaintext, messenger._random
-                )
-                if len(wire) > ENVELOPE_BUDGET:
+                wire = await messenger.seal_state(address, ledger, list(run), ENVELOPE_BUDGET)
+                if wire is None:
                     break
-                await messenger.sessions.save(address, session)
                 key = await self._key(contact, layout.day, index, outgoing=True)
                 payload = seal_envelopes(key, [wire], self._random(_NONCE))
                 new_runs.append(tuple(run))
@@ -373,7 +364,7 @@ class MailboxCourier:
                 picked.extend(run)
             stale = len(layout.runs)
             layout.runs, layout.records = new_runs, new_records
-        await messenger._mark_sent(address, ledger, picked)
+        await messenger.mark_sent(address, ledger, picked)
         # slots of a longer, older layout of today would only repeat what we hold
         for index in range(len(new_runs), stale):
             await self._empty(contact, layout.day, index, now)

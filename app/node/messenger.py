@@ -22,11 +22,12 @@ ephemeral signals in the same sessions (`app.node.ephemeral`). docs/protocol.md,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from app.core.cid import Cid
@@ -69,8 +70,6 @@ REDIAL_EVERY_ROUNDS = 5
 """Every this many resync rounds, contacts we owe events to and can't reach are redialled."""
 RESET_AFTER_FAILURES = 5
 """Undecryptable messages in a row after which a contact's session is started afresh."""
-ENVELOPE_OVERHEAD = 1024
-"""Bytes of a session message that are not events: ratchet and X3DH headers, heads."""
 
 
 class OfflineCourier(Protocol):
@@ -369,7 +368,7 @@ class Messenger:
                 await self.sessions.save(address, session)  # before the ciphertext leaves
                 await conn.send(wire)
                 self.stats["sent"] += 1
-            await self._mark_sent(address, ledger, batch)
+            await self.mark_sent(address, ledger, batch)
         self._dirty.discard(address)
 
     def lacking(self, address: str) -> list[bytes]:
@@ -379,31 +378,29 @@ class Messenger:
             return []
         return ledger.events_since(self._peer_heads.get(address, []))
 
-    async def offline_envelope(self, address: str, budget: int) -> bytes | None:
-        """One session message of at most `budget` bytes carrying the oldest events the
-        contact lacks (for its mailbox), or None if it lacks nothing or nothing fits.
-        The session state is stored before the envelope is returned."""
+    @contextlib.asynccontextmanager
+    async def conversation(self, address: str) -> AsyncIterator[Ledger]:
+        """Hold the contact's lock and yield its ledger (for callers that seal several
+        session messages in a row, like the mailbox)."""
         async with self._lock(address):
-            ledger = await self._ledger(address)
-            picked: list[bytes] = []
-            size = 0
-            for raw in ledger.events_since(self._peer_heads.get(address, [])):
-                if size + len(raw) > budget - ENVELOPE_OVERHEAD:
-                    break
-                picked.append(raw)
-                size += len(raw)
-            if not picked:
-                return None
-            plaintext = StateMessage(picked, list(ledger.heads()), True).encode()
-            session = await self.sessions.for_sending(address)
-            session, wire = await asyncio.to_thread(encrypt, session, plaintext, self._random)
-            if len(wire) > budget:
-                return None
-            await self.sessions.save(address, session)
-        await self._mark_sent(address, ledger, picked)
+            yield await self._ledger(address)
+
+    async def seal_state(
+        self, address: str, ledger: Ledger, events: list[bytes], max_size: int
+    ) -> bytes | None:
+        """One session message carrying `events` and our heads, or None if it would exceed
+        `max_size` (then no session state changes). Call inside `conversation`; the new
+        session state is stored before the message is returned."""
+        plaintext = StateMessage(events, list(ledger.heads()), True).encode()
+        session = await self.sessions.for_sending(address)
+        session, wire = await asyncio.to_thread(encrypt, session, plaintext, self._random)
+        if len(wire) > max_size:
+            return None
+        await self.sessions.save(address, session)
         return wire
 
-    async def _mark_sent(self, address: str, ledger: Ledger, batch: list[bytes]) -> None:
+    async def mark_sent(self, address: str, ledger: Ledger, batch: list[bytes]) -> None:
+        """Our text messages among `batch` have left the node: QUEUED -> SENT."""
         ids = []
         for raw in batch:
             event = ledger.get(Cid.for_block(raw))
