@@ -6,7 +6,6 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
-    QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -17,6 +16,7 @@ from PySide6.QtWidgets import (
 from app.gui.asyncqt import async_slot
 from app.gui.bridge import ActionFailed, NodeBridge
 from app.gui.dialogs.common import (
+    button_row,
     error_label,
     explanation_label,
     primary_button,
@@ -55,10 +55,7 @@ class AddContactDialog(QDialog):
         self.add_button.clicked.connect(self.add)
         cancel = QPushButton(self.tr("Cancel"))
         cancel.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(cancel)
-        buttons.addWidget(self.add_button)
+        buttons = button_row(cancel, self.add_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 20, 24, 20)
         layout.setSpacing(12)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 
 def title_label(text: str, parent: QWidget | None = None) -> QLabel:
@@ -47,6 +47,15 @@ def primary_button(text: str, parent: QWidget | None = None) -> QPushButton:
     button.setDefault(True)
     button.setAccessibleName(text)
     return button
+
+
+def button_row(dismiss: QPushButton, primary: QPushButton) -> QHBoxLayout:
+    """The dialog's buttons, right-aligned: dismiss (Cancel/Quit/Close), then the action."""
+    row = QHBoxLayout()
+    row.addStretch(1)
+    row.addWidget(dismiss)
+    row.addWidget(primary)
+    return row
 
 
 def fit_height(window: QWidget) -> None:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from app.gui.asyncqt import async_slot
 from app.gui.bridge import describe_error
 from app.gui.dialogs.common import (
+    button_row,
     error_label,
     explanation_label,
     primary_button,
@@ -98,10 +99,7 @@ class FirstRunDialog(QDialog):
         self.create_button.clicked.connect(self.create_identity)
         cancel = QPushButton(self.tr("Quit"))
         cancel.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(cancel)
-        buttons.addWidget(self.create_button)
+        buttons = button_row(cancel, self.create_button)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 24, 24, 20)

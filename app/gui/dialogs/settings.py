@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
@@ -22,7 +21,13 @@ from PySide6.QtWidgets import (
 
 from app.gui.asyncqt import async_slot
 from app.gui.bridge import ActionFailed, NodeBridge
-from app.gui.dialogs.common import error_label, explanation_label, primary_button, show_error
+from app.gui.dialogs.common import (
+    button_row,
+    error_label,
+    explanation_label,
+    primary_button,
+    show_error,
+)
 from app.node.api import Protection, Settings, UpdateSettings
 
 MIB = 1024 * 1024
@@ -70,10 +75,7 @@ class SettingsDialog(QDialog):
         self.save_button.clicked.connect(self.save)
         cancel = QPushButton(self.tr("Close"))
         cancel.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(cancel)
-        buttons.addWidget(self.save_button)
+        buttons = button_row(cancel, self.save_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 20, 20, 16)
         layout.setSpacing(12)

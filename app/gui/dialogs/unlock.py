@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout
+from PySide6.QtWidgets import QDialog, QLabel, QLineEdit, QPushButton, QVBoxLayout
 
 from app.gui.asyncqt import async_slot
 from app.gui.dialogs.common import (
+    button_row,
     error_label,
     explanation_label,
     primary_button,
@@ -52,10 +53,7 @@ class UnlockDialog(QDialog):
         self.unlock_button.clicked.connect(self.unlock)
         quit_button = QPushButton(self.tr("Quit"))
         quit_button.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(quit_button)
-        buttons.addWidget(self.unlock_button)
+        buttons = button_row(quit_button, self.unlock_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(28, 24, 28, 20)
         layout.setSpacing(12)

@@ -6,7 +6,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QVBoxLayout,
@@ -16,6 +15,7 @@ from PySide6.QtWidgets import (
 from app.gui.asyncqt import async_slot
 from app.gui.bridge import ActionFailed, NodeBridge
 from app.gui.dialogs.common import (
+    button_row,
     error_label,
     explanation_label,
     fit_height,
@@ -73,10 +73,7 @@ class VerifyDialog(QDialog):
         self.verify_button.clicked.connect(self.mark_verified)
         close = QPushButton(self.tr("Close"))
         close.clicked.connect(self.accept)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(close)
-        buttons.addWidget(self.verify_button)
+        buttons = button_row(close, self.verify_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 20, 24, 20)
         layout.setSpacing(12)
