@@ -111,6 +111,12 @@ class NetworkError(NodeError):
     code = "network_error"
 
 
+class TransferNotFound(NodeError):
+    """No transfer has that id."""
+
+    code = "transfer_not_found"
+
+
 class HistoryInvalid(NodeError):
     """A conversation history (stored or exported) does not verify; names the event."""
 
@@ -212,6 +218,45 @@ class Message:
     text: str
     time: float
     status: MessageStatus
+    transfer: str | None = None
+    """For a shared file: the id of its `Transfer` (`text` is then the file's name)."""
+
+
+class TransferState(Enum):
+    """Where a file transfer is. Outgoing transfers start RUNNING (offered to the peer);
+    incoming ones start OFFERED until accepted (or auto-accepted below the size set in
+    the settings)."""
+
+    OFFERED = "offered"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One shared file, sent or received.
+
+    `name` is the sanitised file name (for a shared folder, its path inside the folder,
+    "/"-separated); `size` its real size in bytes; `done_bytes` how much is held/sent;
+    `path` the local file (outgoing: the shared file; incoming: where it was saved, once
+    DONE); `speed_bps` the recent rate while RUNNING; `error` a sentence when FAILED.
+    """
+
+    id: str
+    contact: str
+    outgoing: bool
+    name: str
+    size: int
+    done_bytes: int
+    state: TransferState
+    path: str | None
+    mime: str
+    time: float
+    speed_bps: float = 0.0
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -368,6 +413,42 @@ class ExportHistory:
 
 
 @dataclass(frozen=True)
+class ShareFiles:
+    """Share files and/or folders (folders recursively) with a contact."""
+
+    contact: str
+    paths: list[str]
+
+
+@dataclass(frozen=True)
+class ListTransfers:
+    """Every transfer, newest last; only those with `contact` if given."""
+
+    contact: str | None = None
+
+
+@dataclass(frozen=True)
+class AcceptTransfer:
+    """Accept an offered incoming file (start fetching it)."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class CancelTransfer:
+    """Cancel a transfer, either direction; the peer is told."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class RetryTransfer:
+    """Resume a failed or paused transfer from the blocks already held."""
+
+    id: str
+
+
+@dataclass(frozen=True)
 class ChangePassphrase:
     """Protect the profile with a new passphrase (the current one is already unlocked)."""
 
@@ -445,6 +526,20 @@ class SecurityAlert:
 
 
 @dataclass(frozen=True)
+class TransferAdded:
+    """A file was shared by us or offered to us."""
+
+    transfer: Transfer
+
+
+@dataclass(frozen=True)
+class TransferChanged:
+    """A transfer progressed or changed state (progress at most a few times a second)."""
+
+    transfer: Transfer
+
+
+@dataclass(frozen=True)
 class NodeStopping:
     """The node is shutting down; subscribers should let go."""
 
@@ -460,6 +555,8 @@ NodeEvent = (
     | TypingChanged
     | SettingsChanged
     | SecurityAlert
+    | TransferAdded
+    | TransferChanged
     | NodeStopping
 )
 EVENT_TYPES: dict[str, type[NodeEvent]] = {
@@ -473,6 +570,8 @@ EVENT_TYPES: dict[str, type[NodeEvent]] = {
         TypingChanged,
         SettingsChanged,
         SecurityAlert,
+        TransferAdded,
+        TransferChanged,
         NodeStopping,
     )
 }
@@ -500,6 +599,11 @@ class NodeApi(Protocol):
     async def peers(self) -> list[Peer]: ...
     async def verify_history(self, command: VerifyHistory) -> HistoryReport: ...
     async def export_history(self, command: ExportHistory) -> HistoryExport: ...
+    async def share_files(self, command: ShareFiles) -> list[Transfer]: ...
+    async def list_transfers(self, command: ListTransfers) -> list[Transfer]: ...
+    async def accept_transfer(self, command: AcceptTransfer) -> Transfer: ...
+    async def cancel_transfer(self, command: CancelTransfer) -> Transfer: ...
+    async def retry_transfer(self, command: RetryTransfer) -> Transfer: ...
     def events(self) -> AsyncIterator[NodeEvent]: ...
 
 
