@@ -53,6 +53,7 @@ from app.core.unixfs import (
 )
 from app.node.blockstore import Blockstore
 from app.node.files_errors import (
+    BlocksUnavailable,
     DiskFull,
     DownloadPermissionDenied,
     FilesError,
@@ -233,18 +234,23 @@ async def fetch_blocks(
     max_per_peer: int = 8,
     timeout: float = 30.0,
     clock: Callable[[], float] = time.monotonic,
+    on_leaf: Callable[[int], None] | None = None,
+    banned: set[str] | None = None,
 ) -> None:
     """Fetch every block of `manifest` not yet in `store` from `sources` (resumable).
 
     Each block is verified against its CID before it is stored; a source that serves a
     tampered block is not asked again. `TransferFailed` if some block cannot be had;
-    whatever was fetched stays in the store for the next attempt.
+    whatever was fetched stays in the store for the next attempt. `on_leaf(size)` is
+    called for every leaf stored; sources that served tampered blocks are added to
+    `banned` (and sources already in it are not asked).
     """
     wants = WantList(max_in_flight=max_in_flight, max_per_peer=max_per_peer, timeout=timeout)
-    plan = _FetchPlan(manifest, store, wants)
+    plan = _FetchPlan(manifest, store, wants, on_leaf)
     await asyncio.to_thread(plan.discover, [(manifest.root_cid, manifest.ciphertext_size, 0)])
     for peer in sources:
-        wants.add_peer(peer)
+        if banned is None or peer not in banned:
+            wants.add_peer(peer)
     tasks: dict[asyncio.Task[bytes | None], tuple[str, bytes]] = {}
     try:
         while not wants.is_complete:
@@ -255,7 +261,7 @@ async def fetch_blocks(
             if wants.is_complete:
                 break
             if not tasks:
-                raise TransferFailed(
+                raise BlocksUnavailable(
                     f"{len(wants.needed)} blocks of {manifest.name!r} are not available from "
                     "any source; what was received is kept for a later attempt"
                 )
@@ -278,6 +284,8 @@ async def fetch_blocks(
     finally:
         for task in tasks:
             task.cancel()
+        if banned is not None:
+            banned.update(wants.banned_peers)
 
 
 class _FetchPlan:
@@ -288,7 +296,14 @@ class _FetchPlan:
     deeper than `MAX_TREE_DEPTH` nor have more leaves than the manifest's chunk count.
     """
 
-    def __init__(self, manifest: FileManifest, store: Blockstore, wants: WantList) -> None:
+    def __init__(
+        self,
+        manifest: FileManifest,
+        store: Blockstore,
+        wants: WantList,
+        on_leaf: Callable[[int], None] | None = None,
+    ) -> None:
+        self._on_leaf = on_leaf
         self._store = store
         self._wants = wants
         self._max_leaves = manifest.chunk_count
@@ -339,6 +354,8 @@ class _FetchPlan:
                     if len(event.data) != size:
                         raise TransferFailed("a block of the shared file has the wrong size")
                     await self._store.put(event.cid, event.data)
+                    if self._on_leaf is not None:
+                        self._on_leaf(size)
             elif isinstance(event, PeerBanned):
                 log.warning("peer %s served a tampered block; not asking it again", event.peer)
             elif isinstance(event, RequestTimedOut):
