@@ -1,0 +1,125 @@
+"""File sharing between daemons in separate processes, driven through the CLI.
+
+Loopback only (`SCRAMBLED_EGGS_ICE_LOOPBACK=1` lets aioice use 127.0.0.1). Each daemon
+saves into its own downloads folder, set in its profile's settings file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_helpers import Daemon, cli_json, run_cli, wait_for
+
+pytestmark = pytest.mark.usefixtures("ice_loopback_env")
+PASS = "a passphrase for tests"
+MiB = 1024 * 1024
+
+
+def configure(profile: Path, downloads: Path, **extra: Any) -> None:
+    """Set the downloads folder (and other settings) in the profile's settings file."""
+    path = profile / "config.json"
+    config = json.loads(path.read_text()) if path.exists() else {"version": 1}
+    config.update(downloads_folder=str(downloads), **extra)
+    path.write_text(json.dumps(config))
+
+
+def start(profile: Path, port: int = 0) -> Daemon:
+    daemon = Daemon(profile, "--listen", f"127.0.0.1:{port}", "--no-lan", passphrase=PASS)
+    daemon.wait_ready()
+    return daemon
+
+
+def share(profile: Path, contact: str, *paths: Path) -> list[str]:
+    done = run_cli(profile, "share", contact, *map(str, paths), "--json", passphrase=PASS,
+                   timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout)["transfers"])
+
+
+def transfers(profile: Path) -> dict[str, dict[str, Any]]:
+    return {t["id"]: t for t in cli_json(profile, "transfers", passphrase=PASS)}
+
+
+def state_of(profile: Path, transfer_id: str) -> dict[str, Any] | None:
+    return transfers(profile).get(transfer_id)
+
+
+def in_state(profile: Path, transfer_id: str, state: str) -> dict[str, Any] | None:
+    found = state_of(profile, transfer_id)
+    if found is not None and found["state"] == "failed" and state != "failed":
+        raise AssertionError(f"transfer failed: {found}")
+    return found if found is not None and found["state"] == state else None
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(MiB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_random(path: Path, size: int) -> Path:
+    with path.open("wb") as fh:
+        left = size
+        while left:
+            n = min(left, 4 * MiB)
+            fh.write(os.urandom(n))
+            left -= n
+    return path
+
+
+@pytest.fixture
+def pair(tmp_path: Path, daemons: list[Daemon]) -> tuple[Path, Path]:
+    """Alice and Bob, running, contacts of each other; Bob auto-accepts up to 1 GiB."""
+    a, b = tmp_path / "alice", tmp_path / "bob"
+    cli_json(a, "init", "--name", "Alice", passphrase=PASS)
+    cli_json(b, "init", "--name", "Bob", passphrase=PASS)
+    configure(a, tmp_path / "alice-downloads")
+    configure(b, tmp_path / "bob-downloads", auto_accept_bytes=1 << 30)
+    daemons.append(start(a))
+    daemons.append(start(b))
+    alice = cli_json(a, "whoami", passphrase=PASS)
+    bob = cli_json(b, "whoami", passphrase=PASS)
+    cli_json(a, "contacts", "add", bob["invite"], passphrase=PASS)
+    cli_json(b, "contacts", "add", alice["invite"], passphrase=PASS)
+    return a, b
+
+
+@pytest.mark.slow
+def test_small_files_and_a_folder_arrive_intact(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = pair
+    src = tmp_path / "src"
+    (src / "folder" / "sub").mkdir(parents=True)
+    files = {
+        "empty.bin": b"",
+        "one.txt": b"x",
+        "folder/a.txt": b"hello",
+        "folder/sub/b.bin": os.urandom(300 * 1024),
+    }
+    for rel, data in files.items():
+        (src / rel).write_bytes(data)
+    ids = share(a, "Bob", src / "empty.bin", src / "one.txt", src / "folder")
+    assert len(ids) == 4
+    for tid in ids:
+        wait_for(lambda tid=tid: in_state(b, tid, "done"), timeout=60)
+        wait_for(lambda tid=tid: in_state(a, tid, "done"), timeout=60)
+    got = transfers(b)
+    names = sorted(got[t]["name"] for t in ids)
+    assert names == sorted(["empty.bin", "one.txt", "folder/a.txt", "folder/sub/b.bin"])
+    downloads = tmp_path / "bob-downloads"
+    for tid in ids:
+        t = got[tid]
+        saved = Path(t["path"])
+        assert saved.is_relative_to(downloads)
+        assert saved.read_bytes() == files[t["name"]]
+        assert t["done_bytes"] == t["size"] == len(files[t["name"]])
+    # the offer is a message of the conversation, named after the file
+    msgs = cli_json(b, "messages", "Alice", passphrase=PASS)
+    assert sorted(m["text"] for m in msgs) == names
