@@ -185,7 +185,7 @@ class FileTransfers:
         self._connected = asyncio.Event()
         self._members: dict[bytes, tuple[float, frozenset[bytes]]] = {}
         self._served: dict[str, set[bytes]] = {}
-        self._serving_progress: dict[str, _Progress] = {}
+        self._progress: dict[str, _Progress] = {}
         self._ipfs: IpfsBackend | None = None
         self._ipfs_addr = ""
         self.stats: dict[str, int] = {"blocks_fetched": 0, "blocks_served": 0}
@@ -202,7 +202,7 @@ class FileTransfers:
         self._worker = asyncio.ensure_future(self._event_loop())
         for record in await self.store.call(self.store.transfers.all):
             if not record.outgoing and record.state is TransferState.RUNNING:
-                log.info("resuming a transfer from the blocks already held")
+                log.info("resuming transfer %s from the blocks already held", record.id)
                 self._start_fetch(record.id)
 
     async def stop(self) -> None:
@@ -309,7 +309,7 @@ class FileTransfers:
         return await self.store.call(self.store.transfers.ids, contact)
 
     def _view(self, record: TransferRecord) -> Transfer:
-        progress = self._serving_progress.get(record.id)
+        progress = self._progress.get(record.id)
         if record.state is TransferState.RUNNING and progress is not None:
             record = dataclasses.replace(record, done_bytes=max(record.done_bytes, progress.done))
             return public(record, progress.speed())
@@ -374,6 +374,7 @@ class FileTransfers:
         record = dataclasses.replace(record, state=state)
         await self._save(record)
         self._members.pop(record.root, None)
+        self._progress.pop(record.id, None)
         return record
 
     async def _save(self, record: TransferRecord, speed: float = 0.0) -> None:
@@ -419,7 +420,12 @@ class FileTransfers:
             await self._end(record, TransferState.CANCELLED)
         elif body.kind == FILE_DONE and record.outgoing:
             record = dataclasses.replace(record, done_bytes=record.size)
-            self._serving_progress.pop(record.id, None)
+            self._progress.pop(record.id, None)
+            log.info(
+                "transfer %s: received by the contact; %d of its blocks served in this run",
+                record.id,
+                len(self._served.pop(record.id, ())),
+            )
             await self._end(record, TransferState.DONE)
 
     async def _offered(self, address: str, transfer_id: str, event: Event) -> None:
@@ -509,10 +515,10 @@ class FileTransfers:
             if cid in seen:
                 continue
             seen.add(cid)
-            progress = self._serving_progress.get(record.id)
+            progress = self._progress.get(record.id)
             if progress is None:
                 progress = _Progress(0, record.size, self._monotonic)
-                self._serving_progress[record.id] = progress
+                self._progress[record.id] = progress
             progress.done = min(record.size, len(seen) * CHUNK_PLAINTEXT_SIZE)
             if progress.event_due():
                 shown = dataclasses.replace(record, done_bytes=progress.done)
@@ -561,9 +567,16 @@ class FileTransfers:
         )
         record = dataclasses.replace(record, done_bytes=progress.done)
         await self._save(record)
+        self._progress[transfer_id] = progress
+        log.info(
+            "transfer %s: %d of %d blocks already held", transfer_id, held, manifest.chunk_count
+        )
         banned: set[str] = set()
+        fetched = 0
 
         def on_leaf(_size: int) -> None:
+            nonlocal fetched
+            fetched += 1
             self.stats["blocks_fetched"] += 1
             progress.add(CHUNK_PLAINTEXT_SIZE)
             if progress.event_due():
@@ -597,15 +610,15 @@ class FileTransfers:
                     await asyncio.wait_for(self._connected.wait(), WAIT_FOR_SOURCE)
             path = await assemble_file(manifest, self.blockstore, downloads_folder(self._config()))
         except FilesError as exc:
+            self._progress.pop(transfer_id, None)
             log.warning("a transfer failed: %s", exc)
             record = dataclasses.replace(record, done_bytes=progress.done, error=str(exc))
             await self._end(record, TransferState.FAILED)
             return
         record = dataclasses.replace(record, done_bytes=record.size, path=str(path))
         await self._end(record, TransferState.DONE)
-        log.info(
-            "a transfer completed (%d blocks fetched in this run)", self.stats["blocks_fetched"]
-        )
+        self._progress.pop(transfer_id, None)
+        log.info("transfer %s: saved; %d blocks fetched in this run", transfer_id, fetched)
         if self._conversation is not None:
             await self._conversation.append_event(
                 record.contact, EventBody.of(FILE_DONE, id=record.id)

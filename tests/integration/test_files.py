@@ -31,8 +31,13 @@ def configure(profile: Path, downloads: Path, **extra: Any) -> None:
 
 def start(profile: Path, port: int = 0) -> Daemon:
     daemon = Daemon(profile, "--listen", f"127.0.0.1:{port}", "--no-lan", passphrase=PASS)
-    daemon.wait_ready()
+    daemon.port = int(daemon.wait_ready()["endpoints"][0].rpartition(":")[2])  # type: ignore[attr-defined]
     return daemon
+
+
+def log_lines(profile: Path, needle: str) -> list[str]:
+    log = profile / "logs" / "node.log"
+    return [line for line in log.read_text().splitlines() if needle in line]
 
 
 def share(profile: Path, contact: str, *paths: Path) -> list[str]:
@@ -123,3 +128,51 @@ def test_small_files_and_a_folder_arrive_intact(pair: tuple[Path, Path], tmp_pat
     # the offer is a message of the conversation, named after the file
     msgs = cli_json(b, "messages", "Alice", passphrase=PASS)
     assert sorted(m["text"] for m in msgs) == names
+
+
+@pytest.mark.slow
+def test_200_mib_between_two_daemons(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = pair
+    src = write_random(tmp_path / "big.bin", 200 * MiB)
+    [tid] = share(a, "Bob", src)
+    done = wait_for(lambda: in_state(b, tid, "done"), timeout=240, interval=1.0)
+    assert sha256(Path(done["path"])) == sha256(src)
+    wait_for(lambda: in_state(a, tid, "done"), timeout=30)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_sender_resumes_from_the_blocks_held(
+    pair: tuple[Path, Path], tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    a, b = pair
+    src = write_random(tmp_path / "resume.bin", 96 * MiB)
+    [tid] = share(a, "Bob", src)
+    total = 96 * MiB
+    before = wait_for(
+        lambda: (t := state_of(b, tid)) and t["done_bytes"] >= total // 5 and t,
+        timeout=120,
+        interval=0.2,
+    )
+    assert before["state"] == "running" and before["done_bytes"] < total
+    alice = daemons[0]
+    alice.stop(signal.SIGKILL)
+    held = state_of(b, tid)
+    assert held is not None and held["state"] == "running"
+    daemons[0] = start(a, alice.port)  # type: ignore[attr-defined]
+    seen = [held["done_bytes"]]
+
+    def progressed() -> dict[str, Any] | None:
+        t = state_of(b, tid)
+        assert t is not None
+        seen.append(t["done_bytes"])
+        return t if t["state"] == "done" else None
+
+    done = wait_for(progressed, timeout=180, interval=0.5)
+    assert sha256(Path(done["path"])) == sha256(src)
+    # never from zero: progress never went back, and the restarted sender served
+    # only the blocks Bob still lacked
+    assert seen == sorted(seen) and min(seen) >= before["done_bytes"]
+    served = wait_for(lambda: log_lines(a, f"transfer {tid}: received by the contact"))
+    count = int(served[-1].split("; ")[1].split()[0])
+    chunks = total // (256 * 1024 - 16) + 1
+    assert 0 < count < chunks - before["done_bytes"] // (256 * 1024) + 8
