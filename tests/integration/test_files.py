@@ -7,9 +7,11 @@ saves into its own downloads folder, set in its profile's settings file.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -80,21 +82,52 @@ def write_random(path: Path, size: int) -> Path:
     return path
 
 
-@pytest.fixture
-def pair(tmp_path: Path, daemons: list[Daemon]) -> tuple[Path, Path]:
-    """Alice and Bob, running, contacts of each other; Bob auto-accepts up to 1 GiB."""
+def make_pair(
+    tmp_path: Path, daemons: list[Daemon], bob_prefix: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
+    """Alice and Bob, running, contacts of each other; Bob auto-accepts up to 1 GiB.
+    `bob_prefix` runs Bob's daemon under another command (a mount namespace)."""
     a, b = tmp_path / "alice", tmp_path / "bob"
     cli_json(a, "init", "--name", "Alice", passphrase=PASS)
     cli_json(b, "init", "--name", "Bob", passphrase=PASS)
     configure(a, tmp_path / "alice-downloads")
     configure(b, tmp_path / "bob-downloads", auto_accept_bytes=1 << 30)
     daemons.append(start(a))
-    daemons.append(start(b))
+    bob_daemon = Daemon(b, "--listen", "127.0.0.1:0", "--no-lan", passphrase=PASS,
+                        prefix=bob_prefix)  # fmt: skip
+    bob_daemon.wait_ready()
+    daemons.append(bob_daemon)
     alice = cli_json(a, "whoami", passphrase=PASS)
     bob = cli_json(b, "whoami", passphrase=PASS)
     cli_json(a, "contacts", "add", bob["invite"], passphrase=PASS)
     cli_json(b, "contacts", "add", alice["invite"], passphrase=PASS)
     return a, b
+
+
+@pytest.fixture
+def pair(tmp_path: Path, daemons: list[Daemon]) -> tuple[Path, Path]:
+    return make_pair(tmp_path, daemons)
+
+
+def hostile_corpus() -> list[str]:
+    """The hostile names of tests/core/test_filenames.py."""
+    path = Path(__file__).parents[1] / "core" / "test_filenames.py"
+    spec = importlib.util.spec_from_file_location("hostile_filenames", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.HOSTILE)
+
+
+def in_namespace(daemon: Daemon, *command: str) -> str:
+    """Run `command` in the mount namespace of `daemon`'s process."""
+    done = subprocess.run(
+        ["nsenter", "--target", str(daemon.process.pid), "--mount", *command],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
 
 
 @pytest.mark.slow
@@ -176,3 +209,68 @@ def test_sigkill_of_the_sender_resumes_from_the_blocks_held(
     count = int(served[-1].split("; ")[1].split()[0])
     chunks = total // (256 * 1024 - 16) + 1
     assert 0 < count < chunks - before["done_bytes"] // (256 * 1024) + 8
+
+
+@pytest.mark.slow
+def test_hostile_file_names_all_land_inside_the_downloads_folder(
+    pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, b = pair
+    src = tmp_path / "hostile"
+    src.mkdir()
+    # every corpus name a file can have here ("/" and NUL can't be in a POSIX name;
+    # those are covered by tests/node/test_file_io.py with crafted manifests)
+    names = [
+        n
+        for n in dict.fromkeys(hostile_corpus())
+        if n not in ("", ".", "..") and "/" not in n and "\0" not in n
+        and len(os.fsencode(n)) <= 255
+    ]  # fmt: skip
+    assert len(names) >= 30
+    contents = {}
+    for i, name in enumerate(names):
+        (src / name).write_bytes(f"file {i}".encode())
+        contents[name] = f"file {i}".encode()
+    ids = share(a, "Bob", *(src / n for n in names))
+    downloads = (tmp_path / "bob-downloads").resolve()
+    for tid in ids:
+        wait_for(lambda tid=tid: in_state(b, tid, "done"), timeout=90)
+    got = transfers(b)
+    sent = transfers(a)
+    saved = set()
+    for tid in ids:
+        path = Path(got[tid]["path"])
+        assert os.path.realpath(path).startswith(str(downloads) + os.sep)
+        assert path.parent == tmp_path / "bob-downloads"
+        assert path.read_bytes() == contents[sent[tid]["name"]]
+        saved.add(path.name)
+    assert len(saved) == len(names)
+    assert {p.name for p in downloads.iterdir()} == saved  # nothing else, no .part
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [("size=1m", "not enough free space"), ("ro,size=1m", "permission denied")],
+)
+def test_disk_full_and_read_only_downloads_fail_cleanly(
+    tmp_path: Path, daemons: list[Daemon], options: str, expected: str
+) -> None:
+    downloads = tmp_path / "bob-downloads"
+    downloads.mkdir()
+    mount = f'mount -t tmpfs -o {options} tmpfs {downloads} && exec "$@"'
+    prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh")
+    a, b = make_pair(tmp_path, daemons, bob_prefix=prefix)
+    src = write_random(tmp_path / "big.bin", 3 * MiB)
+    [tid] = share(a, "Bob", src)
+    failed = wait_for(lambda: in_state(b, tid, "failed"), timeout=90)
+    assert expected in failed["error"] and "nothing was saved" in failed["error"]
+    assert failed["path"] is None
+    # nothing under the final name, no partial file left behind
+    assert in_namespace(daemons[1], "ls", "-A", str(downloads)) == ""
+    # retry fails the same way while the disk stays full: still nothing saved
+    done = run_cli(b, "transfers", "retry", tid, "--json", passphrase=PASS)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: in_state(b, tid, "failed"), timeout=60)
+    assert in_namespace(daemons[1], "ls", "-A", str(downloads)) == ""
