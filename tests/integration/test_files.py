@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from cli_helpers import Daemon, cli_json, run_cli, wait_for
+from ipfs_daemon import running_ipfs_daemon
 
 pytestmark = pytest.mark.usefixtures("ice_loopback_env")
 PASS = "a passphrase for tests"
@@ -83,15 +84,20 @@ def write_random(path: Path, size: int) -> Path:
 
 
 def make_pair(
-    tmp_path: Path, daemons: list[Daemon], bob_prefix: tuple[str, ...] = ()
+    tmp_path: Path,
+    daemons: list[Daemon],
+    bob_prefix: tuple[str, ...] = (),
+    auto_accept: int = 1 << 30,
+    **settings: Any,
 ) -> tuple[Path, Path]:
     """Alice and Bob, running, contacts of each other; Bob auto-accepts up to 1 GiB.
-    `bob_prefix` runs Bob's daemon under another command (a mount namespace)."""
+    `bob_prefix` runs Bob's daemon under another command (a mount namespace);
+    `settings` go into both settings files."""
     a, b = tmp_path / "alice", tmp_path / "bob"
     cli_json(a, "init", "--name", "Alice", passphrase=PASS)
     cli_json(b, "init", "--name", "Bob", passphrase=PASS)
-    configure(a, tmp_path / "alice-downloads")
-    configure(b, tmp_path / "bob-downloads", auto_accept_bytes=1 << 30)
+    configure(a, tmp_path / "alice-downloads", **settings)
+    configure(b, tmp_path / "bob-downloads", auto_accept_bytes=auto_accept, **settings)
     daemons.append(start(a))
     bob_daemon = Daemon(b, "--listen", "127.0.0.1:0", "--no-lan", passphrase=PASS,
                         prefix=bob_prefix)  # fmt: skip
@@ -274,3 +280,22 @@ def test_disk_full_and_read_only_downloads_fail_cleanly(
     assert done.returncode == 0, done.stderr
     wait_for(lambda: in_state(b, tid, "failed"), timeout=60)
     assert in_namespace(daemons[1], "ls", "-A", str(downloads)) == ""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.filterwarnings("ignore:The 'strict' parameter:FutureWarning")
+def test_through_the_ipfs_daemon_with_the_sender_offline(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    with running_ipfs_daemon(tmp_path / "ipfs") as ipfs:
+        a, b = make_pair(tmp_path, daemons, auto_accept=0, ipfs_api=ipfs.api_addr)
+        src = write_random(tmp_path / "via-ipfs.bin", 3 * MiB + 5)
+        [tid] = share(a, "Bob", src)
+        offered = wait_for(lambda: in_state(b, tid, "offered"), timeout=60)
+        assert offered["size"] == 3 * MiB + 5 and offered["done_bytes"] == 0
+        assert daemons[0].stop() == 0  # the sender goes offline
+        accepted = cli_json(b, "transfers", "accept", tid, passphrase=PASS)
+        assert accepted["state"] == "running"
+        done = wait_for(lambda: in_state(b, tid, "done"), timeout=120)
+        assert sha256(Path(done["path"])) == sha256(src)
