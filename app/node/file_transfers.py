@@ -86,6 +86,8 @@ BLOCK_TIMEOUT = 20.0
 """A block request unanswered this long is asked of another source."""
 MAX_IN_FLIGHT = 16
 """Blocks requested at once per transfer (16 x 256 KiB = 4 MiB in flight at most)."""
+DIRECT_DIAL = 5.0
+"""How long moving a WebRTC connection to the direct path may take before giving up."""
 MEMBERS_STALE = 2.0
 """A cached block list of a file is rebuilt on a miss after this many seconds."""
 _ENDED = (TransferState.DONE, TransferState.CANCELLED)
@@ -558,6 +560,20 @@ class FileTransfers:
             sources["ipfs"] = ipfs
         return sources
 
+    async def _fastest_paths(self, record: TransferRecord) -> None:
+        """Bulk data takes the direct path when the sender is reachable there (see
+        `ConnectionManager.prefer_direct`; docs/decisions/0009-file-transfer.md)."""
+        assert self._network is not None
+        manager = self._network.manager
+        conn = manager.connection(record.contact)
+        if conn is None or conn.path == "websocket":
+            return
+        try:
+            direct = await asyncio.wait_for(manager.prefer_direct(record.contact), DIRECT_DIAL)
+        except TimeoutError:
+            direct = False
+        log.info("bulk path to the sender: %s", "websocket" if direct else conn.path)
+
     async def _fetch(self, transfer_id: str) -> None:
         record = await self._get(transfer_id)
         manifest = decode_manifest(record.manifest)
@@ -590,6 +606,7 @@ class FileTransfers:
         try:
             while True:
                 self._connected.clear()
+                await self._fastest_paths(record)
                 sources = self._sources(record)
                 if sources:
                     try:
