@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,10 @@ def configure(profile: Path, downloads: Path, **extra: Any) -> None:
     path.write_text(json.dumps(config))
 
 
-def start(profile: Path, port: int = 0) -> Daemon:
-    daemon = Daemon(profile, "--listen", f"127.0.0.1:{port}", "--no-lan", passphrase=PASS)
+def start(profile: Path, port: int = 0, prefix: tuple[str, ...] = ()) -> Daemon:
+    daemon = Daemon(
+        profile, "--listen", f"127.0.0.1:{port}", "--no-lan", passphrase=PASS, prefix=prefix
+    )
     daemon.port = int(daemon.wait_ready()["endpoints"][0].rpartition(":")[2])  # type: ignore[attr-defined]
     return daemon
 
@@ -88,6 +91,7 @@ def make_pair(
     daemons: list[Daemon],
     bob_prefix: tuple[str, ...] = (),
     auto_accept: int = 1 << 30,
+    alice_prefix: tuple[str, ...] = (),
     **settings: Any,
 ) -> tuple[Path, Path]:
     """Alice and Bob, running, contacts of each other; Bob auto-accepts up to 1 GiB.
@@ -98,11 +102,8 @@ def make_pair(
     cli_json(b, "init", "--name", "Bob", passphrase=PASS)
     configure(a, tmp_path / "alice-downloads", **settings)
     configure(b, tmp_path / "bob-downloads", auto_accept_bytes=auto_accept, **settings)
-    daemons.append(start(a))
-    bob_daemon = Daemon(b, "--listen", "127.0.0.1:0", "--no-lan", passphrase=PASS,
-                        prefix=bob_prefix)  # fmt: skip
-    bob_daemon.wait_ready()
-    daemons.append(bob_daemon)
+    daemons.append(start(a, prefix=alice_prefix))
+    daemons.append(start(b, prefix=bob_prefix))
     alice = cli_json(a, "whoami", passphrase=PASS)
     bob = cli_json(b, "whoami", passphrase=PASS)
     cli_json(a, "contacts", "add", bob["invite"], passphrase=PASS)
@@ -179,26 +180,51 @@ def test_200_mib_between_two_daemons(pair: tuple[Path, Path], tmp_path: Path) ->
     wait_for(lambda: in_state(a, tid, "done"), timeout=30)
 
 
-@pytest.mark.slow
-def test_sigkill_of_the_sender_resumes_from_the_blocks_held(
-    pair: tuple[Path, Path], tmp_path: Path, daemons: list[Daemon]
-) -> None:
-    a, b = pair
-    src = write_random(tmp_path / "resume.bin", 96 * MiB)
+@pytest.fixture
+def slow_loopback() -> Iterator[tuple[str, ...]]:
+    """A network namespace whose loopback moves 80 Mbit/s (tbf), so a transfer lasts
+    long enough to be killed in the middle; yields the command prefix to run in it."""
+    ns = f"eggs-files-{os.getpid()}"
+    try:
+        subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot create a network namespace here: {exc}")
+    try:
+        for command in (
+            ("ip", "link", "set", "lo", "up"),
+            ("tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "80mbit",
+             "burst", "256kb", "latency", "100ms"),
+        ):  # fmt: skip
+            subprocess.run(["ip", "netns", "exec", ns, *command], check=True, capture_output=True)
+        yield ("ip", "netns", "exec", ns)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def kill_mid_transfer(
+    tmp_path: Path, daemons: list[Daemon], prefix: tuple[str, ...], victim: int
+) -> tuple[Path, Path, str, Path, dict[str, Any]]:
+    """Share 64 MiB from Alice to Bob, SIGKILL daemon `victim` (0 Alice, 1 Bob) once
+    Bob holds a fifth of it, and start it again on the same port."""
+    a, b = make_pair(tmp_path, daemons, alice_prefix=prefix, bob_prefix=prefix)
+    src = write_random(tmp_path / "resume.bin", 64 * MiB)
     [tid] = share(a, "Bob", src)
-    total = 96 * MiB
     before = wait_for(
-        lambda: (t := state_of(b, tid)) and t["done_bytes"] >= total // 5 and t,
+        lambda: (t := state_of(b, tid)) and t["done_bytes"] >= 13 * MiB and t,
         timeout=120,
         interval=0.2,
     )
-    assert before["state"] == "running" and before["done_bytes"] < total
-    alice = daemons[0]
-    alice.stop(signal.SIGKILL)
-    held = state_of(b, tid)
-    assert held is not None and held["state"] == "running"
-    daemons[0] = start(a, alice.port)  # type: ignore[attr-defined]
-    seen = [held["done_bytes"]]
+    assert before["state"] == "running" and before["done_bytes"] < 64 * MiB
+    killed = daemons[victim]
+    killed.stop(signal.SIGKILL)
+    profile = (a, b)[victim]
+    daemons[victim] = start(profile, killed.port, prefix)  # type: ignore[attr-defined]
+    return a, b, tid, src, before
+
+
+def finish_monotonically(b: Path, tid: str, floor: int) -> dict[str, Any]:
+    """Wait until Bob is done; his progress never drops below `floor` on the way."""
+    seen = [floor]
 
     def progressed() -> dict[str, Any] | None:
         t = state_of(b, tid)
@@ -207,14 +233,40 @@ def test_sigkill_of_the_sender_resumes_from_the_blocks_held(
         return t if t["state"] == "done" else None
 
     done = wait_for(progressed, timeout=180, interval=0.5)
+    assert seen == sorted(seen) and min(seen) >= floor
+    return done
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_sender_resumes_from_the_blocks_held(
+    tmp_path: Path, daemons: list[Daemon], slow_loopback: tuple[str, ...]
+) -> None:
+    a, b, tid, src, before = kill_mid_transfer(tmp_path, daemons, slow_loopback, victim=0)
+    done = finish_monotonically(b, tid, before["done_bytes"])
     assert sha256(Path(done["path"])) == sha256(src)
-    # never from zero: progress never went back, and the restarted sender served
-    # only the blocks Bob still lacked
-    assert seen == sorted(seen) and min(seen) >= before["done_bytes"]
+    # the restarted sender served only the blocks Bob still lacked
     served = wait_for(lambda: log_lines(a, f"transfer {tid}: received by the contact"))
     count = int(served[-1].split("; ")[1].split()[0])
-    chunks = total // (256 * 1024 - 16) + 1
-    assert 0 < count < chunks - before["done_bytes"] // (256 * 1024) + 8
+    chunks = 64 * MiB // (256 * 1024 - 16) + 1
+    assert 0 < count <= chunks - before["done_bytes"] // (256 * 1024 - 16)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_receiver_resumes_from_the_blocks_held(
+    tmp_path: Path, daemons: list[Daemon], slow_loopback: tuple[str, ...]
+) -> None:
+    _, b, tid, src, before = kill_mid_transfer(tmp_path, daemons, slow_loopback, victim=1)
+    done = finish_monotonically(b, tid, before["done_bytes"])
+    assert sha256(Path(done["path"])) == sha256(src)
+    chunks = 64 * MiB // (256 * 1024 - 16) + 1
+    [resumed] = [line for line in log_lines(b, f"transfer {tid}: ") if "already held" in line][
+        1:
+    ]  # the first run started from nothing
+    held = int(resumed.split(": ")[-1].split()[0])
+    assert held >= before["done_bytes"] // (256 * 1024 - 16)
+    [saved] = log_lines(b, f"transfer {tid}: saved")
+    fetched = int(saved.split("; ")[1].split()[0])
+    assert fetched == chunks - held
 
 
 @pytest.mark.slow
@@ -299,3 +351,39 @@ def test_through_the_ipfs_daemon_with_the_sender_offline(
         assert accepted["state"] == "running"
         done = wait_for(lambda: in_state(b, tid, "done"), timeout=120)
         assert sha256(Path(done["path"])) == sha256(src)
+
+
+@pytest.mark.slow
+def test_offers_cancel_from_either_side_and_offline_shares_wait_for_the_node(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    a, b = make_pair(tmp_path, daemons, auto_accept=0)
+    one = write_random(tmp_path / "one.bin", 100_000)
+    two = write_random(tmp_path / "two.bin", 200_000)
+    first, second = share(a, "Bob", one, two)
+    for tid in (first, second):
+        wait_for(lambda tid=tid: in_state(b, tid, "offered"))
+    assert in_state(a, first, "running")
+    # the sender withdraws the first, the receiver declines the second
+    assert cli_json(a, "transfers", "cancel", first, passphrase=PASS)["state"] == "cancelled"
+    assert cli_json(b, "transfers", "cancel", second, passphrase=PASS)["state"] == "cancelled"
+    wait_for(lambda: in_state(b, first, "cancelled"))
+    wait_for(lambda: in_state(a, second, "cancelled"))
+    refused = run_cli(b, "transfers", "accept", first, passphrase=PASS)
+    assert refused.returncode == 1 and "not offered" in refused.stderr
+    missing = run_cli(b, "transfers", "accept", "nope", passphrase=PASS)
+    assert missing.returncode == 1 and "No transfer has the id" in missing.stderr
+
+    # without a running node the share is recorded, and sent once the node starts
+    alice = daemons[0]
+    assert alice.stop() == 0
+    [offline] = share(a, "Bob", one)
+    assert in_state(a, offline, "running")
+    not_running = run_cli(a, "transfers", "cancel", offline, passphrase=PASS)
+    assert not_running.returncode == 1 and "needs the running node" in not_running.stderr
+    daemons[0] = start(a, alice.port)  # type: ignore[attr-defined]
+    wait_for(lambda: in_state(b, offline, "offered"), timeout=60)
+    assert cli_json(b, "transfers", "accept", offline, passphrase=PASS)["state"] == "running"
+    done = wait_for(lambda: in_state(b, offline, "done"), timeout=60)
+    assert Path(done["path"]).read_bytes() == one.read_bytes()
+    wait_for(lambda: in_state(a, offline, "done"))
