@@ -34,6 +34,8 @@ BLOCK = 0xB3
 DONT_HAVE = 0xB4
 _ID = 4
 _WANT_SIZE = 1 + _ID + 2 * CID_SIZE
+MAX_SERVING = 32
+"""WANTs of one peer served concurrently; more wait (the peer's own window is 16)."""
 
 
 class ServePolicy(Protocol):
@@ -53,6 +55,8 @@ class BlockExchange:
         self._policy = policy
         self._next_id = 0
         self._pending: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
+        self._serving: dict[str, asyncio.Semaphore] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {"served": 0, "refused": 0, "received": 0}
 
     def start(self) -> None:
@@ -95,7 +99,12 @@ class BlockExchange:
     async def _on_payload(self, address: str, payload: bytes) -> None:
         try:
             if payload[0] == WANT:
-                await self._serve(address, payload)
+                # served concurrently (disk reads overlap sends), bounded per peer
+                gate = self._serving.setdefault(address, asyncio.Semaphore(MAX_SERVING))
+                await gate.acquire()
+                task = asyncio.ensure_future(self._serve_released(address, payload, gate))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             elif len(payload) >= 1 + _ID:
                 rid = int.from_bytes(payload[1 : 1 + _ID], "big")
                 waiting = self._pending.get((address, rid))
@@ -105,6 +114,23 @@ class BlockExchange:
                     waiting.set_result(data)
         except Exception:  # a peer's bad input or our bug must not break the connection
             log.exception("handling a block exchange message failed")
+
+    async def _serve_released(self, address: str, payload: bytes, gate: asyncio.Semaphore) -> None:
+        try:
+            await self._serve(address, payload)
+        except Exception:  # our bug must not go unnoticed, nor break serving
+            log.exception("serving a block failed")
+        finally:
+            gate.release()
+
+    async def stop(self) -> None:
+        """Stop serving (pending requests of ours fail)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for waiting in self._pending.values():
+            if not waiting.done():
+                waiting.set_result(None)
 
     async def _serve(self, address: str, payload: bytes) -> None:
         if len(payload) != _WANT_SIZE:

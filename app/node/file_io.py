@@ -8,7 +8,8 @@ the user configured one, put them on the IPFS daemon and pin the root), and retu
 
 Receiving: `fetch_blocks` drives the want-list (`app.core.transfer`) against any
 `BlockSource` (peers, the blockstore of another node, an IPFS daemon) and stores every
-block that verifies; blocks already held are not asked for again, so an interrupted
+block that verifies (not fsynced: a block damaged by a power cut fails verification on
+read, is dropped and fetched again); blocks already held are not asked for again, so an interrupted
 transfer resumes. `assemble_file` walks the DAG from the blockstore (each block
 re-verified), decrypts into a ``.part`` file in the destination folder, fsyncs it and
 only then links it under a sanitised, unique name (never replacing an existing file).
@@ -136,6 +137,7 @@ def share_file_sync(
         _store_all(builder.add_block(block), store, ipfs)
     root, nodes = builder.finish()
     _store_all(nodes, store, ipfs)
+    store.sync()  # every block on disk before the file is pinned and offered
     store.pin_sync(root)
     if ipfs is not None:
         ipfs.pin_add_sync(root)
@@ -157,7 +159,7 @@ def _portable(name: str) -> str:
 
 def _store_all(blocks: Sequence[Block], store: Blockstore, ipfs: IpfsBackend | None) -> None:
     for block in blocks:
-        store.put_sync(block.cid, block.data)
+        store.put_sync(block.cid, block.data, durable=False)
         if ipfs is not None:
             ipfs.block_put_sync(block.cid, block.data)
 
@@ -348,12 +350,12 @@ class _FetchPlan:
                 size, depth = self._expected.pop(event.cid)
                 if cid_codec(event.cid) == CODEC_DAG_PB:
                     children = self._children(event.data, size, depth)
-                    await self._store.put(event.cid, event.data)
+                    await self._store.put(event.cid, event.data, durable=False)
                     await asyncio.to_thread(self.discover, children)
                 else:
                     if len(event.data) != size:
                         raise TransferFailed("a block of the shared file has the wrong size")
-                    await self._store.put(event.cid, event.data)
+                    await self._store.put(event.cid, event.data, durable=False)
                     if self._on_leaf is not None:
                         self._on_leaf(size)
             elif isinstance(event, PeerBanned):

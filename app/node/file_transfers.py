@@ -186,6 +186,8 @@ class FileTransfers:
         self._worker: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._members: dict[bytes, tuple[float, frozenset[bytes]]] = {}
+        self._allowed: dict[tuple[str, bytes], tuple[float, bool]] = {}
+        self._outgoing: dict[tuple[str, bytes], tuple[float, list[TransferRecord]]] = {}
         self._served: dict[str, set[bytes]] = {}
         self._progress: dict[str, _Progress] = {}
         self._ipfs: IpfsBackend | None = None
@@ -215,6 +217,8 @@ class FileTransfers:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.exchange is not None:
+            await self.exchange.stop()
         if self._ipfs is not None:
             self._ipfs.close()
 
@@ -376,6 +380,8 @@ class FileTransfers:
         record = dataclasses.replace(record, state=state)
         await self._save(record)
         self._members.pop(record.root, None)
+        self._allowed.clear()
+        self._outgoing.clear()
         self._progress.pop(record.id, None)
         return record
 
@@ -463,13 +469,19 @@ class FileTransfers:
 
     async def may_serve(self, address: str, root: bytes, cid: bytes) -> bool:
         """A contact may have a block of a file we hold (not cancelled) whose root it
-        named: the root CID is known only to those the file's manifest was given to."""
-        if await self.store.call(self.store.contacts.get, address) is None:
-            return False
-        records = await self.store.call(self.store.transfers.with_root, root)
-        if not any(r.state is not TransferState.CANCELLED for r in records):
-            return False
-        return await self._is_member(root, cid)
+        named: the root CID is known only to those the file's manifest was given to.
+        Decisions are cached for `MEMBERS_STALE` seconds (one query per file, not per
+        block); cancelling drops the cache at once."""
+        now = self._monotonic()
+        cached = self._allowed.get((address, root))
+        if cached is None or now - cached[0] >= MEMBERS_STALE:
+            allowed = await self.store.call(self.store.contacts.get, address) is not None
+            if allowed:
+                records = await self.store.call(self.store.transfers.with_root, root)
+                allowed = any(r.state is not TransferState.CANCELLED for r in records)
+            cached = (now, allowed)
+            self._allowed[(address, root)] = cached
+        return cached[1] and await self._is_member(root, cid)
 
     async def _is_member(self, root: bytes, cid: bytes) -> bool:
         if cid == root:
@@ -508,11 +520,18 @@ class FileTransfers:
         self._spawn(self._count_served(address, root, cid))
 
     async def _count_served(self, address: str, root: bytes, cid: bytes) -> None:
-        for record in await self.store.call(self.store.transfers.with_root, root):
-            if not record.outgoing or record.contact != address:
-                continue
-            if record.state is not TransferState.RUNNING:
-                continue
+        now = self._monotonic()
+        cached = self._outgoing.get((address, root))
+        if cached is None or now - cached[0] >= MEMBERS_STALE:
+            records = await self.store.call(self.store.transfers.with_root, root)
+            running = [
+                r
+                for r in records
+                if r.outgoing and r.contact == address and r.state is TransferState.RUNNING
+            ]
+            cached = (now, running)
+            self._outgoing[(address, root)] = cached
+        for record in cached[1]:
             seen = self._served.setdefault(record.id, set())
             if cid in seen:
                 continue
