@@ -608,6 +608,7 @@ class FileTransfers:
         )
         banned: set[str] = set()
         fetched = 0
+        started_at = self._monotonic()
 
         def on_leaf(_size: int) -> None:
             nonlocal fetched
@@ -644,6 +645,7 @@ class FileTransfers:
                         log.info("waiting for a source of a file's blocks: %s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._connected.wait(), WAIT_FOR_SOURCE)
+            fetched_at = self._monotonic()
             path = await assemble_file(manifest, self.blockstore, downloads_folder(self._config()))
         except FilesError as exc:
             self._progress.pop(transfer_id, None)
@@ -654,7 +656,13 @@ class FileTransfers:
         record = dataclasses.replace(record, done_bytes=record.size, path=str(path))
         await self._end(record, TransferState.DONE)
         self._progress.pop(transfer_id, None)
-        log.info("transfer %s: saved; %d blocks fetched in this run", transfer_id, fetched)
+        log.info(
+            "transfer %s: saved; %d blocks fetched in this run (fetch %.1f s, save %.1f s)",
+            transfer_id,
+            fetched,
+            fetched_at - started_at,
+            self._monotonic() - fetched_at,
+        )
         if self._conversation is not None:
             await self._conversation.append_event(
                 record.contact, EventBody.of(FILE_DONE, id=record.id)
