@@ -88,6 +88,8 @@ MAX_IN_FLIGHT = 16
 """Blocks requested at once per transfer (16 x 256 KiB = 4 MiB in flight at most)."""
 DIRECT_DIAL = 5.0
 """How long moving a WebRTC connection to the direct path may take before giving up."""
+DIRECT_RETRY = 60.0
+"""After a failed attempt, the direct path to a peer is not tried again for this long."""
 MEMBERS_STALE = 2.0
 """A cached block list of a file is rebuilt on a miss after this many seconds."""
 _ENDED = (TransferState.DONE, TransferState.CANCELLED)
@@ -187,6 +189,9 @@ class FileTransfers:
         self._connected = asyncio.Event()
         self._members: dict[bytes, tuple[float, frozenset[bytes]]] = {}
         self._allowed: dict[tuple[str, bytes], tuple[float, bool]] = {}
+        self._shares: set[str] = set()
+        """Ids of our outgoing transfers (so text messages need no lookup in `body_for`)."""
+        self._direct_failed: dict[str, float] = {}
         self._outgoing: dict[tuple[str, bytes], tuple[float, list[TransferRecord]]] = {}
         self._served: dict[str, set[bytes]] = {}
         self._progress: dict[str, _Progress] = {}
@@ -205,7 +210,9 @@ class FileTransfers:
         network.manager.subscribe(self._on_transport)
         self._worker = asyncio.ensure_future(self._event_loop())
         for record in await self.store.call(self.store.transfers.all):
-            if not record.outgoing and record.state is TransferState.RUNNING:
+            if record.outgoing:
+                self._shares.add(record.id)
+            elif record.state is TransferState.RUNNING:
                 log.info("resuming transfer %s from the blocks already held", record.id)
                 self._start_fetch(record.id)
 
@@ -291,6 +298,7 @@ class FileTransfers:
             path=local,
         )
         await self.store.call(self.store.transfers.add, record)
+        self._shares.add(record.id)
         self._members.pop(record.root, None)
         message = Message(
             id=record.id,
@@ -393,6 +401,8 @@ class FileTransfers:
 
     async def body_for(self, message: Message) -> EventBody | None:
         """The ``file`` event body for a queued message that shares a file."""
+        if message.id not in self._shares:
+            return None
         record = await self.store.call(self.store.transfers.get, message.id)
         if record is None or not record.outgoing or record.contact != message.contact:
             return None
@@ -587,10 +597,15 @@ class FileTransfers:
         conn = manager.connection(record.contact)
         if conn is None or conn.path == "websocket":
             return
+        failed = self._direct_failed.get(record.contact)
+        if failed is not None and self._monotonic() - failed < DIRECT_RETRY:
+            return
         try:
             direct = await asyncio.wait_for(manager.prefer_direct(record.contact), DIRECT_DIAL)
         except TimeoutError:
             direct = False
+        if not direct:
+            self._direct_failed[record.contact] = self._monotonic()
         log.info("bulk path to the sender: %s", "websocket" if direct else conn.path)
 
     async def _fetch(self, transfer_id: str) -> None:
