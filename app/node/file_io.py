@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 FILE_KEY_SIZE = 32
 DEFAULT_MIME_TYPE = "application/octet-stream"
 PART_SUFFIX = ".part"
+MAX_PENDING_PUTS = 8
+"""Received blocks being written at once (8 x 256 KiB)."""
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 # link() errors meaning "this file system has no hard links": fall back to rename.
@@ -283,9 +285,11 @@ async def fetch_blocks(
                     wants.receive_block(peer, cid, data, clock())
             wants.handle_timer(clock())
             await plan.handle_events(tasks)
+        await plan.flush()
     finally:
         for task in tasks:
             task.cancel()
+        plan.cancel()
         if banned is not None:
             banned.update(wants.banned_peers)
 
@@ -311,6 +315,7 @@ class _FetchPlan:
         self._max_leaves = manifest.chunk_count
         self._leaves = 0
         self._expected: dict[bytes, tuple[int, int]] = {}  # cid -> (size, depth)
+        self._puts: set[asyncio.Task[None]] = set()
 
     def discover(self, pending: list[tuple[bytes, int, int]]) -> None:
         """Want every block under `pending` that is not held; read held nodes to go on."""
@@ -341,6 +346,33 @@ class _FetchPlan:
             for link, child_size in zip(node.links, node.blocksizes, strict=True)
         ]
 
+    async def _store_leaf(self, cid: bytes, data: bytes, size: int) -> None:
+        """Write a leaf in the background (requests keep flowing meanwhile); at most
+        `MAX_PENDING_PUTS` writes are pending, so memory stays bounded."""
+        while len(self._puts) >= MAX_PENDING_PUTS:
+            done, _ = await asyncio.wait(self._puts, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                self._puts.discard(task)
+                task.result()  # a failed write (disk full) ends the fetch
+
+        async def put() -> None:
+            await self._store.put(cid, data, durable=False)
+            if self._on_leaf is not None:
+                self._on_leaf(size)
+
+        self._puts.add(asyncio.ensure_future(put()))
+
+    async def flush(self) -> None:
+        """Wait for every pending write; raise the first failure."""
+        while self._puts:
+            task = self._puts.pop()
+            await task
+
+    def cancel(self) -> None:
+        """Abandon pending writes (the fetch failed or was cancelled)."""
+        for task in self._puts:
+            task.cancel()
+
     async def handle_events(
         self, tasks: dict[asyncio.Task[bytes | None], tuple[str, bytes]]
     ) -> None:
@@ -355,9 +387,7 @@ class _FetchPlan:
                 else:
                     if len(event.data) != size:
                         raise TransferFailed("a block of the shared file has the wrong size")
-                    await self._store.put(event.cid, event.data, durable=False)
-                    if self._on_leaf is not None:
-                        self._on_leaf(size)
+                    await self._store_leaf(event.cid, event.data, size)
             elif isinstance(event, PeerBanned):
                 log.warning("peer %s served a tampered block; not asking it again", event.peer)
             elif isinstance(event, RequestTimedOut):
