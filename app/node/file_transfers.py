@@ -34,7 +34,6 @@ import dataclasses
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,7 +47,7 @@ from app.core.file_crypto import (
 )
 from app.core.filenames import sanitize_filename
 from app.core.ledger_event import Event, EventBody
-from app.core.unixfs import CODEC_RAW, InvalidBlock, cid_codec, decode_file_node
+from app.core.unixfs import CODEC_RAW, cid_codec
 from app.node.api import (
     InvalidArgument,
     Message,
@@ -64,22 +63,18 @@ from app.node.block_exchange import BlockExchange
 from app.node.blockstore import Blockstore, blockstore_dir
 from app.node.config import Config, downloads_folder
 from app.node.file_io import BlockSource, assemble_file, fetch_blocks, share_paths
+from app.node.file_serving import FileServing
 from app.node.files_errors import BlocksUnavailable, FilesError
 from app.node.history import FILE, FILE_CANCEL, FILE_DONE
 from app.node.ipfs import IpfsBackend
 from app.node.network import NetworkStack
 from app.node.storage.store import ProfileStore
 from app.node.storage.transfers import TransferRecord
+from app.node.transfer_progress import Progress, public
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
 
 log = logging.getLogger(__name__)
 
-PROGRESS_HZ = 4.0
-"""At most this many `TransferChanged` progress events per transfer and second."""
-PERSIST_SECONDS = 1.0
-"""How often the progress of a running transfer is written to the database."""
-SPEED_WINDOW = 3.0
-"""The speed shown is the average over this many seconds."""
 WAIT_FOR_SOURCE = 10.0
 """A transfer no source can serve tries again after this long (or a new connection)."""
 BLOCK_TIMEOUT = 20.0
@@ -90,8 +85,6 @@ DIRECT_DIAL = 5.0
 """How long moving a WebRTC connection to the direct path may take before giving up."""
 DIRECT_RETRY = 60.0
 """After a failed attempt, the direct path to a peer is not tried again for this long."""
-MEMBERS_STALE = 2.0
-"""A cached block list of a file is rebuilt on a miss after this many seconds."""
 _ENDED = (TransferState.DONE, TransferState.CANCELLED)
 
 
@@ -99,61 +92,6 @@ class Conversation(Protocol):
     """What the transfers need of the messenger."""
 
     async def append_event(self, address: str, body: EventBody) -> None: ...
-
-
-class _Progress:
-    """Counts bytes of one running transfer and decides when to tell the front end."""
-
-    def __init__(self, done: int, size: int, clock: Callable[[], float]) -> None:
-        self.done = done
-        self.size = size
-        self._clock = clock
-        self._samples: deque[tuple[float, int]] = deque([(clock(), done)])
-        self._last_event = 0.0
-        self._last_persist = clock()
-
-    def add(self, nbytes: int) -> None:
-        self.done = min(self.size, self.done + nbytes)
-
-    def speed(self) -> float:
-        now = self._clock()
-        self._samples.append((now, self.done))
-        while len(self._samples) > 2 and now - self._samples[0][0] > SPEED_WINDOW:
-            self._samples.popleft()
-        first_time, first_done = self._samples[0]
-        return (self.done - first_done) / (now - first_time) if now > first_time else 0.0
-
-    def event_due(self) -> bool:
-        now = self._clock()
-        if now - self._last_event >= 1.0 / PROGRESS_HZ:
-            self._last_event = now
-            return True
-        return False
-
-    def persist_due(self) -> bool:
-        now = self._clock()
-        if now - self._last_persist >= PERSIST_SECONDS:
-            self._last_persist = now
-            return True
-        return False
-
-
-def public(record: TransferRecord, speed: float = 0.0) -> Transfer:
-    """The API view of a transfer row."""
-    return Transfer(
-        id=record.id,
-        contact=record.contact,
-        outgoing=record.outgoing,
-        name=record.name,
-        size=record.size,
-        done_bytes=record.done_bytes,
-        state=record.state,
-        path=record.path,
-        mime=record.mime,
-        time=record.time,
-        speed_bps=speed if record.state is TransferState.RUNNING else 0.0,
-        error=record.error,
-    )
 
 
 def display_name(manifest: FileManifest) -> str:
@@ -187,17 +125,16 @@ class FileTransfers:
         self._events: asyncio.Queue[tuple[str, Event]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
-        self._members: dict[bytes, tuple[float, frozenset[bytes]]] = {}
-        self._allowed: dict[tuple[str, bytes], tuple[float, bool]] = {}
         self._shares: set[str] = set()
         """Ids of our outgoing transfers (so text messages need no lookup in `body_for`)."""
         self._direct_failed: dict[str, float] = {}
-        self._outgoing: dict[tuple[str, bytes], tuple[float, list[TransferRecord]]] = {}
-        self._served: dict[str, set[bytes]] = {}
-        self._progress: dict[str, _Progress] = {}
+        self._progress: dict[str, Progress] = {}
+        self.serving = FileServing(
+            store, self.blockstore, publish, self._progress, self._spawn, monotonic
+        )
         self._ipfs: IpfsBackend | None = None
         self._ipfs_addr = ""
-        self.stats: dict[str, int] = {"blocks_fetched": 0, "blocks_served": 0}
+        self.blocks_fetched = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -205,7 +142,7 @@ class FileTransfers:
         """Serve and fetch blocks over `network`; resume every RUNNING incoming transfer."""
         self._network = network
         self._conversation = conversation
-        self.exchange = BlockExchange(network, self.blockstore, self)
+        self.exchange = BlockExchange(network, self.blockstore, self.serving)
         self.exchange.start()
         network.manager.subscribe(self._on_transport)
         self._worker = asyncio.ensure_future(self._event_loop())
@@ -299,7 +236,7 @@ class FileTransfers:
         )
         await self.store.call(self.store.transfers.add, record)
         self._shares.add(record.id)
-        self._members.pop(record.root, None)
+        self.serving.forget(record)
         message = Message(
             id=record.id,
             contact=contact,
@@ -387,9 +324,7 @@ class FileTransfers:
             task.cancel()
         record = dataclasses.replace(record, state=state)
         await self._save(record)
-        self._members.pop(record.root, None)
-        self._allowed.clear()
-        self._outgoing.clear()
+        self.serving.forget(record)
         self._progress.pop(record.id, None)
         return record
 
@@ -442,7 +377,7 @@ class FileTransfers:
             log.info(
                 "transfer %s: received by the contact; %d of its blocks served in this run",
                 record.id,
-                len(self._served.pop(record.id, ())),
+                self.serving.served_count(record.id),
             )
             await self._end(record, TransferState.DONE)
 
@@ -474,88 +409,6 @@ class FileTransfers:
         self._publish(TransferAdded(public(record)))
         if auto:
             self._start_fetch(record.id)
-
-    # ------------------------------------------------------------------ serving
-
-    async def may_serve(self, address: str, root: bytes, cid: bytes) -> bool:
-        """A contact may have a block of a file we hold (not cancelled) whose root it
-        named: the root CID is known only to those the file's manifest was given to.
-        Decisions are cached for `MEMBERS_STALE` seconds (one query per file, not per
-        block); cancelling drops the cache at once."""
-        now = self._monotonic()
-        cached = self._allowed.get((address, root))
-        if cached is None or now - cached[0] >= MEMBERS_STALE:
-            allowed = await self.store.call(self.store.contacts.get, address) is not None
-            if allowed:
-                records = await self.store.call(self.store.transfers.with_root, root)
-                allowed = any(r.state is not TransferState.CANCELLED for r in records)
-            cached = (now, allowed)
-            self._allowed[(address, root)] = cached
-        return cached[1] and await self._is_member(root, cid)
-
-    async def _is_member(self, root: bytes, cid: bytes) -> bool:
-        if cid == root:
-            return True
-        cached = self._members.get(root)
-        now = self._monotonic()
-        if cached is not None and (cid in cached[1] or now - cached[0] < MEMBERS_STALE):
-            return cid in cached[1]
-        members = await asyncio.to_thread(self._walk_held, root)
-        self._members[root] = (now, members)
-        return cid in members
-
-    def _walk_held(self, root: bytes) -> frozenset[bytes]:
-        """Every block CID named by the held nodes of the DAG under `root`."""
-        found: set[bytes] = {root}
-        stack = [root]
-        while stack:
-            cid = stack.pop()
-            if cid_codec(cid) == CODEC_RAW or not self.blockstore.has_sync(cid):
-                continue
-            try:
-                node = decode_file_node(self.blockstore.get_sync(cid))
-            except (InvalidBlock, FilesError):
-                continue
-            for link in node.links:
-                if link.cid not in found:
-                    found.add(link.cid)
-                    stack.append(link.cid)
-        return frozenset(found)
-
-    def served(self, address: str, root: bytes, cid: bytes, size: int) -> None:
-        """Count a block served (the sender's progress)."""
-        self.stats["blocks_served"] += 1
-        if cid_codec(cid) != CODEC_RAW:
-            return
-        self._spawn(self._count_served(address, root, cid))
-
-    async def _count_served(self, address: str, root: bytes, cid: bytes) -> None:
-        now = self._monotonic()
-        cached = self._outgoing.get((address, root))
-        if cached is None or now - cached[0] >= MEMBERS_STALE:
-            records = await self.store.call(self.store.transfers.with_root, root)
-            running = [
-                r
-                for r in records
-                if r.outgoing and r.contact == address and r.state is TransferState.RUNNING
-            ]
-            cached = (now, running)
-            self._outgoing[(address, root)] = cached
-        for record in cached[1]:
-            seen = self._served.setdefault(record.id, set())
-            if cid in seen:
-                continue
-            seen.add(cid)
-            progress = self._progress.get(record.id)
-            if progress is None:
-                progress = _Progress(0, record.size, self._monotonic)
-                self._progress[record.id] = progress
-            progress.done = min(record.size, len(seen) * CHUNK_PLAINTEXT_SIZE)
-            if progress.event_due():
-                shown = dataclasses.replace(record, done_bytes=progress.done)
-                self._publish(TransferChanged(public(shown, progress.speed())))
-            if progress.persist_due():
-                await self.store.call(self.store.transfers.set_progress, record.id, progress.done)
 
     # ------------------------------------------------------------------ fetching
 
@@ -612,7 +465,7 @@ class FileTransfers:
         record = await self._get(transfer_id)
         manifest = decode_manifest(record.manifest)
         held = await asyncio.to_thread(self._held_leaves, manifest)
-        progress = _Progress(
+        progress = Progress(
             min(record.size, held * CHUNK_PLAINTEXT_SIZE), record.size, self._monotonic
         )
         record = dataclasses.replace(record, done_bytes=progress.done)
@@ -628,7 +481,7 @@ class FileTransfers:
         def on_leaf(_size: int) -> None:
             nonlocal fetched
             fetched += 1
-            self.stats["blocks_fetched"] += 1
+            self.blocks_fetched += 1
             progress.add(CHUNK_PLAINTEXT_SIZE)
             if progress.event_due():
                 shown = dataclasses.replace(record, done_bytes=progress.done)
@@ -685,7 +538,7 @@ class FileTransfers:
 
     def _held_leaves(self, manifest: FileManifest) -> int:
         """How many leaves of the file are already held (walking the held tree nodes)."""
-        members = self._walk_held(manifest.root_cid)
+        members = self.serving.walk_held(manifest.root_cid)
         return sum(
             1 for cid in members if cid_codec(cid) == CODEC_RAW and self.blockstore.has_sync(cid)
         )

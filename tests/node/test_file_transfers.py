@@ -24,9 +24,9 @@ from app.node.api import (
     TransferNotFound,
     TransferState,
 )
-from app.node.file_transfers import PROGRESS_HZ, _Progress
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
+from app.node.transfer_progress import PROGRESS_HZ, Progress
 
 
 @pytest_asyncio.fixture
@@ -89,23 +89,24 @@ async def test_blocks_are_served_to_the_contact_for_files_it_was_given(
     record = await node.store.call(node.store.transfers.get, transfer.id)
     assert record is not None
     files = node.files
+    serving = files.serving
     bob = transfer.contact
     root = record.root
     leaf = decode_file_node(files.blockstore.get_sync(root)).links[0].cid
-    assert await files.may_serve(bob, root, root)
-    assert await files.may_serve(bob, root, leaf)
+    assert await serving.may_serve(bob, root, root)
+    assert await serving.may_serve(bob, root, leaf)
     stranger = create_profile(tmp_path / "eve", "Eve", None).whoami.address
-    assert not await files.may_serve(stranger, root, leaf)
+    assert not await serving.may_serve(stranger, root, leaf)
     other = raw_cid(b"not part of this file")
-    assert not await files.may_serve(bob, root, other)  # not in the file's DAG
-    assert not await files.may_serve(bob, other, other)  # not a file we hold
+    assert not await serving.may_serve(bob, root, other)  # not in the file's DAG
+    assert not await serving.may_serve(bob, other, other)  # not a file we hold
     await files._end(record, TransferState.CANCELLED)
-    assert not await files.may_serve(bob, root, leaf)  # cancelled: no longer served
+    assert not await serving.may_serve(bob, root, leaf)  # cancelled: no longer served
 
 
 def test_progress_events_are_rate_limited_and_speed_is_measured() -> None:
     now = [0.0]
-    progress = _Progress(0, 100 * 2**20, lambda: now[0])
+    progress = Progress(0, 100 * 2**20, lambda: now[0])
     events = 0
     for _ in range(1000):  # 10 s, a block every 10 ms
         now[0] += 0.01
