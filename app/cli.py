@@ -93,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("text", metavar="TEXT")
     _json_flag(search)
 
+    share = sub.add_parser(
+        "share", help="share files or folders with a contact (end-to-end encrypted)"
+    )
+    share.add_argument("contact", metavar="CONTACT", help="a name or an address")
+    share.add_argument("paths", metavar="PATH", nargs="+", help="files and/or folders")
+    _json_flag(share)
+    transfers = sub.add_parser(
+        "transfers", help="list file transfers, or accept/cancel/retry one by its id"
+    )
+    transfers.add_argument(
+        "action", nargs="?", choices=("list", "accept", "cancel", "retry"), default="list"
+    )
+    transfers.add_argument("id", metavar="ID", nargs="?", help="the transfer (accept/cancel/retry)")
+    transfers.add_argument("--contact", metavar="CONTACT", help="list only this contact's")
+    _json_flag(transfers)
+
     _json_flag(sub.add_parser("peers", help="show connections to peers (path, state, RTT)"))
 
     history = sub.add_parser("history", help="verify or export a conversation's signed history")
@@ -202,7 +218,14 @@ def _contact_state(contact: api.Contact) -> str:
 
 
 def _message_json(m: api.Message) -> dict[str, Any]:
-    return {"id": m.id, "from": m.sender, "text": m.text, "time": m.time, "status": m.status.value}
+    return {
+        "id": m.id,
+        "from": m.sender,
+        "text": m.text,
+        "time": m.time,
+        "status": m.status.value,
+        "transfer": m.transfer,
+    }
 
 
 def _message_text(m: api.Message) -> str:
@@ -239,6 +262,63 @@ def _print_messages(args: argparse.Namespace, found: list[api.Message]) -> None:
         print(json.dumps([_message_json(m) for m in found], ensure_ascii=False))
     else:
         print("\n".join(_message_text(m) for m in found) or "No messages.")
+
+
+async def cmd_share(args: argparse.Namespace, node: api.NodeApi) -> int:
+    shared = await node.share_files(api.ShareFiles(args.contact, list(args.paths)))
+    if args.json:
+        print(json.dumps({"transfers": [t.id for t in shared]}))
+    else:
+        print("\n".join(f"Sharing {t.name} ({t.size} bytes): {t.id}" for t in shared))
+    return 0
+
+
+def _transfer_json(t: api.Transfer) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "size": t.size,
+        "done_bytes": t.done_bytes,
+        "state": t.state.value,
+        "path": t.path,
+        "contact": t.contact,
+        "outgoing": t.outgoing,
+        "speed_bps": t.speed_bps,
+        "error": t.error,
+    }
+
+
+def _transfer_text(t: api.Transfer) -> str:
+    arrow = "->" if t.outgoing else "<-"
+    line = f"{t.id}  {arrow} {t.name}  {t.done_bytes}/{t.size} bytes  {t.state.value}"
+    if t.error:
+        line += f"  ({t.error})"
+    elif t.path and t.state is api.TransferState.DONE:
+        line += f"  {t.path}"
+    return line
+
+
+async def cmd_transfers(args: argparse.Namespace, node: api.NodeApi) -> int:
+    if args.action == "list":
+        found = await node.list_transfers(api.ListTransfers(args.contact))
+        if args.json:
+            print(json.dumps([_transfer_json(t) for t in found], ensure_ascii=False))
+        else:
+            print("\n".join(_transfer_text(t) for t in found) or "No transfers.")
+        return 0
+    if not args.id:
+        raise api.InvalidArgument(f"Give the id of the transfer to {args.action}.")
+    actions = {
+        "accept": lambda: node.accept_transfer(api.AcceptTransfer(args.id)),
+        "cancel": lambda: node.cancel_transfer(api.CancelTransfer(args.id)),
+        "retry": lambda: node.retry_transfer(api.RetryTransfer(args.id)),
+    }
+    transfer = await actions[args.action]()
+    if args.json:
+        print(json.dumps(_transfer_json(transfer), ensure_ascii=False))
+    else:
+        print(_transfer_text(transfer))
+    return 0
 
 
 async def cmd_peers(args: argparse.Namespace, node: api.NodeApi) -> int:
@@ -349,6 +429,8 @@ def run(args: argparse.Namespace) -> int:
             "search": cmd_search,
             "peers": cmd_peers,
             "history": cmd_history,
+            "share": cmd_share,
+            "transfers": cmd_transfers,
         }
         if args.command in handlers:
             handler = handlers[args.command]

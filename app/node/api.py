@@ -274,6 +274,8 @@ class Settings:
     theme: str
     notifications: bool
     auto_accept_bytes: int
+    downloads_folder: str = ""
+    """Where received files are saved (absolute path)."""
 
 
 @dataclass(frozen=True)
@@ -396,6 +398,7 @@ class UpdateSettings:
     theme: str | None = None
     notifications: bool | None = None
     auto_accept_bytes: int | None = None
+    downloads_folder: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ Layout (under ``<profile>/blocks/``), modelled on go-ds-flatfs ``next-to-last/2`
   their ends are uniformly spread);
 * ``pins/<cid>``: an empty marker per pinned root (a file the user still shares).
 
-Blocks are only ever ciphertext. Each is written to a temporary file, fsynced and renamed
-into place, so a crash leaves either the whole block or nothing. Every read re-hashes the
+Blocks are only ever ciphertext. Each is written to a temporary file and renamed into
+place (fsynced unless the caller can fetch it again), so a killed process leaves either
+the whole block or nothing. Every read re-hashes the
 block; one that no longer matches its CID is deleted and reported as `BlockCorrupt`.
 
 `Blockstore` has synchronous methods (``*_sync``, for worker threads that stream whole
@@ -59,8 +60,12 @@ class Blockstore:
 
     # ----------------------------------------------------------------- sync API
 
-    def put_sync(self, cid: bytes, data: bytes) -> None:
-        """Store `data` under `cid` (verified first); a block already held is kept."""
+    def put_sync(self, cid: bytes, data: bytes, *, durable: bool = True) -> None:
+        """Store `data` under `cid` (verified first); a block already held is kept.
+
+        `durable=False` skips the fsyncs (a block survives a killed process, not
+        necessarily a power cut): for blocks that can be fetched again, since every
+        read re-verifies and drops a damaged block. Call `sync` to make them durable."""
         if not block_matches(cid, data):
             raise BlockCorrupt("refusing to store a block that does not match its CID")
         path = self.path_for(cid)
@@ -73,7 +78,8 @@ class Blockstore:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    os.fsync(fh.fileno())
             os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -81,7 +87,12 @@ class Blockstore:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFull("not enough disk space in the profile to store file blocks") from exc
             raise FilesError(f"could not store a file block: {exc.strerror}") from exc
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
+
+    def sync(self) -> None:
+        """Flush blocks written with ``durable=False`` to disk (the whole file system)."""
+        os.sync()
 
     def get_sync(self, cid: bytes) -> bytes:
         """The block named `cid`, verified; `BlockNotFound` or `BlockCorrupt` otherwise."""
@@ -137,9 +148,9 @@ class Blockstore:
 
     # ----------------------------------------------------------------- async API
 
-    async def put(self, cid: bytes, data: bytes) -> None:
+    async def put(self, cid: bytes, data: bytes, *, durable: bool = True) -> None:
         """`put_sync` in a worker thread."""
-        await asyncio.to_thread(self.put_sync, cid, data)
+        await asyncio.to_thread(lambda: self.put_sync(cid, data, durable=durable))
 
     async def get(self, cid: bytes) -> bytes:
         """`get_sync` in a worker thread."""

@@ -29,6 +29,8 @@ class Config:
     theme: str = "system"
     notifications: bool = True
     auto_accept_bytes: int = 25 * 1024 * 1024
+    downloads_folder: str = ""
+    """Where received files are saved; empty means `default_downloads_folder()`."""
 
     def updated(self, **changes: Any) -> Config:
         """A copy with `changes` applied, type-checked like a loaded file."""
@@ -73,3 +75,17 @@ def save_config(path: Path, config: Config) -> None:
     """Write the settings file atomically, readable only by the owner."""
     data = {"version": CONFIG_VERSION, **asdict(config)}
     atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def default_downloads_folder() -> Path:
+    """The user's downloads folder (platformdirs), sub-folder "Scrambled Eggs"."""
+    import platformdirs
+
+    return Path(platformdirs.user_downloads_dir()) / "Scrambled Eggs"
+
+
+def downloads_folder(config: Config) -> Path:
+    """Where received files go: the configured folder, else the default one."""
+    if config.downloads_folder:
+        return Path(config.downloads_folder).expanduser()
+    return default_downloads_folder()

@@ -22,7 +22,9 @@ from typing import Any
 
 from app.node.api import (
     EVENT_TYPES,
+    AcceptTransfer,
     AddContact,
+    CancelTransfer,
     ChangePassphrase,
     Contact,
     ControlUnavailable,
@@ -30,6 +32,7 @@ from app.node.api import (
     HistoryExport,
     HistoryReport,
     ListMessages,
+    ListTransfers,
     MarkRead,
     Message,
     NodeApi,
@@ -38,11 +41,14 @@ from app.node.api import (
     NodeStopping,
     Peer,
     RemoveContact,
+    RetryTransfer,
     SearchMessages,
     SendMessage,
     Settings,
     SetTyping,
+    ShareFiles,
     Status,
+    Transfer,
     UpdateSettings,
     Verification,
     VerifyContact,
@@ -94,6 +100,11 @@ METHODS: dict[str, Method] = {
     "peers.list": Method("peers", None, list[Peer]),
     "history.verify": Method("verify_history", VerifyHistory, HistoryReport),
     "history.export": Method("export_history", ExportHistory, HistoryExport),
+    "files.share": Method("share_files", ShareFiles, list[Transfer]),
+    "transfers.list": Method("list_transfers", ListTransfers, list[Transfer]),
+    "transfers.accept": Method("accept_transfer", AcceptTransfer, Transfer),
+    "transfers.cancel": Method("cancel_transfer", CancelTransfer, Transfer),
+    "transfers.retry": Method("retry_transfer", RetryTransfer, Transfer),
 }
 
 
@@ -362,6 +373,26 @@ class ControlClient:
 
     async def export_history(self, command: ExportHistory) -> HistoryExport:
         result: HistoryExport = await self._typed("history.export", command)
+        return result
+
+    async def share_files(self, command: ShareFiles) -> list[Transfer]:
+        result: list[Transfer] = await self._typed("files.share", command)
+        return result
+
+    async def list_transfers(self, command: ListTransfers) -> list[Transfer]:
+        result: list[Transfer] = await self._typed("transfers.list", command)
+        return result
+
+    async def accept_transfer(self, command: AcceptTransfer) -> Transfer:
+        result: Transfer = await self._typed("transfers.accept", command)
+        return result
+
+    async def cancel_transfer(self, command: CancelTransfer) -> Transfer:
+        result: Transfer = await self._typed("transfers.cancel", command)
+        return result
+
+    async def retry_transfer(self, command: RetryTransfer) -> Transfer:
+        result: Transfer = await self._typed("transfers.retry", command)
         return result
 
     async def events(self) -> AsyncIterator[NodeEvent]:

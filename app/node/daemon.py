@@ -92,6 +92,8 @@ async def hosted_node(
                     with contextlib.suppress(NodeError):
                         bootstrap.append(parse_host_port(endpoint))
             service.attach_network(network)
+            messenger.files = service.files
+            await service.files.start(network, messenger)
             await messenger.start()
             service.attach_delivery(messenger)
             await control.start()
@@ -115,6 +117,7 @@ async def hosted_node(
                 await lan.stop()
             service.close()
             await courier.stop()
+            await service.files.stop()
             await messenger.stop()
             await network.stop()
             await asyncio.to_thread(store.close)

@@ -8,7 +8,8 @@ the user configured one, put them on the IPFS daemon and pin the root), and retu
 
 Receiving: `fetch_blocks` drives the want-list (`app.core.transfer`) against any
 `BlockSource` (peers, the blockstore of another node, an IPFS daemon) and stores every
-block that verifies; blocks already held are not asked for again, so an interrupted
+block that verifies (not fsynced: a block damaged by a power cut fails verification on
+read, is dropped and fetched again); blocks already held are not asked for again, so an interrupted
 transfer resumes. `assemble_file` walks the DAG from the blockstore (each block
 re-verified), decrypts into a ``.part`` file in the destination folder, fsyncs it and
 only then links it under a sanitised, unique name (never replacing an existing file).
@@ -53,6 +54,7 @@ from app.core.unixfs import (
 )
 from app.node.blockstore import Blockstore
 from app.node.files_errors import (
+    BlocksUnavailable,
     DiskFull,
     DownloadPermissionDenied,
     FilesError,
@@ -67,6 +69,8 @@ log = logging.getLogger(__name__)
 FILE_KEY_SIZE = 32
 DEFAULT_MIME_TYPE = "application/octet-stream"
 PART_SUFFIX = ".part"
+MAX_PENDING_PUTS = 8
+"""Received blocks being written at once (8 x 256 KiB)."""
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 # link() errors meaning "this file system has no hard links": fall back to rename.
@@ -135,6 +139,7 @@ def share_file_sync(
         _store_all(builder.add_block(block), store, ipfs)
     root, nodes = builder.finish()
     _store_all(nodes, store, ipfs)
+    store.sync()  # every block on disk before the file is pinned and offered
     store.pin_sync(root)
     if ipfs is not None:
         ipfs.pin_add_sync(root)
@@ -156,7 +161,7 @@ def _portable(name: str) -> str:
 
 def _store_all(blocks: Sequence[Block], store: Blockstore, ipfs: IpfsBackend | None) -> None:
     for block in blocks:
-        store.put_sync(block.cid, block.data)
+        store.put_sync(block.cid, block.data, durable=False)
         if ipfs is not None:
             ipfs.block_put_sync(block.cid, block.data)
 
@@ -233,18 +238,23 @@ async def fetch_blocks(
     max_per_peer: int = 8,
     timeout: float = 30.0,
     clock: Callable[[], float] = time.monotonic,
+    on_leaf: Callable[[int], None] | None = None,
+    banned: set[str] | None = None,
 ) -> None:
     """Fetch every block of `manifest` not yet in `store` from `sources` (resumable).
 
     Each block is verified against its CID before it is stored; a source that serves a
     tampered block is not asked again. `TransferFailed` if some block cannot be had;
-    whatever was fetched stays in the store for the next attempt.
+    whatever was fetched stays in the store for the next attempt. `on_leaf(size)` is
+    called for every leaf stored; sources that served tampered blocks are added to
+    `banned` (and sources already in it are not asked).
     """
     wants = WantList(max_in_flight=max_in_flight, max_per_peer=max_per_peer, timeout=timeout)
-    plan = _FetchPlan(manifest, store, wants)
+    plan = _FetchPlan(manifest, store, wants, on_leaf)
     await asyncio.to_thread(plan.discover, [(manifest.root_cid, manifest.ciphertext_size, 0)])
     for peer in sources:
-        wants.add_peer(peer)
+        if banned is None or peer not in banned:
+            wants.add_peer(peer)
     tasks: dict[asyncio.Task[bytes | None], tuple[str, bytes]] = {}
     try:
         while not wants.is_complete:
@@ -255,7 +265,7 @@ async def fetch_blocks(
             if wants.is_complete:
                 break
             if not tasks:
-                raise TransferFailed(
+                raise BlocksUnavailable(
                     f"{len(wants.needed)} blocks of {manifest.name!r} are not available from "
                     "any source; what was received is kept for a later attempt"
                 )
@@ -275,9 +285,13 @@ async def fetch_blocks(
                     wants.receive_block(peer, cid, data, clock())
             wants.handle_timer(clock())
             await plan.handle_events(tasks)
+        await plan.flush()
     finally:
         for task in tasks:
             task.cancel()
+        plan.cancel()
+        if banned is not None:
+            banned.update(wants.banned_peers)
 
 
 class _FetchPlan:
@@ -288,12 +302,20 @@ class _FetchPlan:
     deeper than `MAX_TREE_DEPTH` nor have more leaves than the manifest's chunk count.
     """
 
-    def __init__(self, manifest: FileManifest, store: Blockstore, wants: WantList) -> None:
+    def __init__(
+        self,
+        manifest: FileManifest,
+        store: Blockstore,
+        wants: WantList,
+        on_leaf: Callable[[int], None] | None = None,
+    ) -> None:
+        self._on_leaf = on_leaf
         self._store = store
         self._wants = wants
         self._max_leaves = manifest.chunk_count
         self._leaves = 0
         self._expected: dict[bytes, tuple[int, int]] = {}  # cid -> (size, depth)
+        self._puts: set[asyncio.Task[None]] = set()
 
     def discover(self, pending: list[tuple[bytes, int, int]]) -> None:
         """Want every block under `pending` that is not held; read held nodes to go on."""
@@ -324,6 +346,33 @@ class _FetchPlan:
             for link, child_size in zip(node.links, node.blocksizes, strict=True)
         ]
 
+    async def _store_leaf(self, cid: bytes, data: bytes, size: int) -> None:
+        """Write a leaf in the background (requests keep flowing meanwhile); at most
+        `MAX_PENDING_PUTS` writes are pending, so memory stays bounded."""
+        while len(self._puts) >= MAX_PENDING_PUTS:
+            done, _ = await asyncio.wait(self._puts, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                self._puts.discard(task)
+                task.result()  # a failed write (disk full) ends the fetch
+
+        async def put() -> None:
+            await self._store.put(cid, data, durable=False)
+            if self._on_leaf is not None:
+                self._on_leaf(size)
+
+        self._puts.add(asyncio.ensure_future(put()))
+
+    async def flush(self) -> None:
+        """Wait for every pending write; raise the first failure."""
+        while self._puts:
+            task = self._puts.pop()
+            await task
+
+    def cancel(self) -> None:
+        """Abandon pending writes (the fetch failed or was cancelled)."""
+        for task in self._puts:
+            task.cancel()
+
     async def handle_events(
         self, tasks: dict[asyncio.Task[bytes | None], tuple[str, bytes]]
     ) -> None:
@@ -333,12 +382,12 @@ class _FetchPlan:
                 size, depth = self._expected.pop(event.cid)
                 if cid_codec(event.cid) == CODEC_DAG_PB:
                     children = self._children(event.data, size, depth)
-                    await self._store.put(event.cid, event.data)
+                    await self._store.put(event.cid, event.data, durable=False)
                     await asyncio.to_thread(self.discover, children)
                 else:
                     if len(event.data) != size:
                         raise TransferFailed("a block of the shared file has the wrong size")
-                    await self._store.put(event.cid, event.data)
+                    await self._store_leaf(event.cid, event.data, size)
             elif isinstance(event, PeerBanned):
                 log.warning("peer %s served a tampered block; not asking it again", event.peer)
             elif isinstance(event, RequestTimedOut):

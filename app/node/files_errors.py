@@ -67,3 +67,9 @@ class TransferFailed(FilesError):
     """A received file could not be completed: blocks are missing, tampered or malformed."""
 
     code = "transfer_failed"
+
+
+class BlocksUnavailable(TransferFailed):
+    """No source reachable right now has the missing blocks (the sender is offline)."""
+
+    code = "blocks_unavailable"

@@ -19,6 +19,17 @@ from app.node.storage.store import ProfileStore
 
 TEXT = "text"
 """Kind of the history events that carry a text message (body: id, text)."""
+FILE = "file"
+"""Kind of the events that offer a shared file (body: id, text = its name, m = the
+encoded manifest with the file key); they are messages too (`MESSAGE_KINDS`)."""
+FILE_CANCEL = "file_cancel"
+"""Either side cancelled the transfer named by ``id``."""
+FILE_DONE = "file_done"
+"""The receiver saved the file of transfer ``id`` completely."""
+MESSAGE_KINDS = frozenset({TEXT, FILE})
+"""Event kinds shown as messages (they carry ``id`` and ``text``)."""
+FILE_KINDS = frozenset({FILE, FILE_CANCEL, FILE_DONE})
+"""Event kinds handled by the file transfers (`app.node.file_transfers`)."""
 
 
 def own_texts_behind(
@@ -39,7 +50,7 @@ def own_texts_behind(
         if event is None:
             continue
         stack.extend(event.parents)
-        if event.author == own_key and event.body.kind == TEXT:
+        if event.author == own_key and event.body.kind in MESSAGE_KINDS:
             ids.append(str(event.body.get("id")))
     return ids
 

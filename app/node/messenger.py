@@ -47,7 +47,7 @@ from app.node.api import (
 )
 from app.node.e2e import SessionBook
 from app.node.ephemeral import Ephemeral
-from app.node.history import TEXT, load_ledger, own_texts_behind
+from app.node.history import FILE, FILE_KINDS, MESSAGE_KINDS, TEXT, load_ledger, own_texts_behind
 from app.node.network import NetworkStack
 from app.node.state_message import NoSession, StateMessage, decode_plaintext
 from app.node.storage.repositories import ContactRecord
@@ -70,6 +70,18 @@ REDIAL_EVERY_ROUNDS = 5
 """Every this many resync rounds, contacts we owe events to and can't reach are redialled."""
 RESET_AFTER_FAILURES = 5
 """Undecryptable messages in a row after which a contact's session is started afresh."""
+
+
+class FileEvents(Protocol):
+    """The file transfers' seat in the pipeline (see `app.node.file_transfers`)."""
+
+    async def body_for(self, message: Message) -> EventBody | None:
+        """The event body for a queued message that shares a file, else None (text)."""
+        ...
+
+    def file_event(self, address: str, event: Event) -> None:
+        """A contact's event of a file kind was accepted (must not block)."""
+        ...
 
 
 class OfflineCourier(Protocol):
@@ -113,6 +125,7 @@ class Messenger:
         self._resync: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
         self.courier: OfflineCourier | None = None
+        self.files: FileEvents | None = None
         self.sessions = SessionBook(
             store,
             network,
@@ -255,7 +268,9 @@ class Messenger:
             for event in ledger.ordered():
                 if event.author != self._own_key:
                     theirs.append(event.cid)
-                if event.body.kind != TEXT:
+                    if event.body.kind in FILE_KINDS and self.files is not None:
+                        self.files.file_event(address, event)
+                if event.body.kind not in MESSAGE_KINDS:
                     continue
                 if event.author == self._own_key:
                     ids[str(event.body.get("id"))] = event.cid
@@ -291,6 +306,7 @@ class Messenger:
             text=text,
             time=event.wall_time / 1000.0,
             status=MessageStatus.RECEIVED,
+            transfer=msg_id[:64] if event.body.kind == FILE else None,
         )
 
     async def _append_text(self, address: str, ledger: Ledger, message: Message) -> Event | None:
@@ -298,7 +314,9 @@ class Messenger:
         own_ids = self._own_ids.setdefault(address, set())
         if message.id in own_ids:
             return None
-        body = EventBody.of(TEXT, id=message.id, text=message.text)
+        body = await self.files.body_for(message) if self.files is not None else None
+        if body is None:
+            body = EventBody.of(TEXT, id=message.id, text=message.text)
         event = ledger.append(self._keys, body, int(message.time * 1000))
         await self.store.call(self.store.history.add, address, str(event.cid), event.to_bytes())
         own_ids.add(message.id)
@@ -334,6 +352,18 @@ class Messenger:
             event = await self._append_text(address, ledger, message)
         if event is None:
             return
+        if self.network.manager.connection(address) is None:
+            self.want(address)
+            return
+        self._spawn(self._send_quietly(address, [ledger.get_bytes(event.cid) or b""], False))
+
+    async def append_event(self, address: str, body: EventBody) -> None:
+        """Append one of our non-message events (e.g. a file cancel) to the conversation
+        and send it now if connected (else on the next connection, or by mailbox)."""
+        async with self._lock(address):
+            ledger = await self._ledger(address)
+            event = ledger.append(self._keys, body, int(self._clock() * 1000))
+            await self.store.call(self.store.history.add, address, str(event.cid), event.to_bytes())
         if self.network.manager.connection(address) is None:
             self.want(address)
             return
@@ -404,7 +434,11 @@ class Messenger:
         ids = []
         for raw in batch:
             event = ledger.get(Cid.for_block(raw))
-            if event is not None and event.author == self._own_key and event.body.kind == TEXT:
+            if (
+                event is not None
+                and event.author == self._own_key
+                and event.body.kind in MESSAGE_KINDS
+            ):
                 ids.append(str(event.body.get("id")))
         if ids:
             changed = await self.store.call(
@@ -502,7 +536,11 @@ class Messenger:
                     [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in accepted],
                 )
                 for event in accepted:
-                    if event.author != self._own_key and event.body.kind == TEXT:
+                    if event.author == self._own_key:
+                        continue
+                    if event.body.kind in FILE_KINDS and self.files is not None:
+                        self.files.file_event(address, event)
+                    if event.body.kind in MESSAGE_KINDS:
                         received = self._incoming_message(address, event)
                         if received is not None and await self.store.call(
                             self.store.messages.add_if_absent, received

@@ -25,7 +25,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from app.core.errors import InvalidAddress
@@ -180,6 +180,7 @@ class NetworkStack:
         self._join: asyncio.Task[int] | None = None
         self._bundle: PrekeyBundle | None = None
         self._bundle_replies: dict[str, asyncio.Future[bytes]] = {}
+        self._tagged: dict[int, Callable[[str, bytes], Awaitable[None]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -222,7 +223,17 @@ class NetworkStack:
         """Deliver every received application payload as ``await handler(address, data)``."""
         self._on_message = handler
 
+    def on_tagged(self, tag: int, handler: Callable[[str, bytes], Awaitable[None]]) -> None:
+        """Deliver payloads whose first byte is `tag` to `handler` instead of the
+        messenger (side protocols over the authenticated connection, e.g. file blocks
+        0xb2-0xb4; ratchet messages start 0x01/0x02, bundle exchange 0xb0/0xb1)."""
+        self._tagged[tag] = handler
+
     async def _deliver(self, address: str, payload: bytes) -> None:
+        tagged = self._tagged.get(payload[0]) if payload else None
+        if tagged is not None:
+            await tagged(address, payload)
+            return
         if payload == BUNDLE_REQUEST:
             if self._bundle is not None:
                 with contextlib.suppress(TransportError):

@@ -16,9 +16,11 @@ from typing import Protocol, TypeVar
 from app.core.errors import InvalidAddress, InvalidInvite
 from app.core.identity import decode_address, encode_address, parse_invite, safety_number
 from app.node.api import (
+    AcceptTransfer,
     AddContact,
     AmbiguousContact,
     BadInvite,
+    CancelTransfer,
     ChangePassphrase,
     Contact,
     ContactAdded,
@@ -31,6 +33,7 @@ from app.node.api import (
     HistoryReport,
     InvalidArgument,
     ListMessages,
+    ListTransfers,
     MarkRead,
     Message,
     MessageAdded,
@@ -38,22 +41,26 @@ from app.node.api import (
     NodeEvent,
     Peer,
     RemoveContact,
+    RetryTransfer,
     SearchMessages,
     SecurityAlert,
     SendMessage,
     Settings,
     SettingsChanged,
     SetTyping,
+    ShareFiles,
     Status,
+    Transfer,
     UpdateSettings,
     Verification,
     VerifyContact,
     VerifyHistory,
     Whoami,
 )
-from app.node.config import Config, load_config, save_config
+from app.node.config import Config, downloads_folder, load_config, save_config
 from app.node.dht import parse_host_port
 from app.node.events import EventBus
+from app.node.file_transfers import FileTransfers
 from app.node.history import export_stored, verify_stored
 from app.node.profile import checked_name, whoami_of
 from app.node.storage import vault
@@ -110,6 +117,7 @@ class NodeService:
         self._network: NetworkView | None = None
         self._delivery: Delivery | None = None
         self._config = load_config(store.paths.config)
+        self.files = FileTransfers(store, lambda: self._config, self._bus.publish, clock=clock)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -286,9 +294,20 @@ class NodeService:
     async def list_messages(self, command: ListMessages) -> list[Message]:
         record = await self.find_contact(command.contact)
         limit = max(1, min(command.limit, MAX_PAGE))
-        return await self.store.call(
+        page = await self.store.call(
             self.store.messages.page, record.address, command.before, limit
         )
+        return await self._with_transfers(page)
+
+    async def _with_transfers(self, messages: list[Message]) -> list[Message]:
+        """Messages that share a file carry their transfer's id (the same id)."""
+        ids: dict[str, set[str]] = {}
+        marked = []
+        for m in messages:
+            if m.contact not in ids:
+                ids[m.contact] = await self.files.ids(m.contact)
+            marked.append(dataclasses.replace(m, transfer=m.id) if m.id in ids[m.contact] else m)
+        return marked
 
     async def set_typing(self, command: SetTyping) -> None:
         """Ephemeral: sent to a connected contact only (a no-op without a network)."""
@@ -309,7 +328,37 @@ class NodeService:
         if not text.strip():
             return []
         addresses = [r.address for r in await self.store.call(self.store.contacts.all)]
-        return await self.store.call(self.store.messages.search, addresses, text.strip(), MAX_PAGE)
+        found = await self.store.call(self.store.messages.search, addresses, text.strip(), MAX_PAGE)
+        return await self._with_transfers(found)
+
+    # ------------------------------------------------------------------ files
+
+    async def share_files(self, command: ShareFiles) -> list[Transfer]:
+        """Encrypt the files into the blockstore and offer them to the contact (sent now
+        by a running node, else when the node starts)."""
+        record = await self.find_contact(command.contact)
+        shared = await self.files.share(record.address, list(command.paths))
+        for _, message in shared:
+            await self.store.call(self.store.messages.add, message)
+            self._bus.publish(MessageAdded(message))
+            if self._delivery is not None:
+                self._delivery.enqueue(message)
+        return [transfer for transfer, _ in shared]
+
+    async def list_transfers(self, command: ListTransfers) -> list[Transfer]:
+        address = None
+        if command.contact is not None:
+            address = (await self.find_contact(command.contact)).address
+        return await self.files.list(address)
+
+    async def accept_transfer(self, command: AcceptTransfer) -> Transfer:
+        return await self.files.accept(command.id)
+
+    async def cancel_transfer(self, command: CancelTransfer) -> Transfer:
+        return await self.files.cancel(command.id)
+
+    async def retry_transfer(self, command: RetryTransfer) -> Transfer:
+        return await self.files.retry(command.id)
 
     # ------------------------------------------------------------------ network
 
@@ -345,6 +394,7 @@ class NodeService:
             theme=c.theme,
             notifications=c.notifications,
             auto_accept_bytes=c.auto_accept_bytes,
+            downloads_folder=str(downloads_folder(c)),
         )
 
     async def get_settings(self) -> Settings:
@@ -394,6 +444,8 @@ def _validated(config: Config) -> Config:
             raise InvalidArgument(f"{server!r} is not a stun: or turn: server address.")
     if config.auto_accept_bytes < 0:
         raise InvalidArgument("The auto-accept size can't be negative.")
+    if config.downloads_folder and not os.path.isabs(os.path.expanduser(config.downloads_folder)):
+        raise InvalidArgument("The downloads folder must be an absolute path.")
     return config
 
 

@@ -93,3 +93,25 @@ MIGRATIONS.append(
     # 5: received messages the user has read (read receipts; outgoing rows keep 0)
     ["ALTER TABLE messages ADD COLUMN seen INTEGER NOT NULL DEFAULT 0"]
 )
+
+MIGRATIONS.append(
+    # 6: file transfers (name, path, manifest with the file key and error sealed; the
+    # root CID is a keyed tag so blocks can be matched to transfers without revealing it)
+    [
+        """
+        CREATE TABLE transfers (
+            seq INTEGER PRIMARY KEY,
+            transfer_id TEXT NOT NULL UNIQUE,
+            contact_tag BLOB NOT NULL,
+            root_tag BLOB NOT NULL,
+            outgoing INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            done_bytes INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            details_enc BLOB NOT NULL
+        )
+        """,
+        "CREATE INDEX transfers_by_root ON transfers (root_tag)",
+    ]
+)

@@ -20,6 +20,7 @@ from app.node.storage.repositories import (
     ProfileRepository,
     SessionRepository,
 )
+from app.node.storage.transfers import TransferRepository
 from app.node.storage.vault import DataKey
 
 P = ParamSpec("P")
@@ -49,6 +50,7 @@ class ProfileStore:
         self.messages = MessageRepository(conn, key, self.identity.public.address)
         self.sessions = SessionRepository(conn, key)
         self.history = HistoryRepository(conn, key)
+        self.transfers = TransferRepository(conn, key)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

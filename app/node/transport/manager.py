@@ -99,6 +99,12 @@ def _initiator_key(conn: AuthenticatedConnection) -> bytes:
     return conn.local_key if conn.initiator else conn.peer_key
 
 
+def _rank(conn: AuthenticatedConnection) -> tuple[int, bytes]:
+    """Of two live connections to one peer, both sides keep the smaller rank: the direct
+    path (far faster for bulk data) before WebRTC, then the smaller initiator key."""
+    return (0 if conn.path == "websocket" else 1, _initiator_key(conn))
+
+
 class ConnectionManager:
     """Owns every authenticated connection of the node (see the module docstring)."""
 
@@ -228,6 +234,21 @@ class ConnectionManager:
         conn = await self.connect(address)
         await conn.send(payload)
 
+    async def prefer_direct(self, address: str) -> bool:
+        """Move a live WebRTC connection to the direct WebSocket path when the peer is
+        reachable there (for bulk data: the data channel moves 10-20 MB/s, the direct
+        path far more). The new connection replaces the old one on both sides (`_rank`).
+        True if the connection now uses the direct path; failures keep the old one."""
+        live = self.connection(address)
+        if live is None or live.path == "websocket":
+            return live is not None
+        try:
+            adopted = self._adopt(await self._dial_websocket(normalize_address(address)))
+        except (ConnectFailed, AuthenticationFailed) as exc:
+            log.info("the direct path to a peer is not reachable (%s); keeping WebRTC", exc)
+            return False
+        return adopted.path == "websocket" and adopted.is_open
+
     async def receive(self) -> tuple[str, bytes]:
         """The next (address, message) received, when no `on_message` handler is set."""
         return await self._inbox.get()
@@ -349,7 +370,7 @@ class ConnectionManager:
             return conn
         existing = self._connections.get(address)
         if existing is not None and existing.is_open and existing is not conn:
-            keep_existing = _initiator_key(existing) < _initiator_key(conn)
+            keep_existing = _rank(existing) < _rank(conn)
             loser = conn if keep_existing else existing
             asyncio.get_running_loop().create_task(loser.close("duplicate connection"))
             if keep_existing:

@@ -1,0 +1,141 @@
+"""Which blocks a contact may fetch from us, and the sender's view of its progress.
+
+The rule (docs/protocol.md section 10): a contact, naming the root of a file we hold
+that is not cancelled, asking for a block of that file's DAG. The root CID comes from
+ciphertext under a random per-file key: only those given the manifest can name it.
+Decisions and block lists are cached for `MEMBERS_STALE` seconds; `forget` drops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE
+from app.core.unixfs import CODEC_RAW, InvalidBlock, cid_codec, decode_file_node
+from app.node.api import NodeEvent, TransferChanged, TransferState
+from app.node.blockstore import Blockstore
+from app.node.files_errors import FilesError
+from app.node.storage.store import ProfileStore
+from app.node.storage.transfers import TransferRecord
+from app.node.transfer_progress import Progress, public
+
+MEMBERS_STALE = 2.0
+"""Cached serving decisions and block lists are rebuilt after this many seconds."""
+
+
+class FileServing:
+    """The `ServePolicy` of the block exchange (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        blockstore: Blockstore,
+        publish: Callable[[NodeEvent], None],
+        progress: dict[str, Progress],
+        spawn: Callable[[Awaitable[object]], None],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.blockstore = blockstore
+        self._publish = publish
+        self._progress = progress
+        self._spawn = spawn
+        self._monotonic = monotonic
+        self._members: dict[bytes, tuple[float, frozenset[bytes]]] = {}
+        self._allowed: dict[tuple[str, bytes], tuple[float, bool]] = {}
+        self._outgoing: dict[tuple[str, bytes], tuple[float, list[TransferRecord]]] = {}
+        self._served: dict[str, set[bytes]] = {}
+        self.blocks_served = 0
+
+    def forget(self, record: TransferRecord) -> None:
+        """A transfer changed state: drop every cached decision about its file."""
+        self._members.pop(record.root, None)
+        self._allowed.clear()
+        self._outgoing.clear()
+
+    def served_count(self, transfer_id: str) -> int:
+        """Distinct leaves of an outgoing transfer served in this run (then forgotten)."""
+        return len(self._served.pop(transfer_id, ()))
+
+    async def may_serve(self, address: str, root: bytes, cid: bytes) -> bool:
+        """A contact may have a block of a file we hold (not cancelled) whose root it
+        named: the root CID is known only to those the file's manifest was given to.
+        Decisions are cached for `MEMBERS_STALE` seconds (one query per file, not per
+        block); cancelling drops the cache at once."""
+        now = self._monotonic()
+        cached = self._allowed.get((address, root))
+        if cached is None or now - cached[0] >= MEMBERS_STALE:
+            allowed = await self.store.call(self.store.contacts.get, address) is not None
+            if allowed:
+                records = await self.store.call(self.store.transfers.with_root, root)
+                allowed = any(r.state is not TransferState.CANCELLED for r in records)
+            cached = (now, allowed)
+            self._allowed[(address, root)] = cached
+        return cached[1] and await self.is_member(root, cid)
+
+    async def is_member(self, root: bytes, cid: bytes) -> bool:
+        """Whether `cid` is the root or a block named by a held node of its DAG."""
+        if cid == root:
+            return True
+        cached = self._members.get(root)
+        now = self._monotonic()
+        if cached is not None and (cid in cached[1] or now - cached[0] < MEMBERS_STALE):
+            return cid in cached[1]
+        members = await asyncio.to_thread(self.walk_held, root)
+        self._members[root] = (now, members)
+        return cid in members
+
+    def walk_held(self, root: bytes) -> frozenset[bytes]:
+        """Every block CID named by the held nodes of the DAG under `root`."""
+        found: set[bytes] = {root}
+        stack = [root]
+        while stack:
+            cid = stack.pop()
+            if cid_codec(cid) == CODEC_RAW or not self.blockstore.has_sync(cid):
+                continue
+            try:
+                node = decode_file_node(self.blockstore.get_sync(cid))
+            except (InvalidBlock, FilesError):
+                continue
+            for link in node.links:
+                if link.cid not in found:
+                    found.add(link.cid)
+                    stack.append(link.cid)
+        return frozenset(found)
+
+    def served(self, address: str, root: bytes, cid: bytes, size: int) -> None:
+        """Count a block served (the sender's progress)."""
+        self.blocks_served += 1
+        if cid_codec(cid) != CODEC_RAW:
+            return
+        self._spawn(self._count_served(address, root, cid))
+
+    async def _count_served(self, address: str, root: bytes, cid: bytes) -> None:
+        now = self._monotonic()
+        cached = self._outgoing.get((address, root))
+        if cached is None or now - cached[0] >= MEMBERS_STALE:
+            records = await self.store.call(self.store.transfers.with_root, root)
+            running = [
+                r
+                for r in records
+                if r.outgoing and r.contact == address and r.state is TransferState.RUNNING
+            ]
+            cached = (now, running)
+            self._outgoing[(address, root)] = cached
+        for record in cached[1]:
+            seen = self._served.setdefault(record.id, set())
+            if cid in seen:
+                continue
+            seen.add(cid)
+            progress = self._progress.get(record.id)
+            if progress is None:
+                progress = Progress(0, record.size, self._monotonic)
+                self._progress[record.id] = progress
+            progress.done = min(record.size, len(seen) * CHUNK_PLAINTEXT_SIZE)
+            if progress.event_due():
+                shown = dataclasses.replace(record, done_bytes=progress.done)
+                self._publish(TransferChanged(public(shown, progress.speed())))
+            if progress.persist_due():
+                await self.store.call(self.store.transfers.set_progress, record.id, progress.done)

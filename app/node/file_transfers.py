@@ -1,0 +1,544 @@
+"""File transfers: sharing files with contacts and receiving theirs (issue "Files").
+
+One transfer is one file. Its life, each step persisted before the next:
+
+* **Share** (`share`): the file is encrypted block by block into the profile's
+  blockstore (and the IPFS daemon, when configured) by `app.node.file_io`; a transfer
+  row (RUNNING, outgoing) and a QUEUED message with the same id are stored. The
+  messenger turns that message into a ``file`` history event carrying the manifest
+  (`body_for`), so the offer inherits the conversation's ordering, exactly-once
+  delivery, offline mailboxes and receipts. Without a running node the share is only
+  recorded; the node sends it when it starts (like `send`).
+* **Offer** (`file_event` with a ``file`` event): an incoming row, OFFERED, or RUNNING
+  at once when the file is at most `Settings.auto_accept_bytes`.
+* **Fetch** (`_fetch`): while RUNNING, blocks not yet held are fetched with the
+  want-list from the sender, every other connected contact and the IPFS daemon (when
+  configured), each verified against its CID; then the file is decrypted into a
+  ``.part`` file and published atomically in the downloads folder under a sanitised,
+  unique name. Blocks are kept in the blockstore as they arrive, so a transfer
+  interrupted by a crash or a kill of either side resumes from what is held. While no
+  source has the missing blocks (sender offline) the transfer stays RUNNING and waits
+  for a connection. The receiver then appends a ``file_done`` event (the sender's row
+  becomes DONE).
+* **Cancel** (either side): state CANCELLED and a ``file_cancel`` event; the other side
+  stops fetching or serving.
+
+Progress (`TransferChanged`) is published at most `PROGRESS_HZ` times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from app.core.file_crypto import (
+    CHUNK_PLAINTEXT_SIZE,
+    FileManifest,
+    InvalidManifest,
+    decode_manifest,
+    encode_manifest,
+)
+from app.core.filenames import sanitize_filename
+from app.core.ledger_event import Event, EventBody
+from app.core.unixfs import CODEC_RAW, cid_codec
+from app.node.api import (
+    InvalidArgument,
+    Message,
+    NodeError,
+    NodeEvent,
+    Transfer,
+    TransferAdded,
+    TransferChanged,
+    TransferNotFound,
+    TransferState,
+)
+from app.node.block_exchange import BlockExchange
+from app.node.blockstore import Blockstore, blockstore_dir
+from app.node.config import Config, downloads_folder
+from app.node.file_io import BlockSource, assemble_file, fetch_blocks, share_paths
+from app.node.file_serving import FileServing
+from app.node.files_errors import BlocksUnavailable, FilesError
+from app.node.history import FILE, FILE_CANCEL, FILE_DONE
+from app.node.ipfs import IpfsBackend
+from app.node.network import NetworkStack
+from app.node.storage.store import ProfileStore
+from app.node.storage.transfers import TransferRecord
+from app.node.transfer_progress import Progress, public
+from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
+
+log = logging.getLogger(__name__)
+
+WAIT_FOR_SOURCE = 10.0
+"""A transfer no source can serve tries again after this long (or a new connection)."""
+BLOCK_TIMEOUT = 20.0
+"""A block request unanswered this long is asked of another source."""
+MAX_IN_FLIGHT = 16
+"""Blocks requested at once per transfer (16 x 256 KiB = 4 MiB in flight at most)."""
+DIRECT_DIAL = 5.0
+"""How long moving a WebRTC connection to the direct path may take before giving up."""
+DIRECT_RETRY = 60.0
+"""After a failed attempt, the direct path to a peer is not tried again for this long."""
+_ENDED = (TransferState.DONE, TransferState.CANCELLED)
+
+
+class Conversation(Protocol):
+    """What the transfers need of the messenger."""
+
+    async def append_event(self, address: str, body: EventBody) -> None: ...
+
+
+def display_name(manifest: FileManifest) -> str:
+    """The transfer's name: sanitised folder parts and file name, "/"-separated."""
+    return "/".join(sanitize_filename(part) for part in (*manifest.folder, manifest.name))
+
+
+class FileTransfers:
+    """Every transfer of one profile (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        config: Callable[[], Config],
+        publish: Callable[[NodeEvent], None],
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.blockstore = Blockstore(blockstore_dir(store.paths.root))
+        self._config = config
+        self._publish = publish
+        self._clock = clock
+        self._monotonic = monotonic
+        self._network: NetworkStack | None = None
+        self._conversation: Conversation | None = None
+        self.exchange: BlockExchange | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Future[object]] = set()
+        self._events: asyncio.Queue[tuple[str, Event]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._shares: set[str] = set()
+        """Ids of our outgoing transfers (so text messages need no lookup in `body_for`)."""
+        self._direct_failed: dict[str, float] = {}
+        self._progress: dict[str, Progress] = {}
+        self.serving = FileServing(
+            store, self.blockstore, publish, self._progress, self._spawn, monotonic
+        )
+        self._ipfs: IpfsBackend | None = None
+        self._ipfs_addr = ""
+        self.blocks_fetched = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, network: NetworkStack, conversation: Conversation) -> None:
+        """Serve and fetch blocks over `network`; resume every RUNNING incoming transfer."""
+        self._network = network
+        self._conversation = conversation
+        self.exchange = BlockExchange(network, self.blockstore, self.serving)
+        self.exchange.start()
+        network.manager.subscribe(self._on_transport)
+        self._worker = asyncio.ensure_future(self._event_loop())
+        for record in await self.store.call(self.store.transfers.all):
+            if record.outgoing:
+                self._shares.add(record.id)
+            elif record.state is TransferState.RUNNING:
+                log.info("resuming transfer %s from the blocks already held", record.id)
+                self._start_fetch(record.id)
+
+    async def stop(self) -> None:
+        """Stop fetching (progress is persisted; RUNNING transfers resume next start)."""
+        tasks: list[asyncio.Future[Any]] = [*self._tasks.values(), *self._background]
+        if self._worker is not None:
+            tasks.append(self._worker)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.exchange is not None:
+            await self.exchange.stop()
+        if self._ipfs is not None:
+            self._ipfs.close()
+
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _on_transport(self, event: TransportEvent) -> None:
+        if not isinstance(event, ConnectionStateChanged):
+            return
+        if event.state is PeerState.CONNECTED:
+            self._connected.set()
+        elif event.state is not PeerState.CONNECTING and self.exchange is not None:
+            self.exchange.peer_gone(event.address)
+
+    def _ipfs_backend(self) -> IpfsBackend | None:
+        addr = self._config().ipfs_api
+        if addr != self._ipfs_addr:
+            if self._ipfs is not None:
+                self._ipfs.close()
+            self._ipfs = IpfsBackend(addr) if addr else None
+            self._ipfs_addr = addr
+        return self._ipfs
+
+    # ------------------------------------------------------------------ API
+
+    async def share(self, contact: str, paths: list[str]) -> list[tuple[Transfer, Message]]:
+        """Encrypt and record the files under `paths` for `contact`; the caller stores
+        and enqueues the returned messages (ids equal to the transfers')."""
+        if not paths:
+            raise InvalidArgument("Name at least one file or folder to share.")
+        chosen: list[Path] = []
+        for raw in paths:
+            path = Path(raw).expanduser().absolute()
+            if not path.exists():
+                raise InvalidArgument(f"{raw} does not exist.")
+            if not (path.is_file() or path.is_dir()):
+                raise InvalidArgument(f"{raw} is neither a file nor a folder.")
+            chosen.append(path)
+        shared: list[tuple[Transfer, Message]] = []
+        for path in chosen:
+            manifests = await share_paths([path], self.blockstore, ipfs=self._ipfs_backend())
+            if path.is_dir() and not manifests:
+                raise InvalidArgument(f"The folder {path} holds no files to share.")
+            for manifest in manifests:
+                local = path if path.is_file() else path.parent.joinpath(*manifest.folder)
+                local = local / manifest.name if path.is_dir() else local
+                shared.append(await self._record_share(contact, manifest, str(local)))
+        return shared
+
+    async def _record_share(
+        self, contact: str, manifest: FileManifest, local: str
+    ) -> tuple[Transfer, Message]:
+        from app.node.api import MessageStatus
+
+        now = self._clock()
+        record = TransferRecord(
+            id=os.urandom(16).hex(),
+            contact=contact,
+            outgoing=True,
+            state=TransferState.RUNNING,
+            size=manifest.size,
+            done_bytes=0,
+            time=now,
+            name="/".join((*manifest.folder, manifest.name)),
+            mime=manifest.mime_type,
+            manifest=encode_manifest(manifest),
+            root=manifest.root_cid,
+            path=local,
+        )
+        await self.store.call(self.store.transfers.add, record)
+        self._shares.add(record.id)
+        self.serving.forget(record)
+        message = Message(
+            id=record.id,
+            contact=contact,
+            sender=self.store.identity.public.address,
+            outgoing=True,
+            text=record.name,
+            time=now,
+            status=MessageStatus.QUEUED,
+            transfer=record.id,
+        )
+        transfer = public(record)
+        self._publish(TransferAdded(transfer))
+        return transfer, message
+
+    async def list(self, contact: str | None) -> list[Transfer]:
+        records = await self.store.call(self.store.transfers.all, contact)
+        return [self._view(r) for r in records]
+
+    async def ids(self, contact: str) -> set[str]:
+        """Ids of the contact's transfers (= ids of the messages that carry them)."""
+        return await self.store.call(self.store.transfers.ids, contact)
+
+    def _view(self, record: TransferRecord) -> Transfer:
+        progress = self._progress.get(record.id)
+        if record.state is TransferState.RUNNING and progress is not None:
+            record = dataclasses.replace(record, done_bytes=max(record.done_bytes, progress.done))
+            return public(record, progress.speed())
+        return public(record)
+
+    async def _get(self, transfer_id: str) -> TransferRecord:
+        record = await self.store.call(self.store.transfers.get, transfer_id.strip())
+        if record is None:
+            raise TransferNotFound(f"No transfer has the id {transfer_id!r}.")
+        return record
+
+    def _need_network(self, what: str) -> Conversation:
+        if self._conversation is None:
+            raise InvalidArgument(
+                f"{what} needs the running node: start it with `scrambled-eggs daemon` "
+                "(or open the app) and try again."
+            )
+        return self._conversation
+
+    async def accept(self, transfer_id: str) -> Transfer:
+        record = await self._get(transfer_id)
+        if record.outgoing:
+            raise InvalidArgument("Only a file offered to you can be accepted.")
+        if record.state is not TransferState.OFFERED:
+            raise InvalidArgument(f"This transfer is {record.state.value}, not offered.")
+        self._need_network("Accepting a file")
+        return await self._begin(record)
+
+    async def retry(self, transfer_id: str) -> Transfer:
+        record = await self._get(transfer_id)
+        if record.state not in (TransferState.FAILED, TransferState.PAUSED):
+            raise InvalidArgument(
+                f"This transfer is {record.state.value}; only a failed or "
+                "paused transfer can be retried."
+            )
+        self._need_network("Retrying a transfer")
+        if record.outgoing:
+            record = dataclasses.replace(record, state=TransferState.RUNNING, error=None)
+            await self._save(record)
+            return public(record)
+        return await self._begin(record)
+
+    async def _begin(self, record: TransferRecord) -> Transfer:
+        record = dataclasses.replace(record, state=TransferState.RUNNING, error=None)
+        await self._save(record)
+        self._start_fetch(record.id)
+        return public(record)
+
+    async def cancel(self, transfer_id: str) -> Transfer:
+        record = await self._get(transfer_id)
+        if record.state in _ENDED:
+            raise InvalidArgument(f"This transfer is already {record.state.value}.")
+        conversation = self._need_network("Cancelling a transfer")
+        record = await self._end(record, TransferState.CANCELLED)
+        await conversation.append_event(record.contact, EventBody.of(FILE_CANCEL, id=record.id))
+        return public(record)
+
+    async def _end(self, record: TransferRecord, state: TransferState) -> TransferRecord:
+        task = self._tasks.pop(record.id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        record = dataclasses.replace(record, state=state)
+        await self._save(record)
+        self.serving.forget(record)
+        self._progress.pop(record.id, None)
+        return record
+
+    async def _save(self, record: TransferRecord, speed: float = 0.0) -> None:
+        await self.store.call(self.store.transfers.update, record)
+        self._publish(TransferChanged(public(record, speed)))
+
+    # ------------------------------------------------------------------ messenger hooks
+
+    async def body_for(self, message: Message) -> EventBody | None:
+        """The ``file`` event body for a queued message that shares a file."""
+        if message.id not in self._shares:
+            return None
+        record = await self.store.call(self.store.transfers.get, message.id)
+        if record is None or not record.outgoing or record.contact != message.contact:
+            return None
+        return EventBody.of(FILE, id=record.id, text=record.name, m=record.manifest)
+
+    def file_event(self, address: str, event: Event) -> None:
+        """A contact's file event was accepted into the conversation (queued here)."""
+        self._events.put_nowait((address, event))
+
+    async def _event_loop(self) -> None:
+        while True:
+            address, event = await self._events.get()
+            try:
+                await self._apply(address, event)
+            except NodeError as exc:
+                log.warning("a file event could not be applied: %s", exc)
+            except Exception:  # a peer's odd event or our bug must not stop the loop
+                log.exception("applying a file event failed")
+
+    async def _apply(self, address: str, event: Event) -> None:
+        body = event.body
+        transfer_id = body.get("id")
+        if not isinstance(transfer_id, str) or not 0 < len(transfer_id) <= 64:
+            return
+        if body.kind == FILE:
+            await self._offered(address, transfer_id, event)
+            return
+        record = await self.store.call(self.store.transfers.get, transfer_id)
+        if record is None or record.contact != address or record.state in _ENDED:
+            return
+        if body.kind == FILE_CANCEL:
+            log.info("the contact cancelled a transfer")
+            await self._end(record, TransferState.CANCELLED)
+        elif body.kind == FILE_DONE and record.outgoing:
+            record = dataclasses.replace(record, done_bytes=record.size)
+            self._progress.pop(record.id, None)
+            log.info(
+                "transfer %s: received by the contact; %d of its blocks served in this run",
+                record.id,
+                self.serving.served_count(record.id),
+            )
+            await self._end(record, TransferState.DONE)
+
+    async def _offered(self, address: str, transfer_id: str, event: Event) -> None:
+        raw = event.body.get("m")
+        if not isinstance(raw, bytes):
+            return
+        try:
+            manifest = decode_manifest(raw)
+        except InvalidManifest as exc:
+            log.warning("a contact offered a file with a malformed manifest: %s", exc)
+            return
+        auto = manifest.size <= self._config().auto_accept_bytes
+        record = TransferRecord(
+            id=transfer_id,
+            contact=address,
+            outgoing=False,
+            state=TransferState.RUNNING if auto else TransferState.OFFERED,
+            size=manifest.size,
+            done_bytes=0,
+            time=event.wall_time / 1000.0,
+            name=display_name(manifest),
+            mime=manifest.mime_type,
+            manifest=raw,
+            root=manifest.root_cid,
+        )
+        if not await self.store.call(self.store.transfers.add, record):
+            return  # seen before (a replayed or re-synced event)
+        self._publish(TransferAdded(public(record)))
+        if auto:
+            self._start_fetch(record.id)
+
+    # ------------------------------------------------------------------ fetching
+
+    def _start_fetch(self, transfer_id: str) -> None:
+        running = self._tasks.get(transfer_id)
+        if running is not None and not running.done():
+            return
+        task = asyncio.ensure_future(self._fetch(transfer_id))
+        self._tasks[transfer_id] = task
+        task.add_done_callback(
+            lambda t: (
+                self._tasks.pop(transfer_id, None) if self._tasks.get(transfer_id) is t else None
+            )
+        )
+
+    def _sources(self, record: TransferRecord) -> dict[str, BlockSource]:
+        sources: dict[str, BlockSource] = {}
+        assert self._network is not None and self.exchange is not None
+        manager = self._network.manager
+        if manager.connection(record.contact) is not None:
+            sources[f"peer:{record.contact}"] = self.exchange.source(record.contact, record.root)
+        for address in manager.connected_peers:
+            if address != record.contact:
+                sources[f"peer:{address}"] = self.exchange.source(address, record.root)
+        try:
+            ipfs = self._ipfs_backend()
+        except NodeError as exc:
+            log.info("the IPFS daemon is not usable: %s", exc)
+            ipfs = None
+        if ipfs is not None:
+            sources["ipfs"] = ipfs
+        return sources
+
+    async def _fastest_paths(self, record: TransferRecord) -> None:
+        """Bulk data takes the direct path when the sender is reachable there (see
+        `ConnectionManager.prefer_direct`; docs/decisions/0009-file-transfer.md)."""
+        assert self._network is not None
+        manager = self._network.manager
+        conn = manager.connection(record.contact)
+        if conn is None or conn.path == "websocket":
+            return
+        failed = self._direct_failed.get(record.contact)
+        if failed is not None and self._monotonic() - failed < DIRECT_RETRY:
+            return
+        try:
+            direct = await asyncio.wait_for(manager.prefer_direct(record.contact), DIRECT_DIAL)
+        except TimeoutError:
+            direct = False
+        if not direct:
+            self._direct_failed[record.contact] = self._monotonic()
+        log.info("bulk path to the sender: %s", "websocket" if direct else conn.path)
+
+    async def _fetch(self, transfer_id: str) -> None:
+        record = await self._get(transfer_id)
+        manifest = decode_manifest(record.manifest)
+        held = await asyncio.to_thread(self._held_leaves, manifest)
+        progress = Progress(
+            min(record.size, held * CHUNK_PLAINTEXT_SIZE), record.size, self._monotonic
+        )
+        record = dataclasses.replace(record, done_bytes=progress.done)
+        await self._save(record)
+        self._progress[transfer_id] = progress
+        log.info(
+            "transfer %s: %d of %d blocks already held", transfer_id, held, manifest.chunk_count
+        )
+        banned: set[str] = set()
+        fetched = 0
+        started_at = self._monotonic()
+
+        def on_leaf(_size: int) -> None:
+            nonlocal fetched
+            fetched += 1
+            self.blocks_fetched += 1
+            progress.add(CHUNK_PLAINTEXT_SIZE)
+            if progress.event_due():
+                shown = dataclasses.replace(record, done_bytes=progress.done)
+                self._publish(TransferChanged(public(shown, progress.speed())))
+            if progress.persist_due():
+                self._spawn(
+                    self.store.call(self.store.transfers.set_progress, transfer_id, progress.done)
+                )
+
+        try:
+            while True:
+                self._connected.clear()
+                await self._fastest_paths(record)
+                sources = self._sources(record)
+                if sources:
+                    try:
+                        await fetch_blocks(
+                            manifest,
+                            self.blockstore,
+                            sources,
+                            max_in_flight=MAX_IN_FLIGHT,
+                            max_per_peer=MAX_IN_FLIGHT,
+                            timeout=BLOCK_TIMEOUT,
+                            on_leaf=on_leaf,
+                            banned=banned,
+                        )
+                        break
+                    except BlocksUnavailable as exc:
+                        log.info("waiting for a source of a file's blocks: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._connected.wait(), WAIT_FOR_SOURCE)
+            fetched_at = self._monotonic()
+            path = await assemble_file(manifest, self.blockstore, downloads_folder(self._config()))
+        except FilesError as exc:
+            self._progress.pop(transfer_id, None)
+            log.warning("a transfer failed: %s", exc)
+            record = dataclasses.replace(record, done_bytes=progress.done, error=str(exc))
+            await self._end(record, TransferState.FAILED)
+            return
+        record = dataclasses.replace(record, done_bytes=record.size, path=str(path))
+        await self._end(record, TransferState.DONE)
+        self._progress.pop(transfer_id, None)
+        log.info(
+            "transfer %s: saved; %d blocks fetched in this run (fetch %.1f s, save %.1f s)",
+            transfer_id,
+            fetched,
+            fetched_at - started_at,
+            self._monotonic() - fetched_at,
+        )
+        if self._conversation is not None:
+            await self._conversation.append_event(
+                record.contact, EventBody.of(FILE_DONE, id=record.id)
+            )
+
+    def _held_leaves(self, manifest: FileManifest) -> int:
+        """How many leaves of the file are already held (walking the held tree nodes)."""
+        members = self.serving.walk_held(manifest.root_cid)
+        return sum(
+            1 for cid in members if cid_codec(cid) == CODEC_RAW and self.blockstore.has_sync(cid)
+        )

@@ -1,0 +1,72 @@
+"""Progress of one transfer: bytes done, recent speed, and when to tell the front end
+(at most `PROGRESS_HZ` events a second) or the database (every `PERSIST_SECONDS`)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from app.node.api import Transfer, TransferState
+from app.node.storage.transfers import TransferRecord
+
+PROGRESS_HZ = 4.0
+"""At most this many `TransferChanged` progress events per transfer and second."""
+PERSIST_SECONDS = 1.0
+"""How often the progress of a running transfer is written to the database."""
+SPEED_WINDOW = 3.0
+"""The speed shown is the average over this many seconds."""
+
+
+class Progress:
+    """Counts bytes of one running transfer and decides when to tell the front end."""
+
+    def __init__(self, done: int, size: int, clock: Callable[[], float]) -> None:
+        self.done = done
+        self.size = size
+        self._clock = clock
+        self._samples: deque[tuple[float, int]] = deque([(clock(), done)])
+        self._last_event = 0.0
+        self._last_persist = clock()
+
+    def add(self, nbytes: int) -> None:
+        self.done = min(self.size, self.done + nbytes)
+
+    def speed(self) -> float:
+        now = self._clock()
+        self._samples.append((now, self.done))
+        while len(self._samples) > 2 and now - self._samples[0][0] > SPEED_WINDOW:
+            self._samples.popleft()
+        first_time, first_done = self._samples[0]
+        return (self.done - first_done) / (now - first_time) if now > first_time else 0.0
+
+    def event_due(self) -> bool:
+        now = self._clock()
+        if now - self._last_event >= 1.0 / PROGRESS_HZ:
+            self._last_event = now
+            return True
+        return False
+
+    def persist_due(self) -> bool:
+        now = self._clock()
+        if now - self._last_persist >= PERSIST_SECONDS:
+            self._last_persist = now
+            return True
+        return False
+
+
+def public(record: TransferRecord, speed: float = 0.0) -> Transfer:
+    """The API view of a transfer row."""
+    return Transfer(
+        id=record.id,
+        contact=record.contact,
+        outgoing=record.outgoing,
+        name=record.name,
+        size=record.size,
+        done_bytes=record.done_bytes,
+        state=record.state,
+        path=record.path,
+        mime=record.mime,
+        time=record.time,
+        speed_bps=speed if record.state is TransferState.RUNNING else 0.0,
+        error=record.error,
+    )

@@ -1,0 +1,119 @@
+"""Block exchange (0xb2-0xb4) between real NetworkStacks on loopback: blocks are served
+only under the policy, and a peer serving tampered blocks is banned while the file is
+fetched from an honest one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from app.core.identity import IdentityKeys
+from app.core.unixfs import cid_from_str, raw_cid
+from app.node.block_exchange import BlockExchange
+from app.node.blockstore import Blockstore
+from app.node.file_io import assemble_file, fetch_blocks, share_file
+from app.node.files_errors import BlocksUnavailable
+from app.node.network import NetworkStack
+from app.node.transport import TransportSettings
+
+
+class Policy:
+    """Serves the blocks of `roots` to `allowed` peers; remembers what it served."""
+
+    def __init__(self, allowed: set[str], roots: set[bytes]) -> None:
+        self.allowed = allowed
+        self.roots = roots
+        self.served_cids: list[bytes] = []
+
+    async def may_serve(self, address: str, root: bytes, cid: bytes) -> bool:
+        return address in self.allowed and root in self.roots
+
+    def served(self, address: str, root: bytes, cid: bytes, size: int) -> None:
+        self.served_cids.append(cid)
+
+
+class TamperingStore(Blockstore):
+    """A blockstore that flips a bit in every block it serves (a malicious peer)."""
+
+    async def get_block(self, cid: bytes) -> bytes | None:
+        data = await super().get_block(cid)
+        return None if data is None else bytes([data[0] ^ 1]) + data[1:]
+
+
+@pytest_asyncio.fixture
+async def stacks() -> AsyncIterator[list[NetworkStack]]:
+    started: list[NetworkStack] = []
+    settings = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
+    for _ in range(3):
+        stack = NetworkStack(IdentityKeys.from_seeds(os.urandom(32), os.urandom(32)),
+                             settings=settings)  # fmt: skip
+        await stack.start("127.0.0.1", 0)
+        started.append(stack)
+    for stack in started[1:]:
+        await stack.join_via(started[0].endpoints())
+    for stack in started:
+        await stack.publish_presence()
+    yield started
+    for stack in started:
+        await stack.stop()
+
+
+@pytest.mark.asyncio
+async def test_tampered_blocks_are_rejected_and_fetched_elsewhere(
+    stacks: list[NetworkStack], tmp_path: Path
+) -> None:
+    bob, alice, mallory = stacks
+    source = tmp_path / "file.bin"
+    data = os.urandom(3 * 256 * 1024 + 77)
+    source.write_bytes(data)
+    alice_store = Blockstore(tmp_path / "alice")
+    manifest = await share_file(source, alice_store, os.urandom(32))
+    mallory_store = TamperingStore(tmp_path / "mallory")
+    for path in (tmp_path / "alice").rglob("*"):
+        if path.is_file() and path.parent.name != "pins":
+            cid = cid_from_str(path.name)
+            mallory_store.put_sync(cid, alice_store.get_sync(cid))
+    roots = {manifest.root_cid}
+    alice_policy = Policy({bob.address}, roots)
+    mallory_policy = Policy({bob.address}, roots)
+    BlockExchange(alice, alice_store, alice_policy).start()
+    mallory_exchange = BlockExchange(mallory, mallory_store, mallory_policy)
+    mallory_exchange.start()
+    bob_store = Blockstore(tmp_path / "bob")
+    exchange = BlockExchange(bob, bob_store, Policy(set(), set()))
+    exchange.start()
+    await bob.manager.connect(alice.address)
+    await bob.manager.connect(mallory.address)
+
+    # not a peer Alice serves, or not a file she shares: DONT_HAVE, nothing served
+    await mallory.manager.connect(alice.address)
+    root = manifest.root_cid
+    assert await mallory_exchange.request(alice.address, root, root) is None
+    other = raw_cid(b"another file")
+    assert await exchange.request(alice.address, other, other) is None
+    assert alice_policy.served_cids == []
+    assert await exchange.request(alice.address, root, root) == alice_store.get_sync(root)
+
+    # Mallory first in the source order: her tampered blocks are rejected, she is banned
+    banned: set[str] = set()
+    sources = {
+        "mallory": exchange.source(mallory.address, manifest.root_cid),
+        "alice": exchange.source(alice.address, manifest.root_cid),
+    }
+    await fetch_blocks(manifest, bob_store, sources, max_per_peer=2, banned=banned)
+    assert banned == {"mallory"} and mallory_policy.served_cids
+    saved = await assemble_file(manifest, bob_store, tmp_path / "downloads")
+    assert saved.read_bytes() == data
+
+    # Mallory alone: nothing she serves is accepted, so the fetch reports the blocks
+    # unavailable and stores nothing
+    empty = Blockstore(tmp_path / "empty")
+    with pytest.raises(BlocksUnavailable):
+        await fetch_blocks(
+            manifest, empty, {"mallory": exchange.source(mallory.address, manifest.root_cid)}
+        )
+    assert not [p for p in (tmp_path / "empty").rglob("*") if p.is_file()]

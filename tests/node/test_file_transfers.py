@@ -1,0 +1,117 @@
+"""FileTransfers over a real profile store: shares recorded and sealed at rest, the
+serving policy, and the progress rate limit."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from app.core.file_crypto import decode_manifest
+from app.core.unixfs import decode_file_node, raw_cid
+from app.node.api import (
+    AcceptTransfer,
+    AddContact,
+    CancelTransfer,
+    InvalidArgument,
+    ListMessages,
+    ListTransfers,
+    MessageStatus,
+    ShareFiles,
+    TransferNotFound,
+    TransferState,
+)
+from app.node.profile import create_profile, open_store
+from app.node.service import NodeService
+from app.node.transfer_progress import PROGRESS_HZ, Progress
+
+
+@pytest_asyncio.fixture
+async def node(tmp_path: Path) -> AsyncIterator[NodeService]:
+    create_profile(tmp_path / "me", "Me", None)
+    store = open_store(tmp_path / "me", None)
+    service = NodeService(store)
+    bob = create_profile(tmp_path / "bob", "Bob", None).whoami
+    await service.add_contact(AddContact(bob.invite))
+    yield service
+    service.close()
+    store.close()
+
+
+@pytest.mark.asyncio
+async def test_share_without_a_node_is_recorded_queued_and_sealed(
+    node: NodeService, tmp_path: Path
+) -> None:
+    secret_name = "quarterly-secret-plans.pdf"
+    source = tmp_path / secret_name
+    source.write_bytes(os.urandom(600 * 1024))
+    [transfer] = await node.share_files(ShareFiles("Bob", [str(source)]))
+    assert (transfer.name, transfer.size, transfer.state) == (
+        secret_name, 600 * 1024, TransferState.RUNNING)  # fmt: skip
+    assert transfer.outgoing and transfer.path == str(source)
+    [message] = await node.list_messages(ListMessages("Bob"))
+    assert (message.id, message.transfer, message.text) == (transfer.id, transfer.id, secret_name)
+    assert message.status is MessageStatus.QUEUED  # sent when the node starts
+    assert await node.list_transfers(ListTransfers("Bob")) == [transfer]
+
+    # accept/cancel need the running node; unknown ids and bad paths are clear errors
+    with pytest.raises(InvalidArgument, match="running node"):
+        await node.cancel_transfer(CancelTransfer(transfer.id))
+    with pytest.raises(InvalidArgument, match="offered to you"):
+        await node.accept_transfer(AcceptTransfer(transfer.id))
+    with pytest.raises(TransferNotFound):
+        await node.cancel_transfer(CancelTransfer("nope"))
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        await node.share_files(ShareFiles("Bob", [str(tmp_path / "missing")]))
+
+    # a copied profile reveals neither the name, the local path nor the file key
+    record = await node.store.call(node.store.transfers.get, transfer.id)
+    assert record is not None
+    key = decode_manifest(record.manifest).file_key
+    await node.store.call(node.store.profile.header)  # the store thread is idle now
+    profile = tmp_path / "me"
+    raw = b"".join(p.read_bytes() for p in profile.rglob("*") if p.is_file())
+    assert raw and b"transfers" in raw
+    for secret in (secret_name.encode(), str(tmp_path).encode(), key, key.hex().encode()):
+        assert secret not in raw
+
+
+@pytest.mark.asyncio
+async def test_blocks_are_served_to_the_contact_for_files_it_was_given(
+    node: NodeService, tmp_path: Path
+) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(3 * 256 * 1024))
+    [transfer] = await node.share_files(ShareFiles("Bob", [str(source)]))
+    record = await node.store.call(node.store.transfers.get, transfer.id)
+    assert record is not None
+    files = node.files
+    serving = files.serving
+    bob = transfer.contact
+    root = record.root
+    leaf = decode_file_node(files.blockstore.get_sync(root)).links[0].cid
+    assert await serving.may_serve(bob, root, root)
+    assert await serving.may_serve(bob, root, leaf)
+    stranger = create_profile(tmp_path / "eve", "Eve", None).whoami.address
+    assert not await serving.may_serve(stranger, root, leaf)
+    other = raw_cid(b"not part of this file")
+    assert not await serving.may_serve(bob, root, other)  # not in the file's DAG
+    assert not await serving.may_serve(bob, other, other)  # not a file we hold
+    await files._end(record, TransferState.CANCELLED)
+    assert not await serving.may_serve(bob, root, leaf)  # cancelled: no longer served
+
+
+def test_progress_events_are_rate_limited_and_speed_is_measured() -> None:
+    now = [0.0]
+    progress = Progress(0, 100 * 2**20, lambda: now[0])
+    events = 0
+    for _ in range(1000):  # 10 s, a block every 10 ms
+        now[0] += 0.01
+        progress.add(262_128)
+        events += progress.event_due()
+    assert events <= 10 * PROGRESS_HZ + 1
+    assert progress.done == 100 * 2**20  # capped at the size
+    assert progress.speed() >= 0
