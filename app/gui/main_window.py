@@ -237,7 +237,8 @@ class MainWindow(QMainWindow):
         self.active_transfers.clicked.connect(self.show_transfers)
         self.active_transfers.hide()
         self.statusBar().addWidget(self.peers_label)
-        self.statusBar().addWidget(self.active_transfers)
+        # permanent: a temporary status message must not hide it (nor be drawn over it)
+        self.statusBar().addPermanentWidget(self.active_transfers)
         self.statusBar().addPermanentWidget(self.endpoints_label)
 
     def _build_actions(self) -> None:
@@ -435,8 +436,8 @@ class MainWindow(QMainWindow):
 
     def _active_transfers_changed(self, active: int) -> None:
         self.active_transfers.setVisible(active > 0)
-        text = self.tr("⇅ %n transfer(s) active", "", active)
-        self.active_transfers.setText(text)
+        text = self.tr("1 transfer active") if active == 1 else self.tr("{0} transfers active")
+        self.active_transfers.setText(text.format(active))
         self.active_transfers.setToolTip(self.tr("Show transfers (Ctrl+J)"))
 
     def _contact_name(self, address: str) -> str:
@@ -533,10 +534,13 @@ class MainWindow(QMainWindow):
             (self.invite_button, "invite"),
             (self.add_button, "add-contact"),
             (self.settings_button, "settings"),
+            (self.transfers_button, "transfers"),
             (self.conversation.verify_button, "verify"),
         ):
             button.setIcon(line_icon(icon))
         self.conversation.delegate.clear_cache()
+        if self.transfers_dialog is not None:
+            self.transfers_dialog.list.viewport().update()
         self.update()
 
     def _on_node_status(self, status: Status) -> None:

@@ -20,7 +20,12 @@ from PySide6.QtCore import (
     Signal,
 )
 from PySide6.QtGui import QColor, QMouseEvent, QPainter
-from PySide6.QtWidgets import QAbstractItemView, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+)
 
 from app.gui.models.transfers import TransferRole
 from app.gui.theme import colors
@@ -85,7 +90,8 @@ class TransferDelegate(QStyledItemDelegate):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
         rect = QRectF(option.rect)
-        painter.fillRect(rect, QColor(c.base))
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        painter.fillRect(rect, QColor(c.selection if selected else c.base))
         painter.setPen(QColor(c.separator))
         painter.drawLine(
             QPointF(rect.left() + MARGIN, rect.bottom()),
