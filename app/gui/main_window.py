@@ -509,6 +509,8 @@ class MainWindow(QMainWindow):
         contact = self.contacts.contact(message.contact)
         title = contact.name if contact else self.tr("New message")
         preview = " ".join(message.text.split())
+        if message.transfer is not None:
+            preview = self.tr("Sent you a file: {0}").format(preview)
         if len(preview) > 120:
             preview = preview[:119] + "…"
         if self.tray is not None and self.tray.supportsMessages():

@@ -235,6 +235,8 @@ async def test_a_file_bubble_follows_its_transfer_and_its_buttons_reach_the_node
     await wait_for(lambda: window.messages.index(row).data(MessageRole.TRANSFER) == offer)
     height = window.conversation.list.visualRect(window.conversation.list.model().index(row, 0))
     assert buttons_of(window, row) == [TransferAction.ACCEPT, TransferAction.DECLINE]
+    spoken = window.messages.index(row).data(Qt.ItemDataRole.AccessibleTextRole)
+    assert spoken == "holiday.jpg, 8.00 MB · Offered to you, Accept to download it."
 
     resets: list[int] = []
     window.messages.modelReset.connect(lambda: resets.append(1))

@@ -28,7 +28,8 @@ from PySide6.QtCore import (
 
 from app.gui.bridge import ActionFailed, NodeBridge
 from app.gui.models.transfers import TransferModel
-from app.node.api import Message, MessageStatus
+from app.gui.views.transfer_text import accessible_text
+from app.node.api import Message, MessageStatus, Transfer
 
 PAGE = 100
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -113,17 +114,25 @@ class MessageModel(QAbstractListModel):
         if role == MessageRole.MESSAGE:
             return message
         if role == MessageRole.TRANSFER:
-            if message.transfer is None or self._transfers is None:
-                return None
-            return self._transfers.transfer(message.transfer)
+            return self._transfer_of(message)
         if role == MessageRole.DAY_HEADER:
             row = index.row()
             return row == 0 or local_day(self._rows[row - 1].time) != local_day(message.time)
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
+        if role == Qt.ItemDataRole.DisplayRole:
             return message.text
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            transfer = self._transfer_of(message)
+            return message.text if transfer is None else accessible_text(transfer)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return dt.datetime.fromtimestamp(message.time).strftime("%c")
+            stamp = dt.datetime.fromtimestamp(message.time).strftime("%c")
+            transfer = self._transfer_of(message)
+            return stamp if transfer is None else f"{accessible_text(transfer)}\n{stamp}"
         return None
+
+    def _transfer_of(self, message: Message) -> Transfer | None:
+        if message.transfer is None or self._transfers is None:
+            return None
+        return self._transfers.transfer(message.transfer)
 
     def canFetchMore(self, parent: AnyIndex) -> bool:
         return not parent.isValid() and self._has_older and not self._loading
