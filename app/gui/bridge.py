@@ -11,21 +11,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from app.gui.asyncqt import async_slot
 from app.node.api import (
+    AcceptTransfer,
     AddContact,
+    CancelTransfer,
     ChangePassphrase,
     Contact,
     ContactAdded,
     ContactRemoved,
     ContactVerified,
     ListMessages,
+    ListTransfers,
     MarkRead,
     Message,
     MessageAdded,
@@ -36,13 +39,18 @@ from app.node.api import (
     NodeStopping,
     Peer,
     RemoveContact,
+    RetryTransfer,
     SearchMessages,
     SecurityAlert,
     SendMessage,
     Settings,
     SettingsChanged,
     SetTyping,
+    ShareFiles,
     Status,
+    Transfer,
+    TransferAdded,
+    TransferChanged,
     TypingChanged,
     UpdateSettings,
     Verification,
@@ -95,7 +103,9 @@ class NodeBridge(QObject):
     nodeStopped = Signal(str)  # reason
     errorOccurred = Signal(str)  # a sentence for the user
     notice = Signal(str)  # an informational sentence for the user
-    shareRequested = Signal(str, list)  # contact address, local file paths
+    shareRequested = Signal(str, list)  # contact address, local file paths (as str)
+    transferAdded = Signal(object)  # Transfer: shared by us or offered to us
+    transferChanged = Signal(object)  # Transfer: progressed or changed state
 
     def __init__(self, node: NodeApi | None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -172,6 +182,10 @@ class NodeBridge(QObject):
             refresh = asyncio.ensure_future(self._refresh_contact(event.contact))
             self._tasks.add(refresh)
             refresh.add_done_callback(self._tasks.discard)
+        elif isinstance(event, TransferAdded):
+            self.transferAdded.emit(event.transfer)
+        elif isinstance(event, TransferChanged):
+            self.transferChanged.emit(event.transfer)
         elif isinstance(event, NodeStopping):
             self.nodeStopped.emit(event.reason)
 
@@ -244,6 +258,14 @@ class NodeBridge(QObject):
         """Protect the profile with a new passphrase."""
         await self._ask(lambda n: n.change_passphrase(ChangePassphrase(new_passphrase)))
 
+    async def transfers(self, contact: str | None = None) -> list[Transfer]:
+        """Every transfer (or a contact's), newest last."""
+        return await self._ask(lambda n: n.list_transfers(ListTransfers(contact)))
+
+    async def share(self, address: str, paths: list[str]) -> list[Transfer]:
+        """Share files and folders with a contact; one transfer per file."""
+        return await self._ask(lambda n: n.share_files(ShareFiles(address, paths)))
+
     # ------------------------------------------------------------------ fire-and-forget slots
 
     @async_slot(str, str)
@@ -278,9 +300,7 @@ class NodeBridge(QObject):
         that the user would miss)."""
         if self._node is None:
             return
-        task = asyncio.ensure_future(self._quietly(request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._run(self._quietly(request))
 
     async def _quietly(self, request: Callable[[NodeApi], Awaitable[None]]) -> None:
         try:
@@ -309,7 +329,43 @@ class NodeBridge(QObject):
         self.peersUpdated.emit(peers)
 
     def share_paths(self, address: str, paths: list[Path]) -> None:
-        """Offer local files to a contact. The node's file sharing isn't available yet, so
-        this announces the request and tells the user plainly."""
-        self.shareRequested.emit(address, [str(p) for p in paths])
-        self.notice.emit(_tr("File sharing arrives with the next update."))
+        """Share dropped files and folders with a contact (the transfers then arrive as
+        `transferAdded`); a failure is reported through `errorOccurred`."""
+        names = [str(p) for p in paths]
+        self.shareRequested.emit(address, names)
+        self._run(self._share(address, names))
+
+    async def _share(self, address: str, paths: list[str]) -> None:
+        try:
+            await self.share(address, paths)
+        except ActionFailed as exc:
+            self.errorOccurred.emit(str(exc))
+
+    def accept_transfer(self, transfer_id: str) -> None:
+        """Start fetching an offered file."""
+        self._act(lambda n: n.accept_transfer(AcceptTransfer(transfer_id)))
+
+    def cancel_transfer(self, transfer_id: str) -> None:
+        """Cancel (or decline) a transfer; the peer is told."""
+        self._act(lambda n: n.cancel_transfer(CancelTransfer(transfer_id)))
+
+    def retry_transfer(self, transfer_id: str) -> None:
+        """Resume a failed or paused transfer from the blocks already held."""
+        self._act(lambda n: n.retry_transfer(RetryTransfer(transfer_id)))
+
+    def _act(self, request: Callable[[NodeApi], Awaitable[Transfer]]) -> None:
+        """Run a transfer command; its effect arrives as `transferChanged` (the node
+        publishes it), its failure as `errorOccurred`."""
+        self._run(self._reported(request))
+
+    async def _reported(self, request: Callable[[NodeApi], Awaitable[Transfer]]) -> None:
+        try:
+            await self._ask(request)
+        except ActionFailed as exc:
+            self.errorOccurred.emit(str(exc))
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task the bridge keeps until it ends."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,13 +1,14 @@
 """The main window: contacts and search on the left, the conversation on the right, node
-status at the bottom, a tray icon when the desktop has a tray."""
+status at the bottom, a tray icon when the desktop has a tray, and the transfers list
+(Ctrl+J) for every shared file."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -30,20 +31,32 @@ from app.gui.bridge import ActionFailed, NodeBridge
 from app.gui.dialogs.add_contact import AddContactDialog
 from app.gui.dialogs.invite import InviteDialog
 from app.gui.dialogs.settings import SettingsDialog
+from app.gui.dialogs.transfers import TransfersDialog
 from app.gui.dialogs.verify import VerifyDialog
 from app.gui.models.contacts import ContactModel, ContactRole
 from app.gui.models.messages import MessageModel
+from app.gui.models.transfers import TransferModel
 from app.gui.resources import app_icon
 from app.gui.theme import ThemeManager
 from app.gui.tray import TrayIcon
 from app.gui.views.contact_delegate import ContactDelegate
 from app.gui.views.conversation import ConversationPane
+from app.gui.views.file_card import TransferAction
 from app.gui.views.painting import short_time
 from app.gui.widgets.elided import ElidedLabel
 from app.gui.widgets.icons import line_icon
 from app.gui.widgets.naming import named
 from app.gui.widgets.toast import Toast
-from app.node.api import Contact, Message, MessageStatus, Peer, Settings, Status, Whoami
+from app.node.api import (
+    Contact,
+    Message,
+    MessageStatus,
+    Peer,
+    Settings,
+    Status,
+    Transfer,
+    Whoami,
+)
 
 SIDEBAR_WIDTH = 320
 
@@ -78,7 +91,9 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(640, 440)  # two side by side fit a 1280-pixel-wide screen
 
         self.contacts = ContactModel(self)
-        self.messages = MessageModel(bridge, self)
+        self.transfers = TransferModel(self)
+        self.messages = MessageModel(bridge, self, transfers=self.transfers)
+        self.transfers_dialog: TransfersDialog | None = None
         self._build_sidebar()
         self.conversation = ConversationPane(self.messages)
         self.empty = self._build_empty_state()
@@ -130,8 +145,17 @@ class MainWindow(QMainWindow):
         self.settings_button = _tool_button(
             "settings", self.tr("Settings (Ctrl+,)"), self.tr("Settings")
         )
-        for button in (self.invite_button, self.add_button, self.settings_button):
+        self.transfers_button = _tool_button(
+            "transfers", self.tr("Transfers (Ctrl+J)"), self.tr("Show transfers")
+        )
+        for button in (
+            self.invite_button,
+            self.add_button,
+            self.transfers_button,
+            self.settings_button,
+        ):
             header_layout.addWidget(button)
+        self.transfers_button.clicked.connect(self.show_transfers)
         self.invite_button.clicked.connect(self.show_invite)
         self.add_button.clicked.connect(self.show_add_contact)
         self.settings_button.clicked.connect(self.show_settings)
@@ -207,7 +231,14 @@ class MainWindow(QMainWindow):
         self.endpoints_label = QLabel()
         self.endpoints_label.setAccessibleName(self.tr("Node endpoints"))
         self.endpoints_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.active_transfers = QToolButton()
+        self.active_transfers.setObjectName("ActiveTransfers")
+        self.active_transfers.setAccessibleName(self.tr("Transfers in progress"))
+        self.active_transfers.clicked.connect(self.show_transfers)
+        self.active_transfers.hide()
         self.statusBar().addWidget(self.peers_label)
+        # permanent: a temporary status message must not hide it (nor be drawn over it)
+        self.statusBar().addPermanentWidget(self.active_transfers)
         self.statusBar().addPermanentWidget(self.endpoints_label)
 
     def _build_actions(self) -> None:
@@ -235,9 +266,15 @@ class MainWindow(QMainWindow):
         self.verify_action = action(
             self.tr("&Verify safety number…"), "Ctrl+Shift+V", self.verify_current
         )
+        self.transfers_action = action(self.tr("&Transfers…"), "Ctrl+J", self.show_transfers)
         self.quit_action = action(self.tr("&Quit"), "Ctrl+Q", self.request_quit)
         menu = self.menuBar().addMenu(self.tr("&Scrambled Eggs"))
-        for act in (self.invite_action, self.add_action, self.settings_action):
+        for act in (
+            self.invite_action,
+            self.add_action,
+            self.transfers_action,
+            self.settings_action,
+        ):
             menu.addAction(act)
         menu.addSeparator()
         menu.addAction(self.quit_action)
@@ -261,6 +298,10 @@ class MainWindow(QMainWindow):
         b.errorOccurred.connect(lambda text: self._tell(text, error=True))
         b.notice.connect(self._tell)
         b.nodeStopped.connect(self._on_node_stopped)
+        b.transferAdded.connect(self.transfers.upsert)
+        b.transferChanged.connect(self.transfers.upsert)
+        self.transfers.activeChanged.connect(self._active_transfers_changed)
+        self.conversation.transferActionRequested.connect(self.run_transfer_action)
         self.conversation.sendRequested.connect(b.send_message)
         self.conversation.typingRequested.connect(b.set_typing)
         self.conversation.verifyRequested.connect(self.show_verify)
@@ -271,9 +312,21 @@ class MainWindow(QMainWindow):
 
     def set_ready(self, ready: bool) -> None:
         """Enable the actions that need the node (off while it starts)."""
-        for widget in (self.invite_button, self.add_button, self.settings_button, self.search):
+        for widget in (
+            self.invite_button,
+            self.add_button,
+            self.settings_button,
+            self.transfers_button,
+            self.search,
+        ):
             widget.setEnabled(ready)
-        for act in (self.add_action, self.invite_action, self.settings_action, self.search_action):
+        for act in (
+            self.add_action,
+            self.invite_action,
+            self.settings_action,
+            self.search_action,
+            self.transfers_action,
+        ):
             act.setEnabled(ready)
         if not ready:
             self.profile_state.set_full_text(self.tr("Starting…"))
@@ -282,10 +335,12 @@ class MainWindow(QMainWindow):
             self.search.setFocus()
 
     async def load(self) -> None:
-        """Read identity, settings and contacts (plus each conversation's last message)."""
+        """Read identity, settings, transfers and contacts (plus each conversation's last
+        message)."""
         self.me = await self.bridge.whoami()
         self.profile_name.setText(self.me.name)
         self._apply_settings(await self.bridge.settings())
+        await self.load_transfers()
         contacts = await self.bridge.contacts()
         self.contacts.set_contacts(contacts)
         self._update_contact_stack()
@@ -295,6 +350,17 @@ class MainWindow(QMainWindow):
             except ActionFailed:
                 continue
             self.contacts.set_last(contact.address, last[-1] if last else None)
+
+    async def load_transfers(self) -> None:
+        """Read every transfer once; events keep them current afterwards (a transfer an
+        event updated while the list was read keeps the event's state)."""
+        token = self.transfers.snapshot_token()
+        try:
+            transfers = await self.bridge.transfers()
+        except ActionFailed as exc:
+            self._tell(str(exc), error=True)
+            return
+        self.transfers.merge_snapshot(transfers, token)
 
     def _tell(self, text: str, error: bool = False) -> None:
         target = (
@@ -339,6 +405,55 @@ class MainWindow(QMainWindow):
 
     def _files_dropped(self, address: str, paths: list[Path]) -> None:
         self.bridge.share_paths(address, paths)
+
+    # ------------------------------------------------------------------ transfers
+
+    def run_transfer_action(self, transfer_id: str, action: TransferAction) -> None:
+        """A file bubble's or transfers row's button (or menu item) was chosen."""
+        if action == TransferAction.ACCEPT:
+            self.bridge.accept_transfer(transfer_id)
+        elif action in (TransferAction.DECLINE, TransferAction.CANCEL):
+            self.bridge.cancel_transfer(transfer_id)
+        elif action == TransferAction.RETRY:
+            self.bridge.retry_transfer(transfer_id)
+        else:
+            transfer = self.transfers.transfer(transfer_id)
+            if transfer is not None:
+                self.open_transfer(transfer, action == TransferAction.SHOW_IN_FOLDER)
+
+    def open_transfer(self, transfer: Transfer, folder: bool) -> None:
+        """Open a transfer's file (or the folder holding it) with the desktop's default
+        application."""
+        if not transfer.path:
+            return
+        path = Path(transfer.path)
+        target = path.parent if folder else path
+        if not target.exists():
+            self._tell(self.tr("{0} is no longer there.").format(target), error=True)
+            return
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(target))):
+            self._tell(self.tr("No application could open {0}.").format(target), error=True)
+
+    def _active_transfers_changed(self, active: int) -> None:
+        self.active_transfers.setVisible(active > 0)
+        text = self.tr("1 transfer active") if active == 1 else self.tr("{0} transfers active")
+        self.active_transfers.setText(text.format(active))
+        self.active_transfers.setToolTip(self.tr("Show transfers (Ctrl+J)"))
+
+    def _contact_name(self, address: str) -> str:
+        contact = self.contacts.contact(address)
+        return contact.name if contact is not None else address[:12] + "…"
+
+    def show_transfers(self) -> TransfersDialog:
+        """Ctrl+J: the transfers list (one non-modal window, raised if already open)."""
+        if self.transfers_dialog is None:
+            self.transfers_dialog = TransfersDialog(
+                self.transfers, self._contact_name, self.run_transfer_action, self
+            )
+        self.transfers_dialog.show()
+        self.transfers_dialog.raise_()
+        self.transfers_dialog.activateWindow()
+        return self.transfers_dialog
 
     # ------------------------------------------------------------------ node events
 
@@ -394,6 +509,8 @@ class MainWindow(QMainWindow):
         contact = self.contacts.contact(message.contact)
         title = contact.name if contact else self.tr("New message")
         preview = " ".join(message.text.split())
+        if message.transfer is not None:
+            preview = self.tr("Sent you a file: {0}").format(preview)
         if len(preview) > 120:
             preview = preview[:119] + "…"
         if self.tray is not None and self.tray.supportsMessages():
@@ -419,10 +536,13 @@ class MainWindow(QMainWindow):
             (self.invite_button, "invite"),
             (self.add_button, "add-contact"),
             (self.settings_button, "settings"),
+            (self.transfers_button, "transfers"),
             (self.conversation.verify_button, "verify"),
         ):
             button.setIcon(line_icon(icon))
         self.conversation.delegate.clear_cache()
+        if self.transfers_dialog is not None:
+            self.transfers_dialog.list.viewport().update()
         self.update()
 
     def _on_node_status(self, status: Status) -> None:

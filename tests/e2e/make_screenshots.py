@@ -1,10 +1,12 @@
 """Render the screenshots in docs/screenshots/ from the real app on an X display.
 
-    DISPLAY=:N python tests/e2e/make_screenshots.py [OUT_DIR]
+    DISPLAY=:N python tests/e2e/make_screenshots.py [OUT_DIR] [--only transfers]
 
 It makes throw-away profiles, fills a conversation (incoming messages are written
 through the node's store and event bus, as the network layer will once it delivers),
-opens the real window through `GuiSession`, and saves window grabs.
+opens the real window through `GuiSession`, and saves window grabs. The transfers shot
+puts a done, a running and an offered file into the conversation through the node's
+event bus (`MessageAdded` + `TransferAdded`, as the transfer engine publishes them).
 """
 
 from __future__ import annotations
@@ -85,15 +87,80 @@ async def deliver(
     service._bus.publish(api.MessageAdded(message))  # type: ignore[union-attr]
 
 
+def file_message(transfer: api.Transfer, me: str) -> api.Message:
+    return api.Message(
+        id=os.urandom(16).hex(),
+        contact=transfer.contact,
+        sender=me if transfer.outgoing else transfer.contact,
+        outgoing=transfer.outgoing,
+        text=transfer.name,
+        time=transfer.time,
+        status=api.MessageStatus.DELIVERED if transfer.outgoing else api.MessageStatus.RECEIVED,
+        transfer=transfer.id,
+    )
+
+
+async def show_transfers(session: GuiSession, bob: str) -> None:
+    """A received file, one being sent, and one offered to us, in Bob's conversation."""
+    service = session.node
+    me = (await service.whoami()).address  # type: ignore[union-attr]
+    now = time.time()
+    transfers = [
+        api.Transfer(
+            id="shot-done",
+            contact=bob,
+            outgoing=False,
+            name="scrambled-eggs-recipe.jpg",
+            size=2_431_877,
+            done_bytes=2_431_877,
+            state=api.TransferState.DONE,
+            path="/home/alice/Downloads/scrambled-eggs-recipe.jpg",
+            mime="image/jpeg",
+            time=now - 240,
+        ),
+        api.Transfer(
+            id="shot-running",
+            contact=bob,
+            outgoing=True,
+            name="slides-final.pdf",
+            size=48_200_000,
+            done_bytes=15_100_000,
+            state=api.TransferState.RUNNING,
+            path="/home/alice/Documents/slides-final.pdf",
+            mime="application/pdf",
+            time=now - 30,
+            speed_bps=6_400_000,
+        ),
+        api.Transfer(
+            id="shot-offered",
+            contact=bob,
+            outgoing=False,
+            name="holiday-photos.zip",
+            size=212_500_000,
+            done_bytes=0,
+            state=api.TransferState.OFFERED,
+            path=None,
+            mime="application/zip",
+            time=now - 5,
+        ),
+    ]
+    for transfer in transfers:
+        service.publish(api.TransferAdded(transfer))  # type: ignore[union-attr]
+        service.publish(api.MessageAdded(file_message(transfer, me)))  # type: ignore[union-attr]
+
+
 def save(widget: QWidget, path: Path) -> None:
     QApplication.processEvents()
     widget.grab().save(str(path))
     print("saved", path)
 
 
-async def main(out: Path, app: QApplication, themes: ThemeManager) -> None:
+async def main(out: Path, app: QApplication, themes: ThemeManager, only: str | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="eggs-shots-"))
+    if only == "transfers":
+        await transfers_shot(root, out, themes)
+        return
     first = FirstRunDialog(root / "new")
     first.name.setText("Alice Liddell")
     first.show()
@@ -157,6 +224,34 @@ async def main(out: Path, app: QApplication, themes: ThemeManager) -> None:
     save(invite, out / "invite.png")
     invite.close()
     await session.shutdown()
+    await transfers_shot(Path(tempfile.mkdtemp(prefix="eggs-shots-")), out, themes)
+
+
+async def transfers_shot(root: Path, out: Path, themes: ThemeManager) -> None:
+    """The conversation with Bob holding a received, a running and an offered file, then
+    the transfers list (Ctrl+J)."""
+    bob = await populate(root)
+    session = GuiSession(api.DaemonOptions(root / "alice", listen="127.0.0.1:0", lan=False), themes)
+    assert await session.attempt_unlock(PASS) is None
+    window = await session.start_window()
+    window.resize(1120, 720)
+    for outgoing, ago, text in CHAT[-3:]:
+        status = api.MessageStatus.READ if outgoing else api.MessageStatus.RECEIVED
+        await deliver(session, bob.whoami.address, outgoing, ago + 600, text, status)
+    window.open_conversation(bob.whoami.address)
+    await asyncio.sleep(0.5)
+    await show_transfers(session, bob.whoami.address)
+    await asyncio.sleep(1.0)
+    window.toast.hide()  # a start-up notice must not cover the conversation
+    window.conversation.toast.hide()
+    window.statusBar().clearMessage()
+    save(window, out / "transfers.png")
+    dialog = window.show_transfers()
+    dialog.resize(640, 640)
+    await asyncio.sleep(0.5)
+    save(dialog, out / "transfers-list.png")
+    dialog.close()
+    await session.shutdown()
 
 
 if __name__ == "__main__":
@@ -165,6 +260,9 @@ if __name__ == "__main__":
     manager.apply("light")
     loop = qasync.QEventLoop(application)
     asyncio.set_event_loop(loop)
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/screenshots")
+    arguments = [a for a in sys.argv[1:] if not a.startswith("--only")]
+    selected = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+    arguments = [a for a in arguments if a != selected]
+    target = Path(arguments[0]) if arguments else Path("docs/screenshots")
     with loop:
-        loop.run_until_complete(main(target, application, manager))
+        loop.run_until_complete(main(target, application, manager, selected))

@@ -3,8 +3,9 @@ profiles, and a node hosted in-process on loopback."""
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -20,12 +21,30 @@ from PySide6.QtWidgets import QApplication
 
 from app.node import api
 
+_LOOPS: list[qasync.QEventLoop] = []
+"""Every test's loop, kept until the session ends. A closed qasync loop still has Qt
+timers registered for callbacks that had not fired (its `_SimpleTimer` only kills them
+when they fire). If the loop were garbage-collected by the cyclic GC running in a worker
+thread (the node's executor threads allocate too), Qt could not unregister those timers
+from that thread and the next activation would hit a deleted object (a segfault in
+`QTimerInfoList::activateTimers`, seen under load). Kept alive, its timers fire, find the
+loop stopped, and are killed on the GUI thread."""
+
 
 def _qt_loop() -> qasync.QEventLoop:
     app = QApplication.instance() or QApplication([])
     # as in the app: closing the last dialog must not stop the event loop under a test
     QApplication.setQuitOnLastWindowClosed(False)
-    return qasync.QEventLoop(app)
+    loop = qasync.QEventLoop(app)
+    _LOOPS.append(loop)
+    return loop
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """Free each test's garbage on the GUI thread, where Qt objects may be destroyed."""
+    yield
+    gc.collect()
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:

@@ -9,6 +9,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QWidget
+
 from app.node import api
 
 PASSPHRASE = "correct horse battery"
@@ -26,3 +30,27 @@ async def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+def drag_data(paths: list[Path]) -> QMimeData:
+    """What a file manager puts on a drag of `paths` (plus a web link, to be ignored)."""
+    mime = QMimeData()
+    urls = [QUrl.fromLocalFile(str(p)) for p in paths]
+    urls.append(QUrl("https://example.invalid/not-a-local-file.txt"))
+    mime.setUrls(urls)
+    return mime
+
+
+def drop_files(target: QWidget, paths: list[Path]) -> tuple[QDragEnterEvent, QDropEvent]:
+    """Drag `paths` onto `target` and drop them there (events sent as Qt would)."""
+    mime = drag_data(paths)
+    actions = Qt.DropAction.CopyAction
+    enter = QDragEnterEvent(
+        QPoint(50, 50), actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(target, enter)
+    drop = QDropEvent(
+        QPointF(50, 50), actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(target, drop)
+    return enter, drop

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import shiboken6
-from gui_helpers import wait_for
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from gui_helpers import drag_data, wait_for
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
@@ -230,26 +230,35 @@ async def test_quit_shortcut_asks_to_quit(qtbot: QtBot, session: GuiSession) -> 
         window.quit_action.trigger()
 
 
-def _drag_data(paths: list[Path]) -> QMimeData:
-    mime = QMimeData()
-    urls = [QUrl.fromLocalFile(str(p)) for p in paths]
-    urls.append(QUrl("https://example.invalid/not-a-local-file.txt"))
-    mime.setUrls(urls)
-    return mime
-
-
 @pytest.mark.asyncio
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # QDragEnterEvent(QPoint...)
-async def test_drop_hands_local_paths_to_the_bridge(
-    qtbot: QtBot, session: GuiSession, friend: api.InitResult, tmp_path: Path
+async def test_drop_shares_the_local_paths_with_the_contact(
+    qtbot: QtBot,
+    session: GuiSession,
+    friend: api.InitResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The drop overlay shows while dragging; the drop makes the bridge call the node's
+    `share_files` with the contact and the local paths (the web link is left out). The
+    recorder hands the command on to the real `NodeService.share_files`."""
     bob = await add_bob(session, friend)
     window = await open_chat(session, bob.address)
     pane = window.conversation
-    files = [tmp_path / "holiday.jpg", tmp_path / "notes.txt"]
-    for f in files:
-        f.write_bytes(b"x")
-    mime = _drag_data(files)
+    service = node_of(session)
+    issued: list[api.ShareFiles] = []
+
+    async def share_files(command: api.ShareFiles) -> list[api.Transfer]:
+        issued.append(command)
+        result: list[api.Transfer] = await type(service).share_files(service, command)  # type: ignore[attr-defined]
+        return result
+
+    monkeypatch.setattr(service, "share_files", share_files, raising=False)
+    files = [tmp_path / "holiday.jpg", tmp_path / "notes.txt", tmp_path / "album"]
+    files[0].write_bytes(b"x")
+    files[1].write_bytes(b"y")
+    files[2].mkdir()
+    mime = drag_data(files)
     actions = Qt.DropAction.CopyAction
     enter = QDragEnterEvent(
         QPoint(50, 50), actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
@@ -257,20 +266,20 @@ async def test_drop_hands_local_paths_to_the_bridge(
     QApplication.sendEvent(pane, enter)
     assert enter.isAccepted()
     assert pane.overlay.isVisible()
+    assert pane.overlay.geometry() == pane.rect()
 
     received: list[tuple[str, list[str]]] = []
-    notices: list[str] = []
     assert session.bridge is not None
     session.bridge.shareRequested.connect(lambda a, p: received.append((a, p)))
-    session.bridge.notice.connect(notices.append)
     drop = QDropEvent(
         QPointF(50, 50), actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
     )
     QApplication.sendEvent(pane, drop)
+    assert drop.isAccepted()
     assert not pane.overlay.isVisible()
-    assert received == [(bob.address, [str(f) for f in files])]
-    assert notices == ["File sharing arrives with the next update."]
-    assert pane.toast.isVisible() and "next update" in pane.toast.text()
+    paths = [str(f) for f in files]
+    assert received == [(bob.address, paths)]
+    await wait_for(lambda: issued == [api.ShareFiles(bob.address, paths)])
 
 
 @pytest.mark.asyncio

@@ -1,5 +1,9 @@
 """One conversation as a list model that loads lazily, newest page first.
 
+A file message (`Message.transfer` set) also answers `MessageRole.TRANSFER` with the
+transfer's latest state from the shared `TransferModel`; a progress report repaints just
+that row.
+
 Only the newest `PAGE` messages are read when a conversation opens, so a history of any
 length opens at once; `canFetchMore`/`fetchMore` bring in the page before the oldest row
 (`ListMessages(before=<oldest id>)`) and prepend it. Rows are oldest first, like the view.
@@ -23,7 +27,9 @@ from PySide6.QtCore import (
 )
 
 from app.gui.bridge import ActionFailed, NodeBridge
-from app.node.api import Message, MessageStatus
+from app.gui.models.transfers import TransferModel
+from app.gui.views.transfer_text import accessible_text
+from app.node.api import Message, MessageStatus, Transfer
 
 PAGE = 100
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -34,6 +40,7 @@ class MessageRole(IntEnum):
 
     MESSAGE = Qt.ItemDataRole.UserRole + 1  # the `Message`
     DAY_HEADER = Qt.ItemDataRole.UserRole + 2  # bool: first message of its day
+    TRANSFER = Qt.ItemDataRole.UserRole + 3  # the `Transfer` of a file message, or None
 
 
 def local_day(timestamp: float) -> dt.date:
@@ -48,9 +55,19 @@ class MessageModel(QAbstractListModel):
     olderLoaded = Signal(int)  # number of rows prepended
     opened = Signal(str)  # contact address, once the newest page is in
 
-    def __init__(self, bridge: NodeBridge, parent: QObject | None = None, page: int = PAGE):
+    def __init__(
+        self,
+        bridge: NodeBridge,
+        parent: QObject | None = None,
+        page: int = PAGE,
+        transfers: TransferModel | None = None,
+    ):
         super().__init__(parent)
         self._bridge = bridge
+        self._transfers = transfers
+        self._file_messages: dict[str, str] = {}  # transfer id -> message id (loaded rows)
+        if transfers is not None:
+            transfers.transferUpdated.connect(self._transfer_updated)
         self._page = page
         self._rows: list[Message] = []
         self._ids: set[str] = set()
@@ -96,14 +113,26 @@ class MessageModel(QAbstractListModel):
         message = self._rows[index.row()]
         if role == MessageRole.MESSAGE:
             return message
+        if role == MessageRole.TRANSFER:
+            return self._transfer_of(message)
         if role == MessageRole.DAY_HEADER:
             row = index.row()
             return row == 0 or local_day(self._rows[row - 1].time) != local_day(message.time)
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
+        if role == Qt.ItemDataRole.DisplayRole:
             return message.text
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            transfer = self._transfer_of(message)
+            return message.text if transfer is None else accessible_text(transfer)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return dt.datetime.fromtimestamp(message.time).strftime("%c")
+            stamp = dt.datetime.fromtimestamp(message.time).strftime("%c")
+            transfer = self._transfer_of(message)
+            return stamp if transfer is None else f"{accessible_text(transfer)}\n{stamp}"
         return None
+
+    def _transfer_of(self, message: Message) -> Transfer | None:
+        if message.transfer is None or self._transfers is None:
+            return None
+        return self._transfers.transfer(message.transfer)
 
     def canFetchMore(self, parent: AnyIndex) -> bool:
         return not parent.isValid() and self._has_older and not self._loading
@@ -127,6 +156,7 @@ class MessageModel(QAbstractListModel):
         self._task = None
         self.beginResetModel()
         self._rows, self._ids, self._contact, self._has_older = [], set(), None, False
+        self._file_messages = {}
         self.endResetModel()
         self._set_loading(False)
 
@@ -136,6 +166,7 @@ class MessageModel(QAbstractListModel):
         generation = self._generation
         self.beginResetModel()
         self._rows, self._ids, self._contact, self._has_older = [], set(), address, False
+        self._file_messages = {}
         self.endResetModel()
         self._set_loading(True)
         try:
@@ -152,6 +183,7 @@ class MessageModel(QAbstractListModel):
         self.beginResetModel()
         self._rows = fresh + known
         self._ids = {m.id for m in self._rows}
+        self._file_messages = {m.transfer: m.id for m in self._rows if m.transfer}
         self._has_older = len(page) >= self._page
         self.endResetModel()
         self._set_loading(False)
@@ -182,6 +214,7 @@ class MessageModel(QAbstractListModel):
             self.beginInsertRows(QModelIndex(), 0, len(older) - 1)
             self._rows[0:0] = older
             self._ids.update(m.id for m in older)
+            self._file_messages.update((m.transfer, m.id) for m in older if m.transfer)
             self.endInsertRows()
             # the old first row may lose its day header now that its predecessor is known
             first_old = self.index(len(older))
@@ -200,6 +233,8 @@ class MessageModel(QAbstractListModel):
         self.beginInsertRows(QModelIndex(), row, row)
         self._rows.append(message)
         self._ids.add(message.id)
+        if message.transfer:
+            self._file_messages[message.transfer] = message.id
         self.endInsertRows()
         return True
 
@@ -213,3 +248,13 @@ class MessageModel(QAbstractListModel):
         index = self.index(row)
         self.dataChanged.emit(index, index, [MessageRole.MESSAGE])
         return True
+
+    def _transfer_updated(self, transfer_id: str) -> None:
+        """A transfer progressed: repaint its bubble if it is loaded (nothing else)."""
+        message_id = self._file_messages.get(transfer_id)
+        if message_id is None:
+            return
+        row = self.row_of(message_id)
+        if row >= 0:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [MessageRole.TRANSFER])

@@ -112,6 +112,8 @@ class ContactDelegate(QStyledItemDelegate):
         preview = ""
         if last is not None:
             preview = " ".join(last.text.split())
+            if last.transfer is not None:
+                preview = self.tr("File: {0}").format(preview)
             if last.outgoing:
                 preview = self.tr("You: {0}").format(preview)
         painter.setFont(small)

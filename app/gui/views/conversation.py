@@ -1,5 +1,6 @@
-"""The conversation pane: header, verification banner, the message list (lazy history),
-the composer, and the drop target for files."""
+"""The conversation pane: header, verification banner, the message list (lazy history,
+file bubbles with their transfer's progress and buttons), the composer, and the drop
+target for files and folders."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from PySide6.QtCore import (
     QIdentityProxyModel,
     QModelIndex,
     QPersistentModelIndex,
+    QPoint,
     QSize,
     Qt,
     Signal,
@@ -27,7 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.models.contacts import presence_text
-from app.gui.models.messages import MessageModel
+from app.gui.models.messages import MessageModel, MessageRole
+from app.gui.views.file_card import TransferAction
 from app.gui.views.message_delegate import MessageDelegate
 from app.gui.widgets.composer import Composer
 from app.gui.widgets.drop_overlay import DropOverlay, local_paths
@@ -35,6 +38,7 @@ from app.gui.widgets.elided import ElidedLabel
 from app.gui.widgets.icons import line_icon
 from app.gui.widgets.naming import named
 from app.gui.widgets.toast import Toast
+from app.gui.widgets.transfer_menu import popup_transfer_menu
 from app.node.api import Contact, Peer
 
 FETCH_MARGIN = 60  # pixels from the top at which older history is requested
@@ -73,6 +77,7 @@ class ConversationPane(QWidget):
     verifyRequested = Signal(str)  # contact address
     filesDropped = Signal(str, list)  # contact address, list[Path]
     typingRequested = Signal(str, bool)  # contact address, whether the composer holds text
+    transferActionRequested = Signal(str, object)  # transfer id, TransferAction
 
     def __init__(self, model: MessageModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -120,7 +125,10 @@ class ConversationPane(QWidget):
         self._proxy.setSourceModel(model)
         self.list.setModel(self._proxy)
         self.delegate = MessageDelegate(self.list, self)
+        self.delegate.transferActionRequested.connect(self.transferActionRequested)
         self.list.setItemDelegate(self.delegate)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
 
         self.composer = Composer()
         self.composer.submitted.connect(self._send)
@@ -290,6 +298,21 @@ class ConversationPane(QWidget):
             self._model.fetchMore(root)
             return True
         return False
+
+    # ------------------------------------------------------------------ file bubbles
+
+    def _context_menu(self, position: QPoint) -> None:
+        """Right click (or the Menu key) on a file bubble: its actions as a menu."""
+        index = self.list.indexAt(position)
+        transfer = index.data(MessageRole.TRANSFER) if index.isValid() else None
+        if transfer is None:
+            return
+        popup_transfer_menu(
+            transfer, self._request_action, self, self.list.viewport().mapToGlobal(position)
+        )
+
+    def _request_action(self, transfer_id: str, action: TransferAction) -> None:
+        self.transferActionRequested.emit(transfer_id, action)
 
     # ------------------------------------------------------------------ drag and drop
 

@@ -1,14 +1,37 @@
 """Paints one message: a day separator when the day changes, then a bubble (ours on the
-right, theirs on the left) with the text, the time and the delivery ticks."""
+right, theirs on the left) with the text, the time and the delivery ticks. A file message
+is a bubble holding a file card (name, size, state, progress, buttons); a click on one of
+its buttons is reported through `transferActionRequested`."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QPointF,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QMouseEvent, QPainter
 from PySide6.QtWidgets import QAbstractItemView, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.gui.models.messages import MessageRole, local_day
 from app.gui.theme import colors
+from app.gui.views.file_card import (
+    CardFonts,
+    CardLayout,
+    action_at,
+    actions_for,
+    card_colors,
+    card_height,
+    layout_card,
+    paint_card,
+)
 from app.gui.views.painting import (
     day_label,
     draw_ticks,
@@ -16,7 +39,7 @@ from app.gui.views.painting import (
     text_layout,
     tick_width,
 )
-from app.node.api import Message
+from app.node.api import Message, Transfer
 
 SIDE_MARGIN = 16.0
 ROW_GAP = 3.0
@@ -26,11 +49,14 @@ RADIUS = 14.0
 HEADER_HEIGHT = 40.0
 MAX_BUBBLE = 560.0
 BUBBLE_SHARE = 0.7
+FILE_BUBBLE = 380.0
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
 class MessageDelegate(QStyledItemDelegate):
     """Bubble painter for `MessageModel` rows; sizes are cached per message and width."""
+
+    transferActionRequested = Signal(str, object)  # transfer id, TransferAction
 
     def __init__(self, view: QAbstractItemView, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -70,8 +96,11 @@ class MessageDelegate(QStyledItemDelegate):
         if cached is not None:
             return cached
         body, meta = self._fonts()
-        _, text_size = text_layout(message.text, body, self._text_width(width))
-        height = PAD_Y * 2 + text_size.height() + QFontMetricsF(meta).height() + 2 * ROW_GAP
+        if message.transfer is not None:
+            height = card_height(self._card_fonts()) + 2 * ROW_GAP
+        else:
+            _, text_size = text_layout(message.text, body, self._text_width(width))
+            height = PAD_Y * 2 + text_size.height() + QFontMetricsF(meta).height() + 2 * ROW_GAP
         if header:
             height += HEADER_HEIGHT
         size = QSize(width, int(height + 0.999))
@@ -94,6 +123,10 @@ class MessageDelegate(QStyledItemDelegate):
         if index.data(MessageRole.DAY_HEADER):
             self._paint_header(painter, rect, top, message)
             top += HEADER_HEIGHT
+        if message.transfer is not None:
+            self._paint_file(painter, rect, top, message, index.data(MessageRole.TRANSFER))
+            painter.restore()
+            return
         layout, text_size = text_layout(message.text, body, self._text_width(int(rect.width())))
         meta_text, meta_width = self._meta(message, meta)
         meta_height = QFontMetricsF(meta).height()
@@ -133,6 +166,85 @@ class MessageDelegate(QStyledItemDelegate):
                 QColor(c.tick_read),
             )
         painter.restore()
+
+    # ------------------------------------------------------------------ file messages
+
+    def _card_fonts(self) -> CardFonts:
+        return CardFonts.from_base(self._view.font())
+
+    def file_geometry(
+        self, rect: QRectF, message: Message, transfer: Transfer | None, header: bool
+    ) -> tuple[QRectF, CardLayout]:
+        """The bubble of a file message in a row at `rect`, and its card's layout."""
+        fonts = self._card_fonts()
+        top = rect.top() + ROW_GAP + (HEADER_HEIGHT if header else 0.0)
+        width = min(FILE_BUBBLE, max(220.0, (rect.width() - 2 * SIDE_MARGIN) * BUBBLE_SHARE))
+        left = rect.right() - SIDE_MARGIN - width if message.outgoing else rect.left() + SIDE_MARGIN
+        bubble = QRectF(left, top, width, card_height(fonts))
+        return bubble, layout_card(bubble, fonts, actions_for(transfer))
+
+    def _paint_file(
+        self,
+        painter: QPainter,
+        rect: QRectF,
+        top: float,
+        message: Message,
+        transfer: Transfer | None,
+    ) -> None:
+        c = colors()
+        header = top > rect.top() + ROW_GAP
+        bubble, layout = self.file_geometry(rect, message, transfer, header)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(c.bubble_out if message.outgoing else c.bubble_in))
+        painter.drawRoundedRect(bubble, RADIUS, RADIUS)
+        palette = card_colors(on_accent=message.outgoing)
+        name = transfer.name if transfer is not None else message.text
+        paint_card(painter, layout, transfer, name, self._card_fonts(), palette)
+        # time and ticks at the right of the button row
+        _, meta = self._fonts()
+        meta_text, meta_width = self._meta(message, meta)
+        painter.setFont(meta)
+        painter.setPen(palette.muted)
+        footer = layout.footer
+        tick = QFontMetricsF(meta).height() * 0.8 if message.outgoing else 0.0
+        time_right = footer.right() - (tick_width(tick) + 4 if message.outgoing else 0)
+        time_rect = QRectF(time_right - meta_width, footer.top(), meta_width, footer.height())
+        align = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        painter.drawText(time_rect, int(align), meta_text)
+        if message.outgoing:
+            draw_ticks(
+                painter,
+                footer.right() - tick_width(tick),
+                footer.center().y() - tick / 2,
+                tick,
+                message.status,
+                palette.muted,
+                QColor(c.tick_read),
+            )
+
+    def editorEvent(
+        self,
+        event: QEvent,
+        model: QAbstractItemModel,
+        option: QStyleOptionViewItem,
+        index: AnyIndex,
+    ) -> bool:
+        if event.type() not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease):
+            return super().editorEvent(event, model, option, index)
+        message: Message | None = index.data(MessageRole.MESSAGE)
+        if message is None or message.transfer is None or not isinstance(event, QMouseEvent):
+            return super().editorEvent(event, model, option, index)
+        if event.button() != Qt.MouseButton.LeftButton:
+            return False
+        transfer: Transfer | None = index.data(MessageRole.TRANSFER)
+        header = bool(index.data(MessageRole.DAY_HEADER))
+        _, layout = self.file_geometry(QRectF(option.rect), message, transfer, header)
+        action = action_at(layout, event.position())
+        if action is None:
+            return False
+        if event.type() == QEvent.Type.MouseButtonRelease:
+            self.transferActionRequested.emit(message.transfer, action)
+        return True
 
     def _paint_header(self, painter: QPainter, rect: QRectF, top: float, message: Message) -> None:
         c = colors()

@@ -68,6 +68,16 @@ def _send(p: QPainter) -> None:
     p.drawLine(QPointF(12, 24), QPointF(26, 24))
 
 
+def _arrows(p: QPainter) -> None:
+    """Up and down arrows side by side: transfers."""
+    p.drawLine(QPointF(16, 40), QPointF(16, 8))
+    p.drawLine(QPointF(16, 8), QPointF(8, 16))
+    p.drawLine(QPointF(16, 8), QPointF(24, 16))
+    p.drawLine(QPointF(32, 8), QPointF(32, 40))
+    p.drawLine(QPointF(32, 40), QPointF(24, 32))
+    p.drawLine(QPointF(32, 40), QPointF(40, 32))
+
+
 DRAWINGS: dict[str, Callable[[QPainter], None]] = {
     "add": _plus,
     "add-contact": _person_plus,
@@ -75,6 +85,7 @@ DRAWINGS: dict[str, Callable[[QPainter], None]] = {
     "invite": _qr,
     "verify": _shield,
     "send": _send,
+    "transfers": _arrows,
 }
 
 

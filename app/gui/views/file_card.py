@@ -1,0 +1,333 @@
+"""The file card both the conversation (inside a bubble) and the transfers list paint:
+a file glyph, the name, size and state, a progress bar with speed and time left, and the
+buttons that fit the state (Accept/Decline, Cancel, Retry, Open/Show in folder).
+
+The card has one fixed height whatever the state, so a transfer that changes state never
+changes the height of its row (list views do not re-measure rows on `dataChanged`).
+Buttons are painted; `action_at` maps a click position back to the action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import PurePath
+
+from PySide6.QtCore import QCoreApplication, QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
+
+from app.gui.theme import colors as theme_colors
+from app.gui.views.transfer_text import fraction_done, progress_text, summary_text
+from app.node.api import Transfer, TransferState
+
+PAD = 12.0
+ICON_W = 34.0
+ICON_H = 42.0
+BAR_H = 6.0
+GAP = 8.0
+BUTTON_PAD_X = 12.0
+BUTTON_GAP = 6.0
+
+
+def _tr(text: str) -> str:
+    return QCoreApplication.translate("Transfers", text)
+
+
+class TransferAction(Enum):
+    """What a card's button asks for."""
+
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    CANCEL = "cancel"
+    RETRY = "retry"
+    OPEN = "open"
+    SHOW_IN_FOLDER = "show-in-folder"
+
+
+def action_label(action: TransferAction) -> str:
+    """The button's text."""
+    labels = {
+        TransferAction.ACCEPT: "Accept",
+        TransferAction.DECLINE: "Decline",
+        TransferAction.CANCEL: "Cancel",
+        TransferAction.RETRY: "Retry",
+        TransferAction.OPEN: "Open",
+        TransferAction.SHOW_IN_FOLDER: "Show in folder",
+    }
+    return _tr(labels[action])
+
+
+def actions_for(transfer: Transfer | None) -> list[TransferAction]:
+    """The buttons a transfer offers in its current state."""
+    if transfer is None:
+        return []
+    state = transfer.state
+    if state == TransferState.OFFERED:
+        if transfer.outgoing:
+            return [TransferAction.CANCEL]
+        return [TransferAction.ACCEPT, TransferAction.DECLINE]
+    if state == TransferState.RUNNING:
+        return [TransferAction.CANCEL]
+    if state in (TransferState.PAUSED, TransferState.FAILED):
+        return [TransferAction.RETRY, TransferAction.CANCEL]
+    if state == TransferState.DONE and transfer.path:
+        return [TransferAction.OPEN, TransferAction.SHOW_IN_FOLDER]
+    return []
+
+
+@dataclass(frozen=True)
+class CardFonts:
+    """The three fonts of a card."""
+
+    name: QFont
+    detail: QFont
+    button: QFont
+
+    @staticmethod
+    def from_base(base: QFont) -> CardFonts:
+        """Fonts derived from the view's font (as the message bubbles do)."""
+        name = QFont(base)
+        name.setPointSizeF(max(base.pointSizeF(), 10.5))
+        name.setBold(True)
+        detail = QFont(base)
+        detail.setPointSizeF(name.pointSizeF() * 0.82)
+        button = QFont(detail)
+        button.setBold(True)
+        return CardFonts(name, detail, button)
+
+
+@dataclass(frozen=True)
+class CardColors:
+    """Colours of a card on its background (a bubble or a list row)."""
+
+    ink: QColor
+    muted: QColor
+    bar: QColor
+    track: QColor
+    button: QColor
+    button_text: QColor
+    primary: QColor
+    primary_text: QColor
+    danger: QColor
+
+
+def _alpha(color: str, alpha: float) -> QColor:
+    result = QColor(color)
+    result.setAlphaF(alpha)
+    return result
+
+
+def card_colors(on_accent: bool) -> CardColors:
+    """Card colours for the current theme: on an accent-coloured bubble (our messages) or
+    on a neutral background (their bubbles, the transfers list)."""
+    c = theme_colors()
+    if on_accent:
+        return CardColors(
+            ink=QColor(c.bubble_out_text),
+            muted=_alpha(c.bubble_out_text, 0.78),
+            bar=QColor(c.bubble_out_text),
+            track=_alpha(c.bubble_out_text, 0.3),
+            button=_alpha(c.bubble_out_text, 0.2),
+            button_text=QColor(c.bubble_out_text),
+            primary=QColor(c.bubble_out_text),
+            primary_text=QColor(c.bubble_out),
+            danger=QColor("#ffd7d2"),
+        )
+    return CardColors(
+        ink=QColor(c.bubble_in_text),
+        muted=QColor(c.muted),
+        bar=QColor(c.accent),
+        track=_alpha(c.bubble_in_text, 0.12),
+        button=_alpha(c.bubble_in_text, 0.09),
+        button_text=QColor(c.bubble_in_text),
+        primary=QColor(c.accent),
+        primary_text=QColor(c.accent_text),
+        danger=QColor("#ff8a80" if c.dark else "#b42318"),
+    )
+
+
+def _line(font: QFont) -> float:
+    return QFontMetricsF(font).height()
+
+
+def button_height(fonts: CardFonts) -> float:
+    """Height of a card's buttons."""
+    return _line(fonts.button) + 10
+
+
+def card_height(fonts: CardFonts) -> float:
+    """The fixed height of a card (padding included)."""
+    head = max(ICON_H, _line(fonts.name) + 2 + _line(fonts.detail))
+    return PAD + head + GAP + BAR_H + 4 + _line(fonts.detail) + GAP + button_height(fonts) + PAD
+
+
+@dataclass(frozen=True)
+class CardLayout:
+    """Where each part of a card goes."""
+
+    icon: QRectF
+    name: QRectF
+    summary: QRectF
+    bar: QRectF
+    progress: QRectF
+    footer: QRectF  # the button row; the caller's text goes on its right
+    buttons: tuple[tuple[TransferAction, QRectF], ...]
+
+
+def layout_card(rect: QRectF, fonts: CardFonts, actions: list[TransferAction]) -> CardLayout:
+    """Place a card's parts inside `rect` (whose height should be `card_height`)."""
+    inner = rect.adjusted(PAD, PAD, -PAD, -PAD)
+    name_h, detail_h = _line(fonts.name), _line(fonts.detail)
+    head = max(ICON_H, name_h + 2 + detail_h)
+    icon = QRectF(inner.left(), inner.top() + (head - ICON_H) / 2, ICON_W, ICON_H)
+    text_left = icon.right() + 10
+    text_w = max(10.0, inner.right() - text_left)
+    text_top = inner.top() + (head - name_h - 2 - detail_h) / 2
+    name = QRectF(text_left, text_top, text_w, name_h)
+    summary = QRectF(text_left, name.bottom() + 2, text_w, detail_h)
+    bar = QRectF(inner.left(), inner.top() + head + GAP, inner.width(), BAR_H)
+    progress = QRectF(inner.left(), bar.bottom() + 4, inner.width(), detail_h)
+    footer = QRectF(inner.left(), progress.bottom() + GAP, inner.width(), button_height(fonts))
+    metrics = QFontMetricsF(fonts.button)
+    buttons: list[tuple[TransferAction, QRectF]] = []
+    x = footer.left()
+    for action in actions:
+        width = metrics.horizontalAdvance(action_label(action)) + 2 * BUTTON_PAD_X
+        buttons.append((action, QRectF(x, footer.top(), width, footer.height())))
+        x += width + BUTTON_GAP
+    return CardLayout(icon, name, summary, bar, progress, footer, tuple(buttons))
+
+
+def card_width(fonts: CardFonts, actions: list[TransferAction], footer_text: str) -> float:
+    """The narrowest card that fits its buttons and footer text without overlap."""
+    metrics = QFontMetricsF(fonts.button)
+    buttons = sum(
+        metrics.horizontalAdvance(action_label(a)) + 2 * BUTTON_PAD_X + BUTTON_GAP for a in actions
+    )
+    footer = QFontMetricsF(fonts.detail).horizontalAdvance(footer_text)
+    return 2 * PAD + buttons + footer + 12
+
+
+def action_at(layout: CardLayout, position: QPointF) -> TransferAction | None:
+    """The button under `position`, if any."""
+    for action, rect in layout.buttons:
+        if rect.contains(position):
+            return action
+    return None
+
+
+def extension_label(name: str) -> str:
+    """Up to four letters of the file's extension, upper case ("" if none)."""
+    suffix = PurePath(name.replace("\\", "/")).suffix.lstrip(".")
+    return suffix[:4].upper()
+
+
+def _paint_glyph(painter: QPainter, rect: QRectF, name: str, colors: CardColors) -> None:
+    fold = 10.0
+    path = QPainterPath()
+    path.moveTo(rect.left(), rect.top() + 3)
+    path.quadTo(rect.left(), rect.top(), rect.left() + 3, rect.top())
+    path.lineTo(rect.right() - fold, rect.top())
+    path.lineTo(rect.right(), rect.top() + fold)
+    path.lineTo(rect.right(), rect.bottom() - 3)
+    path.quadTo(rect.right(), rect.bottom(), rect.right() - 3, rect.bottom())
+    path.lineTo(rect.left() + 3, rect.bottom())
+    path.quadTo(rect.left(), rect.bottom(), rect.left(), rect.bottom() - 3)
+    path.closeSubpath()
+    fill = QColor(colors.ink)
+    fill.setAlphaF(0.12)
+    painter.setPen(QPen(colors.muted, 1.4))
+    painter.setBrush(fill)
+    painter.drawPath(path)
+    corner = QPainterPath()
+    corner.moveTo(rect.right() - fold, rect.top())
+    corner.lineTo(rect.right() - fold, rect.top() + fold)
+    corner.lineTo(rect.right(), rect.top() + fold)
+    painter.drawPath(corner)
+    label = extension_label(name)
+    if label:
+        font = QFont(painter.font())
+        font.setPixelSize(9 if len(label) <= 3 else 8)
+        font.setBold(True)
+        painter.setFont(font)
+        painter.setPen(colors.ink)
+        text_rect = QRectF(rect.left(), rect.top() + fold + 2, rect.width(), rect.height() - fold)
+        painter.drawText(text_rect, int(Qt.AlignmentFlag.AlignCenter), label)
+
+
+def _elided(text: str, font: QFont, width: float) -> str:
+    return QFontMetricsF(font).elidedText(text, Qt.TextElideMode.ElideMiddle, width)
+
+
+def paint_card(
+    painter: QPainter,
+    layout: CardLayout,
+    transfer: Transfer | None,
+    name: str,
+    fonts: CardFonts,
+    colors: CardColors,
+    footer_text: str = "",
+) -> None:
+    """Paint a card; `transfer` None means the node has not described the file yet."""
+    _paint_glyph(painter, layout.icon, name, colors)
+    left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+    painter.setFont(fonts.name)
+    painter.setPen(colors.ink)
+    painter.drawText(layout.name, int(left), _elided(name, fonts.name, layout.name.width()))
+    painter.setFont(fonts.detail)
+    painter.setPen(colors.muted)
+    summary = summary_text(transfer) if transfer else _tr("Preparing…")
+    painter.drawText(
+        layout.summary, int(left), _elided(summary, fonts.detail, layout.summary.width())
+    )
+    if transfer is not None and transfer.state in (
+        TransferState.RUNNING,
+        TransferState.PAUSED,
+        TransferState.FAILED,
+        TransferState.DONE,
+    ):
+        _paint_bar(painter, layout.bar, fraction_done(transfer), transfer.state, colors)
+    if transfer is not None:
+        failed = transfer.state == TransferState.FAILED
+        painter.setFont(fonts.detail)
+        painter.setPen(colors.danger if failed else colors.muted)
+        text = _elided(progress_text(transfer), fonts.detail, layout.progress.width())
+        painter.drawText(layout.progress, int(left), text)
+    for action, rect in layout.buttons:
+        _paint_button(painter, rect, action, fonts, colors)
+    if footer_text:
+        painter.setFont(fonts.detail)
+        painter.setPen(colors.muted)
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        painter.drawText(layout.footer, int(right), footer_text)
+
+
+def _paint_bar(
+    painter: QPainter, rect: QRectF, fraction: float, state: TransferState, colors: CardColors
+) -> None:
+    radius = rect.height() / 2
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(colors.track)
+    painter.drawRoundedRect(rect, radius, radius)
+    if fraction <= 0:
+        return
+    filled = QRectF(
+        rect.left(), rect.top(), max(rect.height(), rect.width() * fraction), rect.height()
+    )
+    fill = QColor(colors.danger if state == TransferState.FAILED else colors.bar)
+    if state == TransferState.PAUSED:
+        fill.setAlphaF(0.55)
+    painter.setBrush(fill)
+    painter.drawRoundedRect(filled, radius, radius)
+
+
+def _paint_button(
+    painter: QPainter, rect: QRectF, action: TransferAction, fonts: CardFonts, colors: CardColors
+) -> None:
+    primary = action in (TransferAction.ACCEPT, TransferAction.OPEN, TransferAction.RETRY)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(colors.primary if primary else colors.button)
+    painter.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
+    painter.setFont(fonts.button)
+    painter.setPen(colors.primary_text if primary else colors.button_text)
+    painter.drawText(rect, int(Qt.AlignmentFlag.AlignCenter), action_label(action))
