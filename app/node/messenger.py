@@ -110,6 +110,9 @@ class Messenger:
         self._dirty: set[str] = set()
         self._delivered: dict[str, set[Cid]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: dict[str, list[Message]] = {}
+        """Messages handed over by `enqueue`, not yet in the history, per contact."""
+        self._draining: set[str] = set()
         self._resync: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
         self.courier: OfflineCourier | None = None
@@ -263,9 +266,8 @@ class Messenger:
                     message = self._incoming_message(address, event)
                     if message is not None:
                         incoming.append(message)
-            for message in incoming:
-                if await self.store.call(self.store.messages.add_if_absent, message):
-                    self._publish(MessageAdded(message))
+            for message in await self.store.call(self.store.messages.add_many_if_absent, incoming):
+                self._publish(MessageAdded(message))
             queued = await self.store.call(
                 self.store.messages.outgoing_with_status, address, MessageStatus.QUEUED
             )
@@ -276,8 +278,7 @@ class Messenger:
             known = [ids[m.id] for m in delivered if m.id in ids]
             self._peer_heads.setdefault(address, theirs + known)
             self._own_ids.setdefault(address, set()).update(ids)
-            for message in queued:
-                await self._append_text(address, ledger, message)
+            await self._append_texts(address, ledger, queued)
 
     def _incoming_message(self, address: str, event: Event) -> Message | None:
         msg_id, text = event.body.get("id"), event.body.get("text")
@@ -293,24 +294,43 @@ class Messenger:
             status=MessageStatus.RECEIVED,
         )
 
-    async def _append_text(self, address: str, ledger: Ledger, message: Message) -> Event | None:
-        """Append our text event for `message` unless the ledger already holds one."""
+    async def _append_texts(
+        self, address: str, ledger: Ledger, messages: list[Message]
+    ) -> list[Event]:
+        """Append our text events for `messages` (skipping those the ledger already
+        holds) and store them in one transaction."""
         own_ids = self._own_ids.setdefault(address, set())
-        if message.id in own_ids:
-            return None
-        body = EventBody.of(TEXT, id=message.id, text=message.text)
-        event = ledger.append(self._keys, body, int(message.time * 1000))
-        await self.store.call(self.store.history.add, address, str(event.cid), event.to_bytes())
-        own_ids.add(message.id)
-        return event
+        events: list[Event] = []
+        batch_ids: set[str] = set()
+        for message in messages:
+            if message.id in own_ids or message.id in batch_ids:
+                continue
+            body = EventBody.of(TEXT, id=message.id, text=message.text)
+            events.append(ledger.append(self._keys, body, int(message.time * 1000)))
+            batch_ids.add(message.id)
+        if events:
+            await self.store.call(
+                self.store.history.add_many,
+                address,
+                [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in events],
+            )
+            own_ids.update(batch_ids)
+        return events
 
     # ------------------------------------------------------------------ sending
 
     def enqueue(self, message: Message) -> None:
         """Hand over a message the service stored as QUEUED, without waiting: it is
         appended to the history in the background, in the order of the calls (a crash
-        before that is repaired at the next start, see `_reconcile`)."""
-        self._spawn(self._submit_quietly(message))
+        before that is repaired at the next start, see `_reconcile`).
+
+        Messages handed over while earlier ones are being appended or sent wait in a
+        per-contact queue and go together: one history transaction, one session message
+        (batched by `BATCH_BYTES`) and one session-state write for the whole run."""
+        self._outbox.setdefault(message.contact, []).append(message)
+        if message.contact not in self._draining:
+            self._draining.add(message.contact)
+            self._spawn(self._drain(message.contact))
         self.ephemeral.message_sent(message.contact)
 
     async def set_typing(self, address: str, typing: bool) -> None:
@@ -319,25 +339,34 @@ class Messenger:
     async def mark_read(self, address: str) -> None:
         await self.ephemeral.send_read(address)
 
-    async def _submit_quietly(self, message: Message) -> None:
+    async def _drain(self, address: str) -> None:
         try:
-            await self.submit(message)
-        except HistoryInvalid as exc:
-            log.error("can't append to the history: %s", exc)
+            while batch := self._outbox.pop(address, []):
+                try:
+                    await self.submit_many(address, batch)
+                except HistoryInvalid as exc:
+                    log.error("can't append to the history: %s", exc)
+        finally:
+            self._draining.discard(address)
 
     async def submit(self, message: Message) -> None:
-        """Deliver a message the service stored as QUEUED (returns once it is in the
-        ledger; sending continues in the background and on every reconnection)."""
-        address = message.contact
+        """Deliver a message the service stored as QUEUED (see `submit_many`)."""
+        await self.submit_many(message.contact, [message])
+
+    async def submit_many(self, address: str, messages: list[Message]) -> None:
+        """Append text events for `messages` (stored as QUEUED, in this order) to the
+        history in one transaction, then send them if the contact is connected (else
+        keep dialling it; the events go at the next exchange of heads or into its DHT
+        mailbox)."""
         async with self._lock(address):
             ledger = await self._ledger(address)
-            event = await self._append_text(address, ledger, message)
-        if event is None:
+            events = await self._append_texts(address, ledger, messages)
+        if not events:
             return
         if self.network.manager.connection(address) is None:
             self.want(address)
             return
-        self._spawn(self._send_quietly(address, [ledger.get_bytes(event.cid) or b""], False))
+        await self._send_quietly(address, [ledger.get_bytes(e.cid) or b"" for e in events], False)
 
     async def _send_quietly(self, address: str, events: list[bytes], query: bool) -> None:
         try:
@@ -501,14 +530,18 @@ class Messenger:
                     address,
                     [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in accepted],
                 )
-                for event in accepted:
-                    if event.author != self._own_key and event.body.kind == TEXT:
-                        received = self._incoming_message(address, event)
-                        if received is not None and await self.store.call(
-                            self.store.messages.add_if_absent, received
-                        ):
-                            self._publish(MessageAdded(received))
-                            self.ephemeral.peer_wrote(address)
+                incoming = [
+                    received
+                    for event in accepted
+                    if event.author != self._own_key and event.body.kind == TEXT
+                    if (received := self._incoming_message(address, event)) is not None
+                ]
+                if incoming:
+                    added = await self.store.call(self.store.messages.add_many_if_absent, incoming)
+                    for received in added:
+                        self._publish(MessageAdded(received))
+                    if added:
+                        self.ephemeral.peer_wrote(address)
             await self._mark_delivered(address, ledger, message.heads)
             known = [h for h in message.heads if h in ledger]
             unknown = len(known) < len(message.heads) or bool(ledger.missing())

@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ PASS = "a passphrase for tests"
 PER_SIDE = int(os.environ.get("CHAOS_PER_SIDE", "1000"))
 PORT = 7000
 LOSS, DELAY, JITTER = 0.10, 0.002, 0.004
+CUTS = [("alice", "bob"), ("alice", "bob"), ("alice", "carol"), ("bob", "carol")]
 SETTLE_TIMEOUT = float(os.environ.get("CHAOS_SETTLE", "240"))
 
 
@@ -210,7 +210,9 @@ async def drive(switch: LossySwitch, alice: Node, bob: Node, rng: random.Random)
                 restarts.add(task)
                 task.add_done_callback(restarts.discard)
         elif roll < 0.12 and (heal_task is None or heal_task.done()):
-            pair = rng.choice([("alice", "bob"), ("alice", "bob"), ("alice", "carol"), ("bob", "carol")])
+            pair = rng.choice(
+                [("alice", "bob"), ("alice", "bob"), ("alice", "carol"), ("bob", "carol")]
+            )
             switch.partition(*pair)
             partitions += 1
             heal_task = asyncio.ensure_future(heal_later(rng.uniform(2.0, 12.0)))
@@ -228,7 +230,9 @@ async def drive(switch: LossySwitch, alice: Node, bob: Node, rng: random.Random)
     while True:
         lists = {n: await nodes[n].all_messages() for n in nodes}
         settled = all(len(found) >= len(expected) for found in lists.values()) and all(
-            m.status.value in ("delivered", "read") for found in lists.values() for m in found
+            m.status.value in ("delivered", "read")
+            for found in lists.values()
+            for m in found
             if m.outgoing
         )
         if settled:
@@ -247,17 +251,23 @@ async def drive(switch: LossySwitch, alice: Node, bob: Node, rng: random.Random)
         assert len(ids) == len(set(ids)), f"{name} holds duplicated messages"
         by_id = {m.id: m for m in found}
         for writer in (alice, bob):
-            assert [by_id[i].text for i, _ in writer.sent if i in by_id] == [t for _, t in writer.sent]
+            assert [by_id[i].text for i, _ in writer.sent if i in by_id] == [
+                t for _, t in writer.sent
+            ]
             # each writer's messages appear in the order they were written
             positions = [ids.index(i) for i, _ in writer.sent]
             assert positions == sorted(positions), f"{name} shows {writer.name}'s out of order"
         assert set(ids) == {i for i, _ in expected}, f"{name} lost messages"
 
-    reports = {n: await nodes[n].client.verify_history(VerifyHistory(nodes[n].contact)) for n in nodes}  # type: ignore[union-attr]
+    reports = {
+        n: await nodes[n].client.verify_history(VerifyHistory(nodes[n].contact)) for n in nodes
+    }  # type: ignore[union-attr]
     assert reports["alice"].heads == reports["bob"].heads
     assert reports["alice"].events == reports["bob"].events == len(expected)
     assert reports["alice"].equivocations == 0
-    exports = {n: await nodes[n].client.export_history(ExportHistory(nodes[n].contact)) for n in nodes}  # type: ignore[union-attr]
+    exports = {
+        n: await nodes[n].client.export_history(ExportHistory(nodes[n].contact)) for n in nodes
+    }  # type: ignore[union-attr]
     assert exports["alice"].data_b64 == exports["bob"].data_b64  # same events, same order
     for node in nodes.values():
         assert node.client is not None

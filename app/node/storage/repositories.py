@@ -249,20 +249,29 @@ class MessageRepository(SealedRepository):
 
     def add_if_absent(self, message: Message) -> bool:
         """Insert a received message unless its id is already stored (exactly once)."""
+        return bool(self.add_many_if_absent([message]))
+
+    def add_many_if_absent(self, messages: list[Message]) -> list[Message]:
+        """Insert received messages whose ids are not stored yet, in order, in one
+        transaction; return those inserted (exactly once per id)."""
+        added = []
         with transaction(self._conn):
-            cur = self._conn.execute(
-                "INSERT OR IGNORE INTO messages (msg_id, contact_tag, outgoing, body_enc, "
-                "sent_at, status) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    message.id,
-                    self._tag(message.contact),
-                    int(message.outgoing),
-                    self._key.seal(f"messages/body/{message.id}", message.text.encode()),
-                    message.time,
-                    message.status.value,
-                ),
-            )
-            return cur.rowcount == 1
+            for message in messages:
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO messages (msg_id, contact_tag, outgoing, body_enc, "
+                    "sent_at, status) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        message.id,
+                        self._tag(message.contact),
+                        int(message.outgoing),
+                        self._key.seal(f"messages/body/{message.id}", message.text.encode()),
+                        message.time,
+                        message.status.value,
+                    ),
+                )
+                if cur.rowcount == 1:
+                    added.append(message)
+        return added
 
     def outgoing_with_status(self, contact: str, status: MessageStatus) -> list[Message]:
         """Our messages to `contact` in `status`, oldest first (e.g. the unsent outbox)."""
