@@ -53,7 +53,8 @@ from app.node.control import ControlClient, connect_control  # noqa: E402
 from app.node.paths import ProfilePaths  # noqa: E402
 
 PAYLOAD = b"x" * 64
-DAEMON = (sys.executable, "-m", "app")
+PROFILE_PREFIX = os.environ.get("BENCH_PROFILE")
+"""If set, each daemon runs under cProfile, writing PREFIX-alice / PREFIX-bob at exit."""
 
 
 # --------------------------------------------------------------------------- raw baseline
@@ -158,8 +159,11 @@ def _env() -> dict[str, str]:
 
 
 async def start_daemon(profile: Path) -> tuple[subprocess.Popen[bytes], ControlClient]:
+    runner = [sys.executable, "-m", "app"]
+    if PROFILE_PREFIX:
+        runner[2:2] = ["cProfile", "-o", f"{PROFILE_PREFIX}-{profile.name}", "-m"]
     process = subprocess.Popen(
-        [*DAEMON, "--profile", str(profile), "daemon", "--listen", "127.0.0.1:0", "--no-lan"],
+        [*runner, "--profile", str(profile), "daemon", "--listen", "127.0.0.1:0", "--no-lan"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -113,6 +113,10 @@ class Messenger:
         self._outbox: dict[str, list[Message]] = {}
         """Messages handed over by `enqueue`, not yet in the history, per contact."""
         self._draining: set[str] = set()
+        self._in_flight: dict[str, set[Cid]] = {}
+        """Events sent over the current connection to a contact and not known to be held
+        by it yet: an acknowledgement that doesn't cover them yet doesn't send them again
+        (the connection is reliable and ordered); cleared when the connection changes."""
         self._resync: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
         self.courier: OfflineCourier | None = None
@@ -397,6 +401,9 @@ class Messenger:
                 await self.sessions.save(address, session)  # before the ciphertext leaves
                 await conn.send(wire)
                 self.stats["sent"] += 1
+                if batch:
+                    flight = self._in_flight.setdefault(address, set())
+                    flight.update(Cid.for_block(raw) for raw in batch)
             await self.mark_sent(address, ledger, batch)
         self._dirty.discard(address)
 
@@ -550,6 +557,15 @@ class Messenger:
             # heads we don't know yet: what they hold is at least what they held before
             basis = known if not unknown else [*known, *self._peer_heads.get(address, [])]
             lack = ledger.events_since(basis)
+            flight = self._in_flight.get(address)
+            if flight and not message.query:
+                # a plain acknowledgement: what is on its way will arrive (or the
+                # connection drops, which clears this, and the greeting resends it)
+                lacking = [(Cid.for_block(raw), raw) for raw in lack]
+                flight.intersection_update(cid for cid, _ in lacking)  # the rest arrived
+                lack = [raw for cid, raw in lacking if cid not in flight]
+            elif flight:
+                flight.clear()  # the peer asks for everything it lacks: send it again
         if lack or accepted:
             return lack, unknown
         if message.query:
@@ -576,6 +592,8 @@ class Messenger:
     # ------------------------------------------------------------------ background
 
     def _on_transport(self, event: TransportEvent) -> None:
+        if isinstance(event, ConnectionStateChanged):
+            self._in_flight.pop(event.address, None)
         if isinstance(event, ConnectionStateChanged) and event.state is PeerState.CONNECTED:
             self._spawn(self._greet(event.address))
         elif isinstance(event, ConnectionStateChanged) and event.state is not PeerState.CONNECTING:
