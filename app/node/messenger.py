@@ -49,7 +49,7 @@ from app.node.e2e import SessionBook
 from app.node.ephemeral import Ephemeral
 from app.node.history import TEXT, load_ledger, own_texts_behind
 from app.node.network import NetworkStack
-from app.node.state_message import NoSession, StateMessage, decode_plaintext
+from app.node.state_message import MAX_EVENTS, NoSession, StateMessage, decode_plaintext
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
@@ -387,7 +387,7 @@ class Messenger:
         batches: list[list[bytes]] = [[]]
         size = 0
         for event in events:
-            if batches[-1] and size + len(event) > BATCH_BYTES:
+            if batches[-1] and (size + len(event) > BATCH_BYTES or len(batches[-1]) >= MAX_EVENTS):
                 batches.append([])
                 size = 0
             batches[-1].append(event)

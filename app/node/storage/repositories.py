@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from app.core.identity import IdentityKeys, PublicIdentity
-from app.node.api import Message, MessageStatus, Protection
+from app.node.api import Message, MessageStatus, ProfileUnreadable, Protection
 from app.node.storage.database import transaction
 from app.node.storage.vault import DataKey, KeyProtection
 
@@ -474,4 +474,13 @@ class HistoryRepository(SealedRepository):
             "SELECT cid, event_enc FROM history_events WHERE contact_tag = ? ORDER BY seq",
             (self._tag(address),),
         ).fetchall()
-        return [self._key.open(f"history_events/event/{cid}", sealed) for cid, sealed in rows]
+        events = []
+        for index, (cid, sealed) in enumerate(rows):
+            try:
+                events.append(self._key.open(f"history_events/event/{cid}", sealed))
+            except ProfileUnreadable:
+                raise ProfileUnreadable(
+                    f"stored event #{index} {cid} failed its integrity check "
+                    "(the profile database was modified outside the app)"
+                ) from None
+        return events
