@@ -215,7 +215,8 @@ class Messenger:
             await self.network.manager.connect(address, keep=True)
             if already:  # e.g. a stranger's connection that just became a contact
                 await self._greet(address)
-        except ConnectFailed:
+        except ConnectFailed as exc:
+            log.info("can't reach a contact now (%s)", exc)
             if self.courier is not None:
                 await self.courier.post(address)
 
