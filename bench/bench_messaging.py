@@ -53,6 +53,8 @@ from app.node.control import ControlClient, connect_control  # noqa: E402
 from app.node.paths import ProfilePaths  # noqa: E402
 
 PAYLOAD = b"x" * 64
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
+"""Control connections the throughput phase sends over."""
 PROFILE_PREFIX = os.environ.get("BENCH_PROFILE")
 """If set, each daemon runs under cProfile, writing PREFIX-alice / PREFIX-bob at exit."""
 
@@ -248,13 +250,21 @@ async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, 
             samples.append((at_b.added[ident] - t0) * 1000)
         await at_a.wait(lambda: len(at_a.delivered) >= 20 + latency_rounds, 60)
 
-        # throughput: everything handed over at once, then wait for every acknowledgement
+        # throughput: everything handed over at once (over several control connections:
+        # the node serves each connection's requests one after the other), then wait
+        # for every acknowledgement
+        senders = [alice]
+        for _ in range(CONNECTIONS - 1):
+            extra = await connect_control(ProfilePaths(a))
+            assert extra is not None
+            senders.append(extra)
         sem = asyncio.Semaphore(256)
         ids: list[str] = []
 
         async def send(i: int) -> None:
             async with sem:
-                ids.append((await alice.send_message(SendMessage("Bob", f"bulk {i:05d}"))).id)
+                client = senders[i % len(senders)]
+                ids.append((await client.send_message(SendMessage("Bob", f"bulk {i:05d}"))).id)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(send(i) for i in range(count)))
@@ -265,10 +275,13 @@ async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, 
         received = max(at_b.added[i] for i in ids) - t0
         at_a.stop()
         at_b.stop()
+        for extra in senders[1:]:
+            await extra.close()
         return {
             "path": peers[0].path if peers else None,
             "latency": samples,
             "count": count,
+            "connections": CONNECTIONS,
             "handed_over_s": round(handed, 3),
             "all_received_s": round(received, 3),
             "all_delivered_s": round(delivered, 3),
@@ -307,6 +320,7 @@ async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, An
         "latency_target_met": latency["p50_ms"] <= target,
         "sustained": {
             "messages": result["count"],
+            "control_connections": result["connections"],
             "handed_over_s": result["handed_over_s"],
             "all_received_s": result["all_received_s"],
             "all_delivered_s": result["all_delivered_s"],
