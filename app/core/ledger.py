@@ -44,6 +44,7 @@ from app.core.ledger_errors import (
     WrongConversation,
 )
 from app.core.ledger_event import (
+    MAX_EVENT_BYTES,
     Event,
     EventBody,
     conversation_id,
@@ -225,6 +226,11 @@ class Ledger:
 
     def receive(self, data: bytes) -> list[LedgerOutcome]:
         """Take one event from a peer (or storage); never raises for bad input."""
+        if isinstance(data, bytes) and len(data) <= MAX_EVENT_BYTES:
+            # a copy of an event we hold needs no decoding: its bytes hash to its CID
+            cid = Cid.for_block(data)
+            if cid in self._events or cid in self._pending:
+                return [EventDuplicate(cid)]
         try:
             event = decode_event(data)
         except LedgerError as exc:

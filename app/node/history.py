@@ -14,7 +14,13 @@ from app.core.cid import Cid
 from app.core.identity import decode_address
 from app.core.ledger import Ledger, VerifiedHistory, verify_export
 from app.core.ledger_errors import LedgerError
-from app.node.api import HistoryExport, HistoryInvalid, HistoryReport, InvalidArgument
+from app.node.api import (
+    HistoryExport,
+    HistoryInvalid,
+    HistoryReport,
+    InvalidArgument,
+    ProfileUnreadable,
+)
 from app.node.storage.store import ProfileStore
 
 TEXT = "text"
@@ -65,7 +71,10 @@ async def load_ledger(store: ProfileStore, address: str) -> Ledger:
     """
     ours = store.identity.public.signing_key
     theirs = decode_address(address)
-    blocks = await store.call(store.history.all, address)
+    try:
+        blocks = await store.call(store.history.all, address)
+    except ProfileUnreadable as exc:
+        raise HistoryInvalid(f"The stored history does not verify: {exc}.") from None
     try:
         return await asyncio.to_thread(Ledger.restore, ours, theirs, blocks)
     except LedgerError as exc:

@@ -49,7 +49,7 @@ from app.node.e2e import SessionBook
 from app.node.ephemeral import Ephemeral
 from app.node.history import FILE, FILE_KINDS, MESSAGE_KINDS, TEXT, load_ledger, own_texts_behind
 from app.node.network import NetworkStack
-from app.node.state_message import NoSession, StateMessage, decode_plaintext
+from app.node.state_message import MAX_EVENTS, NoSession, StateMessage, decode_plaintext
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
@@ -122,6 +122,13 @@ class Messenger:
         self._dirty: set[str] = set()
         self._delivered: dict[str, set[Cid]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: dict[str, list[Message]] = {}
+        """Messages handed over by `enqueue`, not yet in the history, per contact."""
+        self._draining: set[str] = set()
+        self._in_flight: dict[str, set[Cid]] = {}
+        """Events sent over the current connection to a contact and not known to be held
+        by it yet: an acknowledgement that doesn't cover them yet doesn't send them again
+        (the connection is reliable and ordered); cleared when the connection changes."""
         self._resync: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
         self.courier: OfflineCourier | None = None
@@ -221,7 +228,8 @@ class Messenger:
             await self.network.manager.connect(address, keep=True)
             if already:  # e.g. a stranger's connection that just became a contact
                 await self._greet(address)
-        except ConnectFailed:
+        except ConnectFailed as exc:
+            log.info("can't reach a contact now (%s)", exc)
             if self.courier is not None:
                 await self.courier.post(address)
 
@@ -278,9 +286,8 @@ class Messenger:
                     message = self._incoming_message(address, event)
                     if message is not None:
                         incoming.append(message)
-            for message in incoming:
-                if await self.store.call(self.store.messages.add_if_absent, message):
-                    self._publish(MessageAdded(message))
+            for message in await self.store.call(self.store.messages.add_many_if_absent, incoming):
+                self._publish(MessageAdded(message))
             queued = await self.store.call(
                 self.store.messages.outgoing_with_status, address, MessageStatus.QUEUED
             )
@@ -291,8 +298,7 @@ class Messenger:
             known = [ids[m.id] for m in delivered if m.id in ids]
             self._peer_heads.setdefault(address, theirs + known)
             self._own_ids.setdefault(address, set()).update(ids)
-            for message in queued:
-                await self._append_text(address, ledger, message)
+            await self._append_texts(address, ledger, queued)
 
     def _incoming_message(self, address: str, event: Event) -> Message | None:
         msg_id, text = event.body.get("id"), event.body.get("text")
@@ -309,26 +315,45 @@ class Messenger:
             transfer=msg_id[:64] if event.body.kind == FILE else None,
         )
 
-    async def _append_text(self, address: str, ledger: Ledger, message: Message) -> Event | None:
-        """Append our text event for `message` unless the ledger already holds one."""
+    async def _append_texts(
+        self, address: str, ledger: Ledger, messages: list[Message]
+    ) -> list[Event]:
+        """Append our text events for `messages` (skipping those the ledger already
+        holds) and store them in one transaction."""
         own_ids = self._own_ids.setdefault(address, set())
-        if message.id in own_ids:
-            return None
-        body = await self.files.body_for(message) if self.files is not None else None
-        if body is None:
-            body = EventBody.of(TEXT, id=message.id, text=message.text)
-        event = ledger.append(self._keys, body, int(message.time * 1000))
-        await self.store.call(self.store.history.add, address, str(event.cid), event.to_bytes())
-        own_ids.add(message.id)
-        return event
+        events: list[Event] = []
+        batch_ids: set[str] = set()
+        for message in messages:
+            if message.id in own_ids or message.id in batch_ids:
+                continue
+            body = await self.files.body_for(message) if self.files is not None else None
+            if body is None:
+                body = EventBody.of(TEXT, id=message.id, text=message.text)
+            events.append(ledger.append(self._keys, body, int(message.time * 1000)))
+            batch_ids.add(message.id)
+        if events:
+            await self.store.call(
+                self.store.history.add_many,
+                address,
+                [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in events],
+            )
+            own_ids.update(batch_ids)
+        return events
 
     # ------------------------------------------------------------------ sending
 
     def enqueue(self, message: Message) -> None:
         """Hand over a message the service stored as QUEUED, without waiting: it is
         appended to the history in the background, in the order of the calls (a crash
-        before that is repaired at the next start, see `_reconcile`)."""
-        self._spawn(self._submit_quietly(message))
+        before that is repaired at the next start, see `_reconcile`).
+
+        Messages handed over while earlier ones are being appended or sent wait in a
+        per-contact queue and go together: one history transaction, one session message
+        (batched by `BATCH_BYTES`) and one session-state write for the whole run."""
+        self._outbox.setdefault(message.contact, []).append(message)
+        if message.contact not in self._draining:
+            self._draining.add(message.contact)
+            self._spawn(self._drain(message.contact))
         self.ephemeral.message_sent(message.contact)
 
     async def set_typing(self, address: str, typing: bool) -> None:
@@ -337,25 +362,34 @@ class Messenger:
     async def mark_read(self, address: str) -> None:
         await self.ephemeral.send_read(address)
 
-    async def _submit_quietly(self, message: Message) -> None:
+    async def _drain(self, address: str) -> None:
         try:
-            await self.submit(message)
-        except HistoryInvalid as exc:
-            log.error("can't append to the history: %s", exc)
+            while batch := self._outbox.pop(address, []):
+                try:
+                    await self.submit_many(address, batch)
+                except HistoryInvalid as exc:
+                    log.error("can't append to the history: %s", exc)
+        finally:
+            self._draining.discard(address)
 
     async def submit(self, message: Message) -> None:
-        """Deliver a message the service stored as QUEUED (returns once it is in the
-        ledger; sending continues in the background and on every reconnection)."""
-        address = message.contact
+        """Deliver a message the service stored as QUEUED (see `submit_many`)."""
+        await self.submit_many(message.contact, [message])
+
+    async def submit_many(self, address: str, messages: list[Message]) -> None:
+        """Append text events for `messages` (stored as QUEUED, in this order) to the
+        history in one transaction, then send them if the contact is connected (else
+        keep dialling it; the events go at the next exchange of heads or into its DHT
+        mailbox)."""
         async with self._lock(address):
             ledger = await self._ledger(address)
-            event = await self._append_text(address, ledger, message)
-        if event is None:
+            events = await self._append_texts(address, ledger, messages)
+        if not events:
             return
         if self.network.manager.connection(address) is None:
             self.want(address)
             return
-        self._spawn(self._send_quietly(address, [ledger.get_bytes(event.cid) or b""], False))
+        await self._send_quietly(address, [ledger.get_bytes(e.cid) or b"" for e in events], False)
 
     async def append_event(self, address: str, body: EventBody) -> None:
         """Append one of our non-message events (e.g. a file cancel) to the conversation
@@ -384,7 +418,7 @@ class Messenger:
         batches: list[list[bytes]] = [[]]
         size = 0
         for event in events:
-            if batches[-1] and size + len(event) > BATCH_BYTES:
+            if batches[-1] and (size + len(event) > BATCH_BYTES or len(batches[-1]) >= MAX_EVENTS):
                 batches.append([])
                 size = 0
             batches[-1].append(event)
@@ -398,6 +432,9 @@ class Messenger:
                 await self.sessions.save(address, session)  # before the ciphertext leaves
                 await conn.send(wire)
                 self.stats["sent"] += 1
+                if batch:
+                    flight = self._in_flight.setdefault(address, set())
+                    flight.update(Cid.for_block(raw) for raw in batch)
             await self.mark_sent(address, ledger, batch)
         self._dirty.discard(address)
 
@@ -535,18 +572,23 @@ class Messenger:
                     address,
                     [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in accepted],
                 )
-                for event in accepted:
-                    if event.author == self._own_key:
-                        continue
-                    if event.body.kind in FILE_KINDS and self.files is not None:
-                        self.files.file_event(address, event)
-                    if event.body.kind in MESSAGE_KINDS:
-                        received = self._incoming_message(address, event)
-                        if received is not None and await self.store.call(
-                            self.store.messages.add_if_absent, received
-                        ):
-                            self._publish(MessageAdded(received))
-                            self.ephemeral.peer_wrote(address)
+                theirs = [e for e in accepted if e.author != self._own_key]
+                if self.files is not None:
+                    for event in theirs:
+                        if event.body.kind in FILE_KINDS:
+                            self.files.file_event(address, event)
+                incoming = [
+                    received
+                    for event in theirs
+                    if event.body.kind in MESSAGE_KINDS
+                    if (received := self._incoming_message(address, event)) is not None
+                ]
+                if incoming:
+                    added = await self.store.call(self.store.messages.add_many_if_absent, incoming)
+                    for received in added:
+                        self._publish(MessageAdded(received))
+                    if added:
+                        self.ephemeral.peer_wrote(address)
             await self._mark_delivered(address, ledger, message.heads)
             known = [h for h in message.heads if h in ledger]
             unknown = len(known) < len(message.heads) or bool(ledger.missing())
@@ -555,6 +597,15 @@ class Messenger:
             # heads we don't know yet: what they hold is at least what they held before
             basis = known if not unknown else [*known, *self._peer_heads.get(address, [])]
             lack = ledger.events_since(basis)
+            flight = self._in_flight.get(address)
+            if flight and not message.query:
+                # a plain acknowledgement: what is on its way will arrive (or the
+                # connection drops, which clears this, and the greeting resends it)
+                lacking = [(Cid.for_block(raw), raw) for raw in lack]
+                flight.intersection_update(cid for cid, _ in lacking)  # the rest arrived
+                lack = [raw for cid, raw in lacking if cid not in flight]
+            elif flight:
+                flight.clear()  # the peer asks for everything it lacks: send it again
         if lack or accepted:
             return lack, unknown
         if message.query:
@@ -581,6 +632,8 @@ class Messenger:
     # ------------------------------------------------------------------ background
 
     def _on_transport(self, event: TransportEvent) -> None:
+        if isinstance(event, ConnectionStateChanged):
+            self._in_flight.pop(event.address, None)
         if isinstance(event, ConnectionStateChanged) and event.state is PeerState.CONNECTED:
             self._spawn(self._greet(event.address))
         elif isinstance(event, ConnectionStateChanged) and event.state is not PeerState.CONNECTING:

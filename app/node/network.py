@@ -58,6 +58,9 @@ ICE_LOOPBACK_ENV = "SCRAMBLED_EGGS_ICE_LOOPBACK"
 RECORD_TTL = 6 * 3600
 """Lifetime of our presence and prekey records; `DhtNode` renews them before expiry."""
 PRESENCE_CACHE_SECONDS = 20.0
+REJOIN_FIRST = 2.0
+REJOIN_MAX = 30.0
+"""Backoff of bootstrap retries when the first join reached no DHT node."""
 # Direct prekey-bundle exchange over an authenticated connection, for peers that reach
 # each other but not the DHT (e.g. UDP blocked). Ratchet messages start with 0x01/0x02,
 # so these one-byte tags never collide; bundles are public and signed, and the receiver
@@ -178,6 +181,7 @@ class NetworkStack:
         self._ws_endpoints: list[str] = []
         self._presence_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._join: asyncio.Task[int] | None = None
+        self._rejoin: asyncio.Task[None] | None = None
         self._bundle: PrekeyBundle | None = None
         self._bundle_replies: dict[str, asyncio.Future[bytes]] = {}
         self._tagged: dict[int, Callable[[str, bytes], Awaitable[None]]] = {}
@@ -210,12 +214,32 @@ class NetworkStack:
         await self.publish_presence()
         if self._bundle is not None:
             await self.publish_bundle(self._bundle)
+        if peers and not reached:
+            # a lost datagram or a peer down for a moment must not leave us alone in the
+            # DHT for the whole run (nobody could find us, nor we them): keep trying
+            self._rejoin = asyncio.ensure_future(self._rejoin_until_reached(peers))
         return reached
+
+    async def _rejoin_until_reached(self, peers: list[tuple[str, int]]) -> None:
+        delay = REJOIN_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            if self.dht.peer_count() == 0:
+                reached = await self.dht.bootstrap(peers)
+                if not reached:
+                    delay = min(delay * 2, REJOIN_MAX)
+                    continue
+                log.info("DHT bootstrap reached %d nodes on a later attempt", reached)
+            await self.publish_presence()
+            if self._bundle is not None:
+                await self.publish_bundle(self._bundle)
+            return
 
     async def stop(self) -> None:
         """Close every connection and the DHT socket."""
-        if self._join is not None:
-            self._join.cancel()
+        for task in (self._join, self._rejoin):
+            if task is not None:
+                task.cancel()
         await self.manager.close()
         self.dht.stop()
 

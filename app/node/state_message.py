@@ -16,6 +16,11 @@ import cbor2
 from app.core.cid import Cid
 from app.core.errors import RemoteProtocolError
 
+MAX_EVENTS = 4096
+"""Most events one state message may carry. An honest sender batches ~256 KiB of events
+(a few thousand at the very most); a hostile one could pack a million empty items into a
+1 MiB payload and make us try each: such a message is refused whole."""
+
 
 class NoSession(Exception):
     """No end-to-end session with the peer can be started yet (no bundle, key change)."""
@@ -49,6 +54,8 @@ class StateMessage:
         events, heads, query = fields.get("e"), fields.get("h"), fields.get("q")
         if not isinstance(events, list) or not all(isinstance(e, bytes) for e in events):
             raise ValueError("bad event list")
+        if len(events) > MAX_EVENTS:
+            raise ValueError("too many events in one message")
         if not isinstance(heads, list) or len(heads) > 256:
             raise ValueError("bad head list")
         try:

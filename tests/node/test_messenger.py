@@ -322,8 +322,10 @@ async def test_a_diverged_session_is_restarted(pair: tuple[Node, Node]) -> None:
     stray = initiate(bob.service.store.identity, bundle, time.time(), os.urandom)
     await bob.messenger.sessions.save(alice.address, replace(stray, pending_header=None))
     later = [f"after {i}" for i in range(RESET_AFTER_FAILURES + 1)]
-    for text in later:
+    for text in later:  # one ciphertext each: messages queued together share one
+        sent = alice.messenger.stats["sent"]
         await alice.service.send_message(SendMessage("Bob", text))
+        await eventually(lambda: alice.messenger.stats["sent"] > sent)  # noqa: B023
     await eventually(lambda: _equal(texts(bob, "Alice"), ["before", *later]), timeout=30)
     await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
     assert bob.messenger.stats["session_reset"] == 1

@@ -146,3 +146,33 @@ async def test_lan_discovery_inside_the_namespace() -> None:
             await lan.stop()
         for stack in stacks:
             await stack.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_join_that_reached_nobody_is_retried_until_it_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (chaos test): a node whose first bootstrap datagrams were lost stayed
+    alone in the DHT for the whole run, so nobody found its presence nor it theirs."""
+    import socket
+
+    from app.node import network
+
+    monkeypatch.setattr(network, "REJOIN_FIRST", 0.2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a port nobody uses yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late, lonely = NetworkStack(new_identity()), NetworkStack(new_identity())
+    try:
+        await lonely.start("127.0.0.1", 0)
+        assert await lonely.join([("127.0.0.1", port)]) == 0  # the bootstrap node is down
+        await late.start("127.0.0.1", port)  # ... and comes up a moment later
+        for _ in range(100):
+            if await late.presence(lonely.address):
+                break
+            await asyncio.sleep(0.1)
+        assert lonely.peer_count() >= 1
+        assert await late.presence(lonely.address) == tuple(lonely.endpoints())
+    finally:
+        await lonely.stop()
+        await late.stop()

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from app.core.identity import IdentityKeys, PublicIdentity
-from app.node.api import Message, MessageStatus, Protection
+from app.node.api import Message, MessageStatus, ProfileUnreadable, Protection
 from app.node.storage.database import transaction
 from app.node.storage.vault import DataKey, KeyProtection
 
@@ -249,20 +249,29 @@ class MessageRepository(SealedRepository):
 
     def add_if_absent(self, message: Message) -> bool:
         """Insert a received message unless its id is already stored (exactly once)."""
+        return bool(self.add_many_if_absent([message]))
+
+    def add_many_if_absent(self, messages: list[Message]) -> list[Message]:
+        """Insert received messages whose ids are not stored yet, in order, in one
+        transaction; return those inserted (exactly once per id)."""
+        added = []
         with transaction(self._conn):
-            cur = self._conn.execute(
-                "INSERT OR IGNORE INTO messages (msg_id, contact_tag, outgoing, body_enc, "
-                "sent_at, status) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    message.id,
-                    self._tag(message.contact),
-                    int(message.outgoing),
-                    self._key.seal(f"messages/body/{message.id}", message.text.encode()),
-                    message.time,
-                    message.status.value,
-                ),
-            )
-            return cur.rowcount == 1
+            for message in messages:
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO messages (msg_id, contact_tag, outgoing, body_enc, "
+                    "sent_at, status) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        message.id,
+                        self._tag(message.contact),
+                        int(message.outgoing),
+                        self._key.seal(f"messages/body/{message.id}", message.text.encode()),
+                        message.time,
+                        message.status.value,
+                    ),
+                )
+                if cur.rowcount == 1:
+                    added.append(message)
+        return added
 
     def outgoing_with_status(self, contact: str, status: MessageStatus) -> list[Message]:
         """Our messages to `contact` in `status`, oldest first (e.g. the unsent outbox)."""
@@ -465,4 +474,13 @@ class HistoryRepository(SealedRepository):
             "SELECT cid, event_enc FROM history_events WHERE contact_tag = ? ORDER BY seq",
             (self._tag(address),),
         ).fetchall()
-        return [self._key.open(f"history_events/event/{cid}", sealed) for cid, sealed in rows]
+        events = []
+        for index, (cid, sealed) in enumerate(rows):
+            try:
+                events.append(self._key.open(f"history_events/event/{cid}", sealed))
+            except ProfileUnreadable:
+                raise ProfileUnreadable(
+                    f"stored event #{index} {cid} failed its integrity check "
+                    "(the profile database was modified outside the app)"
+                ) from None
+        return events

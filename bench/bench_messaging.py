@@ -1,0 +1,345 @@
+"""Benchmark: one-way message latency and sustained messages/s between two daemons,
+against a raw aiortc data-channel round trip measured in the same run.
+
+Three processes besides this driver, all on 127.0.0.1: two `scrambled-eggs daemon`s
+(Alice and Bob, separate profiles, WebRTC between them) and, for the baseline, a raw
+aiortc echo peer (this file with ``--echo-peer``; SDP exchanged over its stdin/stdout,
+``iceServers=[]``). The driver talks JSON-RPC to each daemon's control socket.
+
+* Latency: the driver asks Alice to send one message and timestamps it; it timestamps
+  Bob's `MessageAdded` event (Bob's event stream over his control socket) with the same
+  clock (`time.perf_counter`, CLOCK_MONOTONIC, one per machine). A message is sent only
+  after the previous one arrived, so this is the unloaded one-way latency, including
+  both control-socket hops.
+* Throughput: `--count` messages are handed to Alice as fast as the control socket
+  takes them; the figure is count / (time from the first send until Alice saw the last
+  `delivered` status, i.e. Bob stored the event and acknowledged it) and the time until
+  Bob's last `MessageAdded`.
+
+Targets (issue #6): p50 <= raw RTT / 2 x 2 + 1 ms; >= 2,000 messages/s sustained.
+Like the tests, the daemons run with the test-only SCRAMBLED_EGGS_ICE_LOOPBACK=1 and the
+echo peer patches aioice the same way (aioice skips loopback interfaces).
+Usage: ``.venv/bin/python bench/bench_messaging.py [--latency-rounds N] [--count N]``.
+Prints ONE JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.node.api import (  # noqa: E402
+    AddContact,
+    MessageAdded,
+    MessageStatus,
+    MessageStatusChanged,
+    NodeEvent,
+    SendMessage,
+)
+from app.node.control import ControlClient, connect_control  # noqa: E402
+from app.node.paths import ProfilePaths  # noqa: E402
+
+PAYLOAD = b"x" * 64
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
+"""Control connections the throughput phase sends over."""
+PROFILE_PREFIX = os.environ.get("BENCH_PROFILE")
+"""If set, each daemon runs under cProfile, writing PREFIX-alice / PREFIX-bob at exit."""
+
+
+# --------------------------------------------------------------------------- raw baseline
+
+
+def _loopback_ice() -> None:
+    """aioice gathers only non-loopback host candidates: offer 127.0.0.1, no mDNS."""
+    from app.node.network import enable_ice_loopback
+
+    enable_ice_loopback()
+
+
+async def echo_peer() -> None:
+    """The baseline's far end: answer the offer read from stdin, echo every message."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    _loopback_ice()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    done = asyncio.Event()
+
+    @pc.on("datachannel")
+    def on_channel(channel: Any) -> None:
+        channel.on("message", channel.send)
+
+    loop = asyncio.get_running_loop()
+    offer = json.loads(await loop.run_in_executor(None, sys.stdin.readline))
+    await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], offer["type"]))
+    await pc.setLocalDescription(await pc.createAnswer())
+    answer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+    print(json.dumps(answer), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)  # EOF: the driver is done
+    done.set()
+    await pc.close()
+
+
+async def raw_rtt(rounds: int) -> list[float]:
+    """Round trips (ms) of a 64-byte message over a raw aiortc channel to another process."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    _loopback_ice()
+    peer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--echo-peer",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert peer.stdin is not None and peer.stdout is not None
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    channel = pc.createDataChannel("raw", ordered=True)
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+    channel.on("message", replies.put_nowait)
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+    peer.stdin.write(json.dumps(offer).encode() + b"\n")
+    await peer.stdin.drain()
+    answer = json.loads(await asyncio.wait_for(peer.stdout.readline(), 30))
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+    await asyncio.wait_for(opened.wait(), 30)
+    for _ in range(20):  # warm up
+        channel.send(PAYLOAD)
+        await replies.get()
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        channel.send(PAYLOAD)
+        await replies.get()
+        samples.append((time.perf_counter() - t0) * 1000)
+    await pc.close()
+    peer.stdin.close()
+    await peer.wait()
+    return samples
+
+
+# --------------------------------------------------------------------------- daemons
+
+
+def cli(profile: Path, *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--profile", str(profile), *args, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=_env(),
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"scrambled-eggs {' '.join(args)} failed: {done.stderr}")
+    return json.loads(done.stdout)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SCRAMBLED_EGGS_PASSPHRASE", None)
+    env["SCRAMBLED_EGGS_ICE_LOOPBACK"] = "1"
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    env["ORT_DISABLE_TELEMETRY"] = "1"
+    return env
+
+
+async def start_daemon(profile: Path) -> tuple[subprocess.Popen[bytes], ControlClient]:
+    runner = [sys.executable, "-m", "app"]
+    if PROFILE_PREFIX:
+        runner[2:2] = ["cProfile", "-o", f"{PROFILE_PREFIX}-{profile.name}", "-m"]
+    process = subprocess.Popen(
+        [*runner, "--profile", str(profile), "daemon", "--listen", "127.0.0.1:0", "--no-lan"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=_env(),
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        client = await connect_control(ProfilePaths(profile))
+        if client is not None:
+            try:
+                if (await client.status()).running:
+                    return process, client
+            except Exception:
+                pass
+            await client.close()
+        await asyncio.sleep(0.2)
+    process.kill()
+    raise RuntimeError("a daemon did not come up")
+
+
+class Stream:
+    """A daemon's event stream, timestamped on arrival."""
+
+    def __init__(self, client: ControlClient) -> None:
+        self.added: dict[str, float] = {}
+        self.delivered: dict[str, float] = {}
+        self.changed = asyncio.Event()
+        self._task = asyncio.ensure_future(self._pump(client))
+
+    async def _pump(self, client: ControlClient) -> None:
+        async for event in client.events():
+            self._note(event, time.perf_counter())
+
+    def _note(self, event: NodeEvent, now: float) -> None:
+        if isinstance(event, MessageAdded) and not event.message.outgoing:
+            self.added.setdefault(event.message.id, now)
+        elif isinstance(event, MessageStatusChanged) and event.status is MessageStatus.DELIVERED:
+            self.delivered.setdefault(event.id, now)
+        self.changed.set()
+
+    async def wait(self, predicate: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the daemons did not deliver in time")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, Any]:
+    a, b = folder / "alice", folder / "bob"
+    cli(a, "init", "--name", "Alice", "--no-passphrase")
+    cli(b, "init", "--name", "Bob", "--no-passphrase")
+    proc_a, alice = await start_daemon(a)
+    proc_b, bob = await start_daemon(b)
+    try:
+        invite_a = (await alice.whoami()).invite
+        invite_b = (await bob.whoami()).invite
+        await alice.add_contact(AddContact(invite_b))
+        await bob.add_contact(AddContact(invite_a))
+        at_a, at_b = Stream(alice), Stream(bob)
+        await asyncio.sleep(0.2)  # subscribed
+
+        async def one(text: str) -> tuple[float, str]:
+            t0 = time.perf_counter()
+            message = await alice.send_message(SendMessage("Bob", text))
+            await at_b.wait(lambda: message.id in at_b.added, 60)
+            return t0, message.id
+
+        for i in range(20):  # session set-up and warm-up, not measured
+            await one(f"warm-up {i}")
+        peers = await alice.peers()
+        samples = []
+        for i in range(latency_rounds):
+            t0, ident = await one(f"latency {i}")
+            samples.append((at_b.added[ident] - t0) * 1000)
+        await at_a.wait(lambda: len(at_a.delivered) >= 20 + latency_rounds, 60)
+
+        # throughput: everything handed over at once (over several control connections:
+        # the node serves each connection's requests one after the other), then wait
+        # for every acknowledgement
+        senders = [alice]
+        for _ in range(CONNECTIONS - 1):
+            extra = await connect_control(ProfilePaths(a))
+            assert extra is not None
+            senders.append(extra)
+        sem = asyncio.Semaphore(256)
+        ids: list[str] = []
+
+        async def send(i: int) -> None:
+            async with sem:
+                client = senders[i % len(senders)]
+                ids.append((await client.send_message(SendMessage("Bob", f"bulk {i:05d}"))).id)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(send(i) for i in range(count)))
+        handed = time.perf_counter() - t0
+        await at_a.wait(lambda: all(i in at_a.delivered for i in ids), 600)
+        await at_b.wait(lambda: all(i in at_b.added for i in ids), 60)
+        delivered = max(at_a.delivered[i] for i in ids) - t0
+        received = max(at_b.added[i] for i in ids) - t0
+        at_a.stop()
+        at_b.stop()
+        for extra in senders[1:]:
+            await extra.close()
+        return {
+            "path": peers[0].path if peers else None,
+            "latency": samples,
+            "count": count,
+            "connections": CONNECTIONS,
+            "handed_over_s": round(handed, 3),
+            "all_received_s": round(received, 3),
+            "all_delivered_s": round(delivered, 3),
+        }
+    finally:
+        for client in (alice, bob):
+            await client.close()
+        for proc in (proc_a, proc_b):
+            proc.terminate()
+            proc.wait(30)
+
+
+def _ms(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 3),
+        "n": len(ordered),
+    }
+
+
+async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, Any]:
+    raw = await raw_rtt(rtt_rounds)
+    with tempfile.TemporaryDirectory(prefix="bench-messaging-") as folder:
+        result = await messaging(latency_rounds, count, Path(folder))
+    raw_p50 = statistics.median(raw)
+    latency = _ms(result["latency"])
+    target = raw_p50 / 2 * 2 + 1
+    rate = result["count"] / result["all_delivered_s"]
+    return {
+        "benchmark": "bench_messaging",
+        "path": result["path"],
+        "baseline_raw_datachannel_rtt": _ms(raw),
+        "one_way_latency": latency,
+        "latency_target_p50_ms": round(target, 3),
+        "latency_target_met": latency["p50_ms"] <= target,
+        "sustained": {
+            "messages": result["count"],
+            "control_connections": result["connections"],
+            "handed_over_s": result["handed_over_s"],
+            "all_received_s": result["all_received_s"],
+            "all_delivered_s": result["all_delivered_s"],
+            "delivered_per_s": round(rate, 1),
+            "received_per_s": round(result["count"] / result["all_received_s"], 1),
+        },
+        "throughput_target_per_s": 2000,
+        "throughput_target_met": rate >= 2000,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-rounds", type=int, default=300)
+    parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument("--rtt-rounds", type=int, default=500)
+    parser.add_argument("--echo-peer", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.echo_peer:
+        asyncio.run(echo_peer())
+    else:
+        print(json.dumps(asyncio.run(main(args.latency_rounds, args.count, args.rtt_rounds))))
