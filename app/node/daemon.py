@@ -12,11 +12,17 @@ import contextlib
 import logging
 import logging.handlers
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from app.node.api import DaemonOptions, NodeError, PassphraseSource, ProfileNotFound
+from app.node.api import (
+    DaemonOptions,
+    InvalidArgument,
+    NodeError,
+    PassphraseSource,
+    ProfileNotFound,
+)
 from app.node.config import load_config, save_config
 from app.node.control import ControlServer
 from app.node.dht import parse_host_port
@@ -27,6 +33,7 @@ from app.node.network import NetworkStack
 from app.node.paths import ProfilePaths, make_private_dir
 from app.node.profile import open_store
 from app.node.service import NodeService
+from app.node.shaper import Shaper, TraceEvent
 
 if TYPE_CHECKING:
     from app.node.lan import LanDiscovery
@@ -54,9 +61,15 @@ def configure_logging(paths: ProfilePaths) -> None:
 
 @asynccontextmanager
 async def hosted_node(
-    options: DaemonOptions, passphrase: PassphraseSource | None, *, log_to_profile: bool = True
+    options: DaemonOptions,
+    passphrase: PassphraseSource | None,
+    *,
+    log_to_profile: bool = True,
+    frame_trace: Callable[[TraceEvent], None] | None = None,
 ) -> AsyncIterator[NodeService]:
-    """Lock, unlock and open the profile, join the DHT, serve the control socket."""
+    """Lock, unlock and open the profile, join the DHT, serve the control socket.
+
+    `frame_trace` receives every frame the shaper sees (tools/shaping/capture.py)."""
     paths = ProfilePaths(options.profile)
     if not paths.database.exists():
         raise ProfileNotFound(
@@ -72,7 +85,12 @@ async def hosted_node(
             configure_logging(paths)
         store = await asyncio.to_thread(open_store, options.profile, passphrase)
         service = NodeService(store)
-        network = NetworkStack(store.identity, ice_servers=config.ice_servers)
+        try:
+            shaper = Shaper(options.shaping or config.shaping_mode, trace=frame_trace)
+        except ValueError as exc:
+            raise InvalidArgument(f"{exc}.") from None
+        log.info("traffic shaping: %s", shaper.mode)
+        network = NetworkStack(store.identity, ice_servers=config.ice_servers, hook=shaper)
         messenger = Messenger(store, network, service.publish)
         courier = MailboxCourier(store, network, messenger, poll_interval=MAILBOX_POLL_SECONDS)
         messenger.courier = courier
