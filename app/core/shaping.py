@@ -22,6 +22,7 @@ import hashlib
 import math
 import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.core.errors import LocalProtocolError, RemoteProtocolError
@@ -67,7 +68,7 @@ class Schedule:
 
 SCHEDULES: tuple[Schedule, ...] = (
     Schedule(0, "base", 0.100, 1024, cover=True, min_dwell=2.0),
-    Schedule(1, "burst", 0.020, 4096, cover=True, min_dwell=2.0),
+    Schedule(1, "burst", 0.040, 4096, cover=True, min_dwell=2.0),
     Schedule(2, "bulk", 0.002, 16384, cover=False, min_dwell=2.0),
     Schedule(3, "strict", 0.100, 2048, cover=True, min_dwell=0.0),
 )
@@ -184,7 +185,7 @@ class ShapedSender:
         self._random = KeyedStream(seed)
         # per-connection randomness: jitter width and decoy probability
         self.jitter = jitter if jitter is not None else 0.1 + 0.3 * self._random.uniform()
-        self.decoy_probability = 0.05 + 0.10 * self._random.uniform()
+        self.decoy_probability = 0.02 + 0.04 * self._random.uniform()
         self.schedule = SCHEDULES[self.allowed[0]]
         self._dwell_until = now + self.schedule.min_dwell
         self._queue: deque[_Message] = deque()
@@ -298,6 +299,69 @@ class ShapedSender:
     def pending_tokens(self) -> list[int]:
         """Tokens of messages not yet completely sent (to fail them on close)."""
         return [m.token for m in self._queue]
+
+
+class ShapedChannel:
+    """A `ShapedSender` plus its decision clock: what the node's shaper task runs.
+
+    The node (and the trace replay in tools/shaping) call `step(now, pick)` at
+    `next_wakeup()` or when a message was queued; `pick(features)` is the model. A
+    decision happens at every window end, and early (at most every `demand_gap` s) when
+    the backlog exceeds two frames of the current schedule. Keeping this here makes the
+    replay and the daemon put the same frames on the wire for the same inputs.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        seed: bytes,
+        now: float,
+        *,
+        window: float = 1.0,
+        demand_gap: float = 0.25,
+    ) -> None:
+        self.sender = ShapedSender(mode, seed, now)
+        self.window = window
+        self.demand_gap = demand_gap
+        self.window_end = now + window
+        self._last_demand = now
+        self.decisions = 0
+        self._top = MODE_SCHEDULES[mode][-1]
+        self._choices = len(MODE_SCHEDULES[mode])
+
+    def enqueue(self, data: bytes, now: float) -> int:
+        """Queue an application message (see `ShapedSender.enqueue`)."""
+        return self.sender.enqueue(data, now)
+
+    def next_wakeup(self) -> float:
+        """The latest time `step` must be called next (earlier is harmless)."""
+        slot = self.sender.next_slot_at()
+        return self.window_end if slot is None else min(slot, self.window_end)
+
+    def _decide(self, now: float, pick: Callable[[tuple[float, ...]], int]) -> None:
+        features = self.sender.features(now)
+        if self._choices > 1:
+            self.sender.choose(pick(features), now)
+        self.sender.close_window(now)
+        self.decisions += 1
+
+    def step(self, now: float, pick: Callable[[tuple[float, ...]], int]) -> SlotResult | None:
+        """Decide if a decision is due, then send the slot due by `now` (if any)."""
+        sender = self.sender
+        if now >= self.window_end:
+            self._decide(now, pick)
+            self.window_end = now + self.window
+        elif (
+            sender.backlog > 2 * sender.schedule.capacity
+            and now - self._last_demand >= self.demand_gap
+            and sender.schedule.id != self._top
+        ):
+            self._last_demand = now
+            self._decide(now, pick)
+        slot = sender.next_slot_at()
+        if slot is not None and slot <= now:
+            return sender.slot(now)
+        return None
 
 
 class Reassembler:

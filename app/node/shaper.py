@@ -31,12 +31,11 @@ from typing import Literal
 from app.core.errors import LocalProtocolError
 from app.core.shaping import (
     FEATURE_NAMES,
-    MODE_SCHEDULES,
-    SCHEDULES,
     SEED_SIZE,
     SHAPING_MODES,
     Reassembler,
-    ShapedSender,
+    ShapedChannel,
+    SlotResult,
 )
 from app.core.wire import HEADER_SIZE, Frame, FrameType
 from app.node.transport.base import AuthenticatedConnection, ConnectionClosed, FrameHook
@@ -188,14 +187,17 @@ class ShapedLink:
         self._waiting: dict[int, tuple[asyncio.Future[None], float]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.sender: ShapedSender | None = None
-        self.decisions = 0
+        self.channel: ShapedChannel | None = None
         self.decision_seconds = 0.0
         if mode != "off":
             now = self._loop.time()
-            self.sender = ShapedSender(mode, shaper._random_bytes(SEED_SIZE), now)
-            self._window_end = now + shaper.window
-            self._last_demand = now
+            self.channel = ShapedChannel(
+                mode,
+                shaper._random_bytes(SEED_SIZE),
+                now,
+                window=shaper.window,
+                demand_gap=DEMAND_GAP,
+            )
             self._task = self._loop.create_task(self._run())
 
     # ---------------------------------------------------------------- FrameHook
@@ -204,12 +206,12 @@ class ShapedLink:
         """Queue a DATA payload for the slots; return once all of it is on the wire."""
         now = self._loop.time()
         self._shaper.emit(TraceEvent(time.time(), self.peer, "app", len(frame.payload)))
-        if self.sender is None or frame.type != FrameType.DATA:
+        if self.channel is None or frame.type != FrameType.DATA:
             self._shaper.emit(TraceEvent(time.time(), self.peer, "wire", _wire_size(frame)))
             return (frame,)
         if self._task is None or self._task.done():
             raise ConnectionClosed("the shaper of this connection stopped")
-        token = self.sender.enqueue(frame.payload, now)
+        token = self.channel.enqueue(frame.payload, now)
         future: asyncio.Future[None] = self._loop.create_future()
         self._waiting[token] = (future, now)
         self._wake.set()
@@ -223,41 +225,26 @@ class ShapedLink:
 
     # ---------------------------------------------------------------- scheduling
 
-    def _decide(self, now: float) -> None:
-        assert self.sender is not None
+    def _pick(self, features: tuple[float, ...]) -> int:
         started = time.perf_counter()
-        features = self.sender.features(now)
-        choice = self._shaper.model.pick(features) if len(MODE_SCHEDULES[self.mode]) > 1 else None
-        if choice is not None:
-            self.sender.choose(choice, now)
-        self.sender.close_window(now)
-        self.decisions += 1
+        choice = self._shaper.model.pick(features)
         self.decision_seconds += time.perf_counter() - started
+        return choice
 
     async def _run(self) -> None:
-        sender = self.sender
-        assert sender is not None
+        channel = self.channel
+        assert channel is not None
         try:
             while self._conn.is_open:
                 now = self._loop.time()
-                if now >= self._window_end:
-                    self._decide(now)
-                    self._window_end = now + self._shaper.window
-                elif (
-                    sender.backlog > 2 * sender.schedule.capacity
-                    and now - self._last_demand >= DEMAND_GAP
-                    and sender.schedule.id != SCHEDULES[MODE_SCHEDULES[self.mode][-1]].id
-                ):
-                    self._last_demand = now
-                    self._decide(now)
-                slot_at = sender.next_slot_at()
-                if slot_at is not None and slot_at <= now:
-                    await self._send_slot(now)
+                result = channel.step(now, self._pick)
+                if result is not None:
+                    await self._send_slot(result)
                     continue
-                wake_at = self._window_end if slot_at is None else min(slot_at, self._window_end)
                 self._wake.clear()
+                delay = max(0.0, channel.next_wakeup() - now)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - now))
+                    await asyncio.wait_for(self._wake.wait(), delay)
         except ConnectionClosed:
             pass
         except Exception:  # a shaper bug must not leave senders waiting forever
@@ -265,9 +252,7 @@ class ShapedLink:
         finally:
             self._fail_waiting()
 
-    async def _send_slot(self, now: float) -> None:
-        assert self.sender is not None
-        result = self.sender.slot(now)
+    async def _send_slot(self, result: SlotResult) -> None:
         if result.frame is None:
             return
         self._conn.write_frame(result.frame)
@@ -285,7 +270,7 @@ class ShapedLink:
             self._shaper.emit(TraceEvent(time.time(), self.peer, "delivered", latency_us))
             if not future.done():
                 future.set_result(None)
-        if self.sender.schedule.interval < 0.01:
+        if self.channel is not None and self.channel.sender.schedule.interval < 0.01:
             await self._conn.drain()  # bulk: let the path's buffer set the pace
 
     def _fail_waiting(self) -> None:

@@ -44,8 +44,8 @@ async def test_messages_cross_shaped_connections(mode: str) -> None:
         assert received == messages
         await asyncio.sleep(3.5)  # idle after the bulk dwell: cover only
         (link,) = shapers[0].links
-        assert link.sender is not None and link.decisions >= 1
-        assert link.sender.schedule.id in MODE_SCHEDULES[mode]
+        assert link.channel is not None and link.channel.decisions >= 1
+        assert link.channel.sender.schedule.id in MODE_SCHEDULES[mode]
     finally:
         for stack in stacks:
             await stack.stop()
