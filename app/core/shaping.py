@@ -8,9 +8,12 @@ Rules of this module (everything that decides what an observer sees lives here):
   slots carry `COVER` frames of the same size, zero-filled. Both are encrypted by the
   transport (DTLS or Noise), so only their size and timing are visible.
 * Frames leave only in slots: a schedule is a slot interval (jittered per connection),
-  a bucket, whether empty slots carry cover, and a minimum dwell. The set of schedules is
-  fixed here (`SCHEDULES`); a model may only *pick one of them* by id, never a size or a
-  time of its own, and `ShapedSender.choose` ignores ids outside the mode's set.
+  a bucket, whether empty slots carry cover, and a minimum dwell. In mode balanced a
+  connection without application messages for `DORMANT_AFTER` seconds drops to the slow
+  `dormant` schedule (a rule, not the model) and leaves it with the next message. The
+  set of schedules is fixed here (`SCHEDULES`); a model may only *pick one of them* by
+  id, never a size or a time of its own, and `ShapedSender.choose` ignores ids outside
+  the mode's set.
 * Time (`now`, seconds, monotonic) and randomness (a per-connection secret seed) are
   passed in. Jitter and decoys come from a keyed BLAKE2b stream over that seed, so two
   connections never share a pattern and an observer cannot predict the next slot.
@@ -67,10 +70,11 @@ class Schedule:
 
 
 SCHEDULES: tuple[Schedule, ...] = (
-    Schedule(0, "base", 0.100, 1024, cover=True, min_dwell=2.0),
+    Schedule(0, "base", 0.120, 1024, cover=True, min_dwell=2.0),
     Schedule(1, "burst", 0.040, 4096, cover=True, min_dwell=2.0),
     Schedule(2, "bulk", 0.002, 16384, cover=False, min_dwell=2.0),
     Schedule(3, "strict", 0.100, 2048, cover=True, min_dwell=0.0),
+    Schedule(4, "dormant", 2.000, 1024, cover=True, min_dwell=0.0),
 )
 """The vetted schedules. Ids are what the model outputs (`MODE_SCHEDULES` filters them)."""
 
@@ -79,12 +83,17 @@ MODE_SCHEDULES: dict[str, tuple[int, ...]] = {
     "balanced": (0, 1, 2),
     "strict": (3,),
 }
-"""Which schedules each mode may use; the first is the mode's default."""
+"""Which schedules the model may pick in each mode; the first is the mode's default."""
+
+DORMANT = 4
+"""Not pickable: balanced falls to it when no message was sent for `DORMANT_AFTER` s."""
+DORMANT_AFTER = 300.0
 
 
 def bucket_sizes(mode: str) -> tuple[int, ...]:
     """Every frame size a shaped connection in `mode` can put on the wire."""
-    return tuple(sorted({SCHEDULES[i].frame_size for i in MODE_SCHEDULES[mode]}))
+    ids = MODE_SCHEDULES[mode] + ((DORMANT,) if mode == "balanced" else ())
+    return tuple(sorted({SCHEDULES[i].frame_size for i in ids}))
 
 
 class KeyedStream:
@@ -185,7 +194,7 @@ class ShapedSender:
         self._random = KeyedStream(seed)
         # per-connection randomness: jitter width and decoy probability
         self.jitter = jitter if jitter is not None else 0.1 + 0.3 * self._random.uniform()
-        self.decoy_probability = 0.02 + 0.04 * self._random.uniform()
+        self.decoy_probability = 0.01 + 0.02 * self._random.uniform()
         self.schedule = SCHEDULES[self.allowed[0]]
         self._dwell_until = now + self.schedule.min_dwell
         self._queue: deque[_Message] = deque()
@@ -195,6 +204,7 @@ class ShapedSender:
         self._window = WindowStats(now)
         self._prev_window_bytes = 0
         self._last_message_at: float | None = None
+        self._active_at = now  # a new connection counts as activity (not dormant yet)
 
     # ---------------------------------------------------------------- application side
 
@@ -211,6 +221,11 @@ class ShapedSender:
         w.bytes += len(data)
         w.largest = max(w.largest, len(data))
         self._last_message_at = now
+        self._active_at = now
+        if self.schedule.id == DORMANT:  # wake up at once: the base rate carries it
+            self.schedule = SCHEDULES[self.allowed[0]]
+            self._dwell_until = now + self.schedule.min_dwell
+            self._next_slot = min(self._next_slot, now + self._gap())
         if self.schedule.cover is False and self._next_slot > now + self.schedule.interval:
             self._next_slot = now  # bulk without cover sleeps when empty: wake it
         return token
@@ -251,14 +266,27 @@ class ShapedSender:
         """
         if schedule_id not in self.allowed:
             schedule_id = self.allowed[0]
+        rate = SCHEDULES[schedule_id].bytes_per_second
         if len(self.allowed) > 1 and self._random.uniform() < self.decoy_probability:
-            higher = [i for i in self.allowed if i > schedule_id and SCHEDULES[i].cover]
+            higher = [
+                i
+                for i in self.allowed
+                if SCHEDULES[i].bytes_per_second > rate and SCHEDULES[i].cover
+            ]
             if higher:
                 schedule_id = higher[int(self._random.uniform() * len(higher))]
+        elif (
+            schedule_id == self.allowed[0]
+            and self.mode == "balanced"
+            and now - self._active_at >= DORMANT_AFTER
+            and not self._queue
+        ):
+            schedule_id = DORMANT
         if schedule_id == self.schedule.id:
             self._dwell_until = max(self._dwell_until, now + self.schedule.min_dwell)
             return self.schedule
-        if now < self._dwell_until and schedule_id < self.schedule.id:
+        stepping_down = SCHEDULES[schedule_id].bytes_per_second < self.schedule.bytes_per_second
+        if now < self._dwell_until and stepping_down:
             return self.schedule  # never step down before the dwell is over
         self.schedule = SCHEDULES[schedule_id]
         self._dwell_until = now + self.schedule.min_dwell

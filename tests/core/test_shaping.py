@@ -9,10 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core.shaping import (
+    DORMANT,
+    DORMANT_AFTER,
     MODE_SCHEDULES,
     SCHEDULES,
     KeyedStream,
     Reassembler,
+    ShapedChannel,
     ShapedSender,
     ShapingError,
     bucket_sizes,
@@ -120,3 +123,26 @@ def test_malformed_fragments_are_remote_errors() -> None:
     with pytest.raises(ShapingError):
         r.receive(encode_fragment(bytes(101), True, 1024))
     assert r.receive(Frame(FrameType.DATA, b"plain")) == Frame(FrameType.DATA, b"plain")
+
+
+def test_balanced_goes_dormant_after_silence_and_wakes_on_a_message() -> None:
+    channel = ShapedChannel("balanced", bytes(32), 0.0)
+    channel.sender.decoy_probability = 0.0
+    sent: list[float] = []
+    now = 0.0
+    while now < DORMANT_AFTER + 60.0:
+        now = channel.next_wakeup()
+        result = channel.step(now, lambda features: 0)
+        if result is not None and result.frame is not None:
+            sent.append(now)
+    assert channel.sender.schedule.id == DORMANT
+    late = [t for t in sent if t > DORMANT_AFTER + 5.0]
+    assert len(late) < 60.0 / SCHEDULES[DORMANT].interval * 1.5
+    queued_at = now
+    channel.enqueue(b"wake up", now)
+    assert channel.sender.schedule.id == MODE_SCHEDULES["balanced"][0]
+    result = None
+    while result is None or result.frame is None:
+        now = channel.next_wakeup()
+        result = channel.step(now, lambda features: 0)
+    assert result.completed and now - queued_at <= SCHEDULES[0].interval * 1.4
