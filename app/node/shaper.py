@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from app.core.errors import LocalProtocolError
 from app.core.shaping import (
     FEATURE_NAMES,
@@ -38,6 +40,7 @@ from app.core.shaping import (
     SlotResult,
 )
 from app.core.wire import HEADER_SIZE, Frame, FrameType
+from app.node.ml import ModelError, OnnxModel, RowRunner, load_model
 from app.node.transport.base import AuthenticatedConnection, ConnectionClosed, FrameHook
 
 log = logging.getLogger(__name__)
@@ -68,14 +71,17 @@ TraceSink = Callable[[TraceEvent], None]
 class ScheduleModel:
     """The schedule-picking model: window features in, a vetted schedule id out."""
 
-    def __init__(self, model: object | None = None) -> None:
+    def __init__(self, model: OnnxModel | None = None) -> None:
         self._model = model
+        self._runner: RowRunner | None = None
+        if model is not None:
+            if model.n_features != len(FEATURE_NAMES) or "label" not in model.output_names:
+                raise ModelError(f"{model.path.name} does not take the shaper's features")
+            self._runner = RowRunner(model, "label", (1,), np.int64)
 
     @classmethod
     def load(cls) -> ScheduleModel:
         """The shipped model, or the rule below when it can't be loaded (logged)."""
-        from app.node.ml import ModelError, load_model
-
         try:
             return cls(load_model(MODEL_FILE))
         except ModelError as exc:
@@ -85,20 +91,15 @@ class ScheduleModel:
     @property
     def loaded(self) -> bool:
         """Whether the ONNX model (rather than the fallback rule) decides."""
-        return self._model is not None
+        return self._runner is not None
 
     def pick(self, features: Sequence[float]) -> int:
         """A schedule id for these features (`FEATURE_NAMES` order)."""
         if len(features) != len(FEATURE_NAMES):
             raise LocalProtocolError("wrong number of shaping features")
-        if self._model is None:
+        if self._runner is None:
             return fallback_pick(features)
-        from app.node.ml import OnnxModel
-
-        assert isinstance(self._model, OnnxModel)
-        outputs = self._model.run([list(features)])
-        label = outputs[self._model.output_names[0]]
-        return int(label[0])
+        return int(self._runner(features)[0])
 
 
 def fallback_pick(features: Sequence[float]) -> int:
