@@ -204,10 +204,14 @@ def costs(sessions: list[tuple[ShapedTrace, ShapedTrace, int]]) -> dict[str, Any
             continue
         shaped = sum(s.wire_bytes for s, _ in mine)
         plain = sum(p.wire_bytes for _, p in mine)
+        mine_small = [
+            lat * 1000.0 for s, _ in mine for lat, size in s.latencies if size <= SMALL_MESSAGE
+        ]
         per_class[activity] = {
             "wire_bytes_per_s": round(shaped / (len(mine) * DURATION), 1),
             "unshaped_bytes_per_s": round(plain / (len(mine) * DURATION), 1),
             "overhead_pct": round(100.0 * (shaped - plain) / plain, 1) if plain else None,
+            "latency_ms_small_messages": _quantiles(mine_small),
         }
         if activity != "idle":
             active_shaped += shaped
@@ -215,6 +219,8 @@ def costs(sessions: list[tuple[ShapedTrace, ShapedTrace, int]]) -> dict[str, Any
     for s, _, _ in sessions:
         for lat, size in s.latencies:
             (small if size <= SMALL_MESSAGE else blocks).append(lat * 1000.0)
+    files = [s for s, _, _ in sessions if s.activity == "file"]
+    goodput = sum(size for s in files for _, size in s.latencies) / (len(files) * DURATION)
     idle = [s for s, _, _ in sessions if s.activity == "idle"]
     idle_rate = sum(s.wire_bytes for s in idle) / (len(idle) * DURATION)
     return {
@@ -223,6 +229,7 @@ def costs(sessions: list[tuple[ShapedTrace, ShapedTrace, int]]) -> dict[str, Any
         "latency_ms_small_messages": _quantiles(small),
         "latency_ms_file_blocks": _quantiles(blocks),
         "idle_bytes_per_day": int(idle_rate * 86400),
+        "file_goodput_bytes_per_s": int(goodput),
     }
 
 
@@ -231,6 +238,22 @@ def _quantiles(values: list[float]) -> dict[str, Any]:
         return {"n": len(values)}
     q = statistics.quantiles(values, n=100, method="inclusive")
     return {"n": len(values), "p50": round(q[49], 1), "p95": round(q[94], 1)}
+
+
+def long_idle_bytes_per_day(mode: str, model: ScheduleModel) -> int:
+    """Both directions of a connection left idle for an hour after 5 min of silence."""
+    from app.core.shaping import DORMANT_AFTER, ShapedChannel
+
+    total = 0
+    for direction in (b"out", b"in"):
+        channel = ShapedChannel(mode, direction.ljust(32, b"."), 0.0)
+        now, start, end = 0.0, DORMANT_AFTER + 60.0, DORMANT_AFTER + 3660.0
+        while now < end:
+            now = channel.next_wakeup()
+            result = channel.step(now, model.pick)
+            if result is not None and result.frame is not None and now >= start:
+                total += len(result.frame.payload) + 6
+    return int(total / 3600.0 * 86400)
 
 
 def decision_timing(model: ScheduleModel) -> dict[str, Any]:
@@ -277,6 +300,7 @@ def main() -> None:
         report["modes"][mode] = {
             "adversaries": attack(sessions),
             "costs": costs(sessions),
+            "long_idle_bytes_per_day": 0 if mode == "off" else long_idle_bytes_per_day(mode, model),
             "generate_seconds": round(generated, 1),
         }
         print(f"{mode} done", file=sys.stderr, flush=True)

@@ -4,7 +4,8 @@ Rules of this module (everything that decides what an observer sees lives here):
 
 * Every frame the shaper emits has exactly the encoded size of its schedule's bucket
   (`Schedule.frame_size`, header included). Application messages are cut into fragments
-  carried by `PADDED` frames (``flags u8 | length u32be | data | zero padding``); empty
+  carried by `PADDED` frames (records ``flags u8 | length u32be | data``, back to back,
+  then zero padding; several small messages may share a frame); empty
   slots carry `COVER` frames of the same size, zero-filled. Both are encrypted by the
   transport (DTLS or Noise), so only their size and timing are visible.
 * Frames leave only in slots: a schedule is a slot interval (jittered per connection),
@@ -117,13 +118,24 @@ class KeyedStream:
         return self._pool.pop()
 
 
-def encode_fragment(data: bytes, last: bool, frame_size: int) -> Frame:
-    """A PADDED frame carrying `data`, padded so the encoded frame is `frame_size` bytes."""
-    body = FRAGMENT_HEADER.pack(FLAG_LAST if last else 0, len(data)) + data
+def encode_fragments(records: list[tuple[bytes, bool]], frame_size: int) -> Frame:
+    """A PADDED frame carrying `records` (data, last) back to back, padded to `frame_size`.
+
+    The receiver reads records until the payload ends or a record header is all zero
+    (flags 0, length 0: the padding). The sender never writes an empty non-last record.
+    """
+    body = b"".join(
+        FRAGMENT_HEADER.pack(FLAG_LAST if last else 0, len(data)) + data for data, last in records
+    )
     padding = frame_size - HEADER_SIZE - len(body)
     if padding < 0:
-        raise LocalProtocolError("fragment larger than its bucket")
+        raise LocalProtocolError("fragments larger than their bucket")
     return Frame(FrameType.PADDED, body + bytes(padding))
+
+
+def encode_fragment(data: bytes, last: bool, frame_size: int) -> Frame:
+    """A PADDED frame carrying one fragment `data`, padded to `frame_size` bytes."""
+    return encode_fragments([(data, last)], frame_size)
 
 
 def cover_frame(frame_size: int) -> Frame:
@@ -194,7 +206,7 @@ class ShapedSender:
         self._random = KeyedStream(seed)
         # per-connection randomness: jitter width and decoy probability
         self.jitter = jitter if jitter is not None else 0.1 + 0.3 * self._random.uniform()
-        self.decoy_probability = 0.01 + 0.02 * self._random.uniform()
+        self.decoy_probability = 0.005 + 0.01 * self._random.uniform()
         self.schedule = SCHEDULES[self.allowed[0]]
         self._dwell_until = now + self.schedule.min_dwell
         self._queue: deque[_Message] = deque()
@@ -267,7 +279,8 @@ class ShapedSender:
         if schedule_id not in self.allowed:
             schedule_id = self.allowed[0]
         rate = SCHEDULES[schedule_id].bytes_per_second
-        if len(self.allowed) > 1 and self._random.uniform() < self.decoy_probability:
+        quiet = now - self._active_at >= DORMANT_AFTER
+        if len(self.allowed) > 1 and not quiet and self._random.uniform() < self.decoy_probability:
             higher = [
                 i
                 for i in self.allowed
@@ -276,10 +289,7 @@ class ShapedSender:
             if higher:
                 schedule_id = higher[int(self._random.uniform() * len(higher))]
         elif (
-            schedule_id == self.allowed[0]
-            and self.mode == "balanced"
-            and now - self._active_at >= DORMANT_AFTER
-            and not self._queue
+            schedule_id == self.allowed[0] and self.mode == "balanced" and quiet and not self._queue
         ):
             schedule_id = DORMANT
         if schedule_id == self.schedule.id:
@@ -313,16 +323,24 @@ class ShapedSender:
             if self.schedule.cover:
                 return SlotResult(cover_frame(size), cover=True)
             return SlotResult(None)
-        head = self._queue[0]
-        chunk = head.data[head.offset : head.offset + self.schedule.capacity]
-        head.offset += len(chunk)
-        self._backlog -= len(chunk)
-        last = head.offset >= len(head.data)
-        completed: tuple[int, ...] = ()
-        if last:
+        room = self.schedule.capacity  # bytes left after one record header
+        records: list[tuple[bytes, bool]] = []
+        completed: list[int] = []
+        while self._queue and room >= 0:
+            head = self._queue[0]
+            chunk = head.data[head.offset : head.offset + room]
+            if not chunk and head.offset < len(head.data):
+                break  # no room for even one byte of this message
+            head.offset += len(chunk)
+            self._backlog -= len(chunk)
+            last = head.offset >= len(head.data)
+            records.append((chunk, last))
+            room -= len(chunk) + FRAGMENT_HEADER.size
+            if not last:
+                break
             self._queue.popleft()
-            completed = (head.token,)
-        return SlotResult(encode_fragment(chunk, last, size), completed)
+            completed.append(head.token)
+        return SlotResult(encode_fragments(records, size), tuple(completed))
 
     def pending_tokens(self) -> list[int]:
         """Tokens of messages not yet completely sent (to fail them on close)."""
@@ -400,8 +418,9 @@ class Reassembler:
         self._size = 0
         self._max = max_message
 
-    def receive(self, frame: Frame) -> Frame | None:
-        """The frame to deliver for `frame` (DATA when a message completes), else None."""
+    def receive(self, frame: Frame) -> list[Frame] | Frame | None:
+        """What to deliver for `frame`: the DATA frames of the messages it completes (a
+        list), the frame itself if it is not shaped, or None (cover, or nothing complete)."""
         if frame.type == FrameType.COVER:
             return None
         if frame.type != FrameType.PADDED:
@@ -409,18 +428,24 @@ class Reassembler:
         payload = frame.payload
         if len(payload) < FRAGMENT_HEADER.size:
             raise ShapingError("PADDED frame shorter than its header")
-        flags, length = FRAGMENT_HEADER.unpack_from(payload)
-        if flags & ~FLAG_LAST:
-            raise ShapingError(f"unknown PADDED flags {flags:#x}")
-        if FRAGMENT_HEADER.size + length > len(payload):
-            raise ShapingError("PADDED length exceeds the frame")
-        if self._size + length > self._max:
-            raise ShapingError("shaped message exceeds the frame size limit")
-        self._parts.append(payload[FRAGMENT_HEADER.size : FRAGMENT_HEADER.size + length])
-        self._size += length
-        if not flags & FLAG_LAST:
-            return None
-        data = b"".join(self._parts)
-        self._parts = []
-        self._size = 0
-        return Frame(FrameType.DATA, data)
+        done: list[Frame] = []
+        offset = 0
+        while len(payload) - offset >= FRAGMENT_HEADER.size:
+            flags, length = FRAGMENT_HEADER.unpack_from(payload, offset)
+            if flags == 0 and length == 0:
+                break  # padding
+            if flags & ~FLAG_LAST:
+                raise ShapingError(f"unknown PADDED flags {flags:#x}")
+            start = offset + FRAGMENT_HEADER.size
+            if start + length > len(payload):
+                raise ShapingError("PADDED length exceeds the frame")
+            if self._size + length > self._max:
+                raise ShapingError("shaped message exceeds the frame size limit")
+            self._parts.append(payload[start : start + length])
+            self._size += length
+            offset = start + length
+            if flags & FLAG_LAST:
+                done.append(Frame(FrameType.DATA, b"".join(self._parts)))
+                self._parts = []
+                self._size = 0
+        return done or None

@@ -219,7 +219,7 @@ class ShapedLink:
         await future
         return ()
 
-    def inbound(self, peer: str, frame: Frame) -> Frame | None:
+    def inbound(self, peer: str, frame: Frame) -> Frame | Sequence[Frame] | None:
         """Reassemble PADDED fragments, drop COVER (raises on a malformed fragment)."""
         self._shaper.emit(TraceEvent(time.time(), self.peer, "in", _wire_size(frame)))
         return self._reassembler.receive(frame)

@@ -70,9 +70,10 @@ def test_wire_sizes_are_buckets_and_payloads_arrive_in_order(
         (frame,) = decoder.feed(w)
         assert frame.type in (FrameType.PADDED, FrameType.COVER)
         out = reassembler.receive(frame)
-        if out is not None:
-            assert out.type == FrameType.DATA
-            delivered.append(out.payload)
+        assert not isinstance(out, Frame)  # shaped frames give lists (or None)
+        for item in out or []:
+            assert item.type == FrameType.DATA
+            delivered.append(item.payload)
     assert delivered == messages
     assert sender.schedule.id in MODE_SCHEDULES[mode]
 
@@ -123,6 +124,18 @@ def test_malformed_fragments_are_remote_errors() -> None:
     with pytest.raises(ShapingError):
         r.receive(encode_fragment(bytes(101), True, 1024))
     assert r.receive(Frame(FrameType.DATA, b"plain")) == Frame(FrameType.DATA, b"plain")
+
+
+def test_small_messages_share_a_frame() -> None:
+    sender = ShapedSender("balanced", bytes(32), 0.0)
+    for m in (b"typing", b"", b"a message" * 20, b"read"):
+        sender.enqueue(m, 0.0)
+    result = sender.slot(1.0)
+    assert result.completed == (0, 1, 2, 3) and result.frame is not None
+    assert len(result.frame.encode()) == SCHEDULES[0].frame_size
+    out = Reassembler().receive(result.frame)
+    assert isinstance(out, list)
+    assert [f.payload for f in out] == [b"typing", b"", b"a message" * 20, b"read"]
 
 
 def test_balanced_goes_dormant_after_silence_and_wakes_on_a_message() -> None:

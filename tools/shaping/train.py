@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("tools/shaping/data"))
     parser.add_argument("--out", type=Path, default=Path("resources/models"))
     parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--held-out", type=int, default=HELD_OUT_SESSION)
     args = parser.parse_args()
     rng = random.Random(7)
     captures = load_captures(args.data, "off")
@@ -119,7 +120,7 @@ def main() -> None:
     test_y: list[int] = []
     for capture in captures:
         xs, ys = rows_for(capture, args.seeds, rng)
-        if capture.session == HELD_OUT_SESSION:
+        if capture.session == args.held_out:
             test_x += xs
             test_y += ys
         else:

@@ -95,8 +95,8 @@ class FrameHook(Protocol):
         """Frames to actually send for `frame` (may pad, split, delay or add cover)."""
         ...
 
-    def inbound(self, peer: str, frame: Frame) -> Frame | None:
-        """The frame to deliver for a received one, or None to drop it (cover traffic)."""
+    def inbound(self, peer: str, frame: Frame) -> Frame | Sequence[Frame] | None:
+        """The frame(s) to deliver for a received one, or None to drop it (cover traffic)."""
         ...
 
 
@@ -245,13 +245,16 @@ class AuthenticatedConnection:
             except RemoteProtocolError as exc:
                 self._fail(f"protocol error: {exc}")
                 return
-            if delivered is None or delivered.type != FrameType.DATA:
+            if delivered is None:
                 return
-            self._inbox_bytes += len(delivered.payload)
-            if self._inbox_bytes > MAX_INBOUND_BUFFER:
-                self._fail("receive buffer overflow (reader too slow)")
-                return
-            self._inbox.put_nowait(delivered.payload)
+            for item in (delivered,) if isinstance(delivered, Frame) else delivered:
+                if item.type != FrameType.DATA:
+                    continue
+                self._inbox_bytes += len(item.payload)
+                if self._inbox_bytes > MAX_INBOUND_BUFFER:
+                    self._fail("receive buffer overflow (reader too slow)")
+                    return
+                self._inbox.put_nowait(item.payload)
 
     def _fail(self, reason: str, *, send_close: bool = True, auth: bool = False) -> None:
         """Close because of `reason` (sync entry point for callbacks).
