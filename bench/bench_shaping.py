@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -47,7 +47,7 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from app.node.shaper import ScheduleModel, fallback_pick
-from tools.shaping.generate import DATA, generate
+from tools.shaping.generate import DATA, generate, validate
 from tools.shaping.replay import ShapedTrace, load_captures
 
 ACTIVITIES = ("idle", "presence", "typing", "chatting", "file")
@@ -165,9 +165,13 @@ def wilson(correct: int, n: int, z: float = 1.96) -> list[float]:
     return [round(centre - half, 4), round(centre + half, 4)]
 
 
-def attack(sessions: list[tuple[ShapedTrace, ShapedTrace, int]]) -> dict[str, Any]:
+def attack(
+    sessions: list[tuple[ShapedTrace, ShapedTrace, int]],
+    classes: tuple[str, ...] = ACTIVITIES,
+) -> dict[str, Any]:
     """Leave-one-captured-session-out evaluation of every adversary."""
-    labels = np.asarray([ACTIVITIES.index(s.activity) for s, _, _ in sessions])
+    sessions = [x for x in sessions if x[0].activity in classes]
+    labels = np.asarray([classes.index(s.activity) for s, _, _ in sessions])
     groups = np.asarray([g for _, _, g in sessions])
     results: dict[str, Any] = {}
     for name, (featurize, make) in ADVERSARIES.items():
@@ -185,7 +189,10 @@ def attack(sessions: list[tuple[ShapedTrace, ShapedTrace, int]]) -> dict[str, An
             "accuracy": round(correct / len(labels), 4),
             "accuracy_ci95": wilson(correct, len(labels)),
             "macro_f1": round(float(f1_score(labels, predicted, average="macro")), 4),
-            "idle_vs_active_accuracy": round(float(accuracy_score(labels == 0, predicted == 0)), 4),
+            "idle_vs_active_balanced_accuracy": round(
+                float(balanced_accuracy_score(labels == 0, predicted == 0)), 4
+            ),
+            "confusion": confusion_matrix(labels, predicted, labels=range(len(classes))).tolist(),
         }
     best = max(results, key=lambda k: results[k]["accuracy"])
     results["best"] = best
@@ -297,13 +304,21 @@ def main() -> None:
         started = time.perf_counter()
         sessions = generate(captures, mode, model.pick, per_capture=args.per_capture, seed=11)
         generated = time.perf_counter() - started
+        without_file = attack(sessions, ACTIVITIES[:4])
         report["modes"][mode] = {
             "adversaries": attack(sessions),
+            "four_classes_without_file": {
+                "chance": 0.25,
+                "best": without_file["best"],
+                "best_accuracy": without_file[without_file["best"]]["accuracy"],
+                "best_accuracy_ci95": without_file[without_file["best"]]["accuracy_ci95"],
+            },
             "costs": costs(sessions),
             "long_idle_bytes_per_day": 0 if mode == "off" else long_idle_bytes_per_day(mode, model),
             "generate_seconds": round(generated, 1),
         }
         print(f"{mode} done", file=sys.stderr, flush=True)
+    report["replay_validation"] = validate(args.data, model.pick)
     print(json.dumps(report, indent=1))
 
 
