@@ -80,15 +80,15 @@ async def hosted_node(
     listen = options.listen or config.listen
     host, port = parse_host_port(listen, allow_port_zero=True)
     bootstrap = [parse_host_port(p) for p in [*options.bootstrap, *config.bootstrap]]
+    try:
+        shaper = Shaper(options.shaping or config.shaping_mode, trace=frame_trace)
+    except ValueError as exc:
+        raise InvalidArgument(f"Traffic shaping: {exc}.") from None
     with ProfileLock(paths.lock):
         if log_to_profile:
             configure_logging(paths)
         store = await asyncio.to_thread(open_store, options.profile, passphrase)
         service = NodeService(store)
-        try:
-            shaper = Shaper(options.shaping or config.shaping_mode, trace=frame_trace)
-        except ValueError as exc:
-            raise InvalidArgument(f"{exc}.") from None
         log.info("traffic shaping: %s", shaper.mode)
         network = NetworkStack(store.identity, ice_servers=config.ice_servers, hook=shaper)
         messenger = Messenger(store, network, service.publish)

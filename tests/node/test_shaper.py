@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,24 @@ def test_shipped_model_loads_and_picks_only_vetted_schedules() -> None:
     assert 0 in picks and 2 in picks  # idle stays on the base rate; a bulk backlog bursts
     assert {model.pick((x, x, x, x, x, x, x, 9.0)) for x in (-5.0, 1e9)} <= vetted
     assert all(s.id == i for i, s in enumerate(SCHEDULES))
+
+
+@pytest.mark.asyncio
+async def test_daemon_option_sets_the_mode(tmp_path: Path) -> None:
+    from app.cli import build_parser
+    from app.node.api import DaemonOptions, InvalidArgument
+    from app.node.daemon import hosted_node
+    from app.node.profile import create_profile
+
+    args = build_parser().parse_args(["daemon", "--shaping", "strict"])
+    assert args.shaping == "strict"
+    create_profile(tmp_path / "p", "P", "a passphrase 123")
+    options = DaemonOptions(tmp_path / "p", listen="127.0.0.1:0", lan=False, shaping="strict")
+    async with hosted_node(options, lambda: "a passphrase 123", log_to_profile=False) as node:
+        network = node._network
+        assert isinstance(network, NetworkStack)
+        assert isinstance(network.manager._hook, Shaper) and network.manager._hook.mode == "strict"
+    bad = DaemonOptions(tmp_path / "p", listen="127.0.0.1:0", lan=False, shaping="loud")
+    with pytest.raises(InvalidArgument):
+        async with hosted_node(bad, lambda: "a passphrase 123", log_to_profile=False):
+            pass
