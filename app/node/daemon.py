@@ -22,6 +22,7 @@ from app.node.api import (
     NodeError,
     PassphraseSource,
     ProfileNotFound,
+    SettingsChanged,
 )
 from app.node.config import load_config, save_config
 from app.node.control import ControlServer
@@ -96,6 +97,7 @@ async def hosted_node(
         messenger.courier = courier
         control = ControlServer(service, paths)
         lan: LanDiscovery | None = None
+        follow: asyncio.Task[None] | None = None
         try:
             await network.start(host, port)
             if options.listen is None and port == 0:
@@ -126,8 +128,12 @@ async def hosted_node(
                     log.warning("LAN discovery is unavailable: %s", exc)
                     lan = None
             log.info("node up on %s", network.endpoints())
+            if options.shaping is None:  # no override for this run: follow the setting
+                follow = asyncio.create_task(_follow_shaping_setting(service, shaper))
             yield service
         finally:
+            if follow is not None:
+                follow.cancel()
             await control.stop()
             if lan is not None:
                 await lan.stop()
@@ -137,6 +143,14 @@ async def hosted_node(
             await network.stop()
             await asyncio.to_thread(store.close)
             log.info("node stopped")
+
+
+async def _follow_shaping_setting(service: NodeService, shaper: Shaper) -> None:
+    """Apply a changed `shaping_mode` setting to connections opened from then on."""
+    async for event in service.events():
+        if isinstance(event, SettingsChanged) and event.settings.shaping_mode != shaper.mode:
+            shaper.set_mode(event.settings.shaping_mode)
+            log.info("traffic shaping: %s (for new connections)", shaper.mode)
 
 
 async def run(options: DaemonOptions, passphrase: PassphraseSource | None) -> None:

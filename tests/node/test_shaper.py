@@ -106,7 +106,7 @@ def test_shipped_model_loads_and_picks_only_vetted_schedules() -> None:
 @pytest.mark.asyncio
 async def test_daemon_option_sets_the_mode(tmp_path: Path) -> None:
     from app.cli import build_parser
-    from app.node.api import DaemonOptions, InvalidArgument
+    from app.node.api import DaemonOptions, InvalidArgument, UpdateSettings
     from app.node.daemon import hosted_node
     from app.node.profile import create_profile
 
@@ -118,6 +118,16 @@ async def test_daemon_option_sets_the_mode(tmp_path: Path) -> None:
         network = node._network
         assert isinstance(network, NetworkStack)
         assert isinstance(network.manager._hook, Shaper) and network.manager._hook.mode == "strict"
+    saved = DaemonOptions(tmp_path / "p", listen="127.0.0.1:0", lan=False)
+    async with hosted_node(saved, lambda: "a passphrase 123", log_to_profile=False) as node:
+        shaper = node._network.manager._hook  # type: ignore[union-attr]
+        assert isinstance(shaper, Shaper) and shaper.mode == "balanced"  # the default setting
+        await node.update_settings(UpdateSettings(shaping_mode="off"))
+        for _ in range(50):
+            if shaper.mode == "off":
+                break
+            await asyncio.sleep(0.02)
+        assert shaper.mode == "off"
     bad = DaemonOptions(tmp_path / "p", listen="127.0.0.1:0", lan=False, shaping="loud")
     with pytest.raises(InvalidArgument):
         async with hosted_node(bad, lambda: "a passphrase 123", log_to_profile=False):
