@@ -10,6 +10,7 @@ import pytest
 
 from app.core.identity import IdentityKeys
 from app.core.shaping import MODE_SCHEDULES, SCHEDULES, bucket_sizes
+from app.core.wire import Frame, FrameType
 from app.node.network import NetworkStack
 from app.node.shaper import ScheduleModel, Shaper, TraceEvent
 from app.node.transport import TransportSettings
@@ -132,3 +133,36 @@ async def test_daemon_option_sets_the_mode(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument):
         async with hosted_node(bad, lambda: "a passphrase 123", log_to_profile=False):
             pass
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_padded_frame_closes_only_that_connection() -> None:
+    settings = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
+    stacks = [
+        NetworkStack(new_identity(), settings=settings),  # a peer that writes raw frames
+        NetworkStack(new_identity(), settings=settings, hook=Shaper("balanced")),
+    ]
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def inbox(address: str, payload: bytes) -> None:
+        await got.put(payload)
+
+    try:
+        for stack in stacks:
+            await stack.start("127.0.0.1", 0)
+        await stacks[0].join_via(stacks[1].endpoints())
+        await stacks[1].publish_presence()
+        stacks[1].on_message(inbox)
+        await asyncio.wait_for(stacks[0].manager.send(stacks[1].address, b"first"), 30)
+        assert await asyncio.wait_for(got.get(), 10) == b"first"
+        conn = stacks[0].manager.connection(stacks[1].address)
+        assert conn is not None
+        conn.write_frame(Frame(FrameType.PADDED, b"\x80" + (3).to_bytes(4, "big") + b"bad"))
+        await asyncio.wait_for(conn.wait_closed(), 10)
+        assert conn.close_reason is not None and "protocol error" in conn.close_reason
+        # the shaping node is still up and takes a new connection
+        await asyncio.wait_for(stacks[0].manager.send(stacks[1].address, b"again"), 30)
+        assert await asyncio.wait_for(got.get(), 10) == b"again"
+    finally:
+        for stack in stacks:
+            await stack.stop()
