@@ -73,7 +73,7 @@ class Schedule:
 SCHEDULES: tuple[Schedule, ...] = (
     Schedule(0, "base", 0.120, 1024, cover=True, min_dwell=2.0),
     Schedule(1, "burst", 0.040, 4096, cover=True, min_dwell=2.0),
-    Schedule(2, "bulk", 0.002, 16384, cover=False, min_dwell=2.0),
+    Schedule(2, "bulk", 0.0005, 16384, cover=False, min_dwell=2.0),
     Schedule(3, "strict", 0.100, 2048, cover=True, min_dwell=0.0),
     Schedule(4, "dormant", 2.000, 1024, cover=True, min_dwell=0.0),
 )
