@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--bootstrap", metavar="HOST:PORT", action="append", default=[], help="a peer to join"
     )
     daemon.add_argument("--no-lan", action="store_true", help="don't look for peers on the LAN")
+    daemon.add_argument(
+        "--shaping",
+        choices=("off", "balanced", "strict"),
+        help="traffic shaping for this run (default: the saved setting, balanced)",
+    )
 
     _json_flag(sub.add_parser("status", help="is the node running, and where"))
 
@@ -390,7 +395,11 @@ async def _print_status(args: argparse.Namespace, node: api.NodeApi) -> int:
 
 def cmd_daemon(args: argparse.Namespace, profile: Path) -> int:
     options = api.DaemonOptions(
-        profile=profile, listen=args.listen, bootstrap=args.bootstrap, lan=not args.no_lan
+        profile=profile,
+        listen=args.listen,
+        bootstrap=args.bootstrap,
+        lan=not args.no_lan,
+        shaping=args.shaping,
     )
     asyncio.run(api.run_daemon(options, unlock_passphrase))
     return 0

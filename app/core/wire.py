@@ -44,6 +44,9 @@ class FrameType(enum.IntEnum):
     """Orderly close; the payload is a short UTF-8 reason."""
     COVER = 7
     """Cover traffic from the shaper; dropped by the receiver after the inbound hook."""
+    PADDED = 8
+    """A shaped fragment of a DATA payload: ``flags u8 | length u32be | data | zeros``
+    (see `app.core.shaping`); bit 0 of flags marks a message's last fragment."""
 
 
 @dataclass(frozen=True)

@@ -621,6 +621,8 @@ class DaemonOptions:
     listen: str | None = None
     bootstrap: list[str] = field(default_factory=list)
     lan: bool = True
+    shaping: str | None = None
+    """Traffic shaping mode for this run (off|balanced|strict); None: the saved setting."""
 
 
 def default_profile_dir() -> Path:

@@ -12,11 +12,18 @@ import contextlib
 import logging
 import logging.handlers
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from app.node.api import DaemonOptions, NodeError, PassphraseSource, ProfileNotFound
+from app.node.api import (
+    DaemonOptions,
+    InvalidArgument,
+    NodeError,
+    PassphraseSource,
+    ProfileNotFound,
+    SettingsChanged,
+)
 from app.node.config import load_config, save_config
 from app.node.control import ControlServer
 from app.node.dht import parse_host_port
@@ -27,6 +34,7 @@ from app.node.network import NetworkStack
 from app.node.paths import ProfilePaths, make_private_dir
 from app.node.profile import open_store
 from app.node.service import NodeService
+from app.node.shaper import Shaper, TraceEvent
 
 if TYPE_CHECKING:
     from app.node.lan import LanDiscovery
@@ -54,9 +62,15 @@ def configure_logging(paths: ProfilePaths) -> None:
 
 @asynccontextmanager
 async def hosted_node(
-    options: DaemonOptions, passphrase: PassphraseSource | None, *, log_to_profile: bool = True
+    options: DaemonOptions,
+    passphrase: PassphraseSource | None,
+    *,
+    log_to_profile: bool = True,
+    frame_trace: Callable[[TraceEvent], None] | None = None,
 ) -> AsyncIterator[NodeService]:
-    """Lock, unlock and open the profile, join the DHT, serve the control socket."""
+    """Lock, unlock and open the profile, join the DHT, serve the control socket.
+
+    `frame_trace` receives every frame the shaper sees (tools/shaping/capture.py)."""
     paths = ProfilePaths(options.profile)
     if not paths.database.exists():
         raise ProfileNotFound(
@@ -67,17 +81,23 @@ async def hosted_node(
     listen = options.listen or config.listen
     host, port = parse_host_port(listen, allow_port_zero=True)
     bootstrap = [parse_host_port(p) for p in [*options.bootstrap, *config.bootstrap]]
+    try:
+        shaper = Shaper(options.shaping or config.shaping_mode, trace=frame_trace)
+    except ValueError as exc:
+        raise InvalidArgument(f"Traffic shaping: {exc}.") from None
     with ProfileLock(paths.lock):
         if log_to_profile:
             configure_logging(paths)
         store = await asyncio.to_thread(open_store, options.profile, passphrase)
         service = NodeService(store)
-        network = NetworkStack(store.identity, ice_servers=config.ice_servers)
+        log.info("traffic shaping: %s", shaper.mode)
+        network = NetworkStack(store.identity, ice_servers=config.ice_servers, hook=shaper)
         messenger = Messenger(store, network, service.publish)
         courier = MailboxCourier(store, network, messenger, poll_interval=MAILBOX_POLL_SECONDS)
         messenger.courier = courier
         control = ControlServer(service, paths)
         lan: LanDiscovery | None = None
+        follow: asyncio.Task[None] | None = None
         try:
             await network.start(host, port)
             if options.listen is None and port == 0:
@@ -110,8 +130,12 @@ async def hosted_node(
                     log.warning("LAN discovery is unavailable: %s", exc)
                     lan = None
             log.info("node up on %s", network.endpoints())
+            if options.shaping is None:  # no override for this run: follow the setting
+                follow = asyncio.create_task(_follow_shaping_setting(service, shaper))
             yield service
         finally:
+            if follow is not None:
+                follow.cancel()
             await control.stop()
             if lan is not None:
                 await lan.stop()
@@ -122,6 +146,14 @@ async def hosted_node(
             await network.stop()
             await asyncio.to_thread(store.close)
             log.info("node stopped")
+
+
+async def _follow_shaping_setting(service: NodeService, shaper: Shaper) -> None:
+    """Apply a changed `shaping_mode` setting to connections opened from then on."""
+    async for event in service.events():
+        if isinstance(event, SettingsChanged) and event.settings.shaping_mode != shaper.mode:
+            shaper.set_mode(event.settings.shaping_mode)
+            log.info("traffic shaping: %s (for new connections)", shaper.mode)
 
 
 async def run(options: DaemonOptions, passphrase: PassphraseSource | None) -> None:

@@ -45,6 +45,7 @@ from app.node.dht_protocol import Address
 from app.node.transport import (
     ConnectionManager,
     ConnectionStateChanged,
+    FrameHook,
     IceServer,
     PeerState,
     TransportEvent,
@@ -154,7 +155,9 @@ class NetworkStack:
         settings: TransportSettings | None = None,
         dht: DhtNode | None = None,
         clock: Callable[[], float] = time.time,
+        hook: FrameHook | None = None,
     ) -> None:
+        """`hook` sits in every connection's frame path (the node passes its `Shaper`)."""
         self.keys = keys
         self.address = keys.public.address
         self.dht = dht or DhtNode()
@@ -173,6 +176,7 @@ class NetworkStack:
             self,
             settings=self.settings,
             resolver=_Resolver(self),
+            hook=hook,
             on_message=self._deliver,
             prefer_websocket_for=self._on_our_lan,
         )

@@ -16,7 +16,7 @@ import logging
 import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from app.core.errors import RemoteProtocolError
 from app.core.identity import encode_address
@@ -95,8 +95,24 @@ class FrameHook(Protocol):
         """Frames to actually send for `frame` (may pad, split, delay or add cover)."""
         ...
 
-    def inbound(self, peer: str, frame: Frame) -> Frame | None:
-        """The frame to deliver for a received one, or None to drop it (cover traffic)."""
+    def inbound(self, peer: str, frame: Frame) -> Frame | Sequence[Frame] | None:
+        """The frame(s) to deliver for a received one, or None to drop it (cover traffic)."""
+        ...
+
+
+@runtime_checkable
+class ConnectionBoundHook(FrameHook, Protocol):
+    """A `FrameHook` that wants its own instance per connection (the traffic shaper).
+
+    When a connection opens it calls `bind(connection)` and uses the returned hook for
+    that connection from then on; the bound hook may write frames on its own schedule
+    with `AuthenticatedConnection.write_frame` (cover traffic, paced slots) and follows
+    the connection's lifetime through `on_close`. `inbound` may raise
+    `RemoteProtocolError` for a malformed frame: the connection is then closed.
+    """
+
+    def bind(self, connection: AuthenticatedConnection) -> FrameHook:
+        """The hook to use for `connection` from now on."""
         ...
 
 
@@ -185,6 +201,8 @@ class AuthenticatedConnection:
         if self.state != "authenticating":
             return
         self.state = "open"
+        if isinstance(self._hook, ConnectionBoundHook):
+            self._hook = self._hook.bind(self)
         if not self._opened.done():
             self._opened.set_result(None)
 
@@ -222,14 +240,21 @@ class AuthenticatedConnection:
                 self.rtt_ms = rtt
                 pending.future.set_result(rtt)
         else:
-            delivered = self._hook.inbound(self.peer_address, frame)
-            if delivered is None or delivered.type != FrameType.DATA:
+            try:
+                delivered = self._hook.inbound(self.peer_address, frame)
+            except RemoteProtocolError as exc:
+                self._fail(f"protocol error: {exc}")
                 return
-            self._inbox_bytes += len(delivered.payload)
-            if self._inbox_bytes > MAX_INBOUND_BUFFER:
-                self._fail("receive buffer overflow (reader too slow)")
+            if delivered is None:
                 return
-            self._inbox.put_nowait(delivered.payload)
+            for item in (delivered,) if isinstance(delivered, Frame) else delivered:
+                if item.type != FrameType.DATA:
+                    continue
+                self._inbox_bytes += len(item.payload)
+                if self._inbox_bytes > MAX_INBOUND_BUFFER:
+                    self._fail("receive buffer overflow (reader too slow)")
+                    return
+                self._inbox.put_nowait(item.payload)
 
     def _fail(self, reason: str, *, send_close: bool = True, auth: bool = False) -> None:
         """Close because of `reason` (sync entry point for callbacks).
@@ -283,6 +308,20 @@ class AuthenticatedConnection:
             except ConnectionError as exc:
                 self._fail(f"send failed: {exc}", send_close=False)
                 raise ConnectionClosed(f"send failed: {exc}") from None
+        await self._drain()
+
+    def write_frame(self, frame: Frame) -> None:
+        """Write one frame now, bypassing the hook (for a bound hook's own schedule)."""
+        if self.state != "open":
+            raise ConnectionClosed(self.close_reason or "connection not open")
+        try:
+            self._write_bytes(frame.encode())
+        except ConnectionError as exc:
+            self._fail(f"send failed: {exc}", send_close=False)
+            raise ConnectionClosed(f"send failed: {exc}") from None
+
+    async def drain(self) -> None:
+        """Wait until the path's send buffer is below its high-water mark."""
         await self._drain()
 
     async def recv(self) -> bytes:
