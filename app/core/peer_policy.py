@@ -22,7 +22,7 @@ Rules of this module (sans-I/O: time is passed in, nothing is sent or dropped he
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from app.core.errors import LocalProtocolError
 
@@ -88,7 +88,6 @@ class _Peer:
     tokens: float = 0.0
     refilled: float = 0.0
     last_score: float = 0.0
-    history: list[float] = field(default_factory=list)
 
 
 class PeerPolicy:
@@ -160,6 +159,7 @@ class PeerPolicy:
         for peer, state in list(self._peers.items()):
             if state.standing is Standing.QUARANTINED and now >= state.until:
                 state.calm_since = now
+                state.last_score = 0.0  # probation judges what it does from now on
                 state.tokens, state.refilled = self.settings.burst, now
                 changes.append(self._set(peer, state, Standing.RATE_LIMITED, 0.0, "released"))
             elif (
