@@ -258,7 +258,9 @@ class FakeEpochs:
 
     def prune(self, address: str, superseded_before: float) -> None:
         rows = self.rows.get((address, True), [])
-        rows[:] = [r for r in rows if r.superseded_at is None or r.superseded_at >= superseded_before]
+        rows[:] = [
+            r for r in rows if r.superseded_at is None or r.superseded_at >= superseded_before
+        ]
 
 
 class FakeStore:

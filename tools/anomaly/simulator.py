@@ -283,6 +283,8 @@ class LabelledRow:
     attack: str | None
     attacking: bool
     """True once the peer's attack has started (at this row's time)."""
+    since_attack: int = -1
+    """Seconds since the attack started (-1 before it or for honest peers)."""
 
 
 def replay(
@@ -309,7 +311,10 @@ def replay(
             if row is None:
                 continue
             attacking = trace.attack_start is not None and second >= trace.attack_start
-            yield LabelledRow(row, now, trace.attack, attacking)
+            since = (
+                second - trace.attack_start if attacking and trace.attack_start is not None else -1
+            )
+            yield LabelledRow(row, now, trace.attack, attacking, since)
     feats.forget(peer)
 
 
