@@ -88,15 +88,24 @@ def benign_peer_maxima(model: HistGradientBoostingClassifier, seed: int, peers: 
     return np.asarray(maxima)
 
 
-UNCONSTRAINED = ("frame", "bytes", "message_ok", "age")
-"""Features honest peers may have in any amount (bulk transfers, long-lived peers)."""
+EVIDENCE = (
+    "decrypt_failed",
+    "malformed",
+    "invalid_signature",
+    "replay",
+    "record_rejected",
+    "handshake_failed",
+    "failure_ratio",
+    "rejected_ratio",
+)
+"""Features that only misbehaviour raises: more of them never lowers the score, so a
+flood far stronger than any seen in training still scores high. Rates, stores, churn
+and age stay unconstrained (honest peers have them in any amount)."""
 
 
 def monotonic_constraints() -> list[int]:
-    """+1 for every evidence of misbehaviour (failures, replays, bad signatures,
-    rejected records, requests, stores, churn, their ratios): more of it never lowers
-    the score, so an attack far stronger than any in training still scores high."""
-    return [0 if name.startswith(UNCONSTRAINED) else 1 for name in FEATURE_NAMES]
+    """+1 for every `EVIDENCE` feature, 0 for the others."""
+    return [1 if name.startswith(EVIDENCE) else 0 for name in FEATURE_NAMES]
 
 
 def _above(p: float, margin: float) -> float:
