@@ -519,7 +519,9 @@ class SecurityAlert:
 
     `kind` is "equivocation" (the contact signed two conflicting histories),
     "key_changed" (an invite, prekey bundle or first message carries another key than
-    the stored one) or "history_invalid" (the stored history no longer verifies);
+    the stored one), "history_invalid" (the stored history no longer verifies) or
+    "anomaly" (the detector rate-limited or quarantined a peer: `contact` is its address,
+    or ``dht:<ip>:<port>`` for a DHT sender; see app/node/anomaly.py);
     `detail` is a sentence for the user.
     """
 

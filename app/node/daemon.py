@@ -27,6 +27,7 @@ from app.node.api import (
 from app.node.config import load_config, save_config
 from app.node.control import ControlServer
 from app.node.dht import parse_host_port
+from app.node.guard import NodeGuard
 from app.node.lock import ProfileLock
 from app.node.mailbox import MailboxCourier
 from app.node.messenger import Messenger
@@ -95,6 +96,8 @@ async def hosted_node(
         messenger = Messenger(store, network, service.publish)
         courier = MailboxCourier(store, network, messenger, poll_interval=MAILBOX_POLL_SECONDS)
         messenger.courier = courier
+        messenger.epoch_sink = courier.epoch_announced
+        guard = NodeGuard.install(store, network, messenger, service.publish, mailbox=courier)
         control = ControlServer(service, paths)
         lan: LanDiscovery | None = None
         follow: asyncio.Task[None] | None = None
@@ -115,6 +118,8 @@ async def hosted_node(
             messenger.files = service.files
             await service.files.start(network, messenger)
             await messenger.start()
+            if guard is not None:
+                guard.start([record.address for record in contacts])
             service.attach_delivery(messenger)
             await control.start()
             joined = network.join(bootstrap)
@@ -142,6 +147,8 @@ async def hosted_node(
             service.close()
             await courier.stop()
             await service.files.stop()
+            if guard is not None:
+                await guard.stop()
             await messenger.stop()
             await network.stop()
             await asyncio.to_thread(store.close)

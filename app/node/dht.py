@@ -39,6 +39,7 @@ from app.node.dht_protocol import (
     MAX_SIGNAL_BYTES,
     Address,
     Clock,
+    DhtObserver,
     RecordProtocol,
     RecordStore,
     RttEstimator,
@@ -411,6 +412,8 @@ class DhtNode:
         self._published: dict[bytes, _Published] = {}
         self._maintenance: list[asyncio.Task[None]] = []
         self._signal_handler: SignalHandler | None = None
+        self._observer: DhtObserver | None = None
+        self._blocked: Callable[[Address], bool] | None = None
         self._host = ""
         self._port = 0
 
@@ -423,6 +426,8 @@ class DhtNode:
         sockname = self._server.transport.get_extra_info("sockname")
         self._host, self._port = host, int(sockname[1])
         self._server.proto.signal_handler = self._signal_handler
+        self._server.proto.observer = self._observer
+        self._server.proto.blocked = self._blocked
         self._maintenance = [
             asyncio.ensure_future(self._every(self._republish_interval, self.republish)),
             asyncio.ensure_future(self._every(self._refresh_interval, self._refresh)),
@@ -530,6 +535,15 @@ class DhtNode:
                 log.exception("DHT maintenance failed")
 
     # -- signalling ----------------------------------------------------------------------
+
+    def set_observer(
+        self, observer: DhtObserver | None, blocked: Callable[[Address], bool] | None = None
+    ) -> None:
+        """Report every sender's RPCs to `observer`; leave unanswered those `blocked` names."""
+        self._observer, self._blocked = observer, blocked
+        if self._server.protocol is not None:
+            self._server.proto.observer = observer
+            self._server.proto.blocked = blocked
 
     def set_signal_handler(self, handler: SignalHandler | None) -> None:
         """Answer ``signal`` RPCs with ``await handler(sender, payload)`` (bytes, bounded).

@@ -31,7 +31,7 @@ from kademlia.protocol import KademliaProtocol
 from kademlia.routing import RoutingTable
 from rpcudp.protocol import RPCProtocol
 
-from app.core.record_errors import InvalidRecord
+from app.core.record_errors import BadRecordSignature, InvalidRecord
 from app.core.records import DHT_KEY_BYTES, SignedRecord, check_supersedes, validate
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ _RPC_NAMES = frozenset({"ping", "stun", "store", "find_node", "find_value", "sig
 
 Address = tuple[str, int]
 SignalHandler = Callable[[Address, bytes], Awaitable[bytes]]
+DhtObserver = Callable[[Address, str], None]
+"""Told what each sender did: "request", "store", "rejected", "invalid_signature",
+"malformed" (the anomaly monitor's counters)."""
 Clock = Callable[[], float]
 
 
@@ -188,6 +191,9 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
         self.ksize = ksize
         self.rtt = rtt
         self.signal_handler: SignalHandler | None = None
+        self.observer: DhtObserver | None = None
+        self.blocked: Callable[[Address], bool] | None = None
+        """Requests from an address for which this says True go unanswered (quarantine)."""
         self._expected: dict[bytes, Address] = {}
         self._suspects: dict[Address, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -226,6 +232,13 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
             return False
         return True
 
+    def _observe(self, address: Address, what: str) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(address, what)
+            except Exception:  # the observer's bug must not cost us the datagram
+                log.exception("DHT observer failed")
+
     # -- datagrams -----------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
@@ -238,6 +251,7 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
             message = umsgpack.unpackb(data[1 + _MSG_ID_BYTES :])
         except Exception:  # umsgpack raises many types on garbage
             log.debug("dropping an undecodable datagram from %s", address)
+            self._observe(address, "malformed")
             return
         self._suspects.pop(address, None)
         if data[:1] == _REQUEST:
@@ -250,6 +264,10 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
             return
         name, args = message
         if name not in _RPC_NAMES or not isinstance(args, list):
+            self._observe(address, "malformed")
+            return
+        self._observe(address, "store" if name == "store" else "request")
+        if self.blocked is not None and self.blocked(address):
             return
         try:
             response = getattr(self, f"rpc_{name}")(address, *args)
@@ -389,6 +407,9 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
             record = self.storage.offer(key, value)
         except InvalidRecord as exc:
             log.debug("refused a record from %s: %s", sender, exc)
+            self._observe(sender, "rejected")
+            if isinstance(exc, BadRecordSignature):
+                self._observe(sender, "invalid_signature")
             return False
         log.debug("stored seq %d under %s from %s", record.seq, key.hex(), sender)
         return True

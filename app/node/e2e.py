@@ -20,6 +20,7 @@ from app.core.session import (
     Session,
     accept,
     decrypt,
+    force_ratchet,
     initial_header,
     initiate,
     is_initial_message,
@@ -155,6 +156,55 @@ class SessionBook:
         session = await asyncio.to_thread(initiate, self._keys, bundle, self._clock(), self._random)
         self._sessions[address] = session
         return session
+
+    def ratchet_requested(self, address: str) -> bool:
+        """Whether the peer asked for a DH ratchet step that our next message performs."""
+        session = self._sessions.get(address)
+        return session is not None and session.peer_requested_ratchet
+
+    async def force_ratchet(self, address: str) -> bool:
+        """Key rotation: make our next message to `address` request a DH ratchet step
+        (stored first); False if there is no session yet (the next one starts fresh)."""
+        session = await self.load(address)
+        if session is None:
+            return False
+        await self.save(address, force_ratchet(session))
+        return True
+
+    async def rotate_prekeys(self) -> PrekeyBundle | None:
+        """Key rotation: a new signed prekey now, one-time prekeys replenished, the new
+        bundle published (the old signed prekeys stay for their grace period, so initial
+        messages in flight still open). None before `load_prekeys`."""
+        async with self._prekey_lock:
+            prekeys = self._prekeys
+            if prekeys is None:
+                return None
+            now = self._clock()
+            prekeys = await asyncio.to_thread(
+                lambda: prekeys.rotate(now, self._random).replenish(self._random)
+            )
+            await self.store.call(self.store.sessions.put_prekeys, prekeys.to_bytes())
+            self._prekeys = prekeys
+        bundle = await asyncio.to_thread(prekeys.bundle, self._keys)
+        self.network.set_bundle(bundle)
+        try:
+            await self.network.publish_bundle(bundle)
+        except Exception as exc:  # stays set: published again when the DHT is reachable
+            log.warning("publishing the rotated prekey bundle failed: %r", exc)
+        return bundle
+
+    async def maintain_prekeys(self) -> bool:
+        """Periodic upkeep: rotate the signed prekey once it is `SIGNED_PREKEY_ROTATION`
+        (48 h) old; True if it rotated."""
+        prekeys = self._prekeys
+        if prekeys is None or not prekeys.rotation_due(self._clock()):
+            return False
+        return await self.rotate_prekeys() is not None
+
+    @property
+    def prekeys_created_at(self) -> float | None:
+        """When our current signed prekey was made."""
+        return None if self._prekeys is None else self._prekeys.current.created_at
 
     async def check_dh_key(self, address: str, dh_key: bytes, source: str) -> None:
         """Learn an address-only contact's X25519 key; refuse (and alert) on a change."""

@@ -25,6 +25,15 @@ the recipient's heads show it holds everything, the slots written are overwritte
 empty payloads. The recipient reads, for each of the last `RETENTION_DAYS` days, slot 0,
 1, 2, ... until a miss. Records live `MAILBOX_TTL` (7 days) and are republished by the
 DHT layer while the sender runs.
+
+Epochs (key rotation, docs/protocol.md section 12): the mailbox a contact writes to us
+can be moved to a new epoch ``e >= 1`` whose 32-byte random seed WE choose and announce
+inside the ratchet (``NewMailboxEpoch``) once our sending chain has stepped to a fresh
+DH key; then ``ikm = shared || seed`` and ``info`` ends with ``"/epoch" || e (4 B)``.
+The writer always uses the newest epoch it was told; the reader polls every epoch it
+issued until 8 days after a newer one replaced it (plus epoch 0 likewise), so whatever
+the writer used is found. An attacker holding an old snapshot of either state can't
+learn the new seed, so it can neither find nor forge the new slots.
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ from app.core.records import (
     dht_key,
     sign_record,
 )
+from app.node.state_message import NewMailboxEpoch
+from app.node.storage.mailbox_epochs import MailboxEpoch
 
 if TYPE_CHECKING:
     from app.node.messenger import Messenger
@@ -77,6 +88,8 @@ EVENTS_BUDGET = ENVELOPE_BUDGET - ENVELOPE_OVERHEAD
 MAX_SLOTS = 64
 """Slots per direction and day: 64 x ~5.7 KiB of events ~ 360 KiB of backlog a day."""
 MAX_ENVELOPES = 16
+EPOCH_OVERLAP = (RETENTION_DAYS + 1) * DAY_SECONDS
+"""An incoming epoch is still polled this long after a newer one replaced it."""
 REPOST_SECONDS = 600.0
 """An unchanged backlog already stored in the DHT is not posted again sooner."""
 _INFO = b"scrambled-eggs/v1/mailbox"
@@ -96,9 +109,10 @@ class MailboxKey:
     sealing_key: bytes
     day: int
     index: int = 0
+    epoch: int = 0
 
     def __repr__(self) -> str:
-        return f"MailboxKey(<secret>, day={self.day}, index={self.index})"
+        return f"MailboxKey(<secret>, day={self.day}, index={self.index}, epoch={self.epoch})"
 
     @property
     def owner(self) -> bytes:
@@ -118,14 +132,21 @@ def mailbox_key(
     recipient: bytes,
     day: int,
     index: int = 0,
+    epoch: int = 0,
+    seed: bytes = b"",
 ) -> MailboxKey:
-    """Slot `index` of the mailbox of `sender` -> `recipient` (Ed25519 keys) on `day`."""
+    """Slot `index` of the mailbox of `sender` -> `recipient` (Ed25519 keys) on `day`,
+    in `epoch` (0: no seed; >= 1: the 32-byte `seed` the recipient issued)."""
     if not 0 <= index < MAX_SLOTS:
         raise ValueError(f"a mailbox slot index is in 0..{MAX_SLOTS - 1}")
+    if (epoch == 0) != (seed == b"") or (epoch and len(seed) != 32) or not 0 <= epoch < 2**32:
+        raise ValueError("epoch 0 has no seed; a later epoch has a 32-byte seed")
     shared = x25519_shared_secret(ours.dh_secret, their_dh_key)
     info = _INFO + sender + recipient + day.to_bytes(4, "big") + index.to_bytes(2, "big")
-    okm = hkdf_sha256(shared, bytes(32), info, 64)
-    return MailboxKey(DerivedSigningKey(okm[:32]), okm[32:], day, index)
+    if epoch:
+        info += b"/epoch" + epoch.to_bytes(4, "big")
+    okm = hkdf_sha256(shared + seed, bytes(32), info, 64)
+    return MailboxKey(DerivedSigningKey(okm[:32]), okm[32:], day, index, epoch)
 
 
 def split_events(events: list[bytes], budget: int = EVENTS_BUDGET) -> list[list[bytes]]:
@@ -215,11 +236,17 @@ def kept_slots(
     return kept
 
 
+Epoch = tuple[int, bytes]
+"""(epoch number, seed); (0, b"") is the mailbox without epochs."""
+NO_EPOCH: Epoch = (0, b"")
+
+
 @dataclass
 class _Layout:
     """What we wrote in one contact's mailbox today."""
 
     day: int
+    epoch: Epoch = NO_EPOCH
     runs: list[tuple[bytes, ...]] = field(default_factory=list)
     records: list[SignedRecord] = field(default_factory=list)
 
@@ -250,12 +277,17 @@ class MailboxCourier:
         self._poll_interval = poll_interval
         self._clock = clock
         self._random = random
-        self._seen: dict[tuple[str, int, int], int] = {}
+        self._seen: dict[tuple[str, int, int, int], int] = {}
         self._posted: dict[str, tuple[int, bool, float]] = {}
         """address -> (events lacking, stored on another node, when) of the last post."""
         self._layouts: dict[str, _Layout] = {}
-        self._written: dict[str, set[tuple[int, int]]] = {}
-        """address -> (day, slot) holding envelopes we wrote (emptied once caught up)."""
+        self._written: dict[str, set[tuple[Epoch, int, int]]] = {}
+        """address -> (epoch, day, slot) holding envelopes we wrote (emptied once caught up)."""
+        self._out_epochs: dict[str, Epoch] = {}
+        """The newest epoch each contact issued to us (we write under it)."""
+        self._announce: dict[str, tuple[int, bytes, bytes | None]] = {}
+        """Epochs we issued and must still announce: address -> (epoch, seed, the
+        contact's ratchet key when we rotated; we announce once it has changed)."""
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -290,14 +322,82 @@ class MailboxCourier:
         except Exception as exc:  # offline delivery is best effort; the outbox remains
             log.info("posting to a mailbox failed: %r", exc)
 
-    async def _key(self, record: ContactRecord, day: int, index: int, outgoing: bool) -> MailboxKey:
+    async def _key(
+        self, record: ContactRecord, day: int, index: int, outgoing: bool, epoch: Epoch = NO_EPOCH
+    ) -> MailboxKey:
         assert record.dh_key is not None
         sender, recipient = (
             (self._own, record.signing_key) if outgoing else (record.signing_key, self._own)
         )
         return await asyncio.to_thread(
-            mailbox_key, self._keys, record.dh_key, sender, recipient, day, index
+            mailbox_key, self._keys, record.dh_key, sender, recipient, day, index, *epoch
         )
+
+    # ------------------------------------------------------------------ epochs
+
+    async def _outgoing_epoch(self, address: str) -> Epoch:
+        cached = self._out_epochs.get(address)
+        if cached is None:
+            stored = await self._store.call(self._store.mailbox_epochs.get, address, False)
+            cached = (stored[-1].epoch, stored[-1].seed) if stored else NO_EPOCH
+            self._out_epochs[address] = cached
+        return cached
+
+    async def incoming_epochs(self, address: str) -> list[Epoch]:
+        """The epochs we poll for `address`: each until `EPOCH_OVERLAP` after a newer one
+        replaced it (epoch 0 until that long after the first epoch was issued)."""
+        stored = await self._store.call(self._store.mailbox_epochs.get, address, True)
+        cutoff = self._clock() - EPOCH_OVERLAP
+        epochs: list[Epoch] = []
+        if not stored or stored[0].created_at >= cutoff:
+            epochs.append(NO_EPOCH)
+        for entry in stored:
+            if entry.superseded_at is None or entry.superseded_at >= cutoff:
+                epochs.append((entry.epoch, entry.seed))
+        return epochs
+
+    async def rotate_epoch(self, address: str) -> None:
+        """Key rotation: issue a new epoch for the mailbox `address` writes to us (stored
+        first), and announce it once our sending chain has stepped (`announce`)."""
+        now = self._clock()
+        stored = await self._store.call(self._store.mailbox_epochs.get, address, True)
+        entry = MailboxEpoch((stored[-1].epoch if stored else 0) + 1, self._random(32), now)
+        await self._store.call(self._store.mailbox_epochs.put, address, True, entry)
+        await self._store.call(self._store.mailbox_epochs.prune, address, now - EPOCH_OVERLAP)
+        session = await self._messenger.sessions.load(address)
+        marker = session.ratchet.remote_dh if session is not None else None
+        self._announce[address] = (entry.epoch, entry.seed, marker)
+        await self.announce(address)
+
+    def announcing(self, address: str) -> bool:
+        """Whether an issued epoch still waits to be announced to `address`."""
+        return address in self._announce
+
+    async def announce(self, address: str) -> bool:
+        """Send a pending epoch announcement if the session stepped since the rotation
+        (then the announcement travels on a chain made from a fresh DH key); True if sent."""
+        pending = self._announce.get(address)
+        if pending is None:
+            return False
+        epoch, seed, marker = pending
+        session = await self._messenger.sessions.load(address)
+        if session is None or (marker is not None and session.ratchet.remote_dh == marker):
+            return False
+        if not await self._messenger.send_control(address, NewMailboxEpoch(epoch, seed).encode()):
+            return False
+        if self._announce.get(address) == pending:
+            del self._announce[address]
+        return True
+
+    async def epoch_announced(self, address: str, notice: NewMailboxEpoch) -> None:
+        """`address` issued a new epoch for what we leave it: write under it from now on."""
+        if notice.epoch <= (await self._outgoing_epoch(address))[0]:
+            return
+        entry = MailboxEpoch(notice.epoch, notice.seed, self._clock())
+        await self._store.call(self._store.mailbox_epochs.put, address, False, entry)
+        self._out_epochs[address] = (entry.epoch, entry.seed)
+        self._layouts.pop(address, None)
+        self._posted.pop(address, None)
 
     async def _post(self, address: str) -> None:
         record = await self._store.call(self._store.contacts.get, address)
@@ -311,9 +411,10 @@ class MailboxCourier:
                 return  # that backlog is already in the DHT
             now = self._clock()
             today = day_of(now)
+            epoch = await self._outgoing_epoch(address)
             layout = self._layouts.get(address)
-            if layout is None or layout.day != today:
-                layout = self._layouts[address] = _Layout(today)
+            if layout is None or layout.day != today or layout.epoch != epoch:
+                layout = self._layouts[address] = _Layout(today, epoch)
             sealed = await self._seal_backlog(record, layout, now)
             if sealed is None:
                 return
@@ -327,7 +428,7 @@ class MailboxCourier:
                     continue
                 kept = await self._network.dht.put_record(slot)
                 stored = min(stored, kept)
-                self._written.setdefault(address, set()).add((today, index))
+                self._written.setdefault(address, set()).add((epoch, today, index))
             self._posted[address] = (lacking, stored > 0, now)
             log.info(
                 "left %d mailbox slots (%d new); fewest nodes keeping one: %d",
@@ -357,7 +458,7 @@ class MailboxCourier:
                 wire = await messenger.seal_state(address, ledger, list(run), ENVELOPE_BUDGET)
                 if wire is None:
                     break
-                key = await self._key(contact, layout.day, index, outgoing=True)
+                key = await self._key(contact, layout.day, index, True, layout.epoch)
                 payload = seal_envelopes(key, [wire], self._random(_NONCE))
                 new_runs.append(tuple(run))
                 new_records.append(mailbox_record(key, payload, now))
@@ -367,12 +468,14 @@ class MailboxCourier:
         await messenger.mark_sent(address, ledger, picked)
         # slots of a longer, older layout of today would only repeat what we hold
         for index in range(len(new_runs), stale):
-            await self._empty(contact, layout.day, index, now)
+            await self._empty(contact, layout.epoch, layout.day, index, now)
         return keep, len(new_runs)
 
-    async def _empty(self, contact: ContactRecord, day: int, index: int, now: float) -> None:
+    async def _empty(
+        self, contact: ContactRecord, epoch: Epoch, day: int, index: int, now: float
+    ) -> None:
         """Overwrite one of our slots with no envelopes (newer seq wins everywhere)."""
-        key = await self._key(contact, day, index, outgoing=True)
+        key = await self._key(contact, day, index, True, epoch)
         empty = mailbox_record(key, seal_envelopes(key, [], self._random(_NONCE)), now)
         await self._network.dht.put_record(empty)
         self._network.dht.forget_record(empty.key)
@@ -402,9 +505,9 @@ class MailboxCourier:
         self._layouts.pop(record.address, None)
         self._posted.pop(record.address, None)
         now = self._clock()
-        for day, index in sorted(written):
+        for epoch, day, index in sorted(written):
             try:
-                await self._empty(record, day, index, now)
+                await self._empty(record, epoch, day, index, now)
             except Exception as exc:  # best effort: the records lapse at their expiry
                 log.info("emptying a mailbox slot failed: %r", exc)
 
@@ -414,28 +517,29 @@ class MailboxCourier:
         handled = 0
         for record in await self._contacts():
             days = poll_days(self._clock())
-            firsts = await asyncio.gather(*(self._read(record, day, 0) for day in days))
-            for day, first in zip(days, firsts, strict=True):
-                found = first
-                index = 0
-                while found is not None:
-                    key, slot = found
-                    handled += await self._handle(record, key, slot)
-                    index += 1
-                    if index >= MAX_SLOTS:
-                        break
-                    found = await self._read(record, day, index)
+            for epoch in await self.incoming_epochs(record.address):
+                firsts = await asyncio.gather(*(self._read(record, d, 0, epoch) for d in days))
+                for day, first in zip(days, firsts, strict=True):
+                    found = first
+                    index = 0
+                    while found is not None:
+                        key, slot = found
+                        handled += await self._handle(record, key, slot)
+                        index += 1
+                        if index >= MAX_SLOTS:
+                            break
+                        found = await self._read(record, day, index, epoch)
         return handled
 
     async def _read(
-        self, record: ContactRecord, day: int, index: int
+        self, record: ContactRecord, day: int, index: int, epoch: Epoch = NO_EPOCH
     ) -> tuple[MailboxKey, SignedRecord] | None:
-        key = await self._key(record, day, index, outgoing=False)
+        key = await self._key(record, day, index, False, epoch)
         found = await self._network.dht.get_record(key.dht_key)
         return None if found is None else (key, found)
 
     async def _handle(self, record: ContactRecord, key: MailboxKey, slot: SignedRecord) -> int:
-        seen = (record.address, key.day, key.index)
+        seen = (record.address, key.epoch, key.day, key.index)
         if slot.seq <= self._seen.get(seen, -1):
             return 0
         self._seen[seen] = slot.seq

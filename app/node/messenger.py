@@ -27,13 +27,14 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from app.core.cid import Cid
 from app.core.e2e_errors import CorruptState, DuplicateMessage, ReplayedInitialMessage
 from app.core.errors import DecryptionFailed
 from app.core.ledger import EquivocationDetected, EventAccepted, EventRejected, Ledger
+from app.core.ledger_errors import BadEventSignature
 from app.core.ledger_event import Event, EventBody
 from app.core.session import encrypt
 from app.node.api import (
@@ -49,7 +50,13 @@ from app.node.e2e import SessionBook
 from app.node.ephemeral import Ephemeral
 from app.node.history import FILE, FILE_KINDS, MESSAGE_KINDS, TEXT, load_ledger, own_texts_behind
 from app.node.network import NetworkStack
-from app.node.state_message import MAX_EVENTS, NoSession, StateMessage, decode_plaintext
+from app.node.state_message import (
+    MAX_EVENTS,
+    NewMailboxEpoch,
+    NoSession,
+    StateMessage,
+    decode_plaintext,
+)
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
@@ -133,6 +140,12 @@ class Messenger:
         self.stats: Counter[str] = Counter()
         self.courier: OfflineCourier | None = None
         self.files: FileEvents | None = None
+        self.epoch_sink: Callable[[str, NewMailboxEpoch], Awaitable[None]] | None = None
+        """Receives a contact's mailbox epoch announcements (the courier)."""
+        self.observer: Callable[[str, str, int], None] | None = None
+        """Told each payload's outcome per peer ("ok", "decrypt_failed", "replay",
+        "malformed", "invalid_signature", "event_rejected") and each "sent" message
+        (the anomaly monitor and the key-rotation policy)."""
         self.sessions = SessionBook(
             store,
             network,
@@ -435,8 +448,27 @@ class Messenger:
                 if batch:
                     flight = self._in_flight.setdefault(address, set())
                     flight.update(Cid.for_block(raw) for raw in batch)
+                self._note(address, "sent", len(wire))
             await self.mark_sent(address, ledger, batch)
         self._dirty.discard(address)
+
+    async def send_control(self, address: str, plaintext: bytes) -> bool:
+        """Encrypt and send one control plaintext (not stored in the history) to a
+        connected contact with a session; False if it could not go now."""
+        conn = self.network.manager.connection(address)
+        if conn is None:
+            return False
+        async with self._lock(address):
+            current = await self.sessions.load(address)
+            if current is None:
+                return False
+            session, wire = await asyncio.to_thread(encrypt, current, plaintext, self._random)
+            await self.sessions.save(address, session)  # before the ciphertext leaves
+            try:
+                await conn.send(wire)
+            except TransportError:
+                return False
+        return True
 
     def lacking(self, address: str) -> list[bytes]:
         """Events the contact is not known to hold (from its last heads), parents first."""
@@ -495,9 +527,13 @@ class Messenger:
             self.stats["decrypt_failed"] += 1
             log.info("dropped an undecryptable message: %s", type(exc).__name__)
             if not isinstance(exc, DuplicateMessage | ReplayedInitialMessage):
+                self._note(address, "decrypt_failed")
                 await self._count_failure(address)
+            else:
+                self._note(address, "replay")
         except ValueError as exc:
             self.stats["malformed"] += 1
+            self._note(address, "malformed")
             log.info("dropped a malformed message: %s", exc)
         except (NoSession, TransportError) as exc:
             self.stats["not_answered"] += 1
@@ -509,6 +545,13 @@ class Messenger:
         except Exception:  # a bug must never take the node down with it
             self.stats["errors"] += 1
             log.exception("handling a message failed")
+
+    def _note(self, address: str, outcome: str, size: int = 0) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(address, outcome, size)
+            except Exception:  # an observer's bug must not cost us the message
+                log.exception("messenger observer failed")
 
     async def _count_failure(self, address: str) -> None:
         """After `RESET_AFTER_FAILURES` undecryptable messages in a row (not replays), the
@@ -535,16 +578,24 @@ class Messenger:
         if opened is None:
             return
         self._failures.pop(address, None)
+        self._note(address, "ok", len(payload))
         plaintext, new_session = opened
+        # the peer asked for a DH ratchet step (key rotation): answer even if nothing else
+        # would, so both sides step within one round trip
+        step = self.sessions.ratchet_requested(address)
         message = decode_plaintext(plaintext)
-        if not isinstance(message, StateMessage):  # an ephemeral signal, never stored
+        if isinstance(message, NewMailboxEpoch):
+            if self.epoch_sink is not None:
+                await self.epoch_sink(address, message)
+        elif not isinstance(message, StateMessage):  # an ephemeral signal, never stored
             await self.ephemeral.receive(address, message)
-            if new_session:
-                await self.send_state(address, [], True)
+        if not isinstance(message, StateMessage):
+            if new_session or step:
+                await self.send_state(address, [], new_session)
             return
         reply = await self._ingest(address, message)
-        if reply is not None or new_session:
-            events, query = reply if reply is not None else ([], True)
+        if reply is not None or new_session or step:
+            events, query = reply if reply is not None else ([], new_session)
             await self.send_state(address, events, query or new_session)
 
     async def _ingest(self, address: str, message: StateMessage) -> tuple[list[bytes], bool] | None:
@@ -565,6 +616,8 @@ class Messenger:
                         self._publish(SecurityAlert(address, "equivocation", detail))
                     elif isinstance(outcome, EventRejected):
                         self.stats["event_rejected"] += 1
+                        forged = isinstance(outcome.error, BadEventSignature)
+                        self._note(address, "invalid_signature" if forged else "event_rejected")
                         log.warning("rejected a history event: %s", outcome.reason)
             if accepted:
                 await self.store.call(
@@ -663,6 +716,10 @@ class Messenger:
                 if self.network.manager.connection(address) is not None:
                     self._dirty.discard(address)
                     self._spawn(self._send_quietly(address, [], True))
+
+    def is_known_contact(self, address: str) -> bool:
+        """Whether `address` is a contact the messenger has loaded (no I/O)."""
+        return address in self._contacts
 
     def _forget_cached_contact(self, address: str) -> None:
         self._contacts.pop(address, None)

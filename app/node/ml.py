@@ -59,6 +59,8 @@ class OnnxModel:
         shape = inputs[0].shape
         self.n_features: int | None = shape[-1] if isinstance(shape[-1], int) else None
         self.output_names: list[str] = [o.name for o in self._session.get_outputs()]
+        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+        """The model's own key/value metadata (e.g. calibrated thresholds)."""
 
     def run(self, rows: Any) -> dict[str, Any]:
         """Run the model on a 2-D float32 batch; outputs by name."""

@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from app.core.errors import InvalidAddress
 from app.core.identity import IdentityKeys, decode_address
@@ -134,6 +135,14 @@ def on_attached_network(
     return False
 
 
+class InboundGate(Protocol):
+    """Decides when a received payload is handled (see `app.node.anomaly`)."""
+
+    async def deliver(
+        self, address: str, payload: bytes, dispatch: Callable[[str, bytes], Awaitable[None]]
+    ) -> None: ...
+
+
 @dataclass(frozen=True)
 class PeerLink:
     """What the transport last said about one peer."""
@@ -164,6 +173,8 @@ class NetworkStack:
         self._clock = clock
         self._known_endpoints: dict[str, tuple[str, ...]] = {}
         self._on_message: Callable[[str, bytes], object] | None = None
+        self.inbound_gate: InboundGate | None = None
+        """Sees every application payload first (the anomaly monitor: counts, queues)."""
         # A peer killed without closing its connection is noticed by keepalive only, and a
         # restarted peer's new connection may lose the duplicate tie-break to the dead one
         # until then: keep the keepalive short.
@@ -258,6 +269,13 @@ class NetworkStack:
         self._tagged[tag] = handler
 
     async def _deliver(self, address: str, payload: bytes) -> None:
+        gate = self.inbound_gate
+        if gate is not None:
+            await gate.deliver(address, payload, self._dispatch)
+        else:
+            await self._dispatch(address, payload)
+
+    async def _dispatch(self, address: str, payload: bytes) -> None:
         tagged = self._tagged.get(payload[0]) if payload else None
         if tagged is not None:
             await tagged(address, payload)

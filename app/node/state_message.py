@@ -4,6 +4,8 @@ Three kinds, told apart by the CBOR map's ``"t"``: ``"state"`` (history events a
 heads, stored), and two ephemeral signals that are never stored: ``"typing"``
 (``{"t": "typing", "y": bool}``) and ``"read"`` (``{"t": "read", "r": CID bytes}``, the
 newest of the recipient's own events the sender has read). docs/protocol.md, section 7.
+A fourth, ``"mbox"`` (``{"t": "mbox", "n": epoch, "k": 32-byte seed}``), announces a new
+mailbox epoch after a key rotation (section 12).
 """
 
 from __future__ import annotations
@@ -85,8 +87,22 @@ class ReadUpTo:
         return bytes(cbor2.dumps({"t": "read", "r": self.cid.raw}, canonical=True))
 
 
+@dataclass(frozen=True, repr=False)
+class NewMailboxEpoch:
+    """The sender issued mailbox epoch `epoch` (seed `seed`) for what we leave it offline."""
+
+    epoch: int
+    seed: bytes
+
+    def __repr__(self) -> str:
+        return f"NewMailboxEpoch(<secret>, epoch={self.epoch})"
+
+    def encode(self) -> bytes:
+        return bytes(cbor2.dumps({"t": "mbox", "n": self.epoch, "k": self.seed}, canonical=True))
+
+
 Signal = Typing | ReadUpTo
-Plaintext = StateMessage | Signal
+Plaintext = StateMessage | Signal | NewMailboxEpoch
 
 
 def decode_plaintext(raw: bytes) -> Plaintext:
@@ -98,6 +114,13 @@ def decode_plaintext(raw: bytes) -> Plaintext:
     if not isinstance(fields, dict):
         raise ValueError("not a plaintext map")
     kind = fields.get("t")
+    if kind == "mbox":
+        epoch, seed = fields.get("n"), fields.get("k")
+        if type(epoch) is not int or not 0 < epoch < 2**32:
+            raise ValueError("bad mailbox epoch")
+        if not isinstance(seed, bytes) or len(seed) != 32:
+            raise ValueError("bad mailbox epoch seed")
+        return NewMailboxEpoch(epoch, seed)
     if kind == "typing":
         typing = fields.get("y")
         if not isinstance(typing, bool):

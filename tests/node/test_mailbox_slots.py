@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from app.core.identity import IdentityKeys
 from app.core.records import MAX_RECORD_BYTES, SignedRecord, newer, validate
 from app.node import mailbox
 from app.node.state_message import StateMessage
+from app.node.storage.mailbox_epochs import MailboxEpoch
 from app.node.storage.repositories import ContactRecord
 
 NOW = 1_800_000_000
@@ -233,10 +235,39 @@ class FakeContacts:
         return [self.record]
 
 
+class FakeEpochs:
+    """In-memory `MailboxEpochRepository` (same contract: incoming epochs kept with the
+    time a newer one replaced them, one outgoing epoch)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, bool], list[MailboxEpoch]] = {}
+
+    def put(self, address: str, incoming: bool, entry: MailboxEpoch) -> None:
+        rows = self.rows.setdefault((address, incoming), [])
+        if incoming:
+            rows[:] = [
+                replace(r, superseded_at=entry.created_at) if r.superseded_at is None else r
+                for r in rows
+            ]
+        else:
+            rows.clear()
+        rows.append(entry)
+
+    def get(self, address: str, incoming: bool) -> list[MailboxEpoch]:
+        return list(self.rows.get((address, incoming), []))
+
+    def prune(self, address: str, superseded_before: float) -> None:
+        rows = self.rows.get((address, True), [])
+        rows[:] = [
+            r for r in rows if r.superseded_at is None or r.superseded_at >= superseded_before
+        ]
+
+
 class FakeStore:
     def __init__(self, identity: IdentityKeys, contact: ContactRecord) -> None:
         self.identity = identity
         self.contacts = FakeContacts(contact)
+        self.mailbox_epochs = FakeEpochs()
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)

@@ -115,3 +115,33 @@ MIGRATIONS.append(
         "CREATE INDEX transfers_by_root ON transfers (root_tag)",
     ]
 )
+
+MIGRATIONS.append(
+    # 7: security events (anomaly alerts, key rotations) and mailbox epochs, sealed;
+    # `peer_tag` is the keyed tag of the peer (a contact, or a DHT sender)
+    [
+        """
+        CREATE TABLE security_events (
+            seq INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            peer_tag BLOB NOT NULL,
+            body_enc BLOB NOT NULL,
+            at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX security_events_by_peer ON security_events (peer_tag, seq)",
+        # mailbox epochs (key rotation): seeds we issued for our incoming mailbox from a
+        # contact (incoming = 1), and the newest the contact issued to us (incoming = 0)
+        """
+        CREATE TABLE mailbox_epochs (
+            contact_tag BLOB NOT NULL,
+            incoming INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            seed_enc BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            superseded_at REAL,
+            PRIMARY KEY (contact_tag, incoming, epoch)
+        )
+        """,
+    ]
+)

@@ -12,6 +12,7 @@ from typing import ParamSpec, TypeVar
 from app.core.identity import IdentityKeys
 from app.node.paths import ProfilePaths
 from app.node.storage.database import guarded
+from app.node.storage.mailbox_epochs import MailboxEpochRepository
 from app.node.storage.repositories import (
     ContactRepository,
     HistoryRepository,
@@ -20,6 +21,7 @@ from app.node.storage.repositories import (
     ProfileRepository,
     SessionRepository,
 )
+from app.node.storage.security_events import SecurityEventRepository
 from app.node.storage.transfers import TransferRepository
 from app.node.storage.vault import DataKey
 
@@ -51,6 +53,8 @@ class ProfileStore:
         self.sessions = SessionRepository(conn, key)
         self.history = HistoryRepository(conn, key)
         self.transfers = TransferRepository(conn, key)
+        self.security_events = SecurityEventRepository(conn, key)
+        self.mailbox_epochs = MailboxEpochRepository(conn, key)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -1,0 +1,225 @@
+"""Per-peer behaviour features over sliding windows (sans-I/O; time is passed in).
+
+Rules of this module: everything the anomaly detector sees is computed here, by the
+node (`app.node.anomaly`) and by the simulator that trains and benchmarks the detector
+(`tools/anomaly/`), so both feed the model the very same rows.
+
+The node reports what a peer did as `Signal` counts (`observe(peer, signal, now, n)`);
+each peer keeps one-second buckets for the last `LONG_WINDOW` seconds and running sums
+over the last `SHORT_WINDOW` and `LONG_WINDOW` seconds, so observing and reading a row
+cost O(number of signals), not O(window). A peer is whatever the node can name: a contact
+or stranger's address on the transport, ``dht:<ip>:<port>`` for a DHT sender.
+
+A row (`row(peer, now)`) is `FEATURE_NAMES` in order: log1p of each signal's count in
+both windows, failure ratios, bytes per frame, and the peer's age (how long we have seen
+it, capped). Log scaling keeps heavy-tailed honest rates in a range the model handles.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from app.core.errors import LocalProtocolError
+
+SHORT_WINDOW = 10
+"""Seconds of the short window (what a detection within 10 s can use)."""
+LONG_WINDOW = 60
+"""Seconds of the long window (low-and-slow behaviour)."""
+MAX_AGE = 3600.0
+"""A peer's age feature saturates after an hour."""
+MAX_PEERS = 20_000
+"""Peers tracked at once; the one idle longest is forgotten first."""
+
+
+class Signal(enum.IntEnum):
+    """What a peer did, as counted by the node."""
+
+    FRAME = 0
+    """An application payload (DATA frame) arrived on a connection."""
+    BYTES = 1
+    """Bytes of those payloads."""
+    MESSAGE_OK = 2
+    """A payload that decrypted and was accepted."""
+    DECRYPT_FAILED = 3
+    """A payload that failed to authenticate (AEAD/MAC failure, forged header)."""
+    MALFORMED = 4
+    """A payload or datagram that does not even parse."""
+    INVALID_SIGNATURE = 5
+    """A signed object (history event, DHT record) whose signature does not verify."""
+    REPLAY = 6
+    """A ciphertext or initial message already received."""
+    DHT_REQUEST = 7
+    """A DHT RPC (ping, find_node, find_value, signal) from this peer."""
+    DHT_STORE = 8
+    """A DHT store request from this peer."""
+    RECORD_REJECTED = 9
+    """A DHT record or history event refused (invalid, stale, over quota)."""
+    CONNECT = 10
+    """An authenticated connection came up."""
+    DISCONNECT = 11
+    """A connection went down."""
+    HANDSHAKE_FAILED = 12
+    """A handshake or identity binding was refused."""
+
+
+N_SIGNALS = len(Signal)
+_FAILURES = (Signal.DECRYPT_FAILED, Signal.MALFORMED, Signal.INVALID_SIGNATURE, Signal.REPLAY)
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"{s.name.lower()}_{SHORT_WINDOW}s" for s in Signal),
+    *(f"{s.name.lower()}_{LONG_WINDOW}s" for s in Signal),
+    f"failure_ratio_{SHORT_WINDOW}s",
+    f"failure_ratio_{LONG_WINDOW}s",
+    f"rejected_ratio_{LONG_WINDOW}s",
+    f"bytes_per_frame_{LONG_WINDOW}s",
+    f"churn_{LONG_WINDOW}s",
+    "age",
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+
+class _PeerWindow:
+    """One peer's buckets and running window sums."""
+
+    __slots__ = ("buckets", "first_seen", "head", "long", "short")
+
+    def __init__(self, second: int) -> None:
+        self.buckets = [[0.0] * N_SIGNALS for _ in range(LONG_WINDOW)]
+        self.short = [0.0] * N_SIGNALS
+        self.long = [0.0] * N_SIGNALS
+        self.head = second
+        self.first_seen = second
+
+    def advance(self, second: int) -> None:
+        """Move the head to `second`, dropping what left each window."""
+        if second <= self.head:
+            return
+        if second - self.head >= LONG_WINDOW:
+            for bucket in self.buckets:
+                bucket[:] = [0.0] * N_SIGNALS
+            self.short = [0.0] * N_SIGNALS
+            self.long = [0.0] * N_SIGNALS
+            self.head = second
+            return
+        for t in range(self.head + 1, second + 1):
+            leaving_short = self.buckets[(t - SHORT_WINDOW) % LONG_WINDOW]
+            short = self.short
+            for i in range(N_SIGNALS):
+                short[i] -= leaving_short[i]
+            leaving_long = self.buckets[t % LONG_WINDOW]  # t - LONG_WINDOW, same slot
+            long = self.long
+            for i in range(N_SIGNALS):
+                long[i] -= leaving_long[i]
+                leaving_long[i] = 0.0
+        self.head = second
+
+    def add(self, second: int, signal: int, amount: float) -> None:
+        if second < self.head - SHORT_WINDOW + 1:
+            if second > self.head - LONG_WINDOW:  # late, but still in the long window
+                self.buckets[second % LONG_WINDOW][signal] += amount
+                self.long[signal] += amount
+            return
+        self.advance(second)
+        self.buckets[second % LONG_WINDOW][signal] += amount
+        self.short[signal] += amount
+        self.long[signal] += amount
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One peer's features at one instant (`values` in `FEATURE_NAMES` order)."""
+
+    peer: str
+    values: tuple[float, ...]
+
+
+def features_of(short: list[float], long: list[float], age: float) -> tuple[float, ...]:
+    """The feature vector from window sums (see the module docstring)."""
+    log1p = math.log1p
+    s = [max(0.0, v) for v in short]  # float drift of the running sums never goes below 0
+    lg = [max(0.0, v) for v in long]
+    fail_s = sum(s[f] for f in _FAILURES)
+    fail_l = sum(lg[f] for f in _FAILURES)
+    frames_s = s[Signal.FRAME] + s[Signal.DHT_REQUEST] + s[Signal.DHT_STORE]
+    frames_l = lg[Signal.FRAME] + lg[Signal.DHT_REQUEST] + lg[Signal.DHT_STORE]
+    return (
+        *(log1p(v) for v in s),
+        *(log1p(v) for v in lg),
+        fail_s / (frames_s + 1.0),
+        fail_l / (frames_l + 1.0),
+        lg[Signal.RECORD_REJECTED] / (lg[Signal.DHT_STORE] + lg[Signal.MESSAGE_OK] + 1.0),
+        log1p(lg[Signal.BYTES] / (lg[Signal.FRAME] + 1.0)),
+        log1p(lg[Signal.CONNECT] + lg[Signal.DISCONNECT] + lg[Signal.HANDSHAKE_FAILED]),
+        log1p(min(age, MAX_AGE)),
+    )
+
+
+class PeerFeatures:
+    """Sliding-window counters of every peer the node hears from (bounded)."""
+
+    def __init__(self, max_peers: int = MAX_PEERS) -> None:
+        if max_peers < 1:
+            raise LocalProtocolError("max_peers must be positive")
+        self._max_peers = max_peers
+        self._peers: OrderedDict[str, _PeerWindow] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._peers
+
+    def observe(self, peer: str, signal: Signal, now: float, amount: float = 1.0) -> None:
+        """Count `amount` of `signal` for `peer` at time `now` (seconds)."""
+        if amount < 0:
+            raise LocalProtocolError("a signal count can't be negative")
+        second = math.floor(now)
+        window = self._peers.get(peer)
+        if window is None:
+            window = self._peers[peer] = _PeerWindow(second)
+            if len(self._peers) > self._max_peers:
+                self._peers.popitem(last=False)
+        else:
+            self._peers.move_to_end(peer)
+        window.add(second, int(signal), float(amount))
+
+    def row(self, peer: str, now: float) -> FeatureRow | None:
+        """`peer`'s features at `now`, or None for a peer never seen (or forgotten)."""
+        window = self._peers.get(peer)
+        if window is None:
+            return None
+        second = math.floor(now)
+        window.advance(second)
+        return FeatureRow(peer, features_of(window.short, window.long, now - window.first_seen))
+
+    def active(self, now: float) -> Iterator[str]:
+        """Peers with any activity in the long window (others need no evaluation)."""
+        second = math.floor(now)
+        for peer, window in self._peers.items():
+            if second - window.head < LONG_WINDOW:
+                yield peer
+
+    def rows(self, now: float) -> list[FeatureRow]:
+        """Rows of every active peer at `now`."""
+        found = []
+        for peer in list(self.active(now)):
+            row = self.row(peer, now)
+            if row is not None:
+                found.append(row)
+        return found
+
+    def forget(self, peer: str) -> None:
+        """Drop a peer's counters (e.g. a removed contact)."""
+        self._peers.pop(peer, None)
+
+    def expire(self, now: float, idle: float = 3 * LONG_WINDOW) -> int:
+        """Forget peers idle for `idle` seconds; how many were forgotten."""
+        limit = math.floor(now) - idle
+        stale = [p for p, w in self._peers.items() if w.head < limit]
+        for peer in stale:
+            del self._peers[peer]
+        return len(stale)

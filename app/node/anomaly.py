@@ -1,0 +1,374 @@
+"""Anomaly detection on the running node: counters, the ONNX detector, responses.
+
+`AnomalyMonitor` collects per-peer `Signal` counts from small hooks (the inbound gate
+every transport payload passes, the messenger's per-peer outcomes, transport events,
+the DHT protocol's observer), scores every active peer every `EVALUATION_INTERVAL`
+seconds with the shipped detector (``resources/models/anomaly.onnx`` through
+`app.node.ml`, in a worker thread: never on the hot path), and applies
+`app.core.peer_policy`:
+
+* a rate-limited peer's payloads are delivered at the policy's rate, the rest queued;
+* a quarantined (graylisted) peer's payloads are queued until the quarantine ends, then
+  delivered in order; DHT requests from a quarantined DHT address are not answered;
+* nothing is dropped silently: when a peer's queue is full its connection is closed
+  (counted as ``shed``); an honest contact's messenger keeps every event in its ledger
+  and sends it again on the next connection (docs/protocol.md, section 7), so nothing
+  is lost, while an attacker merely loses its connection.
+
+Every change of standing is a `SecurityAlert` of kind ``"anomaly"`` for the user and a
+sealed row in the ``security_events`` table; a quarantined contact also triggers key
+rotation (`app.node.rotation`). See docs/decisions/0012-anomaly-detection.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.core.peer_features import FEATURE_NAMES, N_FEATURES, PeerFeatures, Signal
+from app.core.peer_policy import (
+    Admission,
+    PeerPolicy,
+    PolicySettings,
+    Standing,
+    StandingChanged,
+)
+from app.node.api import NodeEvent, SecurityAlert
+from app.node.ml import ModelError, OnnxModel, load_model
+from app.node.transport import (
+    AuthenticationRefused,
+    ConnectionStateChanged,
+    PeerState,
+    TransportEvent,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "anomaly.onnx"
+EVALUATION_INTERVAL = 2.0
+"""Seconds between two evaluations of every active peer (the model was trained so)."""
+MAX_QUEUED_PAYLOADS = 512
+MAX_QUEUED_BYTES = 8 * 1024 * 1024
+"""Per peer: what is held while it is rate-limited or quarantined."""
+
+Dispatch = Callable[[str, bytes], Awaitable[None]]
+
+_TRANSPORT_PEER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "anomaly_transport_peer", default=None
+)
+"""Set while a payload that came over a connection is being handled, so outcomes the
+messenger reports for it count for that peer (mailbox envelopes read from the DHT,
+which may legitimately repeat, don't)."""
+
+MESSENGER_SIGNALS: dict[str, Signal] = {
+    "ok": Signal.MESSAGE_OK,
+    "decrypt_failed": Signal.DECRYPT_FAILED,
+    "replay": Signal.REPLAY,
+    "malformed": Signal.MALFORMED,
+    "invalid_signature": Signal.INVALID_SIGNATURE,
+    "event_rejected": Signal.RECORD_REJECTED,
+}
+DHT_SIGNALS: dict[str, Signal] = {
+    "request": Signal.DHT_REQUEST,
+    "store": Signal.DHT_STORE,
+    "rejected": Signal.RECORD_REJECTED,
+    "invalid_signature": Signal.INVALID_SIGNATURE,
+    "malformed": Signal.MALFORMED,
+}
+
+
+def dht_peer(address: tuple[str, int]) -> str:
+    """How a DHT sender is named among the monitored peers."""
+    return f"dht:{address[0]}:{address[1]}"
+
+
+class Detector:
+    """The shipped ONNX detector: feature rows in, attack probabilities out."""
+
+    def __init__(self, model: OnnxModel) -> None:
+        if model.n_features not in (None, N_FEATURES):
+            raise ModelError(
+                f"the anomaly model takes {model.n_features} features, not {N_FEATURES}"
+            )
+        meta = model.metadata
+        names = meta.get("features")
+        if names is not None and names != _feature_names_json():
+            raise ModelError("the anomaly model was trained on other features than this node's")
+        self.model = model
+        self.limit = float(meta.get("threshold_limit", "0.5"))
+        self.quarantine = float(meta.get("threshold_quarantine", "0.9"))
+
+    @classmethod
+    def load(cls) -> Detector:
+        """The detector shipped in resources/models (raises `ModelError`)."""
+        return cls(load_model(MODEL_NAME))
+
+    def scores(self, rows: Any) -> np.ndarray:
+        """P(attacking) of each row (a float32 matrix, `FEATURE_NAMES` columns)."""
+        outputs = self.model.run(rows)
+        probabilities = outputs.get("probabilities")
+        if probabilities is None:
+            raise ModelError("the anomaly model has no 'probabilities' output")
+        return np.asarray(probabilities)[:, 1]
+
+    def policy_settings(self) -> PolicySettings:
+        """Response thresholds taken from the model's calibration."""
+        return PolicySettings(limit_score=self.limit, quarantine_score=self.quarantine)
+
+
+def _feature_names_json() -> str:
+    import json
+
+    return json.dumps(list(FEATURE_NAMES))
+
+
+class SecurityLog(Protocol):
+    """Where security events are kept (sealed, see `app.node.storage.security_events`)."""
+
+    async def record(self, peer: str, kind: str, detail: str, at: float) -> None: ...
+
+
+class CompromiseSink(Protocol):
+    """Told when a contact's behaviour suggests its keys or ours are compromised."""
+
+    def alert(self, peer: str) -> None: ...
+
+    def failure(self, peer: str) -> None: ...
+
+    def replay(self, peer: str) -> None: ...
+
+    def message(self, peer: str, size: int) -> None: ...
+
+
+@dataclass
+class _Queue:
+    items: deque[bytes]
+    size: int = 0
+    task: asyncio.Task[None] | None = None
+
+
+class AnomalyMonitor:
+    """Per-peer features, periodic detection and the responses (see the module docstring)."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        publish: Callable[[NodeEvent], None],
+        *,
+        security_log: SecurityLog | None = None,
+        rotation: CompromiseSink | None = None,
+        close_connection: Callable[[str, str], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+        interval: float = EVALUATION_INTERVAL,
+    ) -> None:
+        self.detector = detector
+        self.features = PeerFeatures()
+        self.policy = PeerPolicy(detector.policy_settings())
+        self._publish = publish
+        self._log = security_log
+        self.rotation = rotation
+        self._close = close_connection
+        self._clock = clock
+        self._interval = interval
+        self._queues: dict[str, _Queue] = {}
+        self._dispatch: Dispatch | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stats: Counter[str] = Counter()
+        self.last_scores: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Evaluate every `interval` seconds from now on."""
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """Stop evaluating and draining (queued payloads of bad peers are discarded)."""
+        tasks = [t for t in [self._task, *self._tasks] if t is not None]
+        for queue in self._queues.values():
+            if queue.task is not None:
+                tasks.append(queue.task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ hooks
+
+    def observe(self, peer: str, signal: Signal, amount: float = 1.0) -> None:
+        """Count `amount` of `signal` for `peer` now."""
+        self.features.observe(peer, signal, self._clock(), amount)
+
+    def messenger_outcome(self, address: str, outcome: str, size: int = 0) -> None:
+        """The messenger's per-peer outcome of a payload (``"ok"``, ``"decrypt_failed"``,
+        ``"replay"``...), or ``"sent"`` for a message we sent (volume trigger)."""
+        if self.rotation is not None:
+            if outcome in ("ok", "sent"):
+                self.rotation.message(address, size)
+            elif outcome == "decrypt_failed" and _TRANSPORT_PEER.get() == address:
+                self.rotation.failure(address)
+            elif outcome == "replay" and _TRANSPORT_PEER.get() == address:
+                self.rotation.replay(address)
+        signal = MESSENGER_SIGNALS.get(outcome)
+        if signal is not None and _TRANSPORT_PEER.get() == address:
+            self.observe(address, signal)
+
+    def on_transport(self, event: TransportEvent) -> None:
+        """Connection churn and refused handshakes."""
+        if isinstance(event, AuthenticationRefused):
+            self.observe(event.address or "unknown", Signal.HANDSHAKE_FAILED)
+        elif isinstance(event, ConnectionStateChanged):
+            if event.state is PeerState.CONNECTED:
+                self.observe(event.address, Signal.CONNECT)
+            elif event.state is PeerState.DISCONNECTED and event.path is not None:
+                self.observe(event.address, Signal.DISCONNECT)
+
+    def on_dht(self, address: tuple[str, int], what: str) -> None:
+        """A DHT RPC or its outcome from `address` (``"request"``, ``"store"``...)."""
+        signal = DHT_SIGNALS.get(what)
+        if signal is not None:
+            self.observe(dht_peer(address), signal)
+
+    def dht_blocked(self, address: tuple[str, int]) -> bool:
+        """Whether DHT requests from `address` go unanswered (it is quarantined)."""
+        return self.policy.standing(dht_peer(address)) is Standing.QUARANTINED
+
+    # ------------------------------------------------------------------ inbound gate
+
+    async def deliver(self, address: str, payload: bytes, dispatch: Dispatch) -> None:
+        """Every payload from a connection passes here: counted, then handled now,
+        queued (rate-limited or quarantined peer) or, with a full queue, the
+        connection is closed (the sender's outbox keeps what it sent)."""
+        now = self._clock()
+        self.features.observe(address, Signal.FRAME, now)
+        self.features.observe(address, Signal.BYTES, now, len(payload))
+        self._dispatch = dispatch
+        queue = self._queues.get(address)
+        if (queue is None or not queue.items) and self.policy.admit(
+            address, now
+        ) is Admission.DELIVER:
+            await self._handle(address, payload, dispatch)
+            return
+        if queue is None:
+            queue = self._queues[address] = _Queue(deque())
+        if len(queue.items) >= MAX_QUEUED_PAYLOADS or queue.size + len(payload) > MAX_QUEUED_BYTES:
+            self.stats["shed"] += 1
+            if self._close is not None:
+                await self._close(address, "too much traffic while restricted")
+            return
+        queue.items.append(payload)
+        queue.size += len(payload)
+        self.stats["queued"] += 1
+        if queue.task is None or queue.task.done():
+            queue.task = asyncio.ensure_future(self._drain(address, queue))
+
+    def queued(self, address: str) -> int:
+        """How many payloads of `address` wait for delivery."""
+        queue = self._queues.get(address)
+        return 0 if queue is None else len(queue.items)
+
+    async def _handle(self, address: str, payload: bytes, dispatch: Dispatch) -> None:
+        token = _TRANSPORT_PEER.set(address)
+        try:
+            await dispatch(address, payload)
+        finally:
+            _TRANSPORT_PEER.reset(token)
+
+    async def _drain(self, address: str, queue: _Queue) -> None:
+        while queue.items:
+            now = self._clock()
+            if self.policy.admit(address, now) is not Admission.DELIVER:
+                wait = self.policy.next_admission(address, now)
+                await asyncio.sleep(min(max(wait, 0.05), self._interval))
+                continue
+            payload = queue.items.popleft()
+            queue.size -= len(payload)
+            self.stats["released"] += 1
+            if self._dispatch is not None:
+                try:
+                    await self._handle(address, payload, self._dispatch)
+                except Exception:  # one bad payload must not strand the rest
+                    log.exception("handling a queued payload failed")
+        self._queues.pop(address, None)
+
+    # ------------------------------------------------------------------ detection
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.evaluate()
+            except Exception:  # detection must outlive one bad round
+                log.exception("anomaly evaluation failed")
+
+    async def evaluate(self) -> list[StandingChanged]:
+        """Score every active peer once and apply the policy; the changes made."""
+        now = self._clock()
+        rows = self.features.rows(now)
+        changes: list[StandingChanged] = []
+        if rows:
+            matrix = np.asarray([r.values for r in rows], dtype=np.float32)
+            scores = await asyncio.to_thread(self.detector.scores, matrix)
+            self.stats["evaluated"] += len(rows)
+            for row, score in zip(rows, scores, strict=True):
+                self.last_scores[row.peer] = float(score)
+                changes += self.policy.assess(row.peer, float(score), now)
+        changes += self.policy.handle_timer(now)
+        self.features.expire(now)
+        for change in changes:
+            await self._apply(change, now)
+        return changes
+
+    async def _apply(self, change: StandingChanged, now: float) -> None:
+        worse = _RANK[change.new] > _RANK[change.old]
+        detail = _describe(change, self.features.row(change.peer, now))
+        log.warning(
+            "peer standing: %s -> %s (%s)", change.old.value, change.new.value, change.reason
+        )
+        self.stats[f"to_{change.new.value}"] += 1
+        if worse:
+            self._publish(SecurityAlert(change.peer, "anomaly", detail))
+            if change.new is Standing.QUARANTINED and self.rotation is not None:
+                self.rotation.alert(change.peer)
+        if self._log is not None:
+            with contextlib.suppress(Exception):
+                await self._log.record(change.peer, "anomaly", detail, now)
+
+
+_RANK = {Standing.NORMAL: 0, Standing.RATE_LIMITED: 1, Standing.QUARANTINED: 2}
+
+
+def _describe(change: StandingChanged, row: Any) -> str:
+    """A sentence for the user: what happened and what the node does about it."""
+    if change.new is Standing.QUARANTINED:
+        until = time.strftime("%H:%M:%S", time.localtime(change.until or 0))
+        action = f"is quarantined until {until}; what it sends is held, not lost"
+    elif change.new is Standing.RATE_LIMITED and change.old is Standing.QUARANTINED:
+        action = "left quarantine and is rate-limited for a while"
+    elif change.new is Standing.RATE_LIMITED:
+        action = "is rate-limited; what it sends beyond the limit is held, not lost"
+    else:
+        action = "behaves normally again and is no longer restricted"
+    evidence = ""
+    if row is not None and change.new is not Standing.NORMAL:
+        counts = {
+            name: round(float(np.expm1(v)))
+            for name, v in zip(FEATURE_NAMES, row.values, strict=True)
+            if name.endswith("_60s")
+            and not name.startswith(("bytes", "message_ok"))
+            and "ratio" not in name
+            and v > 0
+        }
+        top = sorted(counts.items(), key=lambda item: -item[1])[:3]
+        if top:
+            evidence = " (last minute: " + ", ".join(f"{n[:-4]} {c}" for n, c in top) + ")"
+    return f"A peer behaves unusually (detector score {change.score:.2f}) and {action}{evidence}."

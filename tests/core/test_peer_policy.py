@@ -1,0 +1,92 @@
+"""The response state machine: rate limit, quarantine with expiry, release; never drop."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.core.peer_policy import Admission, PeerPolicy, PolicySettings, Standing
+
+CFG = PolicySettings(
+    limit_score=0.5,
+    quarantine_score=0.9,
+    quarantine_seconds=60,
+    max_quarantine_seconds=600,
+    probation_seconds=30,
+    forgive_seconds=3600,
+    rate=2.0,
+    burst=4.0,
+)
+
+
+def test_calm_peers_are_not_even_remembered() -> None:
+    policy = PeerPolicy(CFG)
+    assert policy.assess("p", 0.1, 0) == []
+    assert policy.standing("p") is Standing.NORMAL and policy.flagged() == {}
+    assert policy.admit("p", 0) is Admission.DELIVER
+
+
+def test_rate_limit_then_calm_returns_to_normal() -> None:
+    policy = PeerPolicy(CFG)
+    [change] = policy.assess("p", 0.6, 100)
+    assert (change.old, change.new) == (Standing.NORMAL, Standing.RATE_LIMITED)
+    admitted = [policy.admit("p", 100.0) for _ in range(10)]
+    assert admitted.count(Admission.DELIVER) == 4  # the burst, then queue
+    assert policy.next_admission("p", 100.0) == 0.5
+    assert policy.admit("p", 100.5) is Admission.DELIVER
+    assert policy.assess("p", 0.1, 110) == []  # not calm long enough
+    [back] = policy.assess("p", 0.1, 131)
+    assert back.new is Standing.NORMAL
+
+
+def test_quarantine_expires_into_probation_and_doubles_on_repeat() -> None:
+    policy = PeerPolicy(CFG)
+    [q] = policy.assess("p", 0.95, 0)
+    assert q.new is Standing.QUARANTINED and q.until == 60
+    assert policy.admit("p", 10) is Admission.QUEUE
+    assert policy.get_timer() == 60
+    assert policy.handle_timer(59) == []
+    [released] = policy.handle_timer(60)
+    assert (released.old, released.new) == (Standing.QUARANTINED, Standing.RATE_LIMITED)
+    [again] = policy.assess("p", 0.99, 70)
+    assert again.until == 70 + 120  # second offence: twice as long
+    policy.handle_timer(190)
+    assert policy.standing("p") is Standing.RATE_LIMITED
+    [normal] = policy.handle_timer(190 + 30)
+    assert normal.new is Standing.NORMAL
+
+
+def test_quarantine_is_capped_and_the_user_can_release() -> None:
+    policy = PeerPolicy(CFG)
+    now = 0.0
+    for _ in range(8):
+        [q] = policy.assess("p", 1.0, now)
+        assert q.until is not None and q.until - now <= CFG.max_quarantine_seconds
+        now = q.until
+        policy.handle_timer(now)
+    [released] = policy.release("p", now)
+    assert released.new is Standing.NORMAL and policy.standing("p") is Standing.NORMAL
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 30)), max_size=40))
+def test_every_change_is_reported_once_and_standing_follows(
+    steps: list[tuple[float, float]],
+) -> None:
+    """Invariants: each reported change starts where the previous one ended; quarantine
+    never admits; a quarantine always ends (a timer exists) and never outlasts the cap."""
+    policy = PeerPolicy(CFG)
+    now = 0.0
+    standing = Standing.NORMAL
+    for score, dt in steps:
+        now += dt
+        for change in [*policy.handle_timer(now), *policy.assess("p", score, now)]:
+            assert change.old is standing
+            standing = change.new
+            if change.new is Standing.QUARANTINED:
+                assert change.until is not None
+                assert 0 < change.until - now <= CFG.max_quarantine_seconds
+        assert policy.standing("p") is standing
+        if standing is Standing.QUARANTINED:
+            assert policy.admit("p", now) is Admission.QUEUE
+            assert policy.get_timer() is not None

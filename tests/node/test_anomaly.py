@@ -1,0 +1,300 @@
+"""Anomaly detection and key rotation on real nodes in one process, over loopback.
+
+Nodes are composed like `app.node.daemon.hosted_node` (store, network stack, messenger,
+mailbox courier, `NodeGuard` with the shipped ONNX detector); the WebSocket path is
+preferred so no ICE patch is needed; a plain DHT node keeps records while others stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from app.core.peer_features import N_FEATURES, PeerFeatures, Signal
+from app.core.peer_policy import Standing
+from app.core.prekeys import PrekeyBundle
+from app.core.rotation_policy import ALL_KEYS, RotationDue, RotationReason
+from app.node.anomaly import Detector
+from app.node.api import AddContact, ListMessages, NodeEvent, SecurityAlert, SendMessage
+from app.node.dht import DhtNode
+from app.node.guard import NodeGuard
+from app.node.mailbox import MailboxCourier
+from app.node.messenger import Messenger
+from app.node.network import NetworkStack
+from app.node.profile import create_profile, open_store
+from app.node.service import NodeService
+from app.node.transport import TransportSettings
+
+SETTINGS = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
+
+
+@dataclass
+class Node:
+    service: NodeService
+    network: NetworkStack
+    messenger: Messenger
+    courier: MailboxCourier
+    guard: NodeGuard
+    events: list[NodeEvent]
+
+    @property
+    def address(self) -> str:
+        return self.service.store.identity.public.address
+
+
+async def eventually(check: Callable[[], object], timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def start_node(root: Path, name: str, keeper: DhtNode, *, create: bool = True) -> Node:
+    if create:
+        create_profile(root / name, name, None)
+    store = open_store(root / name, None)
+    service = NodeService(store)
+    events: list[NodeEvent] = []
+    original = service.publish
+
+    def publish(event: NodeEvent) -> None:
+        events.append(event)
+        original(event)
+
+    network = NetworkStack(store.identity, settings=SETTINGS)
+    await network.start("127.0.0.1", 0)
+    messenger = Messenger(store, network, publish)
+    courier = MailboxCourier(store, network, messenger, poll_interval=3600)
+    messenger.courier = courier
+    messenger.epoch_sink = courier.epoch_announced
+    guard = NodeGuard.install(store, network, messenger, publish, mailbox=courier)
+    assert guard is not None, "the shipped detector must load"
+    service.attach_network(network)
+    await messenger.start()
+    guard.start([r.address for r in await store.call(store.contacts.all)])
+    service.attach_delivery(messenger)
+    await network.join([("127.0.0.1", keeper.port)])
+    return Node(service, network, messenger, courier, guard, events)
+
+
+async def stop_node(node: Node) -> None:
+    node.service.close()
+    await node.courier.stop()
+    await node.guard.stop()
+    await node.messenger.stop()
+    await node.network.stop()
+    await asyncio.to_thread(node.service.store.close)
+
+
+@pytest_asyncio.fixture
+async def keeper() -> AsyncIterator[DhtNode]:
+    dht = DhtNode()
+    await dht.start("127.0.0.1", 0)
+    yield dht
+    dht.stop()
+
+
+async def befriend(a: Node, b: Node) -> None:
+    await a.service.add_contact(AddContact((await b.service.whoami()).invite))
+    await b.service.add_contact(AddContact((await a.service.whoami()).invite))
+
+
+async def texts(node: Node, contact: str) -> list[str]:
+    return [m.text for m in await node.service.list_messages(ListMessages(contact))]
+
+
+# ------------------------------------------------------------------ detector alone
+
+
+def test_the_shipped_model_loads_and_separates_a_flood_from_a_quiet_peer() -> None:
+    detector = Detector.load()
+    assert detector.model.n_features == N_FEATURES
+    assert 0 < detector.limit <= detector.quarantine < 1
+    features = PeerFeatures()
+    for second in range(30):
+        now = 1000.0 + second
+        features.observe("quiet", Signal.FRAME, now)
+        features.observe("quiet", Signal.MESSAGE_OK, now)
+        features.observe("quiet", Signal.BYTES, now, 500)
+        features.observe("flood", Signal.FRAME, now, 300)
+        features.observe("flood", Signal.BYTES, now, 300 * 200)
+        features.observe("flood", Signal.MALFORMED, now, 200)
+        features.observe("flood", Signal.DECRYPT_FAILED, now, 50)
+    rows = [features.row(p, 1029.9) for p in ("quiet", "flood")]
+    matrix = np.asarray([r.values for r in rows if r is not None], dtype=np.float32)
+    quiet, flood = detector.scores(matrix)
+    assert quiet < detector.limit and flood >= detector.quarantine
+
+
+# ------------------------------------------------------------------ a flood on loopback
+
+
+@pytest.mark.asyncio
+async def test_a_flooding_contact_is_quarantined_while_an_honest_ones_messages_arrive(
+    tmp_path: Path, keeper: DhtNode
+) -> None:
+    bob = await start_node(tmp_path, "Bob", keeper)
+    alice = await start_node(tmp_path, "Alice", keeper)
+    mallory = await start_node(tmp_path, "Mallory", keeper)
+    try:
+        await befriend(alice, bob)
+        await befriend(mallory, bob)
+        await alice.service.send_message(SendMessage("Bob", "before"))
+        await mallory.service.send_message(SendMessage("Bob", "I am nice"))
+        await eventually(lambda: _has(texts(bob, "Mallory"), "I am nice"))
+        await eventually(lambda: _has(texts(bob, "Alice"), "before"))
+
+        # Mallory hammers Bob over its authenticated connection: ratchet-shaped garbage
+        # (every one fails to decrypt) and garbage that doesn't parse
+        async def flood() -> None:
+            for i in range(3000):
+                conn = mallory.network.manager.connection(bob.address)
+                if conn is None:
+                    return
+                junk = b"\x01\x01\x00" + os.urandom(300) if i % 2 else os.urandom(64)
+                try:
+                    await conn.send(junk)
+                except Exception:
+                    return
+                if i % 20 == 0:
+                    await asyncio.sleep(0.01)
+
+        flooding = asyncio.ensure_future(flood())
+        sent = [f"during {i}" for i in range(5)]
+        for text in sent:
+            await alice.service.send_message(SendMessage("Bob", text))
+            await asyncio.sleep(0.3)
+        monitor = bob.guard.monitor
+
+        def alerted() -> bool:
+            return any(
+                isinstance(e, SecurityAlert)
+                and e.kind == "anomaly"
+                and e.contact == mallory.address
+                for e in bob.events
+            )
+
+        await eventually(alerted, timeout=15)
+        await eventually(lambda: monitor.policy.standing(mallory.address) is Standing.QUARANTINED)
+        assert monitor.policy.standing(alice.address) is Standing.NORMAL
+        await eventually(lambda: _has_all(texts(bob, "Alice"), ["before", *sent]))
+        stored = await bob.service.store.call(bob.service.store.security_events.recent)
+        assert any(e.kind == "anomaly" and e.peer == mallory.address for e in stored)
+        # the alert (and the failure burst before it) rotated what Bob shares with Mallory
+        await eventually(lambda: any(d.contact == mallory.address for d in bob.guard.rotator.done))
+        flooding.cancel()
+        await asyncio.gather(flooding, return_exceptions=True)
+        await alice.service.send_message(SendMessage("Bob", "after"))
+        await eventually(lambda: _has(texts(bob, "Alice"), "after"))
+    finally:
+        for node in (mallory, alice, bob):
+            await stop_node(node)
+
+
+async def _has(value: object, text: str) -> bool:
+    return text in await value  # type: ignore[misc]
+
+
+async def _has_all(value: object, wanted: list[str]) -> bool:
+    got = await value  # type: ignore[misc]
+    return all(w in got for w in wanted)
+
+
+# ------------------------------------------------------------------ rotation
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_forced_rotation_steps_the_ratchet_republishes_prekeys_and_moves_the_mailbox(
+    tmp_path: Path, keeper: DhtNode
+) -> None:
+    alice = await start_node(tmp_path, "Alice", keeper)
+    bob = await start_node(tmp_path, "Bob", keeper)
+    running = [alice, bob]
+
+    async def stop(node: Node) -> None:
+        running.remove(node)
+        await stop_node(node)
+
+    try:
+        await befriend(alice, bob)
+        await alice.service.send_message(SendMessage("Bob", "hello"))
+        await eventually(lambda: _has(texts(bob, "Alice"), "hello"))
+        await bob.service.send_message(SendMessage("Alice", "hi"))
+        await eventually(lambda: _has(texts(alice, "Bob"), "hi"))
+        session = await bob.messenger.sessions.load(alice.address)
+        assert session is not None
+        our_key_before = session.ratchet.dh_public
+        bundle_before = await _bundle(alice, bob.address)
+
+        await bob.guard.rotator.perform(
+            RotationDue(alice.address, ALL_KEYS, RotationReason.DETECTOR)
+        )
+
+        # DH step: Bob's request went out at once, Alice answered, Bob's next send steps
+        async def stepped() -> bool:
+            await bob.messenger.send_state(alice.address, [], False)
+            current = await bob.messenger.sessions.load(alice.address)
+            return current is not None and current.ratchet.dh_public != our_key_before
+
+        await eventually(stepped)
+        # new signed prekey in the DHT
+        await eventually(lambda: _newer_bundle(alice, bob.address, bundle_before))
+        # the new mailbox epoch reached Alice (announced on the stepped chain)
+        epochs = bob.service.store.mailbox_epochs
+        issued = await bob.service.store.call(epochs.get, alice.address, True)
+        assert [e.epoch for e in issued] == [1]
+        await eventually(
+            lambda: alice.service.store.call(
+                alice.service.store.mailbox_epochs.get, bob.address, False
+            )
+        )
+        theirs = await alice.service.store.call(
+            alice.service.store.mailbox_epochs.get, bob.address, False
+        )
+        assert (theirs[0].epoch, theirs[0].seed) == (1, issued[0].seed)
+        # nothing lost: both directions still deliver
+        await alice.service.send_message(SendMessage("Bob", "after rotation"))
+        await eventually(lambda: _has(texts(bob, "Alice"), "after rotation"))
+
+        # Bob goes offline; Alice's next message goes to the epoch-1 mailbox
+        await stop(bob)
+        await alice.service.send_message(SendMessage("Bob", "while you were away"))
+        await eventually(lambda: alice.courier._written.get(bob.address), timeout=30)
+        assert {w[0][0] for w in alice.courier._written[bob.address]} == {1}
+        await stop(alice)
+
+        back = await start_node(tmp_path, "Bob", keeper, create=False)
+        running.append(back)
+        assert (1, issued[0].seed) in await back.courier.incoming_epochs(alice.address)
+        assert await back.courier.poll() >= 1
+        assert "while you were away" in await texts(back, "Alice")
+    finally:
+        for node in list(running):
+            await stop(node)
+
+
+async def _bundle(reader: Node, owner: str) -> PrekeyBundle:
+    raw = await reader.network.fetch_bundle(owner)
+    assert raw is not None
+    return PrekeyBundle.from_bytes(raw)
+
+
+async def _newer_bundle(reader: Node, owner: str, before: PrekeyBundle) -> bool:
+    raw = await reader.network.fetch_bundle(owner)
+    return (
+        raw is not None and PrekeyBundle.from_bytes(raw).signed_prekey_id != before.signed_prekey_id
+    )
