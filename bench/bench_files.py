@@ -257,7 +257,7 @@ def cli(profile: Path, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-def start_daemon(profile: Path) -> subprocess.Popen[str]:
+def start_daemon(profile: Path, shaping: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -269,6 +269,8 @@ def start_daemon(profile: Path) -> subprocess.Popen[str]:
             "--listen",
             "127.0.0.1:0",
             "--no-lan",
+            "--shaping",
+            shaping,
         ],
         env=env(),
         cwd=ROOT,
@@ -336,11 +338,11 @@ async def share_and_wait(sender: Path, receiver: Path, src: Path) -> dict[str, A
     }
 
 
-def run_eggs(src: Path, work: Path, size: int, digest: str) -> dict[str, Any]:
-    alice, bob = work / "alice", work / "bob"
+def run_eggs(src: Path, work: Path, size: int, digest: str, shaping: str) -> dict[str, Any]:
+    alice, bob = work / f"alice-{shaping}", work / f"bob-{shaping}"
     cli(alice, "init", "--name", "Alice")
     cli(bob, "init", "--name", "Bob")
-    procs = {"sender": start_daemon(alice), "receiver": start_daemon(bob)}
+    procs = {"sender": start_daemon(alice, shaping), "receiver": start_daemon(bob, shaping)}
     try:
         cli(alice, "contacts", "add", cli(bob, "whoami")["invite"])
         cli(bob, "contacts", "add", cli(alice, "whoami")["invite"])
@@ -356,6 +358,7 @@ def run_eggs(src: Path, work: Path, size: int, digest: str) -> dict[str, Any]:
             rss[side] = reap(proc)
     total = outcome["total_seconds"]
     return {
+        "shaping": shaping,
         "state": outcome["state"],
         "error": outcome["error"],
         "seconds": round(total, 2),
@@ -373,6 +376,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--skip-wormhole", action="store_true")
+    parser.add_argument(
+        "--shaping",
+        default="off,balanced",
+        help="traffic-shaping modes to run the daemons in, comma-separated (default: off,balanced)",
+    )
     parser.add_argument("--workdir", help="where the files go (default: a temp dir on disk)")
     args = parser.parse_args()
     size = args.size_mib * MiB
@@ -386,7 +394,10 @@ def main() -> None:
         flush_disk()
         worm = None if args.skip_wormhole else run_wormhole(src, work, size, digest)
         flush_disk()
-        eggs = run_eggs(src, work, size, digest)
+        eggs: dict[str, dict[str, Any]] = {}
+        for mode in args.shaping.split(","):
+            flush_disk()
+            eggs[mode] = run_eggs(src, work, size, digest, mode)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result: dict[str, Any] = {
@@ -397,9 +408,10 @@ def main() -> None:
         "baseline_magic_wormhole": worm,
         "targets": {"vs_wormhole_min": 1.5, "peak_rss_mb_max": 200},
     }
-    if worm and "mb_per_s" in worm:
-        result["ratio_vs_wormhole"] = round(eggs["mb_per_s"] / worm["mb_per_s"], 2)
-    result["rss_ok"] = all(v <= 200 for v in eggs["peak_rss_mb"].values())
+    for run in eggs.values():
+        if worm and "mb_per_s" in worm:
+            run["ratio_vs_wormhole"] = round(run["mb_per_s"] / worm["mb_per_s"], 2)
+        run["rss_ok"] = all(v <= 200 for v in run["peak_rss_mb"].values())
     print(json.dumps(result, indent=2))
 
 

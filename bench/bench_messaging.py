@@ -19,7 +19,8 @@ aiortc echo peer (this file with ``--echo-peer``; SDP exchanged over its stdin/s
 Targets (issue #6): p50 <= raw RTT / 2 x 2 + 1 ms; >= 2,000 messages/s sustained.
 Like the tests, the daemons run with the test-only SCRAMBLED_EGGS_ICE_LOOPBACK=1 and the
 echo peer patches aioice the same way (aioice skips loopback interfaces).
-Usage: ``.venv/bin/python bench/bench_messaging.py [--latency-rounds N] [--count N]``.
+Usage: ``.venv/bin/python bench/bench_messaging.py [--latency-rounds N] [--count N]``;
+the daemons run with ``--shaping off`` unless ``BENCH_SHAPING=balanced`` (or strict).
 Prints ONE JSON object.
 """
 
@@ -160,12 +161,20 @@ def _env() -> dict[str, str]:
     return env
 
 
+SHAPING = os.environ.get("BENCH_SHAPING", "off")
+"""Traffic-shaping mode of the daemons (`--shaping`); balanced adds its slot delay."""
+
+
 async def start_daemon(profile: Path) -> tuple[subprocess.Popen[bytes], ControlClient]:
     runner = [sys.executable, "-m", "app"]
     if PROFILE_PREFIX:
         runner[2:2] = ["cProfile", "-o", f"{PROFILE_PREFIX}-{profile.name}", "-m"]
     process = subprocess.Popen(
-        [*runner, "--profile", str(profile), "daemon", "--listen", "127.0.0.1:0", "--no-lan"],
+        [
+            *runner,
+            *("--profile", str(profile), "daemon", "--listen", "127.0.0.1:0", "--no-lan"),
+            *("--shaping", SHAPING),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -314,6 +323,7 @@ async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, An
     return {
         "benchmark": "bench_messaging",
         "path": result["path"],
+        "shaping": SHAPING,
         "baseline_raw_datachannel_rtt": _ms(raw),
         "one_way_latency": latency,
         "latency_target_p50_ms": round(target, 3),

@@ -214,6 +214,12 @@ scrambled-eggs: embedded-library *
 scrambled-eggs: shared-library-lacks-prerequisites *
 scrambled-eggs: library-not-linked-against-libc *
 scrambled-eggs: custom-library-search-path *
+# Libraries auditwheel vendored into wheels (`<package>.libs/`, patchelf-edited) fail to
+# load once stripped (numpy's OpenBLAS: "ELF load command address/offset not page-aligned"),
+# so build.spec ships them as built; likewise the few bootstrap extension modules
+# PyInstaller collects on its own, outside the spec's strip pass.
+scrambled-eggs: unstripped-binary-or-object [opt/scrambled-eggs/_internal/*.libs/*]
+scrambled-eggs: unstripped-binary-or-object [opt/scrambled-eggs/_internal/python3.11/lib-dynload/*]
 """
 
 
