@@ -384,8 +384,9 @@ def main() -> None:
     parser.add_argument("--workdir", help="where the files go (default: a temp dir on disk)")
     args = parser.parse_args()
     size = args.size_mib * MiB
-    base = Path(args.workdir) if args.workdir else None
-    work = Path(tempfile.mkdtemp(prefix="bench-files-", dir=base or ROOT / "build"))
+    base = Path(args.workdir) if args.workdir else ROOT / "build"
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-files-", dir=base))
     try:
         src = work / "payload.bin"
         digest = make_file(src, size)

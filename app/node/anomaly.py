@@ -43,6 +43,7 @@ from app.core.peer_policy import (
     StandingChanged,
 )
 from app.node.api import NodeEvent, SecurityAlert
+from app.node.block_exchange import BLOCK, DONT_HAVE, WANT
 from app.node.ml import ModelError, OnnxModel, load_model
 from app.node.transport import (
     AuthenticationRefused,
@@ -52,6 +53,7 @@ from app.node.transport import (
 )
 
 log = logging.getLogger(__name__)
+SOLICITED_TAGS = frozenset((BLOCK, DONT_HAVE))
 
 MODEL_NAME = "anomaly.onnx"
 EVALUATION_INTERVAL = 2.0
@@ -249,6 +251,19 @@ class AnomalyMonitor:
         queued (rate-limited or quarantined peer) or, with a full queue, the
         connection is closed (the sender's outbox keeps what it sent)."""
         now = self._clock()
+        if payload and (
+            payload[0] in SOLICITED_TAGS
+            or (payload[0] == WANT and self.policy.standing(address) is not Standing.QUARANTINED)
+        ):
+            # File blocks bound themselves (app.node.block_exchange): BLOCK/DONT_HAVE only
+            # answer our own requests (unsolicited ones are discarded), so holding them
+            # back would only slow our own download; a peer's WANTs are served at most
+            # MAX_SERVING at a time, stalling its connection beyond. Bulk transfer is not
+            # behaviour the detector was trained on: neither counted nor rate-limited;
+            # a quarantined peer's WANTs wait like the rest of its traffic.
+            self.stats["block_exchange"] += 1
+            await self._handle(address, payload, dispatch)
+            return
         self.features.observe(address, Signal.FRAME, now)
         self.features.observe(address, Signal.BYTES, now, len(payload))
         self._dispatch = dispatch
