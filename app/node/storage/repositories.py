@@ -232,20 +232,24 @@ class MessageRepository(SealedRepository):
         super().__init__(conn, key)
         self._own = own_address
 
+    _INSERT = (
+        "INTO messages (msg_id, contact_tag, outgoing, body_enc, sent_at, status) "
+        "VALUES (?, ?, ?, ?, ?, ?)"
+    )
+
+    def _row(self, message: Message) -> tuple[object, ...]:
+        return (
+            message.id,
+            self._tag(message.contact),
+            int(message.outgoing),
+            self._key.seal(f"messages/body/{message.id}", message.text.encode()),
+            message.time,
+            message.status.value,
+        )
+
     def add(self, message: Message) -> None:
         with transaction(self._conn):
-            self._conn.execute(
-                "INSERT INTO messages (msg_id, contact_tag, outgoing, body_enc, sent_at, status) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    message.id,
-                    self._tag(message.contact),
-                    int(message.outgoing),
-                    self._key.seal(f"messages/body/{message.id}", message.text.encode()),
-                    message.time,
-                    message.status.value,
-                ),
-            )
+            self._conn.execute("INSERT " + self._INSERT, self._row(message))
 
     def add_if_absent(self, message: Message) -> bool:
         """Insert a received message unless its id is already stored (exactly once)."""
@@ -257,18 +261,7 @@ class MessageRepository(SealedRepository):
         added = []
         with transaction(self._conn):
             for message in messages:
-                cur = self._conn.execute(
-                    "INSERT OR IGNORE INTO messages (msg_id, contact_tag, outgoing, body_enc, "
-                    "sent_at, status) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        message.id,
-                        self._tag(message.contact),
-                        int(message.outgoing),
-                        self._key.seal(f"messages/body/{message.id}", message.text.encode()),
-                        message.time,
-                        message.status.value,
-                    ),
-                )
+                cur = self._conn.execute("INSERT OR IGNORE " + self._INSERT, self._row(message))
                 if cur.rowcount == 1:
                     added.append(message)
         return added
