@@ -5,7 +5,11 @@ living one hour each, plus attackers of every kind in `tools.anomaly.simulator.A
 goes through `app.core.peer_features` (the node's code) and the shipped detector
 (`app.node.anomaly.Detector`, onnxruntime via `app.node.ml`), evaluated every 2 s like
 the node. Per attack kind: TPR (the attacker is flagged during its attack), time to
-detect, and the share detected within 10 s; per threshold: false positives per honest
+detect, and the share detected within 10 s, each on two clocks: from the attack's start
+(``within_10s``, ``median_delay_s``) and from its first evidence, the attacker's first
+act (``within_10s_of_evidence``, ``median_delay_from_evidence_s``; a low-and-slow
+replay's first act comes ~50 s after the start, so no detector can flag it within 10 s
+of the start); per threshold: false positives per honest
 peer-hour (an honest peer flagged at least once in its hour). Strong attacks (floods,
 replays, invalid signatures) are judged at the quarantine threshold, subtle ones at the
 rate-limit threshold. Baseline in the same run: token bucket + GossipSub-style score
@@ -91,8 +95,16 @@ def baseline_signals(trace: PeerTrace, cfg: BaselineSettings) -> tuple[np.ndarra
 def detection_report(
     traces: list[PeerTrace], flagged: list[np.ndarray], times: list[np.ndarray]
 ) -> dict[str, Any]:
-    """TPR, delay and within-10-s share per attack kind (flag arrays per trace)."""
+    """TPR, delays and within-10-s shares per attack kind (flag arrays per trace).
+
+    Two clocks: from the attack's start (a compromised peer's turn, a stranger's or the
+    first Sybil identity's arrival) and from its first evidence (the attacker's first
+    act, the earliest instant any detector can have seen anything: a replay at 0.02/s
+    comes ~50 s after the start). A flag raised after the start but before the first act
+    counts as a delay of 0 on the second clock."""
     first: dict[str, float | None] = {}
+    first_ev: dict[str, float | None] = {}
+    evidence_at: dict[str, float] = {}
     kind_of: dict[str, str] = {}
     for trace, flags, at in zip(traces, flagged, times, strict=True):
         if trace.attack is None:
@@ -100,25 +112,48 @@ def detection_report(
         group = group_of(trace)
         kind_of[group] = trace.attack
         first.setdefault(group, None)
+        first_ev.setdefault(group, None)
         start = trace.start + (trace.attack_start or 0)
-        group_start = start if "." not in trace.peer else None
+        sybil = "." in trace.peer
+        begin = start if not sybil else _group_start(traces, group)
+        acted = trace.first_evidence if trace.first_evidence is not None else trace.attack_start
+        evidence = trace.start + (acted or 0) if not sybil else begin
+        evidence_at[group] = min(evidence_at.get(group, evidence), evidence)
         hits = [float(t) for t, f in zip(at, flags, strict=True) if f and t >= start]
         if hits:
-            begin = group_start if group_start is not None else _group_start(traces, group)
             delay = hits[0] - begin + EVAL_STEP / 2  # flags are read at the end of a step
             prev = first[group]
             first[group] = delay if prev is None else min(prev, delay)
+            delay_ev = max(0.0, hits[0] - evidence + EVAL_STEP / 2)
+            prev = first_ev[group]
+            first_ev[group] = delay_ev if prev is None else min(prev, delay_ev)
     per_kind: dict[str, dict[str, Any]] = {}
     for kind in sorted(set(kind_of.values())):
-        delays = [first[g] for g, k in kind_of.items() if k == kind]
-        hit = [d for d in delays if d is not None]
+        groups = [g for g, k in kind_of.items() if k == kind]
+        hit = [d for g in groups if (d := first[g]) is not None]
+        hit_ev = [d for g in groups if (d := first_ev[g]) is not None]
+        starts = [
+            evidence_at[g] - (_group_start(traces, g) if _is_sybil(g) else _attack_start(traces, g))
+            for g in groups
+        ]
         per_kind[kind] = {
-            "attackers": len(delays),
-            "tpr": round(len(hit) / len(delays), 4),
-            "within_10s": round(sum(1 for d in hit if d <= 10) / len(delays), 4),
+            "attackers": len(groups),
+            "tpr": round(len(hit) / len(groups), 4),
+            "within_10s": round(sum(1 for d in hit if d <= 10) / len(groups), 4),
+            "within_10s_of_evidence": round(sum(1 for d in hit_ev if d <= 10) / len(groups), 4),
             "median_delay_s": round(statistics.median(hit), 1) if hit else None,
+            "median_delay_from_evidence_s": round(statistics.median(hit_ev), 1) if hit_ev else None,
+            "median_first_evidence_after_start_s": round(statistics.median(starts), 1),
         }
     return per_kind
+
+
+def _is_sybil(group: str) -> bool:
+    return group.startswith("sybil")
+
+
+def _attack_start(traces: list[PeerTrace], group: str) -> float:
+    return min(t.start + (t.attack_start or 0) for t in traces if group_of(t) == group)
 
 
 def _group_start(traces: list[PeerTrace], group: str) -> float:
@@ -236,10 +271,14 @@ def _summary(report: dict[str, dict[str, Any]], fpr: float) -> dict[str, Any]:
     attackers = sum(v["attackers"] for v in report.values())
     tpr = sum(v["tpr"] * v["attackers"] for v in report.values()) / attackers
     within = sum(v["within_10s"] * v["attackers"] for v in report.values()) / attackers
+    within_ev = (
+        sum(v["within_10s_of_evidence"] * v["attackers"] for v in report.values()) / attackers
+    )
     return {
         "fp_per_honest_peer_hour": round(fpr, 5),
         "tpr": round(tpr, 4),
         "tpr_within_10s": round(within, 4),
+        "tpr_within_10s_of_evidence": round(within_ev, 4),
         "per_attack": report,
     }
 

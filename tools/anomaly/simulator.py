@@ -46,29 +46,45 @@ REFERENCE: dict[Signal, float] = {
 run at 2x, 5x and 10x these."""
 
 
+Event = tuple[Signal, ...]
+"""What one attacking act makes the node count: a replayed payload is a FRAME *and* a
+REPLAY, an invalid record a DHT_STORE, an INVALID_SIGNATURE and a RECORD_REJECTED."""
+
+
 @dataclass(frozen=True)
 class AttackSpec:
-    """One attack: which peer kind, which signals at which rates (events/s)."""
+    """One attack: which peer kind, which acts (`events`) at which rates (acts/s)."""
 
     name: str
     kind: str
-    rates: dict[Signal, float]
+    events: dict[Event, float]
     strong: bool
     """Strong attacks (floods, replays, invalid signatures) have stricter targets."""
     sybil: bool = False
 
+    @property
+    def rates(self) -> dict[Signal, float]:
+        """Each signal's rate (events/s) over all acts."""
+        out: dict[Signal, float] = {}
+        for event, rate in self.events.items():
+            for signal in event:
+                out[signal] = out.get(signal, 0.0) + rate
+        return out
 
-def _scaled(base: dict[Signal, float], factor: float) -> dict[Signal, float]:
-    return {s: r * factor for s, r in base.items()}
+
+def _scaled(base: dict[Event, float], factor: float) -> dict[Event, float]:
+    return {e: r * factor for e, r in base.items()}
 
 
-_FLOOD = {S.FRAME: 200.0, S.MALFORMED: 150.0, S.DECRYPT_FAILED: 40.0}
-_DHT_FLOOD = {S.DHT_REQUEST: 150.0}
-_REPLAY = {S.FRAME: 5.0, S.REPLAY: 5.0}
-_INVALID_SIG = {S.DHT_STORE: 2.0, S.INVALID_SIGNATURE: 2.0, S.RECORD_REJECTED: 2.0}
-_DECRYPT_BURST = {S.FRAME: 10.0, S.DECRYPT_FAILED: 10.0}
-_STORE_FLOOD = {S.DHT_STORE: 40.0, S.RECORD_REJECTED: 10.0}
-_SYBIL = {S.CONNECT: 0.5, S.DISCONNECT: 0.5, S.HANDSHAKE_FAILED: 0.3, S.FRAME: 1.0}
+# Every failure an attacker causes arrives as a payload or a store, as on the node (a
+# replayed ciphertext is counted as a FRAME and, once the messenger rejects it, a REPLAY)
+_FLOOD = {(S.FRAME, S.MALFORMED): 150.0, (S.FRAME, S.DECRYPT_FAILED): 40.0, (S.FRAME,): 10.0}
+_DHT_FLOOD = {(S.DHT_REQUEST,): 150.0}
+_REPLAY = {(S.FRAME, S.REPLAY): 5.0}
+_INVALID_SIG = {(S.DHT_STORE, S.INVALID_SIGNATURE, S.RECORD_REJECTED): 2.0}
+_DECRYPT_BURST = {(S.FRAME, S.DECRYPT_FAILED): 10.0}
+_STORE_FLOOD = {(S.DHT_STORE, S.RECORD_REJECTED): 10.0, (S.DHT_STORE,): 30.0}
+_SYBIL = {(S.CONNECT,): 0.5, (S.DISCONNECT,): 0.5, (S.HANDSHAKE_FAILED,): 0.3, (S.FRAME,): 1.0}
 
 ATTACKS: list[AttackSpec] = [
     AttackSpec("flood", "transport", _FLOOD, True),
@@ -79,29 +95,26 @@ ATTACKS: list[AttackSpec] = [
     AttackSpec("store_flood", "dht", _STORE_FLOOD, False),
     AttackSpec("sybil_churn", "transport", _SYBIL, False, sybil=True),
 ]
-_LOW_AND_SLOW = {
-    "flood": ("transport", {S.FRAME: REFERENCE[S.FRAME], S.MALFORMED: REFERENCE[S.FRAME] * 0.75}),
-    "dht_flood": ("dht", {S.DHT_REQUEST: REFERENCE[S.DHT_REQUEST]}),
-    "replay": ("transport", {S.FRAME: REFERENCE[S.REPLAY], S.REPLAY: REFERENCE[S.REPLAY]}),
+_REF = REFERENCE
+_LOW_AND_SLOW: dict[str, tuple[str, dict[Event, float]]] = {
+    "flood": (
+        "transport",
+        {(S.FRAME, S.MALFORMED): _REF[S.FRAME] * 0.75, (S.FRAME,): _REF[S.FRAME] * 0.25},
+    ),
+    "dht_flood": ("dht", {(S.DHT_REQUEST,): _REF[S.DHT_REQUEST]}),
+    "replay": ("transport", {(S.FRAME, S.REPLAY): _REF[S.REPLAY]}),
     "invalid_signature": (
         "dht",
-        {
-            S.DHT_STORE: REFERENCE[S.INVALID_SIGNATURE],
-            S.INVALID_SIGNATURE: REFERENCE[S.INVALID_SIGNATURE],
-            S.RECORD_REJECTED: REFERENCE[S.INVALID_SIGNATURE],
-        },
+        {(S.DHT_STORE, S.INVALID_SIGNATURE, S.RECORD_REJECTED): _REF[S.INVALID_SIGNATURE]},
     ),
-    "decrypt_burst": (
-        "transport",
-        {S.FRAME: REFERENCE[S.DECRYPT_FAILED], S.DECRYPT_FAILED: REFERENCE[S.DECRYPT_FAILED]},
-    ),
-    "store_flood": ("dht", {S.DHT_STORE: REFERENCE[S.DHT_STORE]}),
+    "decrypt_burst": ("transport", {(S.FRAME, S.DECRYPT_FAILED): _REF[S.DECRYPT_FAILED]}),
+    "store_flood": ("dht", {(S.DHT_STORE,): _REF[S.DHT_STORE]}),
     "sybil_churn": (
         "transport",
         {
-            S.CONNECT: REFERENCE[S.CONNECT],
-            S.DISCONNECT: REFERENCE[S.CONNECT],
-            S.HANDSHAKE_FAILED: REFERENCE[S.CONNECT] / 2,
+            (S.CONNECT,): _REF[S.CONNECT],
+            (S.DISCONNECT,): _REF[S.CONNECT],
+            (S.HANDSHAKE_FAILED,): _REF[S.CONNECT] / 2,
         },
     ),
 }
@@ -130,6 +143,9 @@ class PeerTrace:
     """First second the peer exists."""
     attack_start: int | None
     counts: np.ndarray
+    first_evidence: int | None = None
+    """First second (from `start`) with an attacking act in it: the earliest instant any
+    detector can have seen the attack (None: as `attack_start`)."""
 
 
 def _benign_counts(rng: np.random.Generator, kind: str, duration: int) -> np.ndarray:
@@ -206,14 +222,17 @@ def _benign_counts(rng: np.random.Generator, kind: str, duration: int) -> np.nda
 def _attack_counts(
     rng: np.random.Generator, spec: AttackSpec, duration: int, start: int
 ) -> np.ndarray:
-    """The attack's counts from `start` on, with bursty (gamma-mixed) Poisson rates."""
+    """The attack's counts from `start` on, with bursty (gamma-mixed) Poisson rates of
+    each act (an act adds one to each of its signals)."""
     c = np.zeros((duration, N_SIGNALS), dtype=np.float64)
     n = duration - start
     if n <= 0:
         return c
     intensity = rng.gamma(4.0, 0.25, size=n)  # mean 1, varies second to second
-    for signal, rate in spec.rates.items():
-        c[start:, signal] = rng.poisson(rate * intensity)
+    for event, rate in spec.events.items():
+        acts = rng.poisson(rate * intensity)
+        for signal in event:
+            c[start:, signal] += acts
     if spec.rates.get(S.FRAME):
         c[start:, S.BYTES] = c[start:, S.FRAME] * rng.lognormal(math.log(400), 1.0, size=n)
     return c
@@ -252,10 +271,10 @@ def make_population(
                 while cursor < attack_duration:
                     life = int(rng.integers(20, 120))
                     counts = _attack_counts(rng, spec, life, 0)
-                    counts[0, S.CONNECT] += 1
+                    counts[0, S.CONNECT] += 1  # the identity's connection is the attack
                     traces.append(
                         PeerTrace(
-                            f"{spec.name}{seed}-{j}.{k}", spec.kind, spec.name, cursor, 0, counts
+                            f"{spec.name}{seed}-{j}.{k}", spec.kind, spec.name, cursor, 0, counts, 0
                         )
                     )
                     cursor += life
@@ -268,9 +287,12 @@ def make_population(
             )
             if not compromised:
                 counts[0, S.CONNECT if spec.kind == "transport" else S.DHT_REQUEST] += 1
-            counts += _attack_counts(rng, spec, length, prefix)
+            attack = _attack_counts(rng, spec, length, prefix)
+            acting = np.flatnonzero(attack.any(axis=1))
+            evidence = int(acting[0]) if len(acting) else None
+            counts += attack
             name = f"{spec.name}{seed}-{j}"
-            traces.append(PeerTrace(name, spec.kind, spec.name, 0, prefix, counts))
+            traces.append(PeerTrace(name, spec.kind, spec.name, 0, prefix, counts, evidence))
     return traces
 
 
@@ -285,6 +307,8 @@ class LabelledRow:
     """True once the peer's attack has started (at this row's time)."""
     since_attack: int = -1
     """Seconds since the attack started (-1 before it or for honest peers)."""
+    since_evidence: int = -1
+    """Seconds since the attacker's first act (-1 before it or for honest peers)."""
 
 
 def replay(
@@ -314,7 +338,12 @@ def replay(
             since = (
                 second - trace.attack_start if attacking and trace.attack_start is not None else -1
             )
-            yield LabelledRow(row, now, trace.attack, attacking, since)
+            evidence = trace.first_evidence
+            if evidence is None:
+                evidence = trace.attack_start
+            acted = attacking and evidence is not None and second >= evidence
+            since_evidence = second - evidence if acted and evidence is not None else -1
+            yield LabelledRow(row, now, trace.attack, attacking, since, since_evidence)
     feats.forget(peer)
 
 
