@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from app.core.identity import IdentityKeys
-from app.node.transport.base import TransportSettings
+from app.node.transport.base import ConnectFailed, TransportSettings
 from app.node.transport.manager import (
+    STALE_AFTER,
     ConnectionManager,
     ConnectionStateChanged,
     PeerState,
@@ -175,6 +178,66 @@ async def test_simultaneous_dials_keep_one_connection(pair: Callable[..., Any]) 
     assert a is not None
     await a.send(b"still one")
     assert await asyncio.wait_for(bob.manager.receive(), 10) == (alice.address, b"still one")
+
+
+async def _silent_old_connection(
+    pair: Callable[..., Any], signaller: Any
+) -> tuple[Node, Node, Any, ConnectionManager]:
+    """Alice holds a direct-path connection to Bob (it outranks any WebRTC duplicate) that
+    has been silent for longer than `STALE_AFTER`; a second manager with Bob's identity
+    (Bob after a restart) is ready to dial her over WebRTC."""
+    alice, bob = await pair(settings=replace(FAST, prefer_websocket=True))
+    old = await alice.manager.connect(bob.address, keep=False)
+    assert old.path == "websocket"
+    await wait_until(lambda: bob.manager.connection(alice.address) is not None)
+    reborn = ConnectionManager(bob.keys, signaller, settings=FAST)
+    signaller.register(bob.address, reborn.handle_signal)
+    await asyncio.sleep(STALE_AFTER + 0.2)
+    return alice, bob, old, reborn
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_peer_replaces_its_silent_old_connection(
+    pair: Callable[..., Any], signaller: Any
+) -> None:
+    alice, bob, old, reborn = await _silent_old_connection(pair, signaller)
+    gone = bob.manager.connection(alice.address)
+    assert gone is not None
+    gone._receive_bytes = lambda data: None  # type: ignore[method-assign]  # crashed: mute
+    try:
+        await reborn.connect(alice.address, keep=False)
+        await wait_until(
+            lambda: (c := alice.manager.connection(bob.address)) is not None and c is not old
+        )
+        assert old.is_closed and alice.manager.connection(bob.address).path == "webrtc"  # type: ignore[union-attr]
+        new = reborn.connection(alice.address)
+        assert new is not None and new.is_open
+        await new.send(b"after the restart")
+        assert await asyncio.wait_for(alice.manager.receive(), 10) == (
+            bob.address,
+            b"after the restart",
+        )
+    finally:
+        await reborn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_silent_but_live_connection_still_beats_a_duplicate(
+    pair: Callable[..., Any], signaller: Any
+) -> None:
+    alice, bob, old, reborn = await _silent_old_connection(pair, signaller)
+    try:
+        with contextlib.suppress(ConnectFailed):
+            await reborn.connect(alice.address, keep=False)
+        await wait_until(lambda: reborn.connection(alice.address) is None)
+        assert alice.manager.connection(bob.address) is old and old.is_open
+        await old.send(b"old one lives")
+        assert await asyncio.wait_for(bob.manager.receive(), 10) == (
+            alice.address,
+            b"old one lives",
+        )
+    finally:
+        await reborn.close()
 
 
 @pytest.mark.asyncio

@@ -173,6 +173,8 @@ class AuthenticatedConnection:
         self._close_sent = False
         self.rtt_ms: float | None = None
         """Round-trip time of the last PING/PONG on this connection, in milliseconds."""
+        self.last_received = self._loop.time()
+        """Event-loop time of the last bytes from the peer (a crashed peer goes silent)."""
 
     # ------------------------------------------------------------------ for subclasses
 
@@ -210,6 +212,7 @@ class AuthenticatedConnection:
         """Feed bytes from the path; decodes and dispatches every complete frame."""
         if self.is_closed or self._failing:
             return
+        self.last_received = self._loop.time()
         try:
             frames = self._decoder.feed(data)
         except RemoteProtocolError as exc:

@@ -6,7 +6,9 @@
   `webrtc_timeout`.
 * One connection per peer: when two live connections to the same peer exist (both sides
   dialled at once), both sides keep the one dialled by the smaller identity key and
-  close the other, so they agree without talking about it.
+  close the other, so they agree without talking about it. A peer that crashed can't
+  close its old connection: when it dials again while the old one that would win has
+  been silent, the old one is pinged first and replaced if it doesn't answer.
 * Reconnect: addresses dialled with ``keep=True`` are redialled after a drop, with
   exponential backoff and jitter (`backoff_delay`), until `disconnect` or `close`.
 * Events: `TransportEvent` values (frozen dataclasses) to subscribers, in order.
@@ -95,6 +97,13 @@ def backoff_delay(attempt: int, initial: float, maximum: float, jitter: float) -
     return base / 2 + base / 2 * jitter
 
 
+STALE_AFTER = 1.0
+"""Seconds of silence after which a connection that would beat a new duplicate is
+pinged before the duplicate is refused (the peer may have restarted)."""
+STALE_PROBE_TIMEOUT = 3.0
+"""How long that ping may take before the old connection counts as dead."""
+
+
 def _initiator_key(conn: AuthenticatedConnection) -> bytes:
     return conn.local_key if conn.initiator else conn.peer_key
 
@@ -138,6 +147,8 @@ class ConnectionManager:
         self._wanted: set[str] = set()
         self._retry_tasks: dict[str, asyncio.Task[None]] = {}
         self._conn_tasks: dict[AuthenticatedConnection, list[asyncio.Task[None]]] = {}
+        self._probes: set[asyncio.Task[None]] = set()
+        """Pings of silent connections that a new duplicate may replace."""
         self._subscribers: list[Callable[[TransportEvent], None]] = []
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._closing = False
@@ -268,7 +279,7 @@ class ConnectionManager:
         """Close every connection, stop listening and stop all retries."""
         self._closing = True
         self._wanted.clear()
-        for task in [*self._retry_tasks.values(), *self._dials.values()]:
+        for task in [*self._retry_tasks.values(), *self._dials.values(), *self._probes]:
             task.cancel()
         await self._responder.close()
         if self._listener is not None:
@@ -371,6 +382,12 @@ class ConnectionManager:
         existing = self._connections.get(address)
         if existing is not None and existing.is_open and existing is not conn:
             keep_existing = _rank(existing) < _rank(conn)
+            loop = asyncio.get_running_loop()
+            if keep_existing and loop.time() - existing.last_received > STALE_AFTER:
+                probe = loop.create_task(self._settle_duplicate(existing, conn))
+                self._probes.add(probe)
+                probe.add_done_callback(self._probes.discard)
+                return existing
             loser = conn if keep_existing else existing
             asyncio.get_running_loop().create_task(loser.close("duplicate connection"))
             if keep_existing:
@@ -387,6 +404,28 @@ class ConnectionManager:
         conn.on_close(self._on_closed)
         self._emit(ConnectionStateChanged(address, PeerState.CONNECTED, path=conn.path))
         return conn
+
+    async def _settle_duplicate(
+        self, existing: AuthenticatedConnection, conn: AuthenticatedConnection
+    ) -> None:
+        """`conn` duplicates a silent `existing` that would win: keep `existing` if it
+        answers a ping, else it is a dead peer's leftover (the peer restarted and dialled
+        again) and `conn` replaces it. Frames on `conn` wait in its inbox meanwhile."""
+        adopted = False
+        try:
+            try:
+                await existing.ping(STALE_PROBE_TIMEOUT)
+                return  # alive: `conn` is the duplicate after all
+            except (TimeoutError, ConnectionClosed):
+                pass
+            if not conn.is_open or self._closing:
+                return
+            log.info("a peer connected again while its old connection was silent; replacing it")
+            await existing.close("replaced: the peer connected again")
+            adopted = self._adopt(conn) is conn
+        finally:
+            if not adopted and not conn.is_closed:
+                asyncio.get_running_loop().create_task(conn.close("duplicate connection"))
 
     def _on_closed(self, conn: AuthenticatedConnection) -> None:
         for task in self._conn_tasks.pop(conn, []):
