@@ -12,7 +12,12 @@ or stranger's address on the transport, ``dht:<ip>:<port>`` for a DHT sender.
 
 A row (`row(peer, now)`) is `FEATURE_NAMES` in order: log1p of each signal's count in
 both windows, failure ratios, bytes per frame, and the peer's age (how long we have seen
-it, capped). Log scaling keeps heavy-tailed honest rates in a range the model handles.
+it, capped); then sequential evidence that windows of fixed length miss: each signal's
+exponentially decayed count (half-life `DECAY_HALF_LIFE`, so slow attacks accumulate
+over minutes), the failures since the peer was first seen, how far apart its first and
+latest failures are and how long ago the latest was, and in how many distinct seconds
+of each window it sent requests (sustained activity versus one burst). Log scaling keeps
+heavy-tailed honest rates in a range the model handles.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ LONG_WINDOW = 60
 """Seconds of the long window (low-and-slow behaviour)."""
 MAX_AGE = 3600.0
 """A peer's age feature saturates after an hour."""
+DECAY_HALF_LIFE = 300
+"""Seconds after which a decayed count has lost half of an event."""
 MAX_PEERS = 20_000
 """Peers tracked at once; the one idle longest is forgotten first."""
 
@@ -68,6 +75,9 @@ class Signal(enum.IntEnum):
 
 N_SIGNALS = len(Signal)
 _FAILURES = (Signal.DECRYPT_FAILED, Signal.MALFORMED, Signal.INVALID_SIGNATURE, Signal.REPLAY)
+_FAILURE_SET = frozenset(int(f) for f in _FAILURES)
+ACTIVITY_SIGNALS = (Signal.FRAME, Signal.DHT_REQUEST, Signal.DHT_STORE)
+"""Signals whose active seconds (seconds of a window with any of them) are features."""
 
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"{s.name.lower()}_{SHORT_WINDOW}s" for s in Signal),
@@ -78,21 +88,56 @@ FEATURE_NAMES: tuple[str, ...] = (
     f"bytes_per_frame_{LONG_WINDOW}s",
     f"churn_{LONG_WINDOW}s",
     "age",
+    *(f"{s.name.lower()}_decayed_{DECAY_HALF_LIFE}s" for s in Signal),
+    "failures_total",
+    "failure_span",
+    "since_last_failure",
+    *(f"{s.name.lower()}_seconds_{SHORT_WINDOW}s" for s in ACTIVITY_SIGNALS),
+    *(f"{s.name.lower()}_seconds_{LONG_WINDOW}s" for s in ACTIVITY_SIGNALS),
 )
 N_FEATURES = len(FEATURE_NAMES)
 
 
-class _PeerWindow:
-    """One peer's buckets and running window sums."""
+_DECAY = [math.pow(0.5, dt / DECAY_HALF_LIFE) for dt in range(LONG_WINDOW + 1)]
+"""Decay factors for 0..LONG_WINDOW seconds (longer gaps use `math.pow`)."""
 
-    __slots__ = ("buckets", "first_seen", "head", "long", "short")
+
+def _decay(dt: int) -> float:
+    return _DECAY[dt] if dt <= LONG_WINDOW else math.pow(0.5, dt / DECAY_HALF_LIFE)
+
+
+class _PeerWindow:
+    """One peer's buckets, running window sums and sequential evidence."""
+
+    __slots__ = (
+        "active_long",
+        "active_short",
+        "buckets",
+        "decayed",
+        "decayed_at",
+        "failures",
+        "first_failure",
+        "first_seen",
+        "head",
+        "last_failure",
+        "long",
+        "short",
+    )
 
     def __init__(self, second: int) -> None:
         self.buckets = [[0.0] * N_SIGNALS for _ in range(LONG_WINDOW)]
         self.short = [0.0] * N_SIGNALS
         self.long = [0.0] * N_SIGNALS
+        self.active_short = [0] * N_SIGNALS
+        """Seconds of the short window with any of each signal."""
+        self.active_long = [0] * N_SIGNALS
         self.head = second
         self.first_seen = second
+        self.decayed = [0.0] * N_SIGNALS
+        self.decayed_at = second
+        self.failures = 0.0
+        self.first_failure: int | None = None
+        self.last_failure: int | None = None
 
     def advance(self, second: int) -> None:
         """Move the head to `second`, dropping what left each window."""
@@ -103,30 +148,76 @@ class _PeerWindow:
                 bucket[:] = [0.0] * N_SIGNALS
             self.short = [0.0] * N_SIGNALS
             self.long = [0.0] * N_SIGNALS
+            self.active_short = [0] * N_SIGNALS
+            self.active_long = [0] * N_SIGNALS
             self.head = second
             return
+        short, long = self.short, self.long
+        active_short, active_long = self.active_short, self.active_long
         for t in range(self.head + 1, second + 1):
             leaving_short = self.buckets[(t - SHORT_WINDOW) % LONG_WINDOW]
-            short = self.short
             for i in range(N_SIGNALS):
-                short[i] -= leaving_short[i]
+                if leaving_short[i]:
+                    short[i] -= leaving_short[i]
+                    active_short[i] -= 1
             leaving_long = self.buckets[t % LONG_WINDOW]  # t - LONG_WINDOW, same slot
-            long = self.long
             for i in range(N_SIGNALS):
-                long[i] -= leaving_long[i]
-                leaving_long[i] = 0.0
+                if leaving_long[i]:
+                    long[i] -= leaving_long[i]
+                    active_long[i] -= 1
+                    leaving_long[i] = 0.0
         self.head = second
 
+    def decay_to(self, second: int) -> None:
+        """Bring the decayed counts to `second` (never backwards)."""
+        if second > self.decayed_at:
+            factor = _decay(second - self.decayed_at)
+            self.decayed = [v * factor for v in self.decayed]
+            self.decayed_at = second
+
     def add(self, second: int, signal: int, amount: float) -> None:
+        self.decay_to(second)
+        self.decayed[signal] += amount * _decay(self.decayed_at - second)
+        if amount > 0.0 and signal in _FAILURE_SET:
+            self.failures += amount
+            if self.first_failure is None or second < self.first_failure:
+                self.first_failure = second
+            if self.last_failure is None or second > self.last_failure:
+                self.last_failure = second
         if second < self.head - SHORT_WINDOW + 1:
             if second > self.head - LONG_WINDOW:  # late, but still in the long window
-                self.buckets[second % LONG_WINDOW][signal] += amount
+                bucket = self.buckets[second % LONG_WINDOW]
+                if not bucket[signal] and amount > 0.0:
+                    self.active_long[signal] += 1
+                bucket[signal] += amount
                 self.long[signal] += amount
             return
         self.advance(second)
-        self.buckets[second % LONG_WINDOW][signal] += amount
+        bucket = self.buckets[second % LONG_WINDOW]
+        if not bucket[signal] and amount > 0.0:
+            self.active_short[signal] += 1
+            self.active_long[signal] += 1
+        bucket[signal] += amount
         self.short[signal] += amount
         self.long[signal] += amount
+
+    def sequential(self, second: int) -> tuple[float, ...]:
+        """The sequential evidence at `second` (see the module docstring)."""
+        self.decay_to(second)
+        log1p = math.log1p
+        if self.first_failure is None or self.last_failure is None:
+            span, since = 0.0, log1p(MAX_AGE)
+        else:
+            span = log1p(min(self.last_failure - self.first_failure, MAX_AGE))
+            since = log1p(min(max(second - self.last_failure, 0), MAX_AGE))
+        return (
+            *(log1p(max(0.0, v)) for v in self.decayed),
+            log1p(self.failures),
+            span,
+            since,
+            *(float(self.active_short[s]) for s in ACTIVITY_SIGNALS),
+            *(float(self.active_long[s]) for s in ACTIVITY_SIGNALS),
+        )
 
 
 @dataclass(frozen=True)
@@ -138,7 +229,8 @@ class FeatureRow:
 
 
 def features_of(short: list[float], long: list[float], age: float) -> tuple[float, ...]:
-    """The feature vector from window sums (see the module docstring)."""
+    """The window part of a feature vector, from window sums (see the module docstring);
+    the sequential part follows it in a row."""
     log1p = math.log1p
     s = [max(0.0, v) for v in short]  # float drift of the running sums never goes below 0
     lg = [max(0.0, v) for v in long]
@@ -194,7 +286,8 @@ class PeerFeatures:
             return None
         second = math.floor(now)
         window.advance(second)
-        return FeatureRow(peer, features_of(window.short, window.long, now - window.first_seen))
+        windows = features_of(window.short, window.long, now - window.first_seen)
+        return FeatureRow(peer, windows + window.sequential(second))
 
     def active(self, now: float) -> Iterator[str]:
         """Peers with any activity in the long window (others need no evaluation)."""

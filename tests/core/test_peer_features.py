@@ -8,8 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core.peer_features import (
+    ACTIVITY_SIGNALS,
+    DECAY_HALF_LIFE,
     FEATURE_NAMES,
     LONG_WINDOW,
+    MAX_AGE,
     N_FEATURES,
     SHORT_WINDOW,
     PeerFeatures,
@@ -52,6 +55,52 @@ def test_row_layout_ratios_and_age() -> None:
     assert 0.4 < ratio < 0.5  # 10 failures over 20 frames (+1)
     assert math.isclose(value(f, "p", 1019.5, "age"), math.log1p(19.5))
     assert f.row("nobody", 1019.5) is None
+
+
+def test_decayed_counts_halve_every_half_life_and_outlive_the_windows() -> None:
+    f = PeerFeatures()
+    f.observe("p", Signal.REPLAY, 100.0, 8)
+    name = f"replay_decayed_{DECAY_HALF_LIFE}s"
+    assert math.isclose(count(f, "p", 100.5, name), 8)
+    assert math.isclose(count(f, "p", 100 + DECAY_HALF_LIFE, name), 4)
+    # long after both windows forgot it, the decayed count still remembers
+    later = 100 + 2 * DECAY_HALF_LIFE
+    assert round(count(f, "p", later, f"replay_{LONG_WINDOW}s")) == 0
+    assert math.isclose(count(f, "p", later, name), 2)
+    # a late event (an earlier second than the last one seen) is decayed by its lateness
+    f.observe("p", Signal.REPLAY, later - DECAY_HALF_LIFE, 4)
+    assert math.isclose(count(f, "p", later, name), 4)
+
+
+def test_failures_since_first_seen_their_span_and_the_latest() -> None:
+    f = PeerFeatures()
+    f.observe("p", Signal.FRAME, 10.0)
+    assert count(f, "p", 10.0, "failures_total") == 0
+    assert value(f, "p", 10.0, "failure_span") == 0
+    assert math.isclose(value(f, "p", 10.0, "since_last_failure"), math.log1p(MAX_AGE))
+    for at, signal in (
+        (20.2, Signal.DECRYPT_FAILED),
+        (70.9, Signal.REPLAY),
+        (95.0, Signal.MALFORMED),
+    ):
+        f.observe("p", signal, at)
+    f.observe("p", Signal.RECORD_REJECTED, 99.0)  # not a failure of the peer's own traffic
+    assert round(count(f, "p", 100.0, "failures_total")) == 3
+    assert math.isclose(value(f, "p", 100.0, "failure_span"), math.log1p(95 - 20))
+    assert math.isclose(value(f, "p", 100.0, "since_last_failure"), math.log1p(5))
+
+
+def test_active_seconds_tell_a_sustained_trickle_from_one_burst() -> None:
+    burst, trickle = PeerFeatures(), PeerFeatures()
+    burst.observe("p", Signal.DHT_REQUEST, 55.5, 10)
+    for second in range(50, 60):
+        trickle.observe("p", Signal.DHT_REQUEST, second + 0.5)
+    for f, seconds in ((burst, 1), (trickle, 10)):
+        assert round(count(f, "p", 59.9, f"dht_request_{SHORT_WINDOW}s")) == 10
+        assert value(f, "p", 59.9, f"dht_request_seconds_{SHORT_WINDOW}s") == seconds
+        assert value(f, "p", 59.9, f"dht_request_seconds_{LONG_WINDOW}s") == seconds
+    assert value(trickle, "p", 64.0, f"dht_request_seconds_{SHORT_WINDOW}s") == 5
+    assert value(trickle, "p", 115.0, f"dht_request_seconds_{LONG_WINDOW}s") == 4
 
 
 def test_a_long_silence_resets_and_idle_peers_expire() -> None:
@@ -101,3 +150,11 @@ def test_window_sums_equal_a_recount(events: list[tuple[float, Signal, int]], pr
             )
             got = count(f, "p", now, f"{signal.name.lower()}_{window}s")
             assert math.isclose(got, expected, abs_tol=1e-6 * max(1, expected)), (signal, window)
+            if signal in ACTIVITY_SIGNALS:
+                active = {
+                    math.floor(at)
+                    for at, s, _ in seen
+                    if s is signal and second - math.floor(at) < window
+                }
+                got = value(f, "p", now, f"{signal.name.lower()}_seconds_{window}s")
+                assert got == len(active), (signal, window)
