@@ -148,7 +148,7 @@ class PeerTrace:
     detector can have seen the attack (None: as `attack_start`)."""
 
 
-def _benign_counts(rng: np.random.Generator, kind: str, duration: int) -> np.ndarray:
+def benign_counts(rng: np.random.Generator, kind: str, duration: int) -> np.ndarray:
     """Heavy-tailed honest behaviour of one peer for `duration` seconds."""
     c = np.zeros((duration, N_SIGNALS), dtype=np.float64)
     t = np.arange(duration)
@@ -219,7 +219,7 @@ def _benign_counts(rng: np.random.Generator, kind: str, duration: int) -> np.nda
     return c
 
 
-def _attack_counts(
+def attack_counts(
     rng: np.random.Generator, spec: AttackSpec, duration: int, start: int
 ) -> np.ndarray:
     """The attack's counts from `start` on, with bursty (gamma-mixed) Poisson rates of
@@ -257,7 +257,7 @@ def make_population(
     for i in range(benign):
         kind = "transport" if i % 2 == 0 else "dht"
         traces.append(
-            PeerTrace(f"b{seed}-{i}", kind, None, 0, None, _benign_counts(rng, kind, duration))
+            PeerTrace(f"b{seed}-{i}", kind, None, 0, None, benign_counts(rng, kind, duration))
         )
     for spec in ATTACKS:
         for j in range(attackers_per_kind):
@@ -270,7 +270,7 @@ def make_population(
                 k = 0
                 while cursor < attack_duration:
                     life = int(rng.integers(20, 120))
-                    counts = _attack_counts(rng, spec, life, 0)
+                    counts = attack_counts(rng, spec, life, 0)
                     counts[0, S.CONNECT] += 1  # the identity's connection is the attack
                     traces.append(
                         PeerTrace(
@@ -281,13 +281,13 @@ def make_population(
                     k += 1
                 continue
             counts = (
-                _benign_counts(rng, spec.kind, length)
+                benign_counts(rng, spec.kind, length)
                 if compromised
                 else np.zeros((length, N_SIGNALS))
             )
             if not compromised:
                 counts[0, S.CONNECT if spec.kind == "transport" else S.DHT_REQUEST] += 1
-            attack = _attack_counts(rng, spec, length, prefix)
+            attack = attack_counts(rng, spec, length, prefix)
             acting = np.flatnonzero(attack.any(axis=1))
             evidence = int(acting[0]) if len(acting) else None
             counts += attack
