@@ -15,6 +15,7 @@ is signed by the Ed25519 key (context `Domain.DH_KEY_BINDING`).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import json
@@ -170,16 +171,20 @@ class IdentityKeys:
         """Build an identity from 64 fresh random bytes supplied by the caller."""
         return cls(signing_seed, dh_secret)
 
-    @property
+    @functools.cached_property
     def public(self) -> PublicIdentity:
-        """The public half of this identity."""
-        sign_pub = Ed25519PrivateKey.from_private_bytes(self.signing_seed).public_key()
+        """The public half of this identity (derived once: every message needs it)."""
+        sign_pub = self._signer.public_key()
         dh_pub = X25519PrivateKey.from_private_bytes(self.dh_secret).public_key()
         return PublicIdentity(sign_pub.public_bytes(*_RAW), dh_pub.public_bytes(*_RAW))
 
+    @functools.cached_property
+    def _signer(self) -> Ed25519PrivateKey:
+        return Ed25519PrivateKey.from_private_bytes(self.signing_seed)
+
     def sign(self, domain: Domain, message: bytes) -> bytes:
         """A domain-separated Ed25519 signature over `message`."""
-        return Ed25519PrivateKey.from_private_bytes(self.signing_seed).sign(domain.tag() + message)
+        return self._signer.sign(domain.tag() + message)
 
     def to_bytes(self) -> bytes:
         """64 bytes: signing seed then X25519 secret (to be sealed before storage)."""

@@ -23,6 +23,7 @@ as frozen dataclasses. Nothing here does I/O.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -201,14 +202,47 @@ class Ledger:
 
         Heads we do not know are ignored (ask for them with `get_bytes` on their side).
         """
-        stack = [cid for cid in their_heads if cid in self._events]
-        covered: set[Cid] = set()
-        while stack:
-            cid = stack.pop()
-            if cid not in covered:
-                covered.add(cid)
-                stack.extend(self._events[cid].parents)
-        return [self._blocks[e.cid] for e in self.ordered() if e.cid not in covered]
+        return [self._blocks[cid] for cid in self.cids_since(their_heads)]
+
+    def cids_since(self, their_heads: Iterable[Cid]) -> list[Cid]:
+        """CIDs of the events a peer advertising `their_heads` lacks, in the total order.
+
+        Walks back from our heads and theirs in decreasing Lamport time (an event's is
+        always above its parents') and stops once every event left to visit is known to
+        the peer: the cost grows with what the peer lacks, not with the whole history."""
+        ours, theirs = 1, 2
+        marks: dict[Cid, int] = {}
+        queue: list[tuple[int, Cid]] = []
+        open_ours: set[Cid] = set()  # queued, reached from our heads only (so far)
+
+        def mark(cid: Cid, flag: int) -> None:
+            old = marks.get(cid, 0)
+            if old | flag == old:
+                return
+            marks[cid] = old | flag
+            if not old:
+                heapq.heappush(queue, (-self._events[cid].lamport, cid))
+            if marks[cid] == ours:
+                open_ours.add(cid)
+            else:
+                open_ours.discard(cid)
+
+        for cid in self._heads:
+            mark(cid, ours)
+        for cid in their_heads:
+            if cid in self._events:
+                mark(cid, theirs)
+        lacking: list[Cid] = []
+        while open_ours:
+            _, cid = heapq.heappop(queue)
+            flag = marks[cid]
+            open_ours.discard(cid)
+            if flag == ours:
+                lacking.append(cid)
+            for parent in self._events[cid].parents:
+                mark(parent, flag)
+        lacking.sort(key=lambda cid: (self._events[cid].lamport, cid))
+        return lacking
 
     # -- writing --------------------------------------------------------------------
 

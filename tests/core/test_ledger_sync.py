@@ -117,6 +117,48 @@ def test_any_delivery_order_gives_the_same_ledger(turns: int, seed: int) -> None
     assert_converged(alice, bob, *observers)
 
 
+def _naive_lacking(ledger: Ledger, their_heads: list[Cid]) -> list[Cid]:
+    """Everything not an ancestor-or-self of `their_heads`, in the total order."""
+    stack = [c for c in their_heads if c in ledger]
+    covered: set[Cid] = set()
+    while stack:
+        cid = stack.pop()
+        if cid not in covered:
+            covered.add(cid)
+            event = ledger.get(cid)
+            assert event is not None
+            stack.extend(event.parents)
+    return [e.cid for e in ledger.ordered() if e.cid not in covered]
+
+
+@settings(max_examples=40, deadline=None)
+@given(turns=st.integers(min_value=1, max_value=25), seed=st.integers(0, 2**32))
+def test_what_a_peer_lacks_is_every_event_its_heads_do_not_cover(turns: int, seed: int) -> None:
+    """`cids_since` (a bounded walk) equals the full-history definition for any set of
+    heads a peer may advertise: none, old ones, concurrent ones, unknown ones."""
+    rng = random.Random(seed)
+    alice, bob = Ledger(A, B), Ledger(B, A)
+    for i in range(turns):
+        for _ in range(rng.randint(0, 3)):
+            alice.append(ALICE, text(f"a{i}"), i)
+        for _ in range(rng.randint(0, 3)):
+            bob.append(BOB, text(f"b{i}"), i)
+        if rng.random() < 0.4:
+            transfer(alice, bob)
+        if rng.random() < 0.4:
+            transfer(bob, alice)
+    transfer(bob, alice)
+    cids = [e.cid for e in alice.ordered()]
+    unknown = Cid.for_block(b"not an event")
+    for _ in range(10):
+        heads = rng.sample(cids, min(len(cids), rng.randint(0, 3)))
+        if rng.random() < 0.2:
+            heads.append(unknown)
+        assert alice.cids_since(heads) == _naive_lacking(alice, heads)
+    assert alice.cids_since(list(alice.heads())) == []
+    assert alice.cids_since([]) == cids
+
+
 def test_concurrent_appends_merge_through_heads_exchange() -> None:
     alice, bob = Ledger(A, B), Ledger(B, A)
     for i in range(5):
