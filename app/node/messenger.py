@@ -28,7 +28,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from app.core.cid import Cid
 from app.core.e2e_errors import CorruptState, DuplicateMessage, ReplayedInitialMessage
@@ -60,7 +60,7 @@ from app.node.state_message import (
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
-from app.node.transport.base import ConnectFailed, TransportError
+from app.node.transport.base import AuthenticatedConnection, ConnectFailed, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,20 @@ class OfflineCourier(Protocol):
     """Leaves envelopes for offline contacts (see `app.node.mailbox`)."""
 
     async def post(self, address: str) -> None: ...
+
+
+def _batches(events: list[bytes]) -> list[list[bytes]]:
+    """`events` cut into state-message batches (`BATCH_BYTES`, `MAX_EVENTS`); at least one
+    (possibly empty: a state message may carry only our heads)."""
+    batches: list[list[bytes]] = [[]]
+    size = 0
+    for event in events:
+        if batches[-1] and (size + len(event) > BATCH_BYTES or len(batches[-1]) >= MAX_EVENTS):
+            batches.append([])
+            size = 0
+        batches[-1].append(event)
+        size += len(event)
+    return batches
 
 
 class Messenger:
@@ -397,12 +411,24 @@ class Messenger:
         async with self._lock(address):
             ledger = await self._ledger(address)
             events = await self._append_texts(address, ledger, messages)
-        if not events:
-            return
-        if self.network.manager.connection(address) is None:
-            self.want(address)
-            return
-        await self._send_quietly(address, [ledger.get_bytes(e.cid) or b"" for e in events], False)
+            if not events:
+                return
+            conn = self.network.manager.connection(address)
+            if conn is None:
+                self.want(address)
+                return
+            # sent before the lock is let go: an acknowledgement handled in between
+            # would otherwise find them lacking and send them a second time
+            first, *rest = _batches([ledger.get_bytes(e.cid) or b"" for e in events])
+            try:
+                await self._send_batch(address, conn, ledger, first, False)
+            except (NoSession, TransportError) as exc:
+                log.info("sending to a contact failed (%s); will retry", exc)
+                self._dirty.add(address)
+                return
+        await self.mark_sent(address, ledger, first)
+        if rest:
+            await self._send_quietly(address, [raw for batch in rest for raw in batch], False)
 
     async def append_event(self, address: str, body: EventBody) -> None:
         """Append one of our non-message events (e.g. a file cancel) to the conversation
@@ -428,29 +454,32 @@ class Messenger:
         conn = self.network.manager.connection(address)
         if conn is None:
             raise ConnectFailed("not connected")
-        batches: list[list[bytes]] = [[]]
-        size = 0
-        for event in events:
-            if batches[-1] and (size + len(event) > BATCH_BYTES or len(batches[-1]) >= MAX_EVENTS):
-                batches.append([])
-                size = 0
-            batches[-1].append(event)
-            size += len(event)
-        for batch in batches:
+        for batch in _batches(events):
             async with self._lock(address):
                 ledger = await self._ledger(address)
-                plaintext = StateMessage(batch, list(ledger.heads()), query).encode()
-                session = await self.sessions.for_sending(address)
-                session, wire = await asyncio.to_thread(encrypt, session, plaintext, self._random)
-                await self.sessions.save(address, session)  # before the ciphertext leaves
-                await conn.send(wire)
-                self.stats["sent"] += 1
-                if batch:
-                    flight = self._in_flight.setdefault(address, set())
-                    flight.update(Cid.for_block(raw) for raw in batch)
-                self._note(address, "sent", len(wire))
+                await self._send_batch(address, conn, ledger, batch, query)
             await self.mark_sent(address, ledger, batch)
         self._dirty.discard(address)
+
+    async def _send_batch(
+        self,
+        address: str,
+        conn: AuthenticatedConnection,
+        ledger: Ledger,
+        batch: list[bytes],
+        query: bool,
+    ) -> None:
+        """One state message: `batch` and our heads. Call with the contact's lock held."""
+        plaintext = StateMessage(batch, list(ledger.heads()), query).encode()
+        session = await self.sessions.for_sending(address)
+        session, wire = await asyncio.to_thread(encrypt, session, plaintext, self._random)
+        await self.sessions.save(address, session)  # before the ciphertext leaves
+        await conn.send(wire)
+        self.stats["sent"] += 1
+        if batch:
+            flight = self._in_flight.setdefault(address, set())
+            flight.update(Cid.for_block(raw) for raw in batch)
+        self._note(address, "sent", len(wire))
 
     async def send_control(self, address: str, plaintext: bytes) -> bool:
         """Encrypt and send one control plaintext (not stored in the history) to a
@@ -620,28 +649,29 @@ class Messenger:
                         self._note(address, "invalid_signature" if forged else "event_rejected")
                         log.warning("rejected a history event: %s", outcome.reason)
             if accepted:
-                await self.store.call(
-                    self.store.history.add_many,
-                    address,
-                    [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in accepted],
-                )
                 theirs = [e for e in accepted if e.author != self._own_key]
-                if self.files is not None:
-                    for event in theirs:
-                        if event.body.kind in FILE_KINDS:
-                            self.files.file_event(address, event)
                 incoming = [
                     received
                     for event in theirs
                     if event.body.kind in MESSAGE_KINDS
                     if (received := self._incoming_message(address, event)) is not None
                 ]
-                if incoming:
-                    added = await self.store.call(self.store.messages.add_many_if_absent, incoming)
-                    for received in added:
-                        self._publish(MessageAdded(received))
-                    if added:
-                        self.ephemeral.peer_wrote(address)
+                rows = [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in accepted]
+                store = self.store
+                # the events and the messages they carry: one transaction, one fsync
+                _, added = await store.call(
+                    store.atomically,
+                    lambda: store.history.add_many(address, rows),
+                    lambda: store.messages.add_many_if_absent(incoming),
+                )
+                if self.files is not None:
+                    for event in theirs:
+                        if event.body.kind in FILE_KINDS:
+                            self.files.file_event(address, event)
+                for received in cast(list[Message], added):
+                    self._publish(MessageAdded(received))
+                if added:
+                    self.ephemeral.peer_wrote(address)
             await self._mark_delivered(address, ledger, message.heads)
             known = [h for h in message.heads if h in ledger]
             unknown = len(known) < len(message.heads) or bool(ledger.missing())
@@ -649,16 +679,16 @@ class Messenger:
                 self._peer_heads[address] = known
             # heads we don't know yet: what they hold is at least what they held before
             basis = known if not unknown else [*known, *self._peer_heads.get(address, [])]
-            lack = ledger.events_since(basis)
+            lacking = ledger.cids_since(basis)
             flight = self._in_flight.get(address)
             if flight and not message.query:
                 # a plain acknowledgement: what is on its way will arrive (or the
                 # connection drops, which clears this, and the greeting resends it)
-                lacking = [(Cid.for_block(raw), raw) for raw in lack]
-                flight.intersection_update(cid for cid, _ in lacking)  # the rest arrived
-                lack = [raw for cid, raw in lacking if cid not in flight]
+                flight.intersection_update(lacking)  # the rest arrived
+                lacking = [cid for cid in lacking if cid not in flight]
             elif flight:
                 flight.clear()  # the peer asks for everything it lacks: send it again
+            lack = [block for cid in lacking if (block := ledger.get_bytes(cid)) is not None]
         if lack or accepted:
             return lack, unknown
         if message.query:

@@ -61,6 +61,7 @@ from app.node.config import Config, downloads_folder, load_config, save_config
 from app.node.dht import parse_host_port
 from app.node.events import EventBus
 from app.node.file_transfers import FileTransfers
+from app.node.group_commit import GroupCommit
 from app.node.history import export_stored, verify_stored
 from app.node.profile import checked_name, whoami_of
 from app.node.storage import vault
@@ -114,6 +115,9 @@ class NodeService:
         self.store = store
         self._clock = clock
         self._bus = EventBus()
+        self._outbox: GroupCommit[Message] = GroupCommit(
+            lambda batch: store.call(store.messages.add_many, batch)
+        )
         self._network: NetworkView | None = None
         self._delivery: Delivery | None = None
         self._config = load_config(store.paths.config)
@@ -284,8 +288,9 @@ class NodeService:
             time=self._clock(),
             status=MessageStatus.QUEUED,
         )
-        # persisted in the outbox before anything else happens to it
-        await self.store.call(self.store.messages.add, message)
+        # persisted in the outbox before anything else happens to it (concurrent sends
+        # share one transaction)
+        await self._outbox.add(message)
         self._bus.publish(MessageAdded(message))
         if self._delivery is not None:
             self._delivery.enqueue(message)

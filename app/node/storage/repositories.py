@@ -248,8 +248,12 @@ class MessageRepository(SealedRepository):
         )
 
     def add(self, message: Message) -> None:
+        self.add_many([message])
+
+    def add_many(self, messages: list[Message]) -> None:
+        """Insert new messages (e.g. several outbox rows) in one transaction."""
         with transaction(self._conn):
-            self._conn.execute("INSERT " + self._INSERT, self._row(message))
+            self._conn.executemany("INSERT " + self._INSERT, [self._row(m) for m in messages])
 
     def add_if_absent(self, message: Message) -> bool:
         """Insert a received message unless its id is already stored (exactly once)."""

@@ -11,7 +11,7 @@ from typing import ParamSpec, TypeVar
 
 from app.core.identity import IdentityKeys
 from app.node.paths import ProfilePaths
-from app.node.storage.database import guarded
+from app.node.storage.database import guarded, transaction
 from app.node.storage.mailbox_epochs import MailboxEpochRepository
 from app.node.storage.repositories import (
     ContactRepository,
@@ -63,6 +63,12 @@ class ProfileStore:
         return await loop.run_in_executor(
             self._executor, lambda: guarded(self.paths.database, lambda: fn(*args, **kwargs))
         )
+
+    def atomically(self, *steps: Callable[[], object]) -> list[object]:
+        """Run repository calls in one transaction (both or neither); use through `call`,
+        e.g. ``await store.call(store.atomically, lambda: ..., lambda: ...)``."""
+        with transaction(self._conn):
+            return [step() for step in steps]
 
     def close(self) -> None:
         """Finish pending work, checkpoint the WAL and close the database."""
