@@ -139,6 +139,26 @@ def test_the_shipped_model_loads_and_separates_a_flood_from_a_quiet_peer() -> No
     assert quiet < detector.limit and flood >= detector.quarantine
 
 
+def test_one_replay_from_a_chatting_contact_reaches_the_rate_limit_at_once() -> None:
+    """Sequential evidence: a low-and-slow replayer is flagged at its first replay (the
+    first evidence), not after enough of them fill a window; its twin without the
+    replay stays far below the limit."""
+    detector = Detector.load()
+    features = PeerFeatures()
+    for second in range(0, 120, 7):
+        for peer in ("replayer", "twin"):
+            features.observe(peer, Signal.FRAME, 1000.0 + second)
+            features.observe(peer, Signal.MESSAGE_OK, 1000.0 + second)
+            features.observe(peer, Signal.BYTES, 1000.0 + second, 600)
+    features.observe("replayer", Signal.FRAME, 1120.3)
+    features.observe("replayer", Signal.BYTES, 1120.3, 600)
+    features.observe("replayer", Signal.REPLAY, 1120.3)
+    rows = [features.row(p, 1121.0) for p in ("replayer", "twin")]
+    matrix = np.asarray([r.values for r in rows if r is not None], dtype=np.float32)
+    replayer, twin = detector.scores(matrix)
+    assert replayer >= detector.limit and twin < detector.limit / 10
+
+
 # ------------------------------------------------------------------ a flood on loopback
 
 
