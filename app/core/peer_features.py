@@ -40,6 +40,9 @@ DECAY_HALF_LIFE = 300
 """Seconds after which a decayed count has lost half of an event."""
 MAX_PEERS = 20_000
 """Peers tracked at once; the one idle longest is forgotten first."""
+EXPIRE_IDLE = 600
+"""Seconds without any event after which a peer is forgotten (`PeerFeatures.expire`):
+two decay half-lives, so sequential evidence outlives short pauses."""
 
 
 class Signal(enum.IntEnum):
@@ -120,6 +123,7 @@ class _PeerWindow:
         "first_seen",
         "head",
         "last_failure",
+        "last_seen",
         "long",
         "short",
     )
@@ -133,6 +137,8 @@ class _PeerWindow:
         self.active_long = [0] * N_SIGNALS
         self.head = second
         self.first_seen = second
+        self.last_seen = second
+        """The latest second with an event (reading a row moves `head`, not this)."""
         self.decayed = [0.0] * N_SIGNALS
         self.decayed_at = second
         self.failures = 0.0
@@ -176,6 +182,7 @@ class _PeerWindow:
             self.decayed_at = second
 
     def add(self, second: int, signal: int, amount: float) -> None:
+        self.last_seen = max(self.last_seen, second)
         self.decay_to(second)
         self.decayed[signal] += amount * _decay(self.decayed_at - second)
         if amount > 0.0 and signal in _FAILURE_SET:
@@ -293,8 +300,13 @@ class PeerFeatures:
         """Peers with any activity in the long window (others need no evaluation)."""
         second = math.floor(now)
         for peer, window in self._peers.items():
-            if second - window.head < LONG_WINDOW:
+            if second - window.last_seen < LONG_WINDOW:
                 yield peer
+
+    def is_active(self, peer: str, now: float) -> bool:
+        """Whether `peer` did anything in the long window (`active` for one peer)."""
+        window = self._peers.get(peer)
+        return window is not None and math.floor(now) - window.last_seen < LONG_WINDOW
 
     def rows(self, now: float) -> list[FeatureRow]:
         """Rows of every active peer at `now`."""
@@ -309,10 +321,10 @@ class PeerFeatures:
         """Drop a peer's counters (e.g. a removed contact)."""
         self._peers.pop(peer, None)
 
-    def expire(self, now: float, idle: float = 3 * LONG_WINDOW) -> int:
-        """Forget peers idle for `idle` seconds; how many were forgotten."""
+    def expire(self, now: float, idle: float = EXPIRE_IDLE) -> int:
+        """Forget peers without any event for `idle` seconds; how many were forgotten."""
         limit = math.floor(now) - idle
-        stale = [p for p, w in self._peers.items() if w.head < limit]
+        stale = [p for p, w in self._peers.items() if w.last_seen < limit]
         for peer in stale:
             del self._peers[peer]
         return len(stale)

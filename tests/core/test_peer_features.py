@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from app.core.peer_features import (
     ACTIVITY_SIGNALS,
     DECAY_HALF_LIFE,
+    EXPIRE_IDLE,
     FEATURE_NAMES,
     LONG_WINDOW,
     MAX_AGE,
@@ -109,7 +110,24 @@ def test_a_long_silence_resets_and_idle_peers_expire() -> None:
     f.observe("p", Signal.DHT_STORE, 10 + 5 * LONG_WINDOW)
     assert round(count(f, "p", 10 + 5 * LONG_WINDOW, f"dht_store_{LONG_WINDOW}s")) == 1
     assert list(f.active(10 + 5 * LONG_WINDOW)) == ["p"]
-    assert f.expire(10 + 10 * LONG_WINDOW) == 1 and len(f) == 0
+    last = 10 + 5 * LONG_WINDOW
+    assert f.expire(last + EXPIRE_IDLE) == 0
+    assert f.expire(last + EXPIRE_IDLE + 1) == 1 and len(f) == 0
+
+
+def test_reading_rows_does_not_keep_an_idle_peer_active() -> None:
+    """The node reads every active peer's row every 2 s: that must not count as
+    activity, or every peer ever seen would be scored (and kept) forever."""
+    f = PeerFeatures()
+    f.observe("p", Signal.FRAME, 0.5)
+    f.observe("q", Signal.FRAME, 0.5)
+    for now in range(2, EXPIRE_IDLE + 4, 2):
+        f.observe("q", Signal.FRAME, now)  # q keeps talking
+        rows = {r.peer for r in f.rows(float(now))}
+        assert ("p" in rows) == (now < LONG_WINDOW)
+        assert f.is_active("p", now) == (now < LONG_WINDOW) and f.is_active("q", now)
+        f.expire(float(now))
+    assert "p" not in f and "q" in f
 
 
 def test_peer_count_is_bounded_oldest_forgotten_first() -> None:

@@ -145,6 +145,8 @@ def test_one_replay_from_a_chatting_contact_reaches_the_rate_limit_at_once() -> 
     replay stays far below the limit."""
     detector = Detector.load()
     features = PeerFeatures()
+    for peer in ("replayer", "twin"):  # a contact's connection comes up first
+        features.observe(peer, Signal.CONNECT, 1000.0)
     for second in range(0, 120, 7):
         for peer in ("replayer", "twin"):
             features.observe(peer, Signal.FRAME, 1000.0 + second)

@@ -317,7 +317,9 @@ def replay(
     """Feed `trace` second by second through `PeerFeatures` and yield a row every `step` s.
 
     Counts land at random instants within each second (as they would on a node), and a
-    row is read at the end of every `step`-th second.
+    row is read at the end of every `step`-th second while the peer is active (an event
+    in the last minute), as the node evaluates; a peer idle for `EXPIRE_IDLE` seconds
+    is forgotten, as on the node.
     """
     feats = features or PeerFeatures(max_peers=4)
     peer = trace.peer
@@ -331,7 +333,13 @@ def replay(
             for signal in np.flatnonzero(row_counts):
                 observe(peer, Signal(int(signal)), now + 0.5, float(row_counts[signal]))
         if (second + 1) % step == 0:
-            row = feats.row(peer, now + 0.999)
+            at = now + 0.999
+            # as the node: only peers active in the last minute are scored, and a peer
+            # idle for EXPIRE_IDLE is forgotten (it comes back as a new peer)
+            feats.expire(at)
+            if not feats.is_active(peer, at):
+                continue
+            row = feats.row(peer, at)
             if row is None:
                 continue
             attacking = trace.attack_start is not None and second >= trace.attack_start
