@@ -34,7 +34,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.core.peer_features import FEATURE_NAMES, N_FEATURES, PeerFeatures, Signal
+from app.core.peer_features import (
+    FEATURE_NAMES,
+    LONG_WINDOW,
+    N_FEATURES,
+    PeerFeatures,
+    Signal,
+)
 from app.core.peer_policy import (
     Admission,
     PeerPolicy,
@@ -360,6 +366,11 @@ class AnomalyMonitor:
 
 
 _RANK = {Standing.NORMAL: 0, Standing.RATE_LIMITED: 1, Standing.QUARANTINED: 2}
+_WINDOW_COUNTS = frozenset(
+    f"{s.name.lower()}_{LONG_WINDOW}s" for s in Signal if s not in (Signal.BYTES, Signal.MESSAGE_OK)
+)
+"""The log1p counts of the last minute worth naming to the user (not the active-second
+counts, ratios or decayed counts that also end in a duration)."""
 
 
 def _describe(change: StandingChanged, row: Any) -> str:
@@ -378,10 +389,7 @@ def _describe(change: StandingChanged, row: Any) -> str:
         counts = {
             name: round(float(np.expm1(v)))
             for name, v in zip(FEATURE_NAMES, row.values, strict=True)
-            if name.endswith("_60s")
-            and not name.startswith(("bytes", "message_ok"))
-            and "ratio" not in name
-            and v > 0
+            if name in _WINDOW_COUNTS and v > 0
         }
         top = sorted(counts.items(), key=lambda item: -item[1])[:3]
         if top:

@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 
 from app.core.peer_features import N_FEATURES, PeerFeatures, Signal
-from app.core.peer_policy import Standing
+from app.core.peer_policy import Standing, StandingChanged
 from app.core.prekeys import PrekeyBundle
 from app.core.rotation_policy import ALL_KEYS, RotationDue, RotationReason
-from app.node.anomaly import Detector
+from app.node.anomaly import Detector, _describe
 from app.node.api import AddContact, ListMessages, NodeEvent, SecurityAlert, SendMessage
 from app.node.dht import DhtNode
 from app.node.guard import NodeGuard
@@ -159,6 +159,20 @@ def test_one_replay_from_a_chatting_contact_reaches_the_rate_limit_at_once() -> 
     matrix = np.asarray([r.values for r in rows if r is not None], dtype=np.float32)
     replayer, twin = detector.scores(matrix)
     assert replayer >= detector.limit and twin < detector.limit / 10
+
+
+def test_the_alert_names_last_minute_counts_only() -> None:
+    """The user reads counts of the last minute, not the active-second or decayed
+    features that also end in a duration."""
+    features = PeerFeatures()
+    for second in range(20):
+        features.observe("dht:192.0.2.1:4000", Signal.DHT_REQUEST, 1000.0 + second, 3)
+    row = features.row("dht:192.0.2.1:4000", 1019.9)
+    change = StandingChanged(
+        "dht:192.0.2.1:4000", Standing.NORMAL, Standing.RATE_LIMITED, 0.97, "score"
+    )
+    text = _describe(change, row)
+    assert "(last minute: dht_request 60)" in text and "seconds" not in text
 
 
 # ------------------------------------------------------------------ a flood on loopback
