@@ -62,7 +62,9 @@ RECORD_TTL = 6 * 3600
 PRESENCE_CACHE_SECONDS = 20.0
 REJOIN_FIRST = 2.0
 REJOIN_MAX = 30.0
-"""Backoff of bootstrap retries when the first join reached no DHT node."""
+"""How often a node with no DHT neighbour left bootstraps again (backoff while nobody
+answers): after a first join that reached nobody, or after a partition long enough that
+every neighbour was evicted as unresponsive."""
 # Direct prekey-bundle exchange over an authenticated connection, for peers that reach
 # each other but not the DHT (e.g. UDP blocked). Ratchet messages start with 0x01/0x02,
 # so these one-byte tags never collide; bundles are public and signed, and the receiver
@@ -229,26 +231,29 @@ class NetworkStack:
         await self.publish_presence()
         if self._bundle is not None:
             await self.publish_bundle(self._bundle)
-        if peers and not reached:
-            # a lost datagram or a peer down for a moment must not leave us alone in the
-            # DHT for the whole run (nobody could find us, nor we them): keep trying
-            self._rejoin = asyncio.ensure_future(self._rejoin_until_reached(peers))
+        if peers:
+            # a lost datagram, a peer down for a moment or a partition that evicted every
+            # neighbour must not leave us alone in the DHT for good (nobody could find us,
+            # nor we them): whenever the routing table is empty, join again
+            self._rejoin = asyncio.ensure_future(self._stay_joined(peers))
         return reached
 
-    async def _rejoin_until_reached(self, peers: list[tuple[str, int]]) -> None:
+    async def _stay_joined(self, peers: list[tuple[str, int]]) -> None:
         delay = REJOIN_FIRST
         while True:
             await asyncio.sleep(delay)
-            if self.dht.peer_count() == 0:
-                reached = await self.dht.bootstrap(peers)
-                if not reached:
-                    delay = min(delay * 2, REJOIN_MAX)
-                    continue
-                log.info("DHT bootstrap reached %d nodes on a later attempt", reached)
+            if self.dht.peer_count() > 0:
+                delay = REJOIN_FIRST
+                continue
+            reached = await self.dht.bootstrap(peers)
+            if not reached:
+                delay = min(delay * 2, REJOIN_MAX)
+                continue
+            log.info("DHT: no neighbour was left; joined again through %d nodes", reached)
+            delay = REJOIN_FIRST
             await self.publish_presence()
             if self._bundle is not None:
                 await self.publish_bundle(self._bundle)
-            return
 
     async def stop(self) -> None:
         """Close every connection and the DHT socket."""

@@ -176,3 +176,33 @@ async def test_a_join_that_reached_nobody_is_retried_until_it_does(
     finally:
         await lonely.stop()
         await late.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_node_that_lost_every_neighbour_joins_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (chaos test): a partition evicted every neighbour of a node that had
+    joined fine; it stayed alone for good, its presence unfindable once the others
+    looked for it again."""
+    from app.node import network
+
+    monkeypatch.setattr(network, "REJOIN_FIRST", 0.2)
+    hub, lonely = NetworkStack(new_identity()), NetworkStack(new_identity())
+    try:
+        await hub.start("127.0.0.1", 0)
+        await lonely.start("127.0.0.1", 0)
+        assert await lonely.join([("127.0.0.1", hub.dht.port)]) == 1
+        router = lonely.dht._server.protocol.router
+        for node in [n for bucket in router.buckets for n in bucket.get_nodes()]:
+            router.remove_contact(node)  # evicted as unresponsive during a partition
+        assert lonely.peer_count() == 0
+        for _ in range(100):
+            if lonely.peer_count() >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert lonely.peer_count() >= 1
+        assert await hub.presence(lonely.address) == tuple(lonely.endpoints())
+    finally:
+        await lonely.stop()
+        await hub.stop()
