@@ -73,7 +73,7 @@ class Schedule:
 SCHEDULES: tuple[Schedule, ...] = (
     Schedule(0, "base", 0.120, 1024, cover=True, min_dwell=2.0),
     Schedule(1, "burst", 0.040, 4096, cover=True, min_dwell=2.0),
-    Schedule(2, "bulk", 0.0005, 16384, cover=False, min_dwell=2.0),
+    Schedule(2, "bulk", 0.0005, 65536, cover=False, min_dwell=2.0),
     Schedule(3, "strict", 0.100, 2048, cover=True, min_dwell=0.0),
     Schedule(4, "dormant", 2.000, 1024, cover=True, min_dwell=0.0),
 )
@@ -217,6 +217,8 @@ class ShapedSender:
         self._prev_window_bytes = 0
         self._last_message_at: float | None = None
         self._active_at = now  # a new connection counts as activity (not dormant yet)
+        self.floor: int | None = None
+        """A schedule this sender never runs below (`set_floor`), or None."""
 
     # ---------------------------------------------------------------- application side
 
@@ -248,6 +250,22 @@ class ShapedSender:
         return self._backlog
 
     # ---------------------------------------------------------------- schedule choice
+
+    def set_floor(self, schedule_id: int | None, now: float) -> None:
+        """Never run slower than `schedule_id` until it is cleared (None).
+
+        For demand the node knows and the model can't see: the small requests of a file
+        fetch, whose answers come the other way in bulk, would otherwise wait for the
+        base schedule's slots and cap the transfer. A schedule not vetted for this mode is
+        ignored (strict mode keeps its one constant rate)."""
+        self.floor = schedule_id if schedule_id in self.allowed else None
+        if self.floor is None:
+            return
+        floor = SCHEDULES[self.floor]
+        if floor.bytes_per_second > self.schedule.bytes_per_second:
+            self.schedule = floor
+            self._dwell_until = now + floor.min_dwell
+            self._next_slot = min(self._next_slot, now + self._gap())
 
     def features(self, now: float) -> tuple[float, ...]:
         """The model's inputs for the window ending at `now` (`FEATURE_NAMES`)."""
@@ -292,6 +310,11 @@ class ShapedSender:
             schedule_id == self.allowed[0] and self.mode == "balanced" and quiet and not self._queue
         ):
             schedule_id = DORMANT
+        if (
+            self.floor is not None
+            and SCHEDULES[self.floor].bytes_per_second > SCHEDULES[schedule_id].bytes_per_second
+        ):
+            schedule_id = self.floor
         if schedule_id == self.schedule.id:
             self._dwell_until = max(self._dwell_until, now + self.schedule.min_dwell)
             return self.schedule

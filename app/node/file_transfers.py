@@ -498,16 +498,22 @@ class FileTransfers:
                 sources = self._sources(record)
                 if sources:
                     try:
-                        await fetch_blocks(
-                            manifest,
-                            self.blockstore,
-                            sources,
-                            max_in_flight=MAX_IN_FLIGHT,
-                            max_per_peer=MAX_IN_FLIGHT,
-                            timeout=BLOCK_TIMEOUT,
-                            on_leaf=on_leaf,
-                            banned=banned,
-                        )
+                        network = self._network
+                        with (
+                            network.fetching_from(record.contact)
+                            if network is not None
+                            else contextlib.nullcontext()
+                        ):
+                            await fetch_blocks(
+                                manifest,
+                                self.blockstore,
+                                sources,
+                                max_in_flight=MAX_IN_FLIGHT,
+                                max_per_peer=MAX_IN_FLIGHT,
+                                timeout=BLOCK_TIMEOUT,
+                                on_leaf=on_leaf,
+                                banned=banned,
+                            )
                         break
                     except BlocksUnavailable as exc:
                         log.info("waiting for a source of a file's blocks: %s", exc)

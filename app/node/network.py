@@ -25,7 +25,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -184,6 +184,8 @@ class NetworkStack:
             backoff_max=20.0, keepalive_interval=5.0, keepalive_timeout=5.0
         )
         self.settings = replace(base, ice_servers=ice_servers_of(ice_servers) or base.ice_servers)
+        self._hook = hook
+        self._fetches: dict[str, int] = {}
         self.manager = ConnectionManager(
             keys,
             self,
@@ -423,6 +425,24 @@ class NetworkStack:
             if endpoint not in found:
                 found.append(endpoint)
         return found
+
+    @contextlib.contextmanager
+    def fetching_from(self, address: str) -> Iterator[None]:
+        """While a file is fetched from `address`: our many small block requests must
+        keep pace with its bulk answers, so a shaping hook runs our side of that
+        connection at least at the burst schedule (`Shaper.set_floor`)."""
+        set_floor = getattr(self._hook, "set_floor", None)
+        self._fetches[address] = self._fetches.get(address, 0) + 1
+        if set_floor is not None and self._fetches[address] == 1:
+            set_floor(address, "burst")
+        try:
+            yield
+        finally:
+            self._fetches[address] -= 1
+            if not self._fetches[address]:
+                del self._fetches[address]
+                if set_floor is not None:
+                    set_floor(address, None)
 
     def note_endpoints(self, address: str, endpoints: Sequence[str]) -> None:
         """Endpoints learnt outside the DHT (a contact's invite), tried after presence."""

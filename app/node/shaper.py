@@ -33,6 +33,7 @@ import numpy as np
 from app.core.errors import LocalProtocolError
 from app.core.shaping import (
     FEATURE_NAMES,
+    SCHEDULES,
     SEED_SIZE,
     SHAPING_MODES,
     Reassembler,
@@ -51,6 +52,7 @@ DEMAND_GAP = 0.25
 """Least time between two early (demand-triggered) decisions on one connection."""
 
 TraceKind = Literal["app", "wire", "cover", "delivered", "in"]
+SCHEDULE_IDS = {schedule.name: schedule.id for schedule in SCHEDULES}
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ class Shaper:
         self.window = window
         self._random_bytes = random_bytes
         self.links: list[ShapedLink] = []
+        self._floors: dict[str, int] = {}
+        """Peers whose links must not run below a schedule (`set_floor`)."""
 
     @property
     def model(self) -> ScheduleModel:
@@ -142,9 +146,22 @@ class Shaper:
         """Use `mode` for connections opened from now on."""
         self.mode = check_mode(mode)
 
+    def set_floor(self, peer: str, schedule: str | None) -> None:
+        """Run our side of the connection to `peer` at least at `schedule` (by name,
+        e.g. "burst"), now and on connections opened later, until cleared with None."""
+        if schedule is None:
+            self._floors.pop(peer, None)
+        else:
+            self._floors[peer] = SCHEDULE_IDS[schedule]
+        for link in self.links:
+            if link.peer == peer:
+                link.set_floor(self._floors.get(peer))
+
     def bind(self, connection: AuthenticatedConnection) -> FrameHook:
         """A shaped link for `connection` (mode fixed for the connection's lifetime)."""
         link = ShapedLink(self, connection, self.mode)
+        if link.peer in self._floors:
+            link.set_floor(self._floors[link.peer])
         self.links.append(link)
         connection.on_close(lambda _conn: self._unbind(link))
         return link
@@ -223,6 +240,12 @@ class ShapedLink:
         """Reassemble PADDED fragments, drop COVER (raises on a malformed fragment)."""
         self._shaper.emit(TraceEvent(time.time(), self.peer, "in", _wire_size(frame)))
         return self._reassembler.receive(frame)
+
+    def set_floor(self, schedule_id: int | None) -> None:
+        """See `Shaper.set_floor` (no effect in mode ``off``)."""
+        if self.channel is not None:
+            self.channel.sender.set_floor(schedule_id, self._loop.time())
+            self._wake.set()
 
     # ---------------------------------------------------------------- scheduling
 

@@ -106,6 +106,23 @@ def test_model_pick_outside_the_mode_is_ignored() -> None:
     assert balanced.choose(0, 18.0).id == 0
 
 
+def test_a_floor_keeps_the_sender_at_least_at_that_schedule_until_cleared() -> None:
+    balanced = ShapedSender("balanced", hashlib.sha256(b"x").digest(), 0.0, jitter=0.1)
+    balanced.decoy_probability = 0.0
+    base_gap = balanced.next_slot_at()
+    balanced.set_floor(1, 0.0)  # burst: applies at once, the next slot comes sooner
+    assert balanced.schedule.id == 1
+    next_slot = balanced.next_slot_at()
+    assert base_gap is not None and next_slot is not None and next_slot <= base_gap
+    assert balanced.choose(0, 5.0).id == 1  # the model's base pick can't go below it
+    assert balanced.choose(2, 10.0).id == 2  # faster picks still win
+    balanced.set_floor(None, 12.0)
+    assert balanced.choose(0, 15.0).id == 0
+    strict = ShapedSender("strict", bytes(32), 0.0)
+    strict.set_floor(1, 0.0)  # not vetted for strict: its one constant rate stays
+    assert strict.floor is None and strict.choose(1, 5.0).id == 3
+
+
 def test_connections_draw_different_patterns() -> None:
     a, b = KeyedStream(bytes(32)), KeyedStream(b"\x01" + bytes(31))
     assert [a.uniform() for _ in range(4)] != [b.uniform() for _ in range(4)]

@@ -166,3 +166,34 @@ async def test_a_malformed_padded_frame_closes_only_that_connection() -> None:
     finally:
         for stack in stacks:
             await stack.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_fetch_raises_our_side_of_that_connection_to_burst_until_it_ends() -> None:
+    """`NetworkStack.fetching_from`: the small block requests of a file fetch must not
+    wait for the base schedule's slots (they capped a balanced transfer at ~22 MB/s)."""
+    shapers = [Shaper("balanced"), Shaper("balanced")]
+    settings = TransportSettings(prefer_websocket=True)
+    stacks = [NetworkStack(new_identity(), settings=settings, hook=s) for s in shapers]
+    try:
+        for stack in stacks:
+            await stack.start("127.0.0.1", 0)
+        await stacks[1].join_via(stacks[0].endpoints())
+        await stacks[1].publish_presence()
+        await asyncio.wait_for(stacks[0].manager.send(stacks[1].address, b"hello"), 60)
+        (link,) = shapers[0].links
+        assert link.channel is not None
+        sender = link.channel.sender
+        with stacks[0].fetching_from(stacks[1].address):
+            with stacks[0].fetching_from(stacks[1].address):  # two fetches from one peer
+                assert sender.floor == 1 and sender.schedule.id >= 1
+            assert sender.floor == 1  # the other fetch still runs
+        assert sender.floor is None
+        with stacks[0].fetching_from(stacks[1].address):  # a link opened during a fetch
+            await stacks[0].manager.disconnect(stacks[1].address)
+            await asyncio.wait_for(stacks[0].manager.send(stacks[1].address, b"again"), 60)
+            assert shapers[0].links[-1].channel is not None
+            assert shapers[0].links[-1].channel.sender.floor == 1
+    finally:
+        for stack in stacks:
+            await stack.stop()
