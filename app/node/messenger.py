@@ -97,6 +97,13 @@ class OfflineCourier(Protocol):
     async def post(self, address: str) -> None: ...
 
 
+def _order_key(event: Event) -> tuple[int, str]:
+    """A message's place in the conversation's total order: its event's Lamport time,
+    then its CID's bytes in hex (which sort like the bytes, as the ledger's order does;
+    the base32 text form doesn't)."""
+    return event.lamport, event.cid.raw.hex()
+
+
 def _batches(events: list[bytes]) -> list[list[bytes]]:
     """`events` cut into state-message batches (`BATCH_BYTES`, `MAX_EVENTS`); at least one
     (possibly empty: a state message may carry only our heads)."""
@@ -313,8 +320,21 @@ class Messenger:
                     message = self._incoming_message(address, event)
                     if message is not None:
                         incoming.append(message)
-            for message in await self.store.call(self.store.messages.add_many_if_absent, incoming):
+            order = {
+                str(event.body.get("id"))[:64]: _order_key(event)
+                for event in ledger.ordered()
+                if event.body.kind in MESSAGE_KINDS
+            }
+            for message in await self.store.call(
+                self.store.messages.add_many_if_absent, incoming, order
+            ):
                 self._publish(MessageAdded(message))
+            # messages stored before they had a place in the history order (an older
+            # version, or a crash between the two writes of an older version)
+            unordered = await self.store.call(self.store.messages.unordered_ids, address)
+            late = {i: order[i] for i in unordered if i in order}
+            if late:
+                await self.store.call(self.store.messages.set_order, late)
             queued = await self.store.call(
                 self.store.messages.outgoing_with_status, address, MessageStatus.QUEUED
             )
@@ -359,10 +379,13 @@ class Messenger:
             events.append(ledger.append(self._keys, body, int(message.time * 1000)))
             batch_ids.add(message.id)
         if events:
-            await self.store.call(
-                self.store.history.add_many,
-                address,
-                [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in events],
+            store = self.store
+            rows = [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in events]
+            order = {str(e.body.get("id")): _order_key(e) for e in events}
+            await store.call(
+                store.atomically,
+                lambda: store.history.add_many(address, rows),
+                lambda: store.messages.set_order(order),
             )
             own_ids.update(batch_ids)
         return events
@@ -650,19 +673,22 @@ class Messenger:
                         log.warning("rejected a history event: %s", outcome.reason)
             if accepted:
                 theirs = [e for e in accepted if e.author != self._own_key]
-                incoming = [
-                    received
-                    for event in theirs
-                    if event.body.kind in MESSAGE_KINDS
-                    if (received := self._incoming_message(address, event)) is not None
-                ]
+                incoming: list[Message] = []
+                order: dict[str, tuple[int, str]] = {}
+                for event in theirs:
+                    if event.body.kind not in MESSAGE_KINDS:
+                        continue
+                    received = self._incoming_message(address, event)
+                    if received is not None:
+                        incoming.append(received)
+                        order[received.id] = _order_key(event)
                 rows = [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in accepted]
                 store = self.store
                 # the events and the messages they carry: one transaction, one fsync
                 _, added = await store.call(
                     store.atomically,
                     lambda: store.history.add_many(address, rows),
-                    lambda: store.messages.add_many_if_absent(incoming),
+                    lambda: store.messages.add_many_if_absent(incoming, order),
                 )
                 if self.files is not None:
                     for event in theirs:

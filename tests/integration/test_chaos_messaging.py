@@ -258,6 +258,8 @@ async def drive(switch: LossySwitch, alice: Node, bob: Node, rng: random.Random)
             positions = [ids.index(i) for i, _ in writer.sent]
             assert positions == sorted(positions), f"{name} shows {writer.name}'s out of order"
         assert set(ids) == {i for i, _ in expected}, f"{name} lost messages"
+    # and both people see one conversation: the same messages in the same order
+    assert [m.id for m in lists["alice"]] == [m.id for m in lists["bob"]]
 
     reports = {
         n: await nodes[n].client.verify_history(VerifyHistory(nodes[n].contact)) for n in nodes

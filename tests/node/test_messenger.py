@@ -39,6 +39,7 @@ from app.node.network import NetworkStack
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.state_message import NoSession, StateMessage
+from app.node.storage.schema import UNORDERED
 from app.node.transport import TransportSettings
 
 SETTINGS = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
@@ -134,6 +135,52 @@ async def test_message_is_delivered_once_and_acknowledged(pair: tuple[Node, Node
     a_report = await alice.service.verify_history(VerifyHistory("Bob"))
     b_report = await bob.service.verify_history(VerifyHistory("Alice"))
     assert a_report.heads == b_report.heads and a_report.events == 3
+
+
+@pytest.mark.asyncio
+async def test_both_sides_list_concurrent_messages_in_the_same_order(
+    pair: tuple[Node, Node],
+) -> None:
+    """Messages written at the same time by both people are listed in the history's
+    total order on both sides (not in each side's arrival order), page by page too."""
+    alice, bob = pair
+    for round_ in range(4):
+        await asyncio.gather(
+            *(alice.service.send_message(SendMessage("Bob", f"a{round_}.{i}")) for i in range(5)),
+            *(bob.service.send_message(SendMessage("Alice", f"b{round_}.{i}")) for i in range(5)),
+        )
+
+    async def both_complete() -> bool:
+        a = await alice.service.list_messages(ListMessages("Bob"))
+        b = await bob.service.list_messages(ListMessages("Alice"))
+        return len(a) == len(b) == 40 and all(
+            m.status is MessageStatus.DELIVERED for m in [*a, *b] if m.outgoing
+        )
+
+    await eventually(both_complete, timeout=30)
+    at_alice = [m.id for m in await alice.service.list_messages(ListMessages("Bob"))]
+    at_bob = [m.id for m in await bob.service.list_messages(ListMessages("Alice"))]
+    assert at_alice == at_bob
+    ledger = await alice.messenger._ledger(bob.network.address)
+    assert at_alice == [str(e.body.get("id")) for e in ledger.ordered()]
+    pages: list[str] = []
+    before = None
+    while True:  # paging backwards (as the GUI does) walks the same order
+        page = await bob.service.list_messages(ListMessages("Alice", before=before, limit=7))
+        if not page:
+            break
+        pages[:0] = [m.id for m in page]
+        before = page[0].id
+    assert pages == at_bob
+    # rows from before the history order existed (all unordered) get their places when
+    # the conversation is reconciled at the next start
+    store = alice.service.store
+    await store.call(
+        lambda: store._conn.execute("UPDATE messages SET order_lamport = ?", (UNORDERED,))
+    )
+    assert len(await store.call(store.messages.unordered_ids, bob.network.address)) == 40
+    await alice.messenger._reconcile(bob.network.address)
+    assert [m.id for m in await alice.service.list_messages(ListMessages("Bob"))] == at_bob
 
 
 async def _equal(value: Awaitable[object], expected: object) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from app.core.identity import IdentityKeys, PublicIdentity
 from app.node.api import Message, MessageStatus, ProfileUnreadable, Protection
 from app.node.storage.database import transaction
+from app.node.storage.schema import UNORDERED
 from app.node.storage.vault import DataKey, KeyProtection
 
 
@@ -259,16 +260,39 @@ class MessageRepository(SealedRepository):
         """Insert a received message unless its id is already stored (exactly once)."""
         return bool(self.add_many_if_absent([message]))
 
-    def add_many_if_absent(self, messages: list[Message]) -> list[Message]:
+    def add_many_if_absent(
+        self, messages: list[Message], order: dict[str, tuple[int, str]] | None = None
+    ) -> list[Message]:
         """Insert received messages whose ids are not stored yet, in order, in one
-        transaction; return those inserted (exactly once per id)."""
+        transaction; return those inserted (exactly once per id). `order` gives their
+        place in the history (see `set_order`)."""
         added = []
         with transaction(self._conn):
             for message in messages:
                 cur = self._conn.execute("INSERT OR IGNORE " + self._INSERT, self._row(message))
                 if cur.rowcount == 1:
                     added.append(message)
+            if order:
+                self.set_order(order)
         return added
+
+    def set_order(self, order: dict[str, tuple[int, str]]) -> None:
+        """Place messages (by id) in the history's total order: (Lamport time, CID bytes
+        in hex) of the event that carries each. Messages without a place are listed
+        last."""
+        with transaction(self._conn):
+            self._conn.executemany(
+                "UPDATE messages SET order_lamport = ?, order_cid = ? WHERE msg_id = ?",
+                [(lamport, cid, msg_id) for msg_id, (lamport, cid) in order.items()],
+            )
+
+    def unordered_ids(self, contact: str) -> set[str]:
+        """Ids of `contact`'s messages with no place in the history order yet."""
+        rows = self._conn.execute(
+            "SELECT msg_id FROM messages WHERE contact_tag = ? AND order_lamport = ?",
+            (self._tag(contact), UNORDERED),
+        ).fetchall()
+        return {str(row[0]) for row in rows}
 
     def outgoing_with_status(self, contact: str, status: MessageStatus) -> list[Message]:
         """Our messages to `contact` in `status`, oldest first (e.g. the unsent outbox)."""
@@ -298,15 +322,20 @@ class MessageRepository(SealedRepository):
         return changed
 
     def page(self, contact: str, before: str | None, limit: int) -> list[Message]:
-        """Up to `limit` messages older than message `before` (newest last)."""
+        """Up to `limit` messages that come before message `before` (newest last), in the
+        history's total order, which both sides of a conversation share; messages not in
+        the history yet (queued) come last, in the order they were written."""
         params: list[object] = [self._tag(contact)]
         where = "contact_tag = ?"
         if before is not None:
-            where += " AND seq < (SELECT seq FROM messages WHERE msg_id = ?)"
+            where += (
+                " AND (order_lamport, order_cid, seq) < "
+                "(SELECT order_lamport, order_cid, seq FROM messages WHERE msg_id = ?)"
+            )
             params.append(before)
         rows = self._conn.execute(
             "SELECT msg_id, outgoing, body_enc, sent_at, status FROM messages "
-            f"WHERE {where} ORDER BY seq DESC LIMIT ?",
+            f"WHERE {where} ORDER BY order_lamport DESC, order_cid DESC, seq DESC LIMIT ?",
             (*params, limit),
         ).fetchall()
         return [self._decode(contact, *row) for row in reversed(rows)]

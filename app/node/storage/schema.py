@@ -145,3 +145,18 @@ MIGRATIONS.append(
         """,
     ]
 )
+
+UNORDERED = 2**62
+"""`messages.order_lamport` of a message not (yet) in the signed history: listed last."""
+
+MIGRATIONS.append(
+    # 8: messages are listed in the history's total order (Lamport time, then CID), the
+    # same on both sides; rows from before get their keys at the next start (the
+    # messenger's reconcile), queued messages once they are appended
+    [
+        f"ALTER TABLE messages ADD COLUMN order_lamport INTEGER NOT NULL DEFAULT {UNORDERED}",
+        "ALTER TABLE messages ADD COLUMN order_cid TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX messages_in_history_order "
+        "ON messages (contact_tag, order_lamport, order_cid, seq)",
+    ]
+)
