@@ -334,7 +334,7 @@ class Messenger:
             unordered = await self.store.call(self.store.messages.unordered_ids, address)
             late = {i: order[i] for i in unordered if i in order}
             if late:
-                await self.store.call(self.store.messages.set_order, late)
+                await self.store.call(self.store.messages.set_order, address, late)
             queued = await self.store.call(
                 self.store.messages.outgoing_with_status, address, MessageStatus.QUEUED
             )
@@ -385,7 +385,7 @@ class Messenger:
             await store.call(
                 store.atomically,
                 lambda: store.history.add_many(address, rows),
-                lambda: store.messages.set_order(order),
+                lambda: store.messages.set_order(address, order),
             )
             own_ids.update(batch_ids)
         return events

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.node.api import ProfileUnreadable
+from app.node.api import Message, MessageStatus, ProfileUnreadable
 from app.node.paths import ProfilePaths
 from app.node.profile import create_profile, open_store
 from app.node.storage.store import ProfileStore
@@ -59,3 +59,41 @@ def test_history_events_are_deduplicated_per_conversation(store: ProfileStore) -
     assert store.history.add(CAROL, "bafy1", b"event one")
     assert store.history.all(BOB) == [b"event one", b"event two"]
     assert store.history.all(CAROL) == [b"event one"]
+
+
+def _message(msg_id: str, contact: str, seq: int) -> Message:
+    return Message(
+        id=msg_id,
+        contact=contact,
+        sender=contact,
+        outgoing=False,
+        text=f"text {seq}",
+        time=float(seq),
+        status=MessageStatus.RECEIVED,
+    )
+
+
+def test_messages_are_listed_in_history_order_and_a_peer_moves_only_its_own(
+    store: ProfileStore,
+) -> None:
+    messages = store.messages
+    bob, carol = BOB, CAROL
+    messages.add_many_if_absent(
+        [_message("b1", bob, 1), _message("b2", bob, 2), _message("b3", bob, 3)],
+        {"b1": (5, "aa"), "b2": (3, "ff"), "b3": (3, "0a")},
+    )
+    messages.add_many_if_absent([_message("c1", carol, 1)], {"c1": (1, "00")})
+    assert [m.id for m in messages.page(bob, None, 10)] == ["b3", "b2", "b1"]
+    assert [m.id for m in messages.page(bob, "b1", 10)] == ["b3", "b2"]
+    assert [m.id for m in messages.page(bob, "b2", 10)] == ["b3"]
+    messages.add_many_if_absent([_message("b4", bob, 4)])  # not placed yet: listed last
+    assert [m.id for m in messages.page(bob, None, 10)] == ["b3", "b2", "b1", "b4"]
+    assert messages.unordered_ids(bob) == {"b4"}
+    # Bob sends an event reusing Carol's message id with another place: nothing moves
+    assert messages.add_many_if_absent([_message("c1", bob, 9)], {"c1": (99, "ff")}) == []
+    messages.set_order(bob, {"c1": (99, "ff")})
+    assert [m.id for m in messages.page(carol, None, 10)] == ["c1"]
+    row = store._conn.execute(
+        "SELECT order_lamport, order_cid FROM messages WHERE msg_id = 'c1'"
+    ).fetchone()
+    assert tuple(row) == (1, "00")

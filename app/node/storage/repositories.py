@@ -272,18 +272,23 @@ class MessageRepository(SealedRepository):
                 cur = self._conn.execute("INSERT OR IGNORE " + self._INSERT, self._row(message))
                 if cur.rowcount == 1:
                     added.append(message)
-            if order:
-                self.set_order(order)
+            placed = {m.id: order[m.id] for m in added if order and m.id in order}
+            for contact in {m.contact for m in added}:
+                mine = {m.id for m in added if m.contact == contact}
+                self.set_order(contact, {i: k for i, k in placed.items() if i in mine})
         return added
 
-    def set_order(self, order: dict[str, tuple[int, str]]) -> None:
-        """Place messages (by id) in the history's total order: (Lamport time, CID bytes
-        in hex) of the event that carries each. Messages without a place are listed
-        last."""
+    def set_order(self, contact: str, order: dict[str, tuple[int, str]]) -> None:
+        """Place `contact`'s messages (by id) in the history's total order: (Lamport
+        time, CID bytes in hex) of the event that carries each. Messages without a place
+        are listed last. Only that conversation's rows change (a peer naming another
+        conversation's message id moves nothing)."""
+        tag = self._tag(contact)
         with transaction(self._conn):
             self._conn.executemany(
-                "UPDATE messages SET order_lamport = ?, order_cid = ? WHERE msg_id = ?",
-                [(lamport, cid, msg_id) for msg_id, (lamport, cid) in order.items()],
+                "UPDATE messages SET order_lamport = ?, order_cid = ? "
+                "WHERE msg_id = ? AND contact_tag = ?",
+                [(lamport, cid, msg_id, tag) for msg_id, (lamport, cid) in order.items()],
             )
 
     def unordered_ids(self, contact: str) -> set[str]:
