@@ -21,31 +21,26 @@ class GroupCommit(Generic[T]):
         """`commit` stores a whole batch in one transaction (all or nothing)."""
         self._commit = commit
         self._waiting: list[tuple[T, asyncio.Future[None]]] = []
-        self._flushing = False
-        self._task: asyncio.Future[None] | None = None
+        self._flushing: asyncio.Future[None] | None = None
 
     async def add(self, item: T) -> None:
         """Store `item`; raises whatever the commit of its batch raised."""
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((item, done))
-        if not self._flushing:
-            self._flushing = True
-            self._task = asyncio.ensure_future(self._flush())
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush())
         await done
 
     async def _flush(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    await self._commit([item for item, _ in batch])
-                except Exception as exc:  # every writer of the batch gets the error
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
-                else:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_result(None)
-        finally:
-            self._flushing = False
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._commit([item for item, _ in batch])
+            except Exception as exc:  # every writer of the batch gets the error
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)

@@ -177,9 +177,10 @@ class NetworkStack:
         self._on_message: Callable[[str, bytes], object] | None = None
         self.inbound_gate: InboundGate | None = None
         """Sees every application payload first (the anomaly monitor: counts, queues)."""
-        # A peer killed without closing its connection is noticed by keepalive only, and a
-        # restarted peer's new connection may lose the duplicate tie-break to the dead one
-        # until then: keep the keepalive short.
+        # A peer killed without closing its connection is noticed by keepalive only (a
+        # restarted peer's new connection replaces the silent old one at once, see
+        # `ConnectionManager._settle_duplicate`): keep the keepalive short, so messages to
+        # a dead peer go to its DHT mailbox soon.
         base = settings or TransportSettings(
             backoff_max=20.0, keepalive_interval=5.0, keepalive_timeout=5.0
         )
