@@ -49,6 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PASS = "bench passphrase"
 BIN = Path(sys.executable).parent
 MiB = 1024 * 1024
+PROFILE_PREFIX = os.environ.get("BENCH_PROFILE")
+"""If set, each daemon runs under cProfile, writing PREFIX-<profile name> at exit."""
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -75,9 +77,14 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 
 def reap(proc: subprocess.Popen[Any]) -> int:
     """Wait for `proc`; its peak RSS in bytes (Linux ru_maxrss is in KiB)."""
+    return reap_usage(proc)[0]
+
+
+def reap_usage(proc: subprocess.Popen[Any]) -> tuple[int, float]:
+    """Wait for `proc`; its peak RSS in bytes and the CPU seconds it used."""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return int(usage.ru_maxrss) * 1024
+    return int(usage.ru_maxrss) * 1024, round(usage.ru_utime + usage.ru_stime, 2)
 
 
 def sha256_of(path: Path) -> str:
@@ -258,11 +265,12 @@ def cli(profile: Path, *args: str) -> Any:
 
 
 def start_daemon(profile: Path, shaping: str) -> subprocess.Popen[str]:
+    runner = [sys.executable, "-m", "app"]
+    if PROFILE_PREFIX:
+        runner[1:1] = ["-m", "cProfile", "-o", f"{PROFILE_PREFIX}-{profile.name}"]
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "app",
+            *runner,
             "--profile",
             str(profile),
             "daemon",
@@ -338,6 +346,14 @@ async def share_and_wait(sender: Path, receiver: Path, src: Path) -> dict[str, A
     }
 
 
+def receiver_phases(profile: Path) -> str:
+    """The receiver's own account of where the time went (its log's "saved" line)."""
+    log = profile / "logs" / "node.log"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    saved = [line for line in lines if ": saved; " in line]
+    return saved[-1].split(": saved; ", 1)[1] if saved else "not logged"
+
+
 def run_eggs(src: Path, work: Path, size: int, digest: str, shaping: str) -> dict[str, Any]:
     alice, bob = work / f"alice-{shaping}", work / f"bob-{shaping}"
     cli(alice, "init", "--name", "Alice")
@@ -350,12 +366,13 @@ def run_eggs(src: Path, work: Path, size: int, digest: str, shaping: str) -> dic
         path = outcome.get("path")
         ok = bool(path) and Path(path).exists() and sha256_of(Path(path)) == digest
         peers = cli(alice, "peers")
+        phases = receiver_phases(bob)
     finally:
-        rss = {}
+        rss, cpu = {}, {}
         for side, proc in procs.items():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-            rss[side] = reap(proc)
+            rss[side], cpu[side] = reap_usage(proc)
     total = outcome["total_seconds"]
     return {
         "shaping": shaping,
@@ -366,8 +383,10 @@ def run_eggs(src: Path, work: Path, size: int, digest: str, shaping: str) -> dic
         "share_command_seconds": round(outcome["share_command_seconds"], 2),
         "after_offer_seconds": round(outcome["after_offer_seconds"], 2),
         "after_offer_mb_per_s": mb_per_s(size, outcome["after_offer_seconds"]),
+        "receiver_phases": phases,
         "path_used": sorted({p.get("path") or "none" for p in peers}),
         "peak_rss_mb": {side: rss_mb(v) for side, v in rss.items()},
+        "cpu_seconds": cpu,
         "sha256_ok": ok,
     }
 

@@ -142,14 +142,17 @@ class WantList:
             self._tried.pop(cid, None)
         self._unavailable.clear()
 
-    def receive_block(self, peer: str, cid: bytes, data: bytes, now: float) -> None:
-        """A block arrived from `peer`. Verified here; tampering bans the peer."""
+    def receive_block(
+        self, peer: str, cid: bytes, data: bytes, now: float, *, verified: bool | None = None
+    ) -> None:
+        """A block arrived from `peer`; tampering bans the peer. Verified here, unless
+        the caller already hashed it (`verified`: whether it matched its CID)."""
         del now  # accepted whenever it arrives; kept for a uniform interface
         asked = self._in_flight.get(cid)
         was_asked = (asked is not None and asked.peer == peer) or peer in self._tried.get(cid, ())
         if peer in self._banned or not was_asked or cid in self._held:
             return  # unsolicited, duplicate or from a banned peer: ignore
-        if not block_matches(cid, data):
+        if not (block_matches(cid, data) if verified is None else verified):
             self._ban(peer, cid)
             return
         if asked is not None:

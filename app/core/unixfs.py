@@ -286,6 +286,13 @@ class UnixfsFileBuilder:
 
     def add_block(self, data: bytes) -> list[Block]:
         """Add the next leaf; return it and any node completed by it."""
+        leaf = Block(raw_cid(data), data)
+        return [leaf, *self.add_leaf(leaf)]
+
+    def add_leaf(self, leaf: Block) -> list[Block]:
+        """Add the next leaf, already addressed by the caller (who checked its CID is
+        `raw_cid` of its data, e.g. in another thread); return the nodes it completed."""
+        data = leaf.data
         if self._finished:
             raise LocalProtocolError("builder already finished")
         if len(data) > self._block_size:
@@ -293,10 +300,9 @@ class UnixfsFileBuilder:
         if self._last_short:
             raise LocalProtocolError("only the last block may be shorter than the chunk size")
         self._last_short = len(data) < self._block_size
-        leaf = Block(raw_cid(data), data)
         self.leaf_count += 1
         self.total_size += len(data)
-        out = [leaf]
+        out: list[Block] = []
         self._push(0, _Entry(leaf.cid, len(data), len(data)), out)
         return out
 

@@ -45,6 +45,7 @@ class Blockstore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._shards: set[str] = set()
         make_private_dir(root)
         make_private_dir(root / PINS_DIR_NAME)
 
@@ -60,21 +61,30 @@ class Blockstore:
 
     # ----------------------------------------------------------------- sync API
 
-    def put_sync(self, cid: bytes, data: bytes, *, durable: bool = True) -> None:
-        """Store `data` under `cid` (verified first); a block already held is kept.
+    def put_sync(
+        self, cid: bytes, data: bytes, *, durable: bool = True, verified: bool = False
+    ) -> None:
+        """Store `data` under `cid` (verified first, unless the caller just did); a block
+        already held is kept.
 
         `durable=False` skips the fsyncs (a block survives a killed process, not
         necessarily a power cut): for blocks that can be fetched again, since every
         read re-verifies and drops a damaged block. Call `sync` to make them durable."""
-        if not block_matches(cid, data):
+        if not verified and not block_matches(cid, data):
             raise BlockCorrupt("refusing to store a block that does not match its CID")
         path = self.path_for(cid)
         if path.exists():
             return
-        make_private_dir(path.parent)
+        if path.parent.name not in self._shards:  # created once per shard and process
+            make_private_dir(path.parent)
+            self._shards.add(path.parent.name)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileNotFoundError:  # the shard folder was removed meanwhile
+                make_private_dir(path.parent)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -148,9 +158,13 @@ class Blockstore:
 
     # ----------------------------------------------------------------- async API
 
-    async def put(self, cid: bytes, data: bytes, *, durable: bool = True) -> None:
+    async def put(
+        self, cid: bytes, data: bytes, *, durable: bool = True, verified: bool = False
+    ) -> None:
         """`put_sync` in a worker thread."""
-        await asyncio.to_thread(lambda: self.put_sync(cid, data, durable=durable))
+        await asyncio.to_thread(
+            lambda: self.put_sync(cid, data, durable=durable, verified=verified)
+        )
 
     async def get(self, cid: bytes) -> bytes:
         """`get_sync` in a worker thread."""

@@ -44,6 +44,7 @@ class FileServing:
         self._spawn = spawn
         self._monotonic = monotonic
         self._members: dict[bytes, tuple[float, frozenset[bytes]]] = {}
+        self._walks: dict[bytes, asyncio.Future[frozenset[bytes]]] = {}
         self._allowed: dict[tuple[str, bytes], tuple[float, bool]] = {}
         self._outgoing: dict[tuple[str, bytes], tuple[float, list[TransferRecord]]] = {}
         self._served: dict[str, set[bytes]] = {}
@@ -83,7 +84,12 @@ class FileServing:
         now = self._monotonic()
         if cached is not None and (cid in cached[1] or now - cached[0] < MEMBERS_STALE):
             return cid in cached[1]
-        members = await asyncio.to_thread(self.walk_held, root)
+        walking = self._walks.get(root)
+        if walking is None:  # one walk at a time per file, however many WANTs wait on it
+            walking = asyncio.ensure_future(asyncio.to_thread(self.walk_held, root))
+            self._walks[root] = walking
+            walking.add_done_callback(lambda _: self._walks.pop(root, None))
+        members = await asyncio.shield(walking)
         self._members[root] = (now, members)
         return cid in members
 

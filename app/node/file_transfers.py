@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.core.file_crypto import (
-    CHUNK_PLAINTEXT_SIZE,
     FileManifest,
     InvalidManifest,
     decode_manifest,
@@ -47,7 +46,6 @@ from app.core.file_crypto import (
 )
 from app.core.filenames import sanitize_filename
 from app.core.ledger_event import Event, EventBody
-from app.core.unixfs import CODEC_RAW, cid_codec
 from app.node.api import (
     InvalidArgument,
     Message,
@@ -62,15 +60,17 @@ from app.node.api import (
 from app.node.block_exchange import BlockExchange
 from app.node.blockstore import Blockstore, blockstore_dir
 from app.node.config import Config, downloads_folder
-from app.node.file_io import BlockSource, assemble_file, fetch_blocks, share_paths
+from app.node.file_fetch import BlockSource, fetch_into
+from app.node.file_io import share_paths
 from app.node.file_serving import FileServing
 from app.node.files_errors import BlocksUnavailable, FilesError
 from app.node.history import FILE, FILE_CANCEL, FILE_DONE
 from app.node.ipfs import IpfsBackend
 from app.node.network import NetworkStack
+from app.node.part_file import PartFile, part_path
 from app.node.storage.store import ProfileStore
 from app.node.storage.transfers import TransferRecord
-from app.node.transfer_progress import Progress, public
+from app.node.transfer_progress import PROGRESS_HZ, Progress, public
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
 
 log = logging.getLogger(__name__)
@@ -321,12 +321,29 @@ class FileTransfers:
     async def _end(self, record: TransferRecord, state: TransferState) -> TransferRecord:
         task = self._tasks.pop(record.id, None)
         if task is not None and task is not asyncio.current_task():
-            task.cancel()
+            await _stop(task)  # its last checkpoint is written before the part goes
         record = dataclasses.replace(record, state=state)
         await self._save(record)
         self.serving.forget(record)
         self._progress.pop(record.id, None)
+        if not record.outgoing:
+            if state is TransferState.CANCELLED:
+                await asyncio.to_thread(self._remove_part, record)
+            await self.store.call(
+                self.store.transfers.set_received, record.id, record.done_bytes, None
+            )
         return record
+
+    def _remove_part(self, record: TransferRecord) -> None:
+        """Delete the part file of a cancelled incoming transfer, if there is one."""
+        try:
+            path = part_path(
+                decode_manifest(record.manifest), downloads_folder(self._config()), record.id
+            )
+        except (InvalidManifest, FilesError):
+            return
+        with contextlib.suppress(OSError):
+            path.unlink()
 
     async def _save(self, record: TransferRecord, speed: float = 0.0) -> None:
         await self.store.call(self.store.transfers.update, record)
@@ -464,72 +481,51 @@ class FileTransfers:
     async def _fetch(self, transfer_id: str) -> None:
         record = await self._get(transfer_id)
         manifest = decode_manifest(record.manifest)
-        held = await asyncio.to_thread(self._held_leaves, manifest)
-        progress = Progress(
-            min(record.size, held * CHUNK_PLAINTEXT_SIZE), record.size, self._monotonic
-        )
+        try:
+            received = await self.store.call(self.store.transfers.received, transfer_id)
+            downloads = downloads_folder(self._config())
+            part = await asyncio.to_thread(PartFile, manifest, downloads, transfer_id, received)
+        except FilesError as exc:
+            await self._fail(record, exc)
+            return
+        progress = Progress(part.held_bytes, record.size, self._monotonic)
         record = dataclasses.replace(record, done_bytes=progress.done)
         await self._save(record)
         self._progress[transfer_id] = progress
         log.info(
-            "transfer %s: %d of %d blocks already held", transfer_id, held, manifest.chunk_count
+            "transfer %s: %d of %d blocks already held",
+            transfer_id,
+            part.held_count,
+            manifest.chunk_count,
         )
-        banned: set[str] = set()
         fetched = 0
-        started_at = self._monotonic()
 
-        def on_leaf(_size: int) -> None:
+        def on_leaf() -> None:
             nonlocal fetched
             fetched += 1
             self.blocks_fetched += 1
-            progress.add(CHUNK_PLAINTEXT_SIZE)
-            if progress.event_due():
-                shown = dataclasses.replace(record, done_bytes=progress.done)
-                self._publish(TransferChanged(public(shown, progress.speed())))
-            if progress.persist_due():
-                self._spawn(
-                    self.store.call(self.store.transfers.set_progress, transfer_id, progress.done)
-                )
 
+        checkpoints = asyncio.ensure_future(self._checkpoints(record, part, progress))
+        started_at = self._monotonic()
         try:
-            while True:
-                self._connected.clear()
-                await self._fastest_paths(record)
-                sources = self._sources(record)
-                if sources:
-                    try:
-                        network = self._network
-                        with (
-                            network.fetching_from(record.contact)
-                            if network is not None
-                            else contextlib.nullcontext()
-                        ):
-                            await fetch_blocks(
-                                manifest,
-                                self.blockstore,
-                                sources,
-                                max_in_flight=MAX_IN_FLIGHT,
-                                max_per_peer=MAX_IN_FLIGHT,
-                                timeout=BLOCK_TIMEOUT,
-                                on_leaf=on_leaf,
-                                banned=banned,
-                            )
-                        break
-                    except BlocksUnavailable as exc:
-                        log.info("waiting for a source of a file's blocks: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._connected.wait(), WAIT_FOR_SOURCE)
+            await self._fetch_from_sources(record, manifest, part, on_leaf)
+            await _stop(checkpoints)
             fetched_at = self._monotonic()
-            path = await assemble_file(manifest, self.blockstore, downloads_folder(self._config()))
+            path = await asyncio.to_thread(part.publish)
         except FilesError as exc:
-            self._progress.pop(transfer_id, None)
-            log.warning("a transfer failed: %s", exc)
-            record = dataclasses.replace(record, done_bytes=progress.done, error=str(exc))
-            await self._end(record, TransferState.FAILED)
+            await _stop(checkpoints)
+            await asyncio.to_thread(part.discard)  # a retry starts again: nothing was saved
+            await self._fail(record, exc)
             return
+        except asyncio.CancelledError:
+            # stopping (or cancelled): make what was written count for the resume
+            await _stop(checkpoints)
+            with contextlib.suppress(FilesError):
+                await self._checkpoint(record, part, progress)
+            part.close()
+            raise
         record = dataclasses.replace(record, done_bytes=record.size, path=str(path))
         await self._end(record, TransferState.DONE)
-        self._progress.pop(transfer_id, None)
         log.info(
             "transfer %s: saved; %d blocks fetched in this run (fetch %.1f s, save %.1f s)",
             transfer_id,
@@ -542,9 +538,75 @@ class FileTransfers:
                 record.contact, EventBody.of(FILE_DONE, id=record.id)
             )
 
-    def _held_leaves(self, manifest: FileManifest) -> int:
-        """How many leaves of the file are already held (walking the held tree nodes)."""
-        members = self.serving.walk_held(manifest.root_cid)
-        return sum(
-            1 for cid in members if cid_codec(cid) == CODEC_RAW and self.blockstore.has_sync(cid)
+    async def _fetch_from_sources(
+        self,
+        record: TransferRecord,
+        manifest: FileManifest,
+        part: PartFile,
+        on_leaf: Callable[[], None],
+    ) -> None:
+        """Fetch into `part` from whoever has the blocks, waiting while nobody does."""
+        banned: set[str] = set()
+        while True:
+            self._connected.clear()
+            await self._fastest_paths(record)
+            sources = self._sources(record)
+            if sources:
+                try:
+                    network = self._network
+                    with (
+                        network.fetching_from(record.contact)
+                        if network is not None
+                        else contextlib.nullcontext()
+                    ):
+                        await fetch_into(
+                            manifest,
+                            self.blockstore,
+                            part,
+                            sources,
+                            max_in_flight=MAX_IN_FLIGHT,
+                            max_per_peer=MAX_IN_FLIGHT,
+                            timeout=BLOCK_TIMEOUT,
+                            on_leaf=on_leaf,
+                            banned=banned,
+                        )
+                    return
+                except BlocksUnavailable as exc:
+                    log.info("waiting for a source of a file's blocks: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), WAIT_FOR_SOURCE)
+
+    async def _checkpoints(
+        self, record: TransferRecord, part: PartFile, progress: Progress
+    ) -> None:
+        """Flush the part and persist what it holds a few times a second (the progress
+        shown is what a restart would resume from)."""
+        last = part.held_count
+        try:
+            while True:
+                await asyncio.sleep(1.0 / PROGRESS_HZ)
+                if part.held_count != last:
+                    last = part.held_count
+                    await self._checkpoint(record, part, progress)
+        except FilesError as exc:  # the final flush reports it to the user
+            log.warning("could not flush a file being received: %s", exc)
+
+    async def _checkpoint(self, record: TransferRecord, part: PartFile, progress: Progress) -> None:
+        saved = await asyncio.to_thread(part.checkpoint)
+        await self.store.call(
+            self.store.transfers.set_received, record.id, saved.done_bytes, saved.received
         )
+        progress.done = saved.done_bytes
+        shown = dataclasses.replace(record, done_bytes=saved.done_bytes)
+        self._publish(TransferChanged(public(shown, progress.speed())))
+
+    async def _fail(self, record: TransferRecord, exc: FilesError) -> None:
+        log.warning("a transfer failed: %s", exc)
+        record = dataclasses.replace(record, done_bytes=0, error=str(exc))
+        await self._end(record, TransferState.FAILED)
+
+
+async def _stop(task: asyncio.Future[None]) -> None:
+    """Cancel `task` and wait until it has ended (without raising its cancellation)."""
+    task.cancel()
+    await asyncio.wait([task])

@@ -23,7 +23,8 @@ from ipfs_daemon import IpfsDaemon, free_port, running_ipfs_daemon
 
 from app.core.unixfs import BLOCK_SIZE, cid_to_str, file_root_cid, iter_leaves, raw_cid
 from app.node.blockstore import Blockstore
-from app.node.file_io import assemble_file, fetch_blocks, share_file
+from app.node.file_fetch import receive_file
+from app.node.file_io import share_file
 from app.node.files_errors import BlockNotFound, IpfsUnavailable
 from app.node.ipfs import IpfsBackend
 
@@ -102,8 +103,9 @@ def test_receiver_fetches_from_daemon(daemon: IpfsDaemon, tmp_path: Path) -> Non
         manifest = await share_file(
             source, sender, os.urandom(32), ipfs=IpfsBackend(daemon.api_addr)
         )
-        await fetch_blocks(manifest, receiver, {"ipfs": IpfsBackend(daemon.api_addr)})
-        return await assemble_file(manifest, receiver, downloads)
+        return await receive_file(
+            manifest, receiver, downloads, {"ipfs": IpfsBackend(daemon.api_addr)}
+        )
 
     saved = asyncio.run(scenario())
     assert saved.read_bytes() == source.read_bytes()

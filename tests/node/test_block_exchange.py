@@ -15,7 +15,8 @@ from app.core.identity import IdentityKeys
 from app.core.unixfs import cid_from_str, raw_cid
 from app.node.block_exchange import BlockExchange
 from app.node.blockstore import Blockstore
-from app.node.file_io import assemble_file, fetch_blocks, share_file
+from app.node.file_fetch import receive_file
+from app.node.file_io import share_file
 from app.node.files_errors import BlocksUnavailable
 from app.node.network import NetworkStack
 from app.node.transport import TransportSettings
@@ -104,16 +105,22 @@ async def test_tampered_blocks_are_rejected_and_fetched_elsewhere(
         "mallory": exchange.source(mallory.address, manifest.root_cid),
         "alice": exchange.source(alice.address, manifest.root_cid),
     }
-    await fetch_blocks(manifest, bob_store, sources, max_per_peer=2, banned=banned)
+    downloads = tmp_path / "downloads"
+    saved = await receive_file(
+        manifest, bob_store, downloads, sources, max_per_peer=2, banned=banned
+    )
     assert banned == {"mallory"} and mallory_policy.served_cids
-    saved = await assemble_file(manifest, bob_store, tmp_path / "downloads")
     assert saved.read_bytes() == data
 
     # Mallory alone: nothing she serves is accepted, so the fetch reports the blocks
-    # unavailable and stores nothing
+    # unavailable and saves and stores nothing
     empty = Blockstore(tmp_path / "empty")
     with pytest.raises(BlocksUnavailable):
-        await fetch_blocks(
-            manifest, empty, {"mallory": exchange.source(mallory.address, manifest.root_cid)}
+        await receive_file(
+            manifest,
+            empty,
+            downloads,
+            {"mallory": exchange.source(mallory.address, manifest.root_cid)},
         )
     assert not [p for p in (tmp_path / "empty").rglob("*") if p.is_file()]
+    assert [p.name for p in downloads.iterdir()] == [saved.name]

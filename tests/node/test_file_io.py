@@ -23,27 +23,22 @@ from app.core.unixfs import (
     CODEC_RAW,
     NodeLink,
     cid_codec,
+    cid_from_str,
     dag_pb_cid,
     encode_file_node,
     iter_leaves,
 )
 from app.node.blockstore import Blockstore
-from app.node.file_io import (
-    assemble_file,
-    assemble_file_sync,
-    fetch_blocks,
-    receive_file,
-    share_file,
-    share_file_sync,
-    share_paths,
-)
+from app.node.file_fetch import assemble_file, assemble_file_sync, fetch_into, receive_file
+from app.node.file_io import share_file, share_file_sync, share_paths
 from app.node.files_errors import (
-    BlockCorrupt,
+    BlocksUnavailable,
     DiskFull,
     DownloadPermissionDenied,
     SourceFileChanged,
     TransferFailed,
 )
+from app.node.part_file import PartFile
 
 KEY = bytes(range(32))
 MiB = 1024 * 1024
@@ -136,9 +131,8 @@ async def test_fetch_from_peer_rejects_tampering_peer(
     manifest = await share_file(source, sender, KEY)
     evil = CountingSource(sender, tamper=True)
     good = CountingSource(sender)
-    await fetch_blocks(manifest, receiver, {"evil": evil, "good": good}, max_in_flight=4)
+    saved = await receive_file(manifest, receiver, downloads, {"evil": evil, "good": good})
     assert evil.requests >= 1  # it was asked, served garbage, and was dropped
-    saved = await assemble_file(manifest, receiver, downloads)
     assert sha256_file(saved) == digest
 
 
@@ -163,6 +157,82 @@ async def test_resume_asks_only_for_missing_blocks(
     saved = await receive_file(manifest, receiver, downloads, {"peer": peer})
     assert peer.requests == len(all_blocks[1::2])
     assert sha256_file(saved) == digest
+
+
+class HalfSource(CountingSource):
+    """Serves the DAG's nodes and only the first `leaves` leaves it is asked for."""
+
+    def __init__(self, store: Blockstore, leaves: int) -> None:
+        super().__init__(store)
+        self.leaves = leaves
+
+    async def get_block(self, cid: bytes) -> bytes | None:
+        if cid_codec(cid) == CODEC_RAW:
+            if self.leaves == 0:
+                return None
+            self.leaves -= 1
+        return await super().get_block(cid)
+
+
+@pytest.mark.asyncio
+async def test_part_resumes_from_its_last_checkpoint(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore, downloads: Path
+) -> None:
+    """Chunks go straight into the part; a new run with the checkpointed bitmap asks
+    only for the others; a bitmap whose part is gone starts again from nothing."""
+    source = tmp_path / "big.bin"
+    digest = write_random(source, 4 * MiB)
+    manifest = await share_file(source, sender, KEY)
+    part = PartFile(manifest, downloads, "t1")
+    with pytest.raises(BlocksUnavailable):
+        await fetch_into(manifest, receiver, part, {"half": HalfSource(sender, 7)}, timeout=1.0)
+    saved = part.checkpoint()
+    part.close()
+    assert part.held_count == 7 and saved.done_bytes == 7 * (256 * 1024 - 16)
+    assert not any(cid_codec(c) == CODEC_RAW for c in _stored(receiver))  # leaves: part only
+
+    resumed = PartFile(manifest, downloads, "t1", saved.received)
+    assert resumed.path == part.path and resumed.held_count == 7
+    peer = CountingSource(sender)
+    await fetch_into(manifest, receiver, resumed, {"peer": peer})
+    assert peer.requests == manifest.chunk_count - 7  # the root node was kept
+    path = resumed.publish()
+    assert sha256_file(path) == digest and [p.name for p in downloads.iterdir()] == ["big.bin"]
+
+    # the bitmap survived but the part did not: nothing is trusted, all is fetched
+    lost = PartFile(manifest, downloads, "t2", saved.received)
+    assert lost.held_count == 0
+    lost.discard()
+
+
+def _stored(store: Blockstore) -> list[bytes]:
+    return [
+        cid_from_str(p.name)
+        for p in store.root.rglob("*")
+        if p.is_file() and p.parent.name != "pins"
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_block_tree_naming_a_leaf_twice_is_refused(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore, downloads: Path
+) -> None:
+    source = tmp_path / "x.bin"
+    write_random(source, 2 * MiB)
+    manifest = await share_file(source, sender, KEY)
+    leaves = list(
+        iter_leaves(
+            manifest.root_cid, sender.get_sync, manifest.ciphertext_size, manifest.chunk_count
+        )
+    )
+    # the first leaf twice in place of the first two: same size, a well-formed node
+    twice = [leaves[0], leaves[0], *leaves[2:]]
+    node = encode_file_node([NodeLink(c, s) for c, s in twice], [s for _, s in twice])
+    sender.put_sync(dag_pb_cid(node), node)
+    forged = replace(manifest, root_cid=dag_pb_cid(node))
+    with pytest.raises(TransferFailed, match="twice"):
+        await receive_file(forged, receiver, downloads, {"peer": CountingSource(sender)})
+    assert list(downloads.iterdir()) == []
 
 
 @pytest.mark.asyncio
@@ -198,7 +268,8 @@ async def test_hostile_block_tree_refused(
         sender.put_sync(node_cid, node)
     deep = replace(manifest, root_cid=cid)
     with pytest.raises(TransferFailed):
-        await fetch_blocks(deep, receiver, {"peer": CountingSource(sender)})
+        await receive_file(deep, receiver, tmp_path / "downloads", {"peer": CountingSource(sender)})
+    assert not any((tmp_path / "downloads").iterdir())
 
 
 def test_hostile_names_and_collisions(tmp_path: Path, sender: Blockstore, downloads: Path) -> None:
@@ -274,8 +345,8 @@ class FailingWriter(io.FileIO):
         return super().write(data)
 
 
-def opener(err: int, limit: int) -> Callable[[Path], BinaryIO]:
-    def open_part(path: Path) -> BinaryIO:
+def opener(err: int, limit: int) -> Callable[[Path, bool], BinaryIO]:
+    def open_part(path: Path, keep: bool) -> BinaryIO:
         return FailingWriter(path, err, limit)
 
     return open_part
@@ -291,7 +362,7 @@ def test_write_errors_leave_nothing(
     write_random(source, 2 * MiB)
     manifest = share_file_sync(source, sender, KEY)
     with pytest.raises(error_type) as info:
-        assemble_file_sync(manifest, sender, downloads, open_part=opener(err, MiB))
+        assemble_file_sync(manifest, sender, downloads, opener=opener(err, MiB))
     assert "nothing was saved" in str(info.value)
     assert list(downloads.iterdir()) == []  # no final file, no .part
 
@@ -301,11 +372,11 @@ def test_permission_denied_on_open(tmp_path: Path, sender: Blockstore, downloads
     write_random(source, 10)
     manifest = share_file_sync(source, sender, KEY)
 
-    def denied(path: Path) -> BinaryIO:
+    def denied(path: Path, keep: bool) -> BinaryIO:
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     with pytest.raises(DownloadPermissionDenied):
-        assemble_file_sync(manifest, sender, downloads, open_part=denied)
+        assemble_file_sync(manifest, sender, downloads, opener=denied)
     assert list(downloads.iterdir()) == []
 
 
@@ -347,9 +418,10 @@ def test_corrupt_block_on_disk_refused(tmp_path: Path, sender: Blockstore, downl
     )
     path = sender.path_for(leaf)
     path.write_bytes(b"\x00" + path.read_bytes()[1:])
-    with pytest.raises(BlockCorrupt):
+    with pytest.raises(TransferFailed, match="1 blocks"):
         assemble_file_sync(manifest, sender, downloads)
     assert list(downloads.iterdir()) == []
+    assert not sender.has_sync(leaf)  # dropped, so it is fetched again
 
 
 def test_wrong_key_refused(tmp_path: Path, sender: Blockstore, downloads: Path) -> None:
@@ -393,8 +465,7 @@ async def test_200_mib_round_trip_bounded_memory(
     try:
         manifest = await share_file(source, sender, KEY)
         peer = CountingSource(sender)
-        await fetch_blocks(manifest, receiver, {"peer": peer})
-        saved = await assemble_file(manifest, receiver, downloads)
+        saved = await receive_file(manifest, receiver, downloads, {"peer": peer})
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -160,3 +160,9 @@ MIGRATIONS.append(
         "ON messages (contact_tag, order_lamport, order_cid, seq)",
     ]
 )
+
+MIGRATIONS.append(
+    # 9: a file being received is decrypted straight into its part file; `received` is
+    # the bitmap of chunks flushed there (NULL: none), so a restart resumes from it
+    ["ALTER TABLE transfers ADD COLUMN received BLOB"]
+)

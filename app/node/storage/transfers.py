@@ -130,6 +130,22 @@ class TransferRepository(SealedRepository):
                 (done_bytes, transfer_id),
             )
 
+    def set_received(self, transfer_id: str, done_bytes: int, received: bytes | None) -> None:
+        """Store a receiving transfer's progress and the bitmap of chunks its part file
+        holds (`app.node.part_file`; None forgets it: the part was removed)."""
+        with transaction(self._conn):
+            self._conn.execute(
+                "UPDATE transfers SET done_bytes = ?, received = ? WHERE transfer_id = ?",
+                (done_bytes, received, transfer_id),
+            )
+
+    def received(self, transfer_id: str) -> bytes | None:
+        """The bitmap stored by `set_received` (None if none)."""
+        row = self._conn.execute(
+            "SELECT received FROM transfers WHERE transfer_id = ?", (transfer_id,)
+        ).fetchone()
+        return bytes(row[0]) if row and row[0] is not None else None
+
     def _decode(
         self,
         transfer_id: str,

@@ -1,0 +1,287 @@
+"""A file being received: each verified block decrypted straight into a hidden ``.part``.
+
+The receiver reads, checks and writes every byte once: a leaf block whose CID matched is
+decrypted (`ChunkDecryptor.decrypt_chunk`, which checks the chunk's index and position)
+and written at its chunk's offset in ``<dest>/.<name>.<id>.part``, from several worker
+threads at once. Which chunks the part holds is a bitmap, one bit per chunk:
+
+* `checkpoint` flushes the part (``fdatasync``) and only then returns the bitmap for the
+  caller to persist (the transfer row), so a persisted bitmap never names a chunk that
+  is not on disk; after a crash or a kill the transfer resumes from it and at most the
+  chunks since the last checkpoint are fetched again. Flushing once a second also keeps
+  the final ``fsync`` short.
+* `publish` fsyncs the complete part and links it under a sanitised, unique name in the
+  destination folder (never replacing a file); `discard` removes it.
+
+The part's name is derived from the transfer, so a resumed transfer finds it again; it
+is opened without following symbolic links. A part whose bitmap was lost is started
+again from nothing. New parts are preallocated, so a file that cannot fit fails at once
+with `DiskFull` instead of after most of it was fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from app.core.errors import DecryptionFailed
+from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE, ChunkDecryptor, FileManifest
+from app.core.filenames import sanitize_filename, unique_destination
+from app.node.files_errors import (
+    DiskFull,
+    DownloadPermissionDenied,
+    FilesError,
+    TransferFailed,
+)
+from app.node.fsutil import fsync_dir
+
+PART_SUFFIX = ".part"
+
+PartOpener = Callable[[Path, bool], BinaryIO]
+"""Opens the part file for writing: ``(path, keep)``; `keep` keeps what it holds."""
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+# link() errors meaning "this file system has no hard links": fall back to rename.
+_NO_HARD_LINKS = {
+    errno.EPERM,
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+    errno.EXDEV,
+    errno.EMLINK,
+    errno.ENOSYS,
+}
+
+
+def open_part(path: Path, keep: bool) -> BinaryIO:
+    """The default `PartOpener`: owner-only, never through a symbolic link."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags if keep else flags | os.O_TRUNC, 0o600)
+    return os.fdopen(fd, "r+b", buffering=0)
+
+
+def destination_folder(downloads: Path, folder: tuple[str, ...]) -> Path:
+    """The sanitised sub-folder of `downloads` a file of a shared folder goes to."""
+    target = downloads
+    for part in folder:
+        target = target / sanitize_filename(part)
+    root = os.path.realpath(downloads)
+    real = os.path.realpath(target)
+    if real != root and not real.startswith(root + os.sep):
+        raise TransferFailed("the shared folder would be saved outside the downloads folder")
+    return target
+
+
+def user_error(exc: OSError, downloads: Path) -> FilesError:
+    """The error a user sees for a failed write into `downloads`."""
+    if exc.errno in _NO_SPACE:
+        return DiskFull(f"not enough free space in {downloads} to save the file; nothing was saved")
+    if exc.errno in _NO_PERMISSION or isinstance(exc, PermissionError):
+        return DownloadPermissionDenied(
+            f"cannot write to {downloads} (permission denied); nothing was saved"
+        )
+    return FilesError(f"could not save the file: {exc.strerror or exc}")
+
+
+def part_path(manifest: FileManifest, downloads: Path, tag: str) -> Path:
+    """Where the part of `manifest` received as `tag` (the transfer id) is kept."""
+    name = sanitize_filename(manifest.name)
+    safe_tag = "".join(c for c in tag if c.isalnum())[:16]
+    return destination_folder(downloads, manifest.folder) / f".{name[:100]}.{safe_tag}{PART_SUFFIX}"
+
+
+def bitmap_size(chunks: int) -> int:
+    """Bytes in the bitmap of a file of `chunks` chunks."""
+    return (chunks + 7) // 8
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chunks a part holds on disk: the bitmap to persist and the file bytes in them."""
+
+    received: bytes
+    done_bytes: int
+
+
+class PartFile:
+    """One file being received (see the module docstring); thread-safe."""
+
+    def __init__(
+        self,
+        manifest: FileManifest,
+        downloads: Path,
+        tag: str,
+        received: bytes | None = None,
+        *,
+        opener: PartOpener = open_part,
+    ) -> None:
+        """Open (or resume) the part of `manifest` in `downloads`; `tag` names it (the
+        transfer id), `received` is the bitmap of the last checkpoint, if any."""
+        self.manifest = manifest
+        self.downloads = downloads
+        self._decryptor = ChunkDecryptor(manifest.file_key, manifest.padded_size, manifest.size)
+        self._lock = threading.Lock()
+        chunks = manifest.chunk_count
+        keep = received is not None and len(received) == bitmap_size(chunks) and any(received)
+        self._bits = bytearray(received if keep and received is not None else bitmap_size(chunks))
+        self._held = sum(self.is_held(i) for i in range(chunks)) if keep else 0
+        try:
+            self.path = part_path(manifest, downloads, tag)
+            self.dest_dir = self.path.parent
+            self.dest_dir.mkdir(parents=True, exist_ok=True)
+            self.name = sanitize_filename(manifest.name)
+            if keep and not self.path.exists():
+                keep = False  # the part is gone: start again
+                self._bits = bytearray(bitmap_size(chunks))
+                self._held = 0
+            self._fh = opener(self.path, keep)
+        except OSError as exc:
+            raise user_error(exc, downloads) from exc
+        if not keep:
+            self._preallocate()
+
+    def _preallocate(self) -> None:
+        try:
+            if self.manifest.size and hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(self._fh.fileno(), 0, self.manifest.size)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                self.discard()
+                raise user_error(exc, self.downloads) from exc
+            # no preallocation on this file system (or not for this opener): writes tell
+
+    # ------------------------------------------------------------------ chunks
+
+    def is_held(self, index: int) -> bool:
+        """Whether chunk `index` is in the part (as of the last `mark`)."""
+        return bool(self._bits[index >> 3] & (1 << (index & 7)))
+
+    @property
+    def held_count(self) -> int:
+        """How many chunks the part holds."""
+        return self._held
+
+    @property
+    def held_bytes(self) -> int:
+        """File bytes the part holds (approximately: the last chunk counts whole)."""
+        return min(self.manifest.size, self._held * CHUNK_PLAINTEXT_SIZE)
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether every chunk is in the part."""
+        return self._held == self.manifest.chunk_count
+
+    def write_chunk(self, index: int, block: bytes) -> None:
+        """Decrypt the verified leaf block of chunk `index` and write it in place (call
+        `mark` once this returned). `TransferFailed` if it does not decrypt; `DiskFull`
+        or `DownloadPermissionDenied` if it cannot be written."""
+        try:
+            plaintext = self._decryptor.decrypt_chunk(index, block)
+        except DecryptionFailed as exc:
+            raise TransferFailed(f"{self.manifest.name!r} failed verification: {exc}") from exc
+        if not plaintext:
+            return  # a chunk of padding only
+        try:
+            view = memoryview(plaintext)
+            with self._lock:
+                self._fh.seek(index * CHUNK_PLAINTEXT_SIZE)
+                while view:
+                    written = self._fh.write(view)
+                    if not written:
+                        raise OSError(errno.EIO, "the part file takes no more bytes")
+                    view = view[written:]
+        except OSError as exc:
+            raise user_error(exc, self.downloads) from exc
+
+    def mark(self, index: int) -> None:
+        """Record that chunk `index` was written."""
+        with self._lock:
+            if not self.is_held(index):
+                self._bits[index >> 3] |= 1 << (index & 7)
+                self._held += 1
+
+    def checkpoint(self) -> Checkpoint:
+        """Make every marked chunk durable; what to persist (see the module docstring)."""
+        with self._lock:
+            snapshot = Checkpoint(bytes(self._bits), self.held_bytes)
+        try:
+            os.fdatasync(self._fh.fileno())
+        except OSError as exc:
+            raise user_error(exc, self.downloads) from exc
+        return snapshot
+
+    # ------------------------------------------------------------------ the end
+
+    def publish(self) -> Path:
+        """Flush the complete part and give it its final name; return that path."""
+        if not self.is_complete:
+            raise TransferFailed(f"{self.manifest.name!r} is not complete")
+        try:
+            with self._fh:
+                self._fh.truncate(self.manifest.size)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            final = self._link()
+            fsync_dir(self.dest_dir)
+        except OSError as exc:
+            self.discard()
+            raise user_error(exc, self.downloads) from exc
+        except FilesError:
+            self.discard()
+            raise
+        return final
+
+    def _link(self) -> Path:
+        """Give the part a free name without ever replacing an existing file."""
+        dest_dir, name = self.dest_dir, self.name
+        for _ in range(1000):
+            final = dest_dir / unique_destination(lambda n: os.path.lexists(dest_dir / n), name)
+            try:
+                os.link(self.path, final)  # fails if `final` appeared meanwhile: no clobbering
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                # No hard links here (FAT, some network shares): rename instead. Windows'
+                # rename refuses an existing target; elsewhere the lexists check is it.
+                if os.path.lexists(final):
+                    continue
+                try:
+                    os.rename(self.path, final)
+                except FileExistsError:
+                    continue
+                return final
+            self.path.unlink()
+            return final
+        raise TransferFailed("could not find a free name in the downloads folder")
+
+    def close(self) -> None:
+        """Close the part, keeping it for a later resume."""
+        with contextlib.suppress(OSError):
+            self._fh.close()
+
+    def discard(self) -> None:
+        """Close and delete the part (cancelled, or it cannot be completed)."""
+        self.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+__all__ = [
+    "PART_SUFFIX",
+    "Checkpoint",
+    "PartFile",
+    "PartOpener",
+    "bitmap_size",
+    "destination_folder",
+    "open_part",
+    "part_path",
+    "user_error",
+]
