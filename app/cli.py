@@ -108,9 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         "transfers", help="list file transfers, or accept/cancel/retry one by its id"
     )
     transfers.add_argument(
-        "action", nargs="?", choices=("list", "accept", "cancel", "retry"), default="list"
+        "action", nargs="?", choices=("list", "accept", "pause", "retry", "cancel"), default="list"
     )
-    transfers.add_argument("id", metavar="ID", nargs="?", help="the transfer (accept/cancel/retry)")
+    transfers.add_argument(
+        "id", metavar="ID", nargs="?", help="the transfer (accept/pause/retry/cancel)"
+    )
     transfers.add_argument("--contact", metavar="CONTACT", help="list only this contact's")
     _json_flag(transfers)
 
@@ -316,6 +318,7 @@ async def cmd_transfers(args: argparse.Namespace, node: api.NodeApi) -> int:
     actions = {
         "accept": lambda: node.accept_transfer(api.AcceptTransfer(args.id)),
         "cancel": lambda: node.cancel_transfer(api.CancelTransfer(args.id)),
+        "pause": lambda: node.pause_transfer(api.PauseTransfer(args.id)),
         "retry": lambda: node.retry_transfer(api.RetryTransfer(args.id)),
     }
     transfer = await actions[args.action]()

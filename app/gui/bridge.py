@@ -37,6 +37,7 @@ from app.node.api import (
     NodeError,
     NodeEvent,
     NodeStopping,
+    PauseTransfer,
     Peer,
     RemoveContact,
     RetryTransfer,
@@ -94,7 +95,7 @@ class NodeBridge(QObject):
     contactVerified = Signal(object)  # Contact
     contactChanged = Signal(object)  # Contact (e.g. flagged: its key changed)
     securityAlert = Signal(str, str, str)  # contact address, kind, sentence for the user
-    messageAdded = Signal(object)  # Message
+    messageAdded = Signal(object, object)  # Message, id of the message it goes before or None
     messageStatusChanged = Signal(str, str, object)  # id, contact address, MessageStatus
     typingChanged = Signal(str, bool)  # contact address, whether they are typing to us
     settingsChanged = Signal(object)  # Settings
@@ -170,7 +171,7 @@ class NodeBridge(QObject):
         elif isinstance(event, ContactVerified):
             self.contactVerified.emit(event.contact)
         elif isinstance(event, MessageAdded):
-            self.messageAdded.emit(event.message)
+            self.messageAdded.emit(event.message, event.before)
         elif isinstance(event, MessageStatusChanged):
             self.messageStatusChanged.emit(event.id, event.contact, event.status)
         elif isinstance(event, TypingChanged):
@@ -349,8 +350,12 @@ class NodeBridge(QObject):
         """Cancel (or decline) a transfer; the peer is told."""
         self._act(lambda n: n.cancel_transfer(CancelTransfer(transfer_id)))
 
+    def pause_transfer(self, transfer_id: str) -> None:
+        """Stop fetching an incoming file for now (resumed by `retry_transfer`)."""
+        self._act(lambda n: n.pause_transfer(PauseTransfer(transfer_id)))
+
     def retry_transfer(self, transfer_id: str) -> None:
-        """Resume a failed or paused transfer from the blocks already held."""
+        """Resume a paused transfer, or try a failed one again."""
         self._act(lambda n: n.retry_transfer(RetryTransfer(transfer_id)))
 
     def _act(self, request: Callable[[NodeApi], Awaitable[Transfer]]) -> None:

@@ -414,8 +414,10 @@ class MainWindow(QMainWindow):
             self.bridge.accept_transfer(transfer_id)
         elif action in (TransferAction.DECLINE, TransferAction.CANCEL):
             self.bridge.cancel_transfer(transfer_id)
-        elif action == TransferAction.RETRY:
+        elif action in (TransferAction.RETRY, TransferAction.RESUME):
             self.bridge.retry_transfer(transfer_id)
+        elif action == TransferAction.PAUSE:
+            self.bridge.pause_transfer(transfer_id)
         else:
             transfer = self.transfers.transfer(transfer_id)
             if transfer is not None:
@@ -484,9 +486,9 @@ class MainWindow(QMainWindow):
             and not self.isMinimized()
         )
 
-    def _on_message_added(self, message: Message) -> None:
+    def _on_message_added(self, message: Message, before: str | None = None) -> None:
         visible = self._conversation_visible(message.contact)
-        self.messages.add(message)
+        self.messages.add(message, before)
         seen = visible and self.isActiveWindow()
         self.contacts.note_message(message, seen=seen)
         if seen and not message.outgoing:

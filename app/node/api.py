@@ -445,8 +445,16 @@ class CancelTransfer:
 
 
 @dataclass(frozen=True)
+class PauseTransfer:
+    """Stop fetching an incoming file for now, keeping what was received (`RetryTransfer`
+    resumes it, also after a restart)."""
+
+    id: str
+
+
+@dataclass(frozen=True)
 class RetryTransfer:
-    """Resume a failed or paused transfer from the blocks already held."""
+    """Resume a paused transfer from what was received, or try a failed one again."""
 
     id: str
 
@@ -484,9 +492,13 @@ class ContactVerified:
 
 @dataclass(frozen=True)
 class MessageAdded:
-    """A message was sent or received (appended to its conversation)."""
+    """A message was sent or received (added to its conversation)."""
 
     message: Message
+    before: str | None = None
+    """The id of the message it comes before in the conversation's shared order, when it
+    is not the newest (a message written at the same time as ours, or one that arrived
+    late): a view that shows that message inserts it there. None: it goes last."""
 
 
 @dataclass(frozen=True)
@@ -608,6 +620,7 @@ class NodeApi(Protocol):
     async def list_transfers(self, command: ListTransfers) -> list[Transfer]: ...
     async def accept_transfer(self, command: AcceptTransfer) -> Transfer: ...
     async def cancel_transfer(self, command: CancelTransfer) -> Transfer: ...
+    async def pause_transfer(self, command: PauseTransfer) -> Transfer: ...
     async def retry_transfer(self, command: RetryTransfer) -> Transfer: ...
     def events(self) -> AsyncIterator[NodeEvent]: ...
 

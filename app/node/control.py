@@ -39,6 +39,7 @@ from app.node.api import (
     NodeError,
     NodeEvent,
     NodeStopping,
+    PauseTransfer,
     Peer,
     RemoveContact,
     RetryTransfer,
@@ -104,6 +105,7 @@ METHODS: dict[str, Method] = {
     "transfers.list": Method("list_transfers", ListTransfers, list[Transfer]),
     "transfers.accept": Method("accept_transfer", AcceptTransfer, Transfer),
     "transfers.cancel": Method("cancel_transfer", CancelTransfer, Transfer),
+    "transfers.pause": Method("pause_transfer", PauseTransfer, Transfer),
     "transfers.retry": Method("retry_transfer", RetryTransfer, Transfer),
 }
 
@@ -389,6 +391,10 @@ class ControlClient:
 
     async def cancel_transfer(self, command: CancelTransfer) -> Transfer:
         result: Transfer = await self._typed("transfers.cancel", command)
+        return result
+
+    async def pause_transfer(self, command: PauseTransfer) -> Transfer:
+        result: Transfer = await self._typed("transfers.pause", command)
         return result
 
     async def retry_transfer(self, command: RetryTransfer) -> Transfer:

@@ -129,6 +129,8 @@ class FileTransfers:
         """Ids of our outgoing transfers (so text messages need no lookup in `body_for`)."""
         self._direct_failed: dict[str, float] = {}
         self._progress: dict[str, Progress] = {}
+        self._parts: dict[str, PartFile] = {}
+        """The part files of incoming transfers being fetched."""
         self.serving = FileServing(
             store, self.blockstore, publish, self._progress, self._spawn, monotonic
         )
@@ -288,6 +290,27 @@ class FileTransfers:
             raise InvalidArgument(f"This transfer is {record.state.value}, not offered.")
         self._need_network("Accepting a file")
         return await self._begin(record)
+
+    async def pause(self, transfer_id: str) -> Transfer:
+        """Stop fetching an incoming file, keeping what was received (`retry` resumes)."""
+        record = await self._get(transfer_id)
+        if record.outgoing:
+            raise InvalidArgument("Only a file you receive can be paused; cancel stops sharing.")
+        if record.state is not TransferState.RUNNING:
+            raise InvalidArgument(
+                f"This transfer is {record.state.value}; only a running one can be paused."
+            )
+        part = self._parts.get(transfer_id)
+        if part is not None and part.is_complete:
+            raise InvalidArgument("This file is received already and being saved.")
+        task = self._tasks.pop(transfer_id, None)
+        if task is not None:
+            await _stop(task)  # it checkpoints what was written
+        record = dataclasses.replace(await self._get(transfer_id), state=TransferState.PAUSED)
+        await self._save(record)
+        self._progress.pop(transfer_id, None)
+        log.info("transfer %s: paused at %d bytes", transfer_id, record.done_bytes)
+        return public(record)
 
     async def retry(self, transfer_id: str) -> Transfer:
         record = await self._get(transfer_id)
@@ -488,6 +511,7 @@ class FileTransfers:
         except FilesError as exc:
             await self._fail(record, exc)
             return
+        self._parts[transfer_id] = part
         progress = Progress(part.held_bytes, record.size, self._monotonic)
         record = dataclasses.replace(record, done_bytes=progress.done)
         await self._save(record)
@@ -518,12 +542,14 @@ class FileTransfers:
             await self._fail(record, exc)
             return
         except asyncio.CancelledError:
-            # stopping (or cancelled): make what was written count for the resume
+            # stopping, pausing or cancelled: make what was written count for the resume
             await _stop(checkpoints)
-            with contextlib.suppress(FilesError):
+            with contextlib.suppress(FilesError, OSError, ValueError):  # ValueError: closed
                 await self._checkpoint(record, part, progress)
             part.close()
             raise
+        finally:
+            self._parts.pop(transfer_id, None)
         record = dataclasses.replace(record, done_bytes=record.size, path=str(path))
         await self._end(record, TransferState.DONE)
         log.info(

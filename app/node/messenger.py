@@ -58,6 +58,7 @@ from app.node.state_message import (
     decode_plaintext,
 )
 from app.node.storage.repositories import ContactRecord
+from app.node.storage.schema import UNORDERED
 from app.node.storage.store import ProfileStore
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
 from app.node.transport.base import AuthenticatedConnection, ConnectFailed, TransportError
@@ -325,10 +326,8 @@ class Messenger:
                 for event in ledger.ordered()
                 if event.body.kind in MESSAGE_KINDS
             }
-            for message in await self.store.call(
-                self.store.messages.add_many_if_absent, incoming, order
-            ):
-                self._publish(MessageAdded(message))
+            added = await self.store.call(self.store.messages.add_many_if_absent, incoming, order)
+            await self._publish_added(address, added, order)
             # messages stored before they had a place in the history order (an older
             # version, or a crash between the two writes of an older version)
             unordered = await self.store.call(self.store.messages.unordered_ids, address)
@@ -346,6 +345,20 @@ class Messenger:
             self._peer_heads.setdefault(address, theirs + known)
             self._own_ids.setdefault(address, set()).update(ids)
             await self._append_texts(address, ledger, queued)
+
+    async def _publish_added(
+        self, address: str, added: list[Message], order: dict[str, tuple[int, str]]
+    ) -> None:
+        """Tell front ends about received messages, in the shared order, each with the
+        already-shown message it comes before (if it is not the newest)."""
+        if not added:
+            return
+        before = await self.store.call(
+            self.store.messages.followers, address, [m.id for m in added]
+        )
+        last = (UNORDERED, "")
+        for message in sorted(added, key=lambda m: order.get(m.id, last)):
+            self._publish(MessageAdded(message, before.get(message.id)))
 
     def _incoming_message(self, address: str, event: Event) -> Message | None:
         msg_id, text = event.body.get("id"), event.body.get("text")
@@ -694,8 +707,7 @@ class Messenger:
                     for event in theirs:
                         if event.body.kind in FILE_KINDS:
                             self.files.file_event(address, event)
-                for received in cast(list[Message], added):
-                    self._publish(MessageAdded(received))
+                await self._publish_added(address, cast(list[Message], added), order)
                 if added:
                     self.ephemeral.peer_wrote(address)
             await self._mark_delivered(address, ledger, message.heads)

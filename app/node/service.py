@@ -39,6 +39,7 @@ from app.node.api import (
     MessageAdded,
     MessageStatus,
     NodeEvent,
+    PauseTransfer,
     Peer,
     RemoveContact,
     RetryTransfer,
@@ -361,6 +362,9 @@ class NodeService:
 
     async def cancel_transfer(self, command: CancelTransfer) -> Transfer:
         return await self.files.cancel(command.id)
+
+    async def pause_transfer(self, command: PauseTransfer) -> Transfer:
+        return await self.files.pause(command.id)
 
     async def retry_transfer(self, command: RetryTransfer) -> Transfer:
         return await self.files.retry(command.id)

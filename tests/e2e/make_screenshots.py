@@ -5,7 +5,7 @@
 It makes throw-away profiles, fills a conversation (incoming messages are written
 through the node's store and event bus, as the network layer will once it delivers),
 opens the real window through `GuiSession`, and saves window grabs. The transfers shot
-puts a done, a running and an offered file into the conversation through the node's
+puts a done, a sending, a receiving and an offered file into the conversation through the node's
 event bus (`MessageAdded` + `TransferAdded`, as the transfer engine publishes them).
 """
 
@@ -101,7 +101,8 @@ def file_message(transfer: api.Transfer, me: str) -> api.Message:
 
 
 async def show_transfers(session: GuiSession, bob: str) -> None:
-    """A received file, one being sent, and one offered to us, in Bob's conversation."""
+    """A received file, one being sent, one being received (it can be paused) and one
+    offered to us, in Bob's conversation."""
     service = session.node
     me = (await service.whoami()).address  # type: ignore[union-attr]
     now = time.time()
@@ -130,6 +131,19 @@ async def show_transfers(session: GuiSession, bob: str) -> None:
             mime="application/pdf",
             time=now - 30,
             speed_bps=6_400_000,
+        ),
+        api.Transfer(
+            id="shot-receiving",
+            contact=bob,
+            outgoing=False,
+            name="field-recording.flac",
+            size=96_300_000,
+            done_bytes=61_800_000,
+            state=api.TransferState.RUNNING,
+            path=None,
+            mime="audio/flac",
+            time=now - 15,
+            speed_bps=11_200_000,
         ),
         api.Transfer(
             id="shot-offered",

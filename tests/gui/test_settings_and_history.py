@@ -136,3 +136,30 @@ def test_tray_badge_and_tooltip(qtbot: QtBot) -> None:
     assert "4 unread" in tray.toolTip()
     tray.set_unread(0)
     assert tray.toolTip() == "Scrambled Eggs"
+
+
+@pytest.mark.asyncio
+async def test_a_message_written_meanwhile_is_shown_in_its_place(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """A received message that comes before ours in the shared order (`MessageAdded
+    .before`) is inserted there while the conversation is open, not at the bottom."""
+    assert session.node is not None and session.window is not None
+    bob = await session.node.add_contact(api.AddContact(friend.whoami.invite))
+    sent = [
+        await session.node.send_message(api.SendMessage(bob.address, f"mine {i}")) for i in range(3)
+    ]
+    window = session.window
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.rowCount() == 3 and not window.messages.loading)
+
+    def received(msg_id: str, text: str) -> api.Message:
+        return api.Message(msg_id, bob.address, bob.address, False, text, sent[-1].time,
+                           api.MessageStatus.RECEIVED)  # fmt: skip
+
+    window.bridge._dispatch(api.MessageAdded(received("b1", "theirs"), before=sent[1].id))
+    window.bridge._dispatch(api.MessageAdded(received("b2", "newest")))
+    model = window.messages
+    assert [model.message_at(r).text for r in range(model.rowCount())] == [
+        "mine 0", "theirs", "mine 1", "mine 2", "newest"]  # fmt: skip
+    assert model.data(model.index(2), MessageRole.DAY_HEADER) is False

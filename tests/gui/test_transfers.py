@@ -97,6 +97,7 @@ class CommandLog:
             "share_files",
             "accept_transfer",
             "cancel_transfer",
+            "pause_transfer",
             "retry_transfer",
         ):
             monkeypatch.setattr(service, name, self._recorder(service, name), raising=False)
@@ -257,22 +258,36 @@ async def test_a_file_bubble_follows_its_transfer_and_its_buttons_reach_the_node
     await wait_for(lambda: window.transfers.transfer(offer.id).done_bytes == 2_000_009)  # type: ignore[union-attr]
     assert resets == [] and set(repaints) == {row} and len(repaints) == 10
     assert window.messages.rowCount() == 1
-    assert buttons_of(window, row) == [TransferAction.CANCEL]
+    assert buttons_of(window, row) == [TransferAction.PAUSE, TransferAction.CANCEL]
     same_row = window.conversation.list.visualRect(window.conversation.list.model().index(row, 0))
     assert same_row.height() == height.height()  # a state change never resizes the bubble
     assert window.active_transfers.isVisibleTo(window)
     assert "1 transfer" in window.active_transfers.text()
 
-    click_bubble_button(qtbot, window, row, TransferAction.CANCEL)
+    click_bubble_button(qtbot, window, row, TransferAction.PAUSE)
     await wait_for(lambda: len(log.commands) == 2)
-    assert log.commands[1] == api.CancelTransfer(offer.id)
+    assert log.commands[1] == api.PauseTransfer(offer.id)
+    paused = dataclasses.replace(running, state=api.TransferState.PAUSED, speed_bps=0.0)
+    service.publish(api.TransferChanged(paused))
+    await wait_for(
+        lambda: buttons_of(window, row) == [TransferAction.RESUME, TransferAction.CANCEL]
+    )
+    click_bubble_button(qtbot, window, row, TransferAction.RESUME)
+    await wait_for(lambda: len(log.commands) == 3)
+    assert log.commands[2] == api.RetryTransfer(offer.id)
+    service.publish(api.TransferChanged(running))
+    await wait_for(lambda: buttons_of(window, row) == [TransferAction.PAUSE, TransferAction.CANCEL])
+
+    click_bubble_button(qtbot, window, row, TransferAction.CANCEL)
+    await wait_for(lambda: len(log.commands) == 4)
+    assert log.commands[3] == api.CancelTransfer(offer.id)
 
     failed = dataclasses.replace(running, state=api.TransferState.FAILED, error="Bob went away.")
     service.publish(api.TransferChanged(failed))
     await wait_for(lambda: buttons_of(window, row) == [TransferAction.RETRY, TransferAction.CANCEL])
     click_bubble_button(qtbot, window, row, TransferAction.RETRY)
-    await wait_for(lambda: len(log.commands) == 3)
-    assert log.commands[2] == api.RetryTransfer(offer.id)
+    await wait_for(lambda: len(log.commands) == 5)
+    assert log.commands[4] == api.RetryTransfer(offer.id)
 
     saved = tmp_path / "Downloads" / "holiday.jpg"
     saved.parent.mkdir()
@@ -300,8 +315,8 @@ async def test_a_file_bubble_follows_its_transfer_and_its_buttons_reach_the_node
     await wait_for(lambda: bubble_row(window, declined.id) == 1)
     await wait_for(lambda: buttons_of(window, 1) == [TransferAction.ACCEPT, TransferAction.DECLINE])
     click_bubble_button(qtbot, window, 1, TransferAction.DECLINE)
-    await wait_for(lambda: len(log.commands) == 4)
-    assert log.commands[3] == api.CancelTransfer(declined.id)
+    await wait_for(lambda: len(log.commands) == 6)
+    assert log.commands[5] == api.CancelTransfer(declined.id)
     assert resets == []  # one conversation open the whole time: never reloaded
 
 

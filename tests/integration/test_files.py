@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,40 @@ def test_sigkill_of_the_receiver_resumes_from_the_blocks_held(
     [saved] = log_lines(b, f"transfer {tid}: saved")
     fetched = int(saved.split("; ")[1].split()[0])
     assert fetched == chunks - held
+
+
+@pytest.mark.slow
+def test_pause_resume_and_cancel_mid_transfer(
+    tmp_path: Path, daemons: list[Daemon], slow_loopback: tuple[str, ...]
+) -> None:
+    """The receiver pauses (progress stops, the hidden part keeps what came), resumes
+    from there (only the rest is fetched), then cancels (the part is removed)."""
+    a, b = make_pair(tmp_path, daemons, alice_prefix=slow_loopback, bob_prefix=slow_loopback)
+    src = write_random(tmp_path / "big.bin", 64 * MiB)
+    [tid] = share(a, "Bob", src)
+    wait_for(lambda: (t := state_of(b, tid)) and t["done_bytes"] >= 8 * MiB, timeout=120)
+    paused = cli_json(b, "transfers", "pause", tid, passphrase=PASS)
+    assert paused["state"] == "paused" and 8 * MiB <= paused["done_bytes"] < 64 * MiB
+    downloads = tmp_path / "bob-downloads"
+    [part] = list(downloads.iterdir())  # what came is in the hidden part, nothing else
+    assert part.name.startswith(".big.bin.") and part.name.endswith(".part")
+    time.sleep(1.5)
+    assert state_of(b, tid) == paused  # nothing moves while paused
+    refused = run_cli(a, "transfers", "pause", tid, passphrase=PASS)
+    assert refused.returncode == 1 and "Only a file you receive" in refused.stderr
+
+    assert cli_json(b, "transfers", "retry", tid, passphrase=PASS)["state"] == "running"
+
+    def second_start() -> list[str]:
+        return [line for line in log_lines(b, f"transfer {tid}: ") if "already held" in line][1:]
+
+    [resumed] = wait_for(second_start)
+    held = int(resumed.split(": ")[-1].split()[0])
+    assert held * (256 * 1024 - 16) >= paused["done_bytes"]
+    wait_for(lambda: (t := state_of(b, tid)) and t["done_bytes"] >= 24 * MiB, timeout=120)
+    assert cli_json(b, "transfers", "cancel", tid, passphrase=PASS)["state"] == "cancelled"
+    assert list(downloads.iterdir()) == []
+    wait_for(lambda: in_state(a, tid, "cancelled"))
 
 
 @pytest.mark.slow

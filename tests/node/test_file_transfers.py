@@ -3,6 +3,7 @@ serving policy, and the progress rate limit."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -102,6 +103,32 @@ async def test_blocks_are_served_to_the_contact_for_files_it_was_given(
     assert not await serving.may_serve(bob, other, other)  # not a file we hold
     await files._end(record, TransferState.CANCELLED)
     assert not await serving.may_serve(bob, root, leaf)  # cancelled: no longer served
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_wants_walks_the_file_once(
+    node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(5 * 256 * 1024))
+    [transfer] = await node.share_files(ShareFiles("Bob", [str(source)]))
+    record = await node.store.call(node.store.transfers.get, transfer.id)
+    assert record is not None
+    serving = node.files.serving
+    leaves = decode_file_node(node.files.blockstore.get_sync(record.root)).links
+    walks = []
+    real_walk = serving.walk_held
+
+    def counting_walk(root: bytes) -> frozenset[bytes]:
+        walks.append(root)
+        return real_walk(root)
+
+    monkeypatch.setattr(serving, "walk_held", counting_walk)
+    answers = await asyncio.gather(
+        *(serving.may_serve(transfer.contact, record.root, link.cid) for link in leaves * 8)
+    )
+    assert all(answers) and len(answers) == 8 * len(leaves)
+    assert walks == [record.root]
 
 
 def test_progress_events_are_rate_limited_and_speed_is_measured() -> None:

@@ -27,6 +27,7 @@ from app.node.api import (
     ExportHistory,
     HistoryInvalid,
     ListMessages,
+    MessageAdded,
     MessageStatus,
     NodeEvent,
     SecurityAlert,
@@ -78,13 +79,13 @@ async def start_node(root: Path, name: str) -> Node:
     await network.start("127.0.0.1", 0)
     messenger = Messenger(store, network, service.publish)
     events: list[NodeEvent] = []
-    original = service.publish
+    original = service._bus.publish
 
     def record(event: NodeEvent) -> None:
         events.append(event)
         original(event)
 
-    service.publish = record  # type: ignore[method-assign]
+    service._bus.publish = record  # type: ignore[method-assign]
     messenger._publish = record
     service.attach_network(network)
     await messenger.start()
@@ -161,6 +162,10 @@ async def test_both_sides_list_concurrent_messages_in_the_same_order(
     at_alice = [m.id for m in await alice.service.list_messages(ListMessages("Bob"))]
     at_bob = [m.id for m in await bob.service.list_messages(ListMessages("Alice"))]
     assert at_alice == at_bob
+    # a view fed only `MessageAdded` events (inserting each in front of `before`, as the
+    # GUI's model does) shows that same order on both sides, without reopening
+    assert shown(alice, bob.network.address) == at_alice
+    assert shown(bob, alice.network.address) == at_bob
     ledger = await alice.messenger._ledger(bob.network.address)
     assert at_alice == [str(e.body.get("id")) for e in ledger.ordered()]
     pages: list[str] = []
@@ -181,6 +186,16 @@ async def test_both_sides_list_concurrent_messages_in_the_same_order(
     assert len(await store.call(store.messages.unordered_ids, bob.network.address)) == 40
     await alice.messenger._reconcile(bob.network.address)
     assert [m.id for m in await alice.service.list_messages(ListMessages("Bob"))] == at_bob
+
+
+def shown(node: Node, contact: str) -> list[str]:
+    """The ids a view that started empty shows after the node's `MessageAdded` events."""
+    rows: list[str] = []
+    for event in node.events:
+        if isinstance(event, MessageAdded) and event.message.contact == contact:
+            at = rows.index(event.before) if event.before in rows else len(rows)
+            rows.insert(at, event.message.id)
+    return rows
 
 
 async def _equal(value: Awaitable[object], expected: object) -> bool:

@@ -225,17 +225,24 @@ class MessageModel(QAbstractListModel):
 
     # ------------------------------------------------------------------ live updates
 
-    def add(self, message: Message) -> bool:
-        """Append a new message of the open conversation (from `MessageAdded`)."""
+    def add(self, message: Message, before: str | None = None) -> bool:
+        """Add a new message of the open conversation (from `MessageAdded`): at the end,
+        or in front of message `before` when it comes earlier in the shared order (both
+        sides then show the same order, as `ListMessages` does)."""
         if message.contact != self._contact or message.id in self._ids:
             return False
         row = len(self._rows)
+        if before is not None and (found := self.row_of(before)) >= 0:
+            row = found
         self.beginInsertRows(QModelIndex(), row, row)
-        self._rows.append(message)
+        self._rows.insert(row, message)
         self._ids.add(message.id)
         if message.transfer:
             self._file_messages[message.transfer] = message.id
         self.endInsertRows()
+        if row + 1 < len(self._rows):  # the next row's day header may go
+            following = self.index(row + 1)
+            self.dataChanged.emit(following, following, [MessageRole.DAY_HEADER])
         return True
 
     def set_status(self, message_id: str, status: MessageStatus) -> bool:

@@ -1,6 +1,7 @@
 """The file card both the conversation (inside a bubble) and the transfers list paint:
 a file glyph, the name, size and state, a progress bar with speed and time left, and the
-buttons that fit the state (Accept/Decline, Cancel, Retry, Open/Show in folder).
+buttons that fit the state (Accept/Decline, Pause/Resume, Cancel, Retry, Open/Show in
+folder).
 
 The card has one fixed height whatever the state, so a transfer that changes state never
 changes the height of its row (list views do not re-measure rows on `dataChanged`).
@@ -39,6 +40,8 @@ class TransferAction(Enum):
     ACCEPT = "accept"
     DECLINE = "decline"
     CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
     RETRY = "retry"
     OPEN = "open"
     SHOW_IN_FOLDER = "show-in-folder"
@@ -50,6 +53,8 @@ def action_label(action: TransferAction) -> str:
         TransferAction.ACCEPT: "Accept",
         TransferAction.DECLINE: "Decline",
         TransferAction.CANCEL: "Cancel",
+        TransferAction.PAUSE: "Pause",
+        TransferAction.RESUME: "Resume",
         TransferAction.RETRY: "Retry",
         TransferAction.OPEN: "Open",
         TransferAction.SHOW_IN_FOLDER: "Show in folder",
@@ -67,8 +72,12 @@ def actions_for(transfer: Transfer | None) -> list[TransferAction]:
             return [TransferAction.CANCEL]
         return [TransferAction.ACCEPT, TransferAction.DECLINE]
     if state == TransferState.RUNNING:
-        return [TransferAction.CANCEL]
-    if state in (TransferState.PAUSED, TransferState.FAILED):
+        if transfer.outgoing:
+            return [TransferAction.CANCEL]
+        return [TransferAction.PAUSE, TransferAction.CANCEL]
+    if state == TransferState.PAUSED:
+        return [TransferAction.RESUME, TransferAction.CANCEL]
+    if state == TransferState.FAILED:
         return [TransferAction.RETRY, TransferAction.CANCEL]
     if state == TransferState.DONE and transfer.path:
         return [TransferAction.OPEN, TransferAction.SHOW_IN_FOLDER]
@@ -324,7 +333,12 @@ def _paint_bar(
 def _paint_button(
     painter: QPainter, rect: QRectF, action: TransferAction, fonts: CardFonts, colors: CardColors
 ) -> None:
-    primary = action in (TransferAction.ACCEPT, TransferAction.OPEN, TransferAction.RETRY)
+    primary = action in (
+        TransferAction.ACCEPT,
+        TransferAction.OPEN,
+        TransferAction.RESUME,
+        TransferAction.RETRY,
+    )
     painter.setPen(Qt.PenStyle.NoPen)
     painter.setBrush(colors.primary if primary else colors.button)
     painter.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)

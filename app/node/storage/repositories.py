@@ -291,6 +291,42 @@ class MessageRepository(SealedRepository):
                 [(lamport, cid, msg_id, tag) for msg_id, (lamport, cid) in order.items()],
             )
 
+    def followers(self, contact: str, ids: list[str]) -> dict[str, str | None]:
+        """For each of `ids` (messages just added), the first message after it in the
+        shared order that is not one of `ids`, or None when only `ids` follow it: where
+        a view that shows the others inserts it (`MessageAdded.before`)."""
+        tag = self._tag(contact)
+        keys = [
+            tuple(row)
+            for msg_id in ids
+            if (
+                row := self._conn.execute(
+                    "SELECT order_lamport, order_cid, seq FROM messages "
+                    "WHERE msg_id = ? AND contact_tag = ?",
+                    (msg_id, tag),
+                ).fetchone()
+            )
+            is not None
+        ]
+        if not keys:
+            return {}
+        rows = self._conn.execute(
+            "SELECT msg_id FROM messages WHERE contact_tag = ? "
+            "AND (order_lamport, order_cid, seq) >= (?, ?, ?) "
+            "ORDER BY order_lamport, order_cid, seq",
+            (tag, *min(keys)),
+        ).fetchall()
+        wanted, waiting = set(ids), []
+        found: dict[str, str | None] = {}
+        for (msg_id,) in rows:
+            if msg_id in wanted:
+                waiting.append(msg_id)
+            else:
+                found.update((w, str(msg_id)) for w in waiting)
+                waiting = []
+        found.update((w, None) for w in waiting)
+        return found
+
     def unordered_ids(self, contact: str) -> set[str]:
         """Ids of `contact`'s messages with no place in the history order yet."""
         rows = self._conn.execute(
