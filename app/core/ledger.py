@@ -26,6 +26,7 @@ import bisect
 import heapq
 from collections import deque
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import cbor2
@@ -204,12 +205,16 @@ class Ledger:
         """
         return [self._blocks[cid] for cid in self.cids_since(their_heads)]
 
-    def cids_since(self, their_heads: Iterable[Cid]) -> list[Cid]:
+    def cids_since(
+        self, their_heads: Iterable[Cid], assume_known: AbstractSet[Cid] = frozenset()
+    ) -> list[Cid]:
         """CIDs of the events a peer advertising `their_heads` lacks, in the total order.
 
         Walks back from our heads and theirs in decreasing Lamport time (an event's is
         always above its parents') and stops once every event left to visit is known to
-        the peer: the cost grows with what the peer lacks, not with the whole history."""
+        the peer: the cost grows with what the peer lacks, not with the whole history.
+        Events in `assume_known` (on their way to the peer) count as known, and so do
+        their ancestors: then the cost grows with what the peer lacks beyond them."""
         ours, theirs = 1, 2
         marks: dict[Cid, int] = {}
         queue: list[tuple[int, Cid]] = []
@@ -228,7 +233,7 @@ class Ledger:
                 open_ours.discard(cid)
 
         for cid in self._heads:
-            mark(cid, ours)
+            mark(cid, theirs if cid in assume_known else ours)
         for cid in their_heads:
             if cid in self._events:
                 mark(cid, theirs)
@@ -237,12 +242,39 @@ class Ledger:
             _, cid = heapq.heappop(queue)
             flag = marks[cid]
             open_ours.discard(cid)
+            if flag == ours and cid in assume_known:
+                flag = marks[cid] = ours | theirs
             if flag == ours:
                 lacking.append(cid)
             for parent in self._events[cid].parents:
                 mark(parent, flag)
         lacking.sort(key=lambda cid: (self._events[cid].lamport, cid))
         return lacking
+
+    def held_by(
+        self, their_heads: Iterable[Cid], candidates: AbstractSet[Cid], floor: int | None = None
+    ) -> set[Cid]:
+        """Which of `candidates` a peer advertising `their_heads` holds (each is one of
+        those heads or an ancestor of one). Walks down from the heads no lower than
+        `floor` (default: the lowest Lamport time among the candidates; a caller that
+        keeps them in Lamport order passes the first one's), so the cost grows with the
+        events above it, not with the whole history; candidates below it are not found."""
+        if floor is None:
+            lamports = [e.lamport for c in candidates if (e := self._events.get(c)) is not None]
+            if not lamports:
+                return set()
+            floor = min(lamports)
+        seen: set[Cid] = set()
+        stack = [h for h in their_heads if h in self._events]
+        while stack:
+            cid = stack.pop()
+            if cid in seen:
+                continue
+            seen.add(cid)
+            for parent in self._events[cid].parents:
+                if parent not in seen and self._events[parent].lamport >= floor:
+                    stack.append(parent)
+        return {cid for cid in seen if cid in candidates}
 
     # -- writing --------------------------------------------------------------------
 

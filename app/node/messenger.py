@@ -154,10 +154,11 @@ class Messenger:
         self._outbox: dict[str, list[Message]] = {}
         """Messages handed over by `enqueue`, not yet in the history, per contact."""
         self._draining: set[str] = set()
-        self._in_flight: dict[str, set[Cid]] = {}
+        self._in_flight: dict[str, dict[Cid, int]] = {}
         """Events sent over the current connection to a contact and not known to be held
-        by it yet: an acknowledgement that doesn't cover them yet doesn't send them again
-        (the connection is reliable and ordered); cleared when the connection changes."""
+        by it yet, with their Lamport times, in sending order: an acknowledgement that
+        doesn't cover them yet doesn't send them again (the connection is reliable and
+        ordered); cleared when the connection changes."""
         self._resync: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
         self.courier: OfflineCourier | None = None
@@ -513,8 +514,11 @@ class Messenger:
         await conn.send(wire)
         self.stats["sent"] += 1
         if batch:
-            flight = self._in_flight.setdefault(address, set())
-            flight.update(Cid.for_block(raw) for raw in batch)
+            flight = self._in_flight.setdefault(address, {})
+            for raw in batch:
+                cid = Cid.for_block(raw)
+                event = ledger.get(cid)
+                flight[cid] = event.lamport if event is not None else 0
         self._note(address, "sent", len(wire))
 
     async def send_control(self, address: str, plaintext: bytes) -> bool:
@@ -717,15 +721,22 @@ class Messenger:
                 self._peer_heads[address] = known
             # heads we don't know yet: what they hold is at least what they held before
             basis = known if not unknown else [*known, *self._peer_heads.get(address, [])]
-            lacking = ledger.cids_since(basis)
             flight = self._in_flight.get(address)
             if flight and not message.query:
                 # a plain acknowledgement: what is on its way will arrive (or the
-                # connection drops, which clears this, and the greeting resends it)
-                flight.intersection_update(lacking)  # the rest arrived
-                lacking = [cid for cid in lacking if cid not in flight]
-            elif flight:
-                flight.clear()  # the peer asks for everything it lacks: send it again
+                # connection drops, which clears this, and the greeting resends it), so
+                # only what the peer lacks beyond it is sent; this walk stays short
+                # however many events are in flight
+                # sent in Lamport order, mostly: the first one's is the floor of the walk
+                # (one sent again out of order stays until those before it arrived)
+                floor = next(iter(flight.values()))
+                for cid in ledger.held_by(known, flight.keys(), floor):
+                    del flight[cid]  # arrived
+                lacking = ledger.cids_since(basis, assume_known=flight.keys())
+            else:
+                if flight:
+                    flight.clear()  # the peer asks for everything it lacks: send it again
+                lacking = ledger.cids_since(basis)
             lack = [block for cid in lacking if (block := ledger.get_bytes(cid)) is not None]
         if lack or accepted:
             return lack, unknown

@@ -157,6 +157,13 @@ def test_what_a_peer_lacks_is_every_event_its_heads_do_not_cover(turns: int, see
         assert alice.cids_since(heads) == _naive_lacking(alice, heads)
     assert alice.cids_since(list(alice.heads())) == []
     assert alice.cids_since([]) == cids
+    for _ in range(10):  # events on their way count as known, with their ancestors
+        heads = rng.sample(cids, min(len(cids), rng.randint(0, 3)))
+        sent = set(rng.sample(cids, min(len(cids), rng.randint(0, 4))))
+        expected = _naive_lacking(alice, [*heads, *sent])
+        assert alice.cids_since(heads, assume_known=sent) == expected
+        held = set(cids) - set(_naive_lacking(alice, heads))
+        assert alice.held_by(heads, sent) == sent & held
 
 
 def test_concurrent_appends_merge_through_heads_exchange() -> None:
