@@ -116,6 +116,8 @@ class NodeService:
         self.store = store
         self._clock = clock
         self._bus = EventBus()
+        self._names: dict[str, list[str]] | None = None
+        """Contacts' addresses by case-folded name (names change only by add/remove)."""
         self._outbox: GroupCommit[Message] = GroupCommit(
             lambda batch: store.call(store.messages.add_many, batch)
         )
@@ -186,6 +188,7 @@ class NodeService:
                 raise ContactExists(
                     f"You already have a contact named {other.name}; choose another with --name."
                 )
+        self._names = None
         if not await self.store.call(self.store.contacts.add, record, int(self._clock())):
             raise ContactExists("That contact is already in your contacts.")
         contact = _public(record)
@@ -233,19 +236,29 @@ class NodeService:
                 raise ContactNotFound(f"No contact has the address {address}.")
             return record
         wanted = name_or_address.strip().casefold()
-        matches = [
-            r for r in await self.store.call(self.store.contacts.all) if r.name.casefold() == wanted
-        ]
-        if not matches:
-            raise ContactNotFound(f"No contact is named {name_or_address.strip()!r}.")
-        if len(matches) > 1:
-            raise AmbiguousContact(
-                f"Several contacts are named {name_or_address.strip()!r}; use the address."
-            )
-        return matches[0]
+        for _ in range(2):  # a second time if the cached names were stale
+            names = self._names
+            if names is None:  # every contact's row is decrypted: once, not per message
+                names = {}
+                for r in await self.store.call(self.store.contacts.all):
+                    names.setdefault(r.name.casefold(), []).append(r.address)
+                self._names = names
+            matches = names.get(wanted, [])
+            if not matches:
+                raise ContactNotFound(f"No contact is named {name_or_address.strip()!r}.")
+            if len(matches) > 1:
+                raise AmbiguousContact(
+                    f"Several contacts are named {name_or_address.strip()!r}; use the address."
+                )
+            record = await self.store.call(self.store.contacts.get, matches[0])
+            if record is not None and record.name.casefold() == wanted:
+                return record
+            self._names = None
+        raise ContactNotFound(f"No contact is named {name_or_address.strip()!r}.")
 
     async def remove_contact(self, command: RemoveContact) -> Contact:
         record = await self.find_contact(command.contact)
+        self._names = None
         if not await self.store.call(self.store.contacts.remove, record.address):
             raise ContactNotFound(f"{record.name} was already removed.")
         contact = _public(record)

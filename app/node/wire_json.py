@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from enum import Enum
@@ -20,6 +21,13 @@ def to_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     return value
+
+
+@functools.cache
+def _type_hints(tp: type) -> dict[str, Any]:
+    """A dataclass's resolved field types (resolving them is slow; the API's types are
+    fixed, so once per type)."""
+    return typing.get_type_hints(tp)
 
 
 def from_json(tp: Any, data: Any) -> Any:
@@ -46,7 +54,7 @@ def from_json(tp: Any, data: Any) -> Any:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise ValueError(f"expected an object for {tp.__name__}")
-        hints = typing.get_type_hints(tp)
+        hints = _type_hints(tp)
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name in data:

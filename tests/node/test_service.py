@@ -69,6 +69,11 @@ async def test_contacts_add_list_find_remove(node: NodeService, tmp_path: Path) 
     with pytest.raises(ContactNotFound):
         await node.remove_contact(RemoveContact("Bob"))
     assert [c.name for c in await node.list_contacts()] == ["Carol"]
+    # names are looked up from a cache: a new contact under a freed name is found
+    other = await node.add_contact(AddContact(invite_of(tmp_path, "Bob2"), name="bob"))
+    assert (await node.find_contact("BOB")).address == other.address != bob.address
+    with pytest.raises(ContactNotFound):
+        await node.find_contact("Bob2")
 
 
 @pytest.mark.asyncio
