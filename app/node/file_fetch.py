@@ -105,7 +105,7 @@ async def fetch_into(
     try:
         while not wants.is_complete:
             for req in wants.requests_to_send(clock()):
-                task = asyncio.create_task(plan.fetch(sources[req.peer], req.cid))
+                task = asyncio.create_task(plan.fetch(req.peer, sources[req.peer], req.cid))
                 tasks[task] = (req.peer, req.cid)
             await plan.handle_events(tasks)
             if wants.is_complete:
@@ -124,8 +124,8 @@ async def fetch_into(
                     matches = task.result()
                 except FilesError:
                     raise  # the file cannot be completed (undecryptable, disk full)
-                except Exception as exc:  # a failing source is a source that lacks the block
-                    log.info("block source %s failed: %s", peer, type(exc).__name__)
+                except Exception:  # our bug must not end the transfer: ask elsewhere
+                    log.exception("checking a block from %s failed", peer)
                     matches = None
                 if matches is None:
                     wants.peer_lacks(peer, cid, clock())
@@ -239,10 +239,15 @@ class _FetchPlan:
 
     # ------------------------------------------------------------------ per request
 
-    async def fetch(self, source: BlockSource, cid: bytes) -> bool | None:
+    async def fetch(self, name: str, source: BlockSource, cid: bytes) -> bool | None:
         """Ask `source` for `cid`; None if it lacks it, else whether it matched its CID.
-        A matching leaf is already in the part; a matching node waits in `taken`."""
-        data = await source.get_block(cid)
+        A matching leaf is already in the part; a matching node waits in `taken`.
+        `FilesError` only if the part cannot take the block (undecryptable, disk full)."""
+        try:
+            data = await source.get_block(cid)
+        except Exception as exc:  # a failing source is a source that lacks the block
+            log.info("block source %s failed: %s", name, type(exc).__name__)
+            return None
         if data is None:
             return None
         return await asyncio.to_thread(self._check, cid, data)

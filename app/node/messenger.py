@@ -725,10 +725,10 @@ class Messenger:
             if flight and not message.query:
                 # a plain acknowledgement: what is on its way will arrive (or the
                 # connection drops, which clears this, and the greeting resends it), so
-                # only what the peer lacks beyond it is sent; this walk stays short
-                # however many events are in flight
-                # sent in Lamport order, mostly: the first one's is the floor of the walk
-                # (one sent again out of order stays until those before it arrived)
+                # only what the peer lacks beyond it is sent, and both walks stay short
+                # however many events are in flight. Events go out in Lamport order,
+                # mostly: the first one's is the floor of the walk that finds what
+                # arrived (one sent again out of order stays until those before it have)
                 floor = next(iter(flight.values()))
                 for cid in ledger.held_by(known, flight.keys(), floor):
                     del flight[cid]  # arrived

@@ -35,6 +35,7 @@ from app.node.files_errors import (
     BlocksUnavailable,
     DiskFull,
     DownloadPermissionDenied,
+    IpfsRejected,
     SourceFileChanged,
     TransferFailed,
 )
@@ -233,6 +234,26 @@ async def test_a_block_tree_naming_a_leaf_twice_is_refused(
     with pytest.raises(TransferFailed, match="twice"):
         await receive_file(forged, receiver, downloads, {"peer": CountingSource(sender)})
     assert list(downloads.iterdir()) == []
+
+
+class FailingSource:
+    """A source whose every request fails with a files error (e.g. an IPFS daemon that
+    answered with something that does not verify)."""
+
+    async def get_block(self, cid: bytes) -> bytes | None:
+        raise IpfsRejected("the daemon answered with a block that does not verify")
+
+
+@pytest.mark.asyncio
+async def test_a_failing_source_is_a_source_that_lacks_the_block(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore, downloads: Path
+) -> None:
+    source = tmp_path / "x.bin"
+    digest = write_random(source, MiB)
+    manifest = await share_file(source, sender, KEY)
+    sources = {"broken": FailingSource(), "good": CountingSource(sender)}
+    saved = await receive_file(manifest, receiver, downloads, sources)
+    assert sha256_file(saved) == digest
 
 
 @pytest.mark.asyncio
