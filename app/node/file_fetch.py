@@ -266,8 +266,8 @@ class _FetchPlan:
 
     def taken(self, cid: bytes) -> bytes:
         """What the want-list is told it received (the bytes were checked off the loop:
-        a leaf's are already in the part, so it gets none)."""
-        return self._nodes.get(cid, b"")
+        a node's come back in `BlockAccepted`; a leaf's are already in the part)."""
+        return self._nodes.pop(cid, b"")
 
     async def handle_events(
         self, tasks: dict[asyncio.Task[bool | None], tuple[str, bytes]]
@@ -277,9 +277,8 @@ class _FetchPlan:
             if isinstance(event, BlockAccepted):
                 where = self._expected.pop(event.cid)
                 if cid_codec(event.cid) == CODEC_DAG_PB:
-                    data = self._nodes.pop(event.cid)
-                    children = self._children(data, where)
-                    await self._store.put(event.cid, data, durable=False, verified=True)
+                    children = self._children(event.data, where)
+                    await self._store.put(event.cid, event.data, durable=False, verified=True)
                     await asyncio.to_thread(self.discover, children)
                 else:
                     self._part.mark(where.offset // BLOCK_SIZE)
@@ -319,17 +318,6 @@ def assemble_file_sync(
         raise
 
 
-async def assemble_file(
-    manifest: FileManifest,
-    store: Blockstore,
-    downloads: Path,
-    *,
-    opener: PartOpener = open_part,
-) -> Path:
-    """`assemble_file_sync` in a worker thread."""
-    return await asyncio.to_thread(assemble_file_sync, manifest, store, downloads, opener=opener)
-
-
 async def receive_file(
     manifest: FileManifest,
     store: Blockstore,
@@ -360,7 +348,6 @@ async def receive_file(
 
 __all__ = [
     "BlockSource",
-    "assemble_file",
     "assemble_file_sync",
     "fetch_into",
     "receive_file",

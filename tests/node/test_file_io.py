@@ -29,7 +29,7 @@ from app.core.unixfs import (
     iter_leaves,
 )
 from app.node.blockstore import Blockstore
-from app.node.file_fetch import assemble_file, assemble_file_sync, fetch_into, receive_file
+from app.node.file_fetch import assemble_file_sync, fetch_into, receive_file
 from app.node.file_io import share_file, share_file_sync, share_paths
 from app.node.files_errors import (
     BlocksUnavailable,
@@ -343,12 +343,12 @@ async def test_share_folder_keeps_structure_inside_downloads(
     ]
     assert len({m.file_key for m in manifests}) == 2
     for m in manifests:
-        saved = await assemble_file(m, sender, downloads)
+        saved = assemble_file_sync(m, sender, downloads)
         assert sha256_file(saved) == digests[m.name]
     assert (downloads / "Holiday" / "day1" / "b.jpg").exists()
     # A hostile folder path from a peer still lands inside downloads.
     hostile = manifests[0].__class__(**{**manifests[0].__dict__, "folder": ("..", "/etc", "C:")})
-    saved = await assemble_file(hostile, sender, downloads)
+    saved = assemble_file_sync(hostile, sender, downloads)
     assert os.path.realpath(saved).startswith(os.path.realpath(downloads) + os.sep)
 
 

@@ -27,6 +27,7 @@ from app.node.api import (
 )
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
+from app.node.storage.transfers import TransferRecord
 from app.node.transfer_progress import PROGRESS_HZ, Progress
 
 
@@ -80,18 +81,24 @@ async def test_share_without_a_node_is_recorded_queued_and_sealed(
         assert secret not in raw
 
 
+async def share_to_bob(node: NodeService, tmp_path: Path, size: int) -> TransferRecord:
+    """Share `size` random bytes with Bob; the node's record of the transfer."""
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(size))
+    [transfer] = await node.share_files(ShareFiles("Bob", [str(source)]))
+    record = await node.store.call(node.store.transfers.get, transfer.id)
+    assert record is not None
+    return record
+
+
 @pytest.mark.asyncio
 async def test_blocks_are_served_to_the_contact_for_files_it_was_given(
     node: NodeService, tmp_path: Path
 ) -> None:
-    source = tmp_path / "data.bin"
-    source.write_bytes(os.urandom(3 * 256 * 1024))
-    [transfer] = await node.share_files(ShareFiles("Bob", [str(source)]))
-    record = await node.store.call(node.store.transfers.get, transfer.id)
-    assert record is not None
+    record = await share_to_bob(node, tmp_path, 3 * 256 * 1024)
     files = node.files
     serving = files.serving
-    bob = transfer.contact
+    bob = record.contact
     root = record.root
     leaf = decode_file_node(files.blockstore.get_sync(root)).links[0].cid
     assert await serving.may_serve(bob, root, root)
@@ -109,11 +116,7 @@ async def test_blocks_are_served_to_the_contact_for_files_it_was_given(
 async def test_a_burst_of_wants_walks_the_file_once(
     node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = tmp_path / "data.bin"
-    source.write_bytes(os.urandom(5 * 256 * 1024))
-    [transfer] = await node.share_files(ShareFiles("Bob", [str(source)]))
-    record = await node.store.call(node.store.transfers.get, transfer.id)
-    assert record is not None
+    record = await share_to_bob(node, tmp_path, 5 * 256 * 1024)
     serving = node.files.serving
     leaves = decode_file_node(node.files.blockstore.get_sync(record.root)).links
     walks = []
@@ -125,7 +128,7 @@ async def test_a_burst_of_wants_walks_the_file_once(
 
     monkeypatch.setattr(serving, "walk_held", counting_walk)
     answers = await asyncio.gather(
-        *(serving.may_serve(transfer.contact, record.root, link.cid) for link in leaves * 8)
+        *(serving.may_serve(record.contact, record.root, link.cid) for link in leaves * 8)
     )
     assert all(answers) and len(answers) == 8 * len(leaves)
     assert walks == [record.root]
