@@ -11,6 +11,9 @@ aiortc echo peer (this file with ``--echo-peer``; SDP exchanged over its stdin/s
   clock (`time.perf_counter`, CLOCK_MONOTONIC, one per machine). A message is sent only
   after the previous one arrived, so this is the unloaded one-way latency, including
   both control-socket hops.
+  The same run times a trivial request (`status`) over Alice's control socket: its
+  round trip stands for the two control-socket hops, and ``between_daemons_p50_ms`` (the
+  one-way p50 minus that round trip's p50) estimates the daemon-to-daemon part.
 * Throughput: `--count` messages are handed to Alice as fast as the control socket
   takes them; the figure is count / (time from the first send until Alice saw the last
   `delivered` status, i.e. Bob stored the event and acknowledged it) and the time until
@@ -260,6 +263,11 @@ async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, 
             t0, ident = await one(f"latency {i}")
             samples.append((at_b.added[ident] - t0) * 1000)
         await at_a.wait(lambda: len(at_a.delivered) >= 20 + latency_rounds, 60)
+        control = []  # what the two control-socket hops in each sample cost
+        for _ in range(latency_rounds):
+            t0 = time.perf_counter()
+            await alice.status()
+            control.append((time.perf_counter() - t0) * 1000)
 
         # throughput: everything handed over at once (over several control connections:
         # the node serves each connection's requests one after the other), then wait
@@ -291,6 +299,7 @@ async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, 
         return {
             "path": peers[0].path if peers else None,
             "latency": samples,
+            "control_rtt": control,
             "count": count,
             "connections": CONNECTIONS,
             "handed_over_s": round(handed, 3),
@@ -320,6 +329,8 @@ async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, An
         result = await messaging(latency_rounds, count, Path(folder))
     raw_p50 = statistics.median(raw)
     latency = _ms(result["latency"])
+    control = _ms(result["control_rtt"])
+    between = round(latency["p50_ms"] - control["p50_ms"], 3)
     target = raw_p50 / 2 * 2 + 1
     rate = result["count"] / result["all_delivered_s"]
     return {
@@ -330,6 +341,9 @@ async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, An
         "one_way_latency": latency,
         "latency_target_p50_ms": round(target, 3),
         "latency_target_met": latency["p50_ms"] <= target,
+        "control_socket_rtt": control,
+        "between_daemons_p50_ms": between,
+        "between_daemons_target_met": between <= target,
         "sustained": {
             "messages": result["count"],
             "control_connections": result["connections"],

@@ -69,6 +69,13 @@ class ProfileUnreadable(NodeError):
     code = "profile_unreadable"
 
 
+class StorageFailed(NodeError):
+    """The profile's database could not be written (disk full, I/O error, read-only);
+    the change was not made."""
+
+    code = "storage_failed"
+
+
 class InvalidArgument(NodeError):
     """A value given by the user is not acceptable (bad name, bad endpoint...)."""
 

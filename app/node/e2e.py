@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from app.core.e2e_errors import CorruptState, InvalidPrekeyBundle
 from app.core.identity import decode_address
@@ -20,6 +21,7 @@ from app.core.session import (
     Session,
     accept,
     decrypt,
+    encrypt,
     force_ratchet,
     initial_header,
     initiate,
@@ -36,6 +38,29 @@ log = logging.getLogger(__name__)
 
 MAX_IGNORED_HEADERS = 64
 BUNDLE_REFRESH_DELAY = 1.0
+INLINE_CRYPTO_BYTES = 64 * 1024
+"""Payloads up to this size are encrypted/decrypted on the event loop (tens of
+microseconds; a worker-thread hand-off costs more than the work); larger ones in a
+worker thread."""
+
+
+async def seal(
+    session: Session, plaintext: bytes, random: Callable[[int], bytes]
+) -> tuple[Session, bytes]:
+    """`encrypt`, inline for a small plaintext, else in a worker thread."""
+    if len(plaintext) <= INLINE_CRYPTO_BYTES:
+        return encrypt(session, plaintext, random)
+    return await asyncio.to_thread(encrypt, session, plaintext, random)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A decrypted payload. `unsaved` is the advanced session when the caller asked to
+    store it itself (`SessionBook.put_step` inside its own transaction, then `adopt`)."""
+
+    plaintext: bytes
+    new_session: bool
+    unsaved: Session | None = None
 
 
 class SessionBook:
@@ -130,7 +155,17 @@ class SessionBook:
 
     async def save(self, address: str, session: Session) -> None:
         """Store `session` (sealed), then make it the current one."""
-        await self.store.call(self.store.sessions.put, address, session.to_bytes(), self._clock())
+        await self.store.call(self.put_step(address, session))
+        self._sessions[address] = session
+
+    def put_step(self, address: str, session: Session) -> Callable[[], None]:
+        """A store step writing `session`, for a caller's own transaction
+        (`ProfileStore.atomically`); `adopt` the session once that committed."""
+        state, now = session.to_bytes(), self._clock()
+        return lambda: self.store.sessions.put(address, state, now)
+
+    def adopt(self, address: str, session: Session) -> None:
+        """Make a session stored by the caller (see `put_step`) the current one."""
         self._sessions[address] = session
 
     async def reset(self, address: str) -> None:
@@ -226,19 +261,26 @@ class SessionBook:
             self._publish(SecurityAlert(address, "key_changed", detail))
             raise NoSession("the contact's key changed")
 
-    async def open(self, address: str, payload: bytes) -> tuple[bytes, bool] | None:
-        """Decrypt a payload from `address`: (plaintext, whether a new session was
-        accepted), or None for a first message that lost a simultaneous start.
-        Raises `DecryptionFailed`/`NoSession`/`ValueError` with nothing changed."""
+    async def open(self, address: str, payload: bytes, *, save: bool = True) -> Opened | None:
+        """Decrypt a payload from `address`, or None for a first message that lost a
+        simultaneous start. Raises `DecryptionFailed`/`NoSession`/`ValueError` with
+        nothing changed. With `save=False` a session advanced by a follow-up message is
+        left to the caller to store (`Opened.unsaved`); an accepted new session is
+        always stored here, with the prekeys it consumed."""
         current = await self.load(address)
         header_bytes = payload[1 : 1 + INITIAL_HEADER_SIZE]
         repeat = current is not None and current.accepted_header == header_bytes
         if not is_initial_message(payload) or repeat:
             if current is None:
                 raise NoSession("a message for a session we don't have")
-            session, plaintext = await asyncio.to_thread(decrypt, current, payload)
+            if len(payload) <= INLINE_CRYPTO_BYTES:
+                session, plaintext = decrypt(current, payload)
+            else:
+                session, plaintext = await asyncio.to_thread(decrypt, current, payload)
+            if not save:
+                return Opened(plaintext, False, session)
             await self.save(address, session)
-            return plaintext, False
+            return Opened(plaintext, False)
         header = await asyncio.to_thread(initial_header, payload)
         if header.initiator.signing_key != decode_address(address):
             raise ValueError("an initial message from someone else than the connection peer")
@@ -269,4 +311,4 @@ class SessionBook:
             self._prekeys = prekeys
         self._sessions[address] = session
         self._schedule_bundle_refresh()
-        return plaintext, True
+        return Opened(plaintext, True)

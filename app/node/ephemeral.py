@@ -24,9 +24,8 @@ from collections.abc import Awaitable, Callable
 
 from app.core.cid import Cid
 from app.core.ledger import Ledger
-from app.core.session import encrypt
 from app.node.api import MessageStatus, MessageStatusChanged, NodeEvent, TypingChanged
-from app.node.e2e import SessionBook
+from app.node.e2e import SessionBook, seal
 from app.node.history import TEXT, own_texts_behind
 from app.node.network import NetworkStack
 from app.node.state_message import ReadUpTo, Signal, Typing
@@ -99,7 +98,7 @@ class Ephemeral:
                 current = await self.sessions.load(address)
                 if current is None:
                     return False
-                session, wire = await asyncio.to_thread(encrypt, current, plaintext, self._random)
+                session, wire = await seal(current, plaintext, self._random)
                 await self.sessions.save(address, session)  # before the ciphertext leaves
                 await conn.send(wire)
         except TransportError as exc:

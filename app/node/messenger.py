@@ -1,13 +1,18 @@
 """Message delivery: history events inside the Double Ratchet, over the connections.
 
-Pipeline for an outgoing message (`submit`), each step persisted before the next:
+Pipeline for an outgoing message (`send_new`):
 
-1. the service stored the message as QUEUED;
-2. a "text" event is appended to the conversation's ledger and stored (`store.history`);
-3. a session exists or is started (X3DH from the contact's prekey bundle in the DHT);
-4. the event is encrypted; the new session state is stored; the ciphertext is sent;
+1. a "text" event is appended to the conversation's ledger in memory; a session exists
+   or is started (X3DH from the contact's prekey bundle in the DHT) and the state
+   message carrying the event is encrypted with it;
+2. one transaction stores the message (QUEUED), the event (`store.history`) and the
+   advanced session state; only then does `send_new` return and the ciphertext leave;
    the message becomes SENT;
-5. the peer stores the event, then answers with its heads; the message is DELIVERED.
+3. the peer stores the event, the messages it carries and its own session state in one
+   transaction, then answers with its heads (at once if it lacks something, else a
+   little later, covering what arrives meanwhile); the message is DELIVERED.
+
+Messages queued while a transaction runs go together in the next one.
 
 Every payload between contacts is one session message whose plaintext is a CBOR map
 ``{"t": "state", "e": [event bytes...], "h": [head CIDs...], "q": bool}``: events the
@@ -28,7 +33,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from app.core.cid import Cid
 from app.core.e2e_errors import CorruptState, DuplicateMessage, ReplayedInitialMessage
@@ -36,7 +41,7 @@ from app.core.errors import DecryptionFailed
 from app.core.ledger import EquivocationDetected, EventAccepted, EventRejected, Ledger
 from app.core.ledger_errors import BadEventSignature
 from app.core.ledger_event import Event, EventBody
-from app.core.session import encrypt
+from app.core.session import Session
 from app.node.api import (
     HistoryInvalid,
     Message,
@@ -46,7 +51,7 @@ from app.node.api import (
     NodeEvent,
     SecurityAlert,
 )
-from app.node.e2e import SessionBook
+from app.node.e2e import SessionBook, seal
 from app.node.ephemeral import Ephemeral
 from app.node.history import FILE, FILE_KINDS, MESSAGE_KINDS, TEXT, load_ledger, own_texts_behind
 from app.node.network import NetworkStack
@@ -71,6 +76,12 @@ BATCH_BYTES = 256 * 1024
 """Events per state message are batched up to about this many bytes."""
 RESYNC_SECONDS = 3.0
 """How often conversations whose last send failed are retried while connected."""
+ACK_DELAY = 0.02
+"""A state message that only acknowledges (we lack nothing, the peer lacks nothing) is
+sent this long after the events it covers: one acknowledgement covers a run of messages,
+and the sender handles no receipt while the next message of a conversation is on its way
+(the "delivered" mark comes at most this much later). Anything else we send in between
+carries our heads and makes it unnecessary."""
 LOOKUP_RETRY_FIRST = 2.0
 LOOKUP_RETRY_MAX = 120.0
 """Backoff of presence lookups for contacts that published none (offline for long)."""
@@ -103,6 +114,15 @@ def _order_key(event: Event) -> tuple[int, str]:
     then its CID's bytes in hex (which sort like the bytes, as the ledger's order does;
     the base32 text form doesn't)."""
     return event.lamport, event.cid.raw.hex()
+
+
+Queued = tuple[Message, "asyncio.Future[None] | None"]
+"""A message handed to the messenger, with the future `send_new` waits on (None if the
+message is stored already)."""
+
+
+def _message_ids(events: list[Event]) -> set[str]:
+    return {str(e.body.get("id")) for e in events}
 
 
 def _batches(events: list[bytes]) -> list[list[bytes]]:
@@ -150,8 +170,10 @@ class Messenger:
         self._last_pure_answer: dict[str, float] = {}
         self._dirty: set[str] = set()
         self._delivered: dict[str, set[Cid]] = {}
+        self._acks: dict[str, asyncio.TimerHandle] = {}
+        """Acknowledgements due (`ACK_DELAY`), per contact."""
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._outbox: dict[str, list[Message]] = {}
+        self._outbox: dict[str, list[Queued]] = {}
         """Messages handed over by `enqueue`, not yet in the history, per contact."""
         self._draining: set[str] = set()
         self._in_flight: dict[str, dict[Cid, int]] = {}
@@ -207,6 +229,8 @@ class Messenger:
         """Cancel background work (state is already persisted)."""
         self.sessions.stop()
         self.ephemeral.stop()
+        for address in list(self._acks):
+            self._cancel_ack(address)
         for task in [*self._tasks, self._resync]:
             if task is not None:
                 task.cancel()
@@ -357,6 +381,14 @@ class Messenger:
         before = await self.store.call(
             self.store.messages.followers, address, [m.id for m in added]
         )
+        self._publish_in_order(added, order, before)
+
+    def _publish_in_order(
+        self,
+        added: list[Message],
+        order: dict[str, tuple[int, str]],
+        before: dict[str, str | None],
+    ) -> None:
         last = (UNORDERED, "")
         for message in sorted(added, key=lambda m: order.get(m.id, last)):
             self._publish(MessageAdded(message, before.get(message.id)))
@@ -381,6 +413,17 @@ class Messenger:
     ) -> list[Event]:
         """Append our text events for `messages` (skipping those the ledger already
         holds) and store them in one transaction."""
+        events = await self._new_events(address, ledger, messages)
+        if events:
+            await self._commit(address, self._history_steps(address, ledger, events))
+            self._own_ids.setdefault(address, set()).update(_message_ids(events))
+        return events
+
+    async def _new_events(
+        self, address: str, ledger: Ledger, messages: list[Message]
+    ) -> list[Event]:
+        """Append our text events for `messages` (skipping those the ledger already
+        holds) to the ledger in memory; the caller stores them (`_history_steps`)."""
         own_ids = self._own_ids.setdefault(address, set())
         events: list[Event] = []
         batch_ids: set[str] = set()
@@ -392,17 +435,30 @@ class Messenger:
                 body = EventBody.of(TEXT, id=message.id, text=message.text)
             events.append(ledger.append(self._keys, body, int(message.time * 1000)))
             batch_ids.add(message.id)
-        if events:
-            store = self.store
-            rows = [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in events]
-            order = {str(e.body.get("id")): _order_key(e) for e in events}
-            await store.call(
-                store.atomically,
-                lambda: store.history.add_many(address, rows),
-                lambda: store.messages.set_order(address, order),
-            )
-            own_ids.update(batch_ids)
         return events
+
+    def _history_steps(
+        self, address: str, ledger: Ledger, events: list[Event]
+    ) -> list[Callable[[], object]]:
+        """Store steps for our new `events` and their messages' place in the order."""
+        store = self.store
+        rows = [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in events]
+        order = {str(e.body.get("id")): _order_key(e) for e in events}
+        return [
+            lambda: store.history.add_many(address, rows),
+            lambda: store.messages.set_order(address, order),
+        ]
+
+    async def _commit(self, address: str, steps: list[Callable[[], object]]) -> list[object]:
+        """Run `steps` in one transaction. If it fails, the ledger is reloaded from the
+        store: events appended in memory but never stored must not be sent (their
+        sequence numbers would be used again after a restart: equivocation)."""
+        try:
+            return await self.store.call(self.store.atomically, *steps)
+        except BaseException:
+            self._ledgers.pop(address, None)
+            self._delivered.pop(address, None)  # receipts walked but not stored
+            raise
 
     # ------------------------------------------------------------------ sending
 
@@ -414,7 +470,21 @@ class Messenger:
         Messages handed over while earlier ones are being appended or sent wait in a
         per-contact queue and go together: one history transaction, one session message
         (batched by `BATCH_BYTES`) and one session-state write for the whole run."""
-        self._outbox.setdefault(message.contact, []).append(message)
+        self._queue(message, None)
+
+    async def send_new(self, message: Message) -> None:
+        """Store a new outgoing message (QUEUED) and append its event to the history, in
+        one transaction shared with the messages queued at the same time and, if the
+        contact is connected, with the session state that encrypts them; return once
+        that committed (then it survives a crash; `MessageAdded` is published),
+        sending goes on in the background. Raises the store's error (nothing stored)
+        if the commit fails."""
+        stored = asyncio.get_running_loop().create_future()
+        self._queue(message, stored)
+        await stored
+
+    def _queue(self, message: Message, stored: asyncio.Future[None] | None) -> None:
+        self._outbox.setdefault(message.contact, []).append((message, stored))
         if message.contact not in self._draining:
             self._draining.add(message.contact)
             self._spawn(self._drain(message.contact))
@@ -430,36 +500,86 @@ class Messenger:
         try:
             while batch := self._outbox.pop(address, []):
                 try:
-                    await self.submit_many(address, batch)
+                    await self._submit(address, batch)
                 except HistoryInvalid as exc:
                     log.error("can't append to the history: %s", exc)
+                    await self._store_unstored(batch)
+                except Exception as exc:  # e.g. the disk is full: the senders are told
+                    log.warning("storing messages failed: %r", exc)
+                    for _, stored in batch:
+                        if stored is not None and not stored.done():
+                            stored.set_exception(exc)
         finally:
             self._draining.discard(address)
 
-    async def submit(self, message: Message) -> None:
-        """Deliver a message the service stored as QUEUED (see `submit_many`)."""
-        await self.submit_many(message.contact, [message])
+    async def _store_unstored(self, batch: list[Queued]) -> None:
+        """After a history that can't be appended to: store the new messages alone
+        (their events are appended at the next start, see `_reconcile`), or give their
+        senders the error."""
+        waiting = [(m, done) for m, done in batch if done is not None and not done.done()]
+        if not waiting:
+            return
+        try:
+            await self.store.call(self.store.messages.add_many, [m for m, _ in waiting])
+        except Exception as exc:
+            for _, done in waiting:
+                done.set_exception(exc)
+        else:
+            for message, done in waiting:
+                self._publish(MessageAdded(message))
+                done.set_result(None)
 
-    async def submit_many(self, address: str, messages: list[Message]) -> None:
-        """Append text events for `messages` (stored as QUEUED, in this order) to the
-        history in one transaction, then send them if the contact is connected (else
-        keep dialling it; the events go at the next exchange of heads or into its DHT
-        mailbox)."""
+    async def _submit(self, address: str, batch: list[Queued]) -> None:
+        """Append text events for the batch's messages (in this order) to the history
+        and send them if the contact is connected (else keep dialling it; the events go
+        at the next exchange of heads or into its DHT mailbox).
+
+        One transaction stores the messages not stored yet, the events and, when
+        connected, the session state the first state message is encrypted with (stored
+        before the ciphertext leaves); the waiting `send_new` calls return after it."""
+        new = [m for m, stored in batch if stored is not None]
+        store = self.store
         async with self._lock(address):
             ledger = await self._ledger(address)
-            events = await self._append_texts(address, ledger, messages)
+            events = await self._new_events(address, ledger, [m for m, _ in batch])
+            steps: list[Callable[[], object]] = []
+            if new:
+                steps.append(lambda: store.messages.add_many(new))
+            if events:
+                steps += self._history_steps(address, ledger, events)
+            conn = self.network.manager.connection(address) if events else None
+            first, *rest = _batches([ledger.get_bytes(e.cid) or b"" for e in events] or [b""])
+            sealed = None
+            if conn is not None:
+                try:
+                    sealed = await self._seal_batch(address, ledger, first, False)
+                except (NoSession, TransportError) as exc:
+                    log.info("sending to a contact failed (%s); will retry", exc)
+                    self._dirty.add(address)
+                else:
+                    steps.append(self.sessions.put_step(address, sealed[0]))
+            if steps:
+                await self._commit(address, steps)
+            if sealed is not None:
+                self.sessions.adopt(address, sealed[0])
+            self._own_ids.setdefault(address, set()).update(_message_ids(events))
+            for message in new:  # before anything else is said about them
+                self._publish(MessageAdded(message))
+            for _, stored in batch:
+                if stored is not None and not stored.done():
+                    stored.set_result(None)
             if not events:
                 return
-            conn = self.network.manager.connection(address)
             if conn is None:
                 self.want(address)
                 return
+            if sealed is None:
+                return
             # sent before the lock is let go: an acknowledgement handled in between
             # would otherwise find them lacking and send them a second time
-            first, *rest = _batches([ledger.get_bytes(e.cid) or b"" for e in events])
             try:
-                await self._send_batch(address, conn, ledger, first, False)
-            except (NoSession, TransportError) as exc:
+                await self._transmit(address, conn, ledger, first, sealed[1])
+            except TransportError as exc:
                 log.info("sending to a contact failed (%s); will retry", exc)
                 self._dirty.add(address)
                 return
@@ -507,10 +627,28 @@ class Messenger:
         query: bool,
     ) -> None:
         """One state message: `batch` and our heads. Call with the contact's lock held."""
-        plaintext = StateMessage(batch, list(ledger.heads()), query).encode()
-        session = await self.sessions.for_sending(address)
-        session, wire = await asyncio.to_thread(encrypt, session, plaintext, self._random)
+        session, wire = await self._seal_batch(address, ledger, batch, query)
         await self.sessions.save(address, session)  # before the ciphertext leaves
+        await self._transmit(address, conn, ledger, batch, wire)
+
+    async def _seal_batch(
+        self, address: str, ledger: Ledger, batch: list[bytes], query: bool
+    ) -> tuple[Session, bytes]:
+        """Encrypt a state message (`batch` and our heads): the advanced session, not
+        stored yet, and the ciphertext."""
+        plaintext = StateMessage(batch, list(ledger.heads()), query).encode()
+        return await seal(await self.sessions.for_sending(address), plaintext, self._random)
+
+    async def _transmit(
+        self,
+        address: str,
+        conn: AuthenticatedConnection,
+        ledger: Ledger,
+        batch: list[bytes],
+        wire: bytes,
+    ) -> None:
+        """Send a sealed state message whose session state is stored."""
+        self._cancel_ack(address)  # it carries our heads
         await conn.send(wire)
         self.stats["sent"] += 1
         if batch:
@@ -531,7 +669,7 @@ class Messenger:
             current = await self.sessions.load(address)
             if current is None:
                 return False
-            session, wire = await asyncio.to_thread(encrypt, current, plaintext, self._random)
+            session, wire = await seal(current, plaintext, self._random)
             await self.sessions.save(address, session)  # before the ciphertext leaves
             try:
                 await conn.send(wire)
@@ -561,7 +699,7 @@ class Messenger:
         session state is stored before the message is returned."""
         plaintext = StateMessage(events, list(ledger.heads()), True).encode()
         session = await self.sessions.for_sending(address)
-        session, wire = await asyncio.to_thread(encrypt, session, plaintext, self._random)
+        session, wire = await seal(session, plaintext, self._random)
         if len(wire) > max_size:
             return None
         await self.sessions.save(address, session)
@@ -642,17 +780,27 @@ class Messenger:
         if await self._contact(address) is None:
             self.stats["stranger"] += 1
             return
+        reply = None
         async with self._lock(address):
-            opened = await self.sessions.open(address, payload)
-        if opened is None:
-            return
-        self._failures.pop(address, None)
-        self._note(address, "ok", len(payload))
-        plaintext, new_session = opened
+            opened = await self.sessions.open(address, payload, save=False)
+            if opened is None:
+                return
+            self._failures.pop(address, None)
+            self._note(address, "ok", len(payload))
+            unsaved = opened.unsaved
+            try:
+                message = decode_plaintext(opened.plaintext)
+                if isinstance(message, StateMessage):
+                    # the session state is stored with what the message carried
+                    reply = await self._ingest(address, message, unsaved)
+                    unsaved = None
+            finally:
+                if unsaved is not None:
+                    await self.sessions.save(address, unsaved)
+        new_session = opened.new_session
         # the peer asked for a DH ratchet step (key rotation): answer even if nothing else
         # would, so both sides step within one round trip
         step = self.sessions.ratchet_requested(address)
-        message = decode_plaintext(plaintext)
         if isinstance(message, NewMailboxEpoch):
             if self.epoch_sink is not None:
                 await self.epoch_sink(address, message)
@@ -662,82 +810,113 @@ class Messenger:
             if new_session or step:
                 await self.send_state(address, [], new_session)
             return
-        reply = await self._ingest(address, message)
-        if reply is not None or new_session or step:
+        if reply is not None and not reply[0] and not reply[1] and not new_session and not step:
+            self._schedule_ack(address)  # nothing lacking, nothing asked: just our heads
+        elif reply is not None or new_session or step:
+            self._cancel_ack(address)
             events, query = reply if reply is not None else ([], new_session)
             await self.send_state(address, events, query or new_session)
 
-    async def _ingest(self, address: str, message: StateMessage) -> tuple[list[bytes], bool] | None:
-        """Apply a peer's state; return (events to send, query) if an answer is due."""
-        async with self._lock(address):
-            ledger = await self._ledger(address)
-            accepted: list[Event] = []
-            for raw in message.events:
-                for outcome in ledger.receive(raw):
-                    if isinstance(outcome, EventAccepted):
-                        accepted.append(outcome.event)
-                    elif isinstance(outcome, EquivocationDetected):
-                        self.stats["equivocation"] += 1
-                        detail = (
-                            f"event #{outcome.seq} exists in {len(outcome.cids)} conflicting "
-                            f"versions ({', '.join(str(c) for c in outcome.cids)})"
-                        )
-                        self._publish(SecurityAlert(address, "equivocation", detail))
-                    elif isinstance(outcome, EventRejected):
-                        self.stats["event_rejected"] += 1
-                        forged = isinstance(outcome.error, BadEventSignature)
-                        self._note(address, "invalid_signature" if forged else "event_rejected")
-                        log.warning("rejected a history event: %s", outcome.reason)
-            if accepted:
-                theirs = [e for e in accepted if e.author != self._own_key]
-                incoming: list[Message] = []
-                order: dict[str, tuple[int, str]] = {}
-                for event in theirs:
-                    if event.body.kind not in MESSAGE_KINDS:
-                        continue
-                    received = self._incoming_message(address, event)
-                    if received is not None:
-                        incoming.append(received)
-                        order[received.id] = _order_key(event)
-                rows = [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in accepted]
-                store = self.store
-                # the events and the messages they carry: one transaction, one fsync
-                _, added = await store.call(
-                    store.atomically,
-                    lambda: store.history.add_many(address, rows),
-                    lambda: store.messages.add_many_if_absent(incoming, order),
+    async def _ingest(
+        self, address: str, message: StateMessage, session: Session | None = None
+    ) -> tuple[list[bytes], bool] | None:
+        """Apply a peer's state (with the contact's lock held), storing its events, the
+        messages they carry, receipts for ours and the advanced `session` (if any) in
+        one transaction; return (events to send, query) if an answer is due."""
+        ledger = await self._ledger(address)
+        accepted: list[Event] = []
+        for raw in message.events:
+            for outcome in ledger.receive(raw):
+                if isinstance(outcome, EventAccepted):
+                    accepted.append(outcome.event)
+                elif isinstance(outcome, EquivocationDetected):
+                    self.stats["equivocation"] += 1
+                    detail = (
+                        f"event #{outcome.seq} exists in {len(outcome.cids)} conflicting "
+                        f"versions ({', '.join(str(c) for c in outcome.cids)})"
+                    )
+                    self._publish(SecurityAlert(address, "equivocation", detail))
+                elif isinstance(outcome, EventRejected):
+                    self.stats["event_rejected"] += 1
+                    forged = isinstance(outcome.error, BadEventSignature)
+                    self._note(address, "invalid_signature" if forged else "event_rejected")
+                    log.warning("rejected a history event: %s", outcome.reason)
+        store = self.store
+        steps: list[Callable[[], object]] = []
+        if session is not None:
+            steps.append(self.sessions.put_step(address, session))
+        theirs = [e for e in accepted if e.author != self._own_key]
+        incoming: list[Message] = []
+        order: dict[str, tuple[int, str]] = {}
+        for event in theirs:
+            if event.body.kind not in MESSAGE_KINDS:
+                continue
+            received = self._incoming_message(address, event)
+            if received is not None:
+                incoming.append(received)
+                order[received.id] = _order_key(event)
+        stored: list[tuple[list[Message], dict[str, str | None]]] = []
+        if accepted:
+            rows = [(str(e.cid), ledger.get_bytes(e.cid) or e.to_bytes()) for e in accepted]
+            steps.append(lambda: store.history.add_many(address, rows))
+
+            def add_messages() -> None:
+                added = store.messages.add_many_if_absent(incoming, order)
+                ids = [m.id for m in added]
+                stored.append((added, store.messages.followers(address, ids) if ids else {}))
+
+            steps.append(add_messages)
+        delivered = self._delivered.setdefault(address, set())
+        heads = [h for h in message.heads if h in ledger]
+        receipts = own_texts_behind(ledger, heads, delivered, self._own_key)
+        changed: list[list[str]] = []
+        if receipts:
+            steps.append(
+                lambda: changed.append(
+                    store.messages.advance_status(
+                        receipts,
+                        MessageStatus.DELIVERED,
+                        (MessageStatus.QUEUED, MessageStatus.SENT),
+                    )
                 )
-                if self.files is not None:
-                    for event in theirs:
-                        if event.body.kind in FILE_KINDS:
-                            self.files.file_event(address, event)
-                await self._publish_added(address, cast(list[Message], added), order)
-                if added:
-                    self.ephemeral.peer_wrote(address)
-            await self._mark_delivered(address, ledger, message.heads)
-            known = [h for h in message.heads if h in ledger]
-            unknown = len(known) < len(message.heads) or bool(ledger.missing())
-            if known or not message.heads:
-                self._peer_heads[address] = known
-            # heads we don't know yet: what they hold is at least what they held before
-            basis = known if not unknown else [*known, *self._peer_heads.get(address, [])]
-            flight = self._in_flight.get(address)
-            if flight and not message.query:
-                # a plain acknowledgement: what is on its way will arrive (or the
-                # connection drops, which clears this, and the greeting resends it), so
-                # only what the peer lacks beyond it is sent, and both walks stay short
-                # however many events are in flight. Events go out in Lamport order,
-                # mostly: the first one's is the floor of the walk that finds what
-                # arrived (one sent again out of order stays until those before it have)
-                floor = next(iter(flight.values()))
-                for cid in ledger.held_by(known, flight.keys(), floor):
-                    del flight[cid]  # arrived
-                lacking = ledger.cids_since(basis, assume_known=flight.keys())
-            else:
-                if flight:
-                    flight.clear()  # the peer asks for everything it lacks: send it again
-                lacking = ledger.cids_since(basis)
-            lack = [block for cid in lacking if (block := ledger.get_bytes(cid)) is not None]
+            )
+        if steps:
+            await self._commit(address, steps)
+        if session is not None:
+            self.sessions.adopt(address, session)
+        if self.files is not None:
+            for event in theirs:
+                if event.body.kind in FILE_KINDS:
+                    self.files.file_event(address, event)
+        for added, before in stored:
+            self._publish_in_order(added, order, before)
+            if added:
+                self.ephemeral.peer_wrote(address)
+        for msg_id in changed[0] if changed else []:
+            self._publish(MessageStatusChanged(msg_id, address, MessageStatus.DELIVERED))
+        known = [h for h in message.heads if h in ledger]
+        unknown = len(known) < len(message.heads) or bool(ledger.missing())
+        if known or not message.heads:
+            self._peer_heads[address] = known
+        # heads we don't know yet: what they hold is at least what they held before
+        basis = known if not unknown else [*known, *self._peer_heads.get(address, [])]
+        flight = self._in_flight.get(address)
+        if flight and not message.query:
+            # a plain acknowledgement: what is on its way will arrive (or the
+            # connection drops, which clears this, and the greeting resends it), so
+            # only what the peer lacks beyond it is sent, and both walks stay short
+            # however many events are in flight. Events go out in Lamport order,
+            # mostly: the first one's is the floor of the walk that finds what
+            # arrived (one sent again out of order stays until those before it have)
+            floor = next(iter(flight.values()))
+            for cid in ledger.held_by(known, flight.keys(), floor):
+                del flight[cid]  # arrived
+            lacking = ledger.cids_since(basis, assume_known=flight.keys())
+        else:
+            if flight:
+                flight.clear()  # the peer asks for everything it lacks: send it again
+            lacking = ledger.cids_since(basis)
+        lack = [block for cid in lacking if (block := ledger.get_bytes(cid)) is not None]
         if lack or accepted:
             return lack, unknown
         if message.query:
@@ -748,18 +927,21 @@ class Messenger:
                 return lack, unknown
         return None
 
-    async def _mark_delivered(self, address: str, ledger: Ledger, heads: list[Cid]) -> None:
-        delivered = self._delivered.setdefault(address, set())
-        ids = own_texts_behind(ledger, [h for h in heads if h in ledger], delivered, self._own_key)
-        if ids:
-            changed = await self.store.call(
-                self.store.messages.advance_status,
-                ids,
-                MessageStatus.DELIVERED,
-                (MessageStatus.QUEUED, MessageStatus.SENT),
+    def _schedule_ack(self, address: str) -> None:
+        """Send our heads `ACK_DELAY` from now unless something else carries them first."""
+        if address not in self._acks:
+            self._acks[address] = asyncio.get_running_loop().call_later(
+                ACK_DELAY, self._send_ack, address
             )
-            for msg_id in changed:
-                self._publish(MessageStatusChanged(msg_id, address, MessageStatus.DELIVERED))
+
+    def _cancel_ack(self, address: str) -> None:
+        timer = self._acks.pop(address, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _send_ack(self, address: str) -> None:
+        self._acks.pop(address, None)
+        self._spawn(self._send_quietly(address, [], False))
 
     # ------------------------------------------------------------------ background
 

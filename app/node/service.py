@@ -91,6 +91,8 @@ class Delivery(Protocol):
 
     def enqueue(self, message: Message) -> None: ...
 
+    async def send_new(self, message: Message) -> None: ...
+
     def want(self, address: str) -> None: ...
 
     def forget_contact(self, address: str) -> None: ...
@@ -235,26 +237,44 @@ class NodeService:
             if record is None:
                 raise ContactNotFound(f"No contact has the address {address}.")
             return record
-        wanted = name_or_address.strip().casefold()
         for _ in range(2):  # a second time if the cached names were stale
-            names = self._names
-            if names is None:  # every contact's row is decrypted: once, not per message
-                names = {}
-                for r in await self.store.call(self.store.contacts.all):
-                    names.setdefault(r.name.casefold(), []).append(r.address)
-                self._names = names
-            matches = names.get(wanted, [])
-            if not matches:
-                raise ContactNotFound(f"No contact is named {name_or_address.strip()!r}.")
-            if len(matches) > 1:
-                raise AmbiguousContact(
-                    f"Several contacts are named {name_or_address.strip()!r}; use the address."
-                )
-            record = await self.store.call(self.store.contacts.get, matches[0])
-            if record is not None and record.name.casefold() == wanted:
+            match = self._named(await self._contact_names(), name_or_address)
+            record = await self.store.call(self.store.contacts.get, match)
+            if record is not None and record.name.casefold() == name_or_address.strip().casefold():
                 return record
             self._names = None
         raise ContactNotFound(f"No contact is named {name_or_address.strip()!r}.")
+
+    async def _contact_address(self, name_or_address: str) -> str:
+        """The address of the contact named by display name or address, like
+        `find_contact` but from the cached names (no database read per message)."""
+        names = await self._contact_names()
+        try:
+            address = encode_address(decode_address(name_or_address))
+        except InvalidAddress:
+            return self._named(names, name_or_address)
+        if not any(address in addresses for addresses in names.values()):
+            raise ContactNotFound(f"No contact has the address {address}.")
+        return address
+
+    async def _contact_names(self) -> dict[str, list[str]]:
+        """Contacts' addresses by case-folded name; every contact's row is decrypted
+        once, not per message (the cache is dropped when contacts are added or removed)."""
+        if self._names is None:
+            names: dict[str, list[str]] = {}
+            for r in await self.store.call(self.store.contacts.all):
+                names.setdefault(r.name.casefold(), []).append(r.address)
+            self._names = names
+        return self._names
+
+    @staticmethod
+    def _named(names: dict[str, list[str]], name: str) -> str:
+        matches = names.get(name.strip().casefold(), [])
+        if not matches:
+            raise ContactNotFound(f"No contact is named {name.strip()!r}.")
+        if len(matches) > 1:
+            raise AmbiguousContact(f"Several contacts are named {name.strip()!r}; use the address.")
+        return matches[0]
 
     async def remove_contact(self, command: RemoveContact) -> Contact:
         record = await self.find_contact(command.contact)
@@ -292,22 +312,23 @@ class NodeService:
             raise InvalidArgument("An empty message can't be sent.")
         if len(text) > MAX_MESSAGE_CHARS:
             raise InvalidArgument(f"A message has at most {MAX_MESSAGE_CHARS} characters.")
-        record = await self.find_contact(command.contact)
+        address = await self._contact_address(command.contact)
         message = Message(
             id=os.urandom(16).hex(),
-            contact=record.address,
+            contact=address,
             sender=self.store.identity.public.address,
             outgoing=True,
             text=text,
             time=self._clock(),
             status=MessageStatus.QUEUED,
         )
-        # persisted in the outbox before anything else happens to it (concurrent sends
-        # share one transaction)
-        await self._outbox.add(message)
-        self._bus.publish(MessageAdded(message))
+        # persisted before anything else happens to it (concurrent sends share one
+        # transaction; with a delivery pipeline, the same one as its history event)
         if self._delivery is not None:
-            self._delivery.enqueue(message)
+            await self._delivery.send_new(message)  # publishes MessageAdded
+        else:
+            await self._outbox.add(message)
+            self._bus.publish(MessageAdded(message))
         return message
 
     async def list_messages(self, command: ListMessages) -> list[Message]:

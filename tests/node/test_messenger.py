@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from app.core.prekeys import verify_bundle
 from app.core.records import validate
 from app.core.session import initiate
 from app.node import mailbox
+from app.node import messenger as messenger_module
 from app.node.api import (
     AddContact,
     ContactExists,
@@ -32,9 +34,10 @@ from app.node.api import (
     NodeEvent,
     SecurityAlert,
     SendMessage,
+    StorageFailed,
     VerifyHistory,
 )
-from app.node.history import verify_export_file
+from app.node.history import load_ledger, verify_export_file
 from app.node.messenger import RESET_AFTER_FAILURES, Messenger
 from app.node.network import NetworkStack
 from app.node.profile import create_profile, open_store
@@ -391,3 +394,62 @@ async def test_a_diverged_session_is_restarted(pair: tuple[Node, Node]) -> None:
     await eventually(lambda: _equal(texts(bob, "Alice"), ["before", *later]), timeout=30)
     await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
     assert bob.messenger.stats["session_reset"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_sent_message_is_stored_with_its_event_and_a_failed_write_stores_nothing(
+    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`send` returns once the message and its history event are stored (one
+    transaction); when that write fails the sender gets a clear error, nothing is
+    stored, and no event that only ever existed in memory is sent or reused."""
+    alice, bob = pair
+    store = alice.service.store
+    first = await alice.service.send_message(SendMessage("Bob", "first"))
+    stored = await load_ledger(store, bob.address)
+    assert [e.body.get("id") for e in stored.ordered()] == [first.id]
+
+    def disk_full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store.history, "add_many", disk_full)
+        with pytest.raises(StorageFailed, match="disk is full"):
+            await alice.service.send_message(SendMessage("Bob", "lost to a full disk"))
+    assert await texts(alice, "Bob") == ["first"]
+    third = await alice.service.send_message(SendMessage("Bob", "third"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["first", "third"]))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    # what Alice holds in memory is what she stored: no event of the failed send
+    held = await alice.messenger._ledger(bob.address)
+    stored = await load_ledger(store, bob.address)
+    assert [e.cid for e in held.ordered()] == [e.cid for e in stored.ordered()]
+    assert [e.body.get("id") for e in stored.ordered()] == [first.id, third.id]
+    a_report = await alice.service.verify_history(VerifyHistory("Bob"))
+    b_report = await bob.service.verify_history(VerifyHistory("Alice"))
+    assert a_report.heads == b_report.heads and a_report.events == 2
+    assert bob.messenger.stats["equivocation"] == 0
+
+
+@pytest.mark.asyncio
+async def test_one_acknowledgement_covers_a_run_of_messages(
+    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state message that only acknowledges waits `ACK_DELAY`: messages arriving
+    meanwhile share it, and every one still ends up delivered."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "hello"))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    monkeypatch.setattr(messenger_module, "ACK_DELAY", 3.0)
+    sent_by_bob = bob.messenger.stats["sent"]
+    sent_by_alice = alice.messenger.stats["sent"]
+    for i in range(10):  # one after the other: ten state messages
+        await alice.service.send_message(SendMessage("Bob", f"run {i}"))
+        await eventually(lambda n=i + 2: bob_has(bob, n))  # type: ignore[misc]
+    assert alice.messenger.stats["sent"] - sent_by_alice >= 10
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    assert bob.messenger.stats["sent"] - sent_by_bob == 1
+
+
+def bob_has(bob: Node, count: int) -> bool:
+    return sum(isinstance(e, MessageAdded) for e in bob.events) >= count

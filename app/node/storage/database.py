@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from app.node.api import ProfileUnreadable
+from app.node.api import ProfileUnreadable, StorageFailed
 from app.node.storage.schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -84,9 +84,26 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+_WRITE_FAILURES = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_IOERR: "the disk reported an error",
+    sqlite3.SQLITE_READONLY: "it is read-only",
+}
+"""Primary SQLite result codes that mean a write failed, not that the data is bad."""
+
+
 def guarded(path: Path, fn: Callable[[], T]) -> T:
     """Run `fn`, turning low-level SQLite failures into a user-facing error."""
     try:
         return fn()
     except sqlite3.DatabaseError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        reason = _WRITE_FAILURES.get(code & 0xFF) if isinstance(code, int) else None
+        if reason is None and "disk is full" in str(exc):
+            reason = _WRITE_FAILURES[sqlite3.SQLITE_FULL]
+        if reason is not None:
+            raise StorageFailed(
+                f"Couldn't save to the profile database {path}: {reason}. "
+                "Nothing was changed; free some space (or fix the disk) and try again."
+            ) from None
         raise _unreadable(path, exc) from None
