@@ -563,22 +563,20 @@ class Messenger:
             if sealed is not None:
                 self.sessions.adopt(address, sealed[0])
             self._own_ids.setdefault(address, set()).update(_message_ids(events))
-            for message in new:  # before anything else is said about them
-                self._publish(MessageAdded(message))
-            for _, stored in batch:
-                if stored is not None and not stored.done():
-                    stored.set_result(None)
-            if not events:
-                return
-            if conn is None:
-                self.want(address)
-                return
-            if sealed is None:
+            if conn is None or sealed is None:
+                self._announce(new, batch)
+                if events and conn is None:
+                    self.want(address)
                 return
             # sent before the lock is let go: an acknowledgement handled in between
-            # would otherwise find them lacking and send them a second time
+            # would otherwise find them lacking and send them a second time. The
+            # callers are told once the transport has had its turn (the transmission
+            # starts first, then their replies), not after it: a shaped connection may
+            # hold the ciphertext for a slot
+            sending = asyncio.ensure_future(self._transmit(address, conn, ledger, first, sealed[1]))
+            asyncio.get_running_loop().call_soon(self._announce, new, batch)
             try:
-                await self._transmit(address, conn, ledger, first, sealed[1])
+                await sending
             except TransportError as exc:
                 log.info("sending to a contact failed (%s); will retry", exc)
                 self._dirty.add(address)
@@ -586,6 +584,15 @@ class Messenger:
         await self.mark_sent(address, ledger, first)
         if rest:
             await self._send_quietly(address, [raw for batch in rest for raw in batch], False)
+
+    def _announce(self, new: list[Message], batch: list[Queued]) -> None:
+        """Stored: publish the new messages (before anything else is said about them)
+        and let the waiting `send_new` calls return."""
+        for message in new:
+            self._publish(MessageAdded(message))
+        for _, stored in batch:
+            if stored is not None and not stored.done():
+                stored.set_result(None)
 
     async def append_event(self, address: str, body: EventBody) -> None:
         """Append one of our non-message events (e.g. a file cancel) to the conversation
