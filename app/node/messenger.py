@@ -82,6 +82,8 @@ sent this long after the events it covers: one acknowledgement covers a run of m
 and the sender handles no receipt while the next message of a conversation is on its way
 (the "delivered" mark comes at most this much later). Anything else we send in between
 carries our heads and makes it unnecessary."""
+SENT_SAVE_DELAY = 0.5
+"""A first-time SENT status is stored at the latest this long after it was published."""
 LOOKUP_RETRY_FIRST = 2.0
 LOOKUP_RETRY_MAX = 120.0
 """Backoff of presence lookups for contacts that published none (offline for long)."""
@@ -171,6 +173,9 @@ class Messenger:
         self._dirty: set[str] = set()
         self._delivered: dict[str, set[Cid]] = {}
         self._acks: dict[str, asyncio.TimerHandle] = {}
+        self._unsaved_sent: dict[str, list[str]] = {}
+        """Messages said to be SENT, not yet stored so (`_first_sent`)."""
+        self._sent_timer: asyncio.TimerHandle | None = None
         """Acknowledgements due (`ACK_DELAY`), per contact."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._outbox: dict[str, list[Queued]] = {}
@@ -231,6 +236,9 @@ class Messenger:
         self.ephemeral.stop()
         for address in list(self._acks):
             self._cancel_ack(address)
+        if self._sent_timer is not None:
+            self._sent_timer.cancel()
+        await self._save_sent()
         for task in [*self._tasks, self._resync]:
             if task is not None:
                 task.cancel()
@@ -453,8 +461,11 @@ class Messenger:
         """Run `steps` in one transaction. If it fails, the ledger is reloaded from the
         store: events appended in memory but never stored must not be sent (their
         sequence numbers would be used again after a restart: equivocation)."""
+        sent = self._sent_step(address)
         try:
-            return await self.store.call(self.store.atomically, *steps)
+            return await self.store.call(
+                self.store.atomically, *steps, *([sent] if sent is not None else [])
+            )
         except BaseException:
             self._ledgers.pop(address, None)
             self._delivered.pop(address, None)  # receipts walked but not stored
@@ -581,7 +592,7 @@ class Messenger:
                 log.info("sending to a contact failed (%s); will retry", exc)
                 self._dirty.add(address)
                 return
-        await self.mark_sent(address, ledger, first)
+        self._first_sent(address, self._own_message_ids(ledger, first))
         if rest:
             await self._send_quietly(address, [raw for batch in rest for raw in batch], False)
 
@@ -714,6 +725,15 @@ class Messenger:
 
     async def mark_sent(self, address: str, ledger: Ledger, batch: list[bytes]) -> None:
         """Our text messages among `batch` have left the node: QUEUED -> SENT."""
+        ids = self._own_message_ids(ledger, batch)
+        if ids:
+            changed = await self.store.call(
+                self.store.messages.advance_status, ids, MessageStatus.SENT, (MessageStatus.QUEUED,)
+            )
+            for msg_id in changed:
+                self._publish(MessageStatusChanged(msg_id, address, MessageStatus.SENT))
+
+    def _own_message_ids(self, ledger: Ledger, batch: list[bytes]) -> list[str]:
         ids = []
         for raw in batch:
             event = ledger.get(Cid.for_block(raw))
@@ -723,12 +743,39 @@ class Messenger:
                 and event.body.kind in MESSAGE_KINDS
             ):
                 ids.append(str(event.body.get("id")))
-        if ids:
-            changed = await self.store.call(
-                self.store.messages.advance_status, ids, MessageStatus.SENT, (MessageStatus.QUEUED,)
+        return ids
+
+    def _first_sent(self, address: str, ids: list[str]) -> None:
+        """Messages sent for the first time (QUEUED until now) are SENT: said at once,
+        stored with the conversation's next transaction or `SENT_SAVE_DELAY` later,
+        whichever comes first (a crash in between shows them queued until their
+        receipt: one write fewer per message; statuses only move forward)."""
+        if not ids:
+            return
+        for msg_id in ids:
+            self._publish(MessageStatusChanged(msg_id, address, MessageStatus.SENT))
+        self._unsaved_sent.setdefault(address, []).extend(ids)
+        if self._sent_timer is None:
+            self._sent_timer = asyncio.get_running_loop().call_later(
+                SENT_SAVE_DELAY, lambda: self._spawn(self._save_sent())
             )
-            for msg_id in changed:
-                self._publish(MessageStatusChanged(msg_id, address, MessageStatus.SENT))
+
+    def _sent_step(self, address: str) -> Callable[[], object] | None:
+        ids = self._unsaved_sent.pop(address, None)
+        if not ids:
+            return None
+        advance = self.store.messages.advance_status
+        return lambda: advance(ids, MessageStatus.SENT, (MessageStatus.QUEUED,))
+
+    async def _save_sent(self) -> None:
+        self._sent_timer = None
+        for address in list(self._unsaved_sent):
+            step = self._sent_step(address)
+            if step is not None:
+                try:
+                    await self.store.call(step)
+                except Exception as exc:  # shown as queued until the receipt comes
+                    log.warning("storing sent statuses failed: %r", exc)
 
     # ------------------------------------------------------------------ receiving
 
@@ -926,12 +973,16 @@ class Messenger:
         lack = [block for cid in lacking if (block := ledger.get_bytes(cid)) is not None]
         if lack or accepted:
             return lack, unknown
-        if message.query:
-            # a pure question is answered at most once a second (no ping-pong)
+        if message.query or unknown:
+            # a pure question is answered at most once a second (no ping-pong), and so
+            # is a gap of ours (events we hold wait for parents we never got, e.g. a
+            # payload we could not store): we ask for it
             now = time.monotonic()
             if now - self._last_pure_answer.get(address, 0.0) >= 1.0:
                 self._last_pure_answer[address] = now
                 return lack, unknown
+            if unknown:
+                self._dirty.add(address)  # the resync loop asks a little later
         return None
 
     def _schedule_ack(self, address: str) -> None:

@@ -31,6 +31,7 @@ from app.node.api import (
     ListMessages,
     MessageAdded,
     MessageStatus,
+    MessageStatusChanged,
     NodeEvent,
     SecurityAlert,
     SendMessage,
@@ -453,3 +454,37 @@ async def test_one_acknowledgement_covers_a_run_of_messages(
 
 def bob_has(bob: Node, count: int) -> bool:
     return sum(isinstance(e, MessageAdded) for e in bob.events) >= count
+
+
+@pytest.mark.asyncio
+async def test_a_first_send_is_shown_sent_at_once_and_stored_so_soon_after(
+    pair: tuple[Node, Node],
+) -> None:
+    """The SENT status of a message's first transmission is published when it leaves
+    and stored without a write of its own (with the next transaction, or within
+    `SENT_SAVE_DELAY`); a receipt still moves it on, never back."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "hello"))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+
+    async def deaf(address: str, payload: bytes) -> None:  # Bob never answers
+        return None
+
+    bob.network.on_message(deaf)
+    quiet = await alice.service.send_message(SendMessage("Bob", "unanswered"))
+    await eventually(lambda: said(alice, quiet.id) == [MessageStatus.SENT])
+    await eventually(
+        lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED, MessageStatus.SENT}),
+        timeout=5 * messenger_module.SENT_SAVE_DELAY + 5,
+    )
+    bob.network.on_message(bob.messenger.handle_payload)
+    await alice.service.send_message(SendMessage("Bob", "answered"))
+    # Bob never got the first one: he asks for what the second builds on
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    assert await texts(bob, "Alice") == ["hello", "unanswered", "answered"]
+    assert said(alice, quiet.id) == [MessageStatus.SENT, MessageStatus.DELIVERED]
+
+
+def said(node: Node, msg_id: str) -> list[MessageStatus]:
+    """The statuses `node` published for one message, in order."""
+    return [e.status for e in node.events if isinstance(e, MessageStatusChanged) and e.id == msg_id]
