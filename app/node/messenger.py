@@ -76,7 +76,7 @@ BATCH_BYTES = 256 * 1024
 """Events per state message are batched up to about this many bytes."""
 RESYNC_SECONDS = 3.0
 """How often conversations whose last send failed are retried while connected."""
-ACK_DELAY = 0.02
+ACK_DELAY = 0.1
 """A state message that only acknowledges (we lack nothing, the peer lacks nothing) is
 sent this long after the events it covers: one acknowledgement covers a run of messages,
 and the sender handles no receipt while the next message of a conversation is on its way
