@@ -546,8 +546,10 @@ class Messenger:
         at the next exchange of heads or into its DHT mailbox).
 
         One transaction stores the messages not stored yet, the events and, when
-        connected, the session state the first state message is encrypted with (stored
-        before the ciphertext leaves); the waiting `send_new` calls return after it."""
+        connected with a session, the session state the first state message is
+        encrypted with (stored before the ciphertext leaves); the waiting `send_new`
+        calls return after it. A session still to be set up (a prekey bundle fetched
+        from the DHT) is set up after that, so `send` never waits for the network."""
         new = [m for m, stored in batch if stored is not None]
         store = self.store
         async with self._lock(address):
@@ -560,13 +562,14 @@ class Messenger:
                 steps += self._history_steps(address, ledger, events)
             conn = self.network.manager.connection(address) if events else None
             first, *rest = _batches([ledger.get_bytes(e.cid) or b"" for e in events] or [b""])
-            sealed = None
-            if conn is not None:
+            sealed, failed = None, False
+            if conn is not None and await self.sessions.load(address) is not None:
                 try:
                     sealed = await self._seal_batch(address, ledger, first, False)
                 except (NoSession, TransportError) as exc:
                     log.info("sending to a contact failed (%s); will retry", exc)
                     self._dirty.add(address)
+                    failed = True
                 else:
                     steps.append(self.sessions.put_step(address, sealed[0]))
             if steps:
@@ -578,20 +581,30 @@ class Messenger:
                 self._announce(new, batch)
                 if events and conn is None:
                     self.want(address)
-                return
-            # sent before the lock is let go: an acknowledgement handled in between
-            # would otherwise find them lacking and send them a second time. The
-            # callers are told once the transport has had its turn (the transmission
-            # starts first, then their replies), not after it: a shaped connection may
-            # hold the ciphertext for a slot
-            sending = asyncio.ensure_future(self._transmit(address, conn, ledger, first, sealed[1]))
-            asyncio.get_running_loop().call_soon(self._announce, new, batch)
-            try:
-                await sending
-            except TransportError as exc:
-                log.info("sending to a contact failed (%s); will retry", exc)
-                self._dirty.add(address)
-                return
+                if conn is None or failed:
+                    return
+                try:  # no session yet: start one (its state is stored first), then send
+                    await self._send_batch(address, conn, ledger, first, False)
+                except (NoSession, TransportError) as exc:
+                    log.info("sending to a contact failed (%s); will retry", exc)
+                    self._dirty.add(address)
+                    return
+            else:
+                # sent before the lock is let go: an acknowledgement handled in between
+                # would otherwise find them lacking and send them a second time. The
+                # callers are told once the transport has had its turn (the
+                # transmission starts first, then their replies), not after it: a
+                # shaped connection may hold the ciphertext for a slot
+                sending = asyncio.ensure_future(
+                    self._transmit(address, conn, ledger, first, sealed[1])
+                )
+                asyncio.get_running_loop().call_soon(self._announce, new, batch)
+                try:
+                    await sending
+                except TransportError as exc:
+                    log.info("sending to a contact failed (%s); will retry", exc)
+                    self._dirty.add(address)
+                    return
         self._first_sent(address, self._own_message_ids(ledger, first))
         if rest:
             await self._send_quietly(address, [raw for batch in rest for raw in batch], False)

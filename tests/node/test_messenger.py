@@ -488,3 +488,31 @@ async def test_a_first_send_is_shown_sent_at_once_and_stored_so_soon_after(
 def said(node: Node, msg_id: str) -> list[MessageStatus]:
     """The statuses `node` published for one message, in order."""
     return [e.status for e in node.events if isinstance(e, MessageStatusChanged) and e.id == msg_id]
+
+
+@pytest.mark.asyncio
+async def test_send_returns_while_a_new_session_waits_for_the_network(
+    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no session yet, `send` stores the message and returns; fetching the
+    contact's prekey bundle from the DHT and the first message follow in the background."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "hello"))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    await alice.messenger.sessions.reset(bob.address)
+    slow_dht = asyncio.Event()
+    fetch = alice.network.fetch_bundle
+
+    async def waiting_fetch(address: str) -> bytes | None:
+        await slow_dht.wait()
+        return await fetch(address)
+
+    monkeypatch.setattr(alice.network, "fetch_bundle", waiting_fetch)
+    message = await asyncio.wait_for(
+        alice.service.send_message(SendMessage("Bob", "while the DHT is slow")), 10
+    )
+    assert [m.id for m in await alice.service.list_messages(ListMessages("Bob"))][-1] == message.id
+    assert await texts(bob, "Alice") == ["hello"]
+    slow_dht.set()
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "while the DHT is slow"]))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
