@@ -73,6 +73,7 @@ class SessionBook:
         *,
         contact: Callable[[str], Awaitable[ContactRecord | None]],
         contact_changed: Callable[[str], None],
+        lock: Callable[[str], asyncio.Lock],
         publish: Callable[[NodeEvent], None],
         on_race_won: Callable[[str], None],
         stats: Counter[str],
@@ -85,6 +86,8 @@ class SessionBook:
         self._own_key = store.identity.public.signing_key
         self._contact = contact
         self._contact_changed = contact_changed
+        self._conversation_lock = lock
+        """The messenger's per-contact lock, held by everything else that changes a session."""
         self._publish = publish
         self._on_race_won = on_race_won
         self.stats = stats
@@ -199,12 +202,16 @@ class SessionBook:
 
     async def force_ratchet(self, address: str) -> bool:
         """Key rotation: make our next message to `address` request a DH ratchet step
-        (stored first); False if there is no session yet (the next one starts fresh)."""
-        session = await self.load(address)
-        if session is None:
-            return False
-        await self.save(address, force_ratchet(session))
-        return True
+        (stored first); False if there is no session yet (the next one starts fresh).
+        Takes the contact's lock: a message being sealed or received meanwhile would
+        otherwise store its advanced session over this one (the request lost) or this
+        one over it (a chain key used twice)."""
+        async with self._conversation_lock(address):
+            session = await self.load(address)
+            if session is None:
+                return False
+            await self.save(address, force_ratchet(session))
+            return True
 
     async def rotate_prekeys(self) -> PrekeyBundle | None:
         """Key rotation: a new signed prekey now, one-time prekeys replenished, the new

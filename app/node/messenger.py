@@ -201,6 +201,7 @@ class Messenger:
             network,
             contact=self._contact,
             contact_changed=self._forget_cached_contact,
+            lock=self._lock,
             publish=lambda event: self._publish(event),
             on_race_won=lambda address: self._spawn(self._send_quietly(address, [], True)),
             stats=self.stats,

@@ -386,7 +386,8 @@ async def test_a_diverged_session_is_restarted(pair: tuple[Node, Node]) -> None:
     assert raw is not None
     bundle = verify_bundle(raw, time.time())
     stray = initiate(bob.service.store.identity, bundle, time.time(), os.urandom)
-    await bob.messenger.sessions.save(alice.address, replace(stray, pending_header=None))
+    async with bob.messenger._lock(alice.address):  # not in the middle of Bob's own work
+        await bob.messenger.sessions.save(alice.address, replace(stray, pending_header=None))
     later = [f"after {i}" for i in range(RESET_AFTER_FAILURES + 1)]
     for text in later:  # one ciphertext each: messages queued together share one
         sent = alice.messenger.stats["sent"]
@@ -515,4 +516,22 @@ async def test_send_returns_while_a_new_session_waits_for_the_network(
     assert await texts(bob, "Alice") == ["hello"]
     slow_dht.set()
     await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "while the DHT is slow"]))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+
+
+@pytest.mark.asyncio
+async def test_a_forced_ratchet_step_waits_for_the_conversation(pair: tuple[Node, Node]) -> None:
+    """Key rotation changes a session only between the messenger's own steps (which hold
+    the contact's lock): otherwise a message sealed meanwhile would store its session
+    over the rotated one, or the rotation an older chain over a newer one."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "hello"))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    async with alice.messenger._lock(bob.address):
+        rotating = asyncio.ensure_future(alice.messenger.sessions.force_ratchet(bob.address))
+        await asyncio.sleep(0.2)
+        assert not rotating.done()
+    assert await rotating
+    await alice.service.send_message(SendMessage("Bob", "after the rotation"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "after the rotation"]))
     await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
