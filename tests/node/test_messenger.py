@@ -450,7 +450,9 @@ async def test_one_acknowledgement_covers_a_run_of_messages(
         await eventually(lambda n=i + 2: bob_has(bob, n))  # type: ignore[misc]
     assert alice.messenger.stats["sent"] - sent_by_alice >= 10
     await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
-    assert bob.messenger.stats["sent"] - sent_by_bob == 1
+    # one acknowledgement for the run (without the delay: one per message); a greeting
+    # after a reconnection or a question under load may add one or two
+    assert bob.messenger.stats["sent"] - sent_by_bob <= 3
 
 
 def bob_has(bob: Node, count: int) -> bool:
