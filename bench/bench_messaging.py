@@ -368,4 +368,12 @@ if __name__ == "__main__":
     if args.echo_peer:
         asyncio.run(echo_peer())
     else:
-        print(json.dumps(asyncio.run(main(args.latency_rounds, args.count, args.rtt_rounds))))
+        try:
+            result = asyncio.run(main(args.latency_rounds, args.count, args.rtt_rounds))
+        except Exception as exc:  # still one JSON object, saying what went wrong
+            import traceback
+
+            traceback.print_exc()
+            result = {"benchmark": "bench_messaging", "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(result))
+        sys.exit(1 if "error" in result else 0)
