@@ -123,6 +123,12 @@ Queued = tuple[Message, "asyncio.Future[None] | None"]
 message is stored already)."""
 
 
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Mark a send's failure as seen (its awaiter may have been cancelled)."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _message_ids(events: list[Event]) -> set[str]:
     return {str(e.body.get("id")) for e in events}
 
@@ -585,28 +591,37 @@ class Messenger:
                 if conn is None or failed:
                     return
                 try:  # no session yet: start one (its state is stored first), then send
-                    await self._send_batch(address, conn, ledger, first, False)
+                    sending = await self._send_batch(address, conn, ledger, first, False)
                 except (NoSession, TransportError) as exc:
                     log.info("sending to a contact failed (%s); will retry", exc)
                     self._dirty.add(address)
                     return
             else:
-                # sent before the lock is let go: an acknowledgement handled in between
-                # would otherwise find them lacking and send them a second time. The
-                # callers are told once the transport has had its turn (the
-                # transmission starts first, then their replies), not after it: a
-                # shaped connection may hold the ciphertext for a slot
-                sending = asyncio.ensure_future(
-                    self._transmit(address, conn, ledger, first, sealed[1])
-                )
+                # handed to the connection (and counted in flight) before the lock is let
+                # go. The callers are told once the transport has had its turn (the
+                # transmission starts first, then their replies)
+                sending = self._transmit(address, conn, ledger, first, sealed[1])
                 asyncio.get_running_loop().call_soon(self._announce, new, batch)
-                try:
-                    await sending
-                except TransportError as exc:
-                    log.info("sending to a contact failed (%s); will retry", exc)
-                    self._dirty.add(address)
-                    return
-        self._first_sent(address, self._own_message_ids(ledger, first))
+        # waited for apart: a shaped connection may take a slot or more to put it on the
+        # wire, and the next messages must not wait for that to be stored and sealed
+        self._spawn(self._after_sending(address, ledger, sending, first, rest))
+
+    async def _after_sending(
+        self,
+        address: str,
+        ledger: Ledger,
+        sending: asyncio.Future[None],
+        first: list[bytes],
+        rest: list[list[bytes]],
+    ) -> None:
+        try:
+            await sending
+        except TransportError as exc:
+            log.info("sending to a contact failed (%s); will retry", exc)
+            self._dirty.add(address)
+            return
+        covered = self._delivered.get(address, set())  # a receipt may have come first
+        self._first_sent(address, self._own_message_ids(ledger, first, covered))
         if rest:
             await self._send_quietly(address, [raw for batch in rest for raw in batch], False)
 
@@ -646,7 +661,8 @@ class Messenger:
         for batch in _batches(events):
             async with self._lock(address):
                 ledger = await self._ledger(address)
-                await self._send_batch(address, conn, ledger, batch, query)
+                sending = await self._send_batch(address, conn, ledger, batch, query)
+            await sending  # on the wire, waited for without the lock
             await self.mark_sent(address, ledger, batch)
         self._dirty.discard(address)
 
@@ -657,11 +673,12 @@ class Messenger:
         ledger: Ledger,
         batch: list[bytes],
         query: bool,
-    ) -> None:
-        """One state message: `batch` and our heads. Call with the contact's lock held."""
+    ) -> asyncio.Future[None]:
+        """One state message: `batch` and our heads, handed to the connection (see
+        `_transmit`). Call with the contact's lock held."""
         session, wire = await self._seal_batch(address, ledger, batch, query)
         await self.sessions.save(address, session)  # before the ciphertext leaves
-        await self._transmit(address, conn, ledger, batch, wire)
+        return self._transmit(address, conn, ledger, batch, wire)
 
     async def _seal_batch(
         self, address: str, ledger: Ledger, batch: list[bytes], query: bool
@@ -671,17 +688,22 @@ class Messenger:
         plaintext = StateMessage(batch, list(ledger.heads()), query).encode()
         return await seal(await self.sessions.for_sending(address), plaintext, self._random)
 
-    async def _transmit(
+    def _transmit(
         self,
         address: str,
         conn: AuthenticatedConnection,
         ledger: Ledger,
         batch: list[bytes],
         wire: bytes,
-    ) -> None:
-        """Send a sealed state message whose session state is stored."""
+    ) -> asyncio.Future[None]:
+        """Hand a sealed state message (its session state stored) to the connection.
+        Call with the contact's lock held: the returned task's first step writes it, or
+        queues it for the shaper's slots, before any later call's, so state messages
+        leave in the order they were sealed; await it without the lock (it is done once
+        the message is on the wire, which a shaped connection may take a while to do).
+        Its events count as in flight from now on: an acknowledgement handled meanwhile
+        does not send them again."""
         self._cancel_ack(address)  # it carries our heads
-        await conn.send(wire)
         self.stats["sent"] += 1
         if batch:
             flight = self._in_flight.setdefault(address, {})
@@ -690,6 +712,9 @@ class Messenger:
                 event = ledger.get(cid)
                 flight[cid] = event.lamport if event is not None else 0
         self._note(address, "sent", len(wire))
+        sending = asyncio.ensure_future(conn.send(wire))
+        sending.add_done_callback(_retrieve)
+        return sending
 
     async def send_control(self, address: str, plaintext: bytes) -> bool:
         """Encrypt and send one control plaintext (not stored in the history) to a
@@ -747,12 +772,16 @@ class Messenger:
             for msg_id in changed:
                 self._publish(MessageStatusChanged(msg_id, address, MessageStatus.SENT))
 
-    def _own_message_ids(self, ledger: Ledger, batch: list[bytes]) -> list[str]:
+    def _own_message_ids(
+        self, ledger: Ledger, batch: list[bytes], skip: set[Cid] | None = None
+    ) -> list[str]:
         ids = []
         for raw in batch:
-            event = ledger.get(Cid.for_block(raw))
+            cid = Cid.for_block(raw)
+            event = ledger.get(cid)
             if (
                 event is not None
+                and (skip is None or cid not in skip)
                 and event.author == self._own_key
                 and event.body.kind in MESSAGE_KINDS
             ):

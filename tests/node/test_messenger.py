@@ -537,3 +537,30 @@ async def test_a_forced_ratchet_step_waits_for_the_conversation(pair: tuple[Node
     await alice.service.send_message(SendMessage("Bob", "after the rotation"))
     await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "after the rotation"]))
     await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+
+
+@pytest.mark.asyncio
+async def test_send_is_not_held_up_by_a_slow_connection(
+    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state message waiting for the wire (a shaped connection hands it over slot by
+    slot) does not hold the conversation: the next `send` is stored and returns."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "hello"))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    conn = alice.network.manager.connection(bob.address)
+    assert conn is not None
+    slots = asyncio.Event()
+    send = conn.send
+
+    async def shaped(payload: bytes) -> None:  # queued in order at once, done later
+        await send(payload)
+        await slots.wait()
+
+    monkeypatch.setattr(conn, "send", shaped)
+    await alice.service.send_message(SendMessage("Bob", "one"))
+    await asyncio.wait_for(alice.service.send_message(SendMessage("Bob", "two")), 5)
+    await asyncio.wait_for(alice.service.send_message(SendMessage("Bob", "three")), 5)
+    slots.set()
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "one", "two", "three"]))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
