@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from nacl.exceptions import BadSignatureError
@@ -189,22 +188,17 @@ class IdentityKeys:
     @functools.cached_property
     def public(self) -> PublicIdentity:
         """The public half of this identity (derived once: every message needs it)."""
-        sign_pub = self._signer.public_key()
         dh_pub = X25519PrivateKey.from_private_bytes(self.dh_secret).public_key()
-        return PublicIdentity(sign_pub.public_bytes(*_RAW), dh_pub.public_bytes(*_RAW))
+        return PublicIdentity(bytes(self._signer.verify_key), dh_pub.public_bytes(*_RAW))
 
     @functools.cached_property
-    def _signer(self) -> Ed25519PrivateKey:
-        return Ed25519PrivateKey.from_private_bytes(self.signing_seed)
-
-    @functools.cached_property
-    def _sodium_signer(self) -> SigningKey:
+    def _signer(self) -> SigningKey:
         return SigningKey(self.signing_seed)
 
     def sign(self, domain: Domain, message: bytes) -> bytes:
         """A domain-separated Ed25519 signature over `message`."""
         # libsodium: the same deterministic signature (RFC 8032), in ~2/3 of the time
-        return bytes(self._sodium_signer.sign(domain.tag() + message).signature)
+        return bytes(self._signer.sign(domain.tag() + message).signature)
 
     def to_bytes(self) -> bytes:
         """64 bytes: signing seed then X25519 secret (to be sealed before storage)."""

@@ -55,8 +55,9 @@ async def seal(
 
 @dataclass(frozen=True)
 class Opened:
-    """A decrypted payload. `unsaved` is the advanced session when the caller asked to
-    store it itself (`SessionBook.put_step` inside its own transaction, then `adopt`)."""
+    """A decrypted payload. `unsaved` is the session a follow-up message advanced, for
+    the caller to store (`SessionBook.put_step` inside its own transaction, then
+    `adopt`); an accepted new session is stored already."""
 
     plaintext: bytes
     new_session: bool
@@ -268,12 +269,12 @@ class SessionBook:
             self._publish(SecurityAlert(address, "key_changed", detail))
             raise NoSession("the contact's key changed")
 
-    async def open(self, address: str, payload: bytes, *, save: bool = True) -> Opened | None:
+    async def open(self, address: str, payload: bytes) -> Opened | None:
         """Decrypt a payload from `address`, or None for a first message that lost a
         simultaneous start. Raises `DecryptionFailed`/`NoSession`/`ValueError` with
-        nothing changed. With `save=False` a session advanced by a follow-up message is
-        left to the caller to store (`Opened.unsaved`); an accepted new session is
-        always stored here, with the prekeys it consumed."""
+        nothing changed. A session advanced by a follow-up message is left to the caller
+        to store (`Opened.unsaved`); an accepted new session is stored here, with the
+        prekeys it consumed."""
         current = await self.load(address)
         header_bytes = payload[1 : 1 + INITIAL_HEADER_SIZE]
         repeat = current is not None and current.accepted_header == header_bytes
@@ -284,10 +285,7 @@ class SessionBook:
                 session, plaintext = decrypt(current, payload)
             else:
                 session, plaintext = await asyncio.to_thread(decrypt, current, payload)
-            if not save:
-                return Opened(plaintext, False, session)
-            await self.save(address, session)
-            return Opened(plaintext, False)
+            return Opened(plaintext, False, session)
         header = await asyncio.to_thread(initial_header, payload)
         if header.initiator.signing_key != decode_address(address):
             raise ValueError("an initial message from someone else than the connection peer")

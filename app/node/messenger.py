@@ -123,6 +123,13 @@ Queued = tuple[Message, "asyncio.Future[None] | None"]
 message is stored already)."""
 
 
+def _fail(batch: list[Queued], exc: Exception) -> None:
+    """The `send_new` calls still waiting on `batch` raise `exc`."""
+    for _, stored in batch:
+        if stored is not None and not stored.done():
+            stored.set_exception(exc)
+
+
 def _retrieve(task: asyncio.Future[None]) -> None:
     """Mark a send's failure as seen (its awaiter may have been cancelled)."""
     if not task.cancelled():
@@ -179,10 +186,10 @@ class Messenger:
         self._dirty: set[str] = set()
         self._delivered: dict[str, set[Cid]] = {}
         self._acks: dict[str, asyncio.TimerHandle] = {}
+        """Acknowledgements due (`ACK_DELAY`), per contact."""
         self._unsaved_sent: dict[str, list[str]] = {}
         """Messages said to be SENT, not yet stored so (`_first_sent`)."""
         self._sent_timer: asyncio.TimerHandle | None = None
-        """Acknowledgements due (`ACK_DELAY`), per contact."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._outbox: dict[str, list[Queued]] = {}
         """Messages handed over by `enqueue`, not yet in the history, per contact."""
@@ -524,9 +531,7 @@ class Messenger:
                     await self._store_unstored(batch)
                 except Exception as exc:  # e.g. the disk is full: the senders are told
                     log.warning("storing messages failed: %r", exc)
-                    for _, stored in batch:
-                        if stored is not None and not stored.done():
-                            stored.set_exception(exc)
+                    _fail(batch, exc)
         finally:
             self._draining.discard(address)
 
@@ -534,18 +539,15 @@ class Messenger:
         """After a history that can't be appended to: store the new messages alone
         (their events are appended at the next start, see `_reconcile`), or give their
         senders the error."""
-        waiting = [(m, done) for m, done in batch if done is not None and not done.done()]
+        waiting: list[Queued] = [(m, d) for m, d in batch if d is not None and not d.done()]
         if not waiting:
             return
         try:
             await self.store.call(self.store.messages.add_many, [m for m, _ in waiting])
         except Exception as exc:
-            for _, done in waiting:
-                done.set_exception(exc)
+            _fail(waiting, exc)
         else:
-            for message, done in waiting:
-                self._publish(MessageAdded(message))
-                done.set_result(None)
+            self._announce([m for m, _ in waiting], waiting)
 
     async def _submit(self, address: str, batch: list[Queued]) -> None:
         """Append text events for the batch's messages (in this order) to the history
@@ -568,43 +570,45 @@ class Messenger:
             if events:
                 steps += self._history_steps(address, ledger, events)
             conn = self.network.manager.connection(address) if events else None
-            first, *rest = _batches([ledger.get_bytes(e.cid) or b"" for e in events] or [b""])
+            first, *rest = _batches([ledger.get_bytes(e.cid) or b"" for e in events])
             sealed, failed = None, False
             if conn is not None and await self.sessions.load(address) is not None:
                 try:
                     sealed = await self._seal_batch(address, ledger, first, False)
                 except (NoSession, TransportError) as exc:
-                    log.info("sending to a contact failed (%s); will retry", exc)
-                    self._dirty.add(address)
+                    self._send_failed(address, exc)
                     failed = True
                 else:
                     steps.append(self.sessions.put_step(address, sealed[0]))
             if steps:
                 await self._commit(address, steps)
-            if sealed is not None:
-                self.sessions.adopt(address, sealed[0])
             self._own_ids.setdefault(address, set()).update(_message_ids(events))
-            if conn is None or sealed is None:
-                self._announce(new, batch)
-                if events and conn is None:
-                    self.want(address)
-                if conn is None or failed:
-                    return
-                try:  # no session yet: start one (its state is stored first), then send
-                    sending = await self._send_batch(address, conn, ledger, first, False)
-                except (NoSession, TransportError) as exc:
-                    log.info("sending to a contact failed (%s); will retry", exc)
-                    self._dirty.add(address)
-                    return
-            else:
+            sending = None
+            if sealed is not None and conn is not None:
+                self.sessions.adopt(address, sealed[0])
                 # handed to the connection (and counted in flight) before the lock is let
                 # go. The callers are told once the transport has had its turn (the
                 # transmission starts first, then their replies)
                 sending = self._transmit(address, conn, ledger, first, sealed[1])
                 asyncio.get_running_loop().call_soon(self._announce, new, batch)
-        # waited for apart: a shaped connection may take a slot or more to put it on the
-        # wire, and the next messages must not wait for that to be stored and sealed
-        self._spawn(self._after_sending(address, ledger, sending, first, rest))
+            else:
+                self._announce(new, batch)
+                if events and conn is None:
+                    self.want(address)
+                elif conn is not None and not failed:
+                    try:  # no session yet: start one (its state is stored first), then send
+                        sending = await self._send_batch(address, conn, ledger, first, False)
+                    except (NoSession, TransportError) as exc:
+                        self._send_failed(address, exc)
+        if sending is not None:
+            # waited for apart: a shaped connection may take a slot or more to put it on
+            # the wire, and the next messages must not wait for that to be stored
+            self._spawn(self._after_sending(address, ledger, sending, first, rest))
+
+    def _send_failed(self, address: str, exc: Exception) -> None:
+        """Note a failed send: the resync loop tries again while connected."""
+        log.info("sending to a contact failed (%s); will retry", exc)
+        self._dirty.add(address)
 
     async def _after_sending(
         self,
@@ -617,8 +621,7 @@ class Messenger:
         try:
             await sending
         except TransportError as exc:
-            log.info("sending to a contact failed (%s); will retry", exc)
-            self._dirty.add(address)
+            self._send_failed(address, exc)
             return
         covered = self._delivered.get(address, set())  # a receipt may have come first
         self._first_sent(address, self._own_message_ids(ledger, first, covered))
@@ -650,8 +653,7 @@ class Messenger:
         try:
             await self.send_state(address, events, query)
         except (NoSession, TransportError, HistoryInvalid) as exc:
-            log.info("sending to a contact failed (%s); will retry", exc)
-            self._dirty.add(address)
+            self._send_failed(address, exc)
 
     async def send_state(self, address: str, events: list[bytes], query: bool) -> None:
         """Encrypt and send our heads plus `events` (batched) to a connected contact."""
@@ -879,7 +881,7 @@ class Messenger:
             return
         reply = None
         async with self._lock(address):
-            opened = await self.sessions.open(address, payload, save=False)
+            opened = await self.sessions.open(address, payload)
             if opened is None:
                 return
             self._failures.pop(address, None)
@@ -907,12 +909,11 @@ class Messenger:
             if new_session or step:
                 await self.send_state(address, [], new_session)
             return
-        if reply is not None and not reply[0] and not reply[1] and not new_session and not step:
-            self._schedule_ack(address)  # nothing lacking, nothing asked: just our heads
-        elif reply is not None or new_session or step:
-            self._cancel_ack(address)
+        if new_session or step or (reply is not None and (reply[0] or reply[1])):
             events, query = reply if reply is not None else ([], new_session)
             await self.send_state(address, events, query or new_session)
+        elif reply is not None:  # nothing lacking, nothing asked: just our heads, later
+            self._schedule_ack(address)
 
     async def _ingest(
         self, address: str, message: StateMessage, session: Session | None = None
@@ -964,8 +965,8 @@ class Messenger:
 
             steps.append(add_messages)
         delivered = self._delivered.setdefault(address, set())
-        heads = [h for h in message.heads if h in ledger]
-        receipts = own_texts_behind(ledger, heads, delivered, self._own_key)
+        known = [h for h in message.heads if h in ledger]
+        receipts = own_texts_behind(ledger, known, delivered, self._own_key)
         changed: list[list[str]] = []
         if receipts:
             steps.append(
@@ -991,7 +992,6 @@ class Messenger:
                 self.ephemeral.peer_wrote(address)
         for msg_id in changed[0] if changed else []:
             self._publish(MessageStatusChanged(msg_id, address, MessageStatus.DELIVERED))
-        known = [h for h in message.heads if h in ledger]
         unknown = len(known) < len(message.heads) or bool(ledger.missing())
         if known or not message.heads:
             self._peer_heads[address] = known
