@@ -16,9 +16,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE, ChunkEncryptor, FileManifest
 from app.core.unixfs import Block, UnixfsFileBuilder, raw_cid
+from app.node.block_packs import PackWriter
 from app.node.blockstore import Blockstore
 from app.node.files_errors import FilesError, SourceFileChanged
 from app.node.ipfs import IpfsBackend
@@ -26,8 +28,8 @@ from app.node.ipfs import IpfsBackend
 FILE_KEY_SIZE = 32
 DEFAULT_MIME_TYPE = "application/octet-stream"
 SHARE_WORKERS = 3
-"""Threads hashing and writing the blocks of a file being shared (hashing and file
-writes release the GIL, so they run on every core)."""
+"""Threads hashing the blocks of a file being shared and writing them into its pack
+(hashing and file writes release the GIL, so they run on every core)."""
 MAX_PENDING_BLOCKS = 12
 """Blocks being hashed and written at once (12 x 256 KiB in memory)."""
 
@@ -59,23 +61,52 @@ def share_file_sync(
         fh = path.open("rb", buffering=0)
     except OSError as exc:
         raise FilesError(f"cannot read {path.name}: {exc.strerror}") from exc
-    with fh, ThreadPoolExecutor(SHARE_WORKERS, thread_name_prefix="share") as pool:
-        size = os.fstat(fh.fileno()).st_size
-        encryptor = ChunkEncryptor(file_key, size)
-        builder = UnixfsFileBuilder()
-        pending: deque[Future[Block]] = deque()
+    with fh:
+        pack = store.open_pack()
+        try:
+            root, size, padded_size = _encrypt_into(path, fh, pack, file_key, ipfs)
+            store.commit_pack(pack)  # every block on disk before the file is pinned and offered
+        except BaseException:
+            pack.discard()
+            raise
+    store.pin_sync(root)
+    if ipfs is not None:
+        ipfs.pin_add_sync(root)
+    return FileManifest(
+        root_cid=root,
+        file_key=file_key,
+        padded_size=padded_size,
+        size=size,
+        name=name,
+        mime_type=mime_type,
+        folder=folder,
+    )
+
+
+def _encrypt_into(
+    path: Path, fh: BinaryIO, pack: PackWriter, file_key: bytes, ipfs: IpfsBackend | None
+) -> tuple[bytes, int, int]:
+    """Encrypt the open file into `pack`: its root CID, size and padded size."""
+    size = os.fstat(fh.fileno()).st_size
+    encryptor = ChunkEncryptor(file_key, size)
+    builder = UnixfsFileBuilder()
+    with ThreadPoolExecutor(SHARE_WORKERS, thread_name_prefix="share") as pool:
+        pending: deque[tuple[int, Future[Block]]] = deque()
 
         def add(blocks: Iterable[bytes]) -> None:
             """Hash and write `blocks` in the pool; build the DAG in order here."""
             for data in blocks:
-                pending.append(pool.submit(_store_leaf, data, store))
+                offset = pack.reserve(len(data))
+                pending.append((offset, pool.submit(_pack_leaf, data, pack, offset)))
                 while len(pending) >= MAX_PENDING_BLOCKS:
-                    take(pending.popleft().result())
+                    take(*pending.popleft())
 
-        def take(leaf: Block) -> None:
+        def take(offset: int, done: Future[Block]) -> None:
+            leaf = done.result()
+            pack.record(leaf.cid, offset, len(leaf.data))
             if ipfs is not None:
                 ipfs.block_put_sync(leaf.cid, leaf.data)
-            _store_nodes(builder.add_leaf(leaf), store, ipfs)
+            _store_nodes(builder.add_leaf(leaf), pack, ipfs)
 
         remaining = size
         while remaining:
@@ -88,22 +119,10 @@ def share_file_sync(
             raise SourceFileChanged(f"{path.name} grew while it was being shared")
         add(encryptor.finish())
         while pending:
-            take(pending.popleft().result())
+            take(*pending.popleft())
     root, nodes = builder.finish()
-    _store_nodes(nodes, store, ipfs)
-    store.sync()  # every block on disk before the file is pinned and offered
-    store.pin_sync(root)
-    if ipfs is not None:
-        ipfs.pin_add_sync(root)
-    return FileManifest(
-        root_cid=root,
-        file_key=file_key,
-        padded_size=encryptor.padded_size,
-        size=size,
-        name=name,
-        mime_type=mime_type,
-        folder=folder,
-    )
+    _store_nodes(nodes, pack, ipfs)
+    return root, size, encryptor.padded_size
 
 
 def _portable(name: str) -> str:
@@ -111,17 +130,16 @@ def _portable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _store_leaf(data: bytes, store: Blockstore) -> Block:
-    """Address a ciphertext block and write it (a pool thread)."""
-    leaf = Block(raw_cid(data), data)
-    store.put_sync(leaf.cid, data, durable=False, verified=True)
-    return leaf
+def _pack_leaf(data: bytes, pack: PackWriter, offset: int) -> Block:
+    """Address a ciphertext block and write it at its place in the pack (a pool thread)."""
+    pack.write_at(offset, data)
+    return Block(raw_cid(data), data)
 
 
-def _store_nodes(nodes: Sequence[Block], store: Blockstore, ipfs: IpfsBackend | None) -> None:
+def _store_nodes(nodes: Sequence[Block], pack: PackWriter, ipfs: IpfsBackend | None) -> None:
     """Write DAG nodes (and upload them to the IPFS daemon)."""
     for block in nodes:
-        store.put_sync(block.cid, block.data, durable=False)
+        pack.add(block.cid, block.data)
         if ipfs is not None:
             ipfs.block_put_sync(block.cid, block.data)
 

@@ -23,7 +23,6 @@ from app.core.unixfs import (
     CODEC_RAW,
     NodeLink,
     cid_codec,
-    cid_from_str,
     dag_pb_cid,
     encode_file_node,
     iter_leaves,
@@ -207,11 +206,7 @@ async def test_part_resumes_from_its_last_checkpoint(
 
 
 def _stored(store: Blockstore) -> list[bytes]:
-    return [
-        cid_from_str(p.name)
-        for p in store.root.rglob("*")
-        if p.is_file() and p.parent.name != "pins"
-    ]
+    return sorted(store.cids_sync())
 
 
 @pytest.mark.asyncio
@@ -437,8 +432,12 @@ def test_corrupt_block_on_disk_refused(tmp_path: Path, sender: Blockstore, downl
             manifest.root_cid, sender.get_sync, manifest.ciphertext_size, manifest.chunk_count
         )
     )
-    path = sender.path_for(leaf)
-    path.write_bytes(b"\x00" + path.read_bytes()[1:])
+    path, offset, _ = sender.locate_sync(leaf)  # in the file's pack
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        first = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([first[0] ^ 0xFF]))
     with pytest.raises(TransferFailed, match="1 blocks"):
         assemble_file_sync(manifest, sender, downloads)
     assert list(downloads.iterdir()) == []
