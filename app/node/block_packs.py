@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 MAGIC = b"SEGGPAK1"
 _ENTRY = struct.Struct(">36sQI")
 _CHECKSUM = 32
+FLUSH_EVERY = 64 * 1024 * 1024
+"""Bytes written between background flushes: the disk writes while the caller still
+encrypts and hashes, so the final fsync has little left to do."""
 PACK_SUFFIX = ".pack"
 INDEX_SUFFIX = ".idx"
 
@@ -114,6 +117,8 @@ class PackWriter:
         self.path = folder / f"{self.name}{PACK_SUFFIX}"
         self.entries: dict[bytes, PackedBlock] = {}
         self._end = 0
+        self._flushed_at = 0
+        self._flusher: threading.Thread | None = None
         self._lock = threading.Lock()
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
@@ -122,7 +127,25 @@ class PackWriter:
         with self._lock:
             offset = self._end
             self._end += length
+            if self._end - self._flushed_at >= FLUSH_EVERY and not self._flushing:
+                self._flushed_at = self._end
+                self._flusher = threading.Thread(target=self._flush, daemon=True)
+                self._flusher.start()
             return offset
+
+    @property
+    def _flushing(self) -> bool:
+        return self._flusher is not None and self._flusher.is_alive()
+
+    def _flush(self) -> None:
+        fd = self._fd
+        if fd is not None:
+            with contextlib.suppress(OSError):  # the final fsync reports errors
+                os.fdatasync(fd)
+
+    def _join_flusher(self) -> None:
+        if self._flusher is not None:
+            self._flusher.join()
 
     def write_at(self, offset: int, data: bytes) -> None:
         """Write `data` at `offset` (any thread)."""
@@ -152,6 +175,7 @@ class PackWriter:
         """Make the pack durable and write its index beside it (fsynced, atomic)."""
         if self._fd is None:
             raise FilesError("the block pack was already closed")
+        self._join_flusher()
         try:
             os.fsync(self._fd)
             os.close(self._fd)
@@ -164,6 +188,7 @@ class PackWriter:
 
     def discard(self) -> None:
         """Remove the pack (an interrupted share leaves nothing behind)."""
+        self._join_flusher()
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.unixfs import cid_to_str, dag_pb_cid, raw_cid
+from app.core.unixfs import block_matches, cid_to_str, dag_pb_cid, raw_cid
+from app.node import block_packs
 from app.node import blockstore as blockstore_module
 from app.node.blockstore import Blockstore, blockstore_dir
 from app.node.files_errors import BlockCorrupt, BlockNotFound, BlockPinned, DiskFull
@@ -205,12 +206,31 @@ async def test_serving_skips_the_hash_only_for_leaves_this_process_hashed(
         fh.write(b"\xff\xfe")
     # a peer checks every block, so this process serves what it wrote without re-hashing
     calls: list[bytes] = []
-    real = blockstore_module.block_matches
-    monkeypatch.setattr(
-        blockstore_module, "block_matches", lambda c, d: calls.append(c) or real(c, d)
-    )
+
+    def counted(cid: bytes, data: bytes) -> bool:
+        calls.append(cid)
+        return block_matches(cid, data)
+
+    monkeypatch.setattr(blockstore_module, "block_matches", counted)
     assert await store.get_block(leaf) is not None and calls == []
     # after a restart nothing is vouched for: the damage is found and the block dropped
     restarted = Blockstore(store.root)
     assert await restarted.get_block(leaf) is None and calls == [leaf]
     assert not restarted.has_sync(leaf)
+
+
+def test_pack_flushed_in_the_background_while_written(
+    store: Blockstore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counted(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(block_packs, "FLUSH_EVERY", 10_000)
+    monkeypatch.setattr(os, "fdatasync", counted)
+    blocks = _packed(store, 20)
+    assert synced  # the disk started writing before the final fsync
+    assert all(Blockstore(store.root).get_sync(cid) == data for cid, data in blocks.items())
