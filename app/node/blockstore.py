@@ -67,7 +67,11 @@ def blockstore_dir(profile_root: Path) -> Path:
 
 
 class Blockstore:
-    """Content-addressed block storage in one folder; safe to use from several threads."""
+    """Content-addressed block storage in one folder; safe to use from several threads.
+
+    One instance per folder at a time (the profile lock sees to it): opening removes
+    packs without an index, which is what another instance's unfinished pack looks like.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -141,7 +145,7 @@ class Blockstore:
         """The block named `cid`, verified; `BlockNotFound` or `BlockCorrupt` otherwise."""
         data = self._read(cid)
         if not block_matches(cid, data):
-            self._drop(cid)
+            self._drop_damaged(cid)
             raise BlockCorrupt(f"block {cid_to_str(cid)} was damaged on disk and was removed")
         self._vouch(cid)
         return data
@@ -158,7 +162,7 @@ class Blockstore:
         except OSError as exc:
             raise FilesError(f"could not read a file block: {exc.strerror}") from exc
         if len(data) != where.length:  # the pack was cut short under us
-            self._drop(cid)
+            self._drop_damaged(cid)
             raise BlockCorrupt(f"block {cid_to_str(cid)} was damaged on disk and was removed")
         return data
 
@@ -171,6 +175,10 @@ class Blockstore:
                     fd = os.open(self._packs_dir / f"{pack}{PACK_SUFFIX}", os.O_RDONLY)
                     self._pack_fds[pack] = fd
         return fd
+
+    def _drop_damaged(self, cid: bytes) -> None:
+        with contextlib.suppress(OSError):  # it is reported as damaged either way
+            self._drop(cid)
 
     def _drop(self, cid: bytes) -> bool:
         """Forget a stored block (damaged or deleted); False if it was not held."""
