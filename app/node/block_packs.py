@@ -120,22 +120,22 @@ class PackWriter:
         self._flushed_at = 0
         self._flusher: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise store_error(exc) from exc
 
     def reserve(self, length: int) -> int:
         """The offset where the next `length` bytes go."""
         with self._lock:
             offset = self._end
             self._end += length
-            if self._end - self._flushed_at >= FLUSH_EVERY and not self._flushing:
+            flushing = self._flusher is not None and self._flusher.is_alive()
+            if self._end - self._flushed_at >= FLUSH_EVERY and not flushing:
                 self._flushed_at = self._end
                 self._flusher = threading.Thread(target=self._flush, daemon=True)
                 self._flusher.start()
             return offset
-
-    @property
-    def _flushing(self) -> bool:
-        return self._flusher is not None and self._flusher.is_alive()
 
     def _flush(self) -> None:
         fd = self._fd
@@ -157,7 +157,7 @@ class PackWriter:
                 written = os.pwrite(self._fd, view, offset)
                 view, offset = view[written:], offset + written
         except OSError as exc:
-            raise _write_error(exc) from exc
+            raise store_error(exc) from exc
 
     def record(self, cid: bytes, offset: int, length: int) -> None:
         """`cid`'s bytes are at `offset` (a block already recorded keeps its place)."""
@@ -183,7 +183,7 @@ class PackWriter:
             atomic_write(self.folder / f"{self.name}{INDEX_SUFFIX}", encode_index(self.entries))
         except OSError as exc:
             self.discard()
-            raise _write_error(exc) from exc
+            raise store_error(exc) from exc
         fsync_dir(self.folder)
 
     def discard(self) -> None:
@@ -198,7 +198,8 @@ class PackWriter:
                 path.unlink()
 
 
-def _write_error(exc: OSError) -> FilesError:
+def store_error(exc: OSError) -> FilesError:
+    """The error to report when blocks cannot be written (`DiskFull` when space ran out)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull("not enough disk space in the profile to store file blocks")
     return FilesError(f"could not store file blocks: {exc.strerror}")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import secrets
 import threading
@@ -49,8 +48,9 @@ from app.node.block_packs import (
     PackWriter,
     encode_index,
     load_packs,
+    store_error,
 )
-from app.node.files_errors import BlockCorrupt, BlockNotFound, BlockPinned, DiskFull, FilesError
+from app.node.files_errors import BlockCorrupt, BlockNotFound, BlockPinned, FilesError
 from app.node.fsutil import atomic_write, fsync_dir
 from app.node.paths import make_private_dir
 
@@ -135,9 +135,7 @@ class Blockstore:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull("not enough disk space in the profile to store file blocks") from exc
-            raise FilesError(f"could not store a file block: {exc.strerror}") from exc
+            raise store_error(exc) from exc
         if durable:
             fsync_dir(path.parent)
 
@@ -210,12 +208,7 @@ class Blockstore:
 
     def open_pack(self) -> PackWriter:
         """A new pack to write the blocks of one file into (then `commit_pack`)."""
-        try:
-            return PackWriter(self._packs_dir)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull("not enough disk space in the profile to store file blocks") from exc
-            raise FilesError(f"could not store file blocks: {exc.strerror}") from exc
+        return PackWriter(self._packs_dir)
 
     def commit_pack(self, pack: PackWriter) -> None:
         """Make `pack` durable and its blocks readable (their bytes were hashed by the
