@@ -1,18 +1,24 @@
 """File blocks between contacts over the authenticated connection (docs/protocol.md,
 section 10).
 
-Three payloads, told apart from ratchet messages (0x01/0x02) and the bundle exchange
+Five payloads, told apart from ratchet messages (0x01/0x02) and the bundle exchange
 (0xb0/0xb1) by their first byte; request ids are 4 bytes, big-endian, chosen by the
 asker:
 
 * ``0xb2 WANT``: ``0xb2 || id || root CID (36) || block CID (36)``;
 * ``0xb3 BLOCK``: ``0xb3 || id || block bytes`` (at most 256 KiB: under the 1 MiB cap);
-* ``0xb4 DONT_HAVE``: ``0xb4 || id``.
+* ``0xb4 DONT_HAVE``: ``0xb4 || id`` (also the refusal of a BULK_ASK);
+* ``0xb5 BULK_ASK``: ``0xb5 || id || root CID (36)``: a ticket for a bulk stream;
+* ``0xb6 BULK_TICKET``: ``0xb6 || id || port (2) || secret (32)``.
 
 The server answers a WANT only if its `ServePolicy` allows it (a contact, a file it
 holds whose root the asker named, a block of that file's DAG) and it holds the block;
 otherwise DONT_HAVE. The asker never trusts a BLOCK: the want-list re-hashes it against
 its CID (`app.core.transfer`). Blocks are ciphertext; the connection is encrypted too.
+
+A BULK_ASK gets a ticket when the policy allows the file's root, the connection is a
+direct one, neither side shapes traffic in ``strict`` mode, and a `BulkServer` runs;
+the asker then fetches over the stream (`app.node.bulk_fetch`, `app.core.bulk`).
 """
 
 from __future__ import annotations
@@ -22,8 +28,11 @@ import contextlib
 import logging
 from typing import Protocol
 
+from app.core.bulk import SECRET_SIZE
 from app.core.unixfs import CID_SIZE, InvalidBlock, cid_codec
 from app.node.blockstore import Blockstore
+from app.node.bulk_fetch import BulkTicket
+from app.node.bulk_server import BulkServer
 from app.node.network import NetworkStack
 from app.node.transport.base import TransportError
 
@@ -32,8 +41,17 @@ log = logging.getLogger(__name__)
 WANT = 0xB2
 BLOCK = 0xB3
 DONT_HAVE = 0xB4
+BULK_ASK = 0xB5
+BULK_TICKET = 0xB6
 _ID = 4
 _WANT_SIZE = 1 + _ID + 2 * CID_SIZE
+_BULK_ASK_SIZE = 1 + _ID + CID_SIZE
+_BULK_TICKET_SIZE = 1 + _ID + 2 + SECRET_SIZE
+TICKET_TIMEOUT = 5.0
+"""Seconds to wait for a BULK_TICKET before fetching block by block."""
+NO_BULK_MODE = "strict"
+"""The shaping mode in which no bulk stream is offered nor asked for (it would bypass
+the shaper's schedules)."""
 MAX_SERVING = 32
 """WANTs of one peer served concurrently; more wait (the peer's own window is 16)."""
 
@@ -49,24 +67,31 @@ class ServePolicy(Protocol):
 class BlockExchange:
     """Serves WANTs from peers and asks peers for blocks (see the module docstring)."""
 
-    def __init__(self, network: NetworkStack, store: Blockstore, policy: ServePolicy) -> None:
+    def __init__(
+        self,
+        network: NetworkStack,
+        store: Blockstore,
+        policy: ServePolicy,
+        bulk: BulkServer | None = None,
+    ) -> None:
         self._network = network
         self._store = store
         self._policy = policy
+        self._bulk = bulk
         self._next_id = 0
-        self._pending: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
+        self._pending: dict[tuple[str, int], tuple[int, asyncio.Future[bytes | None]]] = {}
         self._serving: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {"served": 0, "refused": 0, "received": 0}
 
     def start(self) -> None:
         """Take the three tags from the network stack."""
-        for tag in (WANT, BLOCK, DONT_HAVE):
+        for tag in (WANT, BLOCK, DONT_HAVE, BULK_ASK, BULK_TICKET):
             self._network.on_tagged(tag, self._on_payload)
 
     def peer_gone(self, address: str) -> None:
         """The connection to `address` closed: its pending requests fail at once."""
-        for (peer, rid), waiting in list(self._pending.items()):
+        for (peer, rid), (_, waiting) in list(self._pending.items()):
             if peer == address and not waiting.done():
                 waiting.set_result(None)
                 self._pending.pop((peer, rid), None)
@@ -79,15 +104,38 @@ class BlockExchange:
 
     async def request(self, address: str, root: bytes, cid: bytes) -> bytes | None:
         """Ask `address` for `cid`; the unverified bytes, or None if it lacks them."""
+        return await self._ask(address, WANT, BLOCK, root + cid)
+
+    async def bulk_ticket(self, address: str, root: bytes) -> BulkTicket | None:
+        """A ticket for a bulk stream of the file rooted at `root` from `address`, or
+        None (no direct connection, strict shaping, refused, or no answer in time)."""
+        conn = self._network.manager.connection(address)
+        if conn is None or conn.remote_host is None:
+            return None
+        if self._network.shaping_mode == NO_BULK_MODE:
+            return None
+        try:
+            answer = await asyncio.wait_for(
+                self._ask(address, BULK_ASK, BULK_TICKET, root), TICKET_TIMEOUT
+            )
+        except TimeoutError:
+            return None
+        if answer is None or len(answer) != _BULK_TICKET_SIZE - 1 - _ID:
+            return None
+        port = int.from_bytes(answer[:2], "big")
+        return BulkTicket(conn.remote_host, port, answer[2:]) if port else None
+
+    async def _ask(self, address: str, kind: int, answer: int, body: bytes) -> bytes | None:
+        """Send a `kind` request; the `answer` payload's body, or None (DONT_HAVE, gone)."""
         conn = self._network.manager.connection(address)
         if conn is None:
             return None
         self._next_id = (self._next_id + 1) % (1 << 32)
         rid = self._next_id
         waiting: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._pending[(address, rid)] = waiting
+        self._pending[(address, rid)] = (answer, waiting)
         try:
-            await conn.send(bytes([WANT]) + rid.to_bytes(_ID, "big") + root + cid)
+            await conn.send(bytes([kind]) + rid.to_bytes(_ID, "big") + body)
             return await waiting
         except TransportError:
             return None
@@ -98,7 +146,7 @@ class BlockExchange:
 
     async def _on_payload(self, address: str, payload: bytes) -> None:
         try:
-            if payload[0] == WANT:
+            if payload[0] in (WANT, BULK_ASK):
                 # served concurrently (disk reads overlap sends), bounded per peer
                 gate = self._serving.setdefault(address, asyncio.Semaphore(MAX_SERVING))
                 await gate.acquire()
@@ -107,17 +155,20 @@ class BlockExchange:
                 task.add_done_callback(self._tasks.discard)
             elif len(payload) >= 1 + _ID:
                 rid = int.from_bytes(payload[1 : 1 + _ID], "big")
-                waiting = self._pending.get((address, rid))
-                if waiting is not None and not waiting.done():
-                    data = payload[1 + _ID :] if payload[0] == BLOCK else None
-                    self.stats["received"] += data is not None
-                    waiting.set_result(data)
+                pending = self._pending.get((address, rid))
+                if pending is not None and not pending[1].done():
+                    data = payload[1 + _ID :] if payload[0] == pending[0] else None
+                    self.stats["received"] += data is not None and payload[0] == BLOCK
+                    pending[1].set_result(data)
         except Exception:  # a peer's bad input or our bug must not break the connection
             log.exception("handling a block exchange message failed")
 
     async def _serve_released(self, address: str, payload: bytes, gate: asyncio.Semaphore) -> None:
         try:
-            await self._serve(address, payload)
+            if payload[0] == BULK_ASK:
+                await self._issue_ticket(address, payload)
+            else:
+                await self._serve(address, payload)
         except Exception:  # our bug must not go unnoticed, nor break serving
             log.exception("serving a block failed")
         finally:
@@ -128,9 +179,36 @@ class BlockExchange:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for waiting in self._pending.values():
+        for _, waiting in self._pending.values():
             if not waiting.done():
                 waiting.set_result(None)
+
+    async def _issue_ticket(self, address: str, payload: bytes) -> None:
+        if len(payload) != _BULK_ASK_SIZE:
+            return
+        rid = payload[1 : 1 + _ID]
+        root = payload[1 + _ID :]
+        conn = self._network.manager.connection(address)
+        if conn is None:
+            return
+        secret = None
+        if (
+            self._bulk is not None
+            and conn.remote_host is not None
+            and self._network.shaping_mode != NO_BULK_MODE
+        ):
+            try:
+                cid_codec(root)
+                if await self._policy.may_serve(address, root, root):
+                    secret = self._bulk.issue(address, root)
+            except InvalidBlock:
+                secret = None
+        with contextlib.suppress(TransportError):
+            if secret is None:
+                await conn.send(bytes([DONT_HAVE]) + rid)
+            else:
+                port = self._bulk.port if self._bulk is not None else 0
+                await conn.send(bytes([BULK_TICKET]) + rid + port.to_bytes(2, "big") + secret)
 
     async def _serve(self, address: str, payload: bytes) -> None:
         if len(payload) != _WANT_SIZE:
@@ -171,3 +249,7 @@ class PeerBlocks:
 
     async def get_block(self, cid: bytes) -> bytes | None:
         return await self._exchange.request(self.address, self._root, cid)
+
+    async def bulk_ticket(self) -> BulkTicket | None:
+        """A ticket for a bulk stream of this file from this peer (`BulkCapable`)."""
+        return await self._exchange.bulk_ticket(self.address, self._root)

@@ -23,8 +23,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from app.core.errors import CoreError
 from app.core.file_crypto import FileManifest
 from app.core.transfer import (
     DEFAULT_MAX_IN_FLIGHT,
@@ -43,6 +44,7 @@ from app.core.unixfs import (
     decode_file_node,
 )
 from app.node.blockstore import Blockstore
+from app.node.bulk_fetch import BulkStream, BulkTicket
 from app.node.files_errors import (
     BlockCorrupt,
     BlockNotFound,
@@ -61,6 +63,19 @@ class BlockSource(Protocol):
     async def get_block(self, cid: bytes) -> bytes | None:
         """The block's bytes (unverified: the caller checks), or None if not held."""
         ...
+
+
+@runtime_checkable
+class BulkCapable(Protocol):
+    """A source that may open a bulk stream for the file (`app.node.bulk_fetch`)."""
+
+    async def bulk_ticket(self) -> BulkTicket | None:
+        """A ticket for this file's blocks, or None if the source offers no stream."""
+        ...
+
+
+BULK_MIN_CHUNKS = 4
+"""Files of fewer chunks are fetched block by block (a stream costs a round trip)."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +113,14 @@ async def fetch_into(
     wants = WantList(max_in_flight=max_in_flight, max_per_peer=max_per_peer, timeout=timeout)
     plan = _FetchPlan(manifest, store, part, wants, on_leaf)
     await asyncio.to_thread(plan.discover_root)
+    if banned is None:
+        banned = set()
+    if manifest.chunk_count >= BULK_MIN_CHUNKS and plan.outstanding():
+        await _bulk_phase(plan, sources, banned, on_leaf)
+    plan.take_fresh()
+    wants.want(plan.outstanding())
     for peer in sources:
-        if banned is None or peer not in banned:
+        if peer not in banned:
             wants.add_peer(peer)
     tasks: dict[asyncio.Task[bool | None], tuple[str, bytes]] = {}
     try:
@@ -136,8 +157,43 @@ async def fetch_into(
     finally:
         for task in tasks:
             task.cancel()
-        if banned is not None:
-            banned.update(wants.banned_peers)
+        banned.update(wants.banned_peers)
+
+
+async def _bulk_phase(
+    plan: _FetchPlan,
+    sources: Mapping[str, BlockSource],
+    banned: set[str],
+    on_leaf: Callable[[], None] | None,
+) -> None:
+    """Fetch what `plan` wants over one sender's bulk stream, if one offers it; what
+    the stream did not bring stays wanted for the want-list. A sender whose stream
+    carried a tampered block joins `banned`."""
+    for name, source in sources.items():
+        if name in banned or not isinstance(source, BulkCapable):
+            continue
+        ticket = await source.bulk_ticket()
+        if ticket is None:
+            continue
+        stream = BulkStream(ticket)
+        running = asyncio.get_running_loop().run_in_executor(None, stream.run, plan)
+        try:
+            outcome = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            stream.abort()  # nothing may write into the part once we return
+            await asyncio.wait([running])
+            raise
+        except (OSError, CoreError) as exc:
+            log.info("bulk stream from %s failed (%s); block by block", name, exc)
+            return
+        log.info("bulk stream from %s: %d blocks", name, outcome.leaves)
+        if on_leaf is not None:
+            for _ in range(outcome.leaves):
+                on_leaf()
+        if outcome.tampered:
+            log.warning("peer %s served a tampered block; not asking it again", name)
+            banned.add(name)
+        return
 
 
 class _FetchPlan:
@@ -165,6 +221,7 @@ class _FetchPlan:
         self._leaves = 0
         self._seen: set[bytes] = set()
         self._expected: dict[bytes, _Wanted] = {}
+        self._fresh: list[bytes] = []
         self._nodes: dict[bytes, bytes] = {}  # verified node bytes waiting for the loop
 
     def discover_root(self) -> None:
@@ -196,7 +253,36 @@ class _FetchPlan:
 
     def _want(self, cid: bytes, where: _Wanted) -> None:
         self._expected[cid] = where
-        self._wants.want([cid])
+        self._fresh.append(cid)
+
+    def take_fresh(self) -> list[bytes]:
+        """CIDs wanted since the last call, in order (`BulkSink`)."""
+        fresh, self._fresh = self._fresh, []
+        return fresh
+
+    def outstanding(self) -> list[bytes]:
+        """Every CID wanted and not yet received."""
+        return list(self._expected)
+
+    def accept_sync(self, cid: bytes, data: bytes) -> bool:
+        """Verify and use one block from a bulk stream (`BulkSink`, worker thread): a
+        leaf is written and marked; a node is stored and its children wanted (call
+        those from one thread at a time). False if `data` does not match `cid`."""
+        if cid_codec(cid) == CODEC_DAG_PB:
+            if not block_matches(cid, data):
+                return False
+            where = self._expected.pop(cid, None)
+            if where is not None:
+                children = self._children(data, where)
+                self._store.put_sync(cid, data, durable=False, verified=True)
+                self.discover(children)
+            return True
+        if not self._check(cid, data):
+            return False
+        where = self._expected.pop(cid, None)
+        if where is not None:
+            self._part.mark(where.offset // BLOCK_SIZE)
+        return True
 
     def _leaf_index(self, where: _Wanted) -> int:
         self._leaves += 1
@@ -280,6 +366,7 @@ class _FetchPlan:
                     children = self._children(event.data, where)
                     await self._store.put(event.cid, event.data, durable=False, verified=True)
                     await asyncio.to_thread(self.discover, children)
+                    self._wants.want(self.take_fresh())
                 else:
                     self._part.mark(where.offset // BLOCK_SIZE)
                     if self._on_leaf is not None:
@@ -306,12 +393,10 @@ def assemble_file_sync(
     """Save a file whose blocks are all held in `store`; return where it was saved."""
     part = PartFile(manifest, downloads, secrets.token_hex(8), opener=opener)
     try:
-        wants = WantList()
-        _FetchPlan(manifest, store, part, wants).discover_root()
-        if wants.needed:
-            raise TransferFailed(
-                f"{len(wants.needed)} blocks of {manifest.name!r} are not held here"
-            )
+        plan = _FetchPlan(manifest, store, part, WantList())
+        plan.discover_root()
+        if missing := plan.outstanding():
+            raise TransferFailed(f"{len(missing)} blocks of {manifest.name!r} are not held here")
         return part.publish()
     except BaseException:
         part.discard()

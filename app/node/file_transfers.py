@@ -59,6 +59,7 @@ from app.node.api import (
 )
 from app.node.block_exchange import BlockExchange
 from app.node.blockstore import Blockstore, blockstore_dir
+from app.node.bulk_server import BulkServer
 from app.node.config import Config, downloads_folder
 from app.node.file_fetch import BlockSource, fetch_into
 from app.node.file_io import share_paths
@@ -120,6 +121,7 @@ class FileTransfers:
         self._network: NetworkStack | None = None
         self._conversation: Conversation | None = None
         self.exchange: BlockExchange | None = None
+        self.bulk: BulkServer | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Future[object]] = set()
         self._events: asyncio.Queue[tuple[str, Event]] = asyncio.Queue()
@@ -144,7 +146,13 @@ class FileTransfers:
         """Serve and fetch blocks over `network`; resume every RUNNING incoming transfer."""
         self._network = network
         self._conversation = conversation
-        self.exchange = BlockExchange(network, self.blockstore, self.serving)
+        self.bulk = BulkServer(self.blockstore, self.serving.walk_held, self.serving.served)
+        try:
+            await self.bulk.start(network.listen_host)
+        except OSError as exc:  # no port: every transfer goes block by block
+            log.warning("no bulk stream port (%s); files go block by block", exc)
+            self.bulk = None
+        self.exchange = BlockExchange(network, self.blockstore, self.serving, self.bulk)
         self.exchange.start()
         network.manager.subscribe(self._on_transport)
         self._worker = asyncio.ensure_future(self._event_loop())
@@ -165,6 +173,8 @@ class FileTransfers:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.exchange is not None:
             await self.exchange.stop()
+        if self.bulk is not None:
+            await self.bulk.stop()
         if self._ipfs is not None:
             self._ipfs.close()
 
@@ -348,6 +358,8 @@ class FileTransfers:
         record = dataclasses.replace(record, state=state)
         await self._save(record)
         self.serving.forget(record)
+        if state is TransferState.CANCELLED and record.outgoing and self.bulk is not None:
+            self.bulk.revoke(record.root)
         self._progress.pop(record.id, None)
         if not record.outgoing:
             if state is TransferState.CANCELLED:

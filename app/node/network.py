@@ -205,11 +205,14 @@ class NetworkStack:
         self._bundle: PrekeyBundle | None = None
         self._bundle_replies: dict[str, asyncio.Future[bytes]] = {}
         self._tagged: dict[int, Callable[[str, bytes], Awaitable[None]]] = {}
+        self.listen_host = "127.0.0.1"
+        """The host our listeners bind (set by `start`)."""
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, host: str, port: int) -> None:
         """Listen on UDP (DHT) and TCP (WebSocket) and answer signals."""
+        self.listen_host = host
         if ice_loopback_requested():
             enable_ice_loopback()
         await self.dht.start(host, port)
@@ -426,6 +429,11 @@ class NetworkStack:
             if endpoint not in found:
                 found.append(endpoint)
         return found
+
+    @property
+    def shaping_mode(self) -> str:
+        """The traffic-shaping mode of connections opened now (``off`` without a shaper)."""
+        return str(getattr(self._hook, "mode", "off"))
 
     @contextlib.contextmanager
     def fetching_from(self, address: str) -> Iterator[None]:

@@ -175,6 +175,8 @@ class AuthenticatedConnection:
         """Round-trip time of the last PING/PONG on this connection, in milliseconds."""
         self.last_received = self._loop.time()
         """Event-loop time of the last bytes from the peer (a crashed peer goes silent)."""
+        self.remote_host: str | None = None
+        """The peer's IP address on a direct path (None when relayed or over WebRTC)."""
 
     # ------------------------------------------------------------------ for subclasses
 

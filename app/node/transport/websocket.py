@@ -73,6 +73,8 @@ class WebSocketConnection(AuthenticatedConnection):
         super().__init__(local_key=local_key, peer_key=peer_key, initiator=initiator, hook=hook)
         self.path = "websocket"
         self._ws = ws
+        with contextlib.suppress(Exception):  # a socket already gone has no address
+            self.remote_host = str(ws.remote_address[0])
         self._noise = transport
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued = 0

@@ -1,0 +1,157 @@
+"""The asker's side of the bulk stream (`app.core.bulk`; docs/protocol.md section 10.2).
+
+`BulkStream.run` (blocking: call it in a worker thread) connects to the sender's bulk
+port, names its ticket, and asks for what a `BulkSink` wants, keeping up to `WINDOW`
+blocks asked and not yet answered. Answers come back in the order asked. DAG nodes are
+handed to the sink in this thread (they name more blocks to ask for); leaves go to
+`CHECKERS` threads that verify, decrypt and write them, so hashing uses every core
+while this thread reads the socket. A block the sender does not hold stays wanted (the
+want-list asks elsewhere afterwards); a block that does not match its CID ends the
+stream and marks the sender as serving tampered blocks.
+
+`abort()` (from any thread) ends a running stream at once; `run` returns only after every
+block it handed out has been written or dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.core.bulk import (
+    HEADER_SIZE,
+    MAX_WANTS,
+    RecordOpener,
+    RecordSealer,
+    decode_answer,
+    encode_wants,
+    stream_keys,
+    ticket_id,
+)
+from app.core.unixfs import CODEC_RAW, cid_codec
+from app.node.bulk_server import recv_exact
+
+WINDOW = 64
+"""Blocks asked for and not yet answered (16 MiB of leaves at most, in socket buffers)."""
+CHECKERS = 2
+MAX_CHECKING = 8
+"""Leaves received and not yet verified and written (bounds memory: 2 MiB)."""
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class BulkTicket:
+    """Where and how to open one bulk stream (given by the sender for one file)."""
+
+    host: str
+    port: int
+    secret: bytes
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    """How a stream ended."""
+
+    leaves: int
+    """Leaves verified and written."""
+    tampered: bool
+    """The sender served a block that does not match its CID."""
+
+
+class BulkSink(Protocol):
+    """Where a stream's blocks go: the receiver's fetch plan."""
+
+    def take_fresh(self) -> list[bytes]:
+        """CIDs newly wanted since the last call, in order."""
+        ...
+
+    def accept_sync(self, cid: bytes, data: bytes) -> bool:
+        """Verify and use a block (any thread); False if it does not match its CID."""
+        ...
+
+
+class BulkStream:
+    """One bulk stream from a sender into a sink (see the module docstring)."""
+
+    def __init__(self, ticket: BulkTicket) -> None:
+        self._ticket = ticket
+        self._sock: socket.socket | None = None
+        self._aborted = threading.Event()
+        self._lock = threading.Lock()
+
+    def abort(self) -> None:
+        """End the stream now (any thread)."""
+        self._aborted.set()
+        with self._lock:
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+
+    def run(self, sink: BulkSink) -> BulkOutcome:
+        """Fetch what `sink` wants until it wants nothing more (blocking).
+
+        Raises `OSError` if the stream fails (unreachable, reset, timed out),
+        `CoreError` if the sender breaks the record protocol, and whatever the sink
+        raises for a block it cannot take (e.g. disk full)."""
+        sock = socket.create_connection(
+            (self._ticket.host, self._ticket.port), timeout=CONNECT_TIMEOUT
+        )
+        with self._lock:
+            self._sock = sock
+        if self._aborted.is_set():
+            sock.close()
+            raise ConnectionAbortedError("the bulk stream was aborted")
+        checkers = ThreadPoolExecutor(CHECKERS, thread_name_prefix="bulk-check")
+        checking: deque[Future[bool]] = deque()
+        leaves = 0
+        tampered = False
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(READ_TIMEOUT)
+            sock.sendall(ticket_id(self._ticket.secret))
+            asked_key, answer_key = stream_keys(self._ticket.secret)
+            sealer, opener = RecordSealer(asked_key), RecordOpener(answer_key)
+            to_ask: deque[bytes] = deque()
+            asked: deque[bytes] = deque()
+            while not tampered:
+                to_ask.extend(sink.take_fresh())
+                if to_ask and len(asked) <= WINDOW // 2:
+                    count = min(len(to_ask), WINDOW - len(asked), MAX_WANTS)
+                    batch = [to_ask.popleft() for _ in range(count)]
+                    sock.sendall(sealer.seal(encode_wants(batch)))
+                    asked.extend(batch)
+                if not asked:
+                    break  # nothing more wanted (leaves being checked name no blocks)
+                header = recv_exact(sock, HEADER_SIZE)
+                data = decode_answer(opener.open(header, recv_exact(sock, opener.length(header))))
+                cid = asked.popleft()
+                if data is None:
+                    continue  # stays wanted: the want-list asks elsewhere
+                if cid_codec(cid) != CODEC_RAW:
+                    tampered = not sink.accept_sync(cid, data)
+                    continue
+                checking.append(checkers.submit(sink.accept_sync, cid, data))
+                while checking and (checking[0].done() or len(checking) > MAX_CHECKING):
+                    matched = checking.popleft().result()
+                    leaves += matched
+                    tampered = tampered or not matched
+            while checking:
+                matched = checking.popleft().result()
+                leaves += matched
+                tampered = tampered or not matched
+            if self._aborted.is_set():
+                raise ConnectionAbortedError("the bulk stream was aborted")
+            return BulkOutcome(leaves, tampered)
+        finally:
+            with self._lock:
+                self._sock = None
+            sock.close()
+            for pending in checking:
+                pending.cancel()
+            checkers.shutdown(wait=True)

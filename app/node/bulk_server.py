@@ -1,0 +1,278 @@
+"""The sender's side of the bulk stream (`app.core.bulk`; docs/protocol.md section 10.2).
+
+`BulkServer` listens on a TCP port of its own beside the WebSocket listener. The event
+loop issues tickets (`issue`) to contacts the serving policy allowed, for one file each;
+everything after that runs in threads, so a large file's blocks never touch the event
+loop: an accept thread, and one thread per stream that reads the asker's records,
+`pread`s the blocks (`Blockstore.serve_sync`) and writes the answers.
+
+Limits against strangers on the port: a connection must name a live ticket within
+`HELLO_TIMEOUT` seconds, a ticket is used once and expires after `TICKET_TTL` seconds,
+at most `MAX_STREAMS` streams run at once, a stream silent for `IDLE_TIMEOUT` seconds is
+closed, and only blocks of the ticket's file are served. Cancelling the file's transfer
+closes its streams (`revoke`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.core.bulk import (
+    BLOCK,
+    HEADER_SIZE,
+    NOT_HELD,
+    SECRET_SIZE,
+    TICKET_ID_SIZE,
+    RecordOpener,
+    RecordSealer,
+    decode_wants,
+    stream_keys,
+    ticket_id,
+)
+from app.core.errors import CoreError
+from app.node.blockstore import Blockstore
+from app.node.files_errors import FilesError
+
+log = logging.getLogger(__name__)
+
+TICKET_TTL = 30.0
+HELLO_TIMEOUT = 5.0
+IDLE_TIMEOUT = 60.0
+MAX_STREAMS = 4
+MAX_TICKETS = 64
+SERVED_BATCH = 16
+"""Blocks served between two progress reports to the event loop."""
+
+Served = Callable[[str, bytes, bytes, int], None]
+"""`ServePolicy.served(address, root, cid, size)`, called on the event loop."""
+Members = Callable[[bytes], frozenset[bytes]]
+"""The CIDs of the file rooted at a CID (blocking; called in the stream's thread)."""
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    address: str
+    root: bytes
+    secret: bytes
+    expires: float
+
+
+class BulkServer:
+    """Serves bulk streams (see the module docstring)."""
+
+    def __init__(
+        self,
+        blockstore: Blockstore,
+        members: Members,
+        served: Served,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._store = blockstore
+        self._members = members
+        self._served = served
+        self._monotonic = monotonic
+        self._random = random_bytes
+        self._lock = threading.Lock()
+        self._tickets: dict[bytes, _Ticket] = {}
+        self._streams: dict[socket.socket, bytes] = {}
+        """Open streams and the root each serves."""
+        self._listening: socket.socket | None = None
+        self._threads: set[threading.Thread] = set()
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.port = 0
+
+    async def start(self, host: str) -> int:
+        """Listen on `host` (a port the system picks); return the port."""
+        self._loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listening.bind((host, 0))
+            listening.listen(MAX_STREAMS)
+            listening.settimeout(0.5)  # the accept thread checks `_stopping` between waits
+        except OSError:
+            listening.close()
+            raise
+        self._listening = listening
+        self.port = int(listening.getsockname()[1])
+        self._spawn(self._accept_loop, "bulk-accept")
+        return self.port
+
+    async def stop(self) -> None:
+        """Close the port and every stream; wait for the threads."""
+        self._stopping.set()
+        with self._lock:
+            streams = list(self._streams)
+        for conn in streams:
+            _shut(conn)
+        threads = list(self._threads)
+        await asyncio.to_thread(_join_all, threads)
+        if self._listening is not None:
+            self._listening.close()
+
+    def issue(self, address: str, root: bytes) -> bytes | None:
+        """A ticket's secret for `address` to fetch the file rooted at `root` (event
+        loop), or None while too many tickets are outstanding."""
+        now = self._monotonic()
+        with self._lock:
+            for key in [k for k, t in self._tickets.items() if t.expires <= now]:
+                del self._tickets[key]
+            if len(self._tickets) >= MAX_TICKETS or self._listening is None:
+                return None
+            secret = self._random(SECRET_SIZE)
+            self._tickets[ticket_id(secret)] = _Ticket(address, root, secret, now + TICKET_TTL)
+        return secret
+
+    def revoke(self, root: bytes) -> None:
+        """The file rooted at `root` may no longer be served: close its streams, drop
+        its tickets."""
+        with self._lock:
+            for key in [k for k, t in self._tickets.items() if t.root == root]:
+                del self._tickets[key]
+            streams = [conn for conn, served in self._streams.items() if served == root]
+        for conn in streams:
+            _shut(conn)
+
+    # ------------------------------------------------------------------ threads
+
+    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
+        thread = threading.Thread(target=self._run, args=(target, *args), name=name, daemon=True)
+        self._threads.add(thread)
+        thread.start()
+
+    def _run(self, target: Callable[..., None], *args: object) -> None:
+        try:
+            target(*args)
+        except Exception:  # our bug must be seen, and must not take the node down
+            log.exception("a bulk stream thread failed")
+        finally:
+            self._threads.discard(threading.current_thread())
+
+    def _accept_loop(self) -> None:
+        assert self._listening is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._listening.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                time.sleep(0.1)  # e.g. out of file descriptors: do not spin
+                continue
+            with self._lock:
+                busy = len(self._streams) >= MAX_STREAMS
+                if not busy:
+                    self._streams[conn] = b""
+            if busy:
+                conn.close()
+                continue
+            self._spawn(self._serve, "bulk-stream", conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(HELLO_TIMEOUT)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            ticket = self._redeem(bytes(recv_exact(conn, TICKET_ID_SIZE)))
+            if ticket is None:
+                log.info("bulk stream refused: unknown or expired ticket")
+                return
+            with self._lock:
+                if conn not in self._streams:  # revoked or stopping meanwhile
+                    return
+                self._streams[conn] = ticket.root
+            conn.settimeout(IDLE_TIMEOUT)
+            self._stream(conn, ticket)
+        except (OSError, CoreError) as exc:
+            log.info("bulk stream ended: %s", exc or type(exc).__name__)
+        finally:
+            with self._lock:
+                self._streams.pop(conn, None)
+            conn.close()
+
+    def _redeem(self, key: bytes) -> _Ticket | None:
+        with self._lock:
+            ticket = self._tickets.pop(key, None)
+        if ticket is None or ticket.expires <= self._monotonic():
+            return None
+        return ticket
+
+    def _stream(self, conn: socket.socket, ticket: _Ticket) -> None:
+        asked_key, answer_key = stream_keys(ticket.secret)
+        opener, sealer = RecordOpener(asked_key), RecordSealer(answer_key)
+        members = self._members(ticket.root)
+        served: list[tuple[bytes, int]] = []
+        try:
+            while not self._stopping.is_set():
+                header = recv_exact(conn, HEADER_SIZE, eof_ok=True)
+                if not header:
+                    return  # the asker is done
+                body = recv_exact(conn, opener.length(header))
+                for cid in decode_wants(opener.open(header, body)):
+                    data = self._block(cid, members)
+                    if data is None:
+                        conn.sendall(sealer.seal(bytes([NOT_HELD])))
+                        continue
+                    conn.sendall(sealer.seal(bytes([BLOCK]) + data))
+                    served.append((cid, len(data)))
+                    if len(served) >= SERVED_BATCH:
+                        self._report(ticket, served)
+                        served = []
+        finally:
+            self._report(ticket, served)
+
+    def _block(self, cid: bytes, members: frozenset[bytes]) -> bytes | None:
+        if cid not in members:
+            return None
+        try:
+            return self._store.serve_sync(cid)
+        except FilesError:  # not held, damaged (and dropped), unreadable
+            return None
+
+    def _report(self, ticket: _Ticket, served: list[tuple[bytes, int]]) -> None:
+        if not served or self._loop is None:
+            return
+
+        def report() -> None:
+            for cid, size in served:
+                self._served(ticket.address, ticket.root, cid, size)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the node is gone
+            self._loop.call_soon_threadsafe(report)
+
+
+def recv_exact(conn: socket.socket, size: int, *, eof_ok: bool = False) -> bytearray:
+    """Exactly `size` bytes from `conn`; an empty buffer at a clean end of stream if
+    `eof_ok`, else `ConnectionError` when the stream ends early."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = conn.recv_into(view[got:])
+        if n == 0:
+            if eof_ok and got == 0:
+                return bytearray()
+            raise ConnectionError("the bulk stream ended in the middle of a record")
+        got += n
+    return buffer
+
+
+def _shut(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+
+
+def _join_all(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(timeout=5.0)
