@@ -100,7 +100,7 @@ class RecordOpener:
             raise RemoteProtocolError(f"a bulk record of {length} bytes is out of bounds")
         return length
 
-    def open(self, header: bytes | bytearray, ciphertext: bytes | bytearray) -> bytes:
+    def open(self, header: bytes | bytearray, ciphertext: bytes | bytearray | memoryview) -> bytes:
         """The plaintext of the next record; `DecryptionFailed` if it was tampered with."""
         nonce = self._number.to_bytes(12, "big")
         try:
@@ -126,10 +126,10 @@ def decode_wants(plaintext: bytes) -> list[bytes]:
     return [plaintext[i * CID_SIZE : (i + 1) * CID_SIZE] for i in range(count)]
 
 
-def decode_answer(plaintext: bytes) -> bytes | None:
-    """A block, or None when the server does not hold it."""
+def decode_answer(plaintext: bytes) -> memoryview | None:
+    """A block (a view into `plaintext`: no copy), or None when the server lacks it."""
     if plaintext[:1] == bytes([BLOCK]):
-        return plaintext[1:]
+        return memoryview(plaintext)[1:]
     if plaintext == bytes([NOT_HELD]):
         return None
     raise RemoteProtocolError("a bulk answer is malformed")

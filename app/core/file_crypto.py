@@ -178,7 +178,7 @@ class ChunkDecryptor(_ChunkCipher):
         """Whether every chunk, including the final one, has been decrypted in order."""
         return self._next_index == self.chunk_count
 
-    def decrypt_chunk(self, index: int, block: bytes) -> bytes:
+    def decrypt_chunk(self, index: int, block: bytes | memoryview) -> bytes:
         """The real file bytes in chunk `index`; `DecryptionFailed` if it was tampered with."""
         if not 0 <= index < self.chunk_count:
             raise DecryptionFailed("chunk index beyond the end of the file")

@@ -99,7 +99,7 @@ def cid_codec(cid: bytes) -> int:
     raise InvalidBlock("only CIDv1 raw or dag-pb blocks with sha2-256 are accepted")
 
 
-def block_matches(cid: bytes, data: bytes) -> bool:
+def block_matches(cid: bytes, data: bytes | memoryview) -> bool:
     """Whether `data` is the block named by `cid` (the sha2-256 digest matches)."""
     cid_codec(cid)
     return hashlib.sha256(data).digest() == cid[4:]

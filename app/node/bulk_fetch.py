@@ -25,6 +25,7 @@ from typing import Protocol
 
 from app.core.bulk import (
     HEADER_SIZE,
+    MAX_RECORD,
     MAX_WANTS,
     RecordOpener,
     RecordSealer,
@@ -34,7 +35,7 @@ from app.core.bulk import (
     ticket_id,
 )
 from app.core.unixfs import CODEC_RAW, cid_codec
-from app.node.bulk_server import recv_exact
+from app.node.bulk_server import recv_exact, recv_into
 
 WINDOW = 64
 """Blocks asked for and not yet answered (16 MiB of leaves at most, in socket buffers)."""
@@ -71,7 +72,7 @@ class BulkSink(Protocol):
         """CIDs newly wanted since the last call, in order."""
         ...
 
-    def accept_sync(self, cid: bytes, data: bytes) -> bool:
+    def accept_sync(self, cid: bytes, data: bytes | memoryview) -> bool:
         """Verify and use a block (any thread); False if it does not match its CID."""
         ...
 
@@ -119,6 +120,7 @@ class BulkStream:
             sealer, opener = RecordSealer(asked_key), RecordOpener(answer_key)
             to_ask: deque[bytes] = deque()
             asked: deque[bytes] = deque()
+            body = memoryview(bytearray(MAX_RECORD))  # one receive buffer, reused
             while not tampered:
                 to_ask.extend(sink.take_fresh())
                 if to_ask and len(asked) <= WINDOW // 2:
@@ -129,12 +131,14 @@ class BulkStream:
                 if not asked:
                     break  # nothing more wanted (leaves being checked name no blocks)
                 header = recv_exact(sock, HEADER_SIZE)
-                data = decode_answer(opener.open(header, recv_exact(sock, opener.length(header))))
+                record = body[: opener.length(header)]
+                recv_into(sock, record)
+                data = decode_answer(opener.open(header, record))
                 cid = asked.popleft()
                 if data is None:
                     continue  # stays wanted: the want-list asks elsewhere
                 if cid_codec(cid) != CODEC_RAW:
-                    tampered = not sink.accept_sync(cid, data)
+                    tampered = not sink.accept_sync(cid, bytes(data))
                     continue
                 checking.append(checkers.submit(sink.accept_sync, cid, data))
                 while checking and (checking[0].done() or len(checking) > MAX_CHECKING):

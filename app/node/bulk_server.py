@@ -256,16 +256,21 @@ def recv_exact(conn: socket.socket, size: int, *, eof_ok: bool = False) -> bytea
     """Exactly `size` bytes from `conn`; an empty buffer at a clean end of stream if
     `eof_ok`, else `ConnectionError` when the stream ends early."""
     buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
+    return buffer if recv_into(conn, memoryview(buffer), eof_ok=eof_ok) else bytearray()
+
+
+def recv_into(conn: socket.socket, view: memoryview, *, eof_ok: bool = False) -> bool:
+    """Fill `view` from `conn`; False at a clean end of stream if `eof_ok`, else
+    `ConnectionError` when the stream ends early."""
+    got, size = 0, len(view)
     while got < size:
         n = conn.recv_into(view[got:])
         if n == 0:
             if eof_ok and got == 0:
-                return bytearray()
+                return False
             raise ConnectionError("the bulk stream ended in the middle of a record")
         got += n
-    return buffer
+    return True
 
 
 def _shut(conn: socket.socket) -> None:

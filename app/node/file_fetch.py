@@ -264,11 +264,12 @@ class _FetchPlan:
         """Every CID wanted and not yet received."""
         return list(self._expected)
 
-    def accept_sync(self, cid: bytes, data: bytes) -> bool:
+    def accept_sync(self, cid: bytes, data: bytes | memoryview) -> bool:
         """Verify and use one block from a bulk stream (`BulkSink`, worker thread): a
         leaf is written and marked; a node is stored and its children wanted (call
         those from one thread at a time). False if `data` does not match `cid`."""
         if cid_codec(cid) == CODEC_DAG_PB:
+            data = bytes(data)
             if not block_matches(cid, data):
                 return False
             where = self._expected.pop(cid, None)
@@ -303,7 +304,7 @@ class _FetchPlan:
         self._part.mark(index)
         return True
 
-    def _write_leaf(self, index: int, data: bytes, where: _Wanted) -> None:
+    def _write_leaf(self, index: int, data: bytes | memoryview, where: _Wanted) -> None:
         if len(data) != where.size:
             raise TransferFailed("a block of the shared file has the wrong size")
         self._part.write_chunk(index, data)
@@ -338,14 +339,14 @@ class _FetchPlan:
             return None
         return await asyncio.to_thread(self._check, cid, data)
 
-    def _check(self, cid: bytes, data: bytes) -> bool:
+    def _check(self, cid: bytes, data: bytes | memoryview) -> bool:
         if not block_matches(cid, data):
             return False
         where = self._expected.get(cid)
         if where is None:
             return True  # no longer wanted (a late answer): the want-list ignores it
         if cid_codec(cid) == CODEC_DAG_PB:
-            self._nodes[cid] = data
+            self._nodes[cid] = bytes(data)
         else:
             self._write_leaf(where.offset // BLOCK_SIZE, data, where)
         return True

@@ -12,8 +12,6 @@ from app.node.api import NodeApi, PassphraseSource, ProfileNotFound
 from app.node.control import connect_control
 from app.node.lock import ProfileLock
 from app.node.paths import ProfilePaths
-from app.node.profile import open_store
-from app.node.service import NodeService
 
 
 @asynccontextmanager
@@ -31,6 +29,11 @@ async def open_node_api(root: Path, passphrase: PassphraseSource | None) -> Asyn
         finally:
             await client.close()
         return
+    # Imported only here: a command served by the running node (the usual case) then
+    # starts without loading the node's stack (WebRTC, DHT, models: ~0.35 s).
+    from app.node.profile import open_store
+    from app.node.service import NodeService
+
     with ProfileLock(paths.lock):
         store = await asyncio.to_thread(open_store, root, passphrase)
         service = NodeService(store)

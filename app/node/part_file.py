@@ -177,7 +177,7 @@ class PartFile:
         """Whether every chunk is in the part."""
         return self._held == self.manifest.chunk_count
 
-    def write_chunk(self, index: int, block: bytes) -> None:
+    def write_chunk(self, index: int, block: bytes | memoryview) -> None:
         """Decrypt the verified leaf block of chunk `index` and write it in place (call
         `mark` once this returned). `TransferFailed` if it does not decrypt; `DiskFull`
         or `DownloadPermissionDenied` if it cannot be written."""
@@ -189,13 +189,13 @@ class PartFile:
             return  # a chunk of padding only
         try:
             view = memoryview(plaintext)
-            with self._lock:
-                self._fh.seek(index * CHUNK_PLAINTEXT_SIZE)
-                while view:
-                    written = self._fh.write(view)
-                    if not written:
-                        raise OSError(errno.EIO, "the part file takes no more bytes")
-                    view = view[written:]
+            offset = index * CHUNK_PLAINTEXT_SIZE
+            while view:  # positioned writes: chunks are written by several threads at once
+                written = os.pwrite(self._fh.fileno(), view, offset)
+                if not written:
+                    raise OSError(errno.EIO, "the part file takes no more bytes")
+                view = view[written:]
+                offset += written
         except OSError as exc:
             raise user_error(exc, self.downloads) from exc
 
