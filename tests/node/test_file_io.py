@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import os
 import resource
 import subprocess
@@ -27,6 +26,7 @@ from app.core.unixfs import (
     encode_file_node,
     iter_leaves,
 )
+from app.node import part_file
 from app.node.blockstore import Blockstore
 from app.node.file_fetch import assemble_file_sync, fetch_into, receive_file
 from app.node.file_io import share_file, share_file_sync, share_paths
@@ -347,38 +347,35 @@ async def test_share_folder_keeps_structure_inside_downloads(
     assert os.path.realpath(saved).startswith(os.path.realpath(downloads) + os.sep)
 
 
-class FailingWriter(io.FileIO):
-    """A part file whose writes fail with `err` after `limit` bytes."""
+def failing_pwrite(err: int, limit: int) -> Callable[[int, bytes, int], int]:
+    """`os.pwrite` for the part file whose writes fail with `err` past `limit` bytes."""
+    real = os.pwrite
 
-    def __init__(self, path: Path, err: int, limit: int) -> None:
-        super().__init__(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-        self.err = err
-        self.limit = limit
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        if offset + len(data) > limit:
+            raise OSError(err, os.strerror(err))
+        return real(fd, data, offset)
 
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        if self.tell() + len(data) > self.limit:
-            raise OSError(self.err, os.strerror(self.err))
-        return super().write(data)
-
-
-def opener(err: int, limit: int) -> Callable[[Path, bool], BinaryIO]:
-    def open_part(path: Path, keep: bool) -> BinaryIO:
-        return FailingWriter(path, err, limit)
-
-    return open_part
+    return pwrite
 
 
 @pytest.mark.parametrize(
     ("err", "error_type"), [(errno.ENOSPC, DiskFull), (errno.EACCES, DownloadPermissionDenied)]
 )
 def test_write_errors_leave_nothing(
-    err: int, error_type: type[Exception], tmp_path: Path, sender: Blockstore, downloads: Path
+    err: int,
+    error_type: type[Exception],
+    tmp_path: Path,
+    sender: Blockstore,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = tmp_path / "data.bin"
     write_random(source, 2 * MiB)
     manifest = share_file_sync(source, sender, KEY)
+    monkeypatch.setattr(part_file.os, "pwrite", failing_pwrite(err, MiB))
     with pytest.raises(error_type) as info:
-        assemble_file_sync(manifest, sender, downloads, opener=opener(err, MiB))
+        assemble_file_sync(manifest, sender, downloads)
     assert "nothing was saved" in str(info.value)
     assert list(downloads.iterdir()) == []  # no final file, no .part
 

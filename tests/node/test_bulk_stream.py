@@ -1,0 +1,386 @@
+"""The bulk stream on loopback: a real `BulkServer` serving a real blockstore to
+`fetch_into`, tickets asked for over real connections, and hostile use of the port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from app.core.bulk import RecordOpener, RecordSealer, encode_wants, stream_keys, ticket_id
+from app.core.file_crypto import FileManifest
+from app.core.identity import IdentityKeys
+from app.core.unixfs import CODEC_RAW, cid_codec
+from app.node import bulk_server
+from app.node.block_exchange import BlockExchange
+from app.node.blockstore import Blockstore
+from app.node.bulk_fetch import BulkStream, BulkTicket
+from app.node.bulk_server import BulkServer, recv_exact
+from app.node.file_fetch import receive_file
+from app.node.file_io import share_file
+from app.node.file_serving import FileServing
+from app.node.network import NetworkStack
+from app.node.transport import PassThroughHook, TransportSettings
+
+MiB = 1024 * 1024
+PEER = "peer-address"
+
+
+class Served:
+    """The server's progress reports (called on the event loop)."""
+
+    def __init__(self) -> None:
+        self.cids: list[bytes] = []
+
+    def __call__(self, address: str, root: bytes, cid: bytes, size: int) -> None:
+        assert address == PEER
+        self.cids.append(cid)
+
+
+class Source:
+    """A `BlockSource` with a bulk stream: block by block from `store`, or never (None)."""
+
+    def __init__(self, server: BulkServer, root: bytes, store: Blockstore | None = None) -> None:
+        self.server = server
+        self.root = root
+        self.store = store
+        self.asked: list[bytes] = []
+
+    async def get_block(self, cid: bytes) -> bytes | None:
+        self.asked.append(cid)
+        return None if self.store is None else await self.store.get_block(cid)
+
+    async def bulk_ticket(self) -> BulkTicket | None:
+        secret = self.server.issue(PEER, self.root)
+        return None if secret is None else BulkTicket("127.0.0.1", self.server.port, secret)
+
+
+class TamperingStore(Blockstore):
+    """Flips a bit in every leaf it serves (a malicious sender)."""
+
+    def serve_sync(self, cid: bytes) -> bytes:
+        data = super().serve_sync(cid)
+        return bytes([data[0] ^ 1]) + data[1:] if cid_codec(cid) == CODEC_RAW else data
+
+
+def serving(store: Blockstore) -> FileServing:
+    return FileServing(None, store, lambda _: None, {}, lambda _: None, time.monotonic)  # type: ignore[arg-type]
+
+
+async def shared(tmp_path: Path, size: int, store: Blockstore) -> tuple[FileManifest, bytes]:
+    data = os.urandom(size)
+    source = tmp_path / "file.bin"
+    source.write_bytes(data)
+    return await share_file(source, store, os.urandom(32)), data
+
+
+@pytest_asyncio.fixture
+async def alice(tmp_path: Path) -> AsyncIterator[tuple[BulkServer, Blockstore, Served]]:
+    store = Blockstore(tmp_path / "alice")
+    served = Served()
+    server = BulkServer(store, serving(store).walk_held, served)
+    await server.start("127.0.0.1")
+    yield server, store, served
+    await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_file_arrives_over_the_bulk_stream(
+    alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
+) -> None:
+    server, store, served = alice
+    manifest, data = await shared(tmp_path, 9 * MiB + 5, store)
+    source = Source(server, manifest.root_cid)  # serves nothing block by block
+    saved = await receive_file(
+        manifest, Blockstore(tmp_path / "bob"), tmp_path / "downloads", {"alice": source}
+    )
+    assert saved.read_bytes() == data
+    assert source.asked == []
+    await asyncio.sleep(0.1)  # the last progress report reaches the loop
+    leaves = [c for c in store.cids_sync() if cid_codec(c) == CODEC_RAW]
+    assert sorted(c for c in served.cids if cid_codec(c) == CODEC_RAW) == sorted(leaves)
+
+
+@pytest.mark.asyncio
+async def test_blocks_outside_the_ticket_file_are_not_served_and_come_block_by_block(
+    alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
+) -> None:
+    server, store, _ = alice
+    manifest, data = await shared(tmp_path, 3 * MiB, store)
+    other, _ = await shared(tmp_path, 2 * MiB, store)
+    # a ticket for the other file: none of this file's blocks come over the stream
+    source = Source(server, other.root_cid, store)
+    saved = await receive_file(
+        manifest, Blockstore(tmp_path / "bob"), tmp_path / "downloads", {"alice": source}
+    )
+    assert saved.read_bytes() == data
+    assert manifest.root_cid in source.asked and len(source.asked) >= manifest.chunk_count
+
+
+@pytest.mark.asyncio
+async def test_a_tampering_sender_is_banned_and_the_file_comes_from_elsewhere(
+    tmp_path: Path,
+) -> None:
+    honest = Blockstore(tmp_path / "alice")
+    manifest, data = await shared(tmp_path, 3 * MiB, honest)
+    mallory_store = TamperingStore(tmp_path / "mallory")
+    for cid in honest.cids_sync():
+        mallory_store.put_sync(cid, honest.get_sync(cid))
+    mallory = BulkServer(mallory_store, serving(mallory_store).walk_held, Served())
+    await mallory.start("127.0.0.1")
+    try:
+        banned: set[str] = set()
+        sources = {
+            "mallory": Source(mallory, manifest.root_cid),
+            "alice": Source(mallory, manifest.root_cid, honest),  # block by block: honest
+        }
+        saved = await receive_file(
+            manifest, Blockstore(tmp_path / "bob"), tmp_path / "dl", sources, banned=banned
+        )
+        assert banned == {"mallory"}
+        assert saved.read_bytes() == data
+    finally:
+        await mallory.stop()
+
+
+@pytest.mark.asyncio
+async def test_tickets_are_used_once_and_expire(
+    alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
+) -> None:
+    server, store, _ = alice
+    manifest, _ = await shared(tmp_path, MiB, store)
+    root = manifest.root_cid
+    secret = server.issue(PEER, root)
+    assert secret is not None
+    assert await asyncio.to_thread(ask_root, server.port, secret, root) is not None
+    with pytest.raises(ConnectionError):  # the same ticket again
+        await asyncio.to_thread(ask_root, server.port, secret, root)
+
+    now = [0.0]
+    late = BulkServer(store, serving(store).walk_held, Served(), monotonic=lambda: now[0])
+    await late.start("127.0.0.1")
+    try:
+        secret = late.issue(PEER, root)
+        assert secret is not None
+        now[0] = bulk_server.TICKET_TTL + 1
+        with pytest.raises(ConnectionError):
+            await asyncio.to_thread(ask_root, late.port, secret, root)
+    finally:
+        await late.stop()
+
+
+def ask_root(port: int, secret: bytes, root: bytes) -> bytes:
+    """Speak the protocol by hand: name the ticket, ask for `root`, return the answer."""
+    asked_key, answer_key = stream_keys(secret)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(ticket_id(secret))
+        sock.sendall(RecordSealer(asked_key).seal(encode_wants([root])))
+        opener = RecordOpener(answer_key)
+        header = recv_exact(sock, 4)
+        return opener.open(header, recv_exact(sock, opener.length(header)))
+
+
+@pytest.mark.asyncio
+async def test_hostile_connections_are_closed_and_the_server_keeps_serving(
+    alice: tuple[BulkServer, Blockstore, Served],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, store, _ = alice
+    manifest, data = await shared(tmp_path, 2 * MiB, store)
+    monkeypatch.setattr(bulk_server, "HELLO_TIMEOUT", 0.3)
+
+    def closed_after(payload: bytes) -> bool:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(payload)
+            try:
+                return sock.recv(1) == b""
+            except ConnectionResetError:  # closed with our bytes unread
+                return True
+
+    secret = server.issue(PEER, manifest.root_cid)
+    assert secret is not None
+    hostile = [
+        b"",  # silent: the hello times out
+        os.urandom(16),  # no such ticket
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ticket_id(secret) + (2**31).to_bytes(4, "big"),  # a record far too long
+    ]
+    for payload in hostile:
+        assert await asyncio.to_thread(closed_after, payload)
+    secret = server.issue(PEER, manifest.root_cid)
+    assert secret is not None
+    garbage = ticket_id(secret) + (100).to_bytes(4, "big") + os.urandom(100)
+    assert await asyncio.to_thread(closed_after, garbage)  # does not decrypt
+
+    source = Source(server, manifest.root_cid)
+    saved = await receive_file(
+        manifest, Blockstore(tmp_path / "bob"), tmp_path / "downloads", {"alice": source}
+    )
+    assert saved.read_bytes() == data and source.asked == []
+
+
+@pytest.mark.asyncio
+async def test_revoking_the_file_closes_its_streams(
+    alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
+) -> None:
+    server, store, _ = alice
+    manifest, _ = await shared(tmp_path, MiB, store)
+    root = manifest.root_cid
+    secret = server.issue(PEER, root)
+    assert secret is not None
+    asked_key, answer_key = stream_keys(secret)
+    sealer, opener = RecordSealer(asked_key), RecordOpener(answer_key)
+
+    def answer(sock: socket.socket) -> bytes:
+        sock.sendall(sealer.seal(encode_wants([root])))
+        header = recv_exact(sock, 4)
+        return opener.open(header, recv_exact(sock, opener.length(header)))
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(ticket_id(secret))
+        assert (await asyncio.to_thread(answer, sock))[:1] == b"\x00"
+        unused = server.issue(PEER, root)
+        server.revoke(root)
+        with pytest.raises(ConnectionError):
+            await asyncio.to_thread(answer, sock)
+    assert unused is not None
+    with pytest.raises(ConnectionError):  # its tickets went too
+        await asyncio.to_thread(ask_root, server.port, unused, root)
+
+
+@pytest.mark.asyncio
+async def test_an_aborted_stream_returns_only_after_its_last_write(
+    alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
+) -> None:
+    server, store, _ = alice
+    manifest, _ = await shared(tmp_path, 64 * MiB, store)
+    source = Source(server, manifest.root_cid)
+    fetching = asyncio.ensure_future(
+        receive_file(manifest, Blockstore(tmp_path / "bob"), tmp_path / "dl", {"a": source})
+    )
+    while not list((tmp_path / "dl").glob("*.part")):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    fetching.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fetching
+    # the stream's threads ended before the part was discarded: nothing is left
+    assert not [p for p in (tmp_path / "dl").iterdir() if p.is_file()]
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+@pytest_asyncio.fixture
+async def pair() -> AsyncIterator[tuple[NetworkStack, NetworkStack]]:
+    settings = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
+    stacks = [
+        NetworkStack(IdentityKeys.from_seeds(os.urandom(32), os.urandom(32)), settings=settings)
+        for _ in range(2)
+    ]
+    for stack in stacks:
+        await stack.start("127.0.0.1", 0)
+    await stacks[1].join_via(stacks[0].endpoints())
+    for stack in stacks:
+        await stack.publish_presence()
+    yield stacks[0], stacks[1]
+    for stack in stacks:
+        await stack.stop()
+
+
+class Policy:
+    def __init__(self, allowed: set[str], roots: set[bytes]) -> None:
+        self.allowed, self.roots = allowed, roots
+
+    async def may_serve(self, address: str, root: bytes, cid: bytes) -> bool:
+        return address in self.allowed and root in self.roots
+
+    def served(self, address: str, root: bytes, cid: bytes, size: int) -> None:
+        pass
+
+
+class StrictHook(PassThroughHook):
+    """A frame hook that says it shapes in strict mode."""
+
+    mode = "strict"
+
+
+@pytest.mark.asyncio
+async def test_tickets_over_the_authenticated_connection(
+    pair: tuple[NetworkStack, NetworkStack], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    store = Blockstore(tmp_path / "alice")
+    manifest, data = await shared(tmp_path, 3 * MiB, store)
+    server = BulkServer(store, serving(store).walk_held, Served())
+    await server.start("127.0.0.1")
+    try:
+        BlockExchange(alice, store, Policy({bob.address}, {manifest.root_cid}), server).start()
+        exchange = BlockExchange(bob, Blockstore(tmp_path / "bob"), Policy(set(), set()))
+        exchange.start()
+        await bob.manager.connect(alice.address)
+        root = manifest.root_cid
+
+        ticket = await exchange.bulk_ticket(alice.address, root)
+        assert ticket is not None and ticket.host == "127.0.0.1" and ticket.port == server.port
+        assert await exchange.bulk_ticket(alice.address, os.urandom(36)) is None  # not a CID
+        other, _ = await shared(tmp_path, MiB, store)
+        assert await exchange.bulk_ticket(alice.address, other.root_cid) is None  # not allowed
+
+        saved = await receive_file(
+            manifest,
+            Blockstore(tmp_path / "bob-2"),
+            tmp_path / "downloads",
+            {"alice": exchange.source(alice.address, root)},
+        )
+        assert saved.read_bytes() == data
+        stream = BulkStream(ticket)  # the ticket handed out above is still good, once
+        assert (await asyncio.to_thread(stream.run, EmptySink())).leaves == 0
+    finally:
+        await server.stop()
+
+
+class EmptySink:
+    def take_fresh(self) -> list[bytes]:
+        return []
+
+    def accept_sync(self, cid: bytes, data: bytes | memoryview) -> bool:
+        raise AssertionError("nothing was asked for")
+
+
+@pytest.mark.asyncio
+async def test_no_tickets_in_strict_shaping(tmp_path: Path) -> None:
+    settings = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
+    keys = [IdentityKeys.from_seeds(os.urandom(32), os.urandom(32)) for _ in range(2)]
+    alice = NetworkStack(keys[0], settings=settings)
+    bob = NetworkStack(keys[1], settings=settings, hook=StrictHook())
+    for stack in (alice, bob):
+        await stack.start("127.0.0.1", 0)
+    await bob.join_via(alice.endpoints())
+    for stack in (alice, bob):
+        await stack.publish_presence()
+    store = Blockstore(tmp_path / "alice")
+    manifest, _ = await shared(tmp_path, MiB, store)
+    server = BulkServer(store, serving(store).walk_held, Served())
+    await server.start("127.0.0.1")
+    try:
+        root = manifest.root_cid
+        alice_exchange = BlockExchange(alice, store, Policy({bob.address}, {root}), server)
+        bob_exchange = BlockExchange(bob, store, Policy({alice.address}, {root}), server)
+        for exchange in (alice_exchange, bob_exchange):
+            exchange.start()
+        await bob.manager.connect(alice.address)
+        # Bob shapes strictly: he does not ask, and refuses at once (no 5 s time-out)
+        assert await asyncio.wait_for(bob_exchange.bulk_ticket(alice.address, root), 2) is None
+        assert await asyncio.wait_for(alice_exchange.bulk_ticket(bob.address, root), 2) is None
+    finally:
+        await server.stop()
+        for stack in (alice, bob):
+            await stack.stop()
