@@ -41,7 +41,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.node.api import AcceptTransfer, TransferAdded, TransferChanged, TransferState
+from app.node.api import (
+    AcceptTransfer,
+    TransferAdded,
+    TransferChanged,
+    TransferState,
+    UpdateSettings,
+)
 from app.node.control import connect_control
 from app.node.paths import ProfilePaths
 
@@ -306,6 +312,10 @@ async def receive_one(profile: Path, started: asyncio.Event) -> tuple[float, dic
     offered_at = 0.0
     transfer_id: str | None = None
     try:
+        # received files go into the run's work folder (removed at the end), not the
+        # user's real downloads folder
+        downloads = str(profile.parent / f"downloads-{profile.name}")
+        await client.update_settings(UpdateSettings(downloads_folder=downloads))
         events = client.events()
         started.set()
         async for event in events:

@@ -66,3 +66,15 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", host_addresses)
     monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", no_mdns)
+
+
+@pytest.fixture(autouse=True)
+def _downloads_stay_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node in this process that was not given a downloads folder saves under a
+    temporary one, never in the user's real downloads folder."""
+    from app.node import config
+
+    folder = tmp_path_factory.mktemp("downloads") / "Scrambled Eggs"
+    monkeypatch.setattr(config, "default_downloads_folder", lambda: folder)

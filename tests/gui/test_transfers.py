@@ -476,7 +476,9 @@ async def test_a_file_from_a_real_peer_is_accepted_in_the_bubble_and_opened(
     Bob shares a file, Alice accepts it with the bubble's button, sees it arrive, opens it."""
     window = window_of(session)
     alice = service_of(session)
-    await alice.update_settings(api.UpdateSettings(auto_accept_bytes=0))  # always ask
+    await alice.update_settings(  # always ask; save under tmp_path, not ~/Downloads
+        api.UpdateSettings(auto_accept_bytes=0, downloads_folder=str(tmp_path / "downloads"))
+    )
     payload = bytes(range(256)) * 1500  # 384,000 bytes: two blocks
     source = tmp_path / "bob-files" / "report.bin"
     source.parent.mkdir()
