@@ -1,5 +1,5 @@
 """The bulk stream: a file's blocks over a TCP connection of their own (docs/protocol.md,
-section 10.2).
+section 10.5).
 
 The block exchange asks for one block per message over the authenticated connection,
 so every block costs the event loop several WebSocket messages and Noise decryptions.

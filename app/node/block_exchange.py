@@ -85,7 +85,7 @@ class BlockExchange:
         self.stats: dict[str, int] = {"served": 0, "refused": 0, "received": 0}
 
     def start(self) -> None:
-        """Take the three tags from the network stack."""
+        """Take the five tags from the network stack."""
         for tag in (WANT, BLOCK, DONT_HAVE, BULK_ASK, BULK_TICKET):
             self._network.on_tagged(tag, self._on_payload)
 
@@ -158,7 +158,8 @@ class BlockExchange:
                 pending = self._pending.get((address, rid))
                 if pending is not None and not pending[1].done():
                     data = payload[1 + _ID :] if payload[0] == pending[0] else None
-                    self.stats["received"] += data is not None and payload[0] == BLOCK
+                    if data is not None and payload[0] == BLOCK:
+                        self.stats["received"] += 1
                     pending[1].set_result(data)
         except Exception:  # a peer's bad input or our bug must not break the connection
             log.exception("handling a block exchange message failed")

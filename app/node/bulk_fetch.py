@@ -1,4 +1,4 @@
-"""The asker's side of the bulk stream (`app.core.bulk`; docs/protocol.md section 10.2).
+"""The asker's side of the bulk stream (`app.core.bulk`; docs/protocol.md section 10.5).
 
 `BulkStream.run` (blocking: call it in a worker thread) connects to the sender's bulk
 port, names its ticket, and asks for what a `BulkSink` wants, keeping up to `WINDOW`

@@ -1,4 +1,4 @@
-"""The sender's side of the bulk stream (`app.core.bulk`; docs/protocol.md section 10.2).
+"""The sender's side of the bulk stream (`app.core.bulk`; docs/protocol.md section 10.5).
 
 `BulkServer` listens on a TCP port of its own beside the WebSocket listener. The event
 loop issues tickets (`issue`) to contacts the serving policy allowed, for one file each;

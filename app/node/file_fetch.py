@@ -1,7 +1,9 @@
 """Receiving a shared file: the want-list against block sources, straight into the part.
 
-`fetch_into` drives the want-list (`app.core.transfer`) against any `BlockSource` (a
-peer, another node's blockstore, an IPFS daemon). Each request's task fetches the block,
+`fetch_into` first lets one source that offers a bulk stream (`BulkCapable`: a sender
+reached directly, `app.node.bulk_fetch`) bring what it can, then drives the want-list
+(`app.core.transfer`) against every `BlockSource` (a peer, another node's blockstore,
+an IPFS daemon) for the rest. Each request's task fetches the block,
 checks it against its CID and, for a leaf, decrypts it into the `PartFile` at its
 chunk's offset, all in a worker thread, so the event loop only routes requests and
 several blocks are verified and written at once. The DAG's nodes are kept in the
@@ -21,6 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -76,6 +79,9 @@ class BulkCapable(Protocol):
 
 BULK_MIN_CHUNKS = 4
 """Files of fewer chunks are fetched block by block (a stream costs a round trip)."""
+_STREAMS = ThreadPoolExecutor(4, thread_name_prefix="bulk-fetch")
+"""Runs bulk streams (each holds its thread for the whole stream): kept apart from the
+event loop's default executor, which the node's short blocking calls need."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ async def _bulk_phase(
         if ticket is None:
             continue
         stream = BulkStream(ticket)
-        running = asyncio.get_running_loop().run_in_executor(None, stream.run, plan)
+        running = asyncio.get_running_loop().run_in_executor(_STREAMS, stream.run, plan)
         try:
             outcome = await asyncio.shield(running)
         except asyncio.CancelledError:
