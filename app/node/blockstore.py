@@ -40,6 +40,7 @@ from app.core.unixfs import (
     cid_codec,
     cid_from_str,
     cid_to_str,
+    decode_file_node,
 )
 from app.node.block_packs import (
     INDEX_SUFFIX,
@@ -180,31 +181,64 @@ class Blockstore:
 
     def _drop(self, cid: bytes) -> bool:
         """Forget a stored block (damaged or deleted); False if it was not held."""
-        self._vouched.pop(cid, None)
-        if cid not in self._packed:
-            try:
-                self.path_for(cid).unlink()
-            except FileNotFoundError:
-                return False
-            return True
+        return bool(self._drop_many([cid]))
+
+    def _drop_many(self, cids: Iterable[bytes]) -> int:
+        """Forget stored blocks; how many were held. Each pack they were in has its
+        index rewritten once, or goes with its last block."""
+        dropped = 0
+        touched: set[str] = set()
         with self._packs_lock:
-            where = self._packed.pop(cid, None)
-            if where is None:
-                return False
-            entries = self._packs[where.pack]
-            entries.pop(cid, None)
-            index = self._packs_dir / f"{where.pack}{INDEX_SUFFIX}"
-            if entries:
-                atomic_write(index, encode_index(entries))
-                return True
-            del self._packs[where.pack]
-            fd = self._pack_fds.pop(where.pack, None)
-            if fd is not None:
-                os.close(fd)
-            for path in (index, self._packs_dir / f"{where.pack}{PACK_SUFFIX}"):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            return True
+            for cid in cids:
+                self._vouched.pop(cid, None)
+                where = self._packed.pop(cid, None)
+                if where is not None:
+                    self._packs[where.pack].pop(cid, None)
+                    touched.add(where.pack)
+                    dropped += 1
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    self.path_for(cid).unlink()
+                    dropped += 1
+            for pack in touched:
+                entries = self._packs[pack]
+                index = self._packs_dir / f"{pack}{INDEX_SUFFIX}"
+                if entries:
+                    atomic_write(index, encode_index(entries))
+                    continue
+                del self._packs[pack]
+                fd = self._pack_fds.pop(pack, None)
+                if fd is not None:
+                    os.close(fd)
+                for path in (index, self._packs_dir / f"{pack}{PACK_SUFFIX}"):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+        return dropped
+
+    def dag_sync(self, root: bytes) -> frozenset[bytes]:
+        """Every block CID named by the held nodes of the file DAG under `root` (the
+        root included; leaves and nodes that are not held included too)."""
+        found: set[bytes] = {root}
+        stack = [root]
+        while stack:
+            cid = stack.pop()
+            if cid_codec(cid) == CODEC_RAW or not self.has_sync(cid):
+                continue
+            try:
+                node = decode_file_node(self.get_sync(cid))
+            except (InvalidBlock, FilesError):
+                continue
+            for link in node.links:
+                if link.cid not in found:
+                    found.add(link.cid)
+                    stack.append(link.cid)
+        return frozenset(found)
+
+    def release_sync(self, root: bytes) -> int:
+        """The file rooted at `root` is no longer shared nor fetched: unpin it and delete
+        every block of it held here; how many blocks were deleted."""
+        self.unpin_sync(root)
+        return self._drop_many(self.dag_sync(root))
 
     def open_pack(self) -> PackWriter:
         """A new pack to write the blocks of one file into (then `commit_pack`)."""
@@ -332,6 +366,10 @@ class Blockstore:
     async def pins(self) -> set[bytes]:
         """`pins_sync` in a worker thread."""
         return await asyncio.to_thread(self.pins_sync)
+
+    async def release(self, root: bytes) -> int:
+        """`release_sync` in a worker thread."""
+        return await asyncio.to_thread(self.release_sync, root)
 
     async def get_block(self, cid: bytes) -> bytes | None:
         """Serve a block to a peer: its bytes, or None if not held (a `BlockSource`)."""

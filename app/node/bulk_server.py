@@ -280,4 +280,5 @@ def _shut(conn: socket.socket) -> None:
 
 def _join_all(threads: list[threading.Thread]) -> None:
     for thread in threads:
-        thread.join(timeout=5.0)
+        if thread.ident is not None:  # not one being spawned this instant (it sees the stop)
+            thread.join(timeout=5.0)

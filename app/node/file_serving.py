@@ -13,10 +13,9 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE
-from app.core.unixfs import CODEC_RAW, InvalidBlock, cid_codec, decode_file_node
+from app.core.unixfs import CODEC_RAW, cid_codec
 from app.node.api import NodeEvent, TransferChanged, TransferState
 from app.node.blockstore import Blockstore
-from app.node.files_errors import FilesError
 from app.node.storage.store import ProfileStore
 from app.node.storage.transfers import TransferRecord
 from app.node.transfer_progress import Progress, public
@@ -95,21 +94,7 @@ class FileServing:
 
     def walk_held(self, root: bytes) -> frozenset[bytes]:
         """Every block CID named by the held nodes of the DAG under `root`."""
-        found: set[bytes] = {root}
-        stack = [root]
-        while stack:
-            cid = stack.pop()
-            if cid_codec(cid) == CODEC_RAW or not self.blockstore.has_sync(cid):
-                continue
-            try:
-                node = decode_file_node(self.blockstore.get_sync(cid))
-            except (InvalidBlock, FilesError):
-                continue
-            for link in node.links:
-                if link.cid not in found:
-                    found.add(link.cid)
-                    stack.append(link.cid)
-        return frozenset(found)
+        return self.blockstore.dag_sync(root)
 
     def served(self, address: str, root: bytes, cid: bytes, size: int) -> None:
         """Count a block served (the sender's progress)."""

@@ -156,12 +156,19 @@ class FileTransfers:
         self.exchange.start()
         network.manager.subscribe(self._on_transport)
         self._worker = asyncio.ensure_future(self._event_loop())
+        ended: set[bytes] = set()
         for record in await self.store.call(self.store.transfers.all):
             if record.outgoing:
                 self._shares.add(record.id)
             elif record.state is TransferState.RUNNING:
                 log.info("resuming transfer %s from the blocks already held", record.id)
                 self._start_fetch(record.id)
+            if record.state in _ENDED:
+                ended.add(record.root)
+        # blocks of transfers that ended before this version deleted them
+        held = await self.blockstore.held(ended)
+        for root in held:
+            self._spawn(self._release(root))
 
     async def stop(self) -> None:
         """Stop fetching (progress is persisted; RUNNING transfers resume next start)."""
@@ -358,8 +365,6 @@ class FileTransfers:
         record = dataclasses.replace(record, state=state)
         await self._save(record)
         self.serving.forget(record)
-        if state is TransferState.CANCELLED and record.outgoing and self.bulk is not None:
-            self.bulk.revoke(record.root)
         self._progress.pop(record.id, None)
         if not record.outgoing:
             if state is TransferState.CANCELLED:
@@ -367,7 +372,27 @@ class FileTransfers:
             await self.store.call(
                 self.store.transfers.set_received, record.id, record.done_bytes, None
             )
+        if state in _ENDED:
+            await self._release(record.root)
         return record
+
+    async def _release(self, root: bytes) -> None:
+        """Delete the blocks of a file once every transfer of it has ended: the sender's
+        encrypted copy (its pack) after the receiver saved the file or either side
+        cancelled, the receiver's tree nodes after it saved the file. Failing to delete
+        is logged, not raised: the transfer has ended either way."""
+        records = await self.store.call(self.store.transfers.with_root, root)
+        if any(r.state not in _ENDED for r in records):
+            return
+        if self.bulk is not None:
+            self.bulk.revoke(root)
+        try:
+            removed = await self.blockstore.release(root)
+        except (FilesError, OSError) as exc:
+            log.warning("could not delete the blocks of a finished transfer: %s", exc)
+            return
+        if removed:
+            log.info("deleted the %d blocks of a finished transfer", removed)
 
     def _remove_part(self, record: TransferRecord) -> None:
         """Delete the part file of a cancelled incoming transfer, if there is one."""

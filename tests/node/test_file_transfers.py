@@ -145,3 +145,59 @@ def test_progress_events_are_rate_limited_and_speed_is_measured() -> None:
     assert events <= 10 * PROGRESS_HZ + 1
     assert progress.done == 100 * 2**20  # capped at the size
     assert progress.speed() >= 0
+
+
+@pytest.mark.asyncio
+async def test_the_blocks_of_a_file_go_once_every_transfer_of_it_ended(
+    node: NodeService, tmp_path: Path
+) -> None:
+    files = node.files
+    packs = files.blockstore.root / "packs"
+    done = await share_to_bob(node, tmp_path, 5 * 256 * 1024)
+    kept = await share_to_bob(node, tmp_path, 3 * 256 * 1024)
+    assert len(list(packs.glob("*.pack"))) == 2
+    dag = files.blockstore.dag_sync(done.root)
+    chunks = decode_manifest(done.manifest).chunk_count
+    assert len(dag) == chunks + 1 and files.blockstore.held_sync(dag) == dag
+
+    await files._end(done, TransferState.DONE)  # Bob saved the file
+    assert files.blockstore.held_sync(dag) == set()
+    assert done.root not in files.blockstore.pins_sync()
+    assert len(list(packs.glob("*.pack"))) == 1  # only the running share's
+    assert files.blockstore.get_sync(kept.root)
+
+    await files._end(kept, TransferState.CANCELLED)
+    assert list(packs.iterdir()) == [] and files.blockstore.pins_sync() == set()
+
+
+@pytest.mark.asyncio
+async def test_blocks_of_transfers_ended_before_are_deleted_at_start(
+    node: NodeService, tmp_path: Path
+) -> None:
+    files = node.files
+    record = await share_to_bob(node, tmp_path, 2 * 256 * 1024)
+    # ended by an older version, which kept the blocks
+    await node.store.call(
+        node.store.transfers.update,
+        TransferRecord(**{**record.__dict__, "state": TransferState.DONE}),
+    )
+    assert files.blockstore.held_sync({record.root})
+    started = asyncio.Event()
+
+    class Network:  # what `start` needs of the stack, nothing more
+        listen_host = "127.0.0.1"
+        manager = type("Manager", (), {"subscribe": lambda self, cb: started.set()})()
+
+        def on_tagged(self, tag: int, handler: object) -> None:
+            pass
+
+    await files.start(Network(), conversation=None)  # type: ignore[arg-type]
+    try:
+        for _ in range(100):
+            if not files.blockstore.held_sync({record.root}):
+                break
+            await asyncio.sleep(0.02)
+        assert not files.blockstore.held_sync({record.root})
+        assert not list((files.blockstore.root / "packs").iterdir())
+    finally:
+        await files.stop()
