@@ -81,6 +81,14 @@ async def shared(tmp_path: Path, size: int, store: Blockstore) -> tuple[FileMani
     return await share_file(source, store, os.urandom(32)), data
 
 
+async def ticket_for(server: BulkServer, store: Blockstore, tmp_path: Path) -> tuple[bytes, bytes]:
+    """A 1 MiB file shared into `store` and a ticket for it: (root CID, secret)."""
+    manifest, _ = await shared(tmp_path, MiB, store)
+    secret = server.issue(PEER, manifest.root_cid)
+    assert secret is not None
+    return manifest.root_cid, secret
+
+
 @pytest_asyncio.fixture
 async def alice(tmp_path: Path) -> AsyncIterator[tuple[BulkServer, Blockstore, Served]]:
     store = Blockstore(tmp_path / "alice")
@@ -156,10 +164,7 @@ async def test_tickets_are_used_once_and_expire(
     alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
 ) -> None:
     server, store, _ = alice
-    manifest, _ = await shared(tmp_path, MiB, store)
-    root = manifest.root_cid
-    secret = server.issue(PEER, root)
-    assert secret is not None
+    root, secret = await ticket_for(server, store, tmp_path)
     assert await asyncio.to_thread(ask_root, server.port, secret, root) is not None
     with pytest.raises(ConnectionError):  # the same ticket again
         await asyncio.to_thread(ask_root, server.port, secret, root)
@@ -233,10 +238,7 @@ async def test_revoking_the_file_closes_its_streams(
     alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
 ) -> None:
     server, store, _ = alice
-    manifest, _ = await shared(tmp_path, MiB, store)
-    root = manifest.root_cid
-    secret = server.issue(PEER, root)
-    assert secret is not None
+    root, secret = await ticket_for(server, store, tmp_path)
     asked_key, answer_key = stream_keys(secret)
     sealer, opener = RecordSealer(asked_key), RecordOpener(answer_key)
 
