@@ -161,6 +161,29 @@ def test_one_replay_from_a_chatting_contact_reaches_the_rate_limit_at_once() -> 
     assert replayer >= detector.limit and twin < detector.limit / 10
 
 
+def test_a_node_joining_the_dht_is_not_flagged_for_its_join_burst() -> None:
+    """What a new contact's node does in its first second, as seen on a real node (two
+    daemons adding each other): it looks itself up through us and publishes its records
+    twice (on joining, and again once the join brought a new neighbour). A store flood
+    (the simulator's: 40 stores/s, a quarter of them refused) starting the same way is
+    still flagged."""
+    detector = Detector.load()
+    features = PeerFeatures()
+    for peer in ("joining", "flooding"):
+        features.observe(peer, Signal.DHT_REQUEST, 1000.2, 7)
+        features.observe(peer, Signal.DHT_STORE, 1000.4, 4)
+    for second in range(1, 10):
+        features.observe("flooding", Signal.DHT_STORE, 1000.0 + second, 40)
+        features.observe("flooding", Signal.RECORD_REJECTED, 1000.0 + second, 10)
+    rows = [features.row("joining", now) for now in (1001.0, 1003.0, 1005.0)]
+    matrix = np.asarray([r.values for r in rows if r is not None], dtype=np.float32)
+    assert max(detector.scores(matrix)) < detector.limit
+    flood = features.row("flooding", 1010.0)
+    assert flood is not None
+    (score,) = detector.scores(np.asarray([flood.values], dtype=np.float32))
+    assert score >= detector.limit
+
+
 def test_the_alert_names_last_minute_counts_only() -> None:
     """The user reads counts of the last minute, not the active-second or decayed
     features that also end in a duration."""

@@ -148,6 +148,10 @@ class PeerTrace:
     detector can have seen the attack (None: as `attack_start`)."""
 
 
+JOINING = 0.5
+"""Share of honest DHT senders first seen as they join the network."""
+
+
 def benign_counts(rng: np.random.Generator, kind: str, duration: int) -> np.ndarray:
     """Heavy-tailed honest behaviour of one peer for `duration` seconds."""
     c = np.zeros((duration, N_SIGNALS), dtype=np.float64)
@@ -205,6 +209,16 @@ def benign_counts(rng: np.random.Generator, kind: str, duration: int) -> np.ndar
         c[:, S.DHT_REQUEST] = lookups + rng.poisson(1 / 300, size=duration)  # pings
         # republishing: a handful of records every 10 minutes (a relay: dozens)
         records = 1 + rng.poisson(1.5) + (rng.poisson(30) if rng.random() < 0.03 else 0)
+        if rng.random() < JOINING:
+            # first seen as it joins: it looks itself up through us (a few requests)
+            # and publishes its records at once, and again when the join brought it new
+            # neighbours (`NetworkStack.join_via`): seen on the node as 7 requests and
+            # 4 stores within a second of a new contact's first contact
+            span = min(duration, 3)
+            for _ in range(2 + rng.poisson(4)):
+                c[rng.integers(0, span), S.DHT_REQUEST] += 1
+            for _ in range(records * (1 + int(rng.random() < 0.6))):
+                c[rng.integers(0, span), S.DHT_STORE] += 1
         phase = int(rng.integers(0, 600))
         for at in range(phase, duration, 600):
             spread = rng.integers(0, 20, size=records)
