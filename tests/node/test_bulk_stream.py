@@ -134,6 +134,30 @@ async def test_blocks_outside_the_ticket_file_are_not_served_and_come_block_by_b
 
 
 @pytest.mark.asyncio
+async def test_an_unreachable_bulk_port_means_block_by_block(
+    alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
+) -> None:
+    """A firewall in the way (here: a port nobody listens on) costs only the attempt."""
+    server, store, _ = alice
+    manifest, data = await shared(tmp_path, 2 * MiB, store)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+
+    class Firewalled(Source):
+        async def bulk_ticket(self) -> BulkTicket | None:
+            return BulkTicket("127.0.0.1", port, os.urandom(32))
+
+    source = Firewalled(server, manifest.root_cid, store)
+    banned: set[str] = set()
+    saved = await receive_file(
+        manifest, Blockstore(tmp_path / "bob"), tmp_path / "dl", {"alice": source}, banned=banned
+    )
+    assert saved.read_bytes() == data and not banned
+    assert len(source.asked) > manifest.chunk_count  # every block, one by one
+
+
+@pytest.mark.asyncio
 async def test_a_tampering_sender_is_banned_and_the_file_comes_from_elsewhere(
     tmp_path: Path,
 ) -> None:
