@@ -7,8 +7,11 @@ loop: an accept thread, and one thread per stream that reads the asker's records
 `pread`s the blocks (`Blockstore.serve_sync`) and writes the answers.
 
 Limits against strangers on the port: a connection must name a live ticket within
-`HELLO_TIMEOUT` seconds, a ticket is used once and expires after `TICKET_TTL` seconds,
-at most `MAX_STREAMS` streams run at once, a stream silent for `IDLE_TIMEOUT` seconds is
+`HELLO_TIMEOUT` seconds, and at most `MAX_HELLOS_PER_HOST` connections of one address
+(`MAX_HELLOS` in all) may be waiting to do so, so silent connections from one host
+cannot keep a contact on another host out; a ticket is used once and expires after
+`TICKET_TTL` seconds; at most `MAX_STREAMS` streams run at once (a connection over the
+limit is closed before its ticket is used); a stream silent for `IDLE_TIMEOUT` seconds is
 closed, and only blocks of the ticket's file are served. Cancelling the file's transfer
 closes its streams (`revoke`).
 """
@@ -47,6 +50,8 @@ TICKET_TTL = 30.0
 HELLO_TIMEOUT = 5.0
 IDLE_TIMEOUT = 60.0
 MAX_STREAMS = 4
+MAX_HELLOS = 64
+MAX_HELLOS_PER_HOST = 4
 MAX_TICKETS = 64
 SERVED_BATCH = 16
 """Blocks served between two progress reports to the event loop."""
@@ -85,7 +90,9 @@ class BulkServer:
         self._lock = threading.Lock()
         self._tickets: dict[bytes, _Ticket] = {}
         self._streams: dict[socket.socket, bytes] = {}
-        """Open streams and the root each serves."""
+        """Open connections and the root each serves (empty until its ticket is used)."""
+        self._hellos: dict[str, int] = {}
+        """Connections per remote host that have not named a ticket yet."""
         self._listening: socket.socket | None = None
         self._threads: set[threading.Thread] = set()
         self._stopping = threading.Event()
@@ -99,7 +106,7 @@ class BulkServer:
         listening = socket.socket(family, socket.SOCK_STREAM)
         try:
             listening.bind((host, 0))
-            listening.listen(MAX_STREAMS)
+            listening.listen(MAX_HELLOS)
             listening.settimeout(0.5)  # the accept thread checks `_stopping` between waits
         except OSError:
             listening.close()
@@ -163,7 +170,7 @@ class BulkServer:
         assert self._listening is not None
         while not self._stopping.is_set():
             try:
-                conn, _ = self._listening.accept()
+                conn, remote = self._listening.accept()
             except TimeoutError:
                 continue
             except OSError:
@@ -171,27 +178,29 @@ class BulkServer:
                     return
                 time.sleep(0.1)  # e.g. out of file descriptors: do not spin
                 continue
+            host = str(remote[0])
             with self._lock:
-                busy = len(self._streams) >= MAX_STREAMS
+                waiting = self._hellos.get(host, 0)
+                busy = waiting >= MAX_HELLOS_PER_HOST or sum(self._hellos.values()) >= MAX_HELLOS
                 if not busy:
+                    self._hellos[host] = waiting + 1
                     self._streams[conn] = b""
             if busy:
                 conn.close()
                 continue
-            self._spawn(self._serve, "bulk-stream", conn)
+            self._spawn(self._serve, "bulk-stream", conn, host)
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, host: str) -> None:
         try:
-            conn.settimeout(HELLO_TIMEOUT)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            ticket = self._redeem(bytes(recv_exact(conn, TICKET_ID_SIZE)))
+            try:
+                conn.settimeout(HELLO_TIMEOUT)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                key = bytes(recv_exact(conn, TICKET_ID_SIZE))
+            finally:
+                self._hello_done(host)
+            ticket = self._redeem(conn, key)
             if ticket is None:
-                log.info("bulk stream refused: unknown or expired ticket")
                 return
-            with self._lock:
-                if conn not in self._streams:  # revoked or stopping meanwhile
-                    return
-                self._streams[conn] = ticket.root
             conn.settimeout(IDLE_TIMEOUT)
             self._stream(conn, ticket)
         except (OSError, CoreError) as exc:
@@ -201,11 +210,27 @@ class BulkServer:
                 self._streams.pop(conn, None)
             conn.close()
 
-    def _redeem(self, key: bytes) -> _Ticket | None:
+    def _hello_done(self, host: str) -> None:
         with self._lock:
+            left = self._hellos.get(host, 1) - 1
+            if left:
+                self._hellos[host] = left
+            else:
+                self._hellos.pop(host, None)
+
+    def _redeem(self, conn: socket.socket, key: bytes) -> _Ticket | None:
+        """The ticket named `key` for this connection, used up; None (and the ticket
+        kept) while `MAX_STREAMS` streams run, or if revoked or stopping meanwhile."""
+        with self._lock:
+            running = sum(1 for root in self._streams.values() if root)
+            if running >= MAX_STREAMS or conn not in self._streams:
+                log.info("bulk stream refused: %d streams run", running)
+                return None
             ticket = self._tickets.pop(key, None)
-        if ticket is None or ticket.expires <= self._monotonic():
-            return None
+            if ticket is None or ticket.expires <= self._monotonic():
+                log.info("bulk stream refused: unknown or expired ticket")
+                return None
+            self._streams[conn] = ticket.root
         return ticket
 
     def _stream(self, conn: socket.socket, ticket: _Ticket) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import time
@@ -255,6 +256,46 @@ async def test_hostile_connections_are_closed_and_the_server_keeps_serving(
         manifest, Blockstore(tmp_path / "bob"), tmp_path / "downloads", {"alice": source}
     )
     assert saved.read_bytes() == data and source.asked == []
+
+
+@pytest.mark.asyncio
+async def test_silent_connections_of_one_host_and_busy_slots_are_bounded(
+    alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
+) -> None:
+    """Connections that name no ticket are bounded per host (not by the stream slots a
+    contact needs); a ticket over the stream limit is not used up."""
+    server, store, _ = alice
+    root, secret = await ticket_for(server, store, tmp_path)
+    connect = functools.partial(socket.create_connection, ("127.0.0.1", server.port), 5)
+    other_host = functools.partial(connect, source_address=("127.0.0.2", 0))
+    silent = [other_host() for _ in range(bulk_server.MAX_HELLOS_PER_HOST)]
+    try:
+        await asyncio.sleep(0.2)  # accepted and counted
+        with other_host() as one_too_many:
+            assert await asyncio.to_thread(one_too_many.recv, 1) == b""  # closed at once
+        # a contact on another host is not kept out by them
+        other_root, other = await ticket_for(server, store, tmp_path)
+        assert await asyncio.to_thread(ask_root, server.port, other, other_root)
+    finally:
+        for sock in silent:
+            sock.close()
+    await asyncio.sleep(0.2)
+
+    streams = []
+    try:
+        for _ in range(bulk_server.MAX_STREAMS):  # every slot taken by a named ticket
+            _, running = await ticket_for(server, store, tmp_path)
+            sock = connect()
+            sock.sendall(ticket_id(running))
+            streams.append(sock)
+        await asyncio.sleep(0.2)
+        with pytest.raises(ConnectionError):  # no free slot
+            await asyncio.to_thread(ask_root, server.port, secret, root)
+    finally:
+        for sock in streams:
+            sock.close()
+    await asyncio.sleep(0.2)
+    assert await asyncio.to_thread(ask_root, server.port, secret, root)  # still valid
 
 
 @pytest.mark.asyncio
