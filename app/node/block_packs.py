@@ -31,7 +31,7 @@ from pathlib import Path
 
 from app.core.unixfs import CID_SIZE
 from app.node.files_errors import DiskFull, FilesError
-from app.node.fsutil import atomic_write, fsync_dir
+from app.node.fsutil import BINARY, atomic_write, datasync, fsync_dir, pwrite_all
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,9 @@ class PackWriter:
         self._flusher: threading.Thread | None = None
         self._lock = threading.Lock()
         try:
-            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY, 0o600
+            )
         except OSError as exc:
             raise store_error(exc) from exc
 
@@ -141,7 +143,7 @@ class PackWriter:
         fd = self._fd
         if fd is not None:
             with contextlib.suppress(OSError):  # the final fsync reports errors
-                os.fdatasync(fd)
+                datasync(fd)
 
     def _join_flusher(self) -> None:
         if self._flusher is not None:
@@ -151,11 +153,8 @@ class PackWriter:
         """Write `data` at `offset` (any thread)."""
         if self._fd is None:
             raise FilesError("the block pack was already closed")
-        view = memoryview(data)
         try:
-            while view:
-                written = os.pwrite(self._fd, view, offset)
-                view, offset = view[written:], offset + written
+            pwrite_all(self._fd, data, offset)
         except OSError as exc:
             raise store_error(exc) from exc
 

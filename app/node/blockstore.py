@@ -52,7 +52,7 @@ from app.node.block_packs import (
     store_error,
 )
 from app.node.files_errors import BlockCorrupt, BlockNotFound, BlockPinned, FilesError
-from app.node.fsutil import atomic_write, fsync_dir
+from app.node.fsutil import BINARY, atomic_write, fsync_dir, pread
 from app.node.paths import make_private_dir
 
 BLOCKS_DIR_NAME = "blocks"
@@ -122,10 +122,10 @@ class Blockstore:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY, 0o600)
             except FileNotFoundError:  # the shard folder was removed meanwhile
                 make_private_dir(path.parent)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -155,7 +155,7 @@ class Blockstore:
         try:
             if where is None:
                 return self.path_for(cid).read_bytes()
-            data = os.pread(self._pack_fd(where.pack), where.length, where.offset)
+            data = pread(self._pack_fd(where.pack), where.length, where.offset)
         except FileNotFoundError:
             raise BlockNotFound(f"block {cid_to_str(cid)} is not stored here") from None
         except OSError as exc:
@@ -171,7 +171,7 @@ class Blockstore:
             with self._packs_lock:
                 fd = self._pack_fds.get(pack)
                 if fd is None:
-                    fd = os.open(self._packs_dir / f"{pack}{PACK_SUFFIX}", os.O_RDONLY)
+                    fd = os.open(self._packs_dir / f"{pack}{PACK_SUFFIX}", os.O_RDONLY | BINARY)
                     self._pack_fds[pack] = fd
         return fd
 

@@ -1,16 +1,63 @@
-"""File helpers: whole-or-nothing writes with owner-only permissions."""
+"""File helpers: whole-or-nothing writes with owner-only permissions, and positioned
+reads and writes that also work where `os` lacks them.
+
+macOS has no `os.fdatasync` (`datasync` falls back to `os.fsync`); Windows has neither
+that nor `os.pread`/`os.pwrite` (`pread`/`pwrite_all` fall back to a seek and a read or
+write under one process-wide lock, so threads sharing a descriptor do not interleave)
+and opens files in text mode unless `BINARY` is in the flags.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import threading
 from pathlib import Path
+
+BINARY: int = getattr(os, "O_BINARY", 0)
+"""Add to `os.open` flags of binary files (Windows; 0 elsewhere)."""
+
+_POSITIONED = threading.Lock()
+"""Serialises the seek-then-read/write fallback of `pread` and `pwrite_all`."""
+
+
+def datasync(fd: int) -> None:
+    """`os.fdatasync` where it exists, `os.fsync` elsewhere."""
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+    else:
+        os.fsync(fd)
+
+
+def pread(fd: int, size: int, offset: int) -> bytes:
+    """Up to `size` bytes at `offset` without moving other threads' position."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    with _POSITIONED:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, size)
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of `data` at `offset` (any thread); `OSError` if the file takes no more."""
+    view = memoryview(data)
+    while view:
+        if hasattr(os, "pwrite"):
+            written = os.pwrite(fd, view, offset)
+        else:
+            with _POSITIONED:
+                os.lseek(fd, offset, os.SEEK_SET)
+                written = os.write(fd, view)
+        if not written:
+            raise OSError(errno.ENOSPC, "the file takes no more bytes")
+        view, offset = view[written:], offset + written
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write `data` to `path` so readers see the old file or the new one, never a mix."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | BINARY, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -39,7 +39,7 @@ from app.node.files_errors import (
     FilesError,
     TransferFailed,
 )
-from app.node.fsutil import fsync_dir
+from app.node.fsutil import datasync, fsync_dir, pwrite_all
 
 PART_SUFFIX = ".part"
 
@@ -187,15 +187,8 @@ class PartFile:
             raise TransferFailed(f"{self.manifest.name!r} failed verification: {exc}") from exc
         if not plaintext:
             return  # a chunk of padding only
-        try:
-            view = memoryview(plaintext)
-            offset = index * CHUNK_PLAINTEXT_SIZE
-            while view:  # positioned writes: chunks are written by several threads at once
-                written = os.pwrite(self._fh.fileno(), view, offset)
-                if not written:
-                    raise OSError(errno.EIO, "the part file takes no more bytes")
-                view = view[written:]
-                offset += written
+        try:  # positioned writes: chunks are written by several threads at once
+            pwrite_all(self._fh.fileno(), plaintext, index * CHUNK_PLAINTEXT_SIZE)
         except OSError as exc:
             raise user_error(exc, self.downloads) from exc
 
@@ -211,7 +204,7 @@ class PartFile:
         with self._lock:
             snapshot = Checkpoint(bytes(self._bits), self.held_bytes)
         try:
-            os.fdatasync(self._fh.fileno())
+            datasync(self._fh.fileno())
         except OSError as exc:
             raise user_error(exc, self.downloads) from exc
         return snapshot

@@ -347,6 +347,22 @@ async def test_share_folder_keeps_structure_inside_downloads(
     assert os.path.realpath(saved).startswith(os.path.realpath(downloads) + os.sep)
 
 
+@pytest.mark.asyncio
+async def test_round_trip_where_os_lacks_positioned_io(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows has no `os.pread`/`os.pwrite`/`os.fdatasync`, macOS no `os.fdatasync`:
+    sharing (3 threads writing one pack), serving, fetching (several threads writing one
+    part) and saving work with the fallbacks."""
+    for name in ("pread", "pwrite", "fdatasync"):
+        monkeypatch.delattr(os, name)
+    source = tmp_path / "data.bin"
+    digest = write_random(source, 5 * MiB + 3)
+    manifest = await share_file(source, sender, KEY)
+    saved = await receive_file(manifest, receiver, tmp_path / "dl", {"sender": sender})
+    assert sha256_file(saved) == digest
+
+
 def failing_pwrite(err: int, limit: int) -> Callable[[int, bytes, int], int]:
     """`os.pwrite` for the part file whose writes fail with `err` past `limit` bytes."""
     real = os.pwrite
