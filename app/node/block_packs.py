@@ -96,9 +96,7 @@ def load_packs(folder: Path) -> dict[str, dict[bytes, PackedBlock]]:
                 packs[stem] = decode_index(stem, index.read_bytes(), entry.stat().st_size)
             except (OSError, ValueError) as exc:
                 log.warning("dropping block pack %s: %s", stem, exc)
-                for path in (entry, index):
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+                remove_pack(folder, stem)
     for entry in folder.glob(f"*{INDEX_SUFFIX}"):  # an index whose pack is gone
         if entry.name[: -len(INDEX_SUFFIX)] not in packs:
             with contextlib.suppress(OSError):
@@ -192,9 +190,14 @@ class PackWriter:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-        for path in (self.path, self.folder / f"{self.name}{INDEX_SUFFIX}"):
-            with contextlib.suppress(OSError):
-                path.unlink()
+        remove_pack(self.folder, self.name)
+
+
+def remove_pack(folder: Path, name: str) -> None:
+    """Delete pack `name` and its index (either may be gone already)."""
+    for suffix in (INDEX_SUFFIX, PACK_SUFFIX):
+        with contextlib.suppress(OSError):
+            (folder / f"{name}{suffix}").unlink()
 
 
 def store_error(exc: OSError) -> FilesError:

@@ -49,6 +49,7 @@ from app.node.block_packs import (
     PackWriter,
     encode_index,
     load_packs,
+    remove_pack,
     store_error,
 )
 from app.node.files_errors import BlockCorrupt, BlockNotFound, BlockPinned, FilesError
@@ -202,17 +203,14 @@ class Blockstore:
                     dropped += 1
             for pack in touched:
                 entries = self._packs[pack]
-                index = self._packs_dir / f"{pack}{INDEX_SUFFIX}"
                 if entries:
-                    atomic_write(index, encode_index(entries))
+                    atomic_write(self._packs_dir / f"{pack}{INDEX_SUFFIX}", encode_index(entries))
                     continue
                 del self._packs[pack]
                 fd = self._pack_fds.pop(pack, None)
                 if fd is not None:
                     os.close(fd)
-                for path in (index, self._packs_dir / f"{pack}{PACK_SUFFIX}"):
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+                remove_pack(self._packs_dir, pack)
         return dropped
 
     def dag_sync(self, root: bytes) -> frozenset[bytes]:

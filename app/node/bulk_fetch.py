@@ -141,14 +141,10 @@ class BulkStream:
                     tampered = not sink.accept_sync(cid, bytes(data))
                     continue
                 checking.append(checkers.submit(sink.accept_sync, cid, data))
-                while checking and (checking[0].done() or len(checking) > MAX_CHECKING):
-                    matched = checking.popleft().result()
-                    leaves += matched
-                    tampered = tampered or not matched
-            while checking:
-                matched = checking.popleft().result()
-                leaves += matched
-                tampered = tampered or not matched
+                matched, mismatched = _settle(checking, MAX_CHECKING)
+                leaves, tampered = leaves + matched, tampered or mismatched
+            matched, mismatched = _settle(checking, 0)
+            leaves, tampered = leaves + matched, tampered or mismatched
             if self._aborted.is_set():
                 raise ConnectionAbortedError("the bulk stream was aborted")
             return BulkOutcome(leaves, tampered)
@@ -159,3 +155,16 @@ class BulkStream:
             for pending in checking:
                 pending.cancel()
             checkers.shutdown(wait=True)
+
+
+def _settle(checking: deque[Future[bool]], keep: int) -> tuple[int, bool]:
+    """Collect the checks that are done, oldest first, and wait for the oldest while
+    more than `keep` are pending: (leaves that matched, whether one did not). Raises
+    what a check raised."""
+    matched, mismatched = 0, False
+    while checking and (checking[0].done() or len(checking) > keep):
+        if checking.popleft().result():
+            matched += 1
+        else:
+            mismatched = True
+    return matched, mismatched

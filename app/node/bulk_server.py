@@ -58,8 +58,6 @@ SERVED_BATCH = 16
 
 Served = Callable[[str, bytes, bytes, int], None]
 """`ServePolicy.served(address, root, cid, size)`, called on the event loop."""
-Members = Callable[[bytes], frozenset[bytes]]
-"""The CIDs of the file rooted at a CID (blocking; called in the stream's thread)."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +74,12 @@ class BulkServer:
     def __init__(
         self,
         blockstore: Blockstore,
-        members: Members,
         served: Served,
         *,
         monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._store = blockstore
-        self._members = members
         self._served = served
         self._monotonic = monotonic
         self._random = random_bytes
@@ -236,7 +232,7 @@ class BulkServer:
     def _stream(self, conn: socket.socket, ticket: _Ticket) -> None:
         asked_key, answer_key = stream_keys(ticket.secret)
         opener, sealer = RecordOpener(asked_key), RecordSealer(answer_key)
-        members = self._members(ticket.root)
+        members = self._store.dag_sync(ticket.root)
         served: list[tuple[bytes, int]] = []
         try:
             while not self._stopping.is_set():

@@ -123,7 +123,7 @@ async def fetch_into(
         banned = set()
     if manifest.chunk_count >= BULK_MIN_CHUNKS and plan.outstanding():
         await _bulk_phase(plan, sources, banned, on_leaf)
-    plan.take_fresh()
+    plan.take_fresh()  # the want-list takes everything still wanted, asked for or not
     wants.want(plan.outstanding())
     for peer in sources:
         if peer not in banned:
@@ -280,9 +280,7 @@ class _FetchPlan:
                 return False
             where = self._expected.pop(cid, None)
             if where is not None:
-                children = self._children(data, where)
-                self._store.put_sync(cid, data, durable=False, verified=True)
-                self.discover(children)
+                self._expand_node(cid, data, where)
             return True
         if not self._check(cid, data):
             return False
@@ -290,6 +288,12 @@ class _FetchPlan:
         if where is not None:
             self._part.mark(where.offset // BLOCK_SIZE)
         return True
+
+    def _expand_node(self, cid: bytes, data: bytes, where: _Wanted) -> None:
+        """Keep a verified node and want its children (worker thread)."""
+        children = self._children(data, where)
+        self._store.put_sync(cid, data, durable=False, verified=True)
+        self.discover(children)
 
     def _leaf_index(self, where: _Wanted) -> int:
         self._leaves += 1
@@ -370,9 +374,7 @@ class _FetchPlan:
             if isinstance(event, BlockAccepted):
                 where = self._expected.pop(event.cid)
                 if cid_codec(event.cid) == CODEC_DAG_PB:
-                    children = self._children(event.data, where)
-                    await self._store.put(event.cid, event.data, durable=False, verified=True)
-                    await asyncio.to_thread(self.discover, children)
+                    await asyncio.to_thread(self._expand_node, event.cid, event.data, where)
                     self._wants.want(self.take_fresh())
                 else:
                     self._part.mark(where.offset // BLOCK_SIZE)

@@ -146,7 +146,7 @@ class FileTransfers:
         """Serve and fetch blocks over `network`; resume every RUNNING incoming transfer."""
         self._network = network
         self._conversation = conversation
-        self.bulk = BulkServer(self.blockstore, self.serving.walk_held, self.serving.served)
+        self.bulk = BulkServer(self.blockstore, self.serving.served)
         try:
             await self.bulk.start(network.listen_host)
         except OSError as exc:  # no port: every transfer goes block by block

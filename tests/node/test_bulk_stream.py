@@ -7,7 +7,6 @@ import asyncio
 import functools
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from app.node.bulk_fetch import BulkStream, BulkTicket
 from app.node.bulk_server import BulkServer, recv_exact
 from app.node.file_fetch import receive_file
 from app.node.file_io import share_file
-from app.node.file_serving import FileServing
 from app.node.network import NetworkStack
 from app.node.transport import PassThroughHook, TransportSettings
 
@@ -71,10 +69,6 @@ class TamperingStore(Blockstore):
         return bytes([data[0] ^ 1]) + data[1:] if cid_codec(cid) == CODEC_RAW else data
 
 
-def serving(store: Blockstore) -> FileServing:
-    return FileServing(None, store, lambda _: None, {}, lambda _: None, time.monotonic)  # type: ignore[arg-type]
-
-
 async def shared(tmp_path: Path, size: int, store: Blockstore) -> tuple[FileManifest, bytes]:
     data = os.urandom(size)
     source = tmp_path / "file.bin"
@@ -94,7 +88,7 @@ async def ticket_for(server: BulkServer, store: Blockstore, tmp_path: Path) -> t
 async def alice(tmp_path: Path) -> AsyncIterator[tuple[BulkServer, Blockstore, Served]]:
     store = Blockstore(tmp_path / "alice")
     served = Served()
-    server = BulkServer(store, serving(store).walk_held, served)
+    server = BulkServer(store, served)
     await server.start("127.0.0.1")
     yield server, store, served
     await server.stop()
@@ -167,7 +161,7 @@ async def test_a_tampering_sender_is_banned_and_the_file_comes_from_elsewhere(
     mallory_store = TamperingStore(tmp_path / "mallory")
     for cid in honest.cids_sync():
         mallory_store.put_sync(cid, honest.get_sync(cid))
-    mallory = BulkServer(mallory_store, serving(mallory_store).walk_held, Served())
+    mallory = BulkServer(mallory_store, Served())
     await mallory.start("127.0.0.1")
     try:
         banned: set[str] = set()
@@ -195,7 +189,7 @@ async def test_tickets_are_used_once_and_expire(
         await asyncio.to_thread(ask_root, server.port, secret, root)
 
     now = [0.0]
-    late = BulkServer(store, serving(store).walk_held, Served(), monotonic=lambda: now[0])
+    late = BulkServer(store, Served(), monotonic=lambda: now[0])
     await late.start("127.0.0.1")
     try:
         secret = late.issue(PEER, root)
@@ -388,7 +382,7 @@ async def test_tickets_over_the_authenticated_connection(
     alice, bob = pair
     store = Blockstore(tmp_path / "alice")
     manifest, data = await shared(tmp_path, 3 * MiB, store)
-    server = BulkServer(store, serving(store).walk_held, Served())
+    server = BulkServer(store, Served())
     await server.start("127.0.0.1")
     try:
         BlockExchange(alice, store, Policy({bob.address}, {manifest.root_cid}), server).start()
@@ -437,7 +431,7 @@ async def test_no_tickets_in_strict_shaping(tmp_path: Path) -> None:
         await stack.publish_presence()
     store = Blockstore(tmp_path / "alice")
     manifest, _ = await shared(tmp_path, MiB, store)
-    server = BulkServer(store, serving(store).walk_held, Served())
+    server = BulkServer(store, Served())
     await server.start("127.0.0.1")
     try:
         root = manifest.root_cid
