@@ -885,7 +885,6 @@ class Messenger:
             if opened is None:
                 return
             self._failures.pop(address, None)
-            self._note(address, "ok", len(payload))
             unsaved = opened.unsaved
             try:
                 message = decode_plaintext(opened.plaintext)
@@ -896,6 +895,9 @@ class Messenger:
             finally:
                 if unsaved is not None:
                     await self.sessions.save(address, unsaved)
+                # only now: the observer's rotation hooks read the session this message
+                # advanced (a ratchet step announces a pending mailbox epoch)
+                self._note(address, "ok", len(payload))
         new_session = opened.new_session
         # the peer asked for a DH ratchet step (key rotation): answer even if nothing else
         # would, so both sides step within one round trip

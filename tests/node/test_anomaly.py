@@ -296,19 +296,20 @@ async def test_forced_rotation_steps_the_ratchet_republishes_prekeys_and_moves_t
         await eventually(lambda: _has(texts(alice, "Bob"), "hi"))
         session = await bob.messenger.sessions.load(alice.address)
         assert session is not None
-        our_key_before = session.ratchet.dh_public
         bundle_before = await _bundle(alice, bob.address)
 
         await bob.guard.rotator.perform(
             RotationDue(alice.address, ALL_KEYS, RotationReason.DETECTOR)
         )
 
-        # DH step: Bob's request went out at once, Alice answered, Bob's next send steps
+        # DH step: Bob's request went out at once and Alice answered with a new ratchet
+        # key. Bob sends nothing more, so the epoch announcement below must go out on
+        # receiving that answer alone (it once waited for Bob's next message).
         async def stepped() -> bool:
-            await bob.messenger.send_state(alice.address, [], False)
             current = await bob.messenger.sessions.load(alice.address)
-            return current is not None and current.ratchet.dh_public != our_key_before
+            return current is not None and current.ratchet.remote_dh != their_key_before
 
+        their_key_before = session.ratchet.remote_dh
         await eventually(stepped)
         # new signed prekey in the DHT
         await eventually(lambda: _newer_bundle(alice, bob.address, bundle_before))
@@ -325,6 +326,9 @@ async def test_forced_rotation_steps_the_ratchet_republishes_prekeys_and_moves_t
             alice.service.store.mailbox_epochs.get, bob.address, False
         )
         assert (theirs[0].epoch, theirs[0].seed) == (1, issued[0].seed)
+        # ...on a sending chain from Bob's new ratchet key
+        now = await bob.messenger.sessions.load(alice.address)
+        assert now is not None and now.ratchet.dh_public != session.ratchet.dh_public
         # nothing lost: both directions still deliver
         await alice.service.send_message(SendMessage("Bob", "after rotation"))
         await eventually(lambda: _has(texts(bob, "Alice"), "after rotation"))
