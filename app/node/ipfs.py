@@ -9,6 +9,8 @@ daemon versions it does not know (js-ipfs, recent Kubo). Each block put asks for
 CIDv1 with the block's own codec (raw for leaves, dag-pb for tree nodes) and sha2-256,
 and the CID the daemon answers must equal ours; every block fetched is re-hashed.
 All calls are blocking HTTP, so the coroutine methods run them in a worker thread.
+`ipfshttpclient` (and `requests` under it, ~15 MB) is imported only when a backend is
+made, i.e. only on nodes where the user set an IPFS API address.
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
-
-import ipfshttpclient
-import ipfshttpclient.exceptions as ipfs_exc
 
 from app.core.unixfs import CODEC_RAW, InvalidBlock, block_matches, cid_codec, cid_to_str
 from app.node.files_errors import BlockNotFound, IpfsRejected, IpfsUnavailable
@@ -29,7 +29,16 @@ ClientFactory = Callable[[str, float], Any]
 
 
 def _default_client(api_addr: str, timeout: float) -> Any:
+    import ipfshttpclient
+
     return ipfshttpclient.Client(api_addr, timeout=timeout)
+
+
+def _client_errors() -> ModuleType:
+    import ipfshttpclient.exceptions
+
+    errors: ModuleType = ipfshttpclient.exceptions
+    return errors
 
 
 class IpfsBackend:
@@ -43,6 +52,7 @@ class IpfsBackend:
         client_factory: ClientFactory = _default_client,
     ) -> None:
         self.api_addr = api_addr
+        self._errors = ipfs_exc = _client_errors()
         try:
             self._client = client_factory(api_addr, timeout)
         except ipfs_exc.AddressError as exc:
@@ -92,6 +102,7 @@ class IpfsBackend:
             close()
 
     def _call(self, request: Callable[[], Any], *, timeout_is_down: bool = True) -> Any:
+        ipfs_exc = self._errors
         try:
             return request()
         except ipfs_exc.TimeoutError as exc:
