@@ -11,6 +11,8 @@ import asyncio
 import base64
 import getpass
 import json
+import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -171,15 +173,35 @@ def new_passphrase() -> str:
 # --------------------------------------------------------------------------- commands
 
 
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Characters a terminal acts on rather than shows (escape sequences, carriage return,
+bidirectional overrides), apart from newline and tab."""
+
+
+def terminal_safe(text: str) -> str:
+    """`text` as visible characters: each control character becomes an escape such as
+    ``\\x1b``, so words from a peer (message text, file names) can't recolour, retitle
+    or rewrite the user's terminal."""
+    return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def _say(text: str, *, error: bool = False) -> None:
+    """Print human-readable output (JSON output is escaped by the encoder)."""
+    print(terminal_safe(text), file=sys.stderr if error else sys.stdout)
+
+
 def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
-    print(json.dumps(api.to_wire(value), ensure_ascii=False) if args.json else text)
+    if args.json:
+        print(json.dumps(api.to_wire(value), ensure_ascii=False))
+    else:
+        _say(text)
 
 
 def cmd_init(args: argparse.Namespace, profile: Path) -> int:
     passphrase = None if args.no_passphrase else new_passphrase()
     result = api.init_profile(profile, args.name, passphrase)
     if result.warning:
-        print(f"warning: {result.warning}", file=sys.stderr)
+        _say(f"warning: {result.warning}", error=True)
     me = result.whoami
     _emit(args, me, f"Created {me.name} ({me.address}) in {profile}")
     return 0
@@ -211,7 +233,7 @@ async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
         if args.json:
             print(json.dumps({"safety_number": v.safety_number, "verified": v.verified}))
         else:
-            print(text)
+            _say(text)
     else:
         removed = await node.remove_contact(api.RemoveContact(args.contact))
         _emit(args, removed, f"Removed {removed.name}")
@@ -268,15 +290,17 @@ def _print_messages(args: argparse.Namespace, found: list[api.Message]) -> None:
     if args.json:
         print(json.dumps([_message_json(m) for m in found], ensure_ascii=False))
     else:
-        print("\n".join(_message_text(m) for m in found) or "No messages.")
+        _say("\n".join(_message_text(m) for m in found) or "No messages.")
 
 
 async def cmd_share(args: argparse.Namespace, node: api.NodeApi) -> int:
-    shared = await node.share_files(api.ShareFiles(args.contact, list(args.paths)))
+    # a running node has its own working folder: name files the way the user did
+    paths = [os.path.abspath(os.path.expanduser(p)) for p in args.paths]
+    shared = await node.share_files(api.ShareFiles(args.contact, paths))
     if args.json:
         print(json.dumps({"transfers": [t.id for t in shared]}))
     else:
-        print("\n".join(f"Sharing {t.name} ({t.size} bytes): {t.id}" for t in shared))
+        _say("\n".join(f"Sharing {t.name} ({t.size} bytes): {t.id}" for t in shared))
     return 0
 
 
@@ -311,7 +335,7 @@ async def cmd_transfers(args: argparse.Namespace, node: api.NodeApi) -> int:
         if args.json:
             print(json.dumps([_transfer_json(t) for t in found], ensure_ascii=False))
         else:
-            print("\n".join(_transfer_text(t) for t in found) or "No transfers.")
+            _say("\n".join(_transfer_text(t) for t in found) or "No transfers.")
         return 0
     if not args.id:
         raise api.InvalidArgument(f"Give the id of the transfer to {args.action}.")
@@ -325,7 +349,7 @@ async def cmd_transfers(args: argparse.Namespace, node: api.NodeApi) -> int:
     if args.json:
         print(json.dumps(_transfer_json(transfer), ensure_ascii=False))
     else:
-        print(_transfer_text(transfer))
+        _say(_transfer_text(transfer))
     return 0
 
 
@@ -361,7 +385,10 @@ async def cmd_history(args: argparse.Namespace, node: api.NodeApi) -> int:
         raise api.InvalidArgument(f"Can't write {target}: {exc.strerror}.") from None
     summary = {"file": str(target), "events": export.events, "heads": export.heads}
     text = f"Exported {export.events} events to {target}"
-    print(json.dumps(summary) if args.json else text)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _say(text)
     return 0
 
 
@@ -448,7 +475,7 @@ def run(args: argparse.Namespace) -> int:
             handler = handlers[args.command]
             return _run_with_node(profile, lambda node: handler(args, node))
     except api.NodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", error=True)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -21,20 +21,33 @@ def cli_env(passphrase: str | None = None) -> dict[str, str]:
 
 
 def run_cli(
-    profile: Path, *args: str, passphrase: str | None = None, timeout: float = 60
+    profile: Path,
+    *args: str,
+    passphrase: str | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "--profile", str(profile), *args],
         capture_output=True,
         text=True,
-        env=cli_env(passphrase),
+        env=_with_app(cli_env(passphrase)),
         stdin=subprocess.DEVNULL,
         timeout=timeout,
+        cwd=cwd,
     )
 
 
-def cli_json(profile: Path, *args: str, passphrase: str | None = None) -> Any:
-    done = run_cli(profile, *args, "--json", passphrase=passphrase)
+def _with_app(env: dict[str, str]) -> dict[str, str]:
+    """`python -m app` runs this checkout's `app`, whatever the working folder."""
+    root = str(Path(__file__).resolve().parents[2])
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))}
+
+
+def cli_json(
+    profile: Path, *args: str, passphrase: str | None = None, cwd: Path | None = None
+) -> Any:
+    done = run_cli(profile, *args, "--json", passphrase=passphrase, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -49,6 +62,7 @@ class Daemon:
         passphrase: str | None = None,
         prefix: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         """`prefix` runs the daemon under another command (e.g. `ip netns exec NS`)."""
         self.profile = profile
@@ -57,8 +71,9 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**cli_env(passphrase), **(env or {})},
+            env=_with_app({**cli_env(passphrase), **(env or {})}),
             stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
 
     def wait_ready(self, timeout: float = 30) -> dict[str, Any]:

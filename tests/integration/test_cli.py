@@ -102,6 +102,30 @@ def test_a_killed_daemon_leaves_nothing_that_blocks_a_restart(
     assert daemons[0].wait_ready()["running"]
 
 
+def test_relative_paths_name_files_in_the_users_folder_not_the_daemons(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    cli_json(alice, "init", "--name", "Alice", "--no-passphrase")
+    bob_me = cli_json(bob, "init", "--name", "Bob", "--no-passphrase")
+    cli_json(alice, "contacts", "add", bob_me["invite"])
+    (daemon_dir := tmp_path / "daemon-cwd").mkdir()
+    (user_dir := tmp_path / "user" / "docs").mkdir(parents=True)
+    (daemon_dir / "notes.txt").write_text("private, next to wherever the daemon started\n")
+    (user_dir / "notes.txt").write_text("the file the user meant\n")
+    (user_dir.parent / "other.txt").write_text("one folder up\n")
+    daemons.append(Daemon(alice, *LOOPBACK, cwd=daemon_dir))
+    daemons[0].wait_ready()
+    ids = cli_json(alice, "share", "Bob", "notes.txt", "../other.txt", cwd=user_dir)["transfers"]
+    paths = {t["id"]: t["path"] for t in cli_json(alice, "transfers")}
+    assert [paths[i] for i in ids] == [
+        str(user_dir / "notes.txt"),
+        str(user_dir.parent / "other.txt"),
+    ]
+    missing = run_cli(alice, "share", "Bob", "nowhere.txt", cwd=daemon_dir.parent)
+    assert "nowhere.txt" in one_line_error(missing)
+
+
 def test_bad_input_gives_one_clear_line_and_loses_nothing(
     tmp_path: Path, tree_digest: Digest
 ) -> None:

@@ -1,0 +1,39 @@
+"""The CLI's human-readable output shows a peer's words; it must not let them drive the
+user's terminal (escape sequences, carriage returns, bidirectional overrides)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from app import cli
+from app.node import api
+
+HOSTILE = "hi\x1b[31mred\x1b]0;pwned\x07\rfake line\u202eexe.txt\x9b"
+
+
+def _message(text: str) -> api.Message:
+    return api.Message("m1", "eggabc", "eggabc", False, text, 0.0, api.MessageStatus.DELIVERED)
+
+
+def test_message_text_from_a_peer_reaches_the_terminal_as_visible_escapes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cli._print_messages(argparse.Namespace(json=False), [_message(HOSTILE + "\n\tsecond line")])
+    out = capsys.readouterr().out
+    for raw in ("\x1b", "\x07", "\r", "\u202e", "\x9b"):
+        assert raw not in out
+    assert "hi\\x1b[31mred\\x1b]0;pwned\\x07\\rfake line\\u202eexe.txt\\x9b" in out
+    assert "\n\tsecond line" in out  # newlines and tabs are text, kept as they are
+
+
+def test_json_output_keeps_the_exact_text() -> None:
+    wire = json.dumps(cli._message_json(_message(HOSTILE)), ensure_ascii=False)
+    assert "\x1b" not in wire and json.loads(wire)["text"] == HOSTILE
+
+
+def test_errors_are_made_visible_too(capsys: pytest.CaptureFixture[str]) -> None:
+    cli._say("error: bad \x1b[2Jname", error=True)
+    assert capsys.readouterr().err == "error: bad \\x1b[2Jname\n"
