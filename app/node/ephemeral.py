@@ -26,7 +26,7 @@ from app.core.cid import Cid
 from app.core.ledger import Ledger
 from app.node.api import MessageStatus, MessageStatusChanged, NodeEvent, TypingChanged
 from app.node.e2e import SessionBook, seal
-from app.node.history import TEXT, own_texts_behind
+from app.node.history import MESSAGE_KINDS, own_texts_behind
 from app.node.network import NetworkStack
 from app.node.state_message import ReadUpTo, Signal, Typing
 from app.node.storage.store import ProfileStore
@@ -140,11 +140,11 @@ class Ephemeral:
             self._read_sent[address] = cid
 
     async def _event_of(self, address: str, msg_id: str) -> Cid | None:
-        """The CID of the contact's text event carrying message `msg_id`."""
+        """The CID of the contact's event carrying message `msg_id` (a text or a file)."""
         async with self._lock(address):
             ledger = await self._ledger(address)
             for event in reversed(ledger.ordered()):
-                if event.author == self._own_key or event.body.kind != TEXT:
+                if event.author == self._own_key or event.body.kind not in MESSAGE_KINDS:
                     continue
                 if str(event.body.get("id"))[:64] == msg_id:
                     return event.cid

@@ -25,6 +25,7 @@ from app.node.api import (
     MessageStatusChanged,
     SendMessage,
     SetTyping,
+    ShareFiles,
     TypingChanged,
     VerifyHistory,
 )
@@ -148,6 +149,27 @@ async def test_mark_read_turns_the_senders_copies_read(linked: tuple[Node, Node]
         store.messages.advance_status, ids, MessageStatus.DELIVERED, (MessageStatus.SENT,)
     )
     assert downgraded == []
+
+
+@pytest.mark.asyncio
+async def test_a_file_read_last_turns_it_and_what_came_before_read(
+    linked: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, bob = linked
+    for node in linked:  # as the daemon wires it: files travel as file events
+        node.messenger.files = node.service.files
+    (photo := tmp_path / "photo.jpg").write_bytes(os.urandom(5000))
+    await alice.service.send_message(SendMessage("Bob", "look at this"))
+    await alice.service.share_files(ShareFiles("Bob", [str(photo)]))
+
+    async def bob_has_the_file() -> bool:
+        return [m.text for m in await bob.service.list_messages(ListMessages("Alice"))][-1:] == [
+            "photo.jpg"
+        ]
+
+    await eventually(bob_has_the_file)
+    await bob.service.mark_read(MarkRead("Alice"))  # the newest thing Bob read is the file
+    await eventually(lambda: _statuses(alice, "Bob", {MessageStatus.READ}))
 
 
 @pytest.mark.asyncio
