@@ -257,9 +257,9 @@ def _message_json(m: api.Message) -> dict[str, Any]:
     }
 
 
-def _message_text(m: api.Message) -> str:
+def _message_text(m: api.Message, names: dict[str, str]) -> str:
     stamp = datetime.fromtimestamp(m.time).strftime("%Y-%m-%d %H:%M")
-    who = "me" if m.outgoing else m.contact[:10]
+    who = "me" if m.outgoing else names.get(m.contact, m.contact[:10])
     return f"[{stamp}] {who}: {m.text}" + (f"  ({m.status.value})" if m.outgoing else "")
 
 
@@ -271,7 +271,7 @@ async def cmd_send(args: argparse.Namespace, node: api.NodeApi) -> int:
 
 async def cmd_messages(args: argparse.Namespace, node: api.NodeApi) -> int:
     found = await node.list_messages(api.ListMessages(args.contact, limit=args.limit))
-    _print_messages(args, found)
+    await _print_messages(args, node, found)
     return 0
 
 
@@ -282,15 +282,18 @@ async def cmd_read(args: argparse.Namespace, node: api.NodeApi) -> int:
 
 
 async def cmd_search(args: argparse.Namespace, node: api.NodeApi) -> int:
-    _print_messages(args, await node.search_messages(api.SearchMessages(args.text)))
+    await _print_messages(args, node, await node.search_messages(api.SearchMessages(args.text)))
     return 0
 
 
-def _print_messages(args: argparse.Namespace, found: list[api.Message]) -> None:
+async def _print_messages(
+    args: argparse.Namespace, node: api.NodeApi, found: list[api.Message]
+) -> None:
     if args.json:
         print(json.dumps([_message_json(m) for m in found], ensure_ascii=False))
-    else:
-        _say("\n".join(_message_text(m) for m in found) or "No messages.")
+        return
+    names = {c.address: c.name for c in await node.list_contacts()} if found else {}
+    _say("\n".join(_message_text(m, names) for m in found) or "No messages.")
 
 
 async def cmd_share(args: argparse.Namespace, node: api.NodeApi) -> int:

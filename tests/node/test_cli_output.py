@@ -18,11 +18,21 @@ def _message(text: str) -> api.Message:
     return api.Message("m1", "eggabc", "eggabc", False, text, 0.0, api.MessageStatus.DELIVERED)
 
 
-def test_message_text_from_a_peer_reaches_the_terminal_as_visible_escapes(
+class AddressBook:
+    """The one node call `_print_messages` makes besides the messages it is given."""
+
+    async def list_contacts(self) -> list[api.Contact]:
+        return [api.Contact("Mallory", "eggabc", verified=False)]
+
+
+@pytest.mark.asyncio
+async def test_message_text_from_a_peer_reaches_the_terminal_as_visible_escapes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cli._print_messages(argparse.Namespace(json=False), [_message(HOSTILE + "\n\tsecond line")])
+    message = _message(HOSTILE + "\n\tsecond line")
+    await cli._print_messages(argparse.Namespace(json=False), AddressBook(), [message])  # type: ignore[arg-type]
     out = capsys.readouterr().out
+    assert "] Mallory: hi" in out  # the contact's name, not its address
     for raw in ("\x1b", "\x07", "\r", "\u202e", "\x9b"):
         assert raw not in out
     assert "hi\\x1b[31mred\\x1b]0;pwned\\x07\\rfake line\\u202eexe.txt\\x9b" in out
