@@ -352,8 +352,13 @@ class AnomalyMonitor:
     async def _apply(self, change: StandingChanged, now: float) -> None:
         worse = _RANK[change.new] > _RANK[change.old]
         detail = _describe(change, self.features.row(change.peer, now))
+        # the detail names no peer: the log is plaintext, contacts' addresses are not
         log.warning(
-            "peer standing: %s -> %s (%s)", change.old.value, change.new.value, change.reason
+            "peer standing: %s -> %s (%s): %s",
+            change.old.value,
+            change.new.value,
+            change.reason,
+            detail,
         )
         self.stats[f"to_{change.new.value}"] += 1
         if worse:
