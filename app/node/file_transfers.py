@@ -19,9 +19,9 @@ One transfer is one file. Its life, each step persisted before the next:
   interrupted by a crash or a kill of either side resumes from what is held. While no
   source has the missing blocks (sender offline) the transfer stays RUNNING and waits
   for a connection. The receiver then appends a ``file_done`` event (the sender's row
-  becomes DONE).
-* **Cancel** (either side): state CANCELLED and a ``file_cancel`` event; the other side
-  stops fetching or serving.
+  becomes DONE), stored in the same transaction as its own DONE state.
+* **Cancel** (either side): state CANCELLED and a ``file_cancel`` event (one
+  transaction, too); the other side stops fetching or serving.
 
 Progress (`TransferChanged`) is published at most `PROGRESS_HZ` times a second.
 """
@@ -92,7 +92,9 @@ _ENDED = (TransferState.DONE, TransferState.CANCELLED)
 class Conversation(Protocol):
     """What the transfers need of the messenger."""
 
-    async def append_event(self, address: str, body: EventBody) -> None: ...
+    async def append_event(
+        self, address: str, body: EventBody, *with_steps: Callable[[], object]
+    ) -> None: ...
 
 
 def display_name(manifest: FileManifest) -> str:
@@ -353,17 +355,28 @@ class FileTransfers:
         record = await self._get(transfer_id)
         if record.state in _ENDED:
             raise InvalidArgument(f"This transfer is already {record.state.value}.")
-        conversation = self._need_network("Cancelling a transfer")
-        record = await self._end(record, TransferState.CANCELLED)
-        await conversation.append_event(record.contact, EventBody.of(FILE_CANCEL, id=record.id))
-        return public(record)
+        self._need_network("Cancelling a transfer")
+        cancel = EventBody.of(FILE_CANCEL, id=record.id)
+        return public(await self._end(record, TransferState.CANCELLED, announce=cancel))
 
-    async def _end(self, record: TransferRecord, state: TransferState) -> TransferRecord:
+    async def _end(
+        self, record: TransferRecord, state: TransferState, announce: EventBody | None = None
+    ) -> TransferRecord:
+        """Give the transfer its final `state`; `announce` is our event telling the
+        contact, stored in the same transaction as the state (a crash between the two
+        would leave the other side waiting forever)."""
         task = self._tasks.pop(record.id, None)
         if task is not None and task is not asyncio.current_task():
             await _stop(task)  # its last checkpoint is written before the part goes
         record = dataclasses.replace(record, state=state)
-        await self._save(record)
+        if announce is not None and self._conversation is not None:
+            store, saved = self.store, record
+            await self._conversation.append_event(
+                record.contact, announce, lambda: store.transfers.update(saved)
+            )
+            self._publish(TransferChanged(public(record)))
+        else:
+            await self._save(record)
         self.serving.forget(record)
         self._progress.pop(record.id, None)
         if not record.outgoing:
@@ -588,7 +601,7 @@ class FileTransfers:
         finally:
             self._parts.pop(transfer_id, None)
         record = dataclasses.replace(record, done_bytes=record.size, path=str(path))
-        await self._end(record, TransferState.DONE)
+        await self._end(record, TransferState.DONE, announce=EventBody.of(FILE_DONE, id=record.id))
         log.info(
             "transfer %s: saved; %d blocks fetched in this run (fetch %.1f s, save %.1f s)",
             transfer_id,
@@ -596,10 +609,6 @@ class FileTransfers:
             fetched_at - started_at,
             self._monotonic() - fetched_at,
         )
-        if self._conversation is not None:
-            await self._conversation.append_event(
-                record.contact, EventBody.of(FILE_DONE, id=record.id)
-            )
 
     async def _fetch_from_sources(
         self,

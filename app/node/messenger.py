@@ -637,13 +637,19 @@ class Messenger:
             if stored is not None and not stored.done():
                 stored.set_result(None)
 
-    async def append_event(self, address: str, body: EventBody) -> None:
+    async def append_event(
+        self, address: str, body: EventBody, *with_steps: Callable[[], object]
+    ) -> None:
         """Append one of our non-message events (e.g. a file cancel) to the conversation
-        and send it now if connected (else on the next connection, or by mailbox)."""
+        and send it now if connected (else on the next connection, or by mailbox).
+
+        `with_steps` (store calls, e.g. the transfer's new state) are committed in the
+        same transaction as the event: a crash keeps both or neither."""
         async with self._lock(address):
             ledger = await self._ledger(address)
             event = ledger.append(self._keys, body, int(self._clock() * 1000))
-            await self.store.call(self.store.history.add, address, str(event.cid), event.to_bytes())
+            store, cid, raw = self.store, str(event.cid), event.to_bytes()
+            await self._commit(address, [lambda: store.history.add(address, cid, raw), *with_steps])
         if self.network.manager.connection(address) is None:
             self.want(address)
             return

@@ -1,0 +1,161 @@
+"""How transfers end, between two real nodes in one process: real profiles, network
+stacks on loopback (direct WebSocket path), messengers and file transfers, wired as the
+daemon wires them. Crashes are simulated by stopping a node at a chosen step and
+starting it again on the same profile."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from app.core.ledger_event import EventBody
+from app.node.api import AddContact, ShareFiles, TransferState
+from app.node.config import load_config, save_config
+from app.node.history import FILE_DONE
+from app.node.messenger import Messenger
+from app.node.network import NetworkStack
+from app.node.profile import create_profile, open_store
+from app.node.service import NodeService
+from app.node.storage.transfers import TransferRecord
+from app.node.transport import TransportSettings
+
+SETTINGS = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
+KiB = 1024
+
+
+@dataclass
+class Node:
+    root: Path
+    service: NodeService
+    network: NetworkStack
+    messenger: Messenger
+
+    @property
+    def downloads(self) -> Path:
+        return self.root.parent / f"{self.root.name}-downloads"
+
+    async def transfer(self, transfer_id: str) -> TransferRecord | None:
+        store = self.service.store
+        return await store.call(store.transfers.get, transfer_id)
+
+
+async def start_node(root: Path, join: NetworkStack | None = None) -> Node:
+    """A node on the profile at `root` (created if new), started like the daemon does."""
+    if not root.exists():
+        create_profile(root, root.name, None)
+        path = root / "config.json"
+        downloads = str(root.parent / f"{root.name}-downloads")
+        save_config(path, load_config(path).updated(downloads_folder=downloads))
+    store = open_store(root, None)
+    service = NodeService(store)
+    network = NetworkStack(store.identity, settings=SETTINGS)
+    await network.start("127.0.0.1", 0)
+    messenger = Messenger(store, network, service.publish)
+    service.attach_network(network)
+    messenger.files = service.files
+    await service.files.start(network, messenger)
+    await messenger.start()
+    service.attach_delivery(messenger)
+    await network.join([])
+    if join is not None:
+        await network.join_via(join.endpoints())
+        await network.publish_presence()
+        await join.publish_presence()
+    return Node(root, service, network, messenger)
+
+
+async def stop_node(node: Node) -> None:
+    """Stop like the daemon does (a SIGKILL as far as unfinished steps go: state written
+    so far is what the next start sees)."""
+    node.service.close()
+    await node.service.files.stop()
+    await node.messenger.stop()
+    await node.network.stop()
+    await asyncio.to_thread(node.service.store.close)
+
+
+async def eventually(check: Callable[[], object], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[list[Node]]:
+    """[alice, bob], contacts of each other; the list is updated when a test restarts one."""
+    alice = await start_node(tmp_path / "alice")
+    bob = await start_node(tmp_path / "bob", join=alice.network)
+    await bob.service.add_contact(AddContact((await alice.service.whoami()).invite))
+    await alice.service.add_contact(AddContact((await bob.service.whoami()).invite))
+    nodes = [alice, bob]
+    yield nodes
+    for node in nodes:
+        await stop_node(node)
+
+
+async def share(alice: Node, tmp_path: Path, size: int) -> tuple[str, bytes]:
+    """Alice shares `size` random bytes with Bob (who auto-accepts): (transfer id, data)."""
+    data = os.urandom(size)
+    source = tmp_path / "data.bin"
+    source.write_bytes(data)
+    [transfer] = await alice.service.share_files(ShareFiles("Bob", [str(source)]))
+    return transfer.id, data
+
+
+async def in_state(node: Node, transfer_id: str, state: TransferState) -> bool:
+    record = await node.transfer(transfer_id)
+    return record is not None and record.state is state
+
+
+def saved_files(node: Node) -> list[Path]:
+    """The files in the node's downloads folder (hidden part files included)."""
+    return sorted(p for p in node.downloads.rglob("*") if p.is_file())
+
+
+@pytest.mark.asyncio
+async def test_a_receiver_killed_as_it_records_done_still_tells_the_sender(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver is killed at the moment it would record its ``file_done`` event.
+    After a restart the sender must learn the file was received (and delete its
+    blocks): the receiver's state and that event are never separated by a crash."""
+    alice, bob = pair
+    killed = asyncio.Event()
+    real_append = bob.messenger.append_event
+
+    async def dies_here(address: str, body: EventBody, *steps: Callable[[], object]) -> None:
+        if body.kind == FILE_DONE:
+            killed.set()
+            await asyncio.Event().wait()  # the process is gone: nothing after this runs
+        await real_append(address, body, *steps)
+
+    monkeypatch.setattr(bob.messenger, "append_event", dies_here)
+    transfer_id, data = await share(alice, tmp_path, 600 * KiB)
+    await asyncio.wait_for(killed.wait(), 30)
+    await stop_node(bob)
+
+    bob = pair[1] = await start_node(bob.root, join=alice.network)
+    await eventually(lambda: in_state(alice, transfer_id, TransferState.DONE))
+    await eventually(lambda: in_state(bob, transfer_id, TransferState.DONE))
+    # Killed after the file was linked under its name but before the state was stored,
+    # the resumed transfer fetches and saves it again (a second copy): never a part file.
+    files = saved_files(bob)
+    assert files and all(f.read_bytes() == data for f in files)
+    alice_record = await alice.transfer(transfer_id)
+    assert alice_record is not None
+    await eventually(
+        lambda: not alice.service.files.blockstore.held_sync({alice_record.root}), timeout=10
+    )
