@@ -319,14 +319,14 @@ class FileTransfers:
             raise InvalidArgument(
                 f"This transfer is {record.state.value}; only a running one can be paused."
             )
-        part = self._parts.get(transfer_id)
-        if part is not None and part.is_complete:
-            raise InvalidArgument("This file is received already and being saved.")
+        self._refuse_if_being_saved(transfer_id)
         task = self._tasks.pop(transfer_id, None)
         if task is not None:
             await _stop(task)  # it checkpoints what was written
         record = dataclasses.replace(await self._get(transfer_id), state=TransferState.PAUSED)
-        await self._save(record)
+        if not await self._save(record):  # it ended meanwhile: that state stays
+            ended = await self._get(transfer_id)
+            raise InvalidArgument(f"This transfer is {ended.state.value}; it cannot be paused.")
         self._progress.pop(transfer_id, None)
         log.info("transfer %s: paused at %d bytes", transfer_id, record.done_bytes)
         return public(record)
@@ -351,10 +351,18 @@ class FileTransfers:
         self._start_fetch(record.id)
         return public(record)
 
+    def _refuse_if_being_saved(self, transfer_id: str) -> None:
+        """`InvalidArgument` if every block of the incoming file is in and it is being
+        saved (published and its DONE state stored): too late to pause or cancel."""
+        part = self._parts.get(transfer_id)
+        if part is not None and part.is_complete:
+            raise InvalidArgument("This file is received already and being saved.")
+
     async def cancel(self, transfer_id: str) -> Transfer:
         record = await self._get(transfer_id)
         if record.state in _ENDED:
             raise InvalidArgument(f"This transfer is already {record.state.value}.")
+        self._refuse_if_being_saved(transfer_id)
         self._need_network("Cancelling a transfer")
         cancel = EventBody.of(FILE_CANCEL, id=record.id)
         return public(await self._end(record, TransferState.CANCELLED, announce=cancel))
@@ -418,9 +426,12 @@ class FileTransfers:
         with contextlib.suppress(OSError):
             path.unlink()
 
-    async def _save(self, record: TransferRecord, speed: float = 0.0) -> None:
-        await self.store.call(self.store.transfers.update, record)
+    async def _save(self, record: TransferRecord, speed: float = 0.0) -> bool:
+        """Store the record; False (nothing changed) if the transfer had ended already."""
+        if not await self.store.call(self.store.transfers.update, record):
+            return False
         self._publish(TransferChanged(public(record, speed)))
+        return True
 
     # ------------------------------------------------------------------ messenger hooks
 
@@ -582,26 +593,30 @@ class FileTransfers:
         checkpoints = asyncio.ensure_future(self._checkpoints(record, part, progress))
         started_at = self._monotonic()
         try:
-            await self._fetch_from_sources(record, manifest, part, on_leaf)
-            await _stop(checkpoints)
-            fetched_at = self._monotonic()
-            path = await asyncio.to_thread(part.publish)
-        except FilesError as exc:
-            await _stop(checkpoints)
-            await asyncio.to_thread(part.discard)  # a retry starts again: nothing was saved
-            await self._fail(record, exc)
-            return
-        except asyncio.CancelledError:
-            # stopping, pausing or cancelled: make what was written count for the resume
-            await _stop(checkpoints)
-            with contextlib.suppress(FilesError, OSError, ValueError):  # ValueError: closed
-                await self._checkpoint(record, part, progress)
-            part.close()
-            raise
+            try:
+                await self._fetch_from_sources(record, manifest, part, on_leaf)
+                await _stop(checkpoints)
+                fetched_at = self._monotonic()
+                path = await asyncio.to_thread(part.publish)
+            except FilesError as exc:
+                await _stop(checkpoints)
+                await asyncio.to_thread(part.discard)  # a retry starts again: nothing saved
+                await self._fail(record, exc)
+                return
+            except asyncio.CancelledError:
+                # stopping, pausing or cancelled: make what was written count for the resume
+                await _stop(checkpoints)
+                with contextlib.suppress(FilesError, OSError, ValueError):  # ValueError: closed
+                    await self._checkpoint(record, part, progress)
+                part.close()
+                raise
+            record = dataclasses.replace(record, done_bytes=record.size, path=str(path))
+            done = EventBody.of(FILE_DONE, id=record.id)
+            await self._end(record, TransferState.DONE, announce=done)
         finally:
+            # only now: until DONE is stored, the complete part in `_parts` tells `pause`
+            # and `cancel` that the file is being saved
             self._parts.pop(transfer_id, None)
-        record = dataclasses.replace(record, done_bytes=record.size, path=str(path))
-        await self._end(record, TransferState.DONE, announce=EventBody.of(FILE_DONE, id=record.id))
         log.info(
             "transfer %s: saved; %d blocks fetched in this run (fetch %.1f s, save %.1f s)",
             transfer_id,

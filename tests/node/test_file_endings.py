@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from app.core.ledger_event import EventBody
-from app.node.api import AddContact, ShareFiles, TransferState
+from app.node.api import AddContact, InvalidArgument, ShareFiles, Transfer, TransferState
 from app.node.config import load_config, save_config
 from app.node.history import FILE_DONE
 from app.node.messenger import Messenger
@@ -159,3 +159,38 @@ async def test_a_receiver_killed_as_it_records_done_still_tells_the_sender(
     await eventually(
         lambda: not alice.service.files.blockstore.held_sync({alice_record.root}), timeout=10
     )
+
+
+@pytest.mark.asyncio
+async def test_a_pause_racing_the_end_of_a_transfer_is_refused(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver's user pauses just as the transfer ends (the file is being saved and
+    its state not stored yet): the pause is refused, the transfer ends DONE on both
+    sides, no part file is left and it cannot be retried."""
+    alice, bob = pair
+    files = bob.service.files
+    real_end = files._end
+    pauses: list[asyncio.Future[Transfer]] = []
+
+    async def paused_meanwhile(
+        record: TransferRecord, state: TransferState, announce: EventBody | None = None
+    ) -> TransferRecord:
+        if state is TransferState.DONE and not record.outgoing:
+            pauses.append(asyncio.ensure_future(files.pause(record.id)))
+            await asyncio.sleep(0)  # the pause has asked for the transfer's state
+        return await real_end(record, state, announce)
+
+    monkeypatch.setattr(files, "_end", paused_meanwhile)
+    transfer_id, data = await share(alice, tmp_path, 600 * KiB)
+    await eventually(lambda: pauses)
+    with pytest.raises(InvalidArgument, match=r"being saved|done"):
+        await pauses[0]
+    await eventually(lambda: in_state(alice, transfer_id, TransferState.DONE))
+    assert await in_state(bob, transfer_id, TransferState.DONE)
+    with pytest.raises(InvalidArgument):
+        await files.pause(transfer_id)
+    with pytest.raises(InvalidArgument):
+        await files.retry(transfer_id)
+    assert [f.name for f in saved_files(bob)] == ["data.bin"]  # no part file left
+    assert (bob.downloads / "data.bin").read_bytes() == data

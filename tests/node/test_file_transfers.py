@@ -201,3 +201,16 @@ async def test_blocks_of_transfers_ended_before_are_deleted_at_start(
         assert not list((files.blockstore.root / "packs").iterdir())
     finally:
         await files.stop()
+
+
+@pytest.mark.asyncio
+async def test_done_and_cancelled_are_final(node: NodeService, tmp_path: Path) -> None:
+    """A late write (a pause that raced the end) cannot turn an ended transfer back."""
+    store = node.store
+    for final in (TransferState.DONE, TransferState.CANCELLED):
+        record = await share_to_bob(node, tmp_path, 256 * 1024)
+        await node.files._end(record, final)
+        late = TransferRecord(**{**record.__dict__, "state": TransferState.PAUSED})
+        assert not await store.call(store.transfers.update, late)
+        stored = await store.call(store.transfers.get, record.id)
+        assert stored is not None and stored.state is final

@@ -114,14 +114,24 @@ class TransferRepository(SealedRepository):
         ).fetchall()
         return {str(r[0]) for r in rows}
 
-    def update(self, record: TransferRecord) -> None:
-        """Store the record's state, progress, path and error."""
+    def update(self, record: TransferRecord) -> bool:
+        """Store the record's state, progress, path and error; False (nothing stored) if
+        the transfer is done or cancelled already: those states are final, so a step
+        racing the end (a pause) cannot undo it."""
         with transaction(self._conn):
-            self._conn.execute(
+            cur = self._conn.execute(
                 "UPDATE transfers SET state = ?, done_bytes = ?, details_enc = ? "
-                "WHERE transfer_id = ?",
-                (record.state.value, record.done_bytes, self._details(record), record.id),
+                "WHERE transfer_id = ? AND state NOT IN (?, ?)",
+                (
+                    record.state.value,
+                    record.done_bytes,
+                    self._details(record),
+                    record.id,
+                    TransferState.DONE.value,
+                    TransferState.CANCELLED.value,
+                ),
             )
+            return cur.rowcount == 1
 
     def set_progress(self, transfer_id: str, done_bytes: int) -> None:
         with transaction(self._conn):
