@@ -10,6 +10,7 @@ the user configured one, put them on the IPFS daemon and pin the root), and retu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mimetypes
 import os
 from collections import deque
@@ -176,20 +177,35 @@ async def share_paths(
 ) -> list[FileManifest]:
     """Share several files and/or folders; a folder's files keep their relative folders.
 
-    Symbolic links are not followed (a shared folder cannot leak files outside it).
+    Symbolic links are not followed (a shared folder cannot leak files outside it). If
+    one file cannot be shared, the blocks of those shared before it in this call are
+    deleted (`release_shared`) and the error is raised.
     """
     manifests: list[FileManifest] = []
-    for path in paths:
-        if path.is_symlink():
-            continue
-        if path.is_dir():
-            for file_path, folder in _walk_folder(path):
-                manifests.append(
-                    await share_file(file_path, store, new_key(), folder=folder, ipfs=ipfs)
-                )
-        else:
-            manifests.append(await share_file(path, store, new_key(), ipfs=ipfs))
+    try:
+        for path in paths:
+            if path.is_symlink():
+                continue
+            if path.is_dir():
+                for file_path, folder in _walk_folder(path):
+                    manifests.append(
+                        await share_file(file_path, store, new_key(), folder=folder, ipfs=ipfs)
+                    )
+            else:
+                manifests.append(await share_file(path, store, new_key(), ipfs=ipfs))
+    except BaseException:
+        await release_shared(store, manifests)
+        raise
     return manifests
+
+
+async def release_shared(store: Blockstore, manifests: Sequence[FileManifest]) -> None:
+    """Delete the blocks of files shared into `store` that will not be offered (a share
+    that failed part-way). Failing to delete is not raised: the caller reports why the
+    share failed, and the node's start deletes pinned blocks no transfer names."""
+    for manifest in manifests:
+        with contextlib.suppress(FilesError, OSError):
+            await store.release(manifest.root_cid)
 
 
 def _walk_folder(root: Path) -> list[tuple[Path, tuple[str, ...]]]:
@@ -206,6 +222,7 @@ def _walk_folder(root: Path) -> list[tuple[Path, tuple[str, ...]]]:
 
 __all__ = [
     "random_file_key",
+    "release_shared",
     "share_file",
     "share_file_sync",
     "share_paths",

@@ -62,7 +62,7 @@ from app.node.blockstore import Blockstore, blockstore_dir
 from app.node.bulk_server import BulkServer
 from app.node.config import Config, downloads_folder
 from app.node.file_fetch import BlockSource, fetch_into
-from app.node.file_io import share_paths
+from app.node.file_io import release_shared, share_paths
 from app.node.file_serving import FileServing
 from app.node.files_errors import BlocksUnavailable, FilesError
 from app.node.history import FILE, FILE_CANCEL, FILE_DONE
@@ -159,6 +159,7 @@ class FileTransfers:
         network.manager.subscribe(self._on_transport)
         self._worker = asyncio.ensure_future(self._event_loop())
         ended: set[bytes] = set()
+        named: set[bytes] = set()
         for record in await self.store.call(self.store.transfers.all):
             if record.outgoing:
                 self._shares.add(record.id)
@@ -167,10 +168,16 @@ class FileTransfers:
                 self._start_fetch(record.id)
             if record.state in _ENDED:
                 ended.add(record.root)
+            named.add(record.root)
         # blocks of transfers that ended before this version deleted them
         held = await self.blockstore.held(ended)
         for root in held:
             self._spawn(self._release(root))
+        # blocks of shares never recorded (failed part-way, or a crash before recording):
+        # pins are only made by shares, and none can be running before `start` returns
+        orphans = await self.blockstore.pins() - named
+        if orphans:
+            self._spawn(self._release_orphans(orphans))
 
     async def stop(self) -> None:
         """Stop fetching (progress is persisted; RUNNING transfers resume next start)."""
@@ -224,11 +231,20 @@ class FileTransfers:
             if not (path.is_file() or path.is_dir()):
                 raise InvalidArgument(f"{raw} is neither a file nor a folder.")
             chosen.append(path)
+        # Every path is encoded before any share is recorded: if one fails, nothing is
+        # offered and the blocks made for the others are deleted (no orphans).
+        made: list[tuple[Path, list[FileManifest]]] = []
+        try:
+            for path in chosen:
+                manifests = await share_paths([path], self.blockstore, ipfs=self._ipfs_backend())
+                made.append((path, manifests))
+                if path.is_dir() and not manifests:
+                    raise InvalidArgument(f"The folder {path} holds no files to share.")
+        except BaseException:
+            await release_shared(self.blockstore, [m for _, ms in made for m in ms])
+            raise
         shared: list[tuple[Transfer, Message]] = []
-        for path in chosen:
-            manifests = await share_paths([path], self.blockstore, ipfs=self._ipfs_backend())
-            if path.is_dir() and not manifests:
-                raise InvalidArgument(f"The folder {path} holds no files to share.")
+        for path, manifests in made:
             for manifest in manifests:
                 local = path if path.is_file() else path.parent.joinpath(*manifest.folder)
                 local = local / manifest.name if path.is_dir() else local
@@ -414,6 +430,16 @@ class FileTransfers:
             return
         if removed:
             log.info("deleted the %d blocks of a finished transfer", removed)
+
+    async def _release_orphans(self, roots: set[bytes]) -> None:
+        """Delete the blocks of shared files no transfer names (see `start`)."""
+        removed = 0
+        for root in roots:
+            try:
+                removed += await self.blockstore.release(root)
+            except (FilesError, OSError) as exc:
+                log.warning("could not delete the blocks of an unrecorded share: %s", exc)
+        log.info("deleted the %d blocks of %d unrecorded shares", removed, len(roots))
 
     def _remove_part(self, record: TransferRecord) -> None:
         """Delete the part file of a cancelled incoming transfer, if there is one."""

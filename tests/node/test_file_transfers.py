@@ -25,6 +25,8 @@ from app.node.api import (
     TransferNotFound,
     TransferState,
 )
+from app.node.file_io import share_file
+from app.node.files_errors import FilesError
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.storage.transfers import TransferRecord
@@ -214,3 +216,71 @@ async def test_done_and_cancelled_are_final(node: NodeService, tmp_path: Path) -
         assert not await store.call(store.transfers.update, late)
         stored = await store.call(store.transfers.get, record.id)
         assert stored is not None and stored.state is final
+
+
+class NoNetwork:
+    """What `FileTransfers.start` needs of the stack, nothing more (no peers)."""
+
+    listen_host = "127.0.0.1"
+    manager = type("Manager", (), {"subscribe": lambda self, cb: None})()
+
+    def on_tagged(self, tag: int, handler: object) -> None:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_a_share_that_fails_part_way_leaves_no_blocks(
+    node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of a shared folder vanishes while an earlier one is encoded: the share
+    fails, records nothing and deletes the blocks it made (also of earlier paths)."""
+    files = node.files
+    single = tmp_path / "single.bin"
+    single.write_bytes(os.urandom(300 * 1024))
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(os.urandom(3 * 256 * 1024))
+    doomed = folder / "b.txt"
+    doomed.write_bytes(b"small")
+    real_pin = files.blockstore.pin_sync
+
+    def pin_then_delete(cid: bytes) -> None:  # a.bin is encoded; b.txt goes meanwhile
+        real_pin(cid)
+        if len(files.blockstore.pins_sync()) == 2:
+            doomed.unlink()
+
+    monkeypatch.setattr(files.blockstore, "pin_sync", pin_then_delete)
+    with pytest.raises(FilesError, match=r"cannot read b\.txt"):
+        await node.share_files(ShareFiles("Bob", [str(single), str(folder)]))
+    assert await node.list_transfers(ListTransfers("Bob")) == []
+    assert await node.list_messages(ListMessages("Bob")) == []
+    assert files.blockstore.pins_sync() == set()
+    assert files.blockstore.cids_sync() == set()
+    assert list((files.blockstore.root / "packs").iterdir()) == []
+
+
+@pytest.mark.asyncio
+async def test_pinned_blocks_no_transfer_names_are_deleted_at_start(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """Blocks of a share that was never recorded (an older version's failed share, or a
+    crash between encoding and recording) are deleted when the node starts; those of
+    recorded shares are kept."""
+    files = node.files
+    kept = await share_to_bob(node, tmp_path, 2 * 256 * 1024)
+    orphan_file = tmp_path / "orphan.bin"
+    orphan_file.write_bytes(os.urandom(3 * 256 * 1024))
+    orphan = await share_file(orphan_file, files.blockstore, os.urandom(32))
+    assert files.blockstore.pins_sync() == {kept.root, orphan.root_cid}
+    await files.start(NoNetwork(), conversation=None)  # type: ignore[arg-type]
+    try:
+        for _ in range(100):
+            if files.blockstore.pins_sync() == {kept.root}:
+                break
+            await asyncio.sleep(0.02)
+        assert files.blockstore.pins_sync() == {kept.root}
+        assert not files.blockstore.held_sync(files.blockstore.dag_sync(orphan.root_cid))
+        assert files.blockstore.get_sync(kept.root)
+        assert len(list((files.blockstore.root / "packs").glob("*.pack"))) == 1
+    finally:
+        await files.stop()
