@@ -225,7 +225,13 @@ class FileTransfers:
             raise InvalidArgument("Name at least one file or folder to share.")
         chosen: list[Path] = []
         for raw in paths:
-            path = Path(raw).expanduser().absolute()
+            path = Path(raw).expanduser()
+            if not path.is_absolute():  # relative to the node's folder is never what was meant
+                raise InvalidArgument(
+                    f"Give the full path of {raw}: the node does not know your current folder."
+                )
+            if path.is_symlink():  # named by the user: share what it points to, as cp does
+                path = path.resolve()
             if not path.exists():
                 raise InvalidArgument(f"{raw} does not exist.")
             if not (path.is_file() or path.is_dir()):

@@ -70,6 +70,12 @@ async def test_share_without_a_node_is_recorded_queued_and_sealed(
         await node.cancel_transfer(CancelTransfer("nope"))
     with pytest.raises(InvalidArgument, match="does not exist"):
         await node.share_files(ShareFiles("Bob", [str(tmp_path / "missing")]))
+    with pytest.raises(InvalidArgument, match="full path"):  # whose folder would it be in?
+        await node.share_files(ShareFiles("Bob", [secret_name]))
+    # a link named by the user is followed (links inside a shared folder are not)
+    (tmp_path / "latest").symlink_to(source)
+    [linked] = await node.share_files(ShareFiles("Bob", [str(tmp_path / "latest")]))
+    assert (linked.name, linked.size, linked.path) == (secret_name, 600 * 1024, str(source))
 
     # a copied profile reveals neither the name, the local path nor the file key
     record = await node.store.call(node.store.transfers.get, transfer.id)
