@@ -31,6 +31,9 @@ class Config:
     auto_accept_bytes: int = 25 * 1024 * 1024
     downloads_folder: str = ""
     """Where received files are saved; empty means `default_downloads_folder()`."""
+    kept_ports: list[str] = field(default_factory=list)
+    """`HOST:PORT` per host: the port picked for a `daemon --listen HOST:0`, tried first
+    the next time (see `app.node.daemon`); not a user setting."""
 
     def updated(self, **changes: Any) -> Config:
         """A copy with `changes` applied, type-checked like a loaded file."""

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 from app.node.api import (
     DaemonOptions,
     InvalidArgument,
+    NetworkError,
     NodeError,
     PassphraseSource,
     ProfileNotFound,
     SettingsChanged,
 )
-from app.node.config import load_config, save_config
+from app.node.config import Config, load_config
 from app.node.control import ControlServer
 from app.node.dht import parse_host_port
 from app.node.guard import NodeGuard
@@ -102,13 +103,9 @@ async def hosted_node(
         lan: LanDiscovery | None = None
         follow: asyncio.Task[None] | None = None
         try:
-            await network.start(host, port)
-            if options.listen is None and port == 0:
-                # keep the same port from now on, so invites handed out stay valid
-                listen_host = listen.rpartition(":")[0]
-                save_config(
-                    paths.config, config.updated(listen=f"{listen_host}:{network.dht.port}")
-                )
+            picked = await _start_network(network, host, port, listen, config, options.listen)
+            if picked:
+                await service.keep_settings(**picked)
             contacts = await store.call(store.contacts.all)
             for record in contacts:
                 for endpoint in record.endpoints:
@@ -153,6 +150,41 @@ async def hosted_node(
             await network.stop()
             await asyncio.to_thread(store.close)
             log.info("node stopped")
+
+
+async def _start_network(
+    network: NetworkStack,
+    host: str,
+    port: int,
+    listen: str,
+    config: Config,
+    explicit: str | None,
+) -> dict[str, object]:
+    """Start listening; port 0 ("pick a free one") is kept in the profile from then on,
+    so invites handed out stay valid. Returns the settings to save for that.
+
+    Without `--listen`, the picked port goes into the `listen` setting. With an explicit
+    `--listen HOST:0`, it is kept per HOST in `kept_ports` and tried first the next
+    time the same HOST:0 is given; if it is taken by then, another one is picked (and
+    kept). An explicit non-zero port is used as given."""
+    if port != 0:
+        await network.start(host, port)
+        return {}
+    listen_host = listen.strip().rpartition(":")[0]
+    if explicit is None:
+        await network.start(host, 0)
+        return {"listen": f"{listen_host}:{network.dht.port}"}
+    others = [k for k in config.kept_ports if k.rpartition(":")[0] != listen_host]
+    kept = [k.rpartition(":")[2] for k in config.kept_ports if k not in others]
+    kept_port = int(kept[0]) if kept and kept[0].isdigit() else 0
+    if 0 < kept_port < 65536:
+        try:
+            await network.start(host, kept_port)
+            return {}
+        except NetworkError as exc:
+            log.info("the kept port %d is taken (%s); picking another", kept_port, exc)
+    await network.start(host, 0)
+    return {"kept_ports": [*others, f"{listen_host}:{network.dht.port}"]}
 
 
 async def _follow_shaping_setting(service: NodeService, shaper: Shaper) -> None:

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from app.core.errors import InvalidAddress, InvalidInvite
 from app.core.identity import decode_address, encode_address, parse_invite, safety_number
@@ -460,6 +460,15 @@ class NodeService:
         settings = self._settings()
         self._bus.publish(SettingsChanged(settings))
         return settings
+
+    async def keep_settings(self, **changes: Any) -> None:
+        """Save settings the node chose itself (a listen port it picked, to keep it).
+
+        Through the service, so a later `update_settings` starts from them instead of
+        writing back the copy read at start."""
+        config = self._config.updated(**changes)
+        await _in_thread(save_config, self.store.paths.config, config)
+        self._config = config
 
     async def change_passphrase(self, command: ChangePassphrase) -> None:
         address = self.store.identity.public.address

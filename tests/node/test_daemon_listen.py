@@ -1,0 +1,78 @@
+"""The listen port a daemon picks for port 0 is kept in the profile (README, "Headless"):
+invites handed out stay valid across restarts. Loopback only."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from app.node.api import DaemonOptions, UpdateSettings
+from app.node.config import load_config, save_config
+from app.node.daemon import hosted_node
+from app.node.paths import ProfilePaths
+from app.node.profile import create_profile
+
+PASS = "a passphrase 123"
+
+
+def _profile(tmp_path: Path) -> Path:
+    create_profile(tmp_path / "p", "P", PASS)
+    return tmp_path / "p"
+
+
+async def _port_of_run(options: DaemonOptions) -> int:
+    async with hosted_node(options, lambda: PASS, log_to_profile=False) as node:
+        return int((await node.status()).endpoints[0].rpartition(":")[2])
+
+
+@pytest.mark.asyncio
+async def test_an_explicit_host_port_zero_keeps_the_picked_port(tmp_path: Path) -> None:
+    profile = _profile(tmp_path)
+    options = DaemonOptions(profile, listen="127.0.0.1:0", lan=False)
+    first = await _port_of_run(options)
+    config = load_config(ProfilePaths(profile).config)
+    assert config.kept_ports == [f"127.0.0.1:{first}"]
+    assert config.listen == "0.0.0.0:0"  # the setting used without --listen is not touched
+    assert await _port_of_run(options) == first
+
+
+@pytest.mark.asyncio
+async def test_a_taken_kept_port_is_replaced_by_another_one(tmp_path: Path) -> None:
+    profile = _profile(tmp_path)
+    options = DaemonOptions(profile, listen="127.0.0.1:0", lan=False)
+    first = await _port_of_run(options)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", first))
+        second = await _port_of_run(options)
+    assert second != first
+    assert load_config(ProfilePaths(profile).config).kept_ports == [f"127.0.0.1:{second}"]
+    assert await _port_of_run(options) == second
+
+
+@pytest.mark.asyncio
+async def test_an_explicit_port_is_used_as_given_and_not_kept(tmp_path: Path) -> None:
+    profile = _profile(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = DaemonOptions(profile, listen=f"127.0.0.1:{port}", lan=False)
+    assert await _port_of_run(options) == port
+    assert load_config(ProfilePaths(profile).config).kept_ports == []
+
+
+@pytest.mark.asyncio
+async def test_the_picked_port_survives_a_settings_change_while_running(tmp_path: Path) -> None:
+    """Without --listen the picked port goes into the `listen` setting; a settings change
+    made while the node runs must not write the port-0 setting read at start back."""
+    profile = _profile(tmp_path)
+    paths = ProfilePaths(profile)
+    save_config(paths.config, load_config(paths.config).updated(listen="127.0.0.1:0"))
+    options = DaemonOptions(profile, lan=False)
+    async with hosted_node(options, lambda: PASS, log_to_profile=False) as node:
+        port = int((await node.status()).endpoints[0].rpartition(":")[2])
+        await node.update_settings(UpdateSettings(theme="dark"))
+    config = load_config(paths.config)
+    assert config.listen == f"127.0.0.1:{port}" and config.theme == "dark"
+    assert await _port_of_run(options) == port
