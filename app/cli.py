@@ -220,8 +220,13 @@ async def cmd_whoami(args: argparse.Namespace, node: api.NodeApi) -> int:
 
 async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
     if args.contacts_command == "add":
-        added = await node.add_contact(api.AddContact(args.invite, args.name))
-        _emit(args, added, f"Added {added.name} ({added.address})")
+        result = await node.add_contact(api.AddContact(args.invite, args.name))
+        added = result.contact
+        if result.updated:
+            text = f"{added.name} is already in your contacts; updated from this invite."
+        else:
+            text = f"Added {added.name} ({added.address})"
+        _emit(args, {**api.to_wire(added), "updated": result.updated}, text)
     elif args.contacts_command == "list":
         contacts = await node.list_contacts()
         lines = [f"{c.name}\t{c.address}\t{_contact_state(c)}" for c in contacts]

@@ -225,7 +225,10 @@ class NodeBridge(QObject):
 
     async def add_contact(self, invite_or_address: str, name: str | None) -> Contact:
         """Add a contact from an invite link or an address."""
-        return await self._ask(lambda n: n.add_contact(AddContact(invite_or_address, name or None)))
+        added = await self._ask(
+            lambda n: n.add_contact(AddContact(invite_or_address, name or None))
+        )
+        return added.contact
 
     async def remove_contact(self, address: str) -> Contact:
         """Remove a contact."""

@@ -195,6 +195,16 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class AddedContact:
+    """What `add_contact` did. `updated`: the contact was already there, with the same
+    keys, and the invite refreshed where to reach them (its endpoints, and the X25519 key
+    of a contact added by address only); the name and the rest stay as they were."""
+
+    contact: Contact
+    updated: bool = False
+
+
+@dataclass(frozen=True)
 class Verification:
     """The safety number shared with a contact, and whether the user confirmed it."""
 
@@ -608,7 +618,7 @@ class NodeApi(Protocol):
 
     async def whoami(self) -> Whoami: ...
     async def status(self) -> Status: ...
-    async def add_contact(self, command: AddContact) -> Contact: ...
+    async def add_contact(self, command: AddContact) -> AddedContact: ...
     async def list_contacts(self) -> list[Contact]: ...
     async def remove_contact(self, command: RemoveContact) -> Contact: ...
     async def verify_contact(self, command: VerifyContact) -> Verification: ...

@@ -24,6 +24,7 @@ from app.node.api import (
     EVENT_TYPES,
     AcceptTransfer,
     AddContact,
+    AddedContact,
     CancelTransfer,
     ChangePassphrase,
     Contact,
@@ -86,7 +87,7 @@ class Method:
 METHODS: dict[str, Method] = {
     "whoami": Method("whoami", None, Whoami),
     "status": Method("status", None, Status),
-    "contacts.add": Method("add_contact", AddContact, Contact),
+    "contacts.add": Method("add_contact", AddContact, AddedContact),
     "contacts.list": Method("list_contacts", None, list[Contact]),
     "contacts.remove": Method("remove_contact", RemoveContact, Contact),
     "contacts.verify": Method("verify_contact", VerifyContact, Verification),
@@ -320,8 +321,8 @@ class ControlClient:
         result: Status = await self._typed("status")
         return result
 
-    async def add_contact(self, command: AddContact) -> Contact:
-        result: Contact = await self._typed("contacts.add", command)
+    async def add_contact(self, command: AddContact) -> AddedContact:
+        result: AddedContact = await self._typed("contacts.add", command)
         return result
 
     async def list_contacts(self) -> list[Contact]:

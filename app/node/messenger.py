@@ -1094,6 +1094,14 @@ class Messenger:
     def _forget_cached_contact(self, address: str) -> None:
         self._contacts.pop(address, None)
 
+    def contact_updated(self, record: ContactRecord) -> None:
+        """The user refreshed a contact from a new invite (e.g. their port changed): use
+        its endpoints from now on and, unless connected, try them at once."""
+        self._contacts[record.address] = record
+        self.network.note_endpoints(record.address, record.endpoints)
+        if self.network.manager.connection(record.address) is None:
+            self.want(record.address)
+
     def forget_contact(self, address: str) -> None:
         """Drop cached state of a removed contact."""
         self._contacts.pop(address, None)

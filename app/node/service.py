@@ -18,6 +18,7 @@ from app.core.identity import decode_address, encode_address, parse_invite, safe
 from app.node.api import (
     AcceptTransfer,
     AddContact,
+    AddedContact,
     AmbiguousContact,
     BadInvite,
     CancelTransfer,
@@ -95,6 +96,8 @@ class Delivery(Protocol):
 
     def want(self, address: str) -> None: ...
 
+    def contact_updated(self, record: ContactRecord) -> None: ...
+
     def forget_contact(self, address: str) -> None: ...
 
     async def set_typing(self, address: str, typing: bool) -> None: ...
@@ -167,25 +170,15 @@ class NodeService:
 
     # ------------------------------------------------------------------ contacts
 
-    async def add_contact(self, command: AddContact) -> Contact:
+    async def add_contact(self, command: AddContact) -> AddedContact:
         record = self._parse_contact(command)
         if record.address == self.store.identity.public.address:
             raise BadInvite("That is your own address; you can't add yourself as a contact.")
         existing = await self.store.call(self.store.contacts.all)
         for other in existing:
             if other.address == record.address:
-                if record.dh_key and other.dh_key and record.dh_key != other.dh_key:
-                    detail = (
-                        f"An invite for {other.name} carries a different encryption key than "
-                        "the one you added. Compare safety numbers before trusting it."
-                    )
-                    await self.store.call(self.store.contacts.set_key_changed, other.address)
-                    self._bus.publish(SecurityAlert(other.address, "key_changed", detail))
-                    raise ContactExists(
-                        f"{other.name} is already in your contacts, and this invite carries a "
-                        "different key: someone may be impersonating them. Nothing was changed."
-                    )
-                raise ContactExists(f"{other.name} is already in your contacts.")
+                return await self._refresh_contact(other, record)
+        for other in existing:
             if other.name.casefold() == record.name.casefold():
                 raise ContactExists(
                     f"You already have a contact named {other.name}; choose another with --name."
@@ -197,7 +190,38 @@ class NodeService:
         self._bus.publish(ContactAdded(contact))
         if self._delivery is not None:
             self._delivery.want(record.address)
-        return contact
+        return AddedContact(contact)
+
+    async def _refresh_contact(self, other: ContactRecord, record: ContactRecord) -> AddedContact:
+        """A contact added again: an invite with the same keys updates where to reach them
+        (its endpoints, and the X25519 key of a contact added by address only); the name
+        the user chose stays. An invite with another key changes nothing and is flagged."""
+        if record.dh_key and other.dh_key and record.dh_key != other.dh_key:
+            detail = (
+                f"An invite for {other.name} carries a different encryption key than "
+                "the one you added. Compare safety numbers before trusting it."
+            )
+            await self.store.call(self.store.contacts.set_key_changed, other.address)
+            self._bus.publish(SecurityAlert(other.address, "key_changed", detail))
+            raise ContactExists(
+                f"{other.name} is already in your contacts, and this invite carries a "
+                "different key: someone may be impersonating them. Nothing was changed."
+            )
+        learns_key = record.dh_key is not None and other.dh_key is None
+        if not learns_key and (not record.endpoints or record.endpoints == other.endpoints):
+            raise ContactExists(f"{other.name} is already in your contacts.")
+        if learns_key and record.dh_key is not None:
+            await self.store.call(self.store.contacts.set_dh_key, other.address, record.dh_key)
+        if record.endpoints and record.endpoints != other.endpoints:
+            await self.store.call(
+                self.store.contacts.set_endpoints, other.address, record.endpoints
+            )
+        updated = await self.store.call(self.store.contacts.get, other.address)
+        if updated is None:  # removed meanwhile
+            raise ContactNotFound(f"{other.name} was removed meanwhile.")
+        if self._delivery is not None:
+            self._delivery.contact_updated(updated)
+        return AddedContact(_public(updated), updated=True)
 
     def _parse_contact(self, command: AddContact) -> ContactRecord:
         text = command.invite_or_address.strip()

@@ -37,7 +37,7 @@ def child_dialog(window: MainWindow, kind: type) -> object | None:
 
 
 async def add_bob(session: GuiSession, friend: api.InitResult) -> api.Contact:
-    contact = await node_of(session).add_contact(api.AddContact(friend.whoami.invite))
+    contact = (await node_of(session).add_contact(api.AddContact(friend.whoami.invite))).contact
     await wait_for(lambda: window_of(session).contacts.row_of(contact.address) >= 0)
     return contact
 

@@ -78,7 +78,7 @@ async def test_a_real_connection_shows_online_then_offline(
     async with api.host_node(options(tmp_path / "bob"), lambda: PASSPHRASE) as bob:
         assert (await bob.whoami()).address == friend.whoami.address
         await bob.add_contact(api.AddContact((await alice.whoami()).invite))
-        contact = await alice.add_contact(api.AddContact((await bob.whoami()).invite))
+        contact = (await alice.add_contact(api.AddContact((await bob.whoami()).invite))).contact
         await wait_for(lambda: window.contacts.row_of(contact.address) >= 0)
         row = window.contacts.row_of(contact.address)
         window.open_conversation(contact.address)

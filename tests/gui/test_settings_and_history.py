@@ -85,7 +85,7 @@ async def test_passphrase_change_from_settings(qtbot: QtBot, session: GuiSession
 async def test_long_history_loads_page_by_page(
     qtbot: QtBot, node: api.NodeApi, friend: api.InitResult
 ) -> None:
-    bob = await node.add_contact(api.AddContact(friend.whoami.invite))
+    bob = (await node.add_contact(api.AddContact(friend.whoami.invite))).contact
     for i in range(250):
         await node.send_message(api.SendMessage(bob.address, f"message {i}"))
     bridge = NodeBridge(node)
@@ -116,7 +116,7 @@ async def test_scrolling_to_the_top_of_the_view_loads_older_messages(
     qtbot: QtBot, session: GuiSession, friend: api.InitResult
 ) -> None:
     assert session.node is not None and session.window is not None
-    bob = await session.node.add_contact(api.AddContact(friend.whoami.invite))
+    bob = (await session.node.add_contact(api.AddContact(friend.whoami.invite))).contact
     for i in range(260):
         await session.node.send_message(api.SendMessage(bob.address, f"line {i}"))
     window = session.window
@@ -145,7 +145,7 @@ async def test_a_message_written_meanwhile_is_shown_in_its_place(
     """A received message that comes before ours in the shared order (`MessageAdded
     .before`) is inserted there while the conversation is open, not at the bottom."""
     assert session.node is not None and session.window is not None
-    bob = await session.node.add_contact(api.AddContact(friend.whoami.invite))
+    bob = (await session.node.add_contact(api.AddContact(friend.whoami.invite))).contact
     sent = [
         await session.node.send_message(api.SendMessage(bob.address, f"mine {i}")) for i in range(3)
     ]

@@ -46,7 +46,7 @@ def service_of(session: GuiSession) -> Any:
 
 
 async def add_bob(session: GuiSession, friend: api.InitResult) -> api.Contact:
-    contact = await service_of(session).add_contact(api.AddContact(friend.whoami.invite))
+    contact = (await service_of(session).add_contact(api.AddContact(friend.whoami.invite))).contact
     await wait_for(lambda: window_of(session).contacts.row_of(contact.address) >= 0)
     return contact
 
@@ -485,7 +485,7 @@ async def test_a_file_from_a_real_peer_is_accepted_in_the_bubble_and_opened(
     source.write_bytes(payload)
     async with api.host_node(options(tmp_path / "bob"), lambda: PASSPHRASE) as bob:
         await bob.add_contact(api.AddContact((await alice.whoami()).invite))
-        contact = await alice.add_contact(api.AddContact((await bob.whoami()).invite))
+        contact = (await alice.add_contact(api.AddContact((await bob.whoami()).invite))).contact
         await wait_for(lambda: window.contacts.row_of(contact.address) >= 0)
         window = await open_chat(session, contact.address)
         alice_address = (await alice.whoami()).address

@@ -47,7 +47,7 @@ async def test_typing_in_the_header_and_opening_marks_read(
         try:
             alice_me = await alice.whoami()
             await bob.add_contact(api.AddContact(alice_me.invite))
-            contact = await alice.add_contact(api.AddContact((await bob.whoami()).invite))
+            contact = (await alice.add_contact(api.AddContact((await bob.whoami()).invite))).contact
             sent = await bob.send_message(api.SendMessage(alice_me.address, "are you there?"))
 
             async def bob_sees(status: api.MessageStatus) -> bool:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cli_helpers import Daemon, cli_json, run_cli
+from cli_helpers import Daemon, cli_json, run_cli, wait_for
 
 from app import __version__
 from app.node.lock import ProfileLock
@@ -46,8 +48,10 @@ def test_profile_commands_without_a_daemon(tmp_path: Path) -> None:
         "address": bob_me["address"],
         "verified": False,
         "key_changed": False,
+        "updated": False,
     }
-    assert cli_json(alice, "contacts", "list", passphrase=PASS) == [added]
+    listed = {k: v for k, v in added.items() if k != "updated"}
+    assert cli_json(alice, "contacts", "list", passphrase=PASS) == [listed]
     status = cli_json(alice, "status")  # no passphrase needed to ask
     assert status == {"running": False, "address": me["address"], "endpoints": [], "dht_peers": 0}
     assert run_cli(alice, "contacts", "remove", "Bob", passphrase=PASS).returncode == 0
@@ -87,6 +91,41 @@ def test_daemons_join_each_other(tmp_path: Path, daemons: list[Daemon]) -> None:
             break
     assert cli_json(a, "status")["dht_peers"] >= 1
     assert cli_json(b, "status")["dht_peers"] >= 1
+
+
+def test_a_fresh_invite_fixes_a_contact_whose_port_changed(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """Bob's node moved to another port; Alice, with no DHT to find him in, can't reach
+    him until she adds his fresh invite, which updates his endpoints and reconnects."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    alice = cli_json(a, "init", "--name", "Alice", "--no-passphrase")
+    cli_json(b, "init", "--name", "Bob", "--no-passphrase")
+    cli_json(b, "contacts", "add", alice["invite"])  # no endpoints: Bob can't dial Alice
+    old_bob = Daemon(b, *LOOPBACK)
+    old_bob.wait_ready()
+    stale_invite = cli_json(b, "whoami")["invite"]
+    assert old_bob.stop() == 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        new_port = probe.getsockname()[1]
+    daemons.append(Daemon(b, "--listen", f"127.0.0.1:{new_port}", "--no-lan"))
+    daemons[-1].wait_ready()
+    fresh_invite = cli_json(b, "whoami")["invite"]
+    assert fresh_invite != stale_invite
+    cli_json(a, "contacts", "add", stale_invite, "--name", "Bobby")
+    daemons.append(Daemon(a, *LOOPBACK))
+    daemons[-1].wait_ready()
+    cli_json(a, "send", "Bobby", "hello")
+    time.sleep(1.5)
+    assert not any(p["state"] == "connected" for p in cli_json(a, "peers"))
+    updated = run_cli(a, "contacts", "add", fresh_invite)
+    assert updated.returncode == 0, updated.stderr
+    assert "Bobby is already in your contacts; updated" in updated.stdout
+    assert [c["name"] for c in cli_json(a, "contacts", "list")] == ["Bobby"]
+    wait_for(lambda: [m["text"] for m in cli_json(b, "messages", "Alice")] == ["hello"])
+    again = run_cli(a, "contacts", "add", fresh_invite)
+    assert "already in your contacts" in one_line_error(again)
 
 
 def test_a_killed_daemon_leaves_nothing_that_blocks_a_restart(

@@ -65,7 +65,7 @@ async def test_calls_and_typed_errors(
     try:
         assert await client.whoami() == await service.whoami()
         bob = create_profile(tmp_path / "bob", "Bob", None).whoami
-        added = await client.add_contact(AddContact(bob.invite))
+        added = (await client.add_contact(AddContact(bob.invite))).contact
         assert await client.list_contacts() == [added]
         sent = await client.send_message(SendMessage("Bob", "hello"))
         assert await client.list_messages(ListMessages("Bob")) == [sent]
@@ -88,7 +88,7 @@ async def test_events_reach_subscribers(
     first = asyncio.ensure_future(stream.__anext__())
     await asyncio.sleep(0.1)  # let the subscription reach the server
     bob = create_profile(tmp_path / "bob", "Bob", None).whoami
-    added = await actor.add_contact(AddContact(bob.invite))
+    added = (await actor.add_contact(AddContact(bob.invite))).contact
     assert await asyncio.wait_for(first, 5) == ContactAdded(added)
     service.close()
     assert isinstance(await asyncio.wait_for(stream.__anext__(), 5), NodeStopping)

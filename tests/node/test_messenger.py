@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -125,6 +126,33 @@ async def texts(node: Node, contact: str) -> list[str]:
 
 async def statuses(node: Node, contact: str) -> set[MessageStatus]:
     return {m.status for m in await node.service.list_messages(ListMessages(contact))}
+
+
+@pytest.mark.asyncio
+async def test_a_fresh_invite_reconnects_to_a_contact_whose_port_changed(tmp_path: Path) -> None:
+    """Alice knows Bob only by an invite whose port is stale (no DHT to find him in):
+    adding his fresh invite updates the endpoints and she reaches him at once."""
+    alice = await start_node(tmp_path, "Alice")
+    bob = await start_node(tmp_path, "Bob")
+    try:
+        with socket.socket() as gone:  # a port nobody listens on any more
+            gone.bind(("127.0.0.1", 0))
+            stale = f"127.0.0.1:{gone.getsockname()[1]}"
+        bob_keys = bob.service.store.identity
+        await alice.service.add_contact(AddContact(make_invite(bob_keys, "Bob", [stale])))
+        alice_keys = alice.service.store.identity
+        await bob.service.add_contact(AddContact(make_invite(alice_keys, "Alice", [])))
+        await alice.service.send_message(SendMessage("Bob", "are you there?"))
+        await asyncio.sleep(1.0)
+        assert alice.network.manager.connection(bob.address) is None
+        fresh = (await bob.service.whoami()).invite
+        updated = await alice.service.add_contact(AddContact(fresh))
+        assert updated.updated and updated.contact.name == "Bob"
+        await eventually(lambda: _equal(texts(bob, "Alice"), ["are you there?"]))
+        await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    finally:
+        await stop_node(alice)
+        await stop_node(bob)
 
 
 @pytest.mark.asyncio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -58,9 +59,9 @@ def invite_of(tmp_path: Path, name: str) -> str:
 
 @pytest.mark.asyncio
 async def test_contacts_add_list_find_remove(node: NodeService, tmp_path: Path) -> None:
-    bob = await node.add_contact(AddContact(invite_of(tmp_path, "Bob")))
+    bob = (await node.add_contact(AddContact(invite_of(tmp_path, "Bob")))).contact
     carol_addr = create_profile(tmp_path / "c", "Carol", None).whoami.address
-    carol = await node.add_contact(AddContact(carol_addr, name="Carol"))
+    carol = (await node.add_contact(AddContact(carol_addr, name="Carol"))).contact
     assert [c.name for c in await node.list_contacts()] == ["Bob", "Carol"]
     assert (await node.find_contact("bob")).address == bob.address
     assert (await node.find_contact(carol.address.upper())).name == "Carol"
@@ -70,10 +71,60 @@ async def test_contacts_add_list_find_remove(node: NodeService, tmp_path: Path) 
         await node.remove_contact(RemoveContact("Bob"))
     assert [c.name for c in await node.list_contacts()] == ["Carol"]
     # names are looked up from a cache: a new contact under a freed name is found
-    other = await node.add_contact(AddContact(invite_of(tmp_path, "Bob2"), name="bob"))
+    other = (await node.add_contact(AddContact(invite_of(tmp_path, "Bob2"), name="bob"))).contact
     assert (await node.find_contact("BOB")).address == other.address != bob.address
     with pytest.raises(ContactNotFound):
         await node.find_contact("Bob2")
+
+
+@pytest.mark.asyncio
+async def test_a_fresh_invite_of_a_contact_updates_their_endpoints(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """Their port changed: adding their new invite (same keys) replaces the endpoints the
+    node dials, keeps the name the user chose, and says it updated, not added."""
+    from app.core.identity import IdentityKeys, make_invite
+
+    keys = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+    first = await node.add_contact(AddContact(make_invite(keys, "Bob", ["127.0.0.1:4000"]), "Bo"))
+    assert not first.updated and first.contact.name == "Bo"
+    events = node.events()
+    seen = asyncio.ensure_future(asyncio.wait_for(_all(events), 10))
+    await asyncio.sleep(0)  # subscribed before the update
+    fresh = make_invite(keys, "Robert", ["127.0.0.1:4001", "192.0.2.7:4001"])
+    updated = await node.add_contact(AddContact(fresh))
+    assert updated.updated and updated.contact == first.contact
+    record = await node.find_contact("Bo")
+    assert record.endpoints == ("127.0.0.1:4001", "192.0.2.7:4001")
+    assert [c.name for c in await node.list_contacts()] == ["Bo"]
+    with pytest.raises(ContactExists, match="already in your contacts"):
+        await node.add_contact(AddContact(fresh))  # nothing new in it
+    impostor = IdentityKeys.from_seeds(keys.signing_seed, os.urandom(32))
+    with pytest.raises(ContactExists, match="different key"):
+        await node.add_contact(AddContact(make_invite(impostor, "Bob", ["192.0.2.66:1"])))
+    record = await node.find_contact("Bo")
+    assert record.endpoints == ("127.0.0.1:4001", "192.0.2.7:4001") and record.key_changed
+    assert record.dh_key == keys.public.dh_key
+    node.close()
+    kinds = [type(e).__name__ for e in await seen]
+    assert "SecurityAlert" in kinds and "ContactAdded" not in kinds  # no second row
+
+
+async def _all(events: AsyncIterator[object]) -> list[object]:
+    return [event async for event in events]
+
+
+@pytest.mark.asyncio
+async def test_an_invite_completes_a_contact_added_by_address(
+    node: NodeService, tmp_path: Path
+) -> None:
+    me = create_profile(tmp_path / "bob", "Bob", None).whoami
+    await node.add_contact(AddContact(me.address, name="Bob"))
+    assert (await node.find_contact("Bob")).dh_key is None
+    updated = await node.add_contact(AddContact(me.invite))
+    assert updated.updated and not updated.contact.key_changed
+    with open_store_of(tmp_path / "bob") as bob_store:
+        assert (await node.find_contact("Bob")).identity == bob_store.identity.public
 
 
 @pytest.mark.asyncio
@@ -104,7 +155,7 @@ async def test_events_are_published(node: NodeService, tmp_path: Path) -> None:
 
     task = asyncio.create_task(listen())
     await asyncio.sleep(0)
-    contact = await node.add_contact(AddContact(invite_of(tmp_path, "Bob")))
+    contact = (await node.add_contact(AddContact(invite_of(tmp_path, "Bob")))).contact
     message = await node.send_message(SendMessage("Bob", "hi"))
     await asyncio.wait_for(task, 5)
     assert received == [ContactAdded(contact), MessageAdded(message)]
@@ -210,4 +261,4 @@ async def test_an_invite_with_another_key_flags_the_contact(
     (bob,) = await node.list_contacts()
     assert bob.key_changed
     await node.remove_contact(RemoveContact("Bob"))
-    assert not (await node.add_contact(AddContact(real.invite))).key_changed
+    assert not (await node.add_contact(AddContact(real.invite))).contact.key_changed

@@ -181,8 +181,8 @@ async def capture(out: Path, mode: str, sessions: int, duration: float, seed: in
             async with hosted_node(
                 opts_b, lambda: PASSPHRASE, log_to_profile=False, frame_trace=recorder.sink("bob")
             ) as bob:
-                contact_b = (await alice.add_contact(AddContact(inv_b.invite))).address
-                contact_a = (await bob.add_contact(AddContact(inv_a.invite))).address
+                contact_b = (await alice.add_contact(AddContact(inv_b.invite))).contact.address
+                contact_a = (await bob.add_contact(AddContact(inv_a.invite))).contact.address
                 await alice.send_message(SendMessage(contact_b, "hello"))
                 for _ in range(300):
                     if any(m.text == "hello" for m in await bob.list_messages(_list(contact_a))):

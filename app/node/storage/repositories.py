@@ -179,6 +179,18 @@ class ContactRepository(SealedRepository):
             )
             return cur.rowcount == 1
 
+    def set_endpoints(self, address: str, endpoints: tuple[str, ...]) -> bool:
+        """Replace a contact's endpoints (from a fresh invite of theirs)."""
+        tag = self._tag(address)
+        sealed = self._key.seal(
+            f"contacts/endpoints/{tag.hex()}", json.dumps(list(endpoints)).encode()
+        )
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "UPDATE contacts SET endpoints_enc = ? WHERE address_tag = ?", (sealed, tag)
+            )
+            return cur.rowcount == 1
+
     def set_key_changed(self, address: str) -> bool:
         """Flag the contact: a different key than the stored one was presented."""
         with transaction(self._conn):
