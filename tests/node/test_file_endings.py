@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from test_messenger import eventually as eventually_within
 
 from app.core.ledger_event import EventBody
 from app.node.api import AddContact, InvalidArgument, ShareFiles, Transfer, TransferState
@@ -81,16 +82,8 @@ async def stop_node(node: Node) -> None:
 
 
 async def eventually(check: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    """`test_messenger.eventually`, with room for a file's fetch and save by default."""
+    await eventually_within(check, timeout)
 
 
 @pytest_asyncio.fixture
