@@ -151,6 +151,7 @@ class FakeDht:
     def __init__(self) -> None:
         self.records: dict[bytes, SignedRecord] = {}
         self.puts: list[bytes] = []
+        self.gets: list[bytes] = []
         self.published: set[bytes] = set()
 
     async def put_record(self, record: SignedRecord) -> int:
@@ -163,6 +164,7 @@ class FakeDht:
         return 1
 
     async def get_record(self, key: bytes) -> SignedRecord | None:
+        self.gets.append(key)
         return self.records.get(key)
 
     def forget_record(self, key: bytes) -> None:
@@ -274,8 +276,11 @@ class FakeStore:
 
 
 class FakeManager:
-    def connection(self, address: str) -> None:
-        return None
+    def __init__(self) -> None:
+        self.connected: set[str] = set()
+
+    def connection(self, address: str) -> object | None:
+        return object() if address in self.connected else None
 
 
 class FakeNetwork:
@@ -298,6 +303,38 @@ def courier(
         clock=lambda: clock[0],
     )
     return made, messenger
+
+
+@pytest.mark.asyncio
+async def test_polls_after_the_first_read_recent_days_only_and_skip_connected_contacts() -> None:
+    """Each mailbox read is a DHT lookup: 7 days per contact every minute looked like a
+    request flood to the other nodes of a three-person LAN (their detectors rate-limited
+    every honest node, every minute)."""
+    alice, bob, _ = keys()
+    dht = FakeDht()
+    clock = [float(NOW - 86400)]  # yesterday
+    sender, outbox = courier(alice, bob, dht, clock)
+    reader, inbox = courier(bob, alice, dht, clock)
+    outbox.backlog = [os.urandom(300)]
+    await sender.post("them")  # left yesterday, read today by a later, short round
+    clock[0] = float(NOW)
+
+    assert await reader.poll() == 1  # the first round reads the last 7 days
+    first_round = len(dht.gets)
+    assert first_round >= mailbox.RETENTION_DAYS
+    dht.gets.clear()
+    outbox.backlog.append(os.urandom(300))
+    clock[0] += 1
+    await sender.post("them")  # today's slot
+    assert await reader.poll(full=False) == 1
+    # today's and yesterday's first slots, and the next slot of each day that had one
+    assert mailbox.RECENT_DAYS <= len(dht.gets) <= 2 * mailbox.RECENT_DAYS < first_round
+    assert inbox.handled[-1][1][-1] == outbox.backlog[-1]  # today's event arrived
+
+    reader._network.manager.connected.add("them")  # type: ignore[attr-defined]
+    dht.gets.clear()
+    assert await reader.poll() == 0
+    assert dht.gets == []  # a connected contact's history syncs over the connection
 
 
 @pytest.mark.asyncio
