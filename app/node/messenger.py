@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -238,6 +239,7 @@ class Messenger:
         """Load or create our prekeys, hook into the transport, reach every contact."""
         self.network.set_bundle(await self.sessions.load_prekeys())
         self.network.on_message(self.handle_payload)
+        self.network.presence_seen = self._presence_seen
         self.network.manager.subscribe(self._on_transport)
         self._resync = asyncio.ensure_future(self._resync_loop())
         for record in await self.store.call(self.store.contacts.all):
@@ -1093,6 +1095,23 @@ class Messenger:
 
     def _forget_cached_contact(self, address: str) -> None:
         self._contacts.pop(address, None)
+
+    def _presence_seen(self, address: str, endpoints: tuple[str, ...]) -> None:
+        """A contact's signed presence record names where it listens now: store that, so
+        that after a restart (with no other DHT node to ask) we still find a contact whose
+        address changed since its invite."""
+        record = self._contacts.get(address)
+        if record is None or record.endpoints == endpoints:
+            return
+        self._contacts[address] = dataclasses.replace(record, endpoints=endpoints)
+        self.network.note_endpoints(address, endpoints)
+        self._spawn(self._store_endpoints(address, endpoints))
+
+    async def _store_endpoints(self, address: str, endpoints: tuple[str, ...]) -> None:
+        try:
+            await self.store.call(self.store.contacts.set_endpoints, address, endpoints)
+        except Exception as exc:  # kept in memory; the next presence read tries again
+            log.info("could not store a contact's new endpoints: %r", exc)
 
     def contact_updated(self, record: ContactRecord) -> None:
         """The user refreshed a contact from a new invite (e.g. their port changed): use

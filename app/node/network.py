@@ -174,6 +174,9 @@ class NetworkStack:
         self.dht = dht or DhtNode()
         self._clock = clock
         self._known_endpoints: dict[str, tuple[str, ...]] = {}
+        self.presence_seen: Callable[[str, tuple[str, ...]], None] | None = None
+        """Told the endpoints of each presence record read from the DHT (signed by its
+        owner, checked on read): the messenger keeps contacts' endpoints current."""
         self._on_message: Callable[[str, bytes], object] | None = None
         self.inbound_gate: InboundGate | None = None
         """Sees every application payload first (the anomaly monitor: counts, queues)."""
@@ -417,6 +420,8 @@ class NetworkStack:
         found = decode_presence(record.payload).endpoints if record is not None else ()
         if found:
             self._presence_cache[address] = (now, found)
+            if self.presence_seen is not None:
+                self.presence_seen(address, found)
         return found
 
     async def _candidates(self, address: str) -> list[str]:

@@ -156,6 +156,39 @@ async def test_a_fresh_invite_reconnects_to_a_contact_whose_port_changed(tmp_pat
 
 
 @pytest.mark.asyncio
+async def test_a_contacts_endpoints_are_kept_current_from_its_presence_record(
+    tmp_path: Path,
+) -> None:
+    """Alice added Bob from an invite whose port is stale; the signed presence record she
+    reads in the DHT to reach him replaces the stored endpoints (what a later start with
+    no DHT node to ask dials)."""
+    alice = await start_node(tmp_path, "Alice")
+    bob = await start_node(tmp_path, "Bob")
+    try:
+        await bob.network.join_via(alice.network.endpoints())
+        await bob.network.publish_presence()
+        with socket.socket() as gone:
+            gone.bind(("127.0.0.1", 0))
+            stale = f"127.0.0.1:{gone.getsockname()[1]}"
+        bob_keys = bob.service.store.identity
+        await alice.service.add_contact(AddContact(make_invite(bob_keys, "Bob", [stale])))
+        current = tuple(await bob.network.presence(bob.address, fresh=True))
+        assert current and stale not in current
+        # what dialling tries: the presence record, which now stands for the stale invite
+        assert list(await alice.network.endpoints_of(bob.address)) == list(current)
+
+        async def stored() -> tuple[str, ...] | None:
+            store = alice.service.store
+            record = await store.call(store.contacts.get, bob.address)
+            return record.endpoints if record is not None else None
+
+        await eventually(lambda: _equal(stored(), current))
+    finally:
+        await stop_node(alice)
+        await stop_node(bob)
+
+
+@pytest.mark.asyncio
 async def test_message_is_delivered_once_and_acknowledged(pair: tuple[Node, Node]) -> None:
     alice, bob = pair
     sent = [await alice.service.send_message(SendMessage("Bob", f"hi {i}")) for i in range(3)]
