@@ -47,6 +47,8 @@ class FileServing:
         self._allowed: dict[tuple[str, bytes], tuple[float, bool]] = {}
         self._outgoing: dict[tuple[str, bytes], tuple[float, list[TransferRecord]]] = {}
         self._served: dict[str, set[bytes]] = {}
+        self._earlier: dict[str, int] = {}
+        """Bytes an outgoing transfer had served in earlier runs, when this run began."""
         self.blocks_served = 0
 
     def forget(self, record: TransferRecord) -> None:
@@ -57,6 +59,7 @@ class FileServing:
 
     def served_count(self, transfer_id: str) -> int:
         """Distinct leaves of an outgoing transfer served in this run (then forgotten)."""
+        self._earlier.pop(transfer_id, None)
         return len(self._served.pop(transfer_id, ()))
 
     async def may_serve(self, address: str, root: bytes, cid: bytes) -> bool:
@@ -122,9 +125,13 @@ class FileServing:
             seen.add(cid)
             progress = self._progress.get(record.id)
             if progress is None:
-                progress = Progress(0, record.size, self._monotonic)
+                # what earlier runs served (persisted) counts too: after a restart the
+                # receiver asks only for what it lacks, and the bar must not jump back
+                progress = Progress(record.done_bytes, record.size, self._monotonic)
                 self._progress[record.id] = progress
-            progress.done = min(record.size, len(seen) * CHUNK_PLAINTEXT_SIZE)
+                self._earlier[record.id] = record.done_bytes
+            served = self._earlier.get(record.id, 0) + len(seen) * CHUNK_PLAINTEXT_SIZE
+            progress.done = max(progress.done, min(record.size, served))
             if progress.event_due():
                 shown = dataclasses.replace(record, done_bytes=progress.done)
                 self._publish(TransferChanged(public(shown, progress.speed())))

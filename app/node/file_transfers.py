@@ -398,6 +398,9 @@ class FileTransfers:
         task = self._tasks.pop(record.id, None)
         if task is not None and task is not asyncio.current_task():
             await _stop(task)  # its last checkpoint is written before the part goes
+        progress = self._progress.get(record.id)
+        if record.outgoing and progress is not None:  # served since the last persisted count
+            record = dataclasses.replace(record, done_bytes=max(record.done_bytes, progress.done))
         record = dataclasses.replace(record, state=state)
         if announce is not None and self._conversation is not None:
             store, saved = self.store, record

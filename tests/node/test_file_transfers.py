@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from app.core.file_crypto import decode_manifest
+from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE, decode_manifest
 from app.core.unixfs import decode_file_node, raw_cid
 from app.node.api import (
     AcceptTransfer,
@@ -118,6 +118,29 @@ async def test_blocks_are_served_to_the_contact_for_files_it_was_given(
     assert not await serving.may_serve(bob, other, other)  # not a file we hold
     await files._end(record, TransferState.CANCELLED)
     assert not await serving.may_serve(bob, root, leaf)  # cancelled: no longer served
+
+
+@pytest.mark.asyncio
+async def test_the_senders_progress_never_goes_back(node: NodeService, tmp_path: Path) -> None:
+    """After a restart the receiver asks only for what it lacks, and a cancel stores the
+    count: neither may show the sender fewer bytes than it had shown."""
+    record = await share_to_bob(node, tmp_path, 8 * CHUNK_PLAINTEXT_SIZE)
+    files = node.files
+    store = node.store
+    # an earlier run served half the file (the count it persisted)
+    await store.call(store.transfers.set_progress, record.id, 4 * CHUNK_PLAINTEXT_SIZE)
+    record = await files._get(record.id)
+    leaves = decode_file_node(files.blockstore.get_sync(record.root)).links
+    for leaf in leaves[4:6]:  # this run: two blocks the receiver still lacked
+        await files.serving._count_served(record.contact, record.root, leaf.cid)
+
+    async def shown() -> int:
+        [transfer] = await node.list_transfers(ListTransfers("Bob"))
+        return transfer.done_bytes
+
+    assert await shown() == 6 * CHUNK_PLAINTEXT_SIZE  # not 2 blocks' worth
+    await files._end(record, TransferState.CANCELLED)  # the stored count was 4 blocks
+    assert await shown() == 6 * CHUNK_PLAINTEXT_SIZE
 
 
 @pytest.mark.asyncio
