@@ -1097,29 +1097,37 @@ class Messenger:
         self._contacts.pop(address, None)
 
     def _presence_seen(self, address: str, endpoints: tuple[str, ...]) -> None:
-        """A contact's signed presence record names where it listens now: store that, so
-        that after a restart (with no other DHT node to ask) we still find a contact whose
-        address changed since its invite."""
+        """A contact's signed presence record names where it listens now: dial there from
+        now on, and store it, so that after a restart (with no other DHT node to ask) we
+        still find a contact whose address changed since its invite."""
         record = self._contacts.get(address)
-        if record is None or record.endpoints == endpoints:
+        if record is not None and record.endpoints == endpoints:
             return
-        self._contacts[address] = dataclasses.replace(record, endpoints=endpoints)
-        self.network.note_endpoints(address, endpoints)
+        if record is not None:
+            self._use_record(dataclasses.replace(record, endpoints=endpoints))
         self._spawn(self._store_endpoints(address, endpoints))
 
     async def _store_endpoints(self, address: str, endpoints: tuple[str, ...]) -> None:
+        record = await self._contact(address)  # one not cached yet (added meanwhile)
+        if record is None:  # a stranger's record
+            return
+        if record.endpoints != endpoints:
+            self._use_record(dataclasses.replace(record, endpoints=endpoints))
         try:
             await self.store.call(self.store.contacts.set_endpoints, address, endpoints)
-        except Exception as exc:  # kept in memory; the next presence read tries again
+        except Exception as exc:  # used in this run all the same; stored at a later change
             log.info("could not store a contact's new endpoints: %r", exc)
 
     def contact_updated(self, record: ContactRecord) -> None:
         """The user refreshed a contact from a new invite (e.g. their port changed): use
         its endpoints from now on and, unless connected, try them at once."""
-        self._contacts[record.address] = record
-        self.network.note_endpoints(record.address, record.endpoints)
+        self._use_record(record)
         if self.network.manager.connection(record.address) is None:
             self.want(record.address)
+
+    def _use_record(self, record: ContactRecord) -> None:
+        self._contacts[record.address] = record
+        self.network.note_endpoints(record.address, record.endpoints)
 
     def forget_contact(self, address: str) -> None:
         """Drop cached state of a removed contact."""
