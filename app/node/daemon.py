@@ -174,9 +174,9 @@ async def _start_network(
     if explicit is None:
         await network.start(host, 0)
         return {"listen": f"{listen_host}:{network.dht.port}"}
-    others = [k for k in config.kept_ports if k.rpartition(":")[0] != listen_host]
-    kept = [k.rpartition(":")[2] for k in config.kept_ports if k not in others]
-    kept_port = int(kept[0]) if kept and kept[0].isdigit() else 0
+    kept = dict(entry.rpartition(":")[::2] for entry in config.kept_ports)  # host -> port
+    text = kept.pop(listen_host, "")
+    kept_port = int(text) if text.isdigit() else 0
     if 0 < kept_port < 65536:
         try:
             await network.start(host, kept_port)
@@ -184,7 +184,8 @@ async def _start_network(
         except NetworkError as exc:
             log.info("the kept port %d is taken (%s); picking another", kept_port, exc)
     await network.start(host, 0)
-    return {"kept_ports": [*others, f"{listen_host}:{network.dht.port}"]}
+    kept[listen_host] = str(network.dht.port)
+    return {"kept_ports": [f"{h}:{p}" for h, p in kept.items()]}
 
 
 async def _follow_shaping_setting(service: NodeService, shaper: Shaper) -> None:
