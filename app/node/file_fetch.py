@@ -417,9 +417,8 @@ def assemble_file_sync(
         if missing := plan.outstanding():
             raise TransferFailed(f"{len(missing)} blocks of {manifest.name!r} are not held here")
         return part.publish()
-    except BaseException:
-        part.discard()
-        raise
+    finally:
+        part.discard()  # after publishing: only the part's own name
 
 
 async def receive_file(
@@ -445,9 +444,8 @@ async def receive_file(
             max_per_peer=max_per_peer,
         )
         return await asyncio.to_thread(part.publish)
-    except BaseException:
-        part.discard()
-        raise
+    finally:
+        part.discard()  # after publishing: only the part's own name
 
 
 __all__ = [

@@ -160,12 +160,15 @@ class FileTransfers:
         self._worker = asyncio.ensure_future(self._event_loop())
         ended: set[bytes] = set()
         named: set[bytes] = set()
+        with_parts = await self.store.call(self.store.transfers.with_received)
         for record in await self.store.call(self.store.transfers.all):
             if record.outgoing:
                 self._shares.add(record.id)
             elif record.state is TransferState.RUNNING:
                 log.info("resuming transfer %s from the blocks already held", record.id)
                 self._start_fetch(record.id)
+            elif record.state in _ENDED and record.id in with_parts:
+                self._spawn(self._forget_part(record))  # killed as it ended
             if record.state in _ENDED:
                 ended.add(record.root)
             named.add(record.root)
@@ -413,11 +416,12 @@ class FileTransfers:
         self.serving.forget(record)
         self._progress.pop(record.id, None)
         if not record.outgoing:
-            if state is TransferState.CANCELLED:
-                await asyncio.to_thread(self._remove_part, record)
-            await self.store.call(
-                self.store.transfers.set_received, record.id, record.done_bytes, None
-            )
+            if state in _ENDED:  # done: the saved file keeps its own name (`PartFile`)
+                await self._forget_part(record)
+            else:
+                await self.store.call(
+                    self.store.transfers.set_received, record.id, record.done_bytes, None
+                )
         if state in _ENDED:
             await self._release(record.root)
         return record
@@ -450,8 +454,13 @@ class FileTransfers:
                 log.warning("could not delete the blocks of an unrecorded share: %s", exc)
         log.info("deleted the %d blocks of %d unrecorded shares", removed, len(roots))
 
+    async def _forget_part(self, record: TransferRecord) -> None:
+        """Remove the part of a transfer that ended and forget its bitmap."""
+        await asyncio.to_thread(self._remove_part, record)
+        await self.store.call(self.store.transfers.set_received, record.id, record.done_bytes, None)
+
     def _remove_part(self, record: TransferRecord) -> None:
-        """Delete the part file of a cancelled incoming transfer, if there is one."""
+        """Delete the part file of an ended incoming transfer, if there is one."""
         try:
             path = part_path(
                 decode_manifest(record.manifest), downloads_folder(self._config()), record.id
@@ -632,6 +641,9 @@ class FileTransfers:
                 await self._fetch_from_sources(record, manifest, part, on_leaf)
                 await _stop(checkpoints)
                 fetched_at = self._monotonic()
+                # the complete bitmap marks a part that may be published already: a
+                # restart finds the saved file, or removes the part's name once done
+                await self._checkpoint(record, part, progress)
                 path = await asyncio.to_thread(part.publish)
             except FilesError as exc:
                 await _stop(checkpoints)

@@ -11,7 +11,11 @@ threads at once. Which chunks the part holds is a bitmap, one bit per chunk:
   chunks since the last checkpoint are fetched again. Flushing once a second also keeps
   the final ``fsync`` short.
 * `publish` fsyncs the complete part and links it under a sanitised, unique name in the
-  destination folder (never replacing a file); `discard` removes it.
+  destination folder (never replacing a file). The part's own name stays until the
+  caller has stored the transfer as done and calls `discard`: a node killed in between
+  finds the complete part linked already, and publishing it again returns that file
+  instead of saving a second copy. (Where the file system has no hard links the part is
+  renamed instead, and that window remains.) `discard` also removes an unfinished part.
 
 The part's name is derived from the transfer, so a resumed transfer finds it again; it
 is opened without following symbolic links. A part whose bitmap was lost is started
@@ -220,7 +224,7 @@ class PartFile:
                 self._fh.truncate(self.manifest.size)
                 self._fh.flush()
                 os.fsync(self._fh.fileno())
-            final = self._link()
+            final = self._published() or self._link()
             fsync_dir(self.dest_dir)
         except OSError as exc:
             self.discard()
@@ -230,8 +234,24 @@ class PartFile:
             raise
         return final
 
+    def _published(self) -> Path | None:
+        """The file the part was linked as already, by a run killed before it stored
+        the transfer as done (another name for the same inode), if any."""
+        part = os.stat(self.path)
+        if part.st_nlink < 2:
+            return None
+        with os.scandir(self.dest_dir) as entries:
+            for entry in entries:
+                if entry.name == self.path.name or not entry.is_file(follow_symlinks=False):
+                    continue
+                found = entry.stat(follow_symlinks=False)
+                if (found.st_ino, found.st_dev) == (part.st_ino, part.st_dev):
+                    return Path(entry.path)
+        return None
+
     def _link(self) -> Path:
-        """Give the part a free name without ever replacing an existing file."""
+        """Give the part a free name without ever replacing an existing file (the
+        part keeps its own name too: see the module docstring)."""
         dest_dir, name = self.dest_dir, self.name
         for _ in range(1000):
             final = dest_dir / unique_destination(lambda n: os.path.lexists(dest_dir / n), name)
@@ -251,7 +271,6 @@ class PartFile:
                 except FileExistsError:
                     continue
                 return final
-            self.path.unlink()
             return final
         raise TransferFailed("could not find a free name in the downloads folder")
 
@@ -261,7 +280,8 @@ class PartFile:
             self._fh.close()
 
     def discard(self) -> None:
-        """Close and delete the part (cancelled, or it cannot be completed)."""
+        """Close and delete the part (cancelled, or it cannot be completed, or its file
+        was published and the transfer stored as done)."""
         self.close()
         with contextlib.suppress(OSError):
             self.path.unlink()

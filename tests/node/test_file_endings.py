@@ -143,10 +143,11 @@ async def test_a_receiver_killed_as_it_records_done_still_tells_the_sender(
     bob = pair[1] = await start_node(bob.root, join=alice.network)
     await eventually(lambda: in_state(alice, transfer_id, TransferState.DONE))
     await eventually(lambda: in_state(bob, transfer_id, TransferState.DONE))
-    # Killed after the file was linked under its name but before the state was stored,
-    # the resumed transfer fetches and saves it again (a second copy): never a part file.
-    files = saved_files(bob)
-    assert files and all(f.read_bytes() == data for f in files)
+    # Killed after the file was linked under its name but before the state was stored:
+    # the resumed transfer finds that file, saves no second copy and leaves no part.
+    await eventually(lambda: [f.name for f in saved_files(bob)] == ["data.bin"], timeout=10)
+    assert (bob.downloads / "data.bin").read_bytes() == data
+    assert not await bob.service.store.call(bob.service.store.transfers.with_received)
     alice_record = await alice.transfer(transfer_id)
     assert alice_record is not None
     await eventually(
@@ -187,3 +188,37 @@ async def test_a_pause_racing_the_end_of_a_transfer_is_refused(
         await files.retry(transfer_id)
     assert [f.name for f in saved_files(bob)] == ["data.bin"]  # no part file left
     assert (bob.downloads / "data.bin").read_bytes() == data
+
+
+@pytest.mark.asyncio
+async def test_a_receiver_killed_after_storing_done_removes_the_part_at_start(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver is killed after storing DONE, before removing the part's name (a
+    second name of the saved file): the next start removes it and forgets its bitmap."""
+    alice, bob = pair
+    killed = asyncio.Event()
+
+    async def dies_here(record: TransferRecord) -> None:
+        killed.set()
+        await asyncio.Event().wait()  # the process is gone: nothing after this runs
+
+    monkeypatch.setattr(bob.service.files, "_forget_part", dies_here)
+    transfer_id, data = await share(alice, tmp_path, 600 * KiB)
+    await asyncio.wait_for(killed.wait(), 30)
+    assert await in_state(bob, transfer_id, TransferState.DONE)
+    assert len(saved_files(bob)) == 2  # the file and its part: two names, one inode
+    await stop_node(bob)
+
+    bob = pair[1] = await start_node(bob.root, join=alice.network)
+    store = bob.service.store
+    await eventually(lambda: [f.name for f in saved_files(bob)] == ["data.bin"], timeout=10)
+    await eventually(lambda: _no_bitmap(bob), timeout=10)
+    assert (bob.downloads / "data.bin").read_bytes() == data
+    assert await in_state(bob, transfer_id, TransferState.DONE)
+    assert (await store.call(store.transfers.get, transfer_id)).path.endswith("data.bin")  # type: ignore[union-attr]
+
+
+async def _no_bitmap(node: Node) -> bool:
+    store = node.service.store
+    return not await store.call(store.transfers.with_received)

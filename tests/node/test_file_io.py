@@ -196,8 +196,17 @@ async def test_part_resumes_from_its_last_checkpoint(
     peer = CountingSource(sender)
     await fetch_into(manifest, receiver, resumed, {"peer": peer})
     assert peer.requests == manifest.chunk_count - 7  # the root node was kept
+    complete = resumed.checkpoint()
     path = resumed.publish()
-    assert sha256_file(path) == digest and [p.name for p in downloads.iterdir()] == ["big.bin"]
+    assert sha256_file(path) == digest
+
+    # killed before the transfer was stored as done: the part keeps its name until then,
+    # and publishing it again finds the saved file instead of saving a second copy
+    again = PartFile(manifest, downloads, "t1", complete.received)
+    assert again.is_complete and again.publish() == path
+    again.discard()
+    assert [p.name for p in downloads.iterdir()] == ["big.bin"]
+    assert sha256_file(path) == digest
 
     # the bitmap survived but the part did not: nothing is trusted, all is fetched
     lost = PartFile(manifest, downloads, "t2", saved.received)

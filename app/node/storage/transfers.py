@@ -156,6 +156,13 @@ class TransferRepository(SealedRepository):
         ).fetchone()
         return bytes(row[0]) if row and row[0] is not None else None
 
+    def with_received(self) -> set[str]:
+        """The ids of the transfers a bitmap is stored for (`set_received`)."""
+        rows = self._conn.execute(
+            "SELECT transfer_id FROM transfers WHERE received IS NOT NULL"
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
     def _decode(
         self,
         transfer_id: str,
