@@ -87,7 +87,7 @@ class Ephemeral:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, address: str, plaintext: bytes) -> bool:
+    async def send(self, address: str, plaintext: bytes) -> bool:
         """Encrypt and send one signal if the contact is connected and a session exists
         (the session state is stored first); False if it was dropped."""
         conn = self.network.manager.connection(address)
@@ -116,10 +116,10 @@ class Ephemeral:
             last = self._typing_sent.get(address)
             if last is not None and now - last < self.typing_throttle:
                 return
-            if await self._send(address, Typing(True).encode()):
+            if await self.send(address, Typing(True).encode()):
                 self._typing_sent[address] = now
         elif self._typing_sent.pop(address, None) is not None:
-            await self._send(address, Typing(False).encode())
+            await self.send(address, Typing(False).encode())
 
     def message_sent(self, address: str) -> None:
         """A message to `address` was sent: we stopped typing."""
@@ -136,7 +136,7 @@ class Ephemeral:
         cid = await self._event_of(address, msg_id)
         if cid is None or self._read_sent.get(address) == cid:
             return
-        if await self._send(address, ReadUpTo(cid).encode()):
+        if await self.send(address, ReadUpTo(cid).encode()):
             self._read_sent[address] = cid
 
     async def _event_of(self, address: str, msg_id: str) -> Cid | None:

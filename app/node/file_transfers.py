@@ -69,9 +69,11 @@ from app.node.history import FILE, FILE_CANCEL, FILE_DONE
 from app.node.ipfs import IpfsBackend
 from app.node.network import NetworkStack
 from app.node.part_file import PartFile, part_path
+from app.node.state_message import TransferStatus
 from app.node.storage.store import ProfileStore
 from app.node.storage.transfers import TransferRecord
 from app.node.transfer_progress import PROGRESS_HZ, Progress, public
+from app.node.transfer_status import reason_code, sender_view, status_of
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ class Conversation(Protocol):
     async def append_event(
         self, address: str, body: EventBody, *with_steps: Callable[[], object]
     ) -> None: ...
+
+    async def send_signal(self, address: str, plaintext: bytes) -> bool: ...
 
 
 def display_name(manifest: FileManifest) -> str:
@@ -354,6 +358,7 @@ class FileTransfers:
             raise InvalidArgument(f"This transfer is {ended.state.value}; it cannot be paused.")
         self._progress.pop(transfer_id, None)
         log.info("transfer %s: paused at %d bytes", transfer_id, record.done_bytes)
+        self._tell(record)
         return public(record)
 
     async def retry(self, transfer_id: str) -> Transfer:
@@ -363,18 +368,43 @@ class FileTransfers:
                 f"This transfer is {record.state.value}; only a failed or "
                 "paused transfer can be retried."
             )
+        if record.outgoing:  # only the receiver's side pauses or fails (`transfer_status`)
+            raise InvalidArgument(
+                f"This transfer is {record.state.value} on the receiver's side; only they "
+                "can resume it. You can still cancel it."
+            )
         self._need_network("Retrying a transfer")
-        if record.outgoing:
-            record = dataclasses.replace(record, state=TransferState.RUNNING, error=None)
-            await self._save(record)
-            return public(record)
         return await self._begin(record)
 
     async def _begin(self, record: TransferRecord) -> Transfer:
         record = dataclasses.replace(record, state=TransferState.RUNNING, error=None)
         await self._save(record)
         self._start_fetch(record.id)
+        self._tell(record)
         return public(record)
+
+    def _tell(self, record: TransferRecord, status: TransferStatus | None = None) -> None:
+        """Tell the sender of the incoming `record` its state (`app.node.transfer_status`),
+        in the background; dropped if the sender is not connected."""
+        status = status or status_of(record)
+        if status is not None and self._conversation is not None:
+            self._spawn(self._conversation.send_signal(record.contact, status.encode()))
+
+    async def greeted(self, address: str) -> None:
+        """The contact `address` (re)connected: tell it the state of each unfinished
+        transfer it sent us (a signal sent while it was away was dropped)."""
+        for record in await self.store.call(self.store.transfers.all, address):
+            self._tell(record)
+
+    async def transfer_status(self, address: str, status: TransferStatus) -> None:
+        """The receiver of a file we sent says what became of it on its side."""
+        record = await self.store.call(self.store.transfers.get, status.transfer_id)
+        if record is None or record.contact != address:
+            return
+        shown = sender_view(record, status)
+        if shown is not None:
+            log.info("transfer %s: %s on the receiver's side", record.id, status.state)
+            await self._save(shown)
 
     def _refuse_if_being_saved(self, transfer_id: str) -> None:
         """`InvalidArgument` if every block of the incoming file is in and it is being
@@ -738,6 +768,7 @@ class FileTransfers:
         log.warning("a transfer failed: %s", exc)
         record = dataclasses.replace(record, done_bytes=0, error=str(exc))
         await self._end(record, TransferState.FAILED)
+        self._tell(record, TransferStatus(record.id, "failed", reason_code(exc)))
 
 
 async def _stop(task: asyncio.Future[None]) -> None:

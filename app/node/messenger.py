@@ -61,6 +61,7 @@ from app.node.state_message import (
     NewMailboxEpoch,
     NoSession,
     StateMessage,
+    TransferStatus,
     decode_plaintext,
 )
 from app.node.storage.repositories import ContactRecord
@@ -103,6 +104,14 @@ class FileEvents(Protocol):
 
     def file_event(self, address: str, event: Event) -> None:
         """A contact's event of a file kind was accepted (must not block)."""
+        ...
+
+    async def transfer_status(self, address: str, status: TransferStatus) -> None:
+        """The contact's signal of what became of a file we sent it."""
+        ...
+
+    async def greeted(self, address: str) -> None:
+        """A contact (re)connected: tell it what became of the files it sent us."""
         ...
 
 
@@ -523,6 +532,10 @@ class Messenger:
     async def mark_read(self, address: str) -> None:
         await self.ephemeral.send_read(address)
 
+    async def send_signal(self, address: str, plaintext: bytes) -> bool:
+        """Send an ephemeral signal if `address` is connected (`Ephemeral.send`)."""
+        return await self.ephemeral.send(address, plaintext)
+
     async def _drain(self, address: str) -> None:
         try:
             while batch := self._outbox.pop(address, []):
@@ -913,6 +926,9 @@ class Messenger:
         if isinstance(message, NewMailboxEpoch):
             if self.epoch_sink is not None:
                 await self.epoch_sink(address, message)
+        elif isinstance(message, TransferStatus):
+            if self.files is not None:
+                await self.files.transfer_status(address, message)
         elif not isinstance(message, StateMessage):  # an ephemeral signal, never stored
             await self.ephemeral.receive(address, message)
         if not isinstance(message, StateMessage):
@@ -1070,6 +1086,8 @@ class Messenger:
             return
         await self._send_quietly(address, [], True)
         await self.ephemeral.send_read(address)  # our read position, if it moved
+        if self.files is not None:
+            await self.files.greeted(address)
 
     async def _resync_loop(self) -> None:
         rounds = 0

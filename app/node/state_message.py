@@ -5,7 +5,9 @@ heads, stored), and two ephemeral signals that are never stored: ``"typing"``
 (``{"t": "typing", "y": bool}``) and ``"read"`` (``{"t": "read", "r": CID bytes}``, the
 newest of the recipient's own events the sender has read). docs/protocol.md, section 7.
 A fourth, ``"mbox"`` (``{"t": "mbox", "n": epoch, "k": 32-byte seed}``), announces a new
-mailbox epoch after a key rotation (section 12).
+mailbox epoch after a key rotation (section 12). A fifth ephemeral signal, ``"xfer"``
+(``{"t": "xfer", "i": transfer id, "s": "running"|"paused"|"failed", "r": reason code}``),
+tells the sender of a file what became of it on the receiver's side (section 10).
 """
 
 from __future__ import annotations
@@ -87,6 +89,27 @@ class ReadUpTo:
         return bytes(cbor2.dumps({"t": "read", "r": self.cid.raw}, canonical=True))
 
 
+TRANSFER_STATES = frozenset({"running", "paused", "failed"})
+"""What a receiver may say of a file it receives (`TransferStatus`)."""
+FAILURE_REASONS = frozenset({"", "disk_full", "permission", "corrupt", "other"})
+"""Why a receiver's transfer failed, as a code: the sender shows its own words for it
+(never a peer's text, nor the receiver's folder names)."""
+
+
+@dataclass(frozen=True)
+class TransferStatus:
+    """Ephemeral: the receiver's transfer `transfer_id` is now `state` (one of
+    `TRANSFER_STATES`); `reason` (one of `FAILURE_REASONS`) says why it failed."""
+
+    transfer_id: str
+    state: str
+    reason: str = ""
+
+    def encode(self) -> bytes:
+        fields = {"t": "xfer", "i": self.transfer_id, "s": self.state, "r": self.reason}
+        return bytes(cbor2.dumps(fields, canonical=True))
+
+
 @dataclass(frozen=True, repr=False)
 class NewMailboxEpoch:
     """The sender issued mailbox epoch `epoch` (seed `seed`) for what we leave it offline."""
@@ -102,7 +125,7 @@ class NewMailboxEpoch:
 
 
 Signal = Typing | ReadUpTo
-Plaintext = StateMessage | Signal | NewMailboxEpoch
+Plaintext = StateMessage | Signal | NewMailboxEpoch | TransferStatus
 
 
 def decode_plaintext(raw: bytes) -> Plaintext:
@@ -126,6 +149,15 @@ def decode_plaintext(raw: bytes) -> Plaintext:
         if not isinstance(typing, bool):
             raise ValueError("bad typing flag")
         return Typing(typing)
+    if kind == "xfer":
+        transfer_id, state, reason = fields.get("i"), fields.get("s"), fields.get("r")
+        if not isinstance(transfer_id, str) or not 0 < len(transfer_id) <= 64:
+            raise ValueError("bad transfer id")
+        if state not in TRANSFER_STATES:
+            raise ValueError("bad transfer state")
+        if reason not in FAILURE_REASONS:
+            raise ValueError("bad transfer failure reason")
+        return TransferStatus(transfer_id, state, reason)
     if kind == "read":
         cid = fields.get("r")
         if not isinstance(cid, bytes):

@@ -150,6 +150,9 @@ def test_buttons_per_state() -> None:
     assert actions_for(transfer(TransferState.RUNNING, outgoing=True)) == [a.CANCEL]
     assert actions_for(transfer(TransferState.PAUSED)) == [a.RESUME, a.CANCEL]
     assert actions_for(transfer(TransferState.FAILED)) == [a.RETRY, a.CANCEL]
+    # paused or failed on the receiver's side: only they can resume it
+    assert actions_for(transfer(TransferState.PAUSED, outgoing=True)) == [a.CANCEL]
+    assert actions_for(transfer(TransferState.FAILED, outgoing=True)) == [a.CANCEL]
     assert actions_for(transfer(TransferState.DONE, path="/tmp/x")) == [a.OPEN, a.SHOW_IN_FOLDER]
     assert actions_for(transfer(TransferState.DONE, path=None)) == []
     assert actions_for(transfer(TransferState.CANCELLED)) == []

@@ -16,8 +16,10 @@ import pytest_asyncio
 from test_messenger import eventually as eventually_within
 
 from app.core.ledger_event import EventBody
+from app.node import file_transfers
 from app.node.api import AddContact, InvalidArgument, ShareFiles, Transfer, TransferState
 from app.node.config import load_config, save_config
+from app.node.files_errors import DiskFull
 from app.node.history import FILE_DONE
 from app.node.messenger import Messenger
 from app.node.network import NetworkStack
@@ -222,3 +224,82 @@ async def test_a_receiver_killed_after_storing_done_removes_the_part_at_start(
 async def _no_bitmap(node: Node) -> bool:
     store = node.service.store
     return not await store.call(store.transfers.with_received)
+
+
+def _stuck_fetch(node: Node, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Make the node's fetches wait forever (its transfers stay RUNNING); the event is
+    set once one is waiting."""
+    waiting = asyncio.Event()
+
+    async def never_fetches(*args: object) -> None:
+        waiting.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(node.service.files, "_fetch_from_sources", never_fetches)
+    return waiting
+
+
+async def _sender_sees(
+    node: Node, transfer_id: str, state: TransferState, error: str | None = None
+) -> bool:
+    record = await node.transfer(transfer_id)
+    return record is not None and record.state is state and record.error == error
+
+
+@pytest.mark.asyncio
+async def test_the_sender_sees_the_receiver_pause_and_resume(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = pair
+    waiting = _stuck_fetch(bob, monkeypatch)
+    transfer_id, data = await share(alice, tmp_path, 600 * KiB)
+    await asyncio.wait_for(waiting.wait(), 30)
+    await bob.service.files.pause(transfer_id)
+    await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.PAUSED), timeout=10)
+    with pytest.raises(InvalidArgument, match="only they can resume"):
+        await alice.service.files.retry(transfer_id)
+
+    monkeypatch.undo()
+    await bob.service.files.retry(transfer_id)
+    await eventually(lambda: in_state(bob, transfer_id, TransferState.DONE))
+    await eventually(lambda: in_state(alice, transfer_id, TransferState.DONE))
+    assert (bob.downloads / "data.bin").read_bytes() == data
+
+
+@pytest.mark.asyncio
+async def test_the_sender_sees_a_failure_on_the_receivers_side_without_its_details(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob's disk is full: Alice's transfer fails "on their side" (Bob's folder is not
+    named to her), keeps its blocks, and Bob's retry brings it to the end."""
+    alice, bob = pair
+
+    def disk_full(*args: object) -> None:
+        raise DiskFull("not enough free space in /home/bob/secret-folder to save the file")
+
+    monkeypatch.setattr(file_transfers, "PartFile", disk_full)
+    transfer_id, data = await share(alice, tmp_path, 600 * KiB)
+    await eventually(lambda: in_state(bob, transfer_id, TransferState.FAILED))
+    shown = "Failed on their side: not enough free space to save it."
+    await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.FAILED, shown), 10)
+    record = await alice.transfer(transfer_id)
+    assert record is not None and alice.service.files.blockstore.held_sync({record.root})
+
+    monkeypatch.undo()
+    await bob.service.files.retry(transfer_id)
+    await eventually(lambda: in_state(alice, transfer_id, TransferState.DONE))
+    assert (bob.downloads / "data.bin").read_bytes() == data
+
+
+@pytest.mark.asyncio
+async def test_a_pause_while_the_sender_was_away_is_told_when_it_reconnects(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = pair
+    waiting = _stuck_fetch(bob, monkeypatch)
+    transfer_id, _ = await share(alice, tmp_path, 600 * KiB)
+    await asyncio.wait_for(waiting.wait(), 30)
+    await stop_node(alice)
+    await bob.service.files.pause(transfer_id)  # the signal is dropped: Alice is away
+    alice = pair[0] = await start_node(alice.root, join=bob.network)
+    await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.PAUSED))

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import cbor2
 import pytest
 import pytest_asyncio
 from test_messenger import Node, eventually, start_node, stop_node
@@ -31,7 +32,13 @@ from app.node.api import (
 )
 from app.node.control import ControlServer, connect_control
 from app.node.paths import ProfilePaths
-from app.node.state_message import ReadUpTo, StateMessage, Typing, decode_plaintext
+from app.node.state_message import (
+    ReadUpTo,
+    StateMessage,
+    TransferStatus,
+    Typing,
+    decode_plaintext,
+)
 
 
 @pytest_asyncio.fixture
@@ -247,3 +254,15 @@ def test_plaintext_kinds_round_trip_and_old_state_messages_still_decode() -> Non
     for bad in (b"\xa2atftypingay\x01", b"\xa2atdreadaraax", b"\xa2atdreadar\x41\x00", b"\xff"):
         with pytest.raises(ValueError):
             decode_plaintext(bad)
+    status = TransferStatus("ab" * 16, "failed", "disk_full")
+    assert decode_plaintext(status.encode()) == status
+    for fields in (
+        {"t": "xfer", "i": "a" * 65, "s": "paused", "r": ""},  # id too long
+        {"t": "xfer", "i": "", "s": "paused", "r": ""},
+        {"t": "xfer", "i": 7, "s": "paused", "r": ""},
+        {"t": "xfer", "i": "x", "s": "done", "r": ""},  # done is told by a history event
+        {"t": "xfer", "i": "x", "s": "failed", "r": "\x1b]0;owned\x07"},  # free text
+        {"t": "xfer", "i": "x", "s": "failed"},
+    ):
+        with pytest.raises(ValueError):
+            decode_plaintext(cbor2.dumps(fields))

@@ -75,6 +75,8 @@ def actions_for(transfer: Transfer | None) -> list[TransferAction]:
         if transfer.outgoing:
             return [TransferAction.CANCEL]
         return [TransferAction.PAUSE, TransferAction.CANCEL]
+    if state in (TransferState.PAUSED, TransferState.FAILED) and transfer.outgoing:
+        return [TransferAction.CANCEL]  # paused or failed on their side: theirs to resume
     if state == TransferState.PAUSED:
         return [TransferAction.RESUME, TransferAction.CANCEL]
     if state == TransferState.FAILED:

@@ -92,7 +92,7 @@ def state_text(transfer: Transfer) -> str:
     if state == TransferState.RUNNING:
         return _tr("Sending") if transfer.outgoing else _tr("Receiving")
     if state == TransferState.PAUSED:
-        return _tr("Paused")
+        return _tr("Paused by them") if transfer.outgoing else _tr("Paused")
     if state == TransferState.DONE:
         return _tr("Sent") if transfer.outgoing else _tr("Received")
     if state == TransferState.FAILED:
