@@ -14,7 +14,12 @@ PROGRESS_HZ = 4.0
 PERSIST_SECONDS = 1.0
 """How often the progress of a running transfer is written to the database."""
 SPEED_WINDOW = 3.0
-"""The speed shown is the average over this many seconds."""
+"""The speed shown is the average over at least this many seconds..."""
+SPEED_HISTORY = 30.0
+"""...or since the last progress before the newest, up to this long: a slow transfer
+(a 256 KiB chunk every few seconds) shows its rate, not 0 between chunks. No progress
+in this long reads 0 ("waiting for the peer")."""
+_SAMPLE_EVERY = 0.25
 
 
 class Progress:
@@ -32,12 +37,20 @@ class Progress:
         self.done = min(self.size, self.done + nbytes)
 
     def speed(self) -> float:
+        """Bytes a second: from the newest sample at least `SPEED_WINDOW` old that had
+        less done than now (the oldest kept if none), to now."""
         now = self._clock()
-        self._samples.append((now, self.done))
-        while len(self._samples) > 2 and now - self._samples[0][0] > SPEED_WINDOW:
-            self._samples.popleft()
-        first_time, first_done = self._samples[0]
-        return (self.done - first_done) / (now - first_time) if now > first_time else 0.0
+        samples = self._samples
+        if samples[-1][1] != self.done or now - samples[-1][0] >= _SAMPLE_EVERY:
+            samples.append((now, self.done))
+        while len(samples) > 2 and now - samples[0][0] > SPEED_HISTORY:
+            samples.popleft()
+        start_time, start_done = samples[0]
+        for when, done in reversed(samples):
+            if now - when >= SPEED_WINDOW and done < self.done:
+                start_time, start_done = when, done
+                break
+        return (self.done - start_done) / (now - start_time) if now > start_time else 0.0
 
     def event_due(self) -> bool:
         now = self._clock()

@@ -175,7 +175,25 @@ def test_progress_events_are_rate_limited_and_speed_is_measured() -> None:
         events += progress.event_due()
     assert events <= 10 * PROGRESS_HZ + 1
     assert progress.done == 100 * 2**20  # capped at the size
-    assert progress.speed() >= 0
+    assert progress.speed() == pytest.approx(100 * 2**20 / 10, rel=0.25)
+
+
+def test_a_slow_transfer_shows_its_speed_between_chunks_and_a_stall_reads_0() -> None:
+    """A chunk every 5 s (~52 KB/s): the speed shown stays near that rate whenever it
+    is asked, also just before the next chunk; nothing for 30 s reads 0."""
+    now = [0.0]
+    progress = Progress(0, 100 * 2**20, lambda: now[0])
+    seen = []
+    for step in range(1, 301):  # 60 s, asked 5 times a second, a chunk every 5 s
+        now[0] = step * 0.2
+        if step % 25 == 0:
+            progress.add(262_128)
+        if now[0] > 10:
+            seen.append(progress.speed())
+    rate = 262_128 / 5
+    assert min(seen) > rate / 2 and max(seen) < rate * 2
+    now[0] += 31
+    assert progress.speed() == 0
 
 
 @pytest.mark.asyncio
