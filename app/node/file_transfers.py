@@ -422,6 +422,16 @@ class FileTransfers:
         cancel = EventBody.of(FILE_CANCEL, id=record.id)
         return public(await self._end(record, TransferState.CANCELLED, announce=cancel))
 
+    async def contact_removed(self, address: str) -> None:
+        """The contact `address` was removed: its unfinished transfers are cancelled
+        here (fetching stops, the part is removed, our blocks of a file we sent go).
+        Nothing is sent: the contact is not told, and a file it still tries to fetch
+        is no longer served."""
+        for record in await self.store.call(self.store.transfers.all, address):
+            if record.state not in _ENDED:
+                log.info("transfer %s: cancelled, the contact was removed", record.id)
+                await self._end(record, TransferState.CANCELLED)
+
     async def _end(
         self, record: TransferRecord, state: TransferState, announce: EventBody | None = None
     ) -> TransferRecord:

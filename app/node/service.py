@@ -309,6 +309,7 @@ class NodeService:
         self._bus.publish(ContactRemoved(contact))
         if self._delivery is not None:
             self._delivery.forget_contact(record.address)
+        await self.files.contact_removed(record.address)
         return contact
 
     async def verify_contact(self, command: VerifyContact) -> Verification:

@@ -17,7 +17,14 @@ from test_messenger import eventually as eventually_within
 
 from app.core.ledger_event import EventBody
 from app.node import file_transfers
-from app.node.api import AddContact, InvalidArgument, ShareFiles, Transfer, TransferState
+from app.node.api import (
+    AddContact,
+    InvalidArgument,
+    RemoveContact,
+    ShareFiles,
+    Transfer,
+    TransferState,
+)
 from app.node.config import load_config, save_config
 from app.node.files_errors import DiskFull
 from app.node.history import FILE_DONE
@@ -303,3 +310,24 @@ async def test_a_pause_while_the_sender_was_away_is_told_when_it_reconnects(
     await bob.service.files.pause(transfer_id)  # the signal is dropped: Alice is away
     alice = pair[0] = await start_node(alice.root, join=bob.network)
     await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.PAUSED))
+
+
+@pytest.mark.asyncio
+async def test_removing_a_contact_cancels_its_unfinished_transfers_on_both_roles(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob removes Alice while receiving her file: his transfer is cancelled and its
+    part removed. Alice removes Bob: hers is cancelled and the file's blocks go."""
+    alice, bob = pair
+    waiting = _stuck_fetch(bob, monkeypatch)
+    transfer_id, _ = await share(alice, tmp_path, 600 * KiB)
+    await asyncio.wait_for(waiting.wait(), 30)
+    await bob.service.remove_contact(RemoveContact("Alice"))
+    assert await in_state(bob, transfer_id, TransferState.CANCELLED)
+    assert saved_files(bob) == []  # no part left
+    assert not bob.service.files._tasks
+
+    await alice.service.remove_contact(RemoveContact("Bob"))
+    assert await in_state(alice, transfer_id, TransferState.CANCELLED)
+    record = await alice.transfer(transfer_id)
+    assert record is not None and not alice.service.files.blockstore.held_sync({record.root})
