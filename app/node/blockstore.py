@@ -189,6 +189,7 @@ class Blockstore:
         index rewritten once, or goes with its last block."""
         dropped = 0
         touched: set[str] = set()
+        shards: set[Path] = set()
         with self._packs_lock:
             for cid in cids:
                 self._vouched.pop(cid, None)
@@ -198,9 +199,15 @@ class Blockstore:
                     touched.add(where.pack)
                     dropped += 1
                     continue
+                path = self.path_for(cid)
                 with contextlib.suppress(FileNotFoundError):
-                    self.path_for(cid).unlink()
+                    path.unlink()
                     dropped += 1
+                    shards.add(path.parent)
+            for shard in shards:  # emptied shard folders go (`put_sync` makes them again)
+                with contextlib.suppress(OSError):  # not empty: kept
+                    shard.rmdir()
+                    self._shards.discard(shard.name)
             for pack in touched:
                 entries = self._packs[pack]
                 if entries:

@@ -36,6 +36,9 @@ def test_put_get_has_delete(store: Blockstore) -> None:
     assert store.delete_sync(cid) and not store.delete_sync(cid)
     with pytest.raises(BlockNotFound):
         store.get_sync(cid)
+    assert not path.parent.exists()  # its emptied shard folder went with it
+    store.put_sync(cid, data)  # and comes back when needed
+    assert store.get_sync(cid) == data
 
 
 def test_refuses_block_not_matching_cid(store: Blockstore) -> None:
