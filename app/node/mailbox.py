@@ -212,6 +212,10 @@ RECENT_DAYS = 2
 """After the first round, polls read only today's and yesterday's mailboxes: a sender
 writes under the day it sends on, so older days gain nothing new (yesterday: a post just
 before midnight, or a sender's clock a little behind ours)."""
+NEW_CONTACT_READS = 1
+"""After the first round, contacts whose last 7 days were not read in this run (added
+since) get that full read, this many per round: adding several at once must not send
+a burst of lookups (7 per contact) that the other nodes' detectors take for a flood."""
 FIRST_POLL_DELAY = 5.0
 """Seconds between joining the DHT and the first (full) poll: contacts online on the LAN
 or the internet connect within that, and a connected contact needs no poll."""
@@ -302,6 +306,8 @@ class MailboxCourier:
         contact's ratchet key when we rotated; we announce once it has changed)."""
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._read_all: set[str] = set()
+        """Contacts whose last 7 days were read in this run (or synced: connected)."""
 
     def start(self, joined: Awaitable[object]) -> None:
         """Poll once `joined` completes, then periodically."""
@@ -529,18 +535,26 @@ class MailboxCourier:
     async def poll(self, *, full: bool = True) -> int:
         """Read the mailboxes of every contact we are not connected to, slot by slot until
         a miss: the last 7 days' if `full`, else only the `RECENT_DAYS` that can still
-        gain envelopes. The number of envelopes handled.
+        gain envelopes, except for `NEW_CONTACT_READS` contacts whose 7 days were not
+        read in this run yet (added since the first round). The number of envelopes
+        handled.
 
         A connected contact is skipped: its history syncs over the connection, which makes
         its mailbox redundant. Every mailbox read is a DHT lookup, ~2 requests to each
         node of a small network: 7 days x 2 contacts every minute looked like a request
         flood to the anomaly detector of every other node on a three-person LAN."""
         handled = 0
+        new_reads = NEW_CONTACT_READS
         for record in await self._contacts():
             if self._network.manager.connection(record.address) is not None:
+                self._read_all.add(record.address)
                 continue
             days = poll_days(self._clock())
-            days = days if full else days[-RECENT_DAYS:]
+            read_all = full or (record.address not in self._read_all and new_reads > 0)
+            if not read_all:
+                days = days[-RECENT_DAYS:]
+            elif not full:
+                new_reads -= 1
             for epoch in await self.incoming_epochs(record.address):
                 firsts = await asyncio.gather(*(self._read(record, d, 0, epoch) for d in days))
                 for day, first in zip(days, firsts, strict=True):
@@ -553,6 +567,8 @@ class MailboxCourier:
                         if index >= MAX_SLOTS:
                             break
                         found = await self._read(record, day, index, epoch)
+            if read_all:
+                self._read_all.add(record.address)
         return handled
 
     async def _read(

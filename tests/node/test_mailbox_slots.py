@@ -228,13 +228,13 @@ class FakeMessenger:
 
 class FakeContacts:
     def __init__(self, record: ContactRecord) -> None:
-        self.record = record
+        self.records = [record]
 
     def get(self, address: str) -> ContactRecord | None:
-        return self.record if address == self.record.address else None
+        return next((r for r in self.records if r.address == address), None)
 
     def all(self) -> list[ContactRecord]:
-        return [self.record]
+        return list(self.records)
 
 
 class FakeEpochs:
@@ -335,6 +335,42 @@ async def test_polls_after_the_first_read_recent_days_only_and_skip_connected_co
     dht.gets.clear()
     assert await reader.poll() == 0
     assert dht.gets == []  # a connected contact's history syncs over the connection
+
+
+@pytest.mark.asyncio
+async def test_contacts_added_later_get_their_7_days_read_one_per_round() -> None:
+    """Messages a new contact left in the days before we added it are read, but two
+    contacts added at once are read one round after the other (not one burst)."""
+    alice, bob, carol = keys()
+    dht = FakeDht()
+    clock = [float(NOW - 3 * 86400)]
+    sender, outbox = courier(alice, bob, dht, clock)
+    reader, _ = courier(bob, carol, dht, clock)  # Bob's only contact: Carol
+    outbox.backlog = [os.urandom(300)]
+    await sender.post("them")  # Alice writes to Bob three days ago
+    clock[0] = float(NOW)
+    assert await reader.poll() == 0  # the first round: Carol, 7 days
+    dht.gets.clear()
+    assert await reader.poll(full=False) == 0
+    recent = len(dht.gets)  # Carol: the recent days only
+
+    contacts = reader._store.contacts  # type: ignore[attr-defined]
+    new = ContactRecord("alice", "Alice", alice.public.signing_key, alice.public.dh_key, (), True)
+    dave = keys()[0].public
+    other = ContactRecord("dave", "Dave", dave.signing_key, dave.dh_key, (), True)
+    contacts.records[:] = [contacts.records[0], new, other]
+    dht.gets.clear()
+    assert await reader.poll(full=False) == 1  # Alice's 3-day-old envelope
+    second = len(dht.gets)
+    dht.gets.clear()
+    assert await reader.poll(full=False) == 0
+    third = len(dht.gets)
+    # round 2: Carol recent, Alice 7 days, Dave recent; round 3: Dave's 7 days
+    assert second >= recent + mailbox.RETENTION_DAYS + mailbox.RECENT_DAYS
+    assert third == 2 * recent + mailbox.RETENTION_DAYS
+    dht.gets.clear()
+    assert await reader.poll(full=False) == 0
+    assert len(dht.gets) == 3 * recent  # everyone read once: the recent days only
 
 
 @pytest.mark.asyncio
