@@ -20,6 +20,7 @@ from app.node.storage.store import ProfileStore
 from app.node.storage.transfers import TransferRecord
 from app.node.transfer_progress import Progress, public
 
+_SERVING = (TransferState.OFFERED, TransferState.RUNNING)
 MEMBERS_STALE = 2.0
 """Cached serving decisions and block lists are rebuilt after this many seconds."""
 
@@ -112,17 +113,19 @@ class FileServing:
         if cached is None or now - cached[0] >= MEMBERS_STALE:
             records = await self.store.call(self.store.transfers.with_root, root)
             running = [
-                r
-                for r in records
-                if r.outgoing and r.contact == address and r.state is TransferState.RUNNING
+                r for r in records if r.outgoing and r.contact == address and r.state in _SERVING
             ]
             cached = (now, running)
             self._outgoing[(address, root)] = cached
-        for record in cached[1]:
+        for i, record in enumerate(cached[1]):
             seen = self._served.setdefault(record.id, set())
             if cid in seen:
                 continue
             seen.add(cid)
+            if record.state is TransferState.OFFERED:  # it is being fetched: accepted
+                record = dataclasses.replace(record, state=TransferState.RUNNING)
+                cached[1][i] = record
+                await self.store.call(self.store.transfers.update, record)
             progress = self._progress.get(record.id)
             if progress is None:
                 # what earlier runs served (persisted) counts too: after a restart the

@@ -213,6 +213,15 @@ class FileTransfers:
             self._connected.set()
         elif event.state is not PeerState.CONNECTING and self.exchange is not None:
             self.exchange.peer_gone(event.address)
+            self._spawn(self._stalled(event.address))
+
+    async def _stalled(self, address: str) -> None:
+        """The contact `address` went away: its running transfers show no speed (the
+        last one shown would stay on screen, with an ETA, until the next progress)."""
+        for record in await self.store.call(self.store.transfers.all, address):
+            if record.state is TransferState.RUNNING and record.id in self._progress:
+                view = self._view(record)
+                self._publish(TransferChanged(dataclasses.replace(view, speed_bps=0.0)))
 
     def _ipfs_backend(self) -> IpfsBackend | None:
         addr = self._config().ipfs_api
@@ -274,7 +283,7 @@ class FileTransfers:
             id=os.urandom(16).hex(),
             contact=contact,
             outgoing=True,
-            state=TransferState.RUNNING,
+            state=TransferState.OFFERED,  # until the receiver starts it (`transfer_status`)
             size=manifest.size,
             done_bytes=0,
             time=now,
@@ -594,6 +603,7 @@ class FileTransfers:
         self._publish(TransferAdded(public(record)))
         if auto:
             self._start_fetch(record.id)
+            self._tell(record)
 
     # ------------------------------------------------------------------ fetching
 

@@ -20,6 +20,9 @@ SPEED_HISTORY = 30.0
 (a 256 KiB chunk every few seconds) shows its rate, not 0 between chunks. No progress
 in this long reads 0 ("waiting for the peer")."""
 _SAMPLE_EVERY = 0.25
+MIN_SPEED_SPAN = 0.5
+"""A speed over less time than this reads 0 (the first block served a moment after
+the count began made 13 GB/s)."""
 
 
 class Progress:
@@ -50,7 +53,8 @@ class Progress:
             if now - when >= SPEED_WINDOW and done < self.done:
                 start_time, start_done = when, done
                 break
-        return (self.done - start_done) / (now - start_time) if now > start_time else 0.0
+        span = now - start_time
+        return (self.done - start_done) / span if span >= MIN_SPEED_SPAN else 0.0
 
     def event_due(self) -> bool:
         now = self._clock()

@@ -398,7 +398,7 @@ def test_offers_cancel_from_either_side_and_offline_shares_wait_for_the_node(
     first, second = share(a, "Bob", one, two)
     for tid in (first, second):
         wait_for(lambda tid=tid: in_state(b, tid, "offered"))
-    assert in_state(a, first, "running")
+    assert in_state(a, first, "offered")  # the sender waits for them to accept
     # the sender withdraws the first, the receiver declines the second
     assert cli_json(a, "transfers", "cancel", first, passphrase=PASS)["state"] == "cancelled"
     assert cli_json(b, "transfers", "cancel", second, passphrase=PASS)["state"] == "cancelled"
@@ -413,12 +413,13 @@ def test_offers_cancel_from_either_side_and_offline_shares_wait_for_the_node(
     alice = daemons[0]
     assert alice.stop() == 0
     [offline] = share(a, "Bob", one)
-    assert in_state(a, offline, "running")
+    assert in_state(a, offline, "offered")
     not_running = run_cli(a, "transfers", "cancel", offline, passphrase=PASS)
     assert not_running.returncode == 1 and "needs the running node" in not_running.stderr
     daemons[0] = start(a, alice.port)  # type: ignore[attr-defined]
     wait_for(lambda: in_state(b, offline, "offered"), timeout=60)
     assert cli_json(b, "transfers", "accept", offline, passphrase=PASS)["state"] == "running"
+    wait_for(lambda: in_state(a, offline, "running") or in_state(a, offline, "done"))
     done = wait_for(lambda: in_state(b, offline, "done"), timeout=60)
     assert Path(done["path"]).read_bytes() == one.read_bytes()
     wait_for(lambda: in_state(a, offline, "done"))

@@ -23,7 +23,9 @@ from app.node.api import (
     RemoveContact,
     ShareFiles,
     Transfer,
+    TransferChanged,
     TransferState,
+    UpdateSettings,
 )
 from app.node.config import load_config, save_config
 from app.node.files_errors import DiskFull
@@ -331,3 +333,44 @@ async def test_removing_a_contact_cancels_its_unfinished_transfers_on_both_roles
     assert await in_state(alice, transfer_id, TransferState.CANCELLED)
     record = await alice.transfer(transfer_id)
     assert record is not None and not alice.service.files.blockstore.held_sync({record.root})
+
+
+@pytest.mark.asyncio
+async def test_the_sender_waits_as_offered_until_the_receiver_accepts(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = pair
+    await bob.service.update_settings(UpdateSettings(auto_accept_bytes=0))
+    waiting = _stuck_fetch(bob, monkeypatch)
+    transfer_id, _ = await share(alice, tmp_path, 600 * KiB)
+    await eventually(lambda: in_state(bob, transfer_id, TransferState.OFFERED))
+    assert await in_state(alice, transfer_id, TransferState.OFFERED)
+    await bob.service.files.accept(transfer_id)
+    await asyncio.wait_for(waiting.wait(), 30)
+    await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.RUNNING), 10)
+
+
+@pytest.mark.asyncio
+async def test_a_running_transfer_shows_no_speed_once_its_contact_went_away(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last speed (and ETA) shown would otherwise stay on screen indefinitely."""
+    alice, bob = pair
+    waiting = _stuck_fetch(bob, monkeypatch)
+    transfer_id, _ = await share(alice, tmp_path, 600 * KiB)
+    await asyncio.wait_for(waiting.wait(), 30)
+    files = bob.service.files
+    shown: list[Transfer] = []
+    real_publish = files._publish
+
+    def recording(event: object) -> None:
+        if isinstance(event, TransferChanged):
+            shown.append(event.transfer)
+        real_publish(event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files, "_publish", recording)
+    await stop_node(alice)
+    await eventually(lambda: [t for t in shown if t.id == transfer_id], timeout=10)
+    last = [t for t in shown if t.id == transfer_id][-1]
+    assert last.state is TransferState.RUNNING and last.speed_bps == 0
+    pair.remove(alice)

@@ -54,7 +54,7 @@ async def test_share_without_a_node_is_recorded_queued_and_sealed(
     source.write_bytes(os.urandom(600 * 1024))
     [transfer] = await node.share_files(ShareFiles("Bob", [str(source)]))
     assert (transfer.name, transfer.size, transfer.state) == (
-        secret_name, 600 * 1024, TransferState.RUNNING)  # fmt: skip
+        secret_name, 600 * 1024, TransferState.OFFERED)  # fmt: skip
     assert transfer.outgoing and transfer.path == str(source)
     [message] = await node.list_messages(ListMessages("Bob"))
     assert (message.id, message.transfer, message.text) == (transfer.id, transfer.id, secret_name)
@@ -176,6 +176,14 @@ def test_progress_events_are_rate_limited_and_speed_is_measured() -> None:
     assert events <= 10 * PROGRESS_HZ + 1
     assert progress.done == 100 * 2**20  # capped at the size
     assert progress.speed() == pytest.approx(100 * 2**20 / 10, rel=0.25)
+
+
+def test_a_speed_over_a_moment_reads_0_not_gigabytes_a_second() -> None:
+    now = [0.0]
+    progress = Progress(0, 100 * 2**20, lambda: now[0])
+    now[0] = 0.00002
+    progress.add(262_128)  # the first block served, a moment after the count began
+    assert progress.speed() == 0
 
 
 def test_a_slow_transfer_shows_its_speed_between_chunks_and_a_stall_reads_0() -> None:
