@@ -197,8 +197,11 @@ class RecordServer(Server):  # type: ignore[misc]  # kademlia is untyped
         replicas heal. A read that finds nothing is retried over all k closest nodes.
         """
         found = await self.lookup(key, find_value=True, width=self.read_width)
-        if not found.records and self.read_width < self.ksize:
-            # a miss is worth a second look over all k: the closest may have churned
+        if not found.records and len(found.nodes) >= self.read_width < self.ksize:
+            # a miss is worth a second look over all k: the closest may have churned.
+            # (Not when fewer nodes than the width answered: the lookup asked every node
+            # it could find, and asking them again doubled the requests that an offline
+            # contact's lookups send each node of a small network.)
             found = await self.lookup(key, find_value=True)
         held = self.storage.get_record(key)
         best = newest([*found.records.values(), *([held] if held else [])])

@@ -216,6 +216,9 @@ NEW_CONTACT_READS = 1
 """After the first round, contacts whose last 7 days were not read in this run (added
 since) get that full read, this many per round: adding several at once must not send
 a burst of lookups (7 per contact) that the other nodes' detectors take for a flood."""
+READ_SPACING = 1.0
+"""Seconds between reading one contact's mailboxes and the next one's: a round's lookups
+are spread instead of sent in one burst."""
 FIRST_POLL_DELAY = 5.0
 """Seconds between joining the DHT and the first (full) poll: contacts online on the LAN
 or the internet connect within that, and a connected contact needs no poll."""
@@ -281,6 +284,7 @@ class MailboxCourier:
         *,
         poll_interval: float = 60.0,
         first_poll_delay: float = FIRST_POLL_DELAY,
+        read_spacing: float = READ_SPACING,
         clock: Callable[[], float] = time.time,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
@@ -291,6 +295,7 @@ class MailboxCourier:
         self._own = store.identity.public.signing_key
         self._poll_interval = poll_interval
         self._first_poll_delay = first_poll_delay
+        self._read_spacing = read_spacing
         self._clock = clock
         self._random = random
         self._seen: dict[tuple[str, int, int, int], int] = {}
@@ -545,10 +550,14 @@ class MailboxCourier:
         flood to the anomaly detector of every other node on a three-person LAN."""
         handled = 0
         new_reads = NEW_CONTACT_READS
+        spaced = False
         for record in await self._contacts():
             if self._network.manager.connection(record.address) is not None:
                 self._read_all.add(record.address)
                 continue
+            if spaced:
+                await asyncio.sleep(self._read_spacing)
+            spaced = True
             days = poll_days(self._clock())
             read_all = full or (record.address not in self._read_all and new_reads > 0)
             if not read_all:

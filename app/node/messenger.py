@@ -329,7 +329,9 @@ class Messenger:
     def _schedule_lookup(self, address: str) -> None:
         _, delay = self._lookups.get(address, (0.0, LOOKUP_RETRY_FIRST / 2))
         delay = min(delay * 2, LOOKUP_RETRY_MAX)
-        self._lookups[address] = (time.monotonic() + delay, delay)
+        # +-20%: contacts added together are not looked up together ever after
+        jittered = delay * (0.8 + 0.4 * int.from_bytes(os.urandom(2)) / 65535)
+        self._lookups[address] = (time.monotonic() + jittered, delay)
 
     def after_join(self, joined: asyncio.Future[Any]) -> None:
         """Once the DHT is joined, look for every contact not reached yet."""

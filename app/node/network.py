@@ -60,6 +60,12 @@ ICE_LOOPBACK_ENV = "SCRAMBLED_EGGS_ICE_LOOPBACK"
 RECORD_TTL = 6 * 3600
 """Lifetime of our presence and prekey records; `DhtNode` renews them before expiry."""
 PRESENCE_CACHE_SECONDS = 20.0
+PRESENCE_MISS_SECONDS = 30.0
+"""A contact with no presence record (offline) is not looked up again for this long,
+unless the DHT was joined anew meanwhile: every retry, redial and signal of an offline
+contact was a lookup, and a few offline contacts made each node of a small network
+send the others more requests than their anomaly detectors accept."""
+MAX_REJOIN_PEERS = 32
 REJOIN_FIRST = 2.0
 REJOIN_MAX = 30.0
 """How often a node with no DHT neighbour left bootstraps again (backoff while nobody
@@ -205,6 +211,9 @@ class NetworkStack:
         self._presence_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._join: asyncio.Task[int] | None = None
         self._rejoin: asyncio.Task[None] | None = None
+        self._rejoin_peers: dict[tuple[str, int], None] = {}
+        """Nodes to join again through when no DHT neighbour is left: the bootstrap
+        nodes and those of invites and contacts (`join_via`), in order, the newest kept."""
         self._bundle: PrekeyBundle | None = None
         self._bundle_replies: dict[str, asyncio.Future[bytes]] = {}
         self._tagged: dict[int, Callable[[str, bytes], Awaitable[None]]] = {}
@@ -235,23 +244,41 @@ class NetworkStack:
         return self._join
 
     async def _join_and_publish(self, peers: list[tuple[str, int]]) -> int:
+        self._remember_peers(peers)
         reached = await self.dht.bootstrap(peers) if peers else 0
         log.info("DHT bootstrap reached %d nodes", reached)
+        self._forget_presence_misses()
         await self.publish_presence()
         if self._bundle is not None:
             await self.publish_bundle(self._bundle)
-        if peers:
-            # a lost datagram, a peer down for a moment or a partition that evicted every
-            # neighbour must not leave us alone in the DHT for good (nobody could find us,
-            # nor we them): whenever the routing table is empty, join again
-            self._rejoin = asyncio.ensure_future(self._stay_joined(peers))
+        # a lost datagram, a peer down for a moment or a partition that evicted every
+        # neighbour must not leave us alone in the DHT for good (nobody could find us,
+        # nor we them): whenever the routing table is empty, join again
+        self._rejoin = asyncio.ensure_future(self._stay_joined())
         return reached
 
-    async def _stay_joined(self, peers: list[tuple[str, int]]) -> None:
+    def _remember_peers(self, peers: Sequence[tuple[str, int]]) -> None:
+        for peer in peers:
+            self._rejoin_peers.pop(peer, None)
+            self._rejoin_peers[peer] = None
+        while len(self._rejoin_peers) > MAX_REJOIN_PEERS:
+            del self._rejoin_peers[next(iter(self._rejoin_peers))]
+
+    def _forget_presence_misses(self) -> None:
+        """New DHT neighbours may hold the records we missed: look again."""
+        for address, (_, found) in list(self._presence_cache.items()):
+            if not found:
+                del self._presence_cache[address]
+
+    async def _stay_joined(self) -> None:
+        """Join again whenever no neighbour is left, through the bootstrap nodes and
+        those of invites and contacts (a node joined through invites only, whose
+        neighbours were all evicted during a partition, was alone for good)."""
         delay = REJOIN_FIRST
         while True:
             await asyncio.sleep(delay)
-            if self.dht.peer_count() > 0:
+            peers = list(self._rejoin_peers)
+            if self.dht.peer_count() > 0 or not peers:
                 delay = REJOIN_FIRST
                 continue
             reached = await self.dht.bootstrap(peers)
@@ -259,6 +286,7 @@ class NetworkStack:
                 delay = min(delay * 2, REJOIN_MAX)
                 continue
             log.info("DHT: no neighbour was left; joined again through %d nodes", reached)
+            self._forget_presence_misses()
             delay = REJOIN_FIRST
             await self.publish_presence()
             if self._bundle is not None:
@@ -410,18 +438,20 @@ class NetworkStack:
         """The endpoints `address` published in the DHT (cached briefly)."""
         now = time.monotonic()
         cached = self._presence_cache.get(address)
-        if cached is not None and not fresh and now - cached[0] < PRESENCE_CACHE_SECONDS:
-            return cached[1]
+        if cached is not None and not fresh:
+            keep = PRESENCE_CACHE_SECONDS if cached[1] else PRESENCE_MISS_SECONDS
+            if now - cached[0] < keep:
+                return cached[1]
         try:
             owner = decode_address(address)
         except InvalidAddress:
             return ()
         record = await self.dht.get_record(dht_key(RecordKind.PRESENCE, owner))
         found = decode_presence(record.payload).endpoints if record is not None else ()
-        if found:
+        if self.dht.peer_count() > 0:  # alone in the DHT, a miss says nothing
             self._presence_cache[address] = (now, found)
-            if self.presence_seen is not None:
-                self.presence_seen(address, found)
+        if found and self.presence_seen is not None:
+            self.presence_seen(address, found)
         return found
 
     async def _candidates(self, address: str) -> list[str]:
@@ -471,10 +501,12 @@ class NetworkStack:
                 peers.append(parse_host_port(endpoint))
         if not peers:
             return 0
+        self._remember_peers(peers)
         before = self.dht.peer_count()
         reached = await self.dht.bootstrap(peers)
         if self.dht.peer_count() > before:
             # new neighbours (a LAN peer, a new contact's invite): store our records there
+            self._forget_presence_misses()
             await self.publish_presence()
             if self._bundle is not None:
                 await self.publish_bundle(self._bundle)

@@ -301,6 +301,7 @@ def courier(
         FakeNetwork(dht),  # type: ignore[arg-type]
         messenger,  # type: ignore[arg-type]
         clock=lambda: clock[0],
+        read_spacing=0,
     )
     return made, messenger
 

@@ -206,3 +206,67 @@ async def test_a_node_that_lost_every_neighbour_joins_again(
     finally:
         await lonely.stop()
         await hub.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_node_joined_through_an_invite_only_joins_again_through_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found with the GUI: a node with no bootstrap setting, joined through a contact's
+    invite, lost every neighbour while its contact was stopped for 40 s and showed
+    "Looking for peers" for good, although the contact was connected again."""
+    from app.node import network
+
+    monkeypatch.setattr(network, "REJOIN_FIRST", 0.2)
+    hub, lonely = NetworkStack(new_identity()), NetworkStack(new_identity())
+    try:
+        await hub.start("127.0.0.1", 0)
+        await lonely.start("127.0.0.1", 0)
+        await lonely.join([])  # no bootstrap node configured
+        assert await lonely.join_via(hub.endpoints()) == 1  # a contact's invite
+        router = lonely.dht._server.protocol.router
+        for node in [n for bucket in router.buckets for n in bucket.get_nodes()]:
+            router.remove_contact(node)
+        assert lonely.peer_count() == 0
+        for _ in range(100):
+            if lonely.peer_count() >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert lonely.peer_count() >= 1
+    finally:
+        await lonely.stop()
+        await hub.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_offline_contact_is_not_looked_up_again_until_the_dht_changes(
+    stacks: list[NetworkStack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each retry, redial and signal of an offline contact was a DHT lookup (two, for a
+    miss): a few offline contacts made every node of a small network look like a
+    request flood to the others' anomaly detectors."""
+    c = stacks[2]
+    lookups: list[bool] = []
+    server = c.dht._server
+    real_lookup = server.lookup
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        lookups.append(True)
+        return await real_lookup(*args, **kwargs)
+
+    monkeypatch.setattr(server, "lookup", counting)
+    offline = NetworkStack(new_identity()).address
+    assert await c.presence(offline) == ()
+    assert len(lookups) == 1  # fewer nodes than the read width: one lookup asked them all
+    assert await c.presence(offline) == ()
+    assert await c.endpoints_of(offline) == []
+    assert len(lookups) == 1  # the miss is remembered
+
+    newcomer = NetworkStack(new_identity())
+    await newcomer.start("127.0.0.1", 0)
+    try:
+        await c.join_via(newcomer.endpoints())  # a new neighbour may hold the record
+        assert await c.presence(offline) == ()
+        assert len(lookups) >= 2
+    finally:
+        await newcomer.stop()
