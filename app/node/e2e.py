@@ -98,6 +98,8 @@ class SessionBook:
         self._prekeys: PrekeyStore | None = None
         self._prekey_lock = asyncio.Lock()
         self._ignored_headers: dict[str, set[bytes]] = {}
+        self._race_won: dict[str, bytes] = {}
+        """Per contact, our unanswered first header that already won a simultaneous start."""
         self._bundle_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ prekeys
@@ -290,11 +292,16 @@ class SessionBook:
         if header.initiator.signing_key != decode_address(address):
             raise ValueError("an initial message from someone else than the connection peer")
         ignored = self._ignored_headers.setdefault(address, set())
-        racing = current is not None and current.pending_header is not None
+        pending = current.pending_header if current is not None else None
+        # a new first message after ours won once: the peer could not accept ours (e.g.
+        # it names a one-time prekey from a stale copy of its bundle), so ours yields
+        racing = pending is not None and self._race_won.get(address) != pending
         if header_bytes in ignored or (racing and self._own_key < header.initiator.signing_key):
             # both sides started a session at once: the smaller identity key's wins (and
             # a late copy of the losing first message must not replace it afterwards)
             if header_bytes not in ignored:
+                if pending is not None:
+                    self._race_won[address] = pending
                 self._on_race_won(address)  # the peer must get our first message to accept
                 if len(ignored) < MAX_IGNORED_HEADERS:
                     ignored.add(header_bytes)

@@ -37,7 +37,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from app.core.cid import Cid
-from app.core.e2e_errors import CorruptState, DuplicateMessage, ReplayedInitialMessage
+from app.core.e2e_errors import (
+    CorruptState,
+    DuplicateMessage,
+    ReplayedInitialMessage,
+    UnknownPrekey,
+)
 from app.core.errors import DecryptionFailed
 from app.core.ledger import EquivocationDetected, EventAccepted, EventRejected, Ledger
 from app.core.ledger_errors import BadEventSignature
@@ -857,7 +862,10 @@ class Messenger:
             log.info("dropped an undecryptable message: %s", type(exc).__name__)
             if not isinstance(exc, DuplicateMessage | ReplayedInitialMessage):
                 self._note(address, "decrypt_failed")
-                await self._count_failure(address)
+                # a first message naming a prekey we no longer hold (picked from a stale
+                # copy of our bundle): the peer dropped our session and can't start this
+                # one, so we start one of ours at once
+                await self._count_failure(address, restart=isinstance(exc, UnknownPrekey))
             else:
                 self._note(address, "replay")
         except ValueError as exc:
@@ -882,12 +890,15 @@ class Messenger:
             except Exception:  # an observer's bug must not cost us the message
                 log.exception("messenger observer failed")
 
-    async def _count_failure(self, address: str) -> None:
+    async def _count_failure(self, address: str, restart: bool = False) -> None:
         """After `RESET_AFTER_FAILURES` undecryptable messages in a row (not replays), the
         two sessions have diverged (e.g. a profile restored from a backup): drop ours and
-        start a new one, which the peer accepts; lost events are sent again."""
+        start a new one, which the peer accepts; lost events are sent again. `restart`:
+        at once (the peer has dropped our session already)."""
         failures = self._failures[address] = self._failures.get(address, 0) + 1
-        if failures < RESET_AFTER_FAILURES or await self._contact(address) is None:
+        if not restart and failures < RESET_AFTER_FAILURES:
+            return
+        if await self._contact(address) is None:
             return
         async with self._lock(address):
             self._failures.pop(address, None)

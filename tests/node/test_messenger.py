@@ -460,6 +460,39 @@ async def test_a_diverged_session_is_restarted(pair: tuple[Node, Node]) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_restart_from_a_stale_bundle_still_reaches_the_contact(
+    pair: tuple[Node, Node],
+) -> None:
+    """Bob restarts the session from a copy of Alice's bundle naming a one-time prekey she
+    no longer holds (consumed by an earlier first message, not yet republished): she
+    can't accept it, and the two still end up with one session, whichever key is smaller."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "before"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["before"]))
+    raw = await bob.network.fetch_bundle(alice.address)
+    assert raw is not None
+    bundle = verify_bundle(raw, time.time())
+    book = alice.messenger.sessions
+    assert book._prekeys is not None
+    gone = bundle.one_time_prekeys[0].key_id  # Bob's pick below
+    kept = tuple(k for k in book._prekeys.one_time_prekeys if k[0] != gone)
+    book._prekeys = replace(book._prekeys, one_time_prekeys=kept)
+    real, picks = bob.messenger.sessions._random, [bytes(4)]
+
+    def pick_the_first(n: int) -> bytes:
+        return picks.pop() if n == 4 and picks else real(n)
+
+    bob.messenger.sessions._random = pick_the_first
+    async with bob.messenger._lock(alice.address):
+        await bob.messenger.sessions.reset(alice.address)
+    await bob.messenger.send_state(alice.address, [], True)
+    await alice.service.send_message(SendMessage("Bob", "after"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["before", "after"]))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    assert not picks
+
+
+@pytest.mark.asyncio
 async def test_a_sent_message_is_stored_with_its_event_and_a_failed_write_stores_nothing(
     pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
 ) -> None:
