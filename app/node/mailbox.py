@@ -584,6 +584,7 @@ class MailboxCourier:
         self, record: ContactRecord, day: int, index: int, epoch: Epoch = NO_EPOCH
     ) -> tuple[MailboxKey, SignedRecord] | None:
         key = await self._key(record, day, index, False, epoch)
+        await self._network.background.wait()
         found = await self._network.dht.get_record(key.dht_key)
         return None if found is None else (key, found)
 

@@ -43,6 +43,7 @@ from app.core.records import (
 from app.node.api import Peer
 from app.node.dht import DhtNode, attached_networks, parse_host_port
 from app.node.dht_protocol import Address
+from app.node.lookup_pacer import LookupPacer
 from app.node.transport import (
     ConnectionManager,
     ConnectionStateChanged,
@@ -209,6 +210,8 @@ class NetworkStack:
         self.manager.subscribe(self._track)
         self._ws_endpoints: list[str] = []
         self._presence_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self.background = LookupPacer()
+        """Paces lookups made in the background (mailbox reads, offline contacts)."""
         self._join: asyncio.Task[int] | None = None
         self._rejoin: asyncio.Task[None] | None = None
         self._rejoin_peers: dict[tuple[str, int], None] = {}
@@ -446,6 +449,8 @@ class NetworkStack:
             owner = decode_address(address)
         except InvalidAddress:
             return ()
+        if cached is not None and not cached[1] and not fresh:
+            await self.background.wait()  # looking again for an offline contact
         record = await self.dht.get_record(dht_key(RecordKind.PRESENCE, owner))
         found = decode_presence(record.payload).endpoints if record is not None else ()
         if self.dht.peer_count() > 0:  # alone in the DHT, a miss says nothing

@@ -283,10 +283,16 @@ class FakeManager:
         return object() if address in self.connected else None
 
 
+class NoPacing:
+    async def wait(self) -> None:
+        pass
+
+
 class FakeNetwork:
     def __init__(self, dht: FakeDht) -> None:
         self.dht = dht
         self.manager = FakeManager()
+        self.background = NoPacing()
 
 
 def courier(
