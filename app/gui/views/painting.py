@@ -24,9 +24,19 @@ AVATAR_COLORS = (
 )
 
 
+LINE_SEPARATOR = "\u2028"
+
+
+def with_line_separators(text: str) -> str:
+    """`text` with each line break ("\\n", "\\r\\n", "\\r") as U+2028, the one QTextLayout
+    breaks a line at (it ignores "\\n")."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", LINE_SEPARATOR)
+
+
 def text_layout(text: str, font: QFont, width: float) -> tuple[QTextLayout, QSizeF]:
-    """`text` laid out in lines at most `width` wide (long words break anywhere)."""
-    layout = QTextLayout(text, font)
+    """`text` laid out in lines at most `width` wide (long words break anywhere, line
+    breaks are kept)."""
+    layout = QTextLayout(with_line_separators(text), font)
     option = QTextOption()
     option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
     layout.setTextOption(option)

@@ -1,0 +1,61 @@
+"""Painting helpers and delegates of the conversation, checked without a node."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QFont, QFontMetricsF, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import QListView, QStyleOptionViewItem
+from pytestqt.qtbot import QtBot
+
+from app.gui.models.messages import MessageRole
+from app.gui.views.message_delegate import MessageDelegate
+from app.gui.views.painting import text_layout
+from app.node.api import Message, MessageStatus
+
+
+def test_text_layout_keeps_line_breaks(qtbot: QtBot) -> None:
+    font = QFont()
+    one_line = QFontMetricsF(font).height()
+    layout, size = text_layout("line one\nline two", font, 1000.0)
+    assert layout.lineCount() == 2
+    assert size.height() >= 2 * one_line - 1
+    first, second = layout.lineAt(0), layout.lineAt(1)
+    text = layout.text()
+    assert text[first.textStart() : first.textStart() + first.textLength()].startswith("line one")
+    assert text[second.textStart() : second.textStart() + second.textLength()] == "line two"
+
+
+def test_text_layout_keeps_blank_lines(qtbot: QtBot) -> None:
+    layout, _ = text_layout("a\r\n\nb", QFont(), 1000.0)
+    assert layout.lineCount() == 3
+
+
+def _message(text: str, outgoing: bool = False, msg_id: str = "m1") -> Message:
+    return Message(
+        id=msg_id,
+        contact="egg-bob",
+        sender="egg-bob",
+        outgoing=outgoing,
+        text=text,
+        time=1_700_000_000.0,
+        status=MessageStatus.RECEIVED if not outgoing else MessageStatus.DELIVERED,
+    )
+
+
+def _bubble_height(qtbot: QtBot, text: str) -> int:
+    view = QListView()
+    qtbot.addWidget(view)
+    view.resize(600, 400)
+    model = QStandardItemModel()
+    item = QStandardItem()
+    item.setData(_message(text, msg_id=text), MessageRole.MESSAGE)
+    model.appendRow(item)
+    view.setModel(model)
+    delegate = MessageDelegate(view)
+    return delegate.sizeHint(QStyleOptionViewItem(), model.index(0, 0)).height()
+
+
+def test_bubble_grows_with_line_breaks(qtbot: QtBot) -> None:
+    one = _bubble_height(qtbot, "line one")
+    three = _bubble_height(qtbot, "line one\nline two\nline three")
+    line = QFontMetricsF(QFont()).height()
+    assert three >= one + 2 * line - 2
