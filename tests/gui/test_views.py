@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QFont, QFontMetricsF, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QListView, QStyleOptionViewItem
+from PySide6.QtWidgets import QListView, QStyleOptionViewItem, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.gui.models.messages import MessageRole
 from app.gui.views.message_delegate import MessageDelegate
 from app.gui.views.painting import text_layout
+from app.gui.widgets.composer import MAX_LINES, Composer
 from app.node.api import Message, MessageStatus
 
 
@@ -59,3 +60,38 @@ def test_bubble_grows_with_line_breaks(qtbot: QtBot) -> None:
     three = _bubble_height(qtbot, "line one\nline two\nline three")
     line = QFontMetricsF(QFont()).height()
     assert three >= one + 2 * line - 2
+
+
+def _composer_in_window(qtbot: QtBot, width: int) -> tuple[QWidget, Composer]:
+    window = QWidget()
+    qtbot.addWidget(window)
+    layout = QVBoxLayout(window)
+    layout.addStretch(1)
+    composer = Composer()
+    layout.addWidget(composer)
+    window.resize(width, 500)
+    window.show()
+    qtbot.waitExposed(window)
+    return window, composer
+
+
+def test_composer_grows_with_wrapped_lines(qtbot: QtBot) -> None:
+    _window, composer = _composer_in_window(qtbot, 320)
+    empty = composer.height()
+    composer.setPlainText("a long line that wraps " * 8)  # one paragraph, several lines
+    line = composer.fontMetrics().lineSpacing()
+    qtbot.waitUntil(lambda: composer.height() >= empty + 2 * line)
+    qtbot.waitUntil(lambda: composer.verticalScrollBar().maximum() == 0)
+    composer.clear()
+    qtbot.waitUntil(lambda: composer.height() == empty)
+
+
+def test_composer_stops_growing_at_its_maximum(qtbot: QtBot) -> None:
+    _window, composer = _composer_in_window(qtbot, 320)
+    composer.setPlainText("\n".join(["x"] * MAX_LINES))
+    most = composer.sizeHint().height()
+    composer.setPlainText("a long line that wraps " * 60)
+    qtbot.wait(50)
+    assert composer.visual_lines() > MAX_LINES
+    assert composer.sizeHint().height() == most
+    qtbot.waitUntil(lambda: composer.verticalScrollBar().maximum() > 0)
