@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QFont, QFontMetricsF, QStandardItem, QStandardItemModel
+import pytest
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QImage,
+    QPainter,
+    QStandardItem,
+    QStandardItemModel,
+)
 from PySide6.QtWidgets import QListView, QStyleOptionViewItem, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.gui.models.messages import MessageRole
+from app.gui.theme import DARK, LIGHT, ThemeColors
 from app.gui.views.message_delegate import MessageDelegate
-from app.gui.views.painting import text_layout
+from app.gui.views.painting import draw_ticks, text_layout
 from app.gui.widgets.composer import MAX_LINES, Composer
 from app.node.api import Message, MessageStatus
 
@@ -95,3 +105,54 @@ def test_composer_stops_growing_at_its_maximum(qtbot: QtBot) -> None:
     assert composer.visual_lines() > MAX_LINES
     assert composer.sizeHint().height() == most
     qtbot.waitUntil(lambda: composer.verticalScrollBar().maximum() > 0)
+
+
+def _luminance(color: QColor) -> float:
+    def channel(value: float) -> float:
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in (color.redF(), color.greenF(), color.blueF()))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: QColor, b: QColor) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _over(ink: str, alpha: float, background: str) -> QColor:
+    top, bottom = QColor(ink), QColor(background)
+    mix = [
+        alpha * t + (1 - alpha) * b
+        for t, b in zip(top.getRgbF()[:3], bottom.getRgbF()[:3], strict=True)
+    ]
+    return QColor.fromRgbF(*mix)
+
+
+@pytest.mark.parametrize("theme", [LIGHT, DARK], ids=["light", "dark"])
+def test_read_ticks_stand_out_from_delivered_ones(theme: ThemeColors) -> None:
+    read = QColor(theme.tick_read)
+    bubble = QColor(theme.bubble_out)
+    delivered = _over(theme.bubble_out_text, 0.72, theme.bubble_out)  # the delegate's muted ink
+    assert _contrast(read, bubble) >= 3.0  # visible on the outgoing bubble
+    distance = sum(
+        (x - y) ** 2 for x, y in zip(read.getRgb()[:3], delivered.getRgb()[:3], strict=True)
+    )
+    assert distance**0.5 >= 120  # a clearly different colour, not a tint of the same one
+
+
+def _ink_pixels(status: MessageStatus) -> int:
+    image = QImage(40, 30, QImage.Format.Format_ARGB32)
+    image.fill(QColor("#000000"))
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    draw_ticks(painter, 5, 5, 16, status, QColor("#ffffff"), QColor("#ffffff"))
+    painter.end()
+    return sum(
+        1 for x in range(40) for y in range(30) if QColor(image.pixel(x, y)).lightness() > 128
+    )
+
+
+def test_read_ticks_are_bolder_than_delivered_ones(qtbot: QtBot) -> None:
+    # not by colour alone: the glyph differs too (colour-blind users, odd screens)
+    assert _ink_pixels(MessageStatus.READ) >= 1.3 * _ink_pixels(MessageStatus.DELIVERED)
