@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import pytest
+from PySide6.QtCore import QRectF
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -17,10 +21,11 @@ from pytestqt.qtbot import QtBot
 
 from app.gui.models.messages import MessageRole
 from app.gui.theme import DARK, LIGHT, ThemeColors
+from app.gui.views.file_card import actions_for
 from app.gui.views.message_delegate import MessageDelegate
-from app.gui.views.painting import draw_ticks, text_layout
+from app.gui.views.painting import draw_ticks, short_time, text_layout
 from app.gui.widgets.composer import MAX_LINES, Composer
-from app.node.api import Message, MessageStatus
+from app.node.api import Message, MessageStatus, Transfer, TransferState
 
 
 def test_text_layout_keeps_line_breaks(qtbot: QtBot) -> None:
@@ -156,3 +161,55 @@ def _ink_pixels(status: MessageStatus) -> int:
 def test_read_ticks_are_bolder_than_delivered_ones(qtbot: QtBot) -> None:
     # not by colour alone: the glyph differs too (colour-blind users, odd screens)
     assert _ink_pixels(MessageStatus.READ) >= 1.3 * _ink_pixels(MessageStatus.DELIVERED)
+
+
+def _done_file(outgoing: bool) -> tuple[Message, Transfer]:
+    transfer = Transfer(
+        id="t1",
+        contact="egg-bob",
+        outgoing=outgoing,
+        name="huge2.iso",
+        size=1_500_000_000,
+        done_bytes=1_500_000_000,
+        state=TransferState.DONE,
+        path="/tmp/huge2.iso",
+        mime="application/octet-stream",
+        time=1_700_000_000.0,
+    )
+    message = dataclasses.replace(_message("huge2.iso", outgoing), transfer="t1")
+    return message, transfer
+
+
+@pytest.mark.parametrize("outgoing", [True, False], ids=["ours", "theirs"])
+@pytest.mark.parametrize("row_width", [200, 260, 300, 340, 420, 800])
+def test_file_card_buttons_never_cover_the_time(
+    qtbot: QtBot, outgoing: bool, row_width: int
+) -> None:
+    view = QListView()
+    qtbot.addWidget(view)
+    delegate = MessageDelegate(view)
+    message, transfer = _done_file(outgoing)
+    bubble, layout = delegate.file_geometry(QRectF(0, 0, row_width, 400), message, transfer, False)
+    assert [a for a, _ in layout.buttons] == actions_for(transfer)
+    for _, button in layout.buttons:
+        assert not button.intersects(layout.meta)
+        assert bubble.contains(button)
+    assert bubble.contains(layout.meta)
+    assert not layout.progress.intersects(layout.meta)
+    # the time and ticks fit in the space kept for them
+    _, meta_font = delegate._fonts()
+    time_width = QFontMetricsF(meta_font).horizontalAdvance(short_time(message.time))
+    assert layout.meta.width() >= time_width
+    rects = [r for _, r in layout.buttons]
+    assert all(a.right() <= b.left() for a, b in itertools.pairwise(rects))
+
+
+def test_file_card_keeps_the_time_beside_the_buttons_when_there_is_room(qtbot: QtBot) -> None:
+    view = QListView()
+    qtbot.addWidget(view)
+    message, transfer = _done_file(True)
+    _, layout = MessageDelegate(view).file_geometry(
+        QRectF(0, 0, 800, 400), message, transfer, False
+    )
+    assert layout.meta.top() == layout.footer.top()
+    assert layout.meta.right() == layout.footer.right()
