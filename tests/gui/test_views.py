@@ -23,7 +23,7 @@ from app.gui.models.messages import MessageRole
 from app.gui.theme import DARK, LIGHT, ThemeColors
 from app.gui.views.file_card import actions_for
 from app.gui.views.message_delegate import MessageDelegate
-from app.gui.views.painting import draw_ticks, short_time, text_layout
+from app.gui.views.painting import draw_ticks, initials, short_time, text_layout
 from app.gui.widgets.composer import MAX_LINES, Composer
 from app.node.api import Message, MessageStatus, Transfer, TransferState
 
@@ -213,3 +213,23 @@ def test_file_card_keeps_the_time_beside_the_buttons_when_there_is_room(qtbot: Q
     )
     assert layout.meta.top() == layout.footer.top()
     assert layout.meta.right() == layout.footer.right()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Bobby (re-added)", "BR"),
+        ("Alice", "A"),
+        ("alice smith", "AS"),
+        ("Dr. Who?", "DW"),
+        ("\u201cZoe\u201d", "Z"),
+        ("  ", "?"),
+        ("(((", "?"),
+        ("Ann — 2nd phone", "AP"),
+        ("R2 D2", "RD"),
+        ("42", "4"),
+        ("Émile Zola…", "ÉZ"),
+    ],
+)
+def test_initials_use_letters_and_digits_only(name: str, expected: str) -> None:
+    assert initials(name) == expected

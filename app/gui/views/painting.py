@@ -81,14 +81,20 @@ def avatar_color(address: str) -> QColor:
     return QColor(AVATAR_COLORS[index])
 
 
+def _first_alnum(word: str) -> str:
+    return next((ch for ch in word if ch.isalnum()), "")
+
+
 def initials(name: str) -> str:
-    """Up to two initials of a display name."""
-    words = [w for w in name.replace("…", " ").split() if w]
-    if not words:
+    """Up to two initials of a display name: the first letter or digit of its first and
+    last words ("Bobby (re-added)" is "BR"); words without any are skipped."""
+    words = name.replace("…", " ").split()
+    letters = [ch for ch in (_first_alnum(w) for w in words) if ch]
+    if not letters:
         return "?"
-    if len(words) == 1:
-        return words[0][:1].upper()
-    return (words[0][:1] + words[-1][:1]).upper()
+    if len(letters) == 1:
+        return letters[0].upper()
+    return (letters[0] + letters[-1]).upper()
 
 
 def draw_avatar(painter: QPainter, rect: QRectF, name: str, address: str) -> None:
