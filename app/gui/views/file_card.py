@@ -27,6 +27,7 @@ ICON_H = 42.0
 BAR_H = 6.0
 GAP = 8.0
 BUTTON_PAD_X = 12.0
+BUTTON_PAD_X_MIN = 7.0  # compact buttons, when the full ones do not fit
 BUTTON_GAP = 6.0
 
 
@@ -181,12 +182,53 @@ class CardLayout:
     summary: QRectF
     bar: QRectF
     progress: QRectF
-    footer: QRectF  # the button row; the caller's text goes on its right
+    footer: QRectF  # the button row
+    meta: QRectF  # the caller's text (time and ticks, direction), right-aligned in it
     buttons: tuple[tuple[TransferAction, QRectF], ...]
 
 
-def layout_card(rect: QRectF, fonts: CardFonts, actions: list[TransferAction]) -> CardLayout:
-    """Place a card's parts inside `rect` (whose height should be `card_height`)."""
+def _button_widths(
+    fonts: CardFonts, actions: list[TransferAction], room: float
+) -> list[float] | None:
+    """The buttons' widths with full padding, else compact; None if neither fits `room`."""
+    metrics = QFontMetricsF(fonts.button)
+    labels = [metrics.horizontalAdvance(action_label(a)) for a in actions]
+    gaps = BUTTON_GAP * max(0, len(actions) - 1)
+    for pad in (BUTTON_PAD_X, BUTTON_PAD_X_MIN):
+        widths = [label + 2 * pad for label in labels]
+        if sum(widths) + gaps <= room:
+            return widths
+    return None
+
+
+def _squeezed_widths(fonts: CardFonts, actions: list[TransferAction], room: float) -> list[float]:
+    """Compact widths scaled down to share `room` (their labels are then elided)."""
+    metrics = QFontMetricsF(fonts.button)
+    widths = [metrics.horizontalAdvance(action_label(a)) + 2 * BUTTON_PAD_X_MIN for a in actions]
+    free = max(0.0, room - BUTTON_GAP * max(0, len(actions) - 1))
+    scale = min(1.0, free / sum(widths)) if widths else 1.0
+    return [w * scale for w in widths]
+
+
+def _place_buttons(
+    actions: list[TransferAction], widths: list[float], footer: QRectF
+) -> tuple[tuple[TransferAction, QRectF], ...]:
+    buttons: list[tuple[TransferAction, QRectF]] = []
+    x = footer.left()
+    for action, width in zip(actions, widths, strict=True):
+        buttons.append((action, QRectF(x, footer.top(), width, footer.height())))
+        x += width + BUTTON_GAP
+    return tuple(buttons)
+
+
+def layout_card(
+    rect: QRectF, fonts: CardFonts, actions: list[TransferAction], meta_width: float = 0.0
+) -> CardLayout:
+    """Place a card's parts inside `rect` (whose height should be `card_height`).
+
+    `meta_width` is the width of the caller's text (time and ticks, direction). It goes
+    on the right of the button row when the buttons leave room for it, else on the right
+    of the progress line (whose text is then shortened); the buttons never cover it."""
     inner = rect.adjusted(PAD, PAD, -PAD, -PAD)
     name_h, detail_h = _line(fonts.name), _line(fonts.detail)
     head = max(ICON_H, name_h + 2 + detail_h)
@@ -199,14 +241,19 @@ def layout_card(rect: QRectF, fonts: CardFonts, actions: list[TransferAction]) -
     bar = QRectF(inner.left(), inner.top() + head + GAP, inner.width(), BAR_H)
     progress = QRectF(inner.left(), bar.bottom() + 4, inner.width(), detail_h)
     footer = QRectF(inner.left(), progress.bottom() + GAP, inner.width(), button_height(fonts))
-    metrics = QFontMetricsF(fonts.button)
-    buttons: list[tuple[TransferAction, QRectF]] = []
-    x = footer.left()
-    for action in actions:
-        width = metrics.horizontalAdvance(action_label(action)) + 2 * BUTTON_PAD_X
-        buttons.append((action, QRectF(x, footer.top(), width, footer.height())))
-        x += width + BUTTON_GAP
-    return CardLayout(icon, name, summary, bar, progress, footer, tuple(buttons))
+    beside = footer.width() - (meta_width + GAP if meta_width > 0 else 0.0)
+    widths = _button_widths(fonts, actions, beside)
+    if widths is not None:
+        meta = QRectF(footer.right() - meta_width, footer.top(), meta_width, footer.height())
+    else:  # the text moves up to the progress line, the buttons get the whole row
+        meta = QRectF(progress.right() - meta_width, progress.top(), meta_width, detail_h)
+        if meta_width > 0:
+            progress.setRight(meta.left() - GAP)
+        widths = _button_widths(fonts, actions, footer.width())
+        if widths is None:
+            widths = _squeezed_widths(fonts, actions, footer.width())
+    buttons = _place_buttons(actions, widths, footer)
+    return CardLayout(icon, name, summary, bar, progress, footer, meta, buttons)
 
 
 def card_width(fonts: CardFonts, actions: list[TransferAction], footer_text: str) -> float:
@@ -310,7 +357,7 @@ def paint_card(
         painter.setFont(fonts.detail)
         painter.setPen(colors.muted)
         right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-        painter.drawText(layout.footer, int(right), footer_text)
+        painter.drawText(layout.meta, int(right), footer_text)
 
 
 def _paint_bar(
@@ -346,4 +393,8 @@ def _paint_button(
     painter.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
     painter.setFont(fonts.button)
     painter.setPen(colors.primary_text if primary else colors.button_text)
-    painter.drawText(rect, int(Qt.AlignmentFlag.AlignCenter), action_label(action))
+    room = max(0.0, rect.width() - 2 * BUTTON_PAD_X_MIN)
+    label = QFontMetricsF(fonts.button).elidedText(
+        action_label(action), Qt.TextElideMode.ElideRight, room
+    )
+    painter.drawText(rect, int(Qt.AlignmentFlag.AlignCenter), label)

@@ -181,7 +181,8 @@ class MessageDelegate(QStyledItemDelegate):
         width = min(FILE_BUBBLE, max(220.0, (rect.width() - 2 * SIDE_MARGIN) * BUBBLE_SHARE))
         left = rect.right() - SIDE_MARGIN - width if message.outgoing else rect.left() + SIDE_MARGIN
         bubble = QRectF(left, top, width, card_height(fonts))
-        return bubble, layout_card(bubble, fonts, actions_for(transfer))
+        _, meta_width = self._meta(message, self._fonts()[1])
+        return bubble, layout_card(bubble, fonts, actions_for(transfer), meta_width)
 
     def _paint_file(
         self,
@@ -200,12 +201,12 @@ class MessageDelegate(QStyledItemDelegate):
         palette = card_colors(on_accent=message.outgoing)
         name = transfer.name if transfer is not None else message.text
         paint_card(painter, layout, transfer, name, self._card_fonts(), palette)
-        # time and ticks at the right of the button row
+        # time and ticks where the card kept room for them (beside the buttons if they fit)
         _, meta = self._fonts()
         meta_text, meta_width = self._meta(message, meta)
         painter.setFont(meta)
         painter.setPen(palette.muted)
-        footer = layout.footer
+        footer = layout.meta
         tick = QFontMetricsF(meta).height() * 0.8 if message.outgoing else 0.0
         time_right = footer.right() - (tick_width(tick) + 4 if message.outgoing else 0)
         time_rect = QRectF(time_right - meta_width, footer.top(), meta_width, footer.height())

@@ -24,9 +24,22 @@ AVATAR_COLORS = (
 )
 
 
+LINE_SEPARATOR = "\u2028"
+
+
+def with_line_separators(text: str) -> str:
+    """`text` with each line break ("\\n", "\\r\\n", "\\r") as U+2028, the one QTextLayout
+    breaks a line at (it ignores "\\n")."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", LINE_SEPARATOR)
+
+
+READ_WEIGHT = 1.6  # stroke of the read ticks relative to the others
+
+
 def text_layout(text: str, font: QFont, width: float) -> tuple[QTextLayout, QSizeF]:
-    """`text` laid out in lines at most `width` wide (long words break anywhere)."""
-    layout = QTextLayout(text, font)
+    """`text` laid out in lines at most `width` wide (long words break anywhere, line
+    breaks are kept)."""
+    layout = QTextLayout(with_line_separators(text), font)
     option = QTextOption()
     option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
     layout.setTextOption(option)
@@ -68,14 +81,20 @@ def avatar_color(address: str) -> QColor:
     return QColor(AVATAR_COLORS[index])
 
 
+def _first_alnum(word: str) -> str:
+    return next((ch for ch in word if ch.isalnum()), "")
+
+
 def initials(name: str) -> str:
-    """Up to two initials of a display name."""
-    words = [w for w in name.replace("…", " ").split() if w]
-    if not words:
+    """Up to two initials of a display name: the first letter or digit of its first and
+    last words ("Bobby (re-added)" is "BR"); words without any are skipped."""
+    words = name.replace("…", " ").split()
+    letters = [ch for ch in (_first_alnum(w) for w in words) if ch]
+    if not letters:
         return "?"
-    if len(words) == 1:
-        return words[0][:1].upper()
-    return (words[0][:1] + words[-1][:1]).upper()
+    if len(letters) == 1:
+        return letters[0].upper()
+    return (letters[0] + letters[-1]).upper()
 
 
 def draw_avatar(painter: QPainter, rect: QRectF, name: str, address: str) -> None:
@@ -91,13 +110,15 @@ def draw_avatar(painter: QPainter, rect: QRectF, name: str, address: str) -> Non
     painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, initials(name))
 
 
-def draw_check(painter: QPainter, x: float, y: float, size: float, color: QColor) -> None:
-    """One tick mark whose box starts at (x, y)."""
+def draw_check(
+    painter: QPainter, x: float, y: float, size: float, color: QColor, weight: float = 1.0
+) -> None:
+    """One tick mark whose box starts at (x, y); `weight` scales the stroke."""
     path = QPainterPath()
     path.moveTo(x, y + size * 0.55)
     path.lineTo(x + size * 0.35, y + size * 0.9)
     path.lineTo(x + size, y + size * 0.15)
-    pen = QPen(color, max(1.4, size / 7))
+    pen = QPen(color, max(1.4, size / 7) * weight)
     pen.setCapStyle(Qt.PenCapStyle.RoundCap)
     pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
     painter.setPen(pen)
@@ -119,8 +140,8 @@ def draw_ticks(
     color: QColor,
     read_color: QColor,
 ) -> None:
-    """The delivery mark: clock (queued), one tick (sent), two (delivered), two coloured
-    (read)."""
+    """The delivery mark: clock (queued), one tick (sent), two (delivered), two bolder
+    ones in `read_color` (read: told apart by shape as well as colour)."""
     if status == MessageStatus.QUEUED:
         pen = QPen(color, max(1.2, size / 8))
         painter.setPen(pen)
@@ -133,9 +154,10 @@ def draw_ticks(
     elif status == MessageStatus.SENT:
         draw_check(painter, x + size * 0.3, y, size * 0.9, color)
     elif status in (MessageStatus.DELIVERED, MessageStatus.READ):
-        mark = read_color if status == MessageStatus.READ else color
-        draw_check(painter, x, y, size * 0.9, mark)
-        draw_check(painter, x + size * 0.55, y, size * 0.9, mark)
+        read = status == MessageStatus.READ
+        mark, weight = (read_color, READ_WEIGHT) if read else (color, 1.0)
+        draw_check(painter, x, y, size * 0.9, mark, weight)
+        draw_check(painter, x + size * 0.55, y, size * 0.9, mark, weight)
 
 
 def status_text(status: MessageStatus) -> str:

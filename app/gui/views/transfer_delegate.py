@@ -19,7 +19,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QMouseEvent, QPainter
+from PySide6.QtGui import QColor, QFontMetricsF, QMouseEvent, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QStyle,
@@ -75,11 +75,16 @@ class TransferDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:
         return QSize(0, int(card_height(self._fonts()) + 2 * MARGIN + 0.999))
 
+    def _footer(self, transfer: Transfer) -> str:
+        return direction_text(transfer, self._contact_name(transfer.contact))
+
     def card_layout(self, rect: QRectF, transfer: Transfer) -> CardLayout:
         """Where the card of a row at `rect` puts its parts (buttons included)."""
+        fonts = self._fonts()
         card = rect.adjusted(MARGIN, MARGIN, -MARGIN, -MARGIN)
-        card.setHeight(card_height(self._fonts()))
-        return layout_card(card, self._fonts(), actions_for(transfer))
+        card.setHeight(card_height(fonts))
+        footer_width = QFontMetricsF(fonts.detail).horizontalAdvance(self._footer(transfer))
+        return layout_card(card, fonts, actions_for(transfer), footer_width)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
         transfer: Transfer | None = index.data(TransferRole.TRANSFER)
@@ -98,7 +103,7 @@ class TransferDelegate(QStyledItemDelegate):
             QPointF(rect.right() - MARGIN, rect.bottom()),
         )
         layout = self.card_layout(rect, transfer)
-        footer = direction_text(transfer, self._contact_name(transfer.contact))
+        footer = self._footer(transfer)
         paint_card(
             painter,
             layout,

@@ -1,8 +1,9 @@
-"""The message composer: Enter sends, Shift+Enter starts a new line, grows with the text."""
+"""The message composer: Enter sends, Shift+Enter starts a new line, grows with the text
+(its wrapped lines, up to `MAX_LINES`)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, QSizeF, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QSizePolicy, QWidget
 
@@ -23,7 +24,8 @@ class Composer(QPlainTextEdit):
         self.setAccessibleDescription(self.tr("Enter sends, Shift+Enter starts a new line"))
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.document().contentsChanged.connect(self.updateGeometry)
+        # the laid-out size changes with the text and with the width (wrapping)
+        self.document().documentLayout().documentSizeChanged.connect(self._size_changed)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
@@ -43,8 +45,21 @@ class Composer(QPlainTextEdit):
         self.submitted.emit(text)
         self.clear()
 
+    def _size_changed(self, _size: QSizeF) -> None:
+        self.updateGeometry()
+
+    def visual_lines(self) -> int:
+        """Lines the text takes at the current width: a wrapped paragraph counts each of
+        its lines, not one."""
+        count = 0
+        block = self.document().begin()
+        while block.isValid():
+            count += max(1, block.lineCount())
+            block = block.next()
+        return count
+
     def sizeHint(self) -> QSize:
-        lines = max(1, min(MAX_LINES, self.document().blockCount()))
+        lines = max(1, min(MAX_LINES, self.visual_lines()))
         height = self.fontMetrics().lineSpacing() * lines
         margins = self.contentsMargins()
         frame = int(self.document().documentMargin() * 2) + margins.top() + margins.bottom()

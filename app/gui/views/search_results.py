@@ -1,0 +1,270 @@
+"""Search results: one row per message found, with who wrote it ("You" for ours), when
+(in the user's locale), and a two-line snippet around the first match, the match in bold.
+
+`search_result_item` builds a `QListWidgetItem` for a result and `SearchResultDelegate`
+paints it; other items (the "nothing found" line) are painted as padded muted text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from PySide6.QtCore import (
+    QCoreApplication,
+    QDate,
+    QDateTime,
+    QLocale,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPointF,
+    QRectF,
+    QSize,
+    Qt,
+)
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QPainter,
+    QTextCharFormat,
+    QTextLayout,
+    QTextOption,
+)
+from PySide6.QtWidgets import QListWidgetItem, QStyle, QStyledItemDelegate, QStyleOptionViewItem
+
+from app.gui.theme import colors
+from app.gui.views.painting import short_time
+from app.node.api import Message
+
+SNIPPET_CHARS = 140  # at most this much text around the match
+CONTEXT_BEFORE = 24  # characters kept before the match
+PAD_X = 16.0
+PAD_Y = 8.0
+LINE_GAP = 2.0
+SNIPPET_LINES = 2
+ELLIPSIS = "…"
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+def _tr(text: str) -> str:
+    return QCoreApplication.translate("SearchResults", text)
+
+
+class SearchRole(IntEnum):
+    """Data roles of a search result item."""
+
+    MESSAGE = Qt.ItemDataRole.UserRole  # the `Message` (the role the window reads back)
+    SENDER = Qt.ItemDataRole.UserRole + 1  # str: "You" or the contact's name
+    WHEN = Qt.ItemDataRole.UserRole + 2  # str: the message's date or time
+    SNIPPET = Qt.ItemDataRole.UserRole + 3  # the `Snippet`
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """A piece of a message's text and where the match is in it (`length` 0: none)."""
+
+    text: str
+    start: int
+    length: int
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def snippet_around(text: str, query: str, limit: int = SNIPPET_CHARS) -> Snippet:
+    """Up to `limit` characters of `text` (on one line) around the first match of `query`
+    (case-insensitive), with "…" where text was cut."""
+    flat, needle = _one_line(text), _one_line(query)
+    found = re.search(re.escape(needle), flat, re.IGNORECASE) if needle else None
+    if found is None:
+        return _cut(flat, 0, limit, 0, 0)
+    start = max(0, found.start() - CONTEXT_BEFORE)
+    space = flat.find(" ", start, found.start())
+    if start > 0 and space >= start:
+        start = space + 1  # begin on a word
+    return _cut(flat, start, limit, found.start(), found.end() - found.start())
+
+
+def _cut(flat: str, start: int, limit: int, match: int, length: int) -> Snippet:
+    end = min(len(flat), start + limit)
+    head = ELLIPSIS if start > 0 else ""
+    tail = ELLIPSIS if end < len(flat) else ""
+    text = head + flat[start:end] + tail
+    if length == 0:
+        return Snippet(text, 0, 0)
+    offset = match - start + len(head)
+    return Snippet(text, offset, max(0, min(length, end - match)))
+
+
+def sender_label(message: Message, contact_name: str) -> str:
+    """Who wrote the message: "You" for ours, else the contact's name."""
+    return _tr("You") if message.outgoing else contact_name
+
+
+def result_when(timestamp: float, today: dt.date | None = None) -> str:
+    """The time for a message of today, "Yesterday", the day and month this year, else
+    the date (all in the user's locale)."""
+    today = today or dt.date.today()
+    day = dt.datetime.fromtimestamp(timestamp).date()
+    if day == today:
+        return short_time(timestamp)
+    if day == today - dt.timedelta(days=1):
+        return _tr("Yesterday")
+    date = QDate(day.year, day.month, day.day)
+    if day.year == today.year:
+        return QLocale().toString(date, "d MMM")
+    return QLocale().toString(date, QLocale.FormatType.ShortFormat)
+
+
+def search_result_item(message: Message, contact_name: str, query: str) -> QListWidgetItem:
+    """The list item of one search result (painted by `SearchResultDelegate`)."""
+    who = sender_label(message, contact_name)
+    text = message.text
+    if message.transfer is not None:
+        text = _tr("File: {0}").format(text)
+    snippet = snippet_around(text, query)
+    when = result_when(message.time)
+    item = QListWidgetItem(f"{who}, {when}: {snippet.text}")
+    item.setData(SearchRole.MESSAGE, message)
+    item.setData(SearchRole.SENDER, who)
+    item.setData(SearchRole.WHEN, when)
+    item.setData(SearchRole.SNIPPET, snippet)
+    moment = QDateTime.fromMSecsSinceEpoch(int(message.time * 1000))
+    item.setToolTip(QLocale().toString(moment, QLocale.FormatType.LongFormat))
+    return item
+
+
+def _layout(
+    text: str, font: QFont, width: float, formats: Sequence[QTextLayout.FormatRange] = ()
+) -> QTextLayout:
+    layout = QTextLayout(text, font)
+    layout.setFormats(list(formats))  # before laying out: formats change the glyphs
+    option = QTextOption()
+    option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+    layout.setTextOption(option)
+    layout.beginLayout()
+    y = 0.0
+    while True:
+        line = layout.createLine()
+        if not line.isValid():
+            break
+        line.setLineWidth(width)
+        line.setPosition(QPointF(0, y))
+        y += line.height()
+    layout.endLayout()
+    return layout
+
+
+def fit_lines(text: str, font: QFont, width: float, lines: int = SNIPPET_LINES) -> str:
+    """`text`, cut and ended with "…" if it would take more than `lines` lines."""
+    layout = _layout(text, font, width)
+    if layout.lineCount() <= lines:
+        return text
+    cut = layout.lineAt(lines - 1).textStart() + layout.lineAt(lines - 1).textLength()
+    while cut > 0:
+        shorter = text[:cut].rstrip() + ELLIPSIS
+        if _layout(shorter, font, width).lineCount() <= lines:
+            return shorter
+        cut -= 1
+    return ELLIPSIS
+
+
+def _match_format(snippet: Snippet, shown: int) -> list[QTextLayout.FormatRange]:
+    """The match in bold and the text colour, if it is in the `shown` characters."""
+    length = min(snippet.length, max(0, shown - snippet.start))
+    if length <= 0:
+        return []
+    match = QTextLayout.FormatRange()
+    match.start, match.length = snippet.start, length
+    bold = QTextCharFormat()
+    bold.setFontWeight(QFont.Weight.Bold)
+    bold.setForeground(QColor(colors().text))
+    match.format = bold
+    return [match]
+
+
+class SearchResultDelegate(QStyledItemDelegate):
+    """Row painter of the search results list."""
+
+    def _fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont]:
+        name = QFont(option.font)
+        name.setBold(True)
+        small = QFont(option.font)
+        small.setPointSizeF(option.font.pointSizeF() * 0.9)
+        return name, small
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:
+        name, small = self._fonts(option)
+        if not isinstance(index.data(SearchRole.MESSAGE), Message):
+            return QSize(0, int(QFontMetricsF(option.font).height() * 2 + 2 * PAD_Y))
+        body = QFontMetricsF(small).height() * SNIPPET_LINES
+        height = 2 * PAD_Y + QFontMetricsF(name).height() + LINE_GAP + body
+        return QSize(0, int(height + 0.999))
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+        rect = QRectF(option.rect)
+        self._paint_background(painter, option, rect)
+        inner = rect.adjusted(PAD_X, PAD_Y, -PAD_X, -PAD_Y)
+        if isinstance(index.data(SearchRole.MESSAGE), Message):
+            self._paint_result(painter, option, index, inner)
+        else:
+            painter.setPen(QColor(colors().muted))
+            flags = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+            painter.drawText(inner, int(flags | Qt.TextFlag.TextWordWrap), str(index.data()))
+        painter.restore()
+
+    def _paint_background(
+        self, painter: QPainter, option: QStyleOptionViewItem, rect: QRectF
+    ) -> None:
+        state = option.state
+        selected = bool(state & QStyle.StateFlag.State_Selected)
+        if not selected and not state & QStyle.StateFlag.State_MouseOver:
+            return
+        fill = QColor(colors().selection)
+        if not selected:
+            fill.setAlphaF(0.45)  # hover, as in the contact list
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(rect.adjusted(6, 2, -6, -2), 10, 10)
+
+    def _paint_result(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex, inner: QRectF
+    ) -> None:
+        c = colors()
+        name_font, small = self._fonts(option)
+        name_h = QFontMetricsF(name_font).height()
+        top_line = QRectF(inner.left(), inner.top(), inner.width(), name_h)
+        when = str(index.data(SearchRole.WHEN) or "")
+        when_w = QFontMetricsF(small).horizontalAdvance(when)
+        painter.setFont(small)
+        painter.setPen(QColor(c.muted))
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        painter.drawText(top_line, int(right), when)
+        who = str(index.data(SearchRole.SENDER) or "")
+        room = max(0.0, top_line.width() - when_w - 12)
+        who = QFontMetricsF(name_font).elidedText(who, Qt.TextElideMode.ElideRight, room)
+        painter.setFont(name_font)
+        painter.setPen(QColor(c.text))
+        left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        painter.drawText(top_line, int(left), who)
+        snippet = index.data(SearchRole.SNIPPET)
+        if isinstance(snippet, Snippet):
+            origin = QPointF(inner.left(), top_line.bottom() + LINE_GAP)
+            self._paint_snippet(painter, snippet, small, inner.width(), origin)
+
+    def _paint_snippet(
+        self, painter: QPainter, snippet: Snippet, font: QFont, width: float, origin: QPointF
+    ) -> None:
+        c = colors()
+        text = fit_lines(snippet.text, font, width)
+        layout = _layout(text, font, width, _match_format(snippet, len(text)))
+        painter.setPen(QColor(c.muted))
+        layout.draw(painter, origin)
