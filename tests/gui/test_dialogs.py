@@ -1,0 +1,63 @@
+"""Dialog layout and feedback: inline errors never squash the fields, and clear on edit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gui_helpers import wait_for
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QLineEdit, QWidget
+from pytestqt.qtbot import QtBot
+
+from app.gui.bridge import NodeBridge
+from app.gui.dialogs.add_contact import AddContactDialog
+from app.gui.dialogs.first_run import FirstRunDialog
+from app.node import api
+
+
+def squashed(dialog: QWidget) -> list[str]:
+    """The line edits shorter than their size hint (their text cut off vertically)."""
+    QApplication.processEvents()
+    return [
+        edit.accessibleName()
+        for edit in dialog.findChildren(QLineEdit)
+        if edit.isVisible() and edit.height() < edit.sizeHint().height()
+    ]
+
+
+@pytest.mark.asyncio
+async def test_first_run_error_keeps_the_fields_whole_and_clears_on_edit(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    dialog = FirstRunDialog(tmp_path / "new")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    await wait_for(dialog.isVisible)
+    assert squashed(dialog) == []
+    qtbot.mouseClick(dialog.create_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    assert squashed(dialog) == []
+    qtbot.keyClicks(dialog.name, "D")
+    assert not dialog.error.isVisible()
+
+
+@pytest.mark.asyncio
+async def test_add_contact_error_keeps_the_fields_whole_and_clears_on_edit(
+    qtbot: QtBot, node: api.NodeApi
+) -> None:
+    dialog = AddContactDialog(NodeBridge(node))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.invite.setPlainText("eggs:garbage")
+    qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    assert squashed(dialog) == []
+    assert dialog.invite.height() >= dialog.invite.minimumHeight()
+    qtbot.keyClicks(dialog.invite, "x")
+    assert not dialog.error.isVisible()
+    dialog.invite.setPlainText("eggs:garbage")
+    qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    qtbot.keyClicks(dialog.name, "Bob")
+    assert not dialog.error.isVisible()
