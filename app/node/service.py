@@ -229,7 +229,7 @@ class NodeService:
             try:
                 invite = parse_invite(text)
             except InvalidInvite as exc:
-                raise BadInvite(f"That invite link can't be used: {exc}.") from None
+                raise BadInvite(_invite_problem(exc)) from None
             name = checked_name(command.name or invite.name)
             return ContactRecord(
                 invite.address,
@@ -505,6 +505,19 @@ class NodeService:
         self.store.header = dataclasses.replace(self.store.header, key=protection)
         await _in_thread(vault.forget_stored_key, old, address, self.store.paths.key_file)
         self._bus.publish(SettingsChanged(self._settings()))
+
+
+def _invite_problem(exc: InvalidInvite) -> str:
+    """One sentence for an invite link `parse_invite` refused. It wraps the errors of the
+    link's parts (its context) as "the invite link is malformed: <part's rule>", which
+    reads as two sentences run together, so those get a plain one here."""
+    if isinstance(exc.__context__, InvalidAddress):
+        return (
+            "That invite link can't be used: the address after 'eggs:' is incomplete or mistyped."
+        )
+    if exc.__context__ is not None:
+        return "That invite link can't be used: it is incomplete or damaged."
+    return f"That invite link can't be used: {exc}."
 
 
 def _validated(config: Config) -> Config:

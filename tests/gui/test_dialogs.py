@@ -52,6 +52,9 @@ async def test_add_contact_error_keeps_the_fields_whole_and_clears_on_edit(
     dialog.invite.setPlainText("eggs:garbage")
     qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
     await wait_for(dialog.error.isVisible)
+    assert dialog.error.text() == (
+        "That invite link can't be used: the address after 'eggs:' is incomplete or mistyped."
+    )
     assert squashed(dialog) == []
     assert dialog.invite.height() >= dialog.invite.minimumHeight()
     qtbot.keyClicks(dialog.invite, "x")

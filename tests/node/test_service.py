@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -144,6 +145,19 @@ async def test_contact_rules(node: NodeService, tmp_path: Path) -> None:
         with pytest.raises(BadInvite):
             await node.add_contact(AddContact(bad))
     assert len(await node.list_contacts()) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_bad_invite_is_explained_in_one_sentence(node: NodeService, tmp_path: Path) -> None:
+    with pytest.raises(BadInvite) as caught:
+        await node.add_contact(AddContact("eggs:garbage"))
+    assert str(caught.value) == (
+        "That invite link can't be used: the address after 'eggs:' is incomplete or mistyped."
+    )
+    damaged_key = re.sub(r"x=[a-z2-7]+", "x=a1", invite_of(tmp_path, "Bob"))
+    with pytest.raises(BadInvite) as caught:
+        await node.add_contact(AddContact(damaged_key))
+    assert str(caught.value) == "That invite link can't be used: it is incomplete or damaged."
 
 
 @pytest.mark.asyncio
