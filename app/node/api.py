@@ -724,6 +724,14 @@ async def run_daemon(options: DaemonOptions, passphrase: PassphraseSource | None
     await run(options, passphrase)
 
 
+def check_settings(change: UpdateSettings) -> list[str]:
+    """Every reason `update_settings(change)` would be refused for (display name aside),
+    one sentence each, checked without a node; empty when the settings can be saved."""
+    from app.node.service import settings_problems
+
+    return settings_problems(change)
+
+
 def verify_history_file(path: Path) -> HistoryReport:
     """Verify a `history export` file offline (no profile needed); raise `HistoryInvalid`
     naming the first event that fails."""

@@ -65,6 +65,7 @@ from app.node.events import EventBus
 from app.node.file_transfers import FileTransfers
 from app.node.group_commit import GroupCommit
 from app.node.history import export_stored, verify_stored
+from app.node.ipfs import api_address_problem
 from app.node.profile import checked_name, whoami_of
 from app.node.storage import vault
 from app.node.storage.repositories import ContactRecord
@@ -521,22 +522,54 @@ def _invite_problem(exc: InvalidInvite) -> str:
 
 
 def _validated(config: Config) -> Config:
-    """Reject settings the node could not use, with a sentence for the user."""
-    parse_host_port(config.listen, allow_port_zero=True)
-    for peer in config.bootstrap:
-        parse_host_port(peer)
-    if config.shaping_mode not in SHAPING_MODES:
-        raise InvalidArgument(f"Traffic shaping is one of: {', '.join(SHAPING_MODES)}.")
-    if config.theme not in THEMES:
-        raise InvalidArgument(f"The theme is one of: {', '.join(THEMES)}.")
-    for server in config.ice_servers:
-        if not server.startswith(("stun:", "turn:", "turns:")):
-            raise InvalidArgument(f"{server!r} is not a stun: or turn: server address.")
-    if config.auto_accept_bytes < 0:
-        raise InvalidArgument("The auto-accept size can't be negative.")
-    if config.downloads_folder and not os.path.isabs(os.path.expanduser(config.downloads_folder)):
-        raise InvalidArgument("The downloads folder must be an absolute path.")
+    """Reject settings the node could not use, with a sentence per problem for the user."""
+    problems = config_problems(config)
+    if problems:
+        raise InvalidArgument(" ".join(problems))
     return config
+
+
+def settings_problems(change: UpdateSettings) -> list[str]:
+    """Every reason the node would refuse the settings in `change` (display name aside),
+    checked without a profile; empty when they can be saved."""
+    values = {
+        k: v for k, v in dataclasses.asdict(change).items() if v is not None and k != "display_name"
+    }
+    try:
+        config = Config().updated(**values)
+    except InvalidArgument as exc:
+        return [str(exc)]
+    return config_problems(config)
+
+
+def config_problems(config: Config) -> list[str]:
+    """Every reason the node could not use `config`, one sentence each, in field order."""
+    problems = [_host_port_problem(config.listen, allow_port_zero=True)]
+    problems += [_host_port_problem(peer) for peer in config.bootstrap]
+    if config.shaping_mode not in SHAPING_MODES:
+        problems.append(f"Traffic shaping is one of: {', '.join(SHAPING_MODES)}.")
+    if config.theme not in THEMES:
+        problems.append(f"The theme is one of: {', '.join(THEMES)}.")
+    problems += [
+        f"{server!r} is not a stun: or turn: server address."
+        for server in config.ice_servers
+        if not server.startswith(("stun:", "turn:", "turns:"))
+    ]
+    if config.ipfs_api:
+        problems.append(api_address_problem(config.ipfs_api))
+    if config.auto_accept_bytes < 0:
+        problems.append("The auto-accept size can't be negative.")
+    if config.downloads_folder and not os.path.isabs(os.path.expanduser(config.downloads_folder)):
+        problems.append("The downloads folder must be an absolute path.")
+    return [problem for problem in problems if problem]
+
+
+def _host_port_problem(text: str, *, allow_port_zero: bool = False) -> str | None:
+    try:
+        parse_host_port(text, allow_port_zero=allow_port_zero)
+    except InvalidArgument as exc:
+        return str(exc)
+    return None
 
 
 async def _in_thread(fn: Callable[..., T], *args: object) -> T:

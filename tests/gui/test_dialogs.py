@@ -1,4 +1,5 @@
-"""Dialog layout and feedback: inline errors never squash the fields, and clear on edit."""
+"""Dialog layout and feedback: inline errors never squash the fields and clear on edit;
+the settings dialog checks every field at once."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pytestqt.qtbot import QtBot
 from app.gui.bridge import NodeBridge
 from app.gui.dialogs.add_contact import AddContactDialog
 from app.gui.dialogs.first_run import FirstRunDialog
+from app.gui.dialogs.settings import SettingsDialog
 from app.node import api
 
 
@@ -64,3 +66,39 @@ async def test_add_contact_error_keeps_the_fields_whole_and_clears_on_edit(
     await wait_for(dialog.error.isVisible)
     qtbot.keyClicks(dialog.name, "Bob")
     assert not dialog.error.isVisible()
+
+
+async def settings_dialog(qtbot: QtBot, node: api.NodeApi) -> SettingsDialog:
+    bridge = NodeBridge(node)
+    dialog = SettingsDialog(bridge, await bridge.settings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    return dialog
+
+
+@pytest.mark.asyncio
+async def test_settings_show_every_bad_field_at_once(qtbot: QtBot, node: api.NodeApi) -> None:
+    dialog = await settings_dialog(qtbot, node)
+    dialog.listen.setText("nowhere")
+    dialog.bootstrap.setPlainText("127.0.0.1:4000\nnope")
+    dialog.ice.setPlainText("http://not-a-stun-server")
+    dialog.ipfs.setText("zzz")
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    lines = dialog.error.text().splitlines()
+    assert len(lines) == 4
+    for typed, line in zip(["'nowhere'", "'nope'", "http://not", "'zzz'"], lines, strict=True):
+        assert typed in line
+    assert "IPFS API address" in lines[3]
+    assert squashed(dialog) == []
+    assert dialog.saved is None
+    assert (await node.get_settings()).ipfs_api == ""
+
+
+@pytest.mark.asyncio
+async def test_settings_save_a_valid_ipfs_api_address(qtbot: QtBot, node: api.NodeApi) -> None:
+    dialog = await settings_dialog(qtbot, node)
+    dialog.ipfs.setText("/ip4/127.0.0.1/tcp/5001/http")
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.saved is not None)
+    assert (await node.get_settings()).ipfs_api == "/ip4/127.0.0.1/tcp/5001/http"

@@ -29,6 +29,7 @@ from app.node.api import (
     UpdateSettings,
     VerifyContact,
     WrongPassphrase,
+    check_settings,
 )
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
@@ -229,6 +230,24 @@ async def test_settings_validate_and_persist(node: NodeService) -> None:
             await node.update_settings(bad)
     assert (await node.get_settings()).theme == "dark"
     assert (await node.whoami()).name == "New Me"
+
+
+@pytest.mark.asyncio
+async def test_settings_report_every_problem_at_once(node: NodeService) -> None:
+    bad = UpdateSettings(
+        listen="nowhere", bootstrap=["nope"], ice_servers=["http://x"], ipfs_api="zzz"
+    )
+    problems = check_settings(bad)
+    assert len(problems) == 4
+    assert "'nowhere'" in problems[0] and "'nope'" in problems[1]
+    assert "stun:" in problems[2] and "IPFS API address" in problems[3]
+    with pytest.raises(InvalidArgument) as caught:
+        await node.update_settings(bad)
+    assert str(caught.value) == " ".join(problems)
+    assert (await node.get_settings()).ipfs_api == ""
+    for good in ["/ip4/127.0.0.1/tcp/5001", "/dns/localhost/tcp/5001/https"]:
+        assert check_settings(UpdateSettings(ipfs_api=good)) == []
+    assert check_settings(UpdateSettings(ipfs_api="")) == []
 
 
 @pytest.mark.asyncio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,10 +26,16 @@ from app.gui.dialogs.common import (
     button_row,
     error_label,
     explanation_label,
+    fit_height,
     primary_button,
     show_error,
 )
-from app.node.api import Protection, Settings, UpdateSettings
+from app.node.api import (
+    Protection,
+    Settings,
+    UpdateSettings,
+    check_settings,
+)
 
 MIB = 1024 * 1024
 
@@ -82,6 +89,10 @@ class SettingsDialog(QDialog):
         layout.addWidget(tabs)
         layout.addWidget(self.error)
         layout.addLayout(buttons)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        fit_height(self)
 
     # ------------------------------------------------------------------ tabs
 
@@ -208,11 +219,25 @@ class SettingsDialog(QDialog):
             auto_accept_bytes=_changed(auto_accept, s.auto_accept_bytes),
         )
 
+    def problems(self) -> list[str]:
+        """Every reason the form can't be saved, in field order (the node's own rules)."""
+        found = []
+        if not self.display_name.text().strip():
+            found.append(self.tr("Your display name can't be empty."))
+        typed = UpdateSettings(
+            listen=self.listen.text().strip(),
+            bootstrap=_lines(self.bootstrap),
+            ice_servers=_lines(self.ice),
+            ipfs_api=self.ipfs.text().strip(),
+        )
+        return found + check_settings(typed)
+
     @async_slot()
     async def save(self) -> None:
         """Persist the changes and close; errors stay in the dialog."""
-        if not self.display_name.text().strip():
-            show_error(self.error, self.tr("Your display name can't be empty."))
+        problems = self.problems()
+        if problems:
+            show_error(self.error, "\n".join(problems))
             return
         self.save_button.setEnabled(False)
         try:
