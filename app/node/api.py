@@ -478,9 +478,12 @@ class RetryTransfer:
 
 @dataclass(frozen=True)
 class ChangePassphrase:
-    """Protect the profile with a new passphrase (the current one is already unlocked)."""
+    """Protect the profile with a new passphrase. A profile a passphrase protects needs
+    the current one too (`WrongPassphrase` otherwise); one the keyring or a key file
+    protects needs none."""
 
     new_passphrase: str
+    current_passphrase: str | None = None
 
 
 # --------------------------------------------------------------------------- events

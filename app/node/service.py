@@ -42,6 +42,7 @@ from app.node.api import (
     NodeEvent,
     PauseTransfer,
     Peer,
+    Protection,
     RemoveContact,
     RetryTransfer,
     SearchMessages,
@@ -58,6 +59,7 @@ from app.node.api import (
     VerifyContact,
     VerifyHistory,
     Whoami,
+    WrongPassphrase,
 )
 from app.node.config import Config, downloads_folder, load_config, save_config
 from app.node.dht import parse_host_port
@@ -498,6 +500,7 @@ class NodeService:
 
     async def change_passphrase(self, command: ChangePassphrase) -> None:
         address = self.store.identity.public.address
+        await self._check_current_passphrase(command.current_passphrase, address)
         protection = await _in_thread(
             vault.change_passphrase, self.store.key, command.new_passphrase, address
         )
@@ -506,6 +509,22 @@ class NodeService:
         self.store.header = dataclasses.replace(self.store.header, key=protection)
         await _in_thread(vault.forget_stored_key, old, address, self.store.paths.key_file)
         self._bus.publish(SettingsChanged(self._settings()))
+
+    async def _check_current_passphrase(self, current: str | None, address: str) -> None:
+        """Raise `WrongPassphrase` unless `current` unlocks a passphrase-protected profile."""
+        header = self.store.header.key
+        if header.protection is not Protection.PASSPHRASE:
+            return
+        if not current:
+            raise WrongPassphrase("Type your current passphrase to change it.")
+        try:
+            await _in_thread(
+                vault.unlock, header, address, self.store.paths.key_file, lambda: current
+            )
+        except WrongPassphrase:
+            raise WrongPassphrase(
+                "That is not your current passphrase; the passphrase was not changed."
+            ) from None
 
 
 def _invite_problem(exc: InvalidInvite) -> str:

@@ -251,6 +251,24 @@ async def test_settings_report_every_problem_at_once(node: NodeService) -> None:
 
 
 @pytest.mark.asyncio
+async def test_change_passphrase_needs_the_current_one(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    create_profile(root, "Me", "the first passphrase")
+    store = open_store(root, lambda: "the first passphrase")
+    service = NodeService(store)
+    for current in [None, "", "not the first passphrase"]:
+        with pytest.raises(WrongPassphrase):
+            await service.change_passphrase(ChangePassphrase("a second passphrase", current))
+    await service.change_passphrase(
+        ChangePassphrase("a second passphrase", current_passphrase="the first passphrase")
+    )
+    store.close()
+    with pytest.raises(WrongPassphrase):
+        open_store(root, lambda: "the first passphrase")
+    open_store(root, lambda: "a second passphrase").close()
+
+
+@pytest.mark.asyncio
 async def test_change_passphrase_removes_key_file(tmp_path: Path) -> None:
     root = tmp_path / "p"
     create_profile(root, "Me", None)
