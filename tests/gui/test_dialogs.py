@@ -1,5 +1,5 @@
 """Dialog layout and feedback: inline errors never squash the fields and clear on edit;
-the settings dialog checks every field at once."""
+the settings dialog checks every field at once and sets the downloads folder."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from gui_helpers import wait_for
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QLineEdit, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QTabWidget, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.gui.bridge import NodeBridge
@@ -102,3 +102,36 @@ async def test_settings_save_a_valid_ipfs_api_address(qtbot: QtBot, node: api.No
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
     await wait_for(lambda: dialog.saved is not None)
     assert (await node.get_settings()).ipfs_api == "/ip4/127.0.0.1/tcp/5001/http"
+
+
+@pytest.mark.asyncio
+async def test_settings_choose_the_downloads_folder_in_the_files_tab(
+    qtbot: QtBot, node: api.NodeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialog = await settings_dialog(qtbot, node)
+    tabs = dialog.findChild(QTabWidget)
+    assert isinstance(tabs, QTabWidget)
+    files = next(tabs.widget(i) for i in range(tabs.count()) if tabs.tabText(i) == "Files")
+    assert files.isAncestorOf(dialog.downloads) and files.isAncestorOf(dialog.auto_accept)
+    assert (await node.get_settings()).downloads_folder == dialog.downloads.text()
+
+    chosen = tmp_path / "received"
+    chosen.mkdir()
+    asked: list[str] = []
+
+    def pick(parent: QWidget, caption: str, start: str) -> str:
+        asked.append(start)
+        return str(chosen)
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", pick)
+    qtbot.mouseClick(dialog.choose_downloads, Qt.MouseButton.LeftButton)
+    assert asked and dialog.downloads.text() == str(chosen)
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.saved is not None)
+    assert (await node.get_settings()).downloads_folder == str(chosen)
+
+    again = await settings_dialog(qtbot, node)
+    again.downloads.clear()  # empty: back to the default folder
+    qtbot.mouseClick(again.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: again.saved is not None)
+    assert (await node.get_settings()).downloads_folder.endswith("Scrambled Eggs")

@@ -1,4 +1,4 @@
-"""Settings: profile, network, appearance and notifications, and the passphrase."""
+"""Settings: profile and passphrase, network, appearance and notifications, files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
+    QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
@@ -78,6 +80,7 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._profile_tab(settings), self.tr("Profile"))
         tabs.addTab(self._network_tab(settings), self.tr("Network"))
         tabs.addTab(self._appearance_tab(settings), self.tr("Appearance"))
+        tabs.addTab(self._files_tab(settings), self.tr("Files"))
         self.error = error_label()
         self.save_button = primary_button(self.tr("Save"))
         self.save_button.clicked.connect(self.save)
@@ -198,14 +201,35 @@ class SettingsDialog(QDialog):
         )
         self.notifications = QCheckBox(self.tr("Show a notification for new messages"))
         self.notifications.setChecked(s.notifications)
+        form.addRow(self.tr("Theme"), self.theme)
+        form.addRow("", self.notifications)
+        return page
+
+    def _files_tab(self, s: Settings) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self.downloads = QLineEdit(s.downloads_folder)
+        self.downloads.setPlaceholderText(self.tr("Empty: the Scrambled Eggs folder in Downloads"))
+        self.downloads.setAccessibleName(self.tr("Downloads folder"))
+        self.choose_downloads = QPushButton(self.tr("Choose…"))
+        self.choose_downloads.setAccessibleName(self.tr("Choose the downloads folder"))
+        self.choose_downloads.clicked.connect(self.choose_downloads_folder)
+        folder = QHBoxLayout()
+        folder.addWidget(self.downloads, 1)
+        folder.addWidget(self.choose_downloads)
         self.auto_accept = QSpinBox()
         self.auto_accept.setRange(0, 100_000)
         self.auto_accept.setSuffix(" MiB")
         self.auto_accept.setValue(s.auto_accept_bytes // MIB)
         self.auto_accept.setAccessibleName(self.tr("Accept files automatically up to"))
-        form.addRow(self.tr("Theme"), self.theme)
-        form.addRow("", self.notifications)
+        form.addRow(self.tr("Save received files in"), folder)
         form.addRow(self.tr("Auto-accept files up to"), self.auto_accept)
+        form.addRow(
+            "",
+            explanation_label(
+                self.tr("Larger files wait until you accept them. 0 MiB: always ask.")
+            ),
+        )
         return page
 
     # ------------------------------------------------------------------ actions
@@ -228,6 +252,7 @@ class SettingsDialog(QDialog):
             theme=_changed(str(self.theme.currentData()), s.theme),
             notifications=_changed(self.notifications.isChecked(), s.notifications),
             auto_accept_bytes=_changed(auto_accept, s.auto_accept_bytes),
+            downloads_folder=_changed(self.downloads.text().strip(), s.downloads_folder),
         )
 
     def problems(self) -> list[str]:
@@ -240,8 +265,17 @@ class SettingsDialog(QDialog):
             bootstrap=_lines(self.bootstrap),
             ice_servers=_lines(self.ice),
             ipfs_api=self.ipfs.text().strip(),
+            downloads_folder=self.downloads.text().strip(),
         )
         return found + check_settings(typed)
+
+    def choose_downloads_folder(self) -> None:
+        """Pick the downloads folder with the system's folder dialog."""
+        chosen = QFileDialog.getExistingDirectory(
+            self, self.tr("Save received files in"), self.downloads.text().strip()
+        )
+        if chosen:
+            self.downloads.setText(chosen)
 
     @async_slot()
     async def save(self) -> None:
