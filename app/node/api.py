@@ -478,9 +478,12 @@ class RetryTransfer:
 
 @dataclass(frozen=True)
 class ChangePassphrase:
-    """Protect the profile with a new passphrase (the current one is already unlocked)."""
+    """Protect the profile with a new passphrase. A profile a passphrase protects needs
+    the current one too (`WrongPassphrase` otherwise); one the keyring or a key file
+    protects needs none."""
 
     new_passphrase: str
+    current_passphrase: str | None = None
 
 
 # --------------------------------------------------------------------------- events
@@ -722,6 +725,14 @@ async def run_daemon(options: DaemonOptions, passphrase: PassphraseSource | None
     from app.node.daemon import run
 
     await run(options, passphrase)
+
+
+def check_settings(change: UpdateSettings) -> list[str]:
+    """Every reason `update_settings(change)` would be refused for (display name aside),
+    one sentence each, checked without a node; empty when the settings can be saved."""
+    from app.node.service import settings_problems
+
+    return settings_problems(change)
 
 
 def verify_history_file(path: Path) -> HistoryReport:

@@ -41,6 +41,22 @@ def _client_errors() -> ModuleType:
     return errors
 
 
+def api_address_problem(api_addr: str) -> str | None:
+    """Why `api_addr` can't be an IPFS API address, or None: the rules `ipfshttpclient`
+    applies when a backend is made (a multiaddr such as /ip4/127.0.0.1/tcp/5001/http,
+    /dns/HOST/tcp/PORT/https or /unix/PATH), checked without connecting."""
+    from ipfshttpclient.http_common import multiaddr_to_url_data
+
+    try:
+        multiaddr_to_url_data(api_addr, "/api/v0/")
+    except _client_errors().AddressError:
+        return (
+            f"{api_addr!r} is not an IPFS API address: give a multiaddr such as "
+            "/ip4/127.0.0.1/tcp/5001/http."
+        )
+    return None
+
+
 class IpfsBackend:
     """Put, get and pin encrypted blocks on a user-configured IPFS daemon."""
 

@@ -42,6 +42,7 @@ from app.node.api import (
     NodeEvent,
     PauseTransfer,
     Peer,
+    Protection,
     RemoveContact,
     RetryTransfer,
     SearchMessages,
@@ -58,6 +59,7 @@ from app.node.api import (
     VerifyContact,
     VerifyHistory,
     Whoami,
+    WrongPassphrase,
 )
 from app.node.config import Config, downloads_folder, load_config, save_config
 from app.node.dht import parse_host_port
@@ -65,6 +67,7 @@ from app.node.events import EventBus
 from app.node.file_transfers import FileTransfers
 from app.node.group_commit import GroupCommit
 from app.node.history import export_stored, verify_stored
+from app.node.ipfs import api_address_problem
 from app.node.profile import checked_name, whoami_of
 from app.node.storage import vault
 from app.node.storage.repositories import ContactRecord
@@ -229,7 +232,7 @@ class NodeService:
             try:
                 invite = parse_invite(text)
             except InvalidInvite as exc:
-                raise BadInvite(f"That invite link can't be used: {exc}.") from None
+                raise BadInvite(_invite_problem(exc)) from None
             name = checked_name(command.name or invite.name)
             return ContactRecord(
                 invite.address,
@@ -497,6 +500,7 @@ class NodeService:
 
     async def change_passphrase(self, command: ChangePassphrase) -> None:
         address = self.store.identity.public.address
+        await self._check_current_passphrase(command.current_passphrase, address)
         protection = await _in_thread(
             vault.change_passphrase, self.store.key, command.new_passphrase, address
         )
@@ -506,24 +510,85 @@ class NodeService:
         await _in_thread(vault.forget_stored_key, old, address, self.store.paths.key_file)
         self._bus.publish(SettingsChanged(self._settings()))
 
+    async def _check_current_passphrase(self, current: str | None, address: str) -> None:
+        """Raise `WrongPassphrase` unless `current` unlocks a passphrase-protected profile."""
+        header = self.store.header.key
+        if header.protection is not Protection.PASSPHRASE:
+            return
+        if not current:
+            raise WrongPassphrase("Type your current passphrase to change it.")
+        try:
+            await _in_thread(
+                vault.unlock, header, address, self.store.paths.key_file, lambda: current
+            )
+        except WrongPassphrase:
+            raise WrongPassphrase(
+                "That is not your current passphrase; the passphrase was not changed."
+            ) from None
+
+
+def _invite_problem(exc: InvalidInvite) -> str:
+    """One sentence for an invite link `parse_invite` refused. It wraps the errors of the
+    link's parts (its context) as "the invite link is malformed: <part's rule>", which
+    reads as two sentences run together, so those get a plain one here."""
+    if isinstance(exc.__context__, InvalidAddress):
+        return (
+            "That invite link can't be used: the address after 'eggs:' is incomplete or mistyped."
+        )
+    if exc.__context__ is not None:
+        return "That invite link can't be used: it is incomplete or damaged."
+    return f"That invite link can't be used: {exc}."
+
 
 def _validated(config: Config) -> Config:
-    """Reject settings the node could not use, with a sentence for the user."""
-    parse_host_port(config.listen, allow_port_zero=True)
-    for peer in config.bootstrap:
-        parse_host_port(peer)
-    if config.shaping_mode not in SHAPING_MODES:
-        raise InvalidArgument(f"Traffic shaping is one of: {', '.join(SHAPING_MODES)}.")
-    if config.theme not in THEMES:
-        raise InvalidArgument(f"The theme is one of: {', '.join(THEMES)}.")
-    for server in config.ice_servers:
-        if not server.startswith(("stun:", "turn:", "turns:")):
-            raise InvalidArgument(f"{server!r} is not a stun: or turn: server address.")
-    if config.auto_accept_bytes < 0:
-        raise InvalidArgument("The auto-accept size can't be negative.")
-    if config.downloads_folder and not os.path.isabs(os.path.expanduser(config.downloads_folder)):
-        raise InvalidArgument("The downloads folder must be an absolute path.")
+    """Reject settings the node could not use, with a sentence per problem for the user."""
+    problems = config_problems(config)
+    if problems:
+        raise InvalidArgument(" ".join(problems))
     return config
+
+
+def settings_problems(change: UpdateSettings) -> list[str]:
+    """Every reason the node would refuse the settings in `change` (display name aside),
+    checked without a profile; empty when they can be saved."""
+    values = {
+        k: v for k, v in dataclasses.asdict(change).items() if v is not None and k != "display_name"
+    }
+    try:
+        config = Config().updated(**values)
+    except InvalidArgument as exc:
+        return [str(exc)]
+    return config_problems(config)
+
+
+def config_problems(config: Config) -> list[str]:
+    """Every reason the node could not use `config`, one sentence each, in field order."""
+    problems = [_host_port_problem(config.listen, allow_port_zero=True)]
+    problems += [_host_port_problem(peer) for peer in config.bootstrap]
+    if config.shaping_mode not in SHAPING_MODES:
+        problems.append(f"Traffic shaping is one of: {', '.join(SHAPING_MODES)}.")
+    if config.theme not in THEMES:
+        problems.append(f"The theme is one of: {', '.join(THEMES)}.")
+    problems += [
+        f"{server!r} is not a stun: or turn: server address."
+        for server in config.ice_servers
+        if not server.startswith(("stun:", "turn:", "turns:"))
+    ]
+    if config.ipfs_api:
+        problems.append(api_address_problem(config.ipfs_api))
+    if config.auto_accept_bytes < 0:
+        problems.append("The auto-accept size can't be negative.")
+    if config.downloads_folder and not os.path.isabs(os.path.expanduser(config.downloads_folder)):
+        problems.append("The downloads folder must be an absolute path.")
+    return [problem for problem in problems if problem]
+
+
+def _host_port_problem(text: str, *, allow_port_zero: bool = False) -> str | None:
+    try:
+        parse_host_port(text, allow_port_zero=allow_port_zero)
+    except InvalidArgument as exc:
+        return str(exc)
+    return None
 
 
 async def _in_thread(fn: Callable[..., T], *args: object) -> T:

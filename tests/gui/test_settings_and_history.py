@@ -74,7 +74,14 @@ async def test_passphrase_change_from_settings(qtbot: QtBot, session: GuiSession
     dialog.new_passphrase.setText("a brand new passphrase")
     dialog.repeat_passphrase.setText("a brand new passphrase")
     qtbot.mouseClick(dialog.passphrase_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: "current passphrase" in dialog.passphrase_status.text())
+    dialog.current_passphrase.setText("not the passphrase")
+    qtbot.mouseClick(dialog.passphrase_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: "not your current" in dialog.passphrase_status.text(), timeout=20)
+    dialog.current_passphrase.setText(PASSPHRASE)
+    qtbot.mouseClick(dialog.passphrase_button, Qt.MouseButton.LeftButton)
     await wait_for(lambda: dialog.passphrase_status.text().startswith("Done"), timeout=20)
+    assert dialog.current_passphrase.text() == ""
     profile = session.options.profile
     await session.shutdown()
     async with api.host_node(options(profile), lambda: "a brand new passphrase") as node:

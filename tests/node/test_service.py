@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from app.node.api import (
     UpdateSettings,
     VerifyContact,
     WrongPassphrase,
+    check_settings,
 )
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
@@ -147,6 +149,19 @@ async def test_contact_rules(node: NodeService, tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_bad_invite_is_explained_in_one_sentence(node: NodeService, tmp_path: Path) -> None:
+    with pytest.raises(BadInvite) as caught:
+        await node.add_contact(AddContact("eggs:garbage"))
+    assert str(caught.value) == (
+        "That invite link can't be used: the address after 'eggs:' is incomplete or mistyped."
+    )
+    damaged_key = re.sub(r"x=[a-z2-7]+", "x=a1", invite_of(tmp_path, "Bob"))
+    with pytest.raises(BadInvite) as caught:
+        await node.add_contact(AddContact(damaged_key))
+    assert str(caught.value) == "That invite link can't be used: it is incomplete or damaged."
+
+
+@pytest.mark.asyncio
 async def test_events_are_published(node: NodeService, tmp_path: Path) -> None:
     received = []
 
@@ -215,6 +230,42 @@ async def test_settings_validate_and_persist(node: NodeService) -> None:
             await node.update_settings(bad)
     assert (await node.get_settings()).theme == "dark"
     assert (await node.whoami()).name == "New Me"
+
+
+@pytest.mark.asyncio
+async def test_settings_report_every_problem_at_once(node: NodeService) -> None:
+    bad = UpdateSettings(
+        listen="nowhere", bootstrap=["nope"], ice_servers=["http://x"], ipfs_api="zzz"
+    )
+    problems = check_settings(bad)
+    assert len(problems) == 4
+    assert "'nowhere'" in problems[0] and "'nope'" in problems[1]
+    assert "stun:" in problems[2] and "IPFS API address" in problems[3]
+    with pytest.raises(InvalidArgument) as caught:
+        await node.update_settings(bad)
+    assert str(caught.value) == " ".join(problems)
+    assert (await node.get_settings()).ipfs_api == ""
+    for good in ["/ip4/127.0.0.1/tcp/5001", "/dns/localhost/tcp/5001/https"]:
+        assert check_settings(UpdateSettings(ipfs_api=good)) == []
+    assert check_settings(UpdateSettings(ipfs_api="")) == []
+
+
+@pytest.mark.asyncio
+async def test_change_passphrase_needs_the_current_one(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    create_profile(root, "Me", "the first passphrase")
+    store = open_store(root, lambda: "the first passphrase")
+    service = NodeService(store)
+    for current in [None, "", "not the first passphrase"]:
+        with pytest.raises(WrongPassphrase):
+            await service.change_passphrase(ChangePassphrase("a second passphrase", current))
+    await service.change_passphrase(
+        ChangePassphrase("a second passphrase", current_passphrase="the first passphrase")
+    )
+    store.close()
+    with pytest.raises(WrongPassphrase):
+        open_store(root, lambda: "the first passphrase")
+    open_store(root, lambda: "a second passphrase").close()
 
 
 @pytest.mark.asyncio

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
@@ -17,8 +17,10 @@ from app.gui.asyncqt import async_slot
 from app.gui.bridge import ActionFailed, NodeBridge
 from app.gui.dialogs.common import (
     button_row,
+    clear_error_on_edit,
     error_label,
     explanation_label,
+    fit_height,
     primary_button,
     show_error,
     title_label,
@@ -71,7 +73,12 @@ class AddContactDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.error)
         layout.addLayout(buttons)
+        clear_error_on_edit(self.error, self.invite, self.name)
         self.invite.setFocus()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        fit_height(self)
 
     @async_slot()
     async def add(self) -> None:

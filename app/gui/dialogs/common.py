@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QWidget
 
 
 def title_label(text: str, parent: QWidget | None = None) -> QLabel:
@@ -34,10 +34,20 @@ def error_label(parent: QWidget | None = None) -> QLabel:
 
 
 def show_error(label: QLabel, text: str | None) -> None:
-    """Show `text` in an error label, or hide it when `text` is empty."""
+    """Show `text` in an error label, or hide it when `text` is empty. A shown window
+    grows to fit the error, so the fields above it keep their height."""
     label.setText(text or "")
     label.setAccessibleName(text or "")
     label.setVisible(bool(text))
+    window = label.window()
+    if text and window.isVisible():
+        fit_height(window)
+
+
+def clear_error_on_edit(label: QLabel, *edits: QLineEdit | QPlainTextEdit) -> None:
+    """Hide the error label as soon as the user edits any of `edits`."""
+    for edit in edits:
+        edit.textChanged.connect(lambda *_: show_error(label, None))
 
 
 def primary_button(text: str, parent: QWidget | None = None) -> QPushButton:

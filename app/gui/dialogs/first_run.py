@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -22,8 +23,10 @@ from app.gui.asyncqt import async_slot
 from app.gui.bridge import describe_error
 from app.gui.dialogs.common import (
     button_row,
+    clear_error_on_edit,
     error_label,
     explanation_label,
+    fit_height,
     primary_button,
     show_error,
     title_label,
@@ -110,7 +113,12 @@ class FirstRunDialog(QDialog):
         layout.addWidget(self.error)
         layout.addLayout(buttons)
         self.use_passphrase.toggled.connect(self._toggle_passphrase)
+        clear_error_on_edit(self.error, self.name, self.passphrase_edit, self.repeat_edit)
         self.name.setFocus()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        fit_height(self)
 
     def _toggle_passphrase(self, on: bool) -> None:
         self.passphrase_edit.setEnabled(on)

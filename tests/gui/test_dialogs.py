@@ -1,0 +1,137 @@
+"""Dialog layout and feedback: inline errors never squash the fields and clear on edit;
+the settings dialog checks every field at once and sets the downloads folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gui_helpers import wait_for
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QTabWidget, QWidget
+from pytestqt.qtbot import QtBot
+
+from app.gui.bridge import NodeBridge
+from app.gui.dialogs.add_contact import AddContactDialog
+from app.gui.dialogs.first_run import FirstRunDialog
+from app.gui.dialogs.settings import SettingsDialog
+from app.node import api
+
+
+def squashed(dialog: QWidget) -> list[str]:
+    """The line edits shorter than their size hint (their text cut off vertically)."""
+    QApplication.processEvents()
+    return [
+        edit.accessibleName()
+        for edit in dialog.findChildren(QLineEdit)
+        if edit.isVisible() and edit.height() < edit.sizeHint().height()
+    ]
+
+
+@pytest.mark.asyncio
+async def test_first_run_error_keeps_the_fields_whole_and_clears_on_edit(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    dialog = FirstRunDialog(tmp_path / "new")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    await wait_for(dialog.isVisible)
+    assert squashed(dialog) == []
+    qtbot.mouseClick(dialog.create_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    assert squashed(dialog) == []
+    qtbot.keyClicks(dialog.name, "D")
+    assert not dialog.error.isVisible()
+
+
+@pytest.mark.asyncio
+async def test_add_contact_error_keeps_the_fields_whole_and_clears_on_edit(
+    qtbot: QtBot, node: api.NodeApi
+) -> None:
+    dialog = AddContactDialog(NodeBridge(node))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.invite.setPlainText("eggs:garbage")
+    qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    assert dialog.error.text() == (
+        "That invite link can't be used: the address after 'eggs:' is incomplete or mistyped."
+    )
+    assert squashed(dialog) == []
+    assert dialog.invite.height() >= dialog.invite.minimumHeight()
+    qtbot.keyClicks(dialog.invite, "x")
+    assert not dialog.error.isVisible()
+    dialog.invite.setPlainText("eggs:garbage")
+    qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    qtbot.keyClicks(dialog.name, "Bob")
+    assert not dialog.error.isVisible()
+
+
+async def settings_dialog(qtbot: QtBot, node: api.NodeApi) -> SettingsDialog:
+    bridge = NodeBridge(node)
+    dialog = SettingsDialog(bridge, await bridge.settings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    return dialog
+
+
+@pytest.mark.asyncio
+async def test_settings_show_every_bad_field_at_once(qtbot: QtBot, node: api.NodeApi) -> None:
+    dialog = await settings_dialog(qtbot, node)
+    dialog.listen.setText("nowhere")
+    dialog.bootstrap.setPlainText("127.0.0.1:4000\nnope")
+    dialog.ice.setPlainText("http://not-a-stun-server")
+    dialog.ipfs.setText("zzz")
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    lines = dialog.error.text().splitlines()
+    assert len(lines) == 4
+    for typed, line in zip(["'nowhere'", "'nope'", "http://not", "'zzz'"], lines, strict=True):
+        assert typed in line
+    assert "IPFS API address" in lines[3]
+    assert squashed(dialog) == []
+    assert dialog.saved is None
+    assert (await node.get_settings()).ipfs_api == ""
+
+
+@pytest.mark.asyncio
+async def test_settings_save_a_valid_ipfs_api_address(qtbot: QtBot, node: api.NodeApi) -> None:
+    dialog = await settings_dialog(qtbot, node)
+    dialog.ipfs.setText("/ip4/127.0.0.1/tcp/5001/http")
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.saved is not None)
+    assert (await node.get_settings()).ipfs_api == "/ip4/127.0.0.1/tcp/5001/http"
+
+
+@pytest.mark.asyncio
+async def test_settings_choose_the_downloads_folder_in_the_files_tab(
+    qtbot: QtBot, node: api.NodeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dialog = await settings_dialog(qtbot, node)
+    tabs = dialog.findChild(QTabWidget)
+    assert isinstance(tabs, QTabWidget)
+    files = next(tabs.widget(i) for i in range(tabs.count()) if tabs.tabText(i) == "Files")
+    assert files.isAncestorOf(dialog.downloads) and files.isAncestorOf(dialog.auto_accept)
+    assert (await node.get_settings()).downloads_folder == dialog.downloads.text()
+
+    chosen = tmp_path / "received"
+    chosen.mkdir()
+    asked: list[str] = []
+
+    def pick(parent: QWidget, caption: str, start: str) -> str:
+        asked.append(start)
+        return str(chosen)
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", pick)
+    qtbot.mouseClick(dialog.choose_downloads, Qt.MouseButton.LeftButton)
+    assert asked and dialog.downloads.text() == str(chosen)
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.saved is not None)
+    assert (await node.get_settings()).downloads_folder == str(chosen)
+
+    again = await settings_dialog(qtbot, node)
+    again.downloads.clear()  # empty: back to the default folder
+    qtbot.mouseClick(again.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: again.saved is not None)
+    assert (await node.get_settings()).downloads_folder.endswith("Scrambled Eggs")
