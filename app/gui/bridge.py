@@ -258,9 +258,10 @@ class NodeBridge(QObject):
         """Persist changed settings."""
         return await self._ask(lambda n: n.update_settings(change))
 
-    async def change_passphrase(self, new_passphrase: str) -> None:
-        """Protect the profile with a new passphrase."""
-        await self._ask(lambda n: n.change_passphrase(ChangePassphrase(new_passphrase)))
+    async def change_passphrase(self, new_passphrase: str, current: str | None = None) -> None:
+        """Protect the profile with a new passphrase (`current`: the one it has, if any)."""
+        command = ChangePassphrase(new_passphrase, current_passphrase=current)
+        await self._ask(lambda n: n.change_passphrase(command))
 
     async def transfers(self, contact: str | None = None) -> list[Transfer]:
         """Every transfer (or a contact's), newest last."""

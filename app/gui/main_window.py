@@ -4,7 +4,6 @@ status at the bottom, a tray icon when the desktop has a tray, and the transfers
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QUrl, Signal
@@ -42,7 +41,7 @@ from app.gui.tray import TrayIcon
 from app.gui.views.contact_delegate import ContactDelegate
 from app.gui.views.conversation import ConversationPane
 from app.gui.views.file_card import TransferAction
-from app.gui.views.painting import short_time
+from app.gui.views.search_results import SearchResultDelegate, search_result_item
 from app.gui.widgets.elided import ElidedLabel
 from app.gui.widgets.icons import line_icon
 from app.gui.widgets.naming import named
@@ -183,6 +182,8 @@ class MainWindow(QMainWindow):
         self.results = named(QListWidget(), "SearchResults")
         self.results.setAccessibleName(self.tr("Search results"))
         self.results.setWordWrap(True)
+        self.results.setItemDelegate(SearchResultDelegate(self.results))
+        self.results.setMouseTracking(True)  # hover highlight, as in the contact list
         self.results.itemActivated.connect(self._result_chosen)
         self.results.itemClicked.connect(self._result_chosen)
         self.left_stack = QStackedWidget()
@@ -387,6 +388,9 @@ class MainWindow(QMainWindow):
     @async_slot(str)
     async def open_conversation(self, address: str) -> None:
         """Show the conversation with `address` (loads only its newest page)."""
+        await self._open_conversation(address)
+
+    async def _open_conversation(self, address: str) -> None:
         contact = self.contacts.contact(address)
         if contact is None:
             return
@@ -599,13 +603,7 @@ class MainWindow(QMainWindow):
         for message in found:
             contact = self.contacts.contact(message.contact)
             who = contact.name if contact else message.contact[:12]
-            when = dt.datetime.fromtimestamp(message.time)
-            stamp = f"{when.date().isoformat()} {short_time(message.time)}"
-            snippet = " ".join(message.text.split())
-            item = QListWidgetItem(f"{who} · {stamp}\n{snippet[:140]}")
-            item.setData(Qt.ItemDataRole.UserRole, message)
-            item.setSizeHint(QSize(0, 56))
-            self.results.addItem(item)
+            self.results.addItem(search_result_item(message, who, text))
         if not found:
             item = QListWidgetItem(self.tr("No messages contain “{0}”.").format(text))
             item.setFlags(Qt.ItemFlag.NoItemFlags)
@@ -616,7 +614,20 @@ class MainWindow(QMainWindow):
     def _result_chosen(self, item: QListWidgetItem) -> None:
         message = item.data(Qt.ItemDataRole.UserRole)
         if isinstance(message, Message):
-            self.open_conversation(message.contact)
+            self.show_found(message)
+
+    @async_slot(object)
+    async def show_found(self, message: Message) -> None:
+        """Open the conversation of a search result at that message (loading older
+        pages until it is there) and mark it for a moment."""
+        await self._open_conversation(message.contact)
+        row = self.messages.row_of(message.id)
+        while row < 0 and self.messages.contact == message.contact:
+            if not await self.messages.load_older():
+                break
+            row = self.messages.row_of(message.id)
+        if row >= 0 and self.messages.contact == message.contact:
+            self.conversation.show_message(row, message.id)
 
     # ------------------------------------------------------------------ dialogs
 

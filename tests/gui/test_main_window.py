@@ -18,6 +18,7 @@ from app.gui.app import GuiSession
 from app.gui.dialogs.add_contact import AddContactDialog
 from app.gui.dialogs.verify import VerifyDialog
 from app.gui.main_window import MainWindow
+from app.gui.models.messages import PAGE
 from app.node import api
 
 
@@ -210,6 +211,32 @@ async def test_search_finds_history(
     await wait_for(lambda: window.messages.contact == bob.address and window.messages.rowCount())
     window.search.clear()
     assert window.left_stack.currentWidget() is window.contact_list
+
+
+@pytest.mark.asyncio
+async def test_a_search_result_opens_its_conversation_at_that_message(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found by a tester: the conversation opened at its newest page, not at the
+    message. An old one (before the newest page) is loaded and marked."""
+    bob = await add_bob(session, friend)
+    node = node_of(session)
+    await node.send_message(api.SendMessage(bob.address, "the needle in the haystack"))
+    for n in range(PAGE + 20):
+        await node.send_message(api.SendMessage(bob.address, f"hay {n}"))
+    window = window_of(session)
+    window.search.setText("needle")
+    await window.run_search()
+    [found] = [window.results.item(i) for i in range(window.results.count())]
+    message = found.data(Qt.ItemDataRole.UserRole)
+    window._result_chosen(found)
+    await wait_for(lambda: window.messages.row_of(message.id) >= 0)
+    await wait_for(lambda: window.conversation.delegate.highlighted == message.id)
+    index = window.conversation._proxy.mapFromSource(
+        window.messages.index(window.messages.row_of(message.id), 0)
+    )
+    shown = window.conversation.list.visualRect(index)
+    assert window.conversation.list.viewport().rect().intersects(shown)  # scrolled to it
 
 
 @pytest.mark.asyncio

@@ -33,7 +33,6 @@ from app.gui.dialogs.common import (
     show_error,
 )
 from app.node.api import (
-    ChangePassphrase,
     Protection,
     Settings,
     UpdateSettings,
@@ -331,10 +330,6 @@ class SettingsDialog(QDialog):
         )
 
     async def _send_passphrase_change(self) -> None:
-        # NodeBridge.change_passphrase(new) has no way to carry the current passphrase
-        # yet (bridge.py is not ours to change here), so this goes through its generic
-        # request path; with a `current` parameter there, this becomes one call to it.
-        command = ChangePassphrase(
-            self.new_passphrase.text(), current_passphrase=self.current_passphrase.text() or None
+        await self._bridge.change_passphrase(
+            self.new_passphrase.text(), self.current_passphrase.text() or None
         )
-        await self._bridge._ask(lambda node: node.change_passphrase(command))

@@ -13,6 +13,7 @@ from PySide6.QtCore import (
     QPoint,
     QSize,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent
@@ -42,6 +43,7 @@ from app.gui.widgets.transfer_menu import popup_transfer_menu
 from app.node.api import Contact, Peer
 
 FETCH_MARGIN = 60  # pixels from the top at which older history is requested
+HIGHLIGHT_MS = 2500  # how long a message opened from search is marked
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
@@ -290,6 +292,22 @@ class ConversationPane(QWidget):
         self._stick_to_bottom = value >= bar.maximum() - 8
         if value <= bar.minimum() + FETCH_MARGIN:
             self.request_older()
+
+    def show_message(self, row: int, message_id: str) -> None:
+        """Scroll the message in `row` of the model to the middle and mark it with a
+        band for `HIGHLIGHT_MS` (a search result was opened)."""
+        index = self._proxy.mapFromSource(self._model.index(row, 0))
+        self._stick_to_bottom = False
+        self.list.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+        self.delegate.highlighted = message_id
+        self.list.viewport().update()
+
+        def clear() -> None:
+            if self.delegate.highlighted == message_id:
+                self.delegate.highlighted = None
+                self.list.viewport().update()
+
+        QTimer.singleShot(HIGHLIGHT_MS, self, clear)
 
     def request_older(self) -> bool:
         """Load the page before the oldest message shown, if there is one."""

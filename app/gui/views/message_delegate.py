@@ -62,6 +62,8 @@ class MessageDelegate(QStyledItemDelegate):
         super().__init__(parent)
         self._view = view
         self._cache: dict[tuple[str, int, bool], QSize] = {}
+        self.highlighted: str | None = None
+        """The id of a message shown with a band behind it (a search result opened)."""
 
     def clear_cache(self) -> None:
         """Forget cached sizes (after a font or theme change)."""
@@ -120,6 +122,8 @@ class MessageDelegate(QStyledItemDelegate):
         rect = QRectF(option.rect)
         top = rect.top() + ROW_GAP
         body, meta = self._fonts()
+        if message.id == self.highlighted:
+            painter.fillRect(rect, QColor(c.selection))
         if index.data(MessageRole.DAY_HEADER):
             self._paint_header(painter, rect, top, message)
             top += HEADER_HEIGHT
