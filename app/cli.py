@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     remove = csub.add_parser("remove", help="remove a contact")
     remove.add_argument("contact", metavar="CONTACT", help="a name or an address")
     _json_flag(remove)
+    rename = csub.add_parser("rename", help="give a contact another name (only you see it)")
+    rename.add_argument("contact", metavar="CONTACT", help="a name or an address")
+    rename.add_argument("name", metavar="NAME", help="the new name")
+    _json_flag(rename)
     verify = csub.add_parser("verify", help="compare safety numbers with a contact")
     verify.add_argument("contact", metavar="CONTACT", help="a name or an address")
     verify.add_argument("--confirm", action="store_true", help="mark the contact verified")
@@ -239,6 +243,9 @@ async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
             print(json.dumps({"safety_number": v.safety_number, "verified": v.verified}))
         else:
             _say(text)
+    elif args.contacts_command == "rename":
+        renamed = await node.rename_contact(api.RenameContact(args.contact, args.name))
+        _emit(args, renamed, f"Renamed to {renamed.name}")
     else:
         removed = await node.remove_contact(api.RemoveContact(args.contact))
         _emit(args, removed, f"Removed {removed.name}")

@@ -26,6 +26,7 @@ from app.node.api import (
     Contact,
     ContactAdded,
     ContactRemoved,
+    ContactRenamed,
     ContactVerified,
     ListMessages,
     ListTransfers,
@@ -40,6 +41,7 @@ from app.node.api import (
     PauseTransfer,
     Peer,
     RemoveContact,
+    RenameContact,
     RetryTransfer,
     SearchMessages,
     SecurityAlert,
@@ -170,6 +172,8 @@ class NodeBridge(QObject):
             self.contactRemoved.emit(event.contact)
         elif isinstance(event, ContactVerified):
             self.contactVerified.emit(event.contact)
+        elif isinstance(event, ContactRenamed):
+            self.contactChanged.emit(event.contact)
         elif isinstance(event, MessageAdded):
             self.messageAdded.emit(event.message, event.before)
         elif isinstance(event, MessageStatusChanged):
@@ -233,6 +237,10 @@ class NodeBridge(QObject):
     async def remove_contact(self, address: str) -> Contact:
         """Remove a contact."""
         return await self._ask(lambda n: n.remove_contact(RemoveContact(address)))
+
+    async def rename_contact(self, address: str, name: str) -> Contact:
+        """Give a contact another name."""
+        return await self._ask(lambda n: n.rename_contact(RenameContact(address, name)))
 
     async def verification(self, address: str, confirm: bool = False) -> Verification:
         """The safety number with a contact; `confirm=True` marks them verified."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QPoint, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMenu,
     QStackedWidget,
     QSystemTrayIcon,
     QToolButton,
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
 from app.gui.asyncqt import async_slot, run_dialog
 from app.gui.bridge import ActionFailed, NodeBridge
 from app.gui.dialogs.add_contact import AddContactDialog
+from app.gui.dialogs.contact_actions import ask_new_name, confirm_remove, pick_paths
 from app.gui.dialogs.invite import InviteDialog
 from app.gui.dialogs.settings import SettingsDialog
 from app.gui.dialogs.transfers import TransfersDialog
@@ -173,6 +175,8 @@ class MainWindow(QMainWindow):
         self.contact_list.setMouseTracking(True)
         self.contact_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.contact_list.selectionModel().currentChanged.connect(self._contact_chosen)
+        self.contact_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.contact_list.customContextMenuRequested.connect(self._contact_menu)
         self.no_contacts = named(
             QLabel(self.tr("No contacts yet.\nShare your invite or add someone's (Ctrl+N).")),
             "MutedLabel",
@@ -268,6 +272,10 @@ class MainWindow(QMainWindow):
             self.tr("&Verify safety number…"), "Ctrl+Shift+V", self.verify_current
         )
         self.transfers_action = action(self.tr("&Transfers…"), "Ctrl+J", self.show_transfers)
+        self.share_action = action(self.tr("Share &files…"), "Ctrl+O", self.share_files)
+        self.share_folder_action = action(
+            self.tr("Share a f&older…"), "Ctrl+Shift+O", self.share_folder
+        )
         self.quit_action = action(self.tr("&Quit"), "Ctrl+Q", self.request_quit)
         menu = self.menuBar().addMenu(self.tr("&Scrambled Eggs"))
         for act in (
@@ -280,6 +288,9 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(self.quit_action)
         chat = self.menuBar().addMenu(self.tr("&Conversation"))
+        chat.addAction(self.share_action)
+        chat.addAction(self.share_folder_action)
+        chat.addSeparator()
         chat.addAction(self.search_action)
         chat.addAction(self.verify_action)
 
@@ -307,6 +318,7 @@ class MainWindow(QMainWindow):
         self.conversation.typingRequested.connect(b.set_typing)
         self.conversation.verifyRequested.connect(self.show_verify)
         self.conversation.filesDropped.connect(self._files_dropped)
+        self.conversation.shareRequested.connect(lambda address: self.share_with(address))
         self.contacts.unreadChanged.connect(self._unread_changed)
 
     # ------------------------------------------------------------------ loading
@@ -473,6 +485,71 @@ class MainWindow(QMainWindow):
             self.messages.close()
             self.right.setCurrentWidget(self.empty)
         self._update_contact_stack()
+
+    # ------------------------------------------------------------------ contact actions
+
+    def _contact_menu(self, position: QPoint) -> None:
+        """Right click (or the Menu key) on a contact: what can be done with them."""
+        index = self.contact_list.indexAt(position)
+        if not index.isValid():
+            index = self.contact_list.currentIndex()
+        if not index.isValid():
+            return
+        contact: Contact = index.data(ContactRole.CONTACT)
+        menu = QMenu(self)
+        menu.addAction(self.tr("Share files…"), lambda: self.share_with(contact.address))
+        menu.addAction(self.tr("Share a folder…"), lambda: self.share_with(contact.address, True))
+        menu.addAction(self.tr("Verify safety number…"), lambda: self.show_verify(contact.address))
+        menu.addSeparator()
+        menu.addAction(self.tr("Rename…"), lambda: self.rename_contact(contact.address))
+        menu.addAction(self.tr("Remove…"), lambda: self.remove_contact(contact.address))
+        menu.aboutToHide.connect(menu.deleteLater)  # after its action ran (queued)
+        menu.popup(self.contact_list.viewport().mapToGlobal(position))
+
+    def share_files(self) -> None:
+        """Ctrl+O: pick files to share with the contact whose conversation is open."""
+        if self.conversation.contact is not None:
+            self.share_with(self.conversation.contact.address)
+
+    def share_folder(self) -> None:
+        """Ctrl+Shift+O: pick a folder to share with the open conversation's contact."""
+        if self.conversation.contact is not None:
+            self.share_with(self.conversation.contact.address, True)
+
+    @async_slot(str, bool)
+    async def share_with(self, address: str, folder: bool = False) -> None:
+        """Pick files (or a folder) and share them with `address`."""
+        contact = self.contacts.contact(address)
+        if contact is None:
+            return
+        paths = await pick_paths(self, contact, folder)
+        if paths:
+            self.bridge.share_paths(address, paths)
+
+    @async_slot(str)
+    async def rename_contact(self, address: str) -> None:
+        """Ask for another name for a contact and give it."""
+        contact = self.contacts.contact(address)
+        if contact is None:
+            return
+        name = await ask_new_name(self, contact)
+        if name is None:
+            return
+        try:
+            await self.bridge.rename_contact(address, name)
+        except ActionFailed as exc:
+            self._tell(str(exc), error=True)
+
+    @async_slot(str)
+    async def remove_contact(self, address: str) -> None:
+        """Ask, then remove a contact (the node's event updates the window)."""
+        contact = self.contacts.contact(address)
+        if contact is None or not await confirm_remove(self, contact):
+            return
+        try:
+            await self.bridge.remove_contact(address)
+        except ActionFailed as exc:
+            self._tell(str(exc), error=True)
 
     def _on_contact_verified(self, contact: Contact) -> None:
         """A contact's state changed (verified, or flagged): redraw it wherever shown."""

@@ -348,6 +348,14 @@ class AddContact:
 
 
 @dataclass(frozen=True)
+class RenameContact:
+    """Give a contact another display name (names are only ever local)."""
+
+    contact: str
+    name: str
+
+
+@dataclass(frozen=True)
 class RemoveContact:
     """Remove a contact, named by display name or address."""
 
@@ -504,6 +512,13 @@ class ContactRemoved:
 
 
 @dataclass(frozen=True)
+class ContactRenamed:
+    """A contact was given another display name."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True)
 class ContactVerified:
     """The user confirmed a contact's safety number."""
 
@@ -586,6 +601,7 @@ class NodeStopping:
 NodeEvent = (
     ContactAdded
     | ContactRemoved
+    | ContactRenamed
     | ContactVerified
     | MessageAdded
     | MessageStatusChanged
@@ -601,6 +617,7 @@ EVENT_TYPES: dict[str, type[NodeEvent]] = {
     for cls in (
         ContactAdded,
         ContactRemoved,
+        ContactRenamed,
         ContactVerified,
         MessageAdded,
         MessageStatusChanged,
@@ -624,6 +641,7 @@ class NodeApi(Protocol):
     async def add_contact(self, command: AddContact) -> AddedContact: ...
     async def list_contacts(self) -> list[Contact]: ...
     async def remove_contact(self, command: RemoveContact) -> Contact: ...
+    async def rename_contact(self, command: RenameContact) -> Contact: ...
     async def verify_contact(self, command: VerifyContact) -> Verification: ...
     async def send_message(self, command: SendMessage) -> Message: ...
     async def list_messages(self, command: ListMessages) -> list[Message]: ...

@@ -43,6 +43,7 @@ from app.node.api import (
     PauseTransfer,
     Peer,
     RemoveContact,
+    RenameContact,
     RetryTransfer,
     SearchMessages,
     SendMessage,
@@ -90,6 +91,7 @@ METHODS: dict[str, Method] = {
     "contacts.add": Method("add_contact", AddContact, AddedContact),
     "contacts.list": Method("list_contacts", None, list[Contact]),
     "contacts.remove": Method("remove_contact", RemoveContact, Contact),
+    "contacts.rename": Method("rename_contact", RenameContact, Contact),
     "contacts.verify": Method("verify_contact", VerifyContact, Verification),
     "messages.send": Method("send_message", SendMessage, Message),
     "messages.list": Method("list_messages", ListMessages, list[Message]),
@@ -331,6 +333,10 @@ class ControlClient:
 
     async def remove_contact(self, command: RemoveContact) -> Contact:
         result: Contact = await self._typed("contacts.remove", command)
+        return result
+
+    async def rename_contact(self, command: RenameContact) -> Contact:
+        result: Contact = await self._typed("contacts.rename", command)
         return result
 
     async def verify_contact(self, command: VerifyContact) -> Verification:

@@ -28,6 +28,7 @@ from app.node.api import (
     ContactExists,
     ContactNotFound,
     ContactRemoved,
+    ContactRenamed,
     ContactVerified,
     ExportHistory,
     HistoryExport,
@@ -44,6 +45,7 @@ from app.node.api import (
     Peer,
     Protection,
     RemoveContact,
+    RenameContact,
     RetryTransfer,
     SearchMessages,
     SecurityAlert,
@@ -313,6 +315,22 @@ class NodeService:
         if self._delivery is not None:
             self._delivery.forget_contact(record.address)
         await self.files.contact_removed(record.address)
+        return contact
+
+    async def rename_contact(self, command: RenameContact) -> Contact:
+        record = await self.find_contact(command.contact)
+        name = checked_name(command.name)
+        for other in await self.store.call(self.store.contacts.all):
+            if other.address != record.address and other.name.casefold() == name.casefold():
+                raise ContactExists(f"You already have a contact named {other.name}.")
+        if not await self.store.call(self.store.contacts.set_name, record.address, name):
+            raise ContactNotFound(f"{record.name} was removed meanwhile.")
+        self._names = None
+        renamed = dataclasses.replace(record, name=name)
+        contact = _public(renamed)
+        self._bus.publish(ContactRenamed(contact))
+        if self._delivery is not None:
+            self._delivery.contact_updated(renamed)
         return contact
 
     async def verify_contact(self, command: VerifyContact) -> Verification:

@@ -3,16 +3,26 @@ the settings dialog checks every field at once and sets the downloads folder."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from gui_helpers import wait_for
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QTabWidget, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QInputDialog,
+    QLineEdit,
+    QMessageBox,
+    QTabWidget,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from app.gui.bridge import NodeBridge
 from app.gui.dialogs.add_contact import AddContactDialog
+from app.gui.dialogs.contact_actions import ask_new_name, confirm_remove
 from app.gui.dialogs.first_run import FirstRunDialog
 from app.gui.dialogs.settings import SettingsDialog
 from app.node import api
@@ -135,3 +145,34 @@ async def test_settings_choose_the_downloads_folder_in_the_files_tab(
     qtbot.mouseClick(again.save_button, Qt.MouseButton.LeftButton)
     await wait_for(lambda: again.saved is not None)
     assert (await node.get_settings()).downloads_folder.endswith("Scrambled Eggs")
+
+
+@pytest.mark.asyncio
+async def test_contact_questions_return_the_users_answer(qtbot: QtBot) -> None:
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    parent.show()
+    bob = api.Contact(name="Bob", address="eggs" + "a" * 56, verified=False)
+
+    asked = asyncio.ensure_future(ask_new_name(parent, bob))
+    await wait_for(lambda: [d for d in parent.findChildren(QInputDialog) if d.isVisible()])
+    [dialog] = [d for d in parent.findChildren(QInputDialog) if d.isVisible()]
+    dialog.setTextValue("  Robert ")
+    dialog.accept()
+    assert await asked == "Robert"
+
+    asked = asyncio.ensure_future(ask_new_name(parent, bob))
+    await wait_for(lambda: [d for d in parent.findChildren(QInputDialog) if d.isVisible()])
+    [dialog] = [d for d in parent.findChildren(QInputDialog) if d.isVisible()]
+    dialog.reject()
+    assert await asked is None
+
+    for choose_remove in (True, False):
+        confirm = asyncio.ensure_future(confirm_remove(parent, bob))
+        await wait_for(lambda: [b for b in parent.findChildren(QMessageBox) if b.isVisible()])
+        [box] = [b for b in parent.findChildren(QMessageBox) if b.isVisible()]
+        assert "Bob" in box.text()
+        wanted = next(b for b in box.buttons() if (b.text() == "Remove") == choose_remove)
+        wanted.click()
+        assert await confirm is choose_remove
+        await wait_for(lambda: not [b for b in parent.findChildren(QMessageBox) if b.isVisible()])

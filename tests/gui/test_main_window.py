@@ -11,7 +11,7 @@ import shiboken6
 from gui_helpers import drag_data, wait_for
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMenu
 from pytestqt.qtbot import QtBot
 
 from app.gui.app import GuiSession
@@ -358,3 +358,55 @@ async def test_a_changed_key_turns_the_banner_into_a_warning(
     assert banner.isVisibleTo(window)
     assert "different encryption key" in window.conversation.banner_label.text()
     assert not window.conversation.banner_button.isVisibleTo(window)
+
+
+@pytest.mark.asyncio
+async def test_a_contact_can_be_renamed_removed_and_sent_files_from_its_menu(
+    qtbot: QtBot,
+    session: GuiSession,
+    friend: api.InitResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a tester: no way to rename or remove a contact in the window (the
+    key-changed warning tells users to remove one), and files could only be dropped."""
+    from app.gui import main_window
+
+    bob = await add_bob(session, friend)
+    window = window_of(session)
+    row = window.contacts.row_of(bob.address)
+    rect = window.contact_list.visualRect(window.contacts.index(row))
+    window._contact_menu(rect.center())
+    menus = [m for m in window.findChildren(QMenu) if m.isVisible()]
+    assert [a.text() for a in menus[0].actions() if a.text()] == [
+        "Share files…",
+        "Share a folder…",
+        "Verify safety number…",
+        "Rename…",
+        "Remove…",
+    ]
+    menus[0].hide()
+
+    async def robert(*_: object) -> str:
+        return "Robert"
+
+    monkeypatch.setattr(main_window, "ask_new_name", robert)
+    window.rename_contact(bob.address)
+    await wait_for(lambda: (c := window.contacts.contact(bob.address)) and c.name == "Robert")
+
+    source = tmp_path / "notes.txt"
+    source.write_text("for Robert")
+
+    async def picked(*_: object) -> list[Path]:
+        return [source]
+
+    monkeypatch.setattr(main_window, "pick_paths", picked)
+    window.share_with(bob.address)
+    await wait_for(lambda: window.transfers.rowCount() == 1)
+
+    async def confirmed(*_: object) -> bool:
+        return True
+
+    monkeypatch.setattr(main_window, "confirm_remove", confirmed)
+    window.remove_contact(bob.address)
+    await wait_for(lambda: window.contacts.row_of(bob.address) < 0)

@@ -68,7 +68,8 @@ def test_commands_go_through_the_running_daemon(tmp_path: Path, daemons: list[Da
     # no passphrase given: these can only work through the daemon's control socket
     me = cli_json(alice, "whoami")
     assert status["endpoints"][0].replace(":", "%3A") in me["invite"]
-    cli_json(alice, "contacts", "add", bob_me["invite"], "--name", "Bobby")
+    cli_json(alice, "contacts", "add", bob_me["invite"], "--name", "Bob")
+    assert cli_json(alice, "contacts", "rename", "bob", "Bobby")["name"] == "Bobby"
     assert [c["name"] for c in cli_json(alice, "contacts", "list")] == ["Bobby"]
     second = run_cli(alice, "daemon", *LOOPBACK, passphrase=PASS)
     assert "in use" in one_line_error(second)

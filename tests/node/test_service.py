@@ -19,11 +19,13 @@ from app.node.api import (
     ContactAdded,
     ContactExists,
     ContactNotFound,
+    ContactRenamed,
     InvalidArgument,
     ListMessages,
     MessageAdded,
     MessageStatus,
     RemoveContact,
+    RenameContact,
     SearchMessages,
     SendMessage,
     UpdateSettings,
@@ -77,6 +79,36 @@ async def test_contacts_add_list_find_remove(node: NodeService, tmp_path: Path) 
     assert (await node.find_contact("BOB")).address == other.address != bob.address
     with pytest.raises(ContactNotFound):
         await node.find_contact("Bob2")
+
+
+@pytest.mark.asyncio
+async def test_a_contact_is_renamed_and_found_under_its_new_name(
+    node: NodeService, tmp_path: Path
+) -> None:
+    bob = (await node.add_contact(AddContact(invite_of(tmp_path, "Bob")))).contact
+    await node.add_contact(AddContact(invite_of(tmp_path, "Carol")))
+    seen: list[object] = []
+
+    async def listen() -> None:
+        async for event in node.events():
+            seen.append(event)
+            return
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    renamed = await node.rename_contact(RenameContact("bob", "  Robert  "))
+    await asyncio.wait_for(task, 5)
+    assert seen == [ContactRenamed(renamed)]
+    assert (renamed.address, renamed.name) == (bob.address, "Robert")
+    assert (await node.find_contact("robert")).address == bob.address
+    with pytest.raises(ContactNotFound):
+        await node.find_contact("Bob")
+    assert [c.name for c in await node.list_contacts()] == ["Robert", "Carol"]
+    with pytest.raises(ContactExists):  # two contacts under one name could not be told apart
+        await node.rename_contact(RenameContact("Robert", "carol"))
+    with pytest.raises(InvalidArgument):
+        await node.rename_contact(RenameContact("Robert", "   "))
+    assert (await node.rename_contact(RenameContact("Robert", "ROBERT"))).name == "ROBERT"
 
 
 @pytest.mark.asyncio

@@ -78,6 +78,7 @@ class ConversationPane(QWidget):
     sendRequested = Signal(str, str)  # contact address, text
     verifyRequested = Signal(str)  # contact address
     filesDropped = Signal(str, list)  # contact address, list[Path]
+    shareRequested = Signal(str)  # contact address: pick files to share with them
     typingRequested = Signal(str, bool)  # contact address, whether the composer holds text
     transferActionRequested = Signal(str, object)  # transfer id, TransferAction
 
@@ -143,6 +144,12 @@ class ConversationPane(QWidget):
         bar_layout = QHBoxLayout(bar)
         bar_layout.setContentsMargins(16, 10, 16, 10)
         bar_layout.setSpacing(10)
+        self.attach_button = named(QToolButton(), "AttachButton")
+        self.attach_button.setIcon(line_icon("attach"))
+        self.attach_button.setToolTip(self.tr("Share files (Ctrl+O)"))
+        self.attach_button.setAccessibleName(self.tr("Share files"))
+        self.attach_button.clicked.connect(self._ask_share)
+        bar_layout.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         bar_layout.addWidget(self.composer, 1)
         bar_layout.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
 
@@ -243,6 +250,10 @@ class ConversationPane(QWidget):
         self.banner.setVisible(contact.key_changed or not contact.verified)
         self.banner.style().unpolish(self.banner)  # the object name picks the QSS rule
         self.banner.style().polish(self.banner)
+
+    def _ask_share(self) -> None:
+        if self._contact is not None:
+            self.shareRequested.emit(self._contact.address)
 
     def _ask_verify(self) -> None:
         if self._contact is not None:

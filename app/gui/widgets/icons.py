@@ -78,6 +78,18 @@ def _arrows(p: QPainter) -> None:
     p.drawLine(QPointF(32, 40), QPointF(40, 32))
 
 
+def _paperclip(p: QPainter) -> None:
+    """A paper clip: share files."""
+    path = QPainterPath()
+    path.moveTo(30, 14)
+    path.lineTo(30, 34)
+    path.arcTo(QRectF(16, 28, 14, 14), 0, -180)
+    path.lineTo(16, 12)
+    path.arcTo(QRectF(16, 4, 20, 16), 180, -180)
+    path.lineTo(36, 34)
+    p.drawPath(path)
+
+
 DRAWINGS: dict[str, Callable[[QPainter], None]] = {
     "add": _plus,
     "add-contact": _person_plus,
@@ -86,6 +98,7 @@ DRAWINGS: dict[str, Callable[[QPainter], None]] = {
     "verify": _shield,
     "send": _send,
     "transfers": _arrows,
+    "attach": _paperclip,
 }
 
 

@@ -191,6 +191,16 @@ class ContactRepository(SealedRepository):
             )
             return cur.rowcount == 1
 
+    def set_name(self, address: str, name: str) -> bool:
+        """Give a contact another display name."""
+        tag = self._tag(address)
+        sealed = self._key.seal(f"contacts/name/{tag.hex()}", name.encode())
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "UPDATE contacts SET name_enc = ? WHERE address_tag = ?", (sealed, tag)
+            )
+            return cur.rowcount == 1
+
     def set_key_changed(self, address: str) -> bool:
         """Flag the contact: a different key than the stored one was presented."""
         with transaction(self._conn):
