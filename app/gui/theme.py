@@ -4,6 +4,7 @@ colours the item delegates paint with. "system" follows `QStyleHints.colorScheme
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
@@ -120,6 +121,14 @@ def system_prefers_dark() -> bool:
     return QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark
 
 
+def style_sheet(path: Path) -> str:
+    """The style sheet at `path` ("" if missing), its ``@THEMES@`` image folder made
+    absolute: ``url()`` in an application style sheet is read from the working folder."""
+    if not path.is_file():
+        return ""
+    return path.read_text("utf-8").replace("@THEMES@", path.parent.as_posix())
+
+
 class ThemeManager(QObject):
     """Applies a theme to the application and re-applies it when the system scheme changes
     (for the "system" setting)."""
@@ -145,8 +154,7 @@ class ThemeManager(QObject):
         dark = self._choice == "dark" or (self._choice == "system" and system_prefers_dark())
         _active = DARK if dark else LIGHT
         self._app.setPalette(_palette(_active))
-        sheet = theme_path("dark" if dark else "light")
-        self._app.setStyleSheet(sheet.read_text("utf-8") if sheet.is_file() else "")
+        self._app.setStyleSheet(style_sheet(theme_path("dark" if dark else "light")))
         self.changed.emit()
 
     def _on_system_scheme(self, _scheme: Qt.ColorScheme) -> None:
