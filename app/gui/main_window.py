@@ -131,7 +131,7 @@ class MainWindow(QMainWindow):
         header_layout.setContentsMargins(16, 14, 8, 8)
         names = QVBoxLayout()
         names.setSpacing(0)
-        self.profile_name = named(QLabel(), "ProfileName")
+        self.profile_name = named(ElidedLabel(), "ProfileName")
         self.profile_state = named(ElidedLabel(), "ProfileSubtitle")
         self.profile_state.set_full_text(self.tr("Starting…"))
         names.addWidget(self.profile_name)
@@ -351,7 +351,7 @@ class MainWindow(QMainWindow):
         """Read identity, settings, transfers and contacts (plus each conversation's last
         message)."""
         self.me = await self.bridge.whoami()
-        self.profile_name.setText(self.me.name)
+        self.profile_name.set_full_text(self.me.name)
         self._apply_settings(await self.bridge.settings())
         await self.load_transfers()
         contacts = await self.bridge.contacts()
@@ -609,7 +609,7 @@ class MainWindow(QMainWindow):
 
     def _apply_settings(self, settings: Settings) -> None:
         self.settings = settings
-        self.profile_name.setText(settings.display_name)
+        self.profile_name.set_full_text(settings.display_name)
         if self._themes is not None and self._themes.choice != settings.theme:
             self._themes.apply(settings.theme)
             self._restyle()
@@ -637,7 +637,8 @@ class MainWindow(QMainWindow):
         else:
             text = self.tr("● Connected · %n DHT peer(s)", "", peers)
         self.peers_label.setText(text)
-        self.profile_state.set_full_text(text.lstrip("○● "))
+        # the header is narrow: a word there, the detail in the status bar
+        self.profile_state.set_full_text(self.tr("Online") if peers else text.lstrip("○● "))
         shown = ", ".join(status.endpoints) if status.endpoints else self.tr("no endpoint")
         self.endpoints_label.setText(self.tr("Listening on {0}").format(shown))
 

@@ -244,6 +244,10 @@ async def test_status_bar_shows_the_node(qtbot: QtBot, session: GuiSession) -> N
     window = window_of(session)
     await wait_for(lambda: "127.0.0.1:" in window.endpoints_label.text())
     assert "peers" in window.peers_label.text().lower()
+    # the narrow header says it in a word (it showed "Connected · 1 D…")
+    assert window.profile_state.full_text() in ("Online", "Looking for peers")
+    window.profile_name.set_full_text("Alice " + "Longname" * 20)  # elided, not clipped
+    assert window.profile_name.text().endswith("…")
 
 
 @pytest.mark.asyncio

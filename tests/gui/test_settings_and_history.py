@@ -50,7 +50,7 @@ async def test_settings_persist_across_a_restart(qtbot: QtBot, profile: Path) ->
         # the theme switches live, through the SettingsChanged event
         await wait_for(lambda: themes.choice == "dark")
         assert theme.colors().dark
-        assert window.profile_name.text() == "Alice L."
+        assert window.profile_name.full_text() == "Alice L."
     finally:
         await session.shutdown()
         themes.apply("light")
