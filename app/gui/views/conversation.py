@@ -146,6 +146,7 @@ class ConversationPane(QWidget):
         bar_layout.setSpacing(10)
         self.attach_button = named(QToolButton(), "AttachButton")
         self.attach_button.setIcon(line_icon("attach"))
+        self.attach_button.setIconSize(QSize(22, 22))
         self.attach_button.setToolTip(self.tr("Share files (Ctrl+O)"))
         self.attach_button.setAccessibleName(self.tr("Share files"))
         self.attach_button.clicked.connect(self._ask_share)
@@ -194,6 +195,7 @@ class ConversationPane(QWidget):
         self._show_banner(contact)
         self.overlay.set_target(contact.name)
         self.composer.setPlaceholderText(self.tr("Message {0}").format(contact.name))
+        self.composer.viewport().update()  # a shown placeholder is not redrawn by itself
 
     @property
     def subtitle(self) -> str:

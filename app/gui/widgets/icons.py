@@ -79,14 +79,15 @@ def _arrows(p: QPainter) -> None:
 
 
 def _paperclip(p: QPainter) -> None:
-    """A paper clip: share files."""
+    """A paper clip: share files (a middle leg, the top bend, the long right leg, the
+    bottom bend, the left leg)."""
     path = QPainterPath()
-    path.moveTo(30, 14)
-    path.lineTo(30, 34)
-    path.arcTo(QRectF(16, 28, 14, 14), 0, -180)
-    path.lineTo(16, 12)
-    path.arcTo(QRectF(16, 4, 20, 16), 180, -180)
-    path.lineTo(36, 34)
+    path.moveTo(20, 32)
+    path.lineTo(20, 12)
+    path.arcTo(QRectF(20, 5, 14, 14), 180, -180)
+    path.lineTo(34, 34)
+    path.arcTo(QRectF(14, 24, 20, 20), 0, -180)
+    path.lineTo(14, 16)
     p.drawPath(path)
 
 
