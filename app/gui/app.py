@@ -12,10 +12,11 @@ import logging
 import signal
 import sys
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import qasync
-from PySide6.QtCore import QCoreApplication, QObject, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import QByteArray, QCoreApplication, QObject, QSettings, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.gui.asyncqt import run_dialog, signal_future
 from app.gui.bridge import NodeBridge, describe_error
@@ -124,9 +125,16 @@ class GuiSession(QObject):
         if self.window is None:
             self.bridge = NodeBridge(self.node)
             self.window = MainWindow(self.bridge, self.themes)
+            restore_geometry(self.window, self._geometry_file)
         self.window.set_ready(False)
         self.window.show()
         return self.window
+
+    @property
+    def _geometry_file(self) -> Path:
+        """Where the window's size and place are kept: the profile folder, in the clear
+        (nothing else: which conversation was open would tell who one talks to)."""
+        return Path(self.options.profile) / WINDOW_FILE
 
     async def start_window(self) -> MainWindow:
         """Wire the bridge to the running node and show the window with its data."""
@@ -142,6 +150,7 @@ class GuiSession(QObject):
     async def shutdown(self) -> None:
         """Close the window and stop the node (idempotent)."""
         if self.window is not None:
+            save_geometry(self.window, self._geometry_file)
             self.window.dispose()
             self.window.hide()
         if self.bridge is not None:
@@ -174,6 +183,27 @@ class GuiSession(QObject):
         )
         box.setWindowIcon(app_icon())
         await run_dialog(box)
+
+
+WINDOW_FILE = "window.ini"
+
+
+def restore_geometry(window: QWidget, path: Path) -> None:
+    """Give `window` the size and place saved at `path`, if any (a damaged or foreign
+    file is ignored: Qt checks what it restores)."""
+    settings = QSettings(str(path), QSettings.Format.IniFormat)
+    saved = settings.value("window/geometry")
+    if isinstance(saved, QByteArray | bytes):
+        window.restoreGeometry(QByteArray(saved))
+
+
+def save_geometry(window: QWidget, path: Path) -> None:
+    """Keep `window`'s size and place at `path` for the next start (best effort)."""
+    if not path.parent.is_dir():
+        return
+    settings = QSettings(str(path), QSettings.Format.IniFormat)
+    settings.setValue("window/geometry", window.saveGeometry())
+    settings.sync()
 
 
 def make_application(argv: list[str] | None = None) -> QApplication:
