@@ -269,7 +269,8 @@ class NodeService:
         for _ in range(2):  # a second time if the cached names were stale
             match = self._named(await self._contact_names(), name_or_address)
             record = await self.store.call(self.store.contacts.get, match)
-            if record is not None and record.name.casefold() == name_or_address.strip().casefold():
+            wanted = name_or_address.strip().casefold()
+            if record is not None and record.name.casefold().startswith(wanted):
                 return record
             self._names = None
         raise ContactNotFound(f"No contact is named {name_or_address.strip()!r}.")
@@ -298,7 +299,19 @@ class NodeService:
 
     @staticmethod
     def _named(names: dict[str, list[str]], name: str) -> str:
-        matches = names.get(name.strip().casefold(), [])
+        """The address of the contact named `name` (case-insensitive), or else of the one
+        contact whose name starts with it ("Alice" for "Alice 🥚")."""
+        wanted = name.strip().casefold()
+        matches = names.get(wanted, [])
+        if not matches and wanted:
+            matches = [
+                a for n, addresses in names.items() if n.startswith(wanted) for a in addresses
+            ]
+            if len(matches) > 1:
+                raise AmbiguousContact(
+                    f"Several contacts' names start with {name.strip()!r}; "
+                    "type more of the name, or use the address."
+                )
         if not matches:
             raise ContactNotFound(f"No contact is named {name.strip()!r}.")
         if len(matches) > 1:

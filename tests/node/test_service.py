@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from app.node.api import (
     AddContact,
+    AmbiguousContact,
     BadInvite,
     ChangePassphrase,
     ContactAdded,
@@ -79,6 +80,24 @@ async def test_contacts_add_list_find_remove(node: NodeService, tmp_path: Path) 
     assert (await node.find_contact("BOB")).address == other.address != bob.address
     with pytest.raises(ContactNotFound):
         await node.find_contact("Bob2")
+
+
+@pytest.mark.asyncio
+async def test_a_contact_is_found_by_the_start_of_its_name_when_only_one_matches(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """Found by a tester: `messages Alice` failed for a contact named "Alice 🥚"."""
+    alice = (await node.add_contact(AddContact(invite_of(tmp_path, "A"), "Alice 🥚"))).contact
+    await node.add_contact(AddContact(invite_of(tmp_path, "B"), "Albert"))
+    assert (await node.find_contact("alice")).address == alice.address
+    sent = await node.send_message(SendMessage("Alice", "hi"))
+    assert sent.contact == alice.address
+    with pytest.raises(AmbiguousContact, match="start with 'al'"):
+        await node.find_contact("al")
+    with pytest.raises(AmbiguousContact):
+        await node.send_message(SendMessage("Al", "hi"))
+    with pytest.raises(ContactNotFound):
+        await node.find_contact("Bob")
 
 
 @pytest.mark.asyncio
