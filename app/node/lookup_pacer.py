@@ -6,8 +6,10 @@ published no presence (offline) made a node on a three-person LAN send each of t
 others 25-90 requests a minute after a start or after adding a few contacts: more than
 any honest peer the anomaly detectors were trained on, so every node rate-limited the
 others. Those background lookups now wait for a token: `BURST` at once, then
-`PER_MINUTE`. Lookups a user waits for (the first look for a contact, a bundle to send
-to) are not paced.
+`PER_MINUTE` per `NODES_PER_SHARE` DHT neighbours (a lookup in a larger network asks
+only some of them, so each sees a share). Looking for a contact again (`urgent`) goes
+before reading mailboxes. Lookups a user waits for (the first look for a contact, a
+bundle to send to) are not paced.
 """
 
 from __future__ import annotations
@@ -19,38 +21,54 @@ from collections.abc import Callable
 BURST = 12
 """Background lookups that may go at once after a quiet while."""
 PER_MINUTE = 6.0
-"""Background lookups a minute once the burst is spent."""
+"""Background lookups a minute once the burst is spent, in a network of up to
+`NODES_PER_SHARE` nodes."""
+NODES_PER_SHARE = 3
+_MIN_SLEEP = 0.05
 
 
 class LookupPacer:
-    """Tokens for background lookups (see the module docstring); FIFO waiters."""
+    """Tokens for background lookups (see the module docstring)."""
 
     def __init__(
         self,
         burst: int = BURST,
         per_minute: float = PER_MINUTE,
+        *,
+        nodes: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._burst = float(burst)
-        self._rate = per_minute / 60.0
+        self._per_second = per_minute / 60.0
+        self._nodes = nodes
         self._clock = clock
         self._tokens = float(burst)
         self._updated = clock()
-        self._lock = asyncio.Lock()
+        self._urgent_waiting = 0
+
+    def _rate(self) -> float:
+        """Tokens a second: more in a larger network (see the module docstring)."""
+        return self._per_second * max(1.0, self._nodes() / NODES_PER_SHARE)
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate())
         self._updated = now
 
-    async def wait(self) -> None:
-        """Return once a lookup may go (taking its token)."""
-        async with self._lock:  # one waiter at a time: first come, first served
-            self._refill()
-            while self._tokens < 1.0:
-                await asyncio.sleep((1.0 - self._tokens) / self._rate)
+    async def wait(self, *, urgent: bool = False) -> None:
+        """Return once a lookup may go (taking its token); `urgent` ones go first."""
+        if urgent:
+            self._urgent_waiting += 1
+        try:
+            while True:
                 self._refill()
-            self._tokens -= 1.0
+                if self._tokens >= 1.0 and (urgent or not self._urgent_waiting):
+                    self._tokens -= 1.0
+                    return
+                await asyncio.sleep(max((1.0 - self._tokens) / self._rate(), _MIN_SLEEP))
+        finally:
+            if urgent:
+                self._urgent_waiting -= 1
 
 
-__all__ = ["BURST", "PER_MINUTE", "LookupPacer"]
+__all__ = ["BURST", "NODES_PER_SHARE", "PER_MINUTE", "LookupPacer"]

@@ -210,7 +210,7 @@ class NetworkStack:
         self.manager.subscribe(self._track)
         self._ws_endpoints: list[str] = []
         self._presence_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
-        self.background = LookupPacer()
+        self.background = LookupPacer(nodes=lambda: self.dht.peer_count())
         """Paces lookups made in the background (mailbox reads, offline contacts)."""
         self._join: asyncio.Task[int] | None = None
         self._rejoin: asyncio.Task[None] | None = None
@@ -450,7 +450,7 @@ class NetworkStack:
         except InvalidAddress:
             return ()
         if cached is not None and not cached[1] and not fresh:
-            await self.background.wait()  # looking again for an offline contact
+            await self.background.wait(urgent=True)  # looking again for an offline contact
         record = await self.dht.get_record(dht_key(RecordKind.PRESENCE, owner))
         found = decode_presence(record.payload).endpoints if record is not None else ()
         if self.dht.peer_count() > 0:  # alone in the DHT, a miss says nothing

@@ -34,13 +34,29 @@ async def test_a_burst_goes_at_once_then_lookups_wait_for_the_rate(
 
 
 @pytest.mark.asyncio
-async def test_waiters_are_served_first_come_first_served() -> None:
-    pacer = LookupPacer(burst=1, per_minute=1200)
-    order: list[int] = []
+async def test_looking_again_for_a_contact_goes_before_mailbox_reads() -> None:
+    pacer = LookupPacer(burst=1, per_minute=600)
+    await pacer.wait()  # the burst is spent
+    order: list[str] = []
 
-    async def lookup(n: int) -> None:
-        await pacer.wait()
-        order.append(n)
+    async def lookup(name: str, urgent: bool) -> None:
+        await pacer.wait(urgent=urgent)
+        order.append(name)
 
-    await asyncio.gather(*(lookup(n) for n in range(5)))
-    assert order == [0, 1, 2, 3, 4]
+    reads = [asyncio.ensure_future(lookup(f"mailbox {n}", False)) for n in range(3)]
+    await asyncio.sleep(0)  # the reads wait first
+    await lookup("contact", True)
+    await asyncio.gather(*reads)
+    assert order[0] == "contact"
+
+
+@pytest.mark.asyncio
+async def test_a_larger_network_gets_more_lookups_a_minute() -> None:
+    """A lookup asks only some nodes of a larger network: each sees a share."""
+    nodes = [3]
+    pacer = LookupPacer(burst=1, per_minute=60, nodes=lambda: nodes[0])
+    await pacer.wait()
+    nodes[0] = 300  # 100 times the rate: the next token comes in ~10 ms, not ~1 s
+    started = time.monotonic()
+    await asyncio.wait_for(pacer.wait(), 0.9)
+    assert time.monotonic() - started < 0.9
