@@ -48,6 +48,8 @@ class FileServing:
         self._allowed: dict[tuple[str, bytes], tuple[float, bool]] = {}
         self._outgoing: dict[tuple[str, bytes], tuple[float, list[TransferRecord]]] = {}
         self._served: dict[str, set[bytes]] = {}
+        self._generation = 0
+        """Bumped by `forget`: a row read before it may show a state that changed."""
         self._earlier: dict[str, int] = {}
         """Bytes an outgoing transfer had served in earlier runs, when this run began."""
         self.blocks_served = 0
@@ -57,6 +59,7 @@ class FileServing:
         self._members.pop(record.root, None)
         self._allowed.clear()
         self._outgoing.clear()
+        self._generation += 1
 
     def served_count(self, transfer_id: str) -> int:
         """Distinct leaves of an outgoing transfer served in this run (then forgotten)."""
@@ -110,14 +113,20 @@ class FileServing:
     async def _count_served(self, address: str, root: bytes, cid: bytes) -> None:
         now = self._monotonic()
         cached = self._outgoing.get((address, root))
-        if cached is None or now - cached[0] >= MEMBERS_STALE:
+        while cached is None or now - cached[0] >= MEMBERS_STALE:
+            generation = self._generation
             records = await self.store.call(self.store.transfers.with_root, root)
+            if generation != self._generation:
+                continue  # a state changed while we read (`forget`): read again
             running = [
                 r for r in records if r.outgoing and r.contact == address and r.state in _SERVING
             ]
             cached = (now, running)
             self._outgoing[(address, root)] = cached
+        generation = self._generation
         for i, record in enumerate(cached[1]):
+            if generation != self._generation:
+                return  # a state changed at one of the awaits below: the rows are stale
             seen = self._served.setdefault(record.id, set())
             if cid in seen:
                 continue

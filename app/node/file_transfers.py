@@ -413,6 +413,7 @@ class FileTransfers:
         shown = sender_view(record, status)
         if shown is not None:
             log.info("transfer %s: %s on the receiver's side", record.id, status.state)
+            self.serving.forget(shown)  # no progress shown from the row cached before
             await self._save(shown)
 
     def _refuse_if_being_saved(self, transfer_id: str) -> None:

@@ -6,7 +6,8 @@ heads, stored), and two ephemeral signals that are never stored: ``"typing"``
 newest of the recipient's own events the sender has read). docs/protocol.md, section 7.
 A fourth, ``"mbox"`` (``{"t": "mbox", "n": epoch, "k": 32-byte seed}``), announces a new
 mailbox epoch after a key rotation (section 12). A fifth ephemeral signal, ``"xfer"``
-(``{"t": "xfer", "i": transfer id, "s": "running"|"paused"|"failed", "r": reason code}``),
+(``{"t": "xfer", "i": transfer id, "s": "running"|"paused"|"failed", "r": reason code,
+"d": bytes held}``),
 tells the sender of a file what became of it on the receiver's side (section 10).
 """
 
@@ -104,9 +105,17 @@ class TransferStatus:
     transfer_id: str
     state: str
     reason: str = ""
+    done: int = 0
+    """File bytes the receiver holds (what a resume starts from)."""
 
     def encode(self) -> bytes:
-        fields = {"t": "xfer", "i": self.transfer_id, "s": self.state, "r": self.reason}
+        fields = {
+            "t": "xfer",
+            "i": self.transfer_id,
+            "s": self.state,
+            "r": self.reason,
+            "d": self.done,
+        }
         return bytes(cbor2.dumps(fields, canonical=True))
 
 
@@ -157,7 +166,10 @@ def decode_plaintext(raw: bytes) -> Plaintext:
             raise ValueError("bad transfer state")
         if reason not in FAILURE_REASONS:
             raise ValueError("bad transfer failure reason")
-        return TransferStatus(transfer_id, state, reason)
+        done = fields.get("d", 0)
+        if type(done) is not int or not 0 <= done < 2**63:
+            raise ValueError("bad transfer progress")
+        return TransferStatus(transfer_id, state, reason, done)
     if kind == "read":
         cid = fields.get("r")
         if not isinstance(cid, bytes):

@@ -59,7 +59,7 @@ def status_of(record: TransferRecord) -> TransferStatus | None:
     state = _STATES.get(record.state)
     if record.outgoing or state is None:
         return None
-    return TransferStatus(record.id, state, "")
+    return TransferStatus(record.id, state, "", record.done_bytes)
 
 
 def sender_view(record: TransferRecord, status: TransferStatus) -> TransferRecord | None:
@@ -69,8 +69,9 @@ def sender_view(record: TransferRecord, status: TransferStatus) -> TransferRecor
         return None
     if status.state == "running":
         new = dataclasses.replace(record, state=TransferState.RUNNING, error=None)
-    elif status.state == "paused":
-        new = dataclasses.replace(record, state=TransferState.PAUSED, error=None)
+    elif status.state == "paused":  # what the receiver holds: served blocks may be lost
+        done = min(status.done, record.size)
+        new = dataclasses.replace(record, state=TransferState.PAUSED, error=None, done_bytes=done)
     else:
         new = dataclasses.replace(
             record, state=TransferState.FAILED, error=_SHOWN.get(status.reason, _SHOWN[""])

@@ -4,9 +4,11 @@ serving policy, and the progress rate limit."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -22,10 +24,12 @@ from app.node.api import (
     ListTransfers,
     MessageStatus,
     ShareFiles,
+    TransferChanged,
     TransferNotFound,
     TransferState,
 )
 from app.node.file_io import share_file
+from app.node.file_serving import FileServing
 from app.node.files_errors import FilesError
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
@@ -339,3 +343,61 @@ async def test_pinned_blocks_no_transfer_names_are_deleted_at_start(
         assert len(list((files.blockstore.root / "packs").glob("*.pack"))) == 1
     finally:
         await files.stop()
+
+
+class _SlowRows:
+    """A store whose first transfer read waits until released (a read in flight while
+    the transfer's state changes)."""
+
+    def __init__(self, record: TransferRecord) -> None:
+        self.record = record
+        self.release = asyncio.Event()
+        self.reads = 0
+        self.transfers = self
+
+    def with_root(self, root: bytes) -> list[TransferRecord]:
+        return [self.record]
+
+    def set_progress(self, transfer_id: str, done: int) -> None:
+        pass
+
+    def update(self, record: TransferRecord) -> bool:
+        self.record = record
+        return True
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        if fn == self.with_root:
+            self.reads += 1
+            if self.reads == 1:
+                rows = fn(*args)  # read now, returned late: stale by then
+                await self.release.wait()
+                return rows
+        return fn(*args)
+
+
+@pytest.mark.asyncio
+async def test_a_block_counted_across_a_state_change_shows_no_stale_state() -> None:
+    """Found by a tester: the receiver paused, the sender showed "Paused by them", then
+    a block counted with the row read before the pause put "Sending" back for good."""
+    root = raw_cid(b"root")
+    running = TransferRecord(
+        "t1", "bob", True, TransferState.RUNNING, 10 * 2**20, 0, 0.0, "f", "m", b"", root
+    )
+    rows = _SlowRows(running)
+    shown: list[TransferChanged] = []
+    serving = FileServing(
+        rows,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        lambda e: shown.append(e),  # type: ignore[arg-type]
+        {},
+        lambda c: None,
+        lambda: 100.0,
+    )
+    counting = asyncio.ensure_future(serving._count_served("bob", root, raw_cid(b"leaf 1")))
+    await asyncio.sleep(0)  # its read of the rows is in flight
+    paused = dataclasses.replace(running, state=TransferState.PAUSED)
+    rows.record = paused
+    serving.forget(paused)  # what `transfer_status` does before storing the new state
+    rows.release.set()
+    await counting
+    assert all(e.transfer.state is not TransferState.RUNNING for e in shown)

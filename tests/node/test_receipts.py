@@ -263,6 +263,8 @@ def test_plaintext_kinds_round_trip_and_old_state_messages_still_decode() -> Non
         {"t": "xfer", "i": "x", "s": "done", "r": ""},  # done is told by a history event
         {"t": "xfer", "i": "x", "s": "failed", "r": "\x1b]0;owned\x07"},  # free text
         {"t": "xfer", "i": "x", "s": "failed"},
+        {"t": "xfer", "i": "x", "s": "paused", "r": "", "d": -1},
+        {"t": "xfer", "i": "x", "s": "paused", "r": "", "d": "lots"},
     ):
         with pytest.raises(ValueError):
             decode_plaintext(cbor2.dumps(fields))
