@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
         self.settings_button.clicked.connect(self.show_settings)
 
         self.search = named(QLineEdit(), "SearchField")
-        self.search.setPlaceholderText(self.tr("Search messages"))
+        self.search.setPlaceholderText(self.tr("Search messages (Enter)"))
         self.search.setAccessibleName(self.tr("Search messages"))
         self.search.setClearButtonEnabled(True)
         self.search.returnPressed.connect(self.run_search)
@@ -687,6 +687,8 @@ class MainWindow(QMainWindow):
             item.setFlags(Qt.ItemFlag.NoItemFlags)
             self.results.addItem(item)
         self.left_stack.setCurrentWidget(self.results)
+        if found:
+            self.results.setCurrentRow(0)  # Enter opens it; Down moves to the second
         self.results.setFocus()
 
     def _result_chosen(self, item: QListWidgetItem) -> None:

@@ -566,7 +566,7 @@ def _invite_problem(exc: InvalidInvite) -> str:
         return (
             "That invite link can't be used: the address after 'eggs:' is incomplete or mistyped."
         )
-    if exc.__context__ is not None:
+    if exc.__context__ is not None or "field" in str(exc):  # a part missing: cut short
         return "That invite link can't be used: it is incomplete or damaged."
     return f"That invite link can't be used: {exc}."
 
@@ -600,18 +600,30 @@ def config_problems(config: Config) -> list[str]:
         problems.append(f"Traffic shaping is one of: {', '.join(SHAPING_MODES)}.")
     if config.theme not in THEMES:
         problems.append(f"The theme is one of: {', '.join(THEMES)}.")
-    problems += [
-        f"{server!r} is not a stun: or turn: server address."
-        for server in config.ice_servers
-        if not server.startswith(("stun:", "turn:", "turns:"))
-    ]
+    problems += [_ice_server_problem(server) for server in config.ice_servers]
     if config.ipfs_api:
         problems.append(api_address_problem(config.ipfs_api))
     if config.auto_accept_bytes < 0:
         problems.append("The auto-accept size can't be negative.")
-    if config.downloads_folder and not os.path.isabs(os.path.expanduser(config.downloads_folder)):
+    folder = os.path.expanduser(config.downloads_folder) if config.downloads_folder else ""
+    if folder and not os.path.isabs(folder):
         problems.append("The downloads folder must be an absolute path.")
+    elif folder and os.path.exists(folder) and not os.path.isdir(folder):
+        problems.append(f"The downloads folder {folder} is a file, not a folder.")
     return [problem for problem in problems if problem]
+
+
+def _ice_server_problem(server: str) -> str | None:
+    """Why `server` is no STUN/TURN server address (``stun:HOST[:PORT]``,
+    ``turn:[USER:PASS@]HOST[:PORT][?transport=...]``), if it is not."""
+    scheme, _, rest = server.partition(":")
+    where = rest.rpartition("@")[2].partition("?")[0]
+    host, _, port = where.rpartition(":") if where.count(":") == 1 else (where, "", "")
+    if scheme not in ("stun", "turn", "turns") or not host:
+        return f"{server!r} is not a stun: or turn: server address (stun:HOST:PORT)."
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        return f"{server!r} has no valid port."
+    return None
 
 
 def _host_port_problem(text: str, *, allow_port_zero: bool = False) -> str | None:

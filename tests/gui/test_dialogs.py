@@ -103,6 +103,8 @@ async def test_settings_show_every_bad_field_at_once(qtbot: QtBot, node: api.Nod
     assert squashed(dialog) == []
     assert dialog.saved is None
     assert (await node.get_settings()).ipfs_api == ""
+    dialog.ipfs.setText("")  # fixing a field hides the stale errors
+    assert not dialog.error.isVisible()
 
 
 @pytest.mark.asyncio

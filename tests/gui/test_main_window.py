@@ -206,6 +206,7 @@ async def test_search_finds_history(
     await wait_for(lambda: window.left_stack.currentWidget() is window.results)
     texts = [window.results.item(i).text() for i in range(window.results.count())]
     assert len(texts) == 2
+    assert window.results.currentRow() == 0  # Enter opens the first, Down goes to the next
     assert "more PANCAKES please" in texts[0] and "the pancake recipe" in texts[1]
     window._result_chosen(window.results.item(0))
     await wait_for(lambda: window.messages.contact == bob.address and window.messages.rowCount())

@@ -78,9 +78,11 @@ async def test_passphrase_change_from_settings(qtbot: QtBot, session: GuiSession
     dialog.current_passphrase.setText("not the passphrase")
     qtbot.mouseClick(dialog.passphrase_button, Qt.MouseButton.LeftButton)
     await wait_for(lambda: "not your current" in dialog.passphrase_status.text(), timeout=20)
+    assert dialog.passphrase_status.objectName() == "ErrorLabel"  # red, not like "Done."
     dialog.current_passphrase.setText(PASSPHRASE)
     qtbot.mouseClick(dialog.passphrase_button, Qt.MouseButton.LeftButton)
     await wait_for(lambda: dialog.passphrase_status.text().startswith("Done"), timeout=20)
+    assert dialog.passphrase_status.objectName() != "ErrorLabel"
     assert dialog.current_passphrase.text() == ""
     profile = session.options.profile
     await session.shutdown()

@@ -210,6 +210,10 @@ async def test_a_bad_invite_is_explained_in_one_sentence(node: NodeService, tmp_
     with pytest.raises(BadInvite) as caught:
         await node.add_contact(AddContact(damaged_key))
     assert str(caught.value) == "That invite link can't be used: it is incomplete or damaged."
+    cut_short = invite_of(tmp_path, "Carol").split("&s=")[0]  # pasted without its end
+    with pytest.raises(BadInvite) as caught:  # was: "the invite needs exactly one 's' field"
+        await node.add_contact(AddContact(cut_short))
+    assert str(caught.value) == "That invite link can't be used: it is incomplete or damaged."
 
 
 @pytest.mark.asyncio
@@ -284,7 +288,7 @@ async def test_settings_validate_and_persist(node: NodeService) -> None:
 
 
 @pytest.mark.asyncio
-async def test_settings_report_every_problem_at_once(node: NodeService) -> None:
+async def test_settings_report_every_problem_at_once(node: NodeService, tmp_path: Path) -> None:
     bad = UpdateSettings(
         listen="nowhere", bootstrap=["nope"], ice_servers=["http://x"], ipfs_api="zzz"
     )
@@ -299,6 +303,16 @@ async def test_settings_report_every_problem_at_once(node: NodeService) -> None:
     for good in ["/ip4/127.0.0.1/tcp/5001", "/dns/localhost/tcp/5001/https"]:
         assert check_settings(UpdateSettings(ipfs_api=good)) == []
     assert check_settings(UpdateSettings(ipfs_api="")) == []
+    # found by a tester: a server with no host, a file as the downloads folder
+    assert "stun:HOST:PORT" in check_settings(UpdateSettings(ice_servers=["stun:"]))[0]
+    assert "port" in check_settings(UpdateSettings(ice_servers=["stun:h:99999"]))[0]
+    good = ["stun:127.0.0.1:3478", "turn:u:p@127.0.0.1:3478?transport=udp", "stun:host"]
+    assert check_settings(UpdateSettings(ice_servers=good)) == []
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    [problem] = check_settings(UpdateSettings(downloads_folder=str(a_file)))
+    assert "is a file, not a folder" in problem
+    assert check_settings(UpdateSettings(downloads_folder=str(tmp_path / "new"))) == []
 
 
 @pytest.mark.asyncio

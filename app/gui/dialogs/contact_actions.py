@@ -38,8 +38,9 @@ async def confirm_remove(parent: QWidget, contact: Contact) -> bool:
     box.setText(parent.tr("Remove {0} from your contacts?").format(contact.name))
     box.setInformativeText(
         parent.tr(
-            "Your conversation stays on this computer. Files still being sent to or "
-            "received from them are cancelled. You can add them again from their invite."
+            "Files still being sent to or received from them are cancelled. Your "
+            "conversation is kept on this computer and comes back if you add them again "
+            "from their invite."
         )
     )
     remove = box.addButton(parent.tr("Remove"), QMessageBox.ButtonRole.DestructiveRole)

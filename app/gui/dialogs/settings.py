@@ -26,6 +26,7 @@ from app.gui.asyncqt import async_slot
 from app.gui.bridge import ActionFailed, NodeBridge
 from app.gui.dialogs.common import (
     button_row,
+    clear_error_on_edit,
     error_label,
     explanation_label,
     fit_height,
@@ -81,6 +82,15 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._appearance_tab(settings), self.tr("Appearance"))
         tabs.addTab(self._files_tab(settings), self.tr("Files"))
         self.error = error_label()
+        clear_error_on_edit(
+            self.error,
+            self.display_name,
+            self.listen,
+            self.bootstrap,
+            self.ice,
+            self.ipfs,
+            self.downloads,
+        )
         self.save_button = primary_button(self.tr("Save"))
         self.save_button.clicked.connect(self.save)
         cancel = QPushButton(self.tr("Close"))
@@ -310,14 +320,14 @@ class SettingsDialog(QDialog):
         """Check the current passphrase and re-protect the profile with the new one."""
         problem = self._passphrase_problem()
         if problem is not None:
-            self.passphrase_status.setText(problem)
+            self._passphrase_says(problem, error=True)
             return
         self.passphrase_button.setEnabled(False)
-        self.passphrase_status.setText(self.tr("Changing…"))
+        self._passphrase_says(self.tr("Changing…"))
         try:
             await self._send_passphrase_change()
         except ActionFailed as exc:
-            self.passphrase_status.setText(str(exc))
+            self._passphrase_says(str(exc), error=True)
             return
         finally:
             self.passphrase_button.setEnabled(True)
@@ -325,9 +335,16 @@ class SettingsDialog(QDialog):
             edit.clear()
         self._show_current_passphrase(True)
         self.protection_label.setText(self.tr("Protected by {0}.").format(self.tr("a passphrase")))
-        self.passphrase_status.setText(
+        self._passphrase_says(
             self.tr("Done. Use the new passphrase the next time you open the app.")
         )
+
+    def _passphrase_says(self, text: str, error: bool = False) -> None:
+        """The line under the passphrase fields: red for a problem (like the form's)."""
+        self.passphrase_status.setObjectName("ErrorLabel" if error else "")
+        self.passphrase_status.style().unpolish(self.passphrase_status)
+        self.passphrase_status.style().polish(self.passphrase_status)
+        self.passphrase_status.setText(text)
 
     async def _send_passphrase_change(self) -> None:
         await self._bridge.change_passphrase(
