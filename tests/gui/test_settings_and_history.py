@@ -63,7 +63,7 @@ async def test_settings_persist_across_a_restart(qtbot: QtBot, profile: Path) ->
     assert saved.shaping_mode == "strict"
     assert saved.theme == "dark"
     assert saved.notifications is False
-    assert saved.auto_accept_bytes == 5 * 1024 * 1024
+    assert saved.auto_accept_bytes == 5_000_000  # MB, as file cards show sizes
 
 
 @pytest.mark.asyncio

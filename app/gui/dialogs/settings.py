@@ -40,7 +40,7 @@ from app.node.api import (
     check_settings,
 )
 
-MIB = 1024 * 1024
+MB = 1_000_000  # the unit file cards show sizes in (QLocale: 10 MiB is "10.5 MB")
 
 
 T = TypeVar("T")
@@ -228,15 +228,15 @@ class SettingsDialog(QDialog):
         folder.addWidget(self.choose_downloads)
         self.auto_accept = QSpinBox()
         self.auto_accept.setRange(0, 100_000)
-        self.auto_accept.setSuffix(" MiB")
-        self.auto_accept.setValue(s.auto_accept_bytes // MIB)
+        self.auto_accept.setSuffix(" MB")
+        self.auto_accept.setValue(round(s.auto_accept_bytes / MB))
         self.auto_accept.setAccessibleName(self.tr("Accept files automatically up to"))
         form.addRow(self.tr("Save received files in"), folder)
         form.addRow(self.tr("Auto-accept files up to"), self.auto_accept)
         form.addRow(
             "",
             explanation_label(
-                self.tr("Larger files wait until you accept them. 0 MiB: always ask.")
+                self.tr("Larger files wait until you accept them. 0 MB: always ask.")
             ),
         )
         return page
@@ -247,8 +247,8 @@ class SettingsDialog(QDialog):
         """The fields that differ from the settings the dialog opened with."""
         s = self._original
 
-        auto_accept = self.auto_accept.value() * MIB
-        if auto_accept == (s.auto_accept_bytes // MIB) * MIB:
+        auto_accept = self.auto_accept.value() * MB
+        if self.auto_accept.value() == round(s.auto_accept_bytes / MB):  # not changed
             auto_accept = s.auto_accept_bytes
         return UpdateSettings(
             display_name=_changed(self.display_name.text().strip(), s.display_name),
