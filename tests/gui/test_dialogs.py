@@ -76,6 +76,9 @@ async def test_add_contact_error_keeps_the_fields_whole_and_clears_on_edit(
     await wait_for(dialog.error.isVisible)
     qtbot.keyClicks(dialog.name, "Bob")
     assert not dialog.error.isVisible()
+    qtbot.keyClick(dialog.invite, Qt.Key.Key_Return)  # Enter adds: no line break typed
+    await wait_for(dialog.error.isVisible)
+    assert dialog.invite.toPlainText() == "eggs:garbage"
 
 
 async def settings_dialog(qtbot: QtBot, node: api.NodeApi) -> SettingsDialog:

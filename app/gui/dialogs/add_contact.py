@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QGuiApplication, QShowEvent
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication, QKeyEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
@@ -28,6 +29,18 @@ from app.gui.dialogs.common import (
 from app.node.api import Contact
 
 
+class InviteEdit(QPlainTextEdit):
+    """The invite field: wraps a long link, and Enter adds (an invite is one line)."""
+
+    submitted = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
 class AddContactDialog(QDialog):
     """Paste an invite, optionally name the contact; errors appear inline."""
 
@@ -37,7 +50,8 @@ class AddContactDialog(QDialog):
         self.setMinimumWidth(520)
         self._bridge = bridge
         self.added: Contact | None = None
-        self.invite = QPlainTextEdit()
+        self.invite = InviteEdit()
+        self.invite.submitted.connect(self.add)
         self.invite.setTabChangesFocus(True)
         self.invite.setPlaceholderText(self.tr("eggs:egg… invite link, or an egg… address"))
         self.invite.setAccessibleName(self.tr("Invite link or address"))
