@@ -248,6 +248,16 @@ def _stuck_fetch(node: Node, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
     return waiting
 
 
+async def share_stuck(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, bytes]:
+    """Alice shares a file Bob starts fetching and never gets (`_stuck_fetch`)."""
+    waiting = _stuck_fetch(pair[1], monkeypatch)
+    shared = await share(pair[0], tmp_path, 600 * KiB)
+    await asyncio.wait_for(waiting.wait(), 30)
+    return shared
+
+
 async def _sender_sees(
     node: Node, transfer_id: str, state: TransferState, error: str | None = None
 ) -> bool:
@@ -260,9 +270,7 @@ async def test_the_sender_sees_the_receiver_pause_and_resume(
     pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob = pair
-    waiting = _stuck_fetch(bob, monkeypatch)
-    transfer_id, data = await share(alice, tmp_path, 600 * KiB)
-    await asyncio.wait_for(waiting.wait(), 30)
+    transfer_id, data = await share_stuck(pair, tmp_path, monkeypatch)
     await bob.service.files.pause(transfer_id)
     await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.PAUSED), timeout=10)
     with pytest.raises(InvalidArgument, match="only they can resume"):
@@ -305,9 +313,7 @@ async def test_a_pause_while_the_sender_was_away_is_told_when_it_reconnects(
     pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob = pair
-    waiting = _stuck_fetch(bob, monkeypatch)
-    transfer_id, _ = await share(alice, tmp_path, 600 * KiB)
-    await asyncio.wait_for(waiting.wait(), 30)
+    transfer_id, _ = await share_stuck(pair, tmp_path, monkeypatch)
     await stop_node(alice)
     await bob.service.files.pause(transfer_id)  # the signal is dropped: Alice is away
     alice = pair[0] = await start_node(alice.root, join=bob.network)
@@ -321,9 +327,7 @@ async def test_removing_a_contact_cancels_its_unfinished_transfers_on_both_roles
     """Bob removes Alice while receiving her file: his transfer is cancelled and its
     part removed. Alice removes Bob: hers is cancelled and the file's blocks go."""
     alice, bob = pair
-    waiting = _stuck_fetch(bob, monkeypatch)
-    transfer_id, _ = await share(alice, tmp_path, 600 * KiB)
-    await asyncio.wait_for(waiting.wait(), 30)
+    transfer_id, _ = await share_stuck(pair, tmp_path, monkeypatch)
     await bob.service.remove_contact(RemoveContact("Alice"))
     assert await in_state(bob, transfer_id, TransferState.CANCELLED)
     assert saved_files(bob) == []  # no part left
@@ -356,9 +360,7 @@ async def test_a_running_transfer_shows_no_speed_once_its_contact_went_away(
 ) -> None:
     """The last speed (and ETA) shown would otherwise stay on screen indefinitely."""
     alice, bob = pair
-    waiting = _stuck_fetch(bob, monkeypatch)
-    transfer_id, _ = await share(alice, tmp_path, 600 * KiB)
-    await asyncio.wait_for(waiting.wait(), 30)
+    transfer_id, _ = await share_stuck(pair, tmp_path, monkeypatch)
     files = bob.service.files
     shown: list[Transfer] = []
     real_publish = files._publish

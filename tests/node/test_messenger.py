@@ -19,7 +19,7 @@ import pytest_asyncio
 from app.core.identity import IdentityKeys, make_invite
 from app.core.ledger import Ledger
 from app.core.ledger_event import EventBody
-from app.core.prekeys import verify_bundle
+from app.core.prekeys import PrekeyBundle, verify_bundle
 from app.core.records import validate
 from app.core.session import initiate
 from app.node import mailbox
@@ -437,15 +437,20 @@ async def test_messages_wait_until_the_recipient_adds_the_sender(tmp_path: Path)
         await stop_node(bob)
 
 
+async def _delivered_then_bundle(alice: Node, bob: Node) -> PrekeyBundle:
+    """Alice's "before" reached Bob; Alice's prekey bundle as Bob fetches it now."""
+    await alice.service.send_message(SendMessage("Bob", "before"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["before"]))
+    raw = await bob.network.fetch_bundle(alice.address)
+    assert raw is not None
+    return verify_bundle(raw, time.time())
+
+
 @pytest.mark.asyncio
 async def test_a_diverged_session_is_restarted(pair: tuple[Node, Node]) -> None:
     alice, bob = pair
-    await alice.service.send_message(SendMessage("Bob", "before"))
-    await eventually(lambda: _equal(texts(bob, "Alice"), ["before"]))
+    bundle = await _delivered_then_bundle(alice, bob)
     # Bob's state goes bad (think: a profile restored from an old backup)
-    raw = await bob.network.fetch_bundle(alice.address)
-    assert raw is not None
-    bundle = verify_bundle(raw, time.time())
     stray = initiate(bob.service.store.identity, bundle, time.time(), os.urandom)
     async with bob.messenger._lock(alice.address):  # not in the middle of Bob's own work
         await bob.messenger.sessions.save(alice.address, replace(stray, pending_header=None))
@@ -467,11 +472,7 @@ async def test_a_restart_from_a_stale_bundle_still_reaches_the_contact(
     no longer holds (consumed by an earlier first message, not yet republished): she
     can't accept it, and the two still end up with one session, whichever key is smaller."""
     alice, bob = pair
-    await alice.service.send_message(SendMessage("Bob", "before"))
-    await eventually(lambda: _equal(texts(bob, "Alice"), ["before"]))
-    raw = await bob.network.fetch_bundle(alice.address)
-    assert raw is not None
-    bundle = verify_bundle(raw, time.time())
+    bundle = await _delivered_then_bundle(alice, bob)
     book = alice.messenger.sessions
     assert book._prekeys is not None
     gone = bundle.one_time_prekeys[0].key_id  # Bob's pick below

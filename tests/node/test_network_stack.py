@@ -178,6 +178,19 @@ async def test_a_join_that_reached_nobody_is_retried_until_it_does(
         await late.stop()
 
 
+async def evict_all_then_rejoin(stack: NetworkStack) -> None:
+    """Empty `stack`'s routing table; it must join again within 5 s."""
+    router = stack.dht._server.protocol.router
+    for node in [n for bucket in router.buckets for n in bucket.get_nodes()]:
+        router.remove_contact(node)
+    assert stack.peer_count() == 0
+    for _ in range(100):
+        if stack.peer_count() >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert stack.peer_count() >= 1
+
+
 @pytest.mark.asyncio
 async def test_a_node_that_lost_every_neighbour_joins_again(
     monkeypatch: pytest.MonkeyPatch,
@@ -193,15 +206,7 @@ async def test_a_node_that_lost_every_neighbour_joins_again(
         await hub.start("127.0.0.1", 0)
         await lonely.start("127.0.0.1", 0)
         assert await lonely.join([("127.0.0.1", hub.dht.port)]) == 1
-        router = lonely.dht._server.protocol.router
-        for node in [n for bucket in router.buckets for n in bucket.get_nodes()]:
-            router.remove_contact(node)  # evicted as unresponsive during a partition
-        assert lonely.peer_count() == 0
-        for _ in range(100):
-            if lonely.peer_count() >= 1:
-                break
-            await asyncio.sleep(0.05)
-        assert lonely.peer_count() >= 1
+        await evict_all_then_rejoin(lonely)  # evicted as unresponsive during a partition
         assert await hub.presence(lonely.address) == tuple(lonely.endpoints())
     finally:
         await lonely.stop()
@@ -224,15 +229,7 @@ async def test_a_node_joined_through_an_invite_only_joins_again_through_it(
         await lonely.start("127.0.0.1", 0)
         await lonely.join([])  # no bootstrap node configured
         assert await lonely.join_via(hub.endpoints()) == 1  # a contact's invite
-        router = lonely.dht._server.protocol.router
-        for node in [n for bucket in router.buckets for n in bucket.get_nodes()]:
-            router.remove_contact(node)
-        assert lonely.peer_count() == 0
-        for _ in range(100):
-            if lonely.peer_count() >= 1:
-                break
-            await asyncio.sleep(0.05)
-        assert lonely.peer_count() >= 1
+        await evict_all_then_rejoin(lonely)
     finally:
         await lonely.stop()
         await hub.stop()
