@@ -503,6 +503,23 @@ class Messenger:
             self._delivered.pop(address, None)  # receipts walked but not stored
             raise
 
+    async def _commit_then(
+        self, address: str, steps: list[Callable[[], object]], then: Callable[[], None]
+    ) -> None:
+        """`_commit`, then `then()` — also when we are cancelled meanwhile (a connection
+        closing cancels its handler): the transaction runs on in its thread and lands,
+        and a file event stored but never handed on left the sender's transfer
+        "running" for good (a receiver killed just after saving)."""
+        commit = asyncio.ensure_future(self._commit(address, steps))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await asyncio.wait([commit])
+            if not commit.cancelled() and commit.exception() is None:
+                then()
+            raise
+        then()
+
     # ------------------------------------------------------------------ sending
 
     def enqueue(self, message: Message) -> None:
@@ -1017,20 +1034,27 @@ class Messenger:
                     )
                 )
             )
+
+        def committed() -> None:
+            """What follows the commit: once these events are stored they are never
+            accepted again, so this must run whenever the commit landed."""
+            if session is not None:
+                self.sessions.adopt(address, session)
+            if self.files is not None:
+                for event in theirs:
+                    if event.body.kind in FILE_KINDS:
+                        self.files.file_event(address, event)
+            for added, before in stored:
+                self._publish_in_order(added, order, before)
+                if added:
+                    self.ephemeral.peer_wrote(address)
+            for msg_id in changed[0] if changed else []:
+                self._publish(MessageStatusChanged(msg_id, address, MessageStatus.DELIVERED))
+
         if steps:
-            await self._commit(address, steps)
-        if session is not None:
-            self.sessions.adopt(address, session)
-        if self.files is not None:
-            for event in theirs:
-                if event.body.kind in FILE_KINDS:
-                    self.files.file_event(address, event)
-        for added, before in stored:
-            self._publish_in_order(added, order, before)
-            if added:
-                self.ephemeral.peer_wrote(address)
-        for msg_id in changed[0] if changed else []:
-            self._publish(MessageStatusChanged(msg_id, address, MessageStatus.DELIVERED))
+            await self._commit_then(address, steps, committed)
+        else:
+            committed()
         unknown = len(known) < len(message.heads) or bool(ledger.missing())
         if known or not message.heads:
             self._peer_heads[address] = known

@@ -659,3 +659,29 @@ async def test_send_is_not_held_up_by_a_slow_connection(
     slots.set()
     await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "one", "two", "three"]))
     await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+
+
+@pytest.mark.asyncio
+async def test_what_follows_a_commit_runs_when_the_handler_is_cancelled_meanwhile(
+    pair: tuple[Node, Node],
+) -> None:
+    """Found by a tester: the receiver was killed just after saving a file; the sender's
+    handler of its ``file_done`` (sent again at the reconnection) was cancelled as the
+    connection dropped, while the transaction storing the event ran on in its thread.
+    The event was stored but never handed to the transfers (it is never accepted
+    again), so the sender showed "running" for good."""
+    alice, bob = pair
+    ran: list[str] = []
+
+    def slow_step() -> None:
+        time.sleep(0.3)  # the transaction, in the store's thread
+        ran.append("stored")
+
+    handler = asyncio.ensure_future(
+        alice.messenger._commit_then(bob.address, [slow_step], lambda: ran.append("then"))
+    )
+    await asyncio.sleep(0.1)
+    handler.cancel()  # the connection closed
+    with pytest.raises(asyncio.CancelledError):
+        await handler
+    assert ran == ["stored", "then"]
