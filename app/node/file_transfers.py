@@ -378,24 +378,25 @@ class FileTransfers:
                 "paused transfer can be retried."
             )
         if record.outgoing:  # only the receiver's side pauses or fails (`transfer_status`)
+            happened = "was paused" if record.state is TransferState.PAUSED else "failed"
             raise InvalidArgument(
-                f"This transfer is {record.state.value} on the receiver's side; only they "
-                "can resume it. You can still cancel it."
+                f"This transfer {happened} on the receiver's side; only they can resume "
+                "it. You can still cancel it."
             )
         self._need_network("Retrying a transfer")
         return await self._begin(record)
 
     async def _begin(self, record: TransferRecord) -> Transfer:
-        record = dataclasses.replace(record, state=TransferState.RUNNING, error=None)
+        record = dataclasses.replace(record, state=TransferState.RUNNING, error=None, reason="")
         await self._save(record)
         self._start_fetch(record.id)
         self._tell(record)
         return public(record)
 
-    def _tell(self, record: TransferRecord, status: TransferStatus | None = None) -> None:
+    def _tell(self, record: TransferRecord) -> None:
         """Tell the sender of the incoming `record` its state (`app.node.transfer_status`),
         in the background; dropped if the sender is not connected."""
-        status = status or status_of(record)
+        status = status_of(record)
         if status is not None and self._conversation is not None:
             self._spawn(self._conversation.send_signal(record.contact, status.encode()))
 
@@ -430,6 +431,7 @@ class FileTransfers:
         self._refuse_if_being_saved(transfer_id)
         self._need_network("Cancelling a transfer")
         cancel = EventBody.of(FILE_CANCEL, id=record.id)
+        record = dataclasses.replace(record, error=None, reason="")  # no longer a failure
         return public(await self._end(record, TransferState.CANCELLED, announce=cancel))
 
     async def contact_removed(self, address: str) -> None:
@@ -787,9 +789,9 @@ class FileTransfers:
 
     async def _fail(self, record: TransferRecord, exc: FilesError) -> None:
         log.warning("a transfer failed: %s", exc)
-        record = dataclasses.replace(record, done_bytes=0, error=str(exc))
+        record = dataclasses.replace(record, done_bytes=0, error=str(exc), reason=reason_code(exc))
         await self._end(record, TransferState.FAILED)
-        self._tell(record, TransferStatus(record.id, "failed", reason_code(exc)))
+        self._tell(dataclasses.replace(record, state=TransferState.FAILED))
 
 
 async def _stop(task: asyncio.Future[None]) -> None:

@@ -59,7 +59,8 @@ def status_of(record: TransferRecord) -> TransferStatus | None:
     state = _STATES.get(record.state)
     if record.outgoing or state is None:
         return None
-    return TransferStatus(record.id, state, "", record.done_bytes)
+    reason = record.reason if record.state is TransferState.FAILED else ""
+    return TransferStatus(record.id, state, reason, record.done_bytes)
 
 
 def sender_view(record: TransferRecord, status: TransferStatus) -> TransferRecord | None:

@@ -301,6 +301,13 @@ async def test_the_sender_sees_a_failure_on_the_receivers_side_without_its_detai
     await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.FAILED, shown), 10)
     record = await alice.transfer(transfer_id)
     assert record is not None and alice.service.files.blockstore.held_sync({record.root})
+    # told again when Alice comes back: the reason stays (it became the generic one)
+    told = bob.messenger.stats["signals_sent"]
+    await stop_node(alice)
+    alice = pair[0] = await start_node(alice.root, join=bob.network)
+    await eventually(lambda: bob.messenger.stats["signals_sent"] > told)  # told again
+    await asyncio.sleep(0.5)  # and handled
+    assert await _sender_sees(alice, transfer_id, TransferState.FAILED, shown)
 
     monkeypatch.undo()
     await bob.service.files.retry(transfer_id)

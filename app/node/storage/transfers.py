@@ -38,6 +38,9 @@ class TransferRecord:
     """The binary root CID."""
     path: str | None = None
     error: str | None = None
+    reason: str = ""
+    """Why an incoming transfer failed, as the code its sender is told
+    (`app.node.transfer_status`); empty otherwise."""
 
 
 _COLUMNS = "transfer_id, outgoing, state, size, done_bytes, created_at, details_enc"
@@ -58,6 +61,7 @@ class TransferRepository(SealedRepository):
             "root": record.root.hex(),
             "path": record.path,
             "error": record.error,
+            "reason": record.reason,
         }
         return self._key.seal(f"transfers/details/{record.id}", json.dumps(details).encode())
 
@@ -188,4 +192,5 @@ class TransferRepository(SealedRepository):
             root=bytes.fromhex(details["root"]),
             path=details["path"],
             error=details["error"],
+            reason=str(details.get("reason", "")),
         )
