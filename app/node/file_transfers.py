@@ -435,14 +435,16 @@ class FileTransfers:
         return public(await self._end(record, TransferState.CANCELLED, announce=cancel))
 
     async def contact_removed(self, address: str) -> None:
-        """The contact `address` was removed: its unfinished transfers are cancelled
-        here (fetching stops, the part is removed, our blocks of a file we sent go).
-        Nothing is sent: the contact is not told, and a file it still tries to fetch
-        is no longer served."""
+        """The contact `address` is being removed: its unfinished transfers are cancelled
+        (fetching stops, the part is removed, our blocks of a file we sent go), each
+        with its ``file_cancel`` event, which reaches the contact if it is connected
+        now; a file it still tries to fetch is no longer served either way."""
         for record in await self.store.call(self.store.transfers.all, address):
             if record.state not in _ENDED:
-                log.info("transfer %s: cancelled, the contact was removed", record.id)
-                await self._end(record, TransferState.CANCELLED)
+                log.info("transfer %s: cancelled, the contact is removed", record.id)
+                cancel = EventBody.of(FILE_CANCEL, id=record.id)
+                announce = cancel if self._conversation is not None else None
+                await self._end(record, TransferState.CANCELLED, announce=announce)
 
     async def _end(
         self, record: TransferRecord, state: TransferState, announce: EventBody | None = None

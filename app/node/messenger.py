@@ -96,6 +96,8 @@ LOOKUP_RETRY_MAX = 120.0
 """Backoff of presence lookups for contacts that published none (offline for long)."""
 REDIAL_EVERY_ROUNDS = 5
 """Every this many resync rounds, contacts we owe events to and can't reach are redialled."""
+FAREWELL_SECONDS = 1.0
+"""A removed contact's connection closes this long after: what we just sent it leaves."""
 RESET_AFTER_FAILURES = 5
 """Undecryptable messages in a row after which a contact's session is started afresh."""
 
@@ -1185,7 +1187,13 @@ class Messenger:
         self.network.note_endpoints(record.address, record.endpoints)
 
     def forget_contact(self, address: str) -> None:
-        """Drop cached state of a removed contact."""
+        """Drop cached state of a removed contact and close its connection, after a
+        moment: the events appended just before (cancels of its transfers) leave first."""
         self._contacts.pop(address, None)
         self._lookups.pop(address, None)
-        self._spawn(self.network.manager.disconnect(address))
+        self._spawn(self._disconnect_later(address))
+
+    async def _disconnect_later(self, address: str) -> None:
+        await asyncio.sleep(FAREWELL_SECONDS)
+        if address not in self._contacts:  # not added again meanwhile
+            await self.network.manager.disconnect(address)

@@ -320,6 +320,8 @@ class NodeService:
 
     async def remove_contact(self, command: RemoveContact) -> Contact:
         record = await self.find_contact(command.contact)
+        # first, while they are a contact: the cancels of unfinished transfers reach them
+        await self.files.contact_removed(record.address)
         self._names = None
         if not await self.store.call(self.store.contacts.remove, record.address):
             raise ContactNotFound(f"{record.name} was already removed.")
@@ -327,7 +329,6 @@ class NodeService:
         self._bus.publish(ContactRemoved(contact))
         if self._delivery is not None:
             self._delivery.forget_contact(record.address)
-        await self.files.contact_removed(record.address)
         return contact
 
     async def rename_contact(self, command: RenameContact) -> Contact:
