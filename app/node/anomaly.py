@@ -361,9 +361,13 @@ class AnomalyMonitor:
             detail,
         )
         self.stats[f"to_{change.new.value}"] += 1
-        if worse:
+        if worse and change.new is Standing.QUARANTINED:
+            # only a quarantine alerts the user: its threshold is above every honest
+            # peer-hour of the training populations, while up to 0.5% of honest peer-hours
+            # reach the rate limit (by design; it holds traffic, loses none), e.g. a
+            # node's burst of lookups as it restarts: an alarm for each cried wolf
             self._publish(SecurityAlert(change.peer, "anomaly", detail))
-            if change.new is Standing.QUARANTINED and self.rotation is not None:
+            if self.rotation is not None:
                 self.rotation.alert(change.peer)
         if self._log is not None:
             with contextlib.suppress(Exception):

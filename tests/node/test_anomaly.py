@@ -361,3 +361,27 @@ async def _newer_bundle(reader: Node, owner: str, before: PrekeyBundle) -> bool:
     return (
         raw is not None and PrekeyBundle.from_bytes(raw).signed_prekey_id != before.signed_prekey_id
     )
+
+
+@pytest.mark.asyncio
+async def test_only_a_quarantine_alerts_the_user_a_rate_limit_is_only_recorded() -> None:
+    """Up to 0.5% of honest peer-hours reach the rate limit by design (a node's burst of
+    lookups as it restarts did, found by a tester): an alert for each cried wolf."""
+    from app.node.anomaly import AnomalyMonitor
+
+    shown: list[NodeEvent] = []
+    recorded: list[tuple[str, str]] = []
+
+    class Log:
+        async def record(self, peer: str, kind: str, detail: str, at: float) -> None:
+            recorded.append((peer, kind))
+
+    monitor = AnomalyMonitor(Detector.load(), shown.append, security_log=Log())
+    limited = StandingChanged("peer", Standing.NORMAL, Standing.RATE_LIMITED, 0.99, "detector")
+    await monitor._apply(limited, 100.0)
+    assert shown == [] and recorded == [("peer", "anomaly")]
+    jailed = StandingChanged(
+        "peer", Standing.RATE_LIMITED, Standing.QUARANTINED, 1.0, "detector", until=160.0
+    )
+    await monitor._apply(jailed, 101.0)
+    assert [type(e) for e in shown] == [SecurityAlert] and len(recorded) == 2
