@@ -84,6 +84,8 @@ def public(record: TransferRecord, speed: float = 0.0) -> Transfer:
         path=record.path,
         mime=record.mime,
         time=record.time,
-        speed_bps=speed if record.state is TransferState.RUNNING else 0.0,
+        speed_bps=speed
+        if record.state is TransferState.RUNNING and record.done_bytes < record.size
+        else 0.0,
         error=record.error,
     )

@@ -34,7 +34,7 @@ from app.node.files_errors import FilesError
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.storage.transfers import TransferRecord
-from app.node.transfer_progress import PROGRESS_HZ, Progress
+from app.node.transfer_progress import PROGRESS_HZ, Progress, public
 
 
 @pytest_asyncio.fixture
@@ -180,6 +180,15 @@ def test_progress_events_are_rate_limited_and_speed_is_measured() -> None:
     assert events <= 10 * PROGRESS_HZ + 1
     assert progress.done == 100 * 2**20  # capped at the size
     assert progress.speed() == pytest.approx(100 * 2**20 / 10, rel=0.25)
+
+
+def test_a_transfer_with_every_byte_across_shows_no_speed() -> None:
+    """The sender's row waits for the receiver's ``file_done`` after the last block."""
+    record = TransferRecord(
+        "t", "bob", True, TransferState.RUNNING, 100, 100, 0.0, "f", "m", b"", b"r"
+    )
+    assert public(record, 5e6).speed_bps == 0
+    assert public(dataclasses.replace(record, done_bytes=50), 5e6).speed_bps == 5e6
 
 
 def test_a_speed_over_a_moment_reads_0_not_gigabytes_a_second() -> None:
