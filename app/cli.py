@@ -269,9 +269,13 @@ def _message_json(m: api.Message) -> dict[str, Any]:
     }
 
 
-def _message_text(m: api.Message, names: dict[str, str]) -> str:
+def _message_text(m: api.Message, names: dict[str, str], where: bool = False) -> str:
+    """One line per message; `where`: name the conversation (search spans them all)."""
     stamp = datetime.fromtimestamp(m.time).strftime("%Y-%m-%d %H:%M")
-    who = "me" if m.outgoing else names.get(m.contact, m.contact[:10])
+    contact = names.get(m.contact, m.contact[:10])
+    who = "me" if m.outgoing else contact
+    if where and m.outgoing:
+        who = f"me to {contact}"
     return f"[{stamp}] {who}: {m.text}" + (f"  ({m.status.value})" if m.outgoing else "")
 
 
@@ -294,18 +298,19 @@ async def cmd_read(args: argparse.Namespace, node: api.NodeApi) -> int:
 
 
 async def cmd_search(args: argparse.Namespace, node: api.NodeApi) -> int:
-    await _print_messages(args, node, await node.search_messages(api.SearchMessages(args.text)))
+    found = await node.search_messages(api.SearchMessages(args.text))
+    await _print_messages(args, node, found, where=True)
     return 0
 
 
 async def _print_messages(
-    args: argparse.Namespace, node: api.NodeApi, found: list[api.Message]
+    args: argparse.Namespace, node: api.NodeApi, found: list[api.Message], where: bool = False
 ) -> None:
     if args.json:
         print(json.dumps([_message_json(m) for m in found], ensure_ascii=False))
         return
     names = {c.address: c.name for c in await node.list_contacts()} if found else {}
-    _say("\n".join(_message_text(m, names) for m in found) or "No messages.")
+    _say("\n".join(_message_text(m, names, where) for m in found) or "No messages.")
 
 
 async def cmd_share(args: argparse.Namespace, node: api.NodeApi) -> int:

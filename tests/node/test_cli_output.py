@@ -47,3 +47,15 @@ def test_json_output_keeps_the_exact_text() -> None:
 def test_errors_are_made_visible_too(capsys: pytest.CaptureFixture[str]) -> None:
     cli._say("error: bad \x1b[2Jname", error=True)
     assert capsys.readouterr().err == "error: bad \\x1b[2Jname\n"
+
+
+@pytest.mark.asyncio
+async def test_search_results_name_the_conversation_of_our_own_messages(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Found by a tester: a search hit of ours read "me: to-robert", with no contact."""
+    ours = api.Message("m2", "eggabc", "eggme", True, "the plan", 0.0, api.MessageStatus.READ)
+    args = argparse.Namespace(json=False)
+    await cli._print_messages(args, AddressBook(), [ours, _message("hi")], where=True)  # type: ignore[arg-type]
+    first, second = capsys.readouterr().out.splitlines()
+    assert "] me to Mallory: the plan  (read)" in first and "] Mallory: hi" in second
