@@ -87,9 +87,8 @@ def user_error(exc: OSError, downloads: Path) -> FilesError:
     if exc.errno in _NO_SPACE:
         return DiskFull(f"not enough free space in {downloads} to save the file; nothing was saved")
     if exc.errno in _NO_PERMISSION or isinstance(exc, PermissionError):
-        return DownloadPermissionDenied(
-            f"cannot write to {downloads} (permission denied); nothing was saved"
-        )
+        why = "a read-only file system" if exc.errno == errno.EROFS else "permission denied"
+        return DownloadPermissionDenied(f"cannot write to {downloads} ({why}); nothing was saved")
     return FilesError(f"could not save the file: {exc.strerror or exc}")
 
 

@@ -413,9 +413,15 @@ def test_permission_denied_on_open(tmp_path: Path, sender: Blockstore, downloads
     def denied(path: Path, keep: bool) -> BinaryIO:
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    with pytest.raises(DownloadPermissionDenied):
+    with pytest.raises(DownloadPermissionDenied, match="permission denied"):
         assemble_file_sync(manifest, sender, downloads, opener=denied)
     assert list(downloads.iterdir()) == []
+
+    def read_only(path: Path, keep: bool) -> BinaryIO:
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    with pytest.raises(DownloadPermissionDenied, match="a read-only file system"):
+        assemble_file_sync(manifest, sender, downloads, opener=read_only)
 
 
 @contextlib.contextmanager
