@@ -345,7 +345,7 @@ def test_hostile_file_names_all_land_inside_the_downloads_folder(
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 @pytest.mark.parametrize(
     ("options", "expected"),
-    [("size=1m", "not enough free space"), ("ro,size=1m", "permission denied")],
+    [("size=1m", "not enough free space"), ("ro,size=1m", "a read-only file system")],
 )
 def test_disk_full_and_read_only_downloads_fail_cleanly(
     tmp_path: Path, daemons: list[Daemon], options: str, expected: str
