@@ -454,7 +454,14 @@ class MainWindow(QMainWindow):
 
     def _active_transfers_changed(self, active: int) -> None:
         self.active_transfers.setVisible(active > 0)
-        text = self.tr("1 transfer active") if active == 1 else self.tr("{0} transfers active")
+        if active == self.transfers.offers_to_answer():  # nothing moves: offers wait for us
+            text = (
+                self.tr("1 file offered to you")
+                if active == 1
+                else self.tr("{0} files offered to you")
+            )
+        else:
+            text = self.tr("1 transfer active") if active == 1 else self.tr("{0} transfers active")
         self.active_transfers.setText(text.format(active))
         self.active_transfers.setToolTip(self.tr("Show transfers (Ctrl+J)"))
 

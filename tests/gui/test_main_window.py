@@ -3,6 +3,7 @@ verification, status bar, drag and drop."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -415,3 +416,17 @@ async def test_a_contact_can_be_renamed_removed_and_sent_files_from_its_menu(
     monkeypatch.setattr(main_window, "confirm_remove", confirmed)
     window.remove_contact(bob.address)
     await wait_for(lambda: window.contacts.row_of(bob.address) < 0)
+
+
+@pytest.mark.asyncio
+async def test_the_status_bar_tells_offers_waiting_for_us_from_moving_transfers(
+    qtbot: QtBot, session: GuiSession
+) -> None:
+    window = window_of(session)
+    offer = api.Transfer(
+        "t1", "eggbob", False, "a.jpg", 10, 0, api.TransferState.OFFERED, None, "image/jpeg", 0.0
+    )
+    window.transfers.upsert(offer)
+    assert window.active_transfers.text() == "1 file offered to you"
+    window.transfers.upsert(dataclasses.replace(offer, state=api.TransferState.RUNNING))
+    assert window.active_transfers.text() == "1 transfer active"

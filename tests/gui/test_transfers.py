@@ -194,6 +194,19 @@ def test_transfer_model_updates_rows_in_place_newest_first(qtbot: QtBot) -> None
     assert model.active == 1
 
 
+def test_offers_waiting_for_us_are_counted_apart_from_moving_transfers(qtbot: QtBot) -> None:
+    """Found by a tester: one offer nobody had answered read "1 transfer active"; the
+    count must also be told again when that offer starts (the total stays 1)."""
+    model = TransferModel()
+    told: list[tuple[int, int]] = []
+    model.activeChanged.connect(lambda active: told.append((active, model.offers_to_answer())))
+    offer = make_transfer("bob", id="offer")
+    model.upsert(offer)
+    model.upsert(dataclasses.replace(offer, state=api.TransferState.RUNNING))
+    model.upsert(make_transfer("bob", id="sent", outgoing=True))  # offered by us: moving
+    assert told == [(1, 1), (1, 0), (2, 0)]
+
+
 def test_a_snapshot_never_overwrites_a_newer_event(qtbot: QtBot) -> None:
     model = TransferModel()
     token = model.snapshot_token()

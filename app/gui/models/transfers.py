@@ -37,7 +37,8 @@ class TransferModel(QAbstractListModel):
     """All transfers (both directions, every contact), newest first."""
 
     transferUpdated = Signal(str)  # transfer id: added or changed
-    activeChanged = Signal(int)  # how many transfers run or wait for an answer
+    activeChanged = Signal(int)  # how many transfers run or wait for an answer (emitted
+    # also when that many stay but offers to us among them changed)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -45,7 +46,7 @@ class TransferModel(QAbstractListModel):
         self._row_of: dict[str, int] = {}
         self._touched: dict[str, int] = {}  # id -> sequence number of its last event
         self._sequence = 0
-        self._active = 0
+        self._active = (0, 0)
 
     # ------------------------------------------------------------------ reading
 
@@ -53,6 +54,10 @@ class TransferModel(QAbstractListModel):
         """The latest state of a transfer, if known."""
         row = self._row_of.get(transfer_id)
         return None if row is None else self._rows[row]
+
+    def offers_to_answer(self) -> int:
+        """Files offered to us that wait for Accept or Decline."""
+        return sum(1 for t in self._rows if t.state is TransferState.OFFERED and not t.outgoing)
 
     def transfer_at(self, row: int) -> Transfer:
         """The transfer shown in `row`."""
@@ -65,7 +70,7 @@ class TransferModel(QAbstractListModel):
     @property
     def active(self) -> int:
         """How many transfers are running or offered."""
-        return self._active
+        return self._active[0]
 
     def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -130,6 +135,7 @@ class TransferModel(QAbstractListModel):
 
     def _count_active(self) -> None:
         active = sum(1 for t in self._rows if t.state in ACTIVE)
-        if active != self._active:
-            self._active = active
+        counts = (active, self.offers_to_answer())  # also when an offer starts running
+        if counts != self._active:
+            self._active = counts
             self.activeChanged.emit(active)
