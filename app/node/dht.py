@@ -197,7 +197,8 @@ class RecordServer(Server):  # type: ignore[misc]  # kademlia is untyped
         replicas heal. A read that finds nothing is retried over all k closest nodes.
         """
         found = await self.lookup(key, find_value=True, width=self.read_width)
-        if not found.records and len(found.nodes) >= self.read_width < self.ksize:
+        wider = self.read_width < self.ksize and len(found.nodes) >= self.read_width
+        if not found.records and wider:
             # a miss is worth a second look over all k: the closest may have churned.
             # (Not when fewer nodes than the width answered: the lookup asked every node
             # it could find, and asking them again doubled the requests that an offline

@@ -213,12 +213,13 @@ class FileTransfers:
             self._connected.set()
         elif event.state is not PeerState.CONNECTING and self.exchange is not None:
             self.exchange.peer_gone(event.address)
-            self._spawn(self._stalled(event.address))
+            if self._progress:  # only a transfer in progress shows a speed
+                self._spawn(self._stalled(event.address))
 
     async def _stalled(self, address: str) -> None:
         """The contact `address` went away: its running transfers show no speed (the
         last one shown would stay on screen, with an ETA, until the next progress)."""
-        for record in await self.store.call(self.store.transfers.all, address):
+        for record in await self.store.call(self.store.transfers.unfinished, address):
             if record.state is TransferState.RUNNING and record.id in self._progress:
                 view = self._view(record)
                 self._publish(TransferChanged(dataclasses.replace(view, speed_bps=0.0)))
@@ -403,7 +404,7 @@ class FileTransfers:
     async def greeted(self, address: str) -> None:
         """The contact `address` (re)connected: tell it the state of each unfinished
         transfer it sent us (a signal sent while it was away was dropped)."""
-        for record in await self.store.call(self.store.transfers.all, address):
+        for record in await self.store.call(self.store.transfers.unfinished, address):
             self._tell(record)
 
     async def transfer_status(self, address: str, status: TransferStatus) -> None:
@@ -439,12 +440,11 @@ class FileTransfers:
         (fetching stops, the part is removed, our blocks of a file we sent go), each
         with its ``file_cancel`` event, which reaches the contact if it is connected
         now; a file it still tries to fetch is no longer served either way."""
-        for record in await self.store.call(self.store.transfers.all, address):
-            if record.state not in _ENDED:
-                log.info("transfer %s: cancelled, the contact is removed", record.id)
-                cancel = EventBody.of(FILE_CANCEL, id=record.id)
-                announce = cancel if self._conversation is not None else None
-                await self._end(record, TransferState.CANCELLED, announce=announce)
+        for record in await self.store.call(self.store.transfers.unfinished, address):
+            log.info("transfer %s: cancelled, the contact is removed", record.id)
+            cancel = EventBody.of(FILE_CANCEL, id=record.id)
+            announce = cancel if self._conversation is not None else None
+            await self._end(record, TransferState.CANCELLED, announce=announce)
 
     async def _end(
         self, record: TransferRecord, state: TransferState, announce: EventBody | None = None

@@ -441,16 +441,16 @@ class NetworkStack:
         """The endpoints `address` published in the DHT (cached briefly)."""
         now = time.monotonic()
         cached = self._presence_cache.get(address)
-        if cached is not None and not fresh:
-            keep = PRESENCE_CACHE_SECONDS if cached[1] else PRESENCE_MISS_SECONDS
-            if now - cached[0] < keep:
-                return cached[1]
         try:
             owner = decode_address(address)
         except InvalidAddress:
             return ()
-        if cached is not None and not cached[1] and not fresh:
-            await self.background.wait(urgent=True)  # looking again for an offline contact
+        if cached is not None and not fresh:
+            keep = PRESENCE_CACHE_SECONDS if cached[1] else PRESENCE_MISS_SECONDS
+            if now - cached[0] < keep:
+                return cached[1]
+            if not cached[1]:
+                await self.background.wait(urgent=True)  # looking again for an offline one
         record = await self.dht.get_record(dht_key(RecordKind.PRESENCE, owner))
         found = decode_presence(record.payload).endpoints if record is not None else ()
         if self.dht.peer_count() > 0:  # alone in the DHT, a miss says nothing

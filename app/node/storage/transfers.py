@@ -103,6 +103,16 @@ class TransferRepository(SealedRepository):
             ).fetchall()
         return [self._decode(*row) for row in rows]
 
+    def unfinished(self, contact: str) -> list[TransferRecord]:
+        """`contact`'s transfers that are neither done nor cancelled, oldest first (only
+        those rows are decrypted)."""
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM transfers WHERE contact_tag = ? "
+            "AND state NOT IN (?, ?) ORDER BY seq",
+            (self._tag(contact), TransferState.DONE.value, TransferState.CANCELLED.value),
+        ).fetchall()
+        return [self._decode(*row) for row in rows]
+
     def with_root(self, root: bytes) -> list[TransferRecord]:
         """The transfers of the file whose root CID is `root`."""
         rows = self._conn.execute(
