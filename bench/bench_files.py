@@ -356,6 +356,12 @@ async def share_and_wait(sender: Path, receiver: Path, src: Path) -> dict[str, A
     }
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def receiver_phases(profile: Path) -> str:
     """The receiver's own account of where the time went (its log's "saved" line)."""
     log = profile / "logs" / "node.log"
@@ -372,7 +378,9 @@ def run_eggs(src: Path, work: Path, size: int, digest: str, shaping: str) -> dic
     try:
         cli(alice, "contacts", "add", cli(bob, "whoami")["invite"])
         cli(bob, "contacts", "add", cli(alice, "whoami")["invite"])
+        before = {side: cpu_of(proc.pid) for side, proc in procs.items()}
         outcome = asyncio.run(share_and_wait(alice, bob, src))
+        during = {side: round(cpu_of(p.pid) - before[side], 2) for side, p in procs.items()}
         path = outcome.get("path")
         ok = bool(path) and Path(path).exists() and sha256_of(Path(path)) == digest
         peers = cli(alice, "peers")
@@ -397,6 +405,7 @@ def run_eggs(src: Path, work: Path, size: int, digest: str, shaping: str) -> dic
         "path_used": sorted({p.get("path") or "none" for p in peers}),
         "peak_rss_mb": {side: rss_mb(v) for side, v in rss.items()},
         "cpu_seconds": cpu,
+        "cpu_seconds_during_transfer": during,
         "sha256_ok": ok,
     }
 

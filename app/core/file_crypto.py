@@ -132,8 +132,11 @@ class ChunkEncryptor(_ChunkCipher):
         self._fed += len(data)
         if self._fed > self.size:
             raise LocalProtocolError("more bytes than the declared file size")
-        self._buffer += data
         out: list[bytes] = []
+        whole = not self._buffer and len(data) == CHUNK_PLAINTEXT_SIZE
+        if whole and self._next_index < self.chunk_count - 1:
+            return [self._emit(data)]  # the common case: one whole chunk, no copy
+        self._buffer += data
         while len(self._buffer) >= CHUNK_PLAINTEXT_SIZE and self._next_index < self.chunk_count - 1:
             out.append(self._emit(bytes(self._buffer[:CHUNK_PLAINTEXT_SIZE])))
             del self._buffer[:CHUNK_PLAINTEXT_SIZE]

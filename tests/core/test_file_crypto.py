@@ -237,3 +237,14 @@ def test_decode_manifest_fuzz(noise: bytes, position: int, value: int) -> None:
         except InvalidManifest:
             continue
         assert encode_manifest(decoded) == data
+
+
+@pytest.mark.parametrize(
+    "size", [CHUNK_PLAINTEXT_SIZE, 3 * CHUNK_PLAINTEXT_SIZE, 3 * CHUNK_PLAINTEXT_SIZE + 5]
+)
+def test_whole_chunks_and_odd_pieces_encrypt_alike(size: int) -> None:
+    # Whole chunks fed one by one take the no-copy path; odd pieces go through the buffer.
+    data = bytes(i % 251 for i in range(size))
+    whole = encrypt(data, piece=CHUNK_PLAINTEXT_SIZE)
+    assert whole == encrypt(data, piece=77_777)
+    assert decrypt(whole, size) == data
