@@ -47,10 +47,19 @@ MAILBOX_POLL_SECONDS = 60.0
 """How often the mailboxes left for us in the DHT are read (also once after joining)."""
 
 
+class _ProfileLogHandler(logging.handlers.RotatingFileHandler):
+    """The profile's log. A record that can't be written (the disk is full) is dropped:
+    the default prints a traceback to stderr for every record, and the node's own error
+    for what it could not store says what to do."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def configure_logging(paths: ProfilePaths) -> None:
     """Log to `<profile>/logs/node.log` (rotated). Nothing secret is ever logged."""
     make_private_dir(paths.logs)
-    handler = logging.handlers.RotatingFileHandler(
+    handler = _ProfileLogHandler(
         paths.logs / "node.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

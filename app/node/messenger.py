@@ -56,6 +56,7 @@ from app.node.api import (
     MessageStatusChanged,
     NodeEvent,
     SecurityAlert,
+    StorageFailed,
 )
 from app.node.e2e import SessionBook, seal
 from app.node.ephemeral import Ephemeral
@@ -83,6 +84,10 @@ BATCH_BYTES = 256 * 1024
 """Events per state message are batched up to about this many bytes."""
 RESYNC_SECONDS = 3.0
 """How often conversations whose last send failed are retried while connected."""
+STORAGE_RETRY_SECONDS = 10.0
+"""When what a contact sent could not be stored (the disk is full), we ask it for the
+missing events again this long after (and so on until it can be stored); the contact
+keeps them unacknowledged meanwhile."""
 ACK_DELAY = 0.1
 """A state message that only acknowledges (we lack nothing, the peer lacks nothing) is
 sent this long after the events it covers: one acknowledgement covers a run of messages,
@@ -701,6 +706,16 @@ class Messenger:
             await self.send_state(address, events, query)
         except (NoSession, TransportError, HistoryInvalid) as exc:
             self._send_failed(address, exc)
+        except StorageFailed as exc:  # the session state could not be saved first
+            self._storage_failed(address, exc)
+
+    def _storage_failed(self, address: str, exc: StorageFailed) -> None:
+        """What a contact sent, or the session state to answer it with, could not be
+        stored (the disk is full): nothing was acknowledged, so the exchange of heads is
+        tried again `STORAGE_RETRY_SECONDS` later (the resync loop)."""
+        self.stats["storage_failed"] += 1
+        log.warning("could not store a conversation's state, trying again later: %s", exc)
+        asyncio.get_running_loop().call_later(STORAGE_RETRY_SECONDS, self._dirty.add, address)
 
     async def send_state(self, address: str, events: list[bytes], query: bool) -> None:
         """Encrypt and send our heads plus `events` (batched) to a connected contact."""
@@ -898,6 +913,8 @@ class Messenger:
         except HistoryInvalid as exc:
             self.stats["history_invalid"] += 1
             log.error("%s", exc)
+        except StorageFailed as exc:  # nothing was stored or acknowledged: ask again later
+            self._storage_failed(address, exc)
         except Exception:  # a bug must never take the node down with it
             self.stats["errors"] += 1
             log.exception("handling a message failed")

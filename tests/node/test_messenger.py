@@ -529,6 +529,45 @@ async def test_a_sent_message_is_stored_with_its_event_and_a_failed_write_stores
 
 
 @pytest.mark.asyncio
+async def test_messages_that_arrive_while_the_disk_is_full_come_once_space_is_freed(
+    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver that can't store what arrives (its disk is full) loses nothing: the
+    sender's messages stay unacknowledged, and once the receiver can write again it
+    asks for them (it does not wait for a reconnection), also when asking failed too
+    (the session state is saved before anything is sent)."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "before"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["before"]))
+    monkeypatch.setattr(messenger_module, "STORAGE_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(messenger_module, "RESYNC_SECONDS", 0.2)
+    store = bob.service.store
+    failed = 0
+
+    def disk_full(*args: object) -> None:
+        nonlocal failed
+        failed += 1
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store.history, "add_many", disk_full)
+        patched.setattr(store.sessions, "put", disk_full)
+        for text in ("while full 1", "while full 2"):
+            await alice.service.send_message(SendMessage("Bob", text))
+        await eventually(lambda: failed > 0)
+        await eventually(lambda: bob.messenger.stats["storage_failed"] >= 3)  # asking too
+        assert await texts(bob, "Alice") == ["before"]
+        assert bob.messenger.stats["storage_failed"] > 0
+        assert bob.messenger.stats["errors"] == 0
+    want = ["before", "while full 1", "while full 2"]
+    await eventually(lambda: _equal(texts(bob, "Alice"), want))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    a_report = await alice.service.verify_history(VerifyHistory("Bob"))
+    b_report = await bob.service.verify_history(VerifyHistory("Alice"))
+    assert a_report.heads == b_report.heads
+
+
+@pytest.mark.asyncio
 async def test_one_acknowledgement_covers_a_run_of_messages(
     pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
 ) -> None:
