@@ -589,8 +589,11 @@ class MailboxCourier:
         return None if found is None else (key, found)
 
     async def _handle(self, record: ContactRecord, key: MailboxKey, slot: SignedRecord) -> int:
+        """Hand a slot's envelopes to the messenger, once per version of the slot: again
+        at the next read if one of them could not be stored (the disk was full)."""
         seen = (record.address, key.epoch, key.day, key.index)
-        if slot.seq <= self._seen.get(seen, -1):
+        before = self._seen.get(seen, -1)
+        if slot.seq <= before:
             return 0
         self._seen[seen] = slot.seq
         try:
@@ -599,5 +602,6 @@ class MailboxCourier:
             log.info("ignoring a mailbox slot that does not open: %s", exc)
             return 0
         for envelope in envelopes:
-            await self._messenger.handle_payload(record.address, envelope)
+            if not await self._messenger.take_payload(record.address, envelope):
+                self._seen[seen] = before  # read it again (envelopes taken are duplicates)
         return len(envelopes)

@@ -888,6 +888,11 @@ class Messenger:
 
     async def handle_payload(self, address: str, payload: bytes) -> None:
         """One payload from a connected peer. Never raises: bad input is counted."""
+        await self.take_payload(address, payload)
+
+    async def take_payload(self, address: str, payload: bytes) -> bool:
+        """`handle_payload`; False if what it carried could not be stored (the disk is
+        full), so a caller holding it (a mailbox slot) offers it again later."""
         self.stats["received"] += 1
         try:
             await self._handle(address, payload)
@@ -915,9 +920,11 @@ class Messenger:
             log.error("%s", exc)
         except StorageFailed as exc:  # nothing was stored or acknowledged: ask again later
             self._storage_failed(address, exc)
+            return False
         except Exception:  # a bug must never take the node down with it
             self.stats["errors"] += 1
             log.exception("handling a message failed")
+        return True
 
     def _note(self, address: str, outcome: str, size: int = 0) -> None:
         if self.observer is not None:

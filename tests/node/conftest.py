@@ -3,14 +3,41 @@ comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from app.core.identity import IdentityKeys
 
 SignalHandler = Callable[[bytes], Awaitable[bytes]]
+SmallTmpfs = Callable[[Path, str], contextlib.AbstractContextManager[Path]]
+
+
+@contextlib.contextmanager
+def _small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `path` (a real full disk); skips without root."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)  # lazy: a file may be open
+
+
+@pytest.fixture
+def small_tmpfs() -> SmallTmpfs:
+    """`with small_tmpfs(path, "1m") as folder:` a tiny real file system."""
+    return _small_tmpfs
 
 
 def new_identity() -> IdentityKeys:

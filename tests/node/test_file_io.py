@@ -8,9 +8,8 @@ import errno
 import hashlib
 import os
 import resource
-import subprocess
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -39,6 +38,8 @@ from app.node.files_errors import (
     TransferFailed,
 )
 from app.node.part_file import PartFile
+
+SmallTmpfs = Callable[[Path, str], contextlib.AbstractContextManager[Path]]
 
 KEY = bytes(range(32))
 MiB = 1024 * 1024
@@ -424,23 +425,9 @@ def test_permission_denied_on_open(tmp_path: Path, sender: Blockstore, downloads
         assemble_file_sync(manifest, sender, downloads, opener=read_only)
 
 
-@contextlib.contextmanager
-def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
-
-
-def test_real_disk_full_on_tmpfs(tmp_path: Path, sender: Blockstore) -> None:
+def test_real_disk_full_on_tmpfs(
+    tmp_path: Path, sender: Blockstore, small_tmpfs: SmallTmpfs
+) -> None:
     source = tmp_path / "large.bin"
     write_random(source, 3 * MiB)
     manifest = share_file_sync(source, sender, KEY)

@@ -221,9 +221,10 @@ class FakeMessenger:
     async def mark_sent(self, address: str, ledger: object, batch: list[bytes]) -> None:
         self.sent.extend(batch)
 
-    async def handle_payload(self, address: str, payload: bytes) -> None:
+    async def take_payload(self, address: str, payload: bytes) -> bool:
         message = StateMessage.decode(payload[4:])
         self.handled.append((int.from_bytes(payload[:4], "big"), message.events))
+        return True
 
 
 class FakeContacts:
@@ -465,3 +466,46 @@ async def test_a_shorter_layout_empties_the_slots_it_no_longer_uses() -> None:
         assert key.dht_key not in dht.published
     assert await reader.poll() == len(mailbox.split_events(events[20:]))
     assert [e for _, batch in inbox.handled for e in batch] == events[20:]
+
+
+class _FullDiskMessenger:
+    """Takes envelopes; while `full`, the ones it is handed can't be stored."""
+
+    def __init__(self) -> None:
+        self.full = True
+        self.stored: list[bytes] = []
+        self.offered: list[bytes] = []
+
+    async def take_payload(self, address: str, payload: bytes) -> bool:
+        self.offered.append(payload)
+        if self.full:
+            return False
+        if payload not in self.stored:
+            self.stored.append(payload)
+        return True
+
+
+@pytest.mark.asyncio
+async def test_a_slot_whose_envelopes_could_not_be_stored_is_read_again() -> None:
+    """Envelopes read from a mailbox while the disk is full are not lost for the run: the
+    slot counts as read only once what it carries was stored."""
+    alice, bob, _ = keys()
+    a, b = alice.public, bob.public
+    day = mailbox.day_of(NOW)
+    written = mailbox.mailbox_key(alice, b.dh_key, a.signing_key, b.signing_key, day)
+    read = mailbox.mailbox_key(bob, a.dh_key, a.signing_key, b.signing_key, day)
+    slot = mailbox.mailbox_record(
+        written, mailbox.seal_envelopes(written, [b"one", b"two"], os.urandom(12)), NOW
+    )
+    messenger = _FullDiskMessenger()
+    store: Any = type("Store", (), {"identity": bob})()
+    box = mailbox.MailboxCourier(store, None, messenger)  # type: ignore[arg-type]
+    contact: Any = type("Contact", (), {"address": a.address})()
+    assert await box._handle(contact, read, slot) == 2
+    assert messenger.stored == []
+    messenger.full = False
+    assert await box._handle(contact, read, slot) == 2  # read again: now stored
+    assert messenger.stored == [b"one", b"two"]
+    offered = len(messenger.offered)
+    assert await box._handle(contact, read, slot) == 0  # and not again
+    assert len(messenger.offered) == offered

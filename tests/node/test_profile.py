@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
@@ -19,6 +20,7 @@ from app.node.api import (
     ProfileNotFound,
     ProfileUnreadable,
     Protection,
+    StorageFailed,
     WrongPassphrase,
 )
 from app.node.lock import ProfileLock
@@ -29,6 +31,7 @@ from app.node.storage.database import connect, schema_version
 from app.node.storage.schema import MIGRATIONS
 
 Digest = Callable[[Path], dict[str, str]]
+SmallTmpfs = Callable[[Path, str], contextlib.AbstractContextManager[Path]]
 PASS = "correct horse battery"
 
 
@@ -146,6 +149,31 @@ def test_corrupt_database_is_reported_and_left_alone(tmp_path: Path, tree_digest
     with pytest.raises(ProfileUnreadable):
         inspect(root)
     assert tree_digest(root) == before
+
+
+def test_a_full_disk_is_named_as_such_and_the_profile_opens_once_space_is_freed(
+    tmp_path: Path, tree_digest: Digest, small_tmpfs: SmallTmpfs
+) -> None:
+    """On a full disk SQLite can't open its write-ahead log and says "disk I/O error":
+    the user is told the disk is full (not to restore a backup), the lock is still
+    taken (its pid is only informative), and nothing is changed."""
+    with small_tmpfs(tmp_path / "disk", "2m") as disk:
+        root = disk / "p"
+        create_profile(root, "Alice", None)
+        filler = disk / "filler"
+        with filler.open("wb") as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(bytes(64 * 1024))
+                fh.flush()
+        before = tree_digest(root)
+        with (
+            ProfileLock(ProfilePaths(root).lock),
+            pytest.raises(StorageFailed, match="the disk is full"),
+        ):
+            open_store(root, None)
+        assert tree_digest(root) == before
+        filler.unlink()
+        open_store(root, None).close()
 
 
 def test_tampered_sealed_value_is_detected(tmp_path: Path) -> None:

@@ -7,16 +7,20 @@ its -wal and -shm files hold only ciphertext for names, keys and message text.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from app.node.api import ProfileUnreadable, StorageFailed
+from app.node.api import NodeError, ProfileUnreadable, StorageFailed
 from app.node.storage.schema import MIGRATIONS
 
 T = TypeVar("T")
+DISK_FULL_BYTES = 1024 * 1024
+"""Less free space than this on the profile's disk reads as "the disk is full" when
+SQLite only says "disk I/O error"."""
 
 
 def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
@@ -42,11 +46,29 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def _unreadable(path: Path, exc: sqlite3.Error) -> ProfileUnreadable:
+def _unreadable(path: Path, exc: sqlite3.Error) -> NodeError:
+    """The error for a database that can't be opened: `StorageFailed` when the disk is
+    full (SQLite then reports a "disk I/O error": nothing is wrong with the data, and
+    telling the user to restore a backup would be the worst advice), else
+    `ProfileUnreadable`."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if (isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL) or _disk_full(path):
+        return StorageFailed(
+            f"Couldn't open the profile database {path}: the disk is full. "
+            "Nothing was changed; free some space and try again."
+        )
     return ProfileUnreadable(
         f"The profile database {path} is unreadable or corrupt ({exc}). "
         "Nothing was changed; restore the folder from a backup."
     )
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system holding `path` has (next to) no space left for us."""
+    try:
+        return shutil.disk_usage(path.parent).free < DISK_FULL_BYTES
+    except OSError:
+        return False
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
