@@ -165,6 +165,10 @@ class MainWindow(QMainWindow):
         self.search.setPlaceholderText(self.tr("Search messages (Enter)"))
         self.search.setAccessibleName(self.tr("Search messages"))
         self.search.setClearButtonEnabled(True)
+        # Qt's own clear icon is dark grey whatever the theme: ours follows it
+        self._search_clear = self.search.findChild(QAction, "_q_qlineeditclearaction")
+        if self._search_clear is not None:
+            self._search_clear.setIcon(line_icon("clear"))
         self.search.returnPressed.connect(self.run_search)
         self.search.textChanged.connect(self._search_text_changed)
 
@@ -628,8 +632,11 @@ class MainWindow(QMainWindow):
             (self.settings_button, "settings"),
             (self.transfers_button, "transfers"),
             (self.conversation.verify_button, "verify"),
+            (self.conversation.attach_button, "attach"),
         ):
             button.setIcon(line_icon(icon))
+        if self._search_clear is not None:
+            self._search_clear.setIcon(line_icon("clear"))
         self.conversation.delegate.clear_cache()
         if self.transfers_dialog is not None:
             self.transfers_dialog.list.viewport().update()

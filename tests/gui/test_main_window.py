@@ -430,3 +430,46 @@ async def test_the_status_bar_tells_offers_waiting_for_us_from_moving_transfers(
     assert window.active_transfers.text() == "1 file offered to you"
     window.transfers.upsert(dataclasses.replace(offer, state=api.TransferState.RUNNING))
     assert window.active_transfers.text() == "1 transfer active"
+
+
+@pytest.mark.asyncio
+async def test_every_button_icon_is_redrawn_for_a_new_theme(session: GuiSession) -> None:
+    """Icons are drawn in the theme's text colour: switching to the dark theme redraws
+    every one of ours (the paper clip kept its dark-on-dark colour)."""
+    from PySide6.QtWidgets import QAbstractButton
+
+    from app.gui import theme
+    from app.gui.widgets import icons
+
+    window = window_of(session)
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    before = (app.palette(), app.styleSheet(), theme._active)
+    window._themes = theme.ThemeManager(app)
+    try:
+        await node_of(session).update_settings(api.UpdateSettings(theme="dark"))
+        await wait_for(lambda: window._themes is not None and window._themes.choice == "dark")
+        text = theme.colors().text
+        assert text == theme.DARK.text
+
+        def drawn_in(button: QAbstractButton) -> set[str]:
+            image = button.icon().pixmap(icons.SIZE, icons.SIZE).toImage()
+            return {
+                image.pixelColor(x, y).name()
+                for x in range(image.width())
+                for y in range(image.height())
+                if image.pixelColor(x, y).alpha() == 255
+            }
+
+        ours = [
+            b
+            for b in window.findChildren(QAbstractButton)
+            if not b.icon().isNull() and not b.objectName().startswith("qt_")
+        ]
+        assert window.conversation.attach_button in ours
+        stale = [(b.objectName(), b.toolTip()) for b in ours if text not in drawn_in(b)]
+        assert not stale
+    finally:
+        app.setPalette(before[0])
+        app.setStyleSheet(before[1])
+        theme._active = before[2]

@@ -91,6 +91,12 @@ def _paperclip(p: QPainter) -> None:
     p.drawPath(path)
 
 
+def _cross(p: QPainter) -> None:
+    """A small cross: clear a field."""
+    p.drawLine(QPointF(15, 15), QPointF(33, 33))
+    p.drawLine(QPointF(33, 15), QPointF(15, 33))
+
+
 DRAWINGS: dict[str, Callable[[QPainter], None]] = {
     "add": _plus,
     "add-contact": _person_plus,
@@ -100,6 +106,7 @@ DRAWINGS: dict[str, Callable[[QPainter], None]] = {
     "send": _send,
     "transfers": _arrows,
     "attach": _paperclip,
+    "clear": _cross,
 }
 
 
