@@ -2,7 +2,7 @@
 
     python packaging/build.py icons           # render every icon from the SVG
     python packaging/build.py linux-onedir    # dist/scrambled-eggs/ (PyInstaller one folder)
-    python packaging/build.py linux-onefile   # dist/scrambled-eggs (one file)
+    python packaging/build.py linux-onefile   # dist/onefile/scrambled-eggs (one file)
     python packaging/build.py deb             # dist/scrambled-eggs_<v>_<arch>.deb
     python packaging/build.py tarball         # dist/scrambled-eggs-<v>-linux-<arch>.tar.gz
     python packaging/build.py windows         # dist/scrambled-eggs/ + Inno Setup installer
@@ -405,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     targets: dict[str, Callable[[], Path]] = {
         "icons": _render_icons,
         "linux-onedir": lambda: pyinstaller(dist, work / "onedir"),
-        "linux-onefile": lambda: pyinstaller(dist, work / "onefile", onefile=True),
+        # its own folder: the one-file app has the one-folder app's name, and either
+        # build would delete the other
+        "linux-onefile": lambda: pyinstaller(dist / "onefile", work / "onefile", onefile=True),
         "deb": lambda: build_deb(
             ensure_onedir(app, work / "onedir"),
             dist,

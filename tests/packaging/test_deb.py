@@ -78,6 +78,8 @@ def test_files_desktop_entry_and_icons(deb_package: Path, tmp_path: Path) -> Non
     desktop = entry["Desktop Entry"]
     assert desktop["Type"] == "Application" and desktop["Name"] == "Scrambled Eggs"
     assert desktop["Exec"].split()[0] == "scrambled-eggs"  # the /usr/bin link
+    # no %U/%F: the app takes no files or links as arguments (it refused them)
+    assert "%" not in desktop["Exec"]
     assert desktop["Icon"] == "scrambled-eggs"  # found in the hicolor theme installed above
     assert "InstantMessaging" in desktop["Categories"].split(";")
     png = tmp_path / "usr/share/icons/hicolor/256x256/apps/scrambled-eggs.png"
