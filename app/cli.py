@@ -169,6 +169,7 @@ def new_passphrase() -> str:
             "or use --no-passphrase to keep the key in the OS keyring."
         )
     first = getpass.getpass("New passphrase: ")
+    api.check_new_passphrase(first)
     if getpass.getpass("Repeat it: ") != first:
         raise api.InvalidArgument("The two passphrases differ; nothing was created.")
     return first
@@ -261,6 +262,7 @@ def _contact_state(contact: api.Contact) -> str:
 def _message_json(m: api.Message) -> dict[str, Any]:
     return {
         "id": m.id,
+        "contact": m.contact,  # the conversation (search spans them all)
         "from": m.sender,
         "text": m.text,
         "time": m.time,

@@ -649,7 +649,11 @@ class MainWindow(QMainWindow):
         elif peers == 0:
             text = self.tr("○ Looking for peers")
         else:
-            text = self.tr("● Connected · %n DHT peer(s)", "", peers)
+            text = (
+                self.tr("● Connected · 1 DHT peer")
+                if peers == 1
+                else self.tr("● Connected · {0} DHT peers").format(peers)
+            )
         self.peers_label.setText(text)
         # the header is narrow: a word there, the detail in the status bar
         self.profile_state.set_full_text(self.tr("Online") if peers else text.lstrip("○● "))

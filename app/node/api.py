@@ -700,6 +700,14 @@ def passphrase_from_env() -> str | None:
     return os.environ.get(PASSPHRASE_ENV)
 
 
+def check_new_passphrase(passphrase: str) -> None:
+    """`InvalidArgument` if `passphrase` is too short for a new profile (say so before
+    asking for it a second time)."""
+    from app.node.storage.vault import check_new_passphrase as check
+
+    check(passphrase)
+
+
 def inspect_profile(profile: Path) -> ProfileInfo:
     """What the profile folder holds, read without unlocking or locking it."""
     from app.node.profile import inspect

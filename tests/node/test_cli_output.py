@@ -59,3 +59,29 @@ async def test_search_results_name_the_conversation_of_our_own_messages(
     await cli._print_messages(args, AddressBook(), [ours, _message("hi")], where=True)  # type: ignore[arg-type]
     first, second = capsys.readouterr().out.splitlines()
     assert "] me to Mallory: the plan  (read)" in first and "] Mallory: hi" in second
+
+
+def test_json_messages_name_their_conversation() -> None:
+    """Found by a tester: `search --json` gave no way to tell which conversation a hit
+    of ours was in ("from" is our own address)."""
+    ours = api.Message("m2", "eggabc", "eggme", True, "the plan", 0.0, api.MessageStatus.READ)
+    row = cli._message_json(ours)
+    assert row["contact"] == "eggabc" and row["from"] == "eggme"
+
+
+def test_init_on_a_terminal_refuses_a_short_passphrase_before_asking_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a tester: a short passphrase was typed twice, then refused."""
+    asked: list[str] = []
+
+    def typed(prompt: str) -> str:
+        asked.append(prompt)
+        return "short"
+
+    monkeypatch.delenv(api.PASSPHRASE_ENV, raising=False)
+    monkeypatch.setattr(cli.sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(cli.getpass, "getpass", typed)
+    with pytest.raises(api.InvalidArgument, match="at least"):
+        cli.new_passphrase()
+    assert asked == ["New passphrase: "]
