@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.core.bulk import SECRET_SIZE
 from app.core.unixfs import CID_SIZE, InvalidBlock, cid_codec
@@ -52,6 +52,8 @@ TICKET_TIMEOUT = 5.0
 NO_BULK_MODE = "strict"
 """The shaping mode in which no bulk stream is offered nor asked for (it would bypass
 the shaper's schedules)."""
+ASK_ATTEMPTS = 3
+"""Connections a request is sent over before it counts as unanswered (see `_ask`)."""
 MAX_SERVING = 32
 """WANTs of one peer served concurrently; more wait (the peer's own window is 16)."""
 
@@ -126,17 +128,31 @@ class BlockExchange:
         return BulkTicket(conn.remote_host, port, answer[2:]) if port else None
 
     async def _ask(self, address: str, kind: int, answer: int, body: bytes) -> bytes | None:
-        """Send a `kind` request; the `answer` payload's body, or None (DONT_HAVE, gone)."""
-        conn = self._network.manager.connection(address)
-        if conn is None:
-            return None
+        """Send a `kind` request; the `answer` payload's body, or None (DONT_HAVE, gone).
+
+        If the connection it went over closes while the peer is still (or again)
+        connected — two nodes dialling each other at once keep one of the two
+        connections — it is sent again over the current one: it was lost with the
+        closed one, and the want-list would wait its whole timeout for it."""
         self._next_id = (self._next_id + 1) % (1 << 32)
         rid = self._next_id
         waiting: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._pending[(address, rid)] = (answer, waiting)
         try:
-            await conn.send(bytes([kind]) + rid.to_bytes(_ID, "big") + body)
-            return await waiting
+            for _ in range(ASK_ATTEMPTS):
+                conn = self._network.manager.connection(address)
+                if conn is None:
+                    return None
+                await conn.send(bytes([kind]) + rid.to_bytes(_ID, "big") + body)
+                closed: asyncio.Future[None] = asyncio.ensure_future(conn.wait_closed())
+                either: set[asyncio.Future[Any]] = {waiting, closed}
+                try:
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    closed.cancel()
+                if waiting.done():
+                    return waiting.result()
+            return None
         except TransportError:
             return None
         finally:

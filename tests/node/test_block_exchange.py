@@ -4,16 +4,19 @@ fetched from an honest one."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from app.core.identity import IdentityKeys
 from app.core.unixfs import raw_cid
-from app.node.block_exchange import BlockExchange
+from app.node.block_exchange import BLOCK, BlockExchange
 from app.node.blockstore import Blockstore
 from app.node.file_fetch import receive_file
 from app.node.file_io import share_file
@@ -122,3 +125,44 @@ async def test_tampered_blocks_are_rejected_and_fetched_elsewhere(
         )
     assert not [p for p in (tmp_path / "empty").rglob("*") if p.is_file()]
     assert [p.name for p in downloads.iterdir()] == [saved.name]
+
+
+class _Conn:
+    """A connection that records what is sent and can be closed by the test."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = asyncio.Event()
+
+    async def send(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+    async def wait_closed(self) -> None:
+        await self.closed.wait()
+
+
+@pytest.mark.asyncio
+async def test_a_request_lost_with_a_closed_duplicate_connection_is_sent_again(
+    tmp_path: Path,
+) -> None:
+    """Two nodes dialling each other at once keep one connection of the two; a WANT
+    sent over the other was lost with it and waited its whole timeout (a file queued
+    while the sender was offline arrived 20 s late, found by a tester). It is sent
+    again over the connection that stays, and that answer is taken."""
+    first, second = _Conn(), _Conn()
+    current: list[_Conn] = [first]
+    network: Any = SimpleNamespace(manager=SimpleNamespace(connection=lambda _a: current[0]))
+    exchange = BlockExchange(network, Blockstore(tmp_path / "store"), Policy(set(), set()))
+    block = b"the block"
+    cid = raw_cid(block)
+    asking = asyncio.ensure_future(exchange.request("eggpeer", cid, cid))
+    while not first.sent:
+        await asyncio.sleep(0.01)
+    current[0] = second  # the duplicate closes; the other connection stays
+    first.closed.set()
+    while not second.sent:
+        await asyncio.sleep(0.01)
+    assert second.sent == first.sent  # the same request, the same id
+    rid = second.sent[0][1:5]
+    await exchange._on_payload("eggpeer", bytes([BLOCK]) + rid + block)
+    assert await asyncio.wait_for(asking, 5) == block
