@@ -282,8 +282,19 @@ def _message_text(m: api.Message, names: dict[str, str], where: bool = False) ->
 
 
 async def cmd_send(args: argparse.Namespace, node: api.NodeApi) -> int:
-    message = await node.send_message(api.SendMessage(args.contact, args.text))
-    print(json.dumps({"id": message.id}) if args.json else f"Queued {message.id}")
+    # bytes the terminal's encoding could not decode arrive as lone surrogates: they
+    # become U+FFFD, as undecodable file names do
+    text = args.text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    message = await node.send_message(api.SendMessage(args.contact, text))
+    if args.json:
+        print(json.dumps({"id": message.id}))
+    elif (await node.status()).running:
+        print(f"Queued {message.id}")
+    else:
+        print(
+            f"Queued {message.id}; no node runs for this profile, so it goes when one starts "
+            "(the app, or scrambled-eggs daemon)."
+        )
     return 0
 
 

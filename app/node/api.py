@@ -23,6 +23,19 @@ from typing import Any, ClassVar, Protocol
 
 PROFILE_ENV = "SCRAMBLED_EGGS_PROFILE"
 PASSPHRASE_ENV = "SCRAMBLED_EGGS_PASSPHRASE"
+MAX_MESSAGE_BYTES = 32 * 1024
+"""The most text one message holds, in UTF-8 bytes (a history event's text field,
+`app.core.ledger_event.MAX_BODY_VALUE_BYTES`); longer text is shared as a file."""
+
+
+def message_too_long(size: int) -> str:
+    """What to tell the user about a message of `size` UTF-8 bytes over the limit."""
+    kib = -(-size // 1024)
+    return (
+        f"This message is too long to send: {kib} KiB, and a message holds at most "
+        f"{MAX_MESSAGE_BYTES // 1024} KiB. Split it, or share it as a file."
+    )
+
 
 # --------------------------------------------------------------------------- errors
 

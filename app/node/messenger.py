@@ -49,6 +49,7 @@ from app.core.ledger_errors import BadEventSignature
 from app.core.ledger_event import Event, EventBody
 from app.core.session import Session
 from app.node.api import (
+    MAX_MESSAGE_BYTES,
     HistoryInvalid,
     Message,
     MessageAdded,
@@ -479,6 +480,11 @@ class Messenger:
                 continue
             body = await self.files.body_for(message) if self.files is not None else None
             if body is None:
+                if len(message.text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+                    # queued by a version that let it through: it can't become an event,
+                    # and must not hold back the messages queued after it
+                    log.warning("a queued message is too long to send; it stays queued")
+                    continue
                 body = EventBody.of(TEXT, id=message.id, text=message.text)
             events.append(ledger.append(self._keys, body, int(message.time * 1000)))
             batch_ids.add(message.id)

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 from app.core.errors import InvalidAddress, InvalidInvite
 from app.core.identity import decode_address, encode_address, parse_invite, safety_number
 from app.node.api import (
+    MAX_MESSAGE_BYTES,
     AcceptTransfer,
     AddContact,
     AddedContact,
@@ -62,6 +63,7 @@ from app.node.api import (
     VerifyHistory,
     Whoami,
     WrongPassphrase,
+    message_too_long,
 )
 from app.node.config import Config, downloads_folder, load_config, save_config
 from app.node.dht import parse_host_port
@@ -76,7 +78,6 @@ from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore
 
 T = TypeVar("T")
-MAX_MESSAGE_CHARS = 64 * 1024
 MAX_PAGE = 1000
 SHAPING_MODES = ("off", "balanced", "strict")
 THEMES = ("system", "light", "dark")
@@ -370,8 +371,12 @@ class NodeService:
         text = command.text
         if not text.strip():
             raise InvalidArgument("An empty message can't be sent.")
-        if len(text) > MAX_MESSAGE_CHARS:
-            raise InvalidArgument(f"A message has at most {MAX_MESSAGE_CHARS} characters.")
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:  # lone surrogates (a control-socket client's)
+            raise InvalidArgument("The message holds characters that are not text.") from None
+        if size > MAX_MESSAGE_BYTES:
+            raise InvalidArgument(message_too_long(size))
         address = await self._contact_address(command.contact)
         message = Message(
             id=os.urandom(16).hex(),

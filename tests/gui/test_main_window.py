@@ -433,6 +433,26 @@ async def test_the_status_bar_tells_offers_waiting_for_us_from_moving_transfers(
 
 
 @pytest.mark.asyncio
+async def test_a_message_over_the_limit_stays_in_the_box_with_a_hint(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found by a tester: 40,000 characters gave "Something went wrong inside the app"
+    and what was typed was gone."""
+    bob = await add_bob(session, friend)
+    window = await open_chat(session, bob.address)
+    pane = window.conversation
+    text = "x" * (api.MAX_MESSAGE_BYTES + 1)
+    pane.composer.setPlainText(text)
+    assert not pane.send_button.isEnabled()
+    assert pane.length_hint.isVisible() and "too long" in pane.length_hint.text()
+    qtbot.keyClick(pane.composer, Qt.Key.Key_Return)
+    assert pane.composer.toPlainText() == text  # kept
+    assert window.messages.rowCount() == 0
+    pane.composer.setPlainText(text[:-1])
+    assert pane.send_button.isEnabled() and not pane.length_hint.isVisible()
+
+
+@pytest.mark.asyncio
 async def test_every_button_icon_is_redrawn_for_a_new_theme(session: GuiSession) -> None:
     """Icons are drawn in the theme's text colour: switching to the dark theme redraws
     every one of ours (the paper clip kept its dark-on-dark colour)."""

@@ -85,3 +85,25 @@ def test_init_on_a_terminal_refuses_a_short_passphrase_before_asking_again(
     with pytest.raises(api.InvalidArgument, match="at least"):
         cli.new_passphrase()
     assert asked == ["New passphrase: "]
+
+
+@pytest.mark.asyncio
+async def test_send_turns_bytes_the_terminal_could_not_decode_into_replacement_characters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Found by a tester: `send Bob $'\\xff'` ended in "internal error" (the argument's
+    undecodable byte is a lone surrogate, which is not text)."""
+    sent: list[str] = []
+
+    class Node:
+        async def send_message(self, command: api.SendMessage) -> api.Message:
+            sent.append(command.text)
+            return _message(command.text)
+
+        async def status(self) -> api.Status:
+            return api.Status(running=False, address="eggme", endpoints=[], dht_peers=0)
+
+    args = argparse.Namespace(contact="Bob", text="bad \udcff byte", json=False)
+    assert await cli.cmd_send(args, Node()) == 0  # type: ignore[arg-type]
+    assert sent == ["bad \ufffd byte"]
+    assert "goes when one starts" in capsys.readouterr().out

@@ -22,7 +22,7 @@ from app.core.ledger_event import EventBody
 from app.core.prekeys import PrekeyBundle, verify_bundle
 from app.core.records import validate
 from app.core.session import initiate
-from app.node import mailbox
+from app.node import api, mailbox
 from app.node import messenger as messenger_module
 from app.node.api import (
     AddContact,
@@ -724,3 +724,29 @@ async def test_what_follows_a_commit_runs_when_the_handler_is_cancelled_meanwhil
     with pytest.raises(asyncio.CancelledError):
         await handler
     assert ran == ["stored", "then"]
+
+
+@pytest.mark.asyncio
+async def test_text_over_the_limit_is_refused_up_front_and_never_holds_others_back(
+    pair: tuple[Node, Node],
+) -> None:
+    """Found by a tester: 40,000 characters were accepted (queued without a node), then
+    could never become a history event (at most 32 KiB of text), and every message
+    queued with or after it stayed "queued" for good. The limit counts UTF-8 bytes."""
+    alice, bob = pair
+    at_limit = "x" * api.MAX_MESSAGE_BYTES
+    await alice.service.send_message(SendMessage("Bob", at_limit))
+    for over in ("x" * (api.MAX_MESSAGE_BYTES + 1), "🥚" * (api.MAX_MESSAGE_BYTES // 4 + 1)):
+        with pytest.raises(api.InvalidArgument, match="too long to send"):
+            await alice.service.send_message(SendMessage("Bob", over))
+    with pytest.raises(api.InvalidArgument, match="not text"):
+        await alice.service.send_message(SendMessage("Bob", "lone \udcff surrogate"))
+    await eventually(lambda: _equal(texts(bob, "Alice"), [at_limit]))
+    # one queued by an earlier version is passed over; the others go
+    old = api.Message(
+        "f" * 32, bob.address, alice.address, True, "y" * 40_000, 0.0, MessageStatus.QUEUED
+    )
+    ledger = await alice.messenger._ledger(bob.address)
+    fine = replace(old, id="e" * 32, text="fine")
+    events = await alice.messenger._new_events(bob.address, ledger, [old, fine])
+    assert [e.body.get("text") for e in events] == ["fine"]

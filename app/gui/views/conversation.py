@@ -40,7 +40,7 @@ from app.gui.widgets.icons import line_icon
 from app.gui.widgets.naming import named
 from app.gui.widgets.toast import Toast
 from app.gui.widgets.transfer_menu import popup_transfer_menu
-from app.node.api import Contact, Peer
+from app.node.api import MAX_MESSAGE_BYTES, Contact, Peer, message_too_long
 
 FETCH_MARGIN = 60  # pixels from the top at which older history is requested
 HIGHLIGHT_MS = 2500  # how long a message opened from search is marked
@@ -134,7 +134,10 @@ class ConversationPane(QWidget):
         self.list.customContextMenuRequested.connect(self._context_menu)
 
         self.composer = Composer()
+        self.composer.max_bytes = MAX_MESSAGE_BYTES
         self.composer.submitted.connect(self._send)
+        self.length_hint = named(QLabel(), "LengthHint")
+        self.length_hint.setVisible(False)
         self.send_button = named(QPushButton(self.tr("Send")), "SendButton")
         self.send_button.setAccessibleName(self.tr("Send message"))
         self.send_button.setEnabled(False)
@@ -152,6 +155,7 @@ class ConversationPane(QWidget):
         self.attach_button.clicked.connect(self._ask_share)
         bar_layout.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         bar_layout.addWidget(self.composer, 1)
+        bar_layout.addWidget(self.length_hint, 0, Qt.AlignmentFlag.AlignBottom)
         bar_layout.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
 
         layout = QVBoxLayout(self)
@@ -262,8 +266,19 @@ class ConversationPane(QWidget):
             self.verifyRequested.emit(self._contact.address)
 
     def _composer_changed(self) -> None:
-        has_text = bool(self.composer.toPlainText().strip())
-        self.send_button.setEnabled(has_text)
+        text = self.composer.toPlainText()
+        has_text = bool(text.strip())
+        too_long = self.composer.too_long()
+        self.send_button.setEnabled(has_text and not too_long)
+        if too_long:  # kept in the box: the user splits it or shares it as a file
+            size = len(text.encode("utf-8", "replace"))
+            self.length_hint.setText(
+                self.tr("{0} KiB: too long (at most {1} KiB)").format(
+                    -(-size // 1024), MAX_MESSAGE_BYTES // 1024
+                )
+            )
+            self.length_hint.setToolTip(message_too_long(size))
+        self.length_hint.setVisible(too_long)
         if self._contact is not None:
             self.typingRequested.emit(self._contact.address, has_text)
 

@@ -37,10 +37,18 @@ class Composer(QPlainTextEdit):
             return
         super().keyPressEvent(event)
 
+    max_bytes: int | None = None
+    """Text longer than this (UTF-8) is kept in the box, not submitted."""
+
+    def too_long(self) -> bool:
+        """Whether the text is over `max_bytes`."""
+        limit = self.max_bytes
+        return limit is not None and len(self.toPlainText().encode("utf-8", "replace")) > limit
+
     def submit(self) -> None:
-        """Emit the text (if any) and clear the box."""
+        """Emit the text (if any, and not too long) and clear the box."""
         text = self.toPlainText()
-        if not text.strip():
+        if not text.strip() or self.too_long():
             return
         self.submitted.emit(text)
         self.clear()
