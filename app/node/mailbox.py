@@ -65,6 +65,7 @@ from app.node.state_message import NewMailboxEpoch
 from app.node.storage.mailbox_epochs import MailboxEpoch
 
 if TYPE_CHECKING:
+    from app.core.ledger import Ledger
     from app.node.messenger import Messenger
     from app.node.network import NetworkStack
     from app.node.storage.repositories import ContactRecord
@@ -88,6 +89,16 @@ EVENTS_BUDGET = ENVELOPE_BUDGET - ENVELOPE_OVERHEAD
 MAX_SLOTS = 64
 """Slots per direction and day: 64 x ~5.7 KiB of events ~ 360 KiB of backlog a day."""
 MAX_ENVELOPES = 16
+FRAGMENT_ID_SIZE = 8
+MAX_FRAGMENTS = 12
+"""Slots one session message may span: an event larger than a slot (a message of up to
+32 KiB of text) is sealed alone and its session message cut into fragments."""
+FRAGMENT_BYTES = ENVELOPE_BUDGET - 64
+"""Bytes of a session message per fragment (the fragment's CBOR framing takes the rest)."""
+MAX_FRAGMENTED = MAX_FRAGMENTS * FRAGMENT_BYTES
+"""The largest session message that goes by mailbox (~77 KiB)."""
+MAX_PARTIAL = 32
+"""Session messages whose fragments are being collected at once (oldest dropped)."""
 EPOCH_OVERLAP = (RETENTION_DAYS + 1) * DAY_SECONDS
 """An incoming epoch is still polled this long after a newer one replaced it."""
 REPOST_SECONDS = 600.0
@@ -168,17 +179,64 @@ def split_events(events: list[bytes], budget: int = EVENTS_BUDGET) -> list[list[
     return runs
 
 
-def seal_envelopes(key: MailboxKey, envelopes: list[bytes], nonce: bytes) -> bytes:
+@dataclass(frozen=True)
+class Fragment:
+    """Part `index` of `count` of a session message too large for one slot; `ident`
+    (random) groups the parts. In a slot: the CBOR array [ident, index, count, chunk]."""
+
+    ident: bytes
+    index: int
+    count: int
+    chunk: bytes
+
+    def encode(self) -> list[object]:
+        return [self.ident, self.index, self.count, self.chunk]
+
+
+def fragment(wire: bytes, ident: bytes) -> list[Fragment]:
+    """Cut a session message into fragments of at most `FRAGMENT_BYTES`."""
+    if len(ident) != FRAGMENT_ID_SIZE or not wire or len(wire) > MAX_FRAGMENTED:
+        raise ValueError("a fragmented session message has an 8-byte id and fits 12 slots")
+    chunks = [wire[i : i + FRAGMENT_BYTES] for i in range(0, len(wire), FRAGMENT_BYTES)]
+    return [Fragment(ident, n, len(chunks), chunk) for n, chunk in enumerate(chunks)]
+
+
+def fragments_needed(event_bytes: int) -> int:
+    """Slots an event of `event_bytes` takes when sealed alone (for planning)."""
+    return -(-(event_bytes + ENVELOPE_OVERHEAD) // FRAGMENT_BYTES)
+
+
+def _decode_fragment(item: list[Any]) -> Fragment:
+    if len(item) != 4:
+        raise ValueError("a mailbox fragment has four fields")
+    ident, index, count, chunk = item
+    valid = (
+        isinstance(ident, bytes)
+        and len(ident) == FRAGMENT_ID_SIZE
+        and type(index) is int
+        and type(count) is int
+        and 0 <= index < count <= MAX_FRAGMENTS
+        and isinstance(chunk, bytes)
+        and 0 < len(chunk) <= FRAGMENT_BYTES
+    )
+    if not valid:
+        raise ValueError("a mailbox fragment is malformed")
+    return Fragment(ident, index, count, chunk)
+
+
+def seal_envelopes(key: MailboxKey, envelopes: list[bytes | Fragment], nonce: bytes) -> bytes:
     """The record payload carrying `envelopes` (raise `ValueError` if they don't fit)."""
-    plain = cbor2.dumps(envelopes, canonical=True)
+    items = [e.encode() if isinstance(e, Fragment) else e for e in envelopes]
+    plain = cbor2.dumps(items, canonical=True)
     payload = nonce + AESGCM(key.sealing_key).encrypt(nonce, plain, key.owner)
     if len(payload) > MAX_PAYLOAD:
         raise ValueError("the envelopes don't fit in one mailbox record")
     return payload
 
 
-def open_envelopes(key: MailboxKey, payload: bytes) -> list[bytes]:
-    """The envelopes of a mailbox record; raise `ValueError` if it doesn't open."""
+def open_envelopes(key: MailboxKey, payload: bytes) -> list[bytes | Fragment]:
+    """The envelopes (whole session messages or fragments) of a mailbox record; raise
+    `ValueError` if it doesn't open."""
     if len(payload) < _NONCE + 16:
         raise ValueError("mailbox payload too short")
     try:
@@ -191,9 +249,15 @@ def open_envelopes(key: MailboxKey, payload: bytes) -> list[bytes]:
         raise ValueError("mailbox payload is not CBOR") from None
     if not isinstance(items, list) or len(items) > MAX_ENVELOPES:
         raise ValueError("mailbox payload is not a list of envelopes")
-    if not all(isinstance(item, bytes) for item in items):
-        raise ValueError("a mailbox envelope is not bytes")
-    return list(items)
+    opened: list[bytes | Fragment] = []
+    for item in items:
+        if isinstance(item, bytes):
+            opened.append(item)
+        elif isinstance(item, list):
+            opened.append(_decode_fragment(item))
+        else:
+            raise ValueError("a mailbox envelope is neither bytes nor a fragment")
+    return opened
 
 
 def mailbox_record(key: MailboxKey, payload: bytes, now: float) -> SignedRecord:
@@ -247,7 +311,9 @@ def kept_slots(
         offset += len(run)
         kept += 1
     room = kept and kept == len(posted) and offset < len(backlog)
-    if room and sum(map(len, posted[-1])) + len(backlog[offset]) <= budget:
+    # a slot of a fragmented event (its first holds one event over the budget, the
+    # others none) is never refilled: its fragments stay together
+    if room and posted[-1] and sum(map(len, posted[-1])) + len(backlog[offset]) <= budget:
         kept -= 1
     return kept
 
@@ -299,6 +365,9 @@ class MailboxCourier:
         self._clock = clock
         self._random = random
         self._seen: dict[tuple[str, int, int, int], int] = {}
+        self._partial: dict[tuple[str, bytes], tuple[int, dict[int, bytes]]] = {}
+        """(contact, fragment id) -> (fragments in all, those read) of session messages
+        being collected, oldest first (at most `MAX_PARTIAL`)."""
         self._posted: dict[str, tuple[int, bool, float]] = {}
         """address -> (events lacking, stored on another node, when) of the last post."""
         self._layouts: dict[str, _Layout] = {}
@@ -449,13 +518,17 @@ class MailboxCourier:
             # last post reached no other node or it is time to refresh
             put_all = previous is None or not previous[1] or now - previous[2] >= REPOST_SECONDS
             stored = 1
+            held: list[bool] = []
             for index, slot in enumerate(layout.records):
                 if index < keep and not put_all:
+                    held.append(True)
                     continue
                 kept = await self._network.dht.put_record(slot)
                 stored = min(stored, kept)
+                held.append(kept > 0)
                 self._written.setdefault(address, set()).add((epoch, today, index))
             self._posted[address] = (lacking, stored > 0, now)
+            await self._mark_sent(address, layout.runs, held)
             log.info(
                 "left %d mailbox slots (%d new); fewest nodes keeping one: %d",
                 total,
@@ -472,30 +545,77 @@ class MailboxCourier:
         address = contact.address
         async with messenger.conversation(address) as ledger:
             backlog = messenger.lacking(address)
-            if not split_events(backlog[:1]):
+            if not backlog:
                 return None
             keep = kept_slots(layout.runs, backlog)
             offset = sum(len(run) for run in layout.runs[:keep])
-            runs = split_events(backlog[offset:])[: MAX_SLOTS - keep]
+            events = backlog[offset:]
             new_runs = layout.runs[:keep]
             new_records = layout.records[:keep]
-            picked: list[bytes] = []
-            for index, run in enumerate(runs, start=keep):
-                wire = await messenger.seal_state(address, ledger, list(run), ENVELOPE_BUDGET)
-                if wire is None:
-                    break
-                key = await self._key(contact, layout.day, index, True, layout.epoch)
-                payload = seal_envelopes(key, [wire], self._random(_NONCE))
-                new_runs.append(tuple(run))
-                new_records.append(mailbox_record(key, payload, now))
-                picked.extend(run)
+            done = 0
+            while done < len(events) and len(new_runs) < MAX_SLOTS:
+                index = len(new_runs)
+                event = events[done]
+                if len(event) > EVENTS_BUDGET:  # alone, over several slots
+                    sealed = await self._seal_fragments(contact, ledger, layout, index, event)
+                    if not sealed:
+                        break
+                    new_runs += [(event,)] + [()] * (len(sealed) - 1)
+                    done += 1
+                else:
+                    run = split_events(events[done:])[0]  # stops before a larger event
+                    wire = await messenger.seal_state(address, ledger, run, ENVELOPE_BUDGET)
+                    if wire is None:
+                        break
+                    key = await self._key(contact, layout.day, index, True, layout.epoch)
+                    sealed = [(key, seal_envelopes(key, [wire], self._random(_NONCE)))]
+                    new_runs.append(tuple(run))
+                    done += len(run)
+                new_records += [mailbox_record(key, payload, now) for key, payload in sealed]
             stale = len(layout.runs)
             layout.runs, layout.records = new_runs, new_records
-        await messenger.mark_sent(address, ledger, picked)
         # slots of a longer, older layout of today would only repeat what we hold
         for index in range(len(new_runs), stale):
             await self._empty(contact, layout.epoch, layout.day, index, now)
         return keep, len(new_runs)
+
+    async def _mark_sent(
+        self, address: str, runs: list[tuple[bytes, ...]], held: list[bool]
+    ) -> None:
+        """Our messages in slots another node keeps are SENT (with no other node, they
+        stay QUEUED: nobody could hand them on). A fragmented event counts once every
+        slot of it is kept."""
+        events: list[bytes] = []
+        for index, run in enumerate(runs):
+            if not run:
+                continue  # a later fragment: counted with its first slot
+            end = index + 1
+            while end < len(runs) and not runs[end]:
+                end += 1
+            if all(held[index:end]):
+                events.extend(run)
+        if events:
+            async with self._messenger.conversation(address) as ledger:
+                await self._messenger.mark_sent(address, ledger, events)
+
+    async def _seal_fragments(
+        self, contact: ContactRecord, ledger: Ledger, layout: _Layout, first: int, event: bytes
+    ) -> list[tuple[MailboxKey, bytes]]:
+        """Seal `event` alone and cut its session message over the slots from `first`:
+        their (key, payload), or [] if today's slots can't hold it."""
+        if first + fragments_needed(len(event)) > MAX_SLOTS:
+            return []  # checked before sealing: a sealed message would be a skipped one
+        wire = await self._messenger.seal_state(contact.address, ledger, [event], MAX_FRAGMENTED)
+        if wire is None:
+            return []
+        parts = fragment(wire, self._random(FRAGMENT_ID_SIZE))
+        if first + len(parts) > MAX_SLOTS:
+            return []
+        sealed = []
+        for index, part in enumerate(parts, start=first):
+            key = await self._key(contact, layout.day, index, True, layout.epoch)
+            sealed.append((key, seal_envelopes(key, [part], self._random(_NONCE))))
+        return sealed
 
     async def _empty(
         self, contact: ContactRecord, epoch: Epoch, day: int, index: int, now: float
@@ -601,7 +721,43 @@ class MailboxCourier:
         except ValueError as exc:
             log.info("ignoring a mailbox slot that does not open: %s", exc)
             return 0
+        handled = 0
         for envelope in envelopes:
-            if not await self._messenger.take_payload(record.address, envelope):
+            wire = self._assemble(record.address, envelope)
+            if wire is None:
+                continue  # a fragment: its message waits for the other fragments
+            handled += 1
+            if not await self._messenger.take_payload(record.address, wire):
                 self._seen[seen] = before  # read it again (envelopes taken are duplicates)
-        return len(envelopes)
+                if isinstance(envelope, Fragment):  # keep the others for that read
+                    self._keep_partial(record.address, envelope, wire)
+        return handled
+
+    def _assemble(self, address: str, envelope: bytes | Fragment) -> bytes | None:
+        """A whole session message: `envelope` itself, or the one its fragment completes
+        (None while fragments are missing)."""
+        if not isinstance(envelope, Fragment):
+            return envelope
+        group = (address, envelope.ident)
+        count, parts = self._partial.pop(group, (envelope.count, {}))
+        if count != envelope.count:
+            return None  # contradicts the fragments seen before: drop the group
+        parts[envelope.index] = envelope.chunk
+        if len(parts) < count:
+            self._partial[group] = (count, parts)  # re-inserted: the newest goes last
+            while len(self._partial) > MAX_PARTIAL:
+                del self._partial[next(iter(self._partial))]
+            return None
+        return b"".join(parts[i] for i in range(count))
+
+    def _keep_partial(self, address: str, last: Fragment, wire: bytes) -> None:
+        """The message `last` completed could not be stored: keep its other fragments,
+        so that reading `last`'s slot again completes it again."""
+        parts: dict[int, bytes] = {}
+        offset = 0
+        for index in range(last.count):
+            size = min(FRAGMENT_BYTES, len(wire) - offset)
+            if index != last.index:
+                parts[index] = wire[offset : offset + size]
+            offset += size
+        self._partial[(address, last.ident)] = (last.count, parts)

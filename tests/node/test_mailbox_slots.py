@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
+import cbor2
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.core.cid import Cid
 from app.core.identity import IdentityKeys
@@ -149,6 +151,8 @@ def test_a_recipient_reads_the_last_seven_days_oldest_first() -> None:
 
 class FakeDht:
     def __init__(self) -> None:
+        self.holders = 1
+        """Other nodes that keep what is put (0: we are alone in the DHT)."""
         self.records: dict[bytes, SignedRecord] = {}
         self.puts: list[bytes] = []
         self.gets: list[bytes] = []
@@ -161,7 +165,7 @@ class FakeDht:
             self.records[record.key] = record
         self.puts.append(record.key)
         self.published.add(record.key)
-        return 1
+        return self.holders
 
     async def get_record(self, key: bytes) -> SignedRecord | None:
         self.gets.append(key)
@@ -509,3 +513,76 @@ async def test_a_slot_whose_envelopes_could_not_be_stored_is_read_again() -> Non
     offered = len(messenger.offered)
     assert await box._handle(contact, read, slot) == 0  # and not again
     assert len(messenger.offered) == offered
+
+
+@pytest.mark.asyncio
+async def test_an_event_larger_than_a_slot_goes_over_several_and_comes_back_whole() -> None:
+    """Found by a tester: one 10 KB message (any event over ~5.7 KiB) could not be left
+    in a mailbox, and neither could anything after it. It is sealed alone and its
+    session message cut into fragments over consecutive slots."""
+    alice, bob, _ = keys()
+    dht = FakeDht()
+    clock = [float(NOW)]
+    sender, outbox = courier(alice, bob, dht, clock)
+    reader, inbox = courier(bob, alice, dht, clock)
+    big = os.urandom(33 * 1024)  # a message at the 32 KiB limit, with its event fields
+    events = [os.urandom(300), big, os.urandom(300), os.urandom(300)]
+    outbox.backlog = list(events)
+    await sender.post("them")
+    assert outbox.sent == events
+    slots = len(dht.records)
+    assert slots == 1 + mailbox.fragments_needed(len(big)) + 1
+    assert await reader.poll() == 3  # three session messages: before, the big one, after
+    received = [e for _, batch in inbox.handled for e in batch]
+    assert received == events
+
+    # the backlog grows: the fragments stay as they are (not refilled), new slots follow
+    outbox.backlog = [*events, os.urandom(300)]
+    clock[0] += 1
+    dht.puts.clear()
+    await sender.post("them")
+    assert len(dht.puts) == 1  # only the last slot (refilled with the new event)
+    assert await reader.poll() == 1
+    assert [e for _, batch in inbox.handled for e in batch][-1] == outbox.backlog[-1]
+
+
+def test_fragments_are_checked_before_they_are_put_together() -> None:
+    alice, bob, _ = keys()
+    day = mailbox.day_of(NOW)
+    key = mailbox.mailbox_key(alice, bob.public.dh_key, alice.public.signing_key,
+                              bob.public.signing_key, day)  # fmt: skip
+    wire = os.urandom(20_000)
+    parts = mailbox.fragment(wire, bytes(8))
+    assert b"".join(p.chunk for p in parts) == wire and len(parts) == 4
+    sealed = mailbox.seal_envelopes(key, [parts[1]], os.urandom(12))
+    assert mailbox.open_envelopes(key, sealed) == [parts[1]]
+    for bad in (
+        [bytes(7), 0, 2, b"x"],  # short id
+        [bytes(8), 2, 2, b"x"],  # index out of range
+        [bytes(8), 0, mailbox.MAX_FRAGMENTS + 1, b"x"],  # too many
+        [bytes(8), 0, 2, b""],  # empty
+        [bytes(8), 0, 2],  # a field missing
+    ):
+        plain = cbor2.dumps([bad])
+        nonce = os.urandom(12)
+        payload = nonce + AESGCM(key.sealing_key).encrypt(nonce, plain, key.owner)
+        with pytest.raises(ValueError):
+            mailbox.open_envelopes(key, payload)
+
+
+@pytest.mark.asyncio
+async def test_a_message_stays_queued_while_no_other_node_keeps_its_slot() -> None:
+    """Found by a tester: alone in the DHT, a message left "in the mailbox" showed as
+    sent although nobody could ever hand it on."""
+    alice, bob, _ = keys()
+    dht = FakeDht()
+    dht.holders = 0
+    clock = [float(NOW)]
+    sender, outbox = courier(alice, bob, dht, clock)
+    outbox.backlog = [os.urandom(300)]
+    await sender.post("them")
+    assert dht.records and outbox.sent == []
+    dht.holders = 1  # a node joined: the next round posts again, and now it is sent
+    clock[0] += 1
+    await sender._repost()
+    assert outbox.sent == outbox.backlog
