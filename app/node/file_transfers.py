@@ -64,7 +64,7 @@ from app.node.config import Config, downloads_folder
 from app.node.file_fetch import BlockSource, fetch_into
 from app.node.file_io import release_shared, share_paths
 from app.node.file_serving import FileServing
-from app.node.files_errors import BlocksUnavailable, FilesError
+from app.node.files_errors import BlocksUnavailable, FilesError, IpfsUnavailable
 from app.node.history import FILE, FILE_CANCEL, FILE_DONE
 from app.node.ipfs import IpfsBackend
 from app.node.network import NetworkStack
@@ -263,8 +263,14 @@ class FileTransfers:
                 made.append((path, manifests))
                 if path.is_dir() and not manifests:
                     raise InvalidArgument(f"The folder {path} holds no files to share.")
-        except BaseException:
+        except BaseException as exc:
             await release_shared(self.blockstore, [m for _, ms in made for m in ms])
+            if isinstance(exc, IpfsUnavailable):  # the user chose IPFS: say how to go on
+                raise IpfsUnavailable(
+                    f"{exc} Nothing was shared. Start the IPFS daemon, or clear the IPFS "
+                    "address in the settings to share directly (your contact then fetches "
+                    "the file from you while you are online)."
+                ) from exc
             raise
         shared: list[tuple[Transfer, Message]] = []
         for path, manifests in made:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ from app.node.api import (
     TransferChanged,
     TransferNotFound,
     TransferState,
+    UpdateSettings,
 )
 from app.node.file_io import share_file
 from app.node.file_serving import FileServing
-from app.node.files_errors import FilesError
+from app.node.files_errors import FilesError, IpfsUnavailable
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.storage.transfers import TransferRecord
@@ -325,6 +327,25 @@ async def test_a_share_that_fails_part_way_leaves_no_blocks(
     assert files.blockstore.pins_sync() == set()
     assert files.blockstore.cids_sync() == set()
     assert list((files.blockstore.root / "packs").iterdir()) == []
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_ipfs_daemon_says_how_to_share_anyway(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """Found by a tester: with the IPFS address set and the daemon down, sharing only
+    said the daemon could not be reached. Nothing is shared (the user chose IPFS so the
+    file stays available while they are offline), and the error says how to go on."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    await node.update_settings(UpdateSettings(ipfs_api=f"/ip4/127.0.0.1/tcp/{port}/http"))
+    source = tmp_path / "a.bin"
+    source.write_bytes(os.urandom(300 * 1024))
+    with pytest.raises(IpfsUnavailable, match="clear the IPFS address in the settings"):
+        await node.share_files(ShareFiles("Bob", [str(source)]))
+    assert await node.list_transfers(ListTransfers("Bob")) == []
+    assert node.files.blockstore.cids_sync() == set()
 
 
 @pytest.mark.asyncio
