@@ -768,8 +768,18 @@ class FileTransfers:
                     return
                 except BlocksUnavailable as exc:
                     log.info("waiting for a source of a file's blocks: %s", exc)
+                    self._waiting(record)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._connected.wait(), WAIT_FOR_SOURCE)
+
+    def _waiting(self, record: TransferRecord) -> None:
+        """No source has what is missing: the transfer shows no speed (the GUI says it
+        waits for the peer) until blocks move again."""
+        progress = self._progress.get(record.id)
+        if progress is not None:
+            progress.stall()
+            view = dataclasses.replace(record, done_bytes=progress.done)
+            self._publish(TransferChanged(public(view, 0.0)))
 
     async def _checkpoints(
         self, record: TransferRecord, part: PartFile, progress: Progress

@@ -35,14 +35,26 @@ class Progress:
         self._samples: deque[tuple[float, int]] = deque([(clock(), done)])
         self._last_event = 0.0
         self._last_persist = clock()
+        self._stalled_at: int | None = None
 
     def add(self, nbytes: int) -> None:
         self.done = min(self.size, self.done + nbytes)
+
+    def stall(self) -> None:
+        """No source has the missing blocks now: the speed reads 0 until bytes move
+        again (not a rate decaying over `SPEED_HISTORY` while nothing comes)."""
+        self._stalled_at = self.done
 
     def speed(self) -> float:
         """Bytes a second: from the newest sample at least `SPEED_WINDOW` old that had
         less done than now (the oldest kept if none), to now."""
         now = self._clock()
+        if self._stalled_at is not None:
+            if self.done == self._stalled_at:
+                return 0.0
+            self._stalled_at = None
+            self._samples = deque([(now, self.done)])  # the rate starts again from here
+            return 0.0
         samples = self._samples
         if samples[-1][1] != self.done or now - samples[-1][0] >= _SAMPLE_EVERY:
             samples.append((now, self.done))

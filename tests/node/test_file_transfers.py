@@ -219,6 +219,26 @@ def test_a_slow_transfer_shows_its_speed_between_chunks_and_a_stall_reads_0() ->
     assert progress.speed() == 0
 
 
+def test_a_transfer_with_no_source_reads_0_at_once_and_measures_again_after() -> None:
+    """Found by a tester: with the IPFS daemon (the only source) gone, the speed shown
+    fell from 2.4 to 0.3 MB/s over 30 s while nothing came."""
+    now = [0.0]
+    progress = Progress(0, 100 * 2**20, lambda: now[0])
+    for step in range(1, 21):
+        now[0] = step * 0.25
+        progress.add(600_000)
+    assert progress.speed() > 1e6
+    progress.stall()
+    now[0] += 1
+    assert progress.speed() == 0
+    progress.add(600_000)  # a source again: the rate is measured from here
+    assert progress.speed() == 0
+    for _ in range(12):
+        now[0] += 0.25
+        progress.add(600_000)
+    assert 2e6 < progress.speed() < 2.6e6
+
+
 @pytest.mark.asyncio
 async def test_the_blocks_of_a_file_go_once_every_transfer_of_it_ended(
     node: NodeService, tmp_path: Path
