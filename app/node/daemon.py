@@ -29,7 +29,7 @@ from app.node.config import Config, load_config
 from app.node.control import ControlServer
 from app.node.dht import parse_host_port
 from app.node.guard import NodeGuard
-from app.node.lock import ProfileLock
+from app.node.lock import waiting_lock
 from app.node.mailbox import MailboxCourier
 from app.node.messenger import Messenger
 from app.node.network import NetworkStack
@@ -96,7 +96,7 @@ async def hosted_node(
         shaper = Shaper(options.shaping or config.shaping_mode, trace=frame_trace)
     except ValueError as exc:
         raise InvalidArgument(f"Traffic shaping: {exc}.") from None
-    with ProfileLock(paths.lock):
+    async with waiting_lock(paths.lock):
         if log_to_profile:
             configure_logging(paths)
         store = await asyncio.to_thread(open_store, options.profile, passphrase)
@@ -174,25 +174,25 @@ async def _start_network(
 
     Without `--listen`, the picked port goes into the `listen` setting. With an explicit
     `--listen HOST:0`, it is kept per HOST in `kept_ports` and tried first the next
-    time the same HOST:0 is given; if it is taken by then, another one is picked (and
-    kept). An explicit non-zero port is used as given."""
+    time the same HOST:0 is given (or the `listen` setting is HOST:0, as for the window
+    after a daemon ran with `--listen HOST:0`); if it is taken by then, another one is
+    picked (and kept). An explicit non-zero port is used as given."""
     if port != 0:
         await network.start(host, port)
         return {}
     listen_host = listen.strip().rpartition(":")[0]
-    if explicit is None:
-        await network.start(host, 0)
-        return {"listen": f"{listen_host}:{network.dht.port}"}
     kept = dict(entry.rpartition(":")[::2] for entry in config.kept_ports)  # host -> port
     text = kept.pop(listen_host, "")
     kept_port = int(text) if text.isdigit() else 0
-    if 0 < kept_port < 65536:
+    if 0 < kept_port < 65536:  # also without --listen: the port invites name already
         try:
             await network.start(host, kept_port)
-            return {}
+            return {} if explicit is not None else {"listen": f"{listen_host}:{kept_port}"}
         except NetworkError as exc:
             log.info("the kept port %d is taken (%s); picking another", kept_port, exc)
     await network.start(host, 0)
+    if explicit is None:
+        return {"listen": f"{listen_host}:{network.dht.port}"}
     kept[listen_host] = str(network.dht.port)
     return {"kept_ports": [f"{h}:{p}" for h, p in kept.items()]}
 

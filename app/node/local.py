@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from app.node.api import NodeApi, PassphraseSource, ProfileNotFound
-from app.node.control import connect_control
-from app.node.lock import ProfileLock
+from app.node.control import ControlClient, connect_control
+from app.node.lock import waiting_lock
 from app.node.paths import ProfilePaths
 
 
@@ -34,7 +34,21 @@ async def open_node_api(root: Path, passphrase: PassphraseSource | None) -> Asyn
     from app.node.profile import open_store
     from app.node.service import NodeService
 
-    with ProfileLock(paths.lock):
+    served: list[ControlClient] = []
+
+    async def node_answers() -> bool:  # a node that was starting may serve it now
+        client = await connect_control(paths)
+        if client is not None:
+            served.append(client)
+        return client is not None
+
+    async with waiting_lock(paths.lock, meanwhile=node_answers) as lock:
+        if lock is None:
+            try:
+                yield served[0]
+            finally:
+                await served[0].close()
+            return
         store = await asyncio.to_thread(open_store, root, passphrase)
         service = NodeService(store)
         try:

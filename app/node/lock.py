@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -29,8 +31,7 @@ class ProfileLock:
             who = f" (process {holder})" if holder else ""
             raise ProfileLocked(
                 f"The profile at {self._path.parent} is in use by another Scrambled Eggs "
-                f"process{who}. Stop it first, or run this command while it is running "
-                "so it goes through that process."
+                f"process{who}. Stop it first; while it runs, commands go through it."
             ) from None
         os.ftruncate(fd, 0)
         with contextlib.suppress(OSError):  # the pid only names the holder (disk full)
@@ -55,6 +56,42 @@ class ProfileLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+LOCK_WAIT_SECONDS = 5.0
+"""How long a starting node (or a command without one) waits for a profile another
+process holds: a command run without a node holds it for a moment, and a node
+starting holds it before its control socket answers."""
+
+
+@contextlib.asynccontextmanager
+async def waiting_lock(
+    path: Path,
+    wait: float = LOCK_WAIT_SECONDS,
+    meanwhile: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator[ProfileLock | None]:
+    """Hold the lock at `path`, trying again for up to `wait` seconds while another
+    process has it; `ProfileLocked` after that. `meanwhile()` is asked between tries:
+    when it returns True (a node's control socket answers now), nothing is locked and
+    None is yielded."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    lock = ProfileLock(path)
+    while True:
+        try:
+            lock.acquire()
+            break
+        except ProfileLocked:
+            if loop.time() >= deadline:
+                raise
+        if meanwhile is not None and await meanwhile():
+            yield None
+            return
+        await asyncio.sleep(0.1)
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def is_locked(path: Path) -> bool:

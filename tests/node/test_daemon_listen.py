@@ -4,6 +4,7 @@ invites handed out stay valid across restarts. Loopback only."""
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,15 @@ async def test_the_picked_port_survives_a_settings_change_while_running(tmp_path
     config = load_config(paths.config)
     assert config.listen == f"127.0.0.1:{port}" and config.theme == "dark"
     assert await _port_of_run(options) == port
+
+
+@pytest.mark.asyncio
+async def test_the_window_uses_the_port_a_daemon_kept_for_the_same_host(tmp_path: Path) -> None:
+    """Found by a tester: after `daemon --listen 127.0.0.1:0`, the window (no --listen,
+    setting 127.0.0.1:0) picked another port, so the invites given out went stale."""
+    profile = _profile(tmp_path)
+    paths = ProfilePaths(profile)
+    save_config(paths.config, replace(load_config(paths.config), listen="127.0.0.1:0"))
+    first = await _port_of_run(DaemonOptions(profile, listen="127.0.0.1:0", lan=False))
+    assert await _port_of_run(DaemonOptions(profile, lan=False)) == first
+    assert load_config(paths.config).listen == f"127.0.0.1:{first}"

@@ -229,3 +229,31 @@ def test_profile_location_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(PROFILE_ENV, str(tmp_path / "from-env"))
     assert resolve_profile(None) == tmp_path / "from-env"
     assert resolve_profile(str(tmp_path / "flag")) == tmp_path / "flag"
+
+
+@pytest.mark.asyncio
+async def test_a_lock_held_for_a_moment_is_waited_for(tmp_path: Path) -> None:
+    """Found by a tester: the window refused to start ("in use by another process")
+    while a command without a node held the profile for a moment."""
+    import asyncio
+
+    from app.node.lock import waiting_lock
+
+    root = tmp_path / "p"
+    create_profile(root, "Alice", None)
+    path = ProfilePaths(root).lock
+    brief = ProfileLock(path)
+    brief.acquire()
+    asyncio.get_running_loop().call_later(0.3, brief.release)
+    async with waiting_lock(path, wait=5.0) as lock:
+        assert lock is not None and inspect(root).in_use
+    with ProfileLock(path), pytest.raises(ProfileLocked, match="in use"):
+        async with waiting_lock(path, wait=0.3):
+            pass
+
+    async def node_answers() -> bool:  # a node that was starting serves it now
+        return True
+
+    with ProfileLock(path):
+        async with waiting_lock(path, meanwhile=node_answers) as lock:
+            assert lock is None
