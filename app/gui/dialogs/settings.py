@@ -189,8 +189,9 @@ class SettingsDialog(QDialog):
             "",
             explanation_label(
                 self.tr(
-                    "The app contacts no server you didn't list here. Network changes "
-                    "apply the next time the app starts."
+                    "The app contacts no server you didn't list here. The IPFS address "
+                    "applies at once, traffic shaping to connections made from now on, "
+                    "the rest the next time the app starts."
                 )
             ),
         )
