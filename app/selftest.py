@@ -183,6 +183,18 @@ def _check_resources(report: Report) -> None:
     )
 
 
+def _check_models(report: Report) -> None:
+    models = api.check_models()
+    problems = {name: why for name, why in models.items() if why}
+    loaded = sorted(set(models) - set(problems))
+    report.check(
+        "models",
+        not problems,
+        "; ".join(f"{name}: {why}" for name, why in problems.items())
+        or f"{', '.join(loaded)} loaded (onnxruntime)",
+    )
+
+
 def _run_in_qt(coroutine: Callable[[], Awaitable[None]]) -> None:
     """Run `coroutine` on a qasync loop over the app's QApplication."""
     import qasync
@@ -234,4 +246,5 @@ def run_selftest() -> int:
 
 async def _run_checks_with_resources(report: Report, profile: Path) -> None:
     _check_resources(report)
+    _check_models(report)
     await _run_checks(report, profile)

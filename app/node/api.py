@@ -766,6 +766,24 @@ async def run_daemon(options: DaemonOptions, passphrase: PassphraseSource | None
     await run(options, passphrase)
 
 
+def check_models() -> dict[str, str]:
+    """Load each shipped ONNX model as the node does: name -> "" if it loads and takes
+    this node's features, else why not (`--selftest`: a node without them falls back to
+    a fixed shaping rule and runs no anomaly detector)."""
+    from app.node.anomaly import Detector
+    from app.node.ml import ModelError
+    from app.node.shaper import ScheduleModel
+
+    found: dict[str, str] = {}
+    try:
+        Detector.load()
+        found["anomaly"] = ""
+    except ModelError as exc:
+        found["anomaly"] = str(exc)
+    found["shaper"] = "" if ScheduleModel.load().loaded else "not loaded (see the log)"
+    return found
+
+
 def check_settings(change: UpdateSettings) -> list[str]:
     """Every reason `update_settings(change)` would be refused for (display name aside),
     one sentence each, checked without a node; empty when the settings can be saved."""

@@ -197,3 +197,15 @@ async def test_a_fetch_raises_our_side_of_that_connection_to_burst_until_it_ends
     finally:
         for stack in stacks:
             await stack.stop()
+
+
+def test_check_models_names_a_missing_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--selftest` reports the shipped models; a build without them said nothing."""
+    from app.node import api, ml
+
+    assert api.check_models() == {"anomaly": "", "shaper": ""}
+    monkeypatch.setattr(ml, "models_dir", lambda: tmp_path)
+    found = api.check_models()
+    assert "missing" in found["anomaly"] and found["shaper"]
