@@ -199,12 +199,14 @@ class Status:
 @dataclass(frozen=True)
 class Contact:
     """One entry of the address book. `key_changed`: someone presented another key for
-    this contact; nothing is exchanged until the user removes and re-adds them."""
+    this contact; nothing is exchanged until the user removes and re-adds them.
+    `unread`: messages received from them and not marked read (in `list_contacts`)."""
 
     name: str
     address: str
     verified: bool
     key_changed: bool = False
+    unread: int = 0
 
 
 @dataclass(frozen=True)

@@ -111,12 +111,13 @@ class Delivery(Protocol):
     async def mark_read(self, address: str) -> None: ...
 
 
-def _public(record: ContactRecord) -> Contact:
+def _public(record: ContactRecord, unread: int = 0) -> Contact:
     return Contact(
         name=record.name,
         address=record.address,
         verified=record.verified,
         key_changed=record.key_changed,
+        unread=unread,
     )
 
 
@@ -254,7 +255,9 @@ class NodeService:
         return ContactRecord(address, name, signing_key, None, (), verified=False)
 
     async def list_contacts(self) -> list[Contact]:
-        return [_public(r) for r in await self.store.call(self.store.contacts.all)]
+        records = await self.store.call(self.store.contacts.all)
+        unseen = await self.store.call(self.store.messages.unseen, [r.address for r in records])
+        return [_public(r, unseen.get(r.address, 0)) for r in records]
 
     async def find_contact(self, name_or_address: str) -> ContactRecord:
         """The contact named by display name (case-insensitive) or address."""

@@ -162,3 +162,18 @@ def test_model_and_delegate_follow_the_polled_peers(qtbot: QtBot) -> None:
     model.set_peers([])  # a poll without Bob: he went offline
     assert changed == [0, 1] and not _online(model, 0) and model.peer(bob.address) is None
     assert _dot_pixels(model) == 0
+
+
+def test_the_list_starts_with_the_unread_counts_the_node_holds(qtbot: QtBot) -> None:
+    """Messages received while the window was closed count as unread when it opens."""
+    model = ContactModel()
+    totals: list[int] = []
+    model.unreadChanged.connect(totals.append)
+    model.set_contacts(
+        [
+            api.Contact("Bob", "b" * 52, verified=True, unread=2),
+            api.Contact("Carol", "c" * 52, False),
+        ]
+    )
+    assert model.unread("b" * 52) == 2 and model.unread("c" * 52) == 0
+    assert totals == [2]

@@ -750,3 +750,20 @@ async def test_text_over_the_limit_is_refused_up_front_and_never_holds_others_ba
     fine = replace(old, id="e" * 32, text="fine")
     events = await alice.messenger._new_events(bob.address, ledger, [old, fine])
     assert [e.body.get("text") for e in events] == ["fine"]
+
+
+@pytest.mark.asyncio
+async def test_contacts_say_how_many_of_their_messages_are_unread(
+    pair: tuple[Node, Node],
+) -> None:
+    """Found while taking screenshots: messages received while the window was closed
+    (by the daemon, or from a mailbox at start) showed no unread count."""
+    alice, bob = pair
+    for text in ("one", "two"):
+        await alice.service.send_message(SendMessage("Bob", text))
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["one", "two"]))
+    [listed] = await bob.service.list_contacts()
+    assert listed.unread == 2
+    assert [c.unread for c in await alice.service.list_contacts()] == [0]  # ours don't count
+    await bob.service.mark_read(api.MarkRead("Alice"))
+    assert [c.unread for c in await bob.service.list_contacts()] == [0]

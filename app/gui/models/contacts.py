@@ -151,7 +151,7 @@ class ContactModel(QAbstractListModel):
         self._rows = [
             dataclasses.replace(previous[c.address], contact=c)
             if c.address in previous
-            else ContactRow(c)
+            else ContactRow(c, unread=c.unread)  # received while the window was closed
             for c in contacts
         ]
         self.endResetModel()

@@ -437,6 +437,17 @@ class MessageRepository(SealedRepository):
             )
         return self.last_seen(contact)
 
+    def unseen(self, contacts: list[str]) -> dict[str, int]:
+        """How many messages received from each of `contacts` we have not read."""
+        counts: dict[str, int] = {}
+        for contact in contacts:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM messages WHERE contact_tag = ? AND outgoing = 0 AND seen = 0",
+                (self._tag(contact),),
+            ).fetchone()
+            counts[contact] = int(row[0])
+        return counts
+
     def last_seen(self, contact: str) -> str | None:
         """The id of the newest message received from `contact` that we have read."""
         row = self._conn.execute(
