@@ -48,6 +48,7 @@ def test_profile_commands_without_a_daemon(tmp_path: Path) -> None:
         "address": bob_me["address"],
         "verified": False,
         "key_changed": False,
+        "unread": 0,
         "updated": False,
     }
     listed = {k: v for k, v in added.items() if k != "updated"}
