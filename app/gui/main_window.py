@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QModelIndex, QPoint, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -60,6 +60,9 @@ from app.node.api import (
 )
 
 SIDEBAR_WIDTH = 320
+SIDEBAR_MIN_WIDTH = 260
+"""In a narrow window the contact list gives the conversation room, down to this."""
+SIDEBAR_SHARE = 0.38
 
 
 def _tool_button(icon: str, tip: str, name: str) -> QToolButton:
@@ -801,6 +804,11 @@ class MainWindow(QMainWindow):
         if self.tray is not None:
             self.tray.hide()
         self.quitRequested.emit()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        width = int(event.size().width() * SIDEBAR_SHARE)
+        self.sidebar.setFixedWidth(max(SIDEBAR_MIN_WIDTH, min(SIDEBAR_WIDTH, width)))
+        super().resizeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.tray is not None and self.tray.isVisible() and not self._quitting:

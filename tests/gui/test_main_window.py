@@ -493,3 +493,17 @@ async def test_every_button_icon_is_redrawn_for_a_new_theme(session: GuiSession)
         app.setPalette(before[0])
         app.setStyleSheet(before[1])
         theme._active = before[2]
+
+
+@pytest.mark.asyncio
+async def test_a_narrow_window_gives_the_conversation_more_room(
+    qtbot: QtBot, session: GuiSession
+) -> None:
+    from app.gui.main_window import SIDEBAR_MIN_WIDTH, SIDEBAR_WIDTH
+
+    window = window_of(session)
+    window.resize(1100, 720)
+    await wait_for(lambda: window.sidebar.width() == SIDEBAR_WIDTH)
+    window.resize(640, 720)
+    await wait_for(lambda: window.sidebar.width() == SIDEBAR_MIN_WIDTH)
+    assert window.conversation.width() >= 640 - SIDEBAR_MIN_WIDTH - 10
