@@ -55,6 +55,30 @@ async def test_first_run_error_keeps_the_fields_whole_and_clears_on_edit(
 
 
 @pytest.mark.asyncio
+async def test_first_run_fields_stay_put_when_an_error_clears(qtbot: QtBot, tmp_path: Path) -> None:
+    """Found by a tester: after a passphrase error, the next keystroke hid the error and
+    the whole form moved down, so a click meant for "Repeat" missed; focus went to the
+    display name."""
+    dialog = FirstRunDialog(tmp_path / "new")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    await wait_for(dialog.isVisible)
+    dialog.name.setText("Alice")
+    dialog.passphrase_edit.setText("short")
+    dialog.repeat_edit.setText("short")
+    qtbot.mouseClick(dialog.create_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    assert "at least" in dialog.error.text()
+    await wait_for(dialog.passphrase_edit.hasFocus)
+    where = [w.mapTo(dialog, w.rect().topLeft()) for w in (dialog.name, dialog.repeat_edit)]
+    qtbot.keyClicks(dialog.passphrase_edit, "a longer one")
+    assert not dialog.error.isVisible()
+    QApplication.processEvents()
+    assert [w.mapTo(dialog, w.rect().topLeft()) for w in (dialog.name, dialog.repeat_edit)] == where
+    assert not (tmp_path / "new").exists()  # nothing was created
+
+
+@pytest.mark.asyncio
 async def test_add_contact_error_keeps_the_fields_whole_and_clears_on_edit(
     qtbot: QtBot, node: api.NodeApi
 ) -> None:

@@ -32,7 +32,7 @@ from app.gui.dialogs.common import (
     title_label,
 )
 from app.gui.resources import app_icon
-from app.node.api import InitResult, init_profile
+from app.node.api import InitResult, InvalidArgument, check_new_passphrase, init_profile
 
 
 class FirstRunDialog(QDialog):
@@ -111,6 +111,7 @@ class FirstRunDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.trade_off)
         layout.addWidget(self.error)
+        layout.addStretch(1)  # room an error leaves stays below: the fields don't move
         layout.addLayout(buttons)
         self.use_passphrase.toggled.connect(self._toggle_passphrase)
         clear_error_on_edit(self.error, self.name, self.passphrase_edit, self.repeat_edit)
@@ -132,6 +133,10 @@ class FirstRunDialog(QDialog):
             raise ValueError(self.tr("The two passphrases differ."))
         if not first:
             raise ValueError(self.tr("Type a passphrase, or untick the passphrase option."))
+        try:
+            check_new_passphrase(first)  # said here, with the field focused
+        except InvalidArgument as exc:
+            raise ValueError(str(exc)) from None
         return first
 
     @async_slot()
@@ -147,6 +152,7 @@ class FirstRunDialog(QDialog):
         except ValueError as exc:
             show_error(self.error, str(exc))
             self.passphrase_edit.setFocus()
+            self.passphrase_edit.selectAll()
             return
         show_error(self.error, None)
         self.create_button.setEnabled(False)

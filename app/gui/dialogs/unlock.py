@@ -62,6 +62,7 @@ class UnlockDialog(QDialog):
         layout.addWidget(detail)
         layout.addWidget(self.passphrase)
         layout.addWidget(self.error)
+        layout.addStretch(1)  # an error's room stays below: the fields don't move
         layout.addLayout(buttons)
         self.passphrase.setFocus()
 

@@ -83,6 +83,7 @@ class VerifyDialog(QDialog):
         layout.addWidget(self.qr, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addWidget(self.state)
         layout.addWidget(self.error)
+        layout.addStretch(1)  # an error's room stays below: the fields don't move
         layout.addLayout(buttons)
 
     def showEvent(self, event: QShowEvent) -> None:
