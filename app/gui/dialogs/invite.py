@@ -39,7 +39,7 @@ class InviteDialog(QDialog):
         self.text.setObjectName("InviteText")
         self.text.setReadOnly(True)
         self.text.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere)
-        self.text.setFixedHeight(84)
+        self.text.setFixedHeight(_height_of_lines(self.text, INVITE_LINES))
         self.text.setAccessibleName(self.tr("Your invite link"))
         fingerprint = QLabel(self.tr("Your fingerprint: {0}").format(me.fingerprint))
         fingerprint.setObjectName("MutedLabel")
@@ -80,3 +80,15 @@ class InviteDialog(QDialog):
         """Put the invite link on the clipboard."""
         QGuiApplication.clipboard().setText(self.invite_link)
         self.status.setText(self.tr("Copied to the clipboard."))
+
+
+INVITE_LINES = 6
+"""Whole lines the invite box shows (a link with two endpoints takes about six)."""
+
+
+def _height_of_lines(edit: QPlainTextEdit, lines: int) -> int:
+    """The height showing exactly `lines` lines of `edit` (a fixed height cut the last
+    visible line in half)."""
+    margins = edit.contentsMargins()
+    document = int(edit.document().documentMargin() * 2)
+    return edit.fontMetrics().lineSpacing() * lines + document + margins.top() + margins.bottom()
