@@ -97,7 +97,12 @@ class GuiSession(QObject):
             if not await run_dialog(first_run) or first_run.result_info is None:
                 return False
             if first_run.result_info.warning:
-                await self.tell(first_run.result_info.warning)
+                await self.tell(
+                    first_run.result_info.warning,
+                    headline=QCoreApplication.translate(
+                        "GuiSession", "Your profile has no passphrase"
+                    ),
+                )
             passphrase = first_run.passphrase
             info = inspect_profile(profile)
         if info.protection != Protection.PASSPHRASE:
@@ -174,15 +179,25 @@ class GuiSession(QObject):
         finally:
             await self.shutdown()
 
-    async def tell(self, text: str, critical: bool = False) -> None:
-        """A message box for things that happen before the main window exists."""
-        box = QMessageBox(
-            QMessageBox.Icon.Critical if critical else QMessageBox.Icon.Information,
-            APP_NAME,
-            text,
-        )
+    async def tell(self, text: str, critical: bool = False, headline: str | None = None) -> None:
+        """A message box for things that happen before the main window exists; with a
+        `headline`, a warning that says it in a few words above `text`. Paths in `text`
+        are not broken across lines."""
+        if critical:
+            icon = QMessageBox.Icon.Critical
+        else:
+            icon = QMessageBox.Icon.Warning if headline else QMessageBox.Icon.Information
+        box = QMessageBox(icon, APP_NAME, headline or _unbroken_paths(text))
+        if headline:
+            box.setInformativeText(_unbroken_paths(text))
         box.setWindowIcon(app_icon())
         await run_dialog(box)
+
+
+def _unbroken_paths(text: str) -> str:
+    """`text` with a word joiner after each path separator: Qt wraps lines after "/",
+    which split a file's path over two lines."""
+    return text.replace("/", "/\u2060").replace("\\", "\\\u2060")
 
 
 WINDOW_FILE = "window.ini"

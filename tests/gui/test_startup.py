@@ -119,3 +119,12 @@ async def test_passphrase_from_environment_opens_without_a_dialog(
         assert session.node is not None
     finally:
         await session.shutdown()
+
+
+def test_paths_in_messages_are_not_broken_across_lines() -> None:
+    """Found by a tester: the key file's path wrapped after its first "/"."""
+    from app.gui.app import _unbroken_paths
+
+    shown = _unbroken_paths("saved in /tmp/fresh/data.key (readable only by you)")
+    assert shown.replace("\u2060", "") == "saved in /tmp/fresh/data.key (readable only by you)"
+    assert "/\u2060tmp/\u2060fresh/\u2060data.key" in shown
