@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QLineEdit, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHeaderView,
+    QInputDialog,
+    QLineEdit,
+    QMessageBox,
+    QTreeView,
+    QWidget,
+)
 
 from app.gui.asyncqt import run_dialog
 from app.node.api import Contact
@@ -53,6 +61,9 @@ async def confirm_remove(parent: QWidget, contact: Contact) -> bool:
         box.deleteLater()
 
 
+PICKER_SIZE = (860, 560)
+
+
 async def pick_paths(parent: QWidget, contact: Contact, folder: bool = False) -> list[Path]:
     """Files (or one folder) the user chose to share with `contact` (empty: cancelled)."""
     dialog = QFileDialog(parent)
@@ -65,6 +76,15 @@ async def pick_paths(parent: QWidget, contact: Contact, folder: bool = False) ->
         dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
     dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptOpen)
     dialog.setLabelText(QFileDialog.DialogLabel.Accept, parent.tr("Share"))
+    # Qt's own dialog (no desktop portal, e.g. the packaged app) opens small, with its
+    # size and date columns cut: give it room, within the window's screen
+    screen = parent.screen().availableGeometry()
+    dialog.resize(min(PICKER_SIZE[0], screen.width()), min(PICKER_SIZE[1], screen.height()))
+    for view in dialog.findChildren(QTreeView):  # the detail view: columns fit their text
+        header = view.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
     try:
         if not await run_dialog(dialog):
             return []
