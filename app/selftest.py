@@ -65,10 +65,16 @@ def _launch_reference() -> tuple[float, str]:
         with contextlib.suppress(ValueError):
             return float(given), "after launch"
     now = time.monotonic()
+    # A one-file build runs in a child of its bootloader, which first unpacks the app
+    # (most of the start-up time): measure from the bootloader's start then.
+    process = "self"
+    unpacked = getattr(sys, "_MEIPASS", None)  # one folder: <app>/_internal; one file: /tmp
+    if unpacked and not Path(unpacked).is_relative_to(Path(sys.executable).parent):
+        process = str(os.getppid())
     try:
-        # field 22 of /proc/self/stat: start time in clock ticks since boot (after the
+        # field 22 of /proc/PID/stat: start time in clock ticks since boot (after the
         # command name, which may itself hold spaces, hence the rpartition)
-        fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+        fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
         start_ticks = int(fields[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])
         age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
