@@ -102,8 +102,7 @@ class BulkServer:
         listening = socket.socket(family, socket.SOCK_STREAM)
         try:
             listening.bind((host, 0))
-            listening.listen(MAX_HELLOS)
-            listening.settimeout(0.5)  # the accept thread checks `_stopping` between waits
+            listening.listen(MAX_HELLOS)  # blocking: `stop` wakes the accept thread
         except OSError:
             listening.close()
             raise
@@ -115,6 +114,8 @@ class BulkServer:
     async def stop(self) -> None:
         """Close the port and every stream; wait for the threads."""
         self._stopping.set()
+        if self._listening is not None:
+            await asyncio.to_thread(_wake_accept, self._listening)
         with self._lock:
             streams = list(self._streams)
         for conn in streams:
@@ -167,13 +168,14 @@ class BulkServer:
         while not self._stopping.is_set():
             try:
                 conn, remote = self._listening.accept()
-            except TimeoutError:
-                continue
             except OSError:
                 if self._stopping.is_set():
                     return
                 time.sleep(0.1)  # e.g. out of file descriptors: do not spin
                 continue
+            if self._stopping.is_set():  # the connection `stop` made to wake us
+                conn.close()
+                return
             host = str(remote[0])
             with self._lock:
                 waiting = self._hellos.get(host, 0)
@@ -292,6 +294,18 @@ def recv_into(conn: socket.socket, view: memoryview, *, eof_ok: bool = False) ->
             raise ConnectionError("the bulk stream ended in the middle of a record")
         got += n
     return True
+
+
+def _wake_accept(listening: socket.socket) -> None:
+    """End a blocked `accept` on `listening` (the accept thread then sees it is
+    stopping): shutting it down does on Linux; a connection to it does everywhere.
+    Polling with a timeout woke that thread twice a second for the node's lifetime."""
+    with contextlib.suppress(OSError):
+        listening.shutdown(socket.SHUT_RDWR)
+    host, port = listening.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        pass
 
 
 def _shut(conn: socket.socket) -> None:

@@ -474,3 +474,19 @@ async def test_no_tickets_in_strict_shaping(tmp_path: Path) -> None:
         await server.stop()
         for stack in (alice, bob):
             await stack.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_accept_thread_sleeps_until_a_connection_and_stop_wakes_it(
+    tmp_path: Path,
+) -> None:
+    """Found by a soak test: the accept thread polled twice a second for the node's
+    lifetime (a fifth of an idle node's wake-ups). It now blocks in accept, and `stop`
+    wakes it."""
+    store = Blockstore(tmp_path / "store")
+    server = BulkServer(store, Served())
+    await server.start("127.0.0.1")
+    assert server._listening is not None and server._listening.gettimeout() is None
+    threads = list(server._threads)
+    await asyncio.wait_for(server.stop(), 5)
+    assert threads and not any(t.is_alive() for t in threads)
