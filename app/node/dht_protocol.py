@@ -40,6 +40,10 @@ MAX_DATAGRAM = 8192
 """rpcudp's cap on a packed request; we hold our answers to it too."""
 MAX_SIGNAL_BYTES = 7168
 """Largest signalling payload, either way (fits one datagram with the RPC overhead)."""
+EVICT_AFTER_TIMEOUTS = 2
+"""Consecutive unanswered RPCs after which a node leaves the routing table: one lost
+datagram, or a peer's event loop busy for a moment (the timeout can be 0.25 s on a
+LAN), emptied a small network's routing table ("no neighbour was left")."""
 SUSPECT_SECONDS = 60.0
 """How long a node that timed out is skipped by our lookups (unless it talks to us)."""
 MAX_SUSPECTS = 4096
@@ -196,6 +200,8 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
         """Requests from an address for which this says True go unanswered (quarantine)."""
         self._expected: dict[bytes, Address] = {}
         self._suspects: dict[Address, float] = {}
+        self._unanswered: dict[Address, int] = {}
+        """Consecutive timeouts of a routing-table node (bounded by the table's size)."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- housekeeping --------------------------------------------------------------------
@@ -345,8 +351,16 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
         return await self._call_node(node_to_ask, "find_value", node_to_find.id)
 
     def handle_call_response(self, result: tuple[bool, Any], node: Node) -> tuple[bool, Any]:
-        """Welcome a node that answered; evict and suspect one that did not."""
+        """Welcome a node that answered; evict and suspect one that did not answer
+        `EVICT_AFTER_TIMEOUTS` times in a row."""
+        address = (node.ip, node.port)
         if not result[0]:
+            missed = self._unanswered.pop(address, 0) + 1
+            if missed < EVICT_AFTER_TIMEOUTS and self._in_table(node):
+                if len(self._unanswered) >= MAX_SUSPECTS:
+                    self._unanswered.clear()
+                self._unanswered[address] = missed
+                return result
             log.debug("no answer from %s, evicting it", node)
             self.router.remove_contact(node)
             now = asyncio.get_running_loop().time()
@@ -355,8 +369,13 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
             if len(self._suspects) < MAX_SUSPECTS:
                 self._suspects[(node.ip, node.port)] = now + SUSPECT_SECONDS
             return result
+        self._unanswered.pop(address, None)
         self.welcome_if_new(node)
         return result
+
+    def _in_table(self, node: Node) -> bool:
+        index = self.router.get_bucket_for(node)
+        return node.id in self.router.buckets[index].nodes
 
     def welcome_if_new(self, node: Node) -> None:
         """Add (or refresh) a contact; hand a new one the records it should now hold.

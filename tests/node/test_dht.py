@@ -353,3 +353,21 @@ async def test_forging_node_never_gets_bad_records_to_readers_and_churn() -> Non
             assert all(r == later for r in results)
         finally:
             forger.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_neighbour_is_evicted_after_two_unanswered_rpcs_not_one() -> None:
+    """Found by a soak test: a node of a three-node network was left with no neighbour
+    for a while; one lost datagram or a peer busy for a moment (the RPC timeout can be
+    0.25 s on a LAN) was enough to evict it."""
+    async with network(2) as (first, second):
+        proto = first._server.protocol
+        peer = next(iter(proto.router.find_neighbors(proto.source_node)))
+        assert (peer.ip, peer.port) == (HOST, second.port)
+        proto.handle_call_response((False, None), peer)
+        assert first.peer_count() == 1
+        proto.handle_call_response((True, None), peer)  # it answered: the count restarts
+        proto.handle_call_response((False, None), peer)
+        assert first.peer_count() == 1
+        proto.handle_call_response((False, None), peer)
+        assert first.peer_count() == 0
