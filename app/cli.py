@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(send)
     messages = sub.add_parser("messages", help="show a conversation")
     messages.add_argument("contact", metavar="CONTACT", help="a name or an address")
-    messages.add_argument("--limit", type=int, default=200, help="how many (newest)")
+    messages.add_argument(
+        "--limit", type=int, default=200, help="show this many of the newest (default 200)"
+    )
     _json_flag(messages)
     read = sub.add_parser(
         "read", help="mark a conversation read (the contact sees it when connected)"
