@@ -248,8 +248,8 @@ class ConversationPane(QWidget):
             self.banner.setObjectName("Banner")
             self.banner_label.setText(
                 self.tr(
-                    "You haven't compared safety numbers with {0} yet. Compare them in person "
-                    "or over a call to be sure nobody is in the middle."
+                    "Not verified yet: compare safety numbers with {0} in person or on a "
+                    "call, so nobody can be in the middle."
                 ).format(contact.name)
             )
         self.banner_button.setVisible(not contact.key_changed)
