@@ -54,7 +54,11 @@ MAX_HELLOS = 64
 MAX_HELLOS_PER_HOST = 4
 MAX_TICKETS = 64
 SERVED_BATCH = 16
-"""Blocks served between two progress reports to the event loop."""
+"""Blocks served between two progress reports to the event loop..."""
+REPORT_EVERY = 0.25
+"""...or fewer, once this many seconds passed since the last report: on a slow link
+(a block every few seconds) 16 blocks took a minute, and the sender showed nothing
+moving, then bursts far above the link's rate."""
 
 Served = Callable[[str, bytes, bytes, int], None]
 """`ServePolicy.served(address, root, cid, size)`, called on the event loop."""
@@ -236,6 +240,7 @@ class BulkServer:
         opener, sealer = RecordOpener(asked_key), RecordSealer(answer_key)
         members = self._store.dag_sync(ticket.root)
         served: list[tuple[bytes, int]] = []
+        reported = self._monotonic()
         try:
             while not self._stopping.is_set():
                 header = recv_exact(conn, HEADER_SIZE, eof_ok=True)
@@ -249,9 +254,10 @@ class BulkServer:
                         continue
                     conn.sendall(sealer.seal(bytes([BLOCK]) + data))
                     served.append((cid, len(data)))
-                    if len(served) >= SERVED_BATCH:
+                    now = self._monotonic()
+                    if len(served) >= SERVED_BATCH or now - reported >= REPORT_EVERY:
                         self._report(ticket, served)
-                        served = []
+                        served, reported = [], now
         finally:
             self._report(ticket, served)
 

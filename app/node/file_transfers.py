@@ -221,6 +221,7 @@ class FileTransfers:
         last one shown would stay on screen, with an ETA, until the next progress)."""
         for record in await self.store.call(self.store.transfers.unfinished, address):
             if record.state is TransferState.RUNNING and record.id in self._progress:
+                self._progress[record.id].stall()  # 0 until bytes move again
                 view = self._view(record)
                 self._publish(TransferChanged(dataclasses.replace(view, speed_bps=0.0)))
 

@@ -14,12 +14,18 @@ PROGRESS_HZ = 4.0
 PERSIST_SECONDS = 1.0
 """How often the progress of a running transfer is written to the database."""
 SPEED_WINDOW = 3.0
-"""The speed shown is the average over at least this many seconds..."""
+"""The speed shown is the rate over at least this many seconds, ending at the latest
+progress (not now: between two chunks of a slow link it does not sag, so the ETA does
+not jump by a factor of two from one second to the next)."""
+STALL_AFTER = 5.0
+"""No progress for this long (or three of the recent intervals between chunks, on a
+slow link) reads 0, "waiting for the peer": the last rate is not kept fading for half
+a minute while the link is dead..."""
 SPEED_HISTORY = 30.0
-"""...or since the last progress before the newest, up to this long: a slow transfer
-(a 256 KiB chunk every few seconds) shows its rate, not 0 between chunks. No progress
-in this long reads 0 ("waiting for the peer")."""
-_SAMPLE_EVERY = 0.25
+"""...and never longer than this; older progress points are dropped."""
+_STALL_INTERVALS = 3.0
+_POINT_EVERY = 0.1
+_CADENCE_POINTS = 5
 MIN_SPEED_SPAN = 0.5
 """A speed over less time than this reads 0 (the first block served a moment after
 the count began made 13 GB/s)."""
@@ -29,44 +35,67 @@ class Progress:
     """Counts bytes of one running transfer and decides when to tell the front end."""
 
     def __init__(self, done: int, size: int, clock: Callable[[], float]) -> None:
-        self.done = done
         self.size = size
         self._clock = clock
-        self._samples: deque[tuple[float, int]] = deque([(clock(), done)])
+        self._done = done
+        self._changed_at = clock()
+        self._points: deque[tuple[float, int]] = deque([(self._changed_at, done)])
+        """(when, bytes done) at each change seen by `speed`, oldest first."""
         self._last_event = 0.0
         self._last_persist = clock()
         self._stalled_at: int | None = None
 
+    @property
+    def done(self) -> int:
+        return self._done
+
+    @done.setter
+    def done(self, value: int) -> None:
+        if value != self._done:
+            self._done = value
+            self._changed_at = now = self._clock()
+            if now - self._points[-1][0] >= _POINT_EVERY:  # the cadence, at 10 Hz at most
+                self._points.append((now, value))
+
     def add(self, nbytes: int) -> None:
-        self.done = min(self.size, self.done + nbytes)
+        self.done = min(self.size, self._done + nbytes)
 
     def stall(self) -> None:
         """No source has the missing blocks now: the speed reads 0 until bytes move
-        again (not a rate decaying over `SPEED_HISTORY` while nothing comes)."""
-        self._stalled_at = self.done
+        again."""
+        self._stalled_at = self._done
 
     def speed(self) -> float:
-        """Bytes a second: from the newest sample at least `SPEED_WINDOW` old that had
-        less done than now (the oldest kept if none), to now."""
+        """Bytes a second over at least `SPEED_WINDOW` up to the latest progress; 0 when
+        nothing moved for `STALL_AFTER` (or longer on a link that slow) or after
+        `stall` until bytes move again."""
         now = self._clock()
+        points = self._points
         if self._stalled_at is not None:
-            if self.done == self._stalled_at:
+            if self._done == self._stalled_at:
                 return 0.0
             self._stalled_at = None
-            self._samples = deque([(now, self.done)])  # the rate starts again from here
+            points.clear()  # the rate starts again from here
+            points.append((self._changed_at, self._done))
             return 0.0
-        samples = self._samples
-        if samples[-1][1] != self.done or now - samples[-1][0] >= _SAMPLE_EVERY:
-            samples.append((now, self.done))
-        while len(samples) > 2 and now - samples[0][0] > SPEED_HISTORY:
-            samples.popleft()
-        start_time, start_done = samples[0]
-        for when, done in reversed(samples):
-            if now - when >= SPEED_WINDOW and done < self.done:
+        if points[-1][1] != self._done:
+            points.append((self._changed_at, self._done))
+        while len(points) > 2 and now - points[1][0] > SPEED_HISTORY:
+            points.popleft()
+        last_time, last_done = points[-1]
+        if len(points) < 2:
+            return 0.0
+        recent = list(points)[-_CADENCE_POINTS:]
+        cadence = (recent[-1][0] - recent[0][0]) / (len(recent) - 1)
+        if now - last_time > min(SPEED_HISTORY, max(STALL_AFTER, _STALL_INTERVALS * cadence)):
+            return 0.0
+        start_time, start_done = points[0]
+        for when, done in reversed(points):
+            if last_time - when >= SPEED_WINDOW:
                 start_time, start_done = when, done
                 break
-        span = now - start_time
-        return (self.done - start_done) / span if span >= MIN_SPEED_SPAN else 0.0
+        span = last_time - start_time
+        return (last_done - start_done) / span if span >= MIN_SPEED_SPAN else 0.0
 
     def event_due(self) -> bool:
         now = self._clock()

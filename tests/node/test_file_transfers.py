@@ -175,13 +175,15 @@ def test_progress_events_are_rate_limited_and_speed_is_measured() -> None:
     now = [0.0]
     progress = Progress(0, 100 * 2**20, lambda: now[0])
     events = 0
-    for _ in range(1000):  # 10 s, a block every 10 ms
+    for step in range(1, 1001):  # 10 s, a block every 10 ms
         now[0] += 0.01
         progress.add(262_128)
         events += progress.event_due()
+        if step == 300:
+            assert progress.speed() == pytest.approx(262_128 / 0.01, rel=0.1)
     assert events <= 10 * PROGRESS_HZ + 1
-    assert progress.done == 100 * 2**20  # capped at the size
-    assert progress.speed() == pytest.approx(100 * 2**20 / 10, rel=0.25)
+    assert progress.done == 100 * 2**20  # capped at the size (after 4 s)
+    assert progress.speed() == 0  # nothing moved for 6 s
 
 
 def test_a_transfer_with_every_byte_across_shows_no_speed() -> None:
@@ -237,6 +239,34 @@ def test_a_transfer_with_no_source_reads_0_at_once_and_measures_again_after() ->
         now[0] += 0.25
         progress.add(600_000)
     assert 2e6 < progress.speed() < 2.6e6
+
+
+def test_a_slow_link_shows_a_steady_speed_and_a_dead_one_reads_0_within_seconds() -> None:
+    """Found on a 1 mbit link (a 256 KiB block every ~2.5 s): the speed alternated
+    between half and double the rate from one second to the next (the ETA with it), and
+    when the link died it faded over 30 s, the ETA climbing past two hours."""
+    now = [0.0]
+    progress = Progress(0, 100 * 2**20, lambda: now[0])
+    seen = []
+    for step in range(1, 201):  # 40 s asked 5 times a second, a block every 2.5 s
+        now[0] = step * 0.2
+        if step % 12 == 0:  # 2.4 s
+            progress.add(262_144)
+        if now[0] > 10:
+            seen.append(progress.speed())
+    rate = 262_144 / 2.4
+    assert min(seen) > rate * 0.8 and max(seen) < rate * 1.25
+    now[0] += 8  # the link dies: three intervals, then "waiting for the peer"
+    assert progress.speed() == 0
+    fast = Progress(0, 100 * 2**20, lambda: now[0])
+    for _ in range(100):
+        now[0] += 0.05
+        fast.add(1_000_000)
+    assert fast.speed() == pytest.approx(20e6, rel=0.1)
+    now[0] += 3
+    assert fast.speed() == pytest.approx(20e6, rel=0.1)  # a pause of seconds: the rate
+    now[0] += 3
+    assert fast.speed() == 0  # over `STALL_AFTER`: nothing moves
 
 
 @pytest.mark.asyncio
