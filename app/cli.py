@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import errno
 import getpass
 import json
 import os
@@ -412,12 +414,10 @@ async def cmd_history(args: argparse.Namespace, node: api.NodeApi) -> int:
         report = await node.verify_history(api.VerifyHistory(args.contact))
         _emit(args, report, _report_text(report))
         return 0
-    export = await node.export_history(api.ExportHistory(args.contact))
     target = Path(args.file)
-    try:
-        target.write_bytes(base64.b64decode(export.data_b64))
-    except OSError as exc:
-        raise api.InvalidArgument(f"Can't write {target}: {exc.strerror}.") from None
+    _check_export_target(target, args.profile)
+    export = await node.export_history(api.ExportHistory(args.contact))
+    _write_new_file(target, base64.b64decode(export.data_b64))
     summary = {"file": str(target), "events": export.events, "heads": export.heads}
     text = f"Exported {export.events} events to {target}"
     if args.json:
@@ -425,6 +425,43 @@ async def cmd_history(args: argparse.Namespace, node: api.NodeApi) -> int:
     else:
         _say(text)
     return 0
+
+
+def _check_export_target(target: Path, profile: Path | None) -> None:
+    """Refuse a target that exists (an export never overwrites: a mistyped name
+    destroyed the profile's database under the running node, found by a tester) or
+    lies inside the profile folder."""
+    if target.exists() or target.is_symlink():
+        raise api.InvalidArgument(f"{target} already exists; name a new file.")
+    folder = api.resolve_profile(profile).resolve()
+    if target.resolve().is_relative_to(folder):
+        raise api.InvalidArgument(f"{target} is inside the profile folder; name a file elsewhere.")
+
+
+def _write_new_file(target: Path, data: bytes) -> None:
+    """Write `data` to `target`, which must not exist yet: written under a temporary
+    name beside it, then linked into place (no half-written file under its name)."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with temporary.open("xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(temporary, target)  # fails if the name was taken meanwhile
+        except OSError as exc:  # no hard links here (FAT, some shares): rename
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if target.exists():
+                raise FileExistsError from None
+            os.rename(temporary, target)
+    except FileExistsError:
+        raise api.InvalidArgument(f"{target} already exists; name a new file.") from None
+    except OSError as exc:
+        raise api.InvalidArgument(f"Can't write {target}: {exc.strerror}.") from None
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
 
 
 def cmd_history_file(args: argparse.Namespace) -> int:

@@ -116,9 +116,12 @@ async def export_stored(store: ProfileStore, address: str, contact: str) -> Hist
 def verify_export_file(path: Path) -> HistoryReport:
     """Verify an export file offline; raise `HistoryInvalid` naming the first bad event."""
     try:
-        if path.stat().st_size > MAX_EXPORT_FILE:
+        if not path.is_file():  # a device or a pipe: unbounded, or never ending
+            raise InvalidArgument(f"{path} is not a file.")
+        with path.open("rb") as fh:  # at most the limit, whatever the size said
+            data = fh.read(MAX_EXPORT_FILE + 1)
+        if len(data) > MAX_EXPORT_FILE:
             raise InvalidArgument(f"{path} is too large to be a history export.")
-        data = path.read_bytes()
     except OSError as exc:
         raise InvalidArgument(f"Can't read {path}: {exc.strerror}.") from None
     try:

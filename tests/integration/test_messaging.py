@@ -95,6 +95,17 @@ def test_messages_arrive_once_in_order_and_histories_agree(
     assert done.returncode == 0, done.stderr
     report = cli_json(a, "history", "verify", "--file", str(exported))
     assert report["heads"] == head(a, "Bob") and report["events"] == len(texts) + 1
+    # an export never overwrites, nor writes into the profile (found by a tester: a
+    # mistyped name replaced the running node's database)
+    before = exported.read_bytes()
+    again = run_cli(a, "history", "export", "Bob", str(exported), passphrase=PASS)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    assert exported.read_bytes() == before
+    inside = run_cli(a, "history", "export", "Bob", str(a / "eggs.db"), passphrase=PASS)
+    assert inside.returncode != 0 and "already exists" in inside.stderr
+    into = run_cli(a, "history", "export", "Bob", str(a / "new.cbor"), passphrase=PASS)
+    assert into.returncode != 0 and "inside the profile" in into.stderr
+    assert not (a / "new.cbor").exists()
     tampered = tmp_path / "tampered.cbor"
     data = exported.read_bytes()
     assert data.count(b"message 3") == 1

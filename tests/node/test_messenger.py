@@ -348,6 +348,16 @@ async def test_export_verifies_offline_and_tampering_names_the_event(
         verify_export_file(path)
 
 
+def test_verifying_a_device_or_a_pipe_is_refused_not_read_forever(tmp_path: Path) -> None:
+    """Found by a tester: `history verify --file /dev/zero` grew to 24 GB (its size
+    reads 0, then it was read whole); a FIFO hung."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/zero"), fifo, tmp_path):
+        with pytest.raises(api.InvalidArgument, match="is not a file"):
+            verify_export_file(path)
+
+
 def test_state_message_round_trip_and_rejects() -> None:
     keys = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
     other = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
