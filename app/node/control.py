@@ -66,6 +66,13 @@ from app.node.wire_json import from_json, to_json
 log = logging.getLogger(__name__)
 
 MAX_LINE = 1024 * 1024
+"""Longest request the node reads."""
+MAX_REPLY = 256 * 1024 * 1024
+"""Longest reply a client reads (an export of a long conversation, a page of 1,000
+messages: over 1 MiB, they failed as "the node closed the control socket")."""
+MAX_CLIENTS = 256
+"""Control connections served at once; more are closed at once (20,000 idle ones used
+up the node's file handles, found by a tester)."""
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = (
     -32700,
     -32600,
@@ -158,6 +165,9 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._clients) >= MAX_CLIENTS:
+            writer.close()
+            return
         self._clients.add(task)
         lock = asyncio.Lock()
 
@@ -206,7 +216,7 @@ class ControlServer:
     ) -> dict[str, Any] | None:
         try:
             request = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep: not a request either
             return _error(None, PARSE_ERROR, "not JSON")
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0":
             return _error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 request")
@@ -227,6 +237,8 @@ class ControlServer:
             result = await getattr(self._api, method.attribute)(*args)
         except NodeError as exc:
             return _error(rid, NODE_ERROR, str(exc), {"type": exc.code})
+        except UnicodeEncodeError:  # "\ud800" is valid JSON but not text; nothing changed
+            return _error(rid, INVALID_PARAMS, "a text parameter holds a lone surrogate")
         except Exception:
             log.exception("control method %s failed", name)
             return _error(rid, INTERNAL_ERROR, "internal error; see the node's log")
@@ -423,12 +435,12 @@ async def connect_control(paths: ProfilePaths, timeout: float = 5.0) -> ControlC
         if sys.platform == "win32":
             info = json.loads(paths.control_token.read_text())
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", int(info["port"]), limit=MAX_LINE), timeout
+                asyncio.open_connection("127.0.0.1", int(info["port"]), limit=MAX_REPLY), timeout
             )
             writer.write(json.dumps({"token": info["token"]}).encode() + b"\n")
         else:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(paths.control_socket, limit=MAX_LINE), timeout
+                asyncio.open_unix_connection(paths.control_socket, limit=MAX_REPLY), timeout
             )
     except (OSError, ValueError, KeyError, TimeoutError):
         return None

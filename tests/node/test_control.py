@@ -121,6 +121,20 @@ async def raw_exchange(paths: ProfilePaths, payload: bytes) -> dict[str, object]
         ),
         (b'{"jsonrpc":"2.0","id":1,"method":"messages.list","params":[1]}\n', -32602),
         (b"x" * (2 << 20) + b"\n", -32600),
+        # found by a tester: nested 1,000 deep dropped the connection with no answer
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"status","params":'
+            + b"[" * 1000
+            + b"]" * 1000
+            + b"}\n",
+            -32700,
+        ),
+        # and a lone surrogate (valid JSON, not text) was an "internal error"
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"settings.update","params":'
+            b'{"display_name":"\\ud800x"}}\n',
+            -32602,
+        ),
     ],
 )
 async def test_hostile_requests_get_errors_and_server_survives(
@@ -160,3 +174,35 @@ def test_every_node_error_code_maps_back_to_its_class() -> None:
     assert error_class("contact_not_found") is ContactNotFound
     assert error_class(files_errors.DiskFull.code) is files_errors.DiskFull
     assert error_class("no such code") is NodeError
+
+
+@pytest.mark.asyncio
+async def test_a_reply_over_a_mebibyte_reaches_the_client_and_connections_are_capped(
+    served: tuple[NodeService, ControlServer, ProfilePaths], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a tester: a page of 1,000 messages or the export of a long conversation
+    (over 1 MiB) failed as "the node closed the control socket"; 20,000 idle
+    connections used up the node's file handles."""
+    from app.node import control
+
+    service, _, paths = served
+    bob = create_profile(paths.root.parent / "bob", "Bob", None).whoami
+    await service.add_contact(AddContact(bob.invite))
+    for i in range(80):
+        await service.send_message(SendMessage("Bob", f"{i:02d} " + "x" * 30_000))
+    client = await client_for(paths)
+    page = await client.list_messages(ListMessages("Bob", limit=1000))
+    assert len(page) == 80
+    await client.close()
+    monkeypatch.setattr(control, "MAX_CLIENTS", 3)
+    idle = [await asyncio.open_unix_connection(paths.control_socket) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    reader, writer = await asyncio.open_unix_connection(paths.control_socket)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once
+    writer.close()
+    for _, w in idle:
+        w.close()
+    await asyncio.sleep(0.1)
+    client = await client_for(paths)
+    assert (await client.whoami()).name == "Me"
+    await client.close()
