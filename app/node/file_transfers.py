@@ -678,6 +678,9 @@ class FileTransfers:
         except FilesError as exc:
             await self._fail(record, exc)
             return
+        except (OSError, ValueError) as exc:  # a downloads folder it can't use (a NUL...)
+            await self._fail(record, FilesError(f"the downloads folder can't be used: {exc}"))
+            return
         self._parts[transfer_id] = part
         progress = Progress(part.held_bytes, record.size, self._monotonic)
         record = dataclasses.replace(record, done_bytes=progress.done)

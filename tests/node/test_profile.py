@@ -257,3 +257,25 @@ async def test_a_lock_held_for_a_moment_is_waited_for(tmp_path: Path) -> None:
     with ProfileLock(path):
         async with waiting_lock(path, meanwhile=node_answers) as lock:
             assert lock is None
+
+
+@pytest.mark.parametrize("passphrase", ["\x00" * 10, "tab\there-12", "\ud800" * 10])
+def test_a_passphrase_nobody_can_type_is_refused(tmp_path: Path, passphrase: str) -> None:
+    """Found by a tester: ten NULs were taken as a new passphrase, locking the profile."""
+    with pytest.raises(InvalidArgument):
+        create_profile(tmp_path / "p", "Alice", passphrase)
+    assert not (tmp_path / "p" / "eggs.db").exists()
+
+
+def test_settings_holding_control_characters_are_refused() -> None:
+    """Found by a tester: a NUL in the downloads folder was saved, and every transfer
+    then stayed "running" for good."""
+    from app.node.api import UpdateSettings, check_settings
+
+    for change in (
+        UpdateSettings(downloads_folder="/tmp/dl/al\x00ice"),
+        UpdateSettings(ice_servers=["stun:\ud800x"]),
+        UpdateSettings(listen="127.0.0.1:0\n"),
+    ):
+        assert any("control characters" in p for p in check_settings(change)), change
+    assert check_settings(UpdateSettings(downloads_folder="/tmp/dl/alice")) == []

@@ -98,11 +98,19 @@ def _kek(passphrase: str, salt: bytes, ops: int, mem: int) -> bytes:
 
 
 def check_new_passphrase(passphrase: str) -> None:
-    """Reject passphrases too short to resist guessing."""
+    """Reject passphrases too short to resist guessing, and ones no keyboard types
+    (control characters such as NUL, lone surrogates): accepted, they locked the
+    profile for good (found by a tester)."""
     from app.node.api import InvalidArgument
 
     if len(passphrase) < MIN_PASSPHRASE_CHARS:
         raise InvalidArgument(f"Choose a passphrase of at least {MIN_PASSPHRASE_CHARS} characters.")
+    try:
+        passphrase.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument("A passphrase is text you can type.") from None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in passphrase):
+        raise InvalidArgument("A passphrase can't hold control characters.")
 
 
 def protect_with_passphrase(key: bytes, passphrase: str, address: str) -> KeyProtection:
