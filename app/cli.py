@@ -25,6 +25,17 @@ from app import __version__
 from app.node import api
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("give 1 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `scrambled-eggs` command line (no subcommand = open the window)."""
     parser = argparse.ArgumentParser(
@@ -96,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     messages = sub.add_parser("messages", help="show a conversation")
     messages.add_argument("contact", metavar="CONTACT", help="a name or an address")
     messages.add_argument(
-        "--limit", type=int, default=200, help="show this many of the newest (default 200)"
+        "--limit", type=_positive, default=200, help="show this many of the newest (default 200)"
     )
     _json_flag(messages)
     read = sub.add_parser(
@@ -207,6 +218,10 @@ def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
 
 
 def cmd_init(args: argparse.Namespace, profile: Path) -> int:
+    try:
+        args.name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the terminal's encoding could not decode
+        raise api.InvalidArgument("The name holds bytes that are not text.") from None
     passphrase = None if args.no_passphrase else new_passphrase()
     result = api.init_profile(profile, args.name, passphrase)
     if result.warning:
@@ -551,6 +566,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `... | head` stopped reading: not an error of ours
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # the profile path is a file, a folder we can't write...
+        where = f" ({exc.filename})" if exc.filename else ""
+        _say(f"error: {exc.strerror or exc}{where}", error=True)
+        return 1
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -241,20 +241,32 @@ class FileTransfers:
         and enqueues the returned messages (ids equal to the transfers')."""
         if not paths:
             raise InvalidArgument("Name at least one file or folder to share.")
-        chosen: list[Path] = []
-        for raw in paths:
-            path = Path(raw).expanduser()
-            if not path.is_absolute():  # relative to the node's folder is never what was meant
-                raise InvalidArgument(
-                    f"Give the full path of {raw}: the node does not know your current folder."
-                )
-            if path.is_symlink():  # named by the user: share what it points to, as cp does
-                path = path.resolve()
-            if not path.exists():
-                raise InvalidArgument(f"{raw} does not exist.")
-            if not (path.is_file() or path.is_dir()):
-                raise InvalidArgument(f"{raw} is neither a file nor a folder.")
-            chosen.append(path)
+        try:
+            chosen = [self._chosen_path(raw) for raw in paths]
+        except OSError as exc:  # a name too long, a folder we may not enter...
+            raise InvalidArgument(
+                f"Can't share {exc.filename or 'that'}: {exc.strerror}."
+            ) from None
+        return await self._share_chosen(contact, chosen)
+
+    def _chosen_path(self, raw: str) -> Path:
+        """The path the user named, checked (`InvalidArgument` if it can't be shared)."""
+        path = Path(raw).expanduser()
+        if not path.is_absolute():  # relative to the node's folder is never what was meant
+            raise InvalidArgument(
+                f"Give the full path of {raw}: the node does not know your current folder."
+            )
+        if path.is_symlink():  # named by the user: share what it points to, as cp does
+            path = path.resolve()
+        if not path.exists():
+            raise InvalidArgument(f"{raw} does not exist.")
+        if not (path.is_file() or path.is_dir()):
+            raise InvalidArgument(f"{raw} is neither a file nor a folder.")
+        return path
+
+    async def _share_chosen(
+        self, contact: str, chosen: list[Path]
+    ) -> list[tuple[Transfer, Message]]:
         # Every path is encoded before any share is recorded: if one fails, nothing is
         # offered and the blocks made for the others are deleted (no orphans).
         made: list[tuple[Path, list[FileManifest]]] = []
@@ -266,6 +278,10 @@ class FileTransfers:
                     raise InvalidArgument(f"The folder {path} holds no files to share.")
         except BaseException as exc:
             await release_shared(self.blockstore, [m for _, ms in made for m in ms])
+            if isinstance(exc, OSError):  # walking a folder: one we may not enter...
+                raise InvalidArgument(
+                    f"Can't share {exc.filename or 'that'}: {exc.strerror}. Nothing was shared."
+                ) from None
             if isinstance(exc, IpfsUnavailable):  # the user chose IPFS: say how to go on
                 raise IpfsUnavailable(
                     f"{exc} Nothing was shared. Start the IPFS daemon, or clear the IPFS "

@@ -399,6 +399,16 @@ async def test_an_unreachable_ipfs_daemon_says_how_to_share_anyway(
 
 
 @pytest.mark.asyncio
+async def test_a_path_the_system_refuses_is_a_clear_error(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """Found by a tester: a name over the system's limit was an "internal error"."""
+    with pytest.raises(InvalidArgument, match="Can't share"):
+        await node.share_files(ShareFiles("Bob", [str(tmp_path / ("x" * 300))]))
+    assert await node.list_transfers(ListTransfers("Bob")) == []
+
+
+@pytest.mark.asyncio
 async def test_pinned_blocks_no_transfer_names_are_deleted_at_start(
     node: NodeService, tmp_path: Path
 ) -> None:
