@@ -221,12 +221,28 @@ class ControlServer:
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0":
             return _error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 request")
         rid, name = request.get("id"), request.get("method")
+        if not _valid_id(rid):  # NaN was echoed back as non-standard JSON
+            return _error(None, INVALID_REQUEST, "the id is a string, an integer or null")
+        if not isinstance(name, str):
+            return _error(rid, INVALID_REQUEST, "a request names its method")
+        reply = await self._call(request, rid, name, send, forwarders)
+        # a notification (no id) is carried out but not answered (JSON-RPC 2.0, 4.1)
+        return reply if "id" in request else None
+
+    async def _call(
+        self,
+        request: dict[str, Any],
+        rid: Any,
+        name: str,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        forwarders: list[asyncio.Task[None]],
+    ) -> dict[str, Any]:
         if name == "events.subscribe":
             forwarders.append(asyncio.create_task(self._forward_events(send)))
             return {"jsonrpc": "2.0", "id": rid, "result": True}
-        method = METHODS.get(name) if isinstance(name, str) else None
+        method = METHODS.get(name)
         if method is None:
-            return _error(rid, METHOD_NOT_FOUND, f"unknown method {name!r}")
+            return _error(rid, METHOD_NOT_FOUND, f"unknown method {_clip(name)!r}")
         args = []
         if method.params is not None:
             try:
@@ -235,8 +251,8 @@ class ControlServer:
                 return _error(rid, INVALID_PARAMS, str(exc))
         try:
             result = await getattr(self._api, method.attribute)(*args)
-        except NodeError as exc:
-            return _error(rid, NODE_ERROR, str(exc), {"type": exc.code})
+        except NodeError as exc:  # clipped: a 1 MB name was echoed whole
+            return _error(rid, NODE_ERROR, _clip(str(exc)), {"type": exc.code})
         except UnicodeEncodeError:  # "\ud800" is valid JSON but not text; nothing changed
             return _error(rid, INVALID_PARAMS, "a text parameter holds a lone surrogate")
         except Exception:
@@ -249,6 +265,19 @@ class ControlServer:
             async for event in self._api.events():
                 params = {"type": type(event).__name__, "event": to_json(event)}
                 await send({"jsonrpc": "2.0", "method": "event", "params": params})
+
+
+MAX_ERROR_CHARS = 1000
+
+
+def _clip(text: str) -> str:
+    """`text`, cut to `MAX_ERROR_CHARS` (an error must not echo a huge argument)."""
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _valid_id(rid: Any) -> bool:
+    """JSON-RPC ids are strings, integers or null (not floats, NaN, lists...)."""
+    return rid is None or isinstance(rid, str) or (type(rid) is int)
 
 
 def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:

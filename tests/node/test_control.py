@@ -121,6 +121,8 @@ async def raw_exchange(paths: ProfilePaths, payload: bytes) -> dict[str, object]
         ),
         (b'{"jsonrpc":"2.0","id":1,"method":"messages.list","params":[1]}\n', -32602),
         (b"x" * (2 << 20) + b"\n", -32600),
+        (b'{"jsonrpc":"2.0","id":NaN,"method":"status"}\n', -32600),
+        (b'{"jsonrpc":"2.0","id":1}\n', -32600),
         # found by a tester: nested 1,000 deep dropped the connection with no answer
         (
             b'{"jsonrpc":"2.0","id":1,"method":"status","params":'
@@ -206,3 +208,20 @@ async def test_a_reply_over_a_mebibyte_reaches_the_client_and_connections_are_ca
     client = await client_for(paths)
     assert (await client.whoami()).name == "Me"
     await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_notification_gets_no_reply_and_errors_do_not_echo_huge_arguments(
+    served: tuple[NodeService, ControlServer, ProfilePaths],
+) -> None:
+    _, _, paths = served
+    reply = await raw_exchange(
+        paths,
+        b'{"jsonrpc":"2.0","method":"status"}\n'  # a notification: carried out, unanswered
+        b'{"jsonrpc":"2.0","id":7,"method":"contacts.remove","params":{"contact":"'
+        + b"z" * 100_000
+        + b'"}}\n',
+    )
+    assert reply["id"] == 7
+    error = reply["error"]
+    assert isinstance(error, dict) and len(error["message"]) <= 1000
