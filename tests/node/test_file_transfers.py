@@ -380,6 +380,7 @@ async def test_a_share_that_fails_part_way_leaves_no_blocks(
 
 
 @pytest.mark.asyncio
+@pytest.mark.filterwarnings("ignore:The 'strict' parameter:FutureWarning")
 async def test_an_unreachable_ipfs_daemon_says_how_to_share_anyway(
     node: NodeService, tmp_path: Path
 ) -> None:
