@@ -451,6 +451,8 @@ class NetworkStack:
                 return cached[1]
             if not cached[1]:
                 await self.background.wait(urgent=True)  # looking again for an offline one
+        elif cached is None and not self.background.try_take():
+            return ()  # many first looks at once: the known endpoints go first (pacer)
         record = await self.dht.get_record(dht_key(RecordKind.PRESENCE, owner))
         found = decode_presence(record.payload).endpoints if record is not None else ()
         if self.dht.peer_count() > 0:  # alone in the DHT, a miss says nothing

@@ -267,3 +267,29 @@ async def test_an_offline_contact_is_not_looked_up_again_until_the_dht_changes(
         assert len(lookups) >= 2
     finally:
         await newcomer.stop()
+
+
+@pytest.mark.asyncio
+async def test_first_looks_beyond_the_burst_wait_for_the_next_try(
+    stacks: list[NetworkStack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding 30 contacts within 16 s made 30 lookups at once and a neighbour quarantined
+    the node for a minute. A first look takes a pacer token if one is there; without
+    one it returns nothing (the known endpoints are dialled) and looks at the next try."""
+    a, c = stacks[0], stacks[2]
+    lookups: list[bool] = []
+    server = c.dht._server
+    real_lookup = server.lookup
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        lookups.append(True)
+        return await real_lookup(*args, **kwargs)
+
+    monkeypatch.setattr(server, "lookup", counting)
+    c.background._tokens = 0.0  # the burst is spent
+    c.background._per_second = 0.0
+    assert await c.presence(a.address) == ()
+    assert lookups == []
+    c.background._tokens = 1.0
+    assert await c.presence(a.address) == tuple(a.endpoints())  # not cached as a miss
+    assert len(lookups) == 1
