@@ -40,7 +40,8 @@ class Progress:
         self._done = done
         self._changed_at = clock()
         self._points: deque[tuple[float, int]] = deque([(self._changed_at, done)])
-        """(when, bytes done) at each change seen by `speed`, oldest first."""
+        """(when, bytes done) as they change, at most every `_POINT_EVERY` seconds plus
+        the latest `speed` saw, oldest first (pruned to `SPEED_HISTORY` by `speed`)."""
         self._last_event = 0.0
         self._last_persist = clock()
         self._stalled_at: int | None = None
