@@ -356,7 +356,7 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
         address = (node.ip, node.port)
         if not result[0]:
             missed = self._unanswered.pop(address, 0) + 1
-            if missed < EVICT_AFTER_TIMEOUTS and self._in_table(node):
+            if missed < EVICT_AFTER_TIMEOUTS and not self.router.is_new_node(node):
                 if len(self._unanswered) >= MAX_SUSPECTS:
                     self._unanswered.clear()
                 self._unanswered[address] = missed
@@ -372,10 +372,6 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
         self._unanswered.pop(address, None)
         self.welcome_if_new(node)
         return result
-
-    def _in_table(self, node: Node) -> bool:
-        index = self.router.get_bucket_for(node)
-        return node.id in self.router.buckets[index].nodes
 
     def welcome_if_new(self, node: Node) -> None:
         """Add (or refresh) a contact; hand a new one the records it should now hold.
