@@ -728,14 +728,17 @@ class MailboxCourier:
                 continue  # a fragment: its message waits for the other fragments
             handled += 1
             if not await self._messenger.take_payload(record.address, wire):
-                self._seen[seen] = before  # read it again (envelopes taken are duplicates)
-                if isinstance(envelope, Fragment):  # keep the others for that read
-                    self._keep_partial(record.address, envelope, wire)
+                # read it again (envelopes taken are duplicates); a fragment's group is
+                # kept, so that read completes it again
+                self._seen[seen] = before
+            elif isinstance(envelope, Fragment):
+                self._partial.pop((record.address, envelope.ident), None)
         return handled
 
     def _assemble(self, address: str, envelope: bytes | Fragment) -> bytes | None:
         """A whole session message: `envelope` itself, or the one its fragment completes
-        (None while fragments are missing)."""
+        (None while fragments are missing). A group stays until its message is stored
+        (`_handle` drops it)."""
         if not isinstance(envelope, Fragment):
             return envelope
         group = (address, envelope.ident)
@@ -743,21 +746,7 @@ class MailboxCourier:
         if count != envelope.count:
             return None  # contradicts the fragments seen before: drop the group
         parts[envelope.index] = envelope.chunk
-        if len(parts) < count:
-            self._partial[group] = (count, parts)  # re-inserted: the newest goes last
-            while len(self._partial) > MAX_PARTIAL:
-                del self._partial[next(iter(self._partial))]
-            return None
-        return b"".join(parts[i] for i in range(count))
-
-    def _keep_partial(self, address: str, last: Fragment, wire: bytes) -> None:
-        """The message `last` completed could not be stored: keep its other fragments,
-        so that reading `last`'s slot again completes it again."""
-        parts: dict[int, bytes] = {}
-        offset = 0
-        for index in range(last.count):
-            size = min(FRAGMENT_BYTES, len(wire) - offset)
-            if index != last.index:
-                parts[index] = wire[offset : offset + size]
-            offset += size
-        self._partial[(address, last.ident)] = (last.count, parts)
+        self._partial[group] = (count, parts)  # re-inserted: the newest goes last
+        while len(self._partial) > MAX_PARTIAL:
+            del self._partial[next(iter(self._partial))]
+        return b"".join(parts[i] for i in range(count)) if len(parts) == count else None
