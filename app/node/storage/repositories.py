@@ -439,14 +439,12 @@ class MessageRepository(SealedRepository):
 
     def unseen(self, contacts: list[str]) -> dict[str, int]:
         """How many messages received from each of `contacts` we have not read."""
-        counts: dict[str, int] = {}
-        for contact in contacts:
-            row = self._conn.execute(
-                "SELECT COUNT(*) FROM messages WHERE contact_tag = ? AND outgoing = 0 AND seen = 0",
-                (self._tag(contact),),
-            ).fetchone()
-            counts[contact] = int(row[0])
-        return counts
+        rows = self._conn.execute(
+            "SELECT contact_tag, COUNT(*) FROM messages WHERE outgoing = 0 AND seen = 0 "
+            "GROUP BY contact_tag"
+        ).fetchall()
+        counts = {bytes(tag): int(count) for tag, count in rows}
+        return {contact: counts.get(self._tag(contact), 0) for contact in contacts}
 
     def last_seen(self, contact: str) -> str | None:
         """The id of the newest message received from `contact` that we have read."""
