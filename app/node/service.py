@@ -611,7 +611,7 @@ def config_problems(config: Config) -> list[str]:
         problems.append(f"The theme is one of: {', '.join(THEMES)}.")
     problems += [_ice_server_problem(server) for server in config.ice_servers]
     texts = [config.listen, *config.bootstrap, *config.ice_servers, config.ipfs_api]
-    if any(_not_plain_text(text) for text in [*texts, config.downloads_folder]):
+    if any(vault.not_plain_text(text) for text in [*texts, config.downloads_folder]):
         # a NUL in the downloads folder left every transfer "running" for good
         problems.append("A setting holds control characters or is not valid text.")
     if config.ipfs_api:
@@ -624,15 +624,6 @@ def config_problems(config: Config) -> list[str]:
     elif folder and os.path.exists(folder) and not os.path.isdir(folder):
         problems.append(f"The downloads folder {folder} is a file, not a folder.")
     return [problem for problem in problems if problem]
-
-
-def _not_plain_text(text: str) -> bool:
-    """Whether `text` holds a control character (a NUL...) or a lone surrogate."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
 
 
 def _ice_server_problem(server: str) -> str | None:

@@ -105,12 +105,18 @@ def check_new_passphrase(passphrase: str) -> None:
 
     if len(passphrase) < MIN_PASSPHRASE_CHARS:
         raise InvalidArgument(f"Choose a passphrase of at least {MIN_PASSPHRASE_CHARS} characters.")
-    try:
-        passphrase.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgument("A passphrase is text you can type.") from None
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in passphrase):
+    if not_plain_text(passphrase):
         raise InvalidArgument("A passphrase can't hold control characters.")
+
+
+def not_plain_text(text: str) -> bool:
+    """Whether `text` holds a control character (a NUL...) or a lone surrogate: nothing
+    a keyboard types, a path or an address holds."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
 
 
 def protect_with_passphrase(key: bytes, passphrase: str, address: str) -> KeyProtection:
