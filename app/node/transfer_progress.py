@@ -86,8 +86,8 @@ class Progress:
         last_time, last_done = points[-1]
         if len(points) < 2:
             return 0.0
-        recent = list(points)[-_CADENCE_POINTS:]
-        cadence = (recent[-1][0] - recent[0][0]) / (len(recent) - 1)
+        back = min(_CADENCE_POINTS, len(points))
+        cadence = (last_time - points[-back][0]) / (back - 1)
         if now - last_time > min(SPEED_HISTORY, max(STALL_AFTER, _STALL_INTERVALS * cadence)):
             return 0.0
         start_time, start_done = points[0]

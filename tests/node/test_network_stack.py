@@ -235,6 +235,20 @@ async def test_a_node_joined_through_an_invite_only_joins_again_through_it(
         await hub.stop()
 
 
+def count_lookups(stack: NetworkStack, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """A list that grows by one for each DHT lookup `stack` makes."""
+    lookups: list[bool] = []
+    server = stack.dht._server
+    real_lookup = server.lookup
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        lookups.append(True)
+        return await real_lookup(*args, **kwargs)
+
+    monkeypatch.setattr(server, "lookup", counting)
+    return lookups
+
+
 @pytest.mark.asyncio
 async def test_an_offline_contact_is_not_looked_up_again_until_the_dht_changes(
     stacks: list[NetworkStack], monkeypatch: pytest.MonkeyPatch
@@ -243,15 +257,7 @@ async def test_an_offline_contact_is_not_looked_up_again_until_the_dht_changes(
     miss): a few offline contacts made every node of a small network look like a
     request flood to the others' anomaly detectors."""
     c = stacks[2]
-    lookups: list[bool] = []
-    server = c.dht._server
-    real_lookup = server.lookup
-
-    async def counting(*args: object, **kwargs: object) -> object:
-        lookups.append(True)
-        return await real_lookup(*args, **kwargs)
-
-    monkeypatch.setattr(server, "lookup", counting)
+    lookups = count_lookups(c, monkeypatch)
     offline = NetworkStack(new_identity()).address
     assert await c.presence(offline) == ()
     assert len(lookups) == 1  # fewer nodes than the read width: one lookup asked them all
@@ -277,15 +283,7 @@ async def test_first_looks_beyond_the_burst_wait_for_the_next_try(
     the node for a minute. A first look takes a pacer token if one is there; without
     one it returns nothing (the known endpoints are dialled) and looks at the next try."""
     a, c = stacks[0], stacks[2]
-    lookups: list[bool] = []
-    server = c.dht._server
-    real_lookup = server.lookup
-
-    async def counting(*args: object, **kwargs: object) -> object:
-        lookups.append(True)
-        return await real_lookup(*args, **kwargs)
-
-    monkeypatch.setattr(server, "lookup", counting)
+    lookups = count_lookups(c, monkeypatch)
     c.background._tokens = 0.0  # the burst is spent
     c.background._per_second = 0.0
     assert await c.presence(a.address) == ()
