@@ -73,6 +73,10 @@ messages: over 1 MiB, they failed as "the node closed the control socket")."""
 MAX_CLIENTS = 256
 """Control connections served at once; more are closed at once (20,000 idle ones used
 up the node's file handles, found by a tester)."""
+EVENT_SEND_TIMEOUT = 30.0
+"""Seconds an events subscriber may leave a write unread before it is cut off."""
+CLOSE_TIMEOUT = 2.0
+"""Seconds a closing connection may take to hand over what is left to send."""
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = (
     -32700,
     -32600,
@@ -176,6 +180,9 @@ class ControlServer:
                 writer.write(json.dumps(obj).encode() + b"\n")
                 await writer.drain()
 
+        def cut_off() -> None:
+            writer.transport.abort()  # the reading loop below sees the end and cleans up
+
         forwarders: list[asyncio.Task[None]] = []
         try:
             if sys.platform == "win32" and not await self._check_token(reader):
@@ -188,7 +195,7 @@ class ControlServer:
                     return
                 if not line:
                     return
-                reply = await self._handle(line, send, forwarders)
+                reply = await self._handle(line, send, forwarders, cut_off)
                 if reply is not None:
                     await send(reply)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -198,8 +205,12 @@ class ControlServer:
                 forwarder.cancel()
             self._clients.discard(task)
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:  # a client that reads nothing leaves unsent data: closing waited for it
+                await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                writer.transport.abort()
+            except Exception:  # already closing; nothing left to tell anyone
+                pass
 
     async def _check_token(self, reader: asyncio.StreamReader) -> bool:
         line = await reader.readline()
@@ -213,6 +224,7 @@ class ControlServer:
         line: bytes,
         send: Callable[[dict[str, Any]], Awaitable[None]],
         forwarders: list[asyncio.Task[None]],
+        cut_off: Callable[[], None],
     ) -> dict[str, Any] | None:
         try:
             request = json.loads(line)
@@ -225,7 +237,7 @@ class ControlServer:
             return _error(None, INVALID_REQUEST, "the id is a string, an integer or null")
         if not isinstance(name, str):
             return _error(rid, INVALID_REQUEST, "a request names its method")
-        reply = await self._call(request, rid, name, send, forwarders)
+        reply = await self._call(request, rid, name, send, forwarders, cut_off)
         # a notification (no id) is carried out but not answered (JSON-RPC 2.0, 4.1)
         return reply if "id" in request else None
 
@@ -236,9 +248,10 @@ class ControlServer:
         name: str,
         send: Callable[[dict[str, Any]], Awaitable[None]],
         forwarders: list[asyncio.Task[None]],
+        cut_off: Callable[[], None],
     ) -> dict[str, Any]:
         if name == "events.subscribe":
-            forwarders.append(asyncio.create_task(self._forward_events(send)))
+            forwarders.append(asyncio.create_task(self._forward_events(send, cut_off)))
             return {"jsonrpc": "2.0", "id": rid, "result": True}
         method = METHODS.get(name)
         if method is None:
@@ -260,11 +273,24 @@ class ControlServer:
             return _error(rid, INTERNAL_ERROR, "internal error; see the node's log")
         return {"jsonrpc": "2.0", "id": rid, "result": to_json(result)}
 
-    async def _forward_events(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        with contextlib.suppress(ConnectionError):
+    async def _forward_events(
+        self, send: Callable[[dict[str, Any]], Awaitable[None]], cut_off: Callable[[], None]
+    ) -> None:
+        """Send every node event to a subscriber. One that stops reading is cut off: when
+        a write waits `EVENT_SEND_TIMEOUT`, or once it is told `NodeStopping("overflow")`
+        (it fell `MAX_BACKLOG` events behind); it kept its connection, and one of the
+        `MAX_CLIENTS` places, for as long as it lived."""
+        try:
             async for event in self._api.events():
                 params = {"type": type(event).__name__, "event": to_json(event)}
-                await send({"jsonrpc": "2.0", "method": "event", "params": params})
+                message = {"jsonrpc": "2.0", "method": "event", "params": params}
+                await asyncio.wait_for(send(message), EVENT_SEND_TIMEOUT)
+                if isinstance(event, NodeStopping) and event.reason == "overflow":
+                    cut_off()
+        except TimeoutError:
+            cut_off()
+        except ConnectionError:
+            pass
 
 
 MAX_ERROR_CHARS = 1000

@@ -19,6 +19,7 @@ from app.node.api import (
     ListMessages,
     NodeStopping,
     RemoveContact,
+    SecurityAlert,
     SendMessage,
     UpdateSettings,
 )
@@ -225,3 +226,54 @@ async def test_a_notification_gets_no_reply_and_errors_do_not_echo_huge_argument
     assert reply["id"] == 7
     error = reply["error"]
     assert isinstance(error, dict) and len(error["message"]) <= 1000
+
+
+@pytest.mark.asyncio
+async def test_a_subscriber_that_stops_reading_is_cut_off(
+    served: tuple[NodeService, ControlServer, ProfilePaths], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """protocol.md says a subscriber that falls behind is cut off; it kept its connection
+    (and one of the node's `MAX_CLIENTS` places) for as long as it lived."""
+    from app.node import control
+
+    monkeypatch.setattr(control, "EVENT_SEND_TIMEOUT", 0.5)
+    service, server, paths = served
+    reader, writer = await asyncio.open_unix_connection(paths.control_socket)
+    writer.write(b'{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}\n')
+    await writer.drain()
+    assert json.loads(await asyncio.wait_for(reader.readline(), 5))["result"] is True
+    # never read again: 3,000 alerts of 10 kB each are far more than the socket buffers
+    for i in range(3000):
+        service._bus.publish(SecurityAlert(f"peer{i}", "anomaly", "x" * 10_000))
+        await asyncio.sleep(0)
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if not server._clients:
+            break
+    assert not server._clients  # the node let go of it
+    received = b""
+    while chunk := await asyncio.wait_for(reader.read(1 << 20), 5):
+        received += chunk
+    assert received.count(b"\n") < 3000  # it was cut off, not served to the end
+    writer.close()
+    client = await client_for(paths)  # and the node serves others as before
+    assert (await client.whoami()).name == "Me"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_the_node_stops_while_a_subscriber_reads_nothing(
+    served: tuple[NodeService, ControlServer, ProfilePaths],
+) -> None:
+    """Closing a connection waited for its unsent data: with a subscriber that read
+    nothing, stopping the node never finished."""
+    service, server, paths = served
+    _, writer = await asyncio.open_unix_connection(paths.control_socket)
+    writer.write(b'{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}\n')
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    for i in range(300):  # 3 MB unread: more than the socket buffers hold
+        service._bus.publish(SecurityAlert(f"peer{i}", "anomaly", "x" * 10_000))
+        await asyncio.sleep(0)
+    await asyncio.wait_for(server.stop(), 10)
+    writer.close()
