@@ -304,6 +304,12 @@ async def test_settings_report_every_problem_at_once(node: NodeService, tmp_path
         assert check_settings(UpdateSettings(ipfs_api=good)) == []
     assert check_settings(UpdateSettings(ipfs_api="")) == []
     # found by a tester: a server with no host, a file as the downloads folder
+    # a host of numbers and dots is an IPv4 address or nothing (it used to stop the start)
+    for typo in ["256.1.1.1:0", "10.0.0:4000", "1.2.3.4.5:4000"]:
+        [problem] = check_settings(UpdateSettings(listen=typo))
+        assert "is not an IP address" in problem, typo
+    [problem] = check_settings(UpdateSettings(bootstrap=["300.1.1.1:4000"]))
+    assert "'300.1.1.1:4000' is not HOST:PORT" in problem
     assert "stun:HOST:PORT" in check_settings(UpdateSettings(ice_servers=["stun:"]))[0]
     assert "port" in check_settings(UpdateSettings(ice_servers=["stun:h:99999"]))[0]
     good = ["stun:127.0.0.1:3478", "turn:u:p@127.0.0.1:3478?transport=udp", "stun:host"]
@@ -381,3 +387,4 @@ async def test_an_invite_with_another_key_flags_the_contact(
     assert bob.key_changed
     await node.remove_contact(RemoveContact("Bob"))
     assert not (await node.add_contact(AddContact(real.invite))).contact.key_changed
+
