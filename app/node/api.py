@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -792,6 +792,15 @@ def check_settings(change: UpdateSettings) -> list[str]:
     from app.node.service import settings_problems
 
     return settings_problems(change)
+
+
+def check_settings_here(change: UpdateSettings) -> dict[str, str]:
+    """What this machine can't use among the settings in `change`: setting name ->
+    sentence (a listen address it can't listen on, a downloads folder it can't create or
+    write to). Blocking I/O (run it in a thread); `update_settings` refuses the same."""
+    from app.node.setting_probes import machine_problems
+
+    return machine_problems(asdict(change))
 
 
 def verify_history_file(path: Path) -> HistoryReport:

@@ -73,6 +73,7 @@ from app.node.group_commit import GroupCommit
 from app.node.history import export_stored, verify_stored
 from app.node.ipfs import api_address_problem
 from app.node.profile import checked_name, whoami_of
+from app.node.setting_probes import machine_problems
 from app.node.storage import vault
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore
@@ -517,7 +518,17 @@ class NodeService:
             for k, v in dataclasses.asdict(command).items()
             if v is not None and k != "display_name"
         }
-        config = _validated(self._config.updated(**changes))
+        config = self._config.updated(**changes)
+        changed = {
+            k: v for k, v in dataclasses.asdict(config).items() if v != getattr(self._config, k)
+        }
+        # what this machine can't use is checked only for what changes: a listen address
+        # that stopped working must not block a change of theme
+        problems = config_problems(config) + list(
+            (await _in_thread(machine_problems, changed)).values()
+        )
+        if problems:
+            raise InvalidArgument(" ".join(problems))
         name = checked_name(command.display_name) if command.display_name else None
         if name is not None and name != self.store.name:
             await self.store.call(self.store.profile.set_name, self.store.key, name)
@@ -578,14 +589,6 @@ def _invite_problem(exc: InvalidInvite) -> str:
     if exc.__context__ is not None or "field" in str(exc):  # a part missing: cut short
         return "That invite link can't be used: it is incomplete or damaged."
     return f"That invite link can't be used: {exc}."
-
-
-def _validated(config: Config) -> Config:
-    """Reject settings the node could not use, with a sentence per problem for the user."""
-    problems = config_problems(config)
-    if problems:
-        raise InvalidArgument(" ".join(problems))
-    return config
 
 
 def settings_problems(change: UpdateSettings) -> list[str]:

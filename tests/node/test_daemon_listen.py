@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from app.node.api import DaemonOptions, UpdateSettings
+from app.node.api import DaemonOptions, InvalidArgument, UpdateSettings
 from app.node.config import load_config, save_config
 from app.node.daemon import hosted_node
 from app.node.paths import ProfilePaths
-from app.node.profile import create_profile
+from app.node.profile import create_profile, open_store
+from app.node.service import NodeService
 
 PASS = "a passphrase 123"
 
@@ -89,3 +90,47 @@ async def test_the_window_uses_the_port_a_daemon_kept_for_the_same_host(tmp_path
     first = await _port_of_run(DaemonOptions(profile, listen="127.0.0.1:0", lan=False))
     assert await _port_of_run(DaemonOptions(profile, lan=False)) == first
     assert load_config(paths.config).listen == f"127.0.0.1:{first}"
+
+
+@pytest.mark.asyncio
+async def test_a_listen_address_this_machine_cannot_use_is_refused_when_set(
+    tmp_path: Path,
+) -> None:
+    """It used to be saved and then stop the next start ("Can't listen on ...")."""
+    profile = _profile(tmp_path)
+    options = DaemonOptions(profile, listen="127.0.0.1:0", lan=False)
+    async with hosted_node(options, lambda: PASS, log_to_profile=False) as node:
+        before = (await node.get_settings()).listen
+        for bad, why in [
+            ("256.1.1.1:0", "256.1.1.1 is not an IP address"),
+            ("192.0.2.1:4000", "192.0.2.1 is not an address of this machine"),  # TEST-NET-1
+            ("nowhere.invalid:0", "can't look up the name nowhere.invalid"),
+        ]:
+            with pytest.raises(InvalidArgument, match=why) as refused:
+                await node.update_settings(UpdateSettings(listen=bad, theme="dark"))
+            assert repr(bad) in str(refused.value)
+            assert (await node.get_settings()).listen == before  # nothing changed
+            assert (await node.get_settings()).theme == "system"
+        # the port this node listens on is in use (by the node): the address stays valid
+        port = int((await node.status()).endpoints[0].rpartition(":")[2])
+        saved = await node.update_settings(UpdateSettings(listen=f"127.0.0.1:{port}"))
+        assert saved.listen == f"127.0.0.1:{port}"
+    assert load_config(ProfilePaths(profile).config).listen == f"127.0.0.1:{port}"
+
+
+@pytest.mark.asyncio
+async def test_a_listen_address_that_stopped_working_does_not_block_other_changes(
+    tmp_path: Path,
+) -> None:
+    """Only what changes is probed: a saved address of a network left since can't keep
+    the user from changing the theme (the start says what is wrong with it)."""
+    profile = _profile(tmp_path)
+    paths = ProfilePaths(profile)
+    save_config(paths.config, replace(load_config(paths.config), listen="192.0.2.1:4000"))
+    store = open_store(profile, lambda: PASS)
+    service = NodeService(store)
+    try:
+        assert (await service.update_settings(UpdateSettings(theme="dark"))).theme == "dark"
+    finally:
+        service.close()
+        store.close()

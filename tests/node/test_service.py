@@ -388,3 +388,41 @@ async def test_an_invite_with_another_key_flags_the_contact(
     await node.remove_contact(RemoveContact("Bob"))
     assert not (await node.add_contact(AddContact(real.invite))).contact.key_changed
 
+
+@pytest.mark.asyncio
+async def test_a_downloads_folder_that_cannot_be_used_is_refused_when_set(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """It used to be saved, and then every received file failed ("the downloads folder
+    can't be used")."""
+    before = (await node.get_settings()).downloads_folder
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    for bad, why in [
+        (notes / "Downloads", f"can't be created: {notes} is a file, not a folder"),
+        (notes, "is a file, not a folder"),
+        (tmp_path / "gone", "is a link to nothing"),
+    ]:
+        if bad.name == "gone":
+            bad.symlink_to(tmp_path / "nothing here")
+        with pytest.raises(InvalidArgument, match=re.escape(why)) as refused:
+            await node.update_settings(UpdateSettings(downloads_folder=str(bad), theme="dark"))
+        assert "The downloads folder" in str(refused.value)
+        settings = await node.get_settings()
+        assert settings.downloads_folder == before and settings.theme == "system"
+    # a folder that does not exist yet but can be created is fine, and is not made yet
+    later = tmp_path / "new" / "Downloads"
+    saved = await node.update_settings(UpdateSettings(downloads_folder=str(later)))
+    assert saved.downloads_folder == str(later) and not (tmp_path / "new").exists()
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder")
+async def test_a_downloads_folder_without_write_permission_is_refused_when_set(
+    node: NodeService, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    for bad, why in [(locked, "can't be written to"), (locked / "sub", "can't be created")]:
+        with pytest.raises(InvalidArgument, match=why):
+            await node.update_settings(UpdateSettings(downloads_folder=str(bad)))

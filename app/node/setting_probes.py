@@ -1,0 +1,103 @@
+"""Checks of settings that only this machine can answer: can the node listen on an
+address, can it save received files in a folder. They run when a setting is changed,
+so a value that would stop the next start (a listen address) or fail every received
+file (a downloads folder) is refused at once, naming the setting and why
+(docs/decisions/0016-settings-checked-when-set.md).
+
+Blocking I/O: call them off the event loop. A value that is malformed is left to the
+syntax checks in `app.node.service.config_problems` (these return None for it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from app.node.api import InvalidArgument
+from app.node.dht import parse_host_port
+from app.node.storage import vault
+
+
+def listen_problem(listen: str) -> str | None:
+    """Why this machine can't listen on `listen` (HOST:PORT), if it can't.
+
+    Only the host is probed, by binding port 0 on it (UDP for the DHT, TCP for the
+    WebSocket path): the port itself may be the one the running node holds, or one that
+    is busy now and free at the next start."""
+    try:
+        host, _ = parse_host_port(listen, allow_port_zero=True)
+    except InvalidArgument:
+        return None
+    cant = f"The listen address {listen!r} can't be used:"
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        try:
+            found = socket.getaddrinfo(host, 0, type=kind, flags=socket.AI_PASSIVE)
+        except (OSError, UnicodeError):
+            return f"{cant} this machine can't look up the name {host}."
+        failure: OSError | None = None
+        for family, socktype, proto, _, address in found:
+            try:
+                with socket.socket(family, socktype, proto) as probe:
+                    probe.bind(address)
+                break
+            except OSError as exc:
+                failure = failure or exc
+        else:
+            why = f" ({failure.strerror})" if failure and failure.strerror else ""
+            return f"{cant} {host} is not an address of this machine{why}."
+    return None
+
+
+def downloads_problem(text: str) -> str | None:
+    """Why received files can't be saved in the folder `text` names, if they can't.
+
+    A folder that does not exist yet is fine if it can be created: it is created to be
+    sure, and removed again (the node creates it when the first file arrives)."""
+    if not text or vault.not_plain_text(text):
+        return None
+    folder = Path(os.path.expanduser(text))
+    if not folder.is_absolute():
+        return None
+    missing: list[Path] = []
+    existing = folder
+    while not os.path.lexists(existing) and existing.parent != existing:
+        missing.append(existing)
+        existing = existing.parent
+    if not missing:
+        if os.path.exists(folder) and not folder.is_dir():
+            return None  # "is a file, not a folder": said by the syntax checks
+        if not folder.is_dir():
+            return f"The downloads folder {folder} is a link to nothing."
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"The downloads folder {folder} can't be written to (permission denied)."
+        return None
+    if not existing.is_dir():
+        what = "a file, not a folder" if existing.is_file() else "not a folder"
+        return f"The downloads folder {folder} can't be created: {existing} is {what}."
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        return f"The downloads folder {folder} can't be created ({exc.strerror or exc})."
+    finally:
+        for made in missing:  # deepest first; only what did not exist before
+            with contextlib.suppress(OSError):
+                made.rmdir()
+    return None
+
+
+PROBES = {"listen": listen_problem, "downloads_folder": downloads_problem}
+"""The settings checked on this machine, by name (the names of `UpdateSettings`)."""
+
+
+def machine_problems(values: Mapping[str, object]) -> dict[str, str]:
+    """Setting name -> sentence, for each setting in `values` this machine can't use."""
+    found: dict[str, str] = {}
+    for name, probe in PROBES.items():
+        value = values.get(name)
+        problem = probe(value) if isinstance(value, str) else None
+        if problem:
+            found[name] = problem
+    return found
