@@ -606,8 +606,8 @@ def settings_problems(change: UpdateSettings) -> list[str]:
 
 def config_problems(config: Config) -> list[str]:
     """Every reason the node could not use `config`, one sentence each, in field order."""
-    problems = [_host_port_problem(config.listen, allow_port_zero=True)]
-    problems += [_host_port_problem(peer) for peer in config.bootstrap]
+    problems = [_host_port_problem("The listen address", config.listen, allow_port_zero=True)]
+    problems += [_host_port_problem("The bootstrap peer", peer) for peer in config.bootstrap]
     if config.shaping_mode not in SHAPING_MODES:
         problems.append(f"Traffic shaping is one of: {', '.join(SHAPING_MODES)}.")
     if config.theme not in THEMES:
@@ -642,11 +642,12 @@ def _ice_server_problem(server: str) -> str | None:
     return None
 
 
-def _host_port_problem(text: str, *, allow_port_zero: bool = False) -> str | None:
+def _host_port_problem(setting: str, text: str, *, allow_port_zero: bool = False) -> str | None:
+    """Why `text` is no HOST:PORT, as a sentence naming the `setting` it is for."""
     try:
         parse_host_port(text, allow_port_zero=allow_port_zero)
     except InvalidArgument as exc:
-        return str(exc)
+        return f"{setting} {exc}"
     return None
 
 

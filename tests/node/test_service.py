@@ -307,9 +307,10 @@ async def test_settings_report_every_problem_at_once(node: NodeService, tmp_path
     # a host of numbers and dots is an IPv4 address or nothing (it used to stop the start)
     for typo in ["256.1.1.1:0", "10.0.0:4000", "1.2.3.4.5:4000"]:
         [problem] = check_settings(UpdateSettings(listen=typo))
+        assert problem.startswith(f"The listen address {typo!r} is not HOST:PORT"), problem
         assert "is not an IP address" in problem, typo
     [problem] = check_settings(UpdateSettings(bootstrap=["300.1.1.1:4000"]))
-    assert "'300.1.1.1:4000' is not HOST:PORT" in problem
+    assert problem.startswith("The bootstrap peer '300.1.1.1:4000' is not HOST:PORT")
     assert "stun:HOST:PORT" in check_settings(UpdateSettings(ice_servers=["stun:"]))[0]
     assert "port" in check_settings(UpdateSettings(ice_servers=["stun:h:99999"]))[0]
     good = ["stun:127.0.0.1:3478", "turn:u:p@127.0.0.1:3478?transport=udp", "stun:host"]
