@@ -139,6 +139,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     _json_flag(sub.add_parser("peers", help="show connections to peers (path, state, RTT)"))
 
+    settings = sub.add_parser(
+        "settings",
+        help="show the settings, or change the ones given (a value the node can't use "
+        "is refused, and nothing is changed)",
+    )
+    settings.add_argument("--name", dest="display_name", help="your display name")
+    settings.add_argument(
+        "--listen", metavar="HOST:PORT", help="where the node listens from its next start"
+    )
+    settings.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        action="append",
+        help="a peer to join through (repeatable; replaces the list, '' empties it)",
+    )
+    settings.add_argument(
+        "--lan", action=argparse.BooleanOptionalAction, help="find peers on the local network"
+    )
+    settings.add_argument(
+        "--ice-server",
+        metavar="URL",
+        action="append",
+        dest="ice_servers",
+        help="a stun: or turn: server (repeatable; replaces the list, '' empties it)",
+    )
+    settings.add_argument("--ipfs-api", metavar="MULTIADDR", help="an IPFS daemon's API ('' none)")
+    settings.add_argument("--shaping", metavar="MODE", help="traffic shaping: off|balanced|strict")
+    settings.add_argument("--theme", metavar="THEME", help="the window's: system|light|dark")
+    settings.add_argument(
+        "--notifications", action=argparse.BooleanOptionalAction, help="notify new messages"
+    )
+    settings.add_argument(
+        "--auto-accept-bytes", metavar="BYTES", type=int, help="accept smaller files at once"
+    )
+    settings.add_argument(
+        "--downloads-folder", metavar="DIR", help="where received files go ('' the default)"
+    )
+    _json_flag(settings)
+
     history = sub.add_parser("history", help="verify or export a conversation's signed history")
     hsub = history.add_subparsers(dest="history_command", metavar="ACTION", required=True)
     hverify = hsub.add_parser(
@@ -405,6 +444,41 @@ async def cmd_transfers(args: argparse.Namespace, node: api.NodeApi) -> int:
     return 0
 
 
+async def cmd_settings(args: argparse.Namespace, node: api.NodeApi) -> int:
+    folder = args.downloads_folder
+    if folder:  # a running node has its own working folder: name it the way the user did
+        folder = os.path.abspath(os.path.expanduser(folder))
+    change = api.UpdateSettings(
+        display_name=args.display_name,
+        listen=args.listen,
+        bootstrap=_listed(args.bootstrap),
+        lan_discovery=args.lan,
+        ice_servers=_listed(args.ice_servers),
+        ipfs_api=args.ipfs_api,
+        shaping_mode=args.shaping,
+        theme=args.theme,
+        notifications=args.notifications,
+        auto_accept_bytes=args.auto_accept_bytes,
+        downloads_folder=folder,
+    )
+    if change == api.UpdateSettings():
+        settings = await node.get_settings()
+    else:
+        settings = await node.update_settings(change)
+    wire = api.to_wire(settings)
+    lines = [
+        f"{key}: {', '.join(value) if isinstance(value, list) else value}"
+        for key, value in wire.items()
+    ]
+    _emit(args, settings, "\n".join(lines))
+    return 0
+
+
+def _listed(values: list[str] | None) -> list[str] | None:
+    """A repeatable option's values, '' dropped (so `--bootstrap ''` empties the list)."""
+    return None if values is None else [v for v in values if v]
+
+
 async def cmd_peers(args: argparse.Namespace, node: api.NodeApi) -> int:
     peers = await node.peers()
     lines = [
@@ -554,6 +628,7 @@ def run(args: argparse.Namespace) -> int:
             "read": cmd_read,
             "search": cmd_search,
             "peers": cmd_peers,
+            "settings": cmd_settings,
             "history": cmd_history,
             "share": cmd_share,
             "transfers": cmd_transfers,

@@ -227,3 +227,33 @@ def test_copied_profile_reveals_no_names_text_or_keys(
     # and the database really holds the data, sealed
     rows = sqlite3.connect(ProfilePaths(alice).database).execute("SELECT count(*) FROM messages")
     assert rows.fetchone()[0] == 2
+
+
+def test_settings_the_node_cant_use_are_refused_when_set(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """They used to be saved, and then the next start refused them (the listen address)
+    or every received file failed (the downloads folder)."""
+    me = tmp_path / "me"
+    cli_json(me, "init", "--name", "Me", "--no-passphrase")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    refusals = [
+        (("--listen", "256.1.1.1:0"), "The listen address '256.1.1.1:0'"),
+        (("--listen", "192.0.2.1:0"), "192.0.2.1 is not an address of this machine"),
+        (("--downloads-folder", f"{notes}/Downloads"), f"{notes} is a file, not a folder"),
+    ]
+    for args, why in refusals:  # the profile opened by the CLI itself
+        assert why in one_line_error(run_cli(me, "settings", *args, "--theme", "dark"))
+    daemons.append(Daemon(me, *LOOPBACK))
+    port = daemons[0].wait_ready()["endpoints"][0].rpartition(":")[2]
+    for args, why in refusals:  # through the running node
+        assert why in one_line_error(run_cli(me, "settings", *args, "--theme", "dark"))
+    before = cli_json(me, "settings")
+    assert before["theme"] == "system" and before["listen"] == "0.0.0.0:0"
+    # the address the node listens on (its port in use, by the node) can be set
+    listen = f"127.0.0.1:{port}"
+    assert cli_json(me, "settings", "--listen", listen)["listen"] == listen
+    assert daemons[0].stop() == 0
+    daemons.append(Daemon(me, "--no-lan"))  # the setting, not --listen
+    assert daemons[1].wait_ready()["endpoints"] == [listen]
