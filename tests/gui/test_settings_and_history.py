@@ -91,6 +91,45 @@ async def test_passphrase_change_from_settings(qtbot: QtBot, session: GuiSession
 
 
 @pytest.mark.asyncio
+async def test_settings_this_machine_cant_use_are_shown_under_their_fields(
+    qtbot: QtBot, session: GuiSession, tmp_path: Path
+) -> None:
+    """A listen address that is not this machine's, a downloads folder under a file: they
+    used to be saved, then refused at the next start (or by every received file)."""
+    assert session.bridge is not None
+    dialog = SettingsDialog(session.bridge, await session.bridge.settings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    bad_folder = str(notes / "Downloads")
+    dialog.listen.setText("192.0.2.1:0")  # TEST-NET-1: no machine's own address
+    dialog.downloads.setText(bad_folder)
+    dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.listen_error.isVisible)
+    assert "192.0.2.1 is not an address of this machine" in dialog.listen_error.text()
+    assert not dialog.downloads_error.isHidden()  # shown, on the Files tab
+    assert f"{notes} is a file, not a folder" in dialog.downloads_error.text()
+    # the dialog stays open with what the user typed, on the tab of the first field
+    assert dialog.isVisible() and dialog.saved is None
+    assert dialog.listen.text() == "192.0.2.1:0" and dialog.downloads.text() == bad_folder
+    assert dialog.tabs.currentWidget() is dialog.listen.parentWidget()
+    assert not dialog.error.isVisible()
+    saved = await session.bridge.settings()
+    assert saved.theme == "system" and saved.downloads_folder != bad_folder
+    # editing a field hides its error; the others stay until fixed
+    dialog.listen.setText("127.0.0.1:0")
+    assert dialog.listen_error.isHidden() and not dialog.downloads_error.isHidden()
+    dialog.downloads.setText(str(tmp_path / "Received"))
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.saved is not None)
+    assert dialog.saved is not None and dialog.saved.listen == "127.0.0.1:0"
+    assert dialog.saved.downloads_folder == str(tmp_path / "Received")
+    assert not (tmp_path / "Received").exists()  # checked, not made before a file comes
+
+
+@pytest.mark.asyncio
 async def test_long_history_loads_page_by_page(
     qtbot: QtBot, node: api.NodeApi, friend: api.InitResult
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 from PySide6.QtGui import QShowEvent
@@ -38,6 +39,7 @@ from app.node.api import (
     Settings,
     UpdateSettings,
     check_settings,
+    check_settings_here,
 )
 
 MB = 1_000_000  # the unit file cards show sizes in (QLocale: 10 MiB is "10.5 MB")
@@ -64,6 +66,18 @@ def _combo(options: list[tuple[str, str]], current: str, name: str) -> QComboBox
     return combo
 
 
+def _with_error(field: QWidget | QHBoxLayout, error: QLabel) -> QVBoxLayout:
+    """`field` with its error line under it (hidden, taking no room, until shown)."""
+    column = QVBoxLayout()
+    column.setSpacing(4)
+    if isinstance(field, QWidget):
+        column.addWidget(field)
+    else:
+        column.addLayout(field)
+    column.addWidget(error)
+    return column
+
+
 class SettingsDialog(QDialog):
     """Edits `Settings`; Save sends only what changed through `update_settings`."""
 
@@ -76,7 +90,7 @@ class SettingsDialog(QDialog):
         self._bridge = bridge
         self._original = settings
         self.saved: Settings | None = None
-        tabs = QTabWidget()
+        self.tabs = tabs = QTabWidget()
         tabs.addTab(self._profile_tab(settings), self.tr("Profile"))
         tabs.addTab(self._network_tab(settings), self.tr("Network"))
         tabs.addTab(self._appearance_tab(settings), self.tr("Appearance"))
@@ -91,6 +105,11 @@ class SettingsDialog(QDialog):
             self.ipfs,
             self.downloads,
         )
+        self.field_errors = {"listen": self.listen_error, "downloads_folder": self.downloads_error}
+        """Setting name -> the error line under its field (what this machine can't use)."""
+        self._fields = {"listen": self.listen, "downloads_folder": self.downloads}
+        clear_error_on_edit(self.listen_error, self.listen)
+        clear_error_on_edit(self.downloads_error, self.downloads)
         self.save_button = primary_button(self.tr("Save"))
         self.save_button.clicked.connect(self.save)
         cancel = QPushButton(self.tr("Close"))
@@ -179,7 +198,8 @@ class SettingsDialog(QDialog):
             s.shaping_mode,
             self.tr("Traffic shaping"),
         )
-        form.addRow(self.tr("Listen on"), self.listen)
+        self.listen_error = error_label()
+        form.addRow(self.tr("Listen on"), _with_error(self.listen, self.listen_error))
         form.addRow(self.tr("Bootstrap peers"), self.bootstrap)
         form.addRow("", self.lan)
         form.addRow(self.tr("STUN / TURN"), self.ice)
@@ -232,7 +252,8 @@ class SettingsDialog(QDialog):
         self.auto_accept.setSuffix(" MB")
         self.auto_accept.setValue(round(s.auto_accept_bytes / MB))
         self.auto_accept.setAccessibleName(self.tr("Accept files automatically up to"))
-        form.addRow(self.tr("Save received files in"), folder)
+        self.downloads_error = error_label()
+        form.addRow(self.tr("Save received files in"), _with_error(folder, self.downloads_error))
         form.addRow(self.tr("Auto-accept files up to"), self.auto_accept)
         form.addRow(
             "",
@@ -287,6 +308,18 @@ class SettingsDialog(QDialog):
         if chosen:
             self.downloads.setText(chosen)
 
+    def _show_field_errors(self, found: dict[str, str]) -> None:
+        """Each sentence under its field; the first such field's tab comes to the front."""
+        for name, text in found.items():
+            show_error(self.field_errors[name], text)
+        first = self._fields[next(iter(found))]
+        page = first.parentWidget()
+        while page is not None and self.tabs.indexOf(page) < 0:
+            page = page.parentWidget()
+        if page is not None:
+            self.tabs.setCurrentWidget(page)
+        first.setFocus()
+
     @async_slot()
     async def save(self) -> None:
         """Persist the changes and close; errors stay in the dialog."""
@@ -296,7 +329,14 @@ class SettingsDialog(QDialog):
             return
         self.save_button.setEnabled(False)
         try:
-            self.saved = await self._bridge.update_settings(self.changes())
+            changes = self.changes()
+            # a listen address or downloads folder this machine can't use: said under
+            # the field (the node refuses it too, in one sentence for the whole form)
+            here = await asyncio.to_thread(check_settings_here, changes)
+            if here:
+                self._show_field_errors(here)
+                return
+            self.saved = await self._bridge.update_settings(changes)
         except ActionFailed as exc:
             show_error(self.error, str(exc))
             return
