@@ -251,6 +251,39 @@ async def test_disconnect_stops_retrying(pair: Callable[..., Any]) -> None:
     assert PeerState.WAITING_TO_RETRY not in [s for s, _ in alice.states()]
 
 
+@pytest.mark.asyncio
+async def test_a_peer_absent_since_the_start_is_redialled_less_often_than_one_just_lost(
+    pair: Callable[..., Any], identity_factory: Callable[[], IdentityKeys]
+) -> None:
+    """2,000 absent contacts redialled every 20 s took a quarter of a core (a WebRTC
+    offer each); a peer lost a moment ago is still redialled at the short cadence."""
+    settings = replace(
+        FAST, backoff_initial=0.02, backoff_max=0.05, backoff_max_absent=1.0, absent_after=30
+    )
+    alice, bob = await pair(settings=settings)
+
+    def waits(peer: str) -> list[float]:
+        return [
+            e.retry_in
+            for e in alice.events
+            if isinstance(e, ConnectionStateChanged)
+            and e.address == peer
+            and e.state == PeerState.WAITING_TO_RETRY
+            and e.retry_in is not None
+        ]
+
+    await alice.manager.connect(bob.address, keep=True)
+    await bob.manager.close()  # lost now: redialled within backoff_max
+    await wait_until(lambda: len(waits(bob.address)) >= 6)
+    assert max(waits(bob.address)) <= 0.05
+    absent = identity_factory().public.address  # never reached in this run
+    with contextlib.suppress(ConnectFailed):
+        await alice.manager.connect(absent, keep=True)
+    await wait_until(lambda: len(waits(absent)) >= 5)
+    assert max(waits(absent)) > 0.05
+    await alice.manager.disconnect(absent)
+
+
 def test_backoff_delay_grows_caps_and_jitters() -> None:
     assert backoff_delay(0, 1.0, 60.0, 0.0) == 0.5
     assert backoff_delay(0, 1.0, 60.0, 0.999) < 1.0

@@ -71,6 +71,13 @@ class TransportSettings:
     """Try the direct WebSocket path first (e.g. for bulk transfers between LAN peers)."""
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
+    """Longest wait between redials of a wanted peer lost less than `absent_after` ago."""
+    backoff_max_absent: float = 120.0
+    """Longest wait for a peer not connected in this run, or lost longer ago: an absent
+    peer dials us itself when it comes back, and a message to it dials at once, so a
+    node with many absent contacts need not build a WebRTC offer for each every
+    `backoff_max` (2,000 of them at 20 s took a quarter of a core)."""
+    absent_after: float = 600.0
     keepalive_interval: float = 15.0
     """Seconds between PINGs on an idle-or-not connection (also refreshes `rtt_ms`)."""
     keepalive_timeout: float = 10.0

@@ -146,6 +146,8 @@ class ConnectionManager:
         self._dials: dict[str, asyncio.Task[AuthenticatedConnection]] = {}
         self._wanted: set[str] = set()
         self._retry_tasks: dict[str, asyncio.Task[None]] = {}
+        self._lost_at: dict[str, float] = {}
+        """Loop time at which each wanted peer's connection was last lost."""
         self._conn_tasks: dict[AuthenticatedConnection, list[asyncio.Task[None]]] = {}
         self._probes: set[asyncio.Task[None]] = set()
         """Pings of silent connections that a new duplicate may replace."""
@@ -268,6 +270,7 @@ class ConnectionManager:
         """Stop wanting `address` and close its connection."""
         address = normalize_address(address)
         self._wanted.discard(address)
+        self._lost_at.pop(address, None)
         task = self._retry_tasks.pop(address, None)
         if task is not None:
             task.cancel()
@@ -441,6 +444,7 @@ class ConnectionManager:
             )
         )
         if address in self._wanted and not self._closing:
+            self._lost_at[address] = asyncio.get_running_loop().time()
             self._schedule_retry(address, attempt=0)
 
     async def _read_loop(self, conn: AuthenticatedConnection) -> None:
@@ -471,6 +475,15 @@ class ConnectionManager:
         task.add_done_callback(lambda t: self._retry_tasks.pop(address, None) if
                                self._retry_tasks.get(address) is t else None)  # fmt: skip
 
+    def _backoff_cap(self, address: str) -> float:
+        """`backoff_max` for a peer lost recently (a network blip), `backoff_max_absent`
+        for one absent since this run began or for longer than `absent_after`."""
+        lost_at = self._lost_at.get(address)
+        now = asyncio.get_running_loop().time()
+        if lost_at is not None and now - lost_at < self.settings.absent_after:
+            return self.settings.backoff_max
+        return max(self.settings.backoff_max, self.settings.backoff_max_absent)
+
     async def _retry_loop(self, address: str, attempt: int) -> None:
         while address in self._wanted and not self._closing:
             if self.connection(address) is not None:
@@ -478,7 +491,7 @@ class ConnectionManager:
             delay = backoff_delay(
                 attempt,
                 self.settings.backoff_initial,
-                self.settings.backoff_max,
+                self._backoff_cap(address),
                 self._rng.random(),
             )
             self._emit(ConnectionStateChanged(address, PeerState.WAITING_TO_RETRY, retry_in=delay))
