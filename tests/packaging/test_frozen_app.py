@@ -189,6 +189,10 @@ def test_bundle_holds_what_the_app_needs_and_nothing_it_does_not(frozen_app: Pat
     assert not list(internal.glob("libQt6Quick*")) and not list(
         (internal / "PySide6" / "Qt" / "lib").glob("libQt6Qml*")
     )
+    # Qt reads SVG through plugins (icons, theme arrows); PNG is built in; no other format
+    plugins = internal / "PySide6" / "Qt" / "plugins"
+    assert sorted(p.name for p in (plugins / "imageformats").iterdir()) == ["libqsvg.so"]
+    assert (plugins / "iconengines" / "libqsvgicon.so").is_file()
 
 
 def test_runtime_hook_for_onnxruntime_telemetry_is_in_the_executable(frozen_exe: Path) -> None:

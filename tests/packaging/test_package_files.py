@@ -160,3 +160,26 @@ def test_build_script_lists_every_target() -> None:
     assert done.returncode == 0
     for target in ("icons", "linux-onedir", "linux-onefile", "deb", "tarball", "windows", "macos"):
         assert target in done.stdout
+
+
+def test_spec_keeps_the_qt_image_formats_the_app_reads() -> None:
+    """The app reads SVG (the svg plugin) and PNG (built into QtGui); build.spec drops every
+    other image-format plugin, so no resource or source file may use another format."""
+    kept = spec_constant("QT_IMAGE_FORMATS_KEPT")
+    assert kept == {"svg"}
+    readable = {"svg", "png"}
+    for folder in ("icons", "themes"):
+        for path in (ROOT / "resources" / folder).rglob("*"):
+            if path.is_file() and path.suffix != ".qss":
+                assert path.suffix[1:].lower() in readable, f"{path}: no Qt plugin bundled"
+    for sheet in (ROOT / "resources" / "themes").glob("*.qss"):
+        for image in re.findall(r"url\(([^)]+)\)", sheet.read_text(encoding="utf-8")):
+            assert image.rsplit(".", 1)[-1].lower() in readable, f"{sheet.name}: {image}"
+    other_formats = re.compile(
+        r"""["']\.?(jpe?g|gif|tiff?|webp|ico|icns|tga|wbmp)["']""", re.IGNORECASE
+    )
+    for path in (ROOT / "app").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found = other_formats.search(text)
+        assert found is None, f"{path}: reads {found.group(0)}? add its plugin to build.spec"
+        assert "QImageReader" not in text and "QMovie" not in text, path
