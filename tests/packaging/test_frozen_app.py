@@ -193,6 +193,10 @@ def test_bundle_holds_what_the_app_needs_and_nothing_it_does_not(frozen_app: Pat
     plugins = internal / "PySide6" / "Qt" / "plugins"
     assert sorted(p.name for p in (plugins / "imageformats").iterdir()) == ["libqsvg.so"]
     assert (plugins / "iconengines" / "libqsvgicon.so").is_file()
+    # av stays whole but for what `import av` never loads; numpy without its optional parts
+    assert list((internal / "av.libs").glob("libavcodec-*.so*")) and (internal / "av").is_dir()
+    for unwanted in ("av/subtitles", "numpy/random", "numpy/fft", "trio", "psutil"):
+        assert not (internal / unwanted).exists(), unwanted
 
 
 def test_runtime_hook_for_onnxruntime_telemetry_is_in_the_executable(frozen_exe: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import plistlib
 import re
 import shutil
@@ -160,6 +162,41 @@ def test_build_script_lists_every_target() -> None:
     assert done.returncode == 0
     for target in ("icons", "linux-onedir", "linux-onefile", "deb", "tarball", "windows", "macos"):
         assert target in done.stdout
+
+
+def test_spec_excludes_no_module_the_app_imports() -> None:
+    """Every module build.spec leaves out (NOT_AT_RUNTIME, NOT_REACHED) stays unimported when
+    every app module and the libraries it runs on are imported, in a fresh interpreter."""
+    tooling, not_reached = spec_constant("NOT_AT_RUNTIME"), spec_constant("NOT_REACHED")
+    assert isinstance(tooling, list) and isinstance(not_reached, list)
+    excluded = [*tooling, *not_reached]
+    assert "numpy.random" in excluded and "trio" in excluded
+    modules = sorted(
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in (ROOT / "app").rglob("*.py")
+        if path.name != "__main__.py"
+    )
+    libraries = ["aiortc", "av", "numpy", "onnxruntime", "segno"]
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {[*modules, *libraries]!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "ORT_DISABLE_TELEMETRY": "1"},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    imported = sorted(
+        name for name in loaded for gone in excluded if name == gone or name.startswith(gone + ".")
+    )
+    assert not imported, f"build.spec excludes modules the app imports: {imported}"
 
 
 def test_spec_keeps_the_qt_image_formats_the_app_reads() -> None:
