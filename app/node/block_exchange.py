@@ -143,7 +143,7 @@ class BlockExchange:
                 conn = self._network.manager.connection(address)
                 if conn is None:
                     return None
-                await conn.send(bytes([kind]) + rid.to_bytes(_ID, "big") + body)
+                await conn.send(bytes([kind]) + rid.to_bytes(_ID, "big") + body, awaits_answer=True)
                 closed: asyncio.Future[None] = asyncio.ensure_future(conn.wait_closed())
                 either: set[asyncio.Future[Any]] = {waiting, closed}
                 try:

@@ -782,7 +782,8 @@ class Messenger:
                 event = ledger.get(cid)
                 flight[cid] = event.lamport if event is not None else 0
         self._note(address, "sent", len(wire))
-        sending = asyncio.ensure_future(conn.send(wire))
+        # events call for an acknowledgement: if the link then goes silent, it is probed
+        sending = asyncio.ensure_future(conn.send(wire, awaits_answer=bool(batch)))
         sending.add_done_callback(_retrieve)
         return sending
 

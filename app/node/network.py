@@ -427,7 +427,7 @@ class NetworkStack:
             waiting = asyncio.get_running_loop().create_future()
             self._bundle_replies[address] = waiting
         try:
-            await self.manager.send(address, BUNDLE_REQUEST)
+            await self.manager.send(address, BUNDLE_REQUEST, awaits_answer=True)
             return await asyncio.wait_for(asyncio.shield(waiting), BUNDLE_WAIT_SECONDS)
         except (TransportError, TimeoutError):
             return None

@@ -134,7 +134,7 @@ class _Conn:
         self.sent: list[bytes] = []
         self.closed = asyncio.Event()
 
-    async def send(self, payload: bytes) -> None:
+    async def send(self, payload: bytes, *, awaits_answer: bool = False) -> None:
         self.sent.append(payload)
 
     async def wait_closed(self) -> None:

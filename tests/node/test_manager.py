@@ -290,3 +290,50 @@ def test_backoff_delay_grows_caps_and_jitters() -> None:
     assert backoff_delay(3, 1.0, 60.0, 0.0) == 4.0
     assert backoff_delay(50, 1.0, 60.0, 0.0) == 30.0
     assert backoff_delay(50, 1.0, 60.0, 0.5) == 45.0
+
+
+QUICK_PROBE = replace(
+    FAST,
+    prefer_websocket=True,
+    keepalive_interval=60,
+    keepalive_timeout=60,
+    probe_after=0.3,
+    probe_timeout=0.3,
+)
+
+
+@pytest.mark.asyncio
+async def test_a_silent_link_with_an_answer_awaited_is_probed_and_closed(
+    pair: Callable[..., Any],
+) -> None:
+    """The keepalive is a minute away: only the probe can notice the dead link."""
+    alice, bob = await pair(settings=QUICK_PROBE)
+    conn = await alice.manager.connect(bob.address, keep=False)
+    await wait_until(lambda: bob.manager.connection(alice.address) is not None)
+    await asyncio.sleep(0.2)  # the first keepalive PING is answered
+    bob_side = bob.manager.connection(alice.address)
+    assert bob_side is not None and conn.liveness is not None
+    await conn.send(b"no answer expected")
+    await asyncio.sleep(1.0)
+    assert conn.is_open and conn.liveness.probes == 0  # nothing awaited: no probe
+    bob_side._receive_bytes = lambda data: None  # type: ignore[method-assign]  # the link dies
+    started = asyncio.get_running_loop().time()
+    await conn.send(b"a request", awaits_answer=True)
+    await asyncio.wait_for(conn.wait_closed(), 5)
+    took = asyncio.get_running_loop().time() - started
+    assert conn.close_reason == "no answer: the link went silent"
+    assert conn.liveness.probes == 1 and 0.5 <= took < 2.0
+    assert alice.manager.connection(bob.address) is None
+
+
+@pytest.mark.asyncio
+async def test_a_live_peer_that_does_not_answer_costs_one_probe(
+    pair: Callable[..., Any],
+) -> None:
+    alice, bob = await pair(settings=QUICK_PROBE)
+    conn = await alice.manager.connect(bob.address, keep=False)
+    await asyncio.sleep(0.2)
+    assert conn.liveness is not None
+    await conn.send(b"a request nobody answers", awaits_answer=True)
+    await asyncio.sleep(2.0)
+    assert conn.is_open and conn.liveness.probes == 1 and not conn.liveness.awaiting

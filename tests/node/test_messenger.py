@@ -697,8 +697,9 @@ async def test_send_is_not_held_up_by_a_slow_connection(
     slots = asyncio.Event()
     send = conn.send
 
-    async def shaped(payload: bytes) -> None:  # queued in order at once, done later
-        await send(payload)
+    # queued in order at once, done later
+    async def shaped(payload: bytes, *, awaits_answer: bool = False) -> None:
+        await send(payload, awaits_answer=awaits_answer)
         await slots.wait()
 
     monkeypatch.setattr(conn, "send", shaped)

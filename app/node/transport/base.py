@@ -20,6 +20,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from app.core.errors import RemoteProtocolError
 from app.core.identity import encode_address
+from app.core.liveness import AnswerAwaited, LinkLiveness, PingSent, PongReceived
 from app.core.wire import Frame, FrameDecoder, FrameType
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,13 @@ class TransportSettings:
     keepalive_interval: float = 15.0
     """Seconds between PINGs on an idle-or-not connection (also refreshes `rtt_ms`)."""
     keepalive_timeout: float = 10.0
+    """Seconds of silence (no frame at all) after a PING before the connection is closed."""
+    probe_after: float = 2.0
+    """Seconds of silence while an answer is awaited before an early PING (at least a few
+    RTTs; see `app.core.liveness`)."""
+    probe_timeout: float = 2.0
+    """Further seconds of silence after that PING before the connection is closed (at
+    least a few RTTs)."""
 
 
 class Signaller(Protocol):
@@ -135,6 +143,12 @@ class PassThroughHook:
         return frame
 
 
+def _retrieve(future: asyncio.Future[float]) -> None:
+    """Mark a PING's outcome as seen (a PING nobody waits for may end with the connection)."""
+    if not future.cancelled():
+        future.exception()
+
+
 @dataclass
 class _PendingPing:
     sent_at: float
@@ -184,6 +198,10 @@ class AuthenticatedConnection:
         """Event-loop time of the last bytes from the peer (a crashed peer goes silent)."""
         self.remote_host: str | None = None
         """The peer's IP address on a direct path (None when relayed or over WebRTC)."""
+        self.liveness: LinkLiveness | None = None
+        """Told about awaited answers and PONGs (set by the connection manager)."""
+        self.liveness_changed = asyncio.Event()
+        """Set when an awaited answer may have moved the liveness deadline earlier."""
 
     # ------------------------------------------------------------------ for subclasses
 
@@ -247,10 +265,14 @@ class AuthenticatedConnection:
             self._send_frame_now(Frame(FrameType.PONG, frame.payload[:64]))
         elif frame.type == FrameType.PONG:
             pending = self._pings.pop(frame.payload, None)
-            if pending is not None and not pending.future.done():
-                rtt = (self._loop.time() - pending.sent_at) * 1000.0
+            if pending is not None:
+                now = self._loop.time()
+                rtt = (now - pending.sent_at) * 1000.0
                 self.rtt_ms = rtt
-                pending.future.set_result(rtt)
+                if self.liveness is not None:
+                    self.liveness.handle(PongReceived(now, pending.sent_at))
+                if not pending.future.done():
+                    pending.future.set_result(rtt)
         else:
             try:
                 delivered = self._hook.inbound(self.peer_address, frame)
@@ -308,8 +330,12 @@ class AuthenticatedConnection:
         else:
             self._close_callbacks.append(callback)
 
-    async def send(self, payload: bytes) -> None:
-        """Send one application message (<= 1 MiB) through the hook; raises if closed."""
+    async def send(self, payload: bytes, *, awaits_answer: bool = False) -> None:
+        """Send one application message (<= 1 MiB) through the hook; raises if closed.
+
+        `awaits_answer`: the peer is expected to answer it (a message waiting for its
+        acknowledgement, a block request); if the link then goes silent, it is probed
+        at once rather than at the next keepalive (`app.core.liveness`)."""
         if self.state != "open":
             raise ConnectionClosed(self.close_reason or "connection not open")
         for frame in await self._hook.outbound(self.peer_address, Frame(FrameType.DATA, payload)):
@@ -320,6 +346,9 @@ class AuthenticatedConnection:
             except ConnectionError as exc:
                 self._fail(f"send failed: {exc}", send_close=False)
                 raise ConnectionClosed(f"send failed: {exc}") from None
+        if awaits_answer and self.liveness is not None:
+            self.liveness.handle(AnswerAwaited(self._loop.time()))
+            self.liveness_changed.set()
         await self._drain()
 
     def write_frame(self, frame: Frame) -> None:
@@ -355,17 +384,29 @@ class AuthenticatedConnection:
 
     async def ping(self, timeout: float = 5.0) -> float:
         """Send a PING and return the round-trip time in ms (also stored in `rtt_ms`)."""
-        if self.state != "open":
-            raise ConnectionClosed(self.close_reason or "connection not open")
-        self._ping_counter += 1
-        token = struct.pack(">Q", self._ping_counter)
-        pending = _PendingPing(self._loop.time(), self._loop.create_future())
-        self._pings[token] = pending
-        self._send_frame_now(Frame(FrameType.PING, token))
+        token, pending = self._send_ping()
         try:
             return await asyncio.wait_for(pending.future, timeout)
         finally:
             self._pings.pop(token, None)
+
+    def send_ping(self) -> None:
+        """Send a PING whose PONG only feeds `rtt_ms` and `liveness` (nobody waits)."""
+        _, pending = self._send_ping()
+        pending.future.add_done_callback(_retrieve)
+
+    def _send_ping(self) -> tuple[bytes, _PendingPing]:
+        if self.state != "open":
+            raise ConnectionClosed(self.close_reason or "connection not open")
+        self._ping_counter += 1
+        token = struct.pack(">Q", self._ping_counter)
+        now = self._loop.time()
+        pending = _PendingPing(now, self._loop.create_future())
+        self._pings[token] = pending
+        if self.liveness is not None:
+            self.liveness.handle(PingSent(now))
+        self._send_frame_now(Frame(FrameType.PING, token))
+        return token, pending
 
     async def close(self, reason: str = "closed locally", *, send_close: bool = True) -> None:
         """Close the connection (idempotent); tells the peer why when possible."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.core.identity import IdentityKeys, encode_address, normalize_address
+from app.core.liveness import Heard, LinkDead, LinkLiveness, LivenessSettings, SendPing
 
 from .base import (
     AuthenticatedConnection,
@@ -242,10 +243,11 @@ class ConnectionManager:
                 self._schedule_retry(address, attempt=0)
             raise
 
-    async def send(self, address: str, payload: bytes) -> None:
-        """Send one message to `address` (connecting first if needed)."""
+    async def send(self, address: str, payload: bytes, *, awaits_answer: bool = False) -> None:
+        """Send one message to `address` (connecting first if needed); see
+        `AuthenticatedConnection.send` for `awaits_answer`."""
         conn = await self.connect(address)
-        await conn.send(payload)
+        await conn.send(payload, awaits_answer=awaits_answer)
 
     async def prefer_direct(self, address: str) -> bool:
         """Move a live WebRTC connection to the direct WebSocket path when the peer is
@@ -400,9 +402,10 @@ class ConnectionManager:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
         loop = asyncio.get_running_loop()
+        conn.liveness = LinkLiveness(self._liveness_settings(), loop.time())
         self._conn_tasks[conn] = [
             loop.create_task(self._read_loop(conn)),
-            loop.create_task(self._keepalive_loop(conn)),
+            loop.create_task(self._liveness_loop(conn)),
         ]
         conn.on_close(self._on_closed)
         self._emit(ConnectionStateChanged(address, PeerState.CONNECTED, path=conn.path))
@@ -457,15 +460,37 @@ class ConnectionManager:
             except Exception:  # the node's bug must not kill the connection's reader
                 log.exception("message handler failed")
 
-    async def _keepalive_loop(self, conn: AuthenticatedConnection) -> None:
+    def _liveness_settings(self) -> LivenessSettings:
+        s = self.settings
+        return LivenessSettings(
+            keepalive_interval=s.keepalive_interval,
+            keepalive_timeout=s.keepalive_timeout,
+            probe_after=s.probe_after,
+            probe_timeout_min=s.probe_timeout,
+        )
+
+    async def _liveness_loop(self, conn: AuthenticatedConnection) -> None:
+        """Keepalive PINGs, and an early PING when an awaited answer meets silence;
+        closes the connection when the link is dead (`app.core.liveness`)."""
+        loop = asyncio.get_running_loop()
+        liveness = conn.liveness
+        if liveness is None:  # set by `_adopt`
+            return
         with contextlib.suppress(ConnectionClosed):
             while conn.is_open:
-                try:
-                    await conn.ping(self.settings.keepalive_timeout)
-                except TimeoutError:
-                    await conn.close("keepalive timeout")
+                liveness.handle(Heard(conn.last_received))
+                verdict = liveness.poll(loop.time())
+                if isinstance(verdict, LinkDead):
+                    log.info("link to a peer is dead (%s); closing it", verdict.reason)
+                    await conn.close(verdict.reason)
                     return
-                await asyncio.sleep(self.settings.keepalive_interval)
+                if isinstance(verdict, SendPing):
+                    conn.send_ping()
+                    continue
+                conn.liveness_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(verdict.until):
+                        await conn.liveness_changed.wait()
 
     def _schedule_retry(self, address: str, attempt: int) -> None:
         if address in self._retry_tasks:
