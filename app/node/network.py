@@ -359,6 +359,8 @@ class NetworkStack:
             conn = self.manager.connection(address)
             if conn is not None:
                 link = PeerLink(address, PeerState.CONNECTED, conn.path, conn.rtt_ms)
+            elif link.state is PeerState.CONNECTED:  # closing: its event comes after teardown
+                link = PeerLink(address, PeerState.DISCONNECTED, None, None)
             found.append(link)
         return found
 
