@@ -7,6 +7,9 @@ into the host's namespace (the open file stays attached to it), and a thread for
 Ethernet frames between the TAPs like a learning switch, dropping each frame with
 probability `loss`, delaying it by `delay` plus up to `jitter` seconds (so frames may be
 reordered, as with netem's jitter), and dropping everything between partitioned hosts.
+With a `rate` (bits/s), each direction between two hosts is also a link of that speed:
+a frame waits for the ones before it (up to `queue` frames, then it is dropped, as
+netem's default `limit 1000`). `shape` changes loss, delay and rate live.
 
 Traffic never leaves the namespaces the test created.
 """
@@ -66,6 +69,8 @@ class LossySwitch:
     seed: int
     hosts: list[Host] = field(default_factory=list)
     stats: SwitchStats = field(default_factory=SwitchStats)
+    rate: float | None = None
+    queue: int = 1000
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -77,6 +82,8 @@ class LossySwitch:
         self._thread: threading.Thread | None = None
         self._queue: list[tuple[float, int, str, bytes]] = []
         self._serial = 0
+        self._busy_until: dict[tuple[str, str], float] = {}
+        self._waiting: dict[tuple[str, str], list[float]] = {}
 
     # ------------------------------------------------------------------ topology
 
@@ -98,6 +105,10 @@ class LossySwitch:
     def partition(self, a: str, b: str) -> None:
         with self._lock:
             self._cut.add(frozenset((a, b)))
+
+    def shape(self, *, loss: float, delay: float, jitter: float, rate: float | None) -> None:
+        with self._lock:
+            self.loss, self.delay, self.jitter, self.rate = loss, delay, jitter, rate
 
     def heal(self) -> None:
         with self._lock:
@@ -162,7 +173,18 @@ class LossySwitch:
             if self._random.random() < self.loss:
                 self.stats.lost += 1
                 continue
+            sent = now
+            if self.rate is not None:  # serialised behind the frames queued before it
+                waiting = self._waiting.setdefault((source, port), [])
+                waiting[:] = [t for t in waiting if t > now]
+                if len(waiting) >= self.queue:
+                    self.stats.lost += 1
+                    continue
+                start = max(now, self._busy_until.get((source, port), now))
+                sent = start + len(frame) * 8 / self.rate
+                self._busy_until[(source, port)] = sent
+                waiting.append(sent)
             self.stats.forwarded += 1
-            due = now + self.delay + self._random.random() * self.jitter
+            due = sent + self.delay + self._random.random() * self.jitter
             self._serial += 1
             heapq.heappush(self._queue, (due, self._serial, port, frame))
