@@ -11,6 +11,8 @@
   been silent, the old one is pinged first and replaced if it doesn't answer.
 * Reconnect: addresses dialled with ``keep=True`` are redialled after a drop, with
   exponential backoff and jitter (`backoff_delay`), until `disconnect` or `close`.
+* Liveness: keepalive PINGs, and an early PING when a frame that awaits an answer meets
+  silence (`app.core.liveness`); a dead link is closed, so it is redialled at once.
 * Events: `TransportEvent` values (frozen dataclasses) to subscribers, in order.
 * Every frame passes the `FrameHook` given here (the traffic shaper's seat).
 """
