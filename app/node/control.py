@@ -278,7 +278,7 @@ class ControlServer:
     ) -> None:
         """Send every node event to a subscriber. One that stops reading is cut off: when
         a write waits `EVENT_SEND_TIMEOUT`, or once it is told `NodeStopping("overflow")`
-        (it fell `MAX_BACKLOG` events behind); it kept its connection, and one of the
+        (see `app.node.events`); it kept its connection, and one of the
         `MAX_CLIENTS` places, for as long as it lived."""
         try:
             async for event in self._api.events():
