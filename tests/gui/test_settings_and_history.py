@@ -100,6 +100,7 @@ async def test_settings_this_machine_cant_use_are_shown_under_their_fields(
     dialog = SettingsDialog(session.bridge, await session.bridge.settings())
     qtbot.addWidget(dialog)
     dialog.show()
+    dialog.resize(dialog.minimumSizeHint())  # no spare room: an error must make its own
     notes = tmp_path / "notes.txt"
     notes.write_text("x")
     bad_folder = str(notes / "Downloads")
@@ -116,6 +117,12 @@ async def test_settings_this_machine_cant_use_are_shown_under_their_fields(
     assert dialog.listen.text() == "192.0.2.1:0" and dialog.downloads.text() == bad_folder
     assert dialog.tabs.currentWidget() is dialog.listen.parentWidget()
     assert not dialog.error.isVisible()
+    # all of it readable: a tab passes no height-for-width up, so the form was squeezed
+    # and the error's last line cut off (seen under Xvfb)
+    page = dialog.tabs.currentWidget()
+    layout = page.layout()
+    assert layout is not None
+    qtbot.waitUntil(lambda: layout.totalHeightForWidth(page.width()) <= page.height())
     saved = await session.bridge.settings()
     assert saved.theme == "system" and saved.downloads_folder != bad_folder
     # editing a field hides its error; the others stay until fixed

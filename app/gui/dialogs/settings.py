@@ -78,6 +78,18 @@ def _with_error(field: QWidget | QHBoxLayout, error: QLabel) -> QVBoxLayout:
     return column
 
 
+def _fit_page(page: QWidget) -> None:
+    """Grow the window until `page` (a tab) holds its wrapped lines at its width: a tab
+    widget passes no height-for-width up, so an error under a field was cut off."""
+    layout = page.layout()
+    if layout is None or not layout.hasHeightForWidth():
+        return
+    missing = layout.totalHeightForWidth(page.width()) - page.height()
+    window = page.window()
+    if missing > 0 and window.isVisible():
+        window.resize(window.width(), window.height() + missing)
+
+
 class SettingsDialog(QDialog):
     """Edits `Settings`; Save sends only what changed through `update_settings`."""
 
@@ -318,6 +330,7 @@ class SettingsDialog(QDialog):
             page = page.parentWidget()
         if page is not None:
             self.tabs.setCurrentWidget(page)
+            _fit_page(page)
         first.setFocus()
 
     @async_slot()
