@@ -105,6 +105,35 @@ async def test_add_contact_error_keeps_the_fields_whole_and_clears_on_edit(
     assert dialog.invite.toPlainText() == "eggs:garbage"
 
 
+@pytest.mark.asyncio
+async def test_enter_in_the_name_field_adds_the_contact_once(
+    qtbot: QtBot, node: api.NodeApi, friend: api.InitResult
+) -> None:
+    """Found by a tester: Enter in the name field added the contact twice (the field's
+    Enter and the default button's), the second failing with "already in your contacts"
+    on a dialog that was gone (a traceback in the log)."""
+    bridge = NodeBridge(node)
+    asked: list[str] = []
+    add = bridge.add_contact
+
+    async def counted(text: str, name: str | None = None) -> api.Contact:
+        asked.append(text)
+        return await add(text, name)
+
+    bridge.add_contact = counted  # type: ignore[method-assign]
+    dialog = AddContactDialog(bridge)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.invite.setPlainText(friend.whoami.invite)
+    qtbot.keyClicks(dialog.name, "Bob")
+    qtbot.keyClick(dialog.name, Qt.Key.Key_Return)
+    await wait_for(lambda: dialog.result() == AddContactDialog.DialogCode.Accepted)
+    await asyncio.sleep(0.3)
+    assert asked == [friend.whoami.invite]
+    assert not dialog.error.isVisible()
+    assert [c.name for c in await node.list_contacts()] == ["Bob"]
+
+
 async def settings_dialog(qtbot: QtBot, node: api.NodeApi) -> SettingsDialog:
     bridge = NodeBridge(node)
     dialog = SettingsDialog(bridge, await bridge.settings())

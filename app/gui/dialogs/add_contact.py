@@ -96,7 +96,10 @@ class AddContactDialog(QDialog):
 
     @async_slot()
     async def add(self) -> None:
-        """Ask the node to add the contact."""
+        """Ask the node to add the contact (once: Enter in the name field also presses
+        the default button)."""
+        if not self.add_button.isEnabled():
+            return  # already asking
         text = self.invite.toPlainText().strip()
         if not text:
             show_error(self.error, self.tr("Paste an invite link or an address first."))
