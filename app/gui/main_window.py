@@ -182,6 +182,7 @@ class MainWindow(QMainWindow):
         self.contact_list.setMouseTracking(True)
         self.contact_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.contact_list.selectionModel().currentChanged.connect(self._contact_chosen)
+        self.contact_list.activated.connect(self._contact_activated)
         self.contact_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.contact_list.customContextMenuRequested.connect(self._contact_menu)
         self.no_contacts = named(
@@ -402,14 +403,24 @@ class MainWindow(QMainWindow):
     def _contact_chosen(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
             contact: Contact = current.data(ContactRole.CONTACT)
-            self.open_conversation(contact.address)
+            # arrow keys in the list browse: the focus stays there until Enter
+            browsing = (
+                self.contact_list.hasFocus()
+                and QApplication.mouseButtons() == Qt.MouseButton.NoButton
+            )
+            self.open_conversation(contact.address, not browsing)
+
+    def _contact_activated(self, _index: QModelIndex) -> None:
+        """Enter on a contact (or a double click): on to the message field."""
+        if self.right.currentWidget() is self.conversation:
+            self.conversation.composer.setFocus()
 
     @async_slot(str)
-    async def open_conversation(self, address: str) -> None:
+    async def open_conversation(self, address: str, focus_composer: bool = True) -> None:
         """Show the conversation with `address` (loads only its newest page)."""
-        await self._open_conversation(address)
+        await self._open_conversation(address, focus_composer)
 
-    async def _open_conversation(self, address: str) -> None:
+    async def _open_conversation(self, address: str, focus_composer: bool = True) -> None:
         contact = self.contacts.contact(address)
         if contact is None:
             return
@@ -422,7 +433,8 @@ class MainWindow(QMainWindow):
         self.conversation.set_contact(contact, self.contacts.peer(address), typing)
         self.right.setCurrentWidget(self.conversation)
         self.contacts.clear_unread(address)
-        self.conversation.composer.setFocus()
+        if focus_composer:
+            self.conversation.composer.setFocus()
         self.bridge.mark_read(address)  # opened: its messages are read
         await self.messages.open(address)
 

@@ -19,6 +19,7 @@ from app.gui.app import GuiSession
 from app.gui.dialogs.add_contact import AddContactDialog
 from app.gui.dialogs.verify import VerifyDialog
 from app.gui.main_window import MainWindow
+from app.gui.models.contacts import ContactRole
 from app.gui.models.messages import PAGE
 from app.node import api
 
@@ -507,3 +508,40 @@ async def test_a_narrow_window_gives_the_conversation_more_room(
     window.resize(640, 720)
     await wait_for(lambda: window.sidebar.width() == SIDEBAR_MIN_WIDTH)
     assert window.conversation.width() >= 640 - SIDEBAR_MIN_WIDTH - 10
+
+
+@pytest.mark.asyncio
+async def test_arrow_keys_browse_the_contacts_and_enter_goes_to_the_message_field(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult, tmp_path: Path
+) -> None:
+    """Found by a tester: the first arrow key in the contact list moved the focus to the
+    message field, so the next arrow or Tab went elsewhere and a keyboard user could not
+    walk through the contacts. A mouse click still goes straight to the message field."""
+    carol = api.init_profile(tmp_path / "carol", "Carol", None)
+    bob = await add_bob(session, friend)
+    await node_of(session).add_contact(api.AddContact(carol.whoami.invite))
+    window = window_of(session)
+    await wait_for(lambda: window.contacts.rowCount() == 2)
+    window.activateWindow()
+    window.contact_list.setFocus()
+    await wait_for(lambda: QApplication.focusWidget() is window.contact_list)
+    window.contact_list.setCurrentIndex(window.contacts.index(0))
+    first = window.contact_list.currentIndex().data(ContactRole.CONTACT)
+    await wait_for(lambda: window.messages.contact == first.address)
+    qtbot.keyClick(window.contact_list, Qt.Key.Key_Down)
+    second = window.contact_list.currentIndex().data(ContactRole.CONTACT)
+    assert {first.address, second.address} == {bob.address, carol.whoami.address}
+    await wait_for(lambda: window.messages.contact == second.address)
+    assert QApplication.focusWidget() is window.contact_list
+    qtbot.keyClick(window.contact_list, Qt.Key.Key_Up)
+    await wait_for(lambda: window.messages.contact == first.address)
+    assert QApplication.focusWidget() is window.contact_list
+    qtbot.keyClick(window.contact_list, Qt.Key.Key_Return)
+    assert QApplication.focusWidget() is window.conversation.composer
+
+    window.contact_list.setFocus()
+    row = window.contacts.row_of(second.address)
+    where = window.contact_list.visualRect(window.contacts.index(row)).center()
+    qtbot.mouseClick(window.contact_list.viewport(), Qt.MouseButton.LeftButton, pos=where)
+    await wait_for(lambda: window.messages.contact == second.address)
+    await wait_for(lambda: QApplication.focusWidget() is window.conversation.composer)
