@@ -747,7 +747,7 @@ class MainWindow(QMainWindow):
     @async_slot()
     async def show_add_contact(self) -> None:
         """Ctrl+N: add a contact from an invite."""
-        dialog = AddContactDialog(self.bridge, self)
+        dialog = AddContactDialog(self.bridge, self, self.me.address if self.me else None)
         if await run_dialog(dialog) and dialog.added is not None:
             self.contacts.add(dialog.added)
             self._update_contact_stack()

@@ -545,3 +545,23 @@ async def test_arrow_keys_browse_the_contacts_and_enter_goes_to_the_message_fiel
     qtbot.mouseClick(window.contact_list.viewport(), Qt.MouseButton.LeftButton, pos=where)
     await wait_for(lambda: window.messages.contact == second.address)
     await wait_for(lambda: QApplication.focusWidget() is window.conversation.composer)
+
+
+@pytest.mark.asyncio
+async def test_add_contact_offers_an_invite_from_the_clipboard_but_not_ours(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found by a tester: right after "Copy link" in My invite, Add contact came filled
+    with the user's own invite, and adding it said "That is your own address"."""
+    window = window_of(session)
+    me = await node_of(session).whoami()
+    clipboard = QApplication.clipboard()
+    for on_clipboard, offered in ((me.invite, ""), (friend.whoami.invite, friend.whoami.invite)):
+        clipboard.setText(on_clipboard)
+        window.add_action.trigger()
+        await wait_for(lambda: child_dialog(window, AddContactDialog) is not None)
+        dialog = child_dialog(window, AddContactDialog)
+        assert isinstance(dialog, AddContactDialog)
+        assert dialog.invite.toPlainText() == offered
+        dialog.reject()
+        await wait_for(lambda: child_dialog(window, AddContactDialog) is None)

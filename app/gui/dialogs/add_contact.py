@@ -44,7 +44,9 @@ class InviteEdit(QPlainTextEdit):
 class AddContactDialog(QDialog):
     """Paste an invite, optionally name the contact; errors appear inline."""
 
-    def __init__(self, bridge: NodeBridge, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, bridge: NodeBridge, parent: QWidget | None = None, own_address: str | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("Add contact"))
         self.setMinimumWidth(520)
@@ -56,8 +58,12 @@ class AddContactDialog(QDialog):
         self.invite.setPlaceholderText(self.tr("eggs:egg… invite link, or an egg… address"))
         self.invite.setAccessibleName(self.tr("Invite link or address"))
         self.invite.setFixedHeight(96)
+        # an invite on the clipboard is offered, unless it is the user's own (just copied
+        # to send to someone)
         clipboard = QGuiApplication.clipboard().text().strip()
-        if clipboard.startswith("eggs:"):
+        if clipboard.startswith("eggs:") and not (
+            own_address and clipboard.startswith(f"eggs:{own_address}")
+        ):
             self.invite.setPlainText(clipboard)
         self.name = QLineEdit()
         self.name.setPlaceholderText(self.tr("Optional: the name in the invite is used"))
