@@ -1,4 +1,4 @@
-"""Search result rows: who ("You" for ours), a localized date, a snippet around the match,
+"""Search result rows: who ("You to Bob" for ours), a localized date, a snippet around the match,
 painted with padding."""
 
 from __future__ import annotations
@@ -59,11 +59,12 @@ def test_snippet_without_a_match_is_the_start() -> None:
     assert snippet.text == "x" * 140 + "…"
 
 
-def test_our_messages_are_labelled_you() -> None:
-    assert sender_label(_message("hi", outgoing=True), "Bob") == "You"
+def test_our_messages_are_labelled_you_to_the_contact() -> None:
+    """Found by a tester: our results said only "You", not which conversation they are in."""
+    assert sender_label(_message("hi", outgoing=True), "Bob") == "You to Bob"
     assert sender_label(_message("hi", outgoing=False), "Bob") == "Bob"
     item = search_result_item(_message("hi there", outgoing=True), "Bob", "hi")
-    assert item.data(SearchRole.SENDER) == "You"
+    assert item.data(SearchRole.SENDER) == "You to Bob"
     assert isinstance(item.data(SearchRole.MESSAGE), Message)
 
 

@@ -1,4 +1,4 @@
-"""Search results: one row per message found, with who wrote it ("You" for ours), when
+"""Search results: one row per message found, with who wrote it ("You to Bob" for ours), when
 (in the user's locale), and a two-line snippet around the first match, the match in bold.
 
 `search_result_item` builds a `QListWidgetItem` for a result and `SearchResultDelegate`
@@ -58,7 +58,7 @@ class SearchRole(IntEnum):
     """Data roles of a search result item."""
 
     MESSAGE = Qt.ItemDataRole.UserRole  # the `Message` (the role the window reads back)
-    SENDER = Qt.ItemDataRole.UserRole + 1  # str: "You" or the contact's name
+    SENDER = Qt.ItemDataRole.UserRole + 1  # str: the contact's name, or "You to" them
     WHEN = Qt.ItemDataRole.UserRole + 2  # str: the message's date or time
     SNIPPET = Qt.ItemDataRole.UserRole + 3  # the `Snippet`
 
@@ -102,8 +102,9 @@ def _cut(flat: str, start: int, limit: int, match: int, length: int) -> Snippet:
 
 
 def sender_label(message: Message, contact_name: str) -> str:
-    """Who wrote the message: "You" for ours, else the contact's name."""
-    return _tr("You") if message.outgoing else contact_name
+    """Who wrote the message: the contact's name, or for ours "You to" the contact (with
+    several conversations, "You" alone did not say which one the result is in)."""
+    return _tr("You to {0}").format(contact_name) if message.outgoing else contact_name
 
 
 def result_when(timestamp: float, today: dt.date | None = None) -> str:
