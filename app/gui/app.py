@@ -91,6 +91,8 @@ class GuiSession(QObject):
                 critical=True,
             )
             return False
+        if info.exists and self.themes is not None and self.themes.choice != info.theme:
+            self.themes.apply(info.theme)  # the unlock dialog and early window look as chosen
         passphrase: str | None = None
         if not info.exists:
             first_run = FirstRunDialog(profile)

@@ -167,13 +167,16 @@ class Protection(Enum):
 
 @dataclass(frozen=True)
 class ProfileInfo:
-    """What can be known about a profile folder without unlocking it."""
+    """What can be known about a profile folder without unlocking it. `theme` is the
+    saved theme setting (settings are not secret), so the app can look as chosen before
+    the passphrase is asked for."""
 
     path: str
     exists: bool
     protection: Protection | None
     address: str | None
     in_use: bool
+    theme: str = "system"
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,12 @@ def inspect(root: Path) -> ProfileInfo:
         ) from None
     if header is None:
         raise ProfileUnreadable(f"The profile database {paths.database} has no identity.")
+    try:
+        theme = load_config(paths.config).theme
+    except ProfileUnreadable:
+        theme = "system"  # said when the node starts; the look can wait
     return ProfileInfo(
-        str(root), True, header.key.protection, header.address, is_locked(paths.lock)
+        str(root), True, header.key.protection, header.address, is_locked(paths.lock), theme
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 from pytestqt.qtbot import QtBot
 
+from app.gui import theme
 from app.gui.app import GuiSession
 from app.gui.dialogs.first_run import FirstRunDialog
 from app.gui.dialogs.unlock import UnlockDialog
@@ -128,3 +130,37 @@ def test_paths_in_messages_are_not_broken_across_lines() -> None:
     shown = _unbroken_paths("saved in /tmp/fresh/data.key (readable only by you)")
     assert shown.replace("\u2060", "") == "saved in /tmp/fresh/data.key (readable only by you)"
     assert "/\u2060tmp/\u2060fresh/\u2060data.key" in shown
+
+
+@pytest.mark.asyncio
+async def test_the_saved_theme_is_used_before_the_passphrase_is_asked(
+    qtbot: QtBot, profile: Path
+) -> None:
+    """Found by a tester: with the dark theme chosen, the unlock dialog (and a profile
+    without passphrase's first window) came up light, turning dark once the node ran."""
+    config = profile / "config.json"
+    saved = json.loads(config.read_text())
+    config.write_text(json.dumps({**saved, "theme": "dark"}))
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    before = (app.palette(), app.styleSheet(), theme._active)
+    themes = theme.ThemeManager(app)
+    themes.apply("light")
+    session = GuiSession(options(profile), themes)
+    opening = asyncio.ensure_future(session.open_profile())
+    try:
+        await wait_for(
+            lambda: any(
+                isinstance(w, UnlockDialog) and w.isVisible()
+                for w in QApplication.topLevelWidgets()
+            )
+        )
+        assert themes.choice == "dark" and theme.colors().dark
+        [dialog] = [w for w in QApplication.topLevelWidgets() if isinstance(w, UnlockDialog)]
+        dialog.reject()
+        assert await opening is False
+    finally:
+        await session.shutdown()
+        app.setPalette(before[0])
+        app.setStyleSheet(before[1])
+        theme._active = before[2]
