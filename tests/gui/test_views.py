@@ -25,6 +25,7 @@ from app.gui.views.file_card import actions_for
 from app.gui.views.message_delegate import MessageDelegate
 from app.gui.views.painting import draw_ticks, initials, short_time, text_layout
 from app.gui.widgets.composer import MAX_LINES, Composer
+from app.gui.widgets.elided import ElidedLabel
 from app.node.api import Message, MessageStatus, Transfer, TransferState
 
 
@@ -233,3 +234,21 @@ def test_file_card_keeps_the_time_beside_the_buttons_when_there_is_room(qtbot: Q
 )
 def test_initials_use_letters_and_digits_only(name: str, expected: str) -> None:
     assert initials(name) == expected
+
+
+def test_a_shortened_label_shows_its_whole_text_on_hover(qtbot: QtBot) -> None:
+    """Found by a tester: in a narrow window the own name read "Me M…" with no way to
+    see the rest. A tooltip set by the label's owner is kept."""
+    label = ElidedLabel()
+    qtbot.addWidget(label)
+    label.show()
+    label.resize(400, 20)
+    label.set_full_text("Bob Builder")
+    assert label.text() == "Bob Builder" and label.toolTip() == ""
+    label.resize(30, 20)
+    assert label.text() != "Bob Builder" and label.toolTip() == "Bob Builder"
+    label.resize(400, 20)
+    assert label.toolTip() == ""
+    label.setToolTip("eggaddress")
+    label.resize(30, 20)
+    assert label.toolTip() == "eggaddress"

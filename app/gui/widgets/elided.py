@@ -10,11 +10,13 @@ from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 class ElidedLabel(QLabel):
     """`set_full_text` keeps the whole text (also the accessible description); the label
-    shows as much of it as fits."""
+    shows as much of it as fits, and while shortened, the whole text as its tooltip
+    (unless a tooltip of its own was set)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._full = ""
+        self._tip = ""  # the tooltip this class set (the whole text), if any
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
     def full_text(self) -> str:
@@ -35,3 +37,6 @@ class ElidedLabel(QLabel):
         shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self.width())
         if shown != self.text():
             self.setText(shown)
+        if self.toolTip() in ("", self._tip):  # not a tooltip set by the label's owner
+            self._tip = self._full if shown != self._full else ""
+            self.setToolTip(self._tip)
