@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from app.gui.bridge import NodeBridge
+from app.gui.dialogs import contact_actions
 from app.gui.dialogs.add_contact import AddContactDialog
-from app.gui.dialogs.contact_actions import ask_new_name, confirm_remove
+from app.gui.dialogs.contact_actions import ask_new_name, confirm_remove, pick_paths
 from app.gui.dialogs.first_run import FirstRunDialog
 from app.gui.dialogs.settings import SettingsDialog
 from app.node import api
@@ -234,3 +235,34 @@ async def test_contact_questions_return_the_users_answer(qtbot: QtBot) -> None:
         wanted.click()
         assert await confirm is choose_remove
         await wait_for(lambda: not [b for b in parent.findChildren(QMessageBox) if b.isVisible()])
+
+
+@pytest.mark.asyncio
+async def test_the_file_picker_opens_where_the_last_pick_was(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a tester: each paper clip opened the picker in the folder the app was
+    started from, not where the last shared file was."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    bob = api.Contact(name="Bob", address="eggs" + "a" * 56, verified=False)
+    opened_in: list[Path] = []
+    answer: list[Path] = []
+
+    async def answered(dialog: QFileDialog) -> int:  # Qt's own dialog is not shown
+        opened_in.append(Path(dialog.directory().absolutePath()))
+        dialog.selectedFiles = lambda: [str(p) for p in answer]  # type: ignore[method-assign]
+        return 1 if answer else 0
+
+    monkeypatch.setattr(contact_actions, "run_dialog", answered)
+    monkeypatch.setattr(contact_actions, "_last_folder", [])
+    answer[:] = [photos / "a.jpg", photos / "b.jpg"]
+    assert await pick_paths(parent, bob) == answer
+    answer[:] = []
+    assert await pick_paths(parent, bob, folder=True) == []  # cancelled: nothing changes
+    answer[:] = [photos]
+    assert await pick_paths(parent, bob, folder=True) == [photos]
+    await pick_paths(parent, bob)
+    assert opened_in == [Path.home(), photos, photos, tmp_path]  # a folder: among its siblings

@@ -62,6 +62,9 @@ async def confirm_remove(parent: QWidget, contact: Contact) -> bool:
 
 
 PICKER_SIZE = (860, 560)
+_last_folder: list[Path] = []
+"""Where the user last picked something to share (this run only): the next picker opens
+there, not in the folder the app was started from."""
 
 
 async def pick_paths(parent: QWidget, contact: Contact, folder: bool = False) -> list[Path]:
@@ -75,6 +78,8 @@ async def pick_paths(parent: QWidget, contact: Contact, folder: bool = False) ->
         dialog.setWindowTitle(parent.tr("Share files with {0}").format(contact.name))
         dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
     dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptOpen)
+    start = next((p for p in _last_folder if p.is_dir()), Path.home())
+    dialog.setDirectory(str(start))
     dialog.setLabelText(QFileDialog.DialogLabel.Accept, parent.tr("Share"))
     # Qt's own dialog (no desktop portal, e.g. the packaged app) opens small, with its
     # size and date columns cut: give it room, within the window's screen
@@ -88,7 +93,10 @@ async def pick_paths(parent: QWidget, contact: Contact, folder: bool = False) ->
     try:
         if not await run_dialog(dialog):
             return []
-        return [Path(name) for name in dialog.selectedFiles()]
+        chosen = [Path(name) for name in dialog.selectedFiles()]
+        if chosen:
+            _last_folder[:] = [chosen[0].parent]  # a folder: where it is, to pick a sibling
+        return chosen
     finally:
         dialog.deleteLater()
 
