@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from gui_helpers import PASSPHRASE, options, wait_for
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtGui import QColor, QImage, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
 from PySide6.QtWidgets import QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
@@ -177,3 +177,40 @@ def test_the_list_starts_with_the_unread_counts_the_node_holds(qtbot: QtBot) -> 
     )
     assert model.unread("b" * 52) == 2 and model.unread("c" * 52) == 0
     assert totals == [2]
+
+
+class _TextPainter(QPainter):
+    """Records the texts a delegate draws."""
+
+    def __init__(self, device: QImage) -> None:
+        super().__init__(device)
+        self.texts: list[str] = []
+
+    def drawText(self, *args: object) -> None:  # type: ignore[override]
+        self.texts.append(str(args[-1]))
+        super().drawText(*args)  # type: ignore[call-overload]
+
+
+def test_a_name_uses_the_room_a_verified_badge_would_take(qtbot: QtBot) -> None:
+    """Found by a tester: "Captain Mar…" with room to spare, kept for a verified badge
+    an unverified contact does not have."""
+    name = "Captain Marvel"
+    option = QStyleOptionViewItem()
+    bold = QFont(option.font)
+    bold.setBold(True)
+    bold.setPointSizeF(option.font.pointSizeF() * 1.05)
+    name_w = QFontMetricsF(bold).horizontalAdvance(name)
+    text_left = 6 + 10 + AVATAR + 12
+    width = int(text_left + name_w + 20 + 6 + 12)  # 20 px to spare: no badge, no time
+    drawn: dict[bool, list[str]] = {}
+    for verified in (False, True):
+        model = ContactModel()
+        model.set_contacts([api.Contact(name, "c" * 52, verified=verified)])
+        image = QImage(width, 64, QImage.Format.Format_ARGB32)
+        painter = _TextPainter(image)
+        option.rect = QRect(0, 0, width, 64)
+        ContactDelegate().paint(painter, option, model.index(0))
+        painter.end()
+        drawn[verified] = painter.texts
+    assert name in drawn[False]
+    assert name not in drawn[True]  # the badge needs its room

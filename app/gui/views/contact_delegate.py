@@ -83,7 +83,8 @@ class ContactDelegate(QStyledItemDelegate):
         )
 
         name_metrics = QFontMetricsF(name_font)
-        name_room = top_line.width() - when_w - 28
+        # room for the name: beside the time, and the verified badge when there is one
+        name_room = top_line.width() - when_w - (28 if contact.verified else 12)
         name = name_metrics.elidedText(contact.name, Qt.TextElideMode.ElideRight, name_room)
         painter.setFont(name_font)
         painter.setPen(QColor(c.text))
