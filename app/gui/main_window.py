@@ -479,6 +479,12 @@ class MainWindow(QMainWindow):
                 if active == 1
                 else self.tr("{0} files offered to you")
             )
+        elif active == self.transfers.offers_awaiting_answer():  # nothing moves: theirs
+            text = (
+                self.tr("1 file waiting for them to accept")
+                if active == 1
+                else self.tr("{0} files waiting for them to accept")
+            )
         else:
             text = self.tr("1 transfer active") if active == 1 else self.tr("{0} transfers active")
         self.active_transfers.setText(text.format(active))

@@ -434,6 +434,22 @@ async def test_the_status_bar_tells_offers_waiting_for_us_from_moving_transfers(
 
 
 @pytest.mark.asyncio
+async def test_the_status_bar_tells_our_offers_waiting_for_them(
+    qtbot: QtBot, session: GuiSession
+) -> None:
+    """Found by a tester: a file we offered, not accepted yet, showed as "1 transfer
+    active" while nothing moved."""
+    window = window_of(session)
+    ours = api.Transfer(
+        "t2", "eggbob", True, "b.mkv", 10, 0, api.TransferState.OFFERED, None, "video/x", 0.0
+    )
+    window.transfers.upsert(ours)
+    assert window.active_transfers.text() == "1 file waiting for them to accept"
+    window.transfers.upsert(dataclasses.replace(ours, state=api.TransferState.RUNNING))
+    assert window.active_transfers.text() == "1 transfer active"
+
+
+@pytest.mark.asyncio
 async def test_a_message_over_the_limit_stays_in_the_box_with_a_hint(
     qtbot: QtBot, session: GuiSession, friend: api.InitResult
 ) -> None:

@@ -46,7 +46,7 @@ class TransferModel(QAbstractListModel):
         self._row_of: dict[str, int] = {}
         self._touched: dict[str, int] = {}  # id -> sequence number of its last event
         self._sequence = 0
-        self._active = (0, 0)
+        self._active = (0, 0, 0)
 
     # ------------------------------------------------------------------ reading
 
@@ -58,6 +58,10 @@ class TransferModel(QAbstractListModel):
     def offers_to_answer(self) -> int:
         """Files offered to us that wait for Accept or Decline."""
         return sum(1 for t in self._rows if t.state is TransferState.OFFERED and not t.outgoing)
+
+    def offers_awaiting_answer(self) -> int:
+        """Files we offered that wait for the contact's Accept or Decline."""
+        return sum(1 for t in self._rows if t.state is TransferState.OFFERED and t.outgoing)
 
     def transfer_at(self, row: int) -> Transfer:
         """The transfer shown in `row`."""
@@ -135,7 +139,8 @@ class TransferModel(QAbstractListModel):
 
     def _count_active(self) -> None:
         active = sum(1 for t in self._rows if t.state in ACTIVE)
-        counts = (active, self.offers_to_answer())  # also when an offer starts running
+        # also when an offer starts running
+        counts = (active, self.offers_to_answer(), self.offers_awaiting_answer())
         if counts != self._active:
             self._active = counts
             self.activeChanged.emit(active)
