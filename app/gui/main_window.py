@@ -508,8 +508,20 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ node events
 
     def _on_contact_added(self, contact: Contact) -> None:
+        new = self.contacts.row_of(contact.address) < 0
         self.contacts.add(contact)
         self._update_contact_stack()
+        if new:  # added again: the conversation kept from before shows in its row
+            self._load_last_message(contact.address)
+
+    @async_slot(str)
+    async def _load_last_message(self, address: str) -> None:
+        try:
+            last = await self.bridge.messages(address, None, 1)
+        except ActionFailed:
+            return
+        if last and self.contacts.row_of(address) >= 0:
+            self.contacts.note_message(last[-1], seen=True)
 
     def _on_contact_removed(self, contact: Contact) -> None:
         self.contacts.remove(contact.address)
@@ -755,8 +767,7 @@ class MainWindow(QMainWindow):
         """Ctrl+N: add a contact from an invite."""
         dialog = AddContactDialog(self.bridge, self, self.me.address if self.me else None)
         if await run_dialog(dialog) and dialog.added is not None:
-            self.contacts.add(dialog.added)
-            self._update_contact_stack()
+            self._on_contact_added(dialog.added)
             self.open_conversation(dialog.added.address)
         dialog.deleteLater()
 

@@ -581,3 +581,26 @@ async def test_add_contact_offers_an_invite_from_the_clipboard_but_not_ours(
         assert dialog.invite.toPlainText() == offered
         dialog.reject()
         await wait_for(lambda: child_dialog(window, AddContactDialog) is None)
+
+
+@pytest.mark.asyncio
+async def test_a_contact_added_again_shows_the_kept_conversation_in_its_row(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found by a tester: removed and added again, a contact's row was blank (no last
+    message, no time) though the conversation was kept, as the remove dialog promises."""
+    bob = await add_bob(session, friend)
+    node = node_of(session)
+    await node.send_message(api.SendMessage(bob.address, "kept across the removal"))
+    window = window_of(session)
+    await node.remove_contact(api.RemoveContact(bob.address))
+    await wait_for(lambda: window.contacts.row_of(bob.address) < 0)
+    await add_bob(session, friend)
+
+    def last() -> api.Message | None:
+        row = window.contacts.row_of(bob.address)
+        return window.contacts.index(row).data(ContactRole.LAST_MESSAGE) if row >= 0 else None
+
+    await wait_for(lambda: last() is not None)
+    message = last()
+    assert message is not None and message.text == "kept across the removal"
