@@ -604,3 +604,25 @@ async def test_a_contact_added_again_shows_the_kept_conversation_in_its_row(
     await wait_for(lambda: last() is not None)
     message = last()
     assert message is not None and message.text == "kept across the removal"
+
+
+@pytest.mark.asyncio
+async def test_a_message_text_can_be_copied_from_its_menu(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found by a tester: a link a friend sent could not be copied; right click on a
+    message did nothing."""
+    bob = await add_bob(session, friend)
+    text = "https://example.com/a/long/link?x=1"
+    await node_of(session).send_message(api.SendMessage(bob.address, text))
+    window = await open_chat(session, bob.address)
+    await wait_for(lambda: window.messages.rowCount() == 1)
+    pane = window.conversation
+    index = pane._proxy.mapFromSource(window.messages.index(0, 0))
+    menu = pane._context_menu(pane.list.visualRect(index).center())
+    assert isinstance(menu, QMenu)
+    [copy] = [a for a in menu.actions() if a.text() == "Copy text"]
+    QApplication.clipboard().clear()
+    copy.trigger()
+    assert QApplication.clipboard().text() == text
+    menu.close()

@@ -16,13 +16,20 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtGui import (
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QGuiApplication,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
     QHBoxLayout,
     QLabel,
     QListView,
+    QMenu,
     QPushButton,
     QToolButton,
     QVBoxLayout,
@@ -347,15 +354,25 @@ class ConversationPane(QWidget):
 
     # ------------------------------------------------------------------ file bubbles
 
-    def _context_menu(self, position: QPoint) -> None:
-        """Right click (or the Menu key) on a file bubble: its actions as a menu."""
+    def _context_menu(self, position: QPoint) -> QMenu | None:
+        """Right click (or the Menu key) on a bubble: a file's actions, or a message's
+        Copy text, as a menu (returned, shown without blocking)."""
         index = self.list.indexAt(position)
-        transfer = index.data(MessageRole.TRANSFER) if index.isValid() else None
-        if transfer is None:
-            return
-        popup_transfer_menu(
-            transfer, self._request_action, self, self.list.viewport().mapToGlobal(position)
-        )
+        if not index.isValid():
+            return None
+        where = self.list.viewport().mapToGlobal(position)
+        transfer = index.data(MessageRole.TRANSFER)
+        if transfer is not None:
+            return popup_transfer_menu(transfer, self._request_action, self, where)
+        message = index.data(MessageRole.MESSAGE)
+        if message is None:
+            return None
+        menu = QMenu(self)
+        copy = menu.addAction(self.tr("Copy text"))
+        copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(message.text))
+        menu.aboutToHide.connect(menu.deleteLater)
+        menu.popup(where)
+        return menu
 
     def _request_action(self, transfer_id: str, action: TransferAction) -> None:
         self.transferActionRequested.emit(transfer_id, action)
