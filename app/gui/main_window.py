@@ -7,7 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QModelIndex, QPoint, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence, QResizeEvent
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QKeySequence,
+    QResizeEvent,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -198,6 +205,10 @@ class MainWindow(QMainWindow):
         self.results.setMouseTracking(True)  # hover highlight, as in the contact list
         self.results.itemActivated.connect(self._result_chosen)
         self.results.itemClicked.connect(self._result_chosen)
+        for widget in (self.search, self.results):  # Esc: back to the contacts
+            leave = QShortcut(QKeySequence(Qt.Key.Key_Escape), widget)
+            leave.setContext(Qt.ShortcutContext.WidgetShortcut)
+            leave.activated.connect(self._leave_search)
         self.left_stack = QStackedWidget()
         self.left_stack.addWidget(self.contact_list)
         self.left_stack.addWidget(self.no_contacts)
@@ -710,6 +721,11 @@ class MainWindow(QMainWindow):
         """Ctrl+F: put the cursor in the search field."""
         self.search.setFocus()
         self.search.selectAll()
+
+    def _leave_search(self) -> None:
+        """Esc in the search field or its results: clear the search, show the contacts."""
+        self.search.clear()
+        self.search.setFocus()
 
     def _search_text_changed(self, text: str) -> None:
         if not text.strip():

@@ -626,3 +626,26 @@ async def test_a_message_text_can_be_copied_from_its_menu(
     copy.trigger()
     assert QApplication.clipboard().text() == text
     menu.close()
+
+
+@pytest.mark.asyncio
+async def test_escape_leaves_the_search_for_the_contacts(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found by a tester: Esc in the search field or its results did nothing; only the
+    small clear button went back to the contacts."""
+    bob = await add_bob(session, friend)
+    await node_of(session).send_message(api.SendMessage(bob.address, "the pancake recipe"))
+    window = window_of(session)
+    window.activateWindow()
+    for where in ("field", "results"):
+        window.search.setFocus()
+        qtbot.keyClicks(window.search, "pancake")
+        qtbot.keyClick(window.search, Qt.Key.Key_Return)
+        await wait_for(lambda: window.left_stack.currentWidget() is window.results)
+        target = window.search if where == "field" else window.results
+        target.setFocus()
+        await wait_for(lambda t=target: QApplication.focusWidget() is t)
+        qtbot.keyClick(target, Qt.Key.Key_Escape)
+        assert window.search.text() == ""
+        assert window.left_stack.currentWidget() is window.contact_list
