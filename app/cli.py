@@ -407,6 +407,8 @@ def _transfer_json(t: api.Transfer) -> dict[str, Any]:
         "outgoing": t.outgoing,
         "speed_bps": t.speed_bps,
         "error": t.error,
+        "ended_by": t.ended_by or None,
+        "declined": t.declined,
     }
 
 
@@ -415,6 +417,9 @@ def _transfer_text(t: api.Transfer) -> str:
     line = f"{t.id}  {arrow} {t.name}  {t.done_bytes}/{t.size} bytes  {t.state.value}"
     if t.error:
         line += f"  ({t.error})"
+    elif t.ended_by:
+        how = "declined" if t.declined else "cancelled"
+        line += f"  ({how} by {'you' if t.ended_by == 'me' else 'them'})"
     elif t.path and t.state is api.TransferState.DONE:
         line += f"  {t.path}"
     return line

@@ -278,6 +278,9 @@ class Transfer:
     "/"-separated); `size` its real size in bytes; `done_bytes` how much is held/sent;
     `path` the local file (outgoing: the shared file; incoming: where it was saved, once
     DONE); `speed_bps` the recent rate while RUNNING; `error` a sentence when FAILED.
+    `ended_by` says who ended a CANCELLED transfer, "me" or "contact" ("" otherwise, and
+    for one cancelled by an older version); `declined` that it ended as an offer the
+    receiver had not accepted (Decline: it read as any other cancel).
     """
 
     id: str
@@ -292,6 +295,8 @@ class Transfer:
     time: float
     speed_bps: float = 0.0
     error: str | None = None
+    ended_by: str = ""
+    declined: bool = False
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ from app.node.state_message import TransferStatus
 from app.node.storage.store import ProfileStore
 from app.node.storage.transfers import TransferRecord
 from app.node.transfer_progress import PROGRESS_HZ, Progress, public
-from app.node.transfer_status import reason_code, sender_view, status_of
+from app.node.transfer_status import ended_reason, reason_code, sender_view, status_of
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
 
 log = logging.getLogger(__name__)
@@ -455,7 +455,8 @@ class FileTransfers:
         self._refuse_if_being_saved(transfer_id)
         self._need_network("Cancelling a transfer")
         cancel = EventBody.of(FILE_CANCEL, id=record.id)
-        record = dataclasses.replace(record, error=None, reason="")  # no longer a failure
+        reason = ended_reason(record, by_contact=False)
+        record = dataclasses.replace(record, error=None, reason=reason)  # not a failure now
         return public(await self._end(record, TransferState.CANCELLED, announce=cancel))
 
     async def contact_removed(self, address: str) -> None:
@@ -467,6 +468,8 @@ class FileTransfers:
             log.info("transfer %s: cancelled, the contact is removed", record.id)
             cancel = EventBody.of(FILE_CANCEL, id=record.id)
             announce = cancel if self._conversation is not None else None
+            reason = ended_reason(record, by_contact=False)
+            record = dataclasses.replace(record, error=None, reason=reason)
             await self._end(record, TransferState.CANCELLED, announce=announce)
 
     async def _end(
@@ -592,6 +595,8 @@ class FileTransfers:
             return
         if body.kind == FILE_CANCEL:
             log.info("the contact cancelled a transfer")
+            reason = ended_reason(record, by_contact=True)
+            record = dataclasses.replace(record, error=None, reason=reason)
             await self._end(record, TransferState.CANCELLED)
         elif body.kind == FILE_DONE and record.outgoing:
             record = dataclasses.replace(record, done_bytes=record.size)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from app.node.api import Transfer, TransferState
 from app.node.storage.transfers import TransferRecord
+from app.node.transfer_status import ended_by
 
 PROGRESS_HZ = 4.0
 """At most this many `TransferChanged` progress events per transfer and second."""
@@ -115,6 +116,7 @@ class Progress:
 
 def public(record: TransferRecord, speed: float = 0.0) -> Transfer:
     """The API view of a transfer row."""
+    who, declined = ended_by(record)
     return Transfer(
         id=record.id,
         contact=record.contact,
@@ -130,4 +132,6 @@ def public(record: TransferRecord, speed: float = 0.0) -> Transfer:
         if record.state is TransferState.RUNNING and record.done_bytes < record.size
         else 0.0,
         error=record.error,
+        ended_by=who,
+        declined=declined,
     )

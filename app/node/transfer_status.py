@@ -53,6 +53,26 @@ def reason_code(exc: FilesError) -> str:
     return "other"
 
 
+def ended_reason(record: TransferRecord, by_contact: bool) -> str:
+    """The reason kept for `record` cancelled now, by the contact or by us: who ended it,
+    and whether it was still an offer nobody had accepted (a Decline)."""
+    who = "contact" if by_contact else "me"
+    # an offer the receiver had not accepted: our Decline of theirs, or their Decline
+    declined = record.state is TransferState.OFFERED and record.outgoing == by_contact
+    return f"declined_by_{who}" if declined else f"cancelled_by_{who}"
+
+
+def ended_by(record: TransferRecord) -> tuple[str, bool]:
+    """Who ended a cancelled `record` ("me", "contact" or "" if not known) and whether
+    it was declined."""
+    if record.state is not TransferState.CANCELLED:
+        return "", False
+    how, _, who = record.reason.partition("_by_")
+    if how not in ("declined", "cancelled") or who not in ("me", "contact"):
+        return "", False
+    return who, how == "declined"
+
+
 def status_of(record: TransferRecord) -> TransferStatus | None:
     """The signal telling the sender of the incoming `record` its state (None: the
     state is not one the sender is told: offered, or ended by its own event)."""

@@ -3,6 +3,8 @@ each state offers."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from PySide6.QtCore import QLocale
 
@@ -135,6 +137,13 @@ def test_wording_per_state_and_direction() -> None:
     assert state_text(transfer(TransferState.DONE)) == "Received"
     assert state_text(transfer(TransferState.DONE, outgoing=True)) == "Sent"
     assert state_text(transfer(TransferState.CANCELLED)) == "Cancelled"
+    # who ended it: a declined offer read as any cancel
+    cancelled = transfer(TransferState.CANCELLED, outgoing=True)
+    assert state_text(replace(cancelled, ended_by="contact", declined=True)) == "Declined by them"
+    assert state_text(replace(cancelled, ended_by="contact")) == "Cancelled by them"
+    assert state_text(replace(cancelled, ended_by="me")) == "Cancelled"
+    mine = transfer(TransferState.CANCELLED, done=0)
+    assert state_text(replace(mine, ended_by="me", declined=True)) == "Declined"
     failed = transfer(TransferState.FAILED, error="The disk is full.")
     assert state_text(failed) == "Failed" and progress_text(failed) == "The disk is full."
     done = transfer(TransferState.DONE, path="/home/a/Downloads/holiday.jpg")

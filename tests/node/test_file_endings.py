@@ -19,7 +19,9 @@ from app.core.ledger_event import EventBody
 from app.node import file_transfers
 from app.node.api import (
     AddContact,
+    CancelTransfer,
     InvalidArgument,
+    ListTransfers,
     RemoveContact,
     ShareFiles,
     Transfer,
@@ -392,3 +394,39 @@ async def test_a_running_transfer_shows_no_speed_once_its_contact_went_away(
     last = [t for t in shown if t.id == transfer_id][-1]
     assert last.state is TransferState.RUNNING and last.speed_bps == 0
     pair.remove(alice)
+
+
+async def ending(node: Node, transfer_id: str) -> tuple[str, bool] | None:
+    """(ended_by, declined) of the transfer as the API shows it, once it is cancelled."""
+    for transfer in await node.service.list_transfers(ListTransfers()):
+        if transfer.id == transfer_id and transfer.state is TransferState.CANCELLED:
+            return transfer.ended_by, transfer.declined
+    return None
+
+
+@pytest.mark.asyncio
+async def test_both_sides_see_who_declined_or_cancelled(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A declined offer read "Cancelled · Nothing more will be transferred" to its
+    sender, like any other cancel (found by a tester)."""
+    alice, bob = pair
+    await bob.service.update_settings(UpdateSettings(auto_accept_bytes=0))
+    offered, _ = await share(alice, tmp_path, 600 * KiB)
+    await eventually(lambda: in_state(bob, offered, TransferState.OFFERED))
+    await bob.service.cancel_transfer(CancelTransfer(offered))  # Decline
+    assert await ending(bob, offered) == ("me", True)
+    await eventually(lambda: ending(alice, offered), 10)
+    assert await ending(alice, offered) == ("contact", True)
+
+    await bob.service.update_settings(UpdateSettings(auto_accept_bytes=10**9))
+    running, _ = await share_stuck(pair, tmp_path, monkeypatch)
+    await alice.service.cancel_transfer(CancelTransfer(running))
+    assert await ending(alice, running) == ("me", False)
+    await eventually(lambda: ending(bob, running), 10)
+    assert await ending(bob, running) == ("contact", False)
+    # kept across a restart (the reason is stored with the row)
+    await stop_node(bob)
+    bob = pair[1] = await start_node(bob.root, join=alice.network)
+    assert await ending(bob, running) == ("contact", False)
+    assert await ending(bob, offered) == ("me", True)

@@ -97,7 +97,9 @@ def state_text(transfer: Transfer) -> str:
         return _tr("Sent") if transfer.outgoing else _tr("Received")
     if state == TransferState.FAILED:
         return _tr("Failed")
-    return _tr("Cancelled")
+    if transfer.declined:
+        return _tr("Declined by them") if transfer.ended_by == "contact" else _tr("Declined")
+    return _tr("Cancelled by them") if transfer.ended_by == "contact" else _tr("Cancelled")
 
 
 def summary_text(transfer: Transfer, locale: QLocale | None = None) -> str:

@@ -40,7 +40,8 @@ class TransferRecord:
     error: str | None = None
     reason: str = ""
     """Why an incoming transfer failed, as the code its sender is told
-    (`app.node.transfer_status`); empty otherwise."""
+    (`app.node.transfer_status`); for a cancelled one, who ended it and how
+    (`transfer_status.ended_reason`); empty otherwise."""
 
 
 _COLUMNS = "transfer_id, outgoing, state, size, done_bytes, created_at, details_enc"
