@@ -22,16 +22,26 @@ import heapq
 import os
 import random
 import select
+import shutil
 import struct
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 
+import pytest
+
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 BROADCAST_BIT = 0x01
+
+
+CAN_BUILD_HOSTS = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or not os.path.exists("/dev/net/tun"),
+    reason="needs root, iproute2 and /dev/net/tun to build the hosts",
+)
+"""Marks a test that builds hosts on a `LossySwitch` (namespaces and a TAP device)."""
 
 
 def sh(*args: str) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -33,19 +32,13 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import Daemon, cli_json, run_cli
-from lossy_switch import Host, LossySwitch
+from lossy_switch import CAN_BUILD_HOSTS, Host, LossySwitch
 
 from app.node.api import ExportHistory, ListMessages, Message, SendMessage, VerifyHistory
 from app.node.control import ControlClient, connect_control
 from app.node.paths import ProfilePaths
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or shutil.which("ip") is None or not os.path.exists("/dev/net/tun"),
-        reason="needs root, iproute2 and /dev/net/tun to build the hosts",
-    ),
-]
+pytestmark = [pytest.mark.slow, CAN_BUILD_HOSTS]
 
 PASS = "a passphrase for tests"
 PER_SIDE = int(os.environ.get("CHAOS_PER_SIDE", "1000"))

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import statistics
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import Daemon, cli_json
-from lossy_switch import Host, LossySwitch
+from lossy_switch import CAN_BUILD_HOSTS, Host, LossySwitch
 
 from app.node.api import (
     ListMessages,
@@ -41,13 +40,7 @@ from app.node.api import (
 from app.node.control import ControlClient, connect_control
 from app.node.paths import ProfilePaths
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or shutil.which("ip") is None or not os.path.exists("/dev/net/tun"),
-        reason="needs root, iproute2 and /dev/net/tun to build the hosts",
-    ),
-]
+pytestmark = [pytest.mark.slow, CAN_BUILD_HOSTS]
 
 PASS = "a passphrase for tests"
 PORT = 7000
