@@ -132,7 +132,8 @@ class FileTransfers:
         self._background: set[asyncio.Future[object]] = set()
         self._events: asyncio.Queue[tuple[str, Event]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
+        self._watches: set[_SourceWatch] = set()
+        """One per fetch: what it hears of connections (`_on_transport`)."""
         self._shares: set[str] = set()
         """Ids of our outgoing transfers (so text messages need no lookup in `body_for`)."""
         self._direct_failed: dict[str, float] = {}
@@ -209,9 +210,11 @@ class FileTransfers:
     def _on_transport(self, event: TransportEvent) -> None:
         if not isinstance(event, ConnectionStateChanged):
             return
-        if event.state is PeerState.CONNECTED:
-            self._connected.set()
-        elif event.state is not PeerState.CONNECTING and self.exchange is not None:
+        for watch in self._watches:
+            watch.heard(event.address, event.state)
+        if event.state is PeerState.CONNECTED or event.state is PeerState.CONNECTING:
+            return
+        if self.exchange is not None:
             self.exchange.peer_gone(event.address)
             if self._progress:  # only a transfer in progress shows a speed
                 self._spawn(self._stalled(event.address))
@@ -765,37 +768,87 @@ class FileTransfers:
         part: PartFile,
         on_leaf: Callable[[], None],
     ) -> None:
-        """Fetch into `part` from whoever has the blocks, waiting while nobody does."""
+        """Fetch into `part` from whoever has the blocks, waiting while nobody does.
+
+        A round (`fetch_into`) asks the sources connected when it starts. When the
+        sender connects while a round runs without it (it was away when the round
+        began, or went away since), that round is stopped and a new one starts with
+        the sender at once: otherwise the round goes on until every missing block has
+        been asked of every other contact, one answer per block (tens of seconds over a
+        shaped link), before the sender is asked. While no source can serve, the
+        transfer waits for a connection (any contact: it may hold the file) or
+        `WAIT_FOR_SOURCE`; redialling an absent sender is the connection manager's,
+        with its backoff."""
         banned: set[str] = set()
-        while True:
-            self._connected.clear()
-            await self._fastest_paths(record)
-            sources = self._sources(record)
-            if sources:
-                try:
-                    network = self._network
-                    with (
-                        network.fetching_from(record.contact)
-                        if network is not None
-                        else contextlib.nullcontext()
-                    ):
-                        await fetch_into(
-                            manifest,
-                            self.blockstore,
-                            part,
-                            sources,
-                            max_in_flight=MAX_IN_FLIGHT,
-                            max_per_peer=MAX_IN_FLIGHT,
-                            timeout=BLOCK_TIMEOUT,
-                            on_leaf=on_leaf,
-                            banned=banned,
+        watch = _SourceWatch(record.contact)
+        self._watches.add(watch)
+        try:
+            while True:
+                watch.connected.clear()
+                await self._fastest_paths(record)
+                sources = self._sources(record)
+                watch.begin_round(sender_present=f"peer:{record.contact}" in sources)
+                if sources:
+                    try:
+                        done = await self._fetch_round(
+                            record, manifest, part, on_leaf, sources, banned, watch
                         )
-                    return
-                except BlocksUnavailable as exc:
-                    log.info("waiting for a source of a file's blocks: %s", exc)
-                    self._waiting(record)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._connected.wait(), WAIT_FOR_SOURCE)
+                        if done:
+                            return
+                        log.info("transfer %s: the sender is back; asking it now", record.id)
+                        continue
+                    except BlocksUnavailable as exc:
+                        log.info("waiting for a source of a file's blocks: %s", exc)
+                        self._waiting(record)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watch.connected.wait(), WAIT_FOR_SOURCE)
+        finally:
+            self._watches.discard(watch)
+
+    async def _fetch_round(
+        self,
+        record: TransferRecord,
+        manifest: FileManifest,
+        part: PartFile,
+        on_leaf: Callable[[], None],
+        sources: dict[str, BlockSource],
+        banned: set[str],
+        watch: _SourceWatch,
+    ) -> bool:
+        """One `fetch_into` over `sources`: True when the part is complete, False when
+        it was stopped because the sender came back (`_SourceWatch.sender_back`)."""
+        network = self._network
+        with (
+            network.fetching_from(record.contact)
+            if network is not None
+            else contextlib.nullcontext()
+        ):
+            fetching = asyncio.ensure_future(
+                fetch_into(
+                    manifest,
+                    self.blockstore,
+                    part,
+                    sources,
+                    max_in_flight=MAX_IN_FLIGHT,
+                    max_per_peer=MAX_IN_FLIGHT,
+                    timeout=BLOCK_TIMEOUT,
+                    on_leaf=on_leaf,
+                    banned=banned,
+                )
+            )
+            back = asyncio.ensure_future(watch.sender_back.wait())
+            try:
+                await asyncio.wait({fetching, back}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                back.cancel()
+                # stopped (pause, cancel, node stopping) or the sender is back: the round
+                # ends before the part is touched again (a bulk stream waits for its
+                # writers; see `fetch_into`)
+                await _stop(fetching)
+        if fetching.cancelled():
+            return False
+        fetching.result()  # BlocksUnavailable or FilesError: the caller's to handle
+        return True
 
     def _waiting(self, record: TransferRecord) -> None:
         """No source has what is missing: the transfer shows no speed (the GUI says it
@@ -837,7 +890,33 @@ class FileTransfers:
         self._tell(dataclasses.replace(record, state=TransferState.FAILED))
 
 
-async def _stop(task: asyncio.Future[None]) -> None:
+class _SourceWatch:
+    """What one fetch hears of connections (each fetch has its own: one event shared by
+    every fetch, cleared by one of them, could swallow another's wake-up)."""
+
+    def __init__(self, sender: str) -> None:
+        self._sender = sender
+        self._sender_away = False
+        self.connected = asyncio.Event()
+        """Some peer connected (a source may have come)."""
+        self.sender_back = asyncio.Event()
+        """The sender connected after it was away during the current round."""
+
+    def begin_round(self, *, sender_present: bool) -> None:
+        self._sender_away = not sender_present
+        self.sender_back.clear()
+
+    def heard(self, address: str, state: PeerState) -> None:
+        if state is PeerState.CONNECTED:
+            self.connected.set()
+            if address == self._sender and self._sender_away:
+                self._sender_away = False
+                self.sender_back.set()
+        elif state is not PeerState.CONNECTING and address == self._sender:
+            self._sender_away = True
+
+
+async def _stop(task: asyncio.Future[Any]) -> None:
     """Cancel `task` and wait until it has ended (without raising its cancellation)."""
     task.cancel()
     await asyncio.wait([task])
