@@ -200,6 +200,10 @@ class ControlServer:
                     await send(reply)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # `stop`: end quietly (asyncio's stream callback logged a cancelled client
+            # task as an ERROR with a traceback at every stop with a client attached)
+            pass
         finally:
             for forwarder in forwarders:
                 forwarder.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -277,3 +278,18 @@ async def test_the_node_stops_while_a_subscriber_reads_nothing(
         await asyncio.sleep(0)
     await asyncio.wait_for(server.stop(), 10)
     writer.close()
+
+
+@pytest.mark.asyncio
+async def test_stopping_with_a_client_attached_logs_no_error(
+    served: tuple[NodeService, ControlServer, ProfilePaths], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the soak: every stop with the window or a subscriber attached left an
+    asyncio ERROR and a traceback (a cancelled client task) in the node's log."""
+    _, server, paths = served
+    client = await client_for(paths)
+    assert (await client.whoami()).name == "Me"
+    await server.stop()
+    await asyncio.sleep(0.1)  # the stream callback runs after the task has ended
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    await client.close()
