@@ -47,7 +47,7 @@ from app.core.unixfs import (
     decode_file_node,
 )
 from app.node.blockstore import Blockstore
-from app.node.bulk_fetch import BulkOutcome, BulkStream, BulkTicket
+from app.node.bulk_fetch import BulkStream, BulkTicket
 from app.node.files_errors import (
     BlockCorrupt,
     BlockNotFound,
@@ -55,6 +55,7 @@ from app.node.files_errors import (
     FilesError,
     TransferFailed,
 )
+from app.node.futures import retrieve
 from app.node.part_file import PartFile, PartOpener, open_part
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ async def _bulk_phase(
             # The cancelled shield drops its callback on `running`, so nothing else
             # retrieves the error our abort makes it end with (reset, cut record):
             # expected here, so retrieve it rather than have asyncio log it unretrieved.
-            running.add_done_callback(_retrieve)
+            running.add_done_callback(retrieve)
             stream.abort()  # nothing may write into the part once we return
             await asyncio.wait([running])
             raise
@@ -204,12 +205,6 @@ async def _bulk_phase(
             log.warning("peer %s served a tampered block; not asking it again", name)
             banned.add(name)
         return
-
-
-def _retrieve(future: asyncio.Future[BulkOutcome]) -> None:
-    """Mark a finished future's exception as retrieved (it is expected and ignored)."""
-    if not future.cancelled():
-        future.exception()
 
 
 class _FetchPlan:

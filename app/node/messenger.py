@@ -61,6 +61,7 @@ from app.node.api import (
 )
 from app.node.e2e import SessionBook, seal
 from app.node.ephemeral import Ephemeral
+from app.node.futures import retrieve
 from app.node.history import FILE, FILE_KINDS, MESSAGE_KINDS, TEXT, load_ledger, own_texts_behind
 from app.node.network import NetworkStack
 from app.node.state_message import (
@@ -151,12 +152,6 @@ def _fail(batch: list[Queued], exc: Exception) -> None:
     for _, stored in batch:
         if stored is not None and not stored.done():
             stored.set_exception(exc)
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    """Mark a send's failure as seen (its awaiter may have been cancelled)."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _message_ids(events: list[Event]) -> set[str]:
@@ -784,7 +779,7 @@ class Messenger:
         self._note(address, "sent", len(wire))
         # events call for an acknowledgement: if the link then goes silent, it is probed
         sending = asyncio.ensure_future(conn.send(wire, awaits_answer=bool(batch)))
-        sending.add_done_callback(_retrieve)
+        sending.add_done_callback(retrieve)
         return sending
 
     async def send_control(self, address: str, plaintext: bytes) -> bool:

@@ -22,6 +22,7 @@ from app.core.errors import RemoteProtocolError
 from app.core.identity import encode_address
 from app.core.liveness import AnswerAwaited, LinkLiveness, PingSent, PongReceived
 from app.core.wire import Frame, FrameDecoder, FrameType
+from app.node.futures import retrieve
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +142,6 @@ class PassThroughHook:
     def inbound(self, peer: str, frame: Frame) -> Frame | None:
         """Deliver the frame as is (COVER frames are dropped by the connection)."""
         return frame
-
-
-def _retrieve(future: asyncio.Future[float]) -> None:
-    """Mark a PING's outcome as seen (a PING nobody waits for may end with the connection)."""
-    if not future.cancelled():
-        future.exception()
 
 
 @dataclass
@@ -393,7 +388,7 @@ class AuthenticatedConnection:
     def send_ping(self) -> None:
         """Send a PING whose PONG only feeds `rtt_ms` and `liveness` (nobody waits)."""
         _, pending = self._send_ping()
-        pending.future.add_done_callback(_retrieve)
+        pending.future.add_done_callback(retrieve)
 
     def _send_ping(self) -> tuple[bytes, _PendingPing]:
         if self.state != "open":

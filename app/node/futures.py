@@ -1,0 +1,14 @@
+"""Small helpers for asyncio futures the node starts and does not await."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+def retrieve(future: asyncio.Future[Any]) -> None:
+    """Done-callback marking a future's exception as seen: its failure is expected and
+    handled elsewhere (a send whose awaiter was cancelled, a PING nobody waits for, an
+    aborted bulk stream), so asyncio must not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
