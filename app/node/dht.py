@@ -44,6 +44,7 @@ from app.node.dht_protocol import (
     RecordStore,
     RttEstimator,
     SignalHandler,
+    is_ip,
     parse_contacts,
 )
 
@@ -68,19 +69,11 @@ def parse_host_port(text: str, *, allow_port_zero: bool = False) -> tuple[str, i
         raise InvalidArgument(f"{text!r} is not HOST:PORT ({exc}).") from None
     if port == 0 and not allow_port_zero:
         raise InvalidArgument(f"{text!r} needs a port between 1 and 65535.")
-    if host.replace(".", "").isdigit() and not _is_ipv4(host):  # 256.1.1.1: no name either
+    if host.replace(".", "").isdigit() and not is_ip(host):  # 256.1.1.1: no name either
         raise InvalidArgument(
             f"{text!r} is not HOST:PORT ({host} is not an IP address: four numbers from 0 to 255)."
         )
     return canonical.rpartition(":")[0].strip("[]"), port
-
-
-def _is_ipv4(text: str) -> bool:
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def interface_addresses() -> list[str]:

@@ -143,7 +143,7 @@ class RttEstimator:
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -160,7 +160,7 @@ def parse_contact(item: object) -> Node | None:
         return None
     if type(port) is not int or not 1 <= port <= 65535 or not isinstance(ip, str):
         return None
-    if not _is_ip(ip):
+    if not is_ip(ip):
         return None
     return Node(node_id, ip, port)
 
