@@ -288,7 +288,8 @@ class ControlServer:
             async for event in self._api.events():
                 params = {"type": type(event).__name__, "event": to_json(event)}
                 message = {"jsonrpc": "2.0", "method": "event", "params": params}
-                await asyncio.wait_for(send(message), EVENT_SEND_TIMEOUT)
+                async with asyncio.timeout(EVENT_SEND_TIMEOUT):
+                    await send(message)
                 if isinstance(event, NodeStopping) and event.reason == "overflow":
                     cut_off()
         except TimeoutError:
