@@ -14,6 +14,10 @@ Rules of this machine (everything that changes its state lives here):
   (`peer_lacks`) is re-assigned to another peer; that peer is not asked for that block
   again. When no peer is left to ask for a block, `BlockUnavailable` is emitted once;
   `add_peer` or `retry_unavailable` makes it eligible again.
+* A peer that has declined `lacks_file_after` requests without ever delivering a block
+  does not hold the file (a contact that was never sent it): it is taken out of this
+  want-list (`PeerLacksFile`) instead of being asked for every remaining block in turn.
+  `add_peer` lets it in again.
 * Results come out as frozen-dataclass events from `next_event()`.
 
 Time is passed in (`now`, seconds on any monotonic clock); the machine reads no clock.
@@ -32,6 +36,7 @@ from app.core.unixfs import block_matches, cid_codec
 DEFAULT_MAX_IN_FLIGHT = 16
 DEFAULT_MAX_PER_PEER = 8
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_LACKS_FILE_AFTER = 16
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,22 @@ class TransferComplete:
     """Every wanted block is held."""
 
 
-WantEvent = BlockAccepted | PeerBanned | RequestTimedOut | BlockUnavailable | TransferComplete
+@dataclass(frozen=True)
+class PeerLacksFile:
+    """`peer` declined `lacks_file_after` blocks and delivered none: it is not asked for
+    the rest (until `add_peer` names it again)."""
+
+    peer: str
+
+
+WantEvent = (
+    BlockAccepted
+    | PeerBanned
+    | RequestTimedOut
+    | BlockUnavailable
+    | PeerLacksFile
+    | TransferComplete
+)
 
 
 @dataclass
@@ -98,8 +118,9 @@ class WantList:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_per_peer: int = DEFAULT_MAX_PER_PEER,
         timeout: float = DEFAULT_TIMEOUT,
+        lacks_file_after: int = DEFAULT_LACKS_FILE_AFTER,
     ) -> None:
-        if max_in_flight < 1 or max_per_peer < 1 or timeout <= 0:
+        if max_in_flight < 1 or max_per_peer < 1 or timeout <= 0 or lacks_file_after < 1:
             raise LocalProtocolError("limits and timeout must be positive")
         self._held: set[bytes] = set(held)
         self._needed: dict[bytes, None] = {}  # insertion-ordered set
@@ -108,11 +129,14 @@ class WantList:
         self._unavailable: set[bytes] = set()
         self._peers: dict[str, int] = {}  # peer -> requests in flight
         self._banned: set[str] = set()
+        self._delivered: set[str] = set()  # peers that delivered a matching block
+        self._declined: dict[str, int] = {}  # peer -> "don't have" answers while in
         self._events: deque[WantEvent] = deque()
         self._completed = False
         self._max_in_flight = max_in_flight
         self._max_per_peer = max_per_peer
         self._timeout = timeout
+        self._lacks_file_after = lacks_file_after
 
     # ----------------------------------------------------------------- inputs
 
@@ -129,6 +153,7 @@ class WantList:
         if peer in self._banned or peer in self._peers:
             return
         self._peers[peer] = 0
+        self._declined.pop(peer, None)
         self._unavailable.clear()
 
     def remove_peer(self, peer: str) -> None:
@@ -162,14 +187,23 @@ class WantList:
         self._tried.pop(cid, None)
         self._unavailable.discard(cid)
         self._held.add(cid)
+        self._delivered.add(peer)
         self._events.append(BlockAccepted(cid, data, peer))
         self._check_complete()
 
     def peer_lacks(self, peer: str, cid: bytes, now: float) -> None:
         """`peer` answered that it does not have `cid`: ask someone else."""
         asked = self._in_flight.get(cid)
-        if asked is not None and asked.peer == peer:
-            self._give_up_on(cid, asked, now, timed_out=False)
+        if asked is None or asked.peer != peer:
+            return
+        self._give_up_on(cid, asked, now, timed_out=False)
+        if peer in self._delivered or peer not in self._peers:
+            return
+        declined = self._declined[peer] = self._declined.get(peer, 0) + 1
+        if declined >= self._lacks_file_after:
+            del self._peers[peer]
+            self._requeue_from(peer)
+            self._events.append(PeerLacksFile(peer))
 
     def handle_timer(self, now: float) -> None:
         """Expire requests whose deadline has passed."""

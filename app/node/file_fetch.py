@@ -34,6 +34,7 @@ from app.core.transfer import (
     DEFAULT_MAX_IN_FLIGHT,
     BlockAccepted,
     PeerBanned,
+    PeerLacksFile,
     RequestTimedOut,
     WantList,
 )
@@ -387,6 +388,8 @@ class _FetchPlan:
                         self._on_leaf()
             elif isinstance(event, PeerBanned):
                 log.warning("peer %s served a tampered block; not asking it again", event.peer)
+            elif isinstance(event, PeerLacksFile):
+                log.info("%s does not hold the file; not asking it for the rest", event.peer)
             elif isinstance(event, RequestTimedOut):
                 for task, (peer, cid) in list(tasks.items()):
                     if peer == event.peer and cid == event.cid:

@@ -14,6 +14,7 @@ from app.core.transfer import (
     BlockRequest,
     BlockUnavailable,
     PeerBanned,
+    PeerLacksFile,
     RequestTimedOut,
     TransferComplete,
     WantEvent,
@@ -187,3 +188,65 @@ def test_always_completes_with_an_honest_peer(peers: list[str], in_flight: int, 
             break
     assert wl.is_complete and wl.held == set(CIDS)
     assert "good1" not in wl.banned_peers and "good2" not in wl.banned_peers
+
+
+MANY = {raw_cid(i.to_bytes(2, "big") * 50): i.to_bytes(2, "big") * 50 for i in range(200)}
+
+
+def test_a_peer_that_lacks_the_file_is_not_asked_for_every_block() -> None:
+    """A contact that was never sent the file declines each block; after
+    `lacks_file_after` of them, with none delivered, it is not asked for the rest."""
+    wl = WantList(max_in_flight=8, max_per_peer=8, lacks_file_after=5)
+    wl.want(MANY)
+    wl.add_peer("stranger")
+    asked = 0
+    now = 0.0
+    while reqs := wl.requests_to_send(now):
+        for req in reqs:
+            asked += 1
+            wl.peer_lacks(req.peer, req.cid, now)
+        now += 0.1
+    assert asked == 8  # the first window's answers, not one per block (200)
+    assert PeerLacksFile("stranger") in drain(wl)
+    assert len(wl.needed) == len(MANY) and not wl.in_flight
+    wl.add_peer("stranger")  # connected again: it may hold the file now
+    assert wl.requests_to_send(now)
+
+
+def test_a_peer_that_delivered_is_kept_when_it_lacks_many_blocks() -> None:
+    """A partial holder (it served some blocks) is still asked for every block."""
+    wl = WantList(max_in_flight=1, max_per_peer=1, lacks_file_after=3)
+    cids = list(MANY)
+    wl.want(cids)
+    wl.add_peer("partial")
+    [first] = wl.requests_to_send(0.0)
+    wl.receive_block("partial", first.cid, MANY[first.cid], 0.0)
+    declined = 0
+    while reqs := wl.requests_to_send(1.0):
+        for req in reqs:
+            declined += 1
+            wl.peer_lacks(req.peer, req.cid, 1.0)
+    assert declined == len(cids) - 1
+    assert not any(isinstance(e, PeerLacksFile) for e in drain(wl))
+
+
+def test_the_holder_is_asked_for_what_a_peer_without_the_file_was_asked() -> None:
+    wl = WantList(max_in_flight=4, max_per_peer=2, lacks_file_after=2)
+    cids = list(MANY)[:20]
+    wl.want(cids)
+    wl.add_peer("holder")
+    wl.add_peer("stranger")
+    held: set[bytes] = set()
+    now = 0.0
+    while not wl.is_complete:
+        reqs = wl.requests_to_send(now)
+        assert reqs
+        for req in reqs:
+            if req.peer == "stranger":
+                wl.peer_lacks(req.peer, req.cid, now)
+            else:
+                wl.receive_block(req.peer, req.cid, MANY[req.cid], now)
+                held.add(req.cid)
+        now += 0.1
+    assert held == set(cids)
+    assert PeerLacksFile("stranger") in drain(wl)

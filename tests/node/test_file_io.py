@@ -278,6 +278,26 @@ async def test_unavailable_blocks_fail_cleanly(
 
 
 @pytest.mark.asyncio
+async def test_a_contact_without_the_file_is_not_asked_for_every_block(
+    tmp_path: Path, sender: Blockstore, receiver: Blockstore, downloads: Path
+) -> None:
+    """A resumed transfer whose sender is away: the one contact online, which was never
+    sent the file, is asked for one window of blocks, not for each of them."""
+    source = tmp_path / "x.bin"
+    write_random(source, 24 * MiB)
+    manifest = await share_file(source, sender, KEY)
+    receiver.put_sync(manifest.root_cid, sender.get_sync(manifest.root_cid))
+    stranger = CountingSource(Blockstore(tmp_path / "stranger"))
+    part = PartFile(manifest, downloads, "t1")
+    with pytest.raises(BlocksUnavailable):
+        await fetch_into(manifest, receiver, part, {"stranger": stranger}, max_per_peer=16)
+    part.close()
+    assert manifest.chunk_count == 97
+    # 16 "don't have" answers end it; up to 15 more were asked while they came back
+    assert 16 <= stranger.requests <= 31
+
+
+@pytest.mark.asyncio
 async def test_hostile_block_tree_refused(
     tmp_path: Path, sender: Blockstore, receiver: Blockstore
 ) -> None:
