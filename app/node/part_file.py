@@ -16,6 +16,8 @@ threads at once. Which chunks the part holds is a bitmap, one bit per chunk:
   finds the complete part linked already, and publishing it again returns that file
   instead of saving a second copy. (Where the file system has no hard links the part is
   renamed instead, and that window remains.) `discard` also removes an unfinished part.
+  A part that lost its name while it was written (its folder was deleted or moved away)
+  is first copied from the still-open file into its folder, made again.
 
 The part's name is derived from the transfer, so a resumed transfer finds it again; it
 is opened without following symbolic links. A part whose bitmap was lost is started
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -43,9 +46,12 @@ from app.node.files_errors import (
     FilesError,
     TransferFailed,
 )
-from app.node.fsutil import datasync, fsync_dir, pwrite_all
+from app.node.fsutil import BINARY, datasync, fsync_dir, pread, pwrite_all
 
 PART_SUFFIX = ".part"
+_COPY_PIECE = 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 PartOpener = Callable[[Path, bool], BinaryIO]
 """Opens the part file for writing: ``(path, keep)``; `keep` keeps what it holds."""
@@ -223,6 +229,8 @@ class PartFile:
                 self._fh.truncate(self.manifest.size)
                 self._fh.flush()
                 os.fsync(self._fh.fileno())
+                if not self._in_place():
+                    self._restore()
             final = self._published() or self._link()
             fsync_dir(self.dest_dir)
         except OSError as exc:
@@ -232,6 +240,36 @@ class PartFile:
             self.discard()
             raise
         return final
+
+    def _in_place(self) -> bool:
+        """Whether the part still has its name (its folder was not deleted or moved
+        away while it was written)."""
+        try:
+            named = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self._fh.fileno())
+        return (named.st_ino, named.st_dev) == (held.st_ino, held.st_dev)
+
+    def _restore(self) -> None:
+        """The part lost its name while it was written (the downloads folder was deleted
+        or moved meanwhile): the open file still holds every byte, so copy them into a
+        new part at the part's place, in the folder made again, instead of losing the
+        whole transfer at the last step."""
+        self.dest_dir.mkdir(parents=True, exist_ok=True)
+        destination_folder(self.downloads, self.manifest.folder)  # still inside it
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | BINARY
+        source = self._fh.fileno()
+        target = os.open(self.path, flags, 0o600)
+        try:
+            offset = 0
+            while data := pread(source, _COPY_PIECE, offset):
+                pwrite_all(target, data, offset)
+                offset += len(data)
+            os.fsync(target)
+        finally:
+            os.close(target)
+        log.info("the downloads folder went away during a transfer; its file was saved again")
 
     def _published(self) -> Path | None:
         """The file the part was linked as already, by a run killed before it stored

@@ -8,6 +8,7 @@ import errno
 import hashlib
 import os
 import resource
+import shutil
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import replace
@@ -213,6 +214,32 @@ async def test_part_resumes_from_its_last_checkpoint(
     lost = PartFile(manifest, downloads, "t2", saved.received)
     assert lost.held_count == 0
     lost.discard()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("away", ["deleted", "moved"])
+async def test_downloads_folder_gone_during_transfer_still_saves_the_file(
+    away: str, tmp_path: Path, sender: Blockstore, receiver: Blockstore, downloads: Path
+) -> None:
+    """The user deletes (or moves) the downloads folder while a file of a shared folder
+    is received: the complete file is still saved, in the folder made again, instead of
+    the transfer failing at its last step with everything received lost."""
+    folder = tmp_path / "Holiday"
+    folder.mkdir()
+    digest = write_random(folder / "big.bin", 3 * MiB + 5)
+    (manifest,) = await share_paths([folder], sender)
+    part = PartFile(manifest, downloads, "t1")
+    await fetch_into(manifest, receiver, part, {"peer": CountingSource(sender)})
+    part.checkpoint()
+    if away == "deleted":
+        shutil.rmtree(downloads)
+    else:
+        downloads.rename(tmp_path / "moved")
+    saved = part.publish()
+    part.discard()
+    assert saved == downloads / "Holiday" / "big.bin"
+    assert sha256_file(saved) == digest
+    assert [p.name for p in saved.parent.iterdir()] == ["big.bin"]  # no part left
 
 
 def _stored(store: Blockstore) -> list[bytes]:
