@@ -458,6 +458,33 @@ async def test_dropped_files_become_file_bubbles_and_can_be_cancelled(
 
 
 @pytest.mark.asyncio
+async def test_a_file_offered_to_an_offline_contact_does_not_claim_they_were_asked(
+    session: GuiSession, friend: api.InitResult, tmp_path: Path
+) -> None:
+    """Bob is offline: the offer waits in the outbox (a clock, not ticks), so the bubble
+    must not say that he is being asked; once it reached him, it does."""
+    bob = await add_bob(session, friend)
+    window = await open_chat(session, bob.address)
+    big = tmp_path / "video.bin"
+    big.write_bytes(bytes(300_000))
+    drop_files(window.conversation, [big])
+    await wait_for(lambda: window.messages.rowCount() == 1)
+    await wait_for(lambda: window.messages.index(0).data(MessageRole.TRANSFER) is not None)
+    message = window.messages.message_at(0)
+    assert message.status in (api.MessageStatus.QUEUED, api.MessageStatus.SENT)
+    spoken = window.messages.index(0).data(Qt.ItemDataRole.AccessibleTextRole)
+    assert spoken.endswith("They are asked once they are online.")
+    assert "whether to accept" not in window.messages.index(0).data(Qt.ItemDataRole.ToolTipRole)
+
+    service_of(session).publish(
+        api.MessageStatusChanged(message.id, bob.address, api.MessageStatus.DELIVERED)
+    )
+    await wait_for(lambda: window.messages.message_at(0).status == api.MessageStatus.DELIVERED)
+    spoken = window.messages.index(0).data(Qt.ItemDataRole.AccessibleTextRole)
+    assert spoken.endswith("They are asked whether to accept it.")
+
+
+@pytest.mark.asyncio
 async def test_a_share_the_node_refuses_is_reported(
     session: GuiSession, friend: api.InitResult, tmp_path: Path
 ) -> None:

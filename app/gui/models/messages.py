@@ -28,7 +28,7 @@ from PySide6.QtCore import (
 
 from app.gui.bridge import ActionFailed, NodeBridge
 from app.gui.models.transfers import TransferModel
-from app.gui.views.transfer_text import accessible_text
+from app.gui.views.transfer_text import accessible_text, reached_them
 from app.node.api import Message, MessageStatus, Transfer
 
 PAGE = 100
@@ -122,11 +122,15 @@ class MessageModel(QAbstractListModel):
             return message.text
         if role == Qt.ItemDataRole.AccessibleTextRole:
             transfer = self._transfer_of(message)
-            return message.text if transfer is None else accessible_text(transfer)
+            if transfer is None:
+                return message.text
+            return accessible_text(transfer, delivered=reached_them(message))
         if role == Qt.ItemDataRole.ToolTipRole:
             stamp = dt.datetime.fromtimestamp(message.time).strftime("%c")
             transfer = self._transfer_of(message)
-            return stamp if transfer is None else f"{accessible_text(transfer)}\n{stamp}"
+            if transfer is None:
+                return stamp
+            return f"{accessible_text(transfer, delivered=reached_them(message))}\n{stamp}"
         return None
 
     def _transfer_of(self, message: Message) -> Transfer | None:

@@ -325,8 +325,11 @@ def paint_card(
     fonts: CardFonts,
     colors: CardColors,
     footer_text: str = "",
+    *,
+    delivered: bool = True,
 ) -> None:
-    """Paint a card; `transfer` None means the node has not described the file yet."""
+    """Paint a card; `transfer` None means the node has not described the file yet;
+    `delivered` false: our offer has not reached the contact yet."""
     _paint_glyph(painter, layout.icon, name, colors)
     left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
     painter.setFont(fonts.name)
@@ -349,7 +352,8 @@ def paint_card(
         failed = transfer.state == TransferState.FAILED
         painter.setFont(fonts.detail)
         painter.setPen(colors.danger if failed else colors.muted)
-        text = _elided(progress_text(transfer), fonts.detail, layout.progress.width())
+        line = progress_text(transfer, delivered=delivered)
+        text = _elided(line, fonts.detail, layout.progress.width())
         painter.drawText(layout.progress, int(left), text)
     for action, rect in layout.buttons:
         _paint_button(painter, rect, action, fonts, colors)

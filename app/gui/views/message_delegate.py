@@ -39,6 +39,7 @@ from app.gui.views.painting import (
     text_layout,
     tick_width,
 )
+from app.gui.views.transfer_text import reached_them
 from app.node.api import Message, Transfer
 
 SIDE_MARGIN = 16.0
@@ -204,7 +205,9 @@ class MessageDelegate(QStyledItemDelegate):
         painter.drawRoundedRect(bubble, RADIUS, RADIUS)
         palette = card_colors(on_accent=message.outgoing)
         name = transfer.name if transfer is not None else message.text
-        paint_card(painter, layout, transfer, name, self._card_fonts(), palette)
+        fonts = self._card_fonts()
+        delivered = reached_them(message)
+        paint_card(painter, layout, transfer, name, fonts, palette, delivered=delivered)
         # time and ticks where the card kept room for them (beside the buttons if they fit)
         _, meta = self._fonts()
         meta_text, meta_width = self._meta(message, meta)

@@ -10,7 +10,7 @@ import math
 
 from PySide6.QtCore import QCoreApplication, QLocale
 
-from app.node.api import Transfer, TransferState
+from app.node.api import Message, MessageStatus, Transfer, TransferState
 
 UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -107,10 +107,19 @@ def summary_text(transfer: Transfer, locale: QLocale | None = None) -> str:
     return f"{format_size(transfer.size, locale)} · {state_text(transfer)}"
 
 
-def progress_text(transfer: Transfer, locale: QLocale | None = None) -> str:
+def reached_them(message: Message) -> bool:
+    """Whether the contact has the file message (always true for one they sent us): an
+    offer to a contact who is offline waits in the outbox or in a mailbox until then."""
+    return not message.outgoing or message.status in (MessageStatus.DELIVERED, MessageStatus.READ)
+
+
+def progress_text(
+    transfer: Transfer, locale: QLocale | None = None, *, delivered: bool = True
+) -> str:
     """The line under the progress bar (or in its place when there is none):
     "4.10 MB of 12.4 MB · 3.20 MB/s · 3 s left" while running, the error when failed,
-    where the file is once received."""
+    where the file is once received. `delivered` is false while our offer has not
+    reached the contact (see `reached_them`)."""
     state = transfer.state
     if state in (TransferState.RUNNING, TransferState.PAUSED):
         parts = [
@@ -131,6 +140,8 @@ def progress_text(transfer: Transfer, locale: QLocale | None = None) -> str:
         return transfer.error or _tr("The transfer stopped; retry to resume it.")
     if state == TransferState.OFFERED:
         if transfer.outgoing:
+            if not delivered:
+                return _tr("They are asked once they are online.")
             return _tr("They are asked whether to accept it.")
         return _tr("Accept to download it.")
     if state == TransferState.DONE:
@@ -140,6 +151,9 @@ def progress_text(transfer: Transfer, locale: QLocale | None = None) -> str:
     return _tr("Nothing more will be transferred.")
 
 
-def accessible_text(transfer: Transfer, locale: QLocale | None = None) -> str:
+def accessible_text(
+    transfer: Transfer, locale: QLocale | None = None, *, delivered: bool = True
+) -> str:
     """Everything the row says, as one sentence for screen readers and tooltips."""
-    return f"{transfer.name}, {summary_text(transfer, locale)}, {progress_text(transfer, locale)}"
+    progress = progress_text(transfer, locale, delivered=delivered)
+    return f"{transfer.name}, {summary_text(transfer, locale)}, {progress}"
