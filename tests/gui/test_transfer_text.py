@@ -122,6 +122,8 @@ def test_progress_line_while_running_has_speed_and_time_left() -> None:
     running = transfer(TransferState.RUNNING, speed=1_500_000)
     assert progress_text(running, EN) == "1.00 MB of 4.00 MB · 1.50 MB/s · 2 s left"
     assert summary_text(running, EN) == "4.00 MB · Receiving"
+    # for a narrow card: the size is on the summary line already
+    assert progress_text(running, EN, compact=True) == "1.00 MB · 1.50 MB/s · 2 s left"
     stalled = transfer(TransferState.RUNNING, speed=0)
     assert progress_text(stalled, EN) == "1.00 MB of 4.00 MB · waiting for the peer"
     paused = transfer(TransferState.PAUSED)

@@ -21,9 +21,10 @@ from pytestqt.qtbot import QtBot
 
 from app.gui.models.messages import MessageRole
 from app.gui.theme import DARK, LIGHT, ThemeColors
-from app.gui.views.file_card import actions_for
+from app.gui.views.file_card import CardFonts, actions_for, card_colors, paint_card
 from app.gui.views.message_delegate import MessageDelegate
 from app.gui.views.painting import draw_ticks, initials, short_time, text_layout
+from app.gui.views.transfer_text import progress_text
 from app.gui.widgets.composer import MAX_LINES, Composer
 from app.gui.widgets.elided import ElidedLabel
 from app.node.api import Message, MessageStatus, Transfer, TransferState
@@ -214,6 +215,42 @@ def test_file_card_keeps_the_time_beside_the_buttons_when_there_is_room(qtbot: Q
     )
     assert layout.meta.top() == layout.footer.top()
     assert layout.meta.right() == layout.footer.right()
+
+
+class _TextRecorder(QPainter):
+    """A painter that remembers every text it drew."""
+
+    def __init__(self, image: QImage) -> None:
+        super().__init__(image)
+        self.texts: list[str] = []
+
+    def drawText(self, *args: object) -> None:  # type: ignore[override]
+        self.texts.extend(a for a in args if isinstance(a, str))
+        super().drawText(*args)  # type: ignore[call-overload]
+
+
+def test_a_narrow_file_card_still_shows_the_speed_and_time_left(qtbot: QtBot) -> None:
+    """In a narrow window (a 640 px window leaves the bubble ~240 px) the progress line
+    "66.6 MB of 300 MB · 4.58 MB/s · 51 s left" does not fit: it drops the size, which
+    the line above shows, rather than eliding the speed out of its middle."""
+    view = QListView()
+    qtbot.addWidget(view)
+    delegate = MessageDelegate(view)
+    message, done = _done_file(False)
+    running = dataclasses.replace(
+        done, state=TransferState.RUNNING, size=300_000_000, done_bytes=66_600_000
+    )
+    running = dataclasses.replace(running, speed_bps=4_580_000.0)
+    _, layout = delegate.file_geometry(QRectF(0, 0, 340, 400), message, running, False)
+    fonts = CardFonts.from_base(view.font())
+    full = progress_text(running)
+    assert QFontMetricsF(fonts.detail).horizontalAdvance(full) > layout.progress.width()
+    image = QImage(400, 400, QImage.Format.Format_ARGB32)
+    painter = _TextRecorder(image)
+    paint_card(painter, layout, running, running.name, fonts, card_colors(on_accent=False))
+    painter.end()
+    (line,) = [t for t in painter.texts if "MB/s" in t]
+    assert line == "66.6 MB · 4.58 MB/s · 51 s left"
 
 
 @pytest.mark.parametrize(

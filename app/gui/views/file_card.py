@@ -317,6 +317,16 @@ def _elided(text: str, font: QFont, width: float) -> str:
     return QFontMetricsF(font).elidedText(text, Qt.TextElideMode.ElideMiddle, width)
 
 
+def _progress_line(transfer: Transfer, font: QFont, width: float, delivered: bool) -> str:
+    """The progress line that fits `width`: without the file's size (shown above it) when
+    the whole line does not fit, so that a narrow card still shows the speed and the time
+    left instead of eliding them; elided only if even that is too long."""
+    line = progress_text(transfer, delivered=delivered)
+    if QFontMetricsF(font).horizontalAdvance(line) > width:
+        line = progress_text(transfer, delivered=delivered, compact=True)
+    return _elided(line, font, width)
+
+
 def paint_card(
     painter: QPainter,
     layout: CardLayout,
@@ -352,8 +362,7 @@ def paint_card(
         failed = transfer.state == TransferState.FAILED
         painter.setFont(fonts.detail)
         painter.setPen(colors.danger if failed else colors.muted)
-        line = progress_text(transfer, delivered=delivered)
-        text = _elided(line, fonts.detail, layout.progress.width())
+        text = _progress_line(transfer, fonts.detail, layout.progress.width(), delivered)
         painter.drawText(layout.progress, int(left), text)
     for action, rect in layout.buttons:
         _paint_button(painter, rect, action, fonts, colors)

@@ -114,18 +114,23 @@ def reached_them(message: Message) -> bool:
 
 
 def progress_text(
-    transfer: Transfer, locale: QLocale | None = None, *, delivered: bool = True
+    transfer: Transfer,
+    locale: QLocale | None = None,
+    *,
+    delivered: bool = True,
+    compact: bool = False,
 ) -> str:
     """The line under the progress bar (or in its place when there is none):
     "4.10 MB of 12.4 MB · 3.20 MB/s · 3 s left" while running, the error when failed,
     where the file is once received. `delivered` is false while our offer has not
-    reached the contact (see `reached_them`)."""
+    reached the contact (see `reached_them`). `compact` leaves out the file's size,
+    which the summary line shows too ("4.10 MB · 3.20 MB/s · 3 s left"), for a line
+    that would otherwise not fit."""
     state = transfer.state
     if state in (TransferState.RUNNING, TransferState.PAUSED):
+        done = format_size(transfer.done_bytes, locale)
         parts = [
-            _tr("{0} of {1}").format(
-                format_size(transfer.done_bytes, locale), format_size(transfer.size, locale)
-            )
+            done if compact else _tr("{0} of {1}").format(done, format_size(transfer.size, locale))
         ]
         if state == TransferState.RUNNING:
             if transfer.speed_bps > 0:
