@@ -442,6 +442,11 @@ class FileTransfers:
         if shown is not None:
             log.info("transfer %s: %s on the receiver's side", record.id, status.state)
             self.serving.forget(shown)  # no progress shown from the row cached before
+            if shown.state is not TransferState.RUNNING:
+                # it holds `done_bytes` now (nothing after a failure): the progress counts
+                # again from there, and blocks served before count again when re-asked
+                self._progress.pop(shown.id, None)
+                self.serving.served_count(shown.id)
             await self._save(shown)
 
     def _refuse_if_being_saved(self, transfer_id: str) -> None:

@@ -93,9 +93,12 @@ def sender_view(record: TransferRecord, status: TransferStatus) -> TransferRecor
     elif status.state == "paused":  # what the receiver holds: served blocks may be lost
         done = min(status.done, record.size)
         new = dataclasses.replace(record, state=TransferState.PAUSED, error=None, done_bytes=done)
-    else:
+    else:  # a failed receiver's part is gone: its retry starts again from nothing
         new = dataclasses.replace(
-            record, state=TransferState.FAILED, error=_SHOWN.get(status.reason, _SHOWN[""])
+            record,
+            state=TransferState.FAILED,
+            error=_SHOWN.get(status.reason, _SHOWN[""]),
+            done_bytes=min(status.done, record.size),
         )
     return None if new == record else new
 

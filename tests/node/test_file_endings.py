@@ -16,7 +16,7 @@ import pytest_asyncio
 from test_messenger import eventually as eventually_within
 
 from app.core.ledger_event import EventBody
-from app.node import file_transfers
+from app.node import file_transfers, part_file, transfer_progress
 from app.node.api import (
     AddContact,
     CancelTransfer,
@@ -312,6 +312,43 @@ async def test_the_sender_sees_a_failure_on_the_receivers_side_without_its_detai
     assert await _sender_sees(alice, transfer_id, TransferState.FAILED, shown)
 
     monkeypatch.undo()
+    await bob.service.files.retry(transfer_id)
+    await eventually(lambda: in_state(alice, transfer_id, TransferState.DONE))
+    assert (bob.downloads / "data.bin").read_bytes() == data
+
+
+@pytest.mark.asyncio
+async def test_after_a_failure_the_senders_progress_follows_the_retry_from_nothing(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob received every block but could not save the file: his part is gone and his
+    retry starts from nothing. Alice's side showed the whole file served ("600 kB of
+    600 kB", no speed) for the whole retry; it now shows what Bob holds."""
+    alice, bob = pair
+
+    def cannot_save(self: object) -> None:
+        raise DiskFull("not enough free space in /home/bob to save the file")
+
+    monkeypatch.setattr(part_file.PartFile, "publish", cannot_save)
+    monkeypatch.setattr(transfer_progress, "PERSIST_SECONDS", 0.0)  # as in a long transfer
+    transfer_id, data = await share(alice, tmp_path, 600 * KiB)
+    await eventually(lambda: in_state(bob, transfer_id, TransferState.FAILED))
+    shown = "Failed on their side: not enough free space to save it."
+    await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.FAILED, shown), 10)
+    [failed] = [t for t in await alice.service.files.list(None) if t.id == transfer_id]
+    assert failed.done_bytes == 0
+
+    monkeypatch.undo()
+    waiting = _stuck_fetch(bob, monkeypatch)
+    await bob.service.files.retry(transfer_id)
+    await asyncio.wait_for(waiting.wait(), 30)
+    await eventually(lambda: in_state(alice, transfer_id, TransferState.RUNNING), 10)
+    [running] = [t for t in await alice.service.files.list(None) if t.id == transfer_id]
+    assert running.done_bytes == 0  # Bob has nothing yet
+
+    monkeypatch.undo()
+    await bob.service.files.pause(transfer_id)
+    await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.PAUSED), 10)
     await bob.service.files.retry(transfer_id)
     await eventually(lambda: in_state(alice, transfer_id, TransferState.DONE))
     assert (bob.downloads / "data.bin").read_bytes() == data
