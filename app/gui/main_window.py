@@ -484,22 +484,31 @@ class MainWindow(QMainWindow):
 
     def _active_transfers_changed(self, active: int) -> None:
         self.active_transfers.setVisible(active > 0)
-        if active == self.transfers.offers_to_answer():  # nothing moves: offers wait for us
-            text = (
+        to_answer = self.transfers.offers_to_answer()  # offers that wait for us
+        awaiting = self.transfers.offers_awaiting_answer()  # ours, waiting for them
+        moving = active - to_answer - awaiting
+        parts = []
+        if to_answer:  # first: these need the user
+            parts.append(
                 self.tr("1 file offered to you")
-                if active == 1
-                else self.tr("{0} files offered to you")
+                if to_answer == 1
+                else self.tr("{0} files offered to you").format(to_answer)
             )
-        elif active == self.transfers.offers_awaiting_answer():  # nothing moves: theirs
-            text = (
+        if moving:
+            parts.append(
+                self.tr("1 transfer active")
+                if moving == 1
+                else self.tr("{0} transfers active").format(moving)
+            )
+        if awaiting:
+            parts.append(
                 self.tr("1 file waiting for them to accept")
-                if active == 1
-                else self.tr("{0} files waiting for them to accept")
+                if awaiting == 1
+                else self.tr("{0} files waiting for them to accept").format(awaiting)
             )
-        else:
-            text = self.tr("1 transfer active") if active == 1 else self.tr("{0} transfers active")
-        self.active_transfers.setText(text.format(active))
-        self.active_transfers.setToolTip(self.tr("Show transfers (Ctrl+J)"))
+        text = " · ".join(parts)
+        self.active_transfers.setText(text)  # shortened in a narrow window: whole on hover
+        self.active_transfers.setToolTip(f"{text}\n{self.tr('Show transfers (Ctrl+J)')}")
 
     def _contact_name(self, address: str) -> str:
         contact = self.contacts.contact(address)

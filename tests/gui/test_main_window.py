@@ -450,6 +450,32 @@ async def test_the_status_bar_tells_our_offers_waiting_for_them(
 
 
 @pytest.mark.asyncio
+async def test_the_status_bar_does_not_count_an_offer_as_active_beside_a_running_file(
+    qtbot: QtBot, session: GuiSession
+) -> None:
+    """Seen in the real app: one file moving and one offered to us read "2 transfers
+    active", hiding the offer that waits for Accept or Decline."""
+    window = window_of(session)
+    offer = api.Transfer(
+        "t1", "eggbob", False, "a.jpg", 10, 0, api.TransferState.OFFERED, None, "image/jpeg", 0.0
+    )
+    moving = dataclasses.replace(offer, id="t2", state=api.TransferState.RUNNING)
+    ours = dataclasses.replace(offer, id="t3", outgoing=True)
+    window.transfers.upsert(offer)
+    window.transfers.upsert(moving)
+    assert window.active_transfers.text() == "1 file offered to you · 1 transfer active"
+    assert window.active_transfers.toolTip().startswith(window.active_transfers.text())
+    window.transfers.upsert(ours)
+    assert window.active_transfers.text() == (
+        "1 file offered to you · 1 transfer active · 1 file waiting for them to accept"
+    )
+    window.transfers.upsert(dataclasses.replace(offer, state=api.TransferState.RUNNING))
+    assert window.active_transfers.text() == (
+        "2 transfers active · 1 file waiting for them to accept"
+    )
+
+
+@pytest.mark.asyncio
 async def test_a_message_over_the_limit_stays_in_the_box_with_a_hint(
     qtbot: QtBot, session: GuiSession, friend: api.InitResult
 ) -> None:
