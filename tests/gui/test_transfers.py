@@ -473,7 +473,7 @@ async def test_a_file_offered_to_an_offline_contact_does_not_claim_they_were_ask
     message = window.messages.message_at(0)
     assert message.status in (api.MessageStatus.QUEUED, api.MessageStatus.SENT)
     spoken = window.messages.index(0).data(Qt.ItemDataRole.AccessibleTextRole)
-    assert spoken.endswith("They are asked once they are online.")
+    assert spoken.endswith("They are asked when it reaches them.")
     assert "whether to accept" not in window.messages.index(0).data(Qt.ItemDataRole.ToolTipRole)
 
     service_of(session).publish(

@@ -146,7 +146,7 @@ def progress_text(
     if state == TransferState.OFFERED:
         if transfer.outgoing:
             if not delivered:
-                return _tr("They are asked once they are online.")
+                return _tr("They are asked when it reaches them.")
             return _tr("They are asked whether to accept it.")
         return _tr("Accept to download it.")
     if state == TransferState.DONE:
