@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -240,8 +241,10 @@ class FileTransfers:
     # ------------------------------------------------------------------ API
 
     async def share(self, contact: str, paths: list[str]) -> list[tuple[Transfer, Message]]:
-        """Encrypt and record the files under `paths` for `contact`; the caller stores
-        and enqueues the returned messages (ids equal to the transfers')."""
+        """Encrypt the files under `paths` and record their offers to `contact`, each
+        transfer with its message (ids equal) in one transaction; the caller announces
+        and enqueues the messages. If anything fails, nothing is recorded and the
+        blocks made are deleted."""
         if not paths:
             raise InvalidArgument("Name at least one file or folder to share.")
         try:
@@ -292,17 +295,39 @@ class FileTransfers:
                     "the file from you while you are online)."
                 ) from exc
             raise
+        offers = [
+            self._offer(contact, manifest, _local_path(path, manifest))
+            for path, manifests in made
+            for manifest in manifests
+        ]
+        store = self.store
+        steps = [
+            step
+            for record, message in offers
+            for step in (
+                functools.partial(store.transfers.add, record),
+                functools.partial(store.messages.add, message),
+            )
+        ]
+        try:  # every offer with its message, or none (a full disk): no half-offered file
+            await store.call(store.atomically, *steps)
+        except Exception:  # not a cancellation: the commit may still be running then
+            await release_shared(self.blockstore, [m for _, ms in made for m in ms])
+            raise
         shared: list[tuple[Transfer, Message]] = []
-        for path, manifests in made:
-            for manifest in manifests:
-                local = path if path.is_file() else path.parent.joinpath(*manifest.folder)
-                local = local / manifest.name if path.is_dir() else local
-                shared.append(await self._record_share(contact, manifest, str(local)))
+        for record, message in offers:
+            self._shares.add(record.id)
+            self.serving.forget(record)
+            transfer = public(record)
+            self._publish(TransferAdded(transfer))
+            shared.append((transfer, message))
         return shared
 
-    async def _record_share(
+    def _offer(
         self, contact: str, manifest: FileManifest, local: str
-    ) -> tuple[Transfer, Message]:
+    ) -> tuple[TransferRecord, Message]:
+        """The transfer record of a file shared with `contact` and the message that
+        offers it (same id); stored together by `_share_chosen`."""
         from app.node.api import MessageStatus
 
         now = self._clock()
@@ -320,9 +345,6 @@ class FileTransfers:
             root=manifest.root_cid,
             path=local,
         )
-        await self.store.call(self.store.transfers.add, record)
-        self._shares.add(record.id)
-        self.serving.forget(record)
         message = Message(
             id=record.id,
             contact=contact,
@@ -333,9 +355,7 @@ class FileTransfers:
             status=MessageStatus.QUEUED,
             transfer=record.id,
         )
-        transfer = public(record)
-        self._publish(TransferAdded(transfer))
-        return transfer, message
+        return record, message
 
     async def list(self, contact: str | None) -> list[Transfer]:
         records = await self.store.call(self.store.transfers.all, contact)
@@ -925,3 +945,11 @@ async def _stop(task: asyncio.Future[Any]) -> None:
     """Cancel `task` and wait until it has ended (without raising its cancellation)."""
     task.cancel()
     await asyncio.wait([task])
+
+
+def _local_path(chosen: Path, manifest: FileManifest) -> str:
+    """Where the user's copy of a shared file is: the chosen file, or the file inside
+    the chosen folder that `manifest` describes."""
+    if chosen.is_file():
+        return str(chosen)
+    return str(chosen.parent.joinpath(*manifest.folder) / manifest.name)

@@ -447,8 +447,7 @@ class NodeService:
         by a running node, else when the node starts)."""
         record = await self.find_contact(command.contact)
         shared = await self.files.share(record.address, list(command.paths))
-        for _, message in shared:
-            await self.store.call(self.store.messages.add, message)
+        for _, message in shared:  # stored with its transfer by `files.share`
             self._bus.publish(MessageAdded(message))
             if self._delivery is not None:
                 self._delivery.enqueue(message)

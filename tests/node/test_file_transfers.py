@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import os
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from app.node.api import (
     ListTransfers,
     MessageStatus,
     ShareFiles,
+    StorageFailed,
     TransferChanged,
     TransferNotFound,
     TransferState,
@@ -377,6 +379,48 @@ async def test_a_share_that_fails_part_way_leaves_no_blocks(
     assert files.blockstore.pins_sync() == set()
     assert files.blockstore.cids_sync() == set()
     assert list((files.blockstore.root / "packs").iterdir()) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("failing", ["transfers", "messages"])
+async def test_a_share_whose_record_cannot_be_stored_leaves_no_blocks_and_no_half_offer(
+    node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Found by filling a profile disk: the blocks of a file fit, then the database
+    could not take the transfer (or its message). The share failed with 'the disk is
+    full' but left its 10 MB pack in the profile until the next start (the space the
+    user was told to free), or a transfer row without the message that offers it."""
+    first, second = tmp_path / "a.bin", tmp_path / "b.bin"
+    first.write_bytes(os.urandom(300 * 1024))
+    second.write_bytes(os.urandom(300 * 1024))
+    store = node.store
+    repository = store.transfers if failing == "transfers" else store.messages
+    real_add = repository.add
+    calls = 0
+
+    def add_then_fill_the_disk(item: Any) -> Any:  # the second file's row hits the full disk
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_add(item)
+
+    monkeypatch.setattr(repository, "add", add_then_fill_the_disk)
+    added: list[object] = []
+    node.files._publish = added.append
+    with pytest.raises(StorageFailed, match="the disk is full"):
+        await node.share_files(ShareFiles("Bob", [str(first), str(second)]))
+    assert await node.list_transfers(ListTransfers("Bob")) == []
+    assert await node.list_messages(ListMessages("Bob")) == []
+    assert added == []  # nothing was announced either
+    assert node.files.blockstore.pins_sync() == set()
+    assert node.files.blockstore.cids_sync() == set()
+    assert list((node.files.blockstore.root / "packs").iterdir()) == []
+
+    monkeypatch.undo()  # space is back: the same share goes through
+    shared = await node.share_files(ShareFiles("Bob", [str(first), str(second)]))
+    assert [t.name for t in shared] == ["a.bin", "b.bin"]
+    assert len(await node.list_messages(ListMessages("Bob"))) == 2
 
 
 @pytest.mark.asyncio
