@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from app.node.api import InvalidArgument, ProfileUnreadable
-from app.node.fsutil import atomic_write
+from app.node.api import InvalidArgument, ProfileUnreadable, StorageFailed
+from app.node.fsutil import atomic_write, write_failure
 
 CONFIG_VERSION = 1
 
@@ -75,9 +75,17 @@ def load_config(path: Path) -> Config:
 
 
 def save_config(path: Path, config: Config) -> None:
-    """Write the settings file atomically, readable only by the owner."""
+    """Write the settings file atomically, readable only by the owner; `StorageFailed`
+    (the old file kept) if the disk can't take it."""
     data = {"version": CONFIG_VERSION, **asdict(config)}
-    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    try:
+        atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    except OSError as exc:
+        reason = write_failure(exc, path.parent) or exc.strerror or str(exc)
+        raise StorageFailed(
+            f"Couldn't save the settings to {path}: {reason}. The settings were not "
+            "changed; free some space (or fix the disk) and try again."
+        ) from None
 
 
 def default_downloads_folder() -> Path:

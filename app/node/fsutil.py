@@ -22,6 +22,30 @@ _POSITIONED = threading.Lock()
 """Serialises the seek-then-read/write fallback of `pread` and `pwrite_all`."""
 
 
+def write_failure(exc: OSError, folder: Path) -> str | None:
+    """Why a write into `folder` failed, in words for the user ("the disk is full",
+    "the disk is read-only"), or None when it is not the disk's state (a bug, a name)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    if exc.errno == errno.EROFS or read_only(folder):
+        return "the disk is read-only"
+    if exc.errno == errno.EIO:
+        return "the disk reported an error"
+    return None
+
+
+def read_only(folder: Path) -> bool:
+    """Whether the file system holding `folder` is mounted read-only (False where that
+    can't be asked, e.g. on Windows)."""
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:
+        return False
+    try:
+        return bool(statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1))
+    except OSError:
+        return False
+
+
 def datasync(fd: int) -> None:
     """`os.fdatasync` where it exists, `os.fsync` elsewhere."""
     if hasattr(os, "fdatasync"):

@@ -40,6 +40,26 @@ def small_tmpfs() -> SmallTmpfs:
     return _small_tmpfs
 
 
+def _fill_disk(folder: Path) -> Path:
+    """Write a file into `folder` until its file system takes no more; the file's path."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        for step in (64 * 1024, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, bytes(step))
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.fixture
+def fill_disk() -> Callable[[Path], Path]:
+    """`fill_disk(folder)`: fill `folder`'s (small) file system; returns the filler."""
+    return _fill_disk
+
+
 def new_identity() -> IdentityKeys:
     """A fresh random identity (tests are the node layer: os.urandom is fine here)."""
     return IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))

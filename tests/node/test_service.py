@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from app.node.api import (
     RenameContact,
     SearchMessages,
     SendMessage,
+    StorageFailed,
     UpdateSettings,
     VerifyContact,
     WrongPassphrase,
@@ -285,6 +286,50 @@ async def test_settings_validate_and_persist(node: NodeService) -> None:
             await node.update_settings(bad)
     assert (await node.get_settings()).theme == "dark"
     assert (await node.whoami()).name == "New Me"
+
+
+SmallTmpfs = Callable[[Path, str], contextlib.AbstractContextManager[Path]]
+
+
+@pytest.mark.asyncio
+async def test_settings_on_a_full_disk_are_refused_clearly_and_kept(
+    tmp_path: Path, small_tmpfs: SmallTmpfs, fill_disk: Callable[[Path], Path]
+) -> None:
+    """Found on a full (and on a read-only) profile disk: changing a setting answered
+    "internal error; see the node's log", and the log could not be written either. The
+    user is told why, the old settings stay in force and on disk, no temporary file is
+    left, and the same change works once space is freed."""
+    with small_tmpfs(tmp_path / "disk", "2m") as disk:
+        root = disk / "me"
+        create_profile(root, "Me", None)
+        store = open_store(root, None)
+        service = NodeService(store)
+        try:
+            config = root / "config.json"
+            before = config.read_bytes()
+            filler = fill_disk(disk)
+            with pytest.raises(StorageFailed, match=r"settings .* the disk is full"):
+                await service.update_settings(UpdateSettings(theme="dark"))
+            assert (await service.get_settings()).theme != "dark"
+            assert config.read_bytes() == before
+            assert sorted(p.name for p in root.iterdir() if p.name.endswith(".tmp")) == []
+            filler.unlink()
+            assert (await service.update_settings(UpdateSettings(theme="dark"))).theme == "dark"
+        finally:
+            service.close()
+            store.close()
+
+
+def test_a_read_only_disk_is_named_as_such(tmp_path: Path) -> None:
+    """The same failure on a read-only file system names that, not a full disk."""
+    import errno
+
+    from app.node.fsutil import write_failure
+
+    refused = OSError(errno.EROFS, "Read-only file system")
+    assert write_failure(refused, tmp_path) == "the disk is read-only"
+    assert write_failure(OSError(errno.ENOSPC, "No space"), tmp_path) == "the disk is full"
+    assert write_failure(OSError(errno.ENAMETOOLONG, "File name too long"), tmp_path) is None
 
 
 @pytest.mark.asyncio
