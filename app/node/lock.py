@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 
-from app.node.api import ProfileLocked
+from app.node.api import ProfileLocked, StorageFailed
+from app.node.fsutil import write_failure
 
 
 class ProfileLock:
@@ -21,8 +22,18 @@ class ProfileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise `ProfileLocked` naming the holder's pid."""
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Take the lock or raise `ProfileLocked` naming the holder's pid;
+        `StorageFailed` if the profile's disk can't take the lock file (read-only)."""
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            reason = write_failure(exc, self._path.parent)
+            if reason is None:
+                raise
+            raise StorageFailed(
+                f"Can't use the profile at {self._path.parent}: {reason}. Nothing was "
+                "changed; make the disk writable (or free some space) and try again."
+            ) from None
         try:
             _lock_fd(fd)
         except OSError:
@@ -98,7 +109,10 @@ def is_locked(path: Path) -> bool:
     """True if some process holds the lock at `path` right now."""
     if not path.exists():
         return False
-    fd = os.open(path, os.O_RDWR)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:  # a read-only disk: a lock is taken through any descriptor
+        fd = os.open(path, os.O_RDONLY)
     try:
         _lock_fd(fd)
     except OSError:

@@ -25,6 +25,7 @@ from app.node.api import (
     Whoami,
 )
 from app.node.config import load_config, save_config
+from app.node.fsutil import read_only
 from app.node.lock import ProfileLock, is_locked
 from app.node.paths import ProfilePaths, make_private_dir
 from app.node.storage import database, vault
@@ -56,17 +57,17 @@ def inspect(root: Path) -> ProfileInfo:
     paths = ProfilePaths(root)
     if not paths.database.is_file():
         return ProfileInfo(str(root), False, None, None, is_locked(paths.lock))
+    # On a read-only disk SQLite can't make the shared-memory file a WAL database needs
+    # even to read, and nobody can write there: read the file as it is.
+    frozen = "&immutable=1" if read_only(root) else ""
     try:
-        conn = sqlite3.connect(f"file:{paths.database}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{paths.database}?mode=ro{frozen}", uri=True)
         try:
             header = ProfileRepository(conn).header()
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise ProfileUnreadable(
-            f"The profile database {paths.database} is unreadable or corrupt ({exc}). "
-            "Nothing was changed; restore the folder from a backup."
-        ) from None
+        raise database.unreadable(paths.database, exc) from None
     if header is None:
         raise ProfileUnreadable(f"The profile database {paths.database} has no identity.")
     try:

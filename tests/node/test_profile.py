@@ -6,6 +6,7 @@ import contextlib
 import os
 import sqlite3
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -174,6 +175,60 @@ def test_a_full_disk_is_named_as_such_and_the_profile_opens_once_space_is_freed(
         assert tree_digest(root) == before
         filler.unlink()
         open_store(root, None).close()
+
+
+def _remount(disk: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(disk)], check=True)
+
+
+def test_a_read_only_disk_is_named_as_such_and_nothing_is_changed(
+    tmp_path: Path, tree_digest: Digest, small_tmpfs: SmallTmpfs
+) -> None:
+    """Found by starting a daemon on a profile whose disk had gone read-only: it said
+    "error: Read-only file system (.../lock)", and past the lock (or in `status`) the
+    database was "unreadable or corrupt ... restore the folder from a backup", the worst
+    advice for an intact profile. Now the disk is named as read-only, `status` still
+    reads the profile, and nothing is changed."""
+    with small_tmpfs(tmp_path / "disk", "2m") as disk:
+        root = disk / "p"
+        address = create_profile(root, "Alice", None).whoami.address
+        before = tree_digest(root)
+        _remount(disk, "ro")
+        try:
+            info = inspect(root)  # what `status` shows: the profile, not running
+            assert (info.exists, info.address, info.in_use) == (True, address, False)
+            with pytest.raises(StorageFailed, match="the disk is read-only"):
+                ProfileLock(ProfilePaths(root).lock).acquire()
+            with pytest.raises(StorageFailed, match="the disk is read-only"):
+                open_store(root, None)
+        finally:
+            _remount(disk, "rw")
+        assert tree_digest(root) == before
+        with ProfileLock(ProfilePaths(root).lock):
+            open_store(root, None).close()
+
+
+def test_a_write_on_a_disk_gone_read_only_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A running node's disk goes read-only (ext4 after an error): SQLite reports a
+    "disk I/O error", and the user was told the disk "reported an error" and to free
+    space. A disk mounted busy can't be remounted read-only here, so the mount flag is
+    what is faked; the SQLite error is the one seen on ext4."""
+    from app.node.storage import database
+
+    failure = sqlite3.OperationalError("disk I/O error")
+    failure.sqlite_errorcode = 778  # type: ignore[attr-defined]  # SQLITE_IOERR_WRITE
+
+    def write() -> None:
+        raise failure
+
+    path = tmp_path / "eggs.db"
+    with pytest.raises(StorageFailed, match="the disk reported an error"):
+        database.guarded(path, write)
+    monkeypatch.setattr(database, "read_only", lambda folder: folder == tmp_path)
+    with pytest.raises(StorageFailed, match=r"eggs\.db: the disk is read-only\. Nothing was"):
+        database.guarded(path, write)
 
 
 def test_tampered_sealed_value_is_detected(tmp_path: Path) -> None:

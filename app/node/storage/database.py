@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.node.api import NodeError, ProfileUnreadable, StorageFailed
+from app.node.fsutil import read_only
 from app.node.storage.schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -33,7 +34,7 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     except sqlite3.Error as exc:
-        raise _unreadable(path, exc) from None
+        raise unreadable(path, exc) from None
     try:
         conn.execute("PRAGMA journal_mode=WAL").fetchone()
         conn.execute("PRAGMA synchronous=FULL")
@@ -42,20 +43,26 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
         migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
-        raise _unreadable(path, exc) from None
+        raise unreadable(path, exc) from None
     return conn
 
 
-def _unreadable(path: Path, exc: sqlite3.Error) -> NodeError:
+def unreadable(path: Path, exc: sqlite3.Error) -> NodeError:
     """The error for a database that can't be opened: `StorageFailed` when the disk is
     full (SQLite then reports a "disk I/O error": nothing is wrong with the data, and
-    telling the user to restore a backup would be the worst advice), else
+    telling the user to restore a backup would be the worst advice) or read-only, else
     `ProfileUnreadable`."""
     code = getattr(exc, "sqlite_errorcode", None)
     if (isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL) or _disk_full(path):
         return StorageFailed(
             f"Couldn't open the profile database {path}: the disk is full. "
             "Nothing was changed; free some space and try again."
+        )
+    if read_only(path.parent):  # SQLite says "unable to open database file"
+        return StorageFailed(
+            f"Couldn't open the profile database {path}: the disk is read-only. "
+            "Nothing was changed; make it writable again (remount it read-write) and try "
+            "again."
         )
     return ProfileUnreadable(
         f"The profile database {path} is unreadable or corrupt ({exc}). "
@@ -123,9 +130,12 @@ def guarded(path: Path, fn: Callable[[], T]) -> T:
         reason = _WRITE_FAILURES.get(code & 0xFF) if isinstance(code, int) else None
         if reason is None and "disk is full" in str(exc):
             reason = _WRITE_FAILURES[sqlite3.SQLITE_FULL]
+        full = _WRITE_FAILURES[sqlite3.SQLITE_FULL]
+        if reason not in (None, full) and read_only(path.parent):  # "disk I/O error"
+            reason = "the disk is read-only"
         if reason is not None:
             raise StorageFailed(
                 f"Couldn't save to the profile database {path}: {reason}. "
                 "Nothing was changed; free some space (or fix the disk) and try again."
             ) from None
-        raise _unreadable(path, exc) from None
+        raise unreadable(path, exc) from None
