@@ -52,6 +52,7 @@ from app.node.api import (
     Message,
     NodeError,
     NodeEvent,
+    StorageFailed,
     Transfer,
     TransferAdded,
     TransferChanged,
@@ -89,6 +90,9 @@ DIRECT_DIAL = 5.0
 """How long moving a WebRTC connection to the direct path may take before giving up."""
 DIRECT_RETRY = 60.0
 """After a failed attempt, the direct path to a peer is not tried again for this long."""
+TELL_RETRY_SECONDS = 10.0
+"""While our profile's disk is full, how often a transfer's state is offered again to
+its sender (the session state that encrypts the signal has to be stored first)."""
 _ENDED = (TransferState.DONE, TransferState.CANCELLED)
 
 
@@ -445,7 +449,30 @@ class FileTransfers:
         in the background; dropped if the sender is not connected."""
         status = status_of(record)
         if status is not None and self._conversation is not None:
-            self._spawn(self._conversation.send_signal(record.contact, status.encode()))
+            self._spawn(self._tell_sender(record, status))
+
+    async def _tell_sender(self, record: TransferRecord, status: TransferStatus) -> None:
+        """Send `status` to the sender of `record`. While it can't be sent because our
+        disk is full, try again every `TELL_RETRY_SECONDS` for as long as it is still
+        the transfer's state: the sender would show the transfer as before until the
+        next reconnection."""
+        assert self._conversation is not None
+        while True:
+            try:
+                await self._conversation.send_signal(record.contact, status.encode())
+                return
+            except StorageFailed as exc:
+                log.warning("could not tell a sender its transfer's state, again later: %s", exc)
+            await asyncio.sleep(TELL_RETRY_SECONDS)
+            try:
+                current = await self.store.call(self.store.transfers.get, record.id)
+            except NodeError as exc:
+                log.warning("could not read a transfer's state: %s", exc)
+                continue
+            now = None if current is None else status_of(current)
+            if now is None or (now.state, now.reason) != (status.state, status.reason):
+                return  # a newer state was (or will be) told instead
+            status = now
 
     async def greeted(self, address: str) -> None:
         """The contact `address` (re)connected: tell it the state of each unfinished

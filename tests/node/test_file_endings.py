@@ -24,6 +24,7 @@ from app.node.api import (
     ListTransfers,
     RemoveContact,
     ShareFiles,
+    StorageFailed,
     Transfer,
     TransferChanged,
     TransferState,
@@ -352,6 +353,43 @@ async def test_after_a_failure_the_senders_progress_follows_the_retry_from_nothi
     await bob.service.files.retry(transfer_id)
     await eventually(lambda: in_state(alice, transfer_id, TransferState.DONE))
     assert (bob.downloads / "data.bin").read_bytes() == data
+
+
+@pytest.mark.asyncio
+async def test_a_failure_told_while_the_receivers_profile_disk_is_full_reaches_the_sender(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found with two daemons, the receiver's profile on a full 40 MB disk: its transfer
+    failed ("not enough disk space in the profile"), but the signal telling the sender
+    could not go (the session state that encrypts it could not be stored first). The
+    sender showed the transfer "running" at 0.3% for as long as the two stayed
+    connected, and the receiver logged "Task exception was never retrieved". It is sent
+    again once the state can be stored, with no reconnection."""
+    alice, bob = pair
+    monkeypatch.setattr(file_transfers, "TELL_RETRY_SECONDS", 0.2)
+    full = False  # until Bob starts saving the file
+    sessions = bob.messenger.ephemeral.sessions
+    real_save = sessions.save
+
+    async def save_unless_full(address: str, session: object) -> None:
+        if full:
+            raise StorageFailed("Couldn't save to the profile database: the disk is full.")
+        await real_save(address, session)  # type: ignore[arg-type]
+
+    def disk_full(*args: object) -> None:
+        nonlocal full
+        full = True
+        raise DiskFull("not enough free space in /home/bob/secret-folder to save the file")
+
+    monkeypatch.setattr(sessions, "save", save_unless_full)
+    monkeypatch.setattr(file_transfers, "PartFile", disk_full)
+    transfer_id, _ = await share(alice, tmp_path, 600 * KiB)
+    await eventually(lambda: in_state(bob, transfer_id, TransferState.FAILED))
+    await asyncio.sleep(0.5)  # tried, and tried again: nothing could be sent
+    assert not await in_state(alice, transfer_id, TransferState.FAILED)
+    full = False  # space was freed
+    shown = "Failed on their side: not enough free space to save it."
+    await eventually(lambda: _sender_sees(alice, transfer_id, TransferState.FAILED, shown), 10)
 
 
 @pytest.mark.asyncio
