@@ -585,6 +585,8 @@ async def _print_status(args: argparse.Namespace, node: api.NodeApi) -> int:
         f"{'Running' if s.running else 'Not running'}. Address: {s.address}\n"
         f"Endpoints: {', '.join(s.endpoints) or '-'}\nDHT peers: {s.dht_peers}"
     )
+    if s.storage:
+        text += f"\nWarning: {s.storage}"
     _emit(args, s, text)
     return 0
 

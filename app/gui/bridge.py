@@ -51,6 +51,7 @@ from app.node.api import (
     SetTyping,
     ShareFiles,
     Status,
+    StorageAlert,
     Transfer,
     TransferAdded,
     TransferChanged,
@@ -191,6 +192,11 @@ class NodeBridge(QObject):
             self.transferAdded.emit(event.transfer)
         elif isinstance(event, TransferChanged):
             self.transferChanged.emit(event.transfer)
+        elif isinstance(event, StorageAlert):
+            if event.resolved:
+                self.notice.emit(event.detail)
+            else:
+                self.errorOccurred.emit(event.detail)
         elif isinstance(event, NodeStopping):
             self.nodeStopped.emit(event.reason)
 

@@ -84,9 +84,13 @@ class ProfileUnreadable(NodeError):
 
 class StorageFailed(NodeError):
     """The profile's database could not be written (disk full, I/O error, read-only);
-    the change was not made."""
+    the change was not made. `reason` says why in a few words ("the disk is full")."""
 
     code = "storage_failed"
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class InvalidArgument(NodeError):
@@ -197,6 +201,8 @@ class Status:
     address: str
     endpoints: list[str]
     dht_peers: int
+    storage: str = ""
+    """Why what contacts send can't be stored right now ("" when it can)."""
 
 
 @dataclass(frozen=True)
@@ -615,6 +621,17 @@ class TransferChanged:
 
 
 @dataclass(frozen=True)
+class StorageAlert:
+    """What contacts send can't be stored (the profile's disk is full or read-only): it
+    waits with them and arrives by itself once the disk takes it (`resolved`: it does
+    again). Repeated at most once a minute while it lasts; `detail` is a sentence for
+    the user."""
+
+    detail: str
+    resolved: bool = False
+
+
+@dataclass(frozen=True)
 class NodeStopping:
     """The node is shutting down; subscribers should let go."""
 
@@ -633,6 +650,7 @@ NodeEvent = (
     | SecurityAlert
     | TransferAdded
     | TransferChanged
+    | StorageAlert
     | NodeStopping
 )
 EVENT_TYPES: dict[str, type[NodeEvent]] = {
@@ -649,6 +667,7 @@ EVENT_TYPES: dict[str, type[NodeEvent]] = {
         SecurityAlert,
         TransferAdded,
         TransferChanged,
+        StorageAlert,
         NodeStopping,
     )
 }

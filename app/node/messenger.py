@@ -75,6 +75,7 @@ from app.node.state_message import (
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.schema import UNORDERED
 from app.node.storage.store import ProfileStore
+from app.node.storage_alarm import StorageAlarm
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
 from app.node.transport.base import AuthenticatedConnection, ConnectFailed, TransportError
 
@@ -187,6 +188,7 @@ class Messenger:
         self.store = store
         self.network = network
         self._publish = publish
+        self.storage_alarm = StorageAlarm(store.paths.root, lambda event: self._publish(event))
         self._clock = clock
         self._random = random
         self._keys = store.identity
@@ -503,13 +505,15 @@ class Messenger:
         sequence numbers would be used again after a restart: equivocation)."""
         sent = self._sent_step(address)
         try:
-            return await self.store.call(
+            stored = await self.store.call(
                 self.store.atomically, *steps, *([sent] if sent is not None else [])
             )
         except BaseException:
             self._ledgers.pop(address, None)
             self._delivered.pop(address, None)  # receipts walked but not stored
             raise
+        self.storage_alarm.stored()
+        return stored
 
     async def _commit_then(
         self, address: str, steps: list[Callable[[], object]], then: Callable[[], None]
@@ -710,12 +714,18 @@ class Messenger:
         except StorageFailed as exc:  # the session state could not be saved first
             self._storage_failed(address, exc)
 
+    @property
+    def storage_problem(self) -> str:
+        """Why what contacts send can't be stored right now ("" when it can)."""
+        return self.storage_alarm.problem
+
     def _storage_failed(self, address: str, exc: StorageFailed) -> None:
         """What a contact sent, or the session state to answer it with, could not be
         stored (the disk is full): nothing was acknowledged, so the exchange of heads is
         tried again `STORAGE_RETRY_SECONDS` later (the resync loop)."""
         self.stats["storage_failed"] += 1
         log.warning("could not store a conversation's state, trying again later: %s", exc)
+        self.storage_alarm.failed(exc)
         asyncio.get_running_loop().call_later(STORAGE_RETRY_SECONDS, self._dirty.add, address)
 
     async def send_state(self, address: str, events: list[bytes], query: bool) -> None:

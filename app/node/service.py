@@ -111,6 +111,11 @@ class Delivery(Protocol):
 
     async def mark_read(self, address: str) -> None: ...
 
+    @property
+    def storage_problem(self) -> str:
+        """Why what contacts send can't be stored right now ("" when it can)."""
+        ...
+
 
 def _public(record: ContactRecord, unread: int = 0) -> Contact:
     return Contact(
@@ -174,6 +179,7 @@ class NodeService:
             address=self.store.identity.public.address,
             endpoints=self._endpoints(),
             dht_peers=self._network.peer_count() if self._network else 0,
+            storage=self._delivery.storage_problem if self._delivery is not None else "",
         )
 
     # ------------------------------------------------------------------ contacts

@@ -675,3 +675,20 @@ async def test_escape_leaves_the_search_for_the_contacts(
         qtbot.keyClick(target, Qt.Key.Key_Escape)
         assert window.search.text() == ""
         assert window.left_stack.currentWidget() is window.contact_list
+
+
+@pytest.mark.asyncio
+async def test_a_profile_disk_that_refuses_what_contacts_send_is_shown_and_so_is_its_end(
+    qtbot: QtBot, session: GuiSession
+) -> None:
+    """Found with the profile on a full disk: messages from contacts stopped arriving
+    and the window said nothing. The node's `StorageAlert` is shown as an error, its
+    all-clear as a notice."""
+    window = window_of(session)
+    full = "What your contacts send can't be stored: the disk is full (/p). It waits ..."
+    window.bridge._dispatch(api.StorageAlert(full))
+    assert window.statusBar().currentMessage() == full
+    assert window.toast.text() == full
+    back = "The profile's disk (/p) takes what your contacts send again; ..."
+    window.bridge._dispatch(api.StorageAlert(back, resolved=True))
+    assert window.statusBar().currentMessage() == back

@@ -54,7 +54,13 @@ def test_profile_commands_without_a_daemon(tmp_path: Path) -> None:
     listed = {k: v for k, v in added.items() if k != "updated"}
     assert cli_json(alice, "contacts", "list", passphrase=PASS) == [listed]
     status = cli_json(alice, "status")  # no passphrase needed to ask
-    assert status == {"running": False, "address": me["address"], "endpoints": [], "dht_peers": 0}
+    assert status == {
+        "running": False,
+        "address": me["address"],
+        "endpoints": [],
+        "dht_peers": 0,
+        "storage": "",
+    }
     assert run_cli(alice, "contacts", "remove", "Bob", passphrase=PASS).returncode == 0
     assert cli_json(alice, "contacts", "list", passphrase=PASS) == []
 

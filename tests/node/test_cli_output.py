@@ -107,3 +107,29 @@ async def test_send_turns_bytes_the_terminal_could_not_decode_into_replacement_c
     assert await cli.cmd_send(args, Node()) == 0  # type: ignore[arg-type]
     assert sent == ["bad \ufffd byte"]
     assert "goes when one starts" in capsys.readouterr().out
+
+
+class StatusOnly:
+    """The one node call `_print_status` makes."""
+
+    def __init__(self, storage: str) -> None:
+        self.storage = storage
+
+    async def status(self) -> api.Status:
+        return api.Status(True, "eggabc", ["127.0.0.1:1"], 1, storage=self.storage)
+
+
+@pytest.mark.asyncio
+async def test_status_warns_when_what_contacts_send_cannot_be_stored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With the profile disk full, `status` said "Running" and nothing else while
+    messages from contacts waited with them."""
+    args = argparse.Namespace(json=False)
+    await cli._print_status(args, StatusOnly(""))  # type: ignore[arg-type]
+    assert "Warning" not in capsys.readouterr().out
+    problem = "What your contacts send can't be stored: the disk is full (/p)."
+    await cli._print_status(args, StatusOnly(problem))  # type: ignore[arg-type]
+    assert capsys.readouterr().out.splitlines()[-1] == f"Warning: {problem}"
+    await cli._print_status(argparse.Namespace(json=True), StatusOnly(problem))  # type: ignore[arg-type]
+    assert json.loads(capsys.readouterr().out)["storage"] == problem

@@ -36,6 +36,7 @@ from app.node.api import (
     NodeEvent,
     SecurityAlert,
     SendMessage,
+    StorageAlert,
     StorageFailed,
     VerifyHistory,
 )
@@ -559,6 +560,15 @@ async def test_messages_that_arrive_while_the_disk_is_full_come_once_space_is_fr
         failed += 1
         raise sqlite3.OperationalError("database or disk is full")
 
+    alerts: list[StorageAlert] = []
+    real_publish = bob.messenger._publish
+
+    def publish(event: NodeEvent) -> None:
+        if isinstance(event, StorageAlert):
+            alerts.append(event)
+        real_publish(event)
+
+    monkeypatch.setattr(bob.messenger, "_publish", publish)
     with monkeypatch.context() as patched:
         patched.setattr(store.history, "add_many", disk_full)
         patched.setattr(store.sessions, "put", disk_full)
@@ -569,9 +579,15 @@ async def test_messages_that_arrive_while_the_disk_is_full_come_once_space_is_fr
         assert await texts(bob, "Alice") == ["before"]
         assert bob.messenger.stats["storage_failed"] > 0
         assert bob.messenger.stats["errors"] == 0
+        # Bob is told, once for the run of failures (found live: he was told nothing)
+        assert [a.resolved for a in alerts] == [False]
+        assert "can't be stored: the disk is full" in alerts[0].detail
+        assert (await bob.service.status()).storage == alerts[0].detail
     want = ["before", "while full 1", "while full 2"]
     await eventually(lambda: _equal(texts(bob, "Alice"), want))
     await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    assert [a.resolved for a in alerts] == [False, True]
+    assert (await bob.service.status()).storage == ""
     a_report = await alice.service.verify_history(VerifyHistory("Bob"))
     b_report = await bob.service.verify_history(VerifyHistory("Alice"))
     assert a_report.heads == b_report.heads

@@ -136,6 +136,7 @@ def guarded(path: Path, fn: Callable[[], T]) -> T:
         if reason is not None:
             raise StorageFailed(
                 f"Couldn't save to the profile database {path}: {reason}. "
-                "Nothing was changed; free some space (or fix the disk) and try again."
+                "Nothing was changed; free some space (or fix the disk) and try again.",
+                reason,
             ) from None
         raise unreadable(path, exc) from None
