@@ -22,6 +22,7 @@ from app.node.api import (
     RemoveContact,
     SecurityAlert,
     SendMessage,
+    StorageAlert,
     UpdateSettings,
 )
 from app.node.control import ControlClient, ControlServer, connect_control
@@ -92,6 +93,9 @@ async def test_events_reach_subscribers(
     bob = create_profile(tmp_path / "bob", "Bob", None).whoami
     added = (await actor.add_contact(AddContact(bob.invite))).contact
     assert await asyncio.wait_for(first, 5) == ContactAdded(added)
+    alert = StorageAlert("What your contacts send can't be stored: the disk is full (/p).")
+    service.publish(alert)  # a window attached to a daemon shows it too
+    assert await asyncio.wait_for(stream.__anext__(), 5) == alert
     service.close()
     assert isinstance(await asyncio.wait_for(stream.__anext__(), 5), NodeStopping)
     await listener.close()
