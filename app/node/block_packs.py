@@ -204,4 +204,6 @@ def store_error(exc: OSError) -> FilesError:
     """The error to report when blocks cannot be written (`DiskFull` when space ran out)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull("not enough disk space in the profile to store file blocks")
+    if exc.errno == errno.EROFS:
+        return FilesError("could not store file blocks: the profile's disk is read-only")
     return FilesError(f"could not store file blocks: {exc.strerror}")

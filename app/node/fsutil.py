@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import threading
 from pathlib import Path
 
@@ -35,15 +36,21 @@ def write_failure(exc: OSError, folder: Path) -> str | None:
 
 
 def read_only(folder: Path) -> bool:
-    """Whether the file system holding `folder` is mounted read-only (False where that
-    can't be asked, e.g. on Windows)."""
+    """Whether the file system holding `folder` refuses writes as read-only: mounted so,
+    or turned so by the kernel after an error (ext4's ``errors=remount-ro`` still lists
+    the mount as ``rw``), which only a write shows. For error paths: it may create and
+    remove an empty file in `folder`."""
     statvfs = getattr(os, "statvfs", None)
-    if statvfs is None:
-        return False
     try:
-        return bool(statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1))
-    except OSError:
-        return False
+        if statvfs is not None and statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 1):
+            return True
+        probe = folder / f".write-probe.{secrets.token_hex(6)}.tmp"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY, 0o600))
+    except OSError as exc:
+        return exc.errno == errno.EROFS
+    with contextlib.suppress(OSError):
+        probe.unlink()
+    return False
 
 
 def datasync(fd: int) -> None:

@@ -29,7 +29,7 @@ from app.node.fsutil import read_only
 from app.node.lock import ProfileLock, is_locked
 from app.node.paths import ProfilePaths, make_private_dir
 from app.node.storage import database, vault
-from app.node.storage.repositories import ProfileRepository
+from app.node.storage.repositories import ProfileHeader, ProfileRepository
 from app.node.storage.store import ProfileStore
 
 
@@ -57,17 +57,17 @@ def inspect(root: Path) -> ProfileInfo:
     paths = ProfilePaths(root)
     if not paths.database.is_file():
         return ProfileInfo(str(root), False, None, None, is_locked(paths.lock))
-    # On a read-only disk SQLite can't make the shared-memory file a WAL database needs
-    # even to read, and nobody can write there: read the file as it is.
-    frozen = "&immutable=1" if read_only(root) else ""
     try:
-        conn = sqlite3.connect(f"file:{paths.database}?mode=ro{frozen}", uri=True)
-        try:
-            header = ProfileRepository(conn).header()
-        finally:
-            conn.close()
+        header = _read_header(paths.database, "")
     except sqlite3.Error as exc:
-        raise database.unreadable(paths.database, exc) from None
+        # On a read-only disk SQLite can't make the shared-memory file a WAL database
+        # needs even to read, and nobody can write there: read the file as it is.
+        if not read_only(root):
+            raise database.unreadable(paths.database, exc) from None
+        try:
+            header = _read_header(paths.database, "&immutable=1")
+        except sqlite3.Error as again:
+            raise database.unreadable(paths.database, again) from None
     if header is None:
         raise ProfileUnreadable(f"The profile database {paths.database} has no identity.")
     try:
@@ -77,6 +77,14 @@ def inspect(root: Path) -> ProfileInfo:
     return ProfileInfo(
         str(root), True, header.key.protection, header.address, is_locked(paths.lock), theme
     )
+
+
+def _read_header(database: Path, options: str) -> ProfileHeader | None:
+    conn = sqlite3.connect(f"file:{database}?mode=ro{options}", uri=True)
+    try:
+        return ProfileRepository(conn).header()
+    finally:
+        conn.close()
 
 
 def create_profile(root: Path, name: str, passphrase: str | None) -> InitResult:

@@ -237,3 +237,12 @@ def test_pack_flushed_in_the_background_while_written(
     blocks = _packed(store, 20)
     assert synced  # the disk started writing before the final fsync
     assert all(Blockstore(store.root).get_sync(cid) == data for cid, data in blocks.items())
+
+
+def test_a_block_write_refused_by_the_disk_says_why() -> None:
+    """Found sharing onto a read-only profile disk: "could not store file blocks:
+    Read-only file system" did not say which disk."""
+    full = block_packs.store_error(OSError(errno.ENOSPC, "No space left on device"))
+    assert isinstance(full, DiskFull) and "not enough disk space in the profile" in str(full)
+    read_only = block_packs.store_error(OSError(errno.EROFS, "Read-only file system"))
+    assert str(read_only) == "could not store file blocks: the profile's disk is read-only"

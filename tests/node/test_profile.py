@@ -208,6 +208,32 @@ def test_a_read_only_disk_is_named_as_such_and_nothing_is_changed(
             open_store(root, None).close()
 
 
+def test_a_disk_the_kernel_turned_read_only_is_recognised(
+    tmp_path: Path, small_tmpfs: SmallTmpfs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ext4 with errors=remount-ro still lists its mount as "rw" (statvfs has no
+    ST_RDONLY) once it refuses writes: found live, the user was told "the disk reported
+    an error" and to free space. Only a write shows it; the probe leaves nothing."""
+    from app.node import fsutil
+
+    real_statvfs = os.statvfs
+
+    class ListedWritable:
+        def __init__(self, path: Path) -> None:
+            self.f_flag = real_statvfs(path).f_flag & ~os.ST_RDONLY
+
+    monkeypatch.setattr(fsutil.os, "statvfs", ListedWritable)
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        assert not fsutil.read_only(disk)
+        assert list(disk.iterdir()) == []
+        _remount(disk, "ro")
+        try:
+            assert fsutil.read_only(disk)
+        finally:
+            _remount(disk, "rw")
+        assert list(disk.iterdir()) == []
+
+
 def test_a_write_on_a_disk_gone_read_only_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
