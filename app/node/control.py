@@ -163,8 +163,12 @@ class ControlServer:
             await self._server.wait_closed()
             self._server = None
         for path in (self._paths.control_socket, self._paths.control_token):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # a read-only disk: the next start replaces it
+                log.warning("could not remove %s: %s", path.name, exc.strerror)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -52,7 +52,8 @@ class ProfileLock:
     def release(self) -> None:
         """Release the lock (idempotent)."""
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            with contextlib.suppress(OSError):  # the pid is only informative (read-only)
+                os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing drops the lock
             self._fd = None
 

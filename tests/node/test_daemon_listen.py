@@ -134,3 +134,40 @@ async def test_a_listen_address_that_stopped_working_does_not_block_other_change
     finally:
         service.close()
         store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_node_whose_disk_went_read_only_still_stops_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found stopping a daemon whose profile disk had gone read-only (ext4 after an
+    error): removing the control socket failed, so it printed "error: Read-only file
+    system" and skipped the rest of its shutdown (network, database). Now it stops in
+    order and lets go of the profile."""
+    import errno
+    import os
+
+    from app.node.lock import ProfileLock
+
+    root = _profile(tmp_path)
+    options = DaemonOptions(profile=root, listen="127.0.0.1:0", lan=False)
+    real_unlink = Path.unlink
+
+    def refused_unlink(path: Path, missing_ok: bool = False) -> None:
+        if path.parent == root:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        real_unlink(path, missing_ok)
+
+    def refused_truncate(fd: int, length: int) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    async with hosted_node(options, lambda: PASS, log_to_profile=False) as node:
+        assert isinstance(node, NodeService)
+        store = node.store
+        monkeypatch.setattr(Path, "unlink", refused_unlink)
+        monkeypatch.setattr(os, "ftruncate", refused_truncate)
+    monkeypatch.undo()
+    with pytest.raises(Exception, match="closed"):  # the database was closed
+        store.profile.header()
+    with ProfileLock(ProfilePaths(root).lock):  # and the profile let go of
+        pass
