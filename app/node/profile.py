@@ -22,10 +22,11 @@ from app.node.api import (
     ProfileInfo,
     ProfileNotFound,
     ProfileUnreadable,
+    StorageFailed,
     Whoami,
 )
 from app.node.config import load_config, save_config
-from app.node.fsutil import read_only
+from app.node.fsutil import read_only, write_failure
 from app.node.lock import ProfileLock, is_locked
 from app.node.paths import ProfilePaths, make_private_dir
 from app.node.storage import database, vault
@@ -103,29 +104,43 @@ def create_profile(root: Path, name: str, passphrase: str | None) -> InitResult:
         address = identity.public.address
         data_key = os.urandom(32)
         warning = None
-        if passphrase is not None:
-            protection = vault.protect_with_passphrase(data_key, passphrase, address)
-        else:
-            protection, warning = vault.protect_without_passphrase(
-                data_key, address, paths.key_file
-            )
         tmp = paths.database.with_name(paths.database.name + ".init")
+        # A key file written for a profile that then could not be made (a full disk) is
+        # removed with it: the next attempt makes another key.
+        leftovers = [tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), paths.key_file]
         try:
+            if passphrase is not None:
+                protection = vault.protect_with_passphrase(data_key, passphrase, address)
+            else:
+                protection, warning = vault.protect_without_passphrase(
+                    data_key, address, paths.key_file
+                )
             conn = database.connect(tmp, create=True)
             try:
-                ProfileRepository(conn).create(
-                    vault.DataKey(data_key), protection, identity, name, int(time.time())
+                database.guarded(
+                    tmp,
+                    lambda: ProfileRepository(conn).create(
+                        vault.DataKey(data_key), protection, identity, name, int(time.time())
+                    ),
                 )
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                checkpoint = "PRAGMA wal_checkpoint(TRUNCATE)"
+                database.guarded(tmp, lambda: conn.execute(checkpoint).fetchone())
             finally:
                 conn.close()
             if not paths.config.exists():
                 save_config(paths.config, load_config(paths.config))
             os.replace(tmp, paths.database)
-        except BaseException:
-            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        except BaseException as exc:
+            for leftover in leftovers:
                 with contextlib.suppress(FileNotFoundError):
                     leftover.unlink()
+            if isinstance(exc, OSError):  # the key file or the rename
+                reason = write_failure(exc, root) or exc.strerror or str(exc)
+                raise StorageFailed(
+                    f"Couldn't create the profile in {root}: {reason}. Nothing was kept; "
+                    "free some space (or fix the disk) and try again.",
+                    reason,
+                ) from None
             raise
     return InitResult(whoami_of(identity, name, []), protection.protection, warning)
 

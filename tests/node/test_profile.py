@@ -177,6 +177,37 @@ def test_a_full_disk_is_named_as_such_and_the_profile_opens_once_space_is_freed(
         open_store(root, None).close()
 
 
+def test_a_profile_made_on_a_full_disk_fails_clearly_and_leaves_nothing(
+    tmp_path: Path,
+    small_tmpfs: SmallTmpfs,
+    fill_disk: Callable[[Path], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found running `init` on a nearly full disk: a traceback ending in
+    "sqlite3.OperationalError: database or disk is full", and the key file of a profile
+    that was never made stayed in the folder (also when the error was clear)."""
+    from app.node.storage.repositories import ProfileRepository
+
+    def full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    root = tmp_path / "p"
+    with monkeypatch.context() as patched:
+        patched.setattr(ProfileRepository, "create", full)
+        with pytest.raises(StorageFailed, match="the disk is full"):
+            create_profile(root, "Alice", None)
+    assert sorted(p.name for p in root.iterdir()) == ["lock"]
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        (disk / "p").mkdir()
+        filler = fill_disk(disk)
+        with pytest.raises(StorageFailed, match="the disk is full"):
+            create_profile(disk / "p", "Alice", None)
+        assert sorted(p.name for p in (disk / "p").iterdir()) == ["lock"]
+        filler.unlink()
+    create_profile(root, "Alice", None)  # once there is space, it is made
+    assert inspect(root).exists
+
+
 def _remount(disk: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(disk)], check=True)
 
