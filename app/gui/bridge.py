@@ -106,6 +106,7 @@ class NodeBridge(QObject):
     peersUpdated = Signal(list)  # list[Peer]: every peer the transport knows, in one poll
     nodeStopped = Signal(str)  # reason
     errorOccurred = Signal(str)  # a sentence for the user
+    sendFailed = Signal(str, str)  # contact address, the text that was not sent
     notice = Signal(str)  # an informational sentence for the user
     shareRequested = Signal(str, list)  # contact address, local file paths (as str)
     transferAdded = Signal(object)  # Transfer: shared by us or offered to us
@@ -289,11 +290,14 @@ class NodeBridge(QObject):
 
     @async_slot(str, str)
     async def send_message(self, address: str, text: str) -> None:
-        """Send `text`; failures are reported through `errorOccurred`."""
+        """Send `text`; failures are reported through `errorOccurred`, and the text is
+        handed back through `sendFailed` (the composer was cleared: it must not be lost,
+        e.g. when the disk is full)."""
         self._typing_at.pop(address, None)  # the node tells the contact we stopped typing
         try:
             await self.send(address, text)
         except ActionFailed as exc:
+            self.sendFailed.emit(address, text)
             self.errorOccurred.emit(str(exc))
 
     def set_typing(self, address: str, typing: bool) -> None:

@@ -334,6 +334,7 @@ class MainWindow(QMainWindow):
         self.transfers.activeChanged.connect(self._active_transfers_changed)
         self.conversation.transferActionRequested.connect(self.run_transfer_action)
         self.conversation.sendRequested.connect(b.send_message)
+        b.sendFailed.connect(self.conversation.restore_unsent)
         self.conversation.typingRequested.connect(b.set_typing)
         self.conversation.verifyRequested.connect(self.show_verify)
         self.conversation.filesDropped.connect(self._files_dropped)

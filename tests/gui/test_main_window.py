@@ -692,3 +692,36 @@ async def test_a_profile_disk_that_refuses_what_contacts_send_is_shown_and_so_is
     back = "The profile's disk (/p) takes what your contacts send again; ..."
     window.bridge._dispatch(api.StorageAlert(back, resolved=True))
     assert window.statusBar().currentMessage() == back
+
+
+@pytest.mark.asyncio
+async def test_a_message_the_full_disk_refused_goes_back_into_the_composer(
+    qtbot: QtBot,
+    session: GuiSession,
+    friend: api.InitResult,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found with the profile on a full disk: Enter cleared the composer, the node
+    refused to store the message ("the disk is full"), and the text was gone. It is put
+    back (before anything typed since), so it can be sent once space is freed."""
+    bob = await add_bob(session, friend)
+    window = await open_chat(session, bob.address)
+    node = node_of(session)
+    real_send = node.send_message
+
+    async def disk_full(command: api.SendMessage) -> api.Message:
+        raise api.StorageFailed("Couldn't save to the profile database: the disk is full.")
+
+    monkeypatch.setattr(node, "send_message", disk_full)
+    composer = window.conversation.composer
+    qtbot.keyClicks(composer, "a long thought")
+    qtbot.keyClick(composer, Qt.Key.Key_Return)
+    await wait_for(lambda: composer.toPlainText() == "a long thought")
+    assert "the disk is full" in window.statusBar().currentMessage()
+    assert window.messages.rowCount() == 0
+
+    monkeypatch.setattr(node, "send_message", real_send)  # space was freed
+    qtbot.keyClick(composer, Qt.Key.Key_Return)
+    await wait_for(lambda: window.messages.rowCount() == 1)
+    assert window.messages.message_at(0).text == "a long thought"
+    assert composer.toPlainText() == ""

@@ -22,6 +22,7 @@ from PySide6.QtGui import (
     QDragMoveEvent,
     QDropEvent,
     QGuiApplication,
+    QTextCursor,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -288,6 +289,15 @@ class ConversationPane(QWidget):
         self.length_hint.setVisible(too_long)
         if self._contact is not None:
             self.typingRequested.emit(self._contact.address, has_text)
+
+    def restore_unsent(self, address: str, text: str) -> None:
+        """A message to `address` could not be sent: put its text back in the composer
+        (before anything typed since) if that conversation is still the one shown."""
+        if self._contact is None or self._contact.address != address:
+            return
+        typed = self.composer.toPlainText()
+        self.composer.setPlainText(f"{text}\n{typed}" if typed.strip() else text)
+        self.composer.moveCursor(QTextCursor.MoveOperation.End)
 
     def _send(self, text: str) -> None:
         if self._contact is not None:
