@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable
 
 from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE
 from app.core.unixfs import CODEC_RAW, cid_codec
-from app.node.api import NodeEvent, TransferChanged, TransferState
+from app.node.api import NodeEvent, StorageFailed, TransferChanged, TransferState
 from app.node.blockstore import Blockstore
 from app.node.storage.store import ProfileStore
 from app.node.storage.transfers import TransferRecord
 from app.node.transfer_progress import Progress, public
+
+log = logging.getLogger(__name__)
 
 _SERVING = (TransferState.OFFERED, TransferState.RUNNING)
 MEMBERS_STALE = 2.0
@@ -134,7 +137,7 @@ class FileServing:
             if record.state is TransferState.OFFERED:  # it is being fetched: accepted
                 record = dataclasses.replace(record, state=TransferState.RUNNING)
                 cached[1][i] = record
-                await self.store.call(self.store.transfers.update, record)
+                await self._store_quietly(self.store.transfers.update, record)
             progress = self._progress.get(record.id)
             if progress is None:
                 # what earlier runs served (persisted) counts too: after a restart the
@@ -148,4 +151,15 @@ class FileServing:
                 shown = dataclasses.replace(record, done_bytes=progress.done)
                 self._publish(TransferChanged(public(shown, progress.speed())))
             if progress.persist_due():
-                await self.store.call(self.store.transfers.set_progress, record.id, progress.done)
+                await self._store_quietly(
+                    self.store.transfers.set_progress, record.id, progress.done
+                )
+
+    async def _store_quietly(self, step: Callable[..., object], *args: object) -> None:
+        """Store the sender's view of a transfer; if the disk can't take it (full) it is
+        only shown: the next checkpoint stores the count, and the receiver's state
+        signal the state (this runs in a background task nobody awaits)."""
+        try:
+            await self.store.call(step, *args)
+        except StorageFailed as exc:
+            log.warning("could not store a transfer's progress: %s", exc)

@@ -152,6 +152,34 @@ async def test_the_senders_progress_never_goes_back(node: NodeService, tmp_path:
 
 
 @pytest.mark.asyncio
+async def test_a_served_block_the_full_disk_cannot_count_is_only_shown(
+    node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found serving a file from a full profile disk: storing the sender's progress
+    failed in a background task ("Task exception was never retrieved" in the log).
+    The count is still shown; the next checkpoint that fits stores it."""
+    record = await share_to_bob(node, tmp_path, 4 * CHUNK_PLAINTEXT_SIZE)
+    files = node.files
+    store = node.store
+    leaves = decode_file_node(files.blockstore.get_sync(record.root)).links
+    spawned: list[Any] = []
+    monkeypatch.setattr(files.serving, "_spawn", spawned.append)
+    shown: list[object] = []
+    monkeypatch.setattr(files.serving, "_publish", shown.append)
+
+    def disk_full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store.transfers, "update", disk_full)
+    monkeypatch.setattr(store.transfers, "set_progress", disk_full)
+    files.serving.served(record.contact, record.root, leaves[0].cid, CHUNK_PLAINTEXT_SIZE)
+    await spawned.pop()  # ends without an error nobody would see
+    [changed] = shown
+    assert isinstance(changed, TransferChanged)
+    assert changed.transfer.done_bytes == CHUNK_PLAINTEXT_SIZE
+
+
+@pytest.mark.asyncio
 async def test_a_burst_of_wants_walks_the_file_once(
     node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
