@@ -1160,7 +1160,10 @@ class Messenger:
         if await self._contact(address) is None:
             return
         await self._send_quietly(address, [], True)
-        await self.ephemeral.send_read(address)  # our read position, if it moved
+        try:
+            await self.ephemeral.send_read(address)  # our read position, if it moved
+        except StorageFailed as exc:  # sent at the next greeting
+            log.warning("could not send our read position: %s", exc)
         if self.files is not None:
             await self.files.greeted(address)
 

@@ -393,6 +393,33 @@ async def test_a_failure_told_while_the_receivers_profile_disk_is_full_reaches_t
 
 
 @pytest.mark.asyncio
+async def test_a_greeting_from_a_receiver_with_a_full_disk_still_tells_transfer_states(
+    pair: list[Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a (re)connection the receiver sends its read position, then the state of each
+    transfer. With its disk full the read position could not go (its session state is
+    stored first): the greeting stopped there with an error nobody saw, and the sender
+    was not told of a paused or failed transfer."""
+    alice, bob = pair
+    alice_address = (await alice.service.whoami()).address
+
+    async def full(address: str) -> None:
+        raise StorageFailed("Couldn't save to the profile database: the disk is full.")
+
+    greeted: list[str] = []
+
+    async def record_greeted(address: str) -> None:
+        greeted.append(address)
+
+    monkeypatch.setattr(bob.messenger.ephemeral, "send_read", full)
+    files = bob.messenger.files
+    assert files is not None
+    monkeypatch.setattr(files, "greeted", record_greeted)
+    await bob.messenger._greet(alice_address)
+    assert greeted == [alice_address]
+
+
+@pytest.mark.asyncio
 async def test_a_pause_while_the_sender_was_away_is_told_when_it_reconnects(
     pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
