@@ -416,7 +416,7 @@ async def test_a_greeting_from_a_receiver_with_a_full_disk_still_tells_transfer_
     assert files is not None
     monkeypatch.setattr(files, "greeted", record_greeted)
     await bob.messenger._greet(alice_address)
-    assert greeted == [alice_address]
+    assert greeted and set(greeted) == {alice_address}  # (a reconnection may greet too)
 
 
 @pytest.mark.asyncio
