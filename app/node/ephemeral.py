@@ -24,7 +24,13 @@ from collections.abc import Awaitable, Callable
 
 from app.core.cid import Cid
 from app.core.ledger import Ledger
-from app.node.api import MessageStatus, MessageStatusChanged, NodeEvent, TypingChanged
+from app.node.api import (
+    MessageStatus,
+    MessageStatusChanged,
+    NodeEvent,
+    StorageFailed,
+    TypingChanged,
+)
 from app.node.e2e import SessionBook, seal
 from app.node.history import MESSAGE_KINDS, own_texts_behind
 from app.node.network import NetworkStack
@@ -124,7 +130,15 @@ class Ephemeral:
     def message_sent(self, address: str) -> None:
         """A message to `address` was sent: we stopped typing."""
         if address in self._typing_sent:
-            self._spawn(self.set_typing(address, False))
+            self._spawn(self._stop_typing(address))
+
+    async def _stop_typing(self, address: str) -> None:
+        """`set_typing(False)` in the background: dropped if the session state that
+        encrypts it can't be stored (a full disk); the contact's indicator expires."""
+        try:
+            await self.set_typing(address, False)
+        except StorageFailed as exc:
+            log.info("a typing signal was dropped: %s", exc)
 
     # ------------------------------------------------------------------ read, sending
 

@@ -8,6 +8,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -27,6 +28,7 @@ from app.node.api import (
     SendMessage,
     SetTyping,
     ShareFiles,
+    StorageFailed,
     TypingChanged,
     VerifyHistory,
 )
@@ -104,6 +106,28 @@ async def test_typing_reaches_the_contact_and_expires(linked: tuple[Node, Node])
     await eventually(lambda: _typing(bob)[-1] == (alice.address, False), timeout=5)
     await eventually(lambda: _statuses(alice, "Bob", {MessageStatus.DELIVERED}))
     assert bob.messenger.stats["malformed"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_typing_stop_the_full_disk_refuses_is_dropped_quietly(
+    linked: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sending a message ends "typing" in the background; when the session state that
+    encrypts that signal can't be stored (the disk filled just then), the task failed
+    with an error nobody awaited. It is dropped, like any ephemeral signal."""
+    alice, bob = linked
+    ephemeral = alice.messenger.ephemeral
+    await alice.service.set_typing(SetTyping("Bob", True))
+    spawned: list[Any] = []
+    monkeypatch.setattr(ephemeral, "_spawn", spawned.append)
+
+    async def disk_full(address: str, session: object) -> None:
+        raise StorageFailed("Couldn't save to the profile database: the disk is full.")
+
+    monkeypatch.setattr(ephemeral.sessions, "save", disk_full)
+    ephemeral.message_sent(bob.address)
+    [stop] = spawned
+    await stop  # ends without an error
 
 
 @pytest.mark.asyncio
