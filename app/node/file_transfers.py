@@ -34,6 +34,7 @@ import dataclasses
 import functools
 import logging
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -66,7 +67,7 @@ from app.node.config import Config, downloads_folder
 from app.node.file_fetch import BlockSource, fetch_into
 from app.node.file_io import release_shared, share_paths
 from app.node.file_serving import FileServing
-from app.node.files_errors import BlocksUnavailable, FilesError, IpfsUnavailable
+from app.node.files_errors import BlocksUnavailable, DiskFull, FilesError, IpfsUnavailable
 from app.node.history import FILE, FILE_CANCEL, FILE_DONE
 from app.node.ipfs import IpfsBackend
 from app.node.network import NetworkStack
@@ -292,6 +293,8 @@ class FileTransfers:
                 raise InvalidArgument(
                     f"Can't share {exc.filename or 'that'}: {exc.strerror}. Nothing was shared."
                 ) from None
+            if isinstance(exc, DiskFull):  # say how much is needed
+                raise DiskFull(_no_room(chosen, self.blockstore.root)) from None
             if isinstance(exc, IpfsUnavailable):  # the user chose IPFS: say how to go on
                 raise IpfsUnavailable(
                     f"{exc} Nothing was shared. Start the IPFS daemon, or clear the IPFS "
@@ -980,3 +983,26 @@ def _local_path(chosen: Path, manifest: FileManifest) -> str:
     if chosen.is_file():
         return str(chosen)
     return str(chosen.parent.joinpath(*manifest.folder) / manifest.name)
+
+
+def _no_room(chosen: list[Path], blocks: Path) -> str:
+    """What to tell a user whose share did not fit in the profile (its blocks are an
+    encrypted copy of the files, a little larger)."""
+    need = 0
+    for path in chosen:
+        files = (
+            [path] if path.is_file() else [Path(d) / f for d, _, fs in os.walk(path) for f in fs]
+        )
+        for file in files:
+            with contextlib.suppress(OSError):
+                need += file.stat().st_size
+    try:
+        free = f"{shutil.disk_usage(blocks).free / 1e6:.1f} MB are free"
+    except OSError:
+        free = "the disk is full"
+    what = chosen[0].name if len(chosen) == 1 else f"these {len(chosen)} items"
+    return (
+        f"Not enough disk space in the profile to share {what}: its encrypted copy needs "
+        f"about {need / 1e6:.1f} MB and {free} ({blocks}). Nothing was shared; free some "
+        "space and try again."
+    )

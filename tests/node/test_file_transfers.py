@@ -4,11 +4,12 @@ serving policy, and the progress rate limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import socket
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from app.node.api import (
 )
 from app.node.file_io import share_file
 from app.node.file_serving import FileServing
-from app.node.files_errors import FilesError, IpfsUnavailable
+from app.node.files_errors import DiskFull, FilesError, IpfsUnavailable
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.storage.transfers import TransferRecord
@@ -407,6 +408,38 @@ async def test_a_share_that_fails_part_way_leaves_no_blocks(
     assert files.blockstore.pins_sync() == set()
     assert files.blockstore.cids_sync() == set()
     assert list((files.blockstore.root / "packs").iterdir()) == []
+
+
+SmallTmpfs = Callable[[Path, str], contextlib.AbstractContextManager[Path]]
+
+
+@pytest.mark.asyncio
+async def test_a_share_larger_than_the_free_space_says_how_much_it_needs(
+    tmp_path: Path, small_tmpfs: SmallTmpfs
+) -> None:
+    """Found sharing a 60 MB file from a profile on a 40 MB disk: "not enough disk
+    space in the profile to store file blocks", with no idea how much was missing.
+    Nothing is left of the attempt."""
+    with small_tmpfs(tmp_path / "disk", "2m") as disk:
+        create_profile(disk / "me", "Me", None)
+        store = open_store(disk / "me", None)
+        service = NodeService(store)
+        try:
+            bob = create_profile(tmp_path / "bob", "Bob", None).whoami
+            await service.add_contact(AddContact(bob.invite))
+            source = tmp_path / "holiday.mov"
+            source.write_bytes(os.urandom(3_000_000))
+            with pytest.raises(DiskFull) as refused:
+                await service.share_files(ShareFiles("Bob", [str(source)]))
+            text = str(refused.value)
+            assert text.startswith("Not enough disk space in the profile to share holiday.mov")
+            assert "needs about 3.0 MB and " in text and " MB are free" in text
+            assert text.endswith("Nothing was shared; free some space and try again.")
+            assert await service.list_transfers(ListTransfers("Bob")) == []
+            assert list((service.files.blockstore.root / "packs").iterdir()) == []
+        finally:
+            service.close()
+            store.close()
 
 
 @pytest.mark.asyncio
