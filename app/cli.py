@@ -212,6 +212,20 @@ def unlock_passphrase() -> str:
     return getpass.getpass("Passphrase: ")
 
 
+def passphrase_source(profile: Path) -> api.PassphraseSource:
+    """Where the passphrase to open `profile` comes from. On a terminal it is asked for
+    here, in the main thread, when opening the profile will need it: asked for later, by
+    the worker thread that opens the profile, Ctrl+C could not end the prompt (the
+    command hung until Enter was pressed, found by a tester)."""
+    if api.passphrase_from_env() is not None or not sys.stdin.isatty():
+        return unlock_passphrase
+    info = api.inspect_profile(profile)
+    if info.protection is not api.Protection.PASSPHRASE or info.in_use:
+        return unlock_passphrase  # not needed, or a running node answers instead
+    typed = getpass.getpass("Passphrase: ")
+    return lambda: typed
+
+
 def new_passphrase() -> str:
     """A passphrase for a new profile: from the environment or typed twice."""
     from_env = api.passphrase_from_env()
@@ -599,13 +613,15 @@ def cmd_daemon(args: argparse.Namespace, profile: Path) -> int:
         lan=not args.no_lan,
         shaping=args.shaping,
     )
-    asyncio.run(api.run_daemon(options, unlock_passphrase))
+    asyncio.run(api.run_daemon(options, passphrase_source(profile)))
     return 0
 
 
 def _run_with_node(profile: Path, action: Callable[[api.NodeApi], Awaitable[int]]) -> int:
+    passphrase = passphrase_source(profile)
+
     async def go() -> int:
-        async with api.open_node(profile, unlock_passphrase) as node:
+        async with api.open_node(profile, passphrase) as node:
             return await action(node)
 
     return asyncio.run(go())

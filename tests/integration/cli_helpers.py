@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -110,3 +113,51 @@ def wait_for(predicate: Any, timeout: float = 40.0, interval: float = 0.3) -> An
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met in {timeout} s; last value: {last!r}")
+
+
+class Terminal:
+    """`scrambled-eggs ARGS` on a pseudo-terminal of its own (its controlling terminal,
+    so a passphrase prompt reads from it and Ctrl+C typed into it interrupts it)."""
+
+    def __init__(self, profile: Path, *args: str) -> None:
+        argv = [sys.executable, "-m", "app", "--profile", str(profile), *args]
+        env = _with_app(cli_env())
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the pty is its stdin, stdout and stderr
+            os.execve(sys.executable, argv, env)
+        self.output = b""
+
+    def read_until(self, text: str, timeout: float = 30) -> str:
+        """What it printed until `text` appeared (AssertionError if it never did)."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output and time.monotonic() < deadline:
+            if select.select([self.fd], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                self.output += chunk
+        assert text.encode() in self.output, self.output.decode(errors="replace")
+        return self.output.decode(errors="replace")
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+    def exit_code(self, timeout: float = 30) -> int | None:
+        """Its exit code, or None if it had not exited after `timeout` seconds (it is then
+        killed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if select.select([self.fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):
+                    self.output += os.read(self.fd, 65536)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+        return None

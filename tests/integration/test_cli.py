@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cli_helpers import Daemon, cli_json, run_cli, wait_for
+from cli_helpers import Daemon, Terminal, cli_json, run_cli, wait_for
 
 from app import __version__
 from app.node.lock import ProfileLock
@@ -199,6 +199,24 @@ def test_bad_input_gives_one_clear_line_and_loses_nothing(
     assert "corrupt" in one_line_error(run_cli(alice, "contacts", "list", passphrase=PASS))
     assert "corrupt" in one_line_error(run_cli(alice, "status"))
     assert tree_digest(alice) == corrupted
+
+
+def test_ctrl_c_at_the_passphrase_prompt_ends_the_command(tmp_path: Path) -> None:
+    """Found by a tester: the prompt was read by the thread that opens the profile, so
+    Ctrl+C (twice, too) left `whoami` or `daemon` hanging until Enter was pressed."""
+    alice = tmp_path / "alice"
+    cli_json(alice, "init", "--name", "Alice", passphrase=PASS)
+    for command in (("whoami",), ("daemon", *LOOPBACK)):
+        terminal = Terminal(alice, *command)
+        terminal.read_until("Passphrase: ")
+        terminal.type(b"\x03")
+        assert terminal.exit_code() == 130, terminal.output
+        assert b"Traceback" not in terminal.output
+    terminal = Terminal(alice, "whoami")  # typed, it still opens the profile
+    terminal.read_until("Passphrase: ")
+    terminal.type(PASS.encode() + b"\n")
+    assert "Name:        Alice" in terminal.read_until("Invite:")
+    assert terminal.exit_code() == 0
 
 
 CANARY = "CanaryZebra7731"
