@@ -275,6 +275,7 @@ def cmd_init(args: argparse.Namespace, profile: Path) -> int:
         args.name.encode("utf-8")
     except UnicodeEncodeError:  # bytes the terminal's encoding could not decode
         raise api.InvalidArgument("The name holds bytes that are not text.") from None
+    api.check_new_profile(profile, args.name)  # before the passphrase is typed twice
     passphrase = None if args.no_passphrase else new_passphrase()
     result = api.init_profile(profile, args.name, passphrase)
     if result.warning:

@@ -757,6 +757,14 @@ def inspect_profile(profile: Path) -> ProfileInfo:
     return inspect(profile)
 
 
+def check_new_profile(profile: Path, name: str) -> None:
+    """`InvalidArgument` if `name` can't be a display name, `ProfileExists` if the folder
+    holds a profile: what `init_profile` would refuse before it uses the passphrase."""
+    from app.node.profile import check_new_profile as check
+
+    check(profile, name)
+
+
 def init_profile(profile: Path, name: str, passphrase: str | None) -> InitResult:
     """Create a new profile with a fresh identity. `passphrase=None` uses the OS keyring."""
     from app.node.profile import create_profile

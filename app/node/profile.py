@@ -88,12 +88,19 @@ def _read_header(database: Path, options: str) -> ProfileHeader | None:
         conn.close()
 
 
+def check_new_profile(root: Path, name: str) -> str:
+    """The display name checked, if a profile named `name` can be made in `root`
+    (`InvalidArgument` or `ProfileExists` otherwise); said before a passphrase is asked."""
+    name = checked_name(name)
+    if ProfilePaths(root).database.exists():
+        raise ProfileExists(f"A profile already exists in {root}; it was left untouched.")
+    return name
+
+
 def create_profile(root: Path, name: str, passphrase: str | None) -> InitResult:
     """Make a new profile with a fresh identity, all or nothing."""
-    name = checked_name(name)
+    name = check_new_profile(root, name)
     paths = ProfilePaths(root)
-    if paths.database.exists():
-        raise ProfileExists(f"A profile already exists in {root}; it was left untouched.")
     if passphrase is not None:
         vault.check_new_passphrase(passphrase)
     make_private_dir(root)

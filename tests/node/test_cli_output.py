@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,25 @@ def test_init_on_a_terminal_refuses_a_short_passphrase_before_asking_again(
     with pytest.raises(api.InvalidArgument, match="at least"):
         cli.new_passphrase()
     assert asked == ["New passphrase: "]
+
+
+def test_init_on_a_terminal_refuses_a_taken_folder_or_a_bad_name_before_the_passphrase(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Found by a tester: `init` on a folder holding a profile, or with an empty name,
+    had the passphrase typed twice and then refused."""
+    asked: list[str] = []
+    monkeypatch.delenv(api.PASSPHRASE_ENV, raising=False)
+    monkeypatch.setattr(cli.sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt: asked.append(prompt) or "")
+    api.init_profile(tmp_path / "taken", "Alice", None)
+    taken = argparse.Namespace(name="Mallory", no_passphrase=False, json=False)
+    with pytest.raises(api.ProfileExists, match="already exists"):
+        cli.cmd_init(taken, tmp_path / "taken")
+    unnamed = argparse.Namespace(name=" ", no_passphrase=False, json=False)
+    with pytest.raises(api.InvalidArgument, match="empty"):
+        cli.cmd_init(unnamed, tmp_path / "new")
+    assert asked == [] and not (tmp_path / "new").exists()
 
 
 @pytest.mark.asyncio
