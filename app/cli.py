@@ -549,10 +549,13 @@ def _check_export_target(target: Path, profile: Path | None) -> None:
 
 def _write_new_file(target: Path, data: bytes) -> None:
     """Write `data` to `target`, which must not exist yet: written under a temporary
-    name beside it, then linked into place (no half-written file under its name)."""
+    name beside it, then linked into place (no half-written file under its name).
+    Readable by the user alone, as the profile is: an export holds the messages' text
+    (it was created readable by every user of the machine)."""
     temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
-        with temporary.open("xb") as fh:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(temporary, flags, 0o600), "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

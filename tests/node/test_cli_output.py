@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,22 @@ def test_init_on_a_terminal_refuses_a_taken_folder_or_a_bad_name_before_the_pass
     with pytest.raises(api.InvalidArgument, match="empty"):
         cli.cmd_init(unnamed, tmp_path / "new")
     assert asked == [] and not (tmp_path / "new").exists()
+
+
+def test_a_history_export_is_readable_by_the_user_alone(tmp_path: Path) -> None:
+    """Found by a tester: the export (every message's text, in the clear) was created
+    0644 under the usual umask, readable by every user of the machine."""
+    previous = os.umask(0o022)
+    try:
+        cli._write_new_file(tmp_path / "bob.hist", b"events")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "bob.hist").read_bytes() == b"events"
+    assert stat.S_IMODE((tmp_path / "bob.hist").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["bob.hist"]  # no temporary left
+    with pytest.raises(api.InvalidArgument, match="already exists"):
+        cli._write_new_file(tmp_path / "bob.hist", b"other")
+    assert (tmp_path / "bob.hist").read_bytes() == b"events"
 
 
 @pytest.mark.asyncio
