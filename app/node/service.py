@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import os
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -280,8 +281,8 @@ class NodeService:
         for _ in range(2):  # a second time if the cached names were stale
             match = self._named(await self._contact_names(), name_or_address)
             record = await self.store.call(self.store.contacts.get, match)
-            wanted = name_or_address.strip().casefold()
-            if record is not None and record.name.casefold().startswith(wanted):
+            wanted = _folded(name_or_address)
+            if record is not None and _folded(record.name).startswith(wanted):
                 return record
             self._names = None
         raise ContactNotFound(f"No contact is named {name_or_address.strip()!r}.")
@@ -304,7 +305,7 @@ class NodeService:
         if self._names is None:
             names: dict[str, list[str]] = {}
             for r in await self.store.call(self.store.contacts.all):
-                names.setdefault(r.name.casefold(), []).append(r.address)
+                names.setdefault(_folded(r.name), []).append(r.address)
             self._names = names
         return self._names
 
@@ -312,7 +313,7 @@ class NodeService:
     def _named(names: dict[str, list[str]], name: str) -> str:
         """The address of the contact named `name` (case-insensitive), or else of the one
         contact whose name starts with it ("Alice" for "Alice 🥚")."""
-        wanted = name.strip().casefold()
+        wanted = _folded(name)
         matches = names.get(wanted, [])
         if not matches and wanted:
             matches = [
@@ -594,6 +595,13 @@ def _invite_problem(exc: InvalidInvite) -> str:
     if exc.__context__ is not None or "field" in str(exc):  # a part missing: cut short
         return "That invite link can't be used: it is incomplete or damaged."
     return f"That invite link can't be used: {exc}."
+
+
+def _folded(name: str) -> str:
+    """A contact name as looked up: trimmed, case-folded and NFC-normalised, so "Zoë"
+    typed as "e" + combining diaeresis (as some keyboards and copied text give it) finds
+    the contact stored as "Zoë" (names are stored NFC)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).strip().casefold())
 
 
 def settings_problems(change: UpdateSettings) -> list[str]:

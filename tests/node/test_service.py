@@ -102,6 +102,25 @@ async def test_a_contact_is_found_by_the_start_of_its_name_when_only_one_matches
 
 
 @pytest.mark.asyncio
+async def test_a_contact_is_found_by_a_name_typed_in_decomposed_form(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """Found by a tester: a contact added as "Zoë 🥚" was "No contact is named 'Zoë'" when
+    the ë came as e + combining diaeresis (names are stored NFC; lookups were not)."""
+    zoe = (
+        await node.add_contact(AddContact(invite_of(tmp_path, "Z"), "Zo\u00eb \U0001f95a"))
+    ).contact
+    await node.add_contact(AddContact(invite_of(tmp_path, "E"), "Zoe"))
+    for typed in ("Zoe\u0308", "ZOE\u0308 \U0001f95a", "zoe\u0308 "):
+        assert (await node.find_contact(typed)).address == zoe.address
+    sent = await node.send_message(SendMessage("zoe\u0308", "hi"))
+    assert sent.contact == zoe.address
+    renamed = await node.rename_contact(RenameContact("Zoe\u0308", "Zo\u00eb"))
+    assert renamed.address == zoe.address
+    assert (await node.find_contact("Zoe")).address != zoe.address
+
+
+@pytest.mark.asyncio
 async def test_a_contact_is_renamed_and_found_under_its_new_name(
     node: NodeService, tmp_path: Path
 ) -> None:
