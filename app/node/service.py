@@ -535,7 +535,7 @@ class NodeService:
         )
         if problems:
             raise InvalidArgument(" ".join(problems))
-        name = checked_name(command.display_name) if command.display_name else None
+        name = None if command.display_name is None else checked_name(command.display_name)
         if name is not None and name != self.store.name:
             await self.store.call(self.store.profile.set_name, self.store.key, name)
             self.store.name = name

@@ -300,6 +300,9 @@ async def test_settings_validate_and_persist(node: NodeService) -> None:
         UpdateSettings(shaping_mode="max"),
         UpdateSettings(ice_servers=["http://x"]),
         UpdateSettings(display_name="\u202e"),
+        # found by a tester: `settings --name ''` was ignored and said nothing (exit 0)
+        UpdateSettings(display_name="", theme="light"),
+        UpdateSettings(display_name="  "),
     ]:
         with pytest.raises(InvalidArgument):
             await node.update_settings(bad)
