@@ -126,10 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     share.add_argument("paths", metavar="PATH", nargs="+", help="files and/or folders")
     _json_flag(share)
     transfers = sub.add_parser(
-        "transfers", help="list file transfers, or accept/cancel/retry one by its id"
+        "transfers",
+        help="list file transfers, or accept/pause/retry/cancel one by its id",
+        description="Without an action, list file transfers. cancel on a file offered to "
+        "you declines it.",
     )
     transfers.add_argument(
-        "action", nargs="?", choices=("list", "accept", "pause", "retry", "cancel"), default="list"
+        "action",
+        nargs="?",
+        choices=("list", "accept", "pause", "retry", "cancel"),
+        default="list",
+        help="what to do (default: list)",
     )
     transfers.add_argument(
         "id", metavar="ID", nargs="?", help="the transfer (accept/pause/retry/cancel)"
@@ -644,10 +651,17 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "whoami":
             return _run_with_node(profile, lambda node: cmd_whoami(args, node))
         if args.command == "history" and args.history_command == "verify":
+            if args.file and args.contact:
+                raise api.InvalidArgument("Name a contact or give --file FILE, not both.")
             if args.file:
                 return cmd_history_file(args)
             if not args.contact:
                 raise api.InvalidArgument("Name a contact, or give an export with --file FILE.")
+        if args.command == "transfers" and args.action == "list" and args.id:
+            raise api.InvalidArgument(
+                f"transfers list takes no id ({args.id!r}); to list one contact's: "
+                "transfers --contact CONTACT."
+            )
         handlers = {
             "contacts": cmd_contacts,
             "send": cmd_send,

@@ -125,6 +125,22 @@ def test_a_history_export_is_readable_by_the_user_alone(tmp_path: Path) -> None:
     assert (tmp_path / "bob.hist").read_bytes() == b"events"
 
 
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["transfers", "list", "Bob"], "transfers list takes no id ('Bob')"),
+        (["history", "verify", "Bob", "--file", "bob.hist"], "not both"),
+    ],
+)
+def test_an_argument_that_would_be_ignored_is_refused(
+    argv: list[str], why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by a tester: `transfers list Bob` listed everyone's transfers, and `history
+    verify Bob --file F` checked the file only; neither said the name was not used."""
+    assert cli.main(["--profile", str(tmp_path / "me"), *argv]) == 1
+    assert why in capsys.readouterr().err
+
+
 @pytest.mark.asyncio
 async def test_send_turns_bytes_the_terminal_could_not_decode_into_replacement_characters(
     capsys: pytest.CaptureFixture[str],
