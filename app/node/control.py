@@ -77,6 +77,9 @@ EVENT_SEND_TIMEOUT = 30.0
 """Seconds an events subscriber may leave a write unread before it is cut off."""
 CLOSE_TIMEOUT = 2.0
 """Seconds a closing connection may take to hand over what is left to send."""
+GONE_POLL = 0.2
+"""Seconds between checks that the client of a `Method.stops_when_client_leaves` call
+is still connected."""
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = (
     -32700,
     -32600,
@@ -94,6 +97,9 @@ class Method:
     attribute: str
     params: type | None
     result: Any
+    stops_when_client_leaves: bool = False
+    """Cancel the call if the client disconnects before the reply (Ctrl+C on `share`:
+    the node went on sharing every file)."""
 
 
 METHODS: dict[str, Method] = {
@@ -115,7 +121,7 @@ METHODS: dict[str, Method] = {
     "peers.list": Method("peers", None, list[Peer]),
     "history.verify": Method("verify_history", VerifyHistory, HistoryReport),
     "history.export": Method("export_history", ExportHistory, HistoryExport),
-    "files.share": Method("share_files", ShareFiles, list[Transfer]),
+    "files.share": Method("share_files", ShareFiles, list[Transfer], stops_when_client_leaves=True),
     "transfers.list": Method("list_transfers", ListTransfers, list[Transfer]),
     "transfers.accept": Method("accept_transfer", AcceptTransfer, Transfer),
     "transfers.cancel": Method("cancel_transfer", CancelTransfer, Transfer),
@@ -199,7 +205,7 @@ class ControlServer:
                     return
                 if not line:
                     return
-                reply = await self._handle(line, send, forwarders, cut_off)
+                reply = await self._handle(line, send, forwarders, cut_off, reader.at_eof)
                 if reply is not None:
                     await send(reply)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -233,6 +239,7 @@ class ControlServer:
         send: Callable[[dict[str, Any]], Awaitable[None]],
         forwarders: list[asyncio.Task[None]],
         cut_off: Callable[[], None],
+        gone: Callable[[], bool],
     ) -> dict[str, Any] | None:
         try:
             request = json.loads(line)
@@ -245,7 +252,7 @@ class ControlServer:
             return _error(None, INVALID_REQUEST, "the id is a string, an integer or null")
         if not isinstance(name, str):
             return _error(rid, INVALID_REQUEST, "a request names its method")
-        reply = await self._call(request, rid, name, send, forwarders, cut_off)
+        reply = await self._call(request, rid, name, send, forwarders, cut_off, gone)
         # a notification (no id) is carried out but not answered (JSON-RPC 2.0, 4.1)
         return reply if "id" in request else None
 
@@ -257,6 +264,7 @@ class ControlServer:
         send: Callable[[dict[str, Any]], Awaitable[None]],
         forwarders: list[asyncio.Task[None]],
         cut_off: Callable[[], None],
+        gone: Callable[[], bool],
     ) -> dict[str, Any]:
         if name == "events.subscribe":
             forwarders.append(asyncio.create_task(self._forward_events(send, cut_off)))
@@ -271,7 +279,8 @@ class ControlServer:
             except (ValueError, TypeError) as exc:
                 return _error(rid, INVALID_PARAMS, str(exc))
         try:
-            result = await getattr(self._api, method.attribute)(*args)
+            call = getattr(self._api, method.attribute)(*args)
+            result = await (_unless_gone(call, gone) if method.stops_when_client_leaves else call)
         except NodeError as exc:  # clipped: a 1 MB name was echoed whole
             return _error(rid, NODE_ERROR, _clip(str(exc)), {"type": exc.code})
         except UnicodeEncodeError:  # "\ud800" is valid JSON but not text; nothing changed
@@ -313,6 +322,22 @@ def _clip(text: str) -> str:
 def _valid_id(rid: Any) -> bool:
     """JSON-RPC ids are strings, integers or null (not floats, NaN, lists...)."""
     return rid is None or isinstance(rid, str) or (type(rid) is int)
+
+
+async def _unless_gone(call: Awaitable[Any], gone: Callable[[], bool]) -> Any:
+    """Await `call`, cancelling it when `gone()` says the client disconnected (polled: a
+    connection is read only between requests). Cancelled, it raises CancelledError,
+    which ends the connection."""
+    task = asyncio.ensure_future(call)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=GONE_POLL)
+            if not task.done() and gone():
+                task.cancel()
+                await asyncio.wait({task})
+        return task.result()
+    finally:
+        task.cancel()  # our own connection was cancelled (the node stops)
 
 
 def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:

@@ -107,6 +107,11 @@ class Conversation(Protocol):
     async def send_signal(self, address: str, plaintext: bytes) -> bool: ...
 
 
+EncodedShares = list[tuple[Path, list[FileManifest]]]
+"""The files of a share, encrypted into the blockstore and not yet offered: each path the
+user named with the manifests of the files it holds."""
+
+
 def display_name(manifest: FileManifest) -> str:
     """The transfer's name: sanitised folder parts and file name, "/"-separated."""
     return "/".join(sanitize_filename(part) for part in (*manifest.folder, manifest.name))
@@ -245,11 +250,9 @@ class FileTransfers:
 
     # ------------------------------------------------------------------ API
 
-    async def share(self, contact: str, paths: list[str]) -> list[tuple[Transfer, Message]]:
-        """Encrypt the files under `paths` and record their offers to `contact`, each
-        transfer with its message (ids equal) in one transaction; the caller announces
-        and enqueues the messages. If anything fails, nothing is recorded and the
-        blocks made are deleted."""
+    async def encode_shares(self, paths: list[str]) -> EncodedShares:
+        """Encrypt the files under `paths` into the blockstore (the long part of a share;
+        cancelled, it deletes what it made), for `record_shares`."""
         if not paths:
             raise InvalidArgument("Name at least one file or folder to share.")
         try:
@@ -258,7 +261,7 @@ class FileTransfers:
             raise InvalidArgument(
                 f"Can't share {exc.filename or 'that'}: {exc.strerror}."
             ) from None
-        return await self._share_chosen(contact, chosen)
+        return await self._encode_chosen(chosen)
 
     def _chosen_path(self, raw: str) -> Path:
         """The path the user named, checked (`InvalidArgument` if it can't be shared)."""
@@ -275,12 +278,10 @@ class FileTransfers:
             raise InvalidArgument(f"{raw} is neither a file nor a folder.")
         return path
 
-    async def _share_chosen(
-        self, contact: str, chosen: list[Path]
-    ) -> list[tuple[Transfer, Message]]:
+    async def _encode_chosen(self, chosen: list[Path]) -> EncodedShares:
         # Every path is encoded before any share is recorded: if one fails, nothing is
         # offered and the blocks made for the others are deleted (no orphans).
-        made: list[tuple[Path, list[FileManifest]]] = []
+        made: EncodedShares = []
         try:
             for path in chosen:
                 manifests = await share_paths([path], self.blockstore, ipfs=self._ipfs_backend())
@@ -302,6 +303,15 @@ class FileTransfers:
                     "the file from you while you are online)."
                 ) from exc
             raise
+        return made
+
+    async def record_shares(
+        self, contact: str, made: EncodedShares
+    ) -> list[tuple[Transfer, Message]]:
+        """Record the offers to `contact` of the files `encode_shares` made: each transfer
+        with its message (ids equal) in one transaction; the caller announces and
+        enqueues the messages. If that fails, nothing is recorded and the blocks made
+        are deleted."""
         offers = [
             self._offer(contact, manifest, _local_path(path, manifest))
             for path, manifests in made
@@ -334,7 +344,7 @@ class FileTransfers:
         self, contact: str, manifest: FileManifest, local: str
     ) -> tuple[TransferRecord, Message]:
         """The transfer record of a file shared with `contact` and the message that
-        offers it (same id); stored together by `_share_chosen`."""
+        offers it (same id); stored together by `record_shares`."""
         from app.node.api import MessageStatus
 
         now = self._clock()

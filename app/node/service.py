@@ -69,7 +69,8 @@ from app.node.api import (
 from app.node.config import Config, downloads_folder, load_config, save_config
 from app.node.dht import parse_host_port
 from app.node.events import EventBus
-from app.node.file_transfers import FileTransfers
+from app.node.file_transfers import EncodedShares, FileTransfers
+from app.node.futures import retrieve
 from app.node.group_commit import GroupCommit
 from app.node.history import export_stored, verify_stored
 from app.node.ipfs import api_address_problem
@@ -453,8 +454,17 @@ class NodeService:
         """Encrypt the files into the blockstore and offer them to the contact (sent now
         by a running node, else when the node starts)."""
         record = await self.find_contact(command.contact)
-        shared = await self.files.share(record.address, list(command.paths))
-        for _, message in shared:  # stored with its transfer by `files.share`
+        encoded = await self.files.encode_shares(list(command.paths))
+        # Cancelled while encoding (Ctrl+C on `share`), nothing is shared; from here on
+        # every file is offered, whatever happens to the caller: a transfer recorded
+        # without its message would never reach the contact.
+        offer = asyncio.ensure_future(self._offer_shares(record.address, encoded))
+        offer.add_done_callback(retrieve)
+        return await asyncio.shield(offer)
+
+    async def _offer_shares(self, address: str, encoded: EncodedShares) -> list[Transfer]:
+        shared = await self.files.record_shares(address, encoded)
+        for _, message in shared:  # stored with its transfer by `record_shares`
             self._bus.publish(MessageAdded(message))
             if self._delivery is not None:
                 self._delivery.enqueue(message)

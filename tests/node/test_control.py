@@ -22,6 +22,7 @@ from app.node.api import (
     RemoveContact,
     SecurityAlert,
     SendMessage,
+    ShareFiles,
     StorageAlert,
     UpdateSettings,
 )
@@ -297,3 +298,36 @@ async def test_stopping_with_a_client_attached_logs_no_error(
     await asyncio.sleep(0.1)  # the stream callback runs after the task has ended
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_share_stops_when_its_client_leaves(
+    served: tuple[NodeService, ControlServer, ProfilePaths], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a tester: Ctrl+C on `share` of a large folder ended the command, and the
+    node went on to share every file. The node now cancels the share when the client
+    disconnects before the reply (other calls carry on as before)."""
+    service, _, paths = served
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def slow_share(command: ShareFiles) -> list[object]:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()
+        return []
+
+    monkeypatch.setattr(service, "share_files", slow_share)
+    _, writer = await asyncio.open_unix_connection(paths.control_socket)
+    params = {"contact": "Bob", "paths": ["/nowhere/photos"]}
+    request = {"jsonrpc": "2.0", "id": 1, "method": "files.share", "params": params}
+    writer.write(json.dumps(request).encode() + b"\n")
+    await asyncio.wait_for(started.wait(), 30)
+    writer.close()  # the CLI interrupted
+    await asyncio.wait_for(stopped.wait(), 30)
+    client = await client_for(paths)  # the node serves on
+    try:
+        assert (await client.whoami()).name == "Me"
+    finally:
+        await client.close()

@@ -597,3 +597,39 @@ async def test_a_block_counted_across_a_state_change_shows_no_stale_state() -> N
     rows.release.set()
     await counting
     assert all(e.transfer.state is not TransferState.RUNNING for e in shown)
+
+
+@pytest.mark.asyncio
+async def test_a_share_cancelled_while_recording_still_offers_every_file(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """A share cancelled (Ctrl+C on `share`) while encoding shares nothing; once its
+    transfers are being recorded, each file is offered: a transfer recorded without its
+    message would never reach the contact."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"{i}.jpg").write_bytes(os.urandom(1000))
+    record_shares = node.files.record_shares
+    sharing: list[asyncio.Task[Any]] = []
+
+    async def cancel_then_record(*args: Any) -> Any:
+        sharing[0].cancel()  # the caller goes away as the offers are being recorded
+        return await record_shares(*args)
+
+    node.files.record_shares = cancel_then_record  # type: ignore[method-assign]
+    sharing.append(asyncio.create_task(node.share_files(ShareFiles("Bob", [str(folder)]))))
+    with pytest.raises(asyncio.CancelledError):
+        await sharing[0]
+    transfers = await asyncio.wait_for(_all_recorded(node, 5), 30)
+    messages = await node.list_messages(ListMessages("Bob"))
+    assert sorted(m.transfer or "" for m in messages) == sorted(t.id for t in transfers)
+
+
+async def _all_recorded(node: NodeService, count: int) -> list[Any]:
+    """The transfers, once `count` are recorded with their messages."""
+    while True:
+        transfers = await node.list_transfers(ListTransfers("Bob"))
+        if len(transfers) == count and len(await node.list_messages(ListMessages("Bob"))) == count:
+            return transfers
+        await asyncio.sleep(0.05)
