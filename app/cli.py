@@ -19,7 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from app import __version__
 from app.node import api
@@ -102,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     send = sub.add_parser("send", help="send a text message")
     send.add_argument("contact", metavar="CONTACT", help="a name or an address")
-    send.add_argument("text", metavar="TEXT")
+    send.add_argument(
+        "text",
+        metavar="TEXT",
+        nargs="?",
+        help="the message (left out: read from standard input, e.g. send Bob < notes.txt)",
+    )
     _json_flag(send)
     messages = sub.add_parser("messages", help="show a conversation")
     messages.add_argument("contact", metavar="CONTACT", help="a name or an address")
@@ -359,6 +364,22 @@ def _message_text(m: api.Message, names: dict[str, str], where: bool = False) ->
     if where and m.outgoing:
         who = f"me to {contact}"
     return f"[{stamp}] {who}: {m.text}" + (f"  ({m.status.value})" if m.outgoing else "")
+
+
+def read_message_text(stream: BinaryIO, on_terminal: bool) -> str:
+    """The text of `send CONTACT` without TEXT: standard input up to its end (Ctrl+D on
+    a terminal), without the final line break; refused at once if longer than a message
+    holds (a large file is not read whole)."""
+    if on_terminal:
+        _say("Type the message; end it with Ctrl+D on a line of its own.", error=True)
+    data = stream.read(api.MAX_MESSAGE_BYTES + 3)  # the most text, a line break, and 1
+    text = data.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
+    if len(data) > api.MAX_MESSAGE_BYTES + 2 or len(text.encode()) > api.MAX_MESSAGE_BYTES:
+        raise api.InvalidArgument(
+            f"The text on standard input is longer than a message holds "
+            f"({api.MAX_MESSAGE_BYTES // 1024} KiB). Split it, or share it as a file."
+        )
+    return text
 
 
 async def cmd_send(args: argparse.Namespace, node: api.NodeApi) -> int:
@@ -657,6 +678,10 @@ def run(args: argparse.Namespace) -> int:
                 return cmd_history_file(args)
             if not args.contact:
                 raise api.InvalidArgument("Name a contact, or give an export with --file FILE.")
+        if args.command == "send" and args.text is None:  # before a passphrase prompt
+            if sys.stdin is None:
+                raise api.InvalidArgument("Give the message as TEXT (there is no input).")
+            args.text = read_message_text(sys.stdin.buffer, sys.stdin.isatty())
         if args.command == "transfers" and args.action == "list" and args.id:
             raise api.InvalidArgument(
                 f"transfers list takes no id ({args.id!r}); to list one contact's: "

@@ -4,6 +4,7 @@ user's terminal (escape sequences, carriage returns, bidirectional overrides).""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import stat
@@ -139,6 +140,30 @@ def test_an_argument_that_would_be_ignored_is_refused(
     verify Bob --file F` checked the file only; neither said the name was not used."""
     assert cli.main(["--profile", str(tmp_path / "me"), *argv]) == 1
     assert why in capsys.readouterr().err
+
+
+def test_send_without_text_reads_the_message_from_standard_input(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by a tester: a message could only be an argument (a script could not pipe
+    one in, and `send Bob` was a usage error)."""
+    me = tmp_path / "me"
+    api.init_profile(me, "Me", None)
+    bob = api.init_profile(tmp_path / "bob", "Bob", None).whoami.invite
+    assert cli.main(["--profile", str(me), "contacts", "add", bob]) == 0
+    piped = b"first line\nsecond \xff line\r\n"
+    monkeypatch.setattr(cli.sys, "stdin", io.TextIOWrapper(io.BytesIO(piped)))
+    assert cli.main(["--profile", str(me), "send", "Bob", "--json"]) == 0
+    capsys.readouterr()
+    assert cli.main(["--profile", str(me), "messages", "Bob", "--json"]) == 0
+    [sent] = json.loads(capsys.readouterr().out)
+    assert sent["text"] == "first line\nsecond \ufffd line"
+    too_long = b"x" * (api.MAX_MESSAGE_BYTES + 1) + b"\n" + b"y" * 10**6
+    monkeypatch.setattr(cli.sys, "stdin", io.TextIOWrapper(io.BytesIO(too_long)))
+    assert cli.main(["--profile", str(me), "send", "Bob"]) == 1
+    assert "longer than a message holds" in capsys.readouterr().err
+    with pytest.raises(api.InvalidArgument):  # not cut at a line break: refused
+        cli.read_message_text(io.BytesIO(b"x" * api.MAX_MESSAGE_BYTES + b"\r\nmore"), False)
 
 
 @pytest.mark.asyncio
