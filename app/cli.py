@@ -363,7 +363,9 @@ def _message_text(m: api.Message, names: dict[str, str], where: bool = False) ->
     who = "me" if m.outgoing else contact
     if where and m.outgoing:
         who = f"me to {contact}"
-    return f"[{stamp}] {who}: {m.text}" + (f"  ({m.status.value})" if m.outgoing else "")
+    # a shared file's message holds its name: said, or it reads as typed text
+    text = f"file {m.text} (transfer {m.transfer})" if m.transfer else m.text
+    return f"[{stamp}] {who}: {text}" + (f"  ({m.status.value})" if m.outgoing else "")
 
 
 def read_message_text(stream: BinaryIO, on_terminal: bool) -> str:

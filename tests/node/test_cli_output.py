@@ -65,6 +65,22 @@ async def test_search_results_name_the_conversation_of_our_own_messages(
     assert "] me to Mallory: the plan  (read)" in first and "] Mallory: hi" in second
 
 
+@pytest.mark.asyncio
+async def test_a_shared_file_is_shown_as_a_file_not_as_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Found by a tester: `messages` showed a shared file as "me: report.pdf", the same
+    as a message whose text is "report.pdf"."""
+    shared = api.Message(
+        "t1", "eggabc", "eggme", True, "report.pdf", 0.0, api.MessageStatus.SENT, transfer="t1"
+    )
+    typed = api.Message("m3", "eggabc", "eggme", True, "report.pdf", 0.0, api.MessageStatus.SENT)
+    await cli._print_messages(argparse.Namespace(json=False), AddressBook(), [shared, typed])  # type: ignore[arg-type]
+    file_line, text_line = capsys.readouterr().out.splitlines()
+    assert file_line.endswith("] me: file report.pdf (transfer t1)  (sent)")
+    assert text_line.endswith("] me: report.pdf  (sent)")
+
+
 def test_json_messages_name_their_conversation() -> None:
     """Found by a tester: `search --json` gave no way to tell which conversation a hit
     of ours was in ("from" is our own address)."""
