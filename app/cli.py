@@ -651,12 +651,31 @@ def cmd_daemon(args: argparse.Namespace, profile: Path) -> int:
     return 0
 
 
+SLOW_NODE_AFTER = 10.0
+"""Seconds a running node may take to answer before the CLI says what it waits for."""
+
+
+async def telling_if_slow(work: Awaitable[int], after: float = SLOW_NODE_AFTER) -> int:
+    """`work`'s result, saying on stderr what is waited for once it takes `after` seconds:
+    a node suspended with Ctrl+Z left every command hanging without a word."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=after)
+    if not done:
+        _say(
+            "Still waiting for the node that runs this profile to answer (Ctrl+C stops "
+            "waiting). If its terminal shows it stopped (Ctrl+Z), resume it there with fg.",
+            error=True,
+        )
+    return await task
+
+
 def _run_with_node(profile: Path, action: Callable[[api.NodeApi], Awaitable[int]]) -> int:
     passphrase = passphrase_source(profile)
+    running = api.inspect_profile(profile).in_use  # else the command opens it itself
 
     async def go() -> int:
         async with api.open_node(profile, passphrase) as node:
-            return await action(node)
+            return await (telling_if_slow(action(node)) if running else action(node))
 
     return asyncio.run(go())
 

@@ -4,6 +4,7 @@ user's terminal (escape sequences, carriage returns, bidirectional overrides).""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import os
@@ -180,6 +181,29 @@ def test_send_without_text_reads_the_message_from_standard_input(
     assert "longer than a message holds" in capsys.readouterr().err
     with pytest.raises(api.InvalidArgument):  # not cut at a line break: refused
         cli.read_message_text(io.BytesIO(b"x" * api.MAX_MESSAGE_BYTES + b"\r\nmore"), False)
+
+
+@pytest.mark.asyncio
+async def test_a_node_that_does_not_answer_is_named_not_waited_for_in_silence(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Found by a tester: with the daemon suspended (Ctrl+Z in its terminal), every
+    command hung without a word."""
+    assert await cli.telling_if_slow(asyncio.sleep(0, 7), after=30) == 7
+    assert capsys.readouterr().err == ""
+    answered = asyncio.Event()
+    slow = cli.telling_if_slow(_when(answered, 3), after=0.01)
+    waiting = asyncio.create_task(slow)
+    while "Still waiting" not in (said := capsys.readouterr().err):
+        await asyncio.sleep(0.01)
+    assert "Ctrl+C" in said and "fg" in said
+    answered.set()
+    assert await waiting == 3
+
+
+async def _when(event: asyncio.Event, value: int) -> int:
+    await event.wait()
+    return value
 
 
 @pytest.mark.asyncio
