@@ -647,6 +647,7 @@ def cmd_daemon(args: argparse.Namespace, profile: Path) -> int:
         lan=not args.no_lan,
         shaping=args.shaping,
     )
+    api.check_daemon_options(options)  # before a passphrase is typed
     asyncio.run(api.run_daemon(options, passphrase_source(profile)))
     return 0
 

@@ -796,6 +796,14 @@ async def host_node(
         yield node
 
 
+def check_daemon_options(options: DaemonOptions) -> None:
+    """What `run_daemon` refuses before it opens the profile (no profile, a bad listen or
+    bootstrap address, an unknown shaping mode), checked without the passphrase."""
+    from app.node.daemon import check_options
+
+    check_options(options)
+
+
 async def run_daemon(options: DaemonOptions, passphrase: PassphraseSource | None) -> None:
     """Run the headless node until SIGINT/SIGTERM (`scrambled-eggs daemon`)."""
     from app.node.daemon import run

@@ -36,7 +36,7 @@ from app.node.network import NetworkStack
 from app.node.paths import ProfilePaths, make_private_dir
 from app.node.profile import open_store
 from app.node.service import NodeService
-from app.node.shaper import Shaper, TraceEvent
+from app.node.shaper import Shaper, TraceEvent, check_mode
 
 if TYPE_CHECKING:
     from app.node.lan import LanDiscovery
@@ -71,6 +71,27 @@ def configure_logging(paths: ProfilePaths) -> None:
     root.setLevel(logging.INFO)
 
 
+def check_options(options: DaemonOptions) -> Config:
+    """The profile's settings, if the node can start with `options` (a profile, listen
+    and bootstrap addresses, a shaping mode); the error `hosted_node` would raise if
+    not, found without opening the profile (before a passphrase is asked for)."""
+    paths = ProfilePaths(options.profile)
+    if not paths.database.exists():
+        raise ProfileNotFound(
+            f"There is no profile in {options.profile} yet. "
+            "Create one with: scrambled-eggs init --name NAME"
+        )
+    config = load_config(paths.config)
+    parse_host_port(options.listen or config.listen, allow_port_zero=True)
+    for peer in [*options.bootstrap, *config.bootstrap]:
+        parse_host_port(peer)
+    try:
+        check_mode(options.shaping or config.shaping_mode)
+    except ValueError as exc:
+        raise InvalidArgument(f"Traffic shaping: {exc}.") from None
+    return config
+
+
 @asynccontextmanager
 async def hosted_node(
     options: DaemonOptions,
@@ -83,19 +104,11 @@ async def hosted_node(
 
     `frame_trace` receives every frame the shaper sees (tools/shaping/capture.py)."""
     paths = ProfilePaths(options.profile)
-    if not paths.database.exists():
-        raise ProfileNotFound(
-            f"There is no profile in {options.profile} yet. "
-            "Create one with: scrambled-eggs init --name NAME"
-        )
-    config = load_config(paths.config)
+    config = check_options(options)
     listen = options.listen or config.listen
     host, port = parse_host_port(listen, allow_port_zero=True)
     bootstrap = [parse_host_port(p) for p in [*options.bootstrap, *config.bootstrap]]
-    try:
-        shaper = Shaper(options.shaping or config.shaping_mode, trace=frame_trace)
-    except ValueError as exc:
-        raise InvalidArgument(f"Traffic shaping: {exc}.") from None
+    shaper = Shaper(options.shaping or config.shaping_mode, trace=frame_trace)
     async with waiting_lock(paths.lock):
         if log_to_profile:
             configure_logging(paths)

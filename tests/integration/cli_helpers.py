@@ -155,9 +155,21 @@ class Terminal:
                     self.output += os.read(self.fd, 65536)
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
+                self._drain()
                 os.close(self.fd)
                 return os.waitstatus_to_exitcode(status)
         os.kill(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
         os.close(self.fd)
         return None
+
+    def _drain(self) -> None:
+        """Read what is left on the terminal of an exited process."""
+        while select.select([self.fd], [], [], 0)[0]:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # closed: all was read
+                return
+            if not chunk:
+                return
+            self.output += chunk

@@ -219,6 +219,17 @@ def test_ctrl_c_at_the_passphrase_prompt_ends_the_command(tmp_path: Path) -> Non
     assert terminal.exit_code() == 0
 
 
+def test_daemon_options_it_cant_use_are_refused_before_the_passphrase(tmp_path: Path) -> None:
+    """Asking for the passphrase first (to let Ctrl+C end the prompt) must not make the
+    user type it only to hear that --listen was mistyped."""
+    alice = tmp_path / "alice"
+    cli_json(alice, "init", "--name", "Alice", passphrase=PASS)
+    terminal = Terminal(alice, "daemon", "--listen", "nonsense")
+    assert terminal.exit_code() == 1
+    assert b"'nonsense' is not HOST:PORT" in terminal.output
+    assert b"Passphrase" not in terminal.output
+
+
 CANARY = "CanaryZebra7731"
 
 
