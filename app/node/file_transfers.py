@@ -112,6 +112,12 @@ EncodedShares = list[tuple[Path, list[FileManifest]]]
 user named with the manifests of the files it holds."""
 
 
+def logged(exc: FilesError) -> str:
+    """`exc` as the log shows it: its kind and reason code, not its text, which names
+    the file or the folder for the user (docs/threat-model.md: logs hold no names)."""
+    return f"{type(exc).__name__}, {reason_code(exc)}"
+
+
 def display_name(manifest: FileManifest) -> str:
     """The transfer's name: sanitised folder parts and file name, "/"-separated."""
     return "/".join(sanitize_filename(part) for part in (*manifest.folder, manifest.name))
@@ -863,7 +869,7 @@ class FileTransfers:
                         log.info("transfer %s: the sender is back; asking it now", record.id)
                         continue
                     except BlocksUnavailable as exc:
-                        log.info("waiting for a source of a file's blocks: %s", exc)
+                        log.info("transfer %s: waiting for a source (%s)", record.id, logged(exc))
                         self._waiting(record)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(watch.connected.wait(), WAIT_FOR_SOURCE)
@@ -937,7 +943,7 @@ class FileTransfers:
                     last = part.held_count
                     await self._checkpoint(record, part, progress)
         except FilesError as exc:  # the final flush reports it to the user
-            log.warning("could not flush a file being received: %s", exc)
+            log.warning("could not flush a file being received: %s", logged(exc))
 
     async def _checkpoint(self, record: TransferRecord, part: PartFile, progress: Progress) -> None:
         saved = await asyncio.to_thread(part.checkpoint)
@@ -949,7 +955,7 @@ class FileTransfers:
         self._publish(TransferChanged(public(shown, progress.speed())))
 
     async def _fail(self, record: TransferRecord, exc: FilesError) -> None:
-        log.warning("a transfer failed: %s", exc)
+        log.warning("transfer %s failed: %s", record.id, logged(exc))
         record = dataclasses.replace(record, done_bytes=0, error=str(exc), reason=reason_code(exc))
         await self._end(record, TransferState.FAILED)
         self._tell(dataclasses.replace(record, state=TransferState.FAILED))

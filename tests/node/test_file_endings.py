@@ -6,10 +6,12 @@ starting it again on the same profile."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -31,7 +33,7 @@ from app.node.api import (
     UpdateSettings,
 )
 from app.node.config import load_config, save_config
-from app.node.files_errors import DiskFull
+from app.node.files_errors import BlocksUnavailable, DiskFull
 from app.node.history import FILE_DONE
 from app.node.messenger import Messenger
 from app.node.network import NetworkStack
@@ -532,3 +534,41 @@ async def test_both_sides_see_who_declined_or_cancelled(
     bob = pair[1] = await start_node(bob.root, join=alice.network)
     assert await ending(bob, running) == ("contact", False)
     assert await ending(bob, offered) == ("me", True)
+
+
+@pytest.mark.asyncio
+async def test_the_log_names_no_file_when_a_transfer_waits_or_fails(
+    pair: list[Node],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The user's errors name the file and its folder; the node's log did too ("3 blocks
+    of 'data.bin' are not available", "not enough free space in /home/...") although
+    docs/threat-model.md says logs hold no names. It logs the transfer id and the kind
+    of error instead."""
+    alice, bob = pair
+    monkeypatch.setattr(file_transfers, "WAIT_FOR_SOURCE", 0.1)
+    real_fetch = file_transfers.fetch_into
+    calls = 0
+
+    async def unavailable_once(manifest: Any, *args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise BlocksUnavailable(f"3 blocks of {manifest.name!r} are not available")
+        await real_fetch(manifest, *args, **kwargs)
+
+    def cannot_save(self: object) -> None:
+        raise DiskFull("not enough free space in /home/bob/Secret Plans to save the file")
+
+    monkeypatch.setattr(file_transfers, "fetch_into", unavailable_once)
+    monkeypatch.setattr(part_file.PartFile, "publish", cannot_save)
+    caplog.set_level(logging.DEBUG)
+    transfer_id, _ = await share(alice, tmp_path, 600 * KiB)
+    await eventually(lambda: in_state(bob, transfer_id, TransferState.FAILED))
+    assert calls >= 2
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"transfer {transfer_id}: waiting for a source (BlocksUnavailable" in logged
+    assert f"transfer {transfer_id} failed: DiskFull, disk_full" in logged
+    assert "data.bin" not in logged and "Secret Plans" not in logged
