@@ -258,6 +258,7 @@ class Messenger:
         """Load or create our prekeys, hook into the transport, reach every contact."""
         self.network.set_bundle(await self.sessions.load_prekeys())
         self.network.on_message(self.handle_payload)
+        self.network.manager.known = self.is_known_contact  # strangers' connections are capped
         self.network.presence_seen = self._presence_seen
         self.network.manager.subscribe(self._on_transport)
         self._resync = asyncio.ensure_future(self._resync_loop())

@@ -15,6 +15,11 @@
   silence (`app.core.liveness`); a dead link is closed, so it is redialled at once.
 * Events: `TransportEvent` values (frozen dataclasses) to subscribers, in order.
 * Every frame passes the `FrameHook` given here (the traffic shaper's seat).
+* Strangers: a connection a peer opened to us, when that peer is neither wanted (dialled
+  with `keep`) nor `known` (the node's contacts), is a stranger's. At most
+  `max_strangers` of those are open at once; one more is closed at once with a CLOSE
+  saying why. Identities cost nothing to make, so without a cap anyone could hold
+  thousands of handshaken connections, each with its keepalive and shaping.
 """
 
 from __future__ import annotations
@@ -105,6 +110,9 @@ STALE_AFTER = 1.0
 pinged before the duplicate is refused (the peer may have restarted)."""
 STALE_PROBE_TIMEOUT = 3.0
 """How long that ping may take before the old connection counts as dead."""
+MAX_STRANGERS = 16
+"""Open connections from peers neither wanted nor known, at most (see the docstring)."""
+TOO_MANY_STRANGERS = "too many connections from unknown peers"
 
 
 def _initiator_key(conn: AuthenticatedConnection) -> bytes:
@@ -130,6 +138,8 @@ class ConnectionManager:
         hook: FrameHook | None = None,
         on_message: MessageHandler | None = None,
         accept: Callable[[str], bool] | None = None,
+        known: Callable[[str], bool] | None = None,
+        max_strangers: int = MAX_STRANGERS,
         prefer_websocket_for: Callable[[str], Awaitable[bool]] | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
         rng: random.Random | None = None,
@@ -142,6 +152,9 @@ class ConnectionManager:
         self._hook = hook
         self._on_message = on_message
         self._accept = accept
+        self.known = known
+        """Whether an address is one of the node's contacts (no I/O); None: nobody is."""
+        self.max_strangers = max_strangers
         self._prefer_websocket_for = prefer_websocket_for
         self._random_bytes = random_bytes
         self._rng = rng or random.SystemRandom()
@@ -380,6 +393,16 @@ class ConnectionManager:
 
     # ------------------------------------------------------------------ connection life
 
+    def _is_stranger(self, address: str) -> bool:
+        return address not in self._wanted and (self.known is None or not self.known(address))
+
+    def _too_many_strangers(self, address: str) -> bool:
+        """True if `address` is a stranger and `max_strangers` strangers are connected."""
+        if not self._is_stranger(address):
+            return False
+        strangers = sum(1 for known in self._connections if self._is_stranger(known))
+        return strangers >= self.max_strangers
+
     def _adopt(self, conn: AuthenticatedConnection) -> AuthenticatedConnection:
         """Make `conn` the connection to its peer, unless the existing one wins."""
         address = conn.peer_address
@@ -387,6 +410,10 @@ class ConnectionManager:
             asyncio.get_running_loop().create_task(conn.close("shutting down"))
             return conn
         existing = self._connections.get(address)
+        if not conn.initiator and existing is None and self._too_many_strangers(address):
+            log.info("refused a connection: %s", TOO_MANY_STRANGERS)
+            asyncio.get_running_loop().create_task(conn.close(TOO_MANY_STRANGERS))
+            return conn
         if existing is not None and existing.is_open and existing is not conn:
             keep_existing = _rank(existing) < _rank(conn)
             loop = asyncio.get_running_loop()
