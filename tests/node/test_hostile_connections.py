@@ -1,4 +1,4 @@
-"""Hostile peers at the connection layer: strangers who complete the handshake in bulk.
+"""Hostile peers at the connection layer: handshaken strangers in bulk, silent handshakes.
 
 Identities cost nothing to make, so a stranger can open any number of authenticated
 connections, each one a new identity. Found by the live fuzzer (400 such connections
@@ -12,11 +12,18 @@ import contextlib
 from collections.abc import Callable
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed as WebSocketClosed
 
 from app.core.identity import IdentityKeys
 from app.node.transport.base import ConnectionClosed, TransportSettings
 from app.node.transport.manager import TOO_MANY_STRANGERS, ConnectionManager
-from app.node.transport.websocket import WebSocketConnection, dial_websocket
+from app.node.transport.websocket import (
+    MAX_PENDING_HANDSHAKES,
+    WebSocketConnection,
+    WebSocketListener,
+    dial_websocket,
+)
 
 FAST = TransportSettings(websocket_timeout=5)
 
@@ -75,3 +82,35 @@ async def test_connections_from_strangers_are_capped_contacts_still_get_in(
         for conn in dialled:
             await conn.close()
         await manager.close()
+
+
+@pytest.mark.asyncio
+async def test_silent_handshakes_from_one_host_do_not_keep_out_another(
+    identity_factory: Callable[[], IdentityKeys],
+) -> None:
+    """Slowloris on the direct path: WebSocket connections that never send a handshake
+    message each hold a place for `websocket_timeout`. Before, 32 of them from one host
+    filled every place and a contact elsewhere was refused ("busy") until they timed out."""
+    node_keys = identity_factory()
+    listener = WebSocketListener(node_keys, lambda conn: None, settings=FAST)
+    host, port = await listener.start("127.0.0.1", 0)
+    silent = []
+    try:
+        for _ in range(MAX_PENDING_HANDSHAKES):
+            silent.append(
+                await connect(f"ws://{host}:{port}/", proxy=None, local_addr=("127.0.0.2", 0))
+            )
+        # the ones over the per-host limit are turned away at once
+        with pytest.raises(WebSocketClosed) as refused:
+            await asyncio.wait_for(silent[-1].recv(), 3)
+        assert refused.value.rcvd is not None and refused.value.rcvd.code == 1013
+        # a contact on another host still gets through while the first ones stay silent
+        friend = await dial_websocket(
+            identity_factory(), node_keys.public.address, f"{host}:{port}"
+        )
+        assert friend.is_open
+        await friend.close()
+    finally:
+        for ws in silent:
+            await ws.close()
+        await listener.close()

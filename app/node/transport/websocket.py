@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 HIGH_WATER = 4 * 1024 * 1024
 CLOSE_LINGER = 1.0
 MAX_PENDING_HANDSHAKES = 32
+MAX_PENDING_PER_HOST = 8
+"""Handshakes in progress from one address, at most: silent connections from one host
+(each may take `websocket_timeout` to time out) cannot keep out a contact on another."""
 _WS_OPTIONS: dict[str, Any] = {
     "compression": None,
     "max_size": MAX_MESSAGE,
@@ -199,6 +202,13 @@ async def dial_websocket(
     )
 
 
+def _host_of(ws: ServerConnection) -> str:
+    try:
+        return str(ws.remote_address[0])
+    except (TypeError, IndexError, OSError):  # a socket already gone has no address
+        return ""
+
+
 async def _abort(ws: Any) -> None:
     if ws is not None:
         with contextlib.suppress(Exception):
@@ -231,7 +241,7 @@ class WebSocketListener:
         self._on_refused = on_refused
         self._random = random_bytes
         self._server: Server | None = None
-        self._pending = 0
+        self._pending: dict[str, int] = {}
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on `host:port` (port 0 picks one); return the bound address."""
@@ -253,10 +263,15 @@ class WebSocketListener:
             self._on_refused(key, reason)
 
     async def _handle(self, ws: ServerConnection) -> None:
-        if self._pending >= MAX_PENDING_HANDSHAKES:
+        host = _host_of(ws)
+        if (
+            self._pending.get(host, 0) >= MAX_PENDING_PER_HOST
+            or sum(self._pending.values()) >= MAX_PENDING_HANDSHAKES
+        ):
+            self._refuse(b"", "busy: too many handshakes in progress")
             await ws.close(1013, "busy")
             return
-        self._pending += 1
+        self._pending[host] = self._pending.get(host, 0) + 1
         handshake = IdentityHandshake(
             self._keys, initiator=False, ephemeral_secret=self._random(32)
         )
@@ -270,7 +285,9 @@ class WebSocketListener:
             self._refuse(b"", f"handshake aborted: {type(exc).__name__}")
             return
         finally:
-            self._pending -= 1
+            self._pending[host] -= 1
+            if not self._pending[host]:
+                del self._pending[host]
         peer = handshake.peer
         assert peer is not None
         if self._accept is not None and not self._accept(peer.signing_key):
