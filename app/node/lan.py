@@ -8,6 +8,11 @@ through the DHT as usual. Off with `--no-lan` or the `lan_discovery` setting.
 
 When the node listens on one specific address (e.g. 127.0.0.1), mDNS runs only on that
 interface; when it listens on 0.0.0.0, on every IPv4 interface.
+
+Anyone on the LAN can announce services, so what one announcer costs is bounded: at most
+`MAX_RESOLVING` names are resolved at once (others are skipped: an honest LAN has a few
+nodes), at most `MAX_ADDRESSES` endpoints of one service are used, and after `MAX_FOUND`
+endpoints in a run no more are joined (each one found is pinged).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_scrambled-eggs._udp.local."
 RESOLVE_MS = 3000
+MAX_RESOLVING = 16
+MAX_ADDRESSES = 8
+MAX_FOUND = 256
 
 FoundHandler = Callable[[list[str]], Awaitable[object]]
 
@@ -44,6 +52,7 @@ class LanDiscovery:
         self._info: AsyncServiceInfo | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.found: set[str] = set()
+        self._said_full = False
 
     def _addresses(self) -> list[str]:
         if self._host not in ("", "0.0.0.0"):
@@ -90,6 +99,11 @@ class LanDiscovery:
     ) -> None:
         if name == self._instance or state_change is ServiceStateChange.Removed:
             return
+        if len(self._tasks) >= MAX_RESOLVING or len(self.found) >= MAX_FOUND:
+            if not self._said_full:  # said once: a flood must not fill the log either
+                log.info("ignoring further LAN announcements: too many at once or in all")
+            self._said_full = True
+            return
         task = asyncio.ensure_future(self._resolve(name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -105,7 +119,8 @@ class LanDiscovery:
         endpoints = [
             f"{address}:{info.port}" for address in info.parsed_addresses(IPVersion.V4Only)
         ]
-        new = [e for e in endpoints if e not in self.found]
+        new = [e for e in endpoints[:MAX_ADDRESSES] if e not in self.found]
+        new = new[: max(0, MAX_FOUND - len(self.found))]
         if not new:
             return
         self.found.update(new)

@@ -9,13 +9,15 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import pytest_asyncio
 
 from app.core.identity import IdentityKeys
 from app.core.prekeys import PrekeyStore, verify_bundle
-from app.node.lan import LanDiscovery
+from app.node import lan as lan_module
+from app.node.lan import MAX_ADDRESSES, MAX_FOUND, MAX_RESOLVING, SERVICE_TYPE, LanDiscovery
 from app.node.network import NetworkStack, ice_servers_of
 from app.node.transport import IceServer, TransportSettings
 
@@ -146,6 +148,62 @@ async def test_lan_discovery_inside_the_namespace() -> None:
             await lan.stop()
         for stack in stacks:
             await stack.stop()
+
+
+class _Announced:
+    """Stands in for `AsyncServiceInfo`: every name resolves, after a moment, to the
+    addresses `ADDRESSES` gives it (a hostile announcer can name as many as it likes)."""
+
+    ADDRESSES: ClassVar[dict[str, list[str]]] = {}
+    resolving = 0
+    peak = 0
+
+    def __init__(self, service_type: str, name: str) -> None:
+        self.name = name
+        self.port = 4000
+
+    async def async_request(self, zeroconf: object, timeout_ms: int) -> bool:
+        type(self).resolving += 1
+        type(self).peak = max(type(self).peak, type(self).resolving)
+        await asyncio.sleep(0.01)
+        type(self).resolving -= 1
+        return True
+
+    def parsed_addresses(self, version: object) -> list[str]:
+        return self.ADDRESSES[self.name]
+
+
+@pytest.mark.asyncio
+async def test_a_flood_of_lan_announcements_costs_a_bounded_amount(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found with a hostile mDNS announcer in a private namespace: 300 services of 16
+    addresses each made a node resolve 505 names at once and ping all 4,781 endpoints."""
+    monkeypatch.setattr(lan_module, "AsyncServiceInfo", _Announced)
+    joined: list[list[str]] = []
+
+    async def on_found(endpoints: list[str]) -> None:
+        joined.append(endpoints)
+
+    lan = LanDiscovery("127.0.0.1", 9, on_found)
+    lan._zeroconf = type("Zc", (), {"zeroconf": None})()  # type: ignore[assignment]
+    added = lan_module.ServiceStateChange.Added
+    _Announced.ADDRESSES["honest." + SERVICE_TYPE] = ["127.0.0.2"]
+    lan._on_change(None, SERVICE_TYPE, "honest." + SERVICE_TYPE, added)  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    assert joined == [["127.0.0.2:4000"]]
+    for i in range(300):
+        name = f"evil{i}.{SERVICE_TYPE}"
+        _Announced.ADDRESSES[name] = [f"127.{1 + i // 256}.{i % 256}.{j}" for j in range(16)]
+        lan._on_change(None, SERVICE_TYPE, name, added)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        if i % 20 == 0:
+            await asyncio.sleep(0.02)
+    while lan._tasks:
+        await asyncio.sleep(0.01)
+    assert _Announced.peak <= MAX_RESOLVING
+    assert all(len(endpoints) <= MAX_ADDRESSES for endpoints in joined)
+    assert sum(len(endpoints) for endpoints in joined) == len(lan.found) == MAX_FOUND
 
 
 @pytest.mark.asyncio
