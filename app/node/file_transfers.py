@@ -87,6 +87,10 @@ BLOCK_TIMEOUT = 20.0
 """A block request unanswered this long is asked of another source."""
 MAX_IN_FLIGHT = 16
 """Blocks requested at once per transfer (16 x 256 KiB = 4 MiB in flight at most)."""
+MAX_FETCHES_PER_CONTACT = 8
+"""Incoming transfers of one contact fetched at once; the others wait their turn. Each
+fetch holds an open, preallocated part file: a contact offering thousands of small files
+(each under the auto-accept size) must not open thousands of them."""
 DIRECT_DIAL = 5.0
 """How long moving a WebRTC connection to the direct path may take before giving up."""
 DIRECT_RETRY = 60.0
@@ -157,6 +161,8 @@ class FileTransfers:
         self._progress: dict[str, Progress] = {}
         self._parts: dict[str, PartFile] = {}
         """The part files of incoming transfers being fetched."""
+        self._fetch_slots: dict[str, asyncio.Semaphore] = {}
+        """Per contact: `MAX_FETCHES_PER_CONTACT` fetches of its files at once."""
         self.serving = FileServing(
             store, self.blockstore, publish, self._progress, self._spawn, monotonic
         )
@@ -764,6 +770,12 @@ class FileTransfers:
         log.info("bulk path to the sender: %s", "websocket" if direct else conn.path)
 
     async def _fetch(self, transfer_id: str) -> None:
+        contact = (await self._get(transfer_id)).contact
+        slots = self._fetch_slots.setdefault(contact, asyncio.Semaphore(MAX_FETCHES_PER_CONTACT))
+        async with slots:
+            await self._fetch_now(transfer_id)
+
+    async def _fetch_now(self, transfer_id: str) -> None:
         record = await self._get(transfer_id)
         manifest = decode_manifest(record.manifest)
         try:
