@@ -1,0 +1,1 @@
+"""Hostile-peer fuzzing of a running node (loopback only): see hostile_peer.py."""
