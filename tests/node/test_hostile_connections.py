@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 
 import pytest
@@ -114,3 +115,35 @@ async def test_silent_handshakes_from_one_host_do_not_keep_out_another(
         for ws in silent:
             await ws.close()
         await listener.close()
+
+
+class _NowhereSlowly:
+    """A resolver that takes a moment to find no endpoint (the dial then fails)."""
+
+    async def endpoints(self, address: str) -> list[str]:
+        await asyncio.sleep(0.2)
+        return []
+
+
+@pytest.mark.asyncio
+async def test_a_dial_nobody_waits_for_any_more_fails_without_an_asyncio_error(
+    identity_factory: Callable[[], IdentityKeys],
+) -> None:
+    """Found by the contact campaign: a dial shared by callers who all gave up (a send
+    cancelled while the hostile contact's connections were being closed) failed later
+    with nobody to see it, and asyncio logged "Task exception was never retrieved" at
+    ERROR with a traceback."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    manager = ConnectionManager(identity_factory(), None, settings=FAST, resolver=_NowhereSlowly())
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(manager.connect(identity_factory().public.address), 0.05)
+        await asyncio.sleep(0.4)  # the dial fails meanwhile
+        gc.collect()
+        assert [c["message"] for c in reported] == []
+    finally:
+        loop.set_exception_handler(previous)
+        await manager.close()

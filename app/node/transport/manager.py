@@ -36,6 +36,7 @@ from typing import Protocol
 
 from app.core.identity import IdentityKeys, encode_address, normalize_address
 from app.core.liveness import Heard, LinkDead, LinkLiveness, LivenessSettings, SendPing
+from app.node.futures import retrieve
 
 from .base import (
     AuthenticatedConnection,
@@ -318,6 +319,9 @@ class ConnectionManager:
             task = asyncio.get_running_loop().create_task(self._dial(address))
             self._dials[address] = task
             task.add_done_callback(lambda _t: self._dials.pop(address, None))
+            # every caller may have given up (cancelled) by the time it fails: each one
+            # still waiting gets the failure; nobody left is no error to log
+            task.add_done_callback(retrieve)
         return await asyncio.shield(task)
 
     async def _dial(self, address: str) -> AuthenticatedConnection:
