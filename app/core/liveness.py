@@ -21,6 +21,11 @@ ordered): the wait ends there, whatever the application does with its answer, so
 peer that is alive but slow to answer costs one PING, not one every `silence`. The
 next keepalive PING follows any PONG by `keepalive_interval`, so a probe also stands
 for the next keepalive.
+
+* **Suspect** (the machine woke up or changed networks: `Suspected`): a PING goes at
+  once, even if one is already out (a fresh frame also prompts the path to retransmit
+  what the change lost); unless something is heard after the change, the link is dead
+  `probe_timeout` after that PING. A live link answers in a round trip and stays.
 """
 
 from __future__ import annotations
@@ -83,7 +88,14 @@ class PongReceived:
     sent_at: float
 
 
-LivenessEvent = Heard | AnswerAwaited | PingSent | PongReceived
+@dataclass(frozen=True)
+class Suspected:
+    """At `at` the machine woke from sleep or its network changed: the link may be dead."""
+
+    at: float
+
+
+LivenessEvent = Heard | AnswerAwaited | PingSent | PongReceived | Suspected
 
 
 # ---------------------------------------------------------------------- verdicts
@@ -134,6 +146,10 @@ class LinkLiveness:
         """The oldest awaited answer's frame no PONG has vouched for yet."""
         self._srtt: float | None = None
         self._rttvar = 0.0
+        self._suspect_since: float | None = None
+        """When the network last changed, until something is heard after it."""
+        self._suspect_ping: float | None = None
+        """When the PING that checks the link since that change left (None: not yet)."""
         self.probes = 0
         """Probe PINGs sent (for tests and statistics)."""
 
@@ -144,20 +160,32 @@ class LinkLiveness:
         match event:
             case Heard(at):
                 self._heard = max(self._heard, at)
+                self._clear_suspicion(at)
+            case Suspected(at):
+                self._suspect_since, self._suspect_ping = at, None
             case AnswerAwaited(at):
                 if self._awaiting_since is None:
                     self._awaiting_since = at
             case PingSent(at):
                 if self._ping_at is None:
                     self._ping_at = at
+                since = self._suspect_since
+                if since is not None and self._suspect_ping is None and at >= since:
+                    self._suspect_ping = at
             case PongReceived(at, sent_at):
                 self._heard = max(self._heard, at)
+                self._clear_suspicion(at)
                 self._sample(at - sent_at)
                 if self._ping_at is not None and sent_at >= self._ping_at:
                     self._ping_at = None
                     self._next_keepalive = at + self.settings.keepalive_interval
                 if self._awaiting_since is not None and sent_at >= self._awaiting_since:
                     self._awaiting_since = None
+
+    def _clear_suspicion(self, heard_at: float) -> None:
+        """A frame heard after the change proves the link survived it."""
+        if self._suspect_since is not None and heard_at > self._suspect_since:
+            self._suspect_since = self._suspect_ping = None
 
     def _sample(self, rtt: float) -> None:
         rtt = max(0.0, rtt)
@@ -173,6 +201,11 @@ class LinkLiveness:
     def rto(self) -> float | None:
         """SRTT + 4 RTTVAR in seconds, None before the first PONG."""
         return None if self._srtt is None else self._srtt + 4 * self._rttvar
+
+    @property
+    def suspected(self) -> bool:
+        """True from a `Suspected` until something is heard after it."""
+        return self._suspect_since is not None
 
     @property
     def awaiting(self) -> bool:
@@ -195,6 +228,20 @@ class LinkLiveness:
 
     def poll(self, now: float) -> Verdict:
         """What to do at `now`: wait (until when), send a PING, or give the link up."""
+        if self._suspect_since is not None:
+            if self._suspect_ping is None:
+                self.probes += 1
+                return SendPing(PingKind.PROBE)
+            suspect_dead_at = self._suspect_ping + self.probe_timeout
+            if now >= suspect_dead_at:
+                return LinkDead("no answer after the network changed")
+            verdict = self._poll_unsuspected(now)
+            if isinstance(verdict, Wait):
+                return Wait(min(verdict.until, suspect_dead_at))
+            return verdict
+        return self._poll_unsuspected(now)
+
+    def _poll_unsuspected(self, now: float) -> Verdict:
         s = self.settings
         awaiting = self._awaiting_since
         if self._ping_at is not None:

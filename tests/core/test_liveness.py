@@ -21,6 +21,7 @@ from app.core.liveness import (
     PingSent,
     PongReceived,
     SendPing,
+    Suspected,
     Wait,
 )
 
@@ -39,6 +40,7 @@ class Link:
     cut_at: float = float("inf")
     frames: list[float] = field(default_factory=list)
     awaits: list[float] = field(default_factory=list)
+    suspects: list[float] = field(default_factory=list)
     pings: list[tuple[float, PingKind]] = field(default_factory=list)
     dead_at: float | None = None
     reason: str = ""
@@ -58,6 +60,8 @@ class Link:
                 push(at, Heard(at))
         for at in self.awaits:
             push(at, AnswerAwaited(at))
+        for at in self.suspects:
+            push(at, Suspected(at))
         now = start
         while now <= until:
             while inputs and inputs[0][0] <= now:
@@ -211,3 +215,59 @@ def test_settings_are_checked() -> None:
         LivenessSettings(probe_after=0)
     with pytest.raises(LocalProtocolError):
         LivenessSettings(rtt_factor=-1)
+
+
+# ---------------------------------------------------------------------- network changes
+
+
+def test_a_link_that_died_in_a_sleep_is_dropped_a_probe_timeout_after_the_wake() -> None:
+    """The machine slept through the keepalive (cut just after a PONG, the keepalive's
+    worst case) and says so at 20.5: probed at once, dead 2 s later instead of ~10 s."""
+    cut, woke = 20.02, 20.5
+    suspected = Link(rtt=0.002, cut_at=cut, suspects=[woke]).run(LinkLiveness(NODE, 0.0), 100.0)
+    unaware = Link(rtt=0.002, cut_at=cut).run(LinkLiveness(NODE, 0.0), 100.0)
+    assert suspected.reason == "no answer after the network changed"
+    assert suspected.dead_at == pytest.approx(woke + NODE.probe_timeout_min)
+    assert unaware.dead_at is not None and unaware.dead_at - woke > 9.0
+    assert [kind for at, kind in suspected.pings if at >= woke] == [PingKind.PROBE]
+
+
+def test_a_live_link_survives_a_network_change_with_one_ping() -> None:
+    link = Link(rtt=0.05, suspects=[7.0, 33.3]).run(LinkLiveness(NODE, 0.0), 120.0)
+    assert link.dead_at is None
+    probes = [at for at, kind in link.pings if kind is PingKind.PROBE]
+    assert probes == [7.0, 33.3]
+    # the keepalive cadence resumes from the probe's PONG
+    after = [at for at, _ in link.pings if at > 7.0]
+    assert after[0] == pytest.approx(7.0 + 0.05 + NODE.keepalive_interval)
+
+
+def test_a_change_while_a_keepalive_ping_is_out_sends_a_fresh_one() -> None:
+    """The PING out may have been lost in the change: a new one goes at once, and the
+    link counts as dead a probe timeout after it, not after the old PING's allowance."""
+    liveness = LinkLiveness(NODE, 0.0)
+    assert liveness.poll(0.0) == SendPing(PingKind.KEEPALIVE)
+    liveness.handle(PingSent(0.0))
+    liveness.handle(Suspected(0.5))
+    assert liveness.suspected
+    assert liveness.poll(0.5) == SendPing(PingKind.PROBE)
+    liveness.handle(PingSent(0.5))
+    assert liveness.poll(0.6) == Wait(0.5 + NODE.probe_timeout_min)
+    assert liveness.poll(2.5) == LinkDead("no answer after the network changed")
+
+
+def test_a_frame_heard_after_the_change_clears_the_suspicion() -> None:
+    liveness = LinkLiveness(NODE, 0.0)
+    liveness.handle(Suspected(10.0))
+    assert liveness.poll(10.0) == SendPing(PingKind.PROBE)
+    liveness.handle(PingSent(10.0))
+    liveness.handle(Heard(9.9))  # from before the change: proves nothing
+    assert liveness.suspected
+    liveness.handle(Heard(10.2))  # a data frame after it: the link survived
+    assert not liveness.suspected
+    assert not isinstance(liveness.poll(12.5), LinkDead)
+
+
+def test_a_slow_link_gets_a_probe_timeout_scaled_to_its_round_trip() -> None:
+    link = Link(rtt=1.5, suspects=[40.0]).run(LinkLiveness(NODE, 0.0), 120.0)
+    assert link.dead_at is None
