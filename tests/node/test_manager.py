@@ -337,3 +337,99 @@ async def test_a_live_peer_that_does_not_answer_costs_one_probe(
     await conn.send(b"a request nobody answers", awaits_answer=True)
     await asyncio.sleep(2.0)
     assert conn.is_open and conn.liveness.probes == 1 and not conn.liveness.awaiting
+
+
+# ---------------------------------------------------------------------- network changes
+
+
+@pytest.mark.asyncio
+async def test_a_network_change_closes_a_dead_link_within_the_probe_time_and_keeps_a_live_one(
+    pair: Callable[..., Any],
+) -> None:
+    """The keepalive is a minute away: only the probe after the change notices."""
+    alice, bob = await pair(settings=QUICK_PROBE)
+    conn = await alice.manager.connect(bob.address, keep=False)
+    await wait_until(lambda: bob.manager.connection(alice.address) is not None)
+    await asyncio.sleep(0.2)  # the first keepalive PING is answered
+    assert conn.liveness is not None
+    alice.manager.network_changed()
+    await asyncio.sleep(1.0)
+    assert conn.is_open and conn.liveness.probes == 1 and not conn.liveness.suspected
+    bob_side = bob.manager.connection(alice.address)
+    assert bob_side is not None
+    bob_side._receive_bytes = lambda data: None  # type: ignore[method-assign]  # died asleep
+    alice.manager.network_changed()
+    await asyncio.wait_for(conn.wait_closed(), 5)
+    assert conn.close_reason == "no answer after the network changed"
+    assert conn.liveness.probes == 2
+
+
+@pytest.mark.asyncio
+async def test_a_network_change_dials_a_peer_waiting_out_a_long_backoff_now(
+    signaller: Any, identity_factory: Callable[[], IdentityKeys]
+) -> None:
+    """Bob left; Alice's next attempt is 10-20 s away. Bob is back and Alice's machine
+    says its network changed: she dials within a second."""
+    slow = replace(FAST, prefer_websocket=True, backoff_initial=20.0, backoff_max=20.0)
+    resolver = StaticResolver()
+    alice_keys, bob_keys = identity_factory(), identity_factory()
+    alice = Node(alice_keys, ConnectionManager(alice_keys, signaller, settings=slow,
+                                               resolver=resolver))  # fmt: skip
+    managers = [alice.manager]
+
+    async def start_bob() -> ConnectionManager:
+        manager = ConnectionManager(bob_keys, signaller, settings=FAST, resolver=resolver)
+        resolver.table[bob_keys.public.address] = [await manager.start_listening("127.0.0.1", 0)]
+        signaller.register(bob_keys.public.address, manager.handle_signal)
+        managers.append(manager)
+        return manager
+
+    def waits() -> list[float]:
+        return [e.retry_in for e in alice.events if isinstance(e, ConnectionStateChanged)
+                and e.state is PeerState.WAITING_TO_RETRY and e.retry_in is not None]  # fmt: skip
+
+    try:
+        bob = await start_bob()
+        await alice.manager.connect(bob_keys.public.address, keep=True)
+        await bob.close()
+        await wait_until(lambda: len(waits()) == 1)
+        assert waits()[0] >= 10.0  # the backoff after the drop
+        await start_bob()
+        assert alice.manager.network_changed() == 1
+        await asyncio.sleep(0)  # the redial task starts
+        assert len(waits()) == 2 and waits()[1] <= 1.0
+        await wait_until(lambda: alice.manager.connection(bob_keys.public.address) is not None, 8)
+    finally:
+        for manager in managers:
+            await manager.close()
+
+
+@pytest.mark.asyncio
+async def test_the_dials_after_a_network_change_are_paced_most_recently_lost_first(
+    pair: Callable[..., Any], identity_factory: Callable[[], IdentityKeys]
+) -> None:
+    """500 wanted peers: spread over 5 s (100 a second), not one burst; the peer lost
+    a moment ago (likely still online) goes first."""
+    slow = replace(FAST, backoff_initial=600.0, backoff_max=600.0, backoff_max_absent=600.0)
+    alice, bob = await pair(settings=slow)
+    absent = [identity_factory().public.address for _ in range(499)]
+    for address in absent:
+        with contextlib.suppress(ConnectFailed):
+            await alice.manager.connect(address, keep=True)
+    await alice.manager.connect(bob.address, keep=True)
+    await bob.manager.close()
+    await wait_until(lambda: alice.manager.connection(bob.address) is None)
+    await asyncio.sleep(0.1)
+    before = len(alice.events)
+    assert alice.manager.network_changed() == 500
+    await asyncio.sleep(0)  # the redial tasks start
+    planned = {
+        e.address: e.retry_in
+        for e in alice.events[before:]
+        if isinstance(e, ConnectionStateChanged) and e.state is PeerState.WAITING_TO_RETRY
+    }
+    assert len(planned) == 500
+    delays = sorted(d for d in planned.values() if d is not None)
+    assert delays[-1] <= 5.0
+    assert sum(1 for d in delays if d < 1.0) <= 101  # the rate, not a burst
+    assert planned[bob.address] == delays[0] and delays[0] < 0.01

@@ -13,6 +13,10 @@
   exponential backoff and jitter (`backoff_delay`), until `disconnect` or `close`.
 * Liveness: keepalive PINGs, and an early PING when a frame that awaits an answer meets
   silence (`app.core.liveness`); a dead link is closed, so it is redialled at once.
+* Network changes (`network_changed`: the machine woke up or its addresses changed):
+  every open connection is probed at once, and every wanted peer without one is dialled
+  now, whatever its backoff, spread over `WAKE_SPREAD` seconds (longer for many peers:
+  at most `WAKE_DIALS_PER_SECOND`), peers lost most recently first.
 * Events: `TransportEvent` values (frozen dataclasses) to subscribers, in order.
 * Every frame passes the `FrameHook` given here (the traffic shaper's seat).
 * Strangers: a connection a peer opened to us, when that peer is neither wanted (dialled
@@ -35,7 +39,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.core.identity import IdentityKeys, encode_address, normalize_address
-from app.core.liveness import Heard, LinkDead, LinkLiveness, LivenessSettings, SendPing
+from app.core.liveness import (
+    Heard,
+    LinkDead,
+    LinkLiveness,
+    LivenessSettings,
+    SendPing,
+    Suspected,
+)
 from app.node.futures import retrieve
 
 from .base import (
@@ -114,6 +125,11 @@ STALE_PROBE_TIMEOUT = 3.0
 MAX_STRANGERS = 16
 """Open connections from peers neither wanted nor known, at most (see the docstring)."""
 TOO_MANY_STRANGERS = "too many connections from unknown peers"
+WAKE_SPREAD = 1.0
+"""Seconds over which the dials after a network change are spread (at least)."""
+WAKE_DIALS_PER_SECOND = 100.0
+"""At most this many of those dials a second: 2,000 contacts are dialled over 20 s, not
+in one burst of WebRTC offers that would hold the event loop for seconds."""
 
 
 def _initiator_key(conn: AuthenticatedConnection) -> bytes:
@@ -295,6 +311,32 @@ class ConnectionManager:
         conn = self._connections.get(address)
         if conn is not None:
             await conn.close("disconnected by the user")
+
+    def network_changed(self) -> int:
+        """The machine woke up or its addresses changed: probe every open connection
+        now (a dead one closes within the probe timeout, and is redialled), and dial
+        every wanted peer without a connection now rather than when its backoff says,
+        spread over `WAKE_SPREAD` s (or `WAKE_DIALS_PER_SECOND`), most recently lost
+        first. A dial already running is left to finish. Returns how many are dialled."""
+        if self._closing:
+            return 0
+        now = asyncio.get_running_loop().time()
+        for conn in list(self._connections.values()):
+            if conn.is_open and conn.liveness is not None:
+                conn.liveness.handle(Suspected(now))
+                conn.liveness_changed.set()
+        waiting = [a for a in self._wanted if self.connection(a) is None and a not in self._dials]
+        waiting.sort(key=lambda a: self._lost_at.get(a, float("-inf")), reverse=True)
+        spread = max(WAKE_SPREAD, len(waiting) / WAKE_DIALS_PER_SECOND)
+        for index, address in enumerate(waiting):
+            task = self._retry_tasks.pop(address, None)
+            if task is not None:
+                task.cancel()
+            first = spread * (index + self._rng.random()) / len(waiting)
+            self._schedule_retry(address, attempt=0, first_delay=first)
+        if waiting:
+            log.info("network changed: dialling %d peers within %.1f s", len(waiting), spread)
+        return len(waiting)
 
     async def close(self) -> None:
         """Close every connection, stop listening and stop all retries."""
@@ -525,10 +567,11 @@ class ConnectionManager:
                     async with asyncio.timeout_at(verdict.until):
                         await conn.liveness_changed.wait()
 
-    def _schedule_retry(self, address: str, attempt: int) -> None:
+    def _schedule_retry(self, address: str, attempt: int, first_delay: float | None = None) -> None:
         if address in self._retry_tasks:
             return
-        task = asyncio.get_running_loop().create_task(self._retry_loop(address, attempt))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._retry_loop(address, attempt, first_delay))
         self._retry_tasks[address] = task
         task.add_done_callback(lambda t: self._retry_tasks.pop(address, None) if
                                self._retry_tasks.get(address) is t else None)  # fmt: skip
@@ -542,16 +585,21 @@ class ConnectionManager:
             return self.settings.backoff_max
         return max(self.settings.backoff_max, self.settings.backoff_max_absent)
 
-    async def _retry_loop(self, address: str, attempt: int) -> None:
+    async def _retry_loop(self, address: str, attempt: int, first_delay: float | None) -> None:
+        """Dial `address` until connected: after `first_delay` if given, else (and after
+        each failure) after the backoff of the attempt."""
         while address in self._wanted and not self._closing:
             if self.connection(address) is not None:
                 return
-            delay = backoff_delay(
-                attempt,
-                self.settings.backoff_initial,
-                self._backoff_cap(address),
-                self._rng.random(),
-            )
+            if first_delay is not None:
+                delay, first_delay = first_delay, None
+            else:
+                delay = backoff_delay(
+                    attempt,
+                    self.settings.backoff_initial,
+                    self._backoff_cap(address),
+                    self._rng.random(),
+                )
             self._emit(ConnectionStateChanged(address, PeerState.WAITING_TO_RETRY, retry_in=delay))
             await asyncio.sleep(delay)
             if address not in self._wanted or self.connection(address) is not None:
