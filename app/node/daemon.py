@@ -37,6 +37,7 @@ from app.node.paths import ProfilePaths, make_private_dir
 from app.node.profile import open_store
 from app.node.service import NodeService
 from app.node.shaper import Shaper, TraceEvent, check_mode
+from app.node.wake import WakeWatcher
 
 if TYPE_CHECKING:
     from app.node.lan import LanDiscovery
@@ -124,6 +125,7 @@ async def hosted_node(
         control = ControlServer(service, paths)
         lan: LanDiscovery | None = None
         follow: asyncio.Task[None] | None = None
+        wake = WakeWatcher()
         try:
             picked = await _start_network(network, host, port, listen, config, options.listen)
             if picked:
@@ -153,11 +155,19 @@ async def hosted_node(
                 except OSError as exc:
                     log.warning("LAN discovery is unavailable: %s", exc)
                     lan = None
+            # a wake or a new network: probe links, dial contacts, poll, publish now
+            wake.subscribe(network.network_changed)
+            wake.subscribe(messenger.network_changed)
+            wake.subscribe(courier.network_changed)
+            if lan is not None:
+                wake.subscribe(lan.network_changed)
+            wake.start()
             log.info("node up on %s", network.endpoints())
             if options.shaping is None:  # no override for this run: follow the setting
                 follow = asyncio.create_task(_follow_shaping_setting(service, shaper))
             yield service
         finally:
+            await wake.stop()
             if follow is not None:
                 follow.cancel()
             await control.stop()

@@ -13,6 +13,11 @@ Anyone on the LAN can announce services, so what one announcer costs is bounded:
 `MAX_RESOLVING` names are resolved at once (others are skipped: an honest LAN has a few
 nodes), at most `MAX_ADDRESSES` endpoints of one service are used, and after `MAX_FOUND`
 endpoints in a run no more are joined (each one found is pinged).
+
+After a wake or a network change (`network_changed`), discovery starts over: zeroconf
+chose its interfaces and our announced addresses at start, and nodes that appeared while
+we slept announced themselves to nobody; a fresh start announces our current addresses
+and asks the LAN again, and every node found is joined again.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class LanDiscovery:
         self._browser: AsyncServiceBrowser | None = None
         self._info: AsyncServiceInfo | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._restart: asyncio.Task[None] | None = None
+        self._again = False
         self.found: set[str] = set()
         self._said_full = False
 
@@ -78,17 +85,43 @@ class LanDiscovery:
             self._zeroconf.zeroconf, [SERVICE_TYPE], handlers=[self._on_change]
         )
 
+    def network_changed(self, event: object = None) -> None:
+        """The machine woke up or changed networks: start over in the background (see
+        the module docstring); a failure leaves LAN discovery off, as at start."""
+        self._again = True
+        if self._restart is None or self._restart.done():
+            self._restart = asyncio.ensure_future(self._start_over())
+
+    async def _start_over(self) -> None:
+        while self._again:  # changes during a restart: one more, not one each
+            self._again = False
+            await self._stop_announcing()
+            self.found.clear()
+            self._said_full = False
+            try:
+                await self.start()
+            except OSError as exc:
+                log.warning("LAN discovery is unavailable after a network change: %s", exc)
+
     async def stop(self) -> None:
         """Withdraw our announcement and stop browsing."""
+        if self._restart is not None:
+            self._restart.cancel()
+            await asyncio.gather(self._restart, return_exceptions=True)
+        await self._stop_announcing()
+
+    async def _stop_announcing(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._browser is not None:
-            await self._browser.async_cancel()
-        if self._zeroconf is not None:
-            if self._info is not None:
-                await self._zeroconf.async_unregister_service(self._info)
-            await self._zeroconf.async_close()
-        self._zeroconf = None
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            await browser.async_cancel()
+        zeroconf, self._zeroconf = self._zeroconf, None
+        info, self._info = self._info, None
+        if zeroconf is not None:
+            if info is not None:
+                await zeroconf.async_unregister_service(info)
+            await zeroconf.async_close()
 
     def _on_change(
         self,

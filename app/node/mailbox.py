@@ -61,6 +61,7 @@ from app.core.records import (
     dht_key,
     sign_record,
 )
+from app.core.wake import Resumed, WakeEvent
 from app.node.state_message import NewMailboxEpoch
 from app.node.storage.mailbox_epochs import MailboxEpoch
 
@@ -379,6 +380,9 @@ class MailboxCourier:
         """Epochs we issued and must still announce: address -> (epoch, seed, the
         contact's ratchet key when we rotated; we announce once it has changed)."""
         self._task: asyncio.Task[None] | None = None
+        self._soon = asyncio.Event()
+        """Set when the next round should not wait for `poll_interval` (a wake)."""
+        self._full_soon = False
         self._lock = asyncio.Lock()
         self._read_all: set[str] = set()
         """Contacts whose last 7 days were read in this run (or synced: connected)."""
@@ -405,7 +409,27 @@ class MailboxCourier:
                 await self._repost()
             except Exception:  # one failed round must not end the polling
                 log.exception("mailbox round failed")
-            await asyncio.sleep(self._poll_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._soon.wait()
+            if self._soon.is_set():
+                self._soon.clear()
+                full, self._full_soon = self._full_soon, False
+                await asyncio.sleep(self._first_poll_delay)  # contacts back by then need none
+
+    def poll_soon(self, *, full: bool = False) -> None:
+        """Poll `first_poll_delay` seconds from now rather than at the next period (the
+        machine woke up or changed networks: contacts online reconnect meanwhile, the
+        others may have left envelopes while we slept). `full`: all 7 days (a sleep
+        longer than the `RECENT_DAYS` a round reads)."""
+        self._full_soon = self._full_soon or full
+        self._soon.set()
+
+    def network_changed(self, event: WakeEvent) -> None:
+        """A wake or network change: poll soon, all 7 days after a sleep of more than a
+        day (a round reads today's and yesterday's mailboxes only)."""
+        slept = event.slept if isinstance(event, Resumed) else 0.0
+        self.poll_soon(full=slept > (RECENT_DAYS - 1) * DAY_SECONDS)
 
     async def _contacts(self) -> list[ContactRecord]:
         return [r for r in await self._store.call(self._store.contacts.all) if r.dh_key]

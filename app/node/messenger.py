@@ -344,6 +344,14 @@ class Messenger:
         jittered = delay * (0.8 + 0.4 * int.from_bytes(os.urandom(2)) / 65535)
         self._lookups[address] = (time.monotonic() + jittered, delay)
 
+    def network_changed(self, event: object = None) -> None:
+        """The machine woke up or changed networks: contacts we found no presence for are
+        looked up again at the next resync round (their backoff, up to 2 minutes, started
+        over; the lookups themselves are paced by `NetworkStack.background`)."""
+        now = time.monotonic()
+        for address in self._lookups:
+            self._lookups[address] = (now, LOOKUP_RETRY_FIRST / 2)
+
     def after_join(self, joined: asyncio.Future[Any]) -> None:
         """Once the DHT is joined, look for every contact not reached yet."""
 

@@ -40,6 +40,7 @@ from app.core.records import (
     dht_key,
     sign_record,
 )
+from app.core.wake import WakeEvent
 from app.node.api import Peer
 from app.node.dht import DhtNode, attached_networks, parse_host_port
 from app.node.dht_protocol import Address
@@ -79,6 +80,10 @@ every neighbour was evicted as unresponsive."""
 BUNDLE_REQUEST = b"\xb0"
 BUNDLE_REPLY = b"\xb1"
 BUNDLE_WAIT_SECONDS = 5.0
+REPUBLISH_AFTER_CHANGE = 2.0
+"""Seconds between a wake or network change and publishing our records again: the
+network is seldom usable the moment the machine wakes (Wi-Fi associates, DHCP), and
+changes come in bursts (an address goes, another comes); the last one wins."""
 
 
 def ice_loopback_requested() -> bool:
@@ -214,6 +219,8 @@ class NetworkStack:
         """Paces lookups made in the background (mailbox reads, offline contacts)."""
         self._join: asyncio.Task[int] | None = None
         self._rejoin: asyncio.Task[None] | None = None
+        self._refresh: asyncio.Task[None] | None = None
+        self._published_endpoints: tuple[str, ...] = ()
         self._rejoin_peers: dict[tuple[str, int], None] = {}
         """Nodes to join again through when no DHT neighbour is left: the bootstrap
         nodes and those of invites and contacts (`join_via`), in order, the newest kept."""
@@ -297,11 +304,36 @@ class NetworkStack:
 
     async def stop(self) -> None:
         """Close every connection and the DHT socket."""
-        for task in (self._join, self._rejoin):
+        for task in (self._join, self._rejoin, self._refresh):
             if task is not None:
                 task.cancel()
         await self.manager.close()
         self.dht.stop()
+
+    def network_changed(self, event: WakeEvent) -> None:
+        """The machine woke up or its addresses changed (`app.node.wake`): probe every
+        connection and dial every wanted peer now (`ConnectionManager.network_changed`),
+        look contacts up afresh (the presence cache was judged by the monotonic clock,
+        which stood still during a sleep), and publish our records again shortly."""
+        self.manager.network_changed()
+        self._presence_cache.clear()
+        if self._join is None or not self._join.done():
+            return  # the join in progress publishes them
+        if self._refresh is not None:
+            self._refresh.cancel()
+        self._refresh = asyncio.ensure_future(self._publish_after_change())
+
+    async def _publish_after_change(self) -> None:
+        """Our endpoints may be new (listening on 0.0.0.0), and after a long sleep our
+        records may be near or past their expiry, or the nodes holding them gone: sign
+        presence again if the endpoints changed, renew and re-store every record."""
+        await asyncio.sleep(REPUBLISH_AFTER_CHANGE)
+        try:
+            if tuple(self.endpoints()[:8]) != self._published_endpoints:
+                await self.publish_presence()
+            await self.dht.republish()
+        except Exception as exc:  # the periodic republish tries again
+            log.info("publishing our records after a network change failed: %r", exc)
 
     def on_message(self, handler: Callable[[str, bytes], object]) -> None:
         """Deliver every received application payload as ``await handler(address, data)``."""
@@ -394,7 +426,8 @@ class NetworkStack:
 
     async def publish_presence(self) -> int:
         """Publish (and keep renewing) identity -> our endpoints."""
-        payload = PresencePayload(tuple(self.endpoints()[:8])).encode()
+        self._published_endpoints = tuple(self.endpoints()[:8])
+        payload = PresencePayload(self._published_endpoints).encode()
         record = self._sign(RecordKind.PRESENCE, payload)
         return await self.dht.put_record(record, renew=self._renewer(RecordKind.PRESENCE))
 
