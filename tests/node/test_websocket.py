@@ -157,3 +157,29 @@ async def test_frame_hook_sees_every_data_frame_and_cover_is_dropped(
         await conn.close()
     finally:
         await server.listener.close()
+
+
+@pytest.mark.asyncio
+async def test_a_dead_link_is_torn_down_without_lingering(
+    identity_factory: Callable[[], IdentityKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link found dead (`linger=False`) is dropped at once: waiting for the CLOSE to
+    leave (the linger, an hour here; websockets' own closing handshake gives up after
+    10 s) only delayed the redial (by up to 2 s with the node's 1 s linger)."""
+    from app.node.transport import websocket
+
+    monkeypatch.setattr(websocket, "CLOSE_LINGER", 3600.0)
+    alice, bob = identity_factory(), identity_factory()
+    server = Server(bob)
+    await server.listener.start("127.0.0.1", 0)
+    try:
+        conn = await dial_websocket(alice, bob.public.address, server.listener.endpoint)
+        bob_conn = await asyncio.wait_for(server.connections.get(), 5)
+        bob_conn._ws.transport.pause_reading()  # the peer hears nothing more
+        await conn.send(b"x" * 1_000_000)  # and a megabyte waits to leave
+        await asyncio.wait_for(conn.close("keepalive timeout", send_close=False, linger=False), 5)
+        assert conn.is_closed and conn.close_reason == "keepalive timeout"
+        bob_conn._ws.transport.resume_reading()  # the peer sees the reset
+        await asyncio.wait_for(bob_conn.wait_closed(), 5)
+    finally:
+        await server.listener.close()

@@ -187,6 +187,7 @@ class AuthenticatedConnection:
         self._auth_refused = False
         self._failing = False
         self._close_sent = False
+        self._linger = True
         self.rtt_ms: float | None = None
         """Round-trip time of the last PING/PONG on this connection, in milliseconds."""
         self.last_received = self._loop.time()
@@ -403,14 +404,21 @@ class AuthenticatedConnection:
         self._send_frame_now(Frame(FrameType.PING, token))
         return token, pending
 
-    async def close(self, reason: str = "closed locally", *, send_close: bool = True) -> None:
-        """Close the connection (idempotent); tells the peer why when possible."""
+    async def close(
+        self, reason: str = "closed locally", *, send_close: bool = True, linger: bool = True
+    ) -> None:
+        """Close the connection (idempotent); tells the peer why when possible.
+
+        `linger`: give what is queued (the CLOSE frame) up to a second to leave;
+        without it the path is torn down at once (a link found dead: nothing would
+        leave, and the wait would only delay the redial)."""
         if self.state == "closed":
             await self._closed.wait()
             return
         was_open = self.state == "open"
         self.state = "closed"
         self.close_reason = reason
+        self._linger = linger
         log.debug("connection to %s closed: %s", self.peer_address, reason)
         if send_close and was_open:
             with contextlib.suppress(Exception):

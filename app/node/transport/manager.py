@@ -557,7 +557,7 @@ class ConnectionManager:
                 verdict = liveness.poll(loop.time())
                 if isinstance(verdict, LinkDead):
                     log.info("link to a peer is dead (%s); closing it", verdict.reason)
-                    await conn.close(verdict.reason)
+                    await conn.close(verdict.reason, send_close=False, linger=False)
                     return
                 if isinstance(verdict, SendPing):
                     conn.send_ping()

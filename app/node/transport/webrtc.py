@@ -313,7 +313,7 @@ class WebRTCConnection(AuthenticatedConnection):
                 await asyncio.wait_for(self._low.wait(), 1.0)
 
     async def _shutdown_transport(self) -> None:
-        if self._close_sent:
+        if self._close_sent and self._linger:
             # Let the CLOSE frame arrive: the peer closes the channel when it reads it.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._channel_closed.wait(), CLOSE_LINGER)

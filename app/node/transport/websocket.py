@@ -130,6 +130,13 @@ class WebSocketConnection(AuthenticatedConnection):
             self._fail(f"WebSocket failed: {exc}", send_close=False)
 
     async def _shutdown_transport(self) -> None:
+        if not self._linger:  # the link is dead: drop the socket, wait for nothing
+            self._writer.cancel()
+            if asyncio.current_task() is not self._reader:
+                self._reader.cancel()
+            with contextlib.suppress(Exception):
+                self._ws.transport.abort()
+            return
         self._outbox.put_nowait(None)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_LINGER)
