@@ -794,3 +794,24 @@ async def test_contacts_say_how_many_of_their_messages_are_unread(
     assert [c.unread for c in await alice.service.list_contacts()] == [0]  # ours don't count
     await bob.service.mark_read(api.MarkRead("Alice"))
     assert [c.unread for c in await bob.service.list_contacts()] == [0]
+
+
+@pytest.mark.asyncio
+async def test_contacts_with_no_presence_are_looked_up_again_right_after_a_wake(
+    tmp_path: Path,
+) -> None:
+    """A contact with no presence record is looked up with a backoff of up to 2 minutes
+    (the monotonic clock: it did not count the sleep); a wake starts it over."""
+    from app.core.wake import Resumed
+    from app.node.messenger import LOOKUP_RETRY_FIRST
+
+    alice = await start_node(tmp_path, "Alice")
+    nobody = "x" * 52  # not a contact: a resync round that sees it due does nothing
+    try:
+        alice.messenger._lookups[nobody] = (time.monotonic() + 110.0, 120.0)
+        alice.messenger.network_changed(Resumed(time.monotonic(), 3600.0))
+        due, delay = alice.messenger._lookups[nobody]
+        assert due <= time.monotonic() and delay == LOOKUP_RETRY_FIRST / 2
+    finally:
+        alice.messenger._lookups.pop(nobody, None)
+        await stop_node(alice)
