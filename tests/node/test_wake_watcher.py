@@ -8,13 +8,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from app.core.identity import IdentityKeys
 from app.core.wake import AddressesChanged, ClockReading, Resumed
-from app.node.api import NetworkError
+from app.node.api import DaemonOptions, NetworkError
 from app.node.mailbox import MailboxCourier
 from app.node.network import NetworkStack
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
@@ -226,3 +227,32 @@ async def test_a_wake_publishes_our_records_again_and_forgets_the_presence_cache
     finally:
         await alice.stop()
         await hub.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_running_node_hands_a_wake_to_its_network_messenger_and_mailboxes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring in `hosted_node` (daemon and window alike), with the clocks injected."""
+    from app.node import daemon
+    from app.node.profile import create_profile
+
+    clocks = SleepyClocks()
+    made: list[WakeWatcher] = []
+    seen: list[str] = []
+
+    def watcher() -> WakeWatcher:
+        made.append(WakeWatcher(interval=0.05, clocks=clocks, addresses=frozenset))
+        return made[-1]
+
+    monkeypatch.setattr(daemon, "WakeWatcher", watcher)
+    create_profile(tmp_path / "p", "P", "a passphrase 123")
+    options = DaemonOptions(tmp_path / "p", listen="127.0.0.1:0", lan=False)
+    async with daemon.hosted_node(options, lambda: "a passphrase 123", log_to_profile=False):
+        (running,) = made
+        running.subscribe(lambda event: seen.append(type(event).__name__))
+        for handler in running._handlers[:-1]:
+            seen.append(type(getattr(handler, "__self__", None)).__name__)
+        clocks.slept = 60.0
+        await wait_until(lambda: "Resumed" in seen)
+    assert seen == ["NetworkStack", "Messenger", "MailboxCourier", "Resumed"]
