@@ -10,7 +10,8 @@ address she no longer has). Measured: from the change until Alice's ``peers`` sa
 connected again. Nothing is injected: this is the shipped code path.
 
 Usage (as root): ``.venv/bin/python bench/bench_wake_netns.py --before /path/to/old/checkout``.
-Prints ONE JSON object.
+Prints ONE JSON object. With ``WAKE_BENCH_DIR=DIR`` the profiles (and their logs) of a
+round that fails are kept in DIR.
 """
 
 from __future__ import annotations
