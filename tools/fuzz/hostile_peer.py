@@ -45,6 +45,7 @@ from websockets.asyncio.client import connect
 from app.core.identity import IdentityKeys, decode_address, make_invite
 from app.core.noise import IdentityHandshake, NoiseTransport
 from app.core.wire import FrameDecoder, FrameType
+from tools.fuzz.mutation import mutate as mutate_bytes
 
 Tally = Counter[str]
 
@@ -58,22 +59,9 @@ def loopback(endpoint: str) -> tuple[str, int]:
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
-    """Flip bits, truncate, append, repeat a slice or replace, 1 to 4 times."""
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(5)
-        if op == 0 and out:
-            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
-        elif op == 1:
-            del out[rng.randrange(len(out) + 1) :]
-        elif op == 2:
-            out += rng.randbytes(rng.choice([1, 16, 1000, 70000]))
-        elif op == 3 and out:
-            i = rng.randrange(len(out))
-            out[i:i] = out[i : i + rng.randint(1, 64)] * rng.randint(1, 50)
-        else:
-            out = bytearray(rng.randbytes(rng.randint(0, 200)))
-    return bytes(out)
+    """Frames and handshake messages mutated 1 to 4 times, with appends up to 70,000
+    bytes (past the frame limit)."""
+    return mutate_bytes(rng, data, rounds=4, appends=(1, 16, 1000, 70000), repeat=(64, 50))
 
 
 def frame(kind: int, payload: bytes, version: int = 1, length: int | None = None) -> bytes:

@@ -38,6 +38,7 @@ from app.core import (
 from app.core.errors import RemoteProtocolError
 from app.node import state_message
 from app.node.transport import webrtc
+from tools.fuzz.mutation import mutate as mutate_bytes
 
 Parser = Callable[[bytes], object]
 
@@ -49,22 +50,8 @@ INTERESTING = [
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 3)):
-        op = rng.randrange(5)
-        if op == 0 and out:
-            out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
-        elif op == 1:
-            del out[rng.randrange(len(out) + 1) :]
-        elif op == 2:
-            out += rng.randbytes(rng.choice([1, 8, 100]))
-        elif op == 3 and out:
-            i = rng.randrange(len(out))
-            out[i:i] = out[i : i + rng.randint(1, 8)] * rng.randint(1, 20)
-        else:
-            i = rng.randrange(len(out) + 1)
-            out[i:i] = rng.choice(INTERESTING)
-    return bytes(out)
+    """`data` mutated 1 to 3 times, splicing in `INTERESTING` CBOR heads."""
+    return mutate_bytes(rng, data, splices=INTERESTING)
 
 
 def cbor_value(rng: random.Random, depth: int = 0) -> object:
