@@ -7,6 +7,9 @@ that row.
 Only the newest `PAGE` messages are read when a conversation opens, so a history of any
 length opens at once; `canFetchMore`/`fetchMore` bring in the page before the oldest row
 (`ListMessages(before=<oldest id>)`) and prepend it. Rows are oldest first, like the view.
+`drop_oldest` forgets the oldest rows again (the pane calls it while the user follows the
+newest messages), so a conversation left open for a long time stays as cheap to update as
+a freshly opened one.
 """
 
 from __future__ import annotations
@@ -248,6 +251,26 @@ class MessageModel(QAbstractListModel):
             following = self.index(row + 1)
             self.dataChanged.emit(following, following, [MessageRole.DAY_HEADER])
         return True
+
+    def drop_oldest(self, keep: int) -> int:
+        """Forget all but the newest `keep` rows (they are read again, page by page, when
+        the user scrolls up to them); returns how many rows went. An open conversation
+        that only grows would make every arrival cost more: Qt lays out all rows again.
+        Nothing is dropped while a page is being read (it goes before the oldest row)."""
+        count = len(self._rows) - max(keep, 1)
+        if count <= 0 or self._loading:
+            return 0
+        self.beginRemoveRows(QModelIndex(), 0, count - 1)
+        gone, self._rows = self._rows[:count], self._rows[count:]
+        for message in gone:
+            self._ids.discard(message.id)
+            if message.transfer:
+                self._file_messages.pop(message.transfer, None)
+        self._has_older = True
+        self.endRemoveRows()
+        first = self.index(0)  # now the first row: it shows its day
+        self.dataChanged.emit(first, first, [MessageRole.DAY_HEADER])
+        return count
 
     def set_status(self, message_id: str, status: MessageStatus) -> bool:
         """Update the delivery state of a loaded message."""

@@ -51,6 +51,11 @@ from app.gui.widgets.transfer_menu import popup_transfer_menu
 from app.node.api import MAX_MESSAGE_BYTES, Contact, Peer, message_too_long
 
 FETCH_MARGIN = 60  # pixels from the top at which older history is requested
+TRIM_ABOVE = 300
+"""While the user follows the newest messages, an open conversation with more rows than
+this forgets its oldest ones (down to `KEEP_ROWS`; scrolling up reads them again). Every
+arriving message makes Qt lay out all rows: ~9 µs each here, 86 ms per message at 10 000."""
+KEEP_ROWS = 200
 HIGHLIGHT_MS = 2500  # how long a message opened from search is marked
 AnyIndex = QModelIndex | QPersistentModelIndex
 
@@ -100,6 +105,7 @@ class ConversationPane(QWidget):
         self._typing = False
         self._stick_to_bottom = True
         self._anchor_from_bottom: int | None = None
+        self._trim_pending = False
 
         self._title = named(QLabel(), "ConversationTitle")
         self._subtitle = named(ElidedLabel(), "ConversationSubtitle")
@@ -321,6 +327,16 @@ class ConversationPane(QWidget):
             self._anchor_from_bottom = bar.maximum() - bar.value()
         elif self._at_bottom():
             self._stick_to_bottom = True
+        if first > 0 and not self._trim_pending and self._model.rowCount() >= TRIM_ABOVE:
+            self._trim_pending = True  # once the arrivals of this turn of the loop are in
+            QTimer.singleShot(0, self, self._trim)
+
+    def _trim(self) -> None:
+        """Forget the oldest rows of a long conversation while the user follows the newest
+        ones (not while they read further up)."""
+        self._trim_pending = False
+        if self._stick_to_bottom and self._model.rowCount() > TRIM_ABOVE:
+            self._model.drop_oldest(KEEP_ROWS)
 
     def _on_range(self, _minimum: int, maximum: int) -> None:
         bar = self.list.verticalScrollBar()
