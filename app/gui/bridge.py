@@ -123,6 +123,7 @@ class NodeBridge(QObject):
         self.last_status: Status | None = None
         self.last_peers: list[Peer] = []
         self._typing_at: dict[str, float] = {}
+        self._reading: dict[str, bool] = {}  # address -> asked again while a mark ran
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -315,8 +316,26 @@ class NodeBridge(QObject):
 
     def mark_read(self, address: str) -> None:
         """The user has seen the conversation with `address`: tell the node (and the
-        contact, through a read receipt)."""
-        self._signal(lambda n: n.mark_read(MarkRead(address)))
+        contact, through a read receipt). Coalesced: asked again while the node is still
+        at it (a burst of messages arriving in the open conversation), the node is asked
+        once more afterwards, not once per message."""
+        if self._node is None:
+            return
+        if address in self._reading:
+            self._reading[address] = True
+            return
+        self._reading[address] = False
+        self._run(self._mark_read(address))
+
+    async def _mark_read(self, address: str) -> None:
+        try:
+            again = True
+            while again:
+                self._reading[address] = False
+                await self._quietly(lambda n: n.mark_read(MarkRead(address)))
+                again = self._reading.get(address, False)
+        finally:
+            self._reading.pop(address, None)
 
     def _signal(self, request: Callable[[NodeApi], Awaitable[None]]) -> None:
         """Fire an ephemeral request; a failure is logged, never shown (nothing is lost

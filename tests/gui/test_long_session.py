@@ -3,11 +3,14 @@ through it (found by a 40-minute soak of the real app, see docs/decisions/0004).
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from gui_helpers import wait_for
 from pytestqt.qtbot import QtBot
 
 from app.gui.app import GuiSession
+from app.gui.bridge import NodeBridge
 from app.gui.views.conversation import TRIM_ABOVE
 from app.node import api
 
@@ -58,3 +61,36 @@ async def test_an_open_conversation_keeps_few_rows_while_messages_keep_coming(
     await wait_for(lambda: _texts(session)[-1:] == [f"line {sent + 4}"])
     assert window.messages.rowCount() >= up_there + 5
     assert _consecutive(_texts(session))
+
+
+@pytest.mark.asyncio
+async def test_a_burst_in_the_open_conversation_marks_it_read_once_more_not_per_message(
+    qtbot: QtBot, node: api.NodeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each message arriving in the open, active conversation asked the node to mark it
+    read: a burst of 200 messages meant 200 requests (each a database read and, for each
+    newer message, a read receipt on the wire). Asked again while a request runs, the
+    bridge asks once more when it is done."""
+    gate = asyncio.Event()
+    calls: list[str] = []
+    real = node.mark_read
+
+    async def held(command: api.MarkRead) -> None:
+        calls.append(command.contact)
+        await gate.wait()
+        await real(command)
+
+    monkeypatch.setattr(node, "mark_read", held)
+    bridge = NodeBridge(node)
+    bridge.mark_read("bob")
+    await wait_for(lambda: len(calls) == 1)
+    for _ in range(200):  # the burst arrives while the node is still at the first
+        bridge.mark_read("bob")
+    bridge.mark_read("carol")  # another conversation is not held up
+    await wait_for(lambda: "carol" in calls)
+    gate.set()
+    await wait_for(lambda: not bridge._tasks)
+    assert calls == ["bob", "carol", "bob"]
+    bridge.mark_read("bob")  # a later one is not swallowed
+    await wait_for(lambda: not bridge._tasks)
+    assert calls == ["bob", "carol", "bob", "bob"]
