@@ -164,6 +164,22 @@ def test_model_and_delegate_follow_the_polled_peers(qtbot: QtBot) -> None:
     assert _dot_pixels(model) == 0
 
 
+def test_a_new_round_trip_time_alone_repaints_no_contact(qtbot: QtBot) -> None:
+    """Every status poll (3 s) brought each connected contact a new RTT, and each such
+    row was repainted although it doesn't show the RTT: idle CPU for nothing."""
+    model = ContactModel()
+    bob = api.Contact("Bob", "b" * 52, verified=True)
+    model.set_contacts([bob])
+    model.set_peers([_peer(bob.address, "connected", "webrtc", 0.41)])
+    changed: list[int] = []
+    model.dataChanged.connect(lambda first, _last, _roles: changed.append(first.row()))
+    model.set_peers([_peer(bob.address, "connected", "webrtc", 0.57)])
+    assert changed == []
+    assert _accessible(model, 0) == "Bob, Online · WebRTC · 0.6 ms, verified"  # still current
+    model.set_peers([_peer(bob.address, "connected", "websocket", 0.57)])
+    assert changed == [0]  # another path is another state
+
+
 def test_the_list_starts_with_the_unread_counts_the_node_holds(qtbot: QtBot) -> None:
     """Messages received while the window was closed count as unread when it opens."""
     model = ContactModel()

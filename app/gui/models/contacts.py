@@ -44,6 +44,10 @@ def presence_text(peer: Peer | None) -> str:
     return " · ".join(parts)
 
 
+def _without_rtt(peer: Peer | None) -> Peer | None:
+    return None if peer is None else dataclasses.replace(peer, rtt_ms=None)
+
+
 class ContactRole(IntEnum):
     """Custom data roles of `ContactModel`."""
 
@@ -200,13 +204,17 @@ class ContactModel(QAbstractListModel):
 
     def set_peers(self, peers: list[Peer]) -> None:
         """The transport's peers, as polled: every contact not listed is offline. Only rows
-        whose state changed are repainted."""
+        whose state changed are repainted: a new round-trip time alone (nearly every
+        poll, every 3 s) is kept for the tooltip and accessible text, which read it when
+        asked, but the row doesn't show it."""
         by_address = {p.address: p for p in peers}
         for i, row in enumerate(self._rows):
             peer = by_address.get(row.contact.address)
             if peer != row.peer:
+                repaint = _without_rtt(peer) != _without_rtt(row.peer)
                 row.peer = peer
-                self._changed(i)
+                if repaint:
+                    self._changed(i)
 
     def clear_unread(self, address: str) -> None:
         """The user has seen a conversation."""
