@@ -87,7 +87,7 @@ BLOCK_TIMEOUT = 20.0
 """A block request unanswered this long is asked of another source."""
 MAX_IN_FLIGHT = 16
 """Blocks requested at once per transfer (16 x 256 KiB = 4 MiB in flight at most)."""
-MAX_FETCHES_PER_CONTACT = 8
+MAX_FETCHES_PER_CONTACT = 32
 """Incoming transfers of one contact fetched at once; the others wait their turn. Each
 fetch holds an open, preallocated part file: a contact offering thousands of small files
 (each under the auto-accept size) must not open thousands of them."""
@@ -161,6 +161,10 @@ class FileTransfers:
         self._progress: dict[str, Progress] = {}
         self._parts: dict[str, PartFile] = {}
         """The part files of incoming transfers being fetched."""
+        self._to_tell: dict[str, dict[str, TransferRecord]] = {}
+        """Per sender, the newest state of each of its transfers not told yet (`_tell`)."""
+        self._telling: set[str] = set()
+        """Senders whose states are being told (one task each)."""
         self._fetch_slots: dict[str, asyncio.Semaphore] = {}
         """Per contact: `MAX_FETCHES_PER_CONTACT` fetches of its files at once."""
         self.serving = FileServing(
@@ -471,10 +475,35 @@ class FileTransfers:
 
     def _tell(self, record: TransferRecord) -> None:
         """Tell the sender of the incoming `record` its state (`app.node.transfer_status`),
-        in the background; dropped if the sender is not connected."""
-        status = status_of(record)
-        if status is not None and self._conversation is not None:
-            self._spawn(self._tell_sender(record, status))
+        in the background; dropped if the sender is not connected.
+
+        One signal at a time per sender, the newest state of each transfer: a folder of
+        600 files accepted at once sent 600 signals at once, and those in flight when the
+        connection moved to the direct path were dropped, more than the Double Ratchet
+        skips; the sender's session then diverged, its failures burst, and its anomaly
+        detector quarantined us with every transfer stalled."""
+        if status_of(record) is None or self._conversation is None:
+            return
+        waiting = self._to_tell.setdefault(record.contact, {})
+        waiting.pop(record.id, None)  # the newer state replaces one not sent yet
+        waiting[record.id] = record
+        if record.contact not in self._telling:
+            self._telling.add(record.contact)
+            self._spawn(self._tell_in_turn(record.contact))
+
+    async def _tell_in_turn(self, contact: str) -> None:
+        """Send the states waiting for `contact`, one after the other, oldest first."""
+        try:
+            while waiting := self._to_tell.get(contact):
+                transfer_id = next(iter(waiting))
+                record = waiting.pop(transfer_id)
+                status = status_of(record)
+                if status is not None:
+                    await self._tell_sender(record, status)
+        finally:
+            self._telling.discard(contact)
+            if not self._to_tell.get(contact):
+                self._to_tell.pop(contact, None)
 
     async def _tell_sender(self, record: TransferRecord, status: TransferStatus) -> None:
         """Send `status` to the sender of `record`. While it can't be sent because our

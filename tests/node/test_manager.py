@@ -433,3 +433,38 @@ async def test_the_dials_after_a_network_change_are_paced_most_recently_lost_fir
     assert delays[-1] <= 5.0
     assert sum(1 for d in delays if d < 1.0) <= 101  # the rate, not a burst
     assert planned[bob.address] == delays[0] and delays[0] < 0.01
+
+
+@pytest.mark.asyncio
+async def test_callers_moving_to_the_direct_path_at_once_share_one_dial(
+    pair: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each incoming transfer asks for the direct path before it fetches. 600 small files
+    accepted at once made 600 WebSocket dials; each new connection replaced the one
+    before and dropped what was in flight on it (the sender's session then diverged and
+    its anomaly detector quarantined the receiver). Callers at the same time now share
+    one dial, and the messages keep flowing."""
+    alice, bob = await pair()
+    conn = await alice.manager.connect(bob.address)
+    assert conn.path == "webrtc"
+    dials = 0
+    real_dial = alice.manager._dial_websocket
+
+    async def counting(address: str) -> Any:
+        nonlocal dials
+        dials += 1
+        return await real_dial(address)
+
+    monkeypatch.setattr(alice.manager, "_dial_websocket", counting)
+    moved = await asyncio.gather(*(alice.manager.prefer_direct(bob.address) for _ in range(50)))
+    assert moved == [True] * 50
+    assert dials == 1
+    direct = alice.manager.connection(bob.address)
+    assert direct is not None and direct.path == "websocket"
+    assert await alice.manager.prefer_direct(bob.address)  # already direct: no dial
+    assert dials == 1
+    await alice.manager.send(bob.address, b"over the direct path")
+    assert await asyncio.wait_for(bob.manager.receive(), 10) == (
+        alice.address,
+        b"over the direct path",
+    )

@@ -177,6 +177,8 @@ class ConnectionManager:
         self._rng = rng or random.SystemRandom()
         self._connections: dict[str, AuthenticatedConnection] = {}
         self._dials: dict[str, asyncio.Task[AuthenticatedConnection]] = {}
+        self._upgrades: dict[str, asyncio.Future[bool]] = {}
+        """`prefer_direct` moves in progress, one per peer, shared by every caller."""
         self._wanted: set[str] = set()
         self._retry_tasks: dict[str, asyncio.Task[None]] = {}
         self._lost_at: dict[str, float] = {}
@@ -285,12 +287,31 @@ class ConnectionManager:
         """Move a live WebRTC connection to the direct WebSocket path when the peer is
         reachable there (for bulk data: the data channel moves 10-20 MB/s, the direct
         path far more). The new connection replaces the old one on both sides (`_rank`).
-        True if the connection now uses the direct path; failures keep the old one."""
+        True if the connection now uses the direct path; failures keep the old one.
+
+        Callers at the same time share one move: each incoming transfer asks before it
+        fetches, and 600 small files accepted at once made 600 dials, each new connection
+        replacing the one before and dropping what was in flight on it."""
+        address = normalize_address(address)
         live = self.connection(address)
         if live is None or live.path == "websocket":
             return live is not None
+        moving = self._upgrades.get(address)
+        if moving is None:
+            moving = self._upgrades[address] = asyncio.ensure_future(self._move_direct(address))
+            moving.add_done_callback(retrieve)
+            moving.add_done_callback(
+                lambda done: (
+                    self._upgrades.pop(address, None)
+                    if self._upgrades.get(address) is done
+                    else None
+                )
+            )
+        return await asyncio.shield(moving)  # one caller giving up does not stop it
+
+    async def _move_direct(self, address: str) -> bool:
         try:
-            adopted = self._adopt(await self._dial_websocket(normalize_address(address)))
+            adopted = self._adopt(await self._dial_websocket(address))
         except (ConnectFailed, AuthenticationFailed) as exc:
             log.info("the direct path to a peer is not reachable (%s); keeping WebRTC", exc)
             return False
@@ -344,6 +365,8 @@ class ConnectionManager:
         self._wanted.clear()
         for task in [*self._retry_tasks.values(), *self._dials.values(), *self._probes]:
             task.cancel()
+        for moving in self._upgrades.values():
+            moving.cancel()
         await self._responder.close()
         if self._listener is not None:
             await self._listener.close()
