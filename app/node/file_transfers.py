@@ -835,16 +835,17 @@ class FileTransfers:
             fetched += 1
             self.blocks_fetched += 1
 
-        checkpoints = asyncio.ensure_future(self._checkpoints(record, part, progress))
+        saved = _Saved(part.held_bytes)  # what the stored bitmap says (it opened the part)
+        checkpoints = asyncio.ensure_future(self._checkpoints(record, part, progress, saved))
         started_at = self._monotonic()
         try:
             try:
-                await self._fetch_from_sources(record, manifest, part, on_leaf)
+                await self._fetch_from_sources(record, manifest, part, on_leaf, saved)
                 await _stop(checkpoints)
                 fetched_at = self._monotonic()
                 # the complete bitmap marks a part that may be published already: a
                 # restart finds the saved file, or removes the part's name once done
-                await self._checkpoint(record, part, progress)
+                await self._checkpoint(record, part, progress, saved)
                 path = await asyncio.to_thread(part.publish)
             except FilesError as exc:
                 await _stop(checkpoints)
@@ -853,9 +854,12 @@ class FileTransfers:
                 return
             except asyncio.CancelledError:
                 # stopping, pausing or cancelled: make what was written count for the resume
+                # (a transfer that waited for a source wrote nothing since: no sync and no
+                # commit each, which made stopping with thousands of them take minutes)
                 await _stop(checkpoints)
-                with contextlib.suppress(FilesError, OSError, ValueError):  # ValueError: closed
-                    await self._checkpoint(record, part, progress)
+                if part.held_bytes != saved.done:
+                    with contextlib.suppress(FilesError, OSError, ValueError):  # closed
+                        await self._checkpoint(record, part, progress, saved)
                 part.close()
                 raise
             record = dataclasses.replace(record, done_bytes=record.size, path=str(path))
@@ -879,6 +883,7 @@ class FileTransfers:
         manifest: FileManifest,
         part: PartFile,
         on_leaf: Callable[[], None],
+        saved: _Saved,
     ) -> None:
         """Fetch into `part` from whoever has the blocks, waiting while nobody does.
 
@@ -902,9 +907,13 @@ class FileTransfers:
                 watch.begin_round(sender_present=f"peer:{record.contact}" in sources)
                 if sources:
                     try:
-                        done = await self._fetch_round(
-                            record, manifest, part, on_leaf, sources, banned, watch
-                        )
+                        saved.fetching.set()  # blocks may arrive: checkpoint them
+                        try:
+                            done = await self._fetch_round(
+                                record, manifest, part, on_leaf, sources, banned, watch
+                            )
+                        finally:
+                            saved.fetching.clear()
                         if done:
                             return
                         log.info("transfer %s: the sender is back; asking it now", record.id)
@@ -972,27 +981,30 @@ class FileTransfers:
             self._publish(TransferChanged(public(view, 0.0)))
 
     async def _checkpoints(
-        self, record: TransferRecord, part: PartFile, progress: Progress
+        self, record: TransferRecord, part: PartFile, progress: Progress, saved: _Saved
     ) -> None:
-        """Flush the part and persist what it holds a few times a second (the progress
-        shown is what a restart would resume from)."""
-        last = part.held_count
+        """Flush the part and persist what it holds a few times a second while a round
+        fetches (the progress shown is what a restart would resume from). A transfer
+        waiting for a source has no timer: thousands of them cost nothing while idle."""
         try:
             while True:
+                await saved.fetching.wait()
                 await asyncio.sleep(1.0 / PROGRESS_HZ)
-                if part.held_count != last:
-                    last = part.held_count
-                    await self._checkpoint(record, part, progress)
+                if part.held_bytes != saved.done:
+                    await self._checkpoint(record, part, progress, saved)
         except FilesError as exc:  # the final flush reports it to the user
             log.warning("could not flush a file being received: %s", logged(exc))
 
-    async def _checkpoint(self, record: TransferRecord, part: PartFile, progress: Progress) -> None:
-        saved = await asyncio.to_thread(part.checkpoint)
+    async def _checkpoint(
+        self, record: TransferRecord, part: PartFile, progress: Progress, saved: _Saved
+    ) -> None:
+        point = await asyncio.to_thread(part.checkpoint)
         await self.store.call(
-            self.store.transfers.set_received, record.id, saved.done_bytes, saved.received
+            self.store.transfers.set_received, record.id, point.done_bytes, point.received
         )
-        progress.done = saved.done_bytes
-        shown = dataclasses.replace(record, done_bytes=saved.done_bytes)
+        saved.done = point.done_bytes
+        progress.done = point.done_bytes
+        shown = dataclasses.replace(record, done_bytes=point.done_bytes)
         self._publish(TransferChanged(public(shown, progress.speed())))
 
     async def _fail(self, record: TransferRecord, exc: FilesError) -> None:
@@ -1000,6 +1012,15 @@ class FileTransfers:
         record = dataclasses.replace(record, done_bytes=0, error=str(exc), reason=reason_code(exc))
         await self._end(record, TransferState.FAILED)
         self._tell(dataclasses.replace(record, state=TransferState.FAILED))
+
+
+class _Saved:
+    """One fetch's part file: the bytes its last stored checkpoint holds, and whether
+    a round is fetching (blocks may arrive) or it waits for a source."""
+
+    def __init__(self, done: int) -> None:
+        self.done = done
+        self.fetching = asyncio.Event()
 
 
 class _SourceWatch:

@@ -1,0 +1,143 @@
+"""Stopping a node with many incoming transfers that wait for a source (the sender
+went away): stopping writes nothing for them and they resume at the next start;
+while they wait they hold no timers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from app.core.file_crypto import encode_manifest
+from app.node.api import AddContact, TransferState
+from app.node.blockstore import Blockstore
+from app.node.file_io import share_file_sync
+from app.node.file_transfers import FileTransfers
+from app.node.profile import create_profile, open_store
+from app.node.service import NodeService
+from app.node.storage.transfers import TransferRecord
+
+STALLED = 200
+
+
+class Manager:
+    """No peer is connected, and none connects."""
+
+    connected_peers: tuple[str, ...] = ()
+
+    def subscribe(self, callback: object) -> None:
+        pass
+
+    def connection(self, address: str) -> None:
+        return None
+
+
+class Network:
+    """What `FileTransfers` needs of the stack while no source is reachable."""
+
+    listen_host = "127.0.0.1"
+    manager = Manager()
+
+    def on_tagged(self, tag: int, handler: object) -> None:
+        pass
+
+
+@pytest_asyncio.fixture
+async def node(tmp_path: Path) -> AsyncIterator[NodeService]:
+    """A profile with `STALLED` running incoming transfers from Bob, none of whose
+    blocks are held (Bob went away before sending any)."""
+    create_profile(tmp_path / "me", "Me", None)
+    store = open_store(tmp_path / "me", None)
+    service = NodeService(store)
+    bob = create_profile(tmp_path / "bob", "Bob", None).whoami
+    await service.add_contact(AddContact(bob.invite))
+    source = tmp_path / "small.bin"
+    source.write_bytes(os.urandom(2000))
+    manifest = share_file_sync(source, Blockstore(tmp_path / "bobs-blocks"), os.urandom(32))
+    for n in range(STALLED):
+        record = TransferRecord(
+            id=f"{n:032x}",
+            contact=bob.address,
+            outgoing=False,
+            state=TransferState.RUNNING,
+            size=manifest.size,
+            done_bytes=0,
+            time=1.0,
+            name=f"f{n}.bin",
+            mime="application/octet-stream",
+            manifest=encode_manifest(manifest),
+            root=manifest.root_cid,
+        )
+        assert await store.call(store.transfers.add, record)
+    yield service
+    service.close()
+    store.close()
+
+
+async def _all_waiting(files: FileTransfers) -> None:
+    """Run the loop until every transfer's fetch waits for a source."""
+    for _ in range(10_000):
+        if len(files._watches) == STALLED:
+            break
+        await asyncio.sleep(0.001)
+    assert len(files._watches) == STALLED
+
+
+def _timers() -> int:
+    """Timers pending on the running loop (each is a wake-up to come)."""
+    loop: Any = asyncio.get_running_loop()
+    return sum(1 for timer in loop._scheduled if not timer.cancelled())
+
+
+@pytest.mark.asyncio
+async def test_stopping_writes_nothing_for_transfers_that_wait_and_they_resume(
+    node: NodeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = node.store
+    files = node.files
+    await files.start(Network(), conversation=None)  # type: ignore[arg-type]
+    await _all_waiting(files)
+    writes: list[str] = []
+    set_received = store.transfers.set_received
+
+    def counting(transfer_id: str, *args: Any) -> None:
+        writes.append(transfer_id)
+        set_received(transfer_id, *args)
+
+    monkeypatch.setattr(store.transfers, "set_received", counting)
+    await files.stop()
+    # before: one part sync and one committed transaction per transfer (minutes on a
+    # slow disk with thousands)
+    assert writes == []
+    records = await store.call(store.transfers.all)
+    assert [r.state for r in records] == [TransferState.RUNNING] * STALLED
+
+    again = FileTransfers(store, lambda: node._config, node.publish)
+    await again.start(Network(), conversation=None)  # type: ignore[arg-type]
+    try:
+        await _all_waiting(again)  # every one resumed
+        assert sorted(again._tasks) == sorted(r.id for r in records)
+    finally:
+        await again.stop()
+    assert writes == []
+
+
+@pytest.mark.asyncio
+async def test_transfers_that_wait_for_a_source_hold_no_progress_timers(
+    node: NodeService,
+) -> None:
+    files = node.files
+    before = _timers()
+    await files.start(Network(), conversation=None)  # type: ignore[arg-type]
+    try:
+        await _all_waiting(files)
+        # one retry timer each (`WAIT_FOR_SOURCE`); before, also a checkpoint timer each
+        # firing PROGRESS_HZ times a second: 12,000 wake-ups a second for 3,000
+        assert _timers() - before <= STALLED + 5
+    finally:
+        await files.stop()
