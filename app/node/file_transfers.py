@@ -243,15 +243,19 @@ class FileTransfers:
             return
         if self.exchange is not None:
             self.exchange.peer_gone(event.address)
-            if self._progress:  # only a transfer in progress shows a speed
+            # only a transfer in progress shows a speed, and one already showing 0 is
+            # told nothing again: with thousands stalled, every redial of the gone
+            # sender read and re-published all of them
+            if any(not progress.stalled for progress in self._progress.values()):
                 self._spawn(self._stalled(event.address))
 
     async def _stalled(self, address: str) -> None:
         """The contact `address` went away: its running transfers show no speed (the
         last one shown would stay on screen, with an ETA, until the next progress)."""
         for record in await self.store.call(self.store.transfers.unfinished, address):
-            if record.state is TransferState.RUNNING and record.id in self._progress:
-                self._progress[record.id].stall()  # 0 until bytes move again
+            progress = self._progress.get(record.id)
+            if record.state is TransferState.RUNNING and progress and not progress.stalled:
+                progress.stall()  # 0 until bytes move again
                 view = self._view(record)
                 self._publish(TransferChanged(dataclasses.replace(view, speed_bps=0.0)))
 
@@ -975,7 +979,7 @@ class FileTransfers:
         """No source has what is missing: the transfer shows no speed (the GUI says it
         waits for the peer) until blocks move again."""
         progress = self._progress.get(record.id)
-        if progress is not None:
+        if progress is not None and not progress.stalled:  # else it reads 0 already
             progress.stall()
             view = dataclasses.replace(record, done_bytes=progress.done)
             self._publish(TransferChanged(public(view, 0.0)))

@@ -67,6 +67,11 @@ class Progress:
         again."""
         self._stalled_at = self._done
 
+    @property
+    def stalled(self) -> bool:
+        """It reads 0 since `stall` (no byte moved since)."""
+        return self._stalled_at == self._done
+
     def speed(self) -> float:
         """Bytes a second over at least `SPEED_WINDOW` up to the latest progress; 0 when
         nothing moved for `STALL_AFTER` (or longer on a link that slow) or after

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +14,28 @@ import pytest
 import pytest_asyncio
 
 from app.core.file_crypto import encode_manifest
-from app.node.api import AddContact, TransferState
+from app.node.api import AddContact, NodeEvent, TransferChanged, TransferState
 from app.node.blockstore import Blockstore
 from app.node.file_io import share_file_sync
 from app.node.file_transfers import FileTransfers
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.storage.transfers import TransferRecord
+from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
 
 STALLED = 200
 
 
 class Manager:
-    """No peer is connected, and none connects."""
+    """No peer is connected, and none connects (`heard` is what it tells)."""
 
     connected_peers: tuple[str, ...] = ()
 
-    def subscribe(self, callback: object) -> None:
-        pass
+    def __init__(self) -> None:
+        self.heard: Callable[[TransportEvent], None] = lambda event: None
+
+    def subscribe(self, callback: Callable[[TransportEvent], None]) -> None:
+        self.heard = callback
 
     def connection(self, address: str) -> None:
         return None
@@ -41,7 +45,9 @@ class Network:
     """What `FileTransfers` needs of the stack while no source is reachable."""
 
     listen_host = "127.0.0.1"
-    manager = Manager()
+
+    def __init__(self) -> None:
+        self.manager = Manager()
 
     def on_tagged(self, tag: int, handler: object) -> None:
         pass
@@ -139,5 +145,46 @@ async def test_transfers_that_wait_for_a_source_hold_no_progress_timers(
         # one retry timer each (`WAIT_FOR_SOURCE`); before, also a checkpoint timer each
         # firing PROGRESS_HZ times a second: 12,000 wake-ups a second for 3,000
         assert _timers() - before <= STALLED + 5
+    finally:
+        await files.stop()
+
+
+@pytest.mark.asyncio
+async def test_redials_of_a_gone_sender_tell_the_stalled_transfers_once(
+    node: NodeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = node.store
+    files = node.files
+    shown: list[NodeEvent] = []
+    files._publish = shown.append
+    reads: list[str] = []
+    unfinished = store.transfers.unfinished
+
+    def counting(address: str) -> Any:
+        reads.append(address)
+        return unfinished(address)
+
+    monkeypatch.setattr(store.transfers, "unfinished", counting)
+    network = Network()
+    await files.start(network, conversation=None)  # type: ignore[arg-type]
+    try:
+        await _all_waiting(files)
+        [record, *_] = await store.call(store.transfers.all)
+        shown.clear()
+
+        async def redial_fails() -> None:
+            for state in (PeerState.CONNECTING, PeerState.WAITING_TO_RETRY):
+                network.manager.heard(ConnectionStateChanged(record.contact, state))
+            while files._background:
+                await asyncio.wait(set(files._background))
+
+        await redial_fails()  # each shows no speed now
+        assert len([e for e in shown if isinstance(e, TransferChanged)]) == STALLED
+        assert len(reads) == 1
+        for _ in range(3):  # the manager's next attempts: nothing changes
+            await redial_fails()
+        # before: every failed attempt read all of them and published each again
+        assert len([e for e in shown if isinstance(e, TransferChanged)]) == STALLED
+        assert len(reads) == 1
     finally:
         await files.stop()
