@@ -259,6 +259,12 @@ class FileTransfers:
                 view = self._view(record)
                 self._publish(TransferChanged(dataclasses.replace(view, speed_bps=0.0)))
 
+    def sources_changed(self) -> None:
+        """A source may have come without a connection (the IPFS address was set):
+        every transfer waiting for one tries again now."""
+        for watch in self._watches:
+            watch.connected.set()
+
     def _ipfs_backend(self) -> IpfsBackend | None:
         addr = self._config().ipfs_api
         if addr != self._ipfs_addr:
@@ -899,7 +905,9 @@ class FileTransfers:
         shaped link), before the sender is asked. While no source can serve, the
         transfer waits for a connection (any contact: it may hold the file) or
         `WAIT_FOR_SOURCE`; redialling an absent sender is the connection manager's,
-        with its backoff."""
+        with its backoff. With no source at all (no contact connected, no IPFS daemon
+        configured) it waits for a connection or `sources_changed` only: thousands of
+        stalled transfers then hold no timer."""
         banned: set[str] = set()
         watch = _SourceWatch(record.contact)
         self._watches.add(watch)
@@ -925,6 +933,9 @@ class FileTransfers:
                     except BlocksUnavailable as exc:
                         log.info("transfer %s: waiting for a source (%s)", record.id, logged(exc))
                         self._waiting(record)
+                if not sources:  # only a connection (or an IPFS address) can bring one
+                    await watch.connected.wait()
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(watch.connected.wait(), WAIT_FOR_SOURCE)
         finally:

@@ -552,6 +552,8 @@ class NodeService:
         if config != self._config:
             await _in_thread(save_config, self.store.paths.config, config)
             self._config = config
+        if "ipfs_api" in changed:  # a transfer waiting for a source may find it there
+            self.files.sources_changed()
         settings = self._settings()
         self._bus.publish(SettingsChanged(settings))
         return settings

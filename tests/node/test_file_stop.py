@@ -14,7 +14,13 @@ import pytest
 import pytest_asyncio
 
 from app.core.file_crypto import encode_manifest
-from app.node.api import AddContact, NodeEvent, TransferChanged, TransferState
+from app.node.api import (
+    AddContact,
+    NodeEvent,
+    TransferChanged,
+    TransferState,
+    UpdateSettings,
+)
 from app.node.blockstore import Blockstore
 from app.node.file_io import share_file_sync
 from app.node.file_transfers import FileTransfers
@@ -134,17 +140,43 @@ async def test_stopping_writes_nothing_for_transfers_that_wait_and_they_resume(
 
 
 @pytest.mark.asyncio
-async def test_transfers_that_wait_for_a_source_hold_no_progress_timers(
-    node: NodeService,
-) -> None:
+async def test_transfers_that_wait_for_a_source_hold_no_timers(node: NodeService) -> None:
     files = node.files
     before = _timers()
     await files.start(Network(), conversation=None)  # type: ignore[arg-type]
     try:
         await _all_waiting(files)
-        # one retry timer each (`WAIT_FOR_SOURCE`); before, also a checkpoint timer each
-        # firing PROGRESS_HZ times a second: 12,000 wake-ups a second for 3,000
-        assert _timers() - before <= STALLED + 5
+        # before: a checkpoint timer each, firing PROGRESS_HZ times a second, and a retry
+        # timer each (`WAIT_FOR_SOURCE`): 12,300 wake-ups a second for 3,000 transfers
+        assert _timers() - before <= 5
+    finally:
+        await files.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_ipfs_address_set_wakes_the_transfers_waiting_for_a_source(
+    node: NodeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = node.files
+    rounds: list[str] = []
+    sources = files._sources
+
+    def counting(record: TransferRecord) -> Any:
+        rounds.append(record.id)
+        return {} if len(rounds) > STALLED else sources(record)  # no IPFS traffic
+
+    monkeypatch.setattr(files, "_sources", counting)
+    monkeypatch.setattr("app.node.file_transfers.WAIT_FOR_SOURCE", 3600.0)  # no retry timer
+    await files.start(Network(), conversation=None)  # type: ignore[arg-type]
+    try:
+        await _all_waiting(files)
+        assert len(rounds) == STALLED
+        await node.update_settings(UpdateSettings(ipfs_api="/ip4/127.0.0.1/tcp/9/http"))
+        for _ in range(10_000):  # the loop runs until every transfer tried again
+            if len(rounds) == 2 * STALLED:
+                break
+            await asyncio.sleep(0.001)
+        assert sorted(rounds[STALLED:]) == sorted(rounds[:STALLED])
     finally:
         await files.stop()
 
