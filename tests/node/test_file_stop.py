@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from app.core.file_crypto import encode_manifest
+from app.node import file_transfers
 from app.node.api import (
     AddContact,
     NodeEvent,
@@ -30,6 +31,14 @@ from app.node.storage.transfers import TransferRecord
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
 
 STALLED = 200
+
+
+@pytest.fixture(autouse=True)
+def every_transfer_fetches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """All `STALLED` fetch at once, as for contacts that each have their share of them
+    (one contact's are fetched `MAX_FETCHES_PER_CONTACT` at a time): what each waiting
+    fetch costs is what is measured."""
+    monkeypatch.setattr(file_transfers, "MAX_FETCHES_PER_CONTACT", STALLED)
 
 
 class Manager:
