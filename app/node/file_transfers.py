@@ -117,9 +117,9 @@ user named with the manifests of the files it holds."""
 
 
 def logged(exc: FilesError) -> str:
-    """`exc` as the log shows it: its kind and reason code, not its text, which names
-    the file or the folder for the user (docs/threat-model.md: logs hold no names)."""
-    return f"{type(exc).__name__}, {reason_code(exc)}"
+    """`exc` as the log shows it: its kind, not its text, which names the file or the
+    folder for the user (docs/threat-model.md: logs hold no names)."""
+    return type(exc).__name__
 
 
 def display_name(manifest: FileManifest) -> str:
