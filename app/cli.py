@@ -224,14 +224,15 @@ def unlock_passphrase() -> str:
     return getpass.getpass("Passphrase: ")
 
 
-def passphrase_source(profile: Path) -> api.PassphraseSource:
+def passphrase_source(profile: Path, info: api.ProfileInfo | None = None) -> api.PassphraseSource:
     """Where the passphrase to open `profile` comes from. On a terminal it is asked for
     here, in the main thread, when opening the profile will need it: asked for later, by
     the worker thread that opens the profile, Ctrl+C could not end the prompt (the
-    command hung until Enter was pressed, found by a tester)."""
+    command hung until Enter was pressed, found by a tester). `info`: the profile as the
+    caller inspected it already."""
     if api.passphrase_from_env() is not None or not sys.stdin.isatty():
         return unlock_passphrase
-    info = api.inspect_profile(profile)
+    info = info or api.inspect_profile(profile)
     if info.protection is not api.Protection.PASSPHRASE or info.in_use:
         return unlock_passphrase  # not needed, or a running node answers instead
     typed = getpass.getpass("Passphrase: ")
@@ -671,8 +672,9 @@ async def telling_if_slow(work: Awaitable[int], after: float = SLOW_NODE_AFTER) 
 
 
 def _run_with_node(profile: Path, action: Callable[[api.NodeApi], Awaitable[int]]) -> int:
-    passphrase = passphrase_source(profile)
-    running = api.inspect_profile(profile).in_use  # else the command opens it itself
+    info = api.inspect_profile(profile)
+    passphrase = passphrase_source(profile, info)
+    running = info.in_use  # else the command opens it itself
 
     async def go() -> int:
         async with api.open_node(profile, passphrase) as node:
