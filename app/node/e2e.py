@@ -180,10 +180,19 @@ class SessionBook:
         await self.store.call(self.store.sessions.delete, address)
 
     async def for_sending(self, address: str) -> Session:
-        """The session to encrypt with; X3DH from the contact's DHT bundle if none."""
+        """The session to encrypt with (see `prepare`); `NoSession` if there is none."""
         session = await self.load(address)
-        if session is not None:
-            return session
+        if session is None:
+            raise NoSession("no session with the contact yet")
+        return session
+
+    async def prepare(self, address: str) -> None:
+        """Make sure there is a session with `address`: X3DH from the contact's DHT prekey
+        bundle if there is none. This waits for the DHT, so call it without the
+        contact's lock: whatever waits for that lock (the user's next `send`) must not
+        wait for the network. Raises `NoSession` if the bundle can't be had."""
+        if await self.load(address) is not None:
+            return
         raw = await self.network.fetch_bundle(address)
         if raw is None:
             raise NoSession("the contact's prekey bundle is not in the DHT (yet)")
@@ -195,8 +204,10 @@ class SessionBook:
             raise NoSession("the prekey bundle belongs to someone else")
         await self.check_dh_key(address, bundle.identity.dh_key, "prekey bundle")
         session = await asyncio.to_thread(initiate, self._keys, bundle, self._clock(), self._random)
-        self._sessions[address] = session
-        return session
+        # a session may have come meanwhile (the contact's first message, another
+        # caller's `prepare`): that one stays
+        if await self.load(address) is None:
+            self._sessions[address] = session
 
     def ratchet_requested(self, address: str) -> bool:
         """Whether the peer asked for a DH ratchet step that our next message performs."""

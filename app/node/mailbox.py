@@ -567,6 +567,12 @@ class MailboxCourier:
         slots that change): (slots kept, slots in all), or None if nothing can go."""
         messenger = self._messenger
         address = contact.address
+        async with messenger.conversation(address):
+            if not messenger.lacking(address):
+                return None
+        # a first message sets up the session from the contact's DHT bundle: not while
+        # holding the conversation's lock, which the user's next `send` waits for
+        await messenger.sessions.prepare(address)
         async with messenger.conversation(address) as ledger:
             backlog = messenger.lacking(address)
             if not backlog:

@@ -656,10 +656,10 @@ class Messenger:
                 if events and conn is None:
                     self.want(address)
                 elif conn is not None and not failed:
-                    try:  # no session yet: start one (its state is stored first), then send
-                        sending = await self._send_batch(address, conn, ledger, first, False)
-                    except (NoSession, TransportError) as exc:
-                        self._send_failed(address, exc)
+                    # no session yet: `send_state` starts one from the contact's DHT
+                    # bundle, without this lock (the next `send` must not wait for the DHT)
+                    unsent = [raw for part in (first, *rest) for raw in part]
+                    self._spawn(self._send_quietly(address, unsent, False))
         if sending is not None:
             # waited for apart: a shaped connection may take a slot or more to put it on
             # the wire, and the next messages must not wait for that to be stored
@@ -742,6 +742,7 @@ class Messenger:
         conn = self.network.manager.connection(address)
         if conn is None:
             raise ConnectFailed("not connected")
+        await self.sessions.prepare(address)  # without the lock: it may wait for the DHT
         for batch in _batches(events):
             async with self._lock(address):
                 ledger = await self._ledger(address)

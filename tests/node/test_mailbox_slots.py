@@ -183,6 +183,12 @@ class FakeLedger:
 class FakeSessions:
     def __init__(self) -> None:
         self.counter = 0
+        self.dht_answers = asyncio.Event()
+        """`prepare` (a first session from the contact's DHT bundle) waits for this."""
+        self.dht_answers.set()
+
+    async def prepare(self, address: str) -> None:
+        await self.dht_answers.wait()
 
     async def for_sending(self, address: str) -> int:
         return self.counter
@@ -585,4 +591,23 @@ async def test_a_message_stays_queued_while_no_other_node_keeps_its_slot() -> No
     dht.holders = 1  # a node joined: the next round posts again, and now it is sent
     clock[0] += 1
     await sender._repost()
+    assert outbox.sent == outbox.backlog
+
+
+@pytest.mark.asyncio
+async def test_a_first_session_is_set_up_without_holding_the_conversation() -> None:
+    """Posting a first message sets up the session from the contact's DHT bundle: a
+    lookup that may take seconds. It must not hold the conversation's lock meanwhile:
+    the user's next `send` to that contact waits for that lock."""
+    alice, bob, _ = keys()
+    sender, outbox = courier(alice, bob, FakeDht(), [float(NOW)])
+    outbox.backlog = [os.urandom(300)]
+    outbox.sessions.dht_answers.clear()
+    posting = asyncio.ensure_future(sender.post("them"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not posting.done()  # waiting for the DHT
+    assert not outbox._locks["them"].locked()
+    outbox.sessions.dht_answers.set()
+    await posting
     assert outbox.sent == outbox.backlog

@@ -682,6 +682,40 @@ async def test_send_returns_while_a_new_session_waits_for_the_network(
 
 
 @pytest.mark.asyncio
+async def test_an_answer_that_needs_a_new_session_does_not_hold_up_send(
+    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An acknowledgement (or a rotation, a resync) due while there is no session sets
+    one up from the contact's DHT bundle without the conversation's lock: the user's
+    `send` meanwhile returns at once (it waited for the DHT lookup before)."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "hello"))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    await alice.messenger.sessions.reset(bob.address)
+    slow_dht = asyncio.Event()
+    fetch = alice.network.fetch_bundle
+
+    async def waiting_fetch(address: str) -> bytes | None:
+        await slow_dht.wait()
+        return await fetch(address)
+
+    monkeypatch.setattr(alice.network, "fetch_bundle", waiting_fetch)
+    answering = asyncio.ensure_future(alice.messenger.send_state(bob.address, [], False))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert not answering.done()  # waiting for the DHT
+    assert not alice.messenger._lock(bob.address).locked()
+    message = await asyncio.wait_for(
+        alice.service.send_message(SendMessage("Bob", "while the DHT is slow")), 10
+    )
+    assert [m.id for m in await alice.service.list_messages(ListMessages("Bob"))][-1] == message.id
+    slow_dht.set()
+    await answering
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "while the DHT is slow"]))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+
+
+@pytest.mark.asyncio
 async def test_a_forced_ratchet_step_waits_for_the_conversation(pair: tuple[Node, Node]) -> None:
     """Key rotation changes a session only between the messenger's own steps (which hold
     the contact's lock): otherwise a message sealed meanwhile would store its session
