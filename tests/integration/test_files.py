@@ -202,6 +202,16 @@ def slow_loopback() -> Iterator[tuple[str, ...]]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+def set_loopback_rate(prefix: tuple[str, ...], rate: str) -> None:
+    """Change the rate of `slow_loopback`'s namespace (`prefix`) for what follows."""
+    subprocess.run(
+        [*prefix, "tc", "qdisc", "change", "dev", "lo", "root", "tbf", "rate", rate,
+         "burst", "256kb", "latency", "100ms"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
 def kill_mid_transfer(
     tmp_path: Path, daemons: list[Daemon], prefix: tuple[str, ...], victim: int
 ) -> tuple[Path, Path, str, Path, dict[str, Any]]:
@@ -280,6 +290,9 @@ def test_pause_resume_and_cancel_mid_transfer(
     src = write_random(tmp_path / "big.bin", 64 * MiB)
     [tid] = share(a, "Bob", src)
     wait_for(lambda: (t := state_of(b, tid)) and t["done_bytes"] >= 8 * MiB, timeout=120)
+    # from here 1 MB/s: the rest takes ~50 s, so a command slowed down by a loaded
+    # machine still finds the transfer running (at 10 MB/s it could end first)
+    set_loopback_rate(slow_loopback, "8mbit")
     paused = cli_json(b, "transfers", "pause", tid, passphrase=PASS)
     assert paused["state"] == "paused" and 8 * MiB <= paused["done_bytes"] < 64 * MiB
     downloads = tmp_path / "bob-downloads"
@@ -298,7 +311,8 @@ def test_pause_resume_and_cancel_mid_transfer(
     [resumed] = wait_for(second_start)
     held = int(resumed.split(": ")[-1].split()[0])
     assert held * (256 * 1024 - 16) >= paused["done_bytes"]
-    wait_for(lambda: (t := state_of(b, tid)) and t["done_bytes"] >= 24 * MiB, timeout=120)
+    moving = paused["done_bytes"] + 2 * MiB
+    wait_for(lambda: (t := state_of(b, tid)) and t["done_bytes"] >= moving, timeout=120)
     assert cli_json(b, "transfers", "cancel", tid, passphrase=PASS)["state"] == "cancelled"
     assert list(downloads.iterdir()) == []
     wait_for(lambda: in_state(a, tid, "cancelled"))
