@@ -29,10 +29,12 @@ from app.core.session import (
 )
 from app.core.x3dh import INITIAL_HEADER_SIZE
 from app.node.api import NodeEvent, SecurityAlert
+from app.node.futures import retrieve
 from app.node.network import NetworkStack
 from app.node.state_message import NoSession
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore
+from app.node.transport.base import AuthenticatedConnection
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,17 @@ async def seal(
     if len(plaintext) <= INLINE_CRYPTO_BYTES:
         return encrypt(session, plaintext, random)
     return await asyncio.to_thread(encrypt, session, plaintext, random)
+
+
+def hand_over(conn: AuthenticatedConnection, wire: bytes) -> asyncio.Future[None]:
+    """Start sending a sealed message (its session state stored). Call with the
+    contact's lock held, so messages are written, or queued for the shaper's slots, in
+    the order they were sealed; await the result after letting the lock go: a shaped
+    connection may wait for a slot and a busy one for its buffer to drain, and the
+    user's next `send` waits for that lock."""
+    sending = asyncio.ensure_future(conn.send(wire))
+    sending.add_done_callback(retrieve)
+    return sending
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from app.node.api import (
     StorageFailed,
     TypingChanged,
 )
-from app.node.e2e import SessionBook, seal
+from app.node.e2e import SessionBook, hand_over, seal
 from app.node.history import MESSAGE_KINDS, own_texts_behind
 from app.node.network import NetworkStack
 from app.node.state_message import ReadUpTo, Signal, Typing
@@ -106,7 +106,8 @@ class Ephemeral:
                     return False
                 session, wire = await seal(current, plaintext, self._random)
                 await self.sessions.save(address, session)  # before the ciphertext leaves
-                await conn.send(wire)
+                sending = hand_over(conn, wire)
+            await sending
         except TransportError as exc:
             log.info("an ephemeral signal was dropped: %s", exc)
             return False

@@ -59,7 +59,7 @@ from app.node.api import (
     SecurityAlert,
     StorageFailed,
 )
-from app.node.e2e import SessionBook, seal
+from app.node.e2e import SessionBook, hand_over, seal
 from app.node.ephemeral import Ephemeral
 from app.node.futures import retrieve
 from app.node.history import FILE, FILE_KINDS, MESSAGE_KINDS, TEXT, load_ledger, own_texts_behind
@@ -814,10 +814,11 @@ class Messenger:
                 return False
             session, wire = await seal(current, plaintext, self._random)
             await self.sessions.save(address, session)  # before the ciphertext leaves
-            try:
-                await conn.send(wire)
-            except TransportError:
-                return False
+            sending = hand_over(conn, wire)
+        try:
+            await sending
+        except TransportError:
+            return False
         return True
 
     def lacking(self, address: str) -> list[bytes]:

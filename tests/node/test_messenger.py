@@ -695,15 +695,17 @@ async def test_an_answer_that_needs_a_new_session_does_not_hold_up_send(
     slow_dht = asyncio.Event()
     fetch = alice.network.fetch_bundle
 
+    asked: list[str] = []
+
     async def waiting_fetch(address: str) -> bytes | None:
+        asked.append(address)
         await slow_dht.wait()
         return await fetch(address)
 
     monkeypatch.setattr(alice.network, "fetch_bundle", waiting_fetch)
     answering = asyncio.ensure_future(alice.messenger.send_state(bob.address, [], False))
-    for _ in range(50):
-        await asyncio.sleep(0)
-    assert not answering.done()  # waiting for the DHT
+    await eventually(lambda: asked)  # waiting for the DHT
+    assert not answering.done()
     assert not alice.messenger._lock(bob.address).locked()
     message = await asyncio.wait_for(
         alice.service.send_message(SendMessage("Bob", "while the DHT is slow")), 10
@@ -712,6 +714,41 @@ async def test_an_answer_that_needs_a_new_session_does_not_hold_up_send(
     slow_dht.set()
     await answering
     await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "while the DHT is slow"]))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+
+
+@pytest.mark.asyncio
+async def test_a_signal_waiting_for_the_wire_does_not_hold_up_send(
+    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typing signal (or a read receipt, a transfer's state) waits for the wire
+    without the conversation's lock: on a shaped connection that is a slot away, on one
+    busy with a file its buffer must drain first, and the user's `send` must not wait
+    for either (it waited for the whole of it before)."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "hello"))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    conn = alice.network.manager.connection(bob.address)
+    assert conn is not None
+    wire_free = asyncio.Event()
+    send = conn.send
+    held: list[bytes] = []
+
+    async def busy_send(payload: bytes, *, awaits_answer: bool = False) -> None:
+        if not held:  # the first message after this waits, like one behind a slot
+            held.append(payload)
+            await wire_free.wait()
+        await send(payload, awaits_answer=awaits_answer)
+
+    monkeypatch.setattr(conn, "send", busy_send)
+    typing = asyncio.ensure_future(alice.messenger.set_typing(bob.address, True))
+    await eventually(lambda: held)  # the signal waits for the wire
+    assert not typing.done()
+    assert not alice.messenger._lock(bob.address).locked()
+    await asyncio.wait_for(alice.service.send_message(SendMessage("Bob", "meanwhile")), 10)
+    wire_free.set()
+    await typing
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "meanwhile"]))
     await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
 
 
