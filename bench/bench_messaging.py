@@ -23,7 +23,8 @@ Targets (issue #6): p50 <= raw RTT / 2 x 2 + 1 ms; >= 2,000 messages/s sustained
 Like the tests, the daemons run with the test-only SCRAMBLED_EGGS_ICE_LOOPBACK=1 and the
 echo peer patches aioice the same way (aioice skips loopback interfaces).
 Usage: ``.venv/bin/python bench/bench_messaging.py [--latency-rounds N] [--count N]``;
-the daemons run with ``--shaping off`` unless ``BENCH_SHAPING=balanced`` (or strict).
+the daemons run with ``--shaping off`` unless ``BENCH_SHAPING=balanced`` (or strict);
+``BENCH_TYPING=1`` sends a typing signal 2 ms before each latency sample's message.
 Prints ONE JSON object.
 """
 
@@ -52,6 +53,7 @@ from app.node.api import (  # noqa: E402
     MessageStatusChanged,
     NodeEvent,
     SendMessage,
+    SetTyping,
 )
 from app.node.control import ControlClient, connect_control  # noqa: E402
 from app.node.paths import ProfilePaths  # noqa: E402
@@ -168,6 +170,9 @@ def _env() -> dict[str, str]:
 
 SHAPING = os.environ.get("BENCH_SHAPING", "off")
 """Traffic-shaping mode of the daemons (`--shaping`); balanced adds its slot delay."""
+TYPING = os.environ.get("BENCH_TYPING") == "1"
+"""Each latency sample's message follows a typing signal by 2 ms (the user types, then
+sends): the latency then includes whatever the signal holds up."""
 
 
 async def start_daemon(profile: Path) -> tuple[subprocess.Popen[bytes], ControlClient]:
@@ -249,9 +254,16 @@ async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, 
         at_a, at_b = Stream(alice), Stream(bob)
         await asyncio.sleep(0.2)  # subscribed
 
+        typist = await connect_control(ProfilePaths(a)) if TYPING else None
+
         async def one(text: str) -> tuple[float, str]:
             t0 = time.perf_counter()
+            if typist is not None:  # the typing signal goes just before the message
+                typing = asyncio.ensure_future(typist.set_typing(SetTyping("Bob", True)))
+                await asyncio.sleep(0.002)
             message = await alice.send_message(SendMessage("Bob", text))
+            if typist is not None:
+                await typing
             await at_b.wait(lambda: message.id in at_b.added, 60)
             return t0, message.id
 
@@ -294,7 +306,7 @@ async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, 
         received = max(at_b.added[i] for i in ids) - t0
         at_a.stop()
         at_b.stop()
-        for extra in senders[1:]:
+        for extra in [*senders[1:], *([typist] if typist is not None else [])]:
             await extra.close()
         return {
             "path": peers[0].path if peers else None,
@@ -337,6 +349,7 @@ async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, An
         "benchmark": "bench_messaging",
         "path": result["path"],
         "shaping": SHAPING,
+        "typing_before_each_message": TYPING,
         "baseline_raw_datachannel_rtt": _ms(raw),
         "one_way_latency": latency,
         "latency_target_p50_ms": round(target, 3),
