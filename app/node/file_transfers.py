@@ -850,7 +850,8 @@ class FileTransfers:
         started_at = self._monotonic()
         try:
             try:
-                await self._fetch_from_sources(record, manifest, part, on_leaf, saved)
+                if not await self._copy_held(record, manifest, part, progress, saved):
+                    await self._fetch_from_sources(record, manifest, part, on_leaf, saved)
                 await _stop(checkpoints)
                 fetched_at = self._monotonic()
                 # the complete bitmap marks a part that may be published already: a
@@ -886,6 +887,38 @@ class FileTransfers:
             fetched_at - started_at,
             self._monotonic() - fetched_at,
         )
+
+    async def _copy_held(
+        self,
+        record: TransferRecord,
+        manifest: FileManifest,
+        part: PartFile,
+        progress: Progress,
+        saved: _Saved,
+    ) -> bool:
+        """Fill a part that holds nothing yet from this profile's own blockstore, with
+        or without a source; True if that completed it.
+
+        A version before part files (schema 9) kept every received block there,
+        counted them in `done_bytes` and stored no bitmap; so does a share of the same
+        file from this profile. Without this the transfer read "0 B, waiting for the
+        peer" (and stored 0) until the sender came back, and one whose blocks were all
+        held waited for a sender it did not need. A new transfer's root is not held:
+        this costs one lookup and touches neither the network nor the disk."""
+        if part.held_count:
+            return False
+        fetching = asyncio.ensure_future(fetch_into(manifest, self.blockstore, part, {}))
+        try:
+            await asyncio.shield(fetching)
+        except BlocksUnavailable:
+            pass
+        except asyncio.CancelledError:
+            await _stop(fetching)  # ends before the part is touched again
+            raise
+        if part.held_count:
+            log.info("transfer %s: %d blocks found in this profile", record.id, part.held_count)
+            await self._checkpoint(record, part, progress, saved)
+        return part.is_complete
 
     async def _fetch_from_sources(
         self,
