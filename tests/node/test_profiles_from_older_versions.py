@@ -19,6 +19,7 @@ import pytest_asyncio
 from test_file_endings import SETTINGS, eventually
 
 from app.node.api import (
+    AcceptTransfer,
     ListMessages,
     ListTransfers,
     ProfileUnreadable,
@@ -169,13 +170,16 @@ async def started(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
 
 @pytest.mark.parametrize("commit", COMMITS)
 @pytest.mark.asyncio
-async def test_messages_an_older_version_queued_are_delivered_once(
+async def test_messages_an_older_version_queued_are_delivered_once_and_its_offer_accepted(
     commit: str, tmp_path: Path, started: Any
 ) -> None:
+    """Carol gets what Alice and Bob queued for her; Bob accepts the file Alice offered,
+    served from the blocks the older version stored (one file each before block packs)."""
     root, facts = copied(commit, tmp_path)
     _, alice_network = await started(root, facts, "alice", None)
-    await started(root, facts, "bob", alice_network)
+    bob, _ = await started(root, facts, "bob", alice_network)
     carol, _ = await started(root, facts, "carol", alice_network)
+    await bob.accept_transfer(AcceptTransfer(facts["offered"]))
 
     async def arrived() -> bool:
         texts = [
@@ -189,3 +193,13 @@ async def test_messages_an_older_version_queued_are_delivered_once(
     for contact in ("alice", "bob"):
         messages = await carol.list_messages(ListMessages(contact.capitalize()))
         assert sorted(m.text for m in messages) == sorted(expected(facts, "carol", contact, True))
+
+    async def received() -> Any:
+        [offered] = [
+            t for t in await bob.list_transfers(ListTransfers()) if t.id == facts["offered"]
+        ]
+        return offered.state is TransferState.DONE and offered
+
+    await eventually(received, 60)
+    offered = await received()
+    assert Path(offered.path).stat().st_size == offered.size
