@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE
 from app.core.unixfs import CODEC_RAW, cid_codec
@@ -37,7 +38,7 @@ class FileServing:
         blockstore: Blockstore,
         publish: Callable[[NodeEvent], None],
         progress: dict[str, Progress],
-        spawn: Callable[[Awaitable[object]], None],
+        spawn: Callable[[Coroutine[Any, Any, object]], None],
         monotonic: Callable[[], float],
     ) -> None:
         self.store = store

@@ -36,7 +36,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -151,6 +151,7 @@ class FileTransfers:
         self.bulk: BulkServer | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Future[object]] = set()
+        self._stopped = False
         self._events: asyncio.Queue[tuple[str, Event]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._watches: set[_SourceWatch] = set()
@@ -178,6 +179,7 @@ class FileTransfers:
 
     async def start(self, network: NetworkStack, conversation: Conversation) -> None:
         """Serve and fetch blocks over `network`; resume every RUNNING incoming transfer."""
+        self._stopped = False
         self._network = network
         self._conversation = conversation
         self.bulk = BulkServer(self.blockstore, self.serving.served)
@@ -216,6 +218,7 @@ class FileTransfers:
 
     async def stop(self) -> None:
         """Stop fetching (progress is persisted; RUNNING transfers resume next start)."""
+        self._stopped = True  # what the network still says as it closes changes nothing
         tasks: list[asyncio.Future[Any]] = [*self._tasks.values(), *self._background]
         if self._worker is not None:
             tasks.append(self._worker)
@@ -229,7 +232,10 @@ class FileTransfers:
         if self._ipfs is not None:
             self._ipfs.close()
 
-    def _spawn(self, coro: Awaitable[object]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        if self._stopped:  # e.g. a connection closing after `stop`: the store may be gone
+            coro.close()
+            return
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -229,3 +229,18 @@ async def test_redials_of_a_gone_sender_tell_the_stalled_transfers_once(
         assert len(reads) == 1
     finally:
         await files.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_connection_closing_after_stop_starts_nothing(node: NodeService) -> None:
+    """The network's connections close after the transfers stopped (the node's stop
+    order): that must not start a task reading the store, which may be closed by then
+    ("cannot schedule new futures after shutdown", never retrieved)."""
+    files = node.files
+    network = Network()
+    await files.start(network, conversation=None)  # type: ignore[arg-type]
+    await _all_waiting(files)
+    [record, *_] = await node.store.call(node.store.transfers.all)
+    await files.stop()
+    network.manager.heard(ConnectionStateChanged(record.contact, PeerState.WAITING_TO_RETRY))
+    assert not files._background
