@@ -56,8 +56,11 @@ answer carrying it plus 20 contacts to ~8.0 KiB, both under rpcudp's 8 KiB cap."
 MAX_SLOT_BYTES = 64
 MAX_TTL_SECONDS = 7 * 24 * 3600
 """No record may claim to live longer than a week from now."""
-MAX_CLOCK_SKEW_SECONDS = 600
-"""Tolerance added to `MAX_TTL_SECONDS` for clocks that run behind the publisher's."""
+MAX_CLOCK_SKEW_SECONDS = 24 * 3600
+"""Tolerance added to `MAX_TTL_SECONDS` for clocks that run behind the publisher's: a
+week-long record (a mailbox slot) from a publisher whose clock is up to a day ahead, or
+read by a node whose clock is up to a day behind, is still valid (decision 0019; it was
+10 minutes, and a clock an hour off lost every offline message)."""
 MAX_UINT = (1 << 63) - 1
 SIGNATURE_SIZE = 64
 _KEY_TAG = b"scrambled-eggs/v1/dht-key\x00"

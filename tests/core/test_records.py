@@ -126,6 +126,16 @@ def test_expired_and_far_future_are_refused() -> None:
         validate(presence(expires_at=limit + 1).encode(), record.key, NOW)
 
 
+def test_a_week_long_record_survives_clocks_a_day_apart() -> None:
+    """A mailbox slot lives a week: written by a clock a day ahead (or read by one a day
+    behind) it was refused as too far in the future, and offline messages were lost."""
+    day, week = 24 * 3600, 7 * 24 * 3600
+    ahead = presence(expires_at=NOW + day + week)
+    assert validate(ahead.encode(), ahead.key, NOW) == ahead
+    written_on_time = presence(expires_at=NOW + week)
+    assert validate(written_on_time.encode(), written_on_time.key, NOW - day) == written_on_time
+
+
 def test_bad_signature_is_refused() -> None:
     record = presence()
     forged = SignedRecord(
