@@ -22,9 +22,9 @@ an event whose parents are still missing until they come).
 The sender writes slots in order (0, 1, ...); when its backlog grows it keeps the slots
 whose events are still a prefix of the backlog and rewrites from the last one on. Once
 the recipient's heads show it holds everything, the slots written are overwritten with
-empty payloads. The recipient reads, for each of the last `RETENTION_DAYS` days, slot 0,
-1, 2, ... until a miss. Records live `MAILBOX_TTL` (7 days) and are republished by the
-DHT layer while the sender runs.
+empty payloads. The recipient reads, for each of the last `RETENTION_DAYS` days and
+tomorrow (a sender's clock may run ahead), slot 0, 1, 2, ... until a miss. Records live
+`MAILBOX_TTL` (7 days) and are republished by the DHT layer while the sender runs.
 
 Epochs (key rotation, docs/protocol.md section 12): the mailbox a contact writes to us
 can be moved to a new epoch ``e >= 1`` whose 32-byte random seed WE choose and announce
@@ -273,10 +273,15 @@ def mailbox_record(key: MailboxKey, payload: bytes, now: float) -> SignedRecord:
     )
 
 
-RECENT_DAYS = 2
-"""After the first round, polls read only today's and yesterday's mailboxes: a sender
-writes under the day it sends on, so older days gain nothing new (yesterday: a post just
-before midnight, or a sender's clock a little behind ours)."""
+FUTURE_DAYS = 1
+"""A recipient also reads tomorrow's mailbox: a sender whose clock runs ahead of ours
+(a wrong time zone, a wrong date) writes under its own day, which can be our tomorrow;
+unread, its envelopes waited up to a day, or were never read (decision 0019)."""
+RECENT_DAYS = 2 + FUTURE_DAYS
+"""After the first round, polls read only yesterday's, today's and tomorrow's mailboxes:
+a sender writes under the day it sends on, so older days gain nothing new (yesterday: a
+post just before midnight, or a sender's clock a little behind ours; tomorrow: one
+ahead of ours)."""
 NEW_CONTACT_READS = 1
 """After the first round, contacts whose last 7 days were not read in this run (added
 since) get that full read, this many per round: adding several at once must not send
@@ -290,9 +295,10 @@ or the internet connect within that, and a connected contact needs no poll."""
 
 
 def poll_days(now: float | None = None) -> list[int]:
-    """The days whose mailboxes a recipient reads, oldest first (the last 7)."""
+    """The days whose mailboxes a recipient reads, oldest first (the last 7, and
+    tomorrow: `FUTURE_DAYS`)."""
     today = day_of(time.time() if now is None else now)
-    return [today - back for back in range(RETENTION_DAYS - 1, -1, -1)]
+    return [today - back for back in range(RETENTION_DAYS - 1, -FUTURE_DAYS - 1, -1)]
 
 
 def kept_slots(
@@ -429,7 +435,7 @@ class MailboxCourier:
         """A wake or network change: poll soon, all 7 days after a sleep of more than a
         day (a round reads today's and yesterday's mailboxes only)."""
         slept = event.slept if isinstance(event, Resumed) else 0.0
-        self.poll_soon(full=slept > (RECENT_DAYS - 1) * DAY_SECONDS)
+        self.poll_soon(full=slept > (RECENT_DAYS - FUTURE_DAYS - 1) * DAY_SECONDS)
 
     async def _contacts(self) -> list[ContactRecord]:
         return [r for r in await self._store.call(self._store.contacts.all) if r.dh_key]

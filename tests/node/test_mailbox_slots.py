@@ -135,10 +135,10 @@ def test_unchanged_slots_are_kept_and_a_slot_with_room_is_refilled() -> None:
     assert mailbox.kept_slots([], e, budget=2000) == 0
 
 
-def test_a_recipient_reads_the_last_seven_days_oldest_first() -> None:
+def test_a_recipient_reads_the_last_seven_days_and_tomorrow_oldest_first() -> None:
     days = mailbox.poll_days(NOW)
     today = mailbox.day_of(NOW)
-    assert days == list(range(today - 6, today + 1))
+    assert days == list(range(today - 6, today + 2))
     assert mailbox.MAILBOX_TTL == mailbox.RETENTION_DAYS * mailbox.DAY_SECONDS
 
 
@@ -157,9 +157,11 @@ class FakeDht:
         self.puts: list[bytes] = []
         self.gets: list[bytes] = []
         self.published: set[bytes] = set()
+        self.now = float(NOW)
+        """The storing nodes' clock."""
 
     async def put_record(self, record: SignedRecord) -> int:
-        validate(record.encode(), record.key, NOW)
+        validate(record.encode(), record.key, self.now)
         held = self.records.get(record.key)
         if held is None or newer(record, held):
             self.records[record.key] = record
@@ -356,6 +358,30 @@ async def test_polls_after_the_first_read_recent_days_only_and_skip_connected_co
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("ahead", [3600.0, 86400.0])
+async def test_a_sender_whose_clock_runs_ahead_is_read_on_time(ahead: float) -> None:
+    """A sender writes under its own UTC day: with its clock an hour ahead late in our
+    day, or a day ahead, that is our tomorrow, which no poll read (the envelopes waited
+    until our clock reached that day, or lapsed unread)."""
+    alice, bob, _ = keys()
+    dht = FakeDht()
+    late_today = float(mailbox.day_of(NOW) * mailbox.DAY_SECONDS + 86400 - 600)
+    reader_clock, sender_clock = [late_today], [late_today + ahead]
+    dht.now = late_today  # the other nodes' clocks are right
+    sender, outbox = courier(alice, bob, dht, sender_clock)
+    reader, inbox = courier(bob, alice, dht, reader_clock)
+    assert await reader.poll() == 0  # the first, full round: nothing yet
+    outbox.backlog = [os.urandom(300)]
+    await sender.post("them")
+    assert await reader.poll(full=False) == 1
+    assert inbox.handled[-1][1] == outbox.backlog
+
+    fresh, inbox = courier(bob, alice, dht, reader_clock)  # a restart: the full round
+    assert await fresh.poll() == 1
+    assert inbox.handled[-1][1] == outbox.backlog
+
+
+@pytest.mark.asyncio
 async def test_contacts_added_later_get_their_7_days_read_one_per_round() -> None:
     """Messages a new contact left in the days before we added it are read, but two
     contacts added at once are read one round after the other (not one burst)."""
@@ -385,7 +411,7 @@ async def test_contacts_added_later_get_their_7_days_read_one_per_round() -> Non
     third = len(dht.gets)
     # round 2: Carol recent, Alice 7 days, Dave recent; round 3: Dave's 7 days
     assert second >= recent + mailbox.RETENTION_DAYS + mailbox.RECENT_DAYS
-    assert third == 2 * recent + mailbox.RETENTION_DAYS
+    assert third == 2 * recent + len(mailbox.poll_days(NOW))
     dht.gets.clear()
     assert await reader.poll(full=False) == 0
     assert len(dht.gets) == 3 * recent  # everyone read once: the recent days only
