@@ -48,7 +48,10 @@ SIGNED_PREKEY_ROTATION = 48 * 3600
 SIGNED_PREKEY_GRACE = 7 * 24 * 3600
 MAX_SIGNED_PREKEYS = 5
 MAX_BUNDLE_AGE = 30 * 24 * 3600
-MAX_CLOCK_SKEW = 3600
+MAX_CLOCK_SKEW = 24 * 3600
+"""How far ahead of ours a bundle's creation time may be: the publisher's clock may run
+up to a day ahead (decision 0019; it was an hour, and a contact whose clock was a day
+ahead could not be written to while offline)."""
 MAX_SEEN_INITIAL_MESSAGES = 4096
 REPLAY_TAG_SIZE = 16
 MAX_KEY_ID = 2**32 - 1
@@ -221,8 +224,14 @@ class PrekeyStore:
         return replace(store, signed_prekeys=(*store.signed_prekeys, fresh))
 
     def rotation_due(self, now: float) -> bool:
-        """Whether the current signed prekey is older than `SIGNED_PREKEY_ROTATION`."""
-        return not self.signed_prekeys or now - self.current.created_at >= SIGNED_PREKEY_ROTATION
+        """Whether the current signed prekey is older than `SIGNED_PREKEY_ROTATION`, or
+        dated more than `MAX_CLOCK_SKEW` ahead of `now`: it was made while our clock ran
+        ahead (a wrong date, since corrected), and every peer refuses a bundle dated in
+        the future; waiting for it to age would have kept us unreachable that long."""
+        if not self.signed_prekeys:
+            return True
+        age = now - self.current.created_at
+        return age >= SIGNED_PREKEY_ROTATION or age < -MAX_CLOCK_SKEW
 
     def rotate(self, now: float, random: RandomSource) -> PrekeyStore:
         """Start a new signed prekey now (also used by forced key rotation)."""

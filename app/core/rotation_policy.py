@@ -24,14 +24,29 @@ Triggers:
 Forced rotations of one contact are at least `min_interval` apart (an attacker must not
 turn the trigger into a flood of republished prekeys); time and volume triggers wait for
 the same interval.
+
+Times are the wall clock, which can be stepped back (a wrong date corrected by NTP or the
+user): a time read more than `CLOCK_STEPPED_BACK` ahead of `now` counts as long ago, or a
+clock that ran a year ahead would hold every rotation back for a year (decision 0019).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 from app.core.errors import LocalProtocolError
+
+CLOCK_STEPPED_BACK = 24 * 3600.0
+"""A recorded time this far ahead of the clock was read before the clock was stepped back."""
+
+
+def elapsed(now: float, then: float) -> float:
+    """Seconds from `then` to `now`; infinite when `then` is more than `CLOCK_STEPPED_BACK`
+    ahead of `now` (read while our clock ran ahead, since corrected)."""
+    age = now - then
+    return math.inf if age < -CLOCK_STEPPED_BACK else age
 
 
 class RotationReason(enum.Enum):
@@ -137,12 +152,13 @@ class RotationPolicy:
     ) -> list[RotationDue]:
         if state.pending is not None:
             return []  # one rotation at a time; the pending one covers this
-        if now - state.rotated_at < self.settings.min_interval and reason not in COMPROMISE:
+        recent = elapsed(now, state.rotated_at) < self.settings.min_interval
+        if recent and reason not in COMPROMISE:
             return []  # compromise signals rotate at once; time and volume can wait
         state.pending = RotationDue(contact, keys, reason)
         due = [state.pending]
         if KeyKind.PREKEYS in keys:
-            if now - self._prekeys_forced_at < self.settings.min_interval:
+            if elapsed(now, self._prekeys_forced_at) < self.settings.min_interval:
                 state.pending = RotationDue(contact, keys - {KeyKind.PREKEYS}, reason)
                 due = [state.pending]
             else:
@@ -182,9 +198,10 @@ class RotationPolicy:
         """Time triggers (call every few minutes)."""
         due: list[RotationDue] = []
         for contact, state in self._contacts.items():
-            if now - state.rotated_at >= self.settings.session_max_age:
+            if elapsed(now, state.rotated_at) >= self.settings.session_max_age:
                 due += self._due(contact, state, SESSION_AND_MAILBOX, RotationReason.TIME, now)
-        if self._prekeys_at is not None and now - self._prekeys_at >= self.settings.prekey_max_age:
+        prekeys_at = self._prekeys_at
+        if prekeys_at is not None and elapsed(now, prekeys_at) >= self.settings.prekey_max_age:
             self._prekeys_at = now  # reported once; `prekeys_created` sets the real time
             due.append(RotationDue(None, frozenset({KeyKind.PREKEYS}), RotationReason.TIME))
         return due

@@ -22,6 +22,7 @@ from app.core.prekeys import (
     MAX_BUNDLE_AGE,
     MAX_BUNDLE_BYTES,
     MAX_BUNDLE_ONE_TIME_PREKEYS,
+    MAX_CLOCK_SKEW,
     MAX_KEY_ID,
     MAX_SEEN_INITIAL_MESSAGES,
     MAX_SIGNED_PREKEYS,
@@ -149,8 +150,32 @@ def test_bundle_freshness() -> None:
     bundle.verify(NOW + MAX_BUNDLE_AGE - 1)
     with pytest.raises(InvalidPrekeyBundle):
         bundle.verify(NOW + MAX_BUNDLE_AGE + 1)
+    bundle.verify(NOW - MAX_CLOCK_SKEW)  # the publisher's clock ran ahead of ours
     with pytest.raises(InvalidPrekeyBundle):
-        bundle.verify(NOW - 2 * HOUR)
+        bundle.verify(NOW - MAX_CLOCK_SKEW - 1)
+
+
+def test_a_bundle_from_a_clock_a_day_ahead_is_accepted() -> None:
+    """A contact whose clock is a day ahead dates its bundle tomorrow: refused (an hour
+    was the limit), nobody could start a session with it from its DHT bundle."""
+    bundle = PrekeyStore.create(NOW + 24 * HOUR, rng(8)).bundle(identity(8))
+    assert verify_bundle(bundle.to_bytes(), NOW) == bundle
+
+
+def test_a_signed_prekey_from_a_clock_that_ran_ahead_is_replaced_once_it_is_corrected() -> None:
+    """Made while our clock was a year ahead (a dead CMOS battery, then NTP): the bundle
+    is dated a year from now, which every peer refuses; it was not rotated for a year."""
+    rand = rng(13)
+    store = PrekeyStore.create(NOW + 365 * 24 * HOUR, rand)
+    with pytest.raises(InvalidPrekeyBundle):
+        store.bundle(identity(13)).verify(NOW)
+    assert store.rotation_due(NOW)
+    store = store.maintain(NOW, rand)
+    assert store.current.created_at == NOW
+    store.bundle(identity(13)).verify(NOW)
+    assert not store.rotation_due(NOW + 1)
+    # a clock a little behind the one that made the key is no reason to rotate
+    assert not PrekeyStore.create(NOW + MAX_CLOCK_SKEW, rand).rotation_due(NOW)
 
 
 def test_bundle_signature_is_domain_separated() -> None:

@@ -78,3 +78,23 @@ def test_failures_outside_the_window_do_not_add_up() -> None:
 def test_prekeys_never_live_longer_than_48h() -> None:
     with pytest.raises(LocalProtocolError):
         RotationSettings(prekey_max_age=49 * 3600)
+
+
+def test_a_clock_stepped_back_from_a_wrong_date_holds_no_rotation_back() -> None:
+    """Keys last rotated while the clock ran a year ahead: once the clock is corrected,
+    those times lie a year in the future, and no time trigger fired for a year (the
+    signed prekey, dated a year ahead, was refused by every peer all that time)."""
+    year = 365 * 24 * 3600
+    policy = RotationPolicy(CFG)
+    policy.track("bob", year)
+    policy.prekeys_created(year)
+    dues = policy.tick(1000)
+    assert {d.contact for d in dues} == {"bob", None}
+    [prekeys] = [d for d in dues if d.contact is None]
+    assert prekeys.keys == {KeyKind.PREKEYS}
+    policy.rotated("bob", 1000)
+    policy.prekeys_created(1000)
+    assert policy.tick(1001) == []  # counted from the corrected clock again
+    # a clock a few hours behind the one that rotated is no reason to rotate again
+    policy.rotated("bob", 1000 + 3 * 3600)
+    assert policy.tick(1002) == []
