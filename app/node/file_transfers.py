@@ -750,7 +750,7 @@ class FileTransfers:
             state=TransferState.RUNNING if auto else TransferState.OFFERED,
             size=manifest.size,
             done_bytes=0,
-            time=event.wall_time / 1000.0,
+            time=min(event.wall_time / 1000.0, self._clock()),  # not "from the future"
             name=display_name(manifest),
             mime=manifest.mime_type,
             manifest=raw,

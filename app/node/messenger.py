@@ -48,6 +48,7 @@ from app.core.ledger import EquivocationDetected, EventAccepted, EventRejected, 
 from app.core.ledger_errors import BadEventSignature
 from app.core.ledger_event import Event, EventBody
 from app.core.session import Session
+from app.core.shown_time import shown_time_ms
 from app.node.api import (
     MAX_MESSAGE_BYTES,
     HistoryInvalid,
@@ -397,7 +398,7 @@ class Messenger:
                 if event.author == self._own_key:
                     ids[str(event.body.get("id"))] = event.cid
                 else:
-                    message = self._incoming_message(address, event)
+                    message = self._incoming_message(address, event, ledger)
                     if message is not None:
                         incoming.append(message)
             order = {
@@ -447,7 +448,7 @@ class Messenger:
         for message in sorted(added, key=lambda m: order.get(m.id, last)):
             self._publish(MessageAdded(message, before.get(message.id)))
 
-    def _incoming_message(self, address: str, event: Event) -> Message | None:
+    def _incoming_message(self, address: str, event: Event, ledger: Ledger) -> Message | None:
         msg_id, text = event.body.get("id"), event.body.get("text")
         if not isinstance(msg_id, str) or not isinstance(text, str) or not msg_id:
             return None
@@ -457,10 +458,16 @@ class Messenger:
             sender=address,
             outgoing=False,
             text=text,
-            time=event.wall_time / 1000.0,
+            time=self._shown_time(event, ledger),
             status=MessageStatus.RECEIVED,
             transfer=msg_id[:64] if event.body.kind == FILE else None,
         )
+
+    def _shown_time(self, event: Event, ledger: Ledger) -> float:
+        """When to say `event` was written: its author's clock, but not after now (its
+        clock runs ahead) nor before the events it answers (decision 0019)."""
+        parents = (p.wall_time for cid in event.parents if (p := ledger.get(cid)) is not None)
+        return shown_time_ms(event.wall_time, parents, int(self._clock() * 1000)) / 1000.0
 
     async def _append_texts(
         self, address: str, ledger: Ledger, messages: list[Message]
@@ -1054,7 +1061,7 @@ class Messenger:
         for event in theirs:
             if event.body.kind not in MESSAGE_KINDS:
                 continue
-            received = self._incoming_message(address, event)
+            received = self._incoming_message(address, event, ledger)
             if received is not None:
                 incoming.append(received)
                 order[received.id] = _order_key(event)

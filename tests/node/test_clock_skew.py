@@ -1,0 +1,134 @@
+"""Two nodes whose wall clocks disagree (one runs ahead or behind by most of a day),
+in one process on loopback: they still reach each other, and the times shown are
+within what the receiver knows for sure (decision 0019)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.node.api import AddContact, ListMessages, Message, MessageStatus, SendMessage
+from app.node.dht import DhtNode
+from app.node.messenger import Messenger
+from app.node.network import NetworkStack
+from app.node.profile import create_profile, open_store
+from app.node.service import NodeService
+from app.node.transport import TransportSettings
+
+SETTINGS = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
+HOUR = 3600.0
+
+
+@dataclass
+class Node:
+    service: NodeService
+    network: NetworkStack
+    messenger: Messenger
+
+
+async def start_node(root: Path, name: str, skew: float) -> Node:
+    """A node whose every wall-clock read is `skew` seconds off."""
+
+    def clock() -> float:
+        return time.time() + skew
+
+    create_profile(root / name, name, None)
+    store = open_store(root / name, None)
+    service = NodeService(store, clock=clock)
+    network = NetworkStack(store.identity, settings=SETTINGS, dht=DhtNode(clock=clock), clock=clock)
+    await network.start("127.0.0.1", 0)
+    messenger = Messenger(store, network, service.publish, clock=clock)
+    service.attach_network(network)
+    await messenger.start()
+    service.attach_delivery(messenger)
+    await network.join([])
+    return Node(service, network, messenger)
+
+
+async def stop_node(node: Node) -> None:
+    node.service.close()
+    await node.messenger.stop()
+    await node.network.stop()
+    await asyncio.to_thread(node.service.store.close)
+
+
+async def eventually(check: Callable[[], object], timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def pair(root: Path, alice_skew: float) -> AsyncIterator[tuple[Node, Node]]:
+    alice = await start_node(root, "Alice", alice_skew)
+    bob = await start_node(root, "Bob", 0.0)
+    try:
+        await bob.network.join_via(alice.network.endpoints())
+        await alice.service.add_contact(AddContact((await bob.service.whoami()).invite))
+        await bob.service.add_contact(AddContact((await alice.service.whoami()).invite))
+        yield alice, bob
+    finally:
+        await stop_node(alice)
+        await stop_node(bob)
+
+
+async def messages(node: Node, contact: str) -> list[Message]:
+    return await node.service.list_messages(ListMessages(contact))
+
+
+async def received(node: Node, contact: str, text: str) -> Message | None:
+    return next((m for m in await messages(node, contact) if m.text == text), None)
+
+
+@pytest.mark.asyncio
+async def test_a_contact_whose_clock_runs_most_of_a_day_ahead_is_reached_and_not_shown_ahead(
+    tmp_path: Path,
+) -> None:
+    """Alice's clock is 20 h ahead: her prekey bundle is dated 20 h ahead (refused beyond
+    an hour: Bob could not start a session), and her messages were shown to Bob as
+    written 20 h from now (sorted above every contact, under tomorrow's date)."""
+    async with pair(tmp_path, 20 * HOUR) as (alice, bob):
+        await bob.service.send_message(SendMessage("Alice", "hello from Bob"))
+        await eventually(lambda: received(alice, "Bob", "hello from Bob"))
+        before = time.time()
+        await alice.service.send_message(SendMessage("Bob", "hi from Alice"))
+        await eventually(lambda: received(bob, "Alice", "hi from Alice"))
+        shown = await received(bob, "Alice", "hi from Alice")
+        assert shown is not None and before <= shown.time <= time.time()
+        # the order is the history's, whatever the clocks say: Bob's first, on both sides
+        for node, contact in ((alice, "Bob"), (bob, "Alice")):
+            listed = await messages(node, contact)
+            assert [m.text for m in listed] == ["hello from Bob", "hi from Alice"]
+        await eventually(lambda: _status(alice, "Bob", "hi from Alice", MessageStatus.DELIVERED))
+
+
+@pytest.mark.asyncio
+async def test_a_reply_from_a_clock_running_behind_is_shown_after_what_it_answers(
+    tmp_path: Path,
+) -> None:
+    """Alice's clock is 20 h behind: her answer to Bob's message was shown 20 h before it
+    (under yesterday's date, in the middle of today's conversation)."""
+    async with pair(tmp_path, -20 * HOUR) as (alice, bob):
+        asked = await bob.service.send_message(SendMessage("Alice", "are you there?"))
+        await eventually(lambda: received(alice, "Bob", "are you there?"))
+        await alice.service.send_message(SendMessage("Bob", "yes"))
+        await eventually(lambda: received(bob, "Alice", "yes"))
+        answer = await received(bob, "Alice", "yes")
+        assert answer is not None and int(asked.time * 1000) / 1000 <= answer.time <= time.time()
+
+
+async def _status(node: Node, contact: str, text: str, status: MessageStatus) -> bool:
+    return any(m.text == text and m.status is status for m in await messages(node, contact))
