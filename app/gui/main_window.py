@@ -542,7 +542,7 @@ class MainWindow(QMainWindow):
         except ActionFailed:
             return
         if last and self.contacts.row_of(address) >= 0:
-            self.contacts.note_message(last[-1], seen=True)
+            self.contacts.note_message(last[-1], seen=True, newest=False)
 
     def _on_contact_removed(self, contact: Contact) -> None:
         self.contacts.remove(contact.address)
@@ -636,7 +636,7 @@ class MainWindow(QMainWindow):
         visible = self._conversation_visible(message.contact)
         self.messages.add(message, before)
         seen = visible and self.isActiveWindow()
-        self.contacts.note_message(message, seen=seen)
+        self.contacts.note_message(message, seen=seen, newest=before is None)
         if seen and not message.outgoing:
             self.bridge.mark_read(message.contact)
         if not message.outgoing and not self.isActiveWindow():

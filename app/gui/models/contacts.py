@@ -189,13 +189,19 @@ class ContactModel(QAbstractListModel):
             self._rows[row].last = message
             self._changed(row)
 
-    def note_message(self, message: Message, *, seen: bool) -> None:
-        """A message was added to a conversation; count it as unread unless `seen`."""
+    def note_message(self, message: Message, *, seen: bool, newest: bool = True) -> None:
+        """A message was added to a conversation; count it as unread unless `seen`.
+
+        `newest`: it comes after every other message of the conversation in the history's
+        order (one the node places before another does not); the row shows the newest by
+        that order, never by the times shown, which come from clocks that may be wrong (a
+        message written while our clock ran a day ahead stayed the row's last for a day).
+        Not `newest` and the row has none yet: it is shown."""
         row = self.row_of(message.contact)
         if row < 0:
             return
         entry = self._rows[row]
-        if entry.last is None or message.time >= entry.last.time:
+        if entry.last is None or newest:
             entry.last = message
         if not message.outgoing and not seen:
             entry.unread += 1
