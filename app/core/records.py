@@ -234,6 +234,14 @@ def validate(record_bytes: object, expected_key: bytes, now: float) -> SignedRec
     return record
 
 
+def next_sequence(now: float, last: int) -> int:
+    """The sequence for a record we sign at `now` (seconds) after one numbered `last`:
+    milliseconds since the epoch, but always above `last`. A clock stepped back (a wrong
+    date corrected) would otherwise number our new records below the ones it signed
+    while ahead, and every node would keep those instead (decision 0019)."""
+    return min(max(int(now * 1000), last + 1), MAX_UINT)
+
+
 def _order(record: SignedRecord) -> tuple[int, int, bytes]:
     return record.seq, record.expires_at, record.encode()
 

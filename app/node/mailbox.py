@@ -59,6 +59,7 @@ from app.core.records import (
     RecordKind,
     SignedRecord,
     dht_key,
+    next_sequence,
     sign_record,
 )
 from app.core.wake import Resumed, WakeEvent
@@ -261,13 +262,15 @@ def open_envelopes(key: MailboxKey, payload: bytes) -> list[bytes | Fragment]:
     return opened
 
 
-def mailbox_record(key: MailboxKey, payload: bytes, now: float) -> SignedRecord:
-    """The signed record to put in the DHT (seq = now in ms: newer posts win)."""
+def mailbox_record(
+    key: MailboxKey, payload: bytes, now: float, seq: int | None = None
+) -> SignedRecord:
+    """The signed record to put in the DHT (seq: now in ms unless given; newer posts win)."""
     return sign_record(
         key.signer.sign,
         key.owner,
         RecordKind.MAILBOX,
-        seq=int(now * 1000),
+        seq=int(now * 1000) if seq is None else seq,
         expires_at=int(now) + MAILBOX_TTL,
         payload=payload,
     )
@@ -371,6 +374,7 @@ class MailboxCourier:
         self._read_spacing = read_spacing
         self._clock = clock
         self._random = random
+        self._last_seq = 0
         self._seen: dict[tuple[str, int, int, int], int] = {}
         self._partial: dict[tuple[str, bytes], tuple[int, dict[int, bytes]]] = {}
         """(contact, fragment id) -> (fragments in all, those read) of session messages
@@ -392,6 +396,12 @@ class MailboxCourier:
         self._lock = asyncio.Lock()
         self._read_all: set[str] = set()
         """Contacts whose last 7 days were read in this run (or synced: connected)."""
+
+    def _next_seq(self, now: float) -> int:
+        """The sequence of a slot record we sign now: above every one we signed before, so
+        a slot rewritten after our clock was stepped back still replaces the old one."""
+        self._last_seq = next_sequence(now, self._last_seq)
+        return self._last_seq
 
     def start(self, joined: Awaitable[object]) -> None:
         """Poll once `joined` completes, then periodically."""
@@ -532,7 +542,9 @@ class MailboxCourier:
             lacking = len(self._messenger.lacking(address))
             previous = self._posted.get(address)
             already = previous is not None and previous[:2] == (lacking, True)
-            if already and previous is not None and self._clock() - previous[2] < REPOST_SECONDS:
+            # a post dated after now was made before our clock was stepped back: not recent
+            recent = previous is not None and 0 <= self._clock() - previous[2] < REPOST_SECONDS
+            if already and recent:
                 return  # that backlog is already in the DHT
             now = self._clock()
             today = day_of(now)
@@ -546,7 +558,9 @@ class MailboxCourier:
             keep, total = sealed
             # a kept slot is already stored (and republished by the DHT layer) unless the
             # last post reached no other node or it is time to refresh
-            put_all = previous is None or not previous[1] or now - previous[2] >= REPOST_SECONDS
+            put_all = (
+                previous is None or not previous[1] or not 0 <= now - previous[2] < REPOST_SECONDS
+            )
             stored = 1
             held: list[bool] = []
             for index, slot in enumerate(layout.records):
@@ -607,7 +621,10 @@ class MailboxCourier:
                     sealed = [(key, seal_envelopes(key, [wire], self._random(_NONCE)))]
                     new_runs.append(tuple(run))
                     done += len(run)
-                new_records += [mailbox_record(key, payload, now) for key, payload in sealed]
+                new_records += [
+                    mailbox_record(key, sealed_payload, now, self._next_seq(now))
+                    for key, sealed_payload in sealed
+                ]
             stale = len(layout.runs)
             layout.runs, layout.records = new_runs, new_records
         # slots of a longer, older layout of today would only repeat what we hold
@@ -658,7 +675,8 @@ class MailboxCourier:
     ) -> None:
         """Overwrite one of our slots with no envelopes (newer seq wins everywhere)."""
         key = await self._key(contact, day, index, True, epoch)
-        empty = mailbox_record(key, seal_envelopes(key, [], self._random(_NONCE)), now)
+        sealed = seal_envelopes(key, [], self._random(_NONCE))
+        empty = mailbox_record(key, sealed, now, self._next_seq(now))
         await self._network.dht.put_record(empty)
         self._network.dht.forget_record(empty.key)
 
@@ -677,7 +695,7 @@ class MailboxCourier:
             if (
                 previous is None
                 or previous[:2] != (lacking, True)
-                or self._clock() - previous[2] >= REPOST_SECONDS
+                or not 0 <= self._clock() - previous[2] < REPOST_SECONDS
             ):
                 await self.post(address)
 

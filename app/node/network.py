@@ -38,6 +38,7 @@ from app.core.records import (
     SignedRecord,
     decode_presence,
     dht_key,
+    next_sequence,
     sign_record,
 )
 from app.core.wake import WakeEvent
@@ -185,6 +186,8 @@ class NetworkStack:
         self.address = keys.public.address
         self.dht = dht or DhtNode()
         self._clock = clock
+        self._last_seq = 0
+        """The sequence of the last record we signed (see `next_sequence`)."""
         self._known_endpoints: dict[str, tuple[str, ...]] = {}
         self.presence_seen: Callable[[str, tuple[str, ...]], None] | None = None
         """Told the endpoints of each presence record read from the DHT (signed by its
@@ -412,11 +415,12 @@ class NetworkStack:
 
     def _sign(self, kind: RecordKind, payload: bytes) -> SignedRecord:
         now = self._clock()
+        self._last_seq = next_sequence(now, self._last_seq)
         return sign_record(
             self.keys.sign,
             self.keys.public.signing_key,
             kind,
-            seq=int(now * 1000),
+            seq=self._last_seq,
             expires_at=int(now) + RECORD_TTL,
             payload=payload,
         )
@@ -424,18 +428,33 @@ class NetworkStack:
     def _renewer(self, kind: RecordKind) -> Callable[[SignedRecord], SignedRecord]:
         return lambda old: self._sign(kind, old.payload)
 
+    async def _publish(self, kind: RecordKind, payload: bytes) -> int:
+        """Sign and publish (and keep renewing) one of our records; how many nodes kept it.
+
+        Kept by none while the DHT holds one of ours numbered at or above it: that one was
+        signed while our clock ran ahead (before a restart; the sequence is the time in
+        ms), and every node would keep it until it expires. Sign again above it."""
+        record = self._sign(kind, payload)
+        kept = await self.dht.put_record(record, renew=self._renewer(kind))
+        if kept == 0 and self.dht.peer_count() > 0:
+            held = await self.dht.get_record(record.key)
+            if held is not None and held.seq >= record.seq:
+                self._last_seq = max(self._last_seq, held.seq)
+                record = self._sign(kind, payload)
+                kept = await self.dht.put_record(record, renew=self._renewer(kind))
+        return kept
+
     async def publish_presence(self) -> int:
         """Publish (and keep renewing) identity -> our endpoints."""
         self._published_endpoints = tuple(self.endpoints()[:8])
-        payload = PresencePayload(self._published_endpoints).encode()
-        record = self._sign(RecordKind.PRESENCE, payload)
-        return await self.dht.put_record(record, renew=self._renewer(RecordKind.PRESENCE))
+        return await self._publish(
+            RecordKind.PRESENCE, PresencePayload(self._published_endpoints).encode()
+        )
 
     async def publish_bundle(self, bundle: PrekeyBundle) -> int:
         """Publish (and keep renewing) our prekey bundle; returns how many nodes kept it."""
         self._bundle = bundle
-        record = self._sign(RecordKind.PREKEY_BUNDLE, bundle.to_bytes())
-        return await self.dht.put_record(record, renew=self._renewer(RecordKind.PREKEY_BUNDLE))
+        return await self._publish(RecordKind.PREKEY_BUNDLE, bundle.to_bytes())
 
     def set_bundle(self, bundle: PrekeyBundle) -> None:
         """The bundle to publish once the DHT is joined."""

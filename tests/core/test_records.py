@@ -35,6 +35,7 @@ from app.core.records import (
     dht_key,
     newer,
     newest,
+    next_sequence,
     sign_record,
     validate,
 )
@@ -134,6 +135,13 @@ def test_a_week_long_record_survives_clocks_a_day_apart() -> None:
     assert validate(ahead.encode(), ahead.key, NOW) == ahead
     written_on_time = presence(expires_at=NOW + week)
     assert validate(written_on_time.encode(), written_on_time.key, NOW - day) == written_on_time
+
+
+def test_our_sequence_never_goes_back_with_the_clock() -> None:
+    assert next_sequence(NOW, 0) == NOW * 1000
+    ahead = next_sequence(NOW + 86400, 0)  # signed while the clock ran a day ahead
+    assert next_sequence(NOW, ahead) == ahead + 1  # after the correction: still newer
+    assert next_sequence(NOW + 1, next_sequence(NOW, 0)) == (NOW + 1) * 1000
 
 
 def test_bad_signature_is_refused() -> None:

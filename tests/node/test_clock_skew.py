@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from app.core.identity import IdentityKeys
+from app.core.records import RecordKind, dht_key
 from app.node.api import AddContact, ListMessages, Message, MessageStatus, SendMessage
 from app.node.dht import DhtNode
 from app.node.messenger import Messenger
-from app.node.network import NetworkStack
+from app.node.network import RECORD_TTL, NetworkStack
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.transport import TransportSettings
@@ -132,3 +135,32 @@ async def test_a_reply_from_a_clock_running_behind_is_shown_after_what_it_answer
 
 async def _status(node: Node, contact: str, text: str, status: MessageStatus) -> bool:
     return any(m.text == text and m.status is status for m in await messages(node, contact))
+
+
+@pytest.mark.asyncio
+async def test_records_published_after_the_clock_was_corrected_replace_those_signed_ahead() -> None:
+    """A record's sequence is the time in ms: after running a day ahead and restarting
+    with the clock corrected, our presence was refused by every node (not newer than the
+    one signed a day ahead), which they kept serving until it expired."""
+    keys = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+    ahead = NetworkStack(keys, settings=SETTINGS, clock=lambda: time.time() + 24 * HOUR)
+    holder = NetworkStack(IdentityKeys.from_seeds(os.urandom(32), os.urandom(32)))
+    await holder.start("127.0.0.1", 0)
+    await ahead.start("127.0.0.1", 0)
+    key = dht_key(RecordKind.PRESENCE, keys.public.signing_key)
+    try:
+        await ahead.join_via(holder.endpoints())
+        assert await ahead.publish_presence() == 1
+        await ahead.stop()
+        corrected = NetworkStack(keys, settings=SETTINGS)
+        await corrected.start("127.0.0.1", 0)
+        try:
+            await corrected.join_via(holder.endpoints())
+            assert await corrected.publish_presence() == 1
+            held = await holder.dht.get_record(key)
+            assert held is not None and held.expires_at <= time.time() + RECORD_TTL + 1
+        finally:
+            await corrected.stop()
+    finally:
+        await ahead.stop()
+        await holder.stop()

@@ -382,6 +382,25 @@ async def test_a_sender_whose_clock_runs_ahead_is_read_on_time(ahead: float) -> 
 
 
 @pytest.mark.asyncio
+async def test_a_slot_rewritten_after_the_clock_was_stepped_back_replaces_the_old_one() -> None:
+    """The slot's sequence was the time in ms: once NTP set the sender's clock an hour
+    back, the refilled slot numbered below the one it replaces and every node kept the
+    old one; the recipient never read what was added."""
+    alice, bob, _ = keys()
+    dht = FakeDht()
+    clock = [float(NOW)]
+    sender, outbox = courier(alice, bob, dht, clock)
+    reader, inbox = courier(bob, alice, dht, [float(NOW)])
+    outbox.backlog = [os.urandom(300)]
+    await sender.post("them")
+    clock[0] -= 3600  # the same UTC day
+    outbox.backlog.append(os.urandom(300))
+    await sender.post("them")
+    assert await reader.poll() == 1
+    assert inbox.handled[-1][1] == outbox.backlog
+
+
+@pytest.mark.asyncio
 async def test_contacts_added_later_get_their_7_days_read_one_per_round() -> None:
     """Messages a new contact left in the days before we added it are read, but two
     contacts added at once are read one round after the other (not one burst)."""
