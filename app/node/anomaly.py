@@ -175,9 +175,15 @@ class AnomalyMonitor:
         security_log: SecurityLog | None = None,
         rotation: CompromiseSink | None = None,
         close_connection: Callable[[str, str], Awaitable[None]] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         interval: float = EVALUATION_INTERVAL,
     ) -> None:
+        """`clock` times the windows, limits and quarantines: monotonic, because the wall
+        clock can be stepped (NTP, the user): stepped back an hour, it hid an hour of
+        every peer's activity from the detector (and held rate-limited peers' payloads
+        that long); stepped forward, it ended quarantines early. `wall_clock` dates the
+        security log and the times shown to the user (decision 0019)."""
         self.detector = detector
         self.features = PeerFeatures()
         self.policy = PeerPolicy(detector.policy_settings())
@@ -186,6 +192,7 @@ class AnomalyMonitor:
         self.rotation = rotation
         self._close = close_connection
         self._clock = clock
+        self._wall_clock = wall_clock
         self._interval = interval
         self._queues: dict[str, _Queue] = {}
         self._dispatch: Dispatch | None = None
@@ -351,7 +358,9 @@ class AnomalyMonitor:
 
     async def _apply(self, change: StandingChanged, now: float) -> None:
         worse = _RANK[change.new] > _RANK[change.old]
-        detail = _describe(change, self.features.row(change.peer, now))
+        wall = self._wall_clock()
+        until = None if change.until is None else wall + (change.until - now)
+        detail = _describe(change, self.features.row(change.peer, now), until)
         # the detail names no peer: the log is plaintext, contacts' addresses are not
         log.warning(
             "peer standing: %s -> %s (%s): %s",
@@ -371,7 +380,7 @@ class AnomalyMonitor:
                 self.rotation.alert(change.peer)
         if self._log is not None:
             with contextlib.suppress(Exception):
-                await self._log.record(change.peer, "anomaly", detail, now)
+                await self._log.record(change.peer, "anomaly", detail, wall)
 
 
 _RANK = {Standing.NORMAL: 0, Standing.RATE_LIMITED: 1, Standing.QUARANTINED: 2}
@@ -382,11 +391,12 @@ _WINDOW_COUNTS = frozenset(
 counts, ratios or decayed counts that also end in a duration)."""
 
 
-def _describe(change: StandingChanged, row: Any) -> str:
-    """A sentence for the user: what happened and what the node does about it."""
+def _describe(change: StandingChanged, row: Any, until: float | None = None) -> str:
+    """A sentence for the user: what happened and what the node does about it (`until`:
+    the wall-clock end of a quarantine)."""
     if change.new is Standing.QUARANTINED:
-        until = time.strftime("%H:%M:%S", time.localtime(change.until or 0))
-        action = f"is quarantined until {until}; what it sends is held, not lost"
+        ends = time.strftime("%H:%M:%S", time.localtime(until or 0))
+        action = f"is quarantined until {ends}; what it sends is held, not lost"
     elif change.new is Standing.RATE_LIMITED and change.old is Standing.QUARANTINED:
         action = "left quarantine and is rate-limited for a while"
     elif change.new is Standing.RATE_LIMITED:

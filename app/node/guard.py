@@ -74,7 +74,7 @@ class NodeGuard:
             security_log=security_log,
             rotation=rotator,
             close_connection=_closer(network),
-            clock=clock,
+            wall_clock=clock,
         )
         network.inbound_gate = monitor
         network.manager.subscribe(monitor.on_transport)

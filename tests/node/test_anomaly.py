@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from app.core.peer_features import N_FEATURES, PeerFeatures, Signal
+from app.core.peer_features import FEATURE_NAMES, N_FEATURES, PeerFeatures, Signal
 from app.core.peer_policy import Standing, StandingChanged
 from app.core.prekeys import PrekeyBundle
 from app.core.rotation_policy import ALL_KEYS, RotationDue, RotationReason
@@ -385,3 +386,32 @@ async def test_only_a_quarantine_alerts_the_user_a_rate_limit_is_only_recorded()
     )
     await monitor._apply(jailed, 101.0)
     assert [type(e) for e in shown] == [SecurityAlert] and len(recorded) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_wall_clock_stepped_back_hides_no_activity_from_the_detector(
+    tmp_path: Path,
+) -> None:
+    """The detector's windows ran on the wall clock: once NTP stepped it back an hour,
+    what a peer did fell before its window, and its age came out negative: computing its
+    features raised (math domain error), so every evaluation failed for that hour."""
+    create_profile(tmp_path / "Alice", "Alice", None)
+    store = open_store(tmp_path / "Alice", None)
+    network = NetworkStack(store.identity, settings=SETTINGS)
+    messenger = Messenger(store, network, lambda _event: None)
+    wall = [time.time()]
+    guard = NodeGuard.install(store, network, messenger, lambda _event: None, clock=lambda: wall[0])
+    assert guard is not None
+    monitor, peer = guard.monitor, ("192.0.2.1", 4000)
+    try:
+        for _ in range(30):
+            monitor.on_dht(peer, "request")
+        wall[0] -= 3600
+        for _ in range(30):
+            monitor.on_dht(peer, "request")
+        row = monitor.features.row("dht:192.0.2.1:4000", monitor._clock())
+        assert row is not None
+        counts = dict(zip(FEATURE_NAMES, row.values, strict=True))
+        assert round(float(np.expm1(counts["dht_request_60s"]))) == 60
+    finally:
+        await asyncio.to_thread(store.close)
