@@ -48,7 +48,7 @@ from app.core.ledger import EquivocationDetected, EventAccepted, EventRejected, 
 from app.core.ledger_errors import BadEventSignature
 from app.core.ledger_event import Event, EventBody
 from app.core.session import Session
-from app.core.shown_time import shown_time_ms
+from app.core.shown_time import latest_written, shown_time_ms
 from app.node.api import (
     MAX_MESSAGE_BYTES,
     HistoryInvalid,
@@ -198,6 +198,8 @@ class Messenger:
         self._ledgers: dict[str, Ledger] = {}
         self._contacts: dict[str, ContactRecord] = {}
         self._peer_heads: dict[str, list[Cid]] = {}
+        self._latest_written: dict[bytes, dict[Cid, int]] = {}
+        """Per conversation, the latest author time of each event and its ancestors."""
         self._own_ids: dict[str, set[str]] = {}
         self._failures: dict[str, int] = {}
         self._connecting: dict[str, asyncio.Task[None]] = {}
@@ -465,8 +467,9 @@ class Messenger:
 
     def _shown_time(self, event: Event, ledger: Ledger) -> float:
         """When to say `event` was written: its author's clock, but not after now (its
-        clock runs ahead) nor before the events it answers (decision 0019)."""
-        parents = (p.wall_time for cid in event.parents if (p := ledger.get(cid)) is not None)
+        clock runs ahead) nor before the events it builds on (decision 0019)."""
+        memo = self._latest_written.setdefault(ledger.conversation, {})
+        parents = [latest_written(cid, ledger.get, memo) for cid in event.parents]
         return shown_time_ms(event.wall_time, parents, int(self._clock() * 1000)) / 1000.0
 
     async def _append_texts(

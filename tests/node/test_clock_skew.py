@@ -123,14 +123,19 @@ async def test_a_reply_from_a_clock_running_behind_is_shown_after_what_it_answer
     tmp_path: Path,
 ) -> None:
     """Alice's clock is 20 h behind: her answer to Bob's message was shown 20 h before it
-    (under yesterday's date, in the middle of today's conversation)."""
+    (under yesterday's date, in the middle of today's conversation), and so was what she
+    wrote after it."""
     async with pair(tmp_path, -20 * HOUR) as (alice, bob):
         asked = await bob.service.send_message(SendMessage("Alice", "are you there?"))
         await eventually(lambda: received(alice, "Bob", "are you there?"))
         await alice.service.send_message(SendMessage("Bob", "yes"))
         await eventually(lambda: received(bob, "Alice", "yes"))
-        answer = await received(bob, "Alice", "yes")
-        assert answer is not None and int(asked.time * 1000) / 1000 <= answer.time <= time.time()
+        await alice.service.send_message(SendMessage("Bob", "and more"))
+        await eventually(lambda: received(bob, "Alice", "and more"))
+        for text in ("yes", "and more"):  # the second's parent is the first, dated by Alice
+            answer = await received(bob, "Alice", text)
+            assert answer is not None
+            assert int(asked.time * 1000) / 1000 <= answer.time <= time.time()
 
 
 async def _status(node: Node, contact: str, text: str, status: MessageStatus) -> bool:
