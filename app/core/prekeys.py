@@ -161,8 +161,10 @@ def _bundle_id(value: Any) -> int:
     return value
 
 
-def verify_bundle(raw: bytes, now: float) -> PrekeyBundle:
-    """Parse and fully verify a bundle fetched from the DHT."""
+def verify_bundle(raw: bytes, now: float | None) -> PrekeyBundle:
+    """Parse and fully verify a bundle fetched from the DHT; `now` None for one its owner
+    just handed over an authenticated connection (fresh, whatever either clock says: its
+    dates are checked only against replay from the DHT)."""
     bundle = PrekeyBundle.from_bytes(raw)
     bundle.verify(now)
     return bundle

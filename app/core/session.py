@@ -113,9 +113,10 @@ def _optional_header(value: Any) -> bytes | None:
 
 
 def initiate(
-    identity: IdentityKeys, bundle: PrekeyBundle, now: float, random: RandomSource
+    identity: IdentityKeys, bundle: PrekeyBundle, now: float | None, random: RandomSource
 ) -> Session:
-    """Start a session from the peer's bundle (verified here). Send with `encrypt`."""
+    """Start a session from the peer's bundle (verified here; its dates too unless `now`
+    is None, see `x3dh.initiate`). Send with `encrypt`."""
     handshake = x3dh_initiate(identity, bundle, now, random)
     state = init_initiator(
         handshake.shared_secret, handshake.remote_ratchet_key, handshake.associated_data

@@ -139,9 +139,10 @@ class InitiatorHandshake:
 
 
 def initiate(
-    identity: IdentityKeys, bundle: PrekeyBundle, now: float, random: RandomSource
+    identity: IdentityKeys, bundle: PrekeyBundle, now: float | None, random: RandomSource
 ) -> InitiatorHandshake:
-    """Run X3DH as the initiator against a bundle (verified here, with freshness)."""
+    """Run X3DH as the initiator against a bundle (verified here, with freshness unless
+    `now` is None: a bundle its owner just handed over an authenticated connection)."""
     bundle.verify(now)
     me = identity.public
     if bundle.identity == me:

@@ -209,14 +209,24 @@ class SessionBook:
         raw = await self.network.fetch_bundle(address)
         if raw is None:
             raise NoSession("the contact's prekey bundle is not in the DHT (yet)")
+        now: float | None = self._clock()
         try:
-            bundle = await asyncio.to_thread(verify_bundle, raw, self._clock())
+            bundle = await asyncio.to_thread(verify_bundle, raw, now)
         except InvalidPrekeyBundle as exc:
-            raise NoSession(f"the contact's prekey bundle is invalid: {exc}") from None
+            # dated too far from our clock (one of the two clocks is wrong by more than
+            # a day), or damaged: the one the contact hands over a live connection is
+            # its current one whatever the clocks say (decision 0019)
+            handed = await self.network.bundle_from_peer(address)
+            if handed is None:
+                raise NoSession(f"the contact's prekey bundle is invalid: {exc}") from None
+            try:
+                bundle, now = await asyncio.to_thread(verify_bundle, handed, None), None
+            except InvalidPrekeyBundle as exc:
+                raise NoSession(f"the contact's prekey bundle is invalid: {exc}") from None
         if bundle.identity.signing_key != decode_address(address):
             raise NoSession("the prekey bundle belongs to someone else")
         await self.check_dh_key(address, bundle.identity.dh_key, "prekey bundle")
-        session = await asyncio.to_thread(initiate, self._keys, bundle, self._clock(), self._random)
+        session = await asyncio.to_thread(initiate, self._keys, bundle, now, self._random)
         # a session may have come meanwhile (the contact's first message, another
         # caller's `prepare`): that one stays
         if await self.load(address) is None:

@@ -472,6 +472,11 @@ class NetworkStack:
             return record.payload
         return await self._ask_for_bundle(address)
 
+    async def bundle_from_peer(self, address: str) -> bytes | None:
+        """The prekey bundle `address` hands over on a live authenticated connection now
+        (its owner's current one), else None."""
+        return await self._ask_for_bundle(address)
+
     async def _ask_for_bundle(self, address: str) -> bytes | None:
         connection = self.manager.connection(address)
         if connection is None or not connection.is_open:

@@ -138,6 +138,19 @@ async def test_a_reply_from_a_clock_running_behind_is_shown_after_what_it_answer
             assert int(asked.time * 1000) / 1000 <= answer.time <= time.time()
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("skew", [3 * 24 * HOUR, -365 * 24 * HOUR])
+async def test_contacts_connected_chat_whatever_their_clocks(tmp_path: Path, skew: float) -> None:
+    """Beyond a day of skew the DHT refuses what the skewed node dates, and the prekey
+    bundle it hands over a live connection was refused too ("dated in the future",
+    "too old"): connected contacts could not exchange a single message."""
+    async with pair(tmp_path, skew) as (alice, bob):
+        await bob.service.send_message(SendMessage("Alice", "hello from Bob"))
+        await eventually(lambda: received(alice, "Bob", "hello from Bob"))
+        await alice.service.send_message(SendMessage("Bob", "hi from Alice"))
+        await eventually(lambda: received(bob, "Alice", "hi from Alice"))
+
+
 async def _status(node: Node, contact: str, text: str, status: MessageStatus) -> bool:
     return any(m.text == text and m.status is status for m in await messages(node, contact))
 
