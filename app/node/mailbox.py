@@ -568,6 +568,9 @@ class MailboxCourier:
                     held.append(True)
                     continue
                 kept = await self._network.dht.put_record(slot)
+                if kept == 0:
+                    slot = await self._outnumber(record, layout, index, slot, now)
+                    kept = await self._network.dht.put_record(slot)
                 stored = min(stored, kept)
                 held.append(kept > 0)
                 self._written.setdefault(address, set()).add((epoch, today, index))
@@ -579,6 +582,21 @@ class MailboxCourier:
                 total - keep,
                 stored,
             )
+
+    async def _outnumber(
+        self, contact: ContactRecord, layout: _Layout, index: int, slot: SignedRecord, now: float
+    ) -> SignedRecord:
+        """`slot` again, numbered above the one the DHT holds under its key if that one
+        outnumbers it (written before a restart while our clock ran ahead, so no node
+        takes ours); else `slot` itself."""
+        held = await self._network.dht.get_record(slot.key)
+        if held is None or held.seq < slot.seq:
+            return slot
+        self._last_seq = max(self._last_seq, held.seq)
+        key = await self._key(contact, layout.day, index, True, layout.epoch)
+        renumbered = mailbox_record(key, slot.payload, now, self._next_seq(now))
+        layout.records[index] = renumbered
+        return renumbered
 
     async def _seal_backlog(
         self, contact: ContactRecord, layout: _Layout, now: float

@@ -163,9 +163,10 @@ class FakeDht:
     async def put_record(self, record: SignedRecord) -> int:
         validate(record.encode(), record.key, self.now)
         held = self.records.get(record.key)
-        if held is None or newer(record, held):
-            self.records[record.key] = record
         self.puts.append(record.key)
+        if held is not None and held != record and not newer(record, held):
+            return 0  # StaleRecord on every node
+        self.records[record.key] = record
         self.published.add(record.key)
         return self.holders
 
@@ -398,6 +399,25 @@ async def test_a_slot_rewritten_after_the_clock_was_stepped_back_replaces_the_ol
     await sender.post("them")
     assert await reader.poll() == 1
     assert inbox.handled[-1][1] == outbox.backlog
+
+
+@pytest.mark.asyncio
+async def test_a_slot_written_before_a_restart_while_the_clock_ran_ahead_is_replaced() -> None:
+    """Written while the sender's clock ran an hour ahead; the sender restarts with the
+    clock corrected and refills the slot: numbered below the old one, it was refused by
+    every node, and what was added waited until the clock caught up."""
+    alice, bob, _ = keys()
+    dht = FakeDht()
+    ahead = [float(NOW + 3600)]
+    sender, outbox = courier(alice, bob, dht, ahead)
+    outbox.backlog = [os.urandom(300)]
+    await sender.post("them")
+    restarted, again = courier(alice, bob, dht, [float(NOW)])
+    again.backlog = [*outbox.backlog, os.urandom(300)]
+    await restarted.post("them")
+    reader, inbox = courier(bob, alice, dht, [float(NOW)])
+    assert await reader.poll() == 1
+    assert inbox.handled[-1][1] == again.backlog
 
 
 @pytest.mark.asyncio
