@@ -1,5 +1,5 @@
 """Three daemons on loopback, one of them with a wrong clock (libfaketime), as a user sees
-them: what works? (docs/decisions/0019-wrong-clocks.md)
+them: what works? (docs/decisions/0020-wrong-clocks.md)
 
     python -m tools.clock_skew --alice=+1h           # Alice's clock an hour ahead
     python -m tools.clock_skew --bob=-1d             # Bob's a day behind

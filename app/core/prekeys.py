@@ -50,7 +50,7 @@ MAX_SIGNED_PREKEYS = 5
 MAX_BUNDLE_AGE = 30 * 24 * 3600
 MAX_CLOCK_SKEW = 24 * 3600
 """How far ahead of ours a bundle's creation time may be: the publisher's clock may run
-up to a day ahead (decision 0019; it was an hour, and a contact whose clock was a day
+up to a day ahead (decision 0020; it was an hour, and a contact whose clock was a day
 ahead could not be written to while offline)."""
 MAX_SEEN_INITIAL_MESSAGES = 4096
 REPLAY_TAG_SIZE = 16

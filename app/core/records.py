@@ -59,7 +59,7 @@ MAX_TTL_SECONDS = 7 * 24 * 3600
 MAX_CLOCK_SKEW_SECONDS = 24 * 3600
 """Tolerance added to `MAX_TTL_SECONDS` for clocks that run behind the publisher's: a
 week-long record (a mailbox slot) from a publisher whose clock is up to a day ahead, or
-read by a node whose clock is up to a day behind, is still valid (decision 0019; it was
+read by a node whose clock is up to a day behind, is still valid (decision 0020; it was
 10 minutes, and a clock an hour off lost every offline message)."""
 MAX_UINT = (1 << 63) - 1
 SIGNATURE_SIZE = 64
@@ -238,7 +238,7 @@ def next_sequence(now: float, last: int) -> int:
     """The sequence for a record we sign at `now` (seconds) after one numbered `last`:
     milliseconds since the epoch, but always above `last`. A clock stepped back (a wrong
     date corrected) would otherwise number our new records below the ones it signed
-    while ahead, and every node would keep those instead (decision 0019)."""
+    while ahead, and every node would keep those instead (decision 0020)."""
     return min(max(int(now * 1000), last + 1), MAX_UINT)
 
 

@@ -27,7 +27,7 @@ the same interval.
 
 Times are the wall clock, which can be stepped back (a wrong date corrected by NTP or the
 user): a time read more than `CLOCK_STEPPED_BACK` ahead of `now` counts as long ago, or a
-clock that ran a year ahead would hold every rotation back for a year (decision 0019).
+clock that ran a year ahead would hold every rotation back for a year (decision 0020).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 An event carries its author's wall clock (`Event.wall_time`), which may be minutes,
 hours or years off. The history's order never depends on it (Lamport time, then CID);
 only the time shown beside a message does. That time is the author's, bounded by what
-we know for sure (decision 0019):
+we know for sure (decision 0020):
 
 * not after we received the event: a message "from the future" (its author's clock
   runs ahead) shows when it arrived, so it neither reads as written tomorrow nor sorts

@@ -183,7 +183,7 @@ class AnomalyMonitor:
         clock can be stepped (NTP, the user): stepped back an hour, it hid an hour of
         every peer's activity from the detector (and held rate-limited peers' payloads
         that long); stepped forward, it ended quarantines early. `wall_clock` dates the
-        security log and the times shown to the user (decision 0019)."""
+        security log and the times shown to the user (decision 0020)."""
         self.detector = detector
         self.features = PeerFeatures()
         self.policy = PeerPolicy(detector.policy_settings())

@@ -215,7 +215,7 @@ class SessionBook:
         except InvalidPrekeyBundle as exc:
             # dated too far from our clock (one of the two clocks is wrong by more than
             # a day), or damaged: the one the contact hands over a live connection is
-            # its current one whatever the clocks say (decision 0019)
+            # its current one whatever the clocks say (decision 0020)
             handed = await self.network.bundle_from_peer(address)
             if handed is None:
                 raise NoSession(f"the contact's prekey bundle is invalid: {exc}") from None

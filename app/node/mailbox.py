@@ -279,7 +279,7 @@ def mailbox_record(
 FUTURE_DAYS = 1
 """A recipient also reads tomorrow's mailbox: a sender whose clock runs ahead of ours
 (a wrong time zone, a wrong date) writes under its own day, which can be our tomorrow;
-unread, its envelopes waited up to a day, or were never read (decision 0019)."""
+unread, its envelopes waited up to a day, or were never read (decision 0020)."""
 RECENT_DAYS = 2 + FUTURE_DAYS
 """After the first round, polls read only yesterday's, today's and tomorrow's mailboxes:
 a sender writes under the day it sends on, so older days gain nothing new (yesterday: a

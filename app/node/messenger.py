@@ -467,7 +467,7 @@ class Messenger:
 
     def _shown_time(self, event: Event, ledger: Ledger) -> float:
         """When to say `event` was written: its author's clock, but not after now (its
-        clock runs ahead) nor before the events it builds on (decision 0019)."""
+        clock runs ahead) nor before the events it builds on (decision 0020)."""
         memo = self._latest_written.setdefault(ledger.conversation, {})
         parents = [latest_written(cid, ledger.get, memo) for cid in event.parents]
         return shown_time_ms(event.wall_time, parents, int(self._clock() * 1000)) / 1000.0

@@ -1,5 +1,5 @@
 """A contact row shows its conversation's newest message by the history's order, not by
-the time shown beside it (clocks may be wrong; decision 0019)."""
+the time shown beside it (clocks may be wrong; decision 0020)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Two nodes whose wall clocks disagree (one runs ahead or behind by most of a day),
 in one process on loopback: they still reach each other, and the times shown are
-within what the receiver knows for sure (decision 0019)."""
+within what the receiver knows for sure (decision 0020)."""
 
 from __future__ import annotations
 
