@@ -63,6 +63,7 @@ from app.node.api import (
     Settings,
     Status,
     Transfer,
+    TransferState,
     Whoami,
 )
 
@@ -70,6 +71,8 @@ SIDEBAR_WIDTH = 320
 SIDEBAR_MIN_WIDTH = 260
 """In a narrow window the contact list gives the conversation room, down to this."""
 SIDEBAR_SHARE = 0.38
+OFFER_PAGE = 200
+"""Messages read per page while looking for the file messages of our waiting offers."""
 
 
 def _tool_button(icon: str, tip: str, name: str) -> QToolButton:
@@ -394,6 +397,29 @@ class MainWindow(QMainWindow):
             self._tell(str(exc), error=True)
             return
         self.transfers.merge_snapshot(transfers, token)
+        await self._load_offer_delivery(transfers)
+
+    async def _load_offer_delivery(self, transfers: list[Transfer]) -> None:
+        """Whether each offer of ours still waiting for an answer reached the contact:
+        the status of its file message (same id), read from the newest page back to the
+        offer (events add to it meanwhile; a delivered offer never goes back)."""
+        waiting = [t for t in transfers if t.outgoing and t.state is TransferState.OFFERED]
+        for contact in {t.contact for t in waiting}:
+            wanted = {t.id for t in waiting if t.contact == contact}
+            oldest = min(t.time for t in waiting if t.contact == contact)
+            before: str | None = None
+            while wanted:
+                try:
+                    page = await self.bridge.messages(contact, before, OFFER_PAGE)
+                except ActionFailed:
+                    break
+                for message in page:
+                    if message.id in wanted:
+                        wanted.discard(message.id)
+                        self.transfers.message_status(message.id, message.status)
+                if len(page) < OFFER_PAGE or page[0].time < oldest:
+                    break
+                before = page[0].id
 
     def _tell(self, text: str, error: bool = False) -> None:
         target = (
@@ -633,6 +659,7 @@ class MainWindow(QMainWindow):
         )
 
     def _on_message_added(self, message: Message, before: str | None = None) -> None:
+        self.transfers.message_added(message)
         visible = self._conversation_visible(message.contact)
         self.messages.add(message, before)
         seen = visible and self.isActiveWindow()
@@ -644,6 +671,7 @@ class MainWindow(QMainWindow):
 
     def _on_status_changed(self, message_id: str, _contact: str, status: MessageStatus) -> None:
         self.messages.set_status(message_id, status)
+        self.transfers.message_status(message_id, status)
 
     def _on_typing_changed(self, address: str, typing: bool) -> None:
         self._typing = self._typing | {address} if typing else self._typing - {address}

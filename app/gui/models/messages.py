@@ -44,6 +44,7 @@ class MessageRole(IntEnum):
     MESSAGE = Qt.ItemDataRole.UserRole + 1  # the `Message`
     DAY_HEADER = Qt.ItemDataRole.UserRole + 2  # bool: first message of its day
     TRANSFER = Qt.ItemDataRole.UserRole + 3  # the `Transfer` of a file message, or None
+    STARTING = Qt.ItemDataRole.UserRole + 4  # bool: see `TransferModel.starting`
 
 
 def local_day(timestamp: float) -> dt.date:
@@ -118,6 +119,8 @@ class MessageModel(QAbstractListModel):
             return message
         if role == MessageRole.TRANSFER:
             return self._transfer_of(message)
+        if role == MessageRole.STARTING:
+            return self._starting(message)
         if role == MessageRole.DAY_HEADER:
             row = index.row()
             return row == 0 or local_day(self._rows[row - 1].time) != local_day(message.time)
@@ -127,14 +130,23 @@ class MessageModel(QAbstractListModel):
             transfer = self._transfer_of(message)
             if transfer is None:
                 return message.text
-            return accessible_text(transfer, delivered=reached_them(message))
+            return self._spoken(message, transfer)
         if role == Qt.ItemDataRole.ToolTipRole:
             stamp = dt.datetime.fromtimestamp(message.time).strftime("%c")
             transfer = self._transfer_of(message)
             if transfer is None:
                 return stamp
-            return f"{accessible_text(transfer, delivered=reached_them(message))}\n{stamp}"
+            return f"{self._spoken(message, transfer)}\n{stamp}"
         return None
+
+    def _spoken(self, message: Message, transfer: Transfer) -> str:
+        starting = self._starting(message)
+        return accessible_text(transfer, delivered=reached_them(message), starting=starting)
+
+    def _starting(self, message: Message) -> bool:
+        if message.transfer is None or self._transfers is None:
+            return False
+        return self._transfers.starting(message.transfer)
 
     def _transfer_of(self, message: Message) -> Transfer | None:
         if message.transfer is None or self._transfers is None:

@@ -317,13 +317,15 @@ def _elided(text: str, font: QFont, width: float) -> str:
     return QFontMetricsF(font).elidedText(text, Qt.TextElideMode.ElideMiddle, width)
 
 
-def _progress_line(transfer: Transfer, font: QFont, width: float, delivered: bool) -> str:
+def _progress_line(
+    transfer: Transfer, font: QFont, width: float, delivered: bool, starting: bool
+) -> str:
     """The progress line that fits `width`: without the file's size (shown above it) when
     the whole line does not fit, so that a narrow card still shows the speed and the time
     left instead of eliding them; elided only if even that is too long."""
-    line = progress_text(transfer, delivered=delivered)
+    line = progress_text(transfer, delivered=delivered, starting=starting)
     if QFontMetricsF(font).horizontalAdvance(line) > width:
-        line = progress_text(transfer, delivered=delivered, compact=True)
+        line = progress_text(transfer, delivered=delivered, starting=starting, compact=True)
     return _elided(line, font, width)
 
 
@@ -337,9 +339,11 @@ def paint_card(
     footer_text: str = "",
     *,
     delivered: bool = True,
+    starting: bool = False,
 ) -> None:
     """Paint a card; `transfer` None means the node has not described the file yet;
-    `delivered` false: our offer has not reached the contact yet."""
+    `delivered` false: our offer has not reached the contact yet; `starting` true: it
+    has just begun and has no speed yet (see `progress_text`)."""
     _paint_glyph(painter, layout.icon, name, colors)
     left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
     painter.setFont(fonts.name)
@@ -362,7 +366,8 @@ def paint_card(
         failed = transfer.state == TransferState.FAILED
         painter.setFont(fonts.detail)
         painter.setPen(colors.danger if failed else colors.muted)
-        text = _progress_line(transfer, fonts.detail, layout.progress.width(), delivered)
+        width = layout.progress.width()
+        text = _progress_line(transfer, fonts.detail, width, delivered, starting)
         painter.drawText(layout.progress, int(left), text)
     for action, rect in layout.buttons:
         _paint_button(painter, rect, action, fonts, colors)

@@ -129,7 +129,9 @@ class MessageDelegate(QStyledItemDelegate):
             self._paint_header(painter, rect, top, message)
             top += HEADER_HEIGHT
         if message.transfer is not None:
-            self._paint_file(painter, rect, top, message, index.data(MessageRole.TRANSFER))
+            transfer = index.data(MessageRole.TRANSFER)
+            starting = bool(index.data(MessageRole.STARTING))
+            self._paint_file(painter, rect, top, message, transfer, starting)
             painter.restore()
             return
         layout, text_size = text_layout(message.text, body, self._text_width(int(rect.width())))
@@ -196,6 +198,7 @@ class MessageDelegate(QStyledItemDelegate):
         top: float,
         message: Message,
         transfer: Transfer | None,
+        starting: bool,
     ) -> None:
         c = colors()
         header = top > rect.top() + ROW_GAP
@@ -207,7 +210,9 @@ class MessageDelegate(QStyledItemDelegate):
         name = transfer.name if transfer is not None else message.text
         fonts = self._card_fonts()
         delivered = reached_them(message)
-        paint_card(painter, layout, transfer, name, fonts, palette, delivered=delivered)
+        paint_card(
+            painter, layout, transfer, name, fonts, palette, delivered=delivered, starting=starting
+        )
         # time and ticks where the card kept room for them (beside the buttons if they fit)
         _, meta = self._fonts()
         meta_text, meta_width = self._meta(message, meta)

@@ -112,6 +112,8 @@ class TransferDelegate(QStyledItemDelegate):
             self._fonts(),
             card_colors(on_accent=False),
             footer,
+            delivered=bool(index.data(TransferRole.REACHED)),
+            starting=bool(index.data(TransferRole.STARTING)),
         )
         painter.restore()
 

@@ -118,12 +118,15 @@ def progress_text(
     locale: QLocale | None = None,
     *,
     delivered: bool = True,
+    starting: bool = False,
     compact: bool = False,
 ) -> str:
     """The line under the progress bar (or in its place when there is none):
     "4.10 MB of 12.4 MB · 3.20 MB/s · 3 s left" while running, the error when failed,
     where the file is once received. `delivered` is false while our offer has not
-    reached the contact (see `reached_them`). `compact` leaves out the file's size,
+    reached the contact (see `reached_them`); `starting` true while a transfer that has
+    just begun has no speed yet (without a speed it otherwise waits for the peer, see
+    `TransferModel.starting`). `compact` leaves out the file's size,
     which the summary line shows too ("4.10 MB · 3.20 MB/s · 3 s left"), for a line
     that would otherwise not fit."""
     state = transfer.state
@@ -136,6 +139,8 @@ def progress_text(
             if transfer.speed_bps > 0:
                 parts.append(format_speed(transfer.speed_bps, locale))
                 parts.append(format_eta(transfer))
+            elif starting:
+                parts.append(_tr("starting…"))
             else:
                 parts.append(_tr("waiting for the peer"))
         else:
@@ -157,8 +162,12 @@ def progress_text(
 
 
 def accessible_text(
-    transfer: Transfer, locale: QLocale | None = None, *, delivered: bool = True
+    transfer: Transfer,
+    locale: QLocale | None = None,
+    *,
+    delivered: bool = True,
+    starting: bool = False,
 ) -> str:
     """Everything the row says, as one sentence for screen readers and tooltips."""
-    progress = progress_text(transfer, locale, delivered=delivered)
+    progress = progress_text(transfer, locale, delivered=delivered, starting=starting)
     return f"{transfer.name}, {summary_text(transfer, locale)}, {progress}"

@@ -1,0 +1,179 @@
+"""What a transfer's card says between the events the node sends: whether our offer has
+reached the contact yet (the transfers list, as the file bubble already did), and whether
+a transfer without a speed has only just started or waits for its peer."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gui_helpers import drop_files, wait_for
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from app.gui import main_window
+from app.gui.app import GuiSession
+from app.gui.main_window import MainWindow
+from app.gui.models import transfers as transfer_model
+from app.gui.models.messages import MessageRole
+from app.gui.models.transfers import TransferModel, TransferRole
+from app.node import api
+
+MB = 1_000_000
+
+
+def window_of(session: GuiSession) -> MainWindow:
+    assert session.window is not None
+    return session.window
+
+
+def service_of(session: GuiSession) -> Any:
+    assert session.node is not None
+    return session.node
+
+
+def running(**changes: Any) -> api.Transfer:
+    base = api.Transfer(
+        id="t",
+        contact="bob",
+        outgoing=False,
+        name="film.mkv",
+        size=50 * MB,
+        done_bytes=0,
+        state=api.TransferState.OFFERED,
+        path=None,
+        mime="video/x-matroska",
+        time=time.time(),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def spoken(model: TransferModel, transfer_id: str) -> str:
+    index = model.index(model.row_of(transfer_id))
+    return str(index.data(Qt.ItemDataRole.AccessibleTextRole))
+
+
+# ------------------------------------------------------------------ starting vs waiting
+
+
+def test_a_transfer_that_just_began_is_starting_not_waiting_for_the_peer(qtbot: QtBot) -> None:
+    """Found in the window: every transfer read "waiting for the peer" for its first half
+    second (the node reports no speed until bytes moved for 0.5 s), peer connected or not."""
+    model = TransferModel()
+    offer = running()
+    model.upsert(offer)
+    model.upsert(dataclasses.replace(offer, state=api.TransferState.RUNNING))  # accepted
+    assert model.starting("t")
+    assert spoken(model, "t").endswith("0 B of 50.0 MB · starting…")
+    model.upsert(running(state=api.TransferState.RUNNING, done_bytes=MB))  # bytes, no speed
+    assert spoken(model, "t").endswith("1.00 MB of 50.0 MB · starting…")
+    assert model.index(0).data(TransferRole.STARTING) is True
+    measured = running(state=api.TransferState.RUNNING, done_bytes=3 * MB, speed_bps=4 * MB)
+    model.upsert(measured)
+    assert not model.starting("t")
+    assert "4.00 MB/s" in spoken(model, "t")
+    # the node reports 0 again without progress: the peer went away
+    model.upsert(dataclasses.replace(measured, speed_bps=0.0))
+    assert spoken(model, "t").endswith("3.00 MB of 50.0 MB · waiting for the peer")
+
+
+def test_a_report_without_progress_means_it_waits_for_the_peer(qtbot: QtBot) -> None:
+    """Accepted while the sender is away: the node's next report (no source has the
+    blocks) shows no progress, so the card says it waits for the peer at once."""
+    model = TransferModel()
+    model.upsert(running())
+    model.upsert(running(state=api.TransferState.RUNNING, done_bytes=2 * MB))
+    model.upsert(running(state=api.TransferState.RUNNING, done_bytes=2 * MB))  # the same again
+    assert not model.starting("t")
+    assert spoken(model, "t").endswith("waiting for the peer")
+
+
+@pytest.mark.asyncio
+async def test_starting_ends_after_a_while_without_progress(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No report at all after the start (a peer gone before the node noticed): the card
+    does not say "starting…" for good."""
+    monkeypatch.setattr(transfer_model, "STARTING_SECONDS", 0.2)
+    model = TransferModel()
+    changed: list[int] = []
+    model.dataChanged.connect(lambda top, _bottom: changed.append(top.row()))
+    model.upsert(running(state=api.TransferState.RUNNING, done_bytes=MB))  # a snapshot row
+    assert model.starting("t")
+    await wait_for(lambda: not model.starting("t"))
+    assert changed == [0]  # repainted when it changed
+    assert spoken(model, "t").endswith("waiting for the peer")
+
+
+# ------------------------------------------------------------------ offers not delivered
+
+
+async def add_bob(session: GuiSession, friend: api.InitResult) -> api.Contact:
+    contact = (await service_of(session).add_contact(api.AddContact(friend.whoami.invite))).contact
+    await wait_for(lambda: window_of(session).contacts.row_of(contact.address) >= 0)
+    return contact
+
+
+@pytest.mark.asyncio
+async def test_the_transfers_list_says_they_are_asked_only_once_the_offer_reached_them(
+    session: GuiSession, friend: api.InitResult, tmp_path: Path
+) -> None:
+    """Found in the window: the file bubble said "They are asked when it reaches them"
+    for an offer to an offline contact, the transfers list (Ctrl+J) "They are asked
+    whether to accept it"."""
+    bob = await add_bob(session, friend)
+    window = window_of(session)
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.contact == bob.address and not window.messages.loading)
+    video = tmp_path / "video.bin"
+    video.write_bytes(bytes(300_000))
+    drop_files(window.conversation, [video])  # Bob is offline: the offer waits
+    await wait_for(lambda: window.transfers.rowCount() == 1)
+    transfer = window.transfers.transfer_at(0)
+    dialog = window.show_transfers()
+    model = dialog.list.model()
+    assert isinstance(model, TransferModel)
+    assert spoken(model, transfer.id).endswith("They are asked when it reaches them.")
+    assert model.index(0).data(TransferRole.REACHED) is False
+
+    service_of(session).publish(
+        api.MessageStatusChanged(transfer.id, bob.address, api.MessageStatus.DELIVERED)
+    )
+    await wait_for(lambda: model.index(0).data(TransferRole.REACHED) is True)
+    assert spoken(model, transfer.id).endswith("They are asked whether to accept it.")
+    bubble = window.messages.index(window.messages.rowCount() - 1)
+    assert bubble.data(MessageRole.TRANSFER) is not None
+    assert str(bubble.data(Qt.ItemDataRole.AccessibleTextRole)).endswith(
+        "They are asked whether to accept it."
+    )
+
+
+@pytest.mark.asyncio
+async def test_delivery_of_waiting_offers_is_read_at_start(
+    session: GuiSession,
+    friend: api.InitResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At start the list knows which offers reached the contact from their messages."""
+    bob = await add_bob(session, friend)
+    window = window_of(session)
+    service = service_of(session)
+    files = [tmp_path / "a.bin", tmp_path / "b.bin"]
+    for path in files:
+        path.write_bytes(bytes(200_000))
+    shared = await service.share_files(api.ShareFiles(bob.address, [str(p) for p in files]))
+    for n in range(5):  # later messages: the offers are not on the newest page of 3
+        await service.send_message(api.SendMessage(bob.address, f"message {n}"))
+    await wait_for(lambda: window.transfers.rowCount() == 2)
+    store = service.store  # delivered while the window was closed: no event
+    await store.call(store.messages.set_status, shared[0].id, api.MessageStatus.DELIVERED)
+    monkeypatch.setattr(main_window, "OFFER_PAGE", 3)
+    await window.load_transfers()  # as at start
+    model = window.transfers
+    assert model.reached(shared[0])
+    assert not model.reached(shared[1])
+    assert spoken(model, shared[0].id).endswith("They are asked whether to accept it.")
