@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from gui_helpers import drop_files, wait_for
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtWidgets import QListView
 from pytestqt.qtbot import QtBot
 
 from app.gui import main_window
@@ -20,6 +21,7 @@ from app.gui.main_window import MainWindow
 from app.gui.models import transfers as transfer_model
 from app.gui.models.messages import MessageRole
 from app.gui.models.transfers import TransferModel, TransferRole
+from app.gui.views.file_card import CardFonts, actions_for, card_height, layout_card, summary_line
 from app.node import api
 
 MB = 1_000_000
@@ -177,3 +179,28 @@ async def test_delivery_of_waiting_offers_is_read_at_start(
     assert model.reached(shared[0])
     assert not model.reached(shared[1])
     assert spoken(model, shared[0].id).endswith("They are asked whether to accept it.")
+
+
+# ------------------------------------------------------------------ narrow cards
+
+
+@pytest.mark.parametrize(
+    ("outgoing", "state", "words"),
+    [
+        (True, api.TransferState.OFFERED, "Waiting for them to accept"),
+        (False, api.TransferState.CANCELLED, "Cancelled by them"),
+    ],
+)
+def test_a_narrow_card_keeps_the_state_whole_and_drops_the_size(
+    qtbot: QtBot, outgoing: bool, state: api.TransferState, words: str
+) -> None:
+    """Found in the window: at the narrowest bubble (220 px) the summary read
+    "212 MB · Waiting for them to…"."""
+    view = QListView()
+    qtbot.addWidget(view)
+    fonts = CardFonts.from_base(view.font())
+    transfer = running(outgoing=outgoing, state=state, size=212 * MB, ended_by="contact")
+    narrow = layout_card(QRectF(0, 0, 220, card_height(fonts)), fonts, actions_for(transfer))
+    assert summary_line(transfer, fonts.detail, narrow.summary.width()) == words
+    wide = layout_card(QRectF(0, 0, 380, card_height(fonts)), fonts, actions_for(transfer))
+    assert summary_line(transfer, fonts.detail, wide.summary.width()) == f"212 MB · {words}"

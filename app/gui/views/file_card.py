@@ -18,7 +18,7 @@ from PySide6.QtCore import QCoreApplication, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
 
 from app.gui.theme import colors as theme_colors
-from app.gui.views.transfer_text import fraction_done, progress_text, summary_text
+from app.gui.views.transfer_text import fraction_done, progress_text, state_text, summary_text
 from app.node.api import Transfer, TransferState
 
 PAD = 12.0
@@ -317,6 +317,16 @@ def _elided(text: str, font: QFont, width: float) -> str:
     return QFontMetricsF(font).elidedText(text, Qt.TextElideMode.ElideMiddle, width)
 
 
+def summary_line(transfer: Transfer, font: QFont, width: float) -> str:
+    """The size-and-state line that fits `width`: the state alone when both do not fit
+    (the state says what happens, the size is in the tooltip and, while the file moves,
+    on the progress line), elided only if even the state is too long."""
+    line = summary_text(transfer)
+    if QFontMetricsF(font).horizontalAdvance(line) > width:
+        line = state_text(transfer)
+    return _elided(line, font, width)
+
+
 def _progress_line(
     transfer: Transfer, font: QFont, width: float, delivered: bool, starting: bool
 ) -> str:
@@ -351,10 +361,12 @@ def paint_card(
     painter.drawText(layout.name, int(left), _elided(name, fonts.name, layout.name.width()))
     painter.setFont(fonts.detail)
     painter.setPen(colors.muted)
-    summary = summary_text(transfer) if transfer else _tr("Preparing…")
-    painter.drawText(
-        layout.summary, int(left), _elided(summary, fonts.detail, layout.summary.width())
-    )
+    width = layout.summary.width()
+    if transfer is not None:
+        summary = summary_line(transfer, fonts.detail, width)
+    else:
+        summary = _elided(_tr("Preparing…"), fonts.detail, width)
+    painter.drawText(layout.summary, int(left), summary)
     if transfer is not None and transfer.state in (
         TransferState.RUNNING,
         TransferState.PAUSED,
