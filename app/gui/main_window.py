@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QModelIndex, QPoint, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QPoint, QSize, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
-    QDesktopServices,
     QKeySequence,
     QResizeEvent,
     QShortcut,
@@ -35,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.asyncqt import async_slot, run_dialog
 from app.gui.bridge import ActionFailed, NodeBridge
+from app.gui.desktop_open import DesktopOpener
 from app.gui.dialogs.add_contact import AddContactDialog
 from app.gui.dialogs.contact_actions import ask_new_name, confirm_remove, pick_paths
 from app.gui.dialogs.invite import InviteDialog
@@ -108,6 +108,8 @@ class MainWindow(QMainWindow):
         self.transfers = TransferModel(self)
         self.messages = MessageModel(bridge, self, transfers=self.transfers)
         self.transfers_dialog: TransfersDialog | None = None
+        self.opener = DesktopOpener(self)
+        self.opener.failed.connect(self._nothing_opened)
         self._build_sidebar()
         self.conversation = ConversationPane(self.messages)
         self.empty = self._build_empty_state()
@@ -506,8 +508,10 @@ class MainWindow(QMainWindow):
         if not target.exists():
             self._tell(self.tr("{0} is no longer there.").format(target), error=True)
             return
-        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(target))):
-            self._tell(self.tr("No application could open {0}.").format(target), error=True)
+        self.opener.open(target)
+
+    def _nothing_opened(self, path: str) -> None:
+        self._tell(self.tr("No application could open {0}.").format(path), error=True)
 
     def _active_transfers_changed(self, active: int) -> None:
         self.active_transfers.setVisible(active > 0)

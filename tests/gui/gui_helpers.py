@@ -54,3 +54,21 @@ def drop_files(target: QWidget, paths: list[Path]) -> tuple[QDragEnterEvent, QDr
     )
     QApplication.sendEvent(target, drop)
     return enter, drop
+
+
+class XdgOpen:
+    """An `xdg-open` first on PATH, standing in for the desktop's file opener (a test
+    machine has none, or a real one that would launch applications): it records each
+    path it is given in `log` and exits with `status` (3: "no method available")."""
+
+    def __init__(self, folder: Path, status: int = 0) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log = folder / "opened.txt"
+        script = folder / "xdg-open"
+        script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{self.log}"\nexit {status}\n')
+        script.chmod(0o755)
+        self.folder = folder
+
+    def opened(self) -> list[str]:
+        """The paths handed over so far."""
+        return self.log.read_text().splitlines() if self.log.exists() else []

@@ -4,13 +4,16 @@ a transfer without a speed has only just started or waits for its peer."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gui_helpers import drop_files, wait_for
+from gui_helpers import XdgOpen, drop_files, wait_for
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtWidgets import QListView
 from pytestqt.qtbot import QtBot
@@ -21,7 +24,14 @@ from app.gui.main_window import MainWindow
 from app.gui.models import transfers as transfer_model
 from app.gui.models.messages import MessageRole
 from app.gui.models.transfers import TransferModel, TransferRole
-from app.gui.views.file_card import CardFonts, actions_for, card_height, layout_card, summary_line
+from app.gui.views.file_card import (
+    CardFonts,
+    TransferAction,
+    actions_for,
+    card_height,
+    layout_card,
+    summary_line,
+)
 from app.node import api
 
 MB = 1_000_000
@@ -204,3 +214,48 @@ def test_a_narrow_card_keeps_the_state_whole_and_drops_the_size(
     assert summary_line(transfer, fonts.detail, narrow.summary.width()) == words
     wide = layout_card(QRectF(0, 0, 380, card_height(fonts)), fonts, actions_for(transfer))
     assert summary_line(transfer, fonts.detail, wide.summary.width()) == f"212 MB · {words}"
+
+
+# ------------------------------------------------------------------ opening a file
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [0, 3])
+async def test_open_tells_the_user_when_no_application_takes_the_file(
+    session: GuiSession,
+    friend: api.InitResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+) -> None:
+    """Found in the window: with no application for the file (xdg-open exits 3, "no
+    method available"), Open and Show in folder did nothing at all: Qt reports success
+    once xdg-open has started."""
+    opener = XdgOpen(tmp_path / "bin", status)
+    monkeypatch.setenv("PATH", f"{opener.folder}:{os.environ['PATH']}")
+    bob = await add_bob(session, friend)
+    window = window_of(session)
+    saved = tmp_path / "Downloads" / "notes.odt"
+    saved.parent.mkdir()
+    saved.write_bytes(b"x")
+    done = running(
+        contact=bob.address,
+        state=api.TransferState.DONE,
+        done_bytes=50 * MB,
+        path=str(saved),
+    )
+    service_of(session).publish(api.TransferAdded(done))
+    await wait_for(lambda: window.transfers.rowCount() == 1)
+    dialog = window.show_transfers()
+    dialog.delegate.transferActionRequested.emit(done.id, TransferAction.SHOW_IN_FOLDER)
+    dialog.delegate.transferActionRequested.emit(done.id, TransferAction.OPEN)
+    await wait_for(lambda: len(opener.opened()) == 2)
+    assert opener.opened() == [str(saved.parent), str(saved)]
+    told = window.statusBar()  # as the toast says it
+    if status:
+        await wait_for(lambda: "notes.odt" in told.currentMessage())
+        assert told.currentMessage() == f"No application could open {saved}."
+    else:
+        await wait_for(lambda: not any(t.name == "xdg-open watcher" for t in threading.enumerate()))
+        await asyncio.sleep(0.05)  # their exits, queued to the GUI thread, are handled
+        assert "No application could open" not in told.currentMessage()

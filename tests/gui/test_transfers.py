@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gui_helpers import PASSPHRASE, drop_files, options, wait_for
-from PySide6.QtCore import QObject, QPointF, QRect, Qt, QUrl, Slot
-from PySide6.QtGui import QColor, QDesktopServices, QImage, QPainter
+from gui_helpers import PASSPHRASE, XdgOpen, drop_files, options, wait_for
+from PySide6.QtCore import QPointF, QRect, Qt
+from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
@@ -110,27 +110,12 @@ class CommandLog:
         return record
 
 
-class UrlCatcher(QObject):
-    """Stands in for the desktop's file opener: `QDesktopServices.openUrl` hands file URLs
-    to `open` instead of launching an application."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def open(self, url: QUrl) -> None:
-        self.urls.append(url)
-
-
 @pytest.fixture
-def opened_urls() -> Iterator[UrlCatcher]:
-    catcher = UrlCatcher()
-    QDesktopServices.setUrlHandler("file", catcher, "open")
-    try:
-        yield catcher
-    finally:
-        QDesktopServices.unsetUrlHandler("file")
+def opened_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> XdgOpen:
+    """The desktop's file opener: an `xdg-open` that records what it is asked to open."""
+    opener = XdgOpen(tmp_path / "xdg-bin")
+    monkeypatch.setenv("PATH", f"{opener.folder}:{os.environ['PATH']}")
+    return opener
 
 
 def bubble_row(window: MainWindow, transfer_id: str) -> int:
@@ -231,7 +216,7 @@ async def test_a_file_bubble_follows_its_transfer_and_its_buttons_reach_the_node
     friend: api.InitResult,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    opened_urls: UrlCatcher,
+    opened_urls: XdgOpen,
 ) -> None:
     bob = await add_bob(session, friend)
     window = await open_chat(session, bob.address)
@@ -315,11 +300,11 @@ async def test_a_file_bubble_follows_its_transfer_and_its_buttons_reach_the_node
     assert not window.active_transfers.isVisibleTo(window)
     click_bubble_button(qtbot, window, row, TransferAction.OPEN)
     click_bubble_button(qtbot, window, row, TransferAction.SHOW_IN_FOLDER)
-    assert [u.toLocalFile() for u in opened_urls.urls] == [str(saved), str(saved.parent)]
+    await wait_for(lambda: opened_urls.opened() == [str(saved), str(saved.parent)])
 
     saved.unlink()  # moved away since: say so instead of failing silently
     click_bubble_button(qtbot, window, row, TransferAction.OPEN)
-    assert len(opened_urls.urls) == 2
+    assert len(opened_urls.opened()) == 2
     assert "no longer there" in window.conversation.toast.text()
 
     declined = make_transfer(bob.address, id="tr-2", name="taxes.pdf")
@@ -510,7 +495,7 @@ async def test_a_file_from_a_real_peer_is_accepted_in_the_bubble_and_opened(
     session: GuiSession,
     friend: api.InitResult,
     tmp_path: Path,
-    opened_urls: UrlCatcher,
+    opened_urls: XdgOpen,
 ) -> None:
     """NEEDS THE NODE BRANCH. Alice (the window) and Bob (hosted beside her) on loopback:
     Bob shares a file, Alice accepts it with the bubble's button, sees it arrive, opens it."""
@@ -549,5 +534,5 @@ async def test_a_file_from_a_real_peer_is_accepted_in_the_bubble_and_opened(
         assert done is not None and done.path is not None
         assert Path(done.path).read_bytes() == payload
         click_bubble_button(qtbot, window, 0, TransferAction.OPEN)
-        assert [u.toLocalFile() for u in opened_urls.urls] == [done.path]
+        await wait_for(lambda: opened_urls.opened() == [done.path])
         await asyncio.sleep(0)
