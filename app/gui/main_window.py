@@ -321,6 +321,7 @@ class MainWindow(QMainWindow):
     def _connect_bridge(self) -> None:
         b = self.bridge
         b.contactAdded.connect(self._on_contact_added)
+        self.contacts.lookalikesChanged.connect(self._lookalikes_changed)
         b.contactRemoved.connect(self._on_contact_removed)
         b.contactVerified.connect(self._on_contact_verified)
         b.contactChanged.connect(self._on_contact_verified)
@@ -470,7 +471,8 @@ class MainWindow(QMainWindow):
         if self.messages.contact == address and self.right.currentWidget() is self.conversation:
             return
         typing = address in self._typing
-        self.conversation.set_contact(contact, self.contacts.peer(address), typing)
+        lookalike = self.contacts.looks_like_another(address)
+        self.conversation.set_contact(contact, self.contacts.peer(address), typing, lookalike)
         self.right.setCurrentWidget(self.conversation)
         self.contacts.clear_unread(address)
         if focus_composer:
@@ -651,8 +653,20 @@ class MainWindow(QMainWindow):
         self.contacts.add(contact)
         shown = self.conversation.contact
         if shown is not None and shown.address == contact.address:
-            typing = contact.address in self._typing
-            self.conversation.set_contact(contact, self.contacts.peer(contact.address), typing)
+            self._show_contact_header(contact)
+
+    def _lookalikes_changed(self) -> None:
+        """A contact came, went or was renamed: the open conversation's banner says
+        whether another contact's name now reads like this one's."""
+        shown = self.conversation.contact
+        if shown is not None:
+            self.conversation.set_lookalike(self.contacts.looks_like_another(shown.address))
+
+    def _show_contact_header(self, contact: Contact) -> None:
+        typing = contact.address in self._typing
+        lookalike = self.contacts.looks_like_another(contact.address)
+        peer = self.contacts.peer(contact.address)
+        self.conversation.set_contact(contact, peer, typing, lookalike)
 
     def _conversation_visible(self, address: str) -> bool:
         return (

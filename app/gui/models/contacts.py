@@ -1,6 +1,7 @@
 """The address book as a list model, with unread counts and the last message of each
 conversation (both kept from `MessageAdded` events), and whether each contact is connected
-(from the bridge's `peers()` poll)."""
+(from the bridge's `peers()` poll). Contacts whose names read the same on screen are
+flagged (`looks_like_another`), so the views can tell them apart (see `lookalike_names`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from PySide6.QtCore import (
     Signal,
 )
 
+from app.gui.models.lookalike_names import lookalikes
 from app.node.api import Contact, Message, Peer
 
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -57,6 +59,7 @@ class ContactRole(IntEnum):
     ADDRESS = Qt.ItemDataRole.UserRole + 4  # str
     PEER = Qt.ItemDataRole.UserRole + 5  # Peer | None (the transport's view of the contact)
     ONLINE = Qt.ItemDataRole.UserRole + 6  # bool
+    LOOKALIKE = Qt.ItemDataRole.UserRole + 7  # bool: its name reads like another contact's
 
 
 @dataclass
@@ -73,10 +76,12 @@ class ContactModel(QAbstractListModel):
     """Contacts in address-book order."""
 
     unreadChanged = Signal(int)  # total unread messages
+    lookalikesChanged = Signal()  # which contacts' names read like another's changed
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._rows: list[ContactRow] = []
+        self._lookalikes: set[str] = set()  # addresses
 
     # ------------------------------------------------------------------ Qt model API
 
@@ -101,10 +106,18 @@ class ContactModel(QAbstractListModel):
             return row.peer
         if role == ContactRole.ONLINE:
             return is_online(row.peer)
+        if role == ContactRole.LOOKALIKE:
+            return row.contact.address in self._lookalikes
         if role == Qt.ItemDataRole.AccessibleTextRole:
             parts = [row.contact.name, presence_text(row.peer)]
             if row.contact.verified:
                 parts.append(QCoreApplication.translate("ContactModel", "verified"))
+            if row.contact.address in self._lookalikes:
+                parts.append(
+                    QCoreApplication.translate(
+                        "ContactModel", "name looks like another contact's, address ends {0}"
+                    ).format(row.contact.address[-6:])
+                )
             if row.unread:
                 parts.append(
                     QCoreApplication.translate("ContactModel", "{0} unread").format(row.unread)
@@ -137,6 +150,10 @@ class ContactModel(QAbstractListModel):
         row = self.row_of(address)
         return self._rows[row].peer if row >= 0 else None
 
+    def looks_like_another(self, address: str) -> bool:
+        """Whether the contact's name reads like another contact's on screen."""
+        return address in self._lookalikes
+
     def unread(self, address: str) -> int:
         """Unread messages from one contact."""
         row = self.row_of(address)
@@ -160,17 +177,22 @@ class ContactModel(QAbstractListModel):
         ]
         self.endResetModel()
         self.unreadChanged.emit(self.total_unread())
+        self._find_lookalikes()
 
     def add(self, contact: Contact) -> None:
         """A contact was added (or changed)."""
         row = self.row_of(contact.address)
         if row >= 0:
+            renamed = self._rows[row].contact.name != contact.name
             self._rows[row].contact = contact
             self._changed(row)
+            if renamed:
+                self._find_lookalikes()
             return
         self.beginInsertRows(QModelIndex(), len(self._rows), len(self._rows))
         self._rows.append(ContactRow(contact))
         self.endInsertRows()
+        self._find_lookalikes()
 
     def remove(self, address: str) -> None:
         """A contact was removed."""
@@ -181,6 +203,7 @@ class ContactModel(QAbstractListModel):
         del self._rows[row]
         self.endRemoveRows()
         self.unreadChanged.emit(self.total_unread())
+        self._find_lookalikes()
 
     def set_last(self, address: str, message: Message | None) -> None:
         """The newest message of a conversation, as read when the list was loaded."""
@@ -229,6 +252,17 @@ class ContactModel(QAbstractListModel):
             self._rows[row].unread = 0
             self._changed(row)
             self.unreadChanged.emit(self.total_unread())
+
+    def _find_lookalikes(self) -> None:
+        found = lookalikes((r.contact.address, r.contact.name) for r in self._rows)
+        if found == self._lookalikes:
+            return
+        flipped = found ^ self._lookalikes
+        self._lookalikes = found
+        for i, row in enumerate(self._rows):
+            if row.contact.address in flipped:
+                self._changed(i)
+        self.lookalikesChanged.emit()
 
     def _changed(self, row: int) -> None:
         index = self.index(row)

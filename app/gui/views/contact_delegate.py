@@ -83,18 +83,31 @@ class ContactDelegate(QStyledItemDelegate):
         )
 
         name_metrics = QFontMetricsF(name_font)
-        # room for the name: beside the time, and the verified badge when there is one
-        name_room = top_line.width() - when_w - (28 if contact.verified else 12)
+        # a name that reads like another contact's is followed by the end of the address,
+        # which its owner can't choose (the name they can)
+        tail = f"…{contact.address[-6:]}" if index.data(ContactRole.LOOKALIKE) else ""
+        tail_w = small_metrics.horizontalAdvance(tail) + 6 if tail else 0.0
+        # room for the name: beside the time, the verified badge when there is one, and
+        # the address's end
+        name_room = top_line.width() - when_w - (28 if contact.verified else 12) - tail_w
         name = name_metrics.elidedText(contact.name, Qt.TextElideMode.ElideRight, name_room)
         painter.setFont(name_font)
         painter.setPen(QColor(c.text))
         painter.drawText(
             top_line, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), name
         )
+        x = text_left + name_metrics.horizontalAdvance(name) + 6
         if contact.verified:
-            x = text_left + name_metrics.horizontalAdvance(name) + 6
             badge = QRectF(x, top_line.center().y() - 7, 14, 14)
             draw_verified_badge(painter, badge, QColor(c.verified))
+            x += 20
+        if tail:
+            painter.setFont(small)
+            painter.setPen(QColor(c.muted))
+            tail_rect = QRectF(x, top_line.top(), tail_w, top_line.height())
+            painter.drawText(
+                tail_rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), tail
+            )
 
         bottom_line = QRectF(text_left, card.top() + 32, right - text_left, 20)
         badge_w = 0.0

@@ -198,9 +198,16 @@ class ConversationPane(QWidget):
         """The contact shown."""
         return self._contact
 
-    def set_contact(self, contact: Contact, peer: Peer | None = None, typing: bool = False) -> None:
+    def set_contact(
+        self,
+        contact: Contact,
+        peer: Peer | None = None,
+        typing: bool = False,
+        lookalike: bool = False,
+    ) -> None:
         """Show `contact`'s header and banner (the model loads the messages); `peer` is what
-        the transport last said about them, `typing` whether they are typing to us."""
+        the transport last said about them, `typing` whether they are typing to us,
+        `lookalike` whether another contact's name reads the same."""
         self._contact = contact
         self._peer = peer
         self._typing = typing
@@ -210,10 +217,15 @@ class ConversationPane(QWidget):
         self._title.setText(contact.name)
         self._show_subtitle()
         self._subtitle.setToolTip(contact.address)
-        self._show_banner(contact)
+        self._show_banner(contact, lookalike)
         self.overlay.set_target(contact.name)
         self.composer.setPlaceholderText(self.tr("Message {0}").format(contact.name))
         self.composer.viewport().update()  # a shown placeholder is not redrawn by itself
+
+    def set_lookalike(self, lookalike: bool) -> None:
+        """Whether another contact's name now reads like the shown contact's."""
+        if self._contact is not None:
+            self._show_banner(self._contact, lookalike)
 
     @property
     def subtitle(self) -> str:
@@ -247,8 +259,9 @@ class ConversationPane(QWidget):
         self._subtitle.set_full_text(f"{presence} · {state} · {short}")
         self._subtitle.setAccessibleName(self.tr("{0}, {1}").format(presence, state))
 
-    def _show_banner(self, contact: Contact) -> None:
-        """Red when someone presented another key for the contact, yellow while unverified."""
+    def _show_banner(self, contact: Contact, lookalike: bool) -> None:
+        """Red when someone presented another key for the contact, yellow while unverified
+        or while another contact's name reads the same."""
         if contact.key_changed:
             self.banner.setObjectName("DangerBanner")
             self.banner_label.setText(
@@ -260,14 +273,24 @@ class ConversationPane(QWidget):
             )
         else:
             self.banner.setObjectName("Banner")
-            self.banner_label.setText(
-                self.tr(
-                    "Not verified yet: compare safety numbers with {0} in person or on a "
-                    "call, so nobody can be in the middle."
-                ).format(contact.name)
-            )
-        self.banner_button.setVisible(not contact.key_changed)
-        self.banner.setVisible(contact.key_changed or not contact.verified)
+            texts = []
+            if lookalike:
+                texts.append(
+                    self.tr(
+                        "Another contact's name looks the same: this {0} has the address "
+                        "ending {1}."
+                    ).format(contact.name, contact.address[-6:])
+                )
+            if not contact.verified:
+                texts.append(
+                    self.tr(
+                        "Not verified yet: compare safety numbers with {0} in person or on a "
+                        "call, so nobody can be in the middle."
+                    ).format(contact.name)
+                )
+            self.banner_label.setText(" ".join(texts))
+        self.banner_button.setVisible(not contact.key_changed and not contact.verified)
+        self.banner.setVisible(contact.key_changed or not contact.verified or lookalike)
         self.banner.style().unpolish(self.banner)  # the object name picks the QSS rule
         self.banner.style().polish(self.banner)
 
