@@ -5,6 +5,8 @@ its buttons is reported through `transferActionRequested`."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from PySide6.QtCore import (
     QAbstractItemModel,
     QEvent,
@@ -14,10 +16,11 @@ from PySide6.QtCore import (
     QPointF,
     QRectF,
     QSize,
+    QSizeF,
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QMouseEvent, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QMouseEvent, QPainter, QTextLayout
 from PySide6.QtWidgets import QAbstractItemView, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.gui.models.messages import MessageRole, local_day
@@ -51,6 +54,9 @@ HEADER_HEIGHT = 40.0
 MAX_BUBBLE = 560.0
 BUBBLE_SHARE = 0.7
 FILE_BUBBLE = 380.0
+KEPT_LAYOUTS = 64
+"""Laid-out texts kept (the most recently used): a repaint (a scroll step, a hover, a
+transfer's progress) draws them again without laying them out again."""
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
@@ -63,12 +69,27 @@ class MessageDelegate(QStyledItemDelegate):
         super().__init__(parent)
         self._view = view
         self._cache: dict[tuple[str, int, bool], QSize] = {}
+        self._layouts: OrderedDict[tuple[str, float], tuple[QTextLayout, QSizeF]] = OrderedDict()
         self.highlighted: str | None = None
         """The id of a message shown with a band behind it (a search result opened)."""
 
     def clear_cache(self) -> None:
-        """Forget cached sizes (after a font or theme change)."""
+        """Forget cached sizes and layouts (after a font or theme change)."""
         self._cache.clear()
+        self._layouts.clear()
+
+    def _text_layout(self, message: Message, width: float) -> tuple[QTextLayout, QSizeF]:
+        """The message's text laid out `width` wide (kept for the next paint)."""
+        key = (message.id, width)
+        kept = self._layouts.get(key)
+        if kept is not None:
+            self._layouts.move_to_end(key)
+            return kept
+        laid_out = text_layout(message.text, self._fonts()[0], width)
+        self._layouts[key] = laid_out
+        if len(self._layouts) > KEPT_LAYOUTS:
+            self._layouts.popitem(last=False)
+        return laid_out
 
     def _fonts(self) -> tuple[QFont, QFont]:
         body = QFont(self._view.font())
@@ -98,11 +119,11 @@ class MessageDelegate(QStyledItemDelegate):
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        body, meta = self._fonts()
+        _, meta = self._fonts()
         if message.transfer is not None:
             height = card_height(self._card_fonts()) + 2 * ROW_GAP
         else:
-            _, text_size = text_layout(message.text, body, self._text_width(width))
+            _, text_size = self._text_layout(message, self._text_width(width))
             height = PAD_Y * 2 + text_size.height() + QFontMetricsF(meta).height() + 2 * ROW_GAP
         if header:
             height += HEADER_HEIGHT
@@ -122,7 +143,7 @@ class MessageDelegate(QStyledItemDelegate):
         painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
         rect = QRectF(option.rect)
         top = rect.top() + ROW_GAP
-        body, meta = self._fonts()
+        _, meta = self._fonts()
         if message.id == self.highlighted:
             painter.fillRect(rect, QColor(c.selection))
         if index.data(MessageRole.DAY_HEADER):
@@ -134,7 +155,7 @@ class MessageDelegate(QStyledItemDelegate):
             self._paint_file(painter, rect, top, message, transfer, starting)
             painter.restore()
             return
-        layout, text_size = text_layout(message.text, body, self._text_width(int(rect.width())))
+        layout, text_size = self._text_layout(message, self._text_width(int(rect.width())))
         meta_text, meta_width = self._meta(message, meta)
         meta_height = QFontMetricsF(meta).height()
         inner_w = max(text_size.width(), meta_width)

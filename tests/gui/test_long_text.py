@@ -1,0 +1,85 @@
+"""Hostile text in a bubble: a 64 KiB message without a space (a peer may send one) took
+0.7 s to lay out, at every repaint of the conversation (a scroll step, a hover, a
+transfer's progress): the window froze while it was on screen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from gui_helpers import wait_for
+from PySide6.QtGui import QFont
+from pytestqt.qtbot import QtBot
+
+from app.gui.app import GuiSession
+from app.gui.main_window import MainWindow
+from app.gui.views import message_delegate
+from app.gui.views.painting import (
+    LINE_SEPARATOR,
+    ZERO_WIDTH_SPACE,
+    lay_out,
+    text_layout,
+    with_break_opportunities,
+    with_line_separators,
+)
+from app.node import api
+
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # one grapheme
+ZALGO = "Z\u0337\u0321\u031ba\u0336\u0327\u035d"  # two graphemes
+
+
+def test_only_long_words_get_break_opportunities_between_whole_graphemes() -> None:
+    short = "a" * 200 + " and an ordinary sentence"
+    assert with_break_opportunities(short) == short
+    for word, grapheme in (("x" * 300, "x"), (FAMILY * 60, FAMILY), (ZALGO * 120, None)):
+        spaced = with_break_opportunities(f"see {word} there")
+        assert spaced.replace(ZERO_WIDTH_SPACE, "") == f"see {LINE_SEPARATOR}{word} there"
+        pieces = spaced[5:-6].split(ZERO_WIDTH_SPACE)
+        if grapheme is not None:
+            assert pieces == [grapheme] * (len(word) // len(grapheme))
+        else:  # a letter with its combining marks stays whole
+            assert pieces == ["Z\u0337\u0321\u031b", "a\u0336\u0327\u035d"] * 120
+
+
+def test_a_long_word_wraps_as_it_did(qtbot: QtBot) -> None:
+    font = QFont()
+    font.setPointSizeF(10.5)
+    text = "start " + "w" * 3000 + " end\n" + "v" * 500 + "\nnext line"
+    before, before_size = lay_out(with_line_separators(text), font, 300)
+    after, after_size = text_layout(text, font, 300)
+    assert after.lineCount() == before.lineCount() > 10
+    assert after_size == before_size
+    widths = [
+        (before.lineAt(i).naturalTextWidth(), after.lineAt(i).naturalTextWidth())
+        for i in range(before.lineCount())
+    ]
+    assert all(abs(old - new) < 0.5 for old, new in widths)
+
+
+@pytest.mark.asyncio
+async def test_a_huge_message_is_laid_out_once_not_at_every_repaint(
+    session: GuiSession, friend: api.InitResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window = session.window
+    assert isinstance(window, MainWindow)
+    service: Any = session.node
+    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
+    await wait_for(lambda: window.contacts.row_of(bob.address) >= 0)
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.contact == bob.address and not window.messages.loading)
+    laid_out: list[tuple[int, float]] = []
+
+    def counted(text: str, font: QFont, width: float) -> Any:
+        laid_out.append((len(text), width))
+        return text_layout(text, font, width)
+
+    monkeypatch.setattr(message_delegate, "text_layout", counted)
+    huge = "x" * 32_000  # at most 32 KiB is sent
+    await service.send_message(api.SendMessage(bob.address, huge))
+    await wait_for(lambda: window.messages.rowCount() == 1)
+    view = window.conversation.list
+    for _ in range(5):  # a hover, a tick, a progress report elsewhere: repaints
+        view.viewport().repaint()
+    huge_ones = [entry for entry in laid_out if entry[0] == len(huge)]
+    assert huge_ones  # laid out, once per width it was shown at
+    assert len(set(huge_ones)) == len(huge_ones)
