@@ -50,6 +50,7 @@ from app.gui.tray import TrayIcon
 from app.gui.views.contact_delegate import ContactDelegate
 from app.gui.views.conversation import ConversationPane
 from app.gui.views.file_card import TransferAction
+from app.gui.views.peer_text import one_line_name
 from app.gui.views.search_results import SearchResultDelegate, search_result_item
 from app.gui.widgets.elided import ElidedLabel
 from app.gui.widgets.icons import line_icon
@@ -700,17 +701,28 @@ class MainWindow(QMainWindow):
     def _notify(self, message: Message) -> None:
         if self.settings is not None and not self.settings.notifications:
             return
-        contact = self.contacts.contact(message.contact)
-        title = contact.name if contact else self.tr("New message")
-        preview = " ".join(message.text.split())
-        if message.transfer is not None:
-            preview = self.tr("Sent you a file: {0}").format(preview)
-        if len(preview) > 120:
-            preview = preview[:119] + "…"
+        title, preview = self.notification(message)
         if self.tray is not None and self.tray.supportsMessages():
             self.tray.showMessage(title, preview, app_icon(), 6000)
         else:
             QApplication.alert(self)
+
+    def notification(self, message: Message) -> tuple[str, str]:
+        """The title and text of the desktop notification for a message from a contact."""
+        contact = self.contacts.contact(message.contact)
+        title = contact.name if contact else self.tr("New message")
+        preview = " ".join(message.text.split())
+        if message.transfer is not None:
+            preview = self.tr("Sent you a file: {0}").format(self._file_name(message))
+        if len(preview) > 120:
+            preview = preview[:119] + "…"
+        return title, preview
+
+    def _file_name(self, message: Message) -> str:
+        """The name of the file a message shares: the transfer's (from the file itself,
+        sanitised by the node) once known, else the sender's text made safe to show."""
+        transfer = None if message.transfer is None else self.transfers.transfer(message.transfer)
+        return transfer.name if transfer is not None else one_line_name(message.text)
 
     def _unread_changed(self, total: int) -> None:
         title = self.tr("Scrambled Eggs")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
+from PySide6.QtCore import QCoreApplication, QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.gui.models.contacts import ContactRole
 from app.gui.theme import colors
 from app.gui.views.painting import day_label, draw_avatar, draw_verified_badge, short_time
+from app.gui.views.peer_text import one_line_name
 from app.node.api import Contact, Message
 
 ROW_HEIGHT = 64
@@ -123,13 +124,7 @@ class ContactDelegate(QStyledItemDelegate):
             painter.setFont(bold)
             painter.setPen(QColor(c.badge_text))
             painter.drawText(pill, int(Qt.AlignmentFlag.AlignCenter), label)
-        preview = ""
-        if last is not None:
-            preview = " ".join(last.text.split())
-            if last.transfer is not None:
-                preview = self.tr("File: {0}").format(preview)
-            if last.outgoing:
-                preview = self.tr("You: {0}").format(preview)
+        preview = preview_text(last)
         painter.setFont(small)
         painter.setPen(QColor(c.muted))
         room = bottom_line.width() - badge_w - (8 if badge_w else 0)
@@ -138,3 +133,17 @@ class ContactDelegate(QStyledItemDelegate):
             bottom_line, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), preview
         )
         painter.restore()
+
+
+def preview_text(last: Message | None) -> str:
+    """The line under a contact's name: their conversation's newest message."""
+    if last is None:
+        return ""
+    preview = " ".join(last.text.split())
+    if last.transfer is not None:
+        preview = QCoreApplication.translate("ContactDelegate", "File: {0}").format(
+            one_line_name(last.text)
+        )
+    if last.outgoing:
+        preview = QCoreApplication.translate("ContactDelegate", "You: {0}").format(preview)
+    return preview

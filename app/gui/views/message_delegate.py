@@ -42,6 +42,7 @@ from app.gui.views.painting import (
     text_layout,
     tick_width,
 )
+from app.gui.views.peer_text import one_line_name
 from app.gui.views.transfer_text import reached_them
 from app.node.api import Message, Transfer
 
@@ -228,7 +229,7 @@ class MessageDelegate(QStyledItemDelegate):
         painter.setBrush(QColor(c.bubble_out if message.outgoing else c.bubble_in))
         painter.drawRoundedRect(bubble, RADIUS, RADIUS)
         palette = card_colors(on_accent=message.outgoing)
-        name = transfer.name if transfer is not None else message.text
+        name = transfer.name if transfer is not None else one_line_name(message.text)
         fonts = self._card_fonts()
         delivered = reached_them(message)
         paint_card(

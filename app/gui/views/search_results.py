@@ -38,6 +38,7 @@ from PySide6.QtWidgets import QListWidgetItem, QStyle, QStyledItemDelegate, QSty
 
 from app.gui.theme import colors
 from app.gui.views.painting import short_time
+from app.gui.views.peer_text import one_line_name
 from app.node.api import Message
 
 SNIPPET_CHARS = 140  # at most this much text around the match
@@ -127,7 +128,7 @@ def search_result_item(message: Message, contact_name: str, query: str) -> QList
     who = sender_label(message, contact_name)
     text = message.text
     if message.transfer is not None:
-        text = _tr("File: {0}").format(text)
+        text = _tr("File: {0}").format(one_line_name(text))
     snippet = snippet_around(text, query)
     when = result_when(message.time)
     item = QListWidgetItem(f"{who}, {when}: {snippet.text}")

@@ -1,0 +1,82 @@
+"""A file message's name is the sender's own text (the transfer's name comes from the
+file and is sanitised by the node): shown as is, "invoice\\u202efdp.exe" read
+"invoiceexe.pdf" in the contact list, the search results and the notification."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from gui_helpers import wait_for
+from pytestqt.qtbot import QtBot
+
+from app.gui.app import GuiSession
+from app.gui.main_window import MainWindow
+from app.gui.views.contact_delegate import preview_text
+from app.gui.views.peer_text import one_line_name
+from app.gui.views.search_results import search_result_item
+from app.node import api
+
+SPOOF = "invoice\u202efdp.exe"  # shows as "invoiceexe.pdf"
+
+
+def test_a_peer_given_name_loses_what_reorders_hides_or_breaks_it() -> None:
+    assert one_line_name(SPOOF) == "invoicefdp.exe"
+    assert one_line_name("re\u200bport\u2066.pdf\u2069") == "report.pdf"
+    assert one_line_name(" two\nlines\tand\u2028more ") == "two lines and more"
+    assert one_line_name("שלום.txt") == "שלום.txt"  # right-to-left letters stay
+    assert one_line_name("cafe\u0301 \U0001f468\u200d\U0001f469.png") == (
+        "cafe\u0301 \U0001f468\U0001f469.png"  # combining marks stay; a ZWJ is format
+    )
+
+
+def file_message(contact: str, text: str, transfer: str = "tr-x") -> api.Message:
+    return api.Message(
+        id=transfer,
+        contact=contact,
+        sender=contact,
+        outgoing=False,
+        text=text,
+        time=time.time(),
+        status=api.MessageStatus.RECEIVED,
+        transfer=transfer,
+    )
+
+
+def test_the_contact_list_and_search_show_the_file_name_without_overrides(qtbot: QtBot) -> None:
+    message = file_message("bob", SPOOF)
+    assert preview_text(message) == "File: invoicefdp.exe"
+    item = search_result_item(message, "Bob", "invoice")
+    assert "\u202e" not in item.text()
+    assert item.text().endswith("File: invoicefdp.exe")
+
+
+@pytest.mark.asyncio
+async def test_the_notification_names_the_file_the_transfer_carries(
+    session: GuiSession, friend: api.InitResult
+) -> None:
+    window = session.window
+    assert isinstance(window, MainWindow)
+    service: Any = session.node
+    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
+    await wait_for(lambda: window.contacts.row_of(bob.address) >= 0)
+    claimed = file_message(bob.address, "holiday.jpg")  # the sender's text
+    assert window.notification(claimed) == (bob.name, "Sent you a file: holiday.jpg")
+    actual = api.Transfer(
+        id="tr-x",
+        contact=bob.address,
+        outgoing=False,
+        name="holiday.jpg.exe",  # from the file's manifest, sanitised by the node
+        size=1000,
+        done_bytes=0,
+        state=api.TransferState.OFFERED,
+        path=None,
+        mime="application/x-msdownload",
+        time=time.time(),
+    )
+    service.publish(api.TransferAdded(actual))
+    await wait_for(lambda: window.transfers.rowCount() == 1)
+    assert window.notification(claimed) == (bob.name, "Sent you a file: holiday.jpg.exe")
+    spoofed = file_message(bob.address, SPOOF, transfer="tr-unknown")
+    assert window.notification(spoofed)[1] == "Sent you a file: invoicefdp.exe"
