@@ -13,6 +13,8 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.gui.app import GuiSession
+from app.gui.bridge import NodeBridge
+from app.gui.dialogs.add_contact import AddContactDialog
 from app.gui.main_window import MainWindow
 from app.gui.models.contacts import ContactRole
 from app.gui.models.lookalike_names import lookalikes
@@ -87,3 +89,27 @@ async def test_a_contact_named_like_another_is_told_apart_by_its_address(
     await wait_for(lambda: model.row_of(bob.address) < 0)
     assert not model.looks_like_another(impostor.address)
     assert banner.banner_label.text().startswith("Not verified yet")
+
+
+@pytest.mark.asyncio
+async def test_a_taken_name_points_at_the_name_field_not_at_a_command_line_option(
+    qtbot: QtBot, node: api.NodeApi, friend: api.InitResult, tmp_path: Path
+) -> None:
+    """Found in the window: a second "Bob" read "You already have a contact named Bob;
+    choose another with --name." (the node's words for the command line)."""
+    await node.add_contact(api.AddContact(friend.whoami.invite))
+    other = api.init_profile(tmp_path / "other-bob", "bob", PASSPHRASE)
+    dialog = AddContactDialog(NodeBridge(node))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.invite.setPlainText(other.whoami.invite)
+    qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.error.isVisible)
+    assert dialog.error.text() == (
+        "You already have a contact named Bob: type another name for this one below."
+    )
+    assert dialog.name.hasFocus()
+    qtbot.keyClicks(dialog.name, "Bob from work")
+    qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.result() == AddContactDialog.DialogCode.Accepted)
+    assert sorted(c.name for c in await node.list_contacts()) == ["Bob", "Bob from work"]

@@ -26,7 +26,10 @@ from app.gui.dialogs.common import (
     show_error,
     title_label,
 )
-from app.node.api import Contact
+from app.node.api import Contact, ContactExists
+
+CLI_NAME_HINT = "; choose another with --name."
+"""How the node's refusal of a taken name ends: advice for the command line."""
 
 
 class InviteEdit(QPlainTextEdit):
@@ -115,8 +118,20 @@ class AddContactDialog(QDialog):
         try:
             self.added = await self._bridge.add_contact(text, self.name.text().strip() or None)
         except ActionFailed as exc:
-            show_error(self.error, str(exc))
+            self._refused(exc)
             return
         finally:
             self.add_button.setEnabled(True)
         self.accept()
+
+    def _refused(self, exc: ActionFailed) -> None:
+        """Show why the node refused; a taken name points at the Name field (the node's
+        sentence names the command line's --name option)."""
+        text = str(exc)
+        if isinstance(exc.__cause__, ContactExists) and text.endswith(CLI_NAME_HINT):
+            text = self.tr("{0}: type another name for this one below.").format(
+                text.removesuffix(CLI_NAME_HINT)
+            )
+            self.name.setFocus()
+            self.name.selectAll()
+        show_error(self.error, text)
