@@ -4,11 +4,14 @@ transfer's progress): the window froze while it was on screen."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from gui_helpers import wait_for
-from PySide6.QtGui import QFont
+from gui_helpers import PASSPHRASE, wait_for
+from PySide6.QtCore import QRect
+from PySide6.QtGui import QColor, QFont, QImage, QPainter
+from PySide6.QtWidgets import QAbstractItemView, QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
 from app.gui.app import GuiSession
@@ -83,3 +86,54 @@ async def test_a_huge_message_is_laid_out_once_not_at_every_repaint(
     huge_ones = [entry for entry in laid_out if entry[0] == len(huge)]
     assert huge_ones  # laid out, once per width it was shown at
     assert len(set(huge_ones)) == len(huge_ones)
+
+
+def untouched_outside(image: QImage, rect: QRect, background: QColor) -> bool:
+    """Whether every pixel of `image` outside `rect` still has the background colour."""
+    for y in range(image.height()):
+        if rect.top() <= y <= rect.bottom():
+            continue
+        for x in range(0, image.width(), 2):
+            if QColor(image.pixel(x, y)) != background:
+                return False
+    return True
+
+
+def paint_rows_alone(view: QAbstractItemView, row: int, top: int = 300) -> tuple[QImage, QRect]:
+    """Paint one row of `view` with its delegate at `top` of a tall empty image."""
+    index = view.model().index(row, 0)
+    option = QStyleOptionViewItem()
+    option.initFrom(view)
+    height = view.itemDelegate().sizeHint(option, index).height()
+    rect = QRect(0, top, view.viewport().width(), height)
+    option.rect = rect
+    image = QImage(rect.width(), top + height + top, QImage.Format.Format_ARGB32)
+    image.fill(QColor("#123456"))
+    painter = QPainter(image)
+    view.itemDelegate().paint(painter, option, index)
+    painter.end()
+    return image, rect
+
+
+@pytest.mark.asyncio
+async def test_stacked_combining_marks_stay_inside_their_row(
+    session: GuiSession, friend: api.InitResult, tmp_path: Path
+) -> None:
+    """Found in the window: a letter with a few thousand combining marks (a message) or
+    forty (a contact's name) drew a column over the messages or contacts above it."""
+    window = session.window
+    assert isinstance(window, MainWindow)
+    service: Any = session.node
+    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
+    tall = api.init_profile(tmp_path / "tall", "M" + "\u0489\u0304" * 30, PASSPHRASE)
+    await service.add_contact(api.AddContact(tall.whoami.invite))
+    await wait_for(lambda: window.contacts.rowCount() == 2)
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.contact == bob.address and not window.messages.loading)
+    await service.send_message(api.SendMessage(bob.address, "x" + "\u0304\u0305\u033f" * 1500))
+    await wait_for(lambda: window.messages.rowCount() == 1)
+    image, rect = paint_rows_alone(window.conversation.list, 0)
+    assert untouched_outside(image, rect, QColor("#123456"))
+    row = window.contacts.row_of(tall.whoami.address)
+    image, rect = paint_rows_alone(window.contact_list, row)
+    assert untouched_outside(image, rect, QColor("#123456"))

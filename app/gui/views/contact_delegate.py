@@ -42,6 +42,8 @@ class ContactDelegate(QStyledItemDelegate):
         rect = QRectF(option.rect)
         state = option.state
         painter.save()
+        # nothing a peer writes (stacked combining marks) draws over the rows around
+        painter.setClipRect(option.rect, Qt.ClipOperation.IntersectClip)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         card = rect.adjusted(6, 2, -6, -2)
         if state & QStyle.StateFlag.State_Selected:

@@ -140,6 +140,8 @@ class MessageDelegate(QStyledItemDelegate):
             return
         c = colors()
         painter.save()
+        # nothing a peer writes (stacked combining marks) draws over the rows around
+        painter.setClipRect(option.rect, Qt.ClipOperation.IntersectClip)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
         rect = QRectF(option.rect)
