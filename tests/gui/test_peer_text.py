@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 from gui_helpers import wait_for
+from PySide6.QtGui import QFont, QTextLayout
 from pytestqt.qtbot import QtBot
 
 from app.gui.app import GuiSession
 from app.gui.main_window import MainWindow
 from app.gui.views.contact_delegate import preview_text
-from app.gui.views.peer_text import one_line_name
+from app.gui.views.painting import short_time
+from app.gui.views.peer_text import isolated, one_line_name
 from app.gui.views.search_results import search_result_item
+from app.gui.views.transfer_delegate import direction_text
 from app.node import api
 
 SPOOF = "invoice\u202efdp.exe"  # shows as "invoiceexe.pdf"
@@ -80,3 +83,40 @@ async def test_the_notification_names_the_file_the_transfer_carries(
     assert window.notification(claimed) == (bob.name, "Sent you a file: holiday.jpg.exe")
     spoofed = file_message(bob.address, SPOOF, transfer="tr-unknown")
     assert window.notification(spoofed)[1] == "Sent you a file: invoicefdp.exe"
+
+
+HEBREW = "עברית שלום"
+
+
+def visual_x(text: str, index: int) -> float:
+    """Where character `index` of `text` is drawn on one left-to-right line."""
+    layout = QTextLayout(text, QFont())
+    layout.beginLayout()
+    line = layout.createLine()
+    line.setLineWidth(10_000)
+    layout.endLayout()
+    return line.cursorToX(index)[0]
+
+
+def test_a_right_to_left_name_does_not_pull_the_time_into_it(qtbot: QtBot) -> None:
+    """Found in the transfers list: "From עברית שלום · 22:14" was drawn as
+    "From 22:14 · עברית שלום" (digits after a right-to-left name join its run)."""
+    transfer = api.Transfer(
+        id="t",
+        contact="c",
+        outgoing=False,
+        name="a.txt",
+        size=1,
+        done_bytes=0,
+        state=api.TransferState.OFFERED,
+        path=None,
+        mime="text/plain",
+        time=time.time(),
+    )
+    line = direction_text(transfer, HEBREW)
+    clock = short_time(transfer.time)
+    assert visual_x(line, line.index(clock)) > max(
+        visual_x(line, line.index(HEBREW) + i) for i in range(len(HEBREW))
+    )
+    assert isolated("Bob") == "Bob"  # left-to-right names are left as they are
+    assert isolated(HEBREW) == f"\u2068{HEBREW}\u2069"

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.asyncqt import run_dialog
+from app.gui.views.peer_text import isolated
 from app.node.api import Contact
 
 
@@ -26,7 +27,9 @@ async def ask_new_name(parent: QWidget, contact: Contact) -> str | None:
     """The name the user typed for `contact` (None: cancelled or unchanged)."""
     dialog = QInputDialog(parent)
     dialog.setWindowTitle(parent.tr("Rename contact"))
-    dialog.setLabelText(parent.tr("A new name for {0} (only you see it):").format(contact.name))
+    dialog.setLabelText(
+        parent.tr("A new name for {0} (only you see it):").format(isolated(contact.name))
+    )
     dialog.setTextEchoMode(QLineEdit.EchoMode.Normal)
     dialog.setTextValue(contact.name)
     dialog.setOkButtonText(parent.tr("Rename"))
@@ -43,7 +46,7 @@ async def confirm_remove(parent: QWidget, contact: Contact) -> bool:
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Question)
     box.setWindowTitle(parent.tr("Remove contact"))
-    box.setText(parent.tr("Remove {0} from your contacts?").format(contact.name))
+    box.setText(parent.tr("Remove {0} from your contacts?").format(isolated(contact.name)))
     box.setInformativeText(
         parent.tr(
             "Files still being sent to or received from them are cancelled. Your "
@@ -71,11 +74,11 @@ async def pick_paths(parent: QWidget, contact: Contact, folder: bool = False) ->
     """Files (or one folder) the user chose to share with `contact` (empty: cancelled)."""
     dialog = QFileDialog(parent)
     if folder:
-        dialog.setWindowTitle(parent.tr("Share a folder with {0}").format(contact.name))
+        dialog.setWindowTitle(parent.tr("Share a folder with {0}").format(isolated(contact.name)))
         dialog.setFileMode(QFileDialog.FileMode.Directory)
         dialog.setOption(QFileDialog.Option.ShowDirsOnly, True)
     else:
-        dialog.setWindowTitle(parent.tr("Share files with {0}").format(contact.name))
+        dialog.setWindowTitle(parent.tr("Share files with {0}").format(isolated(contact.name)))
         dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
     dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptOpen)
     start = next((p for p in _last_folder if p.is_dir()), Path.home())

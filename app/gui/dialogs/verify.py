@@ -24,6 +24,7 @@ from app.gui.dialogs.common import (
     title_label,
 )
 from app.gui.resources import qr_pixmap
+from app.gui.views.peer_text import isolated
 from app.node.api import Verification
 
 QR_EDGE = 200
@@ -92,7 +93,7 @@ class VerifyDialog(QDialog):
 
     def _show(self, verification: Verification) -> None:
         self.verification = verification
-        self.heading.setText(self.tr("Safety number with {0}").format(verification.name))
+        self.heading.setText(self.tr("Safety number with {0}").format(isolated(verification.name)))
         self.number.setText(format_safety_number(verification.safety_number))
         self.number.setAccessibleName(
             self.tr("Safety number {0}").format(verification.safety_number)
@@ -100,7 +101,9 @@ class VerifyDialog(QDialog):
         digits = verification.safety_number.replace(" ", "")
         self.qr.setPixmap(qr_pixmap(digits, QR_EDGE))
         if verification.verified:
-            self.state.setText(self.tr("✔ You have verified {0}.").format(verification.name))
+            self.state.setText(
+                self.tr("✔ You have verified {0}.").format(isolated(verification.name))
+            )
             self.verify_button.setEnabled(False)
             self.verify_button.setText(self.tr("Verified"))
         else:

@@ -41,6 +41,7 @@ from app.gui.models.contacts import presence_text
 from app.gui.models.messages import MessageModel, MessageRole
 from app.gui.views.file_card import TransferAction
 from app.gui.views.message_delegate import MessageDelegate
+from app.gui.views.peer_text import isolated
 from app.gui.widgets.composer import Composer
 from app.gui.widgets.drop_overlay import DropOverlay, local_paths
 from app.gui.widgets.elided import ElidedLabel
@@ -218,8 +219,8 @@ class ConversationPane(QWidget):
         self._show_subtitle()
         self._subtitle.setToolTip(contact.address)
         self._show_banner(contact, lookalike)
-        self.overlay.set_target(contact.name)
-        self.composer.setPlaceholderText(self.tr("Message {0}").format(contact.name))
+        self.overlay.set_target(isolated(contact.name))
+        self.composer.setPlaceholderText(self.tr("Message {0}").format(isolated(contact.name)))
         self.composer.viewport().update()  # a shown placeholder is not redrawn by itself
 
     def set_lookalike(self, lookalike: bool) -> None:
@@ -269,7 +270,7 @@ class ConversationPane(QWidget):
                     "Warning: someone presented a different encryption key for {0}. Messages "
                     "are paused. Check with {0} in person or over a call; if they really have "
                     "a new key, remove them and add them again from their new invite."
-                ).format(contact.name)
+                ).format(isolated(contact.name))
             )
         else:
             self.banner.setObjectName("Banner")
@@ -279,14 +280,14 @@ class ConversationPane(QWidget):
                     self.tr(
                         "Another contact's name looks the same: this {0} has the address "
                         "ending {1}."
-                    ).format(contact.name, contact.address[-6:])
+                    ).format(isolated(contact.name), contact.address[-6:])
                 )
             if not contact.verified:
                 texts.append(
                     self.tr(
                         "Not verified yet: compare safety numbers with {0} in person or on a "
                         "call, so nobody can be in the middle."
-                    ).format(contact.name)
+                    ).format(isolated(contact.name))
                 )
             self.banner_label.setText(" ".join(texts))
         self.banner_button.setVisible(not contact.key_changed and not contact.verified)

@@ -25,3 +25,17 @@ def one_line_name(text: str) -> str:
             continue
         kept.append(" " if category in BREAKING else char)
     return " ".join("".join(kept).split())
+
+
+FIRST_STRONG_ISOLATE = "\u2068"
+POP_DIRECTIONAL_ISOLATE = "\u2069"
+RIGHT_TO_LEFT = frozenset({"R", "AL"})
+
+
+def isolated(name: str) -> str:
+    """`name` to put into a sentence: a name with right-to-left letters is wrapped in a
+    first-strong isolate, so that it keeps its own direction without pulling the words
+    and numbers around it into it ("From שלום · 14:05" read "From 14:05 · שלום")."""
+    if any(unicodedata.bidirectional(char) in RIGHT_TO_LEFT for char in name):
+        return f"{FIRST_STRONG_ISOLATE}{name}{POP_DIRECTIONAL_ISOLATE}"
+    return name

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import QListWidgetItem, QStyle, QStyledItemDelegate, QSty
 
 from app.gui.theme import colors
 from app.gui.views.painting import short_time
-from app.gui.views.peer_text import one_line_name
+from app.gui.views.peer_text import isolated, one_line_name
 from app.node.api import Message
 
 SNIPPET_CHARS = 140  # at most this much text around the match
@@ -105,7 +105,8 @@ def _cut(flat: str, start: int, limit: int, match: int, length: int) -> Snippet:
 def sender_label(message: Message, contact_name: str) -> str:
     """Who wrote the message: the contact's name, or for ours "You to" the contact (with
     several conversations, "You" alone did not say which one the result is in)."""
-    return _tr("You to {0}").format(contact_name) if message.outgoing else contact_name
+    name = isolated(contact_name)
+    return _tr("You to {0}").format(name) if message.outgoing else name
 
 
 def result_when(timestamp: float, today: dt.date | None = None) -> str:

@@ -40,6 +40,7 @@ from app.gui.views.file_card import (
     paint_card,
 )
 from app.gui.views.painting import short_time
+from app.gui.views.peer_text import isolated
 from app.node.api import Transfer
 
 MARGIN = 10.0
@@ -54,7 +55,7 @@ def _tr(text: str) -> str:
 def direction_text(transfer: Transfer, name: str) -> str:
     """ "To Bob · 14:05" or "From Bob · 14:05"."""
     words = _tr("To {0}") if transfer.outgoing else _tr("From {0}")
-    return f"{words.format(name)} · {short_time(transfer.time)}"
+    return f"{words.format(isolated(name))} · {short_time(transfer.time)}"
 
 
 class TransferDelegate(QStyledItemDelegate):
