@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from gui_helpers import PASSPHRASE, wait_for
-from PySide6.QtCore import QRect
+from PySide6.QtCore import QPointF, QRect
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtWidgets import QAbstractItemView, QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
@@ -137,3 +137,94 @@ async def test_stacked_combining_marks_stay_inside_their_row(
     row = window.contacts.row_of(tall.whoami.address)
     image, rect = paint_rows_alone(window.contact_list, row)
     assert untouched_outside(image, rect, QColor("#123456"))
+
+
+@pytest.mark.asyncio
+async def test_a_message_taller_than_a_row_can_be_is_cut_with_a_note(
+    session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found in the window: 30,000 line breaks (32 KiB allow that) made a bubble 544,000
+    pixels tall in a row the list shows at most 32,767 tall: it spilled over the messages
+    after it. The text is cut where a row ends, its last line says how much is hidden,
+    and Copy text still copies it all."""
+    window = session.window
+    assert isinstance(window, MainWindow)
+    service: Any = session.node
+    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.contact == bob.address and not window.messages.loading)
+    text = "first" + "\n" * 30_000 + "last"
+    await service.send_message(api.SendMessage(bob.address, text))
+    await service.send_message(api.SendMessage(bob.address, "after it"))
+    await wait_for(lambda: window.messages.rowCount() == 2)
+    view = window.conversation.list
+    tall, after = (view.model().index(row, 0) for row in range(2))
+    rect = view.visualRect(tall)
+    option = QStyleOptionViewItem()
+    assert rect.height() == view.itemDelegate().sizeHint(option, tall).height() < 32_767
+    assert view.visualRect(after).top() == rect.bottom() + 1  # nothing spills over it
+    layout, _ = view.itemDelegate()._text_layout(window.messages.message_at(0), 536.0)
+    assert layout.text().startswith("first")
+    last_line = layout.lineAt(layout.lineCount() - 1)
+    note = layout.text()[last_line.textStart() :]
+    assert note.startswith("… ") and note.endswith(
+        " more lines (right-click, Copy text to read them all)"
+    )
+    assert window.messages.message_at(0).text == text  # what Copy text copies
+
+
+@pytest.mark.asyncio
+async def test_the_lines_of_a_long_bubble_on_screen_are_drawn(
+    session: GuiSession, friend: api.InitResult
+) -> None:
+    """A bubble of 30,000 lines drew every one at each repaint (0.4 s); now only those in
+    the painter's clip are drawn, and these must still be there, wherever they are."""
+    window = session.window
+    assert isinstance(window, MainWindow)
+    service: Any = session.node
+    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.contact == bob.address and not window.messages.loading)
+    text = "\n".join(f"line {n} of a long one" for n in range(1200))
+    await service.send_message(api.SendMessage(bob.address, text))
+    await wait_for(lambda: window.messages.rowCount() == 1)
+    view = window.conversation.list
+    index = view.model().index(0, 0)
+    option = QStyleOptionViewItem()
+    option.initFrom(view)
+    height = view.itemDelegate().sizeHint(option, index).height()
+    width = view.viewport().width()
+    for top in (0, -height // 2, -(height - 200)):  # its start, middle and end on screen
+        image = QImage(width, 200, QImage.Format.Format_ARGB32)
+        image.fill(QColor("#123456"))
+        painter = QPainter(image)
+        painter.setClipRect(QRect(0, 0, width, 200))  # what the view repaints
+        option.rect = QRect(0, top, width, height)
+        view.itemDelegate().paint(painter, option, index)
+        painter.end()
+        seen = {image.pixel(x, y) for y in range(0, 200, 2) for x in range(width // 2, width, 2)}
+        assert len(seen) > 10, top  # bubble, text and its antialiasing: not one flat colour
+
+
+def test_a_repaint_draws_only_the_lines_on_screen(qtbot: QtBot) -> None:
+    """A bubble of 30,000 lines drew every one at each repaint (0.4 s); the lines in
+    the painter's clip are still drawn."""
+    font = QFont()
+    text = "\n".join(f"line {n}" for n in range(2000))
+    layout, size = text_layout(text, font, 300)
+    image = QImage(300, 200, QImage.Format.Format_ARGB32)
+    image.fill(QColor("white"))
+    painter = QPainter(image)
+    painter.setPen(QColor("black"))
+    middle = size.height() / 2
+    painter.setClipRect(QRect(0, 0, 300, 200))
+    origin = QPointF(0, -middle)  # lines around the middle are on screen
+    layout.draw(painter, origin, [], painter.clipBoundingRect())  # as the delegate does
+    painter.end()
+    inked = sum(
+        1
+        for y in range(0, 200, 2)
+        for x in range(0, 120, 2)
+        if QColor(image.pixel(x, y)) != QColor("white")
+    )
+    assert inked > 50

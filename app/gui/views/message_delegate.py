@@ -36,8 +36,10 @@ from app.gui.views.file_card import (
     paint_card,
 )
 from app.gui.views.painting import (
+    LINE_SEPARATOR,
     day_label,
     draw_ticks,
+    lay_out,
     short_time,
     text_layout,
     tick_width,
@@ -55,6 +57,10 @@ HEADER_HEIGHT = 40.0
 MAX_BUBBLE = 560.0
 BUBBLE_SHARE = 0.7
 FILE_BUBBLE = 380.0
+MAX_TEXT_HEIGHT = 30_000.0
+"""A bubble's text is cut after the lines that fit this many pixels (a list view shows a
+row at most 32,767 pixels tall: 30,000 empty lines, which a peer may send in 32 KiB,
+spilled over the messages after it); the last line says how many more there are."""
 KEPT_LAYOUTS = 64
 """Laid-out texts kept (the most recently used): a repaint (a scroll step, a hover, a
 transfer's progress) draws them again without laying them out again."""
@@ -82,11 +88,23 @@ class MessageDelegate(QStyledItemDelegate):
     def _text_layout(self, message: Message, width: float) -> tuple[QTextLayout, QSizeF]:
         """The message's text laid out `width` wide (kept for the next paint)."""
         key = (message.id, width)
-        kept = self._layouts.get(key)
-        if kept is not None:
+        known = self._layouts.get(key)
+        if known is not None:
             self._layouts.move_to_end(key)
-            return kept
-        laid_out = text_layout(message.text, self._fonts()[0], width)
+            return known
+        font = self._fonts()[0]
+        laid_out = text_layout(message.text, font, width)
+        limit = max(1, int(MAX_TEXT_HEIGHT / QFontMetricsF(font).lineSpacing()))
+        layout = laid_out[0]
+        if layout.lineCount() > limit:  # cut: the last line left says how much is hidden
+            kept = limit - 1
+            hidden = layout.lineCount() - kept
+            note = self.tr("… {0} more lines (right-click, Copy text to read them all)")
+            cut = layout.lineAt(kept).textStart()
+            shown = layout.text()[:cut]
+            if not shown.endswith(LINE_SEPARATOR):  # cut inside a paragraph
+                shown += LINE_SEPARATOR
+            laid_out = lay_out(shown + note.format(hidden), font, width)
         self._layouts[key] = laid_out
         if len(self._layouts) > KEPT_LAYOUTS:
             self._layouts.popitem(last=False)
@@ -174,7 +192,10 @@ class MessageDelegate(QStyledItemDelegate):
         painter.setBrush(fill)
         painter.drawRoundedRect(bubble, RADIUS, RADIUS)
         painter.setPen(ink)
-        layout.draw(painter, QPointF(bubble.left() + PAD_X, bubble.top() + PAD_Y))
+        origin = QPointF(bubble.left() + PAD_X, bubble.top() + PAD_Y)
+        # only the lines on screen (the clip, in the painter's coordinates: the row within
+        # what is being repainted): a bubble of 30,000 lines drew them all at each repaint
+        layout.draw(painter, origin, [], painter.clipBoundingRect())
         # time and ticks, bottom right inside the bubble
         muted = QColor(ink)
         muted.setAlphaF(0.72)
