@@ -4,17 +4,21 @@ file and is sanitised by the node): shown as is, "invoice\\u202efdp.exe" read
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 import pytest
 from gui_helpers import wait_for
-from PySide6.QtGui import QFont, QTextLayout
+from PySide6.QtCore import QRect
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QTextLayout
+from PySide6.QtWidgets import QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
 from app.gui.app import GuiSession
 from app.gui.main_window import MainWindow
-from app.gui.views.contact_delegate import preview_text
+from app.gui.theme import colors
+from app.gui.views.contact_delegate import preview_parts, preview_text
 from app.gui.views.painting import short_time
 from app.gui.views.peer_text import isolated, one_line_name
 from app.gui.views.search_results import search_result_item
@@ -120,3 +124,49 @@ def test_a_right_to_left_name_does_not_pull_the_time_into_it(qtbot: QtBot) -> No
     )
     assert isolated("Bob") == "Bob"  # left-to-right names are left as they are
     assert isolated(HEBREW) == f"\u2068{HEBREW}\u2069"
+
+
+def test_the_apps_own_words_in_a_preview_are_apart_from_what_was_written() -> None:
+    """A contact's message "You: I agree to pay" read, in the contact list, exactly like
+    one we sent."""
+    theirs = dataclasses.replace(file_message("bob", "You: I agree to pay"), transfer=None)
+    ours = dataclasses.replace(theirs, outgoing=True, text="I agree to pay")
+    assert preview_parts(theirs) == ("", "You: I agree to pay")
+    assert preview_parts(ours) == ("You: ", "I agree to pay")
+    assert preview_parts(file_message("bob", SPOOF)) == ("File: ", "invoicefdp.exe")
+
+
+@pytest.mark.asyncio
+async def test_a_contacts_you_prefix_is_not_drawn_as_the_apps(
+    session: GuiSession, friend: api.InitResult
+) -> None:
+    window = session.window
+    assert isinstance(window, MainWindow)
+    service: Any = session.node
+    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
+    await wait_for(lambda: window.contacts.row_of(bob.address) >= 0)
+    row = window.contacts.row_of(bob.address)
+    muted = QColor(colors().muted).lightness()
+    assert QColor(colors().text).lightness() < muted - 40  # the light theme
+
+    def darkest(message: api.Message) -> int:
+        window.contacts.set_last(bob.address, message)
+        view = window.contact_list
+        index = view.model().index(row, 0)
+        option = QStyleOptionViewItem()
+        option.initFrom(view)
+        option.rect = QRect(0, 0, view.viewport().width(), 64)
+        image = QImage(option.rect.width(), 64, QImage.Format.Format_ARGB32)
+        image.fill(QColor(colors().base))
+        painter = QPainter(image)
+        view.itemDelegate().paint(painter, option, index)
+        painter.end()
+        # the bottom line's first word, right of the avatar: its darkest pixel
+        return min(
+            QColor(image.pixel(x, y)).lightness() for y in range(36, 56) for x in range(70, 100)
+        )
+
+    theirs = dataclasses.replace(file_message(bob.address, "You: I agree"), transfer=None)
+    ours = dataclasses.replace(theirs, outgoing=True, text="I agree")
+    assert darkest(ours) < muted - 20  # "You:" in the text colour
+    assert darkest(theirs) >= muted - 5  # their "You:" as muted as the rest

@@ -126,26 +126,41 @@ class ContactDelegate(QStyledItemDelegate):
             painter.setFont(bold)
             painter.setPen(QColor(c.badge_text))
             painter.drawText(pill, int(Qt.AlignmentFlag.AlignCenter), label)
-        preview = preview_text(last)
-        painter.setFont(small)
-        painter.setPen(QColor(c.muted))
+        # the app's own words ("You:", "File:") in the text colour, what was written
+        # muted: a contact's message that starts "You: " can't pass for one of ours
+        prefix, preview = preview_parts(last)
         room = bottom_line.width() - badge_w - (8 if badge_w else 0)
-        preview = small_metrics.elidedText(preview, Qt.TextElideMode.ElideRight, room)
-        painter.drawText(
-            bottom_line, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), preview
-        )
+        painter.setFont(small)
+        left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        if prefix:
+            prefix = small_metrics.elidedText(prefix, Qt.TextElideMode.ElideRight, room)
+            painter.setPen(QColor(c.text))
+            painter.drawText(bottom_line, int(left), prefix)
+            used = small_metrics.horizontalAdvance(prefix)
+            bottom_line.setLeft(bottom_line.left() + used)
+            room -= used
+        painter.setPen(QColor(c.muted))
+        preview = small_metrics.elidedText(preview, Qt.TextElideMode.ElideRight, max(0.0, room))
+        painter.drawText(bottom_line, int(left), preview)
         painter.restore()
 
 
-def preview_text(last: Message | None) -> str:
-    """The line under a contact's name: their conversation's newest message."""
+def preview_parts(last: Message | None) -> tuple[str, str]:
+    """The line under a contact's name, in two parts: the app's words ("You: ", "File: ")
+    and the text of their conversation's newest message (a file's name on one line)."""
     if last is None:
-        return ""
-    preview = " ".join(last.text.split())
-    if last.transfer is not None:
-        preview = QCoreApplication.translate("ContactDelegate", "File: {0}").format(
-            one_line_name(last.text)
-        )
+        return "", ""
+    words = []
     if last.outgoing:
-        preview = QCoreApplication.translate("ContactDelegate", "You: {0}").format(preview)
-    return preview
+        words.append(QCoreApplication.translate("ContactDelegate", "You:"))
+    if last.transfer is not None:
+        words.append(QCoreApplication.translate("ContactDelegate", "File:"))
+        text = one_line_name(last.text)
+    else:
+        text = " ".join(last.text.split())
+    return "".join(f"{word} " for word in words), text
+
+
+def preview_text(last: Message | None) -> str:
+    """The line under a contact's name, as one string."""
+    return "".join(preview_parts(last))
