@@ -4,12 +4,14 @@ file and is sanitised by the node): shown as is, "invoice\\u202efdp.exe" read
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from gui_helpers import wait_for
+from gui_helpers import PASSPHRASE, wait_for
 from PySide6.QtCore import QRect
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QTextLayout
 from PySide6.QtWidgets import QStyleOptionViewItem
@@ -170,3 +172,35 @@ async def test_a_contacts_you_prefix_is_not_drawn_as_the_apps(
     ours = dataclasses.replace(theirs, outgoing=True, text="I agree")
     assert darkest(ours) < muted - 20  # "You:" in the text colour
     assert darkest(theirs) >= muted - 5  # their "You:" as muted as the rest
+
+
+@pytest.mark.asyncio
+async def test_a_name_of_64_letters_without_a_space_fits_a_narrow_window(
+    session: GuiSession, tmp_path: Path
+) -> None:
+    """Found in the window: such a name (a peer chooses it) cut the conversation's title
+    off mid-letter and made the banner's sentence wider than the window, its first and
+    last lines cut off; the window asked for 977 px."""
+    window = session.window
+    assert isinstance(window, MainWindow)
+    service: Any = session.node
+    name = "Averyveryverylongnamewithnospacesatall" + "x" * 26
+    peer = api.init_profile(tmp_path / "long", name, PASSPHRASE)
+    contact = (await service.add_contact(api.AddContact(peer.whoami.invite))).contact
+    await wait_for(lambda: window.contacts.row_of(contact.address) >= 0)
+    window.open_conversation(contact.address)
+    window.resize(640, 600)
+    await wait_for(lambda: window.conversation.contact is not None)
+    await asyncio.sleep(0.1)
+    pane = window.conversation
+    assert pane._title.full_text() == name
+    assert pane._title.text().endswith("…")
+    label = pane.banner_label
+    assert label.minimumSizeHint().width() < 300
+    await wait_for(lambda: label.height() >= label.heightForWidth(label.width()))
+    assert (
+        label.text()
+        .replace("\u200b", "")
+        .startswith(f"Not verified yet: compare safety numbers with {name} in person")
+    )
+    assert window.minimumSizeHint().width() <= 700

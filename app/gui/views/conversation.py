@@ -41,7 +41,7 @@ from app.gui.models.contacts import presence_text
 from app.gui.models.messages import MessageModel, MessageRole
 from app.gui.views.file_card import TransferAction
 from app.gui.views.message_delegate import MessageDelegate
-from app.gui.views.peer_text import isolated
+from app.gui.views.peer_text import breakable, isolated
 from app.gui.widgets.composer import Composer
 from app.gui.widgets.drop_overlay import DropOverlay, local_paths
 from app.gui.widgets.elided import ElidedLabel
@@ -108,7 +108,7 @@ class ConversationPane(QWidget):
         self._anchor_from_bottom: int | None = None
         self._trim_pending = False
 
-        self._title = named(QLabel(), "ConversationTitle")
+        self._title = named(ElidedLabel(), "ConversationTitle")  # a name has no width limit
         self._subtitle = named(ElidedLabel(), "ConversationSubtitle")
         self._subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.verify_button = named(QToolButton(), "VerifyButton")
@@ -215,12 +215,12 @@ class ConversationPane(QWidget):
         self._stick_to_bottom = True
         self._anchor_from_bottom = None
         self.delegate.clear_cache()
-        self._title.setText(contact.name)
+        self._title.set_full_text(contact.name)
         self._show_subtitle()
         self._subtitle.setToolTip(contact.address)
         self._show_banner(contact, lookalike)
         self.overlay.set_target(isolated(contact.name))
-        self.composer.setPlaceholderText(self.tr("Message {0}").format(isolated(contact.name)))
+        self.composer.setPlaceholderText(self.tr("Message {0}").format(self._banner_name(contact)))
         self.composer.viewport().update()  # a shown placeholder is not redrawn by itself
 
     def set_lookalike(self, lookalike: bool) -> None:
@@ -260,6 +260,13 @@ class ConversationPane(QWidget):
         self._subtitle.set_full_text(f"{presence} · {state} · {short}")
         self._subtitle.setAccessibleName(self.tr("{0}, {1}").format(presence, state))
 
+    @staticmethod
+    def _banner_name(contact: Contact) -> str:
+        """The name as the banner's sentence holds it: a long word in it (a peer may
+        choose 64 letters without a space) can wrap, instead of widening the label
+        beyond the window and cutting the sentence off."""
+        return isolated(breakable(contact.name))
+
     def _show_banner(self, contact: Contact, lookalike: bool) -> None:
         """Red when someone presented another key for the contact, yellow while unverified
         or while another contact's name reads the same."""
@@ -270,7 +277,7 @@ class ConversationPane(QWidget):
                     "Warning: someone presented a different encryption key for {0}. Messages "
                     "are paused. Check with {0} in person or over a call; if they really have "
                     "a new key, remove them and add them again from their new invite."
-                ).format(isolated(contact.name))
+                ).format(self._banner_name(contact))
             )
         else:
             self.banner.setObjectName("Banner")
@@ -280,14 +287,14 @@ class ConversationPane(QWidget):
                     self.tr(
                         "Another contact's name looks the same: this {0} has the address "
                         "ending {1}."
-                    ).format(isolated(contact.name), contact.address[-6:])
+                    ).format(self._banner_name(contact), contact.address[-6:])
                 )
             if not contact.verified:
                 texts.append(
                     self.tr(
                         "Not verified yet: compare safety numbers with {0} in person or on a "
                         "call, so nobody can be in the middle."
-                    ).format(isolated(contact.name))
+                    ).format(self._banner_name(contact))
                 )
             self.banner_label.setText(" ".join(texts))
         self.banner_button.setVisible(not contact.key_changed and not contact.verified)

@@ -69,10 +69,11 @@ def _long_word(match: re.Match[str], text: str) -> str:
     # unless it starts the text or a line already
     start = match.start()
     fresh = start == 0 or text[start - 1] == LINE_SEPARATOR
-    return ("" if fresh else LINE_SEPARATOR) + _between_graphemes(match.group())
+    return ("" if fresh else LINE_SEPARATOR) + between_graphemes(match.group())
 
 
-def _between_graphemes(word: str) -> str:
+def between_graphemes(word: str) -> str:
+    """`word` with a zero-width space between its graphemes (where it may wrap)."""
     if word.isascii():  # each character is a grapheme (ASCII has no combining marks)
         return ZERO_WIDTH_SPACE.join(word)
     finder = QTextBoundaryFinder(QTextBoundaryFinder.BoundaryType.Grapheme, word)

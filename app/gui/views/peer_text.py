@@ -8,7 +8,10 @@ or line-breaking characters could hide or split it."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+from app.gui.views.painting import between_graphemes
 
 INVISIBLE = frozenset({"Cf"})
 """Format characters (bidi overrides and isolates, zero-width characters): dropped."""
@@ -39,3 +42,13 @@ def isolated(name: str) -> str:
     if any(unicodedata.bidirectional(char) in RIGHT_TO_LEFT for char in name):
         return f"{FIRST_STRONG_ISOLATE}{name}{POP_DIRECTIONAL_ISOLATE}"
     return name
+
+
+WRAPPABLE_WORD = 20
+_LONG_NAME_WORD = re.compile(rf"\S{{{WRAPPABLE_WORD + 1},}}")
+
+
+def breakable(name: str) -> str:
+    """`name` for a wrapping label: a word longer than `WRAPPABLE_WORD` characters may
+    wrap between any two of its graphemes (it looks the same)."""
+    return _LONG_NAME_WORD.sub(lambda match: between_graphemes(match.group()), name)
