@@ -14,6 +14,7 @@ already the system's.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,7 @@ class DesktopOpener(QObject):
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # the application outlives us, and our Ctrl+C
+                env=system_environment(),
             )
         except OSError:
             self.failed.emit(str(path))
@@ -83,3 +85,17 @@ def _xdg_open() -> str | None:
     if sys.platform in ("win32", "darwin"):
         return None
     return shutil.which("xdg-open")
+
+
+def system_environment() -> dict[str, str]:
+    """Our environment for a program of the system's: an installer's build (PyInstaller)
+    points `LD_LIBRARY_PATH` at its own copies of libraries, which the desktop's
+    applications must not load; the value from before it started is restored."""
+    env = dict(os.environ)
+    if getattr(sys, "frozen", False):
+        original = env.pop("LD_LIBRARY_PATH_ORIG", None)
+        if original is None:
+            env.pop("LD_LIBRARY_PATH", None)
+        else:
+            env["LD_LIBRARY_PATH"] = original
+    return env

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from pytestqt.qtbot import QtBot
 
 from app.gui import main_window
 from app.gui.app import GuiSession
+from app.gui.desktop_open import system_environment
 from app.gui.main_window import MainWindow
 from app.gui.models import transfers as transfer_model
 from app.gui.models.messages import MessageRole
@@ -259,3 +261,20 @@ async def test_open_tells_the_user_when_no_application_takes_the_file(
         await wait_for(lambda: not any(t.name == "xdg-open watcher" for t in threading.enumerate()))
         await asyncio.sleep(0.05)  # their exits, queued to the GUI thread, are handled
         assert "No application could open" not in told.currentMessage()
+
+
+def test_an_installers_build_opens_files_without_its_own_libraries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A PyInstaller build sets LD_LIBRARY_PATH to its bundled libraries (keeping the
+    user's in LD_LIBRARY_PATH_ORIG): `xdg-open` and the application it starts get the
+    user's back, else they load our copies of libc's neighbours and may fail."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/tmp/_MEI123:/opt/user/lib")
+    monkeypatch.setenv("LD_LIBRARY_PATH_ORIG", "/opt/user/lib")
+    env = system_environment()
+    assert env["LD_LIBRARY_PATH"] == "/opt/user/lib" and "LD_LIBRARY_PATH_ORIG" not in env
+    monkeypatch.delenv("LD_LIBRARY_PATH_ORIG")
+    assert "LD_LIBRARY_PATH" not in system_environment()
+    monkeypatch.setattr(sys, "frozen", False)
+    assert system_environment()["LD_LIBRARY_PATH"] == "/tmp/_MEI123:/opt/user/lib"
