@@ -44,6 +44,7 @@ from app.core.e2e_errors import (
     UnknownPrekey,
 )
 from app.core.errors import DecryptionFailed
+from app.core.filenames import sanitize_filename
 from app.core.ledger import EquivocationDetected, EventAccepted, EventRejected, Ledger
 from app.core.ledger_errors import BadEventSignature
 from app.core.ledger_event import Event, EventBody
@@ -454,6 +455,10 @@ class Messenger:
         msg_id, text = event.body.get("id"), event.body.get("text")
         if not isinstance(msg_id, str) or not isinstance(text, str) or not msg_id:
             return None
+        if event.body.kind == FILE:
+            # the sender's own text: shown as is, an RTL override could fake the
+            # extension; the name the file is saved under instead (the event keeps it)
+            text = sanitize_filename(text)
         return Message(
             id=msg_id[:64],
             contact=address,

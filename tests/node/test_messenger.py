@@ -34,6 +34,7 @@ from app.node.api import (
     MessageStatus,
     MessageStatusChanged,
     NodeEvent,
+    SearchMessages,
     SecurityAlert,
     SendMessage,
     StorageAlert,
@@ -750,6 +751,25 @@ async def test_a_signal_waiting_for_the_wire_does_not_hold_up_send(
     await typing
     await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", "meanwhile"]))
     await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+
+
+@pytest.mark.asyncio
+async def test_a_file_message_shows_the_name_the_file_is_saved_under(
+    pair: tuple[Node, Node],
+) -> None:
+    """A file message's name is its sender's own text: shown as is, an RTL override
+    made "invoice\u202efdp.exe" read "invoiceexe.pdf" (in `messages`, search and the
+    window). The message carries the name the file is saved under instead; the signed
+    event keeps what the sender wrote."""
+    alice, bob = pair
+    claimed = "invoice\u202efdp.exe"
+    body = EventBody.of("file", id="f" * 32, text=claimed)
+    await bob.messenger.append_event(alice.address, body)
+    await eventually(lambda: _equal(texts(alice, "Bob"), ["invoicefdp.exe"]))
+    [found] = await alice.service.search_messages(SearchMessages("invoicefdp"))
+    assert found.id == "f" * 32 and found.text == "invoicefdp.exe"
+    ledger = await alice.messenger._ledger(bob.address)
+    assert [e.body.get("text") for e in ledger.ordered()] == [claimed]
 
 
 @pytest.mark.asyncio
