@@ -311,7 +311,10 @@ async def cmd_whoami(args: argparse.Namespace, node: api.NodeApi) -> int:
 
 async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
     if args.contacts_command == "add":
-        result = await node.add_contact(api.AddContact(args.invite, args.name))
+        try:
+            result = await node.add_contact(api.AddContact(args.invite, args.name))
+        except api.NameTaken as exc:
+            raise api.NameTaken(f"{exc} Choose another with --name.") from None
         added = result.contact
         if result.updated:
             text = f"{added.name} is already in your contacts; updated from this invite."

@@ -123,6 +123,13 @@ class ContactExists(NodeError):
     code = "contact_exists"
 
 
+class NameTaken(ContactExists):
+    """Another contact already has that name (names are compared ignoring case); the
+    front end says how to choose another (the CLI's --name, the window's Name field)."""
+
+    code = "name_taken"
+
+
 class ControlUnavailable(NodeError):
     """The control socket could not be reached or spoke nonsense."""
 

@@ -42,6 +42,7 @@ from app.node.api import (
     Message,
     MessageAdded,
     MessageStatus,
+    NameTaken,
     NodeEvent,
     PauseTransfer,
     Peer,
@@ -196,9 +197,7 @@ class NodeService:
                 return await self._refresh_contact(other, record)
         for other in existing:
             if other.name.casefold() == record.name.casefold():
-                raise ContactExists(
-                    f"You already have a contact named {other.name}; choose another with --name."
-                )
+                raise NameTaken(f"You already have a contact named {other.name}.")
         self._names = None
         if not await self.store.call(self.store.contacts.add, record, int(self._clock())):
             raise ContactExists("That contact is already in your contacts.")
@@ -349,7 +348,7 @@ class NodeService:
         name = checked_name(command.name)
         for other in await self.store.call(self.store.contacts.all):
             if other.address != record.address and other.name.casefold() == name.casefold():
-                raise ContactExists(f"You already have a contact named {other.name}.")
+                raise NameTaken(f"You already have a contact named {other.name}.")
         if not await self.store.call(self.store.contacts.set_name, record.address, name):
             raise ContactNotFound(f"{record.name} was removed meanwhile.")
         self._names = None

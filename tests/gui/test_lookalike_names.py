@@ -106,7 +106,7 @@ async def test_a_taken_name_points_at_the_name_field_not_at_a_command_line_optio
     qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
     await wait_for(dialog.error.isVisible)
     assert dialog.error.text() == (
-        "You already have a contact named Bob: type another name for this one below."
+        "You already have a contact named Bob. Type another name for this one below."
     )
     assert dialog.name.hasFocus()
     qtbot.keyClicks(dialog.name, "Bob from work")

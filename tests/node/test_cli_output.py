@@ -252,3 +252,22 @@ async def test_status_warns_when_what_contacts_send_cannot_be_stored(
     assert capsys.readouterr().out.splitlines()[-1] == f"Warning: {problem}"
     await cli._print_status(argparse.Namespace(json=True), StatusOnly(problem))  # type: ignore[arg-type]
     assert json.loads(capsys.readouterr().out)["storage"] == problem
+
+
+def test_a_taken_name_is_refused_with_the_option_that_chooses_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The node says the name is taken (`NameTaken`); the command line says how to
+    choose another, the window points at its Name field (the node's own sentence named
+    --name, and the window rewrote it by matching the sentence's end)."""
+    me = tmp_path / "me"
+    api.init_profile(me, "Me", None)
+    bob = api.init_profile(tmp_path / "bob", "Bob", None).whoami.invite
+    other = api.init_profile(tmp_path / "other", "bob", None).whoami.invite
+    assert cli.main(["--profile", str(me), "contacts", "add", bob]) == 0
+    capsys.readouterr()
+    assert cli.main(["--profile", str(me), "contacts", "add", other]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: You already have a contact named Bob. Choose another with --name."
+    )
+    assert cli.main(["--profile", str(me), "contacts", "add", other, "--name", "Bob 2"]) == 0

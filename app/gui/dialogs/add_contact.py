@@ -26,10 +26,7 @@ from app.gui.dialogs.common import (
     show_error,
     title_label,
 )
-from app.node.api import Contact, ContactExists
-
-CLI_NAME_HINT = "; choose another with --name."
-"""How the node's refusal of a taken name ends: advice for the command line."""
+from app.node.api import Contact, NameTaken
 
 
 class InviteEdit(QPlainTextEdit):
@@ -125,13 +122,10 @@ class AddContactDialog(QDialog):
         self.accept()
 
     def _refused(self, exc: ActionFailed) -> None:
-        """Show why the node refused; a taken name points at the Name field (the node's
-        sentence names the command line's --name option)."""
+        """Show why the node refused; a taken name points at the Name field."""
         text = str(exc)
-        if isinstance(exc.__cause__, ContactExists) and text.endswith(CLI_NAME_HINT):
-            text = self.tr("{0}: type another name for this one below.").format(
-                text.removesuffix(CLI_NAME_HINT)
-            )
+        if isinstance(exc.__cause__, NameTaken):
+            text = self.tr("{0} Type another name for this one below.").format(text)
             self.name.setFocus()
             self.name.selectAll()
         show_error(self.error, text)
