@@ -65,6 +65,14 @@ def sanitize_filename(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
     return text or FALLBACK_NAME
 
 
+def sanitize_relative_name(text: str) -> str:
+    """A file's name with the folders it came in ("folder/sub/b.bin", as a share of a
+    folder names its files), each "/"-separated part `sanitize_filename`d; empty parts
+    are dropped. What a peer claims is shown this way (never empty)."""
+    parts = [sanitize_filename(part) for part in text.split("/") if part]
+    return "/".join(parts) or FALLBACK_NAME
+
+
 def split_extension(name: str) -> tuple[str, str]:
     """Split `name` into stem and a short extension (``"a.tar.gz"`` -> ``"a.tar", ".gz"``).
 

@@ -44,7 +44,7 @@ from app.core.e2e_errors import (
     UnknownPrekey,
 )
 from app.core.errors import DecryptionFailed
-from app.core.filenames import sanitize_filename
+from app.core.filenames import sanitize_relative_name
 from app.core.ledger import EquivocationDetected, EventAccepted, EventRejected, Ledger
 from app.core.ledger_errors import BadEventSignature
 from app.core.ledger_event import Event, EventBody
@@ -457,8 +457,9 @@ class Messenger:
             return None
         if event.body.kind == FILE:
             # the sender's own text: shown as is, an RTL override could fake the
-            # extension; the name the file is saved under instead (the event keeps it)
-            text = sanitize_filename(text)
+            # extension; the names the file and its folders are saved under instead
+            # (the event keeps what the sender wrote)
+            text = sanitize_relative_name(text)
         return Message(
             id=msg_id[:64],
             contact=address,

@@ -15,6 +15,7 @@ from app.core.filenames import (
     FALLBACK_NAME,
     MAX_NAME_BYTES,
     sanitize_filename,
+    sanitize_relative_name,
     split_extension,
     unique_destination,
 )
@@ -192,3 +193,11 @@ def test_unique_never_returns_taken(name: str, count: int) -> None:
         assert chosen not in taken
         assert_safe(chosen)
         taken.add(chosen)
+
+
+def test_relative_names_keep_their_folders_and_lose_what_a_name_must_not_hold() -> None:
+    assert sanitize_relative_name("folder/sub/b.bin") == "folder/sub/b.bin"
+    assert sanitize_relative_name("photos/invoice\u202efdp.exe") == "photos/invoicefdp.exe"
+    assert sanitize_relative_name("/abs//x.txt/") == "abs/x.txt"
+    assert ".." not in sanitize_relative_name("../../etc/passwd").split("/")
+    assert sanitize_relative_name("") == sanitize_relative_name("///") == FALLBACK_NAME

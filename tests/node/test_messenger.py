@@ -762,12 +762,12 @@ async def test_a_file_message_shows_the_name_the_file_is_saved_under(
     window). The message carries the name the file is saved under instead; the signed
     event keeps what the sender wrote."""
     alice, bob = pair
-    claimed = "invoice\u202efdp.exe"
+    claimed = "bills/invoice\u202efdp.exe"  # a file of a shared folder
     body = EventBody.of("file", id="f" * 32, text=claimed)
     await bob.messenger.append_event(alice.address, body)
-    await eventually(lambda: _equal(texts(alice, "Bob"), ["invoicefdp.exe"]))
+    await eventually(lambda: _equal(texts(alice, "Bob"), ["bills/invoicefdp.exe"]))
     [found] = await alice.service.search_messages(SearchMessages("invoicefdp"))
-    assert found.id == "f" * 32 and found.text == "invoicefdp.exe"
+    assert found.id == "f" * 32 and found.text == "bills/invoicefdp.exe"
     ledger = await alice.messenger._ledger(bob.address)
     assert [e.body.get("text") for e in ledger.ordered()] == [claimed]
 
