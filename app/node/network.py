@@ -46,6 +46,7 @@ from app.node.api import Peer
 from app.node.dht import DhtNode, attached_networks, parse_host_port
 from app.node.dht_protocol import Address
 from app.node.lookup_pacer import LookupPacer
+from app.node.peer_inbox import PeerInboxes
 from app.node.transport import (
     ConnectionManager,
     ConnectionStateChanged,
@@ -230,6 +231,9 @@ class NetworkStack:
         self._bundle: PrekeyBundle | None = None
         self._bundle_replies: dict[str, asyncio.Future[bytes]] = {}
         self._tagged: dict[int, Callable[[str, bytes], Awaitable[None]]] = {}
+        self.inboxes = PeerInboxes(self._handle_message)
+        """Session messages, handled apart from the connections' readers (so the block
+        exchange's payloads read after one do not wait for it) and in order per peer."""
         self.listen_host = "127.0.0.1"
         """The host our listeners bind (set by `start`)."""
 
@@ -310,6 +314,7 @@ class NetworkStack:
         for task in (self._join, self._rejoin, self._refresh):
             if task is not None:
                 task.cancel()
+        await self.inboxes.close()
         await self.manager.close()
         self.dht.stop()
 
@@ -370,6 +375,10 @@ class NetworkStack:
             if waiting is not None and not waiting.done():
                 waiting.set_result(payload[len(BUNDLE_REPLY) :])
             return
+        if self._on_message is not None:
+            await self.inboxes.put(address, payload)
+
+    async def _handle_message(self, address: str, payload: bytes) -> None:
         handler = self._on_message
         if handler is None:
             return
