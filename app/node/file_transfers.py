@@ -610,6 +610,10 @@ class FileTransfers:
         if record.outgoing and progress is not None:  # served since the last persisted count
             record = dataclasses.replace(record, done_bytes=max(record.done_bytes, progress.done))
         record = dataclasses.replace(record, state=state)
+        if not record.outgoing and state in _ENDED:
+            # its event tells the sender: a state still waiting to be told is stale (a
+            # folder of small files queues one per file, each a shaped slot)
+            self._to_tell.get(record.contact, {}).pop(record.id, None)
         if announce is not None and self._conversation is not None:
             store, saved = self.store, record
             await self._conversation.append_event(

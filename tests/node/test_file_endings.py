@@ -612,3 +612,37 @@ async def test_a_receiver_tells_its_transfers_states_one_signal_at_a_time(
         await eventually(lambda t=transfer: in_state(bob, t.id, TransferState.DONE))
         await eventually(lambda t=transfer: in_state(alice, t.id, TransferState.DONE))
     assert most == 1
+
+
+@pytest.mark.asyncio
+async def test_a_transfer_done_before_its_state_was_told_is_not_told(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The states of a folder's transfers are told one signal at a time; with shaping
+    each takes a slot, and a small file was often received (its `file_done` event tells
+    the sender) before its "running" came up: 600 signals told the sender what it knew.
+    A transfer that ended is no longer told its older state."""
+    alice, bob = pair
+    conversation = bob.service.files._conversation
+    assert conversation is not None
+    real_send = conversation.send_signal
+    held = asyncio.Event()
+    told: list[bytes] = []
+
+    async def held_back(address: str, plaintext: bytes) -> bool:
+        await held.wait()  # the connection is busy: the states queue meanwhile
+        told.append(plaintext)
+        return await real_send(address, plaintext)
+
+    monkeypatch.setattr(conversation, "send_signal", held_back)
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"{i}.jpg").write_bytes(os.urandom(2000))
+    transfers = await alice.service.share_files(ShareFiles("Bob", [str(folder)]))
+    for transfer in transfers:
+        await eventually(lambda t=transfer: in_state(bob, t.id, TransferState.DONE))
+        await eventually(lambda t=transfer: in_state(alice, t.id, TransferState.DONE))
+    held.set()
+    await eventually(lambda: not bob.service.files._telling)
+    assert len(told) <= 1  # only the one already on its way when they all ended
