@@ -185,7 +185,8 @@ class BlockExchange:
             if payload[0] == BULK_ASK:
                 await self._issue_ticket(address, payload)
             else:
-                await self._serve(address, payload)
+                with self._network.serving_to(address):
+                    await self._serve(address, payload)
         except Exception:  # our bug must not go unnoticed, nor break serving
             log.exception("serving a block failed")
         finally:

@@ -10,7 +10,10 @@ import pytest
 
 from app.core.identity import IdentityKeys
 from app.core.shaping import MODE_SCHEDULES, SCHEDULES, bucket_sizes
+from app.core.unixfs import raw_cid
 from app.core.wire import Frame, FrameType
+from app.node.block_exchange import BlockExchange
+from app.node.blockstore import Blockstore
 from app.node.network import NetworkStack
 from app.node.shaper import ScheduleModel, Shaper, TraceEvent
 from app.node.transport import TransportSettings
@@ -209,3 +212,50 @@ def test_check_models_names_a_missing_model(
     monkeypatch.setattr(ml, "models_dir", lambda: tmp_path)
     found = api.check_models()
     assert "missing" in found["anomaly"] and found["shaper"]
+
+
+@pytest.mark.asyncio
+async def test_answering_block_requests_raises_our_side_to_burst(tmp_path: Path) -> None:
+    """The model moves a connection to bulk only for a backlog of ~15 KB or more. A
+    folder of small files is asked for 32 blocks of ~2 kB at a time: the sender stayed
+    at the base schedule (~8 KB/s, about 3 files a second). While it answers a block
+    request its side now runs at least at burst, like the fetching side."""
+    shapers = [Shaper("balanced"), Shaper("balanced")]
+    settings = TransportSettings(prefer_websocket=True)
+    stacks = [NetworkStack(new_identity(), settings=settings, hook=s) for s in shapers]
+    sender, receiver = stacks
+    floors: list[int | None] = []
+
+    class Policy:
+        async def may_serve(self, address: str, root: bytes, cid: bytes) -> bool:
+            (link,) = shapers[0].links
+            assert link.channel is not None
+            floors.append(link.channel.sender.floor)
+            return True
+
+        def served(self, address: str, root: bytes, cid: bytes, size: int) -> None:
+            pass
+
+    serving = BlockExchange(sender, Blockstore(tmp_path / "blocks"), Policy())
+    asking = BlockExchange(receiver, Blockstore(tmp_path / "theirs"), Policy())
+    try:
+        for stack in stacks:
+            await stack.start("127.0.0.1", 0)
+        serving.start()
+        asking.start()
+        await receiver.join_via(sender.endpoints())
+        await sender.publish_presence()
+        await asyncio.wait_for(receiver.manager.send(sender.address, b"\x01hello"), 60)
+        cid = raw_cid(b"a block the sender does not hold")
+        assert await asyncio.wait_for(asking.request(sender.address, cid, cid), 30) is None
+        assert floors == [1]  # burst while it answered
+        (link,) = shapers[0].links
+        assert link.channel is not None and link.channel.sender.floor is None
+        with sender.serving_to(receiver.address), sender.fetching_from(receiver.address):
+            assert link.channel.sender.floor == 1
+        assert link.channel.sender.floor is None
+    finally:
+        await serving.stop()
+        await asking.stop()
+        for stack in stacks:
+            await stack.stop()
