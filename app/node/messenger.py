@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -146,6 +147,8 @@ def _order_key(event: Event) -> tuple[int, str]:
 
 
 Queued = tuple[Message, "asyncio.Future[None] | None"]
+Append = tuple[EventBody, tuple[Callable[[], object], ...], "asyncio.Future[None]"]
+"""An event of ours to append (`Messenger.append_event`): body, store steps, caller."""
 """A message handed to the messenger, with the future `send_new` waits on (None if the
 message is stored already)."""
 
@@ -218,6 +221,9 @@ class Messenger:
         self._outbox: dict[str, list[Queued]] = {}
         """Messages handed over by `enqueue`, not yet in the history, per contact."""
         self._draining: set[str] = set()
+        self._appends: dict[str, list[Append]] = {}
+        """Per contact, our non-message events waiting to be appended (`append_event`)."""
+        self._appending: set[str] = set()
         self._in_flight: dict[str, dict[Cid, int]] = {}
         """Events sent over the current connection to a contact and not known to be held
         by it yet, with their Lamport times, in sending order: an acknowledgement that
@@ -720,16 +726,62 @@ class Messenger:
         and send it now if connected (else on the next connection, or by mailbox).
 
         `with_steps` (store calls, e.g. the transfer's new state) are committed in the
-        same transaction as the event: a crash keeps both or neither."""
+        same transaction as the event: a crash keeps both or neither. Events appended
+        while earlier ones are being stored go together, in the order of the calls: one
+        transaction and one state message for the run (a folder of small files ends many
+        transfers at once; each file_done cost a commit, a session-state write and a
+        shaped message of its own, all under the contact's lock)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._appends.setdefault(address, []).append((body, with_steps, done))
+        if address not in self._appending:
+            self._appending.add(address)
+            self._spawn(self._append_in_turn(address))
+        await asyncio.shield(done)  # a caller giving up does not undo what is stored
+
+    async def _append_in_turn(self, address: str) -> None:
+        """Store and send the events waiting for `address`, a run at a time."""
+        try:
+            while batch := self._appends.pop(address, []):
+                try:
+                    ledger, events = await self._append_run(address, batch)
+                except asyncio.CancelledError:
+                    for *_, done in batch:
+                        done.cancel()
+                    raise
+                except Exception as exc:  # the callers have it (e.g. the disk is full)
+                    for *_, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+                if self.network.manager.connection(address) is None:
+                    self.want(address)
+                    continue
+                raws = [ledger.get_bytes(e.cid) or b"" for e in events]
+                self._spawn(self._send_quietly(address, raws, False))
+        finally:
+            self._appending.discard(address)
+            for *_, done in self._appends.pop(address, []):  # stopping: none will be stored
+                done.cancel()
+
+    async def _append_run(self, address: str, batch: list[Append]) -> tuple[Ledger, list[Event]]:
+        """Append `batch`'s events to the ledger and store them with their steps in one
+        transaction."""
         async with self._lock(address):
             ledger = await self._ledger(address)
-            event = ledger.append(self._keys, body, int(self._clock() * 1000))
-            store, cid, raw = self.store, str(event.cid), event.to_bytes()
-            await self._commit(address, [lambda: store.history.add(address, cid, raw), *with_steps])
-        if self.network.manager.connection(address) is None:
-            self.want(address)
-            return
-        self._spawn(self._send_quietly(address, [ledger.get_bytes(event.cid) or b""], False))
+            store = self.store
+            steps: list[Callable[[], object]] = []
+            events: list[Event] = []
+            for body, with_steps, _ in batch:
+                event = ledger.append(self._keys, body, int(self._clock() * 1000))
+                events.append(event)
+                cid, raw = str(event.cid), event.to_bytes()
+                steps.append(functools.partial(store.history.add, address, cid, raw))
+                steps.extend(with_steps)
+            await self._commit(address, steps)
+        return ledger, events
 
     async def _send_quietly(self, address: str, events: list[bytes], query: bool) -> None:
         try:

@@ -646,3 +646,47 @@ async def test_a_transfer_done_before_its_state_was_told_is_not_told(
     held.set()
     await eventually(lambda: not bob.service.files._telling)
     assert len(told) <= 1  # only the one already on its way when they all ended
+
+
+@pytest.mark.asyncio
+async def test_events_appended_at_once_share_one_transaction_and_one_message(
+    pair: list[Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file_done (a folder of small files ends many transfers at once) cost a
+    commit, a session-state write and a shaped message of its own, all under the
+    contact's lock. Events appended while earlier ones are stored now go together, in
+    order, each still in the same transaction as its caller's steps."""
+    alice, bob = pair
+    messenger = bob.messenger
+    commits: list[int] = []
+    real_commit = messenger._commit
+
+    async def counting(address: str, steps: list[Any]) -> list[object]:
+        commits.append(len(steps))
+        return await real_commit(address, steps)
+
+    monkeypatch.setattr(messenger, "_commit", counting)
+    alice_address = alice.network.address
+    await eventually(lambda: bob.network.manager.connection(alice_address) is not None)
+    marks: list[int] = []
+    ids = [os.urandom(16).hex() for _ in range(20)]
+    await asyncio.gather(
+        *(
+            messenger.append_event(
+                alice_address, EventBody.of(FILE_DONE, id=i), lambda n=n: marks.append(n)
+            )
+            for n, i in enumerate(ids)
+        )
+    )
+    assert marks == list(range(20))  # every caller's step, in the order of the calls
+    assert len(commits) <= 2  # the first alone, the others together (20 before)
+    async with messenger.conversation(alice_address) as ledger:
+        ours = [e.body.get("id") for e in ledger.ordered() if e.body.kind == FILE_DONE]
+    assert ours == ids
+
+    async def alice_holds_them() -> bool:
+        async with alice.messenger.conversation(bob.network.address) as theirs:
+            got = {e.body.get("id") for e in theirs.ordered() if e.body.kind == FILE_DONE}
+        return set(ids) <= got
+
+    await eventually(alice_holds_them)
