@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.core.bulk import SECRET_SIZE
@@ -66,6 +67,14 @@ class ServePolicy(Protocol):
     def served(self, address: str, root: bytes, cid: bytes, size: int) -> None: ...
 
 
+@dataclass
+class _Gate:
+    """One peer's serving slots, kept while any of its requests waits or is served."""
+
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_SERVING))
+    users: int = 0
+
+
 class BlockExchange:
     """Serves WANTs from peers and asks peers for blocks (see the module docstring)."""
 
@@ -82,7 +91,9 @@ class BlockExchange:
         self._bulk = bulk
         self._next_id = 0
         self._pending: dict[tuple[str, int], tuple[int, asyncio.Future[bytes | None]]] = {}
-        self._serving: dict[str, asyncio.Semaphore] = {}
+        self._serving: dict[str, _Gate] = {}
+        """Peers with requests waiting or being served (dropped when none is left: a
+        peer's address costs nothing to make up)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {"served": 0, "refused": 0, "received": 0}
 
@@ -164,8 +175,15 @@ class BlockExchange:
         try:
             if payload[0] in (WANT, BULK_ASK):
                 # served concurrently (disk reads overlap sends), bounded per peer
-                gate = self._serving.setdefault(address, asyncio.Semaphore(MAX_SERVING))
-                await gate.acquire()
+                gate = self._serving.get(address)
+                if gate is None:
+                    gate = self._serving[address] = _Gate()
+                gate.users += 1
+                try:
+                    await gate.slots.acquire()
+                except BaseException:
+                    self._leave(address, gate)
+                    raise
                 task = asyncio.ensure_future(self._serve_released(address, payload, gate))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -180,7 +198,12 @@ class BlockExchange:
         except Exception:  # a peer's bad input or our bug must not break the connection
             log.exception("handling a block exchange message failed")
 
-    async def _serve_released(self, address: str, payload: bytes, gate: asyncio.Semaphore) -> None:
+    def _leave(self, address: str, gate: _Gate) -> None:
+        gate.users -= 1
+        if not gate.users and self._serving.get(address) is gate:
+            del self._serving[address]
+
+    async def _serve_released(self, address: str, payload: bytes, gate: _Gate) -> None:
         try:
             if payload[0] == BULK_ASK:
                 await self._issue_ticket(address, payload)
@@ -190,7 +213,8 @@ class BlockExchange:
         except Exception:  # our bug must not go unnoticed, nor break serving
             log.exception("serving a block failed")
         finally:
-            gate.release()
+            gate.slots.release()
+            self._leave(address, gate)
 
     async def stop(self) -> None:
         """Stop serving (pending requests of ours fail)."""

@@ -16,13 +16,14 @@ import pytest_asyncio
 
 from app.core.identity import IdentityKeys
 from app.core.unixfs import raw_cid
-from app.node.block_exchange import BLOCK, BlockExchange
+from app.node.block_exchange import BLOCK, WANT, BlockExchange
 from app.node.blockstore import Blockstore
 from app.node.file_fetch import receive_file
 from app.node.file_io import share_file
 from app.node.files_errors import BlocksUnavailable
 from app.node.network import NetworkStack
 from app.node.transport import TransportSettings
+from app.node.transport.websocket import dial_websocket
 
 
 class Policy:
@@ -166,3 +167,30 @@ async def test_a_request_lost_with_a_closed_duplicate_connection_is_sent_again(
     rid = second.sent[0][1:5]
     await exchange._on_payload("eggpeer", bytes([BLOCK]) + rid + block)
     assert await asyncio.wait_for(asking, 5) == block
+
+
+@pytest.mark.asyncio
+async def test_strangers_who_asked_for_blocks_leave_nothing_behind(
+    stacks: list[NetworkStack], tmp_path: Path
+) -> None:
+    """Each peer that sent a WANT kept its serving semaphore for the node's lifetime,
+    and a stranger's address costs nothing to make up (a new identity per connection):
+    the table grew by one entry per made-up identity. A peer's entry now lives while
+    its requests wait or are served."""
+    alice = stacks[0]
+    exchange = BlockExchange(alice, Blockstore(tmp_path / "alice"), Policy(set(), set()))
+    exchange.start()
+    endpoint = alice.endpoints()[0]
+    strangers = 12
+    for n in range(strangers):
+        keys = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+        conn = await dial_websocket(keys, alice.address, endpoint)
+        root, cid = raw_cid(os.urandom(16)), raw_cid(os.urandom(16))
+        await conn.send(bytes([WANT]) + n.to_bytes(4, "big") + root + cid)
+        async with asyncio.timeout(10):
+            while exchange.stats["refused"] <= n:
+                await asyncio.sleep(0.01)
+        await conn.close()
+    await asyncio.sleep(0.1)  # the last answers' tasks end
+    assert exchange.stats["refused"] == strangers
+    assert exchange._serving == {}
