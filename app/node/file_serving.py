@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 _SERVING = (TransferState.OFFERED, TransferState.RUNNING)
 MEMBERS_STALE = 2.0
 """Cached serving decisions and block lists are rebuilt after this many seconds."""
+MAX_DECISIONS = 1024
+"""Serving decisions cached at once: one per peer and root it names, and a peer (a
+stranger's identity costs nothing) can make up both; stale ones go as new ones come."""
 
 
 class FileServing:
@@ -83,8 +86,21 @@ class FileServing:
                 records = await self.store.call(self.store.transfers.with_root, root)
                 allowed = any(r.state is not TransferState.CANCELLED for r in records)
             cached = (now, allowed)
-            self._allowed[(address, root)] = cached
+            self._remember((address, root), cached)
         return cached[1] and await self.is_member(root, cid)
+
+    def _remember(self, key: tuple[str, bytes], decision: tuple[float, bool]) -> None:
+        """Cache a decision, dropping stale ones (the oldest come first) and, past
+        `MAX_DECISIONS`, the oldest."""
+        decisions = self._allowed
+        decisions.pop(key, None)
+        now = decision[0]
+        while decisions:
+            oldest = next(iter(decisions))
+            if len(decisions) < MAX_DECISIONS and now - decisions[oldest][0] < MEMBERS_STALE:
+                break
+            del decisions[oldest]
+        decisions[key] = decision
 
     async def is_member(self, root: bytes, cid: bytes) -> bool:
         """Whether `cid` is the root or a block named by a held node of its DAG."""

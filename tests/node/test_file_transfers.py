@@ -33,8 +33,9 @@ from app.node.api import (
     TransferState,
     UpdateSettings,
 )
+from app.node.blockstore import Blockstore
 from app.node.file_io import share_file
-from app.node.file_serving import FileServing
+from app.node.file_serving import MAX_DECISIONS, MEMBERS_STALE, FileServing
 from app.node.files_errors import DiskFull, FilesError, IpfsUnavailable
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
@@ -597,6 +598,33 @@ async def test_a_block_counted_across_a_state_change_shows_no_stale_state() -> N
     rows.release.set()
     await counting
     assert all(e.transfer.state is not TransferState.RUNNING for e in shown)
+
+
+@pytest.mark.asyncio
+async def test_serving_decisions_about_made_up_roots_stay_bounded(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """Every WANT or BULK_ASK naming a root cached a decision for (peer, root) and none
+    was ever dropped: a peer naming random roots, from as many made-up identities as
+    it likes, grew the cache by one entry per request. Stale decisions now go as new
+    ones come, and at most `MAX_DECISIONS` are held."""
+    clock = [100.0]
+    serving = FileServing(
+        node.store,
+        Blockstore(tmp_path / "blocks"),
+        lambda e: None,
+        {},
+        lambda c: None,
+        lambda: clock[0],
+    )
+    for i in range(MAX_DECISIONS + 300):
+        root = raw_cid(os.urandom(16))
+        assert not await serving.may_serve(f"eggstranger{i % 50}", root, root)
+    assert len(serving._allowed) == MAX_DECISIONS  # all fresh: the oldest went
+    clock[0] += MEMBERS_STALE
+    root = raw_cid(os.urandom(16))
+    assert not await serving.may_serve("eggstranger", root, root)
+    assert len(serving._allowed) == 1  # the stale ones went
 
 
 @pytest.mark.asyncio
