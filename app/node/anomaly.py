@@ -199,7 +199,6 @@ class AnomalyMonitor:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats: Counter[str] = Counter()
-        self.last_scores: dict[str, float] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -348,7 +347,6 @@ class AnomalyMonitor:
             scores = await asyncio.to_thread(self.detector.scores, matrix)
             self.stats["evaluated"] += len(rows)
             for row, score in zip(rows, scores, strict=True):
-                self.last_scores[row.peer] = float(score)
                 changes += self.policy.assess(row.peer, float(score), now)
         changes += self.policy.handle_timer(now)
         self.features.expire(now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,11 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from app.core.peer_features import FEATURE_NAMES, N_FEATURES, PeerFeatures, Signal
+from app.core.peer_features import EXPIRE_IDLE, FEATURE_NAMES, N_FEATURES, PeerFeatures, Signal
 from app.core.peer_policy import Standing, StandingChanged
 from app.core.prekeys import PrekeyBundle
 from app.core.rotation_policy import ALL_KEYS, RotationDue, RotationReason
-from app.node.anomaly import Detector, _describe
+from app.node.anomaly import AnomalyMonitor, Detector, _describe
 from app.node.api import AddContact, ListMessages, NodeEvent, SecurityAlert, SendMessage
 from app.node.dht import DhtNode
 from app.node.guard import NodeGuard
@@ -31,7 +32,7 @@ from app.node.messenger import Messenger
 from app.node.network import NetworkStack
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
-from app.node.transport import TransportSettings
+from app.node.transport import AuthenticationRefused, TransportSettings
 
 SETTINGS = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
 
@@ -183,6 +184,30 @@ def test_a_node_joining_the_dht_is_not_flagged_for_its_join_burst() -> None:
     assert flood is not None
     (score,) = detector.scores(np.asarray([flood.values], dtype=np.float32))
     assert score >= detector.limit
+
+
+@pytest.mark.asyncio
+async def test_peers_the_monitor_forgot_leave_nothing_behind() -> None:
+    """A DHT sender is a peer per source port, and a stranger one per made-up identity;
+    the monitor kept each one's last score for good after its counters expired (found
+    under the live fuzzer's DHT and Sybil campaigns). Once a peer's counters expire,
+    nothing of it is left in the monitor."""
+    clock = [1000.0]
+    monitor = AnomalyMonitor(Detector.load(), lambda e: None, clock=lambda: clock[0])
+    for port in range(1, 301):
+        monitor.on_dht(("192.0.2.7", port), "request")
+        monitor.on_transport(AuthenticationRefused(f"eggstranger{port}", "websocket", "bad"))
+    await monitor.evaluate()
+    assert len(monitor.features) == 600 and monitor.stats["evaluated"] == 600
+    clock[0] += EXPIRE_IDLE + 1
+    await monitor.evaluate()
+    assert len(monitor.features) == 0
+    held = {
+        name: len(value)
+        for name, value in vars(monitor).items()
+        if isinstance(value, dict | set | list) and not isinstance(value, Counter)
+    }
+    assert held == {"_queues": 0, "_tasks": 0}
 
 
 def test_the_alert_names_last_minute_counts_only() -> None:
