@@ -40,6 +40,11 @@ DECAY_HALF_LIFE = 300
 """Seconds after which a decayed count has lost half of an event."""
 MAX_PEERS = 20_000
 """Peers tracked at once; the one idle longest is forgotten first."""
+MAX_BUCKETS = 100_000
+"""Per-second counts (one list per peer and second with an event) held at once, over
+all peers; past it the peers idle longest are forgotten first. A made-up peer costs
+~2 KB with one, ~13 KB with all `LONG_WINDOW` of them: this holds the worst case of
+`MAX_PEERS` busy peers to tens of megabytes (DHT senders are named by source port)."""
 EXPIRE_IDLE = 600
 """Seconds without any event after which a peer is forgotten (`PeerFeatures.expire`):
 two decay half-lives, so sequential evidence outlives short pauses."""
@@ -122,6 +127,7 @@ class _PeerWindow:
         "first_failure",
         "first_seen",
         "head",
+        "held",
         "last_failure",
         "last_seen",
         "long",
@@ -129,7 +135,11 @@ class _PeerWindow:
     )
 
     def __init__(self, second: int) -> None:
-        self.buckets = [[0.0] * N_SIGNALS for _ in range(LONG_WINDOW)]
+        self.buckets: list[list[float] | None] = [None] * LONG_WINDOW
+        """Per-second counts; a second without any event holds no list (a peer that
+        sent once costs one, not `LONG_WINDOW`)."""
+        self.held = 0
+        """How many of `buckets` hold a list."""
         self.short = [0.0] * N_SIGNALS
         self.long = [0.0] * N_SIGNALS
         self.active_short = [0] * N_SIGNALS
@@ -150,28 +160,37 @@ class _PeerWindow:
         if second <= self.head:
             return
         if second - self.head >= LONG_WINDOW:
-            for bucket in self.buckets:
-                bucket[:] = [0.0] * N_SIGNALS
-            self.short = [0.0] * N_SIGNALS
-            self.long = [0.0] * N_SIGNALS
-            self.active_short = [0] * N_SIGNALS
-            self.active_long = [0] * N_SIGNALS
-            self.head = second
+            self.empty(second)
             return
         short, long = self.short, self.long
         active_short, active_long = self.active_short, self.active_long
+        buckets = self.buckets
         for t in range(self.head + 1, second + 1):
-            leaving_short = self.buckets[(t - SHORT_WINDOW) % LONG_WINDOW]
-            for i in range(N_SIGNALS):
-                if leaving_short[i]:
-                    short[i] -= leaving_short[i]
-                    active_short[i] -= 1
-            leaving_long = self.buckets[t % LONG_WINDOW]  # t - LONG_WINDOW, same slot
-            for i in range(N_SIGNALS):
-                if leaving_long[i]:
-                    long[i] -= leaving_long[i]
-                    active_long[i] -= 1
-                    leaving_long[i] = 0.0
+            leaving_short = buckets[(t - SHORT_WINDOW) % LONG_WINDOW]
+            if leaving_short is not None:
+                for i in range(N_SIGNALS):
+                    if leaving_short[i]:
+                        short[i] -= leaving_short[i]
+                        active_short[i] -= 1
+            leaving_long = buckets[t % LONG_WINDOW]  # t - LONG_WINDOW, same slot
+            if leaving_long is not None:
+                for i in range(N_SIGNALS):
+                    if leaving_long[i]:
+                        long[i] -= leaving_long[i]
+                        active_long[i] -= 1
+                buckets[t % LONG_WINDOW] = None
+                self.held -= 1
+        self.head = second
+
+    def empty(self, second: int) -> None:
+        """Move the head to `second`, nothing left in either window (every event is
+        older than `LONG_WINDOW`)."""
+        self.buckets = [None] * LONG_WINDOW
+        self.held = 0
+        self.short = [0.0] * N_SIGNALS
+        self.long = [0.0] * N_SIGNALS
+        self.active_short = [0] * N_SIGNALS
+        self.active_long = [0] * N_SIGNALS
         self.head = second
 
     def decay_to(self, second: int) -> None:
@@ -193,20 +212,27 @@ class _PeerWindow:
                 self.last_failure = second
         if second < self.head - SHORT_WINDOW + 1:
             if second > self.head - LONG_WINDOW:  # late, but still in the long window
-                bucket = self.buckets[second % LONG_WINDOW]
+                bucket = self._bucket(second)
                 if not bucket[signal] and amount > 0.0:
                     self.active_long[signal] += 1
                 bucket[signal] += amount
                 self.long[signal] += amount
             return
         self.advance(second)
-        bucket = self.buckets[second % LONG_WINDOW]
+        bucket = self._bucket(second)
         if not bucket[signal] and amount > 0.0:
             self.active_short[signal] += 1
             self.active_long[signal] += 1
         bucket[signal] += amount
         self.short[signal] += amount
         self.long[signal] += amount
+
+    def _bucket(self, second: int) -> list[float]:
+        bucket = self.buckets[second % LONG_WINDOW]
+        if bucket is None:
+            bucket = self.buckets[second % LONG_WINDOW] = [0.0] * N_SIGNALS
+            self.held += 1
+        return bucket
 
     def sequential(self, second: int) -> tuple[float, ...]:
         """The sequential evidence at `second` (see the module docstring)."""
@@ -260,11 +286,19 @@ def features_of(short: list[float], long: list[float], age: float) -> tuple[floa
 class PeerFeatures:
     """Sliding-window counters of every peer the node hears from (bounded)."""
 
-    def __init__(self, max_peers: int = MAX_PEERS) -> None:
-        if max_peers < 1:
-            raise LocalProtocolError("max_peers must be positive")
+    def __init__(self, max_peers: int = MAX_PEERS, max_buckets: int = MAX_BUCKETS) -> None:
+        if max_peers < 1 or max_buckets < LONG_WINDOW:
+            raise LocalProtocolError("max_peers must be positive, max_buckets a window's")
         self._max_peers = max_peers
+        self._max_buckets = max_buckets
         self._peers: OrderedDict[str, _PeerWindow] = OrderedDict()
+        self._held = 0
+        """Buckets held over all peers (`_PeerWindow.held`)."""
+
+    @property
+    def buckets_held(self) -> int:
+        """Per-second counts held over all peers (at most `MAX_BUCKETS`)."""
+        return self._held
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -281,10 +315,14 @@ class PeerFeatures:
         if window is None:
             window = self._peers[peer] = _PeerWindow(second)
             if len(self._peers) > self._max_peers:
-                self._peers.popitem(last=False)
+                self._held -= self._peers.popitem(last=False)[1].held
         else:
             self._peers.move_to_end(peer)
+        held = window.held
         window.add(second, int(signal), float(amount))
+        self._held += window.held - held
+        while self._held > self._max_buckets:  # `peer` is the last one to go (held <= 60)
+            self._held -= self._peers.popitem(last=False)[1].held
 
     def row(self, peer: str, now: float) -> FeatureRow | None:
         """`peer`'s features at `now`, or None for a peer never seen (or forgotten)."""
@@ -292,7 +330,9 @@ class PeerFeatures:
         if window is None:
             return None
         second = math.floor(now)
+        held = window.held
         window.advance(second)
+        self._held += window.held - held
         windows = features_of(window.short, window.long, now - window.first_seen)
         return FeatureRow(peer, windows + window.sequential(second))
 
@@ -319,12 +359,27 @@ class PeerFeatures:
 
     def forget(self, peer: str) -> None:
         """Drop a peer's counters (e.g. a removed contact)."""
-        self._peers.pop(peer, None)
+        window = self._peers.pop(peer, None)
+        if window is not None:
+            self._held -= window.held
 
     def expire(self, now: float, idle: float = EXPIRE_IDLE) -> int:
-        """Forget peers without any event for `idle` seconds; how many were forgotten."""
-        limit = math.floor(now) - idle
-        stale = [p for p, w in self._peers.items() if w.last_seen < limit]
+        """Forget peers without any event for `idle` seconds; how many were forgotten.
+
+        A peer idle for `LONG_WINDOW` keeps only its sequential evidence: its windows
+        are empty, and their per-second counts are let go at once."""
+        second = math.floor(now)
+        limit = second - idle
+        stale = []
+        for peer, window in self._peers.items():
+            if window.last_seen < limit:
+                stale.append(peer)
+            elif (
+                second - window.last_seen >= LONG_WINDOW
+                and window.head - window.last_seen < LONG_WINDOW
+            ):
+                self._held -= window.held
+                window.empty(second)
         for peer in stale:
-            del self._peers[peer]
+            self._held -= self._peers.pop(peer).held
         return len(stale)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from app.core.peer_features import (
     FEATURE_NAMES,
     LONG_WINDOW,
     MAX_AGE,
+    MAX_PEERS,
     N_FEATURES,
     SHORT_WINDOW,
     PeerFeatures,
@@ -135,6 +137,49 @@ def test_peer_count_is_bounded_oldest_forgotten_first() -> None:
     for i in range(5):
         f.observe(f"p{i}", Signal.CONNECT, 1.0 + i)
     assert len(f) == 3 and "p0" not in f and "p4" in f
+
+
+def test_a_peer_that_sent_once_costs_one_second_of_counts() -> None:
+    """Each peer held `LONG_WINDOW` per-second lists from its first event: 11.5 KB for
+    a DHT sender that sent one datagram, and a sender is named by its source port, so
+    `MAX_PEERS` made-up ones held 230 MB (found under the live fuzzer's DHT campaign).
+    A second without events holds no list now."""
+    f = PeerFeatures()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for port in range(2000):
+            f.observe(f"dht:192.0.2.7:{port}", Signal.DHT_REQUEST, 1000.0)
+            f.observe(f"dht:192.0.2.7:{port}", Signal.MALFORMED, 1000.0)
+        per_peer = (tracemalloc.get_traced_memory()[0] - before) / 2000
+    finally:
+        tracemalloc.stop()
+    assert f.buckets_held == 2000
+    assert per_peer < 4000  # 11,500 bytes before
+    assert MAX_PEERS * per_peer < 80e6
+
+
+def test_per_second_counts_over_all_peers_are_bounded_idlest_forgotten_first() -> None:
+    f = PeerFeatures(max_buckets=10 * LONG_WINDOW)
+    for peer in range(30):  # each busy for a whole window: LONG_WINDOW lists each
+        for second in range(LONG_WINDOW):
+            f.observe(f"p{peer}", Signal.FRAME, 1000.0 + peer * LONG_WINDOW + second)
+            assert f.buckets_held <= 10 * LONG_WINDOW
+    assert len(f) == 10 and "p29" in f and "p19" not in f
+
+
+def test_an_idle_peer_lets_go_of_its_window_and_keeps_the_same_row() -> None:
+    """After `LONG_WINDOW` idle seconds a peer's windows are empty: `expire` drops its
+    per-second lists, and its row (the sequential evidence) is what it was."""
+    kept, emptied = PeerFeatures(), PeerFeatures()
+    for f in (kept, emptied):
+        for second in range(20):
+            f.observe("p", Signal.DHT_REQUEST, 1000.0 + second, 3)
+            f.observe("p", Signal.MALFORMED, 1000.5 + second)
+    assert emptied.buckets_held == 20
+    assert emptied.expire(1000.0 + 19 + LONG_WINDOW) == 0
+    assert emptied.buckets_held == 0 and "p" in emptied
+    assert kept.row("p", 1200.0) == emptied.row("p", 1200.0)
 
 
 @settings(max_examples=60, deadline=None)
