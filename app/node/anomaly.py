@@ -14,6 +14,10 @@ seconds with the shipped detector (``resources/models/anomaly.onnx`` through
   (counted as ``shed``); an honest contact's messenger keeps every event in its ledger
   and sends it again on the next connection (docs/protocol.md, section 7), so nothing
   is lost, while an attacker merely loses its connection.
+* a stranger's queue goes with its connection (counted as ``discarded``): the messenger
+  has no use for what a stranger sends, and identities cost nothing, so queues kept
+  after their connections (up to `MAX_QUEUED_BYTES` each, until a quarantine ended)
+  grew with every made-up identity that got itself restricted.
 
 Every change of standing is a `SecurityAlert` of kind ``"anomaly"`` for the user and a
 sealed row in the ``security_events`` table; a quarantined contact also triggers key
@@ -175,6 +179,7 @@ class AnomalyMonitor:
         security_log: SecurityLog | None = None,
         rotation: CompromiseSink | None = None,
         close_connection: Callable[[str, str], Awaitable[None]] | None = None,
+        is_contact: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         interval: float = EVALUATION_INTERVAL,
@@ -191,6 +196,7 @@ class AnomalyMonitor:
         self._log = security_log
         self.rotation = rotation
         self._close = close_connection
+        self._is_contact = is_contact
         self._clock = clock
         self._wall_clock = wall_clock
         self._interval = interval
@@ -245,6 +251,19 @@ class AnomalyMonitor:
                 self.observe(event.address, Signal.CONNECT)
             elif event.state is PeerState.DISCONNECTED and event.path is not None:
                 self.observe(event.address, Signal.DISCONNECT)
+                if self._is_contact is not None and not self._is_contact(event.address):
+                    self._discard(event.address)
+
+    def _discard(self, address: str) -> None:
+        """Drop what waits for `address` (a stranger whose connection closed)."""
+        queue = self._queues.pop(address, None)
+        if queue is None:
+            return
+        self.stats["discarded"] += len(queue.items)
+        queue.items.clear()
+        queue.size = 0
+        if queue.task is not None:
+            queue.task.cancel()
 
     def on_dht(self, address: tuple[str, int], what: str) -> None:
         """A DHT RPC or its outcome from `address` (``"request"``, ``"store"``...)."""

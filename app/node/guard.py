@@ -74,6 +74,7 @@ class NodeGuard:
             security_log=security_log,
             rotation=rotator,
             close_connection=_closer(network),
+            is_contact=messenger.is_known_contact,
             wall_clock=clock,
         )
         network.inbound_gate = monitor

@@ -32,7 +32,12 @@ from app.node.messenger import Messenger
 from app.node.network import NetworkStack
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
-from app.node.transport import AuthenticationRefused, TransportSettings
+from app.node.transport import (
+    AuthenticationRefused,
+    ConnectionStateChanged,
+    PeerState,
+    TransportSettings,
+)
 
 SETTINGS = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
 
@@ -208,6 +213,37 @@ async def test_peers_the_monitor_forgot_leave_nothing_behind() -> None:
         if isinstance(value, dict | set | list) and not isinstance(value, Counter)
     }
     assert held == {"_queues": 0, "_tasks": 0}
+
+
+@pytest.mark.asyncio
+async def test_a_restricted_strangers_queue_goes_with_its_connection() -> None:
+    """What a quarantined or rate-limited peer sends waits in a queue (up to 8 MiB) until
+    the quarantine ends; a stranger's queue stayed after its connection closed, and a
+    stranger can come back as a new identity at once: each one that got itself
+    restricted left up to 8 MiB behind. A stranger's queue now goes with its
+    connection; a contact's stays (its payloads are delivered on release)."""
+    clock = [1000.0]
+    dispatched: list[tuple[str, bytes]] = []
+
+    async def dispatch(address: str, payload: bytes) -> None:
+        dispatched.append((address, payload))
+
+    monitor = AnomalyMonitor(
+        Detector.load(), lambda e: None, is_contact=lambda a: a == "eggfriend",
+        clock=lambda: clock[0],
+    )  # fmt: skip
+    try:
+        for peer in ("eggfriend", *(f"eggstranger{n}" for n in range(5))):
+            monitor.policy.assess(peer, 1.0, clock[0])  # quarantined
+            for _ in range(100):
+                await monitor.deliver(peer, b"\x01" + os.urandom(10_000), dispatch)
+            assert monitor.queued(peer) == 100
+            monitor.on_transport(ConnectionStateChanged(peer, PeerState.DISCONNECTED, "websocket"))
+        assert dispatched == []
+        assert set(monitor._queues) == {"eggfriend"} and monitor.queued("eggfriend") == 100
+        assert monitor.stats["discarded"] == 500
+    finally:
+        await monitor.stop()
 
 
 def test_the_alert_names_last_minute_counts_only() -> None:
