@@ -13,6 +13,8 @@ WebSocket listener on TCP share the port); `--target` its address. Campaigns:
              block-exchange DATA payloads, split and truncated frames
   sybil      `cases` strangers, each a new identity, hold handshaken connections 20 s
   slowloris  `cases` silent WebSocket connections from 127.0.0.2, then a contact dials
+  restricted `cases` strangers one after another, each reconnecting quickly until the
+             anomaly monitor restricts it, then sending 8 MiB it holds back, and leaving
   bulk       random ticket ids, lengths and records on the bulk port
   dht        random and structured kademlia datagrams (bad types, nesting, counts)
 
@@ -269,6 +271,31 @@ async def slowloris(uri: str, target: bytes, keys: IdentityKeys, cases: int) -> 
     return tally
 
 
+async def restricted(uri: str, target: bytes, rng: random.Random, cases: int) -> Tally:
+    """Strangers that get themselves rate-limited (connection churn: 25 quick
+    reconnections), then fill what the node holds back for a restricted peer (512
+    frames of 16 KB, 8 MiB) and leave; each a new identity. The node's memory must not
+    grow with their number."""
+    tally: Tally = Counter()
+    for _ in range(cases):
+        keys = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+        try:
+            async with asyncio.timeout(60):
+                for _ in range(25):
+                    churn = await Peer.dial(uri, keys, target, ping_interval=None)
+                    await churn.ws.close()
+                await asyncio.sleep(2.5)  # one evaluation of the detector
+                peer = await Peer.dial(uri, keys, target, ping_interval=None)
+                for _ in range(520):
+                    await peer.send(frame(1, b"\x01" + rng.randbytes(16_000)))
+                await asyncio.sleep(0.5)
+                tally["left"] += 1
+                await peer.ws.close()
+        except Exception as exc:
+            tally[type(exc).__name__] += 1
+    return tally
+
+
 async def bulk(host: str, port: int, rng: random.Random, cases: int) -> Tally:
     tally: Tally = Counter()
     for i in range(cases):
@@ -355,6 +382,8 @@ async def run(args: argparse.Namespace) -> Tally:
         return await sybil(uri, target, args.cases)
     if campaign == "slowloris":
         return await slowloris(uri, target, contact_keys(args.contact_seeds), args.cases)
+    if campaign == "restricted":
+        return await restricted(uri, target, rng, args.cases)
     if campaign == "bulk":
         if args.bulk_port is None:
             raise SystemExit("the bulk campaign needs --bulk-port")
