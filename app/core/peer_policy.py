@@ -17,6 +17,9 @@ Rules of this module (sans-I/O: time is passed in, nothing is sent or dropped he
   gets nothing delivered until released. The node keeps what is queued and delivers it
   on release, in order (see `app.node.anomaly`).
 * Every change of standing is returned as a `StandingChanged` event, once.
+* At most `max_tracked` peers are remembered: a calm peer is kept only for its strikes
+  (an hour), and peers (DHT senders by source port, strangers) cost nothing to make
+  up; when full, calm peers are forgotten first, then the longest tracked.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import enum
 from dataclasses import dataclass
 
 from app.core.errors import LocalProtocolError
+
+MAX_TRACKED = 20_000
+"""Peers remembered at once (see the module docstring)."""
 
 
 class Standing(enum.Enum):
@@ -93,9 +99,17 @@ class _Peer:
 class PeerPolicy:
     """The response state machine of every peer (see the module docstring)."""
 
-    def __init__(self, settings: PolicySettings | None = None) -> None:
+    def __init__(
+        self, settings: PolicySettings | None = None, max_tracked: int = MAX_TRACKED
+    ) -> None:
+        if max_tracked < 8:
+            raise LocalProtocolError("max_tracked must be at least 8")
         self.settings = settings or PolicySettings()
+        self._max_tracked = max_tracked
         self._peers: dict[str, _Peer] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
 
     def standing(self, peer: str) -> Standing:
         """`peer`'s current standing (NORMAL for a peer never assessed)."""
@@ -120,6 +134,7 @@ class PeerPolicy:
         if state is None:
             if score < cfg.limit_score:
                 return []  # nothing to remember about a calm peer
+            self._make_room()
             state = self._peers[peer] = _Peer()
         state.last_score = score
         if state.strikes and now - state.last_offence >= cfg.forgive_seconds:
@@ -147,6 +162,17 @@ class PeerPolicy:
         if old is Standing.RATE_LIMITED and now - state.calm_since >= cfg.probation_seconds:
             return [self._set(peer, state, Standing.NORMAL, score, "calm")]
         return []
+
+    def _make_room(self) -> None:
+        """Below `max_tracked` again: calm peers go first, then (an eighth at once, so a
+        flood of new peers costs no scan each) the longest tracked."""
+        if len(self._peers) < self._max_tracked:
+            return
+        for peer in [p for p, s in self._peers.items() if s.standing is Standing.NORMAL]:
+            del self._peers[peer]
+        if len(self._peers) >= self._max_tracked:
+            for peer in list(self._peers)[: self._max_tracked // 8]:
+                del self._peers[peer]
 
     def get_timer(self) -> float | None:
         """The next instant `handle_timer` has work (a quarantine ending), if any."""

@@ -90,3 +90,25 @@ def test_every_change_is_reported_once_and_standing_follows(
         if standing is Standing.QUARANTINED:
             assert policy.admit("p", now) is Admission.QUEUE
             assert policy.get_timer() is not None
+
+
+def test_tracked_peers_are_bounded_calm_ones_forgotten_first() -> None:
+    """A flagged peer was remembered for an hour after it calmed down (its strikes),
+    and DHT senders (one per source port) and strangers cost nothing to make up: the
+    table grew with every made-up peer that got itself flagged. At most `max_tracked`
+    are remembered; calm ones go first, then the longest tracked."""
+    policy = PeerPolicy(CFG, max_tracked=64)
+    policy.assess("calm", CFG.limit_score, 0.0)
+    policy.assess("calm", 0.0, CFG.probation_seconds)  # rate-limited, then calm: kept
+    assert len(policy) == 1 and policy.standing("calm") is Standing.NORMAL
+    policy.assess("early", CFG.quarantine_score, 100.0)
+    for n in range(62):
+        policy.assess(f"dht:192.0.2.7:{n}", CFG.quarantine_score, 100.0)
+    assert len(policy) == 64
+    policy.assess("newest", CFG.quarantine_score, 101.0)
+    assert len(policy) == 64 and policy.standing("early") is Standing.QUARANTINED
+    for n in range(62, 1000):
+        policy.assess(f"dht:192.0.2.7:{n}", CFG.quarantine_score, 102.0)
+        assert len(policy) <= 64
+    assert policy.standing("dht:192.0.2.7:999") is Standing.QUARANTINED
+    assert policy.standing("early") is Standing.NORMAL  # forgotten, the longest tracked
