@@ -4,8 +4,9 @@ Starts one headless daemon per variant (a copy of the code and extra environment
 own profile, loopback only, with a hostile contact "Mallory" added), then runs every
 campaign of `tools/fuzz/hostile_peer.py` against each daemon in turn, `--rounds`
 times (round r uses seed r, the same input for every variant), and reads each daemon's
-RSS after each campaign. With `--trim` the daemons load `tools/memprobe` and, at the
-end, call glibc's `malloc_trim(0)`: what the RSS drops by then is memory Python had
+RSS after each campaign. With `--trim` the daemons load `tools/memprobe`: after each
+campaign the bytes malloc and Python hold in live blocks are read too, and at the end
+glibc's `malloc_trim(0)` is called: what the RSS drops by then is memory Python had
 freed but the allocator kept (not live objects).
 
 Prints one JSON object. Not a test: nothing here asserts a figure.
@@ -151,7 +152,29 @@ def start(daemon: Daemon, work: Path, mallory_invite: str, probe: Path | None) -
     time.sleep(3)  # imports done, the DHT joined (nobody else), timers started
 
 
-def campaign(daemon: Daemon, name: str, cases: int, seed: int, seeds_file: Path) -> None:
+def probed(daemon: Daemon, probe: Path) -> dict[str, int]:
+    """Live memory in the daemon (via tools/memprobe): malloc's bytes in use and
+    Python's bytes in allocated blocks, KiB."""
+    assert daemon.process is not None
+    before = set(probe.glob("probe-*.json"))
+    os.kill(daemon.process.pid, signal.SIGUSR1)
+    for _ in range(200):
+        new = set(probe.glob("probe-*.json")) - before
+        if new:
+            time.sleep(0.2)
+            report = json.loads(new.pop().read_text())
+            return {
+                "malloc_in_use_kib": report["mallinfo"]["uordblks"] // 1024,
+                "malloc_free_held_kib": report["mallinfo"]["fordblks"] // 1024,
+                "python_blocks_kib": report["pymalloc"].get("bytes in allocated blocks", 0) // 1024,
+            }
+        time.sleep(0.1)
+    return {}
+
+
+def campaign(
+    daemon: Daemon, name: str, cases: int, seed: int, seeds_file: Path, probe: Path | None
+) -> None:
     assert daemon.process is not None
     outcome = _hostile(
         name, "--endpoint", daemon.endpoint, "--target", daemon.address,
@@ -159,15 +182,16 @@ def campaign(daemon: Daemon, name: str, cases: int, seed: int, seeds_file: Path)
         "--cases", str(cases), "--seed", str(seed),
     )  # fmt: skip
     time.sleep(SETTLE_SECONDS)
-    daemon.rss.append(
-        {
-            "round": seed,
-            "campaign": name,
-            "rss_kib": rss_kib(daemon.process.pid),
-            "seconds": outcome.get("seconds"),
-            "outcomes": outcome.get("outcomes"),
-        }
-    )
+    entry: dict[str, Any] = {
+        "round": seed,
+        "campaign": name,
+        "rss_kib": rss_kib(daemon.process.pid),
+        "seconds": outcome.get("seconds"),
+        "outcomes": outcome.get("outcomes"),
+    }
+    if probe is not None:
+        entry.update(probed(daemon, probe))
+    daemon.rss.append(entry)
 
 
 def trimmed(daemon: Daemon, probe: Path) -> dict[str, int]:
@@ -198,7 +222,12 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[])
     parser.add_argument("--campaigns", default=",".join(CAMPAIGNS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every case count")
-    parser.add_argument("--trim", action="store_true", help="malloc_trim(0) at the end")
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="load tools/memprobe: live malloc/Python bytes after each campaign, "
+        "malloc_trim(0) at the end",
+    )
     parser.add_argument("--work", type=Path, help="folder for profiles (default: a temp one)")
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variant] or [("new", ROOT, {})]
@@ -226,7 +255,7 @@ def main() -> None:
             for name in args.campaigns.split(","):
                 cases = max(1, round(CAMPAIGNS[name] * args.scale))
                 for daemon in daemons:  # old and new alternate, campaign by campaign
-                    campaign(daemon, name, cases, seed, seeds_file)
+                    campaign(daemon, name, cases, seed, seeds_file, probes.get(daemon.name))
         for daemon in daemons:
             entry = result["variants"][daemon.name]
             entry["after"] = daemon.rss
