@@ -83,6 +83,7 @@ def _cli(daemon: Daemon, *args: str) -> str:
         capture_output=True,
         check=True,
         timeout=60,
+        cwd=daemon.code,  # `-m` puts the working folder first on the path
     )
     return done.stdout.decode()
 
@@ -133,6 +134,7 @@ def start(daemon: Daemon, work: Path, mallory_invite: str, probe: Path | None) -
         [sys.executable, "-m", "app", "--profile", str(daemon.profile), "daemon",
          "--listen", "127.0.0.1:0"],
         env=_env(daemon.code, daemon.env, probe),
+        cwd=daemon.code,  # `-m` puts the working folder first on the path: this code
         stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
