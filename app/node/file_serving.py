@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -114,10 +115,16 @@ class FileServing:
         if walking is None:  # one walk at a time per file, however many WANTs wait on it
             walking = asyncio.ensure_future(asyncio.to_thread(self.walk_held, root))
             self._walks[root] = walking
-            walking.add_done_callback(lambda _: self._walks.pop(root, None))
+            walking.add_done_callback(functools.partial(self._walked, root, now))
         members = await asyncio.shield(walking)
-        self._members[root] = (now, members)
         return cid in members
+
+    def _walked(self, root: bytes, started: float, walk: asyncio.Future[frozenset[bytes]]) -> None:
+        """A walk ended: its result is cached as the walk stops being shared, in one
+        step (a WANT in between, cached nothing and no walk to join, walked again)."""
+        self._walks.pop(root, None)
+        if not walk.cancelled() and walk.exception() is None:
+            self._members[root] = (started, walk.result())
 
     def walk_held(self, root: bytes) -> frozenset[bytes]:
         """Every block CID named by the held nodes of the DAG under `root`."""

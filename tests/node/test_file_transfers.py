@@ -203,6 +203,35 @@ async def test_a_burst_of_wants_walks_the_file_once(
     assert walks == [record.root]
 
 
+@pytest.mark.asyncio
+async def test_a_want_arriving_as_a_walk_ends_does_not_walk_again(
+    node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found flaky under load: the walk stopped being shared as it ended, but its result
+    was cached only once its first waiter ran again; a WANT in between walked the file a
+    second time."""
+    record = await share_to_bob(node, tmp_path, 5 * 256 * 1024)
+    serving = node.files.serving
+    first, second, *_ = decode_file_node(node.files.blockstore.get_sync(record.root)).links
+    walks = []
+    real_walk = serving.walk_held
+
+    def counting_walk(root: bytes) -> frozenset[bytes]:
+        walks.append(root)
+        return real_walk(root)
+
+    monkeypatch.setattr(serving, "walk_held", counting_walk)
+    waiting = asyncio.ensure_future(serving.is_member(record.root, first.cid))
+    while record.root not in serving._walks:
+        await asyncio.sleep(0)
+    walk = serving._walks[record.root]
+    await walk  # resumed before the first waiter is
+    assert not waiting.done()
+    assert await serving.is_member(record.root, second.cid)
+    assert await waiting
+    assert walks == [record.root]
+
+
 def test_progress_events_are_rate_limited_and_speed_is_measured() -> None:
     now = [0.0]
     progress = Progress(0, 100 * 2**20, lambda: now[0])
