@@ -95,11 +95,14 @@ class EventBody:
     @property
     def kind(self) -> str:
         """What sort of event this is (``text``, ``file``, ``edit``, ...)."""
-        return str(self.as_dict()[KIND_KEY])  # _check_body guarantees a str
+        return str(self.get(KIND_KEY))  # _check_body guarantees a str
 
     def get(self, key: str) -> BodyValue | None:
         """One field, or None if absent."""
-        return self.as_dict().get(key)
+        for name, value in self.items:  # a few fields: no dict to build per lookup
+            if name == key:
+                return value
+        return None
 
     def as_dict(self) -> dict[str, BodyValue]:
         """The fields as a plain dict (a copy)."""
@@ -202,6 +205,10 @@ def decode_event(data: bytes) -> Event:
         raise type(exc)(exc.reason, cid) from None
     if event.to_bytes() != data:
         raise NonCanonicalEvent("the event is not canonically encoded", cid)
+    # the bytes are the event's own encoding: keep those (one copy, not two) and their
+    # CID, computed above (not hashed again)
+    event.__dict__["_encoded"] = data
+    event.__dict__["cid"] = cid
     return event
 
 

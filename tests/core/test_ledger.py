@@ -473,3 +473,24 @@ def test_malformed_export_containers() -> None:
     for data in bad:
         with pytest.raises(InvalidExport):
             verify_export(data)
+
+
+def test_a_held_event_keeps_one_copy_of_its_bytes() -> None:
+    """Memory per stored event: the ledger keeps the bytes it verified (the very object
+    received, or restored from storage) once, as the event's encoding, and the CID
+    computed from them; a long history is held in memory once, not twice."""
+    alice = IdentityKeys.from_seeds(b"\x01" * 32, b"\x11" * 32)
+    bob = IdentityKeys.from_seeds(b"\x02" * 32, b"\x12" * 32)
+    writer = Ledger(alice.public.signing_key, bob.public.signing_key)
+    blocks = [
+        bytes(writer.append(alice, EventBody.of("text", text=f"m{i}"), i).to_bytes())
+        for i in range(5)
+    ]
+    reader = Ledger.restore(bob.public.signing_key, alice.public.signing_key, blocks)
+    for block in blocks:
+        cid = Cid.for_block(block)
+        event = reader.get(cid)
+        assert event is not None and event.cid == cid
+        assert reader.get_bytes(cid) is block
+        assert event.to_bytes() is block
+    assert reader.export() == writer.export()

@@ -166,6 +166,38 @@ def test_what_a_peer_lacks_is_every_event_its_heads_do_not_cover(turns: int, see
         assert alice.held_by(heads, sent) == sent & held
 
 
+@settings(max_examples=40, deadline=None)
+@given(turns=st.integers(min_value=1, max_value=25), seed=st.integers(0, 2**32))
+def test_heads_of_a_set_of_events_stand_for_the_whole_set(turns: int, seed: int) -> None:
+    """`heads_of(cids)` covers exactly what `cids` cover (so a peer known to hold every
+    event it wrote is queried through a few heads), and no head covers another."""
+    rng = random.Random(seed)
+    alice, bob = Ledger(A, B), Ledger(B, A)
+    for i in range(turns):
+        for _ in range(rng.randint(0, 3)):
+            alice.append(ALICE, text(f"a{i}"), i)
+        for _ in range(rng.randint(0, 3)):
+            bob.append(BOB, text(f"b{i}"), i)
+        if rng.random() < 0.4:
+            transfer(alice, bob)
+        if rng.random() < 0.4:
+            transfer(bob, alice)
+    transfer(bob, alice)
+    cids = [e.cid for e in alice.ordered()]
+    theirs = [e.cid for e in alice.ordered() if e.author == B]
+    unknown = Cid.for_block(b"not an event")
+    samples = [theirs, [], cids, [*theirs, unknown]]
+    samples += [rng.sample(cids, rng.randint(0, len(cids))) for _ in range(10)]
+    for chosen in samples:
+        heads = alice.heads_of(chosen)
+        assert alice.cids_since(heads) == _naive_lacking(alice, chosen)
+        assert list(heads) == sorted(set(heads))
+        for head in heads:  # none is an ancestor of another
+            others = [h for h in heads if h != head]
+            assert head in _naive_lacking(alice, others)
+    assert alice.heads_of(cids) == alice.heads()
+
+
 def test_concurrent_appends_merge_through_heads_exchange() -> None:
     alice, bob = Ledger(A, B), Ledger(B, A)
     for i in range(5):
