@@ -349,6 +349,28 @@ class MessageRepository(SealedRepository):
         found.update((w, None) for w in waiting)
         return found
 
+    def ids(self, contact: str) -> set[str]:
+        """Ids of every message stored for `contact`."""
+        rows = self._conn.execute(
+            "SELECT msg_id FROM messages WHERE contact_tag = ?", (self._tag(contact),)
+        ).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def unsettled(self, contact: str) -> bool:
+        """Whether the history may still have to catch up with `contact`'s messages: ours
+        not delivered yet (queued or sent), or rows with no place in the history order."""
+        row = self._conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE contact_tag = ? AND ("
+            "(outgoing = 1 AND status IN (?, ?)) OR order_lamport = ?))",
+            (
+                self._tag(contact),
+                MessageStatus.QUEUED.value,
+                MessageStatus.SENT.value,
+                UNORDERED,
+            ),
+        ).fetchone()
+        return bool(row[0])
+
     def unordered_ids(self, contact: str) -> set[str]:
         """Ids of `contact`'s messages with no place in the history order yet."""
         rows = self._conn.execute(
@@ -365,6 +387,19 @@ class MessageRepository(SealedRepository):
             (self._tag(contact), status.value),
         ).fetchall()
         return [self._decode(contact, *row) for row in rows]
+
+    def outgoing_ids_with_status(
+        self, contact: str, statuses: tuple[MessageStatus, ...]
+    ) -> list[str]:
+        """Ids of our messages to `contact` in one of `statuses`, oldest first (no text
+        is opened)."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._conn.execute(
+            f"SELECT msg_id FROM messages WHERE contact_tag = ? AND outgoing = 1 "
+            f"AND status IN ({marks}) ORDER BY seq",
+            (self._tag(contact), *(s.value for s in statuses)),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def advance_status(
         self, msg_ids: list[str], status: MessageStatus, from_statuses: tuple[MessageStatus, ...]
@@ -415,13 +450,15 @@ class MessageRepository(SealedRepository):
             "SELECT contact_tag, msg_id, outgoing, body_enc, sent_at, status FROM messages "
             "ORDER BY seq DESC"
         )
-        for tag, *row in cursor:
+        open_ = self._key.open
+        for tag, msg_id, outgoing, body, sent_at, status in cursor:
             contact = by_tag.get(tag)
             if contact is None:
                 continue
-            message = self._decode(contact, *row)
-            if wanted in message.text.casefold():
-                found.append(message)
+            # only the text is opened to look; a message is made for a match only
+            text = open_(f"messages/body/{msg_id}", body).decode()
+            if wanted in text.casefold():
+                found.append(self._decode(contact, msg_id, outgoing, body, sent_at, status))
                 if len(found) >= limit:
                     break
         return found

@@ -57,6 +57,10 @@ class ProfileStore:
         self.mailbox_epochs = MailboxEpochRepository(conn, key)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
+    def contact_tag(self, address: str) -> bytes:
+        """The keyed tag that stands for a contact's address in every table."""
+        return self.contacts._tag(address)
+
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a repository call on the store thread; SQLite errors become user errors."""
         loop = asyncio.get_running_loop()

@@ -24,7 +24,7 @@ import nacl.pwhash
 
 from app.core.domains import Domain
 from app.core.errors import DecryptionFailed
-from app.core.sealing import NONCE_SIZE, derive_key, open_sealed, seal
+from app.core.sealing import NONCE_SIZE, SealingKey, derive_key, open_sealed, seal
 from app.node.api import (
     PassphraseRequired,
     PassphraseSource,
@@ -45,7 +45,7 @@ class DataKey:
     """The unlocked data key: seals and opens column values, computes lookup tags."""
 
     def __init__(self, key: bytes) -> None:
-        self._seal_key = derive_key(key, Domain.STORAGE_FIELD, b"seal")
+        self._sealing = SealingKey(derive_key(key, Domain.STORAGE_FIELD, b"seal"))
         self._tag_key = derive_key(key, Domain.STORAGE_FIELD, b"tag")
         self.raw = key
 
@@ -54,18 +54,14 @@ class DataKey:
 
     def seal(self, context: str, plaintext: bytes) -> bytes:
         """Seal a value for one place in the database (e.g. ``contacts/name/<tag>``)."""
-        return seal(
-            self._seal_key,
-            os.urandom(NONCE_SIZE),
-            Domain.STORAGE_FIELD,
-            context.encode(),
-            plaintext,
+        return self._sealing.seal(
+            os.urandom(NONCE_SIZE), Domain.STORAGE_FIELD, context.encode(), plaintext
         )
 
     def open(self, context: str, box: bytes) -> bytes:
         """Open a value sealed for `context`; a tampered or moved value is an error."""
         try:
-            return open_sealed(self._seal_key, Domain.STORAGE_FIELD, context.encode(), box)
+            return self._sealing.open(Domain.STORAGE_FIELD, context.encode(), box)
         except DecryptionFailed:
             raise ProfileUnreadable(
                 f"A stored value ({context.split('/')[0]}) failed its integrity check: "
