@@ -62,6 +62,7 @@ from app.node.api import (
     SecurityAlert,
     StorageFailed,
 )
+from app.node.clean_stop import leave_note, take_note
 from app.node.e2e import SessionBook, hand_over, seal
 from app.node.ephemeral import Ephemeral
 from app.node.futures import retrieve
@@ -200,6 +201,9 @@ class Messenger:
         self._own_key = store.identity.public.signing_key
         self._locks: dict[str, asyncio.Lock] = {}
         self._ledgers: dict[str, Ledger] = {}
+        self._deferred: set[str] = set()
+        """Conversations not reconciled at start (nothing was unsettled after a clean
+        stop): reconciled when their history is first loaded (`_ledger`)."""
         self._contacts: dict[str, ContactRecord] = {}
         self._peer_heads: dict[str, list[Cid]] = {}
         self._latest_written: dict[bytes, dict[Cid, int]] = {}
@@ -272,9 +276,10 @@ class Messenger:
         self.network.presence_seen = self._presence_seen
         self.network.manager.subscribe(self._on_transport)
         self._resync = asyncio.ensure_future(self._resync_loop())
+        note = await asyncio.to_thread(take_note, self.store.paths)
         for record in await self.store.call(self.store.contacts.all):
             self._contacts[record.address] = record
-            self._spawn(self._prepare(record.address))
+            self._spawn(self._prepare(record.address, note))
 
     async def stop(self) -> None:
         """Cancel background work (state is already persisted)."""
@@ -289,6 +294,11 @@ class Messenger:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        unsettled = [self.store.contact_tag(a) for a in list(self._ledgers) if self.lacking(a)]
+        try:
+            await asyncio.to_thread(leave_note, self.store.paths, unsettled)
+        except OSError as exc:  # the next start reconciles everything: slower, not wrong
+            log.warning("could not note the clean stop: %r", exc)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -298,10 +308,19 @@ class Messenger:
     def _lock(self, address: str) -> asyncio.Lock:
         return self._locks.setdefault(address, asyncio.Lock())
 
-    async def _prepare(self, address: str) -> None:
-        """Reconcile storage after a crash, then start connecting."""
+    async def _prepare(self, address: str, note: set[bytes] | None = None) -> None:
+        """Reconcile storage after a crash, then start connecting. After a clean stop
+        (`note`: see `app.node.clean_stop`) a conversation with nothing unsettled is
+        left to be reconciled when first used: its history is not loaded now."""
         try:
-            await self._reconcile(address)
+            if (
+                note is not None
+                and self.store.contact_tag(address) not in note
+                and not await self.store.call(self.store.messages.unsettled, address)
+            ):
+                self._deferred.add(address)
+            else:
+                await self._reconcile(address)
         except HistoryInvalid as exc:
             log.error("history with a contact does not verify: %s", exc)
             self._publish(SecurityAlert(address, "history_invalid", str(exc)))
@@ -382,10 +401,20 @@ class Messenger:
         return record
 
     async def _ledger(self, address: str) -> Ledger:
+        """The conversation's history (the caller holds its lock), loaded on first use;
+        a conversation left unreconciled at start is reconciled then."""
         ledger = self._ledgers.get(address)
         if ledger is None:
             ledger = await load_ledger(self.store, address)
             self._ledgers[address] = ledger
+            if address in self._deferred:
+                self._deferred.discard(address)
+                try:
+                    await self._reconcile_with(address, ledger)
+                except BaseException:
+                    self._ledgers.pop(address, None)
+                    self._deferred.add(address)
+                    raise
         return ledger
 
     async def _reconcile(self, address: str) -> None:
@@ -393,47 +422,60 @@ class Messenger:
         received text events become messages (idempotent), and queued messages that
         never reached the ledger are appended now, in their original order."""
         async with self._lock(address):
-            ledger = await self._ledger(address)
-            ids: dict[str, Cid] = {}
-            incoming = []
-            theirs: list[Cid] = []
-            for event in ledger.ordered():
-                if event.author != self._own_key:
-                    theirs.append(event.cid)
-                    if event.body.kind in FILE_KINDS and self.files is not None:
-                        self.files.file_event(address, event)
-                if event.body.kind not in MESSAGE_KINDS:
-                    continue
-                if event.author == self._own_key:
-                    ids[str(event.body.get("id"))] = event.cid
-                else:
-                    message = self._incoming_message(address, event, ledger)
-                    if message is not None:
-                        incoming.append(message)
-            order = {
-                str(event.body.get("id"))[:64]: _order_key(event)
-                for event in ledger.ordered()
-                if event.body.kind in MESSAGE_KINDS
-            }
-            added = await self.store.call(self.store.messages.add_many_if_absent, incoming, order)
-            await self._publish_added(address, added, order)
-            # messages stored before they had a place in the history order (an older
-            # version, or a crash between the two writes of an older version)
-            unordered = await self.store.call(self.store.messages.unordered_ids, address)
-            late = {i: order[i] for i in unordered if i in order}
-            if late:
-                await self.store.call(self.store.messages.set_order, address, late)
-            queued = await self.store.call(
-                self.store.messages.outgoing_with_status, address, MessageStatus.QUEUED
-            )
-            delivered = await self.store.call(
-                self.store.messages.outgoing_with_status, address, MessageStatus.DELIVERED
-            )
-            # what the peer is known to hold: its own events and our acknowledged ones
-            known = [ids[m.id] for m in delivered if m.id in ids]
-            self._peer_heads.setdefault(address, theirs + known)
-            self._own_ids.setdefault(address, set()).update(ids)
-            await self._append_texts(address, ledger, queued)
+            self._deferred.discard(address)
+            await self._reconcile_with(address, await self._ledger(address))
+
+    async def _reconcile_with(self, address: str, ledger: Ledger) -> None:
+        """`_reconcile` with the lock held and the history loaded."""
+        # only messages not stored yet are made and stored again (a long history
+        # holds tens of thousands: sealing each at every start took seconds)
+        stored = await self.store.call(self.store.messages.ids, address)
+        unordered = await self.store.call(self.store.messages.unordered_ids, address)
+        ids: dict[str, Cid] = {}
+        incoming = []
+        theirs: list[Cid] = []
+        order: dict[str, tuple[int, str]] = {}
+        for event in ledger.ordered():
+            body = event.body
+            kind = body.kind
+            if event.author != self._own_key:
+                theirs.append(event.cid)
+                if kind in FILE_KINDS and self.files is not None:
+                    self.files.file_event(address, event)
+            if kind not in MESSAGE_KINDS:
+                continue
+            msg_id = str(body.get("id"))
+            if event.author == self._own_key:
+                ids[msg_id] = event.cid
+            elif msg_id[:64] not in stored:
+                message = self._incoming_message(address, event, ledger)
+                if message is not None:
+                    incoming.append(message)
+            if msg_id[:64] in unordered or msg_id[:64] not in stored:
+                order[msg_id[:64]] = _order_key(event)
+        added = await self.store.call(self.store.messages.add_many_if_absent, incoming, order)
+        await self._publish_added(address, added, order)
+        # messages stored before they had a place in the history order (an older
+        # version, or a crash between the two writes of an older version)
+        late = {i: order[i] for i in unordered if i in order}
+        if late:
+            await self.store.call(self.store.messages.set_order, address, late)
+        queued = await self.store.call(
+            self.store.messages.outgoing_with_status, address, MessageStatus.QUEUED
+        )
+        acknowledged = await self.store.call(
+            self.store.messages.outgoing_ids_with_status,
+            address,
+            (MessageStatus.DELIVERED, MessageStatus.READ),
+        )
+        # what the peer is known to hold: its own events and our acknowledged ones
+        known = [ids[i] for i in acknowledged if i in ids]
+        # as heads: every later query of what the peer lacks then costs what it
+        # lacks, not a walk from each of the events it holds
+        if address not in self._peer_heads:
+            self._peer_heads[address] = list(ledger.heads_of(theirs + known))
+        self._own_ids.setdefault(address, set()).update(ids)
+        await self._append_texts(address, ledger, queued)
 
     async def _publish_added(
         self, address: str, added: list[Message], order: dict[str, tuple[int, str]]

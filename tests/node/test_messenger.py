@@ -22,7 +22,7 @@ from app.core.ledger_event import EventBody
 from app.core.prekeys import PrekeyBundle, verify_bundle
 from app.core.records import validate
 from app.core.session import initiate
-from app.node import api, mailbox
+from app.node import api, clean_stop, mailbox
 from app.node import messenger as messenger_module
 from app.node.api import (
     AddContact,
@@ -78,8 +78,9 @@ async def eventually(check: Callable[[], object], timeout: float = 15.0) -> None
         await asyncio.sleep(0.05)
 
 
-async def start_node(root: Path, name: str) -> Node:
-    create_profile(root / name, name, None)
+async def start_node(root: Path, name: str, *, create: bool = True) -> Node:
+    if create:
+        create_profile(root / name, name, None)
     store = open_store(root / name, None)
     service = NodeService(store)
     network = NetworkStack(store.identity, settings=SETTINGS)
@@ -253,6 +254,109 @@ async def test_both_sides_list_concurrent_messages_in_the_same_order(
     assert len(await store.call(store.messages.unordered_ids, bob.network.address)) == 40
     await alice.messenger._reconcile(bob.network.address)
     assert [m.id for m in await alice.service.list_messages(ListMessages("Bob"))] == at_bob
+
+
+@pytest.mark.asyncio
+async def test_a_restart_stores_only_what_is_missing_and_knows_the_peer_by_its_heads(
+    pair: tuple[Node, Node],
+) -> None:
+    """Reconciling a conversation at start (`_reconcile`) writes only the messages not
+    stored yet (not the whole history again), and remembers what the peer holds as the
+    heads of it, so asking what the peer lacks doesn't walk from every event it wrote."""
+    alice, bob = pair
+    for i in range(6):
+        await alice.service.send_message(SendMessage("Bob", f"a{i}"))
+        await bob.service.send_message(SendMessage("Alice", f"b{i}"))
+
+    async def all_delivered() -> bool:
+        listed = await alice.service.list_messages(ListMessages("Bob"))
+        return len(listed) == 12 and all(
+            m.status is MessageStatus.DELIVERED for m in listed if m.outgoing
+        )
+
+    await eventually(all_delivered, timeout=30)
+    store = alice.service.store
+    address = bob.network.address
+    before = [m.id for m in await alice.service.list_messages(ListMessages("Bob"))]
+    lost = next(m for m in await alice.service.list_messages(ListMessages("Bob")) if not m.outgoing)
+    await store.call(
+        lambda: store._conn.execute("DELETE FROM messages WHERE msg_id = ?", (lost.id,))
+    )
+    written: list[list[str]] = []
+    add = store.messages.add_many_if_absent
+
+    def recording(messages: list[api.Message], order: dict[str, tuple[int, str]] | None = None):
+        written.append([m.id for m in messages])
+        return add(messages, order)
+
+    store.messages.add_many_if_absent = recording  # type: ignore[method-assign]
+    restarted = Messenger(store, alice.network, alice.service.publish)  # as after a restart
+    await restarted._reconcile(address)
+    assert written == [[lost.id]]  # the one row missing, nothing else
+    assert [m.id for m in await alice.service.list_messages(ListMessages("Bob"))] == before
+    ledger = await restarted._ledger(address)
+    assert restarted._peer_heads[address] == list(ledger.heads())
+    assert restarted.lacking(address) == []
+
+
+@pytest.mark.asyncio
+async def test_after_a_clean_stop_only_unsettled_conversations_are_loaded_at_start(
+    tmp_path: Path,
+) -> None:
+    """A clean stop leaves a note (`app.node.clean_stop`): the next start loads and
+    reconciles only conversations with something unsettled (here Carol's, whose message
+    is still queued) and loads the others on first use, reconciled then; sending to Bob
+    still works at once. Without the note (a crash) every conversation is reconciled
+    at start, as before."""
+    alice = await start_node(tmp_path, "Alice")
+    bob = await start_node(tmp_path, "Bob")
+    carol = await start_node(tmp_path, "Carol")
+    try:
+        for other in (bob, carol):
+            await other.network.join_via(alice.network.endpoints())
+            await other.network.publish_presence()
+            await other.service.add_contact(AddContact((await alice.service.whoami()).invite))
+            await alice.service.add_contact(AddContact((await other.service.whoami()).invite))
+        await alice.network.publish_presence()
+        await alice.service.send_message(SendMessage("Bob", "before the stop"))
+        await bob.service.send_message(SendMessage("Alice", "an answer"))
+
+        async def settled() -> bool:
+            listed = await alice.service.list_messages(ListMessages("Bob"))
+            return len(listed) == 2 and all(
+                m.status is MessageStatus.DELIVERED for m in listed if m.outgoing
+            )
+
+        await eventually(settled, timeout=30)
+        # both away (so nothing loads Alice's histories but the start itself): her
+        # message to Carol stays unsettled
+        await stop_node(carol)
+        await stop_node(bob)
+        await alice.service.send_message(SendMessage("Carol", "while you were away"))
+        await stop_node(alice)
+        assert (tmp_path / "Alice" / clean_stop.NOTE_NAME).exists()
+
+        alice = await start_node(tmp_path, "Alice", create=False)
+        await eventually(lambda: carol.network.address in alice.messenger._ledgers)
+        await asyncio.sleep(0.5)  # the start-up reconciliations have run
+        assert bob.network.address not in alice.messenger._ledgers
+        assert bob.network.address in alice.messenger._deferred
+        assert not (tmp_path / "Alice" / clean_stop.NOTE_NAME).exists()
+        await alice.service.send_message(SendMessage("Bob", "after the start"))
+        assert bob.network.address in alice.messenger._ledgers  # loaded on first use
+        ledger = await alice.messenger._ledger(bob.network.address)
+        assert len(ledger) == 3
+        # reconciled as it loaded: Bob is known to hold the first two events
+        newest = ledger.ordered()[-1]
+        assert alice.messenger.lacking(bob.network.address) == [newest.to_bytes()]
+        await stop_node(alice)
+
+        (tmp_path / "Alice" / clean_stop.NOTE_NAME).unlink()  # as after a crash
+        alice = await start_node(tmp_path, "Alice", create=False)
+        await eventually(lambda: bob.network.address in alice.messenger._ledgers)
+        assert not alice.messenger._deferred
+    finally:
+        await stop_node(alice)
 
 
 def shown(node: Node, contact: str) -> list[str]:
