@@ -38,10 +38,12 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,7 @@ from app.node.control import ControlClient, connect_control  # noqa: E402
 from app.node.paths import ProfilePaths  # noqa: E402
 
 NEEDLE = "zebracrossing"
+WINDOW_TIMEOUT_S = 300
 
 
 def _env(code: Path) -> dict[str, str]:
@@ -198,24 +201,33 @@ def window(code: Path, profile: Path, contact: str) -> dict[str, Any]:
     scrolling back (see bench_gui.py)."""
     env = _env(code)
     env["QT_QPA_PLATFORM"] = "offscreen"
-    args = [sys.executable, str(code / "bench" / "bench_gui.py"), "--child", "app"]
-    args += ["--profile", str(profile), "--contact", contact, "--idle", "3"]
+    args = [sys.executable, "-X", "faulthandler", str(code / "bench" / "bench_gui.py")]
+    args += ["--child", "app", "--profile", str(profile), "--contact", contact, "--idle", "3"]
     start = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True, cwd=code)
-    assert proc.stdout is not None
-    marks: dict[str, float] = {}
-    last = ""
-    for line in proc.stdout:
-        word = line.strip()
-        if word in ("shown", "ready"):
-            marks.setdefault(f"{word}_s", round(time.perf_counter() - start, 3))
-        elif word:
-            last = word
-    proc.wait(600)
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=code
+        )
+        assert proc.stdout is not None
+        # a window that hangs is reported with its stacks (faulthandler), not waited for
+        timer = threading.Timer(WINDOW_TIMEOUT_S, proc.send_signal, (signal.SIGABRT,))
+        timer.start()
+        marks: dict[str, float] = {}
+        last = ""
+        for line in proc.stdout:
+            word = line.strip()
+            if word in ("shown", "ready"):
+                marks.setdefault(f"{word}_s", round(time.perf_counter() - start, 3))
+            elif word:
+                last = word
+        proc.wait()
+        timer.cancel()
+        errors.seek(0)
+        stderr = errors.read()
     try:
         figures = dict(json.loads(last))
     except ValueError:
-        figures = {"error": last[-300:]}
+        figures = {"error": f"exit {proc.returncode}: {stderr[-3000:]}"}
     return {**marks, **figures}
 
 
