@@ -535,6 +535,8 @@ class MailboxCourier:
         self._posted.pop(address, None)
 
     async def _post(self, address: str) -> None:
+        if self._messenger.settled(address):
+            return  # nothing on its way: no need to load a (long) history to find out
         record = await self._store.call(self._store.contacts.get, address)
         if record is None or record.dh_key is None:
             return

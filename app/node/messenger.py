@@ -931,6 +931,11 @@ class Messenger:
             return False
         return True
 
+    def settled(self, address: str) -> bool:
+        """Whether the conversation is known to have nothing on its way without loading
+        it: left unloaded at start after a clean stop (`_prepare`), not used since."""
+        return address in self._deferred and address not in self._ledgers
+
     def lacking(self, address: str) -> list[bytes]:
         """Events the contact is not known to hold (from its last heads), parents first."""
         ledger = self._ledgers.get(address)

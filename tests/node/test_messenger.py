@@ -342,6 +342,13 @@ async def test_after_a_clean_stop_only_unsettled_conversations_are_loaded_at_sta
         assert bob.network.address not in alice.messenger._ledgers
         assert bob.network.address in alice.messenger._deferred
         assert not (tmp_path / "Alice" / clean_stop.NOTE_NAME).exists()
+        # a failed dial asks the mailbox courier to post what Bob lacks: nothing, known
+        # without loading his history
+        courier = mailbox.MailboxCourier(
+            alice.service.store, alice.network, alice.messenger, poll_interval=3600
+        )
+        await courier.post(bob.network.address)
+        assert bob.network.address not in alice.messenger._ledgers
         await alice.service.send_message(SendMessage("Bob", "after the start"))
         assert bob.network.address in alice.messenger._ledgers  # loaded on first use
         ledger = await alice.messenger._ledger(bob.network.address)
