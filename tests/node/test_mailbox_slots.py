@@ -231,6 +231,9 @@ class FakeMessenger:
     def lacking(self, address: str) -> list[bytes]:
         return list(self.backlog)
 
+    def settled(self, address: str) -> bool:
+        return False  # the backlog is always "loaded" here
+
     async def mark_sent(self, address: str, ledger: object, batch: list[bytes]) -> None:
         self.sent.extend(batch)
 
