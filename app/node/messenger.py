@@ -322,10 +322,13 @@ class Messenger:
             else:
                 await self._reconcile(address)
         except HistoryInvalid as exc:
-            log.error("history with a contact does not verify: %s", exc)
-            self._publish(SecurityAlert(address, "history_invalid", str(exc)))
+            self._history_invalid(address, exc)
             return
         self.want(address)
+
+    def _history_invalid(self, address: str, exc: HistoryInvalid) -> None:
+        log.error("history with a contact does not verify: %s", exc)
+        self._publish(SecurityAlert(address, "history_invalid", str(exc)))
 
     def want(self, address: str) -> None:
         """Connect to `address` and keep reconnecting (backoff) while it is a contact.
@@ -405,7 +408,13 @@ class Messenger:
         a conversation left unreconciled at start is reconciled then."""
         ledger = self._ledgers.get(address)
         if ledger is None:
-            ledger = await load_ledger(self.store, address)
+            try:
+                ledger = await load_ledger(self.store, address)
+            except HistoryInvalid as exc:
+                if address in self._deferred:  # said at start for the others
+                    self._deferred.discard(address)
+                    self._history_invalid(address, exc)
+                raise
             self._ledgers[address] = ledger
             if address in self._deferred:
                 self._deferred.discard(address)

@@ -366,6 +366,45 @@ async def test_after_a_clean_stop_only_unsettled_conversations_are_loaded_at_sta
         await stop_node(alice)
 
 
+@pytest.mark.asyncio
+async def test_a_history_left_unloaded_at_start_still_raises_its_alert_when_it_fails(
+    tmp_path: Path,
+) -> None:
+    """A conversation not loaded at start (after a clean stop) whose stored history no
+    longer verifies raises the same `history_invalid` alert when it is first used."""
+    alice = await start_node(tmp_path, "Alice")
+    bob = await start_node(tmp_path, "Bob")
+    await bob.network.join_via(alice.network.endpoints())
+    await bob.service.add_contact(AddContact((await alice.service.whoami()).invite))
+    await alice.service.add_contact(AddContact((await bob.service.whoami()).invite))
+    for i in range(2):
+        await alice.service.send_message(SendMessage("Bob", f"m{i}"))
+
+    async def delivered() -> bool:
+        listed = await alice.service.list_messages(ListMessages("Bob"))
+        return len(listed) == 2 and all(m.status is MessageStatus.DELIVERED for m in listed)
+
+    await eventually(delivered, timeout=30)
+    await stop_node(bob)
+    await stop_node(alice)
+    conn = sqlite3.connect(tmp_path / "Alice" / "eggs.db")
+    with conn:  # the first event goes: the second's parent is missing
+        conn.execute("DELETE FROM history_events WHERE seq = (SELECT MIN(seq) FROM history_events)")
+    conn.close()
+    alice = await start_node(tmp_path, "Alice", create=False)
+    try:
+        await asyncio.sleep(0.5)
+        assert bob.network.address in alice.messenger._deferred
+        assert not [e for e in alice.events if isinstance(e, SecurityAlert)]
+        with pytest.raises(HistoryInvalid):
+            async with alice.messenger.conversation(bob.network.address):
+                pass
+        alerts = [e for e in alice.events if isinstance(e, SecurityAlert)]
+        assert [a.kind for a in alerts] == ["history_invalid"]
+    finally:
+        await stop_node(alice)
+
+
 def shown(node: Node, contact: str) -> list[str]:
     """The ids a view that started empty shows after the node's `MessageAdded` events."""
     rows: list[str] = []
