@@ -9,7 +9,8 @@ between Alice and Bob on 127.0.0.1) and the real CLI:
 
 * ``start_s``: from launching Alice's daemon until its control socket answers `status`;
   ``settled_s``: until its CPU is quiet (no more than 2% over 1 s: start-up work done);
-* ``rss_idle_mb``: Alice's RSS once settled;
+* ``rss_idle_mb``: Alice's RSS once settled; ``idle_cpu_s_per_60s``: the CPU she uses
+  over the next minute, alone (30 offline contacts on the big pair);
 * ``open_all_s`` / ``rss_after_open_mb``: open every conversation as the window does (a
   page of messages, then mark read), and Alice's RSS after;
 * ``cli_messages_s``, ``cli_search_s``, ``cli_verify_s``: ``messages Bob --json``,
@@ -64,6 +65,7 @@ from app.node.paths import ProfilePaths  # noqa: E402
 
 NEEDLE = "zebracrossing"
 WINDOW_TIMEOUT_S = 300
+IDLE_WINDOW_S = 60.0
 
 
 def _env(code: Path) -> dict[str, str]:
@@ -260,6 +262,9 @@ async def measure(code: Path, pair: Path, messages: int, rounds: int) -> dict[st
     await settle(proc_a.pid)
     out["settled_s"] = round(time.perf_counter() - t0, 3)
     out["rss_idle_mb"] = rss_mb(proc_a.pid)
+    cpu = cpu_seconds(proc_a.pid)
+    await asyncio.sleep(IDLE_WINDOW_S)
+    out["idle_cpu_s_per_60s"] = round((cpu_seconds(proc_a.pid) - cpu) * 60 / IDLE_WINDOW_S, 2)
     proc_b, bob = await start_daemon(code, bob_dir)
     try:
         await settle(proc_b.pid)
