@@ -183,8 +183,8 @@ def run_wormhole(src: Path, work: Path, size: int, digest: str) -> dict[str, Any
     wormhole, twist = BIN / "wormhole", BIN / "twist"
     if not wormhole.exists() or not twist.exists():
         return {
-            "skipped": "magic-wormhole is not installed in this venv (pip install "
-            "magic-wormhole magic-wormhole-mailbox-server magic-wormhole-transit-relay)"
+            "skipped": "magic-wormhole is not installed in this venv "
+            "(.venv/bin/pip install -e '.[bench]')"
         }
     mailbox_port, relay_port = free_port(), free_port()
     state = work / "wormhole-state"
