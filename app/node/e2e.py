@@ -55,13 +55,16 @@ async def seal(
     return await asyncio.to_thread(encrypt, session, plaintext, random)
 
 
-def hand_over(conn: AuthenticatedConnection, wire: bytes) -> asyncio.Future[None]:
+def hand_over(
+    conn: AuthenticatedConnection, wire: bytes, *, awaits_answer: bool = False
+) -> asyncio.Future[None]:
     """Start sending a sealed message (its session state stored). Call with the
     contact's lock held, so messages are written, or queued for the shaper's slots, in
     the order they were sealed; await the result after letting the lock go: a shaped
     connection may wait for a slot and a busy one for its buffer to drain, and the
-    user's next `send` waits for that lock."""
-    sending = asyncio.ensure_future(conn.send(wire))
+    user's next `send` waits for that lock. `awaits_answer`: see
+    `AuthenticatedConnection.send`."""
+    sending = asyncio.ensure_future(conn.send(wire, awaits_answer=awaits_answer))
     sending.add_done_callback(retrieve)
     return sending
 

@@ -65,7 +65,6 @@ from app.node.api import (
 from app.node.clean_stop import leave_note, take_note
 from app.node.e2e import SessionBook, hand_over, seal
 from app.node.ephemeral import Ephemeral
-from app.node.futures import retrieve
 from app.node.history import FILE, FILE_KINDS, MESSAGE_KINDS, TEXT, load_ledger, own_texts_behind
 from app.node.network import NetworkStack
 from app.node.state_message import (
@@ -917,9 +916,7 @@ class Messenger:
                 flight[cid] = event.lamport if event is not None else 0
         self._note(address, "sent", len(wire))
         # events call for an acknowledgement: if the link then goes silent, it is probed
-        sending = asyncio.ensure_future(conn.send(wire, awaits_answer=bool(batch)))
-        sending.add_done_callback(retrieve)
-        return sending
+        return hand_over(conn, wire, awaits_answer=bool(batch))
 
     async def send_control(self, address: str, plaintext: bytes) -> bool:
         """Encrypt and send one control plaintext (not stored in the history) to a
