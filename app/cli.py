@@ -639,6 +639,8 @@ async def _print_status(args: argparse.Namespace, node: api.NodeApi) -> int:
     )
     if s.storage:
         text += f"\nWarning: {s.storage}"
+    if s.clock:
+        text += f"\nWarning: {s.clock}"
     _emit(args, s, text)
     return 0
 

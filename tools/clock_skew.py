@@ -5,6 +5,7 @@ them: what works? (docs/decisions/0020-wrong-clocks.md)
     python -m tools.clock_skew --bob=-1d             # Bob's a day behind
     python -m tools.clock_skew --steps=-1h,+1d       # Alice's clock stepped while running
     python -m tools.clock_skew --app=/other/checkout --alice=+1h   # a baseline
+    python -m tools.clock_skew --alice=+3h --warning   # is Alice told her clock is off?
 
 Needs `faketime` (apt-get install faketime). Carol keeps the DHT with the right time.
 One run: add by invite, Bob -> Alice, Alice -> Bob with its receipt, a 300 kB file
@@ -118,7 +119,9 @@ class Run:
             result[key] = "FAIL"
 
 
-def run(app: Path, alice_clock: str, bob_clock: str, steps: list[str]) -> dict[str, Any]:
+def run(
+    app: Path, alice_clock: str, bob_clock: str, steps: list[str], warning: bool = False
+) -> dict[str, Any]:
     os.environ["SCRAMBLED_EGGS_ICE_LOOPBACK"] = "1"
     os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
     label = f"{app.name}_{alice_clock}_{bob_clock}_{'_'.join(steps)}"
@@ -173,6 +176,14 @@ def run(app: Path, alice_clock: str, bob_clock: str, steps: list[str]) -> dict[s
 
             r.timed(result, f"offline{step}_s", offline, 45)
             alice_daemon = r.start(a, *join)[0]
+        if warning:
+            # Carol becomes Alice's second contact: two contacts' clocks against hers
+            carol = r.cli(c, "whoami")
+            r.cli(a, "contacts", "add", carol["invite"])
+            r.cli(c, "contacts", "add", alice["invite"])
+            r.timed(result, "warned_s", lambda: r.cli(a, "status").get("clock"), 30)
+            for name, profile in (("alice", a), ("bob", b), ("carol", c)):
+                result[f"{name}_clock_status"] = r.cli(profile, "status").get("clock", "")
         now = time.time()
         for side, profile, contact in (("alice_sees", a, "Bob"), ("bob_sees", b, "Alice")):
             result[side] = [
@@ -202,10 +213,19 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=lambda text: text.split(","), default=[], help="e.g. -1h,+1d"
     )
+    parser.add_argument(
+        "--warning",
+        action="store_true",
+        help="at the end, make Carol Alice's second contact: is Alice told her clock is off?",
+    )
     args = parser.parse_args()
     if args.steps and args.alice in ("", "0"):
         args.alice = "+0"  # faketime must be loaded to be stepped
-    print(json.dumps(run(args.app.resolve(), args.alice, args.bob, args.steps), indent=1))
+    print(
+        json.dumps(
+            run(args.app.resolve(), args.alice, args.bob, args.steps, args.warning), indent=1
+        )
+    )
 
 
 if __name__ == "__main__":

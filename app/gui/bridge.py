@@ -23,6 +23,7 @@ from app.node.api import (
     AddContact,
     CancelTransfer,
     ChangePassphrase,
+    ClockAlert,
     Contact,
     ContactAdded,
     ContactRemoved,
@@ -194,7 +195,7 @@ class NodeBridge(QObject):
             self.transferAdded.emit(event.transfer)
         elif isinstance(event, TransferChanged):
             self.transferChanged.emit(event.transfer)
-        elif isinstance(event, StorageAlert):
+        elif isinstance(event, StorageAlert | ClockAlert):  # the status poll shows the rest
             if event.resolved:
                 self.notice.emit(event.detail)
             else:

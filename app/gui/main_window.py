@@ -766,7 +766,10 @@ class MainWindow(QMainWindow):
                 if peers == 1
                 else self.tr("● Connected · {0} DHT peers").format(peers)
             )
+        if status.clock:  # our clock looks wrong: said while it lasts, the why on hover
+            text += self.tr(" · ⚠ Check the computer's clock")
         self.peers_label.setText(text)
+        self.peers_label.setToolTip(status.clock)
         # the header is narrow: a word there, the detail in the status bar
         self.profile_state.set_full_text(self.tr("Online") if peers else text.lstrip("○● "))
         shown = ", ".join(status.endpoints) if status.endpoints else self.tr("no endpoint")

@@ -210,6 +210,8 @@ class Status:
     dht_peers: int
     storage: str = ""
     """Why what contacts send can't be stored right now ("" when it can)."""
+    clock: str = ""
+    """Why the computer's clock looks wrong ("" when it looks right or can't be told)."""
 
 
 @dataclass(frozen=True)
@@ -639,6 +641,15 @@ class StorageAlert:
 
 
 @dataclass(frozen=True)
+class ClockAlert:
+    """The computer's clock looks wrong by our contacts' clocks (`resolved`: it looks
+    right again). `detail` is a sentence for the user; `Status.clock` has the latest."""
+
+    detail: str
+    resolved: bool = False
+
+
+@dataclass(frozen=True)
 class NodeStopping:
     """The node is shutting down; subscribers should let go."""
 
@@ -658,6 +669,7 @@ NodeEvent = (
     | TransferAdded
     | TransferChanged
     | StorageAlert
+    | ClockAlert
     | NodeStopping
 )
 EVENT_TYPES: dict[str, type[NodeEvent]] = {
@@ -675,6 +687,7 @@ EVENT_TYPES: dict[str, type[NodeEvent]] = {
         TransferAdded,
         TransferChanged,
         StorageAlert,
+        ClockAlert,
         NodeStopping,
     )
 }

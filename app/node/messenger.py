@@ -63,6 +63,7 @@ from app.node.api import (
     StorageFailed,
 )
 from app.node.clean_stop import leave_note, take_note
+from app.node.clock_alarm import ClockAlarm
 from app.node.e2e import SessionBook, hand_over, seal
 from app.node.ephemeral import Ephemeral
 from app.node.history import FILE, FILE_KINDS, MESSAGE_KINDS, TEXT, load_ledger, own_texts_behind
@@ -188,12 +189,16 @@ class Messenger:
         publish: Callable[[NodeEvent], None],
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.store = store
         self.network = network
         self._publish = publish
         self.storage_alarm = StorageAlarm(store.paths.root, lambda event: self._publish(event))
+        self.clock_alarm = ClockAlarm(
+            lambda event: self._publish(event), wall=clock, monotonic=monotonic
+        )
         self._clock = clock
         self._random = random
         self._keys = store.identity
@@ -846,6 +851,11 @@ class Messenger:
         """Why what contacts send can't be stored right now ("" when it can)."""
         return self.storage_alarm.problem
 
+    @property
+    def clock_problem(self) -> str:
+        """Why the computer's clock looks wrong ("" when it looks right)."""
+        return self.clock_alarm.problem
+
     def _storage_failed(self, address: str, exc: StorageFailed) -> None:
         """What a contact sent, or the session state to answer it with, could not be
         stored (the disk is full): nothing was acknowledged, so the exchange of heads is
@@ -888,7 +898,9 @@ class Messenger:
     ) -> tuple[Session, bytes]:
         """Encrypt a state message (`batch` and our heads): the advanced session, not
         stored yet, and the ciphertext."""
-        plaintext = StateMessage(batch, list(ledger.heads()), query).encode()
+        # sent over a live connection: it carries our clock (the peer's clock check)
+        sent_ms = int(self._clock() * 1000)
+        plaintext = StateMessage(batch, list(ledger.heads()), query, sent_ms).encode()
         return await seal(await self.sessions.for_sending(address), plaintext, self._random)
 
     def _transmit(
@@ -1032,14 +1044,15 @@ class Messenger:
 
     async def handle_payload(self, address: str, payload: bytes) -> None:
         """One payload from a connected peer. Never raises: bad input is counted."""
-        await self.take_payload(address, payload)
+        await self.take_payload(address, payload, live=True)
 
-    async def take_payload(self, address: str, payload: bytes) -> bool:
+    async def take_payload(self, address: str, payload: bytes, live: bool = False) -> bool:
         """`handle_payload`; False if what it carried could not be stored (the disk is
-        full), so a caller holding it (a mailbox slot) offers it again later."""
+        full), so a caller holding it (a mailbox slot) offers it again later. `live`: it
+        came over a connection just now (not from a mailbox)."""
         self.stats["received"] += 1
         try:
-            await self._handle(address, payload)
+            await self._handle(address, payload, live)
         except (DecryptionFailed, CorruptState) as exc:
             self.stats["decrypt_failed"] += 1
             log.info("dropped an undecryptable message: %s", type(exc).__name__)
@@ -1094,7 +1107,7 @@ class Messenger:
         log.warning("the session with a contact diverged; starting a new one")
         self._spawn(self._send_quietly(address, [], True))
 
-    async def _handle(self, address: str, payload: bytes) -> None:
+    async def _handle(self, address: str, payload: bytes, live: bool = False) -> None:
         if len(payload) > MAX_PAYLOAD:
             raise ValueError("oversize message")
         if await self._contact(address) is None:
@@ -1110,6 +1123,8 @@ class Messenger:
             try:
                 message = decode_plaintext(opened.plaintext)
                 if isinstance(message, StateMessage):
+                    if live and message.sent_ms is not None:
+                        self.clock_alarm.heard(address, message.sent_ms)
                     # the session state is stored with what the message carried
                     reply = await self._ingest(address, message, unsaved)
                     unsaved = None
@@ -1362,6 +1377,7 @@ class Messenger:
         moment: the events appended just before (cancels of its transfers) leave first."""
         self._contacts.pop(address, None)
         self._lookups.pop(address, None)
+        self.clock_alarm.forget(address)
         self._spawn(self._disconnect_later(address))
 
     async def _disconnect_later(self, address: str) -> None:

@@ -119,6 +119,11 @@ class Delivery(Protocol):
         """Why what contacts send can't be stored right now ("" when it can)."""
         ...
 
+    @property
+    def clock_problem(self) -> str:
+        """Why the computer's clock looks wrong ("" when it looks right)."""
+        ...
+
 
 def _public(record: ContactRecord, unread: int = 0) -> Contact:
     return Contact(
@@ -183,6 +188,7 @@ class NodeService:
             endpoints=self._endpoints(),
             dht_peers=self._network.peer_count() if self._network else 0,
             storage=self._delivery.storage_problem if self._delivery is not None else "",
+            clock=self._delivery.clock_problem if self._delivery is not None else "",
         )
 
     # ------------------------------------------------------------------ contacts

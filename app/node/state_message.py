@@ -38,14 +38,21 @@ class StateMessage:
     events: list[bytes]
     heads: list[Cid]
     query: bool
+    sent_ms: int | None = None
+    """The sender's wall clock when it sealed the message (ms since the epoch), sent only
+    over a live connection (``"w"``): the receiver's check of its own clock
+    (`app.core.clock_check`). Older nodes neither send nor read it."""
 
     def encode(self) -> bytes:
-        return bytes(
-            cbor2.dumps(
-                {"t": "state", "e": self.events, "h": [c.raw for c in self.heads], "q": self.query},
-                canonical=True,
-            )
-        )
+        fields: dict[str, object] = {
+            "t": "state",
+            "e": self.events,
+            "h": [c.raw for c in self.heads],
+            "q": self.query,
+        }
+        if self.sent_ms is not None:
+            fields["w"] = self.sent_ms
+        return bytes(cbor2.dumps(fields, canonical=True))
 
     @classmethod
     def decode(cls, raw: bytes) -> StateMessage:
@@ -67,7 +74,10 @@ class StateMessage:
             cids = [Cid(h) for h in heads]
         except (RemoteProtocolError, TypeError, ValueError):
             raise ValueError("bad head CID") from None
-        return cls(events, cids, query is True)
+        sent_ms = fields.get("w")
+        if sent_ms is not None and (type(sent_ms) is not int or not 0 <= sent_ms < 2**63):
+            raise ValueError("bad sending time")
+        return cls(events, cids, query is True, sent_ms)
 
 
 @dataclass(frozen=True)

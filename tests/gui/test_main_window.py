@@ -725,3 +725,21 @@ async def test_a_message_the_full_disk_refused_goes_back_into_the_composer(
     await wait_for(lambda: window.messages.rowCount() == 1)
     assert window.messages.message_at(0).text == "a long thought"
     assert composer.toPlainText() == ""
+
+
+@pytest.mark.asyncio
+async def test_status_bar_says_while_the_clock_looks_wrong(
+    qtbot: QtBot, session: GuiSession
+) -> None:
+    """The node's clock check (`Status.clock`) shows in the status line while it lasts,
+    with the node's sentence on hover; gone once the clock looks right."""
+    window = window_of(session)
+    await wait_for(lambda: "127.0.0.1:" in window.endpoints_label.text())
+    status = await node_of(session).status()
+    detail = "Your computer's clock seems to be about 5 hours ahead (2 of the 2 ...)."
+    window._on_node_status(dataclasses.replace(status, clock=detail))
+    assert "clock" in window.peers_label.text()
+    assert window.peers_label.toolTip() == detail
+    window._on_node_status(status)
+    assert "clock" not in window.peers_label.text()
+    assert window.peers_label.toolTip() == ""

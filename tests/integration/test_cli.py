@@ -60,6 +60,7 @@ def test_profile_commands_without_a_daemon(tmp_path: Path) -> None:
         "endpoints": [],
         "dht_peers": 0,
         "storage": "",
+        "clock": "",
     }
     assert run_cli(alice, "contacts", "remove", "Bob", passphrase=PASS).returncode == 0
     assert cli_json(alice, "contacts", "list", passphrase=PASS) == []

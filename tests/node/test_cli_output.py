@@ -231,11 +231,14 @@ async def test_send_turns_bytes_the_terminal_could_not_decode_into_replacement_c
 class StatusOnly:
     """The one node call `_print_status` makes."""
 
-    def __init__(self, storage: str) -> None:
+    def __init__(self, storage: str, clock: str = "") -> None:
         self.storage = storage
+        self.clock = clock
 
     async def status(self) -> api.Status:
-        return api.Status(True, "eggabc", ["127.0.0.1:1"], 1, storage=self.storage)
+        return api.Status(
+            True, "eggabc", ["127.0.0.1:1"], 1, storage=self.storage, clock=self.clock
+        )
 
 
 @pytest.mark.asyncio
@@ -252,6 +255,15 @@ async def test_status_warns_when_what_contacts_send_cannot_be_stored(
     assert capsys.readouterr().out.splitlines()[-1] == f"Warning: {problem}"
     await cli._print_status(argparse.Namespace(json=True), StatusOnly(problem))  # type: ignore[arg-type]
     assert json.loads(capsys.readouterr().out)["storage"] == problem
+
+
+@pytest.mark.asyncio
+async def test_status_warns_while_the_clock_looks_wrong(capsys: pytest.CaptureFixture[str]) -> None:
+    problem = "Your computer's clock seems to be about 2 days ahead (2 of the 2 ...)."
+    await cli._print_status(argparse.Namespace(json=False), StatusOnly("", problem))  # type: ignore[arg-type]
+    assert capsys.readouterr().out.splitlines()[-1] == f"Warning: {problem}"
+    await cli._print_status(argparse.Namespace(json=True), StatusOnly("", problem))  # type: ignore[arg-type]
+    assert json.loads(capsys.readouterr().out)["clock"] == problem
 
 
 def test_a_taken_name_is_refused_with_the_option_that_chooses_another(

@@ -105,6 +105,8 @@ async def test_hostile_payloads_from_a_contact_are_refused_and_lose_nothing(
         "deeply nested plaintext": nested,
         "nested inside the state map": cbor2.dumps({**state, "e": [[[[b"x"]]]]}),
         "too many events": cbor2.dumps({**state, "e": [b""] * (MAX_EVENTS + 1)}),
+        "a sending time that is not a time": cbor2.dumps({**state, "w": "tomorrow"}),
+        "a sending time out of range": cbor2.dumps({**state, "w": -1}),
         "forged author": StateMessage([forged], heads, False).encode(),
         "signed by someone else": StateMessage([cbor2.dumps(impersonated)], heads, False).encode(),
         "from another conversation": StateMessage([elsewhere.to_bytes()], heads, False).encode(),
@@ -121,9 +123,11 @@ async def test_hostile_payloads_from_a_contact_are_refused_and_lose_nothing(
     await bob.messenger.handle_payload(alice.address, oversize)
 
     malformed, rejected = stats["malformed"] - before[0], stats["event_rejected"] - before[1]
-    assert malformed == 5  # nested plaintext, bad event list, too many, not CBOR, oversize
+    # nested plaintext, bad event list, too many, 2 bad sending times, not CBOR, oversize
+    assert malformed == 7
     assert rejected == 5  # oversize, nested, forged, impersonated, spliced events
     assert stats["errors"] == 0
+    assert bob.messenger.clock_problem == ""  # one contact's clock can't make ours wrong
     assert await _texts(bob, "Alice") == ["hello"]  # nothing stored, nothing duplicated
     b_ledger = await bob.messenger._ledger(alice.address)
     assert len(b_ledger) == 1 and b_ledger.equivocations() == ()
