@@ -559,3 +559,43 @@ async def test_200_mib_round_trip_bounded_memory(
     assert peak < 16 * MiB, f"Python allocations peaked at {peak / MiB:.1f} MiB"
     assert rss_growth * 1024 < 64 * MiB, f"RSS grew by {rss_growth / 1024:.1f} MiB"
     print(f"tracemalloc peak {peak / MiB:.1f} MiB, RSS growth {rss_growth / 1024:.1f} MiB")
+
+
+@pytest.mark.asyncio
+async def test_a_folder_of_small_files_and_large_ones_keeps_its_order_and_contents(
+    tmp_path: Path, sender: Blockstore, downloads: Path
+) -> None:
+    """Runs of small files are shared several at a time, a large file alone: the
+    manifests still come in the folder's order, each file intact with its own key."""
+    folder = tmp_path / "Mixed"
+    folder.mkdir()
+    digests = {}
+    for i in range(21):
+        name = f"f{i:02}.bin"
+        size = 2 * MiB + 7 if i in (5, 6, 13) else 1000 + i
+        digests[name] = write_random(folder / name, size)
+    manifests = await share_paths([folder], sender)
+    assert [m.name for m in manifests] == sorted(digests)
+    assert len({m.file_key for m in manifests}) == len(manifests)
+    for m in manifests:
+        assert sha256_file(assemble_file_sync(m, sender, downloads)) == digests[m.name]
+    assert sender.pins_sync() == {m.root_cid for m in manifests}
+
+
+@pytest.mark.asyncio
+async def test_a_folder_that_fills_the_disk_part_way_leaves_nothing_behind(
+    tmp_path: Path, small_tmpfs: SmallTmpfs
+) -> None:
+    """Small files are shared several at a time; when the disk fills part-way, the
+    ones that made it are deleted with the rest: no pin, no pack, no orphan block."""
+    folder = tmp_path / "Photos"
+    folder.mkdir()
+    for i in range(40):
+        write_random(folder / f"p{i:02}.jpg", 100_000)
+    with small_tmpfs(tmp_path / "tiny", "2m") as tiny:
+        store = Blockstore(tiny / "blocks")
+        with pytest.raises(DiskFull):
+            await share_paths([folder], store)
+        assert store.pins_sync() == set()
+        assert store.cids_sync() == set()
+        assert list((tiny / "blocks" / "packs").iterdir()) == []
