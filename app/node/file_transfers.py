@@ -200,7 +200,7 @@ class FileTransfers:
                 self._shares.add(record.id)
             elif record.state is TransferState.RUNNING:
                 log.info("resuming transfer %s from the blocks already held", record.id)
-                self._start_fetch(record.id)
+                self._start_fetch(record)
             elif record.state in _ENDED and record.id in with_parts:
                 self._spawn(self._forget_part(record))  # killed as it ended
             if record.state in _ENDED:
@@ -485,7 +485,7 @@ class FileTransfers:
     async def _begin(self, record: TransferRecord) -> Transfer:
         record = dataclasses.replace(record, state=TransferState.RUNNING, error=None, reason="")
         await self._save(record)
-        self._start_fetch(record.id)
+        self._start_fetch(record)
         self._tell(record)
         return public(record)
 
@@ -664,7 +664,9 @@ class FileTransfers:
         log.info("deleted the %d blocks of %d unrecorded shares", removed, len(roots))
 
     async def _forget_part(self, record: TransferRecord) -> None:
-        """Remove the part of a transfer that ended and forget its bitmap."""
+        """Remove the part of a transfer that ended and forget its bitmap (only then: a
+        bitmap left beside a DONE transfer tells the next start to remove the part's
+        name, should the process die before it is gone)."""
         await asyncio.to_thread(self._remove_part, record)
         await self.store.call(self.store.transfers.set_received, record.id, record.done_bytes, None)
 
@@ -764,16 +766,17 @@ class FileTransfers:
             return  # seen before (a replayed or re-synced event)
         self._publish(TransferAdded(public(record)))
         if auto:
-            self._start_fetch(record.id)
+            self._start_fetch(record)
             self._tell(record)
 
     # ------------------------------------------------------------------ fetching
 
-    def _start_fetch(self, transfer_id: str) -> None:
+    def _start_fetch(self, record: TransferRecord) -> None:
+        transfer_id = record.id
         running = self._tasks.get(transfer_id)
         if running is not None and not running.done():
             return
-        task = asyncio.ensure_future(self._fetch(transfer_id))
+        task = asyncio.ensure_future(self._fetch(transfer_id, record.contact))
         self._tasks[transfer_id] = task
         task.add_done_callback(
             lambda t: (
@@ -818,8 +821,7 @@ class FileTransfers:
             self._direct_failed[record.contact] = self._monotonic()
         log.info("bulk path to the sender: %s", "websocket" if direct else conn.path)
 
-    async def _fetch(self, transfer_id: str) -> None:
-        contact = (await self._get(transfer_id)).contact
+    async def _fetch(self, transfer_id: str, contact: str) -> None:
         slots = self._fetch_slots.setdefault(contact, asyncio.Semaphore(MAX_FETCHES_PER_CONTACT))
         async with slots:
             await self._fetch_now(transfer_id)
@@ -839,8 +841,11 @@ class FileTransfers:
             return
         self._parts[transfer_id] = part
         progress = Progress(part.held_bytes, record.size, self._monotonic)
-        record = dataclasses.replace(record, done_bytes=progress.done)
-        await self._save(record)
+        if record.done_bytes != progress.done:  # the part holds more or less than stored
+            record = dataclasses.replace(record, done_bytes=progress.done)
+            await self._save(record)
+        else:  # nothing to store (a new transfer): one write per small file fewer
+            self._publish(TransferChanged(public(record)))
         self._progress[transfer_id] = progress
         log.info(
             "transfer %s: %d of %d blocks already held",

@@ -420,7 +420,8 @@ async def test_a_share_that_fails_part_way_leaves_no_blocks(
     single.write_bytes(os.urandom(300 * 1024))
     folder = tmp_path / "f"
     folder.mkdir()
-    (folder / "a.bin").write_bytes(os.urandom(3 * 256 * 1024))
+    # over 1 MiB: shared on its own, before b.txt (small files go several at a time)
+    (folder / "a.bin").write_bytes(os.urandom(5 * 256 * 1024))
     doomed = folder / "b.txt"
     doomed.write_bytes(b"small")
     real_pin = files.blockstore.pin_sync
