@@ -40,6 +40,13 @@ SEED_SIZE = 32
 SHAPING_MODES = ("off", "balanced", "strict")
 
 
+def check_mode(mode: str) -> str:
+    """`mode` if it is a shaping mode, else a clear error."""
+    if mode not in SHAPING_MODES:
+        raise ValueError(f"traffic shaping is one of {', '.join(SHAPING_MODES)}, not {mode!r}")
+    return mode
+
+
 class ShapingError(RemoteProtocolError):
     """A peer sent a malformed PADDED frame (bad length, flags or oversized message)."""
 

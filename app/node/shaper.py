@@ -35,10 +35,10 @@ from app.core.shaping import (
     FEATURE_NAMES,
     SCHEDULES,
     SEED_SIZE,
-    SHAPING_MODES,
     Reassembler,
     ShapedChannel,
     SlotResult,
+    check_mode,
 )
 from app.core.wire import HEADER_SIZE, Frame, FrameType
 from app.node.ml import ModelError, OnnxModel, RowRunner, load_model
@@ -183,13 +183,6 @@ class Shaper:
         """Hand `event` to the trace sink, if any."""
         if self.trace is not None:
             self.trace(event)
-
-
-def check_mode(mode: str) -> str:
-    """`mode` if it is a shaping mode, else a clear error."""
-    if mode not in SHAPING_MODES:
-        raise ValueError(f"traffic shaping is one of {', '.join(SHAPING_MODES)}, not {mode!r}")
-    return mode
 
 
 class ShapedLink:

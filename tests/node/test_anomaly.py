@@ -1,6 +1,6 @@
 """Anomaly detection and key rotation on real nodes in one process, over loopback.
 
-Nodes are composed like `app.node.daemon.hosted_node` (store, network stack, messenger,
+Nodes are composed like `app.node.node_stack.running_node` (store, network stack, messenger,
 mailbox courier, `NodeGuard` with the shipped ONNX detector); the WebSocket path is
 preferred so no ICE patch is needed; a plain DHT node keeps records while others stop.
 """

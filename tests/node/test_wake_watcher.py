@@ -234,7 +234,7 @@ async def test_a_running_node_hands_a_wake_to_its_network_messenger_and_mailboxe
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The wiring in `hosted_node` (daemon and window alike), with the clocks injected."""
-    from app.node import daemon
+    from app.node import daemon, node_stack
     from app.node.profile import create_profile
 
     clocks = SleepyClocks()
@@ -245,7 +245,7 @@ async def test_a_running_node_hands_a_wake_to_its_network_messenger_and_mailboxe
         made.append(WakeWatcher(interval=0.05, clocks=clocks, addresses=frozenset))
         return made[-1]
 
-    monkeypatch.setattr(daemon, "WakeWatcher", watcher)
+    monkeypatch.setattr(node_stack, "WakeWatcher", watcher)
     create_profile(tmp_path / "p", "P", "a passphrase 123")
     options = DaemonOptions(tmp_path / "p", listen="127.0.0.1:0", lan=False)
     async with daemon.hosted_node(options, lambda: "a passphrase 123", log_to_profile=False):
