@@ -32,7 +32,6 @@ async def open_node_api(root: Path, passphrase: PassphraseSource | None) -> Asyn
     # Imported only here: a command served by the running node (the usual case) then
     # starts without loading the node's stack (WebRTC, DHT, models: ~0.35 s).
     from app.node.profile import open_store
-    from app.node.service import NodeService
 
     served: list[ControlClient] = []
 
@@ -50,6 +49,10 @@ async def open_node_api(root: Path, passphrase: PassphraseSource | None) -> Asyn
                 await served[0].close()
             return
         store = await asyncio.to_thread(open_store, root, passphrase)
+        # after the unlock: Argon2id's 64 MiB are freed before the ~60 MB of modules
+        # under the service are loaded (decision 0023)
+        from app.node.service import NodeService
+
         service = NodeService(store)
         try:
             yield service

@@ -1,6 +1,7 @@
-"""Starting a node unlocks the profile (Argon2id: 64 MiB for ~0.2 s) before it loads the
-node stack (WebRTC, DHT, numpy, ONNX runtime: ~70 MB), so the two do not add up in the
-node's peak RSS (decision 0023). Loopback only."""
+"""Opening a profile unlocks it (Argon2id: 64 MiB for ~0.2 s) before the modules of the
+node stack (WebRTC, DHT, numpy, ONNX runtime: ~70 MB) are loaded, so the two do not add
+up in the process's peak RSS (decision 0023): the running node (daemon or window) and a
+command that opens the profile itself because no node runs. Loopback only."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.node.profile import create_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 PASS = "a passphrase 123"
-HEAVY = ("aiortc", "numpy", "onnxruntime", "app.node.network", "app.node.anomaly")
+HEAVY = ("aiortc", "numpy", "onnxruntime", "app.node.service", "app.node.network")
 
 PROBE = """
 import asyncio, json, sys
@@ -22,7 +25,7 @@ from pathlib import Path
 from app.node import api
 from app.node.storage import vault
 
-heavy = sys.argv[2].split(",")
+profile, heavy, passphrase, how = Path(sys.argv[1]), sys.argv[2].split(","), *sys.argv[3:]
 seen = {}
 derive = vault._kek
 
@@ -32,21 +35,33 @@ def watched(*args):
 
 vault._kek = watched
 
-async def main(profile):
+def opened(options):
+    if how == "node":
+        return api.host_node(options, lambda: passphrase)
+    return api.open_node(profile, lambda: passphrase)
+
+async def main():
     options = api.DaemonOptions(profile, listen="127.0.0.1:0", lan=False)
-    async with api.host_node(options, lambda: sys.argv[3]):
-        seen["running"] = sorted(m for m in heavy if m in sys.modules)
+    async with opened(options) as node:
+        await node.status()
+        seen["open"] = sorted(m for m in heavy if m in sys.modules)
     print(json.dumps(seen))
 
-asyncio.run(main(Path(sys.argv[1])))
+asyncio.run(main())
 """
 
 
-def test_the_profile_is_unlocked_before_the_node_stack_is_loaded(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("how", "loaded"),
+    [("node", "app.node.network"), ("command", "app.node.service")],
+)
+def test_the_profile_is_unlocked_before_the_node_stack_is_loaded(
+    tmp_path: Path, how: str, loaded: str
+) -> None:
     create_profile(tmp_path / "p", "P", PASS)
     env = dict(os.environ, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(tmp_path / "p"), ",".join(HEAVY), PASS],
+        [sys.executable, "-c", PROBE, str(tmp_path / "p"), ",".join(HEAVY), PASS, how],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -56,4 +71,4 @@ def test_the_profile_is_unlocked_before_the_node_stack_is_loaded(tmp_path: Path)
     )
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["at_unlock"] == []
-    assert "app.node.network" in seen["running"]  # the node did start, after the unlock
+    assert loaded in seen["open"]  # the profile was opened and served, after the unlock
