@@ -308,6 +308,18 @@ class SessionBook:
             self._publish(SecurityAlert(address, "key_changed", detail))
             raise NoSession("the contact's key changed")
 
+    def open_following(self, session: Session, payload: bytes) -> tuple[Session, bytes] | None:
+        """Decrypt a small follow-up message with `session`, one an earlier message of
+        the same burst advanced (not stored yet): the advanced session and the
+        plaintext. None if it is not one (a first message, a large one) or does not
+        decrypt: nothing changed, and `open` handles (and counts) it on its own."""
+        if is_initial_message(payload) or len(payload) > INLINE_CRYPTO_BYTES:
+            return None
+        try:
+            return decrypt(session, payload)
+        except Exception:  # e.g. a replay: `open` says so when it meets it alone
+            return None
+
     async def open(self, address: str, payload: bytes) -> Opened | None:
         """Decrypt a payload from `address`, or None for a first message that lost a
         simultaneous start. Raises `DecryptionFailed`/`NoSession`/`ValueError` with

@@ -1043,13 +1043,15 @@ class Messenger:
     # ------------------------------------------------------------------ receiving
 
     async def handle_payload(self, address: str, payload: bytes) -> None:
-        """One payload from a connected peer. Never raises: bad input is counted."""
+        """One payload from a connected peer (with the state messages queued behind it,
+        see `_merge_following`). Never raises: bad input is counted."""
         await self.take_payload(address, payload, live=True)
 
     async def take_payload(self, address: str, payload: bytes, live: bool = False) -> bool:
         """`handle_payload`; False if what it carried could not be stored (the disk is
         full), so a caller holding it (a mailbox slot) offers it again later. `live`: it
-        came over a connection just now (not from a mailbox)."""
+        came over a connection just now (not from a mailbox; the state messages received
+        after it wait in the peer's inbox, see `_merge_following`)."""
         self.stats["received"] += 1
         try:
             await self._handle(address, payload, live)
@@ -1120,12 +1122,15 @@ class Messenger:
                 return
             self._failures.pop(address, None)
             unsaved = opened.unsaved
+            sizes = [len(payload)]
             try:
                 message = decode_plaintext(opened.plaintext)
                 if isinstance(message, StateMessage):
                     if live and message.sent_ms is not None:
                         self.clock_alarm.heard(address, message.sent_ms)
-                    # the session state is stored with what the message carried
+                    if live and unsaved is not None:
+                        message, unsaved = self._merge_following(address, message, unsaved, sizes)
+                    # the session state is stored with what the messages carried
                     reply = await self._ingest(address, message, unsaved)
                     unsaved = None
             finally:
@@ -1133,7 +1138,8 @@ class Messenger:
                     await self.sessions.save(address, unsaved)
                 # only now: the observer's rotation hooks read the session this message
                 # advanced (a ratchet step announces a pending mailbox epoch)
-                self._note(address, "ok", len(payload))
+                for size in sizes:
+                    self._note(address, "ok", size)
         new_session = opened.new_session
         # the peer asked for a DH ratchet step (key rotation): answer even if nothing else
         # would, so both sides step within one round trip
@@ -1155,6 +1161,45 @@ class Messenger:
             await self.send_state(address, events, query or new_session)
         elif reply is not None:  # nothing lacking, nothing asked: just our heads, later
             self._schedule_ack(address)
+
+    def _merge_following(
+        self, address: str, first: StateMessage, session: Session, sizes: list[int]
+    ) -> tuple[StateMessage, Session]:
+        """`first` with the state messages queued behind it in the peer's inbox, as one:
+        their events in order, the last one's heads (a peer's heads only grow), a query
+        if any asks. A burst of N messages is then one transaction, not N in a row (each
+        a commit the next message waited for: the receiver's limit under a fast
+        sender). Decrypted on the loop with the session the previous one advanced; the
+        first that is not a small follow-up state message, and everything after it, go
+        back to the inbox and are handled alone, as before. Returns the merged message
+        and the session after its last part; `sizes` gets each part's size."""
+        waiting = self.network.inboxes.take_waiting(address)
+        events, heads, query = list(first.events), first.heads, first.query
+        sent_ms = first.sent_ms
+        for index, payload in enumerate(waiting):
+            opened = (
+                self.sessions.open_following(session, payload)
+                if len(payload) <= MAX_PAYLOAD
+                else None
+            )
+            try:
+                message = decode_plaintext(opened[1]) if opened is not None else None
+            except ValueError:
+                message = None
+            if not isinstance(message, StateMessage) or opened is None:
+                self.network.inboxes.give_back(address, waiting[index:])
+                break
+            session = opened[0]
+            if message.sent_ms is not None:  # live, as the first one
+                self.clock_alarm.heard(address, message.sent_ms)
+            events += message.events
+            heads, query, sent_ms = message.heads, query or message.query, message.sent_ms
+            sizes.append(len(payload))
+            self.stats["received"] += 1
+        if len(sizes) == 1:
+            return first, session
+        self.stats["merged"] += len(sizes) - 1
+        return StateMessage(events, heads, query, sent_ms), session
 
     async def _ingest(
         self, address: str, message: StateMessage, session: Session | None = None

@@ -8,7 +8,9 @@ long: a folder of 600 small files between two shaped nodes spent most of each bl
 round trip there (a request 2.3 s on average, of which 2.3 s before the sender even read
 it). `PeerInboxes.put` queues the message and returns at once, so the reader goes on
 to the next payload; the messages of one peer are still handled one at a time, in the
-order they arrived. A peer whose queue is full (`MAX_WAITING` messages or
+order they arrived (a handler may take the messages queued behind the one it handles,
+`take_waiting`, and handle them with it: one transaction for a burst). A peer whose
+queue is full (`MAX_WAITING` messages or
 `MAX_WAITING_BYTES`) makes its reader wait for room, as every message did before.
 """
 
@@ -56,6 +58,28 @@ class PeerInboxes:
         """Messages of `address` queued and not yet handled."""
         box = self._boxes.get(address)
         return len(box.items) if box is not None else 0
+
+    def take_waiting(self, address: str) -> list[bytes]:
+        """Every message of `address` queued behind the one being handled, in order,
+        for a handler that handles them together (what it can't, it gives back with
+        `give_back`)."""
+        box = self._boxes.get(address)
+        if box is None or not box.items:
+            return []
+        taken = list(box.items)
+        box.items.clear()
+        box.size = 0
+        box.room.set()
+        return taken
+
+    def give_back(self, address: str, payloads: list[bytes]) -> None:
+        """Put messages from `take_waiting` back at the head of the queue, in order (they
+        are handled next, one at a time). Call from the handler (its task drains them)."""
+        box = self._boxes.get(address)
+        if box is None or self._closed or not payloads:
+            return
+        box.items.extendleft(reversed(payloads))
+        box.size += sum(len(p) for p in payloads)
 
     async def put(self, address: str, payload: bytes) -> None:
         """Queue `payload` for handling after the peer's earlier messages; return at

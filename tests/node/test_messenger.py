@@ -1056,3 +1056,97 @@ async def test_contacts_with_no_presence_are_looked_up_again_right_after_a_wake(
     finally:
         alice.messenger._lookups.pop(nobody, None)
         await stop_node(alice)
+
+
+async def _queue_behind_held_lock(alice: Node, bob: Node, texts_to_send: list[str]) -> asyncio.Lock:
+    """Hold Bob's lock on the conversation while Alice sends `texts_to_send` one
+    state message each: the first waits in Bob's handler, the rest in his inbox.
+    Returns the held lock (release it to let Bob handle them)."""
+    lock = bob.messenger._lock(alice.address)
+    await lock.acquire()
+    for text in texts_to_send:
+        await alice.service.send_message(SendMessage("Bob", text))
+        await asyncio.sleep(0.02)  # its own state message, not one batch
+    want = len(texts_to_send) - 1
+    await eventually(lambda: bob.network.inboxes.waiting(alice.address) >= want)
+    return lock
+
+
+@pytest.mark.asyncio
+async def test_a_burst_waiting_in_the_inbox_is_stored_in_one_transaction(
+    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State messages queued behind the one being handled are decrypted and stored
+    with it (one transaction, one answer), in order, each message once; what is not a
+    state message (a typing signal) is handled alone, in its place."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "hello"))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    store = bob.service.store
+    transactions = 0
+    real_atomically = store.atomically
+
+    def counted(*steps: Callable[[], object]) -> list[object]:
+        nonlocal transactions
+        transactions += 1
+        return real_atomically(*steps)
+
+    monkeypatch.setattr(store, "atomically", counted)
+    burst = [f"burst {i}" for i in range(8)]
+    lock = await _queue_behind_held_lock(alice, bob, burst[:4])
+    typing = asyncio.ensure_future(alice.messenger.send_signal(bob.address, b"\x00"))
+    await asyncio.sleep(0.05)
+    for text in burst[4:]:
+        await alice.service.send_message(SendMessage("Bob", text))
+        await asyncio.sleep(0.02)
+    await eventually(lambda: bob.network.inboxes.waiting(alice.address) >= len(burst))
+    merged_before = bob.messenger.stats["merged"]
+    lock.release()
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", *burst]))
+    await typing
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    # 8 messages and the signal: at most three runs (before the signal, after it)
+    assert bob.messenger.stats["merged"] - merged_before >= len(burst) - 2
+    assert transactions <= 4
+    assert bob.messenger.stats["malformed"] == 1  # the signal was handled, alone
+    added = [e.message.text for e in bob.events if isinstance(e, MessageAdded)]
+    assert added == ["hello", *burst]
+    a_report = await alice.service.verify_history(VerifyHistory("Bob"))
+    b_report = await bob.service.verify_history(VerifyHistory("Alice"))
+    assert a_report.heads == b_report.heads and b_report.events == 1 + len(burst)
+
+
+@pytest.mark.asyncio
+async def test_a_burst_that_cannot_be_stored_comes_again_whole(
+    pair: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merged burst is stored all or nothing: when its transaction fails, none of
+    its messages is shown or acknowledged, and all come again once Bob can write."""
+    alice, bob = pair
+    await alice.service.send_message(SendMessage("Bob", "hello"))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    monkeypatch.setattr(messenger_module, "STORAGE_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(messenger_module, "RESYNC_SECONDS", 0.2)
+    store = bob.service.store
+    burst = [f"burst {i}" for i in range(5)]
+    with monkeypatch.context() as patched:
+
+        def disk_full(*args: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        patched.setattr(store.history, "add_many", disk_full)
+        lock = await _queue_behind_held_lock(alice, bob, burst)
+        merged_before = bob.messenger.stats["merged"]
+        lock.release()
+        await eventually(lambda: bob.messenger.stats["storage_failed"] > 0)
+        assert bob.messenger.stats["merged"] - merged_before >= len(burst) - 2
+        assert await texts(bob, "Alice") == ["hello"]
+        listed = await alice.service.list_messages(ListMessages("Bob"))
+        assert [m.text for m in listed if m.status is MessageStatus.DELIVERED] == ["hello"]
+    await eventually(lambda: _equal(texts(bob, "Alice"), ["hello", *burst]))
+    await eventually(lambda: _equal(statuses(alice, "Bob"), {MessageStatus.DELIVERED}))
+    added = [e.message.text for e in bob.events if isinstance(e, MessageAdded)]
+    assert added == ["hello", *burst]
+    a_report = await alice.service.verify_history(VerifyHistory("Bob"))
+    b_report = await bob.service.verify_history(VerifyHistory("Alice"))
+    assert a_report.heads == b_report.heads
