@@ -318,13 +318,14 @@ class Ledger:
 
     def receive(self, data: bytes) -> list[LedgerOutcome]:
         """Take one event from a peer (or storage); never raises for bad input."""
+        cid = None
         if isinstance(data, bytes) and len(data) <= MAX_EVENT_BYTES:
             # a copy of an event we hold needs no decoding: its bytes hash to its CID
             cid = Cid.for_block(data)
             if cid in self._events or cid in self._pending:
                 return [EventDuplicate(cid)]
         try:
-            event = decode_event(data)
+            event = decode_event(data, cid)
         except LedgerError as exc:
             return [EventRejected(exc.cid, exc)]
         return self._receive_event(event, data)

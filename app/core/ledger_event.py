@@ -127,6 +127,11 @@ class Event:
 
     def unsigned_bytes(self) -> bytes:
         """The canonical encoding of everything but the signature (what is signed)."""
+        encoded = self.__dict__.get("_encoded")
+        if encoded is not None:  # cut from the signed encoding, not encoded again
+            unsigned = _without_signature(encoded, self.seq, self.signature)
+            if unsigned is not None:
+                return unsigned
         return cbor2.dumps(self._unsigned_map(), canonical=True)
 
     def to_bytes(self) -> bytes:
@@ -180,15 +185,72 @@ def sign_event(
         unsigned = Event(conversation, author, seq, ordered, lamport, wall_time, body, bytes(64))
     except MalformedEvent as exc:
         raise LocalProtocolError(f"cannot build this event: {exc.reason}") from None
-    signature = keys.sign(Domain.HISTORY_EVENT, unsigned.unsigned_bytes())
+    unsigned_bytes = unsigned.unsigned_bytes()
+    signature = keys.sign(Domain.HISTORY_EVENT, unsigned_bytes)
     event = Event(conversation, author, seq, ordered, lamport, wall_time, body, signature)
+    encoded = _with_signature(unsigned_bytes, seq, signature)
+    if encoded is not None:  # the signed encoding, without encoding the map again
+        event.__dict__["_encoded"] = encoded
     if len(event.to_bytes()) > MAX_EVENT_BYTES:
         raise LocalProtocolError(f"an event is at most {MAX_EVENT_BYTES} bytes once encoded")
     return event
 
 
-def decode_event(data: bytes) -> Event:
+def _signature_at(seq: int) -> int:
+    """Where the ``sig`` entry sits in an event's canonical encoding: right after the
+    map's head, ``"v": 1`` and ``"seq": seq`` (canonical order sorts keys by length,
+    then bytes: v, seq, sig, body, conv, time, author, lamport, parents)."""
+    return 1 + len(_HEAD_V_SEQ) + len(_uint_head(seq))
+
+
+def _uint_head(value: int) -> bytes:
+    """The CBOR head of an unsigned integer (minimal length, as canonical CBOR has it)."""
+    if value < 24:
+        return bytes([value])
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if value < 1 << (8 * size):
+            return bytes([info]) + value.to_bytes(size, "big")
+    raise ValueError("out of range")
+
+
+_HEAD_V_SEQ = b"\x61v\x01\x63seq"
+"""``"v": 1`` and the key ``"seq"``, encoded."""
+_SIG_KEY = b"\x63sig\x58\x40"
+"""The key ``"sig"`` and the head of its 64-byte string, encoded."""
+_MAP_8, _MAP_9 = 0xA8, 0xA9
+
+
+def _with_signature(unsigned: bytes, seq: int, signature: bytes) -> bytes | None:
+    """The canonical encoding of the signed event from that of the unsigned one (the
+    ``sig`` entry inserted in its place), or None if `unsigned` is not laid out as
+    expected (then the caller encodes the map)."""
+    at = _signature_at(seq)
+    if (
+        len(signature) != SIGNATURE_SIZE
+        or unsigned[0] != _MAP_8
+        or unsigned[1:at] != _HEAD_V_SEQ + _uint_head(seq)
+    ):
+        return None
+    return bytes([_MAP_9]) + unsigned[1:at] + _SIG_KEY + signature + unsigned[at:]
+
+
+def _without_signature(encoded: bytes, seq: int, signature: bytes) -> bytes | None:
+    """The canonical encoding of the unsigned event cut from that of the signed one,
+    or None if `encoded` is not laid out as expected."""
+    at = _signature_at(seq)
+    end = at + len(_SIG_KEY) + SIGNATURE_SIZE
+    if (
+        encoded[0] != _MAP_9
+        or encoded[1:at] != _HEAD_V_SEQ + _uint_head(seq)
+        or encoded[at:end] != _SIG_KEY + signature
+    ):
+        return None
+    return bytes([_MAP_8]) + encoded[1:at] + encoded[end:]
+
+
+def decode_event(data: bytes, cid: Cid | None = None) -> Event:
     """Parse one event strictly (limits, schema, canonical form). Signature not checked.
+    `cid`: the CID of `data`, if the caller computed it already (not hashed again).
 
     Raises a `MalformedEvent` subclass naming the CID of `data` (the hash of the bytes as
     received) unless the input is too large to be worth hashing.
@@ -197,7 +259,8 @@ def decode_event(data: bytes) -> Event:
         raise MalformedEvent("an event is a byte string")
     if len(data) > MAX_EVENT_BYTES:
         raise EventTooLarge(f"{len(data)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
-    cid = Cid.for_block(data, CODEC_DAG_CBOR)
+    if cid is None:
+        cid = Cid.for_block(data, CODEC_DAG_CBOR)
     try:
         value = decode_strict_cbor(data)
         event = _event_from_map(value)

@@ -298,3 +298,56 @@ def test_golden_vector() -> None:
     assert str(event.cid) == "bafyreiguhvmbo3o6cl3jtwppbwihg3canse7if73njpjrdr453o2lwhddu"
     # map(9) "v" 1 "seq" 1 "sig" bytes(64): canonical order puts the shortest keys first.
     assert event.to_bytes()[:15].hex() == "a96176016373657101637369675840"
+
+
+def _reference_maps(event: Event) -> tuple[bytes, bytes]:
+    """The unsigned and signed canonical encodings, built from the fields by cbor2."""
+    unsigned = {
+        "v": 1,
+        "conv": event.conversation,
+        "author": event.author,
+        "seq": event.seq,
+        "parents": [link(p) for p in event.parents],
+        "lamport": event.lamport,
+        "time": event.wall_time,
+        "body": event.body.as_dict(),
+    }
+    signed = {**unsigned, "sig": event.signature}
+    return cbor2.dumps(unsigned, canonical=True), cbor2.dumps(signed, canonical=True)
+
+
+SEQ_EDGES = [1, 23, 24, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**63 - 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seq=st.one_of(st.sampled_from(SEQ_EDGES), st.integers(1, 2**63 - 1)),
+    text=st.text(max_size=40),
+    parents=st.integers(0, 3),
+)
+def test_signed_and_unsigned_bytes_are_cut_from_each_other_exactly(
+    seq: int, text: str, parents: int
+) -> None:
+    """Signing encodes the map once and inserts the signature; verifying a decoded
+    event cuts it out again: both give exactly cbor2's canonical encodings."""
+    event = sign_event(ALICE, CONV, seq, PARENTS[:parents], 9, 5, EventBody.of("text", text=text))
+    unsigned, signed = _reference_maps(event)
+    assert event.to_bytes() == signed
+    assert event.unsigned_bytes() == unsigned
+    decoded = decode_event(signed)
+    assert decoded.unsigned_bytes() == unsigned
+    decoded.verify_signature()
+    assert decoded == event and decoded.cid == Cid.for_block(signed)
+
+
+def test_an_event_whose_signature_was_swapped_still_fails_to_verify() -> None:
+    """What is verified is still exactly the map without its signature when the bytes
+    carry someone else's signature: verification fails."""
+    event = make_event()
+    other = sign_event(
+        ALICE, CONV, 4, PARENTS, 9, 1_700_000_000_000, EventBody.of("text", text="x")
+    )
+    forged = decode_event(edit(event.to_bytes(), sig=other.signature))
+    assert forged.unsigned_bytes() == _reference_maps(forged)[0]
+    with pytest.raises(BadEventSignature):
+        forged.verify_signature()
