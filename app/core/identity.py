@@ -137,9 +137,10 @@ class PublicIdentity:
         if len(self.signing_key) != KEY_SIZE or len(self.dh_key) != KEY_SIZE:
             raise LocalProtocolError("identity keys are 32 bytes each")
 
-    @property
+    @functools.cached_property
     def address(self) -> str:
-        """The checksummed text address of this identity."""
+        """The checksummed text address of this identity (encoded once: every message
+        sent names its sender by it)."""
         return encode_address(self.signing_key)
 
     def verify(self, domain: Domain, message: bytes, signature: bytes) -> None:

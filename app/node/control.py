@@ -185,10 +185,27 @@ class ControlServer:
         self._clients.add(task)
         lock = asyncio.Lock()
 
-        async def send(obj: dict[str, Any]) -> None:
+        async def send(obj: dict[str, Any], timeout: float | None = None) -> None:
+            """Write one line; with `timeout`, raise TimeoutError if the client keeps
+            it waiting that long (for the lock or for room in the socket)."""
+            line = json.dumps(obj).encode() + b"\n"
+            if timeout is not None and lock.locked():
+                async with asyncio.timeout(timeout):
+                    await write(line, None)
+            else:
+                await write(line, timeout)
+
+        async def write(line: bytes, timeout: float | None) -> None:
             async with lock:
-                writer.write(json.dumps(obj).encode() + b"\n")
-                await writer.drain()
+                writer.write(line)
+                transport = writer.transport
+                if timeout is None or (
+                    transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]
+                ):
+                    await writer.drain()  # does not wait: room left (no timer per line)
+                else:
+                    async with asyncio.timeout(timeout):
+                        await writer.drain()
 
         def cut_off() -> None:
             writer.transport.abort()  # the reading loop below sees the end and cleans up
@@ -236,7 +253,7 @@ class ControlServer:
     async def _handle(
         self,
         line: bytes,
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        send: Callable[..., Awaitable[None]],
         forwarders: list[asyncio.Task[None]],
         cut_off: Callable[[], None],
         gone: Callable[[], bool],
@@ -261,7 +278,7 @@ class ControlServer:
         request: dict[str, Any],
         rid: Any,
         name: str,
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        send: Callable[..., Awaitable[None]],
         forwarders: list[asyncio.Task[None]],
         cut_off: Callable[[], None],
         gone: Callable[[], bool],
@@ -291,7 +308,7 @@ class ControlServer:
         return {"jsonrpc": "2.0", "id": rid, "result": to_json(result)}
 
     async def _forward_events(
-        self, send: Callable[[dict[str, Any]], Awaitable[None]], cut_off: Callable[[], None]
+        self, send: Callable[..., Awaitable[None]], cut_off: Callable[[], None]
     ) -> None:
         """Send every node event to a subscriber. One that stops reading is cut off: when
         a write waits `EVENT_SEND_TIMEOUT`, or once it is told `NodeStopping("overflow")`
@@ -301,8 +318,7 @@ class ControlServer:
             async for event in self._api.events():
                 params = {"type": type(event).__name__, "event": to_json(event)}
                 message = {"jsonrpc": "2.0", "method": "event", "params": params}
-                async with asyncio.timeout(EVENT_SEND_TIMEOUT):
-                    await send(message)
+                await send(message, EVENT_SEND_TIMEOUT)
                 if isinstance(event, NodeStopping) and event.reason == "overflow":
                     cut_off()
         except TimeoutError:

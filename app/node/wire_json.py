@@ -9,11 +9,35 @@ import typing
 from enum import Enum
 from typing import Any
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+"""Types `to_json` passes through as they are (exactly these: not their subclasses,
+which may be enums)."""
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(tp: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass type, None for any other type (once per type:
+    every event sent to a control client is converted)."""
+    try:
+        return _FIELD_NAMES[tp]
+    except KeyError:
+        names = None
+        if dataclasses.is_dataclass(tp):
+            names = tuple(f.name for f in dataclasses.fields(tp))
+        _FIELD_NAMES[tp] = names
+        return names
+
 
 def to_json(value: Any) -> Any:
     """Dataclasses become objects, enums their values, tuples lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    tp = type(value)
+    if tp in _PLAIN:
+        return value
+    names = _field_names(tp)
+    if names is not None:
+        return {name: to_json(getattr(value, name)) for name in names}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, list | tuple):

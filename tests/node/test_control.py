@@ -268,6 +268,33 @@ async def test_a_subscriber_that_stops_reading_is_cut_off(
 
 
 @pytest.mark.asyncio
+async def test_a_subscriber_whose_replies_fill_the_socket_is_cut_off_too(
+    served: tuple[NodeService, ControlServer, ProfilePaths], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event waiting behind a reply that can't be written (the client reads
+    nothing) is bounded by `EVENT_SEND_TIMEOUT` as one waiting for room is: the
+    timer is set only when a write has to wait, for the socket or for the lock."""
+    from app.node import control
+
+    monkeypatch.setattr(control, "EVENT_SEND_TIMEOUT", 0.5)
+    service, server, paths = served
+    reader, writer = await asyncio.open_unix_connection(paths.control_socket)
+    writer.write(b'{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}\n')
+    await writer.drain()
+    assert json.loads(await asyncio.wait_for(reader.readline(), 5))["result"] is True
+    # replies never read: more than the socket buffers hold (not drained here: the
+    # node stops reading once it can't write)
+    writer.write(b'{"jsonrpc":"2.0","id":2,"method":"whoami"}\n' * 20_000)
+    for i in range(150):  # an event now and then, until the node lets go of it
+        service._bus.publish(SecurityAlert(f"peer{i}", "anomaly", "x"))
+        await asyncio.sleep(0.1)
+        if not server._clients:
+            break
+    assert not server._clients  # the node let go of it
+    writer.close()
+
+
+@pytest.mark.asyncio
 async def test_the_node_stops_while_a_subscriber_reads_nothing(
     served: tuple[NodeService, ControlServer, ProfilePaths],
 ) -> None:
