@@ -17,7 +17,9 @@ aiortc echo peer (this file with ``--echo-peer``; SDP exchanged over its stdin/s
 * Throughput: `--count` messages are handed to Alice as fast as the control socket
   takes them; the figure is count / (time from the first send until Alice saw the last
   `delivered` status, i.e. Bob stored the event and acknowledged it) and the time until
-  Bob's last `MessageAdded`.
+  Bob's last `MessageAdded`. The CPU time each daemon (all its threads) and the driver
+  used meanwhile is reported too (`cpu_s`, Linux): on a machine shared with other work
+  the rate swings with their load, the CPU per message much less.
 
 Targets (issue #6): p50 <= raw RTT / 2 x 2 + 1 ms; >= 2,000 messages/s sustained.
 Like the tests, the daemons run with the test-only SCRAMBLED_EGGS_ICE_LOOPBACK=1 and the
@@ -297,11 +299,15 @@ async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, 
                 client = senders[i % len(senders)]
                 ids.append((await client.send_message(SendMessage("Bob", f"bulk {i:05d}"))).id)
 
+        cpu0 = [_cpu_seconds(proc_a.pid), _cpu_seconds(proc_b.pid), _own_cpu_seconds()]
         t0 = time.perf_counter()
         await asyncio.gather(*(send(i) for i in range(count)))
         handed = time.perf_counter() - t0
         await at_a.wait(lambda: all(i in at_a.delivered for i in ids), 600)
         await at_b.wait(lambda: all(i in at_b.added for i in ids), 60)
+        cpu1 = [_cpu_seconds(proc_a.pid), _cpu_seconds(proc_b.pid), _own_cpu_seconds()]
+        used = [after - before for before, after in zip(cpu0, cpu1, strict=True)]
+        cpu = dict(zip(("alice", "bob", "driver"), used, strict=True))
         delivered = max(at_a.delivered[i] for i in ids) - t0
         received = max(at_b.added[i] for i in ids) - t0
         at_a.stop()
@@ -317,6 +323,7 @@ async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, 
             "handed_over_s": round(handed, 3),
             "all_received_s": round(received, 3),
             "all_delivered_s": round(delivered, 3),
+            "cpu_s": {name: round(seconds, 3) for name, seconds in cpu.items()},
         }
     finally:
         for client in (alice, bob):
@@ -324,6 +331,21 @@ async def messaging(latency_rounds: int, count: int, folder: Path) -> dict[str, 
         for proc in (proc_a, proc_b):
             proc.terminate()
             proc.wait(30)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far (Linux /proc;
+    0 elsewhere). Less sensitive than the rate to what else runs on the machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _ms(samples: list[float]) -> dict[str, float]:
@@ -365,6 +387,10 @@ async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, An
             "all_delivered_s": result["all_delivered_s"],
             "delivered_per_s": round(rate, 1),
             "received_per_s": round(result["count"] / result["all_received_s"], 1),
+            "cpu_s": result["cpu_s"],
+            "daemons_cpu_ms_per_message": round(
+                (result["cpu_s"]["alice"] + result["cpu_s"]["bob"]) * 1000 / result["count"], 3
+            ),
         },
         "throughput_target_per_s": 2000,
         "throughput_target_met": rate >= 2000,

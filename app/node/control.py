@@ -60,6 +60,7 @@ from app.node.api import (
     error_class,
 )
 from app.node.fsutil import atomic_write
+from app.node.line_writer import LineWriter
 from app.node.paths import ProfilePaths
 from app.node.wire_json import from_json, to_json
 
@@ -183,31 +184,14 @@ class ControlServer:
             writer.close()
             return
         self._clients.add(task)
-        lock = asyncio.Lock()
+        lines = LineWriter(writer)
 
         async def send(obj: dict[str, Any], timeout: float | None = None) -> None:
-            """Write one line; with `timeout`, raise TimeoutError if the client keeps
-            it waiting that long (for the lock or for room in the socket)."""
-            line = json.dumps(obj).encode() + b"\n"
-            if timeout is not None and lock.locked():
-                async with asyncio.timeout(timeout):
-                    await write(line, None)
-            else:
-                await write(line, timeout)
-
-        async def write(line: bytes, timeout: float | None) -> None:
-            async with lock:
-                writer.write(line)
-                transport = writer.transport
-                if timeout is None or (
-                    transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]
-                ):
-                    await writer.drain()  # does not wait: room left (no timer per line)
-                else:
-                    async with asyncio.timeout(timeout):
-                        await writer.drain()
+            """Write one line (see `LineWriter.send`)."""
+            await lines.send(json.dumps(obj).encode() + b"\n", timeout)
 
         def cut_off() -> None:
+            lines.flush()  # the last word (`NodeStopping`), if the socket takes it
             writer.transport.abort()  # the reading loop below sees the end and cleans up
 
         forwarders: list[asyncio.Task[None]] = []
@@ -235,6 +219,7 @@ class ControlServer:
             for forwarder in forwarders:
                 forwarder.cancel()
             self._clients.discard(task)
+            lines.flush()  # e.g. the error that ends the connection
             writer.close()
             try:  # a client that reads nothing leaves unsent data: closing waited for it
                 await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
