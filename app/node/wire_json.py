@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -54,46 +55,122 @@ def _type_hints(tp: type) -> dict[str, Any]:
     return typing.get_type_hints(tp)
 
 
+Converter = Callable[[Any], Any]
+_CONVERTERS: dict[Any, Converter] = {}
+
+
 def from_json(tp: Any, data: Any) -> Any:
     """Rebuild a value of type `tp` from `to_json` output; `ValueError` if it doesn't fit."""
+    return _converter(tp)(data)
+
+
+def _converter(tp: Any) -> Converter:
+    """The conversion for `tp`, worked out once per type (a control client converts
+    every event it reads: resolving the same types each time was most of its work)."""
+    try:
+        return _CONVERTERS[tp]
+    except KeyError:
+        pass
+    except TypeError:  # not hashable: work it out each time
+        return _build(tp)
+    converter = _CONVERTERS[tp] = _build(tp)
+    return converter
+
+
+def _build(tp: Any) -> Converter:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if data is None and type(None) in options:
+        return _union(tp)
+    if origin in (list, tuple):
+        return _sequence(origin, typing.get_args(tp)[:1])
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _dataclass(tp)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp
+    if tp is Any:
+        return _as_is
+    if tp is float:
+        return _float
+    if isinstance(tp, type):
+        return _checked(tp)
+    return _as_is
+
+
+def _as_is(data: Any) -> Any:
+    return data
+
+
+def _union(tp: Any) -> Converter:
+    options = typing.get_args(tp)
+    optional = type(None) in options
+
+    def convert(data: Any) -> Any:
+        if data is None and optional:
             return None
         for option in options:
             if option is type(None):
                 continue
             try:
-                return from_json(option, data)
+                return _converter(option)(data)
             except (ValueError, TypeError):
                 continue
         raise ValueError(f"{data!r} fits none of {tp}")
-    if origin in (list, tuple):
+
+    return convert
+
+
+def _sequence(origin: Any, args: tuple[Any, ...]) -> Converter:
+    (item,) = args
+
+    def convert(data: Any) -> Any:
         if not isinstance(data, list):
             raise ValueError(f"expected a list, got {type(data).__name__}")
-        (item,) = typing.get_args(tp)[:1]
-        items = [from_json(item, v) for v in data]
+        each = _converter(item)
+        items = [each(v) for v in data]
         return items if origin is list else tuple(items)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+
+    return convert
+
+
+def _dataclass(tp: type) -> Converter:
+    fields: list[tuple[str, Any, bool]] = []  # name, type, required; on first use
+
+    def convert(data: Any) -> Any:
         if not isinstance(data, dict):
             raise ValueError(f"expected an object for {tp.__name__}")
-        hints = _type_hints(tp)
+        if not fields:
+            hints = _type_hints(tp)
+            fields.extend(
+                (
+                    f.name,
+                    hints[f.name],
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                )
+                for f in dataclasses.fields(tp)
+            )
         kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in data:
-                kwargs[f.name] = from_json(hints[f.name], data[f.name])
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ValueError(f"{tp.__name__} needs '{f.name}'")
+        for name, hint, required in fields:
+            if name in data:
+                kwargs[name] = _converter(hint)(data[name])
+            elif required:
+                raise ValueError(f"{tp.__name__} needs '{name}'")
         return tp(**kwargs)
-    if isinstance(tp, type) and issubclass(tp, Enum):
-        return tp(data)
-    if tp is Any:
-        return data
-    if tp is float and isinstance(data, int) and not isinstance(data, bool):
+
+    return convert
+
+
+def _float(data: Any) -> Any:
+    if isinstance(data, int) and not isinstance(data, bool):
         return float(data)
-    if isinstance(tp, type) and (
-        not isinstance(data, tp) or (tp is int and isinstance(data, bool))
-    ):
-        raise ValueError(f"expected {tp.__name__}, got {type(data).__name__}")
+    if not isinstance(data, float):
+        raise ValueError(f"expected float, got {type(data).__name__}")
     return data
+
+
+def _checked(tp: type) -> Converter:
+    def convert(data: Any) -> Any:
+        if not isinstance(data, tp) or (tp is int and isinstance(data, bool)):
+            raise ValueError(f"expected {tp.__name__}, got {type(data).__name__}")
+        return data
+
+    return convert
