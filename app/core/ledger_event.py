@@ -132,7 +132,7 @@ class Event:
             unsigned = _without_signature(encoded, self.seq, self.signature)
             if unsigned is not None:
                 return unsigned
-        return cbor2.dumps(self._unsigned_map(), canonical=True)
+        return _encode_in_order(self._unsigned_map())
 
     def to_bytes(self) -> bytes:
         """The canonical wire encoding of the signed event (the block its CID names)."""
@@ -140,7 +140,7 @@ class Event:
 
     @cached_property
     def _encoded(self) -> bytes:
-        return cbor2.dumps({**self._unsigned_map(), "sig": self.signature}, canonical=True)
+        return _encode_in_order(self._unsigned_map(self.signature))
 
     @cached_property
     def cid(self) -> Cid:
@@ -156,17 +156,33 @@ class Event:
         except InvalidSignature:
             raise BadEventSignature("the signature does not verify", self.cid) from None
 
-    def _unsigned_map(self) -> dict[str, object]:
-        return {
-            "v": EVENT_VERSION,
-            "conv": self.conversation,
-            "author": self.author,
-            "seq": self.seq,
-            "parents": [cbor2.CBORTag(LINK_TAG, b"\x00" + p.raw) for p in self.parents],
-            "lamport": self.lamport,
-            "time": self.wall_time,
-            "body": dict(self.body.items),
-        }
+    def _unsigned_map(self, signature: bytes | None = None) -> dict[str, object]:
+        """The event as a map in canonical key order (with ``sig`` if given)."""
+        fields: dict[str, object] = {"v": EVENT_VERSION, "seq": self.seq}
+        if signature is not None:
+            fields["sig"] = signature
+        fields["body"] = dict(sorted(self.body.items, key=_canonical_key))
+        fields["conv"] = self.conversation
+        fields["time"] = self.wall_time
+        fields["author"] = self.author
+        fields["lamport"] = self.lamport
+        fields["parents"] = [cbor2.CBORTag(LINK_TAG, b"\x00" + p.raw) for p in self.parents]
+        return fields
+
+
+def _canonical_key(item: tuple[str, object]) -> tuple[int, str]:
+    """Canonical CBOR's order of text keys: shorter first, then bytewise (body keys
+    are short ASCII names, so the length and order of the text are those of their
+    encodings)."""
+    return len(item[0]), item[0]
+
+
+def _encode_in_order(fields: dict[str, object]) -> bytes:
+    """Encode a map built in canonical key order as it is: canonical CBOR (minimal
+    integers and lengths, definite lengths, the only choice left being the key order)
+    without cbor2's canonical mode, which sorts every map again and cost 4x the
+    encoding itself (11 vs 3 us for an event)."""
+    return cbor2.dumps(fields)
 
 
 def sign_event(

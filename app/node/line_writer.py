@@ -32,8 +32,10 @@ class LineWriter:
         if transport.is_closing():
             await self._writer.drain()  # raises if the connection was lost
             return
-        low = transport.get_write_buffer_limits()[0]
-        busy = transport.get_write_buffer_size() + self._queued_bytes + len(line) > low
+        # at most the transport's high-water mark in its buffer and queued here; past
+        # it, drain would wait for room (or this turn's lines go now, and so on)
+        high = transport.get_write_buffer_limits()[1]
+        busy = transport.get_write_buffer_size() + self._queued_bytes + len(line) > high
         if not busy and not self._lock.locked():
             self._queued.append(line)
             self._queued_bytes += len(line)
