@@ -20,6 +20,7 @@ import base64
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from app.core.ledger_errors import InvalidCid
 
@@ -119,6 +120,11 @@ class Cid:
         return hashlib.sha256(block).digest() == self.digest
 
     def __str__(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:
+        """The base32 text form, encoded once (events are stored and looked up by it)."""
         encoded = base64.b32encode(self.raw).decode("ascii").rstrip("=").lower()
         return MULTIBASE_BASE32 + encoded
 

@@ -726,7 +726,8 @@ class Messenger:
                 # handed to the connection (and counted in flight) before the lock is let
                 # go. The callers are told once the transport has had its turn (the
                 # transmission starts first, then their replies)
-                sending = self._transmit(address, conn, ledger, first, sealed[1])
+                first_cids = [e.cid for e in events[: len(first)]]  # `first` holds these
+                sending = self._transmit(address, conn, ledger, first, sealed[1], first_cids)
                 asyncio.get_running_loop().call_soon(self._announce, new, batch)
             else:
                 self._announce(new, batch)
@@ -740,7 +741,7 @@ class Messenger:
         if sending is not None:
             # waited for apart: a shaped connection may take a slot or more to put it on
             # the wire, and the next messages must not wait for that to be stored
-            self._spawn(self._after_sending(address, ledger, sending, first, rest))
+            self._spawn(self._after_sending(address, ledger, sending, first_cids, rest))
 
     def _send_failed(self, address: str, exc: Exception) -> None:
         """Note a failed send: the resync loop tries again while connected."""
@@ -752,7 +753,7 @@ class Messenger:
         address: str,
         ledger: Ledger,
         sending: asyncio.Future[None],
-        first: list[bytes],
+        first: list[Cid],
         rest: list[list[bytes]],
     ) -> None:
         try:
@@ -761,7 +762,7 @@ class Messenger:
             self._send_failed(address, exc)
             return
         covered = self._delivered.get(address, set())  # a receipt may have come first
-        self._first_sent(address, self._own_message_ids(ledger, first, covered))
+        self._first_sent(address, self._own_message_ids(ledger, [], covered, first))
         if rest:
             await self._send_quietly(address, [raw for batch in rest for raw in batch], False)
 
@@ -910,6 +911,7 @@ class Messenger:
         ledger: Ledger,
         batch: list[bytes],
         wire: bytes,
+        cids: list[Cid] | None = None,
     ) -> asyncio.Future[None]:
         """Hand a sealed state message (its session state stored) to the connection.
         Call with the contact's lock held: the returned task's first step writes it, or
@@ -922,8 +924,7 @@ class Messenger:
         self.stats["sent"] += 1
         if batch:
             flight = self._in_flight.setdefault(address, {})
-            for raw in batch:
-                cid = Cid.for_block(raw)
+            for cid in cids if cids is not None else [Cid.for_block(raw) for raw in batch]:
                 event = ledger.get(cid)
                 flight[cid] = event.lamport if event is not None else 0
         self._note(address, "sent", len(wire))
@@ -993,11 +994,16 @@ class Messenger:
                 self._publish(MessageStatusChanged(msg_id, address, MessageStatus.SENT))
 
     def _own_message_ids(
-        self, ledger: Ledger, batch: list[bytes], skip: set[Cid] | None = None
+        self,
+        ledger: Ledger,
+        batch: list[bytes],
+        skip: set[Cid] | None = None,
+        cids: list[Cid] | None = None,
     ) -> list[str]:
+        """The ids of our text messages among `batch` (or the events named by `cids`,
+        if given: not hashed again), leaving out those in `skip`."""
         ids = []
-        for raw in batch:
-            cid = Cid.for_block(raw)
+        for cid in cids if cids is not None else [Cid.for_block(raw) for raw in batch]:
             event = ledger.get(cid)
             if (
                 event is not None
