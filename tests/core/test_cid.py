@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from app.core.cid import (
     CODEC_DAG_CBOR,
     CODEC_RAW,
+    KNOWN_CODECS,
     Cid,
     decode_varint,
     encode_varint,
@@ -111,3 +112,14 @@ def test_binary_form_is_checked() -> None:
 def test_unknown_codec_for_block() -> None:
     with pytest.raises(ValueError):
         Cid.for_block(b"", 0x70)
+
+
+@given(st.binary(max_size=300), st.sampled_from(sorted(KNOWN_CODECS)))
+def test_a_computed_cid_is_the_one_its_bytes_parse_to(block: bytes, codec: int) -> None:
+    """`for_block` builds the CID without decoding it again: the same value (bytes,
+    equality, hash, text form) as the checked constructor gives."""
+    computed = Cid.for_block(block, codec)
+    checked = Cid(computed.raw)
+    assert computed == checked and hash(computed) == hash(checked)
+    assert computed.codec == codec and Cid.parse(str(computed)) == checked
+    assert computed.raw.endswith(hashlib.sha256(block).digest())
