@@ -462,7 +462,11 @@ class Ledger:
         self._clocks[cid] = (clock[0], clock[1])
         self._heads.difference_update(event.parents)
         self._heads.add(cid)
-        bisect.insort(self._order, event, key=_order_key)
+        order = self._order
+        if not order or _order_key(order[-1]) < _order_key(event):
+            order.append(event)  # the usual case: the newest event (no search, no move)
+        else:
+            bisect.insort(order, event, key=_order_key)
         outcomes: list[LedgerOutcome] = [EventAccepted(cid, event)]
         same_slot = self._by_author_seq.setdefault((event.author, event.seq), [])
         same_slot.append(cid)

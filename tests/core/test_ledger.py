@@ -4,6 +4,8 @@ from typing import Any
 
 import cbor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.core.cid import Cid
 from app.core.errors import LocalProtocolError, RemoteProtocolError
@@ -494,3 +496,30 @@ def test_a_held_event_keeps_one_copy_of_its_bytes() -> None:
         assert reader.get_bytes(cid) is block
         assert event.to_bytes() is block
     assert reader.export() == writer.export()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=30))
+def test_the_order_is_lamport_then_cid_however_events_interleave(
+    steps: list[tuple[bool, bool]],
+) -> None:
+    """Both writers append, sometimes concurrently, and exchange at random; whether a
+    new event goes at the end (the usual case) or in between, `ordered()` is sorted
+    by (Lamport time, CID) and the same on both sides."""
+    alice, bob = new_pair()
+    for i, (alice_writes, exchange) in enumerate(steps):
+        if alice_writes:
+            alice.append(ALICE, text(f"a{i}"), i)
+        else:
+            bob.append(BOB, text(f"b{i}"), i)
+        if exchange:
+            for source, target in ((alice, bob), (bob, alice)):
+                for event in source.ordered():
+                    target.receive(event.to_bytes())
+    for source, target in ((alice, bob), (bob, alice)):
+        for event in source.ordered():
+            target.receive(event.to_bytes())
+    for ledger in (alice, bob):
+        keys = [(e.lamport, e.cid) for e in ledger.ordered()]
+        assert keys == sorted(keys)
+    assert [e.cid for e in alice.ordered()] == [e.cid for e in bob.ordered()]
