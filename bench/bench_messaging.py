@@ -14,6 +14,10 @@ aiortc echo peer (this file with ``--echo-peer``; SDP exchanged over its stdin/s
   The same run times a trivial request (`status`) over Alice's control socket: its
   round trip stands for the two control-socket hops, and ``between_daemons_p50_ms`` (the
   one-way p50 minus that round trip's p50) estimates the daemon-to-daemon part.
+* The same run measures one durable commit on the disk the profiles were on
+  (``bench/durable_commit.py``, SQLite WAL with ``synchronous=FULL`` as the profile
+  database): every message is committed by its sender before it leaves and by its
+  recipient before it is acknowledged.
 * Throughput: `--count` messages are handed to Alice as fast as the control socket
   takes them; the figure is count / (time from the first send until Alice saw the last
   `delivered` status, i.e. Bob stored the event and acknowledged it) and the time until
@@ -59,6 +63,7 @@ from app.node.api import (  # noqa: E402
 )
 from app.node.control import ControlClient, connect_control  # noqa: E402
 from app.node.paths import ProfilePaths  # noqa: E402
+from bench.durable_commit import commit_latency  # noqa: E402
 
 PAYLOAD = b"x" * 64
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
@@ -361,6 +366,9 @@ async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, An
     raw = await raw_rtt(rtt_rounds)
     with tempfile.TemporaryDirectory(prefix="bench-messaging-") as folder:
         result = await messaging(latency_rounds, count, Path(folder))
+        # the disk's durable commit, where the daemons' profiles were (each message is
+        # committed by its sender and by its recipient before it counts)
+        commit = commit_latency(Path(folder))
     raw_p50 = statistics.median(raw)
     latency = _ms(result["latency"])
     control = _ms(result["control_rtt"])
@@ -377,6 +385,7 @@ async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, An
         "latency_target_p50_ms": round(target, 3),
         "latency_target_met": latency["p50_ms"] <= target,
         "control_socket_rtt": control,
+        "baseline_durable_commit": {k: commit[k] for k in ("p50_ms", "p90_ms", "commits")},
         "between_daemons_p50_ms": between,
         "between_daemons_target_met": between <= target,
         "sustained": {
