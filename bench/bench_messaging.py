@@ -385,7 +385,9 @@ async def main(latency_rounds: int, count: int, rtt_rounds: int) -> dict[str, An
         "latency_target_p50_ms": round(target, 3),
         "latency_target_met": latency["p50_ms"] <= target,
         "control_socket_rtt": control,
-        "baseline_durable_commit": {k: commit[k] for k in ("p50_ms", "p90_ms", "commits")},
+        "baseline_durable_commit": {
+            k: commit[k] for k in ("p50_ms", "p90_ms", "commits", "interval_ms")
+        },
         "between_daemons_p50_ms": between,
         "between_daemons_target_met": between <= target,
         "sustained": {
