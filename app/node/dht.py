@@ -41,12 +41,12 @@ from app.node.dht_protocol import (
     Clock,
     DhtObserver,
     RecordProtocol,
-    RecordStore,
     RttEstimator,
     SignalHandler,
     is_ip,
     parse_contacts,
 )
+from app.node.record_store import RecordStore
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,9 @@
 What changes against the library (kademlia 2.2 / rpcudp 5):
 
 * ``store`` keeps a value only if it is a valid `SignedRecord` for the key (see
-  `app.core.records.validate`) at least as new as the one held; ``find_value`` answers
+  `app.core.records.validate`) at least as new as the one held, and, when the store is
+  full, only at the expense of the sending host that holds the most records (see
+  `app.node.record_store`); ``find_value`` answers
   only with valid, unexpired records, and adds the closest contacts so a reader can keep
   looking for a higher sequence.
 * Every RPC we send has an adaptive timeout (smoothed RTT + 4 x deviation, clamped, in
@@ -22,7 +24,7 @@ import functools
 import ipaddress
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
 import umsgpack  # type: ignore[import-untyped]  # ships a .pyi without py.typed
@@ -32,7 +34,8 @@ from kademlia.routing import RoutingTable
 from rpcudp.protocol import RPCProtocol
 
 from app.core.record_errors import BadRecordSignature, InvalidRecord
-from app.core.records import DHT_KEY_BYTES, SignedRecord, check_supersedes, validate
+from app.core.records import DHT_KEY_BYTES
+from app.node.record_store import RecordStore, source_of
 
 log = logging.getLogger(__name__)
 
@@ -58,60 +61,6 @@ DhtObserver = Callable[[Address, str], None]
 """Told what each sender did: "request", "store", "rejected", "invalid_signature",
 "malformed" (the anomaly monitor's counters)."""
 Clock = Callable[[], float]
-
-
-class RecordStore:
-    """The records this node holds for others: validated on the way in, culled by expiry."""
-
-    def __init__(self, clock: Clock, max_records: int = 4096) -> None:
-        self._clock = clock
-        self._max_records = max_records
-        self._records: dict[bytes, tuple[SignedRecord, bytes]] = {}
-
-    def offer(self, key: bytes, value: object) -> SignedRecord:
-        """Keep `value` under `key` if valid and not older than what is held.
-
-        Raises `InvalidRecord` (and keeps the held record) otherwise.
-        """
-        held = self.get_record(key)
-        if held is not None and value == self._records[key][1]:
-            return held  # the very record we hold (and checked) already: a refresh
-        record = validate(value, key, self._clock())
-        check_supersedes(record, held)
-        if held is None and len(self._records) >= self._max_records:
-            self.cull()
-            if len(self._records) >= self._max_records:
-                raise InvalidRecord("this node holds as many records as it will")
-        self._records[key] = (record, record.encode())
-        return record
-
-    def get_record(self, key: bytes) -> SignedRecord | None:
-        """The unexpired record held for `key`, if any."""
-        entry = self._records.get(key)
-        if entry is None:
-            return None
-        if entry[0].expires_at <= self._clock():
-            del self._records[key]
-            return None
-        return entry[0]
-
-    def get(self, key: bytes) -> bytes | None:
-        """The encoded unexpired record held for `key`, if any."""
-        record = self.get_record(key)
-        return None if record is None else self._records[key][1]
-
-    def cull(self) -> None:
-        """Forget every expired record."""
-        now = self._clock()
-        for key in [k for k, (r, _) in self._records.items() if r.expires_at <= now]:
-            del self._records[key]
-
-    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
-        self.cull()
-        return iter([(key, raw) for key, (_, raw) in self._records.items()])
-
-    def __len__(self) -> int:
-        return len(self._records)
 
 
 class RttEstimator:
@@ -419,7 +368,7 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
         if not _is_key(key):
             return False
         try:
-            record = self.storage.offer(key, value)
+            record = self.storage.offer(key, value, source_of(sender))
         except InvalidRecord as exc:
             log.debug("refused a record from %s: %s", sender, exc)
             self._observe(sender, "rejected")

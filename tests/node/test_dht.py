@@ -34,7 +34,8 @@ from app.core.records import (
 )
 from app.node.api import InvalidArgument
 from app.node.dht import DhtNode
-from app.node.dht_protocol import MAX_SIGNAL_BYTES, RecordStore, RttEstimator
+from app.node.dht_protocol import MAX_SIGNAL_BYTES, RttEstimator
+from app.node.record_store import RecordStore
 
 HOST = "127.0.0.1"
 

@@ -17,6 +17,8 @@ WebSocket listener on TCP share the port); `--target` its address. Campaigns:
              anomaly monitor restricts it, then sending 8 MiB it holds back, and leaving
   bulk       random ticket ids, lengths and records on the bulk port
   dht        random and structured kademlia datagrams (bad types, nesting, counts)
+  records    `cases` valid mailbox records under made-up identities, stored from
+             127.0.0.2 over many source ports (see tools/fuzz/record_flood.py)
 
 `contact-seeds FILE` holds `{"s": hex, "d": hex}` (an identity's two seeds); `python -m
 tools.fuzz.hostile_peer invite --contact-seeds FILE` makes one and prints its invite, for
@@ -48,6 +50,7 @@ from app.core.identity import IdentityKeys, decode_address, make_invite
 from app.core.noise import IdentityHandshake, NoiseTransport
 from app.core.wire import FrameDecoder, FrameType
 from tools.fuzz.mutation import mutate as mutate_bytes
+from tools.fuzz.record_flood import flood
 
 Tally = Counter[str]
 
@@ -390,6 +393,8 @@ async def run(args: argparse.Namespace) -> Tally:
         return await bulk(host, args.bulk_port, rng, args.cases)
     if campaign == "dht":
         return await dht(host, port, rng, args.cases)
+    if campaign == "records":
+        return await flood(host, port, args.cases)
     raise SystemExit(f"unknown campaign {campaign!r}")
 
 
