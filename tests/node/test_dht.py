@@ -372,3 +372,52 @@ async def test_a_neighbour_is_evicted_after_two_unanswered_rpcs_not_one() -> Non
         assert first.peer_count() == 1
         proto.handle_call_response((False, None), peer)
         assert first.peer_count() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_made_up_node_id_gets_no_records_and_a_host_only_its_budget() -> None:
+    """A ping under a made-up id made a node hand the address it came from every record
+    that id should hold (one 50-byte ping: 465 stores, 2.9 MB, to an address anyone can
+    forge). Now an address gets records only once it answers our ping with that id, and
+    a host at most `HANDOVER_RECORDS_PER_MINUTE` a minute; a real node joining still gets
+    its records."""
+    from app.node.dht_protocol import HANDOVER_RECORDS_PER_MINUTE
+    from tools.fuzz.record_flood import made_up_record
+
+    victim = DhtNode()
+    await victim.start(HOST, 0)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.bind(("127.0.0.3", 0))
+    raw.setblocking(False)
+    newcomer = DhtNode()
+    try:
+        held = [made_up_record(RecordKind.MAILBOX, 3600, 100) for _ in range(600)]
+        for record in held:
+            victim._server.storage.offer(record.key, record.encode())
+        for _ in range(3):
+            ping = umsgpack.packb(["ping", [os.urandom(20)]])
+            raw.sendto(b"\x00" + os.urandom(20) + ping, (HOST, victim.port))
+        await asyncio.sleep(2.5)  # its checks time out: the made-up ids leave the table
+        names = []
+        while True:
+            try:
+                data = raw.recv(65536)
+            except BlockingIOError:
+                break
+            message = umsgpack.unpackb(data[21:])
+            names.append(message[0] if data[:1] == b"\x00" else "answer")
+        assert sorted(names) == ["answer"] * 3 + ["ping"] * 3  # our answers, its checks
+        assert victim.peer_count() == 0
+
+        await newcomer.start("127.0.0.4", 0)
+        assert await newcomer.bootstrap([(HOST, victim.port)]) > 0
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if len(newcomer._server.storage) >= HANDOVER_RECORDS_PER_MINUTE:
+                break
+        await asyncio.sleep(0.3)
+        assert len(newcomer._server.storage) == HANDOVER_RECORDS_PER_MINUTE
+    finally:
+        raw.close()
+        victim.stop()
+        newcomer.stop()
