@@ -6,6 +6,7 @@ honest ones to 127.0.0.1, so the victim can tell them apart as a node on a LAN w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 
@@ -148,3 +149,30 @@ async def test_a_hostile_node_filling_a_nodes_store_does_not_keep_honest_records
     finally:
         for node in (victim, publisher, reader):
             node.stop()
+
+
+def test_the_largest_source_is_found_right_through_random_offers_and_expiry() -> None:
+    """The store finds the largest source through an index by count (a max over every
+    source cost 0.65 ms a store with 4,096 sources): it must agree with counting."""
+    import random
+
+    clock = FakeClock()
+    store = RecordStore(clock, max_records=40)
+    rng = random.Random(5)
+    records = [mailbox(f"r{i}", clock() + rng.choice([50, 100, 3600])) for i in range(300)]
+    for step, record in enumerate(records):
+        source = f"10.0.0.{rng.choice([1, 1, 1, 2, 3, 4, 5, 6])}"
+        with contextlib.suppress(InvalidRecord):
+            store.offer(record.key, record.encode(), source)
+        if rng.random() < 0.3:  # another source re-stores a held record
+            again = rng.choice(records[: step + 1])
+            with contextlib.suppress(InvalidRecord):
+                store.offer(again.key, again.encode(), f"10.0.0.{rng.randint(1, 6)}")
+        if step % 50 == 49:
+            clock.now += 60
+            store.cull()
+        counts = {s: len(k) for s, k in store._by_source.items()}
+        assert store._top == max(counts.values(), default=0)
+        for count, sources in store._by_count.items():
+            assert sources and all(counts[s] == count for s in sources)
+        assert len(store) <= 40
