@@ -51,6 +51,7 @@ from app.core.ledger_event import (
     EventBody,
     conversation_id,
     decode_event,
+    decode_stored_event,
     decode_strict_cbor,
     sign_event,
 )
@@ -140,12 +141,18 @@ class Ledger:
         self._events: dict[Cid, Event] = {}
         # Highest seq of each member (in `_members` order) among an event and its ancestors.
         self._clocks: dict[Cid, tuple[int, int]] = {}
-        self._by_author_seq: dict[tuple[bytes, int], list[Cid]] = {}
+        # The event of each (author, seq), keyed ``seq * 2 + author's slot`` (an int: a
+        # tuple and a list per event cost ~110 bytes more); `_forks` holds every event of
+        # an (author, seq) that has more than one: the equivocations.
+        self._by_author_seq: dict[int, Cid] = {}
+        self._forks: dict[int, list[Cid]] = {}
         self._heads: set[Cid] = set()
         self._pending: dict[Cid, tuple[Event, bytes]] = {}
         self._pending_bytes = 0
         self._waiting_on: dict[Cid, set[Cid]] = {}  # unknown parent -> pending children
         self._order: list[Event] = []  # kept sorted by _order_key
+        self._order_sorted = True  # False while a `Restorer` fills it (sorted at the end)
+        self._shared = {self._conversation: self._conversation, low: low, high: high}
 
     # -- queries --------------------------------------------------------------------
 
@@ -192,11 +199,11 @@ class Ledger:
 
     def equivocations(self) -> tuple[EquivocationDetected, ...]:
         """Every (author, seq) with more than one accepted event, as evidence."""
-        return tuple(
-            EquivocationDetected(author, seq, tuple(sorted(cids)))
-            for (author, seq), cids in sorted(self._by_author_seq.items())
-            if len(cids) > 1
-        )
+        found = [
+            EquivocationDetected(self._members[key % 2], key // 2, tuple(sorted(cids)))
+            for key, cids in self._forks.items()
+        ]
+        return tuple(sorted(found, key=lambda e: (e.author, e.seq)))
 
     def events_since(self, their_heads: Iterable[Cid]) -> list[bytes]:
         """Signed events a peer advertising `their_heads` lacks, in order (parents first).
@@ -366,37 +373,47 @@ class Ledger:
         return _replay(members, blocks)
 
     @classmethod
-    def restore(cls, member_a: bytes, member_b: bytes, blocks: Iterable[bytes]) -> Ledger:
+    def restore(
+        cls, member_a: bytes, member_b: bytes, blocks: Iterable[bytes], *, verify: bool = True
+    ) -> Ledger:
         """Rebuild a ledger from stored event bytes in any order; raise naming the first bad.
 
         Raises a `LedgerError` (with the event's position in `blocks` and its CID) if an
         event does not verify, or `MissingParents` if an event's ancestors are absent.
+        ``verify=False``: see `Restorer` (events this node verified before storing them).
         """
-        ledger = cls(member_a, member_b, max_pending=2**62, max_pending_bytes=2**62)
-        index_of: dict[Cid, int] = {}
-        for index, block in enumerate(blocks):
-            for outcome in ledger.receive(block):
-                if isinstance(outcome, EventRejected):
-                    # A waiting event may be the one rejected once this block unblocks it.
-                    position = (
-                        index_of.get(outcome.cid, index) if outcome.cid is not None else index
-                    )
-                    raise outcome.error.at(position)
-                if isinstance(outcome, EventPending):
-                    index_of[outcome.cid] = index
-        if ledger._pending:
-            cid = min(ledger._pending, key=lambda c: index_of[c])
-            raise MissingParents("its parents are not in the stored history", cid, index_of[cid])
-        return ledger
+        restorer = Restorer(member_a, member_b, verify=verify)
+        restorer.feed(blocks)
+        return restorer.finish()
 
     # -- internals ------------------------------------------------------------------
 
-    def _receive_event(self, event: Event, data: bytes) -> list[LedgerOutcome]:
+    def _receive_stored(self, data: bytes) -> list[LedgerOutcome]:
+        """`receive` for an event this node verified before it stored it (see
+        `decode_stored_event`): every rule but the signature and the canonical form."""
+        if not isinstance(data, bytes) or len(data) > MAX_EVENT_BYTES:
+            return self.receive(data)  # rejected there, as any such input
+        cid = Cid.for_block(data)
+        if cid in self._events or cid in self._pending:
+            return [EventDuplicate(cid)]
+        try:
+            event = decode_stored_event(data, cid, self._held_cid, self._shared)
+        except LedgerError as exc:
+            return [EventRejected(exc.cid, exc)]
+        return self._receive_event(event, data, signed=False)
+
+    def _held_cid(self, raw: bytes) -> Cid:
+        """The CID object of a held event with binary CID `raw` (one copy for every
+        reference to it), or a new checked one."""
+        held = self._events.get(Cid.unchecked(raw))
+        return Cid(raw) if held is None else held.cid
+
+    def _receive_event(self, event: Event, data: bytes, signed: bool = True) -> list[LedgerOutcome]:
         cid = event.cid
         if cid in self._events or cid in self._pending:
             return [EventDuplicate(cid)]
         try:
-            self._check_standalone(event)
+            self._check_standalone(event, signed)
         except LedgerError as exc:
             return [EventRejected(cid, exc)]
         missing = tuple(p for p in event.parents if p not in self._events)
@@ -414,12 +431,13 @@ class Ledger:
             self._waiting_on.setdefault(parent, set()).add(cid)
         return [EventPending(cid, missing)]
 
-    def _check_standalone(self, event: Event) -> None:
+    def _check_standalone(self, event: Event, signed: bool = True) -> None:
         if event.conversation != self._conversation:
             raise WrongConversation("the event belongs to another conversation", event.cid)
         if event.author not in self._members:
             raise ForgedAuthor("the author is not a member of this conversation", event.cid)
-        event.verify_signature()
+        if signed:
+            event.verify_signature()
 
     def _parent_clock(self, parents: Iterable[Cid]) -> tuple[int, int]:
         low = high = 0
@@ -463,14 +481,18 @@ class Ledger:
         self._heads.difference_update(event.parents)
         self._heads.add(cid)
         order = self._order
-        if not order or _order_key(order[-1]) < _order_key(event):
-            order.append(event)  # the usual case: the newest event (no search, no move)
+        if not self._order_sorted or not order or _order_key(order[-1]) < _order_key(event):
+            # the usual case, the newest event (no search, no move); a `Restorer` sorts
+            # the whole order once at the end
+            order.append(event)
         else:
             bisect.insort(order, event, key=_order_key)
         outcomes: list[LedgerOutcome] = [EventAccepted(cid, event)]
-        same_slot = self._by_author_seq.setdefault((event.author, event.seq), [])
-        same_slot.append(cid)
-        if len(same_slot) > 1:
+        key = event.seq * 2 + slot
+        first = self._by_author_seq.setdefault(key, cid)
+        if first is not cid:
+            same_slot = self._forks.setdefault(key, [first])
+            same_slot.append(cid)
             outcomes.append(EquivocationDetected(event.author, event.seq, tuple(sorted(same_slot))))
         return outcomes
 
@@ -495,6 +517,53 @@ class Ledger:
                     error = ParentRejected(f"it builds on rejected event {parent}", child_cid)
                     outcomes.append(EventRejected(child_cid, error))
                     stack.append(child_cid)
+
+
+class Restorer:
+    """Rebuilds a ledger from stored event bytes, in any order, a part at a time: a
+    caller that runs each part off its event loop can stop between parts (a history of
+    100,000 events takes seconds to rebuild; a stopping node must not wait for it).
+
+    Every rule of the history is checked (members, conversation, links, Lamport times,
+    per-author sequence numbers, no event missing; equivocations are kept). With
+    ``verify=False`` an event's signature and canonical form are not checked again: for
+    events this node verified (or signed) before storing them, read back from storage
+    that authenticates them (`decode_stored_event`); ``history verify`` passes
+    ``verify=True``. Errors name the event's position among all the blocks fed."""
+
+    def __init__(self, member_a: bytes, member_b: bytes, *, verify: bool = True) -> None:
+        self._ledger = Ledger(member_a, member_b, max_pending=2**62, max_pending_bytes=2**62)
+        self._ledger._order_sorted = False
+        self._verify = verify
+        self._index_of: dict[Cid, int] = {}
+        self._fed = 0
+
+    def feed(self, blocks: Iterable[bytes]) -> None:
+        """Take the next stored events; raise a `LedgerError` naming the first bad one."""
+        ledger, index_of = self._ledger, self._index_of
+        receive = ledger.receive if self._verify else ledger._receive_stored
+        for block in blocks:
+            index = self._fed
+            self._fed += 1
+            for outcome in receive(block):
+                if isinstance(outcome, EventRejected):
+                    # A waiting event may be the one rejected once this block unblocks it.
+                    position = (
+                        index_of.get(outcome.cid, index) if outcome.cid is not None else index
+                    )
+                    raise outcome.error.at(position)
+                if isinstance(outcome, EventPending):
+                    index_of[outcome.cid] = index
+
+    def finish(self) -> Ledger:
+        """The rebuilt ledger; `MissingParents` if an event's ancestors were never fed."""
+        ledger, index_of = self._ledger, self._index_of
+        if ledger._pending:
+            cid = min(ledger._pending, key=lambda c: index_of[c])
+            raise MissingParents("its parents are not in the stored history", cid, index_of[cid])
+        ledger._order.sort(key=_order_key)
+        ledger._order_sorted = True
+        return ledger
 
 
 def _order_key(event: Event) -> tuple[int, Cid]:

@@ -13,6 +13,9 @@ Rules of this module (everything about one event's bytes lives here):
 * `decode_event` accepts only what `Event.to_bytes` produces: a strict subset decoder
   (no floats, simple values, indefinite lengths or tags other than 42, bounded nesting)
   followed by a re-encode-and-compare check. Hard limits bound size, parents and body.
+* `decode_stored_event` reads back an event this node decoded and verified before it
+  stored it, from storage that authenticates it: the fields and limits are checked
+  again, the canonical form and the signature are not (``history verify`` does).
 
 Rules that need other events (Lamport time, per-author sequence, membership) live in
 `app.core.ledger`.
@@ -22,7 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TypeVar
@@ -291,6 +295,43 @@ def decode_event(data: bytes, cid: Cid | None = None) -> Event:
     return event
 
 
+def decode_stored_event(
+    data: bytes,
+    cid: Cid,
+    link: Callable[[bytes], Cid] = Cid,
+    shared: Mapping[bytes, bytes] | None = None,
+) -> Event:
+    """Parse an event this node decoded with `decode_event` and verified before storing
+    it, read back from storage that authenticates it (the profile's sealed rows:
+    decision 0002): `cid` is the CID of `data` (computed by the caller).
+
+    The schema, the field types and every limit are checked as `decode_event` checks
+    them; the canonical form and the signature are not (they were when the event
+    arrived, and ``history verify`` checks them again): cbor2's C decoder does the
+    parsing, at about a quarter of the strict decoder's cost. `link` makes a parent's
+    CID from its binary form (the ledger passes one that returns the CID object it
+    already holds: one copy per event, not one per reference), and `shared` maps a
+    conversation id or author key to the copy the caller holds, for the same reason.
+    Raises a `MalformedEvent` subclass naming `cid`."""
+    if not isinstance(data, bytes):
+        raise MalformedEvent("an event is a byte string", cid)
+    if len(data) > MAX_EVENT_BYTES:
+        raise EventTooLarge(f"{len(data)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit", cid)
+    try:
+        value = cbor2.loads(data)
+    except Exception:  # any decoding failure (cbor2 raises several kinds): malformed
+        raise MalformedEvent("the stored event is not valid CBOR", cid) from None
+    try:
+        event = _event_from_map(value, link, shared or {})
+    except LedgerError as exc:
+        raise type(exc)(exc.reason, cid) from None
+    except (TypeError, ValueError):  # e.g. body keys of mixed types that don't sort
+        raise MalformedEvent("the stored event has an unexpected shape", cid) from None
+    event.__dict__["_encoded"] = data
+    event.__dict__["cid"] = cid
+    return event
+
+
 def decode_strict_cbor(data: bytes, max_nesting: int = MAX_NESTING) -> object:
     """Decode the CBOR subset history uses: ints, byte/text strings, arrays, text-keyed maps
     and tag-42 links; minimal lengths, definite lengths only, bounded nesting.
@@ -365,7 +406,11 @@ def _decode_item(data: bytes, pos: int, depth: int, max_nesting: int) -> tuple[o
     return mapping, pos
 
 
-def _event_from_map(value: object) -> Event:
+def _event_from_map(
+    value: object,
+    link: Callable[[bytes], Cid] = Cid,
+    shared: Mapping[bytes, bytes] | None = None,
+) -> Event:
     if not isinstance(value, dict):
         raise MalformedEvent("an event is a CBOR map")
     keys = set(value)
@@ -379,20 +424,34 @@ def _event_from_map(value: object) -> Event:
         raise MalformedEvent("parents must be an array")
     if len(raw_parents) > MAX_PARENTS:
         raise MalformedEvent(f"more than {MAX_PARENTS} parents")
-    parents = tuple(_parse_link(link) for link in raw_parents)
+    parents = tuple(_parse_link(raw, link) for raw in raw_parents)
     body = value["body"]
     if not isinstance(body, dict):
         raise MalformedEvent("the body must be a map")
+    conversation = _typed(value["conv"], bytes, "conv")
+    author = _typed(value["author"], bytes, "author")
+    if shared is not None:
+        conversation, author = shared.get(conversation, conversation), shared.get(author, author)
     return Event(
-        conversation=_typed(value["conv"], bytes, "conv"),
-        author=_typed(value["author"], bytes, "author"),
+        conversation=conversation,
+        author=author,
         seq=_typed(value["seq"], int, "seq"),
         parents=parents,
         lamport=_typed(value["lamport"], int, "lamport"),
         wall_time=_typed(value["time"], int, "time"),
-        body=EventBody(tuple(sorted(body.items()))),
+        body=EventBody(tuple(sorted(_body_item(k, v) for k, v in body.items()))),
         signature=_typed(value["sig"], bytes, "sig"),
     )
+
+
+def _body_item(key: object, value: object) -> tuple[str, BodyValue]:
+    """A body field, its name (and the event kind) interned: a history holds one copy of
+    each name, not one per event. The types are checked by `EventBody`."""
+    if type(key) is str:
+        key = sys.intern(key)
+        if key == KIND_KEY and type(value) is str:
+            value = sys.intern(value)
+    return key, value  # type: ignore[return-value]
 
 
 def _typed(value: object, kind: type[_T], name: str) -> _T:
@@ -401,14 +460,14 @@ def _typed(value: object, kind: type[_T], name: str) -> _T:
     return value
 
 
-def _parse_link(link: object) -> Cid:
+def _parse_link(link: object, make: Callable[[bytes], Cid] = Cid) -> Cid:
     if not isinstance(link, cbor2.CBORTag) or link.tag != LINK_TAG:
         raise MalformedEvent("a parent must be a tag-42 link")
     content = link.value
     if not isinstance(content, bytes) or len(content) != CID_BYTES + 1 or content[0] != 0:
         raise MalformedEvent("a link is 0x00 followed by a binary CID")
     try:
-        cid = Cid(content[1:])
+        cid = make(content[1:])
     except InvalidCid as exc:
         raise MalformedEvent(f"bad parent link: {exc}") from None
     if cid.codec != CODEC_DAG_CBOR:

@@ -18,6 +18,7 @@ from app.core.ledger import (
     EventRejected,
     Ledger,
     LedgerOutcome,
+    Restorer,
     verify_export,
 )
 from app.core.ledger_errors import (
@@ -374,6 +375,58 @@ def test_restore_names_a_tampered_or_missing_event() -> None:
     )
     assert missing.value.index == child
     assert missing.value.cid == decode_event(gap[child]).cid
+
+
+def test_restoring_stored_events_without_signatures_keeps_every_other_rule() -> None:
+    """`verify=False` (events this node verified before storing them, from the sealed
+    store) rebuilds the same history, in parts as in one go, and still refuses what the
+    signature is not needed to see: another conversation's event, a stranger's, a bad
+    Lamport time or seq, a missing parent, a malformed event. It keeps equivocations."""
+    _, bob = conversation()
+    fork = sign_event(ALICE, CONV, 1, (), 1, 2, text("other first"))
+    bob.receive(fork.to_bytes())
+    blocks = [bob.get_bytes(e.cid) or b"" for e in bob.ordered()]
+    checked = Ledger.restore(A, B, list(reversed(blocks)))
+    restorer = Restorer(A, B, verify=False)
+    for start in range(0, len(blocks), 3):
+        restorer.feed(list(reversed(blocks))[start : start + 3])
+    trusted = restorer.finish()
+    assert trusted.ordered() == checked.ordered() == bob.ordered()
+    assert trusted.heads() == bob.heads()
+    assert trusted.equivocations() == bob.equivocations() != ()
+    assert [trusted.get_bytes(e.cid) for e in trusted.ordered()] == blocks
+    other = Ledger(A, C).append(ALICE, text("to Carol"), 1).to_bytes()
+    stranger = sign_event(CAROL, CONV, 1, (), 1, 1, text("me too")).to_bytes()
+    root = decode_event(blocks[0]).cid
+    bad_lamport = sign_event(BOB, CONV, 9, (root,), 7, 1, text("jump")).to_bytes()
+    cases: list[tuple[list[bytes], type[LedgerError], int]] = [
+        ([*blocks, other], WrongConversation, len(blocks)),
+        ([*blocks, stranger], ForgedAuthor, len(blocks)),
+        ([*blocks, bad_lamport], InconsistentEvent, len(blocks)),
+        (blocks[:2] + blocks[3:], MissingParents, -1),
+        ([*blocks[:4], b"\xa1\x61x\x01", *blocks[4:]], MalformedEvent, 4),
+        ([*blocks[:4], b"\xff\x00", *blocks[4:]], MalformedEvent, 4),
+    ]
+    for stored, error, index in cases:
+        with pytest.raises(error) as info:
+            Ledger.restore(A, B, stored, verify=False)
+        if index >= 0:
+            assert info.value.index == index
+            assert info.value.cid == Cid.for_block(stored[index])
+    # an event changed in the middle has another CID: its children lose their parent
+    parents = {p for b in blocks for p in decode_event(b).parents}
+    middle = next(i for i, b in enumerate(blocks) if Cid.for_block(b) in parents)
+    forged = [edit(b, sig=bytes(64)) if i == middle else b for i, b in enumerate(blocks)]
+    with pytest.raises(MissingParents):
+        Ledger.restore(A, B, forged, verify=False)
+    # a head's signature is not checked without `verify` (only the store's seal guards
+    # it, and only someone holding the data key can re-seal a row); `verify` names it
+    head = len(blocks) - 1
+    forged_head = [*blocks[:head], edit(blocks[head], sig=bytes(64))]
+    assert len(Ledger.restore(A, B, forged_head, verify=False)) == len(blocks)
+    with pytest.raises(BadEventSignature) as bad:
+        Ledger.restore(A, B, forged_head)
+    assert bad.value.index == head
 
 
 def test_restore_names_a_bad_event_stored_before_its_parent() -> None:

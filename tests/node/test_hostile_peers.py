@@ -31,6 +31,7 @@ from app.node.api import (
     SendMessage,
     VerifyHistory,
 )
+from app.node.history import load_ledger
 from app.node.messenger import MAX_PAYLOAD
 from app.node.state_message import MAX_EVENTS, StateMessage
 
@@ -232,5 +233,78 @@ async def test_tampering_with_a_stored_event_fails_verify_naming_it(
             await alice.service.verify_history(VerifyHistory("Bob"))
         # the running node keeps going: it refuses to load the history, says why
         assert (await alice.service.status()).running
+        # loading it for use (signatures not checked again) refuses it too: the seal,
+        # the conversation id, or the next event's link to the one changed
+        with pytest.raises(HistoryInvalid):
+            await load_ledger(store, bob_keys.public.address)
+    finally:
+        await stop_node(alice)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("tamper", ["forged head", "moved row", "swapped rows"])
+async def test_a_stored_event_changed_on_disk_is_caught_by_the_seal_or_by_verify(
+    tmp_path: Path, tamper: str
+) -> None:
+    """The node loads a history without checking its signatures again (they were
+    checked before the events were stored; decision 0022). What changes a stored event
+    is caught all the same: a row moved to another conversation (the seal does not
+    bind the conversation, the event's signed conversation id does), rows whose sealed
+    values were swapped (the seal binds the CID), and a re-sealed head, which only a
+    holder of the data key can write, is named by `history verify`."""
+    alice = await start_node(tmp_path, "Alice")
+    bob_keys = IdentityKeys.from_seeds(os.urandom(32), os.urandom(32))
+    try:
+        for keys, name in ((bob_keys, "Bob"), (CAROL, "Carol")):
+            await alice.service.add_contact(AddContact(make_invite(keys, name, [])))
+            for i in range(3):
+                await alice.service.send_message(SendMessage(name, f"{name} {i}"))
+
+        async def appended() -> bool:
+            reports = [
+                await alice.service.verify_history(VerifyHistory(n)) for n in ("Bob", "Carol")
+            ]
+            return [r.events for r in reports] == [3, 3]
+
+        await eventually(appended)
+        store = alice.service.store
+        bob = bob_keys.public.address
+        rows = _event_rows(alice)  # Bob's three, then Carol's three
+        db = store.paths.database
+        if tamper == "forged head":
+            seq, _ = rows[2]
+            head = (await store.call(store.history.all, bob))[2]
+            data = cbor2.dumps({**cbor2.loads(head), "sig": bytes(64)}, canonical=True)
+            named = str(Cid.for_block(data))
+            _rewrite(alice, seq, named, store.key.seal(f"history_events/event/{named}", data))
+            ledger = await load_ledger(store, bob)  # the seal opens: the key wrote it
+            assert len(ledger) == 3
+            with pytest.raises(HistoryInvalid, match=rf"event #2 {named}"):
+                await alice.service.verify_history(VerifyHistory("Bob"))
+            return
+        with sqlite3.connect(db) as conn:
+            if tamper == "moved row":  # Carol's first event into Bob's conversation
+                conn.execute(
+                    "UPDATE history_events SET contact_tag = ? WHERE seq = ?",
+                    (store.contact_tag(bob), rows[3][0]),
+                )
+            else:  # Bob's first two events' sealed values trade places
+                (first,), (second,) = (
+                    conn.execute(
+                        "SELECT event_enc FROM history_events WHERE seq = ?", (s,)
+                    ).fetchone()
+                    for s, _ in rows[:2]
+                )
+                conn.execute(
+                    "UPDATE history_events SET event_enc = ? WHERE seq = ?", (second, rows[0][0])
+                )
+                conn.execute(
+                    "UPDATE history_events SET event_enc = ? WHERE seq = ?", (first, rows[1][0])
+                )
+        expected = "another conversation" if tamper == "moved row" else "integrity check"
+        with pytest.raises(HistoryInvalid, match=expected):
+            await load_ledger(store, bob)
+        with pytest.raises(HistoryInvalid, match=expected):
+            await alice.service.verify_history(VerifyHistory("Bob"))
     finally:
         await stop_node(alice)
