@@ -23,7 +23,11 @@ between Alice and Bob on 127.0.0.1) and the real CLI:
 * ``window``: then the window (offscreen, bench_gui.py's child of the same code tree):
   seconds until it shows and until its node is up, RSS idle, opening Bob's conversation
   and scrolling back ten pages;
-* ``db_bytes_per_message``: Alice's database (with its WAL) / her messages.
+* ``db_bytes_per_message``: Alice's database (with its WAL) / her messages;
+* ``stop_during_start_s``: on another fresh copy, Alice's daemon sent SIGTERM
+  ``STOP_AFTER_S`` after its `status` answers, while it still rebuilds every history
+  (first start: no clean-stop note): seconds until it has exited (``stop_rc``: its
+  exit code).
 
 ``--code DIR`` (repeatable) runs the daemons and the CLI from another checkout (e.g. the
 main branch) too: old and new code then alternate over the same pairs in one run.
@@ -65,6 +69,7 @@ from app.node.paths import ProfilePaths  # noqa: E402
 
 NEEDLE = "zebracrossing"
 WINDOW_TIMEOUT_S = 300
+STOP_AFTER_S = 2.0
 IDLE_WINDOW_S = 60.0
 
 
@@ -252,6 +257,21 @@ def _ms(samples: list[float]) -> dict[str, float]:
     }
 
 
+async def stop_during_start(code: Path, pair: Path) -> dict[str, Any]:
+    """SIGTERM to Alice's daemon while its first start still rebuilds the histories."""
+    process, client = await start_daemon(code, pair / "alice")
+    await client.close()
+    await asyncio.sleep(STOP_AFTER_S)
+    t0 = time.perf_counter()
+    process.terminate()
+    try:
+        rc = await asyncio.to_thread(process.wait, 600)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        rc = process.wait()
+    return {"stop_during_start_s": round(time.perf_counter() - t0, 3), "stop_rc": rc}
+
+
 async def measure(code: Path, pair: Path, messages: int, rounds: int) -> dict[str, Any]:
     """Every figure for one copy of a pair, with the code in `code`."""
     alice_dir, bob_dir = pair / "alice", pair / "bob"
@@ -338,6 +358,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 shutil.copytree(source, copy)
                 try:
                     figures = await measure(code, copy, messages, args.rounds)
+                finally:
+                    shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(source, copy)
+                try:
+                    figures.update(await stop_during_start(code, copy))
                 finally:
                     shutil.rmtree(copy, ignore_errors=True)
                 results.setdefault(str(code), {})[name] = figures
