@@ -230,7 +230,8 @@ class Stream:
         if isinstance(event, MessageAdded) and not event.message.outgoing:
             self.added.setdefault(event.message.id, now)
         elif isinstance(event, MessageStatusChanged) and event.status is MessageStatus.DELIVERED:
-            self.delivered.setdefault(event.id, now)
+            for msg_id in event.ids:
+                self.delivered.setdefault(msg_id, now)
         self.changed.set()
 
     async def wait(self, predicate: Any, timeout: float) -> None:

@@ -100,7 +100,7 @@ class NodeBridge(QObject):
     contactChanged = Signal(object)  # Contact (e.g. flagged: its key changed)
     securityAlert = Signal(str, str, str)  # contact address, kind, sentence for the user
     messageAdded = Signal(object, object)  # Message, id of the message it goes before or None
-    messageStatusChanged = Signal(str, str, object)  # id, contact address, MessageStatus
+    messageStatusChanged = Signal(object, str, object)  # ids (tuple), contact, MessageStatus
     typingChanged = Signal(str, bool)  # contact address, whether they are typing to us
     settingsChanged = Signal(object)  # Settings
     statusUpdated = Signal(object)  # Status
@@ -181,7 +181,7 @@ class NodeBridge(QObject):
         elif isinstance(event, MessageAdded):
             self.messageAdded.emit(event.message, event.before)
         elif isinstance(event, MessageStatusChanged):
-            self.messageStatusChanged.emit(event.id, event.contact, event.status)
+            self.messageStatusChanged.emit(event.ids, event.contact, event.status)
         elif isinstance(event, TypingChanged):
             self.typingChanged.emit(event.contact, event.typing)
         elif isinstance(event, SettingsChanged):

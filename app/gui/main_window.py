@@ -688,9 +688,12 @@ class MainWindow(QMainWindow):
         if not message.outgoing and not self.isActiveWindow():
             self._notify(message)
 
-    def _on_status_changed(self, message_id: str, _contact: str, status: MessageStatus) -> None:
-        self.messages.set_status(message_id, status)
-        self.transfers.message_status(message_id, status)
+    def _on_status_changed(
+        self, message_ids: tuple[str, ...], _contact: str, status: MessageStatus
+    ) -> None:
+        for message_id in message_ids:
+            self.messages.set_status(message_id, status)
+            self.transfers.message_status(message_id, status)
 
     def _on_typing_changed(self, address: str, typing: bool) -> None:
         self._typing = self._typing | {address} if typing else self._typing - {address}

@@ -576,11 +576,25 @@ class MessageAdded:
 
 @dataclass(frozen=True)
 class MessageStatusChanged:
-    """An outgoing message progressed (sent, delivered, read)."""
+    """Outgoing messages progressed (sent, delivered, read): message `id` and, when one
+    step moved several of the conversation's messages at once (a read receipt or an
+    acknowledgement covering a backlog), the others in `more`: one event for all."""
 
     id: str
     contact: str
     status: MessageStatus
+    more: tuple[str, ...] = ()
+    """Further messages of `contact` that reached `status` with `id` (oldest first)."""
+
+    @classmethod
+    def of(cls, ids: list[str], contact: str, status: MessageStatus) -> MessageStatusChanged:
+        """One event for the messages `ids` (at least one) reaching `status` together."""
+        return cls(ids[0], contact, status, tuple(ids[1:]))
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every message this event moved: `id`, then `more`."""
+        return (self.id, *self.more)
 
 
 @dataclass(frozen=True)

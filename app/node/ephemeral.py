@@ -218,5 +218,5 @@ class Ephemeral:
             MessageStatus.READ,
             (MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.DELIVERED),
         )
-        for msg_id in changed:
-            self._publish(MessageStatusChanged(msg_id, address, MessageStatus.READ))
+        if changed:  # one event for all a receipt covered (it may cover a long backlog)
+            self._publish(MessageStatusChanged.of(changed, address, MessageStatus.READ))

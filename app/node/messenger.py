@@ -990,8 +990,8 @@ class Messenger:
             changed = await self.store.call(
                 self.store.messages.advance_status, ids, MessageStatus.SENT, (MessageStatus.QUEUED,)
             )
-            for msg_id in changed:
-                self._publish(MessageStatusChanged(msg_id, address, MessageStatus.SENT))
+            if changed:
+                self._publish(MessageStatusChanged.of(changed, address, MessageStatus.SENT))
 
     def _own_message_ids(
         self,
@@ -1021,8 +1021,7 @@ class Messenger:
         receipt: one write fewer per message; statuses only move forward)."""
         if not ids:
             return
-        for msg_id in ids:
-            self._publish(MessageStatusChanged(msg_id, address, MessageStatus.SENT))
+        self._publish(MessageStatusChanged.of(ids, address, MessageStatus.SENT))
         self._unsaved_sent.setdefault(address, []).extend(ids)
         if self._sent_timer is None:
             self._sent_timer = asyncio.get_running_loop().call_later(
@@ -1284,8 +1283,8 @@ class Messenger:
                 self._publish_in_order(added, order, before)
                 if added:
                     self.ephemeral.peer_wrote(address)
-            for msg_id in changed[0] if changed else []:
-                self._publish(MessageStatusChanged(msg_id, address, MessageStatus.DELIVERED))
+            if changed and changed[0]:  # one event however many one answer covered
+                self._publish(MessageStatusChanged.of(changed[0], address, MessageStatus.DELIVERED))
 
         if steps:
             await self._commit_then(address, steps, committed)

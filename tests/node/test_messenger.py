@@ -801,7 +801,9 @@ async def test_a_first_send_is_shown_sent_at_once_and_stored_so_soon_after(
 
 def said(node: Node, msg_id: str) -> list[MessageStatus]:
     """The statuses `node` published for one message, in order."""
-    return [e.status for e in node.events if isinstance(e, MessageStatusChanged) and e.id == msg_id]
+    return [
+        e.status for e in node.events if isinstance(e, MessageStatusChanged) and msg_id in e.ids
+    ]
 
 
 @pytest.mark.asyncio

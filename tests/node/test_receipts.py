@@ -152,6 +152,45 @@ async def test_typing_is_never_stored_nor_sent_without_a_connection(
 
 
 @pytest.mark.asyncio
+async def test_a_receipt_for_a_backlog_is_one_status_event_in_process_and_over_the_socket(
+    linked: tuple[Node, Node],
+) -> None:
+    """A read receipt covering N messages published N events (a contact catching up on
+    a long backlog flooded the event stream and the window): it is one now, naming all
+    N, and a control-socket subscriber gets the same one."""
+    alice, bob = linked
+    path = ProfilePaths(alice.service.store.paths.root)
+    server = ControlServer(alice.service, path)
+    await server.start()
+    client = await connect_control(path)
+    try:
+        assert client is not None
+        stream = client.events().__aiter__()
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.2)  # subscribed before the messages go
+        sent = [await alice.service.send_message(SendMessage("Bob", f"n{i}")) for i in range(12)]
+        await eventually(lambda: _statuses(alice, "Bob", {MessageStatus.DELIVERED}))
+        before = len(alice.events)
+        await bob.service.mark_read(MarkRead("Alice"))
+        await eventually(lambda: _statuses(alice, "Bob", {MessageStatus.READ}))
+        read = [
+            e
+            for e in alice.events[before:]
+            if isinstance(e, MessageStatusChanged) and e.status is MessageStatus.READ
+        ]
+        assert len(read) == 1
+        assert set(read[0].ids) >= {m.id for m in sent}
+        got = await asyncio.wait_for(first, 5)
+        while not (isinstance(got, MessageStatusChanged) and got.status is MessageStatus.READ):
+            got = await asyncio.wait_for(stream.__anext__(), 5)
+        assert got == read[0]  # `more` travels in the JSON event
+    finally:
+        if client is not None:
+            await client.close()
+        await server.stop()
+
+
+@pytest.mark.asyncio
 async def test_mark_read_turns_the_senders_copies_read(linked: tuple[Node, Node]) -> None:
     alice, bob = linked
     for i in range(2):
@@ -160,7 +199,7 @@ async def test_mark_read_turns_the_senders_copies_read(linked: tuple[Node, Node]
     await bob.service.mark_read(MarkRead("Alice"))
     await eventually(lambda: _statuses(alice, "Bob", {MessageStatus.READ}))
     read = [e for e in alice.events if isinstance(e, MessageStatusChanged)]
-    assert sum(e.status is MessageStatus.READ for e in read) == 3
+    assert sum(len(e.ids) for e in read if e.status is MessageStatus.READ) == 3
     # the reader's own copies stay "received"
     assert await _statuses(bob, "Alice", {MessageStatus.RECEIVED})
 
