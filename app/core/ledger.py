@@ -264,24 +264,23 @@ class Ledger:
 
         `cids_since(heads_of(cids))` equals `cids_since(cids)`, but costs what the peer
         lacks instead of a walk from every one of `cids` (e.g. every event a contact wrote).
-        This walk visits each ancestor once, so compute it once, not per query."""
-        known = sorted(
-            {c for c in cids if c in self._events},
-            key=lambda c: (self._events[c].lamport, c),
-            reverse=True,
-        )
-        covered: set[Cid] = set()
+        This sweeps the history down from the newest event to the oldest of `cids`, so
+        compute it once, not per query."""
+        wanted = {c for c in cids if c in self._events}
+        covered: set[Cid] = set()  # ancestors of a wanted event
         heads: list[Cid] = []
-        for cid in known:  # an ancestor has a lower Lamport time: covered before its turn
-            if cid in covered:
+        # newest first: every child of an event (higher Lamport time) comes before it
+        for event in reversed(self._order):
+            if not wanted:
+                break
+            cid = event.cid
+            if cid in wanted:
+                wanted.discard(cid)
+                if cid not in covered:
+                    heads.append(cid)
+            elif cid not in covered:
                 continue
-            heads.append(cid)
-            stack = list(self._events[cid].parents)
-            while stack:
-                parent = stack.pop()
-                if parent not in covered:
-                    covered.add(parent)
-                    stack.extend(self._events[parent].parents)
+            covered.update(event.parents)
         return tuple(sorted(heads))
 
     def held_by(
