@@ -162,6 +162,15 @@ async def test_status_changes_reach_the_bubbles(
         api.MessageStatusChanged(sent.id, bob.address, api.MessageStatus.DELIVERED)
     )
     await wait_for(lambda: window.messages.message_at(0).status == api.MessageStatus.DELIVERED)
+    # one event for several messages (a read receipt covering a backlog) reaches each
+    more = [await service.send_message(api.SendMessage(bob.address, f"m{i}")) for i in range(3)]
+    await wait_for(lambda: window.messages.rowCount() == 4)
+    service._bus.publish(  # type: ignore[attr-defined]
+        api.MessageStatusChanged.of(
+            [sent.id, *(m.id for m in more)], bob.address, api.MessageStatus.READ
+        )
+    )
+    await wait_for(lambda: all(m.status == api.MessageStatus.READ for m in _rows(window)))
 
 
 @pytest.mark.asyncio
