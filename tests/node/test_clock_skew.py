@@ -9,14 +9,22 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from app.core.identity import IdentityKeys
 from app.core.records import RecordKind, dht_key
-from app.node.api import AddContact, ListMessages, Message, MessageStatus, SendMessage
+from app.node.api import (
+    AddContact,
+    ClockAlert,
+    ListMessages,
+    Message,
+    MessageStatus,
+    NodeEvent,
+    SendMessage,
+)
 from app.node.dht import DhtNode
 from app.node.messenger import Messenger
 from app.node.network import RECORD_TTL, NetworkStack
@@ -30,28 +38,41 @@ HOUR = 3600.0
 
 @dataclass
 class Node:
+    name: str
     service: NodeService
     network: NetworkStack
     messenger: Messenger
+    skew: list[float]
+    """The wall clock's offset in seconds (`skew[0]`; a test may set it, as NTP would)."""
+    alerts: list[ClockAlert] = field(default_factory=list)
+    """Every `ClockAlert` the node published."""
 
 
 async def start_node(root: Path, name: str, skew: float) -> Node:
     """A node whose every wall-clock read is `skew` seconds off."""
+    box = [skew]
+    alerts: list[ClockAlert] = []
 
     def clock() -> float:
-        return time.time() + skew
+        return time.time() + box[0]
 
     create_profile(root / name, name, None)
     store = open_store(root / name, None)
     service = NodeService(store, clock=clock)
     network = NetworkStack(store.identity, settings=SETTINGS, dht=DhtNode(clock=clock), clock=clock)
     await network.start("127.0.0.1", 0)
-    messenger = Messenger(store, network, service.publish, clock=clock)
+
+    def publish(event: NodeEvent) -> None:
+        if isinstance(event, ClockAlert):
+            alerts.append(event)
+        service.publish(event)
+
+    messenger = Messenger(store, network, publish, clock=clock)
     service.attach_network(network)
     await messenger.start()
     service.attach_delivery(messenger)
     await network.join([])
-    return Node(service, network, messenger)
+    return Node(name, service, network, messenger, box, alerts)
 
 
 async def stop_node(node: Node) -> None:
@@ -74,14 +95,18 @@ async def eventually(check: Callable[[], object], timeout: float = 20.0) -> None
         await asyncio.sleep(0.05)
 
 
+async def befriend(a: Node, b: Node) -> None:
+    await b.network.join_via(a.network.endpoints())
+    await a.service.add_contact(AddContact((await b.service.whoami()).invite))
+    await b.service.add_contact(AddContact((await a.service.whoami()).invite))
+
+
 @contextlib.asynccontextmanager
 async def pair(root: Path, alice_skew: float) -> AsyncIterator[tuple[Node, Node]]:
     alice = await start_node(root, "Alice", alice_skew)
     bob = await start_node(root, "Bob", 0.0)
     try:
-        await bob.network.join_via(alice.network.endpoints())
-        await alice.service.add_contact(AddContact((await bob.service.whoami()).invite))
-        await bob.service.add_contact(AddContact((await alice.service.whoami()).invite))
+        await befriend(alice, bob)
         yield alice, bob
     finally:
         await stop_node(alice)
@@ -182,3 +207,45 @@ async def test_records_published_after_the_clock_was_corrected_replace_those_sig
     finally:
         await ahead.stop()
         await holder.stop()
+
+
+async def write(sender: Node, recipient: Node, text: str) -> None:
+    await sender.service.send_message(SendMessage(recipient.name, text))
+    await eventually(lambda: received(recipient, sender.name, text))
+
+
+@pytest.mark.asyncio
+async def test_a_clock_hours_ahead_is_told_once_two_contacts_agree_and_cleared_once_set_right(
+    tmp_path: Path,
+) -> None:
+    """The user is told when the computer's clock looks wrong, judged from the clocks of
+    two contacts or more (app.core.clock_check, app.node.clock_alarm); before, nothing
+    said why messages to offline contacts stayed queued beyond a day of skew."""
+    alice = await start_node(tmp_path, "Alice", 5 * HOUR)
+    bob = await start_node(tmp_path, "Bob", 0.0)
+    carol = await start_node(tmp_path, "Carol", 0.0)
+    try:
+        await befriend(alice, bob)
+        await write(bob, alice, "hi Alice")
+        await write(alice, bob, "hi Bob")
+        # one contact alone can't say whose clock is wrong: not Alice's, not Bob's
+        assert (await alice.service.status()).clock == ""
+        assert (await bob.service.status()).clock == ""
+        # a second contact: the exchange of heads on connecting is enough to tell
+        await befriend(alice, carol)
+        await eventually(lambda: alice.alerts)
+        await write(carol, alice, "hello from Carol")
+        status = await alice.service.status()
+        assert "about 5 hours ahead" in status.clock and "2 of the 2" in status.clock
+        assert alice.alerts == [ClockAlert(status.clock)]
+        # Bob and Carol hear only from Alice: their clocks are not blamed
+        assert (await bob.service.status()).clock == ""
+        assert (await carol.service.status()).clock == ""
+
+        alice.skew[0] = 0.0  # the user sets the clock right
+        await write(bob, alice, "better now?")
+        assert (await alice.service.status()).clock == ""
+        assert alice.alerts[-1].resolved
+    finally:
+        for node in (alice, bob, carol):
+            await stop_node(node)
