@@ -50,20 +50,16 @@ from app.node.api import (
 )
 from app.node.control import connect_control
 from app.node.paths import ProfilePaths
+from bench.daemons import node_env, run_cli, start_daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 PASS = "bench passphrase"
 BIN = Path(sys.executable).parent
 MiB = 1024 * 1024
-PROFILE_PREFIX = os.environ.get("BENCH_PROFILE")
-"""If set, each daemon runs under cProfile, writing PREFIX-<profile name> at exit."""
 
 
-def env(**extra: str) -> dict[str, str]:
-    out = dict(os.environ)
-    out.update(SCRAMBLED_EGGS_PASSPHRASE=PASS, SCRAMBLED_EGGS_ICE_LOOPBACK="1", **extra)
-    out.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    return out
+def env() -> dict[str, str]:
+    return node_env(ROOT, PASS)
 
 
 def free_port() -> int:
@@ -256,52 +252,7 @@ def run_wormhole(src: Path, work: Path, size: int, digest: str) -> dict[str, Any
 
 
 def cli(profile: Path, *args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "--profile", str(profile), *args, "--json"],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"scrambled-eggs {' '.join(args)} failed: {done.stderr.strip()}")
-    return json.loads(done.stdout)
-
-
-def start_daemon(profile: Path, shaping: str) -> subprocess.Popen[str]:
-    runner = [sys.executable, "-m", "app"]
-    if PROFILE_PREFIX:
-        runner[1:1] = ["-m", "cProfile", "-o", f"{PROFILE_PREFIX}-{profile.name}"]
-    proc = subprocess.Popen(
-        [
-            *runner,
-            "--profile",
-            str(profile),
-            "daemon",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-lan",
-            "--shaping",
-            shaping,
-        ],
-        env=env(),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the daemon for {profile.name} exited")
-        with contextlib.suppress(RuntimeError):
-            if cli(profile, "status")["running"]:
-                return proc
-        time.sleep(0.2)
-    raise RuntimeError("daemon did not start")
+    return run_cli(profile, *args, env=env(), timeout=120)
 
 
 async def receive_one(profile: Path, started: asyncio.Event) -> tuple[float, dict[str, Any]]:
@@ -374,7 +325,10 @@ def run_eggs(src: Path, work: Path, size: int, digest: str, shaping: str) -> dic
     alice, bob = work / f"alice-{shaping}", work / f"bob-{shaping}"
     cli(alice, "init", "--name", "Alice")
     cli(bob, "init", "--name", "Bob")
-    procs = {"sender": start_daemon(alice, shaping), "receiver": start_daemon(bob, shaping)}
+    procs = {
+        "sender": start_daemon(alice, shaping, env()),
+        "receiver": start_daemon(bob, shaping, env()),
+    }
     try:
         cli(alice, "contacts", "add", cli(bob, "whoami")["invite"])
         cli(bob, "contacts", "add", cli(alice, "whoami")["invite"])

@@ -63,6 +63,7 @@ from app.node.api import (  # noqa: E402
 )
 from app.node.control import ControlClient, connect_control  # noqa: E402
 from app.node.paths import ProfilePaths  # noqa: E402
+from bench.daemons import node_env, run_cli, start_daemon_client  # noqa: E402
 from bench.durable_commit import commit_latency  # noqa: E402
 
 PAYLOAD = b"x" * 64
@@ -70,8 +71,6 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 """Control connections the throughput phase sends over: enough requests at once that the
 daemons set the pace, not the driver's round trips (with 8, the same code measured
 ~40 % lower: each connection waits for its previous message to be committed)."""
-PROFILE_PREFIX = os.environ.get("BENCH_PROFILE")
-"""If set, each daemon runs under cProfile, writing PREFIX-alice / PREFIX-bob at exit."""
 
 
 # --------------------------------------------------------------------------- raw baseline
@@ -153,26 +152,7 @@ async def raw_rtt(rounds: int) -> list[float]:
 
 
 def cli(profile: Path, *args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "--profile", str(profile), *args, "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=_env(),
-        timeout=120,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"scrambled-eggs {' '.join(args)} failed: {done.stderr}")
-    return json.loads(done.stdout)
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("SCRAMBLED_EGGS_PASSPHRASE", None)
-    env["SCRAMBLED_EGGS_ICE_LOOPBACK"] = "1"
-    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
-    env["ORT_DISABLE_TELEMETRY"] = "1"
-    return env
+    return run_cli(profile, *args, env=node_env(), timeout=120)
 
 
 SHAPING = os.environ.get("BENCH_SHAPING", "off")
@@ -183,34 +163,7 @@ sends): the latency then includes whatever the signal holds up."""
 
 
 async def start_daemon(profile: Path) -> tuple[subprocess.Popen[bytes], ControlClient]:
-    runner = [sys.executable, "-m", "app"]
-    if PROFILE_PREFIX:
-        runner[2:2] = ["cProfile", "-o", f"{PROFILE_PREFIX}-{profile.name}", "-m"]
-    process = subprocess.Popen(
-        [
-            *runner,
-            *("--profile", str(profile), "daemon", "--listen", "127.0.0.1:0", "--no-lan"),
-            *("--shaping", SHAPING),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-        env=_env(),
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        client = await connect_control(ProfilePaths(profile))
-        if client is not None:
-            try:
-                if (await client.status()).running:
-                    return process, client
-            except Exception:
-                pass
-            await client.close()
-        await asyncio.sleep(0.2)
-    process.kill()
-    raise RuntimeError("a daemon did not come up")
+    return await start_daemon_client(profile, SHAPING, node_env())
 
 
 class Stream:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -41,58 +40,14 @@ sys.path.insert(0, str(ROOT))
 from app.node.api import TransferAdded, TransferChanged, TransferState  # noqa: E402
 from app.node.control import connect_control  # noqa: E402
 from app.node.paths import ProfilePaths  # noqa: E402
+from bench.daemons import node_env, run_cli, start_daemon  # noqa: E402
 
 PASS = "small files bench"
 TIMEOUT = 600.0
 
 
-def env(code: Path) -> dict[str, str]:
-    out = dict(os.environ)
-    out.update(
-        SCRAMBLED_EGGS_PASSPHRASE=PASS,
-        SCRAMBLED_EGGS_ICE_LOOPBACK="1",
-        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
-        PYTHONPATH=str(code),
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    out.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    return out
-
-
 def cli(profile: Path, *args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "--profile", str(profile), *args, "--json"],
-        capture_output=True,
-        text=True,
-        env=env(ROOT),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"scrambled-eggs {' '.join(args)} failed: {done.stderr.strip()}")
-    return json.loads(done.stdout)
-
-
-def start_daemon(code: Path, profile: Path, shaping: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "app", "--profile", str(profile), "daemon"]
-    proc = subprocess.Popen(
-        [*command, "--listen", "127.0.0.1:0", "--no-lan", "--shaping", shaping],
-        env=env(code),
-        cwd=code,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the daemon for {profile.name} exited")
-        with contextlib.suppress(RuntimeError):
-            if cli(profile, "status")["running"]:
-                return proc
-        time.sleep(0.2)
-    raise RuntimeError("daemon did not start")
+    return run_cli(profile, *args, env=node_env(ROOT, PASS))
 
 
 def make_folder(folder: Path, count: int, size: int) -> dict[str, bytes]:
@@ -179,7 +134,8 @@ def one_run(code: Path, work: Path, shaping: str, count: int, size: int) -> dict
     downloads = work / "downloads"
     cli(bob, "settings", "--downloads-folder", str(downloads))
     files = make_folder(work / "album", count, size)
-    procs = [start_daemon(code, alice, shaping), start_daemon(code, bob, shaping)]
+    daemon_env = node_env(code, PASS)
+    procs = [start_daemon(alice, shaping, daemon_env), start_daemon(bob, shaping, daemon_env)]
     try:
         cli(alice, "contacts", "add", cli(bob, "whoami")["invite"])
         cli(bob, "contacts", "add", cli(alice, "whoami")["invite"])
