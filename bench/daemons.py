@@ -24,6 +24,9 @@ from app.node.paths import ProfilePaths
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE_PREFIX = os.environ.get("BENCH_PROFILE")
 """If set, each daemon runs under cProfile, writing PREFIX-<profile name> at exit."""
+LOG_DIR = os.environ.get("BENCH_DAEMON_LOGS")
+"""If set, each daemon's stderr (what it prints when it fails; the node logs to
+<profile>/logs/node.log) goes to DIR/<profile name>.log instead of nowhere."""
 
 
 def node_env(code: Path = ROOT, passphrase: str | None = None) -> dict[str, str]:
@@ -61,22 +64,26 @@ def run_cli(profile: Path, *args: str, env: dict[str, str], timeout: float = 300
 
 def spawn_daemon(profile: Path, shaping: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`scrambled-eggs daemon` on 127.0.0.1 (any port, no LAN discovery), output
-    discarded; under cProfile if BENCH_PROFILE is set."""
+    discarded (or its log kept, see LOG_DIR); under cProfile if BENCH_PROFILE is set."""
     runner = [sys.executable, "-m", "app"]
     if PROFILE_PREFIX:
         runner[2:2] = ["cProfile", "-o", f"{PROFILE_PREFIX}-{profile.name}", "-m"]
-    return subprocess.Popen(
-        [
-            *runner,
-            *("--profile", str(profile), "daemon", "--listen", "127.0.0.1:0", "--no-lan"),
-            *("--shaping", shaping),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=env.get("PYTHONPATH", ROOT),
-        env=env,
-    )
+    with contextlib.ExitStack() as stack:
+        log: Any = subprocess.DEVNULL
+        if LOG_DIR:  # the child keeps its own descriptor; ours closes after the start
+            log = stack.enter_context(open(Path(LOG_DIR) / f"{profile.name}.log", "ab"))
+        return subprocess.Popen(
+            [
+                *runner,
+                *("--profile", str(profile), "daemon", "--listen", "127.0.0.1:0", "--no-lan"),
+                *("--shaping", shaping),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=env.get("PYTHONPATH", ROOT),
+            env=env,
+        )
 
 
 def start_daemon(
