@@ -36,9 +36,9 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from app.core.file_crypto import (
     FileManifest,
@@ -68,6 +68,7 @@ from app.node.file_fetch import BlockSource, fetch_into
 from app.node.file_io import release_shared, share_paths
 from app.node.file_serving import FileServing
 from app.node.files_errors import BlocksUnavailable, DiskFull, FilesError, IpfsUnavailable
+from app.node.group_commit import GroupCommit
 from app.node.history import FILE, FILE_CANCEL, FILE_DONE
 from app.node.ipfs import IpfsBackend
 from app.node.network import NetworkStack
@@ -168,6 +169,9 @@ class FileTransfers:
         """Senders whose states are being told (one task each)."""
         self._fetch_slots: dict[str, asyncio.Semaphore] = {}
         """Per contact: `MAX_FETCHES_PER_CONTACT` fetches of its files at once."""
+        self._received_writes: GroupCommit[tuple[str, int, bytes | None]] = GroupCommit(
+            self._store_received
+        )
         self.serving = FileServing(
             store, self.blockstore, publish, self._progress, self._spawn, monotonic
         )
@@ -628,9 +632,7 @@ class FileTransfers:
             if state in _ENDED:  # done: the saved file keeps its own name (`PartFile`)
                 await self._forget_part(record)
             else:
-                await self.store.call(
-                    self.store.transfers.set_received, record.id, record.done_bytes, None
-                )
+                await self._set_received(record.id, record.done_bytes, None)
         if state in _ENDED:
             await self._release(record.root)
         return record
@@ -668,7 +670,20 @@ class FileTransfers:
         bitmap left beside a DONE transfer tells the next start to remove the part's
         name, should the process die before it is gone)."""
         await asyncio.to_thread(self._remove_part, record)
-        await self.store.call(self.store.transfers.set_received, record.id, record.done_bytes, None)
+        await self._set_received(record.id, record.done_bytes, None)
+
+    async def _set_received(
+        self, transfer_id: str, done_bytes: int, received: bytes | None
+    ) -> None:
+        """`TransferRepository.set_received`, committed together with those of other
+        fetches waiting meanwhile (a folder of small files saves dozens at once; a commit
+        each kept the store thread from their other steps)."""
+        await self._received_writes.add((transfer_id, done_bytes, received))
+
+    async def _store_received(self, rows: Sequence[tuple[str, int, bytes | None]]) -> None:
+        set_received = self.store.transfers.set_received
+        steps = [functools.partial(set_received, *row) for row in rows]
+        await self.store.call(self.store.atomically, *steps)
 
     def _remove_part(self, record: TransferRecord) -> None:
         """Delete the part file of an ended incoming transfer, if there is one."""
@@ -705,21 +720,27 @@ class FileTransfers:
 
     async def _event_loop(self) -> None:
         while True:
-            address, event = await self._events.get()
-            try:
-                await self._apply(address, event)
-            except NodeError as exc:
-                log.warning("a file event could not be applied: %s", exc)
-            except Exception:  # a peer's odd event or our bug must not stop the loop
-                log.exception("applying a file event failed")
+            waiting = [await self._events.get()]
+            while not self._events.empty():
+                waiting.append(self._events.get_nowait())
+            for offers, other in _runs_of_offers(waiting):
+                try:
+                    if offers:
+                        await self._offered_run(offers)
+                    else:
+                        await self._apply(*other)
+                except NodeError as exc:
+                    log.warning("a file event could not be applied: %s", exc)
+                except Exception:  # a peer's odd event or our bug must not stop the loop
+                    log.exception("applying a file event failed")
 
     async def _apply(self, address: str, event: Event) -> None:
         body = event.body
         transfer_id = body.get("id")
-        if not isinstance(transfer_id, str) or not 0 < len(transfer_id) <= 64:
+        if not _valid_id(transfer_id):
             return
         if body.kind == FILE:
-            await self._offered(address, transfer_id, event)
+            await self._offered_run([(address, event)])
             return
         record = await self.store.call(self.store.transfers.get, transfer_id)
         if record is None or record.contact != address or record.state in _ENDED:
@@ -739,17 +760,36 @@ class FileTransfers:
             )
             await self._end(record, TransferState.DONE)
 
-    async def _offered(self, address: str, transfer_id: str, event: Event) -> None:
-        raw = event.body.get("m")
-        if not isinstance(raw, bytes):
+    async def _offered_run(self, offers: Sequence[tuple[str, Event]]) -> None:
+        """Record the files contacts offered, in one transaction (a folder of small files
+        is offered as a run of events: one commit each held the next offer back)."""
+        records = [r for r in (self._offer_record(*offer) for offer in offers) if r is not None]
+        if not records:
             return
+        add = self.store.transfers.add
+        steps = [functools.partial(add, record) for record in records]
+        added = await self.store.call(self.store.atomically, *steps)
+        for record, new in zip(records, added, strict=True):
+            if not new:
+                continue  # seen before (a replayed or re-synced event)
+            self._publish(TransferAdded(public(record)))
+            if record.state is TransferState.RUNNING:
+                self._start_fetch(record)
+                self._tell(record)
+
+    def _offer_record(self, address: str, event: Event) -> TransferRecord | None:
+        """The incoming transfer a ``file`` event offers; None if it is malformed."""
+        raw = event.body.get("m")
+        transfer_id = event.body.get("id")
+        if not isinstance(raw, bytes) or not _valid_id(transfer_id):
+            return None
         try:
             manifest = decode_manifest(raw)
         except InvalidManifest as exc:
             log.warning("a contact offered a file with a malformed manifest: %s", exc)
-            return
+            return None
         auto = manifest.size <= self._config().auto_accept_bytes
-        record = TransferRecord(
+        return TransferRecord(
             id=transfer_id,
             contact=address,
             outgoing=False,
@@ -762,12 +802,6 @@ class FileTransfers:
             manifest=raw,
             root=manifest.root_cid,
         )
-        if not await self.store.call(self.store.transfers.add, record):
-            return  # seen before (a replayed or re-synced event)
-        self._publish(TransferAdded(public(record)))
-        if auto:
-            self._start_fetch(record)
-            self._tell(record)
 
     # ------------------------------------------------------------------ fetching
 
@@ -1062,9 +1096,7 @@ class FileTransfers:
         self, record: TransferRecord, part: PartFile, progress: Progress, saved: _Saved
     ) -> None:
         point = await asyncio.to_thread(part.checkpoint)
-        await self.store.call(
-            self.store.transfers.set_received, record.id, point.done_bytes, point.received
-        )
+        await self._set_received(record.id, point.done_bytes, point.received)
         saved.done = point.done_bytes
         progress.done = point.done_bytes
         shown = dataclasses.replace(record, done_bytes=point.done_bytes)
@@ -1110,6 +1142,26 @@ class _SourceWatch:
                 self.sender_back.set()
         elif state is not PeerState.CONNECTING and address == self._sender:
             self._sender_away = True
+
+
+def _valid_id(transfer_id: object) -> TypeGuard[str]:
+    return isinstance(transfer_id, str) and 0 < len(transfer_id) <= 64
+
+
+def _runs_of_offers(
+    events: list[tuple[str, Event]],
+) -> list[tuple[list[tuple[str, Event]], tuple[str, Event]]]:
+    """`events` in order, each run of consecutive ``file`` offers as one item
+    ``(offers, _)`` and every other event alone as ``([], event)``."""
+    items: list[tuple[list[tuple[str, Event]], tuple[str, Event]]] = []
+    for item in events:
+        if item[1].body.kind != FILE:
+            items.append(([], item))
+        elif items and items[-1][0]:
+            items[-1][0].append(item)
+        else:
+            items.append(([item], item))
+    return items
 
 
 async def _stop(task: asyncio.Future[Any]) -> None:

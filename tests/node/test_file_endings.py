@@ -694,3 +694,37 @@ async def test_events_appended_at_once_share_one_transaction_and_one_message(
         return set(ids) <= got
 
     await eventually(alice_holds_them)
+
+
+@pytest.mark.asyncio
+async def test_a_folders_offers_and_saved_states_share_transactions(
+    pair: list[Node], tmp_path: Path
+) -> None:
+    """A folder of small files reaches the receiver as a run of offers, and its files are
+    saved at about the same time. Each offer was recorded in a transaction of its own
+    (the next offer waited for that commit), and each file's bitmap was written twice
+    more, alone: the receiver's commits, not the network, set its pace. Offers waiting
+    together are now recorded together, and bitmaps written meanwhile share a commit."""
+    alice, bob = pair
+    statements: list[str] = []
+    bob.service.store._conn.set_trace_callback(statements.append)
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"{i}.txt").write_bytes(os.urandom(2000))
+    transfers = await alice.service.share_files(ShareFiles("Bob", [str(folder)]))
+    for transfer in transfers:
+        await eventually(lambda t=transfer: in_state(bob, t.id, TransferState.DONE))
+    bob.service.store._conn.set_trace_callback(None)
+    offers, bitmaps, txn = set(), set(), 0
+    for statement in statements:
+        if statement == "COMMIT":
+            txn += 1
+        elif statement.startswith("INSERT OR IGNORE INTO transfers"):
+            offers.add(txn)
+        elif statement.startswith("UPDATE transfers SET done_bytes ="):
+            bitmaps.add(txn)
+    # the old code: exactly 20 and 40 (one per offer; two per saved file); here, most
+    # often 1 and 5-7, fewer than one per file whatever the timing
+    assert len(offers) < 20
+    assert len(bitmaps) < 40

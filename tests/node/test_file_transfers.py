@@ -16,8 +16,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE, decode_manifest
-from app.core.unixfs import decode_file_node, raw_cid
+from app.core.file_crypto import (
+    CHUNK_PLAINTEXT_SIZE,
+    FileManifest,
+    decode_manifest,
+    encode_manifest,
+    padded_size,
+)
+from app.core.ledger_event import Event, EventBody, sign_event
+from app.core.unixfs import dag_pb_cid, decode_file_node, raw_cid
 from app.node.api import (
     AcceptTransfer,
     AddContact,
@@ -36,7 +43,9 @@ from app.node.api import (
 from app.node.blockstore import Blockstore
 from app.node.file_io import share_file
 from app.node.file_serving import MAX_DECISIONS, MEMBERS_STALE, FileServing
+from app.node.file_transfers import _runs_of_offers
 from app.node.files_errors import DiskFull, FilesError, IpfsUnavailable
+from app.node.history import FILE, FILE_CANCEL
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.storage.transfers import TransferRecord
@@ -691,3 +700,81 @@ async def _all_recorded(node: NodeService, count: int) -> list[Any]:
         if len(transfers) == count and len(await node.list_messages(ListMessages("Bob"))) == count:
             return transfers
         await asyncio.sleep(0.05)
+
+
+def _file_event(node: NodeService, seq: int, body: EventBody) -> Event:
+    """An event of ours in a made-up conversation (the offer path reads only its body
+    and time)."""
+    return sign_event(node.store.identity, bytes(32), seq, [], seq, 1_700_000_000_000, body)
+
+
+def _offer(node: NodeService, seq: int, transfer_id: str) -> Event:
+    """A file offered in event `seq`, above the auto-accept size: offered, not fetched."""
+    size = 300 * 1024 * 1024
+    manifest = FileManifest(
+        root_cid=dag_pb_cid(os.urandom(8)),
+        file_key=os.urandom(32),
+        padded_size=padded_size(size),
+        size=size,
+        name=f"{transfer_id}.bin",
+        mime_type="application/octet-stream",
+    )
+    body = EventBody.of(FILE, id=transfer_id, text="x", m=encode_manifest(manifest))
+    return _file_event(node, seq, body)
+
+
+def test_offers_waiting_together_form_runs_in_the_events_order() -> None:
+    def item(kind: str, n: int) -> tuple[str, Any]:
+        return (f"c{n}", dataclasses.make_dataclass("E", ["body"])(EventBody.of(kind, id=str(n))))
+
+    events = [item(FILE, 1), item(FILE, 2), item(FILE_CANCEL, 1), item(FILE, 3), item(FILE, 4)]
+    runs = _runs_of_offers(events)
+    assert [([e[0] for e in offers], other[0]) for offers, other in runs] == [
+        (["c1", "c2"], "c1"),
+        ([], "c1"),
+        (["c3", "c4"], "c3"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_run_of_offers_is_one_commit_and_a_malformed_one_skips_only_itself(
+    node: NodeService,
+) -> None:
+    """Offers waiting together are recorded in one transaction (a folder of small files
+    committed once per file, each offer waiting for the last one's commit). A malformed
+    offer among them is skipped alone; one seen before is not offered again; a cancel
+    waiting behind its offer applies to it."""
+    bob = (await node.list_contacts())[0].address
+    files = node.files
+    bad = _file_event(node, 2, EventBody.of(FILE, id="bad", text="x", m=b"not a manifest"))
+    run = [(bob, _offer(node, 1, "t1")), (bob, bad), (bob, _offer(node, 3, "t3"))]
+    commits: list[str] = []
+    node.store._conn.set_trace_callback(
+        lambda sql: commits.append(sql) if sql == "COMMIT" else None
+    )
+    await files._offered_run(run)
+    node.store._conn.set_trace_callback(None)
+    assert len(commits) == 1
+    shown = {t.id: t.state for t in await node.list_transfers(ListTransfers())}
+    assert shown == {"t1": TransferState.OFFERED, "t3": TransferState.OFFERED}
+    await files._offered_run(run)  # replayed: nothing new
+    assert len(await node.list_transfers(ListTransfers())) == 2
+
+    files.file_event(bob, _offer(node, 4, "t4"))  # both wait in the queue: one batch
+    files.file_event(bob, _file_event(node, 5, EventBody.of(FILE_CANCEL, id="t4")))
+    worker = asyncio.ensure_future(files._event_loop())
+    try:
+
+        async def cancelled() -> bool:
+            shown = {t.id: t.state for t in await node.list_transfers(ListTransfers())}
+            return shown.get("t4") is TransferState.CANCELLED
+
+        for _ in range(500):
+            if await cancelled():
+                break
+            await asyncio.sleep(0.01)
+        assert await cancelled()
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
