@@ -411,12 +411,12 @@ class FileTransfers:
         return record, message
 
     async def list(self, contact: str | None) -> list[Transfer]:
-        records = await self.store.call(self.store.transfers.all, contact)
-        return [self._view(r) for r in records]
+        records = await self.store.read(lambda r: r.transfers.all(contact))
+        return [self._view(record) for record in records]
 
     async def ids(self, contact: str) -> set[str]:
         """Ids of the contact's transfers (= ids of the messages that carry them)."""
-        return await self.store.call(self.store.transfers.ids, contact)
+        return await self.store.read(lambda r: r.transfers.ids(contact))
 
     def _view(self, record: TransferRecord) -> Transfer:
         progress = self._progress.get(record.id)

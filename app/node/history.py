@@ -88,6 +88,7 @@ async def load_ledger(store: ProfileStore, address: str, *, verify: bool = False
     restorer = Restorer(ours, theirs, verify=verify)
     try:
         for start in range(0, len(blocks), RESTORE_CHUNK):
+            await store.give_way()  # a front end's reads first (decision 0026)
             await asyncio.to_thread(restorer.feed, blocks[start : start + RESTORE_CHUNK])
         return restorer.finish()
     except LedgerError as exc:

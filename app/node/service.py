@@ -79,7 +79,7 @@ from app.node.profile import checked_name, whoami_of
 from app.node.setting_probes import machine_problems
 from app.node.storage import vault
 from app.node.storage.repositories import ContactRecord
-from app.node.storage.store import ProfileStore
+from app.node.storage.store import ProfileStore, Reads
 
 T = TypeVar("T")
 MAX_PAGE = 1000
@@ -269,9 +269,12 @@ class NodeService:
         return ContactRecord(address, name, signing_key, None, (), verified=False)
 
     async def list_contacts(self) -> list[Contact]:
-        records = await self.store.call(self.store.contacts.all)
-        unseen = await self.store.call(self.store.messages.unseen, [r.address for r in records])
-        return [_public(r, unseen.get(r.address, 0)) for r in records]
+        def read(r: Reads) -> list[Contact]:
+            records = r.contacts.all()
+            unseen = r.messages.unseen([record.address for record in records])
+            return [_public(record, unseen.get(record.address, 0)) for record in records]
+
+        return await self.store.read(read)
 
     async def find_contact(self, name_or_address: str) -> ContactRecord:
         """The contact named by display name (case-insensitive) or address."""
@@ -280,18 +283,21 @@ class NodeService:
         except InvalidAddress:
             address = None
         if address is not None:
-            record = await self.store.call(self.store.contacts.get, address)
+            record = await self._record(address)
             if record is None:
                 raise ContactNotFound(f"No contact has the address {address}.")
             return record
         for _ in range(2):  # a second time if the cached names were stale
             match = self._named(await self._contact_names(), name_or_address)
-            record = await self.store.call(self.store.contacts.get, match)
+            record = await self._record(match)
             wanted = _folded(name_or_address)
             if record is not None and _folded(record.name).startswith(wanted):
                 return record
             self._names = None
         raise ContactNotFound(f"No contact is named {name_or_address.strip()!r}.")
+
+    async def _record(self, address: str) -> ContactRecord | None:
+        return await self.store.read(lambda r: r.contacts.get(address))
 
     async def _contact_address(self, name_or_address: str) -> str:
         """The address of the contact named by display name or address, like
@@ -310,7 +316,8 @@ class NodeService:
         once, not per message (the cache is dropped when contacts are added or removed)."""
         if self._names is None:
             names: dict[str, list[str]] = {}
-            for r in await self.store.call(self.store.contacts.all):
+            records = await self.store.read(lambda r: r.contacts.all())
+            for r in records:
                 names.setdefault(_folded(r.name), []).append(r.address)
             self._names = names
         return self._names
@@ -416,8 +423,8 @@ class NodeService:
     async def list_messages(self, command: ListMessages) -> list[Message]:
         record = await self.find_contact(command.contact)
         limit = max(1, min(command.limit, MAX_PAGE))
-        page = await self.store.call(
-            self.store.messages.page, record.address, command.before, limit
+        page = await self.store.read(
+            lambda r: r.messages.page(record.address, command.before, limit)
         )
         return await self._with_transfers(page)
 
@@ -449,9 +456,12 @@ class NodeService:
         text = command.text
         if not text.strip():
             return []
-        addresses = [r.address for r in await self.store.call(self.store.contacts.all)]
-        found = await self.store.call(self.store.messages.search, addresses, text.strip(), MAX_PAGE)
-        return await self._with_transfers(found)
+
+        def read(r: Reads) -> list[Message]:
+            addresses = [record.address for record in r.contacts.all()]
+            return r.messages.search(addresses, text.strip(), MAX_PAGE)
+
+        return await self._with_transfers(await self.store.read(read))
 
     # ------------------------------------------------------------------ files
 
@@ -498,7 +508,8 @@ class NodeService:
     async def peers(self) -> list[Peer]:
         if self._network is None:
             return []
-        names = {r.address: r.name for r in await self.store.call(self.store.contacts.all)}
+        records = await self.store.read(lambda r: r.contacts.all())
+        names = {r.address: r.name for r in records}
         return [dataclasses.replace(p, contact=names.get(p.address)) for p in self._network.peers()]
 
     # ------------------------------------------------------------------ history

@@ -47,6 +47,22 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A second connection to an open profile's database that can only read (WAL lets
+    it read what is committed while the writer writes). Usable on the thread that opens
+    it only."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+    except sqlite3.Error as exc:
+        raise unreadable(path, exc) from None
+    try:
+        conn.execute("PRAGMA query_only=ON")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise unreadable(path, exc) from None
+    return conn
+
+
 def unreadable(path: Path, exc: sqlite3.Error) -> NodeError:
     """The error for a database that can't be opened: `StorageFailed` when the disk is
     full (SQLite then reports a "disk I/O error": nothing is wrong with the data, and
@@ -111,6 +127,17 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction: every query inside sees the same committed state."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:  # an I/O error may have ended it already
+            conn.execute("ROLLBACK")
 
 
 _WRITE_FAILURES = {
