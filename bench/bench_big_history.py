@@ -202,24 +202,24 @@ class Arrivals:
         self._task.cancel()
 
 
-def window(code: Path, profile: Path, contact: str) -> dict[str, Any]:
+def window(code: Path, profile: Path, contact: str, idle: float = 3.0) -> dict[str, Any]:
     """`window_once`, tried again once if the child hung: bench_gui's child calls
     `processEvents` inside a coroutine, and a thread's result landing then can break a
     task of its node ("Cannot enter into task", qasync); the app never does that."""
-    first = window_once(code, profile, contact)
+    first = window_once(code, profile, contact, idle)
     if "error" not in first:
         return first
-    return {**window_once(code, profile, contact), "hung_once": first["error"][-300:]}
+    return {**window_once(code, profile, contact, idle), "hung_once": first["error"][-300:]}
 
 
-def window_once(code: Path, profile: Path, contact: str) -> dict[str, Any]:
+def window_once(code: Path, profile: Path, contact: str, idle: float = 3.0) -> dict[str, Any]:
     """The window (offscreen) on the profile, with `code`'s bench_gui child: seconds
-    until it shows and until the node is up, then opening the big conversation and
-    scrolling back (see bench_gui.py)."""
+    until it shows and until the node is up, then (`idle` seconds later) opening the big
+    conversation and scrolling back (see bench_gui.py)."""
     env = _env(code)
     env["QT_QPA_PLATFORM"] = "offscreen"
     args = [sys.executable, "-X", "faulthandler", str(code / "bench" / "bench_gui.py")]
-    args += ["--child", "app", "--profile", str(profile), "--contact", contact, "--idle", "3"]
+    args += ["--child", "app", "--profile", str(profile), "--contact", contact, "--idle", str(idle)]
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(
