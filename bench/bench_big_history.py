@@ -64,8 +64,9 @@ from app.node.api import (  # noqa: E402
     NodeEvent,
     SendMessage,
 )
-from app.node.control import ControlClient, connect_control  # noqa: E402
+from app.node.control import ControlClient  # noqa: E402
 from app.node.paths import ProfilePaths  # noqa: E402
+from bench.daemons import node_env, start_daemon_client  # noqa: E402
 
 NEEDLE = "zebracrossing"
 WINDOW_TIMEOUT_S = 300
@@ -74,13 +75,7 @@ IDLE_WINDOW_S = 60.0
 
 
 def _env(code: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("SCRAMBLED_EGGS_PASSPHRASE", None)
-    env["PYTHONPATH"] = str(code)
-    env["SCRAMBLED_EGGS_ICE_LOOPBACK"] = "1"
-    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
-    env["ORT_DISABLE_TELEMETRY"] = "1"
-    return env
+    return node_env(code)
 
 
 def make_pair(out: Path, *args: str) -> dict[str, Any]:
@@ -136,28 +131,7 @@ async def settle(pid: int, limit: float = 600) -> None:
 
 
 async def start_daemon(code: Path, profile: Path) -> tuple[subprocess.Popen[bytes], ControlClient]:
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "app", "--profile", str(profile)),
-            *("daemon", "--listen", "127.0.0.1:0", "--no-lan", "--shaping", "off"),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=code,
-        env=_env(code),
-    )
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        client = await connect_control(ProfilePaths(profile), timeout=1.0)
-        if client is not None:
-            with contextlib.suppress(Exception):
-                if (await client.status()).running:
-                    return process, client
-            await client.close()
-        await asyncio.sleep(0.02)
-    process.kill()
-    raise RuntimeError("a daemon did not come up")
+    return await start_daemon_client(profile, "off", _env(code), timeout=600, poll=0.02)
 
 
 async def stop_daemon(process: subprocess.Popen[bytes], client: ControlClient) -> None:
