@@ -97,13 +97,39 @@ def check_new_profile(root: Path, name: str) -> str:
     return name
 
 
+def _make_profile_folder(root: Path) -> None:
+    """Create the profile folder (and its parents), or say in words why it can't be:
+    the OS's bare "Read-only file system" reached the user without the folder's name."""
+    try:
+        make_private_dir(root)
+    except OSError as exc:
+        existing = root
+        while not os.path.lexists(existing) and existing.parent != existing:
+            existing = existing.parent
+        if os.path.lexists(existing) and not existing.is_dir():
+            what = "a file, not a folder" if existing.is_file() else "not a folder"
+            raise InvalidArgument(
+                f"The profile folder {root} can't be created: {existing} is {what}."
+            ) from None
+        reason = write_failure(exc, existing)
+        if reason is None:
+            raise InvalidArgument(
+                f"The profile folder {root} can't be created ({exc.strerror or exc})."
+            ) from None
+        raise StorageFailed(
+            f"Couldn't create the profile in {root}: {reason}. Nothing was made; choose "
+            "another folder, or fix the disk (or free some space) and try again.",
+            reason,
+        ) from None
+
+
 def create_profile(root: Path, name: str, passphrase: str | None) -> InitResult:
     """Make a new profile with a fresh identity, all or nothing."""
     name = check_new_profile(root, name)
     paths = ProfilePaths(root)
     if passphrase is not None:
         vault.check_new_passphrase(passphrase)
-    make_private_dir(root)
+    _make_profile_folder(root)
     with ProfileLock(paths.lock):
         if paths.database.exists():
             raise ProfileExists(f"A profile already exists in {root}; it was left untouched.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -237,6 +238,28 @@ def test_a_read_only_disk_is_named_as_such_and_nothing_is_changed(
         assert tree_digest(root) == before
         with ProfileLock(ProfilePaths(root).lock):
             open_store(root, None).close()
+
+
+def test_a_profile_folder_that_cannot_be_made_is_named_with_the_reason(
+    tmp_path: Path, small_tmpfs: SmallTmpfs
+) -> None:
+    """Found creating a profile in the window on a read-only disk: "A file or network
+    operation failed: Read-only file system", naming no folder (the command line said
+    "error: Read-only file system (<folder>)"), and under a file "Not a directory". Now
+    the folder and the reason are said in words, and nothing is made."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(InvalidArgument, match=re.escape(f"{blocker} is a file, not a folder")):
+        create_profile(blocker / "p", "Alice", PASS)
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        _remount(disk, "ro")
+        try:
+            where = re.escape(f"profile in {disk / 'p'}: the disk is read-only")
+            with pytest.raises(StorageFailed, match=where):
+                create_profile(disk / "p", "Alice", None)
+        finally:
+            _remount(disk, "rw")
+        assert list(disk.iterdir()) == []
 
 
 def test_a_disk_the_kernel_turned_read_only_is_recognised(
