@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from PySide6.QtGui import QColor, QFont, QFontMetricsF
-from PySide6.QtWidgets import QListWidget
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage
+from PySide6.QtWidgets import QListWidget, QListWidgetItem
 from pytestqt.qtbot import QtBot
 
 from app.gui.theme import colors
@@ -110,3 +110,30 @@ def test_results_are_painted_with_padding(qtbot: QtBot) -> None:
     assert any(y > name_bottom + 4 for _, y in ink)  # the snippet under the name
     darkest = min(image.pixelColor(x, y).lightness() for x, y in ink)
     assert darkest <= QColor(colors().text).lightness() + 40  # the name in the text colour
+
+
+def _first_line(item: QListWidgetItem, qtbot: QtBot) -> QImage:
+    """The painted line that says who wrote a result (name and time)."""
+    results = QListWidget()
+    qtbot.addWidget(results)
+    results.setItemDelegate(SearchResultDelegate(results))
+    results.resize(400, 200)
+    results.addItem(item)
+    results.show()
+    qtbot.waitExposed(results)
+    row = results.visualItemRect(item)
+    height = int(QFontMetricsF(QFont(results.font())).height() * 1.2)
+    return results.viewport().grab().toImage().copy(0, row.top() + 8, row.width(), height)
+
+
+def test_a_contact_named_like_our_label_does_not_pass_for_our_message(qtbot: QtBot) -> None:
+    """A contact chooses their name: one named "You to Bob" had their results drawn
+    exactly like our messages to Bob. The app's words are drawn apart from the name."""
+    ours = search_result_item(_message("pay me", outgoing=True), "Bob", "pay")
+    theirs = search_result_item(_message("pay me", outgoing=False), "You to Bob", "pay")
+    assert ours.data(SearchRole.SENDER) == theirs.data(SearchRole.SENDER) == "You to Bob"
+    assert (ours.data(SearchRole.SENDER_WORDS), theirs.data(SearchRole.SENDER_WORDS)) == (
+        "You to ",
+        "",
+    )
+    assert _first_line(ours, qtbot) != _first_line(theirs, qtbot)

@@ -1,6 +1,10 @@
 """Search results: one row per message found, with who wrote it ("You to Bob" for ours), when
 (in the user's locale), and a two-line snippet around the first match, the match in bold.
 
+The app's words in the first line ("You to") are drawn apart from the contact's name (not
+bold, muted): a contact can choose the name "You to Bob", and drawn alike their messages
+passed for ours.
+
 `search_result_item` builds a `QListWidgetItem` for a result and `SearchResultDelegate`
 paints it; other items (the "nothing found" line) are painted as padded muted text.
 """
@@ -62,6 +66,7 @@ class SearchRole(IntEnum):
     SENDER = Qt.ItemDataRole.UserRole + 1  # str: the contact's name, or "You to" them
     WHEN = Qt.ItemDataRole.UserRole + 2  # str: the message's date or time
     SNIPPET = Qt.ItemDataRole.UserRole + 3  # the `Snippet`
+    SENDER_WORDS = Qt.ItemDataRole.UserRole + 4  # str: the app's words before the name
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,18 @@ def _cut(flat: str, start: int, limit: int, match: int, length: int) -> Snippet:
 def sender_label(message: Message, contact_name: str) -> str:
     """Who wrote the message: the contact's name, or for ours "You to" the contact (with
     several conversations, "You" alone did not say which one the result is in)."""
+    words, name = sender_parts(message, contact_name)
+    return words + name
+
+
+def sender_parts(message: Message, contact_name: str) -> tuple[str, str]:
+    """`sender_label` in two parts: the app's words ("You to ", or "" for theirs) and the
+    contact's name."""
     name = isolated(contact_name)
-    return _tr("You to {0}").format(name) if message.outgoing else name
+    if not message.outgoing:
+        return "", name
+    before, _, after = _tr("You to {0}").partition("{0}")  # a translation places the name
+    return before, name + after
 
 
 def result_when(timestamp: float, today: dt.date | None = None) -> str:
@@ -126,7 +141,8 @@ def result_when(timestamp: float, today: dt.date | None = None) -> str:
 
 def search_result_item(message: Message, contact_name: str, query: str) -> QListWidgetItem:
     """The list item of one search result (painted by `SearchResultDelegate`)."""
-    who = sender_label(message, contact_name)
+    words, name = sender_parts(message, contact_name)
+    who = words + name
     text = message.text
     if message.transfer is not None:
         text = _tr("File: {0}").format(one_line_name(text))
@@ -135,6 +151,7 @@ def search_result_item(message: Message, contact_name: str, query: str) -> QList
     item = QListWidgetItem(f"{who}, {when}: {snippet.text}")
     item.setData(SearchRole.MESSAGE, message)
     item.setData(SearchRole.SENDER, who)
+    item.setData(SearchRole.SENDER_WORDS, words)
     item.setData(SearchRole.WHEN, when)
     item.setData(SearchRole.SNIPPET, snippet)
     moment = QDateTime.fromMSecsSinceEpoch(int(message.time * 1000))
@@ -254,11 +271,27 @@ class SearchResultDelegate(QStyledItemDelegate):
         right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         painter.drawText(top_line, int(right), when)
         who = str(index.data(SearchRole.SENDER) or "")
+        words = str(index.data(SearchRole.SENDER_WORDS) or "")
+        name = who[len(words) :] if who.startswith(words) else who
         room = max(0.0, top_line.width() - when_w - 12)
+        left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        if words and name:
+            # the app's words not bold and muted, the name bold: a contact named
+            # "You to Bob" can't pass for one of our messages to Bob
+            word_font = QFont(name_font)
+            word_font.setBold(False)
+            metrics = QFontMetricsF(word_font)
+            words = metrics.elidedText(words, Qt.TextElideMode.ElideRight, room)
+            painter.setFont(word_font)
+            painter.setPen(QColor(c.muted))
+            painter.drawText(top_line, int(left), words)
+            used = metrics.horizontalAdvance(words)
+            top_line = top_line.adjusted(used, 0, 0, 0)
+            room = max(0.0, room - used)
+            who = name
         who = QFontMetricsF(name_font).elidedText(who, Qt.TextElideMode.ElideRight, room)
         painter.setFont(name_font)
         painter.setPen(QColor(c.text))
-        left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
         painter.drawText(top_line, int(left), who)
         snippet = index.data(SearchRole.SNIPPET)
         if isinstance(snippet, Snippet):
