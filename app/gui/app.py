@@ -83,11 +83,16 @@ class GuiSession(QObject):
             await self.tell(str(exc), critical=True)
             return False
         if info.in_use:
+            # the holder may be a window or a headless `daemon`: "switch to that window"
+            # alone sent someone who ran the daemon looking for a window that isn't there
+            process = _tr(" (process {0})").format(info.holder) if info.holder else ""
             await self.tell(
                 _tr(
-                    "Scrambled Eggs is already running with the profile in {0}. Switch to that "
-                    "window (look in the system tray), or quit it first."
-                ).format(profile),
+                    "Scrambled Eggs is already running with the profile in {0}{1}: in "
+                    "another window (look in the system tray too) or as a "
+                    "'scrambled-eggs daemon'. Switch to that window or stop the daemon, then "
+                    "try again."
+                ).format(profile, process),
                 critical=True,
             )
             return False

@@ -188,6 +188,8 @@ class ProfileInfo:
     address: str | None
     in_use: bool
     theme: str = "system"
+    holder: str = ""
+    """While `in_use`: the id of the process holding the profile ("" if unknown)."""
 
 
 @dataclass(frozen=True)

@@ -108,8 +108,14 @@ async def waiting_lock(
 
 def is_locked(path: Path) -> bool:
     """True if some process holds the lock at `path` right now."""
+    return lock_holder(path) is not None
+
+
+def lock_holder(path: Path) -> str | None:
+    """The process id of whoever holds the lock at `path` right now ("" if it can't be
+    read), or None if nobody does."""
     if not path.exists():
-        return False
+        return None
     try:
         fd = os.open(path, os.O_RDWR)
     except OSError:  # a read-only disk: a lock is taken through any descriptor
@@ -117,10 +123,10 @@ def is_locked(path: Path) -> bool:
     try:
         _lock_fd(fd)
     except OSError:
-        return True
+        return _read_pid(fd)
     finally:
         os.close(fd)
-    return False
+    return None
 
 
 def _read_pid(fd: int) -> str:

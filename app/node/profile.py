@@ -27,7 +27,7 @@ from app.node.api import (
 )
 from app.node.config import load_config, save_config
 from app.node.fsutil import read_only, write_failure
-from app.node.lock import ProfileLock, is_locked
+from app.node.lock import ProfileLock, lock_holder
 from app.node.paths import ProfilePaths, make_private_dir
 from app.node.storage import database, vault
 from app.node.storage.repositories import ProfileHeader, ProfileRepository
@@ -56,8 +56,10 @@ def whoami_of(keys: IdentityKeys, name: str, endpoints: list[str]) -> Whoami:
 def inspect(root: Path) -> ProfileInfo:
     """What the folder holds, without unlocking or locking it."""
     paths = ProfilePaths(root)
+    holder = lock_holder(paths.lock)
+    in_use, pid = holder is not None, holder or ""
     if not paths.database.is_file():
-        return ProfileInfo(str(root), False, None, None, is_locked(paths.lock))
+        return ProfileInfo(str(root), False, None, None, in_use, holder=pid)
     try:
         header = _read_header(paths.database, "")
     except sqlite3.Error as exc:
@@ -75,9 +77,7 @@ def inspect(root: Path) -> ProfileInfo:
         theme = load_config(paths.config).theme
     except ProfileUnreadable:
         theme = "system"  # said when the node starts; the look can wait
-    return ProfileInfo(
-        str(root), True, header.key.protection, header.address, is_locked(paths.lock), theme
-    )
+    return ProfileInfo(str(root), True, header.key.protection, header.address, in_use, theme, pid)
 
 
 def _read_header(database: Path, options: str) -> ProfileHeader | None:

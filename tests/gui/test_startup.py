@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,8 @@ async def test_profile_in_use_is_explained(qtbot: QtBot, profile: Path) -> None:
         box = _visible_message_box()
         assert box is not None
         assert "already running" in box.text()
+        # the holder may be headless: the daemon is named, and its process
+        assert f"(process {os.getpid()})" in box.text() and "daemon" in box.text()
         box.accept()
         assert await opening is False
         assert session.node is None
