@@ -101,9 +101,30 @@ def validate_display_name(name: str) -> str:
         raise InvalidInvite("a display name cannot be empty")
     if len(cleaned) > MAX_NAME_CHARS:
         raise InvalidInvite(f"a display name has at most {MAX_NAME_CHARS} characters")
-    if any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in cleaned):
-        raise InvalidInvite("a display name cannot contain control or formatting characters")
+    for ch in cleaned:
+        if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}:
+            raise InvalidInvite(
+                "a display name cannot contain control or formatting characters"
+                + _unseen_character(ch)
+            )
     return cleaned
+
+
+ZERO_WIDTH_JOINER = "\u200d"
+
+
+def _unseen_character(ch: str) -> str:
+    """Which invisible character a refused name holds, in words: someone who picked a
+    combined emoji (woman, zero-width joiner, laptop) was told only of "control or
+    formatting characters", which they could not see."""
+    code = f"U+{ord(ch):04X}"
+    if ch == ZERO_WIDTH_JOINER:
+        return (
+            f" (it holds {code}, the invisible joiner of combined emoji such as families "
+            "or professions: choose another emoji)"
+        )
+    label = unicodedata.name(ch, "").lower()
+    return f" (it holds {code}{f', {label}' if label else ''})"
 
 
 def validate_endpoint(text: str) -> str:

@@ -154,6 +154,18 @@ def test_bad_display_names_are_rejected(bad: str) -> None:
         validate_display_name(bad)
 
 
+def test_a_refused_name_says_which_invisible_character_it_holds() -> None:
+    """Found choosing the name "Ana 👩\u200d💻" (woman, zero-width joiner, laptop): "a
+    display name cannot contain control or formatting characters", none of which the
+    user could see. The character is named, and for the emoji joiner what to do."""
+    with pytest.raises(InvalidInvite, match=r"U\+200D, the invisible joiner of combined emoji"):
+        validate_display_name("Ana \U0001f469\u200d\U0001f4bb")
+    with pytest.raises(InvalidInvite, match=r"U\+202E, right-to-left override\)"):
+        validate_display_name("Ana\u202eevil")
+    with pytest.raises(InvalidInvite, match=r"\(it holds U\+0009\)"):
+        validate_display_name("Ana\tB")
+
+
 def test_private_keys_never_appear_in_repr() -> None:
     alice = keys(1)
     assert alice.signing_seed.hex() not in repr(alice)
