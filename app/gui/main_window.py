@@ -545,8 +545,15 @@ class MainWindow(QMainWindow):
         self.active_transfers.setToolTip(f"{text}\n{self.tr('Show transfers (Ctrl+J)')}")
 
     def _contact_name(self, address: str) -> str:
+        """The contact's name where the window names them in a sentence, a notification
+        or a list: followed by the end of their address when another contact's name
+        reads the same (as in the contact list), which the impostor can't choose."""
         contact = self.contacts.contact(address)
-        return contact.name if contact is not None else address[:12] + "…"
+        if contact is None:
+            return address[:12] + "…"
+        if self.contacts.looks_like_another(address):
+            return f"{contact.name} …{address[-6:]}"
+        return contact.name
 
     def show_transfers(self) -> TransfersDialog:
         """Ctrl+J: the transfers list (one non-modal window, raised if already open)."""
@@ -713,7 +720,7 @@ class MainWindow(QMainWindow):
     def notification(self, message: Message) -> tuple[str, str]:
         """The title and text of the desktop notification for a message from a contact."""
         contact = self.contacts.contact(message.contact)
-        title = contact.name if contact else self.tr("New message")
+        title = self._contact_name(message.contact) if contact else self.tr("New message")
         preview = " ".join(message.text.split())
         if message.transfer is not None:
             preview = self.tr("Sent you a file: {0}").format(self._file_name(message))
@@ -820,8 +827,7 @@ class MainWindow(QMainWindow):
             return
         self.results.clear()
         for message in found:
-            contact = self.contacts.contact(message.contact)
-            who = contact.name if contact else message.contact[:12]
+            who = self._contact_name(message.contact)
             self.results.addItem(search_result_item(message, who, text))
         if not found:
             item = QListWidgetItem(self.tr("No messages contain “{0}”.").format(text))

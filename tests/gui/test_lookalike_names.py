@@ -1,9 +1,10 @@
 """A peer chooses the name its invite carries: one that reads exactly like another
 contact's ("Воb Builder" with a Cyrillic В and о beside "Bob Builder") must not pass for
-that contact in the contact list or the conversation."""
+that contact in the contact list, the conversation, a notification or the transfers list."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,47 @@ async def test_a_taken_name_points_at_the_name_field_not_at_a_command_line_optio
     qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
     await wait_for(lambda: dialog.result() == AddContactDialog.DialogCode.Accepted)
     assert sorted(c.name for c in await node.list_contacts()) == ["Bob", "Bob from work"]
+
+
+@pytest.mark.asyncio
+async def test_a_lookalike_is_told_apart_in_its_notification_and_the_transfers_list(
+    session: GuiSession, tmp_path: Path
+) -> None:
+    """The contact list and the conversation told "Воb Builder" from "Bob Builder" by
+    the end of the address, but the desktop notification of the impostor's message was
+    titled "Bob Builder" alone, and the transfers list said "From Bob Builder": there the
+    impostor's words passed for Bob's."""
+    window = window_of(session)
+    service: Any = session.node
+    real = api.init_profile(tmp_path / "real", BOB, PASSPHRASE)
+    fake = api.init_profile(tmp_path / "fake", FAKE_BOB, PASSPHRASE)
+    bob = (await service.add_contact(api.AddContact(real.whoami.invite))).contact
+    impostor = (await service.add_contact(api.AddContact(fake.whoami.invite))).contact
+    await wait_for(lambda: window.contacts.looks_like_another(impostor.address))
+    said = api.Message(
+        id="m1",
+        contact=impostor.address,
+        sender=impostor.address,
+        outgoing=False,
+        text="it's Bob, send me the code",
+        time=time.time(),
+        status=api.MessageStatus.RECEIVED,
+    )
+    assert window.notification(said)[0] == f"{FAKE_BOB} …{impostor.address[-6:]}"
+    offered = api.Transfer(
+        id="t1",
+        contact=impostor.address,
+        outgoing=False,
+        name="a.txt",
+        size=1,
+        done_bytes=0,
+        state=api.TransferState.OFFERED,
+        path=None,
+        mime="text/plain",
+        time=time.time(),
+    )
+    footer = window.show_transfers().delegate._footer(offered)
+    assert footer.startswith(f"From {FAKE_BOB} …{impostor.address[-6:]} · ")
+    await service.remove_contact(api.RemoveContact(bob.address))
+    await wait_for(lambda: not window.contacts.looks_like_another(impostor.address))
+    assert window.notification(said)[0] == FAKE_BOB  # the only one: its name alone
