@@ -50,7 +50,7 @@ from app.gui.tray import TrayIcon
 from app.gui.views.contact_delegate import ContactDelegate
 from app.gui.views.conversation import ConversationPane
 from app.gui.views.file_card import TransferAction
-from app.gui.views.peer_text import one_line_name
+from app.gui.views.peer_text import isolated, one_line_name
 from app.gui.views.search_results import SearchResultDelegate, search_result_item
 from app.gui.widgets.elided import ElidedLabel
 from app.gui.widgets.icons import line_icon
@@ -326,7 +326,7 @@ class MainWindow(QMainWindow):
         b.contactRemoved.connect(self._on_contact_removed)
         b.contactVerified.connect(self._on_contact_verified)
         b.contactChanged.connect(self._on_contact_verified)
-        b.securityAlert.connect(lambda _contact, _kind, detail: self._tell(detail, error=True))
+        b.securityAlert.connect(self._on_security_alert)
         b.messageAdded.connect(self._on_message_added)
         b.messageStatusChanged.connect(self._on_status_changed)
         b.typingChanged.connect(self._on_typing_changed)
@@ -424,6 +424,17 @@ class MainWindow(QMainWindow):
                 if len(page) < OFFER_PAGE or page[0].time < oldest:
                     break
                 before = page[0].id
+
+    def _on_security_alert(self, about: str, _kind: str, detail: str) -> None:
+        """Say whom a security alert is about: the node's sentence names nobody (it is
+        logged too, and the log holds no contact's name), so a red "A peer behaves
+        unusually ..." or "event #4 exists in 2 conflicting versions" left the user
+        guessing which of their contacts it meant."""
+        if about.startswith("dht:"):
+            who = self.tr("a DHT node at {0}").format(about.removeprefix("dht:"))
+        else:
+            who = isolated(self._contact_name(about))
+        self._tell(self.tr("Security alert about {0}: {1}").format(who, detail), error=True)
 
     def _tell(self, text: str, error: bool = False) -> None:
         target = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import shiboken6
@@ -752,3 +753,27 @@ async def test_status_bar_says_while_the_clock_looks_wrong(
     window._on_node_status(status)
     assert "clock" not in window.peers_label.text()
     assert window.peers_label.toolTip() == ""
+
+
+@pytest.mark.asyncio
+async def test_a_security_alert_says_which_contact_it_is_about(
+    session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found quarantining a hostile contact with tools/fuzz/hostile_peer: the window
+    showed the node's sentence alone, "A peer behaves unusually (detector score 1.00)
+    and is quarantined ...", and for an equivocation "event #4 exists in 2 conflicting
+    versions": the user could not tell which contact either was about."""
+    window = window_of(session)
+    service: Any = session.node
+    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
+    await wait_for(lambda: window.contacts.row_of(bob.address) >= 0)
+    detail = "A peer behaves unusually (detector score 1.00) and is quarantined until 12:00:00"
+    service.publish(api.SecurityAlert(bob.address, "anomaly", detail))
+    await wait_for(lambda: detail in window.statusBar().currentMessage())
+    assert window.statusBar().currentMessage() == f"Security alert about Bob: {detail}"
+    assert window.toast.text() == window.statusBar().currentMessage()
+    service.publish(api.SecurityAlert("dht:127.0.0.1:4000", "anomaly", detail))
+    await wait_for(lambda: "DHT" in window.statusBar().currentMessage())
+    assert window.statusBar().currentMessage() == (
+        f"Security alert about a DHT node at 127.0.0.1:4000: {detail}"
+    )
