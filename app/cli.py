@@ -676,9 +676,16 @@ async def telling_if_slow(work: Awaitable[int], after: float = SLOW_NODE_AFTER) 
     return await task
 
 
-def _run_with_node(profile: Path, action: Callable[[api.NodeApi], Awaitable[int]]) -> int:
+def _run_with_node(
+    profile: Path,
+    action: Callable[[api.NodeApi], Awaitable[int]],
+    passphrase: api.PassphraseSource | None = None,
+) -> int:
+    """Run `action` on the profile's node (its control socket, or the profile opened
+    here); `passphrase`: where it comes from, when the caller asked for it already."""
     info = api.inspect_profile(profile)
-    passphrase = passphrase_source(profile, info)
+    if passphrase is None:
+        passphrase = passphrase_source(profile, info)
     running = info.in_use  # else the command opens it itself
 
     async def go() -> int:
@@ -686,6 +693,21 @@ def _run_with_node(profile: Path, action: Callable[[api.NodeApi], Awaitable[int]
             return await (telling_if_slow(action(node)) if running else action(node))
 
     return asyncio.run(go())
+
+
+def _send_typed(args: argparse.Namespace, profile: Path) -> int:
+    """`send CONTACT` typed on a terminal: the passphrase and the contact are checked
+    before the message is asked for. Asked for first, a message typed to a mistyped
+    name ("No contact is named 'Bbo'") or under a wrong passphrase was thrown away."""
+    passphrase = passphrase_source(profile)
+
+    async def check(node: api.NodeApi) -> int:
+        await node.list_messages(api.ListMessages(args.contact, limit=1))
+        return 0
+
+    _run_with_node(profile, check, passphrase)
+    args.text = read_message_text(sys.stdin.buffer, True)
+    return _run_with_node(profile, lambda node: cmd_send(args, node), passphrase)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -710,7 +732,9 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "send" and args.text is None:  # before a passphrase prompt
             if sys.stdin is None:
                 raise api.InvalidArgument("Give the message as TEXT (there is no input).")
-            args.text = read_message_text(sys.stdin.buffer, sys.stdin.isatty())
+            if sys.stdin.isatty():
+                return _send_typed(args, profile)
+            args.text = read_message_text(sys.stdin.buffer, False)
         if args.command == "transfers" and args.action == "list" and args.id:
             raise api.InvalidArgument(
                 f"transfers list takes no id ({args.id!r}); to list one contact's: "

@@ -183,6 +183,36 @@ def test_send_without_text_reads_the_message_from_standard_input(
         cli.read_message_text(io.BytesIO(b"x" * api.MAX_MESSAGE_BYTES + b"\r\nmore"), False)
 
 
+class Terminal(io.TextIOWrapper):
+    """Standard input as a terminal: what the user types."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_message_typed_on_a_terminal_is_asked_for_once_the_contact_is_known(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found following README on a terminal: `send Bbo` (a typo) asked for the message
+    first, and once it was typed (Ctrl+D) said "No contact is named 'Bbo'": the message
+    was gone. The contact is checked first; nothing is read from the terminal for it."""
+    me = tmp_path / "me"
+    api.init_profile(me, "Me", None)
+    bob = api.init_profile(tmp_path / "bob", "Bob", None).whoami.invite
+    assert cli.main(["--profile", str(me), "contacts", "add", bob]) == 0
+    typed = io.BytesIO(b"a long message\n")
+    monkeypatch.setattr(cli.sys, "stdin", Terminal(typed))
+    assert cli.main(["--profile", str(me), "send", "Bbo"]) == 1
+    said = capsys.readouterr().err
+    assert "No contact is named 'Bbo'" in said and "Type the message" not in said
+    assert typed.tell() == 0  # nothing typed was taken
+    assert cli.main(["--profile", str(me), "send", "Bob", "--json"]) == 0
+    assert "Type the message" in capsys.readouterr().err
+    assert cli.main(["--profile", str(me), "messages", "Bob", "--json"]) == 0
+    [sent] = json.loads(capsys.readouterr().out)
+    assert sent["text"] == "a long message"
+
+
 @pytest.mark.asyncio
 async def test_a_node_that_does_not_answer_is_named_not_waited_for_in_silence(
     capsys: pytest.CaptureFixture[str],
