@@ -174,6 +174,38 @@ async def test_a_message_taller_than_a_row_can_be_is_cut_with_a_note(
 
 
 @pytest.mark.asyncio
+async def test_a_tall_message_of_emoji_is_cut_where_a_row_ends_too(
+    session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found sending 6,000 lines of one emoji each (30 KB): the text was cut at the
+    line's position counted in UTF-16 units (as Qt counts) but sliced in characters
+    (as Python counts), so every emoji before the cut moved it one character further:
+    half again as many lines were kept, the bubble was taller than a row can be, and
+    it spilled over the messages after it."""
+    window = session.window
+    assert isinstance(window, MainWindow)
+    service: Any = session.node
+    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.contact == bob.address and not window.messages.loading)
+    text = "\n".join("\U0001f600" for _ in range(6000))  # 30 KB: a message holds 32 KiB
+    await service.send_message(api.SendMessage(bob.address, text))
+    await service.send_message(api.SendMessage(bob.address, "after it"))
+    await wait_for(lambda: window.messages.rowCount() == 2)
+    view = window.conversation.list
+    tall, after = (view.model().index(row, 0) for row in range(2))
+    rect = view.visualRect(tall)
+    option = QStyleOptionViewItem()
+    assert rect.height() == view.itemDelegate().sizeHint(option, tall).height() < 32_767
+    assert view.visualRect(after).top() == rect.bottom() + 1  # nothing spills over it
+    layout, _ = view.itemDelegate()._text_layout(window.messages.message_at(0), 536.0)
+    kept = layout.text().split(LINE_SEPARATOR)
+    note = kept.pop()
+    assert kept and set(kept) == {"\U0001f600"}  # whole lines
+    assert note == f"… {6000 - len(kept)} more lines (right-click, Copy text to read them all)"
+
+
+@pytest.mark.asyncio
 async def test_the_lines_of_a_long_bubble_on_screen_are_drawn(
     session: GuiSession, friend: api.InitResult
 ) -> None:

@@ -37,6 +37,7 @@ from app.gui.views.file_card import (
 )
 from app.gui.views.painting import (
     LINE_SEPARATOR,
+    chars_before,
     day_label,
     draw_ticks,
     lay_out,
@@ -100,7 +101,7 @@ class MessageDelegate(QStyledItemDelegate):
             kept = limit - 1
             hidden = layout.lineCount() - kept
             note = self.tr("… {0} more lines (right-click, Copy text to read them all)")
-            cut = layout.lineAt(kept).textStart()
+            cut = chars_before(layout.text(), layout.lineAt(kept).textStart())
             shown = layout.text()[:cut]
             if not shown.endswith(LINE_SEPARATOR):  # cut inside a paragraph
                 shown += LINE_SEPARATOR

@@ -72,6 +72,15 @@ def _long_word(match: re.Match[str], text: str) -> str:
     return ("" if fresh else LINE_SEPARATOR) + between_graphemes(match.group())
 
 
+def chars_before(text: str, utf16_offset: int) -> int:
+    """How many of `text`'s characters come before `utf16_offset`, a position as Qt
+    counts (in UTF-16 units: an emoji outside the BMP is two). Sliced with Qt's count,
+    a text of 6,000 emoji lines was cut half again as far as meant."""
+    if text.isascii():
+        return min(utf16_offset, len(text))
+    return len(text.encode("utf-16-le")[: 2 * utf16_offset].decode("utf-16-le", "ignore"))
+
+
 def between_graphemes(word: str) -> str:
     """`word` with a zero-width space between its graphemes (where it may wrap)."""
     if word.isascii():  # each character is a grapheme (ASCII has no combining marks)

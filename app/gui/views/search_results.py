@@ -41,7 +41,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QListWidgetItem, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.gui.theme import colors
-from app.gui.views.painting import short_time
+from app.gui.views.painting import chars_before, short_time
 from app.gui.views.peer_text import isolated, one_line_name
 from app.node.api import Message
 
@@ -185,7 +185,8 @@ def fit_lines(text: str, font: QFont, width: float, lines: int = SNIPPET_LINES) 
     layout = _layout(text, font, width)
     if layout.lineCount() <= lines:
         return text
-    cut = layout.lineAt(lines - 1).textStart() + layout.lineAt(lines - 1).textLength()
+    last = layout.lineAt(lines - 1)
+    cut = chars_before(text, last.textStart() + last.textLength())
     while cut > 0:
         shorter = text[:cut].rstrip() + ELLIPSIS
         if _layout(shorter, font, width).lineCount() <= lines:
