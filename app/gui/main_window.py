@@ -50,6 +50,7 @@ from app.gui.tray import TrayIcon
 from app.gui.views.contact_delegate import ContactDelegate
 from app.gui.views.conversation import ConversationPane
 from app.gui.views.file_card import TransferAction
+from app.gui.views.painting import grapheme_prefix
 from app.gui.views.peer_text import isolated, one_line_name
 from app.gui.views.search_results import SearchResultDelegate, search_result_item
 from app.gui.widgets.elided import ElidedLabel
@@ -736,7 +737,7 @@ class MainWindow(QMainWindow):
         if message.transfer is not None:
             preview = self.tr("Sent you a file: {0}").format(self._file_name(message))
         if len(preview) > 120:
-            preview = preview[:119] + "…"
+            preview = grapheme_prefix(preview, 119) + "…"
         return title, preview
 
     def _file_name(self, message: Message) -> str:

@@ -21,7 +21,7 @@ from app.gui.app import GuiSession
 from app.gui.main_window import MainWindow
 from app.gui.theme import colors
 from app.gui.views.contact_delegate import preview_parts, preview_text
-from app.gui.views.painting import short_time
+from app.gui.views.painting import grapheme_prefix, short_time
 from app.gui.views.peer_text import isolated, one_line_name
 from app.gui.views.search_results import search_result_item
 from app.gui.views.transfer_delegate import direction_text
@@ -204,3 +204,25 @@ async def test_a_name_of_64_letters_without_a_space_fits_a_narrow_window(
         .startswith(f"Not verified yet: compare safety numbers with {name} in person")
     )
     assert window.minimumSizeHint().width() <= 700
+
+
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # one grapheme
+
+
+@pytest.mark.asyncio
+async def test_a_long_notification_is_cut_between_graphemes(
+    session: GuiSession, friend: api.InitResult
+) -> None:
+    """The notification's text was cut at 119 characters: a family emoji (four people
+    joined by zero-width joiners) across the cut showed as a family of two or three."""
+    window = session.window
+    assert isinstance(window, MainWindow)
+    service: Any = session.node
+    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
+    await wait_for(lambda: window.contacts.row_of(bob.address) >= 0)
+    said = dataclasses.replace(file_message(bob.address, "ab" + FAMILY * 30), transfer=None)
+    _, preview = window.notification(said)
+    assert preview == "ab" + FAMILY * 16 + "…"  # 2 + 16 * 7 = 114 characters; 121 is over
+    assert grapheme_prefix("ab" + FAMILY, 4) == "ab"
+    assert grapheme_prefix("ab" + FAMILY, 9) == "ab" + FAMILY
+    assert grapheme_prefix("plain text", 5) == "plain"

@@ -137,3 +137,11 @@ def test_a_contact_named_like_our_label_does_not_pass_for_our_message(qtbot: QtB
         "",
     )
     assert _first_line(ours, qtbot) != _first_line(theirs, qtbot)
+
+
+def test_a_snippet_is_not_cut_inside_an_emoji(qtbot: QtBot) -> None:
+    """The snippet was cut at 140 characters, splitting a family emoji (four people
+    joined by zero-width joiners) into a smaller family."""
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"
+    snippet = snippet_around("ab" + family * 30, "zzz")
+    assert snippet.text == "ab" + family * 19 + "…"  # 2 + 19 * 7 = 135 of 140

@@ -81,6 +81,28 @@ def chars_before(text: str, utf16_offset: int) -> int:
     return len(text.encode("utf-16-le")[: 2 * utf16_offset].decode("utf-16-le", "ignore"))
 
 
+def grapheme_prefix(text: str, limit: int) -> str:
+    """The longest start of `text` of at most `limit` characters that ends between two
+    graphemes: cut at a character count, a family emoji (four people joined by three
+    zero-width joiners) lost its last members and showed as another family."""
+    if len(text) <= limit or text.isascii():
+        return text[:limit]
+    head = text[: limit + 1]  # a boundary at `limit` depends on the characters around it
+    finder = QTextBoundaryFinder(QTextBoundaryFinder.BoundaryType.Grapheme, head)
+    bounds: set[int] = set()  # in UTF-16 code units, as Qt counts
+    position = finder.toNextBoundary()
+    while position > 0:
+        bounds.add(position)
+        position = finder.toNextBoundary()
+    kept = 0
+    offset = 0
+    for index, char in enumerate(head):
+        if offset in bounds:
+            kept = index
+        offset += 2 if ord(char) > 0xFFFF else 1
+    return text[:kept]
+
+
 def between_graphemes(word: str) -> str:
     """`word` with a zero-width space between its graphemes (where it may wrap)."""
     if word.isascii():  # each character is a grapheme (ASCII has no combining marks)

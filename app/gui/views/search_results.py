@@ -41,7 +41,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QListWidgetItem, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.gui.theme import colors
-from app.gui.views.painting import chars_before, short_time
+from app.gui.views.painting import chars_before, grapheme_prefix, short_time
 from app.gui.views.peer_text import isolated, one_line_name
 from app.node.api import Message
 
@@ -97,7 +97,7 @@ def snippet_around(text: str, query: str, limit: int = SNIPPET_CHARS) -> Snippet
 
 
 def _cut(flat: str, start: int, limit: int, match: int, length: int) -> Snippet:
-    end = min(len(flat), start + limit)
+    end = start + len(grapheme_prefix(flat[start:], limit))  # an emoji is not split
     head = ELLIPSIS if start > 0 else ""
     tail = ELLIPSIS if end < len(flat) else ""
     text = head + flat[start:end] + tail
