@@ -18,6 +18,7 @@ from pathlib import Path
 
 from app.node.api import InvalidArgument
 from app.node.dht import parse_host_port
+from app.node.fsutil import read_only
 from app.node.storage import vault
 
 
@@ -72,7 +73,10 @@ def downloads_problem(text: str) -> str | None:
         if not folder.is_dir():
             return f"The downloads folder {folder} is a link to nothing."
         if not os.access(folder, os.W_OK | os.X_OK):
-            return f"The downloads folder {folder} can't be written to (permission denied)."
+            # a read-only disk fails the same check: "permission denied" sent the user to
+            # the folder's permissions
+            why = "a read-only file system" if read_only(folder) else "permission denied"
+            return f"The downloads folder {folder} can't be written to ({why})."
         return None
     if not existing.is_dir():
         what = "a file, not a folder" if existing.is_file() else "not a folder"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -482,6 +483,22 @@ async def test_a_downloads_folder_that_cannot_be_used_is_refused_when_set(
     later = tmp_path / "new" / "Downloads"
     saved = await node.update_settings(UpdateSettings(downloads_folder=str(later)))
     assert saved.downloads_folder == str(later) and not (tmp_path / "new").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_downloads_folder_on_a_read_only_disk_is_named_as_such(
+    node: NodeService, tmp_path: Path, small_tmpfs: SmallTmpfs
+) -> None:
+    """Found setting the downloads folder to a read-only mount: "can't be written to
+    (permission denied)" sent the user to the folder's permissions, which were fine.
+    The disk is named, with the words a failed download uses."""
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        try:
+            with pytest.raises(InvalidArgument, match=re.escape("(a read-only file system)")):
+                await node.update_settings(UpdateSettings(downloads_folder=str(disk)))
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
 
 
 @pytest.mark.asyncio
