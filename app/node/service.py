@@ -245,7 +245,7 @@ class NodeService:
         return AddedContact(_public(updated), updated=True)
 
     def _parse_contact(self, command: AddContact) -> ContactRecord:
-        text = command.invite_or_address.strip()
+        text = _as_pasted(command.invite_or_address)
         if text.lower().startswith("eggs:"):
             try:
                 invite = parse_invite(text)
@@ -610,6 +610,22 @@ class NodeService:
             raise WrongPassphrase(
                 "That is not your current passphrase; the passphrase was not changed."
             ) from None
+
+
+_AROUND_A_LINK = "<>()[]{}\"'“”‘’«»"
+_AFTER_A_LINK = ".,;:!?"
+
+
+def _as_pasted(text: str) -> str:
+    """An invite link or address as copied from a sentence or an e-mail: without the
+    brackets or quotes around it, or the full stop after it (no invite or address
+    starts or ends with one), which made "eggs:...s=abc." read "incomplete or damaged"
+    and "<eggs:...>" "neither an invite link nor an address"."""
+    while True:
+        trimmed = text.strip().strip(_AROUND_A_LINK).rstrip(_AFTER_A_LINK)
+        if trimmed == text:
+            return text
+        text = trimmed
 
 
 def _invite_problem(exc: InvalidInvite) -> str:

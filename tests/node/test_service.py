@@ -238,6 +238,24 @@ async def test_a_bad_invite_is_explained_in_one_sentence(node: NodeService, tmp_
 
 
 @pytest.mark.asyncio
+async def test_an_invite_copied_with_what_surrounds_it_is_added(
+    node: NodeService, tmp_path: Path
+) -> None:
+    """Found pasting invites as they are copied from a chat or an e-mail: with the full
+    stop of its sentence it was "incomplete or damaged", between angle brackets "neither
+    an invite link nor an address: an address starts with 'egg'" (it did)."""
+    for name, pasted in [
+        ("Bob", "{0}."),
+        ("Carol", "<{0}>"),
+        ("Dave", "  (“{0}”),\n"),
+    ]:
+        text = pasted.format(invite_of(tmp_path, name))
+        assert (await node.add_contact(AddContact(text))).contact.name == name
+    address = invite_of(tmp_path, "Erin").split("?")[0].removeprefix("eggs:")
+    assert (await node.add_contact(AddContact(f"<{address}>.", "Erin"))).contact.name == "Erin"
+
+
+@pytest.mark.asyncio
 async def test_events_are_published(node: NodeService, tmp_path: Path) -> None:
     received = []
 
