@@ -313,3 +313,52 @@ def test_a_taken_name_is_refused_with_the_option_that_chooses_another(
         "error: You already have a contact named Bob. Choose another with --name."
     )
     assert cli.main(["--profile", str(me), "contacts", "add", other, "--name", "Bob 2"]) == 0
+
+
+def _running(speed: float) -> api.Transfer:
+    return api.Transfer(
+        id="t1",
+        contact="eggabc",
+        outgoing=False,
+        name="big.bin",
+        size=1000,
+        done_bytes=400,
+        state=api.TransferState.RUNNING,
+        path=None,
+        mime="application/octet-stream",
+        time=0.0,
+        speed_bps=speed,
+    )
+
+
+class Transfers:
+    """The node calls `transfers` makes: the list, and whether a node runs."""
+
+    def __init__(self, found: list[api.Transfer], running: bool) -> None:
+        self.found, self.running = found, running
+
+    async def list_transfers(self, command: api.ListTransfers) -> list[api.Transfer]:
+        return self.found
+
+    async def status(self) -> api.Status:
+        return api.Status(self.running, "eggme", [], 0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("speed", "running", "said"),
+    [
+        (2_500_000.0, True, "running  2.5 MB/s"),
+        (0.0, True, "running  (nothing moving: waiting for the peer)"),
+        (0.0, False, "running  (resumes when a node runs: the app, or scrambled-eggs daemon)"),
+    ],
+)
+async def test_a_running_transfer_says_whether_anything_moves(
+    speed: float, running: bool, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found killing the sender mid-transfer: `transfers` went on saying "running" for a
+    file nothing had moved for in minutes, as it did in a profile no node runs."""
+    args = argparse.Namespace(action="list", contact=None, json=False, id=None)
+    node = Transfers([_running(speed)], running)
+    assert await cli.cmd_transfers(args, node) == 0  # type: ignore[arg-type]
+    assert capsys.readouterr().out.rstrip("\n").endswith(f"400/1000 bytes  {said}")
