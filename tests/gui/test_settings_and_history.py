@@ -13,6 +13,7 @@ from pytestqt.qtbot import QtBot
 from app.gui import theme
 from app.gui.app import GuiSession
 from app.gui.bridge import NodeBridge
+from app.gui.dialogs.first_run import FirstRunDialog
 from app.gui.dialogs.settings import SettingsDialog
 from app.gui.models.messages import MessageModel, MessageRole
 from app.gui.tray import TrayIcon, badged_icon
@@ -218,3 +219,36 @@ async def test_a_message_written_meanwhile_is_shown_in_its_place(
     assert [model.message_at(r).text for r in range(model.rowCount())] == [
         "mine 0", "theirs", "mine 1", "mine 2", "newest"]  # fmt: skip
     assert model.data(model.index(2), MessageRole.DAY_HEADER) is False
+
+
+FLAGS = "\U0001f1eb\U0001f1f7" * 29  # 29 flags: 58 characters, two UTF-16 units each
+
+
+@pytest.mark.asyncio
+async def test_a_long_name_of_emoji_is_not_cut_by_the_name_fields(
+    qtbot: QtBot, session: GuiSession, tmp_path: Path
+) -> None:
+    """A name may hold 64 characters; the window's name fields held 64 UTF-16 units
+    (as Qt counts), half as many emoji. A name of 63 characters set from the command
+    line opened in Settings cut in the middle of a flag, and saving any other setting
+    (the theme) saved the cut name. The first-run field cut a pasted name likewise."""
+    assert session.bridge is not None and session.node is not None
+    name = "Alice " + FLAGS  # 64 characters
+    await session.node.update_settings(api.UpdateSettings(display_name=name))
+    dialog = SettingsDialog(session.bridge, await session.bridge.settings())
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.display_name.text() == name
+    dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))
+    assert dialog.changes().display_name is None  # only the theme changed
+    first_run = FirstRunDialog(tmp_path / "new")
+    qtbot.addWidget(first_run)
+    first_run.show()
+    first_run.name.setText(name)
+    assert first_run.name.text() == name
+    first_run.name.setText(name + "!")  # one too many: the node's rule says so
+    first_run.passphrase_edit.setText(PASSPHRASE)
+    first_run.repeat_edit.setText(PASSPHRASE)
+    first_run.create_identity()
+    await wait_for(first_run.error.isVisible)
+    assert "at most 64 characters" in first_run.error.text()

@@ -68,7 +68,9 @@ class FirstRunDialog(QDialog):
         self.name = QLineEdit()
         self.name.setPlaceholderText(self.tr("How your contacts will see you"))
         self.name.setAccessibleName(self.tr("Display name"))
-        self.name.setMaxLength(64)
+        # no maxLength: Qt counts UTF-16 units (an emoji is two) where a name holds 64
+        # characters, and cut a pasted name in the middle of a flag; the node's rule says
+        # "at most 64 characters" instead
         self.use_passphrase = QCheckBox(self.tr("Protect this profile with a passphrase"))
         self.use_passphrase.setChecked(True)
         self.use_passphrase.setAccessibleName(self.tr("Protect with a passphrase"))

@@ -145,7 +145,8 @@ class SettingsDialog(QDialog):
         form = QFormLayout(page)
         self.display_name = QLineEdit(s.display_name)
         self.display_name.setAccessibleName(self.tr("Display name"))
-        self.display_name.setMaxLength(64)
+        # no maxLength: Qt counts UTF-16 units (an emoji is two), so a name of 64
+        # characters opened cut, and saving any setting saved the cut name
         form.addRow(self.tr("Display name"), self.display_name)
         protection = {
             Protection.PASSPHRASE: self.tr("a passphrase"),
