@@ -15,6 +15,7 @@ from app.gui.views.search_results import (
     SearchResultDelegate,
     SearchRole,
     fit_lines,
+    match_format,
     result_when,
     search_result_item,
     sender_label,
@@ -145,3 +146,13 @@ def test_a_snippet_is_not_cut_inside_an_emoji(qtbot: QtBot) -> None:
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"
     snippet = snippet_around("ab" + family * 30, "zzz")
     assert snippet.text == "ab" + family * 19 + "…"  # 2 + 19 * 7 = 135 of 140
+
+
+def test_the_match_is_drawn_bold_where_it_is_after_emoji(qtbot: QtBot) -> None:
+    """Qt places a format in UTF-16 units; given in characters, the bold match after
+    "😀😀 " began two units early, on the space and the "n" of "needle"."""
+    text = "\U0001f600\U0001f600 needle here"
+    snippet = snippet_around(text, "needle")
+    [bold] = match_format(snippet, snippet.text)
+    assert (bold.start, bold.length) == (5, 6)  # 😀😀 and the space are 5 units
+    assert match_format(snippet, snippet.text[:3]) == []  # cut before the match

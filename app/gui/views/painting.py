@@ -81,6 +81,11 @@ def chars_before(text: str, utf16_offset: int) -> int:
     return len(text.encode("utf-16-le")[: 2 * utf16_offset].decode("utf-16-le", "ignore"))
 
 
+def utf16_length(text: str) -> int:
+    """`text`'s length as Qt counts it (UTF-16 units: an emoji outside the BMP is two)."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
+
+
 def grapheme_prefix(text: str, limit: int) -> str:
     """The longest start of `text` of at most `limit` characters that ends between two
     graphemes: cut at a character count, a family emoji (four people joined by three

@@ -41,7 +41,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QListWidgetItem, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.gui.theme import colors
-from app.gui.views.painting import chars_before, grapheme_prefix, short_time
+from app.gui.views.painting import chars_before, grapheme_prefix, short_time, utf16_length
 from app.gui.views.peer_text import isolated, one_line_name
 from app.node.api import Message
 
@@ -195,13 +195,16 @@ def fit_lines(text: str, font: QFont, width: float, lines: int = SNIPPET_LINES) 
     return ELLIPSIS
 
 
-def _match_format(snippet: Snippet, shown: int) -> list[QTextLayout.FormatRange]:
-    """The match in bold and the text colour, if it is in the `shown` characters."""
-    length = min(snippet.length, max(0, shown - snippet.start))
+def match_format(snippet: Snippet, shown: str) -> list[QTextLayout.FormatRange]:
+    """The match in bold and the text colour, if it is in the `shown` text (the snippet's,
+    perhaps cut). Qt places it in UTF-16 units: given in characters, it was drawn one
+    character further right for each emoji before it."""
+    length = min(snippet.length, max(0, len(shown) - snippet.start))
     if length <= 0:
         return []
     match = QTextLayout.FormatRange()
-    match.start, match.length = snippet.start, length
+    match.start = utf16_length(shown[: snippet.start])
+    match.length = utf16_length(shown[snippet.start : snippet.start + length])
     bold = QTextCharFormat()
     bold.setFontWeight(QFont.Weight.Bold)
     bold.setForeground(QColor(colors().text))
@@ -304,6 +307,6 @@ class SearchResultDelegate(QStyledItemDelegate):
     ) -> None:
         c = colors()
         text = fit_lines(snippet.text, font, width)
-        layout = _layout(text, font, width, _match_format(snippet, len(text)))
+        layout = _layout(text, font, width, match_format(snippet, text))
         painter.setPen(QColor(c.muted))
         layout.draw(painter, origin)
