@@ -430,4 +430,7 @@ def _describe(change: StandingChanged, row: Any, until: float | None = None) -> 
         top = sorted(counts.items(), key=lambda item: -item[1])[:3]
         if top:
             evidence = " (last minute: " + ", ".join(f"{n[:-4]} {c}" for n, c in top) + ")"
+    if change.new is Standing.NORMAL:
+        # "A peer behaves unusually (...) and behaves normally again" said both at once
+        return f"A peer {action} (detector score {change.score:.2f})."
     return f"A peer behaves unusually (detector score {change.score:.2f}) and {action}{evidence}."

@@ -520,3 +520,13 @@ async def test_a_wall_clock_stepped_back_hides_no_activity_from_the_detector(
         assert round(float(np.expm1(counts["dht_request_60s"]))) == 60
     finally:
         await asyncio.to_thread(store.close)
+
+
+def test_a_peer_back_to_normal_is_not_said_to_behave_unusually() -> None:
+    """Found in a node's log after a hostile contact calmed down: "A peer behaves
+    unusually (detector score 0.33) and behaves normally again and is no longer
+    restricted." (kept so in the security events too)."""
+    calm = StandingChanged("peer", Standing.RATE_LIMITED, Standing.NORMAL, 0.33, "calm")
+    assert _describe(calm, None) == (
+        "A peer behaves normally again and is no longer restricted (detector score 0.33)."
+    )
