@@ -239,6 +239,10 @@ def passphrase_source(profile: Path, info: api.ProfileInfo | None = None) -> api
     return lambda: typed
 
 
+NEW_PASSPHRASE_TRIES = 3
+"""Times `new_passphrase` asks on a terminal before it gives up."""
+
+
 def new_passphrase() -> str:
     """A passphrase for a new profile: from the environment or typed twice."""
     from_env = api.passphrase_from_env()
@@ -249,11 +253,24 @@ def new_passphrase() -> str:
             f"Choose a passphrase: set {api.PASSPHRASE_ENV}, run in a terminal, "
             "or use --no-passphrase to keep the key in the OS keyring."
         )
-    first = getpass.getpass("New passphrase: ")
-    api.check_new_passphrase(first)
-    if getpass.getpass("Repeat it: ") != first:
-        raise api.InvalidArgument("The two passphrases differ; nothing was created.")
-    return first
+    for attempt in range(1, NEW_PASSPHRASE_TRIES + 1):
+        # a refused or mistyped passphrase is asked for again (it ended the command,
+        # and the user started over), up to a few times
+        last = attempt == NEW_PASSPHRASE_TRIES
+        first = getpass.getpass("New passphrase: ")
+        try:
+            api.check_new_passphrase(first)
+        except api.InvalidArgument as exc:
+            if last:
+                raise
+            _say(f"{exc} Try again.", error=True)
+            continue
+        if getpass.getpass("Repeat it: ") == first:
+            return first
+        if last:
+            raise api.InvalidArgument("The two passphrases differ; nothing was created.")
+        _say("The two passphrases differ. Try again.", error=True)
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------- commands

@@ -91,9 +91,11 @@ def test_json_messages_name_their_conversation() -> None:
 
 
 def test_init_on_a_terminal_refuses_a_short_passphrase_before_asking_again(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Found by a tester: a short passphrase was typed twice, then refused."""
+    """Found by a tester: a short passphrase was typed twice, then refused. Found by
+    another: a refused or mistyped passphrase ended `init`, and the user started over.
+    It is refused at once and asked for again, up to three times."""
     asked: list[str] = []
 
     def typed(prompt: str) -> str:
@@ -105,7 +107,14 @@ def test_init_on_a_terminal_refuses_a_short_passphrase_before_asking_again(
     monkeypatch.setattr(cli.getpass, "getpass", typed)
     with pytest.raises(api.InvalidArgument, match="at least"):
         cli.new_passphrase()
-    assert asked == ["New passphrase: "]
+    assert asked == ["New passphrase: "] * cli.NEW_PASSPHRASE_TRIES
+    assert capsys.readouterr().err.count("Try again.") == cli.NEW_PASSPHRASE_TRIES - 1
+
+    answers = iter(["short", "long enough one", "long enough 1", "a good one!", "a good one!"])
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt: next(answers))
+    assert cli.new_passphrase() == "a good one!"  # too short, then mistyped, then right
+    err = capsys.readouterr().err
+    assert "at least" in err and "differ. Try again." in err
 
 
 def test_init_on_a_terminal_refuses_a_taken_folder_or_a_bad_name_before_the_passphrase(
