@@ -19,8 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 from app.core.ledger_errors import InvalidCid
 
@@ -73,11 +72,14 @@ def sha256_multihash(data: bytes) -> bytes:
     return encode_varint(MULTIHASH_SHA2_256) + encode_varint(SHA2_256_SIZE) + digest
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Cid:
-    """A CIDv1 with a sha2-256 multihash. Ordered (and compared) by its binary form."""
+    """A CIDv1 with a sha2-256 multihash. Ordered (and compared) by its binary form.
+
+    Slotted (a history holds one per event): its text form is cached in a slot."""
 
     raw: bytes
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_binary(self.raw)
@@ -92,6 +94,7 @@ class Cid:
         # (every event's CID is computed on both sides of every message)
         cid = object.__new__(cls)
         object.__setattr__(cid, "raw", prefix + hashlib.sha256(block).digest())
+        object.__setattr__(cid, "_text", None)
         return cid
 
     @classmethod
@@ -100,6 +103,7 @@ class Cid:
         no checks. Anything else goes through ``Cid(raw)``."""
         cid = object.__new__(cls)
         object.__setattr__(cid, "raw", raw)
+        object.__setattr__(cid, "_text", None)
         return cid
 
     @classmethod
@@ -133,13 +137,13 @@ class Cid:
         return hashlib.sha256(block).digest() == self.digest
 
     def __str__(self) -> str:
-        return self._text
-
-    @cached_property
-    def _text(self) -> str:
         """The base32 text form, encoded once (events are stored and looked up by it)."""
-        encoded = base64.b32encode(self.raw).decode("ascii").rstrip("=").lower()
-        return MULTIBASE_BASE32 + encoded
+        text = self._text
+        if text is None:
+            encoded = base64.b32encode(self.raw).decode("ascii").rstrip("=").lower()
+            text = MULTIBASE_BASE32 + encoded
+            object.__setattr__(self, "_text", text)
+        return text
 
     def __repr__(self) -> str:
         return f"Cid({self})"

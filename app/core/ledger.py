@@ -139,12 +139,15 @@ class Ledger:
         self._max_pending = max_pending
         self._max_pending_bytes = max_pending_bytes
         self._events: dict[Cid, Event] = {}
-        # Highest seq of each member (in `_members` order) among an event and its ancestors.
-        self._clocks: dict[Cid, tuple[int, int]] = {}
-        # The event of each (author, seq), keyed ``seq * 2 + author's slot`` (an int: a
-        # tuple and a list per event cost ~110 bytes more); `_forks` holds every event of
-        # an (author, seq) that has more than one: the equivocations.
-        self._by_author_seq: dict[int, Cid] = {}
+        # Highest seq of the member who did *not* author an event, among the event and
+        # its ancestors (its author's is the event's own seq): one int per event, not a
+        # tuple (see `_clock`).
+        self._other_seq: dict[Cid, int] = {}
+        # The event of each seq of each member (in `_members` order), keyed by the
+        # event's own seq (no tuple, list or int per event); `_forks` holds every event
+        # of an (author, seq) that has more than one, keyed ``seq * 2 + author's slot``:
+        # the equivocations.
+        self._by_seq: tuple[dict[int, Cid], dict[int, Cid]] = ({}, {})
         self._forks: dict[int, list[Cid]] = {}
         self._heads: set[Cid] = set()
         self._pending: dict[Cid, tuple[Event, bytes]] = {}
@@ -189,9 +192,19 @@ class Ledger:
         return self._events.get(cid)
 
     def get_bytes(self, cid: Cid) -> bytes | None:
-        """The exact signed bytes of an accepted event (to send or store), or None."""
+        """The exact signed bytes of an accepted event (to send or store), or None.
+
+        An event read back from storage does not keep its bytes (they are encoded again
+        from its fields): those are checked against its CID, and an event whose stored
+        form was not canonical (which only someone holding the data key could write, and
+        ``history verify`` names) is not served: None."""
         event = self._events.get(cid)
-        return None if event is None else event.to_bytes()
+        if event is None:
+            return None
+        data = event.to_bytes()
+        if not event.holds_bytes and not cid.matches(data):
+            return None
+        return data
 
     def ordered(self) -> list[Event]:
         """All accepted events in the deterministic total order ``(lamport, cid)``."""
@@ -210,7 +223,8 @@ class Ledger:
 
         Heads we do not know are ignored (ask for them with `get_bytes` on their side).
         """
-        return [self._events[cid].to_bytes() for cid in self.cids_since(their_heads)]
+        found = (self.get_bytes(cid) for cid in self.cids_since(their_heads))
+        return [data for data in found if data is not None]
 
     def cids_since(
         self, their_heads: Iterable[Cid], assume_known: AbstractSet[Cid] = frozenset()
@@ -438,10 +452,16 @@ class Ledger:
         if signed:
             event.verify_signature()
 
+    def _clock(self, cid: Cid) -> tuple[int, int]:
+        """Highest seq of each member (in `_members` order) among an event and its
+        ancestors."""
+        event, other = self._events[cid], self._other_seq[cid]
+        return (event.seq, other) if event.author == self._members[0] else (other, event.seq)
+
     def _parent_clock(self, parents: Iterable[Cid]) -> tuple[int, int]:
         low = high = 0
         for parent in parents:
-            a, b = self._clocks[parent]
+            a, b = self._clock(parent)
             low, high = max(low, a), max(high, b)
         return low, high
 
@@ -476,7 +496,7 @@ class Ledger:
             raise InconsistentEvent(reason, cid)
         clock[slot] = event.seq
         self._events[cid] = event
-        self._clocks[cid] = (clock[0], clock[1])
+        self._other_seq[cid] = clock[1 - slot]
         self._heads.difference_update(event.parents)
         self._heads.add(cid)
         order = self._order
@@ -487,10 +507,9 @@ class Ledger:
         else:
             bisect.insort(order, event, key=_order_key)
         outcomes: list[LedgerOutcome] = [EventAccepted(cid, event)]
-        key = event.seq * 2 + slot
-        first = self._by_author_seq.setdefault(key, cid)
+        first = self._by_seq[slot].setdefault(event.seq, cid)
         if first is not cid:
-            same_slot = self._forks.setdefault(key, [first])
+            same_slot = self._forks.setdefault(event.seq * 2 + slot, [first])
             same_slot.append(cid)
             outcomes.append(EquivocationDetected(event.author, event.seq, tuple(sorted(same_slot))))
         return outcomes

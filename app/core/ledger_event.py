@@ -27,8 +27,7 @@ import hashlib
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import FrozenInstanceError, dataclass, field
 from typing import TypeVar
 
 import cbor2
@@ -77,14 +76,19 @@ def conversation_id(member_a: bytes, member_b: bytes) -> bytes:
     return hashlib.sha256(_CONVERSATION_TAG + low + high).digest()
 
 
-@dataclass(frozen=True)
 class EventBody:
-    """What an event says: a ``kind`` plus a few typed fields (text, integers, bytes)."""
+    """What an event says: a ``kind`` plus a few typed fields (text, integers, bytes).
 
-    items: tuple[tuple[str, BodyValue], ...]
+    Immutable. Built from `items` (name, value) pairs sorted by name; held as one flat
+    tuple ``(name, value, name, value, ...)`` in a slot (a history holds one body per
+    event: a tuple per field and a dict per body cost ~250 bytes more)."""
 
-    def __post_init__(self) -> None:
-        _check_body(self.items)
+    __slots__ = ("_flat",)
+    _flat: tuple[str | BodyValue, ...]
+
+    def __init__(self, items: tuple[tuple[str, BodyValue], ...]) -> None:
+        _check_body(items)
+        object.__setattr__(self, "_flat", tuple(part for pair in items for part in pair))
 
     @classmethod
     def of(cls, kind: str, **fields: BodyValue) -> EventBody:
@@ -97,25 +101,54 @@ class EventBody:
         return cls(tuple(sorted(mapping.items())))
 
     @property
+    def items(self) -> tuple[tuple[str, BodyValue], ...]:
+        """The (name, value) pairs, sorted by name."""
+        flat = self._flat
+        return tuple(zip(flat[::2], flat[1::2], strict=True))  # type: ignore[arg-type]
+
+    @property
     def kind(self) -> str:
         """What sort of event this is (``text``, ``file``, ``edit``, ...)."""
         return str(self.get(KIND_KEY))  # _check_body guarantees a str
 
     def get(self, key: str) -> BodyValue | None:
         """One field, or None if absent."""
-        for name, value in self.items:  # a few fields: no dict to build per lookup
-            if name == key:
-                return value
+        flat = self._flat
+        for index in range(0, len(flat), 2):  # a few fields: no dict to build per lookup
+            if flat[index] == key:
+                return flat[index + 1]
         return None
 
     def as_dict(self) -> dict[str, BodyValue]:
         """The fields as a plain dict (a copy)."""
         return dict(self.items)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EventBody):
+            return NotImplemented
+        return self._flat == other._flat
 
-@dataclass(frozen=True)
+    def __hash__(self) -> int:
+        return hash(self._flat)
+
+    def __repr__(self) -> str:
+        return f"EventBody(items={self.items!r})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    """One signed history event. Build with `sign_event`, parse with `decode_event`."""
+    """One signed history event. Build with `sign_event`, parse with `decode_event`.
+
+    Slotted (no per-event dict: a history holds one of these per event). The encoded
+    bytes are kept when the event was signed or received (to send them on); an event
+    read back from storage (`decode_stored_event`) does not keep them: the store has
+    them, and `to_bytes` encodes the fields again (canonical CBOR has one encoding)."""
 
     conversation: bytes
     author: bytes
@@ -125,13 +158,15 @@ class Event:
     wall_time: int
     body: EventBody
     signature: bytes = field(repr=False)
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _cid: Cid | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_fields(self)
 
     def unsigned_bytes(self) -> bytes:
         """The canonical encoding of everything but the signature (what is signed)."""
-        encoded = self.__dict__.get("_encoded")
+        encoded = self._encoded
         if encoded is not None:  # cut from the signed encoding, not encoded again
             unsigned = _without_signature(encoded, self.seq, self.signature)
             if unsigned is not None:
@@ -139,17 +174,26 @@ class Event:
         return _encode_in_order(self._unsigned_map())
 
     def to_bytes(self) -> bytes:
-        """The canonical wire encoding of the signed event (the block its CID names)."""
-        return self._encoded
+        """The canonical wire encoding of the signed event (the block its CID names):
+        the bytes held, or (an event read back from storage) its fields encoded again."""
+        encoded = self._encoded
+        if encoded is None:
+            return _encode_in_order(self._unsigned_map(self.signature))
+        return encoded
 
-    @cached_property
-    def _encoded(self) -> bytes:
-        return _encode_in_order(self._unsigned_map(self.signature))
+    @property
+    def holds_bytes(self) -> bool:
+        """Whether this event keeps its encoded bytes (`to_bytes` does not encode)."""
+        return self._encoded is not None
 
-    @cached_property
+    @property
     def cid(self) -> Cid:
         """The content identifier of this event."""
-        return Cid.for_block(self.to_bytes(), CODEC_DAG_CBOR)
+        cid = self._cid
+        if cid is None:
+            cid = Cid.for_block(self.to_bytes(), CODEC_DAG_CBOR)
+            object.__setattr__(self, "_cid", cid)
+        return cid
 
     def verify_signature(self) -> None:
         """Raise `BadEventSignature` (naming this event) unless the author signed it."""
@@ -208,9 +252,9 @@ def sign_event(
     unsigned_bytes = unsigned.unsigned_bytes()
     signature = keys.sign(Domain.HISTORY_EVENT, unsigned_bytes)
     event = Event(conversation, author, seq, ordered, lamport, wall_time, body, signature)
+    # the signed encoding, without encoding the map again (if laid out as expected)
     encoded = _with_signature(unsigned_bytes, seq, signature)
-    if encoded is not None:  # the signed encoding, without encoding the map again
-        event.__dict__["_encoded"] = encoded
+    _keep(event, encoded if encoded is not None else event.to_bytes(), None)
     if len(event.to_bytes()) > MAX_EVENT_BYTES:
         raise LocalProtocolError(f"an event is at most {MAX_EVENT_BYTES} bytes once encoded")
     return event
@@ -290,9 +334,14 @@ def decode_event(data: bytes, cid: Cid | None = None) -> Event:
         raise NonCanonicalEvent("the event is not canonically encoded", cid)
     # the bytes are the event's own encoding: keep those (one copy, not two) and their
     # CID, computed above (not hashed again)
-    event.__dict__["_encoded"] = data
-    event.__dict__["cid"] = cid
+    _keep(event, data, cid)
     return event
+
+
+def _keep(event: Event, encoded: bytes | None, cid: Cid | None) -> None:
+    """Set what an event caches: its encoded bytes and its CID (either may be None)."""
+    object.__setattr__(event, "_encoded", encoded)
+    object.__setattr__(event, "_cid", cid)
 
 
 def decode_stored_event(
@@ -327,8 +376,10 @@ def decode_stored_event(
         raise type(exc)(exc.reason, cid) from None
     except (TypeError, ValueError):  # e.g. body keys of mixed types that don't sort
         raise MalformedEvent("the stored event has an unexpected shape", cid) from None
-    event.__dict__["_encoded"] = data
-    event.__dict__["cid"] = cid
+    # the bytes are not kept: the store holds them, and a history holds hundreds of
+    # thousands of events (`to_bytes` encodes the fields again; `Ledger.get_bytes`
+    # checks that they hash to `cid`, as they do unless the stored row was not canonical)
+    _keep(event, None, cid)
     return event
 
 

@@ -108,3 +108,22 @@ async def test_reconciling_a_long_history_lets_the_event_loop_turn(
         await asyncio.to_thread(store.close)
     assert walked == len(written.ordered())  # every event was walked (all unstored)
     assert any(0 < n < walked for n in seen)  # and the loop turned in between
+
+
+@pytest.mark.asyncio
+async def test_a_loaded_history_keeps_no_event_bytes_and_serves_them_as_stored(
+    tmp_path: Path,
+) -> None:
+    """The node's load (decision 0022): the events read back from the store keep no
+    encoded bytes in memory, yet what a peer lacking them is sent is byte for byte what
+    was stored, and the export (`history export`) holds the same events."""
+    store, written = _store_with_history(tmp_path / "alice", 30)
+    try:
+        stored = store.history.all(BOB.public.address)
+        loaded = await load_ledger(store, BOB.public.address)
+        assert not any(event.holds_bytes for event in loaded.ordered())
+        assert loaded.events_since([]) == written.events_since([]) == stored
+        exported = await history.export_stored(store, BOB.public.address, "Bob")
+        assert exported.events == len(stored)
+    finally:
+        await asyncio.to_thread(store.close)
