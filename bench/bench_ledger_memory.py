@@ -7,6 +7,7 @@ conversation is first used, in a fresh child process per measurement:
 
 * ``cpu_s``: the CPU the load takes (every thread of the child);
 * ``rss_growth_mb``: the child's RSS after the load (garbage collected) minus before;
+  ``peak_rss_growth_mb``: its highest RSS during the load minus that before;
 * ``traced_bytes_per_event``: in another child, the bytes tracemalloc sees allocated by
   the load and still held once it is done, per event (the history's whole cost in
   Python objects: the part a peer's request or the window reads again from the store
@@ -46,6 +47,10 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * resource.getpagesize()
 
 
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
 def child(profile: Path, contact: str, traced: bool) -> dict[str, Any]:
     """One load of the history with `contact` (the code on PYTHONPATH does it)."""
     from app.node.history import load_ledger
@@ -79,6 +84,7 @@ def child(profile: Path, contact: str, traced: bool) -> dict[str, Any]:
                 cpu_s=round(cpu, 3),
                 wall_s=round(wall, 3),
                 rss_growth_mb=round((_rss_bytes() - rss0) / 1e6, 1),
+                peak_rss_growth_mb=round((_peak_rss_bytes() - rss0) / 1e6, 1),
             )
         del ledger
         return out
@@ -120,7 +126,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         good = [r for r in rounds if "error" not in r]
         summary[code] = {
             key: statistics.median(r[key] for r in good)
-            for key in ("cpu_s", "wall_s", "rss_growth_mb")
+            for key in ("cpu_s", "wall_s", "rss_growth_mb", "peak_rss_growth_mb")
             if good
         } | {
             "traced_bytes_per_event": good[0].get("traced_bytes_per_event") if good else None,

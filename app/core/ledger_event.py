@@ -134,6 +134,9 @@ class EventBody:
     def __repr__(self) -> str:
         return f"EventBody(items={self.items!r})"
 
+    def __reduce__(self) -> tuple[type[EventBody], tuple[tuple[tuple[str, BodyValue], ...]]]:
+        return EventBody, (self.items,)  # copied or pickled through its checks
+
     def __setattr__(self, name: str, value: object) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
 

@@ -4,7 +4,9 @@ fields when a peer asks), and no dict or tuple per field of each event."""
 
 from __future__ import annotations
 
+import copy
 import gc
+import pickle
 import types
 from collections import Counter
 
@@ -135,3 +137,4 @@ def test_a_body_is_one_flat_tuple_with_the_same_meaning() -> None:
     assert decode_event(event.to_bytes()).body == body
     with pytest.raises(AttributeError):
         body._flat = ()  # type: ignore[misc]
+    assert copy.deepcopy(body) == body and pickle.loads(pickle.dumps(event)) == event
