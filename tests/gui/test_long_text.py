@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from gui_helpers import PASSPHRASE, wait_for
 from PySide6.QtCore import QPointF, QRect
-from PySide6.QtGui import QColor, QFont, QImage, QPainter
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QTextLayout
 from PySide6.QtWidgets import QAbstractItemView, QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
@@ -139,21 +139,18 @@ async def test_stacked_combining_marks_stay_inside_their_row(
     assert untouched_outside(image, rect, QColor("#123456"))
 
 
-@pytest.mark.asyncio
-async def test_a_message_taller_than_a_row_can_be_is_cut_with_a_note(
-    session: GuiSession, friend: api.InitResult
-) -> None:
-    """Found in the window: 30,000 line breaks (32 KiB allow that) made a bubble 544,000
-    pixels tall in a row the list shows at most 32,767 tall: it spilled over the messages
-    after it. The text is cut where a row ends, its last line says how much is hidden,
-    and Copy text still copies it all."""
+async def _tall_message_then_another(
+    session: GuiSession, friend: api.InitResult, text: str
+) -> tuple[MainWindow, QTextLayout]:
+    """Send `text` and a short message after it in the window's open conversation; check
+    the tall row is no taller than a row can be and nothing spills over the next one;
+    the tall row's text layout."""
     window = session.window
     assert isinstance(window, MainWindow)
     service: Any = session.node
     bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
     window.open_conversation(bob.address)
     await wait_for(lambda: window.messages.contact == bob.address and not window.messages.loading)
-    text = "first" + "\n" * 30_000 + "last"
     await service.send_message(api.SendMessage(bob.address, text))
     await service.send_message(api.SendMessage(bob.address, "after it"))
     await wait_for(lambda: window.messages.rowCount() == 2)
@@ -164,6 +161,19 @@ async def test_a_message_taller_than_a_row_can_be_is_cut_with_a_note(
     assert rect.height() == view.itemDelegate().sizeHint(option, tall).height() < 32_767
     assert view.visualRect(after).top() == rect.bottom() + 1  # nothing spills over it
     layout, _ = view.itemDelegate()._text_layout(window.messages.message_at(0), 536.0)
+    return window, layout
+
+
+@pytest.mark.asyncio
+async def test_a_message_taller_than_a_row_can_be_is_cut_with_a_note(
+    session: GuiSession, friend: api.InitResult
+) -> None:
+    """Found in the window: 30,000 line breaks (32 KiB allow that) made a bubble 544,000
+    pixels tall in a row the list shows at most 32,767 tall: it spilled over the messages
+    after it. The text is cut where a row ends, its last line says how much is hidden,
+    and Copy text still copies it all."""
+    text = "first" + "\n" * 30_000 + "last"
+    window, layout = await _tall_message_then_another(session, friend, text)
     assert layout.text().startswith("first")
     last_line = layout.lineAt(layout.lineCount() - 1)
     note = layout.text()[last_line.textStart() :]
@@ -182,23 +192,8 @@ async def test_a_tall_message_of_emoji_is_cut_where_a_row_ends_too(
     (as Python counts), so every emoji before the cut moved it one character further:
     half again as many lines were kept, the bubble was taller than a row can be, and
     it spilled over the messages after it."""
-    window = session.window
-    assert isinstance(window, MainWindow)
-    service: Any = session.node
-    bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
-    window.open_conversation(bob.address)
-    await wait_for(lambda: window.messages.contact == bob.address and not window.messages.loading)
     text = "\n".join("\U0001f600" for _ in range(6000))  # 30 KB: a message holds 32 KiB
-    await service.send_message(api.SendMessage(bob.address, text))
-    await service.send_message(api.SendMessage(bob.address, "after it"))
-    await wait_for(lambda: window.messages.rowCount() == 2)
-    view = window.conversation.list
-    tall, after = (view.model().index(row, 0) for row in range(2))
-    rect = view.visualRect(tall)
-    option = QStyleOptionViewItem()
-    assert rect.height() == view.itemDelegate().sizeHint(option, tall).height() < 32_767
-    assert view.visualRect(after).top() == rect.bottom() + 1  # nothing spills over it
-    layout, _ = view.itemDelegate()._text_layout(window.messages.message_at(0), 536.0)
+    _, layout = await _tall_message_then_another(session, friend, text)
     kept = layout.text().split(LINE_SEPARATOR)
     note = kept.pop()
     assert kept and set(kept) == {"\U0001f600"}  # whole lines

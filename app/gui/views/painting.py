@@ -93,12 +93,7 @@ def grapheme_prefix(text: str, limit: int) -> str:
     if len(text) <= limit or text.isascii():
         return text[:limit]
     head = text[: limit + 1]  # a boundary at `limit` depends on the characters around it
-    finder = QTextBoundaryFinder(QTextBoundaryFinder.BoundaryType.Grapheme, head)
-    bounds: set[int] = set()  # in UTF-16 code units, as Qt counts
-    position = finder.toNextBoundary()
-    while position > 0:
-        bounds.add(position)
-        position = finder.toNextBoundary()
+    bounds = _grapheme_bounds(head)
     kept = 0
     offset = 0
     for index, char in enumerate(head):
@@ -108,16 +103,23 @@ def grapheme_prefix(text: str, limit: int) -> str:
     return text[:kept]
 
 
-def between_graphemes(word: str) -> str:
-    """`word` with a zero-width space between its graphemes (where it may wrap)."""
-    if word.isascii():  # each character is a grapheme (ASCII has no combining marks)
-        return ZERO_WIDTH_SPACE.join(word)
-    finder = QTextBoundaryFinder(QTextBoundaryFinder.BoundaryType.Grapheme, word)
-    bounds: set[int] = set()  # in UTF-16 code units, as Qt counts
+def _grapheme_bounds(text: str) -> set[int]:
+    """The grapheme boundaries after the start of `text`, in UTF-16 code units (as Qt
+    counts them)."""
+    finder = QTextBoundaryFinder(QTextBoundaryFinder.BoundaryType.Grapheme, text)
+    bounds: set[int] = set()
     position = finder.toNextBoundary()
     while position > 0:
         bounds.add(position)
         position = finder.toNextBoundary()
+    return bounds
+
+
+def between_graphemes(word: str) -> str:
+    """`word` with a zero-width space between its graphemes (where it may wrap)."""
+    if word.isascii():  # each character is a grapheme (ASCII has no combining marks)
+        return ZERO_WIDTH_SPACE.join(word)
+    bounds = _grapheme_bounds(word)
     parts: list[str] = []
     offset = 0
     for char in word:
