@@ -359,10 +359,16 @@ async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
     return 0
 
 
+NOT_ADDED_BACK = "has not added you yet: messages wait until they do (share your invite)"
+
+
 def _contact_state(contact: api.Contact) -> str:
     if contact.key_changed:
         return "KEY CHANGED: remove and re-add from a new invite after checking with them"
-    return "verified" if contact.verified else ""
+    state = "verified" if contact.verified else ""
+    if contact.not_added_back:
+        state = f"{state}, {NOT_ADDED_BACK}" if state else NOT_ADDED_BACK
+    return state
 
 
 def _message_json(m: api.Message) -> dict[str, Any]:
@@ -567,6 +573,7 @@ async def cmd_peers(args: argparse.Namespace, node: api.NodeApi) -> int:
     lines = [
         f"{p.contact or '-'}\t{p.address}\t{p.state}\t{p.path or '-'}\t"
         + (f"{p.rtt_ms:.1f} ms" if p.rtt_ms is not None else "-")
+        + (f"\t{NOT_ADDED_BACK}" if p.not_added_back else "")
         for p in peers
     ]
     _emit(args, peers, "\n".join(lines) if lines else "No peers.")
@@ -670,6 +677,8 @@ async def _print_status(args: argparse.Namespace, node: api.NodeApi) -> int:
         text += f"\nWarning: {s.storage}"
     if s.clock:
         text += f"\nWarning: {s.clock}"
+    for name in s.not_added_back:
+        text += f"\n{name} {NOT_ADDED_BACK}"
     _emit(args, s, text)
     return 0
 

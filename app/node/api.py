@@ -214,19 +214,26 @@ class Status:
     """Why what contacts send can't be stored right now ("" when it can)."""
     clock: str = ""
     """Why the computer's clock looks wrong ("" when it looks right or can't be told)."""
+    not_added_back: list[str] = field(default_factory=list)
+    """Names of the contacts whose nodes told ours they have not added us (what we send
+    them waits until they do; see `Contact.not_added_back`)."""
 
 
 @dataclass(frozen=True)
 class Contact:
     """One entry of the address book. `key_changed`: someone presented another key for
     this contact; nothing is exchanged until the user removes and re-adds them.
-    `unread`: messages received from them and not marked read (in `list_contacts`)."""
+    `unread`: messages received from them and not marked read (in `list_contacts`).
+    `not_added_back`: their node told ours it does not have us as a contact (they have
+    not added us, or removed us): what we send waits until they add us. False when not
+    known (never guessed from silence)."""
 
     name: str
     address: str
     verified: bool
     key_changed: bool = False
     unread: int = 0
+    not_added_back: bool = False
 
 
 @dataclass(frozen=True)
@@ -345,6 +352,8 @@ class Peer:
     path: str | None
     state: str
     rtt_ms: float | None
+    not_added_back: bool = False
+    """A contact whose node told ours it has not added us (see `Contact.not_added_back`)."""
 
 
 @dataclass(frozen=True)
@@ -608,6 +617,16 @@ class TypingChanged:
 
 
 @dataclass(frozen=True)
+class AddedBackChanged:
+    """A contact's node told ours it does not have us as a contact (`not_added_back`),
+    or, once it did, something from it opened in our session (False: it knows us now).
+    `contact` is the contact's address."""
+
+    contact: str
+    not_added_back: bool
+
+
+@dataclass(frozen=True)
 class SettingsChanged:
     """Settings were updated."""
 
@@ -680,6 +699,7 @@ NodeEvent = (
     | MessageAdded
     | MessageStatusChanged
     | TypingChanged
+    | AddedBackChanged
     | SettingsChanged
     | SecurityAlert
     | TransferAdded
@@ -698,6 +718,7 @@ EVENT_TYPES: dict[str, type[NodeEvent]] = {
         MessageAdded,
         MessageStatusChanged,
         TypingChanged,
+        AddedBackChanged,
         SettingsChanged,
         SecurityAlert,
         TransferAdded,

@@ -51,6 +51,7 @@ from app.core.ledger_errors import BadEventSignature
 from app.core.ledger_event import Event, EventBody
 from app.core.session import Session
 from app.core.shown_time import latest_written, shown_time_ms
+from app.node.added_back import AddedBack
 from app.node.api import (
     MAX_MESSAGE_BYTES,
     HistoryInvalid,
@@ -251,6 +252,8 @@ class Messenger:
         """Told each payload's outcome per peer ("ok", "decrypt_failed", "replay",
         "malformed", "invalid_signature", "event_rejected") and each "sent" message
         (the anomaly monitor and the key-rotation policy)."""
+        self.added_back = AddedBack(lambda event: self._publish(event), self.is_known_contact)
+        """Which contacts' nodes said they don't have us (and telling strangers so)."""
         self.sessions = SessionBook(
             store,
             network,
@@ -281,6 +284,7 @@ class Messenger:
         self.network.set_bundle(await self.sessions.load_prekeys())
         self.network.on_message(self.handle_payload)
         self.network.manager.known = self.is_known_contact  # strangers' connections are capped
+        self.network.not_a_contact = self.added_back.told_not_a_contact
         self.network.presence_seen = self._presence_seen
         self.network.manager.subscribe(self._on_transport)
         self._resync = asyncio.ensure_future(self._resync_loop())
@@ -1125,6 +1129,8 @@ class Messenger:
             raise ValueError("oversize message")
         if await self._contact(address) is None:
             self.stats["stranger"] += 1
+            if live:  # say so: its messages would wait for us with no word why
+                await self.added_back.tell_stranger(self.network.manager.connection(address))
             return
         reply = None
         async with self._lock(address):
@@ -1132,6 +1138,7 @@ class Messenger:
             if opened is None:
                 return
             self._failures.pop(address, None)
+            self.added_back.heard(address)
             unsaved = opened.unsaved
             sizes = [len(payload)]
             try:
@@ -1357,6 +1364,8 @@ class Messenger:
             self._spawn(self._greet(event.address))
         elif isinstance(event, ConnectionStateChanged) and event.state is not PeerState.CONNECTING:
             self.ephemeral.disconnected(event.address)
+            if event.state is PeerState.DISCONNECTED:
+                self.added_back.closed(event.address, event.reason)
 
     async def _greet(self, address: str) -> None:
         """On every (re)connection: tell a contact our heads and ask for theirs."""
@@ -1387,6 +1396,10 @@ class Messenger:
                 if self.network.manager.connection(address) is not None:
                     self._dirty.discard(address)
                     self._spawn(self._send_quietly(address, [], True))
+
+    def not_added_back(self, address: str) -> bool:
+        """True when the contact's node told us it does not have us as a contact."""
+        return self.added_back.not_added_back(address)
 
     def is_known_contact(self, address: str) -> bool:
         """Whether `address` is a contact the messenger has loaded (no I/O)."""
@@ -1434,6 +1447,7 @@ class Messenger:
         self._contacts.pop(address, None)
         self._lookups.pop(address, None)
         self.clock_alarm.forget(address)
+        self.added_back.forget(address)
         self._spawn(self._disconnect_later(address))
 
     async def _disconnect_later(self, address: str) -> None:

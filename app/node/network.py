@@ -81,6 +81,11 @@ every neighbour was evicted as unresponsive."""
 # verifies them against the address exactly as a bundle read from the DHT.
 BUNDLE_REQUEST = b"\xb0"
 BUNDLE_REPLY = b"\xb1"
+NOT_A_CONTACT = b"\xb4"
+"""Sent to a peer whose session message we dropped because it is not our contact (once
+per connection, `app.node.added_back`): a bare DONT_HAVE tag without its request id,
+which every node since the block exchange drops unread (its DONT_HAVE handler ignores
+one shorter than an id), so older nodes ignore it; docs/protocol.md, section 7."""
 BUNDLE_WAIT_SECONDS = 5.0
 REPUBLISH_AFTER_CHANGE = 2.0
 """Seconds between a wake or network change and publishing our records again: the
@@ -233,6 +238,8 @@ class NetworkStack:
         self._bundle: PrekeyBundle | None = None
         self._bundle_replies: dict[str, asyncio.Future[bytes]] = {}
         self._tagged: dict[int, Callable[[str, bytes], Awaitable[None]]] = {}
+        self.not_a_contact: Callable[[str], None] | None = None
+        """Told the address of a peer that said we are not its contact (`NOT_A_CONTACT`)."""
         self.inboxes = PeerInboxes(self._handle_message)
         """Session messages, handled apart from the connections' readers (so the block
         exchange's payloads read after one do not wait for it) and in order per peer."""
@@ -363,6 +370,10 @@ class NetworkStack:
             await self._dispatch(address, payload)
 
     async def _dispatch(self, address: str, payload: bytes) -> None:
+        if payload == NOT_A_CONTACT:
+            if self.not_a_contact is not None:
+                self.not_a_contact(address)
+            return
         tagged = self._tagged.get(payload[0]) if payload else None
         if tagged is not None:
             await tagged(address, payload)

@@ -114,6 +114,10 @@ class Delivery(Protocol):
 
     async def mark_read(self, address: str) -> None: ...
 
+    def not_added_back(self, address: str) -> bool:
+        """True when the contact's node told us it does not have us as a contact."""
+        ...
+
     @property
     def storage_problem(self) -> str:
         """Why what contacts send can't be stored right now ("" when it can)."""
@@ -125,13 +129,14 @@ class Delivery(Protocol):
         ...
 
 
-def _public(record: ContactRecord, unread: int = 0) -> Contact:
+def _public(record: ContactRecord, unread: int = 0, not_added_back: bool = False) -> Contact:
     return Contact(
         name=record.name,
         address=record.address,
         verified=record.verified,
         key_changed=record.key_changed,
         unread=unread,
+        not_added_back=not_added_back,
     )
 
 
@@ -189,6 +194,9 @@ class NodeService:
             dht_peers=self._network.peer_count() if self._network else 0,
             storage=self._delivery.storage_problem if self._delivery is not None else "",
             clock=self._delivery.clock_problem if self._delivery is not None else "",
+            not_added_back=[c.name for c in await self.list_contacts() if c.not_added_back]
+            if self._delivery is not None
+            else [],
         )
 
     # ------------------------------------------------------------------ contacts
@@ -268,13 +276,23 @@ class NodeService:
         name = checked_name(command.name or f"{address[:7]}…{address[-4:]}")
         return ContactRecord(address, name, signing_key, None, (), verified=False)
 
+    def _not_added_back(self, address: str) -> bool:
+        return self._delivery is not None and self._delivery.not_added_back(address)
+
     async def list_contacts(self) -> list[Contact]:
         def read(r: Reads) -> list[Contact]:
             records = r.contacts.all()
             unseen = r.messages.unseen([record.address for record in records])
             return [_public(record, unseen.get(record.address, 0)) for record in records]
 
-        return await self.store.read(read)
+        contacts = await self.store.read(read)
+        delivery = self._delivery
+        if delivery is None:
+            return contacts
+        return [
+            dataclasses.replace(c, not_added_back=True) if delivery.not_added_back(c.address) else c
+            for c in contacts
+        ]
 
     async def find_contact(self, name_or_address: str) -> ContactRecord:
         """The contact named by display name (case-insensitive) or address."""
@@ -366,7 +384,7 @@ class NodeService:
             raise ContactNotFound(f"{record.name} was removed meanwhile.")
         self._names = None
         renamed = dataclasses.replace(record, name=name)
-        contact = _public(renamed)
+        contact = _public(renamed, not_added_back=self._not_added_back(renamed.address))
         self._bus.publish(ContactRenamed(contact))
         if self._delivery is not None:
             self._delivery.contact_updated(renamed)
@@ -385,7 +403,10 @@ class NodeService:
         if command.confirm and not verified:
             await self.store.call(self.store.contacts.set_verified, record.address, True)
             verified = True
-            contact = dataclasses.replace(_public(record), verified=True)
+            contact = dataclasses.replace(
+                _public(record, not_added_back=self._not_added_back(record.address)),
+                verified=True,
+            )
             self._bus.publish(ContactVerified(contact))
         return Verification(record.name, record.address, number, verified)
 
@@ -510,7 +531,14 @@ class NodeService:
             return []
         records = await self.store.read(lambda r: r.contacts.all())
         names = {r.address: r.name for r in records}
-        return [dataclasses.replace(p, contact=names.get(p.address)) for p in self._network.peers()]
+        return [
+            dataclasses.replace(
+                p,
+                contact=names.get(p.address),
+                not_added_back=p.address in names and self._not_added_back(p.address),
+            )
+            for p in self._network.peers()
+        ]
 
     # ------------------------------------------------------------------ history
 
