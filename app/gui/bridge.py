@@ -21,6 +21,7 @@ from app.gui.asyncqt import async_slot
 from app.node.api import (
     AcceptTransfer,
     AddContact,
+    AddedBackChanged,
     CancelTransfer,
     ChangePassphrase,
     ClockAlert,
@@ -188,9 +189,9 @@ class NodeBridge(QObject):
             self.settingsChanged.emit(event.settings)
         elif isinstance(event, SecurityAlert):
             self.securityAlert.emit(event.contact, event.kind, event.detail)
-            refresh = asyncio.ensure_future(self._refresh_contact(event.contact))
-            self._tasks.add(refresh)
-            refresh.add_done_callback(self._tasks.discard)
+            self._refresh_later(event.contact)
+        elif isinstance(event, AddedBackChanged):  # the row and the header say it
+            self._refresh_later(event.contact)
         elif isinstance(event, TransferAdded):
             self.transferAdded.emit(event.transfer)
         elif isinstance(event, TransferChanged):
@@ -202,6 +203,11 @@ class NodeBridge(QObject):
                 self.errorOccurred.emit(event.detail)
         elif isinstance(event, NodeStopping):
             self.nodeStopped.emit(event.reason)
+
+    def _refresh_later(self, address: str) -> None:
+        refresh = asyncio.ensure_future(self._refresh_contact(address))
+        self._tasks.add(refresh)
+        refresh.add_done_callback(self._tasks.discard)
 
     async def _refresh_contact(self, address: str) -> None:
         """Re-read one contact after an alert changed its state (e.g. `key_changed`)."""

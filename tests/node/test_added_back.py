@@ -3,12 +3,15 @@ once they add us (and what waited is delivered). Real nodes on loopback."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from test_file_endings import Node, eventually, start_node, stop_node
 
+from app import cli
 from app.node.api import (
     AddContact,
     AddedBackChanged,
@@ -152,6 +155,43 @@ async def test_a_contact_whose_node_refuses_us_as_a_stranger_is_shown_so(tmp_pat
         await alice.service.send_message(SendMessage("bob", "let me in"))
         await eventually(lambda: _not_added_back(alice, "bob"))
         assert bob.messenger.stats["stranger"] == 0  # nothing reached Bob's messenger
+    finally:
+        await stop_node(alice)
+        await stop_node(bob)
+
+
+@pytest.mark.asyncio
+async def test_the_cli_says_who_has_not_added_us_yet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`contacts list`, `peers` and `status` on Alice's real node, before and after Bob
+    adds her."""
+    alice = await start_node(tmp_path / "alice")
+    bob = await start_node(tmp_path / "bob", join=alice.network)
+    words = "has not added you yet: messages wait until they do (share your invite)"
+    text = argparse.Namespace(json=False, contacts_command="list")
+    try:
+        await alice.service.add_contact(AddContact((await bob.service.whoami()).invite))
+        await alice.service.send_message(SendMessage("bob", "hello"))
+        await eventually(lambda: _not_added_back(alice, "bob"))
+        capsys.readouterr()
+        await cli.cmd_contacts(text, alice.service)
+        assert capsys.readouterr().out.rstrip("\n").endswith(f"\t{words}")
+        await cli.cmd_peers(text, alice.service)
+        assert "\tconnected\t" in (out := capsys.readouterr().out) and out.rstrip().endswith(words)
+        await cli._print_status(text, alice.service)
+        assert capsys.readouterr().out.splitlines()[-1] == f"bob {words}"
+        await cli._print_status(argparse.Namespace(json=True), alice.service)
+        assert json.loads(capsys.readouterr().out)["not_added_back"] == ["bob"]
+        await bob.service.add_contact(AddContact((await alice.service.whoami()).invite))
+
+        async def cleared() -> bool:
+            return not await _not_added_back(alice, "bob")
+
+        await eventually(cleared)
+        for show in (cli.cmd_contacts, cli.cmd_peers, cli._print_status):
+            await show(text, alice.service)
+            assert words not in capsys.readouterr().out
     finally:
         await stop_node(alice)
         await stop_node(bob)

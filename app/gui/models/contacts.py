@@ -112,6 +112,8 @@ class ContactModel(QAbstractListModel):
             parts = [row.contact.name, presence_text(row.peer)]
             if row.contact.verified:
                 parts.append(QCoreApplication.translate("ContactModel", "verified"))
+            if row.contact.not_added_back:
+                parts.append(QCoreApplication.translate("ContactModel", "has not added you yet"))
             if row.contact.address in self._lookalikes:
                 parts.append(
                     QCoreApplication.translate(
@@ -124,7 +126,13 @@ class ContactModel(QAbstractListModel):
                 )
             return ", ".join(parts)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{row.contact.address}\n{presence_text(row.peer)}"
+            tip = f"{row.contact.address}\n{presence_text(row.peer)}"
+            if row.contact.not_added_back:
+                tip += "\n" + QCoreApplication.translate(
+                    "ContactModel",
+                    "Has not added you yet: your messages wait until they do (share your invite)",
+                )
+            return tip
         return None
 
     # ------------------------------------------------------------------ queries

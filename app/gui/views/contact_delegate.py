@@ -129,6 +129,8 @@ class ContactDelegate(QStyledItemDelegate):
         # the app's own words ("You:", "File:") in the text colour, what was written
         # muted: a contact's message that starts "You: " can't pass for one of ours
         prefix, preview = preview_parts(last)
+        if contact.not_added_back:  # says why what we wrote stays at one tick
+            prefix, preview = not_added_back_text() + " ", ""
         room = bottom_line.width() - badge_w - (8 if badge_w else 0)
         painter.setFont(small)
         left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
@@ -143,6 +145,11 @@ class ContactDelegate(QStyledItemDelegate):
         preview = small_metrics.elidedText(preview, Qt.TextElideMode.ElideRight, max(0.0, room))
         painter.drawText(bottom_line, int(left), preview)
         painter.restore()
+
+
+def not_added_back_text() -> str:
+    """What a contact's row says when their node told ours they have not added us."""
+    return QCoreApplication.translate("ContactDelegate", "Has not added you yet")
 
 
 def preview_parts(last: Message | None) -> tuple[str, str]:

@@ -289,6 +289,13 @@ class ConversationPane(QWidget):
                         "ending {1}."
                     ).format(self._banner_name(contact), contact.address[-6:])
                 )
+            if contact.not_added_back:
+                texts.append(
+                    self.tr(
+                        "{0} has not added you yet: your messages wait until they do. Share "
+                        "your invite with {0}."
+                    ).format(self._banner_name(contact))
+                )
             if not contact.verified:
                 texts.append(
                     self.tr(
@@ -298,7 +305,9 @@ class ConversationPane(QWidget):
                 )
             self.banner_label.setText(" ".join(texts))
         self.banner_button.setVisible(not contact.key_changed and not contact.verified)
-        self.banner.setVisible(contact.key_changed or not contact.verified or lookalike)
+        self.banner.setVisible(
+            contact.key_changed or not contact.verified or lookalike or contact.not_added_back
+        )
         self.banner.style().unpolish(self.banner)  # the object name picks the QSS rule
         self.banner.style().polish(self.banner)
 
