@@ -7,6 +7,8 @@ through the node's store and event bus, as the network layer will once it delive
 opens the real window through `GuiSession`, and saves window grabs. The transfers shot
 puts a done, a sending, a receiving and an offered file into the conversation through the node's
 event bus (`MessageAdded` + `TransferAdded`, as the transfer engine publishes them).
+`--only not-added-back` runs two real nodes on loopback: Alice writes to Bob, who has not
+added her, and the window shows what his node told hers.
 """
 
 from __future__ import annotations
@@ -175,6 +177,9 @@ async def main(out: Path, app: QApplication, themes: ThemeManager, only: str | N
     if only == "transfers":
         await transfers_shot(root, out, themes)
         return
+    if only == "not-added-back":
+        await not_added_back_shot(root, out, themes)
+        return
     first = FirstRunDialog(root / "new")
     first.name.setText("Alice Liddell")
     first.show()
@@ -266,6 +271,40 @@ async def transfers_shot(root: Path, out: Path, themes: ThemeManager) -> None:
     save(dialog, out / "transfers-list.png")
     dialog.close()
     await session.shutdown()
+
+
+async def not_added_back_shot(root: Path, out: Path, themes: ThemeManager) -> None:
+    """Alice wrote to Bob, who has not added her: two real nodes on loopback (Bob hosted
+    beside Alice's window); his node tells hers, and the row and the banner say so."""
+    os.environ["SCRAMBLED_EGGS_ICE_LOOPBACK"] = "1"
+    api.init_profile(root / "alice", "Alice Liddell", PASS)
+    api.init_profile(root / "bob", "Bob Builder", PASS)
+    bob_options = api.DaemonOptions(root / "bob", listen="127.0.0.1:0", lan=False)
+    async with api.host_node(bob_options, lambda: PASS) as bob:
+        session = GuiSession(
+            api.DaemonOptions(root / "alice", listen="127.0.0.1:0", lan=False), themes
+        )
+        assert await session.attempt_unlock(PASS) is None
+        window = await session.start_window()
+        window.resize(1120, 720)
+        assert session.node is not None
+        alice = session.node
+        added = await alice.add_contact(api.AddContact((await bob.whoami()).invite))
+        address = added.contact.address
+        window.open_conversation(address)
+        await alice.send_message(api.SendMessage(address, "Hi Bob, it's Alice from the meetup!"))
+        for _ in range(150):
+            if window.conversation.banner_label.text().count("has not added you yet"):
+                break
+            await asyncio.sleep(0.2)
+        assert session.bridge is not None
+        session.bridge.refresh_status()  # the header's presence now, not at the next poll
+        await asyncio.sleep(2.0)
+        window.toast.hide()
+        window.conversation.toast.hide()
+        window.statusBar().clearMessage()
+        save(window, out / "not-added-back.png")
+        await session.shutdown()
 
 
 if __name__ == "__main__":
