@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from pathlib import Path
 
 from app.core.cid import Cid
 from app.core.identity import decode_address
-from app.core.ledger import Ledger, Restorer, VerifiedHistory, verify_export
+from app.core.ledger import EXPORT_FORMAT, Ledger, Restorer, VerifiedHistory, verify_export
 from app.core.ledger_errors import LedgerError
+from app.core.ledger_event import decode_strict_cbor
 from app.node.api import (
     HistoryExport,
     HistoryInvalid,
@@ -26,6 +28,8 @@ from app.node.api import (
     ProfileUnreadable,
 )
 from app.node.storage.store import ProfileStore
+
+log = logging.getLogger(__name__)
 
 TEXT = "text"
 """Kind of the history events that carry a text message (body: id, text)."""
@@ -139,5 +143,21 @@ def verify_export_file(path: Path) -> HistoryReport:
     try:
         summary = verify_export(data)
     except LedgerError as exc:
+        if not _names_the_export_format(data):  # words, not a decoder's reason
+            log.info("a file to verify is not a history export: %s", exc)
+            raise HistoryInvalid(
+                f"{path} is not a history export: only a file saved by 'history export' "
+                "(or Export history in the app) can be verified."
+            ) from None
         raise HistoryInvalid(f"The history in {path} does not verify: {exc}.") from None
     return report(summary, None)
+
+
+def _names_the_export_format(data: bytes) -> bool:
+    """Whether `data` is a CBOR map naming the history export format (then a failure
+    to verify is about its contents, and its reason names them)."""
+    try:
+        container = decode_strict_cbor(data)
+    except LedgerError:
+        return False
+    return isinstance(container, dict) and container.get("format") == EXPORT_FORMAT
