@@ -377,14 +377,17 @@ class AnomalyMonitor:
         worse = _RANK[change.new] > _RANK[change.old]
         wall = self._wall_clock()
         until = None if change.until is None else wall + (change.until - now)
-        detail = _describe(change, self.features.row(change.peer, now), until)
+        row = self.features.row(change.peer, now)
+        detail = _describe(change, row, until)
+        technical = _technical(change, row)
         # the detail names no peer: the log is plaintext, contacts' addresses are not
         log.warning(
-            "peer standing: %s -> %s (%s): %s",
+            "peer standing: %s -> %s (%s): %s [%s]",
             change.old.value,
             change.new.value,
             change.reason,
             detail,
+            technical,
         )
         self.stats[f"to_{change.new.value}"] += 1
         if worse and change.new is Standing.QUARANTINED:
@@ -397,7 +400,7 @@ class AnomalyMonitor:
                 self.rotation.alert(change.peer)
         if self._log is not None:
             with contextlib.suppress(Exception):
-                await self._log.record(change.peer, "anomaly", detail, wall)
+                await self._log.record(change.peer, "anomaly", f"{detail} [{technical}]", wall)
 
 
 _RANK = {Standing.NORMAL: 0, Standing.RATE_LIMITED: 1, Standing.QUARANTINED: 2}
@@ -408,9 +411,46 @@ _WINDOW_COUNTS = frozenset(
 counts, ratios or decayed counts that also end in a duration)."""
 
 
+_PLAIN_COUNTS = {
+    Signal.FRAME: "{} messages",
+    Signal.DECRYPT_FAILED: "{} that could not be decrypted",
+    Signal.MALFORMED: "{} garbled",
+    Signal.INVALID_SIGNATURE: "{} with a broken signature",
+    Signal.REPLAY: "{} repeated",
+    Signal.DHT_REQUEST: "{} network lookups",
+    Signal.DHT_STORE: "{} requests to store records",
+    Signal.RECORD_REJECTED: "{} refused records",
+    Signal.CONNECT: "{} connections",
+    Signal.DISCONNECT: "{} disconnections",
+    Signal.HANDSHAKE_FAILED: "{} failed connection attempts",
+}
+"""The last minute's counts in words (`_WINDOW_COUNTS`: the signals worth naming)."""
+
+
+def _last_minute(row: Any) -> list[tuple[Signal, int]]:
+    """The three largest last-minute counts of `row` (none for no row)."""
+    if row is None:
+        return []
+    names = {f"{s.name.lower()}_{LONG_WINDOW}s": s for s in Signal}
+    counts = [
+        (names[name], round(float(np.expm1(v))))
+        for name, v in zip(FEATURE_NAMES, row.values, strict=True)
+        if name in _WINDOW_COUNTS and v > 0
+    ]
+    return sorted(counts, key=lambda item: -item[1])[:3]
+
+
+def _technical(change: StandingChanged, row: Any) -> str:
+    """The detector's score and the last minute's counts by signal name: for the log
+    and the security events, not for the user's sentence."""
+    counts = ", ".join(f"{s.name.lower()} {c}" for s, c in _last_minute(row))
+    return f"detector score {change.score:.2f}" + (f"; last minute: {counts}" if counts else "")
+
+
 def _describe(change: StandingChanged, row: Any, until: float | None = None) -> str:
-    """A sentence for the user: what happened and what the node does about it (`until`:
-    the wall-clock end of a quarantine)."""
+    """A sentence for the user, in plain words: what happened and what the node does
+    about it (`until`: the wall-clock end of a quarantine). The detector's score and the
+    signal names are `_technical`'s."""
     if change.new is Standing.QUARANTINED:
         ends = time.strftime("%H:%M:%S", time.localtime(until or 0))
         action = f"is quarantined until {ends}; what it sends is held, not lost"
@@ -420,17 +460,12 @@ def _describe(change: StandingChanged, row: Any, until: float | None = None) -> 
         action = "is rate-limited; what it sends beyond the limit is held, not lost"
     else:
         action = "behaves normally again and is no longer restricted"
-    evidence = ""
-    if row is not None and change.new is not Standing.NORMAL:
-        counts = {
-            name: round(float(np.expm1(v)))
-            for name, v in zip(FEATURE_NAMES, row.values, strict=True)
-            if name in _WINDOW_COUNTS and v > 0
-        }
-        top = sorted(counts.items(), key=lambda item: -item[1])[:3]
-        if top:
-            evidence = " (last minute: " + ", ".join(f"{n[:-4]} {c}" for n, c in top) + ")"
     if change.new is Standing.NORMAL:
         # "A peer behaves unusually (...) and behaves normally again" said both at once
-        return f"A peer {action} (detector score {change.score:.2f})."
-    return f"A peer behaves unusually (detector score {change.score:.2f}) and {action}{evidence}."
+        return f"A peer {action}."
+    top = _last_minute(row)
+    evidence = ""
+    if top:
+        words = ", ".join(_PLAIN_COUNTS[s].format(c) for s, c in top)
+        evidence = f" (in the last minute: {words})"
+    return f"A peer behaves unusually{evidence} and {action}."

@@ -767,7 +767,7 @@ async def test_a_security_alert_says_which_contact_it_is_about(
     service: Any = session.node
     bob = (await service.add_contact(api.AddContact(friend.whoami.invite))).contact
     await wait_for(lambda: window.contacts.row_of(bob.address) >= 0)
-    detail = "A peer behaves unusually (detector score 1.00) and is quarantined until 12:00:00"
+    detail = "A peer behaves unusually and is quarantined until 12:00:00"
     service.publish(api.SecurityAlert(bob.address, "anomaly", detail))
     await wait_for(lambda: detail in window.statusBar().currentMessage())
     assert window.statusBar().currentMessage() == f"Security alert about Bob: {detail}"

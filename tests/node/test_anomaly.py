@@ -23,7 +23,7 @@ from app.core.peer_features import EXPIRE_IDLE, FEATURE_NAMES, N_FEATURES, PeerF
 from app.core.peer_policy import Standing, StandingChanged
 from app.core.prekeys import PrekeyBundle
 from app.core.rotation_policy import ALL_KEYS, RotationDue, RotationReason
-from app.node.anomaly import AnomalyMonitor, Detector, _describe
+from app.node.anomaly import AnomalyMonitor, Detector, _describe, _technical
 from app.node.api import AddContact, ListMessages, NodeEvent, SecurityAlert, SendMessage
 from app.node.dht import DhtNode
 from app.node.guard import NodeGuard
@@ -301,7 +301,30 @@ def test_the_alert_names_last_minute_counts_only() -> None:
         "dht:192.0.2.1:4000", Standing.NORMAL, Standing.RATE_LIMITED, 0.97, "score"
     )
     text = _describe(change, row)
-    assert "(last minute: dht_request 60)" in text and "seconds" not in text
+    assert "(in the last minute: 60 network lookups)" in text and "seconds" not in text
+    assert _technical(change, row) == "detector score 0.97; last minute: dht_request 60"
+
+
+def test_the_users_sentence_is_in_plain_words_the_details_go_to_the_log() -> None:
+    """Found by a tester: the alert read "A peer behaves unusually (detector score 1.00)
+    and is quarantined until ... (last minute: frame 71, decrypt_failed 12)"."""
+    features = PeerFeatures()
+    for second in range(10):
+        features.observe("peer", Signal.FRAME, 1000.0 + second, 7)
+        features.observe("peer", Signal.DECRYPT_FAILED, 1000.0 + second, 2)
+        features.observe("peer", Signal.MALFORMED, 1000.0 + second, 1)
+    row = features.row("peer", 1009.9)
+    change = StandingChanged("peer", Standing.RATE_LIMITED, Standing.QUARANTINED, 1.0, "score")
+    text = _describe(change, row, until=0.0)
+    assert text.startswith(
+        "A peer behaves unusually (in the last minute: 70 messages, 20 that could not be "
+        "decrypted, 10 garbled) and is quarantined until "
+    )
+    for jargon in ("detector", "score", "frame", "decrypt_failed", "malformed", "_"):
+        assert jargon not in text
+    assert _technical(change, row) == (
+        "detector score 1.00; last minute: frame 70, decrypt_failed 20, malformed 10"
+    )
 
 
 # ------------------------------------------------------------------ a flood on loopback
@@ -527,6 +550,5 @@ def test_a_peer_back_to_normal_is_not_said_to_behave_unusually() -> None:
     unusually (detector score 0.33) and behaves normally again and is no longer
     restricted." (kept so in the security events too)."""
     calm = StandingChanged("peer", Standing.RATE_LIMITED, Standing.NORMAL, 0.33, "calm")
-    assert _describe(calm, None) == (
-        "A peer behaves normally again and is no longer restricted (detector score 0.33)."
-    )
+    assert _describe(calm, None) == "A peer behaves normally again and is no longer restricted."
+    assert _technical(calm, None) == "detector score 0.33"
