@@ -50,10 +50,6 @@ class AddedBack:
         """True when `address`'s node told us it does not have us as a contact."""
         return address in self._not_added
 
-    def waiting(self) -> list[str]:
-        """The contacts whose nodes told us they do not have us (sorted)."""
-        return sorted(self._not_added)
-
     # ------------------------------------------------------------------ their side
 
     async def tell_stranger(self, conn: AuthenticatedConnection | None) -> None:
