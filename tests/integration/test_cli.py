@@ -49,6 +49,7 @@ def test_profile_commands_without_a_daemon(tmp_path: Path) -> None:
         "verified": False,
         "key_changed": False,
         "unread": 0,
+        "not_added_back": False,
         "updated": False,
     }
     listed = {k: v for k, v in added.items() if k != "updated"}
@@ -61,6 +62,7 @@ def test_profile_commands_without_a_daemon(tmp_path: Path) -> None:
         "dht_peers": 0,
         "storage": "",
         "clock": "",
+        "not_added_back": [],
     }
     assert run_cli(alice, "contacts", "remove", "Bob", passphrase=PASS).returncode == 0
     assert cli_json(alice, "contacts", "list", passphrase=PASS) == []
