@@ -4,14 +4,12 @@ Two real nodes in this process on loopback (Alice behind the GUI, Bob hosted bes
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from gui_helpers import PASSPHRASE, options, wait_for
 from PySide6.QtCore import Qt
+from test_presence import eventually, loopback_ice  # noqa: F401 (a fixture)
 
 from app.gui.app import GuiSession
 from app.node import api
@@ -20,23 +18,10 @@ ROW_WORDS = "has not added you yet"
 BANNER_WORDS = "Bob has not added you yet: your messages wait until they do."
 
 
-@pytest.fixture
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("SCRAMBLED_EGGS_ICE_LOOPBACK", "1")
-    yield
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
-
-
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
 async def test_the_window_says_bob_has_not_added_us_until_he_does(
-    loopback_ice: None, session: GuiSession, friend: api.InitResult, tmp_path: Path
+    session: GuiSession, friend: api.InitResult, tmp_path: Path
 ) -> None:
     window, alice = session.window, session.node
     assert window is not None and alice is not None
