@@ -460,10 +460,17 @@ async def cmd_share(args: argparse.Namespace, node: api.NodeApi) -> int:
     # a running node has its own working folder: name files the way the user did
     paths = [os.path.abspath(os.path.expanduser(p)) for p in args.paths]
     shared = await node.share_files(api.ShareFiles(args.contact, paths))
+    skipped = api.left_out_of_shares(paths)  # links, pipes... in the folders: say so
     if args.json:
-        print(json.dumps({"transfers": [t.id for t in shared]}))
+        answer: dict[str, Any] = {"transfers": [t.id for t in shared]}
+        if skipped:
+            answer["not_shared"] = skipped
+        print(json.dumps(answer, ensure_ascii=False))
     else:
         _say("\n".join(f"Sharing {t.name} ({t.size} bytes): {t.id}" for t in shared))
+        sentence = api.left_out_sentence(skipped)
+        if sentence is not None:
+            _say(sentence, error=True)
     return 0
 
 

@@ -62,6 +62,8 @@ from app.node.api import (
     Verification,
     VerifyContact,
     Whoami,
+    left_out_of_shares,
+    left_out_sentence,
 )
 
 log = logging.getLogger(__name__)
@@ -389,6 +391,12 @@ class NodeBridge(QObject):
             await self.share(address, paths)
         except ActionFailed as exc:
             self.errorOccurred.emit(str(exc))
+            return
+        # what the folders held that is never shared (links, pipes...): said, not hidden
+        skipped = await asyncio.to_thread(left_out_of_shares, paths)
+        sentence = left_out_sentence(skipped)
+        if sentence is not None:
+            self.notice.emit(sentence)
 
     def accept_transfer(self, transfer_id: str) -> None:
         """Start fetching an offered file."""

@@ -807,6 +807,21 @@ def check_new_passphrase(passphrase: str) -> None:
     check(passphrase)
 
 
+def left_out_of_shares(paths: list[str]) -> list[str]:
+    """What sharing `paths` leaves out of the folders among them (links, pipes, devices),
+    as "/"-separated paths from each folder's name: for front ends to tell the user."""
+    from app.node.folder_walk import left_out
+
+    return left_out(paths)
+
+
+def left_out_sentence(skipped: list[str]) -> str | None:
+    """The sentence telling the user what `left_out_of_shares` found (None if nothing)."""
+    from app.node.folder_walk import left_out_sentence as sentence
+
+    return sentence(skipped)
+
+
 def inspect_profile(profile: Path) -> ProfileInfo:
     """What the profile folder holds, read without unlocking or locking it."""
     from app.node.profile import inspect

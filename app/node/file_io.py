@@ -25,6 +25,7 @@ from app.core.unixfs import Block, UnixfsFileBuilder, raw_cid
 from app.node.block_packs import PackWriter
 from app.node.blockstore import Blockstore
 from app.node.files_errors import FilesError, SourceFileChanged
+from app.node.folder_walk import regular_files
 from app.node.ipfs import IpfsBackend
 
 FILE_KEY_SIZE = 32
@@ -219,7 +220,7 @@ async def _share_folder(
     at_once = 1 if ipfs is not None else SMALL_FILES_AT_ONCE
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(at_once, thread_name_prefix="share-small") as pool:
-        for run in _runs(_walk_folder(root), at_once):
+        for run in _runs(regular_files(root), at_once):
             if len(run) == 1:
                 file_path, folder = run[0]
                 made.append(await share_file(file_path, store, new_key(), folder=folder, ipfs=ipfs))
@@ -269,18 +270,6 @@ async def release_shared(store: Blockstore, manifests: Sequence[FileManifest]) -
     for manifest in manifests:
         with contextlib.suppress(FilesError, OSError):
             await store.release(manifest.root_cid)
-
-
-def _walk_folder(root: Path) -> list[tuple[Path, tuple[str, ...]]]:
-    found: list[tuple[Path, tuple[str, ...]]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        rel = Path(dirpath).relative_to(root.parent).parts
-        for filename in sorted(filenames):
-            file_path = Path(dirpath) / filename
-            if file_path.is_file() and not file_path.is_symlink():
-                found.append((file_path, tuple(rel)))
-    return found
 
 
 __all__ = [

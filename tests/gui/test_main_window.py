@@ -4,6 +4,7 @@ verification, status bar, drag and drop."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -777,3 +778,29 @@ async def test_a_security_alert_says_which_contact_it_is_about(
     assert window.statusBar().currentMessage() == (
         f"Security alert about a DHT node at 127.0.0.1:4000: {detail}"
     )
+
+
+@pytest.mark.asyncio
+async def test_a_shared_folder_says_what_it_left_out(
+    session: GuiSession, friend: api.InitResult, tmp_path: Path
+) -> None:
+    """A folder dropped with a link and a pipe in it was shared without a word about
+    them; the window now says what was not shared (links and pipes never are)."""
+    bob = await add_bob(session, friend)
+    bridge = session.bridge
+    assert bridge is not None
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "a.txt").write_text("a")
+    (album / "link.txt").symlink_to(album / "a.txt")
+    os.mkfifo(album / "pipe")
+    notices: list[str] = []
+    bridge.notice.connect(notices.append)
+    bridge.share_paths(bob.address, [album])
+    await wait_for(lambda: bool(notices))
+    assert notices == [
+        "Not shared: 2 items that are not regular files (links, pipes or devices are never "
+        "shared from a folder): album/link.txt, album/pipe."
+    ]
+    shared = [t.name for t in await bridge.transfers()]
+    assert shared == ["album/a.txt"]  # the regular file went, as before
