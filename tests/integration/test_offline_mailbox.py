@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +49,28 @@ def texts_from(profile: Path, contact: str, sender: str) -> list[str]:
     return [m["text"] for m in messages(profile, contact) if m["from"] == sender]
 
 
-def test_fifty_messages_reach_an_offline_contact_through_the_dht(
-    tmp_path: Path, daemons: list[Daemon]
-) -> None:
+@dataclass
+class Trio:
+    """A and B, contacts of each other, and C keeping the DHT alive; B has just stopped."""
+
+    a: Path
+    b: Path
+    c: Path
+    daemon_a: Daemon
+    alice: dict[str, Any]
+    join: tuple[str, str]
+    c_endpoint: str
+
+
+def alice_and_bob_then_bob_away(tmp_path: Path, daemons: list[Daemon]) -> Trio:
+    """Three daemons: C, then A and B (bootstrapping from C), who add each other by
+    invite; B says hello, A answers and sees it delivered; then B stops."""
     a, b, c = tmp_path / "alice", tmp_path / "bob", tmp_path / "carol"
     for profile, name in ((a, "Alice"), (b, "Bob"), (c, "Carol")):
         cli_json(profile, "init", "--name", name, passphrase=PASS)
     daemon_c, c_endpoint = start(c)
     daemons.append(daemon_c)
     join = ("--bootstrap", c_endpoint)
-
-    # A and B are both online and add each other by invite; B says hello, A answers
     daemon_a = start(a, *join)[0]
     daemons.append(daemon_a)
     daemon_b = start(b, *join)[0]
@@ -72,6 +84,14 @@ def test_fifty_messages_reach_an_offline_contact_through_the_dht(
     wait_for(lambda: texts_from(b, "Alice", alice["address"]) == ["hi"], timeout=40)
     wait_for(lambda: status(a, "Bob", hi) == "delivered")
     assert daemon_b.stop() == 0
+    return Trio(a, b, c, daemon_a, alice, join, c_endpoint)
+
+
+def test_fifty_messages_reach_an_offline_contact_through_the_dht(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    trio = alice_and_bob_then_bob_away(tmp_path, daemons)
+    a, b, daemon_a, alice, join = trio.a, trio.b, trio.daemon_a, trio.alice, trio.join
 
     # B is down: A writes 50 messages; they go into B's mailbox, split over slots
     sent = [f"while you were away {i:02d}: " + "x" * 200 for i in range(COUNT)]
@@ -115,26 +135,10 @@ def test_an_offline_message_survives_a_hostile_node_filling_the_dht_store(
     made-up identities before A writes to B, who is offline. C must still keep A's
     mailbox records: it was the only node left to hold them. (Before the per-source
     share of the store, C refused them as "full" and the messages were lost.)"""
-    a, b, c = tmp_path / "alice", tmp_path / "bob", tmp_path / "carol"
-    for profile, name in ((a, "Alice"), (b, "Bob"), (c, "Carol")):
-        cli_json(profile, "init", "--name", name, passphrase=PASS)
-    daemon_c, c_endpoint = start(c)
-    daemons.append(daemon_c)
-    join = ("--bootstrap", c_endpoint)
-    daemon_a = start(a, *join)[0]
-    daemons.append(daemon_a)
-    daemon_b = start(b, *join)[0]
-    alice = cli_json(a, "whoami", passphrase=PASS)
-    bob = cli_json(b, "whoami", passphrase=PASS)
-    carol = cli_json(c, "whoami", passphrase=PASS)
-    cli_json(a, "contacts", "add", bob["invite"], passphrase=PASS)
-    cli_json(b, "contacts", "add", alice["invite"], passphrase=PASS)
-    send(b, "Alice", "hello")
-    wait_for(lambda: texts_from(a, "Bob", bob["address"]) == ["hello"], timeout=40)
-    hi = send(a, "Bob", "hi")
-    wait_for(lambda: texts_from(b, "Alice", alice["address"]) == ["hi"], timeout=40)
-    wait_for(lambda: status(a, "Bob", hi) == "delivered")
-    assert daemon_b.stop() == 0
+    trio = alice_and_bob_then_bob_away(tmp_path, daemons)
+    a, b, daemon_a, alice, join = trio.a, trio.b, trio.daemon_a, trio.alice, trio.join
+    carol = cli_json(trio.c, "whoami", passphrase=PASS)
+    c_endpoint = trio.c_endpoint
 
     outcomes = flood(c_endpoint, carol["address"], 4096 + 256)
     print("flood:", outcomes)

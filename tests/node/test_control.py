@@ -234,6 +234,17 @@ async def test_a_notification_gets_no_reply_and_errors_do_not_echo_huge_argument
     assert isinstance(error, dict) and len(error["message"]) <= 1000
 
 
+async def _raw_subscriber(
+    paths: ProfilePaths,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A bare connection to the control socket, subscribed to events (the node said so)."""
+    reader, writer = await asyncio.open_unix_connection(paths.control_socket)
+    writer.write(b'{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}\n')
+    await writer.drain()
+    assert json.loads(await asyncio.wait_for(reader.readline(), 5))["result"] is True
+    return reader, writer
+
+
 @pytest.mark.asyncio
 async def test_a_subscriber_that_stops_reading_is_cut_off(
     served: tuple[NodeService, ControlServer, ProfilePaths], monkeypatch: pytest.MonkeyPatch
@@ -244,10 +255,7 @@ async def test_a_subscriber_that_stops_reading_is_cut_off(
 
     monkeypatch.setattr(control, "EVENT_SEND_TIMEOUT", 0.5)
     service, server, paths = served
-    reader, writer = await asyncio.open_unix_connection(paths.control_socket)
-    writer.write(b'{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}\n')
-    await writer.drain()
-    assert json.loads(await asyncio.wait_for(reader.readline(), 5))["result"] is True
+    reader, writer = await _raw_subscriber(paths)
     # never read again: 3,000 alerts of 10 kB each are far more than the socket buffers
     for i in range(3000):
         service._bus.publish(SecurityAlert(f"peer{i}", "anomaly", "x" * 10_000))
@@ -278,10 +286,7 @@ async def test_a_subscriber_whose_replies_fill_the_socket_is_cut_off_too(
 
     monkeypatch.setattr(control, "EVENT_SEND_TIMEOUT", 0.5)
     service, server, paths = served
-    reader, writer = await asyncio.open_unix_connection(paths.control_socket)
-    writer.write(b'{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}\n')
-    await writer.drain()
-    assert json.loads(await asyncio.wait_for(reader.readline(), 5))["result"] is True
+    _, writer = await _raw_subscriber(paths)
     # replies never read: more than the socket buffers hold (not drained here: the
     # node stops reading once it can't write)
     writer.write(b'{"jsonrpc":"2.0","id":2,"method":"whoami"}\n' * 20_000)

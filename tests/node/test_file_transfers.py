@@ -3,9 +3,11 @@ serving policy, and the progress rate limit."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import socket
 import sqlite3
@@ -15,7 +17,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from test_folder_walk import album_with_links
 
+from app import cli
 from app.core.file_crypto import (
     CHUNK_PLAINTEXT_SIZE,
     FileManifest,
@@ -778,3 +782,27 @@ async def test_a_run_of_offers_is_one_commit_and_a_malformed_one_skips_only_itse
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
+
+
+@pytest.mark.asyncio
+async def test_share_says_what_the_folder_held_that_was_not_shared(
+    node: NodeService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder with a link and a pipe was shared without a word about them."""
+    album = album_with_links(tmp_path)
+    args = argparse.Namespace(contact="Bob", paths=[str(album)], json=False)
+    assert await cli.cmd_share(args, node) == 0  # type: ignore[arg-type]
+    said = capsys.readouterr()
+    assert said.out.count("Sharing album/") == 2
+    assert "Not shared: 3 items that are not regular files" in said.err
+    assert "album/link.txt" in said.err and "album/sub/pipe" in said.err
+    args.json = True
+    assert await cli.cmd_share(args, node) == 0  # type: ignore[arg-type]
+    answer = json.loads(capsys.readouterr().out)
+    assert len(answer["transfers"]) == 2
+    assert answer["not_shared"] == ["album/elsewhere", "album/link.txt", "album/sub/pipe"]
+    (album / "link.txt").unlink()
+    (album / "elsewhere").unlink()
+    (album / "sub" / "pipe").unlink()
+    assert await cli.cmd_share(args, node) == 0  # type: ignore[arg-type]
+    assert "not_shared" not in json.loads(capsys.readouterr().out)  # as before: nothing left
