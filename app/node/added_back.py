@@ -50,6 +50,10 @@ class AddedBack:
         """True when `address`'s node told us it does not have us as a contact."""
         return address in self._not_added
 
+    def all_not_added_back(self) -> frozenset[str]:
+        """Every contact whose node told us it does not have us as a contact."""
+        return frozenset(self._not_added)
+
     # ------------------------------------------------------------------ their side
 
     async def tell_stranger(self, conn: AuthenticatedConnection | None) -> None:

@@ -1401,6 +1401,10 @@ class Messenger:
         """True when the contact's node told us it does not have us as a contact."""
         return self.added_back.not_added_back(address)
 
+    def all_not_added_back(self) -> frozenset[str]:
+        """Every contact whose node told us it does not have us as a contact."""
+        return self.added_back.all_not_added_back()
+
     def is_known_contact(self, address: str) -> bool:
         """Whether `address` is a contact the messenger has loaded (no I/O)."""
         return address in self._contacts

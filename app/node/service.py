@@ -118,6 +118,10 @@ class Delivery(Protocol):
         """True when the contact's node told us it does not have us as a contact."""
         ...
 
+    def all_not_added_back(self) -> frozenset[str]:
+        """Every contact whose node told us it does not have us as a contact."""
+        ...
+
     @property
     def storage_problem(self) -> str:
         """Why what contacts send can't be stored right now ("" when it can)."""
@@ -194,10 +198,17 @@ class NodeService:
             dht_peers=self._network.peer_count() if self._network else 0,
             storage=self._delivery.storage_problem if self._delivery is not None else "",
             clock=self._delivery.clock_problem if self._delivery is not None else "",
-            not_added_back=[c.name for c in await self.list_contacts() if c.not_added_back]
-            if self._delivery is not None
-            else [],
+            not_added_back=await self._names_not_added_back(),
         )
+
+    async def _names_not_added_back(self) -> list[str]:
+        """The names of the contacts whose nodes said they don't have us (`status` is
+        polled: the contacts are read only while there is one)."""
+        marked = self._delivery.all_not_added_back() if self._delivery is not None else ()
+        if not marked:
+            return []
+        records = await self.store.read(lambda r: r.contacts.all())
+        return [record.name for record in records if record.address in marked]
 
     # ------------------------------------------------------------------ contacts
 
