@@ -271,6 +271,10 @@ class NodeBridge(QObject):
         """A page of history, newest last."""
         return await self._ask(lambda n: n.list_messages(ListMessages(address, before, limit)))
 
+    async def last_messages(self) -> list[Message]:
+        """Each contact's newest message (contacts without any have none)."""
+        return await self._ask(lambda n: n.last_messages())
+
     async def search(self, text: str) -> list[Message]:
         """Messages containing `text`, newest first."""
         return await self._ask(lambda n: n.search_messages(SearchMessages(text)))

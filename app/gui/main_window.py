@@ -385,12 +385,12 @@ class MainWindow(QMainWindow):
         contacts = await self.bridge.contacts()
         self.contacts.set_contacts(contacts)
         self._update_contact_stack()
+        try:
+            newest = {m.contact: m for m in await self.bridge.last_messages()}
+        except ActionFailed:
+            return
         for contact in contacts:
-            try:
-                last = await self.bridge.messages(contact.address, None, 1)
-            except ActionFailed:
-                continue
-            self.contacts.set_last(contact.address, last[-1] if last else None)
+            self.contacts.set_last(contact.address, newest.get(contact.address))
 
     async def load_transfers(self) -> None:
         """Read every transfer once; events keep them current afterwards (a transfer an

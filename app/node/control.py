@@ -113,6 +113,7 @@ METHODS: dict[str, Method] = {
     "contacts.verify": Method("verify_contact", VerifyContact, Verification),
     "messages.send": Method("send_message", SendMessage, Message),
     "messages.list": Method("list_messages", ListMessages, list[Message]),
+    "messages.last": Method("last_messages", None, list[Message]),
     "messages.search": Method("search_messages", SearchMessages, list[Message]),
     "messages.typing": Method("set_typing", SetTyping, type(None)),
     "messages.read": Method("mark_read", MarkRead, type(None)),
@@ -451,6 +452,10 @@ class ControlClient:
 
     async def list_messages(self, command: ListMessages) -> list[Message]:
         result: list[Message] = await self._typed("messages.list", command)
+        return result
+
+    async def last_messages(self) -> list[Message]:
+        result: list[Message] = await self._typed("messages.last")
         return result
 
     async def search_messages(self, command: SearchMessages) -> list[Message]:

@@ -460,6 +460,15 @@ class NodeService:
         )
         return await self._with_transfers(page)
 
+    async def last_messages(self) -> list[Message]:
+        """Each contact's newest message (those that have one), in one read: the list
+        of conversations shows it under each name."""
+
+        def read(r: Reads) -> list[Message]:
+            return r.messages.newest_of_each([record.address for record in r.contacts.all()])
+
+        return await self.store.read(read)
+
     async def _with_transfers(self, messages: list[Message]) -> list[Message]:
         """Messages that share a file carry their transfer's id (the same id)."""
         ids: dict[str, set[str]] = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.core.identity import IdentityKeys, PublicIdentity
 from app.node.api import Message, MessageStatus, ProfileUnreadable, Protection
@@ -437,6 +437,28 @@ class MessageRepository(SealedRepository):
             (*params, limit),
         ).fetchall()
         return [self._decode(contact, *row) for row in reversed(rows)]
+
+    def newest_of_each(self, contacts: list[str]) -> list[Message]:
+        """The newest message (as `page(contact, None, 1)` orders them) of each of
+        `contacts` that is in the address book and has any, in one query; a message that
+        shares a file carries its transfer's id (the same id, the same contact)."""
+        by_tag = {self._tag(a): a for a in contacts}
+        rows = self._conn.execute(
+            "SELECT c.address_tag, m.msg_id, m.outgoing, m.body_enc, m.sent_at, m.status, "
+            "EXISTS (SELECT 1 FROM transfers t "
+            "WHERE t.transfer_id = m.msg_id AND t.contact_tag = m.contact_tag) "
+            "FROM contacts c JOIN messages m ON m.seq = ("
+            "SELECT seq FROM messages WHERE contact_tag = c.address_tag "
+            "ORDER BY order_lamport DESC, order_cid DESC, seq DESC LIMIT 1)"
+        ).fetchall()
+        newest = []
+        for tag, msg_id, outgoing, body, sent_at, status, shares_file in rows:
+            contact = by_tag.get(bytes(tag))
+            if contact is None:
+                continue
+            message = self._decode(contact, msg_id, outgoing, body, sent_at, status)
+            newest.append(replace(message, transfer=msg_id) if shares_file else message)
+        return newest
 
     def search(self, contacts: list[str], needle: str, limit: int) -> list[Message]:
         """Messages whose text contains `needle` (case-insensitive), newest first.
