@@ -414,7 +414,9 @@ def assemble_file_sync(
         plan.discover_root()
         if missing := plan.outstanding():
             raise TransferFailed(f"{len(missing)} blocks of {manifest.name!r} are not held here")
-        return part.publish()
+        path = part.publish()
+        part.sync_folder()
+        return path
     finally:
         part.discard()  # after publishing: only the part's own name
 
@@ -441,7 +443,9 @@ async def receive_file(
             banned=banned,
             max_per_peer=max_per_peer,
         )
-        return await asyncio.to_thread(part.publish)
+        path = await asyncio.to_thread(part.publish)
+        await asyncio.to_thread(part.sync_folder)
+        return path
     finally:
         part.discard()  # after publishing: only the part's own name
 

@@ -68,6 +68,7 @@ from app.node.file_fetch import BlockSource, fetch_into
 from app.node.file_io import release_shared, share_paths
 from app.node.file_serving import FileServing
 from app.node.files_errors import BlocksUnavailable, DiskFull, FilesError, IpfsUnavailable
+from app.node.folder_syncs import FolderSyncs
 from app.node.group_commit import GroupCommit
 from app.node.history import FILE, FILE_CANCEL, FILE_DONE
 from app.node.ipfs import IpfsBackend
@@ -172,6 +173,8 @@ class FileTransfers:
         self._received_writes: GroupCommit[tuple[str, int, bytes | None]] = GroupCommit(
             self._store_received
         )
+        self._folder_syncs = FolderSyncs()
+        """Received files' folders are synced once for the files linked meanwhile."""
         self.serving = FileServing(
             store, self.blockstore, publish, self._progress, self._spawn, monotonic
         )
@@ -906,7 +909,7 @@ class FileTransfers:
                 # the complete bitmap marks a part that may be published already: a
                 # restart finds the saved file, or removes the part's name once done
                 await self._checkpoint(record, part, progress, saved)
-                path = await asyncio.to_thread(part.publish)
+                path = await self._save_file(part)
             except FilesError as exc:
                 await _stop(checkpoints)
                 await asyncio.to_thread(part.discard)  # a retry starts again: nothing saved
@@ -936,6 +939,18 @@ class FileTransfers:
             fetched_at - started_at,
             self._monotonic() - fetched_at,
         )
+
+    async def _save_file(self, part: PartFile) -> Path:
+        """`PartFile.publish`, then the fsync of its folder, shared with the files named
+        in it meanwhile (a folder of small files: dozens at once); the file's data and
+        name are durable when this returns."""
+
+        def save() -> Path:
+            path = part.publish()
+            part.sync_folder(self._folder_syncs)
+            return path
+
+        return await asyncio.to_thread(save)
 
     async def _copy_held(
         self,

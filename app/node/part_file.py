@@ -10,8 +10,10 @@ threads at once. Which chunks the part holds is a bitmap, one bit per chunk:
   is not on disk; after a crash or a kill the transfer resumes from it and at most the
   chunks since the last checkpoint are fetched again. Flushing once a second also keeps
   the final ``fsync`` short.
-* `publish` fsyncs the complete part and links it under a sanitised, unique name in the
-  destination folder (never replacing a file). The part's own name stays until the
+* `publish` flushes the complete part (``fdatasync``) and links it under a sanitised,
+  unique name in the destination folder (never replacing a file); `sync_folder` then
+  makes that name durable (the node's files named in one folder at once share that
+  fsync, `app/node/folder_syncs.py`). The part's own name stays until the
   caller has stored the transfer as done and calls `discard`: a node killed in between
   finds the complete part linked already, and publishing it again returns that file
   instead of saving a second copy. (Where the file system has no hard links the part is
@@ -46,6 +48,7 @@ from app.node.files_errors import (
     FilesError,
     TransferFailed,
 )
+from app.node.folder_syncs import FolderSyncs
 from app.node.fsutil import BINARY, datasync, fsync_dir, pread, pwrite_all
 
 PART_SUFFIX = ".part"
@@ -140,6 +143,9 @@ class PartFile:
         keep = received is not None and len(received) == bitmap_size(chunks) and any(received)
         self._bits = bytearray(received if keep and received is not None else bitmap_size(chunks))
         self._held = sum(self.is_held(i) for i in range(chunks)) if keep else 0
+        self._flushed_whole = False
+        """A checkpoint flushed the part after every chunk was written: `publish`
+        need not flush it again."""
         try:
             self.path = part_path(manifest, downloads, tag)
             self.dest_dir = self.path.parent
@@ -212,34 +218,53 @@ class PartFile:
         """Make every marked chunk durable; what to persist (see the module docstring)."""
         with self._lock:
             snapshot = Checkpoint(bytes(self._bits), self.held_bytes)
+            whole = self.is_complete  # every chunk was written before it was marked
         try:
             datasync(self._fh.fileno())
         except OSError as exc:
             raise user_error(exc, self.downloads) from exc
+        self._flushed_whole = self._flushed_whole or whole
         return snapshot
 
     # ------------------------------------------------------------------ the end
 
     def publish(self) -> Path:
-        """Flush the complete part and give it its final name; return that path."""
+        """Flush the complete part and give it its final name; return that path. Its
+        data is durable (``fdatasync``: size and blocks; not its times, which a crash
+        may leave older; already, if a checkpoint flushed it whole), its name once the
+        folder is synced (`sync_folder`). The file is not done before."""
         if not self.is_complete:
             raise TransferFailed(f"{self.manifest.name!r} is not complete")
         try:
             with self._fh:
-                self._fh.truncate(self.manifest.size)
                 self._fh.flush()
-                os.fsync(self._fh.fileno())
+                fd = self._fh.fileno()
+                # flushed whole by the last checkpoint (the node's path: a second flush
+                # cost a disk cache flush per file) unless its size is still to be set
+                if not self._flushed_whole or os.fstat(fd).st_size != self.manifest.size:
+                    self._fh.truncate(self.manifest.size)
+                    datasync(fd)
                 if not self._in_place():
                     self._restore()
-            final = self._published() or self._link()
-            fsync_dir(self.dest_dir)
+            return self._published() or self._link()
         except OSError as exc:
             self.discard()
             raise user_error(exc, self.downloads) from exc
         except FilesError:
             self.discard()
             raise
-        return final
+
+    def sync_folder(self, shared: FolderSyncs | None = None) -> None:
+        """Make the name `publish` gave the file durable: an fsync of its folder, or
+        with `shared`, one that files named in that folder meanwhile share."""
+        try:
+            if shared is not None:
+                shared.sync(self.dest_dir)
+            else:
+                fsync_dir(self.dest_dir)
+        except OSError as exc:
+            self.discard()
+            raise user_error(exc, self.downloads) from exc
 
     def _in_place(self) -> bool:
         """Whether the part still has its name (its folder was not deleted or moved
