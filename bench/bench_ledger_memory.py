@@ -12,7 +12,12 @@ conversation is first used, in a fresh child process per measurement:
   the load and still held once it is done, per event (the history's whole cost in
   Python objects: the part a peer's request or the window reads again from the store
   is not counted, as it is not held);
-* ``top_lines``: that child's ten largest holders, grouped by source line.
+* ``top_lines``: that child's ten largest holders, grouped by source line;
+* ``receipts_bytes_per_event`` (traced child) and ``receipts_cpu_s``: what the node keeps
+  and spends once the first delivery receipt (at the history's heads) and read receipt
+  (at our newest event) after the load are applied, as `Messenger` and `Ephemeral` do
+  (`history.own_texts_behind`, with the memo of what receipts covered each keeps: a set
+  of every event walked before, one seq of ours now).
 
 ``--code DIR`` (repeatable) measures another checkout too (e.g. the main branch): the
 children of each tree alternate, ``--rounds`` times, each on its own copy of the
@@ -86,10 +91,42 @@ def child(profile: Path, contact: str, traced: bool) -> dict[str, Any]:
                 rss_growth_mb=round((_rss_bytes() - rss0) / 1e6, 1),
                 peak_rss_growth_mb=round((_peak_rss_bytes() - rss0) / 1e6, 1),
             )
+        out.update(_receipts(ledger, store.identity.public.signing_key, traced))
         del ledger
         return out
     finally:
         store.close()
+
+
+def _receipts(ledger: Any, own_key: bytes, traced: bool) -> dict[str, Any]:
+    """The first delivery and read receipts after a load, with the memos kept."""
+    import inspect
+
+    from app.node.history import own_texts_behind
+
+    newest_own = next((e.cid for e in reversed(ledger.ordered()) if e.author == own_key), None)
+    old_form = "walked" in inspect.signature(own_texts_behind).parameters
+    gc.collect()
+    if traced:
+        before = tracemalloc.take_snapshot()
+    cpu0 = time.process_time()
+    memos: list[Any] = []
+    covered = 0
+    for starts in (list(ledger.heads()), [newest_own] if newest_own else []):
+        if old_form:  # the code before: a set of every event walked, per receipt kind
+            walked: set[Any] = set()
+            ids = own_texts_behind(ledger, starts, walked, own_key)
+            memos.append(walked)
+        else:
+            ids, covered = own_texts_behind(ledger, starts, 0, own_key)
+            memos.append(covered)
+        memos.append(len(ids))
+    cpu = time.process_time() - cpu0
+    gc.collect()
+    if not traced:
+        return {"receipts_cpu_s": round(cpu, 3), "receipt_ids": memos[1]}
+    stats = tracemalloc.take_snapshot().compare_to(before, "lineno")
+    return {"receipts_bytes_per_event": round(sum(s.size_diff for s in stats) / len(ledger), 1)}
 
 
 def run_child(code: Path, profile: Path, contact: str, traced: bool) -> dict[str, Any]:
@@ -126,10 +163,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         good = [r for r in rounds if "error" not in r]
         summary[code] = {
             key: statistics.median(r[key] for r in good)
-            for key in ("cpu_s", "wall_s", "rss_growth_mb", "peak_rss_growth_mb")
+            for key in ("cpu_s", "wall_s", "rss_growth_mb", "peak_rss_growth_mb", "receipts_cpu_s")
             if good
         } | {
             "traced_bytes_per_event": good[0].get("traced_bytes_per_event") if good else None,
+            "receipts_bytes_per_event": good[0].get("receipts_bytes_per_event") if good else None,
             "events": good[0]["events"] if good else None,
         }
     return {"medians": summary, "rounds": results}

@@ -322,6 +322,24 @@ class Ledger:
                     stack.append(parent)
         return {cid for cid in seen if cid in candidates}
 
+    def author_seq_at(self, cids: Iterable[Cid], author: bytes) -> int:
+        """The highest seq of `author` among `cids` and their ancestors (0: none; unknown
+        CIDs are ignored). Each author's events form a chain, so a peer holding these
+        events holds every event of `author` up to that seq (a fork aside, see
+        `author_events`)."""
+        slot = self._members.index(author)
+        return max((self._clock(c)[slot] for c in cids if c in self._events), default=0)
+
+    def author_events(self, author: bytes, seq: int) -> tuple[Cid, ...]:
+        """The accepted events `author` numbered `seq`: one, none, or (an equivocation)
+        several."""
+        slot = self._members.index(author)
+        forks = self._forks.get(seq * 2 + slot)
+        if forks is not None:
+            return tuple(forks)
+        cid = self._by_seq[slot].get(seq)
+        return () if cid is None else (cid,)
+
     # -- writing --------------------------------------------------------------------
 
     def append(self, keys: IdentityKeys, body: EventBody, now_ms: int) -> Event:

@@ -77,7 +77,9 @@ class Ephemeral:
         self._typing_seen: dict[str, asyncio.TimerHandle] = {}
         """Contacts typing to us: address -> their expiry timer."""
         self._read_sent: dict[str, Cid] = {}
-        self._read_walked: dict[str, set[Cid]] = {}
+        self._read_covered: dict[str, int] = {}
+        """Per contact, the seq of ours up to which their read receipts covered
+        (`own_texts_behind`)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def stop(self) -> None:
@@ -208,8 +210,10 @@ class Ephemeral:
             if event is None or event.author != self._own_key:
                 self.stats["read_ignored"] += 1
                 return
-            walked = self._read_walked.setdefault(address, set())
-            ids = own_texts_behind(ledger, [cid], walked, self._own_key)
+            covered = self._read_covered.get(address, 0)
+            ids, self._read_covered[address] = own_texts_behind(
+                ledger, [cid], covered, self._own_key
+            )
         if not ids:
             return
         changed = await self.store.call(

@@ -224,7 +224,9 @@ class Messenger:
         """Contacts with no known presence: address -> (next lookup, current delay)."""
         self._last_pure_answer: dict[str, float] = {}
         self._dirty: set[str] = set()
-        self._delivered: dict[str, set[Cid]] = {}
+        self._delivered: dict[str, int] = {}
+        """Per contact, the seq of ours up to which their acknowledgements covered
+        (`own_texts_behind`)."""
         self._acks: dict[str, asyncio.TimerHandle] = {}
         """Acknowledgements due (`ACK_DELAY`), per contact."""
         self._unsaved_sent: dict[str, list[str]] = {}
@@ -771,7 +773,7 @@ class Messenger:
         except TransportError as exc:
             self._send_failed(address, exc)
             return
-        covered = self._delivered.get(address, set())  # a receipt may have come first
+        covered = self._delivered.get(address, 0)  # a receipt may have come first
         self._first_sent(address, self._own_message_ids(ledger, [], covered, first))
         if rest:
             await self._send_quietly(address, [raw for batch in rest for raw in batch], False)
@@ -1007,17 +1009,18 @@ class Messenger:
         self,
         ledger: Ledger,
         batch: list[bytes],
-        skip: set[Cid] | None = None,
+        covered: int = 0,
         cids: list[Cid] | None = None,
     ) -> list[str]:
         """The ids of our text messages among `batch` (or the events named by `cids`,
-        if given: not hashed again), leaving out those in `skip`."""
+        if given: not hashed again), leaving out those receipts covered (our seqs up to
+        `covered`)."""
         ids = []
         for cid in cids if cids is not None else [Cid.for_block(raw) for raw in batch]:
             event = ledger.get(cid)
             if (
                 event is not None
-                and (skip is None or cid not in skip)
+                and event.seq > covered
                 and event.author == self._own_key
                 and event.body.kind in MESSAGE_KINDS
             ):
@@ -1268,9 +1271,10 @@ class Messenger:
                 stored.append((added, store.messages.followers(address, ids) if ids else {}))
 
             steps.append(add_messages)
-        delivered = self._delivered.setdefault(address, set())
         known = [h for h in message.heads if h in ledger]
-        receipts = own_texts_behind(ledger, known, delivered, self._own_key)
+        receipts, self._delivered[address] = own_texts_behind(
+            ledger, known, self._delivered.get(address, 0), self._own_key
+        )
         changed: list[list[str]] = []
         if receipts:
             steps.append(

@@ -293,6 +293,25 @@ def test_equivocation_is_flagged_and_both_kept() -> None:
     assert verify_export(bob.export()).equivocations == bob.equivocations()
 
 
+def test_an_authors_seq_known_at_events_and_its_events_by_seq() -> None:
+    alice, bob = new_pair()
+    a1 = alice.append(ALICE, text("a1"), 1)
+    bob.receive(a1.to_bytes())
+    a2 = alice.append(ALICE, text("a2"), 2)
+    b1 = bob.append(BOB, text("b1"), 3)  # knows a1, not a2
+    alice.receive(b1.to_bytes())
+    assert alice.author_seq_at([b1.cid], A) == 1
+    assert alice.author_seq_at([b1.cid], B) == 1
+    assert alice.author_seq_at([b1.cid, a2.cid], A) == 2
+    assert alice.author_seq_at([a2.cid], B) == 0
+    assert alice.author_seq_at([Cid.for_block(b"unknown")], A) == 0
+    assert alice.author_events(A, 2) == (a2.cid,)
+    assert alice.author_events(A, 3) == ()
+    fork = sign_event(ALICE, CONV, 2, (a1.cid,), 2, 9, text("a2 again"))
+    alice.receive(fork.to_bytes())
+    assert sorted(alice.author_events(A, 2)) == sorted((a2.cid, fork.cid))
+
+
 # -- hostile input -----------------------------------------------------------------------
 
 
