@@ -207,9 +207,10 @@ class _TextPainter(QPainter):
         super().drawText(*args)  # type: ignore[call-overload]
 
 
-def test_a_name_uses_the_room_a_verified_badge_would_take(qtbot: QtBot) -> None:
+def test_a_name_uses_the_room_beside_the_time(qtbot: QtBot) -> None:
     """Found by a tester: "Captain Mar…" with room to spare, kept for a verified badge
-    an unverified contact does not have."""
+    an unverified contact does not have. The badge is now on the avatar: a verified
+    contact's name has that room too."""
     name = "Captain Marvel"
     option = QStyleOptionViewItem()
     bold = QFont(option.font)
@@ -229,4 +230,4 @@ def test_a_name_uses_the_room_a_verified_badge_would_take(qtbot: QtBot) -> None:
         painter.end()
         drawn[verified] = painter.texts
     assert name in drawn[False]
-    assert name not in drawn[True]  # the badge needs its room
+    assert name in drawn[True]  # the badge is on the avatar, not beside the name

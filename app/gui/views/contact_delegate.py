@@ -1,5 +1,5 @@
-"""Paints one contact: avatar (with a green dot while connected), name, verified badge, last
-message, time, unread count."""
+"""Paints one contact: avatar (with a green dot while connected and the verified badge),
+name, last message, time, unread count."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from app.node.api import Contact, Message
 ROW_HEIGHT = 64
 AVATAR = 42.0
 DOT = 12.0  # the online dot on the avatar's lower right
+BADGE = 16.0
+"""The verified badge on the avatar's lower left: on the avatar, where the name (which
+the peer chooses) is never drawn, so a name ending in "✅" can't pass for it."""
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
@@ -64,6 +67,13 @@ class ContactDelegate(QStyledItemDelegate):
             painter.setPen(QPen(ring, 2.0))
             painter.setBrush(QColor(c.online))
             painter.drawEllipse(dot)
+        if contact.verified:
+            ring = QColor(c.selection if state & QStyle.StateFlag.State_Selected else c.base)
+            badge = QRectF(avatar.left() - 3, avatar.bottom() - BADGE + 3, BADGE, BADGE)
+            painter.setPen(QPen(ring, 2.0))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawEllipse(badge.adjusted(-1, -1, 1, 1))
+            draw_verified_badge(painter, badge, QColor(c.verified))
 
         base = QFont(option.font)
         name_font = QFont(base)
@@ -90,20 +100,21 @@ class ContactDelegate(QStyledItemDelegate):
         # which its owner can't choose (the name they can)
         tail = f"…{contact.address[-6:]}" if index.data(ContactRole.LOOKALIKE) else ""
         tail_w = small_metrics.horizontalAdvance(tail) + 6 if tail else 0.0
-        # room for the name: beside the time, the verified badge when there is one, and
-        # the address's end
-        name_room = top_line.width() - when_w - (28 if contact.verified else 12) - tail_w
+        # room for the name: beside the time and the address's end
+        name_room = top_line.width() - when_w - 12 - tail_w
         name = name_metrics.elidedText(contact.name, Qt.TextElideMode.ElideRight, name_room)
         painter.setFont(name_font)
         painter.setPen(QColor(c.text))
+        painter.save()  # the name stays right of the avatar and its badge, whatever it holds
+        painter.setClipRect(
+            QRectF(text_left, card.top(), card.right() - text_left, card.height()),
+            Qt.ClipOperation.IntersectClip,
+        )
         painter.drawText(
             top_line, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), name
         )
+        painter.restore()
         x = text_left + name_metrics.horizontalAdvance(name) + 6
-        if contact.verified:
-            badge = QRectF(x, top_line.center().y() - 7, 14, 14)
-            draw_verified_badge(painter, badge, QColor(c.verified))
-            x += 20
         if tail:
             painter.setFont(small)
             painter.setPen(QColor(c.muted))
