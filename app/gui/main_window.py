@@ -346,6 +346,7 @@ class MainWindow(QMainWindow):
         self.conversation.typingRequested.connect(b.set_typing)
         self.conversation.verifyRequested.connect(self.show_verify)
         self.conversation.filesDropped.connect(self._files_dropped)
+        self.conversation.caughtUp.connect(self._caught_up)
         self.conversation.shareRequested.connect(lambda address: self.share_with(address))
         self.contacts.unreadChanged.connect(self._unread_changed)
 
@@ -699,11 +700,17 @@ class MainWindow(QMainWindow):
     def _on_message_added(self, message: Message, before: str | None = None) -> None:
         self.transfers.message_added(message)
         visible = self._conversation_visible(message.contact)
+        # whether the newest message is in view, before this one is added below it: a
+        # user reading further up has not seen it (no read receipt, it counts as unread
+        # and the list's button says so until they scroll down)
+        following = visible and self.conversation.following
         self.messages.add(message, before)
-        seen = visible and self.isActiveWindow()
+        seen = following and self.isActiveWindow()
         self.contacts.note_message(message, seen=seen, newest=before is None)
         if seen and not message.outgoing:
             self.bridge.mark_read(message.contact)
+        elif visible and not following and not message.outgoing:
+            self.conversation.note_unseen()
         if not message.outgoing and not self.isActiveWindow():
             self._notify(message)
 
@@ -969,6 +976,18 @@ class MainWindow(QMainWindow):
             and self.isActiveWindow()
             and self.messages.contact is not None
             and self.right.currentWidget() is self.conversation
+            and self.conversation.following  # read further up, the newest are not seen
         ):
             self.contacts.clear_unread(self.messages.contact)
             self.bridge.mark_read(self.messages.contact)
+
+    def _caught_up(self, address: str) -> None:
+        """The user scrolled down to the newest message of the open conversation: what
+        arrived while they read further up is seen now."""
+        if (
+            self._conversation_visible(address)
+            and self.isActiveWindow()
+            and self.contacts.unread(address)
+        ):
+            self.contacts.clear_unread(address)
+            self.bridge.mark_read(address)

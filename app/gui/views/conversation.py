@@ -22,6 +22,7 @@ from PySide6.QtGui import (
     QDragMoveEvent,
     QDropEvent,
     QGuiApplication,
+    QResizeEvent,
     QTextCursor,
 )
 from PySide6.QtWidgets import (
@@ -95,6 +96,7 @@ class ConversationPane(QWidget):
     shareRequested = Signal(str)  # contact address: pick files to share with them
     typingRequested = Signal(str, bool)  # contact address, whether the composer holds text
     transferActionRequested = Signal(str, object)  # transfer id, TransferAction
+    caughtUp = Signal(str)  # contact address: the user scrolled down to the newest message
 
     def __init__(self, model: MessageModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -107,6 +109,7 @@ class ConversationPane(QWidget):
         self._stick_to_bottom = True
         self._anchor_from_bottom: int | None = None
         self._trim_pending = False
+        self._unseen = 0  # messages from the contact that came while the user read above
 
         self._title = named(ElidedLabel(), "ConversationTitle")  # a name has no width limit
         self._subtitle = named(ElidedLabel(), "ConversationSubtitle")
@@ -185,6 +188,10 @@ class ConversationPane(QWidget):
 
         self.overlay = DropOverlay(self)
         self.toast = Toast(self)
+        self.newer_button = named(QPushButton(self.list), "NewerButton")
+        self.newer_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.newer_button.clicked.connect(self._scroll_to_bottom)
+        self.newer_button.hide()
 
         scrollbar = self.list.verticalScrollBar()
         scrollbar.valueChanged.connect(self._on_scroll)
@@ -214,6 +221,7 @@ class ConversationPane(QWidget):
         self._typing = typing
         self._stick_to_bottom = True
         self._anchor_from_bottom = None
+        self._set_unseen(0)
         self.delegate.clear_cache()
         self._title.set_full_text(contact.name)
         self._show_subtitle()
@@ -347,18 +355,72 @@ class ConversationPane(QWidget):
 
     def _send(self, text: str) -> None:
         if self._contact is not None:
-            self._stick_to_bottom = True
+            self._scroll_to_bottom()  # what we send shows at the bottom: so do theirs
             self.sendRequested.emit(self._contact.address, text)
 
     # ------------------------------------------------------------------ scrolling
+
+    @property
+    def following(self) -> bool:
+        """Whether the newest message is in view (the user follows the conversation): a
+        message arriving now is seen; while the user reads further up, it is not."""
+        return self._stick_to_bottom or self._at_bottom()
+
+    @property
+    def unseen(self) -> int:
+        """Messages from the contact that arrived below while the user read further up."""
+        return self._unseen
+
+    def note_unseen(self) -> None:
+        """A message from the contact arrived while the user reads further up: the button
+        at the bottom of the list counts it (reaching the bottom reads it)."""
+        self._set_unseen(self._unseen + 1)
+
+    def _set_unseen(self, count: int) -> None:
+        self._unseen = count
+        if count:
+            self.newer_button.setText(
+                self.tr("↓ 1 new message")
+                if count == 1
+                else self.tr("↓ {0} new messages").format(count)
+            )
+            self.newer_button.setAccessibleName(self.newer_button.text().lstrip("↓ "))
+            self.newer_button.adjustSize()
+            self._place_newer_button()
+            self.newer_button.show()
+            self.newer_button.raise_()
+        else:
+            self.newer_button.hide()
+
+    def _place_newer_button(self) -> None:
+        viewport = self.list.viewport()
+        size = self.newer_button.sizeHint()
+        self.newer_button.resize(size)
+        x = viewport.x() + (viewport.width() - size.width()) // 2
+        y = viewport.y() + viewport.height() - size.height() - 12
+        self.newer_button.move(max(0, x), max(0, y))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.newer_button.isVisible():
+            self._place_newer_button()
 
     def _at_bottom(self) -> bool:
         bar = self.list.verticalScrollBar()
         return bar.value() >= bar.maximum() - 8
 
     def _scroll_to_bottom(self) -> None:
+        was_following = self._stick_to_bottom
         self._stick_to_bottom = True
         self.list.scrollToBottom()
+        if not was_following:
+            self._caught_up()
+
+    def _caught_up(self) -> None:
+        """The newest message came into view after the user read further up."""
+        self._set_unseen(0)
+        if self._contact is not None:
+            self.caughtUp.emit(self._contact.address)
 
     def _before_insert(self, _parent: QModelIndex, first: int, _last: int) -> None:
         bar = self.list.verticalScrollBar()
@@ -390,7 +452,10 @@ class ConversationPane(QWidget):
 
     def _on_scroll(self, value: int) -> None:
         bar = self.list.verticalScrollBar()
+        was_following = self._stick_to_bottom
         self._stick_to_bottom = value >= bar.maximum() - 8
+        if self._stick_to_bottom and not was_following:
+            self._caught_up()
         if value <= bar.minimum() + FETCH_MARGIN:
             self.request_older()
 
