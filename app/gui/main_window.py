@@ -487,12 +487,16 @@ class MainWindow(QMainWindow):
         typing = address in self._typing
         lookalike = self.contacts.looks_like_another(address)
         self.conversation.set_contact(contact, self.contacts.peer(address), typing, lookalike)
+        self.conversation.open_at_unread(self.contacts.unread(address))
         self.right.setCurrentWidget(self.conversation)
-        self.contacts.clear_unread(address)
         if focus_composer:
             self.conversation.composer.setFocus()
-        self.bridge.mark_read(address)  # opened: its messages are read
         await self.messages.open(address)
+        if self.messages.contact == address and self.conversation.following:
+            # opened at the newest: its messages are read (those further up are read
+            # once the user scrolls down to them)
+            self.contacts.clear_unread(address)
+            self.bridge.mark_read(address)
 
     def _files_dropped(self, address: str, paths: list[Path]) -> None:
         self.bridge.share_paths(address, paths)
@@ -984,10 +988,6 @@ class MainWindow(QMainWindow):
     def _caught_up(self, address: str) -> None:
         """The user scrolled down to the newest message of the open conversation: what
         arrived while they read further up is seen now."""
-        if (
-            self._conversation_visible(address)
-            and self.isActiveWindow()
-            and self.contacts.unread(address)
-        ):
+        if self._conversation_visible(address) and self.contacts.unread(address):
             self.contacts.clear_unread(address)
             self.bridge.mark_read(address)

@@ -84,3 +84,84 @@ async def test_a_message_below_the_view_is_read_only_once_scrolled_to(
 
         await eventually(newest_read)
         assert not button.isVisible()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_a_conversation_opens_at_its_first_unread_message(
+    session: GuiSession, friend: api.InitResult, tmp_path: Path
+) -> None:
+    """Found by a tester: 30 messages came while the user was away; opening the
+    conversation showed the newest few at the bottom and marked all 30 read (read
+    receipts too), the first 25 never seen. Now it opens at the first of them, under a
+    "New messages" line, and they are read once the user has scrolled down to the end;
+    a few that fit on the screen are read at once."""
+    window = window_of(session)
+    alice = session.node
+    assert alice is not None
+    async with api.host_node(options(tmp_path / "bob"), lambda: PASSPHRASE) as bob:
+        me = await alice.whoami()
+        await bob.add_contact(api.AddContact(me.invite))
+        contact = (await alice.add_contact(api.AddContact((await bob.whoami()).invite))).contact
+        await wait_for(lambda: window.contacts.row_of(contact.address) >= 0)
+
+        async def status_at_bob(message_id: str) -> api.MessageStatus | None:
+            got = await bob.list_messages(api.ListMessages(me.address))
+            return next((m.status for m in got if m.id == message_id), None)
+
+        def leave() -> None:  # the user goes elsewhere (no conversation shown)
+            window.messages.close()
+            window.right.setCurrentWidget(window.empty)
+
+        # read before: opened once (it fits on the screen), then left
+        before = await bob.send_message(api.SendMessage(me.address, "from before"))
+        await wait_for(lambda: window.contacts.unread(contact.address) == 1, timeout=30)
+        window.show()
+        window.open_conversation(contact.address)
+
+        async def before_read() -> bool:
+            return await status_at_bob(before.id) is api.MessageStatus.READ
+
+        await eventually(before_read)
+        leave()
+        sent = [
+            await bob.send_message(api.SendMessage(me.address, f"while away {i}\nline two"))
+            for i in range(EARLIER)
+        ]
+        await wait_for(lambda: window.contacts.unread(contact.address) == EARLIER, timeout=30)
+        window.open_conversation(contact.address)
+        await wait_for(lambda: window.messages.row_of(sent[-1].id) >= 0)
+        await asyncio.sleep(0.5)
+        pane = window.conversation
+        assert await status_at_bob(sent[-1].id) is api.MessageStatus.DELIVERED
+        assert window.contacts.unread(contact.address) == EARLIER
+        first = pane._proxy.mapFromSource(window.messages.index(window.messages.row_of(sent[0].id)))
+        assert pane.list.visualRect(first).top() == 0  # at the top of the view
+        assert pane.delegate.first_unread == sent[0].id
+        assert not pane.following
+        assert pane.newer_button.text() == f"↓ {EARLIER} new messages"
+        assert await status_at_bob(before.id) is api.MessageStatus.READ
+
+        bar = pane.list.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+        async def read() -> bool:
+            return await status_at_bob(sent[-1].id) is api.MessageStatus.READ
+
+        await eventually(read)
+        assert window.contacts.unread(contact.address) == 0
+        assert not pane.newer_button.isVisible()
+
+        # a few unread messages fit on the screen: read at once, the line still shows
+        # where they start
+        leave()
+        few = [await bob.send_message(api.SendMessage(me.address, f"hi {i}")) for i in range(2)]
+        await wait_for(lambda: window.contacts.unread(contact.address) == 2, timeout=30)
+        window.open_conversation(contact.address)
+
+        async def few_read() -> bool:
+            return await status_at_bob(few[-1].id) is api.MessageStatus.READ
+
+        await eventually(few_read)
+        assert pane.delegate.first_unread == few[0].id
+        assert window.contacts.unread(contact.address) == 0

@@ -110,6 +110,7 @@ class ConversationPane(QWidget):
         self._anchor_from_bottom: int | None = None
         self._trim_pending = False
         self._unseen = 0  # messages from the contact that came while the user read above
+        self._unread_on_open = 0  # the contact's unread messages when the pane was opened
 
         self._title = named(ElidedLabel(), "ConversationTitle")  # a name has no width limit
         self._subtitle = named(ElidedLabel(), "ConversationSubtitle")
@@ -197,7 +198,7 @@ class ConversationPane(QWidget):
         scrollbar.valueChanged.connect(self._on_scroll)
         scrollbar.rangeChanged.connect(self._on_range)
         model.rowsAboutToBeInserted.connect(self._before_insert)
-        model.opened.connect(lambda _address: self._scroll_to_bottom())
+        model.opened.connect(self._opened)
 
     # ------------------------------------------------------------------ contact
 
@@ -222,6 +223,8 @@ class ConversationPane(QWidget):
         self._stick_to_bottom = True
         self._anchor_from_bottom = None
         self._set_unseen(0)
+        self._unread_on_open = 0
+        self.delegate.first_unread = None
         self.delegate.clear_cache()
         self._title.set_full_text(contact.name)
         self._show_subtitle()
@@ -359,6 +362,40 @@ class ConversationPane(QWidget):
             self.sendRequested.emit(self._contact.address, text)
 
     # ------------------------------------------------------------------ scrolling
+
+    def open_at_unread(self, unread: int) -> None:
+        """The conversation being opened has `unread` messages from the contact: once its
+        newest page is in, show the first of them at the top under a "New messages" line
+        (instead of the newest at the bottom: more than a screenful were marked read
+        unseen). Reaching the bottom reads them."""
+        self._unread_on_open = unread
+
+    def _opened(self, _address: str) -> None:
+        unread, self._unread_on_open = self._unread_on_open, 0
+        row = self._first_unread_row(unread)
+        if row < 0:
+            self._scroll_to_bottom()
+            return
+        self.delegate.first_unread = self._model.message_at(row).id
+        self._stick_to_bottom = False
+        self._set_unseen(unread)
+        index = self._proxy.mapFromSource(self._model.index(row, 0))
+        self.list.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtTop)
+        if self._at_bottom():  # they all fit on the screen: seen
+            self._scroll_to_bottom()
+
+    def _first_unread_row(self, unread: int) -> int:
+        """The row of the oldest of the contact's last `unread` messages (the oldest row
+        loaded when they go back further), or -1 when there are none."""
+        if unread <= 0:
+            return -1
+        count = 0
+        for row in range(self._model.rowCount() - 1, -1, -1):
+            if not self._model.message_at(row).outgoing:
+                count += 1
+                if count == unread:
+                    return row
+        return 0 if count else -1
 
     @property
     def following(self) -> bool:

@@ -20,7 +20,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QMouseEvent, QPainter, QTextLayout
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QMouseEvent, QPainter, QPen, QTextLayout
 from PySide6.QtWidgets import QAbstractItemView, QStyledItemDelegate, QStyleOptionViewItem
 
 from app.gui.models.messages import MessageRole, local_day
@@ -55,6 +55,8 @@ PAD_X = 12.0
 PAD_Y = 8.0
 RADIUS = 14.0
 HEADER_HEIGHT = 40.0
+UNREAD_MARK_HEIGHT = 32.0
+"""The "New messages" line above the first message unread when the conversation opened."""
 MAX_BUBBLE = 560.0
 BUBBLE_SHARE = 0.7
 FILE_BUBBLE = 380.0
@@ -76,10 +78,16 @@ class MessageDelegate(QStyledItemDelegate):
     def __init__(self, view: QAbstractItemView, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._view = view
-        self._cache: dict[tuple[str, int, bool], QSize] = {}
+        self._cache: dict[tuple[str, int, bool, bool], QSize] = {}
         self._layouts: OrderedDict[tuple[str, float], tuple[QTextLayout, QSizeF]] = OrderedDict()
         self.highlighted: str | None = None
         """The id of a message shown with a band behind it (a search result opened)."""
+        self.first_unread: str | None = None
+        """The id of the first message that was unread when the conversation opened: a
+        "New messages" line is drawn above it."""
+
+    def _mark_height(self, message: Message) -> float:
+        return UNREAD_MARK_HEIGHT if message.id == self.first_unread else 0.0
 
     def clear_cache(self) -> None:
         """Forget cached sizes and layouts (after a font or theme change)."""
@@ -135,7 +143,8 @@ class MessageDelegate(QStyledItemDelegate):
             return QSize(0, 0)
         header = bool(index.data(MessageRole.DAY_HEADER))
         width = self._view.viewport().width()
-        key = (message.id, width, header)
+        marked = message.id == self.first_unread
+        key = (message.id, width, header, marked)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -147,6 +156,7 @@ class MessageDelegate(QStyledItemDelegate):
             height = PAD_Y * 2 + text_size.height() + QFontMetricsF(meta).height() + 2 * ROW_GAP
         if header:
             height += HEADER_HEIGHT
+        height += self._mark_height(message)
         size = QSize(width, int(height + 0.999))
         if len(self._cache) > 20_000:
             self._cache.clear()
@@ -168,13 +178,17 @@ class MessageDelegate(QStyledItemDelegate):
         _, meta = self._fonts()
         if message.id == self.highlighted:
             painter.fillRect(rect, QColor(c.selection))
-        if index.data(MessageRole.DAY_HEADER):
+        header = bool(index.data(MessageRole.DAY_HEADER))
+        if header:
             self._paint_header(painter, rect, top, message)
             top += HEADER_HEIGHT
+        if message.id == self.first_unread:
+            self._paint_unread_mark(painter, rect, top)
+            top += UNREAD_MARK_HEIGHT
         if message.transfer is not None:
             transfer = index.data(MessageRole.TRANSFER)
             starting = bool(index.data(MessageRole.STARTING))
-            self._paint_file(painter, rect, top, message, transfer, starting)
+            self._paint_file(painter, rect, message, transfer, starting, header)
             painter.restore()
             return
         layout, text_size = self._text_layout(message, self._text_width(int(rect.width())))
@@ -231,6 +245,7 @@ class MessageDelegate(QStyledItemDelegate):
         """The bubble of a file message in a row at `rect`, and its card's layout."""
         fonts = self._card_fonts()
         top = rect.top() + ROW_GAP + (HEADER_HEIGHT if header else 0.0)
+        top += self._mark_height(message)
         width = min(FILE_BUBBLE, max(220.0, (rect.width() - 2 * SIDE_MARGIN) * BUBBLE_SHARE))
         left = rect.right() - SIDE_MARGIN - width if message.outgoing else rect.left() + SIDE_MARGIN
         bubble = QRectF(left, top, width, card_height(fonts))
@@ -241,13 +256,12 @@ class MessageDelegate(QStyledItemDelegate):
         self,
         painter: QPainter,
         rect: QRectF,
-        top: float,
         message: Message,
         transfer: Transfer | None,
         starting: bool,
+        header: bool,
     ) -> None:
         c = colors()
-        header = top > rect.top() + ROW_GAP
         bubble, layout = self.file_geometry(rect, message, transfer, header)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(c.bubble_out if message.outgoing else c.bubble_in))
@@ -304,6 +318,22 @@ class MessageDelegate(QStyledItemDelegate):
         if event.type() == QEvent.Type.MouseButtonRelease:
             self.transferActionRequested.emit(message.transfer, action)
         return True
+
+    def _paint_unread_mark(self, painter: QPainter, rect: QRectF, top: float) -> None:
+        """An accent line across the row with "New messages" in its middle."""
+        c = colors()
+        _, meta = self._fonts()
+        meta.setBold(True)
+        label = self.tr("New messages")
+        metrics = QFontMetricsF(meta)
+        label_w = metrics.horizontalAdvance(label) + 16
+        line_y = top + UNREAD_MARK_HEIGHT / 2
+        box = QRectF(rect.center().x() - label_w / 2, top, label_w, UNREAD_MARK_HEIGHT)
+        painter.setPen(QPen(QColor(c.accent), 1.2))
+        painter.drawLine(QPointF(rect.left() + SIDE_MARGIN, line_y), QPointF(box.left(), line_y))
+        painter.drawLine(QPointF(box.right(), line_y), QPointF(rect.right() - SIDE_MARGIN, line_y))
+        painter.setFont(meta)
+        painter.drawText(box, int(Qt.AlignmentFlag.AlignCenter), label)
 
     def _paint_header(self, painter: QPainter, rect: QRectF, top: float, message: Message) -> None:
         c = colors()
