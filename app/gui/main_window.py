@@ -4,6 +4,7 @@ status at the bottom, a tray icon when the desktop has a tray, and the transfers
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QModelIndex, QPoint, QSize, Qt, Signal
@@ -135,10 +136,31 @@ class MainWindow(QMainWindow):
             self.tray.quitRequested.connect(self.request_quit)
             self.tray.show()
         self._connect_bridge()
-        self.setTabOrder(self.search, self.contact_list)
-        self.setTabOrder(self.contact_list, self.conversation.composer)
+        self._chain_tab_order()
 
     # ------------------------------------------------------------------ layout
+
+    def _chain_tab_order(self) -> None:
+        """Tab goes search, contacts, message field, Send, then the rest of the pane and
+        the header buttons. Set pair by pair as the panes were built, the message field's
+        Tab went up to the banner's "Verify now" and Send came four stops later."""
+        pane = self.conversation
+        chain = [
+            self.search,
+            self.contact_list,
+            pane.composer,
+            pane.send_button,
+            pane.attach_button,
+            pane.list,
+            pane.banner_button,
+            pane.verify_button,
+            self.invite_button,
+            self.add_button,
+            self.transfers_button,
+            self.settings_button,
+        ]
+        for first, second in pairwise(chain):
+            self.setTabOrder(first, second)
 
     def _build_sidebar(self) -> None:
         self.sidebar = named(QFrame(), "Sidebar")

@@ -21,8 +21,11 @@ from PySide6.QtGui import (
     QDragLeaveEvent,
     QDragMoveEvent,
     QDropEvent,
+    QFocusEvent,
     QGuiApplication,
+    QKeySequence,
     QResizeEvent,
+    QShortcut,
     QTextCursor,
 )
 from PySide6.QtWidgets import (
@@ -85,6 +88,24 @@ class MessageList(QListView):
         self.setUniformItemSizes(False)
         self.setWordWrap(True)
         self.verticalScrollBar().setSingleStep(24)
+        # reached with Tab (a click on a message leaves the focus in the message field);
+        # the arrow keys then pick a message, Ctrl+C or the Menu key act on it
+        self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        copy = QShortcut(QKeySequence(QKeySequence.StandardKey.Copy), self)
+        copy.setContext(Qt.ShortcutContext.WidgetShortcut)
+        copy.activated.connect(self.copy_current)
+
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        model = self.model()
+        if not self.currentIndex().isValid() and model is not None and model.rowCount():
+            self.setCurrentIndex(model.index(model.rowCount() - 1, 0))  # the newest
+        super().focusInEvent(event)
+
+    def copy_current(self) -> None:
+        """Ctrl+C: the text of the message picked with the arrow keys (a file's name)."""
+        message = self.currentIndex().data(MessageRole.MESSAGE)
+        if message is not None:
+            QGuiApplication.clipboard().setText(message.text)
 
 
 class ConversationPane(QWidget):
@@ -184,8 +205,6 @@ class ConversationPane(QWidget):
         layout.addWidget(self.banner)
         layout.addWidget(self.list, 1)
         layout.addWidget(bar)
-        self.setTabOrder(self.composer, self.send_button)
-        self.setTabOrder(self.send_button, self.verify_button)
 
         self.overlay = DropOverlay(self)
         self.toast = Toast(self)

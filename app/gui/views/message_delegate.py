@@ -21,7 +21,12 @@ from PySide6.QtCore import (
     Signal,
 )
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QMouseEvent, QPainter, QPen, QTextLayout
-from PySide6.QtWidgets import QAbstractItemView, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+)
 
 from app.gui.models.messages import MessageRole, local_day
 from app.gui.theme import colors
@@ -185,10 +190,13 @@ class MessageDelegate(QStyledItemDelegate):
         if message.id == self.first_unread:
             self._paint_unread_mark(painter, rect, top)
             top += UNREAD_MARK_HEIGHT
+        focused = self._focused(option)
         if message.transfer is not None:
             transfer = index.data(MessageRole.TRANSFER)
             starting = bool(index.data(MessageRole.STARTING))
             self._paint_file(painter, rect, message, transfer, starting, header)
+            if focused:
+                self._paint_focus(painter, self.file_geometry(rect, message, transfer, header)[0])
             painter.restore()
             return
         layout, text_size = self._text_layout(message, self._text_width(int(rect.width())))
@@ -232,7 +240,20 @@ class MessageDelegate(QStyledItemDelegate):
                 muted,
                 QColor(c.tick_read),
             )
+        if focused:
+            self._paint_focus(painter, bubble)
         painter.restore()
+
+    def _focused(self, option: QStyleOptionViewItem) -> bool:
+        """Whether the row is the list's current one while the list has the keyboard focus
+        (Ctrl+C and the Menu key act on it: it must show)."""
+        return bool(option.state & QStyle.StateFlag.State_HasFocus) and self._view.hasFocus()
+
+    def _paint_focus(self, painter: QPainter, bubble: QRectF) -> None:
+        # in the text colour: it shows around our (accent) bubbles and theirs alike
+        painter.setPen(QPen(QColor(colors().text), 2.0))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRoundedRect(bubble.adjusted(-2, -2, 2, 2), RADIUS + 2, RADIUS + 2)
 
     # ------------------------------------------------------------------ file messages
 
