@@ -132,6 +132,9 @@ class ConversationPane(QWidget):
         self._trim_pending = False
         self._unseen = 0  # messages from the contact that came while the user read above
         self._unread_on_open = 0  # the contact's unread messages when the pane was opened
+        self._drafts: dict[str, str] = {}
+        """What was typed and not sent, per contact, while another conversation is shown
+        (kept in memory only: message text never goes to disk unencrypted)."""
 
         self._title = named(ElidedLabel(), "ConversationTitle")  # a name has no width limit
         self._subtitle = named(ElidedLabel(), "ConversationSubtitle")
@@ -236,6 +239,7 @@ class ConversationPane(QWidget):
         """Show `contact`'s header and banner (the model loads the messages); `peer` is what
         the transport last said about them, `typing` whether they are typing to us,
         `lookalike` whether another contact's name reads the same."""
+        self._switch_draft(contact.address)
         self._contact = contact
         self._peer = peer
         self._typing = typing
@@ -252,6 +256,23 @@ class ConversationPane(QWidget):
         self.overlay.set_target(isolated(contact.name))
         self.composer.setPlaceholderText(self.tr("Message {0}").format(self._banner_name(contact)))
         self.composer.viewport().update()  # a shown placeholder is not redrawn by itself
+
+    def _switch_draft(self, address: str) -> None:
+        """Keep what is typed for the contact shown until now, and put back what was
+        typed for `address`: a draft never goes to another contact."""
+        previous = self._contact
+        if previous is not None and previous.address == address:
+            return  # the same conversation, shown again (its header changed)
+        if previous is not None:
+            text = self.composer.toPlainText()
+            if text.strip():
+                self._drafts[previous.address] = text
+            else:
+                self._drafts.pop(previous.address, None)
+            self.composer.clear()  # tells the contact we stopped typing
+        self._contact = None  # a draft put back is not typing
+        self.composer.setPlainText(self._drafts.pop(address, ""))
+        self.composer.moveCursor(QTextCursor.MoveOperation.End)
 
     def set_lookalike(self, lookalike: bool) -> None:
         """Whether another contact's name now reads like the shown contact's."""
@@ -368,8 +389,11 @@ class ConversationPane(QWidget):
 
     def restore_unsent(self, address: str, text: str) -> None:
         """A message to `address` could not be sent: put its text back in the composer
-        (before anything typed since) if that conversation is still the one shown."""
+        (before anything typed since), or in that conversation's draft if another one is
+        shown now."""
         if self._contact is None or self._contact.address != address:
+            draft = self._drafts.get(address, "")
+            self._drafts[address] = f"{text}\n{draft}" if draft.strip() else text
             return
         typed = self.composer.toPlainText()
         self.composer.setPlainText(f"{text}\n{typed}" if typed.strip() else text)
