@@ -102,3 +102,31 @@ async def test_a_message_is_picked_with_the_arrow_keys_and_copied_with_ctrl_c(
     QApplication.clipboard().clear()
     qtbot.keyClick(pane.list, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
     assert QApplication.clipboard().text() == "the address is 12 Main St"
+
+
+@pytest.mark.asyncio
+async def test_reaching_the_messages_by_tab_does_not_move_them(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """A user reading further up who tabs into the list gets the lowest message in view
+    marked, not the newest (which scrolled the list down to it)."""
+    assert session.node is not None
+    window = window_of(session)
+    bob = (await session.node.add_contact(api.AddContact(friend.whoami.invite))).contact
+    for i in range(40):
+        await session.node.send_message(api.SendMessage(bob.address, f"line {i}\nand more"))
+    window.show()
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.rowCount() == 40)
+    pane = window.conversation
+    bar = pane.list.verticalScrollBar()
+    await wait_for(lambda: bar.maximum() > 0 and bar.value() == bar.maximum())
+    bar.setValue(bar.maximum() // 2)
+    where = bar.value()
+    pane.list.setFocus(Qt.FocusReason.TabFocusReason)
+    await wait_for(lambda: QApplication.focusWidget() is pane.list)
+    await asyncio.sleep(0.05)
+    assert bar.value() == where
+    current = pane.list.visualRect(pane.list.currentIndex())
+    assert pane.list.viewport().rect().intersects(current)
+    assert 0 < pane.list.currentIndex().row() < 39

@@ -96,10 +96,23 @@ class MessageList(QListView):
         copy.activated.connect(self.copy_current)
 
     def focusInEvent(self, event: QFocusEvent) -> None:
-        model = self.model()
-        if not self.currentIndex().isValid() and model is not None and model.rowCount():
-            self.setCurrentIndex(model.index(model.rowCount() - 1, 0))  # the newest
+        if not self._current_in_view():
+            # the lowest message in view (the newest when the list is at the bottom): the
+            # list does not move under a user reading further up
+            viewport = self.viewport().rect()
+            lowest = self.indexAt(viewport.bottomLeft() + QPoint(viewport.width() // 2, -4))
+            model = self.model()
+            if not lowest.isValid() and model is not None and model.rowCount():
+                lowest = model.index(model.rowCount() - 1, 0)
+            if lowest.isValid():
+                self.setAutoScroll(False)  # as it is, even if partly in view
+                self.setCurrentIndex(lowest)
+                self.setAutoScroll(True)
         super().focusInEvent(event)
+
+    def _current_in_view(self) -> bool:
+        current = self.currentIndex()
+        return current.isValid() and self.viewport().rect().intersects(self.visualRect(current))
 
     def copy_current(self) -> None:
         """Ctrl+C: the text of the message picked with the arrow keys (a file's name)."""
