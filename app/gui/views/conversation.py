@@ -428,11 +428,12 @@ class ConversationPane(QWidget):
 
     def _opened(self, _address: str) -> None:
         unread, self._unread_on_open = self._unread_on_open, 0
-        row = self._first_unread_row(unread)
+        row, exact = self._first_unread_row(unread)
         if row < 0:
             self._scroll_to_bottom()
             return
-        self.delegate.first_unread = self._model.message_at(row).id
+        if exact:  # (the first is further back than the page read: no line)
+            self.delegate.first_unread = self._model.message_at(row).id
         self._stick_to_bottom = False
         self._set_unseen(unread)
         index = self._proxy.mapFromSource(self._model.index(row, 0))
@@ -440,18 +441,18 @@ class ConversationPane(QWidget):
         if self._at_bottom():  # they all fit on the screen: seen
             self._scroll_to_bottom()
 
-    def _first_unread_row(self, unread: int) -> int:
-        """The row of the oldest of the contact's last `unread` messages (the oldest row
-        loaded when they go back further), or -1 when there are none."""
+    def _first_unread_row(self, unread: int) -> tuple[int, bool]:
+        """The row of the oldest of the contact's last `unread` messages and True, or the
+        oldest row loaded and False when they go back further (-1 when there are none)."""
         if unread <= 0:
-            return -1
+            return -1, False
         count = 0
         for row in range(self._model.rowCount() - 1, -1, -1):
             if not self._model.message_at(row).outgoing:
                 count += 1
                 if count == unread:
-                    return row
-        return 0 if count else -1
+                    return row, True
+        return (0 if count else -1), False
 
     @property
     def following(self) -> bool:
