@@ -165,3 +165,10 @@ async def test_a_conversation_opens_at_its_first_unread_message(
         await eventually(few_read)
         assert pane.delegate.first_unread == few[0].id
         assert window.contacts.unread(contact.address) == 0
+        row = pane._proxy.mapFromSource(window.messages.index(window.messages.row_of(few[0].id)))
+        marked = pane.list.visualRect(row).height()
+        # answered: the line goes (and its room)
+        pane.composer.setPlainText("hello again")
+        pane.composer.submit()
+        assert pane.delegate.first_unread is None
+        await wait_for(lambda: pane.list.visualRect(row).height() < marked)

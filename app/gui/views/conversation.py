@@ -415,6 +415,9 @@ class ConversationPane(QWidget):
     def _send(self, text: str) -> None:
         if self._contact is not None:
             self._scroll_to_bottom()  # what we send shows at the bottom: so do theirs
+            if self.delegate.first_unread is not None:  # answered: they are not new now
+                self.delegate.first_unread = None
+                self.list.doItemsLayout()
             self.sendRequested.emit(self._contact.address, text)
 
     # ------------------------------------------------------------------ scrolling
