@@ -172,3 +172,32 @@ async def test_a_conversation_opens_at_its_first_unread_message(
         pane.composer.submit()
         assert pane.delegate.first_unread is None
         await wait_for(lambda: pane.list.visualRect(row).height() < marked)
+
+
+@pytest.mark.asyncio
+async def test_the_new_messages_button_stays_at_the_bottom_of_the_list(
+    session: GuiSession, friend: api.InitResult
+) -> None:
+    """The banner going (the contact verified) makes the list taller without resizing
+    the pane: the button stayed where the list's bottom had been, over the messages."""
+    assert session.node is not None
+    window = window_of(session)
+    bob = (await session.node.add_contact(api.AddContact(friend.whoami.invite))).contact
+    window.show()
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.contact == bob.address)
+    pane = window.conversation
+    pane.note_unseen()  # as the window does for a message that came below the view
+    button = pane.newer_button
+    viewport = pane.list.viewport()
+
+    def gap() -> int:  # from the button's bottom to the bottom of the list's viewport
+        return viewport.geometry().bottom() - button.geometry().bottom()
+
+    await wait_for(lambda: button.isVisible() and pane.banner.isVisible())
+    before, height = gap(), viewport.height()
+    pane.banner.hide()
+    await wait_for(lambda: viewport.height() > height)  # the list took the banner's room
+    await asyncio.sleep(0.05)
+    assert gap() == before
+    assert button.isVisible()

@@ -77,6 +77,8 @@ class OnDemandFetch(QIdentityProxyModel):
 class MessageList(QListView):
     """The scrolling list of bubbles."""
 
+    resized = Signal()
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("MessageList")
@@ -94,6 +96,10 @@ class MessageList(QListView):
         copy = QShortcut(QKeySequence(QKeySequence.StandardKey.Copy), self)
         copy.setContext(Qt.ShortcutContext.WidgetShortcut)
         copy.activated.connect(self.copy_current)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.resized.emit()
 
     def focusInEvent(self, event: QFocusEvent) -> None:
         if not self._current_in_view():
@@ -227,6 +233,7 @@ class ConversationPane(QWidget):
         self.newer_button = named(QPushButton(self.list), "NewerButton")
         self.newer_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.newer_button.clicked.connect(self._scroll_to_bottom)
+        self.list.resized.connect(self._list_resized)
         self.newer_button.hide()
 
         scrollbar = self.list.verticalScrollBar()
@@ -497,8 +504,8 @@ class ConversationPane(QWidget):
         y = viewport.y() + viewport.height() - size.height() - 12
         self.newer_button.move(max(0, x), max(0, y))
 
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
+    def _list_resized(self) -> None:
+        # the list, not only the pane: the banner coming or going changes its height
         if self.newer_button.isVisible():
             self._place_newer_button()
 
