@@ -130,3 +130,27 @@ async def test_reaching_the_messages_by_tab_does_not_move_them(
     current = pane.list.visualRect(pane.list.currentIndex())
     assert pane.list.viewport().rect().intersects(current)
     assert 0 < pane.list.currentIndex().row() < 39
+
+
+@pytest.mark.asyncio
+async def test_page_up_in_the_message_field_scrolls_the_messages(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """A click on the messages leaves the focus in the message field: Page Up and Page
+    Down there scroll the messages (they did nothing)."""
+    assert session.node is not None
+    window = window_of(session)
+    bob = (await session.node.add_contact(api.AddContact(friend.whoami.invite))).contact
+    for i in range(40):
+        await session.node.send_message(api.SendMessage(bob.address, f"line {i}\nand more"))
+    window.show()
+    window.open_conversation(bob.address)
+    await wait_for(lambda: window.messages.rowCount() == 40)
+    pane = window.conversation
+    bar = pane.list.verticalScrollBar()
+    await wait_for(lambda: bar.maximum() > 0 and bar.value() == bar.maximum())
+    bottom = bar.value()
+    qtbot.keyClick(pane.composer, Qt.Key.Key_PageUp)
+    assert bar.value() == bottom - bar.pageStep()
+    qtbot.keyClick(pane.composer, Qt.Key.Key_PageDown)
+    assert bar.value() == bottom

@@ -30,6 +30,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractSlider,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -198,6 +199,7 @@ class ConversationPane(QWidget):
         self.composer = Composer()
         self.composer.max_bytes = MAX_MESSAGE_BYTES
         self.composer.submitted.connect(self._send)
+        self.composer.pageRequested.connect(self._page)
         self.length_hint = named(QLabel(), "LengthHint")
         self.length_hint.setVisible(False)
         self.send_button = named(QPushButton(self.tr("Send")), "SendButton")
@@ -519,6 +521,16 @@ class ConversationPane(QWidget):
         self.list.scrollToBottom()
         if not was_following:
             self._caught_up()
+
+    def _page(self, direction: int) -> None:
+        """Page Up / Page Down in the message field scroll the messages (a click on them
+        leaves the focus in the field)."""
+        bar = self.list.verticalScrollBar()
+        bar.triggerAction(
+            QAbstractSlider.SliderAction.SliderPageStepSub
+            if direction < 0
+            else QAbstractSlider.SliderAction.SliderPageStepAdd
+        )
 
     def _caught_up(self) -> None:
         """The newest message came into view after the user read further up."""

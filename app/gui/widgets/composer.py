@@ -14,6 +14,7 @@ class Composer(QPlainTextEdit):
     """A growing text box that emits `submitted(text)` on Enter."""
 
     submitted = Signal(str)
+    pageRequested = Signal(int)  # -1: Page Up, 1: Page Down (the messages above scroll)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -28,6 +29,9 @@ class Composer(QPlainTextEdit):
         self.document().documentLayout().documentSizeChanged.connect(self._size_changed)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_PageUp, Qt.Key.Key_PageDown) and not event.modifiers():
+            self.pageRequested.emit(-1 if event.key() == Qt.Key.Key_PageUp else 1)
+            return
         enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
         if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             self.submit()
