@@ -163,9 +163,11 @@ class GuiSession(QObject):
         """Close the window and stop the node (idempotent)."""
         if self.window is not None:
             save_geometry(self.window, self._geometry_file)
+            self.window.conversation.flush_draft()  # typed in the last second: kept too
             self.window.dispose()
             self.window.hide()
         if self.bridge is not None:
+            await self.bridge.drafts_kept()
             await self.bridge.stop()
         await self._stack.aclose()
         self.node = None

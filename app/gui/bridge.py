@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +46,7 @@ from app.node.api import (
     RemoveContact,
     RenameContact,
     RetryTransfer,
+    SaveDraft,
     SearchMessages,
     SecurityAlert,
     SendMessage,
@@ -69,6 +71,14 @@ from app.node.api import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STATUS_POLL_MS = 3000
+
+
+def _save_draft(command: SaveDraft, node: NodeApi) -> Awaitable[None]:
+    return node.save_draft(command)
+
+
+DRAFT_FLUSH_TIMEOUT = 3.0
+"""How long quitting waits for drafts still being stored."""
 TYPING_THROTTLE = 3.5
 """At most one "typing" signal per contact in this many seconds: the node's 3 s plus a
 margin, so the node never drops a refresh (its receiver expires "typing" after 6 s)."""
@@ -128,6 +138,8 @@ class NodeBridge(QObject):
         self.last_peers: list[Peer] = []
         self._typing_at: dict[str, float] = {}
         self._reading: dict[str, bool] = {}  # address -> asked again while a mark ran
+        self._drafting: dict[str, str] = {}  # address -> the draft text still to store
+        self._draft_writers: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -349,6 +361,37 @@ class NodeBridge(QObject):
                 again = self._reading.get(address, False)
         finally:
             self._reading.pop(address, None)
+
+    def save_draft(self, address: str, text: str) -> None:
+        """Keep what is typed to `address` and not sent (empty: nothing), across restarts.
+        In order per contact, coalesced: while one is stored, only the newest waits."""
+        if self._node is None:
+            return
+        self._drafting[address] = text
+        if address not in self._draft_writers:
+            task = asyncio.ensure_future(self._write_drafts(address))
+            self._draft_writers[address] = task
+            task.add_done_callback(lambda _: self._draft_writers.pop(address, None))
+
+    async def _write_drafts(self, address: str) -> None:
+        while address in self._drafting:
+            text = self._drafting[address]
+            try:
+                await self._ask(partial(_save_draft, SaveDraft(address, text)))
+            except ActionFailed as exc:  # the text is still in the window
+                log.warning("a draft could not be kept: %s", exc)
+            if self._drafting.get(address) == text:
+                del self._drafting[address]
+
+    async def drafts_kept(self) -> None:
+        """Wait until the drafts asked for are stored (before the node stops)."""
+        writers = list(self._draft_writers.values())
+        if writers:
+            await asyncio.wait(writers, timeout=DRAFT_FLUSH_TIMEOUT)
+
+    async def drafts(self) -> dict[str, str]:
+        """The kept drafts: contact address -> text."""
+        return {d.contact: d.text for d in await self._ask(lambda n: n.drafts())}
 
     def _signal(self, request: Callable[[NodeApi], Awaitable[None]]) -> None:
         """Fire an ephemeral request; a failure is logged, never shown (nothing is lost

@@ -369,6 +369,7 @@ class MainWindow(QMainWindow):
         self.conversation.verifyRequested.connect(self.show_verify)
         self.conversation.filesDropped.connect(self._files_dropped)
         self.conversation.caughtUp.connect(self._caught_up)
+        self.conversation.draftChanged.connect(b.save_draft)
         self.conversation.shareRequested.connect(lambda address: self.share_with(address))
         self.contacts.unreadChanged.connect(self._unread_changed)
 
@@ -400,7 +401,7 @@ class MainWindow(QMainWindow):
 
     async def load(self) -> None:
         """Read identity, settings, transfers and contacts (plus each conversation's last
-        message)."""
+        message and the drafts kept from before)."""
         self.me = await self.bridge.whoami()
         self.profile_name.set_full_text(self.me.name)
         self._apply_settings(await self.bridge.settings())
@@ -409,6 +410,7 @@ class MainWindow(QMainWindow):
         self.contacts.set_contacts(contacts)
         self._update_contact_stack()
         try:
+            self.conversation.set_drafts(await self.bridge.drafts())
             newest = {m.contact: m for m in await self.bridge.last_messages()}
         except ActionFailed:
             return

@@ -27,6 +27,10 @@ MAX_MESSAGE_BYTES = 32 * 1024
 """The most text one message holds, in UTF-8 bytes (a history event's text field,
 `app.core.ledger_event.MAX_BODY_VALUE_BYTES`); longer text is shared as a file."""
 
+MAX_DRAFT_BYTES = 8 * MAX_MESSAGE_BYTES
+"""The most unsent text kept for a contact (`SaveDraft`): the composer holds more than a
+message while the user splits it."""
+
 
 def message_too_long(size: int) -> str:
     """What to tell the user about a message of `size` UTF-8 bytes over the limit."""
@@ -443,6 +447,23 @@ class MarkRead:
 
 
 @dataclass(frozen=True)
+class SaveDraft:
+    """Keep what is typed to a contact and not sent yet, across restarts (sealed in the
+    profile, like messages); empty `text`: no draft."""
+
+    contact: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What was typed to a contact and not sent (`SaveDraft`)."""
+
+    contact: str
+    text: str
+
+
+@dataclass(frozen=True)
 class ListMessages:
     """A page of a conversation, newest last: up to `limit` messages before `before`."""
 
@@ -748,6 +769,8 @@ class NodeApi(Protocol):
     async def search_messages(self, command: SearchMessages) -> list[Message]: ...
     async def set_typing(self, command: SetTyping) -> None: ...
     async def mark_read(self, command: MarkRead) -> None: ...
+    async def save_draft(self, command: SaveDraft) -> None: ...
+    async def drafts(self) -> list[Draft]: ...
     async def get_settings(self) -> Settings: ...
     async def update_settings(self, command: UpdateSettings) -> Settings: ...
     async def change_passphrase(self, command: ChangePassphrase) -> None: ...

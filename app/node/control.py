@@ -29,6 +29,7 @@ from app.node.api import (
     ChangePassphrase,
     Contact,
     ControlUnavailable,
+    Draft,
     ExportHistory,
     HistoryExport,
     HistoryReport,
@@ -45,6 +46,7 @@ from app.node.api import (
     RemoveContact,
     RenameContact,
     RetryTransfer,
+    SaveDraft,
     SearchMessages,
     SendMessage,
     Settings,
@@ -117,6 +119,8 @@ METHODS: dict[str, Method] = {
     "messages.search": Method("search_messages", SearchMessages, list[Message]),
     "messages.typing": Method("set_typing", SetTyping, type(None)),
     "messages.read": Method("mark_read", MarkRead, type(None)),
+    "drafts.save": Method("save_draft", SaveDraft, type(None)),
+    "drafts.list": Method("drafts", None, list[Draft]),
     "settings.get": Method("get_settings", None, Settings),
     "settings.update": Method("update_settings", UpdateSettings, Settings),
     "profile.change_passphrase": Method("change_passphrase", ChangePassphrase, type(None)),
@@ -467,6 +471,13 @@ class ControlClient:
 
     async def mark_read(self, command: MarkRead) -> None:
         await self.call("messages.read", command)
+
+    async def save_draft(self, command: SaveDraft) -> None:
+        await self.call("drafts.save", command)
+
+    async def drafts(self) -> list[Draft]:
+        result: list[Draft] = await self._typed("drafts.list")
+        return result
 
     async def get_settings(self) -> Settings:
         result: Settings = await self._typed("settings.get")

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from app.core.errors import InvalidAddress, InvalidInvite
 from app.core.identity import decode_address, encode_address, parse_invite, safety_number
 from app.node.api import (
+    MAX_DRAFT_BYTES,
     MAX_MESSAGE_BYTES,
     AcceptTransfer,
     AddContact,
@@ -32,6 +33,7 @@ from app.node.api import (
     ContactRemoved,
     ContactRenamed,
     ContactVerified,
+    Draft,
     ExportHistory,
     HistoryExport,
     HistoryReport,
@@ -50,6 +52,7 @@ from app.node.api import (
     RemoveContact,
     RenameContact,
     RetryTransfer,
+    SaveDraft,
     SearchMessages,
     SecurityAlert,
     SendMessage,
@@ -492,6 +495,31 @@ class NodeService:
         await self.store.call(self.store.messages.mark_seen, record.address)
         if self._delivery is not None:
             await self._delivery.mark_read(record.address)
+
+    async def save_draft(self, command: SaveDraft) -> None:
+        """Keep (or, for empty text, drop) what is typed to a contact and not sent."""
+        try:
+            size = len(command.text.encode("utf-8"))
+        except UnicodeEncodeError:  # lone surrogates (a control-socket client's)
+            raise InvalidArgument("The draft holds characters that are not text.") from None
+        if size > MAX_DRAFT_BYTES:
+            raise InvalidArgument(
+                f"This draft is {-(-size // 1024)} KiB: too long to keep (at most "
+                f"{MAX_DRAFT_BYTES // 1024} KiB)."
+            )
+        record = await self.find_contact(command.contact)
+        text = command.text if command.text.strip() else ""
+        await self.store.call(self.store.drafts.save, record.address, text, self._clock())
+
+    async def drafts(self) -> list[Draft]:
+        """The drafts to current contacts (those to a removed contact come back with it)."""
+
+        def read() -> list[Draft]:
+            kept = self.store.drafts.all()
+            contacts = [c.address for c in self.store.contacts.all()]
+            return [Draft(address, kept[address]) for address in contacts if address in kept]
+
+        return await self.store.call(read)
 
     async def search_messages(self, command: SearchMessages) -> list[Message]:
         text = command.text

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gui_helpers import wait_for
+from gui_helpers import PASSPHRASE, options, wait_for
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 from test_main_window import add_bob, node_of, open_chat
@@ -65,3 +65,43 @@ async def test_an_unsent_message_comes_back_to_its_own_conversation(
     assert pane.composer.toPlainText() == ""
     await open_chat(session, bob.address)
     assert pane.composer.toPlainText() == "could not go"
+
+
+async def _restart(session: GuiSession, profile: Path) -> GuiSession:
+    """Quit the app as Ctrl+Q does and start it again on the same profile."""
+    await session.shutdown()
+    again = GuiSession(options(profile))
+    assert await again.attempt_unlock(PASSPHRASE) is None
+    await again.start_window()
+    return again
+
+
+@pytest.mark.asyncio
+async def test_drafts_survive_quitting_the_app(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult, tmp_path: Path, profile: Path
+) -> None:
+    """Text typed and not sent is still there after the app is quit and started again:
+    in the conversation left for another (stored at the switch) and in the one shown at
+    quit (typed less than a second before: stored on the way out). They were lost."""
+    bob = await add_bob(session, friend)
+    carol = await _add_carol(session, tmp_path)
+    window = await open_chat(session, bob.address)
+    qtbot.keyClicks(window.conversation.composer, "the surprise party is on Friday")
+    window = await open_chat(session, carol.address)
+    qtbot.keyClicks(window.conversation.composer, "hi Carol, about Bob")
+
+    again = await _restart(session, profile)
+    try:
+        window = await open_chat(again, carol.address)
+        assert window.conversation.composer.toPlainText() == "hi Carol, about Bob"
+        window = await open_chat(again, bob.address)
+        assert window.conversation.composer.toPlainText() == "the surprise party is on Friday"
+        # sent: no draft any more (the field emptied is stored at once)
+        qtbot.keyClick(window.conversation.composer, Qt.Key.Key_Return)
+        assert window.conversation.composer.toPlainText() == ""
+        assert again.bridge is not None
+        await again.bridge.drafts_kept()
+        kept = {d.contact: d.text for d in await node_of(again).drafts()}
+        assert kept == {carol.address: "hi Carol, about Bob"}
+    finally:
+        await again.shutdown()

@@ -63,6 +63,7 @@ this forgets its oldest ones (down to `KEEP_ROWS`; scrolling up reads them again
 arriving message makes Qt lay out all rows: ~9 µs each here, 86 ms per message at 10 000."""
 KEEP_ROWS = 200
 HIGHLIGHT_MS = 2500  # how long a message opened from search is marked
+DRAFT_SAVE_DELAY_MS = 1000  # a draft is stored once typing pauses this long
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
@@ -138,6 +139,7 @@ class ConversationPane(QWidget):
     typingRequested = Signal(str, bool)  # contact address, whether the composer holds text
     transferActionRequested = Signal(str, object)  # transfer id, TransferAction
     caughtUp = Signal(str)  # contact address: the user scrolled down to the newest message
+    draftChanged = Signal(str, str)  # contact address, unsent text to keep ("": none)
 
     def __init__(self, model: MessageModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -153,8 +155,15 @@ class ConversationPane(QWidget):
         self._unseen = 0  # messages from the contact that came while the user read above
         self._unread_on_open = 0  # the contact's unread messages when the pane was opened
         self._drafts: dict[str, str] = {}
-        """What was typed and not sent, per contact, while another conversation is shown
-        (kept in memory only: message text never goes to disk unencrypted)."""
+        """What was typed and not sent, per contact, while another conversation is shown.
+        The node keeps them too, sealed like messages (`draftChanged`), so they survive a
+        restart: the shown conversation's a second after typing stops (at once when
+        emptied, e.g. sent), the others' when the user switches away."""
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(DRAFT_SAVE_DELAY_MS)
+        self._draft_timer.timeout.connect(self.flush_draft)
+        self._keeping_draft = True
 
         self._title = named(ElidedLabel(), "ConversationTitle")  # a name has no width limit
         self._subtitle = named(ElidedLabel(), "ConversationSubtitle")
@@ -286,15 +295,41 @@ class ConversationPane(QWidget):
         if previous is not None and previous.address == address:
             return  # the same conversation, shown again (its header changed)
         if previous is not None:
+            self._draft_timer.stop()
             text = self.composer.toPlainText()
-            if text.strip():
+            kept = text if text.strip() else ""
+            if kept:
                 self._drafts[previous.address] = text
             else:
                 self._drafts.pop(previous.address, None)
+            self._keeping_draft = False  # the clear below empties the box, not the draft
             self.composer.clear()  # tells the contact we stopped typing
+            self._keeping_draft = True
+            self.draftChanged.emit(previous.address, kept)
         self._contact = None  # a draft put back is not typing
         self.composer.setPlainText(self._drafts.pop(address, ""))
         self.composer.moveCursor(QTextCursor.MoveOperation.End)
+        self._draft_timer.stop()  # put back, not typed: nothing new to store
+
+    def set_drafts(self, drafts: dict[str, str]) -> None:
+        """The drafts the node kept (at start): each goes back to its conversation,
+        unless something was typed there already."""
+        for address, text in drafts.items():
+            if self._contact is not None and self._contact.address == address:
+                if not self.composer.toPlainText().strip():
+                    contact, self._contact = self._contact, None  # not typing
+                    self.composer.setPlainText(text)
+                    self.composer.moveCursor(QTextCursor.MoveOperation.End)
+                    self._contact = contact
+            else:
+                self._drafts.setdefault(address, text)
+
+    def flush_draft(self) -> None:
+        """Ask to store the shown conversation's draft now (typing paused, or quitting)."""
+        self._draft_timer.stop()
+        if self._contact is not None:
+            text = self.composer.toPlainText()
+            self.draftChanged.emit(self._contact.address, text if text.strip() else "")
 
     def set_lookalike(self, lookalike: bool) -> None:
         """Whether another contact's name now reads like the shown contact's."""
@@ -408,6 +443,10 @@ class ConversationPane(QWidget):
         self.length_hint.setVisible(too_long)
         if self._contact is not None:
             self.typingRequested.emit(self._contact.address, has_text)
+            if self._keeping_draft and has_text:
+                self._draft_timer.start()  # stored once typing pauses
+            elif self._keeping_draft:
+                self.flush_draft()  # emptied (sent, or deleted): at once
 
     def restore_unsent(self, address: str, text: str) -> None:
         """A message to `address` could not be sent: put its text back in the composer
@@ -416,6 +455,7 @@ class ConversationPane(QWidget):
         if self._contact is None or self._contact.address != address:
             draft = self._drafts.get(address, "")
             self._drafts[address] = f"{text}\n{draft}" if draft.strip() else text
+            self.draftChanged.emit(address, self._drafts[address])
             return
         typed = self.composer.toPlainText()
         self.composer.setPlainText(f"{text}\n{typed}" if typed.strip() else text)

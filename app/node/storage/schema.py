@@ -166,3 +166,9 @@ MIGRATIONS.append(
     # the bitmap of chunks flushed there (NULL: none), so a restart resumes from it
     ["ALTER TABLE transfers ADD COLUMN received BLOB"]
 )
+
+MIGRATIONS.append(
+    # 10: what the user typed to a contact and did not send (the window's composer), kept
+    # across restarts; the contact's address and the text are sealed together
+    ["CREATE TABLE drafts (contact_tag BLOB PRIMARY KEY, body_enc BLOB NOT NULL, at REAL NOT NULL)"]
+)

@@ -14,6 +14,7 @@ from typing import ParamSpec, TypeVar
 from app.core.identity import IdentityKeys
 from app.node.paths import ProfilePaths
 from app.node.storage.database import guarded, open_reader, snapshot, transaction
+from app.node.storage.drafts import DraftRepository
 from app.node.storage.mailbox_epochs import MailboxEpochRepository
 from app.node.storage.repositories import (
     ContactRepository,
@@ -75,6 +76,7 @@ class ProfileStore:
         self.transfers = TransferRepository(conn, key)
         self.security_events = SecurityEventRepository(conn, key)
         self.mailbox_epochs = MailboxEpochRepository(conn, key)
+        self.drafts = DraftRepository(conn, key)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         # the reader's connection is opened now, on its own thread (SQLite objects never
         # cross threads): a disk that turns read-only later still lets it read
