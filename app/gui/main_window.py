@@ -40,6 +40,7 @@ from app.gui.dialogs.add_contact import AddContactDialog
 from app.gui.dialogs.contact_actions import ask_new_name, confirm_remove, pick_paths
 from app.gui.dialogs.invite import InviteDialog
 from app.gui.dialogs.settings import SettingsDialog
+from app.gui.dialogs.transfer_cancel import confirm_cancel, worth_asking
 from app.gui.dialogs.transfers import TransfersDialog
 from app.gui.dialogs.verify import VerifyDialog
 from app.gui.models.contacts import ContactModel, ContactRole
@@ -531,6 +532,8 @@ class MainWindow(QMainWindow):
         """A file bubble's or transfers row's button (or menu item) was chosen."""
         if action == TransferAction.ACCEPT:
             self.bridge.accept_transfer(transfer_id)
+        elif action == TransferAction.CANCEL and worth_asking(self.transfers.transfer(transfer_id)):
+            self.cancel_after_asking(transfer_id)  # final: what moved is thrown away
         elif action in (TransferAction.DECLINE, TransferAction.CANCEL):
             self.bridge.cancel_transfer(transfer_id)
         elif action in (TransferAction.RETRY, TransferAction.RESUME):
@@ -541,6 +544,16 @@ class MainWindow(QMainWindow):
             transfer = self.transfers.transfer(transfer_id)
             if transfer is not None:
                 self.open_transfer(transfer, action == TransferAction.SHOW_IN_FOLDER)
+
+    @async_slot(str)
+    async def cancel_after_asking(self, transfer_id: str) -> None:
+        """Ask, then cancel a transfer that has moved data (`confirm_cancel`)."""
+        transfer = self.transfers.transfer(transfer_id)
+        if transfer is None:
+            return
+        if not await confirm_cancel(self, transfer, self._contact_name(transfer.contact)):
+            return
+        self.bridge.cancel_transfer(transfer_id)
 
     def open_transfer(self, transfer: Transfer, folder: bool) -> None:
         """Open a transfer's file (or the folder holding it) with the desktop's default

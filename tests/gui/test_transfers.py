@@ -22,7 +22,7 @@ import pytest
 from gui_helpers import PASSPHRASE, XdgOpen, drop_files, options, wait_for
 from PySide6.QtCore import QPointF, QRect, Qt
 from PySide6.QtGui import QColor, QImage, QPainter
-from PySide6.QtWidgets import QStyleOptionViewItem
+from PySide6.QtWidgets import QMessageBox, QStyleOptionViewItem
 from pytestqt.qtbot import QtBot
 
 from app.gui.app import GuiSession
@@ -43,6 +43,18 @@ def service_of(session: GuiSession) -> Any:
     """The real in-process `NodeService` (its `publish` feeds the event bus)."""
     assert session.node is not None
     return session.node
+
+
+def _asked_now(window: MainWindow) -> QMessageBox | None:
+    shown = [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+    return shown[0] if shown else None
+
+
+async def _asked(window: MainWindow) -> QMessageBox:
+    await wait_for(lambda: _asked_now(window) is not None)
+    box = _asked_now(window)
+    assert box is not None
+    return box
 
 
 async def add_bob(session: GuiSession, friend: api.InitResult) -> api.Contact:
@@ -276,8 +288,20 @@ async def test_a_file_bubble_follows_its_transfer_and_its_buttons_reach_the_node
     service.publish(api.TransferChanged(running))
     await wait_for(lambda: buttons_of(window, row) == [TransferAction.PAUSE, TransferAction.CANCEL])
 
-    click_bubble_button(qtbot, window, row, TransferAction.CANCEL)
-    await wait_for(lambda: len(log.commands) == 4)
+    # 2 MB received: cancelling throws them away for good, so the window asks first;
+    # "Keep going" (also Esc, the default) changes nothing
+    for answer in ("Keep going", "Esc", "Cancel transfer"):
+        click_bubble_button(qtbot, window, row, TransferAction.CANCEL)
+        box = await _asked(window)
+        assert "Stop receiving" in box.text() and "holiday.jpg" in box.text()
+        assert "2.00 MB" in box.informativeText() and "Bob" in box.informativeText()
+        if answer == "Esc":
+            qtbot.keyClick(box, Qt.Key.Key_Escape)
+        else:
+            next(b for b in box.buttons() if b.text() == answer).click()
+        await wait_for(lambda: _asked_now(window) is None)
+        await asyncio.sleep(0.2)  # room for a command that must not come
+        assert len(log.commands) == (4 if answer == "Cancel transfer" else 3)
     assert log.commands[3] == api.CancelTransfer(offer.id)
 
     failed = dataclasses.replace(running, state=api.TransferState.FAILED, error="Bob went away.")
