@@ -65,8 +65,10 @@ def share_file_sync(
     """Encrypt `path` into `store` (and `ipfs`), block by block; return its manifest."""
     name = _portable(path.name if name is None else name)
     folder = tuple(_portable(part) for part in folder)
-    if mime_type is None:
-        mime_type = mimetypes.guess_type(name)[0] or DEFAULT_MIME_TYPE
+    if mime_type is None:  # a link named without an extension: its target's type
+        mime_type = (
+            mimetypes.guess_type(name)[0] or mimetypes.guess_type(path.name)[0] or DEFAULT_MIME_TYPE
+        )
     try:
         fh = path.open("rb", buffering=0)
     except OSError as exc:
@@ -183,22 +185,28 @@ async def share_paths(
     *,
     new_key: Callable[[], bytes] = random_file_key,
     ipfs: IpfsBackend | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[FileManifest]:
     """Share several files and/or folders; a folder's files keep their relative folders.
+
+    `names`: the name each path is shared under (default: its own). A link the user
+    named is given as its target with the link's name: the contact sees the name the
+    user chose, not the target's (which may say more than the user meant to).
 
     Symbolic links are not followed (a shared folder cannot leak files outside it). If
     one file cannot be shared, the blocks of those shared before it in this call are
     deleted (`release_shared`) and the error is raised.
     """
     manifests: list[FileManifest] = []
+    chosen = [path.name for path in paths] if names is None else names
     try:
-        for path in paths:
+        for path, name in zip(paths, chosen, strict=True):
             if path.is_symlink():
                 continue
             if path.is_dir():
-                await _share_folder(path, store, new_key, ipfs, manifests)
+                await _share_folder(path, store, new_key, ipfs, manifests, name)
             else:
-                manifests.append(await share_file(path, store, new_key(), ipfs=ipfs))
+                manifests.append(await share_file(path, store, new_key(), name=name, ipfs=ipfs))
     except BaseException:
         await release_shared(store, manifests)
         raise
@@ -211,8 +219,10 @@ async def _share_folder(
     new_key: Callable[[], bytes],
     ipfs: IpfsBackend | None,
     made: list[FileManifest],
+    name: str,
 ) -> None:
-    """Share the files under `root` into `made`, in the order of the walk: runs of small
+    """Share the files under `root` into `made` (their folders start with `name`, not
+    `root`'s own), in the order of the walk: runs of small
     files several at a time (`SMALL_FILE_BYTES`), in threads of their own (the default
     executor stays free for the node). With an IPFS daemon, one at a time (its client
     is not shared between threads). On the first failure the files of the same run that
@@ -220,7 +230,8 @@ async def _share_folder(
     at_once = 1 if ipfs is not None else SMALL_FILES_AT_ONCE
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(at_once, thread_name_prefix="share-small") as pool:
-        for run in _runs(regular_files(root), at_once):
+        files = [(path, (name, *parts[1:])) for path, parts in regular_files(root)]
+        for run in _runs(files, at_once):
             if len(run) == 1:
                 file_path, folder = run[0]
                 made.append(await share_file(file_path, store, new_key(), folder=folder, ipfs=ipfs))

@@ -309,8 +309,8 @@ class FileTransfers:
             raise InvalidArgument(
                 f"Give the full path of {raw}: the node does not know your current folder."
             )
-        if path.is_symlink():  # named by the user: share what it points to, as cp does
-            path = path.resolve()
+        # a link named by the user: what it points to is shared, as cp does, under the
+        # link's name (`_encode_chosen`)
         if not path.exists():
             raise InvalidArgument(f"{raw} does not exist.")
         if not (path.is_file() or path.is_dir()):
@@ -323,7 +323,10 @@ class FileTransfers:
         made: EncodedShares = []
         try:
             for path in chosen:
-                manifests = await share_paths([path], self.blockstore, ipfs=self._ipfs_backend())
+                target = path.resolve() if path.is_symlink() else path
+                manifests = await share_paths(
+                    [target], self.blockstore, ipfs=self._ipfs_backend(), names=[path.name]
+                )
                 made.append((path, manifests))
                 if path.is_dir() and not manifests:
                     raise InvalidArgument(f"The folder {path} holds no files to share.")

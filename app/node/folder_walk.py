@@ -29,12 +29,13 @@ def regular_files(root: Path) -> list[tuple[Path, tuple[str, ...]]]:
 def left_out(paths: Iterable[str | Path]) -> list[str]:
     """What sharing `paths` leaves out of the folders among them: each entry that is not
     a regular file or a folder (a link, even to a file or a folder; a pipe, a socket, a
-    device), as a "/"-separated path from the shared folder's own name, sorted."""
+    device), as a "/"-separated path from the shared folder's own name (a link to a
+    folder given by itself: the link's, as it is shared), sorted."""
     skipped: list[str] = []
     for path in paths:
         root = Path(path)
-        if root.is_symlink() or not root.is_dir():
-            continue  # a path given by itself is shared as given (or refused), not walked
+        if not root.is_dir():
+            continue  # a file given by itself is shared as given (or refused), not walked
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             rel = Path(dirpath).relative_to(root.parent)
             for name in dirnames:

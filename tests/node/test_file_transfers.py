@@ -98,7 +98,7 @@ async def test_share_without_a_node_is_recorded_queued_and_sealed(
     # a link named by the user is followed (links inside a shared folder are not)
     (tmp_path / "latest").symlink_to(source)
     [linked] = await node.share_files(ShareFiles("Bob", [str(tmp_path / "latest")]))
-    assert (linked.name, linked.size, linked.path) == (secret_name, 600 * 1024, str(source))
+    assert (linked.size, linked.path) == (600 * 1024, str(tmp_path / "latest"))
 
     # a copied profile reveals neither the name, the local path nor the file key
     record = await node.store.call(node.store.transfers.get, transfer.id)
@@ -806,3 +806,39 @@ async def test_share_says_what_the_folder_held_that_was_not_shared(
     (album / "sub" / "pipe").unlink()
     assert await cli.cmd_share(args, node) == 0  # type: ignore[arg-type]
     assert "not_shared" not in json.loads(capsys.readouterr().out)  # as before: nothing left
+
+
+@pytest.mark.asyncio
+async def test_a_link_named_by_the_user_is_shared_under_the_links_name(
+    node: NodeService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user named the link, not its target: the file went out under the target's
+    name (a link `latest.pdf` to `draft-v7-internal.pdf` sent `draft-v7-internal.pdf`),
+    and a link to a folder went out under the folder's name, without a word about the
+    links inside it that were left out."""
+    target = tmp_path / "draft-v7-internal.pdf"
+    target.write_bytes(b"%PDF- the content")
+    (tmp_path / "latest.pdf").symlink_to(target)
+    (tmp_path / "latest").symlink_to(target)  # a link without an extension
+    album = album_with_links(tmp_path)
+    (tmp_path / "holiday").symlink_to(album)
+    chosen = [str(tmp_path / name) for name in ("latest.pdf", "latest", "holiday")]
+    args = argparse.Namespace(contact="Bob", paths=chosen, json=True)
+    assert await cli.cmd_share(args, node) == 0  # type: ignore[arg-type]
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["not_shared"] == ["holiday/elsewhere", "holiday/link.txt", "holiday/sub/pipe"]
+    shared = {t.id: t for t in await node.list_transfers(ListTransfers("Bob"))}
+    sent = []
+    for ident in answer["transfers"]:
+        record = await node.store.call(node.store.transfers.get, ident)
+        assert record is not None
+        manifest = decode_manifest(record.manifest)  # what Bob receives
+        sent.append((manifest.folder, manifest.name, manifest.mime_type, shared[ident].path))
+    assert sent == [
+        ((), "latest.pdf", "application/pdf", str(tmp_path / "latest.pdf")),
+        ((), "latest", "application/pdf", str(tmp_path / "latest")),  # the target's type
+        (("holiday",), "a.txt", "text/plain", str(tmp_path / "holiday" / "a.txt")),
+        (("holiday", "sub"), "b.txt", "text/plain", str(tmp_path / "holiday" / "sub" / "b.txt")),
+    ]
+    [message, *_] = await node.list_messages(ListMessages("Bob"))
+    assert message.text == "latest.pdf"
