@@ -1372,16 +1372,39 @@ class Messenger:
                 self.added_back.closed(event.address, event.reason)
 
     async def _greet(self, address: str) -> None:
-        """On every (re)connection: tell a contact our heads and ask for theirs."""
+        """On every (re)connection: tell a contact our heads and ask for theirs, with
+        what we wrote that never left (see `_never_sent`)."""
         if await self._contact(address) is None:
             return
-        await self._send_quietly(address, [], True)
+        try:
+            unsent = await self._never_sent(address)
+        except (StorageFailed, HistoryInvalid) as exc:  # they go after the answer, as before
+            log.warning("could not read what waits for a contact: %r", exc)
+            unsent = []
+        await self._send_quietly(address, unsent, True)
         try:
             await self.ephemeral.send_read(address)  # our read position, if it moved
         except StorageFailed as exc:  # sent at the next greeting
             log.warning("could not send our read position: %s", exc)
         if self.files is not None:
             await self.files.greeted(address)
+
+    async def _never_sent(self, address: str) -> list[bytes]:
+        """What the contact is not known to hold (`lacking`, parents first) when some of
+        it is our messages that never left (QUEUED), else nothing: they go with the
+        greeting. Left for the contact's answer to the greeting, they waited for one
+        that a node which has not added us never sends: written before the connection
+        they stayed "queued", written after it they went at once and said "sent"."""
+        queued = await self.store.call(
+            self.store.messages.outgoing_ids_with_status, address, (MessageStatus.QUEUED,)
+        )
+        if not queued:
+            return []
+        async with self._lock(address):
+            ledger = await self._ledger(address)
+            events = self.lacking(address)
+            ours = self._own_message_ids(ledger, events)
+        return [] if set(queued).isdisjoint(ours) else events
 
     async def _resync_loop(self) -> None:
         rounds = 0

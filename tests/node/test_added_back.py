@@ -79,6 +79,45 @@ async def test_a_contact_who_has_not_added_us_is_shown_so_until_they_do(tmp_path
 
 
 @pytest.mark.asyncio
+async def test_what_waits_for_a_contact_who_has_not_added_us_has_one_status(
+    tmp_path: Path,
+) -> None:
+    """A message written before the connection to a contact who has not added us stayed
+    "queued" (it waited for an answer to our greeting, which such a node never sends),
+    one written once connected went out at once and said "sent". Both leave now: what
+    never left goes with the greeting (docs/protocol.md, section 7)."""
+    alice = await start_node(tmp_path / "alice")
+    bob = await start_node(tmp_path / "bob", join=alice.network)
+    try:
+        await alice.service.add_contact(AddContact((await bob.service.whoami()).invite))
+        await alice.service.send_message(SendMessage("bob", "before the connection"))
+        await eventually(lambda: _not_added_back(alice, "bob"))
+        await alice.service.send_message(SendMessage("bob", "once connected"))
+
+        async def statuses() -> list[tuple[str, MessageStatus]]:
+            found = await alice.service.list_messages(ListMessages("bob"))
+            return [(m.text, m.status) for m in found]
+
+        async def both_sent() -> bool:
+            return {s for _, s in await statuses()} == {MessageStatus.SENT}
+
+        await eventually(both_sent)
+        assert bob.messenger.stats["stranger"] >= 2  # both reached Bob's node, unread
+        # Bob adds Alice: both are delivered
+        await bob.service.add_contact(AddContact((await alice.service.whoami()).invite))
+
+        async def delivered() -> bool:
+            return await _statuses(alice, "bob") == {MessageStatus.DELIVERED}
+
+        await eventually(delivered)
+        texts = [m.text for m in await bob.service.list_messages(ListMessages("alice"))]
+        assert texts == ["before the connection", "once connected"]
+    finally:
+        await stop_node(alice)
+        await stop_node(bob)
+
+
+@pytest.mark.asyncio
 async def test_a_contact_who_removed_us_is_shown_so(tmp_path: Path) -> None:
     alice = await start_node(tmp_path / "alice")
     bob = await start_node(tmp_path / "bob", join=alice.network)
