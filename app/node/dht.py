@@ -174,6 +174,7 @@ class RecordServer(Server):  # type: ignore[misc]  # kademlia is untyped
             return None
         node = Node(node_id, addr[0], addr[1])
         protocol.welcome_if_new(node)
+        protocol.forget_past_runs(node)
         return node
 
     async def bootstrap(self, addrs: list[Address]) -> list[Node]:

@@ -358,9 +358,26 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
         with its id, out of the routing table if not (its address was never proven)."""
         ok, node_id = await self.call((node.ip, node.port), "ping", self.source_node.id)
         if ok and node_id == node.id:
+            self.forget_past_runs(node)
             self._hand_over(node)
         elif not ok:
             self.router.remove_contact(node)
+
+    def forget_past_runs(self, node: Node) -> None:
+        """`node` answered our ping at its address with its id: another id we hold at the
+        same address is a past run of the node there (ids are random per run), which
+        only this one answers for now; it goes. Kept, every restart on the same port
+        added one for good: counted as a peer, and the one node counted several times
+        among the closest nodes a record is stored at. Only the holder of an address can
+        prove an id at it, so nobody can evict another address's node so."""
+        for bucket in self.router.buckets:
+            past = [
+                other
+                for other in (*bucket.get_nodes(), *bucket.replacement_nodes.values())
+                if (other.ip, other.port) == (node.ip, node.port) and other.id != node.id
+            ]
+            for other in past:
+                self.router.remove_contact(other)
 
     def _hand_over(self, node: Node) -> None:
         """Store at `node` the records it is now closer to than our farthest neighbour,

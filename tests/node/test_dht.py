@@ -421,3 +421,30 @@ async def test_a_made_up_node_id_gets_no_records_and_a_host_only_its_budget() ->
         raw.close()
         victim.stop()
         newcomer.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_node_restarted_on_its_port_replaces_its_old_id_in_routing_tables() -> None:
+    """Node ids are random per run: a node restarted on the same port joined its
+    neighbours' routing tables under its new id, and its old ids stayed there for good
+    (the new node answers at their address). Found with `status`: "DHT peers: 17" on a
+    network of three daemons restarted a few times; the one node then counted several
+    times among the closest nodes a record was stored at."""
+    async with network(1) as (keeper,):
+        port = 0
+        for _ in range(3):
+            node = DhtNode()
+            await node.start(HOST, port)
+            port = node.port
+            assert await node.bootstrap([(HOST, keeper.port)]) > 0
+            if _ < 2:
+                node.stop()
+                await asyncio.sleep(0.1)  # the socket closes on the next turns of the loop
+        try:
+            router = keeper._server.protocol.router
+            deadline = time.monotonic() + 10
+            while keeper.peer_count() != 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert [n.id for b in router.buckets for n in b.get_nodes()] == [node.node_id]
+        finally:
+            node.stop()
