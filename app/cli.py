@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", help="what to call them (default: the name in the invite)")
     _json_flag(add)
     _json_flag(csub.add_parser("list", help="list your contacts"))
-    remove = csub.add_parser("remove", help="remove a contact")
+    remove = csub.add_parser(
+        "remove", help="remove a contact (the conversation is kept: adding them again shows it)"
+    )
     remove.add_argument("contact", metavar="CONTACT", help="a name or an address")
     _json_flag(remove)
     rename = csub.add_parser("rename", help="give a contact another name (only you see it)")
@@ -355,9 +357,16 @@ async def cmd_contacts(args: argparse.Namespace, node: api.NodeApi) -> int:
         _emit(args, renamed, f"Renamed to {renamed.name}")
     else:
         removed = await node.remove_contact(api.RemoveContact(args.contact))
-        _emit(args, removed, f"Removed {removed.name}")
+        _emit(args, removed, f"Removed {removed.name}. {REMOVED_KEEPS}")
     return 0
 
+
+REMOVED_KEEPS = (
+    "Your conversation stays on this computer and comes back if you add them again; "
+    "files still moving to or from them were cancelled."
+)
+"""What removing a contact leaves (the window's confirmation says the same): "Removed
+Bob" alone read as if the conversation were deleted."""
 
 NOT_ADDED_BACK = "has not added you yet: messages wait until they do (share your invite)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from app import cli
 from app.node.api import (
     AddContact,
     AmbiguousContact,
@@ -82,6 +84,24 @@ async def test_contacts_add_list_find_remove(node: NodeService, tmp_path: Path) 
     assert (await node.find_contact("BOB")).address == other.address != bob.address
     with pytest.raises(ContactNotFound):
         await node.find_contact("Bob2")
+
+
+@pytest.mark.asyncio
+async def test_removing_a_contact_says_the_conversation_is_kept_as_it_is(
+    node: NodeService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`contacts remove Bob` said "Removed Bob" alone: read as if the conversation were
+    deleted, while it stays in the profile and comes back when Bob is added again (the
+    window's confirmation said so)."""
+    invite = invite_of(tmp_path, "Bob")
+    await node.add_contact(AddContact(invite))
+    await node.send_message(SendMessage("Bob", "kept?"))
+    args = argparse.Namespace(json=False, contacts_command="remove", contact="Bob")
+    assert await cli.cmd_contacts(args, node) == 0  # type: ignore[arg-type]
+    said = capsys.readouterr().out
+    assert said.startswith("Removed Bob. Your conversation stays on this computer and comes ")
+    await node.add_contact(AddContact(invite))
+    assert [m.text for m in await node.list_messages(ListMessages("Bob"))] == ["kept?"]
 
 
 @pytest.mark.asyncio
