@@ -1208,12 +1208,22 @@ def _no_room(chosen: list[Path], blocks: Path) -> str:
             with contextlib.suppress(OSError):
                 need += file.stat().st_size
     try:
-        free = f"{shutil.disk_usage(blocks).free / 1e6:.1f} MB are free"
+        free = f"{_amount(shutil.disk_usage(blocks).free)} are free"
     except OSError:
         free = "the disk is full"
     what = chosen[0].name if len(chosen) == 1 else f"these {len(chosen)} items"
     return (
         f"Not enough disk space in the profile to share {what}: its encrypted copy needs "
-        f"about {need / 1e6:.1f} MB and {free} ({blocks}). Nothing was shared; free some "
+        f"about {_amount(need)} and {free} ({blocks}). Nothing was shared; free some "
         "space and try again."
     )
+
+
+def _amount(size: int) -> str:
+    """A number of bytes for a sentence: MB from 0.1 MB, else kB or bytes (a note of a
+    few bytes needed "0.0 MB", and "0.0 MB are free" hid whether anything was)."""
+    if size >= 100_000:
+        return f"{size / 1e6:.1f} MB"
+    if size >= 1000:
+        return f"{size // 1000} kB"
+    return f"{size} bytes"

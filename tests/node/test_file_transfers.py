@@ -487,6 +487,32 @@ async def test_a_share_larger_than_the_free_space_says_how_much_it_needs(
 
 
 @pytest.mark.asyncio
+async def test_a_small_share_on_a_full_disk_says_its_size_in_bytes_not_0_0_mb(
+    tmp_path: Path, small_tmpfs: SmallTmpfs, fill_disk: Callable[[Path], Path]
+) -> None:
+    """A note of a few bytes shared from a full profile disk: "its encrypted copy needs
+    about 0.0 MB and 0.0 MB are free"."""
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        create_profile(disk / "me", "Me", None)
+        store = open_store(disk / "me", None)
+        service = NodeService(store)
+        try:
+            bob = create_profile(tmp_path / "bob", "Bob", None).whoami
+            await service.add_contact(AddContact(bob.invite))
+            source = tmp_path / "note.txt"
+            source.write_bytes(b"hello\n")
+            fill_disk(disk)
+            with pytest.raises(DiskFull) as refused:
+                await service.share_files(ShareFiles("Bob", [str(source)]))
+            assert "its encrypted copy needs about 6 bytes and 0 bytes are free" in str(
+                refused.value
+            )
+        finally:
+            service.close()
+            store.close()
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("failing", ["transfers", "messages"])
 async def test_a_share_whose_record_cannot_be_stored_leaves_no_blocks_and_no_half_offer(
     node: NodeService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
