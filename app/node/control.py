@@ -356,6 +356,15 @@ def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any
 # --------------------------------------------------------------------------- client
 
 
+NODE_WENT_AWAY = (
+    "The node stopped before it answered, so whether this was done is not known: "
+    "check (e.g. messages, transfers), then try again."
+)
+"""A call whose node went away meanwhile (stopped with Ctrl+C or SIGTERM, or failed).
+"The node closed the control socket" named a mechanism and left the user guessing
+whether the share or message had gone through (found stopping a daemon mid-share)."""
+
+
 class ControlClient:
     """A `NodeApi` that forwards every call to a running node's control socket."""
 
@@ -393,13 +402,13 @@ class ControlClient:
         finally:
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(ControlUnavailable("The node closed the control socket."))
+                    future.set_exception(ControlUnavailable(NODE_WENT_AWAY))
             self._events.put_nowait(NodeStopping("disconnected"))
 
     async def call(self, name: str, params: Any = None) -> Any:
         """Send one request; return its raw result or raise the node's typed error."""
         if self._pump.done():
-            raise ControlUnavailable("The node closed the control socket.")
+            raise ControlUnavailable(NODE_WENT_AWAY)
         self._next_id += 1
         rid = self._next_id
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -17,6 +17,7 @@ from app.node.api import (
     BadInvite,
     ContactAdded,
     ContactNotFound,
+    ControlUnavailable,
     ListMessages,
     NodeStopping,
     RemoveContact,
@@ -361,5 +362,33 @@ async def test_a_share_stops_when_its_client_leaves(
     client = await client_for(paths)  # the node serves on
     try:
         assert (await client.whoami()).name == "Me"
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_call_whose_node_stops_says_so_in_the_users_words(
+    served: tuple[NodeService, ControlServer, ProfilePaths], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon stopped while `share` waited: "The node closed the control socket." """
+    service, server, paths = served
+    started = asyncio.Event()
+
+    async def slow_share(command: ShareFiles) -> list[object]:
+        started.set()
+        await asyncio.sleep(3600)
+        return []
+
+    monkeypatch.setattr(service, "share_files", slow_share)
+    client = await client_for(paths)
+    try:
+        sharing = asyncio.ensure_future(client.share_files(ShareFiles("Bob", ["/nowhere/a"])))
+        await asyncio.wait_for(started.wait(), 30)
+        await server.stop()
+        with pytest.raises(ControlUnavailable) as gone:
+            await asyncio.wait_for(sharing, 30)
+        assert str(gone.value).startswith("The node stopped before it answered, so whether ")
+        with pytest.raises(ControlUnavailable, match="stopped before it answered"):
+            await client.whoami()
     finally:
         await client.close()
