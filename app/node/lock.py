@@ -82,19 +82,25 @@ async def waiting_lock(
     wait: float = LOCK_WAIT_SECONDS,
     meanwhile: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[ProfileLock | None]:
-    """Hold the lock at `path`, trying again for up to `wait` seconds while another
-    process has it; `ProfileLocked` after that. `meanwhile()` is asked between tries:
-    when it returns True (a node's control socket answers now), nothing is locked and
-    None is yielded."""
+    """Hold the lock at `path`, trying again while another process has it, for up to
+    `wait` seconds after it last changed hands; `ProfileLocked` after that. (Counted
+    from the start alone, commands run at once, each holding the profile a moment,
+    failed once their queue was longer than `wait`: the sixth of six `send`s.)
+    `meanwhile()` is asked between tries: when it returns True (a node's control socket
+    answers now), nothing is locked and None is yielded."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     lock = ProfileLock(path)
+    holder: str | None = None
     while True:
         try:
             lock.acquire()
             break
         except ProfileLocked:
-            if loop.time() >= deadline:
+            now = lock_holder(path)
+            if now != holder:  # another process's turn: the queue moves
+                holder, deadline = now, loop.time() + wait
+            elif loop.time() >= deadline:
                 raise
         if meanwhile is not None and await meanwhile():
             yield None

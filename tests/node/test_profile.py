@@ -8,6 +8,7 @@ import re
 import sqlite3
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from app.node.api import (
     StorageFailed,
     WrongPassphrase,
 )
-from app.node.lock import ProfileLock
+from app.node.lock import ProfileLock, waiting_lock
 from app.node.paths import ProfilePaths
 from app.node.profile import create_profile, inspect, open_store
 from app.node.storage import vault
@@ -414,3 +415,39 @@ def test_settings_holding_control_characters_are_refused() -> None:
     ):
         assert any("control characters" in p for p in check_settings(change)), change
     assert check_settings(UpdateSettings(downloads_folder="/tmp/dl/alice")) == []
+
+
+HOLD_IN_TURN = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)  # waits for its turn, as a command does
+os.ftruncate(fd, 0)
+os.pwrite(fd, str(os.getpid()).encode(), 0)
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.mark.asyncio
+async def test_commands_waiting_for_the_profile_in_turn_all_get_it(tmp_path: Path) -> None:
+    """Six `send`s run at once on a profile without a node: one failed with "in use by
+    another Scrambled Eggs process ... Stop it first" while the others took their turns
+    (each holds the profile for a moment; the wait for it ended 5 s after it began). The
+    wait now starts again whenever the profile changes hands."""
+    lock = tmp_path / "lock"
+    holders = [
+        subprocess.Popen(
+            [sys.executable, "-c", HOLD_IN_TURN, str(lock), "0.6"], stdout=subprocess.PIPE
+        )
+    ]
+    assert holders[0].stdout is not None and holders[0].stdout.readline() == b"holding\n"
+    holders += [
+        subprocess.Popen([sys.executable, "-c", HOLD_IN_TURN, str(lock), "0.6"]) for _ in range(3)
+    ]  # queued behind the first: 2.4 s in all, with each turn shorter than the wait
+    try:
+        async with waiting_lock(lock, wait=1.0) as held:
+            assert held is not None
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
