@@ -87,7 +87,8 @@ async def waiting_lock(
     from the start alone, commands run at once, each holding the profile a moment,
     failed once their queue was longer than `wait`: the sixth of six `send`s.)
     `meanwhile()` is asked between tries: when it returns True (a node's control socket
-    answers now), nothing is locked and None is yielded."""
+    answers now), nothing is locked and None is yielded; given, a refusal says that
+    no node answered (`_not_serving`)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     lock = ProfileLock(path)
@@ -100,8 +101,10 @@ async def waiting_lock(
             now = lock_holder(path)
             if now != holder:  # another process's turn: the queue moves
                 holder, deadline = now, loop.time() + wait
-            elif loop.time() >= deadline:
+            elif loop.time() >= deadline and meanwhile is None:
                 raise
+            elif loop.time() >= deadline:
+                raise _not_serving(path, now) from None
         if meanwhile is not None and await meanwhile():
             yield None
             return
@@ -110,6 +113,19 @@ async def waiting_lock(
         yield lock
     finally:
         lock.release()
+
+
+def _not_serving(path: Path, holder: str | None) -> ProfileLocked:
+    """The refusal of a command that waited in vain: no node's control socket answered
+    meanwhile, so another command holds the profile (or the app or a node still
+    starting). A second node's words ("Stop it first; while it runs, commands go
+    through it") sent the user to stop a command that would have ended by itself."""
+    who = f" (process {holder})" if holder else ""
+    return ProfileLocked(
+        f"The profile at {path.parent} is in use by another Scrambled Eggs command{who}, "
+        "or by the app or a node that is still starting. Try again once it has finished "
+        "or started."
+    )
 
 
 def is_locked(path: Path) -> bool:

@@ -451,3 +451,21 @@ async def test_commands_waiting_for_the_profile_in_turn_all_get_it(tmp_path: Pat
         for holder in holders:
             holder.kill()
             holder.wait()
+
+
+@pytest.mark.asyncio
+async def test_a_command_refused_the_profile_does_not_send_the_user_to_stop_a_command(
+    tmp_path: Path,
+) -> None:
+    """`messages Bob` while a long `share` without a node held the profile: "in use by
+    another Scrambled Eggs process ... Stop it first; while it runs, commands go through
+    it"; the holder was a command, which takes no commands and ends by itself."""
+    from app.node.local import open_node_api
+
+    create_profile(tmp_path / "me", "Me", None)
+    with ProfileLock(ProfilePaths(tmp_path / "me").lock), pytest.raises(ProfileLocked) as refused:
+        async with open_node_api(tmp_path / "me", None):
+            pass
+    said = str(refused.value)
+    assert f"in use by another Scrambled Eggs command (process {os.getpid()})" in said
+    assert "node that is still starting" in said and "Stop it first" not in said
