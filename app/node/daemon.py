@@ -110,11 +110,15 @@ async def hosted_node(
 
 
 async def run(options: DaemonOptions, passphrase: PassphraseSource | None) -> None:
-    """Run headless until SIGINT or SIGTERM."""
+    """Run headless until SIGINT, SIGTERM or SIGHUP (its terminal closed: it died at
+    once, as with SIGKILL, leaving the control socket and no note of a clean stop)."""
     async with hosted_node(options, passphrase) as service:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        stopping = [signal.SIGINT, signal.SIGTERM]
+        if hasattr(signal, "SIGHUP"):  # not on Windows
+            stopping.append(signal.SIGHUP)
+        for sig in stopping:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         status = await service.status()

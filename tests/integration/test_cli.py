@@ -12,6 +12,7 @@ from pathlib import Path
 from cli_helpers import Daemon, Terminal, cli_json, run_cli, wait_for
 
 from app import __version__
+from app.node.clean_stop import NOTE_NAME
 from app.node.lock import ProfileLock
 from app.node.paths import ProfilePaths
 from app.node.profile import open_store
@@ -150,6 +151,20 @@ def test_a_killed_daemon_leaves_nothing_that_blocks_a_restart(
     assert ProfilePaths(a).control_socket.exists()  # stale, left by the kill
     daemons.append(Daemon(a, *LOOPBACK))
     assert daemons[0].wait_ready()["running"]
+
+
+def test_a_daemon_whose_terminal_closes_stops_cleanly(tmp_path: Path) -> None:
+    """Closing the terminal of a daemon run in the foreground (the README's way) sends it
+    SIGHUP: it died at once, as with a SIGKILL (no "node stopped", the control socket
+    left behind, no note of a clean stop, so the next start reloaded every
+    conversation). It now stops as on Ctrl+C or SIGTERM."""
+    a = tmp_path / "a"
+    cli_json(a, "init", "--name", "A", "--no-passphrase")
+    daemon = Daemon(a, *LOOPBACK)
+    daemon.wait_ready()
+    assert daemon.stop(signal.SIGHUP) == 0
+    assert not ProfilePaths(a).control_socket.exists()
+    assert (a / NOTE_NAME).exists()
 
 
 def test_relative_paths_name_files_in_the_users_folder_not_the_daemons(
