@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _json_flag(sub.add_parser("status", help="is the node running, and where"))
 
+    sub.add_parser(
+        "passphrase",
+        help="set or change the passphrase that protects the profile",
+        description="Set a passphrase for a profile whose key is in the OS keyring or a "
+        "key file, or change it. On a terminal it asks for the current one (if any) and "
+        f"the new one twice; otherwise the current one comes from ${api.PASSPHRASE_ENV} "
+        f"and the new one from ${NEW_PASSPHRASE_ENV}. Your messages and files stay as "
+        "they are.",
+    )
+
     contacts = sub.add_parser("contacts", help="manage your contacts")
     csub = contacts.add_subparsers(dest="contacts_command", metavar="ACTION", required=True)
     add = csub.add_parser("add", help="add a contact from an invite link or address")
@@ -244,17 +254,25 @@ def passphrase_source(profile: Path, info: api.ProfileInfo | None = None) -> api
 NEW_PASSPHRASE_TRIES = 3
 """Times `new_passphrase` asks on a terminal before it gives up."""
 
+NEW_PASSPHRASE_ENV = "SCRAMBLED_EGGS_NEW_PASSPHRASE"
+"""The new passphrase of `passphrase` when it is not run on a terminal."""
 
-def new_passphrase() -> str:
-    """A passphrase for a new profile: from the environment or typed twice."""
-    from_env = api.passphrase_from_env()
-    if from_env is not None:
-        return from_env
-    if not sys.stdin.isatty():
-        raise api.PassphraseRequired(
+
+def new_passphrase(from_env: str | None = None, missing: str | None = None) -> str:
+    """A passphrase for a new profile: from the environment or typed twice. `from_env`
+    and `missing` (what to say when there is none and no terminal) for another use:
+    a changed passphrase."""
+    if missing is None:
+        from_env = api.passphrase_from_env()
+        missing = (
             f"Choose a passphrase: set {api.PASSPHRASE_ENV}, run in a terminal, "
             "or use --no-passphrase to keep the key in the OS keyring."
         )
+    if from_env is not None:
+        api.check_new_passphrase(from_env)
+        return from_env
+    if not sys.stdin.isatty():
+        raise api.PassphraseRequired(missing)
     for attempt in range(1, NEW_PASSPHRASE_TRIES + 1):
         # a refused or mistyped passphrase is asked for again (it ended the command,
         # and the user started over), up to a few times
@@ -270,7 +288,7 @@ def new_passphrase() -> str:
         if getpass.getpass("Repeat it: ") == first:
             return first
         if last:
-            raise api.InvalidArgument("The two passphrases differ; nothing was created.")
+            raise api.InvalidArgument("The two passphrases differ; nothing was done.")
         _say("The two passphrases differ. Try again.", error=True)
     raise AssertionError("unreachable")
 
@@ -699,6 +717,39 @@ async def _print_status(args: argparse.Namespace, node: api.NodeApi) -> int:
     return 0
 
 
+def cmd_passphrase(profile: Path) -> int:
+    """Set or change the profile's passphrase (through the running node, if any). The
+    CLI's own warning about a key file said "set a passphrase to prevent that", and
+    only the window could."""
+    info = api.inspect_profile(profile)
+    if not info.exists:
+        raise api.ProfileNotFound(
+            f"There is no profile in {profile} yet. "
+            "Create one with: scrambled-eggs init --name NAME"
+        )
+    current = None
+    if info.protection is api.Protection.PASSPHRASE:
+        current = api.passphrase_from_env()
+        if current is None and not sys.stdin.isatty():
+            raise api.PassphraseRequired(
+                f"Give the current passphrase in {api.PASSPHRASE_ENV} (or run in a terminal)."
+            )
+        if current is None:
+            current = getpass.getpass("Current passphrase: ")
+    new = new_passphrase(
+        os.environ.get(NEW_PASSPHRASE_ENV),
+        f"Give the new passphrase in {NEW_PASSPHRASE_ENV} (or run in a terminal).",
+    )
+
+    async def change(node: api.NodeApi) -> int:
+        await node.change_passphrase(api.ChangePassphrase(new, current))
+        _say("The passphrase now protects this profile; you will be asked for it to open it.")
+        return 0
+
+    opened = unlock_passphrase if current is None else (lambda: current)
+    return _run_with_node(profile, change, opened)
+
+
 def cmd_daemon(args: argparse.Namespace, profile: Path) -> int:
     options = api.DaemonOptions(
         profile=profile,
@@ -774,6 +825,8 @@ def run(args: argparse.Namespace) -> int:
             return cmd_daemon(args, profile)
         if args.command == "status":
             return cmd_status(args, profile)
+        if args.command == "passphrase":
+            return cmd_passphrase(profile)
         if args.command == "whoami":
             return _run_with_node(profile, lambda node: cmd_whoami(args, node))
         if args.command == "history" and args.history_command == "verify":

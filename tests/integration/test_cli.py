@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from cli_helpers import Daemon, Terminal, cli_json, run_cli, wait_for
 
 from app import __version__
@@ -20,6 +21,7 @@ from app.node.profile import open_store
 Digest = Callable[[Path], dict[str, str]]
 PASS = "a passphrase for tests"
 LOOPBACK = ("--listen", "127.0.0.1:0", "--no-lan")
+NEW = "SCRAMBLED_EGGS_NEW_PASSPHRASE"
 
 
 def one_line_error(done: object) -> str:
@@ -165,6 +167,35 @@ def test_a_daemon_whose_terminal_closes_stops_cleanly(tmp_path: Path) -> None:
     assert daemon.stop(signal.SIGHUP) == 0
     assert not ProfilePaths(a).control_socket.exists()
     assert (a / NOTE_NAME).exists()
+
+
+def test_the_passphrase_is_set_and_changed_from_the_command_line(
+    tmp_path: Path, daemons: list[Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile made with --no-passphrase and no keyring keeps its key in a file; the
+    CLI warned "set a passphrase to prevent that", and only the window could."""
+    a = tmp_path / "a"
+    cli_json(a, "init", "--name", "A", "--no-passphrase")
+    assert ProfilePaths(a).key_file.exists()
+    assert NEW in one_line_error(run_cli(a, "passphrase"))  # no terminal: say where from
+    monkeypatch.setenv(NEW, "short")
+    assert "at least" in one_line_error(run_cli(a, "passphrase"))
+    monkeypatch.setenv(NEW, PASS)
+    assert run_cli(a, "passphrase").returncode == 0
+    assert not ProfilePaths(a).key_file.exists()  # a copy of the folder holds no key now
+    assert "needs its passphrase" in one_line_error(run_cli(a, "whoami"))
+    assert cli_json(a, "whoami", passphrase=PASS)["name"] == "A"
+    # through the running node: the current passphrase is needed, and checked
+    daemons.append(Daemon(a, *LOOPBACK, passphrase=PASS))
+    daemons[0].wait_ready()
+    monkeypatch.setenv(NEW, "another passphrase")
+    assert "current passphrase" in one_line_error(run_cli(a, "passphrase"))
+    wrong = run_cli(a, "passphrase", passphrase="not the one at all")
+    assert "not your current passphrase" in one_line_error(wrong)
+    assert run_cli(a, "passphrase", passphrase=PASS).returncode == 0
+    assert daemons.pop().stop() == 0
+    assert "does not unlock" in one_line_error(run_cli(a, "whoami", passphrase=PASS))
+    assert cli_json(a, "whoami", passphrase="another passphrase")["name"] == "A"
 
 
 def test_relative_paths_name_files_in_the_users_folder_not_the_daemons(
