@@ -251,6 +251,28 @@ def passphrase_source(profile: Path, info: api.ProfileInfo | None = None) -> api
     return lambda: typed
 
 
+UNLOCK_TRIES = 3
+"""Times a passphrase typed on a terminal to open a profile is asked for before the
+command gives up."""
+
+
+def asking_again(profile: Path, run: Callable[[api.PassphraseSource], int]) -> int:
+    """`run` with the passphrase to open `profile`; one typed on a terminal that does
+    not unlock it is asked for again, up to `UNLOCK_TRIES` times. A typo ended the
+    command (`daemon` and its options, a typed message's command) and the user started
+    over, as `init` did before it asked again."""
+    for attempt in range(1, UNLOCK_TRIES + 1):
+        source = passphrase_source(profile)
+        try:
+            return run(source)
+        except api.WrongPassphrase:
+            typed = api.passphrase_from_env() is None and sys.stdin.isatty()
+            if attempt == UNLOCK_TRIES or not typed:
+                raise
+            _say("That passphrase does not unlock this profile. Try again.", error=True)
+    raise AssertionError("unreachable")
+
+
 NEW_PASSPHRASE_TRIES = 3
 """Times `new_passphrase` asks on a terminal before it gives up."""
 
@@ -759,8 +781,12 @@ def cmd_daemon(args: argparse.Namespace, profile: Path) -> int:
         shaping=args.shaping,
     )
     api.check_daemon_options(options)  # before a passphrase is typed
-    asyncio.run(api.run_daemon(options, passphrase_source(profile)))
-    return 0
+
+    def run(passphrase: api.PassphraseSource) -> int:
+        asyncio.run(api.run_daemon(options, passphrase))
+        return 0
+
+    return asking_again(profile, run)
 
 
 SLOW_NODE_AFTER = 10.0
@@ -790,7 +816,7 @@ def _run_with_node(
     here); `passphrase`: where it comes from, when the caller asked for it already."""
     info = api.inspect_profile(profile)
     if passphrase is None:
-        passphrase = passphrase_source(profile, info)
+        return asking_again(profile, lambda typed: _run_with_node(profile, action, typed))
     running = info.in_use  # else the command opens it itself
 
     async def go() -> int:
@@ -804,13 +830,18 @@ def _send_typed(args: argparse.Namespace, profile: Path) -> int:
     """`send CONTACT` typed on a terminal: the passphrase and the contact are checked
     before the message is asked for. Asked for first, a message typed to a mistyped
     name ("No contact is named 'Bbo'") or under a wrong passphrase was thrown away."""
-    passphrase = passphrase_source(profile)
+    known: list[api.PassphraseSource] = []
 
     async def check(node: api.NodeApi) -> int:
         await node.list_messages(api.ListMessages(args.contact, limit=1))
         return 0
 
-    _run_with_node(profile, check, passphrase)
+    def checked(typed: api.PassphraseSource) -> int:
+        known.append(typed)
+        return _run_with_node(profile, check, typed)
+
+    asking_again(profile, checked)
+    passphrase = known[-1]
     args.text = read_message_text(sys.stdin.buffer, True)
     return _run_with_node(profile, lambda node: cmd_send(args, node), passphrase)
 

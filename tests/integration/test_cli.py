@@ -268,6 +268,33 @@ def test_ctrl_c_at_the_passphrase_prompt_ends_the_command(tmp_path: Path) -> Non
     assert terminal.exit_code() == 0
 
 
+def test_a_mistyped_passphrase_is_asked_for_again(tmp_path: Path) -> None:
+    """A typo at the passphrase prompt ended the command: `daemon` with its options, or
+    a message being sent, had to be typed again (`init` asks again since a tester
+    found the same)."""
+    alice = tmp_path / "alice"
+    cli_json(alice, "init", "--name", "Alice", passphrase=PASS)
+    daemon = Terminal(alice, "daemon", *LOOPBACK)
+    daemon.read_until("Passphrase: ")
+    daemon.type(b"a typo in it\n")
+    daemon.read_until("does not unlock this profile. Try again.")
+    daemon.output = b""
+    daemon.read_until("Passphrase: ")  # asked again (typed before, it would be dropped)
+    daemon.type(PASS.encode() + b"\n")
+    daemon.read_until("node running:")
+    daemon.type(b"\x03")  # Ctrl+C: it stops
+    assert daemon.exit_code() == 0, daemon.output
+    whoami = Terminal(alice, "whoami")
+    for _ in range(3):
+        whoami.read_until("Passphrase: ")
+        whoami.output = b""
+        whoami.type(b"not it at all\n")
+    assert whoami.exit_code() == 1
+    said = whoami.output.decode()
+    assert "error: That passphrase does not unlock this profile." in said
+    assert "Traceback" not in said and "Passphrase" not in said  # three tries, no more
+
+
 def test_daemon_options_it_cant_use_are_refused_before_the_passphrase(tmp_path: Path) -> None:
     """Asking for the passphrase first (to let Ctrl+C end the prompt) must not make the
     user type it only to hear that --listen was mistyped."""
