@@ -90,6 +90,7 @@ def test_no_keyring_falls_back_to_private_key_file_with_warning(tmp_path: Path) 
     result = create_profile(root, "Bob", None)
     assert result.protection is Protection.KEY_FILE
     assert result.warning and "data.key" in result.warning
+    assert "scrambled-eggs passphrase" in result.warning  # how to set one, not only why
     key_file = ProfilePaths(root).key_file
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     store = open_store(root, None)

@@ -136,7 +136,8 @@ def protect_without_passphrase(
     warning = (
         f"No OS keyring is available, so the profile key was saved in {key_file} "
         "(readable only by you). Anyone who copies the profile folder can read your "
-        "messages; set a passphrase to prevent that."
+        "messages; set a passphrase to prevent that (the window's Settings, or "
+        "`scrambled-eggs passphrase`)."
     )
     return KeyProtection(Protection.KEY_FILE, _key_check(key)), warning
 
