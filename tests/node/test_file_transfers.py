@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from test_folder_walk import album_with_links
+from test_messenger import eventually
 
 from app import cli
 from app.core.file_crypto import (
@@ -388,13 +389,12 @@ async def test_blocks_of_transfers_ended_before_are_deleted_at_start(
             pass
 
     await files.start(Network(), conversation=None)  # type: ignore[arg-type]
+    packs = files.blockstore.root / "packs"
     try:
-        for _ in range(100):
-            if not files.blockstore.held_sync({record.root}):
-                break
-            await asyncio.sleep(0.02)
-        assert not files.blockstore.held_sync({record.root})
-        assert not list((files.blockstore.root / "packs").iterdir())
+        # the blocks are forgotten first, then their pack is deleted: wait for both
+        await eventually(
+            lambda: not files.blockstore.held_sync({record.root}) and not list(packs.iterdir())
+        )
     finally:
         await files.stop()
 
@@ -597,16 +597,20 @@ async def test_pinned_blocks_no_transfer_names_are_deleted_at_start(
     orphan_file.write_bytes(os.urandom(3 * 256 * 1024))
     orphan = await share_file(orphan_file, files.blockstore, os.urandom(32))
     assert files.blockstore.pins_sync() == {kept.root, orphan.root_cid}
+    orphan_dag = files.blockstore.dag_sync(orphan.root_cid)
+    assert len(orphan_dag) > 1
+    packs = files.blockstore.root / "packs"
     await files.start(NoNetwork(), conversation=None)  # type: ignore[arg-type]
     try:
-        for _ in range(100):
-            if files.blockstore.pins_sync() == {kept.root}:
-                break
-            await asyncio.sleep(0.02)
-        assert files.blockstore.pins_sync() == {kept.root}
-        assert not files.blockstore.held_sync(files.blockstore.dag_sync(orphan.root_cid))
+        # the orphan is unpinned, then its blocks forgotten, then its pack deleted
+        await eventually(
+            lambda: (
+                files.blockstore.pins_sync() == {kept.root}
+                and not files.blockstore.held_sync(orphan_dag)
+                and len(list(packs.glob("*.pack"))) == 1
+            )
+        )
         assert files.blockstore.get_sync(kept.root)
-        assert len(list((files.blockstore.root / "packs").glob("*.pack"))) == 1
     finally:
         await files.stop()
 
