@@ -478,9 +478,24 @@ async def cmd_send(args: argparse.Namespace, node: api.NodeApi) -> int:
 
 
 async def cmd_messages(args: argparse.Namespace, node: api.NodeApi) -> int:
-    found = await node.list_messages(api.ListMessages(args.contact, limit=args.limit))
+    found = await newest_messages(node, args.contact, args.limit)
     await _print_messages(args, node, found)
     return 0
+
+
+async def newest_messages(node: api.NodeApi, contact: str, limit: int) -> list[api.Message]:
+    """The newest `limit` messages of a conversation, oldest first, asked for page by
+    page: the node answers at most a page (1,000) at a time, and `--limit 5000` showed
+    1,000 without a word."""
+    found: list[api.Message] = []
+    before: str | None = None
+    while len(found) < limit:
+        page = await node.list_messages(api.ListMessages(contact, before, limit - len(found)))
+        found[:0] = page
+        if not page or len(found) >= limit:
+            break
+        before = page[0].id
+    return found
 
 
 async def cmd_read(args: argparse.Namespace, node: api.NodeApi) -> int:
