@@ -357,6 +357,14 @@ def cmd_init(args: argparse.Namespace, profile: Path) -> int:
     return 0
 
 
+NO_NODE_INVITE = (
+    "note: no node runs for this profile, so this invite holds no address to reach you: "
+    "a contact who adds it finds you only through the DHT or your local network. Start "
+    "the node (scrambled-eggs daemon, or the app) and run whoami again for an invite "
+    "with your addresses."
+)
+
+
 async def cmd_whoami(args: argparse.Namespace, node: api.NodeApi) -> int:
     me = await node.whoami()
     _emit(
@@ -365,6 +373,8 @@ async def cmd_whoami(args: argparse.Namespace, node: api.NodeApi) -> int:
         f"Name:        {me.name}\nAddress:     {me.address}\n"
         f"Fingerprint: {me.fingerprint}\nInvite:      {me.invite}",
     )
+    if not (await node.status()).running:  # an invite made before the first start
+        _say(NO_NODE_INVITE, error=True)
     return 0
 
 

@@ -368,3 +368,22 @@ def test_settings_the_node_cant_use_are_refused_when_set(
     assert daemons[0].stop() == 0
     daemons.append(Daemon(me, "--no-lan"))  # the setting, not --listen
     assert daemons[1].wait_ready()["endpoints"] == [listen]
+
+
+def test_an_invite_made_before_the_node_ever_ran_says_it_holds_no_address(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """`init` then `whoami`, as README shows: that invite has no endpoint (no port was
+    picked yet), and a contact who added it with no DHT in common never connected. The
+    user is told, and the invite of the running node holds an address."""
+    a = tmp_path / "a"
+    cli_json(a, "init", "--name", "Alice", "--no-passphrase")
+    before = run_cli(a, "whoami")
+    assert before.returncode == 0 and "Invite:" in before.stdout
+    assert "no node runs for this profile" in before.stderr
+    assert "run whoami again" in before.stderr
+    daemons.append(Daemon(a, *LOOPBACK))
+    daemons[-1].wait_ready()
+    running = run_cli(a, "whoami")
+    assert running.returncode == 0 and running.stderr == ""
+    assert running.stdout != before.stdout  # the running node's invite carries its address
