@@ -9,11 +9,12 @@ import asyncio
 import pytest
 from gui_helpers import wait_for
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QScrollBar, QWidget
 from pytestqt.qtbot import QtBot
 from test_presence import window_of
 
 from app.gui.app import GuiSession
+from app.gui.views.conversation import ConversationPane
 from app.node import api
 
 
@@ -104,12 +105,11 @@ async def test_a_message_is_picked_with_the_arrow_keys_and_copied_with_ctrl_c(
     assert QApplication.clipboard().text() == "the address is 12 Main St"
 
 
-@pytest.mark.asyncio
-async def test_reaching_the_messages_by_tab_does_not_move_them(
-    qtbot: QtBot, session: GuiSession, friend: api.InitResult
-) -> None:
-    """A user reading further up who tabs into the list gets the lowest message in view
-    marked, not the newest (which scrolled the list down to it)."""
+async def _forty_messages_at_the_bottom(
+    session: GuiSession, friend: api.InitResult
+) -> tuple[ConversationPane, QScrollBar]:
+    """Bob's conversation open with 40 two-line messages, scrolled to the newest: its
+    pane and the list's scroll bar."""
     assert session.node is not None
     window = window_of(session)
     bob = (await session.node.add_contact(api.AddContact(friend.whoami.invite))).contact
@@ -121,6 +121,16 @@ async def test_reaching_the_messages_by_tab_does_not_move_them(
     pane = window.conversation
     bar = pane.list.verticalScrollBar()
     await wait_for(lambda: bar.maximum() > 0 and bar.value() == bar.maximum())
+    return pane, bar
+
+
+@pytest.mark.asyncio
+async def test_reaching_the_messages_by_tab_does_not_move_them(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    """A user reading further up who tabs into the list gets the lowest message in view
+    marked, not the newest (which scrolled the list down to it)."""
+    pane, bar = await _forty_messages_at_the_bottom(session, friend)
     bar.setValue(bar.maximum() // 2)
     where = bar.value()
     pane.list.setFocus(Qt.FocusReason.TabFocusReason)
@@ -138,17 +148,7 @@ async def test_page_up_in_the_message_field_scrolls_the_messages(
 ) -> None:
     """A click on the messages leaves the focus in the message field: Page Up and Page
     Down there scroll the messages (they did nothing)."""
-    assert session.node is not None
-    window = window_of(session)
-    bob = (await session.node.add_contact(api.AddContact(friend.whoami.invite))).contact
-    for i in range(40):
-        await session.node.send_message(api.SendMessage(bob.address, f"line {i}\nand more"))
-    window.show()
-    window.open_conversation(bob.address)
-    await wait_for(lambda: window.messages.rowCount() == 40)
-    pane = window.conversation
-    bar = pane.list.verticalScrollBar()
-    await wait_for(lambda: bar.maximum() > 0 and bar.value() == bar.maximum())
+    pane, bar = await _forty_messages_at_the_bottom(session, friend)
     bottom = bar.value()
     qtbot.keyClick(pane.composer, Qt.Key.Key_PageUp)
     assert bar.value() == bottom - bar.pageStep()

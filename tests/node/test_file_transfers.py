@@ -457,6 +457,21 @@ async def test_a_share_that_fails_part_way_leaves_no_blocks(
 SmallTmpfs = Callable[[Path, str], contextlib.AbstractContextManager[Path]]
 
 
+@contextlib.asynccontextmanager
+async def _sharing_to_bob(disk: Path, tmp_path: Path) -> AsyncIterator[NodeService]:
+    """A node whose profile is on `disk`, with Bob (a profile elsewhere) as a contact."""
+    create_profile(disk / "me", "Me", None)
+    store = open_store(disk / "me", None)
+    service = NodeService(store)
+    try:
+        bob = create_profile(tmp_path / "bob", "Bob", None).whoami
+        await service.add_contact(AddContact(bob.invite))
+        yield service
+    finally:
+        service.close()
+        store.close()
+
+
 @pytest.mark.asyncio
 async def test_a_share_larger_than_the_free_space_says_how_much_it_needs(
     tmp_path: Path, small_tmpfs: SmallTmpfs
@@ -465,12 +480,7 @@ async def test_a_share_larger_than_the_free_space_says_how_much_it_needs(
     space in the profile to store file blocks", with no idea how much was missing.
     Nothing is left of the attempt."""
     with small_tmpfs(tmp_path / "disk", "2m") as disk:
-        create_profile(disk / "me", "Me", None)
-        store = open_store(disk / "me", None)
-        service = NodeService(store)
-        try:
-            bob = create_profile(tmp_path / "bob", "Bob", None).whoami
-            await service.add_contact(AddContact(bob.invite))
+        async with _sharing_to_bob(disk, tmp_path) as service:
             source = tmp_path / "holiday.mov"
             source.write_bytes(os.urandom(3_000_000))
             with pytest.raises(DiskFull) as refused:
@@ -481,9 +491,6 @@ async def test_a_share_larger_than_the_free_space_says_how_much_it_needs(
             assert text.endswith("Nothing was shared; free some space and try again.")
             assert await service.list_transfers(ListTransfers("Bob")) == []
             assert list((service.files.blockstore.root / "packs").iterdir()) == []
-        finally:
-            service.close()
-            store.close()
 
 
 @pytest.mark.asyncio
@@ -493,12 +500,7 @@ async def test_a_small_share_on_a_full_disk_says_its_size_in_bytes_not_0_0_mb(
     """A note of a few bytes shared from a full profile disk: "its encrypted copy needs
     about 0.0 MB and 0.0 MB are free"."""
     with small_tmpfs(tmp_path / "disk", "1m") as disk:
-        create_profile(disk / "me", "Me", None)
-        store = open_store(disk / "me", None)
-        service = NodeService(store)
-        try:
-            bob = create_profile(tmp_path / "bob", "Bob", None).whoami
-            await service.add_contact(AddContact(bob.invite))
+        async with _sharing_to_bob(disk, tmp_path) as service:
             source = tmp_path / "note.txt"
             source.write_bytes(b"hello\n")
             fill_disk(disk)
@@ -507,9 +509,6 @@ async def test_a_small_share_on_a_full_disk_says_its_size_in_bytes_not_0_0_mb(
             assert "its encrypted copy needs about 6 bytes and 0 bytes are free" in str(
                 refused.value
             )
-        finally:
-            service.close()
-            store.close()
 
 
 @pytest.mark.asyncio
