@@ -77,6 +77,10 @@ def _save_draft(command: SaveDraft, node: NodeApi) -> Awaitable[None]:
     return node.save_draft(command)
 
 
+def _mark_read(command: MarkRead, node: NodeApi) -> Awaitable[None]:
+    return node.mark_read(command)
+
+
 DRAFT_FLUSH_TIMEOUT = 3.0
 """How long quitting waits for drafts still being stored."""
 TYPING_THROTTLE = 3.5
@@ -138,6 +142,7 @@ class NodeBridge(QObject):
         self.last_peers: list[Peer] = []
         self._typing_at: dict[str, float] = {}
         self._reading: dict[str, bool] = {}  # address -> asked again while a mark ran
+        self._read_up_to: dict[str, str | None] = {}  # address -> the bound to ask next
         self._drafting: dict[str, str] = {}  # address -> the draft text still to store
         self._draft_writers: dict[str, asyncio.Task[None]] = {}
 
@@ -339,17 +344,21 @@ class NodeBridge(QObject):
             return
         self._signal(lambda n: n.set_typing(SetTyping(address, typing)))
 
-    def mark_read(self, address: str) -> None:
-        """The user has seen the conversation with `address`: tell the node (and the
-        contact, through a read receipt). Coalesced: asked again while the node is still
-        at it (a burst of messages arriving in the open conversation), the node is asked
-        once more afterwards, not once per message."""
+    def mark_read(self, address: str, up_to: str | None = None) -> None:
+        """The user has seen the conversation with `address` (with `up_to`: up to that
+        message, the newest they were shown): tell the node (and the contact, through a
+        read receipt). Coalesced: asked again while the node is still at it (a burst of
+        messages arriving in the open conversation), the node is asked once more
+        afterwards, not once per message, with the widest bound asked meanwhile."""
         if self._node is None:
             return
         if address in self._reading:
             self._reading[address] = True
+            if self._read_up_to.get(address, "") is not None:  # None: every one already
+                self._read_up_to[address] = up_to
             return
         self._reading[address] = False
+        self._read_up_to[address] = up_to
         self._run(self._mark_read(address))
 
     async def _mark_read(self, address: str) -> None:
@@ -357,10 +366,12 @@ class NodeBridge(QObject):
             again = True
             while again:
                 self._reading[address] = False
-                await self._quietly(lambda n: n.mark_read(MarkRead(address)))
+                command = MarkRead(address, self._read_up_to.pop(address, None))
+                await self._quietly(partial(_mark_read, command))
                 again = self._reading.get(address, False)
         finally:
             self._reading.pop(address, None)
+            self._read_up_to.pop(address, None)
 
     def save_draft(self, address: str, text: str) -> None:
         """Keep what is typed to `address` and not sent (empty: nothing), across restarts.

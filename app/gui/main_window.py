@@ -749,7 +749,9 @@ class MainWindow(QMainWindow):
         seen = following and self.isActiveWindow()
         self.contacts.note_message(message, seen=seen, newest=before is None)
         if seen and not message.outgoing:
-            self.bridge.mark_read(message.contact)
+            # read up to this one: a message arriving while the request is on its way
+            # may be out of view by then (the user scrolled up)
+            self.bridge.mark_read(message.contact, message.id)
         elif visible and not following and not message.outgoing:
             self.conversation.note_unseen()
         if not message.outgoing and not self.isActiveWindow():

@@ -441,9 +441,13 @@ class SetTyping:
 
 @dataclass(frozen=True)
 class MarkRead:
-    """Mark a contact's messages read; they get a read receipt (now, or on reconnection)."""
+    """Mark a contact's messages read; they get a read receipt (now, or on reconnection).
+    With `up_to` (a message's id), only those that had arrived by the time it did: what
+    the window showed when it asked, not a message that came while the request was on
+    its way (None: every one)."""
 
     contact: str
+    up_to: str | None = None
 
 
 @dataclass(frozen=True)

@@ -492,7 +492,7 @@ class NodeService:
         """Mark received messages read (stored), then send the contact a read receipt
         if connected (else at the next connection of a running node)."""
         record = await self.find_contact(command.contact)
-        await self.store.call(self.store.messages.mark_seen, record.address)
+        await self.store.call(self.store.messages.mark_seen, record.address, command.up_to)
         if self._delivery is not None:
             await self._delivery.mark_read(record.address)
 

@@ -485,14 +485,21 @@ class MessageRepository(SealedRepository):
                     break
         return found
 
-    def mark_seen(self, contact: str) -> str | None:
-        """Mark every message received from `contact` as read by us; return the id of
-        the newest one read (None if nothing was ever received)."""
+    def mark_seen(self, contact: str, up_to: str | None = None) -> str | None:
+        """Mark the messages received from `contact` as read by us: every one, or with
+        `up_to` (a message id of this conversation) those stored no later than it (none
+        if it is not one); return the id of the newest one read (None if none is)."""
         tag = self._tag(contact)
+        bound = (
+            ""
+            if up_to is None
+            else (" AND seq <= (SELECT seq FROM messages WHERE msg_id = ? AND contact_tag = ?)")
+        )
         with transaction(self._conn):
             self._conn.execute(
-                "UPDATE messages SET seen = 1 WHERE contact_tag = ? AND outgoing = 0 AND seen = 0",
-                (tag,),
+                "UPDATE messages SET seen = 1 WHERE contact_tag = ? AND outgoing = 0 "
+                "AND seen = 0" + bound,
+                (tag,) if up_to is None else (tag, up_to, tag),
             )
         return self.last_seen(contact)
 
