@@ -309,7 +309,6 @@ class ConversationPane(QWidget):
         self._contact = None  # a draft put back is not typing
         self.composer.setPlainText(self._drafts.pop(address, ""))
         self.composer.moveCursor(QTextCursor.MoveOperation.End)
-        self._draft_timer.stop()  # put back, not typed: nothing new to store
 
     def set_drafts(self, drafts: dict[str, str]) -> None:
         """The drafts the node kept (at start): each goes back to its conversation,

@@ -39,10 +39,3 @@ class DraftRepository(SealedRepository):
             body = json.loads(self._key.open(self._label(tag), sealed))
             found[str(body["contact"])] = str(body["text"])
         return found
-
-    def holds(self, contact: str) -> bool:
-        """Whether a draft to `contact` is kept."""
-        row = self._conn.execute(
-            "SELECT 1 FROM drafts WHERE contact_tag = ?", (self._tag(contact),)
-        ).fetchone()
-        return row is not None
