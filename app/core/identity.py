@@ -21,7 +21,7 @@ import ipaddress
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -95,14 +95,23 @@ def normalize_address(text: str) -> str:
 
 
 def validate_display_name(name: str) -> str:
-    """A display name: NFC-normalised, trimmed, 1..64 characters, no control characters."""
+    """A display name: NFC-normalised, trimmed, 1..64 characters, no control characters.
+
+    Invisible formatting characters are refused (a right-to-left override turns the
+    name around on screen), except where writing needs them: the zero-width joiner inside
+    a combined emoji (woman + laptop, a rainbow flag) or after a virama (Sinhala
+    "ශ්‍රී"), the zero-width non-joiner after a virama or between two letters of a
+    script that joins them (Persian), and the tag characters of a subdivision flag
+    (Scotland). Names are not unique anyway: the key tells contacts apart."""
     cleaned = unicodedata.normalize("NFC", name).strip()
     if not cleaned:
         raise InvalidInvite("a display name cannot be empty")
     if len(cleaned) > MAX_NAME_CHARS:
         raise InvalidInvite(f"a display name has at most {MAX_NAME_CHARS} characters")
-    for ch in cleaned:
-        if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}:
+    for index, ch in enumerate(cleaned):
+        if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} and not _written_with(
+            cleaned, index
+        ):
             raise InvalidInvite(
                 "a display name cannot contain control or formatting characters"
                 + _unseen_character(ch)
@@ -111,17 +120,88 @@ def validate_display_name(name: str) -> str:
 
 
 ZERO_WIDTH_JOINER = "\u200d"
+ZERO_WIDTH_NON_JOINER = "\u200c"
+BLACK_FLAG = "\U0001f3f4"
+CANCEL_TAG = "\U000e007f"
+_TAGS = range(0xE0020, 0xE007F)
+"""Tag letters and digits: after a black flag, up to a cancel tag, they name a
+subdivision's flag (gbsct: Scotland)."""
+_VIRAMA = 9
+"""Canonical combining class of a virama: a joiner after one chooses a conjunct's form."""
+_EMOJI_TRAILERS = {"\ufe0f", *map(chr, range(0x1F3FB, 0x1F400))}
+"""What may follow an emoji before a joiner: the emoji presentation selector and the five
+skin tones."""
+
+
+def _written_with(text: str, index: int) -> bool:
+    """Whether the formatting character at `text[index]` is part of the writing: a joiner
+    or non-joiner where a script or a combined emoji needs it, or a subdivision flag's
+    tag (Unicode's rules for identifiers, RFC 5892 CONTEXTJ, and UTS #51)."""
+    ch = text[index]
+    before = text[index - 1] if index else ""
+    after = text[index + 1] if index + 1 < len(text) else ""
+    if ch in (ZERO_WIDTH_JOINER, ZERO_WIDTH_NON_JOINER) and before:
+        if unicodedata.combining(before) == _VIRAMA:
+            return True
+        if ch == ZERO_WIDTH_JOINER:
+            trailer = _EMOJI_TRAILERS.__contains__
+            return _is_emoji(_base_before(text, index, trailer)) and _is_emoji(after)
+        return _joining_letter(_base_before(text, index, _is_mark)) and _joining_letter(after)
+    if ord(ch) in _TAGS or ch == CANCEL_TAG:
+        return _in_flag_tag(text, index)
+    return False
+
+
+def _base_before(text: str, index: int, skipped: Callable[[str], bool]) -> str:
+    """The character before `text[index]`, skipping those `skipped` holds for ("" if
+    none)."""
+    index -= 1
+    while index >= 0 and skipped(text[index]):
+        index -= 1
+    return text[index] if index >= 0 else ""
+
+
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch) == "Mn"
+
+
+def _is_emoji(ch: str) -> bool:
+    return bool(ch) and unicodedata.category(ch) == "So"
+
+
+def _joining_letter(ch: str) -> bool:
+    """A letter of a script without case (Arabic, Persian, the Indic scripts...), where a
+    non-joiner changes the shapes; Latin or Cyrillic letters are cased and have none."""
+    return bool(ch) and unicodedata.category(ch) == "Lo"
+
+
+def _in_flag_tag(text: str, index: int) -> bool:
+    """Whether `text[index]` lies in a tag sequence: a black flag, tag characters, and a
+    cancel tag (which must close it)."""
+    start = index
+    while start > 0 and ord(text[start - 1]) in _TAGS:
+        start -= 1
+    end = index if text[index] == CANCEL_TAG else index + 1
+    while end < len(text) and ord(text[end]) in _TAGS:
+        end += 1
+    return (
+        start > 0
+        and text[start - 1] == BLACK_FLAG
+        and end > start
+        and end < len(text)
+        and text[end] == CANCEL_TAG
+    )
 
 
 def _unseen_character(ch: str) -> str:
     """Which invisible character a refused name holds, in words: someone who picked a
-    combined emoji (woman, zero-width joiner, laptop) was told only of "control or
-    formatting characters", which they could not see."""
+    combined emoji was told only of "control or formatting characters", which they could
+    not see."""
     code = f"U+{ord(ch):04X}"
     if ch == ZERO_WIDTH_JOINER:
         return (
-            f" (it holds {code}, the invisible joiner of combined emoji such as families "
-            "or professions: choose another emoji)"
+            f" (it holds {code}, the invisible joiner of combined emoji, here not between "
+            "two emoji)"
         )
     label = unicodedata.name(ch, "").lower()
     return f" (it holds {code}{f', {label}' if label else ''})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 
 import pytest
 from hypothesis import given
@@ -155,15 +156,57 @@ def test_bad_display_names_are_rejected(bad: str) -> None:
 
 
 def test_a_refused_name_says_which_invisible_character_it_holds() -> None:
-    """Found choosing the name "Ana 👩\u200d💻" (woman, zero-width joiner, laptop): "a
-    display name cannot contain control or formatting characters", none of which the
-    user could see. The character is named, and for the emoji joiner what to do."""
+    """Found choosing a name with a joiner: "a display name cannot contain control or
+    formatting characters", none of which the user could see. The character is named."""
     with pytest.raises(InvalidInvite, match=r"U\+200D, the invisible joiner of combined emoji"):
-        validate_display_name("Ana \U0001f469\u200d\U0001f4bb")
+        validate_display_name("A\u200dna")
     with pytest.raises(InvalidInvite, match=r"U\+202E, right-to-left override\)"):
         validate_display_name("Ana\u202eevil")
     with pytest.raises(InvalidInvite, match=r"\(it holds U\+0009\)"):
         validate_display_name("Ana\tB")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ana \U0001f469\u200d\U0001f4bb",  # woman technologist
+        "Ana \U0001f469\U0001f3fd\u200d\U0001f4bb",  # ... with a skin tone
+        "Kim \U0001f3f3\ufe0f\u200d\U0001f308",  # rainbow flag
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466",  # family
+        "\u2764\ufe0f\u200d\U0001f525 Jo",  # heart on fire
+        "Cat \U0001f408\u200d\u2b1b",  # black cat
+        "Iain \U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+        "\u0dc1\u0dca\u200d\u0dbb\u0dd3 Perera",  # Sinhala "Sri": joiner after a virama
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian non-joiner
+        "\u0915\u094d\u200c\u0937",  # Devanagari: non-joiner after a virama
+    ],
+)
+def test_names_keep_the_invisible_characters_their_writing_needs(name: str) -> None:
+    """Found naming oneself "Kim 🏳️‍🌈": refused for its zero-width joiner, like every
+    combined emoji, Sinhala's "Sri" and Persian words written with a non-joiner. Those
+    joiners are part of the writing and stay; the name is kept exactly."""
+    assert validate_display_name(name) == unicodedata.normalize("NFC", name)
+    invite = parse_invite(make_invite(keys(1), name, ["127.0.0.1:4000"]))
+    assert invite.name == unicodedata.normalize("NFC", name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "B\u200dob",  # joiner between Latin letters: an invisible difference
+        "Bob\u200d",  # after the last emoji-less letter
+        "\u200d\U0001f4bb Ana",  # nothing before it
+        "Ana \U0001f469\u200d",  # nothing after it
+        "B\u200cob",  # non-joiner between cased letters
+        "Ana\U000e0067\U000e007f",  # tags without a black flag
+        "Iain \U0001f3f4\U000e0067\U000e0062",  # a flag's tags never closed
+        "Iain \U0001f3f4\U000e007f",  # a cancel tag alone
+        "Ana\u200e",  # left-to-right mark
+    ],
+)
+def test_invisible_characters_outside_writing_are_still_refused(name: str) -> None:
+    with pytest.raises(InvalidInvite, match="control or formatting characters"):
+        validate_display_name(name)
 
 
 def test_private_keys_never_appear_in_repr() -> None:
