@@ -67,6 +67,11 @@ def write_app_png(target: Path, size: int = 256) -> Path:
     return target
 
 
+QUIET_ZONE = 4
+"""Light modules around a QR code: the 4 ISO/IEC 18004 asks for. With 2, the code sat on
+the dark theme's background with a thin white frame, which phone scanners may not find."""
+
+
 def qr_pixmap(text: str, edge: int = 240, dark: str = "#111111", light: str = "#ffffff") -> QPixmap:
     """A QR code of `text` as a pixmap about `edge` pixels wide, with whole-pixel modules
     (segno renders the PNG)."""
@@ -75,9 +80,9 @@ def qr_pixmap(text: str, edge: int = 240, dark: str = "#111111", light: str = "#
     import segno
 
     code = segno.make(text, error="m")
-    scale = max(2, edge // code.symbol_size(border=2)[0])
+    scale = max(2, edge // code.symbol_size(border=QUIET_ZONE)[0])
     buffer = io.BytesIO()
-    code.save(buffer, kind="png", scale=scale, border=2, dark=dark, light=light)
+    code.save(buffer, kind="png", scale=scale, border=QUIET_ZONE, dark=dark, light=light)
     pixmap = QPixmap()
     pixmap.loadFromData(QByteArray(buffer.getvalue()), "PNG")
     return pixmap
