@@ -192,6 +192,9 @@ async def test_verify_dialog_shows_the_safety_number_and_marks_verified(
     assert len("".join(shown)) == 60
     assert not dialog.qr.pixmap().isNull()
     assert dialog.verify_button.isEnabled()
+    # it opened while loading (one line): nothing overlaps once the number is in
+    await wait_for(lambda: dialog.qr.geometry().bottom() < dialog.state.geometry().top())
+    assert dialog.number.geometry().bottom() < dialog.qr.geometry().top()
 
     qtbot.mouseClick(dialog.verify_button, Qt.MouseButton.LeftButton)
     await wait_for(lambda: dialog.verification is not None and dialog.verification.verified)

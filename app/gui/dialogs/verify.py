@@ -109,6 +109,9 @@ class VerifyDialog(QDialog):
         else:
             self.state.setText(self.tr("Not verified yet."))
             self.verify_button.setEnabled(True)
+        # shown while "Loading…": three lines of digits and the state line need more room,
+        # else the layout squeezed them and the state sat on the code's light margin
+        fit_height(self)
 
     @async_slot()
     async def load(self) -> None:
