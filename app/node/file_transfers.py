@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import os
 import shutil
@@ -74,7 +75,12 @@ from app.node.history import FILE, FILE_CANCEL, FILE_DONE
 from app.node.ipfs import IpfsBackend
 from app.node.network import NetworkStack
 from app.node.part_file import PartFile, part_path
-from app.node.state_message import TransferStatus
+from app.node.state_message import (
+    MAX_TOLD,
+    TransferStatus,
+    TransferStatuses,
+    encode_statuses,
+)
 from app.node.storage.store import ProfileStore
 from app.node.storage.transfers import TransferRecord
 from app.node.transfer_progress import PROGRESS_HZ, Progress, public
@@ -503,11 +509,14 @@ class FileTransfers:
         """Tell the sender of the incoming `record` its state (`app.node.transfer_status`),
         in the background; dropped if the sender is not connected.
 
-        One signal at a time per sender, the newest state of each transfer: a folder of
+        One message at a time per sender, the newest state of each transfer: a folder of
         600 files accepted at once sent 600 signals at once, and those in flight when the
         connection moved to the direct path were dropped, more than the Double Ratchet
         skips; the sender's session then diverged, its failures burst, and its anomaly
-        detector quarantined us with every transfer stalled."""
+        detector quarantined us with every transfer stalled. Each message carries every
+        state waiting (up to `MAX_TOLD`): one signal per transfer, each waiting for its
+        shaped slot, left the sender showing most of 90 files accepted at once as
+        offered for seconds."""
         if status_of(record) is None or self._conversation is None:
             return
         waiting = self._to_tell.setdefault(record.contact, {})
@@ -518,41 +527,54 @@ class FileTransfers:
             self._spawn(self._tell_in_turn(record.contact))
 
     async def _tell_in_turn(self, contact: str) -> None:
-        """Send the states waiting for `contact`, one after the other, oldest first."""
+        """Send the states waiting for `contact`, oldest first, `MAX_TOLD` per message,
+        one message after the other."""
         try:
             while waiting := self._to_tell.get(contact):
-                transfer_id = next(iter(waiting))
-                record = waiting.pop(transfer_id)
-                status = status_of(record)
-                if status is not None:
-                    await self._tell_sender(record, status)
+                taken = list(itertools.islice(waiting, MAX_TOLD))
+                records = [waiting.pop(transfer_id) for transfer_id in taken]
+                told = [s for r in records if (s := status_of(r)) is not None]
+                if told:
+                    await self._tell_sender(contact, told)
         finally:
             self._telling.discard(contact)
             if not self._to_tell.get(contact):
                 self._to_tell.pop(contact, None)
 
-    async def _tell_sender(self, record: TransferRecord, status: TransferStatus) -> None:
-        """Send `status` to the sender of `record`. While it can't be sent because our
-        disk is full, try again every `TELL_RETRY_SECONDS` for as long as it is still
-        the transfer's state: the sender would show the transfer as before until the
-        next reconnection."""
+    async def _tell_sender(self, contact: str, told: Sequence[TransferStatus]) -> None:
+        """Send the `told` states to `contact`, the sender of their transfers, in one
+        message. While it can't be sent because our disk is full, try again every
+        `TELL_RETRY_SECONDS` with those still the transfers' states: the sender would
+        show the transfers as before until the next reconnection."""
         assert self._conversation is not None
         while True:
             try:
-                await self._conversation.send_signal(record.contact, status.encode())
+                await self._conversation.send_signal(contact, encode_statuses(list(told)))
                 return
             except StorageFailed as exc:
-                log.warning("could not tell a sender its transfer's state, again later: %s", exc)
+                log.warning("could not tell a sender its transfers' states, again later: %s", exc)
             await asyncio.sleep(TELL_RETRY_SECONDS)
             try:
-                current = await self.store.call(self.store.transfers.get, record.id)
+                told = await self._still_told(told)
             except NodeError as exc:
                 log.warning("could not read a transfer's state: %s", exc)
                 continue
+            if not told:
+                return  # newer states were (or will be) told instead
+
+    async def _still_told(self, told: Sequence[TransferStatus]) -> Sequence[TransferStatus]:
+        """Those of `told` that are still their transfers' states, as they are now."""
+        get = self.store.transfers.get
+
+        def read() -> list[TransferRecord | None]:
+            return [get(status.transfer_id) for status in told]
+
+        still: list[TransferStatus] = []
+        for status, current in zip(told, await self.store.call(read), strict=True):
             now = None if current is None else status_of(current)
-            if now is None or (now.state, now.reason) != (status.state, status.reason):
-                return  # a newer state was (or will be) told instead
-            status = now
+            if now is not None and (now.state, now.reason) == (status.state, status.reason):
+                still.append(now)
+        return still
 
     async def greeted(self, address: str) -> None:
         """The contact `address` (re)connected: tell it the state of each unfinished
@@ -560,21 +582,42 @@ class FileTransfers:
         for record in await self.store.call(self.store.transfers.unfinished, address):
             self._tell(record)
 
-    async def transfer_status(self, address: str, status: TransferStatus) -> None:
-        """The receiver of a file we sent says what became of it on its side."""
-        record = await self.store.call(self.store.transfers.get, status.transfer_id)
-        if record is None or record.contact != address:
+    async def transfer_status(
+        self, address: str, message: TransferStatus | TransferStatuses
+    ) -> None:
+        """The receiver of files we sent says what became of them on its side (one
+        state, or several in one message): the rows that change are stored in one
+        transaction, each then published as it would be alone. A state naming a
+        transfer we don't know, or one with another contact, is ignored."""
+        statuses = message.statuses if isinstance(message, TransferStatuses) else (message,)
+        get = self.store.transfers.get
+
+        def read() -> list[TransferRecord | None]:
+            return [get(status.transfer_id) for status in statuses]
+
+        shown: list[TransferRecord] = []
+        for status, record in zip(statuses, await self.store.call(read), strict=True):
+            if record is None or record.contact != address:
+                continue
+            new = sender_view(record, status)
+            if new is not None:
+                log.info("transfer %s: %s on the receiver's side", record.id, status.state)
+                shown.append(new)
+        if not shown:
             return
-        shown = sender_view(record, status)
-        if shown is not None:
-            log.info("transfer %s: %s on the receiver's side", record.id, status.state)
-            self.serving.forget(shown)  # no progress shown from the row cached before
-            if shown.state is not TransferState.RUNNING:
+        for record in shown:
+            self.serving.forget(record)  # no progress shown from the row cached before
+            if record.state is not TransferState.RUNNING:
                 # it holds `done_bytes` now (nothing after a failure): the progress counts
                 # again from there, and blocks served before count again when re-asked
-                self._progress.pop(shown.id, None)
-                self.serving.served_count(shown.id)
-            await self._save(shown)
+                self._progress.pop(record.id, None)
+                self.serving.served_count(record.id)
+        update = self.store.transfers.update
+        steps = [functools.partial(update, record) for record in shown]
+        stored = await self.store.call(self.store.atomically, *steps)
+        for record, changed in zip(shown, stored, strict=True):
+            if changed:  # else it ended meanwhile: that state stays
+                self._publish(TransferChanged(public(record)))
 
     def _refuse_if_being_saved(self, transfer_id: str) -> None:
         """`InvalidArgument` if every block of the incoming file is in and it is being

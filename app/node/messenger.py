@@ -75,6 +75,7 @@ from app.node.state_message import (
     NoSession,
     StateMessage,
     TransferStatus,
+    TransferStatuses,
     decode_plaintext,
 )
 from app.node.storage.repositories import ContactRecord
@@ -130,8 +131,10 @@ class FileEvents(Protocol):
         """A contact's event of a file kind was accepted (must not block)."""
         ...
 
-    async def transfer_status(self, address: str, status: TransferStatus) -> None:
-        """The contact's signal of what became of a file we sent it."""
+    async def transfer_status(
+        self, address: str, status: TransferStatus | TransferStatuses
+    ) -> None:
+        """The contact's signal of what became of a file (or several) we sent it."""
         ...
 
     async def greeted(self, address: str) -> None:
@@ -1168,7 +1171,7 @@ class Messenger:
         if isinstance(message, NewMailboxEpoch):
             if self.epoch_sink is not None:
                 await self.epoch_sink(address, message)
-        elif isinstance(message, TransferStatus):
+        elif isinstance(message, TransferStatus | TransferStatuses):
             if self.files is not None:
                 await self.files.transfer_status(address, message)
         elif not isinstance(message, StateMessage):  # an ephemeral signal, never stored

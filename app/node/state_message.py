@@ -8,7 +8,9 @@ A fourth, ``"mbox"`` (``{"t": "mbox", "n": epoch, "k": 32-byte seed}``), announc
 mailbox epoch after a key rotation (section 12). A fifth ephemeral signal, ``"xfer"``
 (``{"t": "xfer", "i": transfer id, "s": "running"|"paused"|"failed", "r": reason code,
 "d": bytes held}``),
-tells the sender of a file what became of it on the receiver's side (section 10).
+tells the sender of a file what became of it on the receiver's side (section 10.3);
+``"xfers"`` (``{"t": "xfers", "x": [2 to MAX_TOLD such maps without "t"]}``) tells it
+of several of its files in one message.
 """
 
 from __future__ import annotations
@@ -107,6 +109,12 @@ FAILURE_REASONS = frozenset({"", "disk_full", "permission", "corrupt", "other"})
 (never a peer's text, nor the receiver's folder names)."""
 
 
+MAX_TOLD = 128
+"""Most transfer states one ``xfers`` message carries: a sender splits more into several
+messages, a receiver refuses a longer list whole. At most 104 bytes each (a 64-character
+id), so under 14 KiB, far below the session message's 1 MiB."""
+
+
 @dataclass(frozen=True)
 class TransferStatus:
     """Ephemeral: the receiver's transfer `transfer_id` is now `state` (one of
@@ -118,15 +126,64 @@ class TransferStatus:
     done: int = 0
     """File bytes the receiver holds (what a resume starts from)."""
 
+    def fields(self) -> dict[str, object]:
+        """The map of this state, as sent alone (with ``"t"``) or in a list."""
+        return {"i": self.transfer_id, "s": self.state, "r": self.reason, "d": self.done}
+
     def encode(self) -> bytes:
-        fields = {
-            "t": "xfer",
-            "i": self.transfer_id,
-            "s": self.state,
-            "r": self.reason,
-            "d": self.done,
-        }
-        return bytes(cbor2.dumps(fields, canonical=True))
+        return bytes(cbor2.dumps({"t": "xfer", **self.fields()}, canonical=True))
+
+    @classmethod
+    def parse(cls, fields: dict[Any, Any]) -> TransferStatus:
+        """The state a map carries; `ValueError` for anything malformed."""
+        transfer_id, state, reason = fields.get("i"), fields.get("s"), fields.get("r")
+        if not isinstance(transfer_id, str) or not 0 < len(transfer_id) <= 64:
+            raise ValueError("bad transfer id")
+        if state not in TRANSFER_STATES:
+            raise ValueError("bad transfer state")
+        if reason not in FAILURE_REASONS:
+            raise ValueError("bad transfer failure reason")
+        done = fields.get("d", 0)
+        if type(done) is not int or not 0 <= done < 2**63:
+            raise ValueError("bad transfer progress")
+        return cls(transfer_id, state, reason, done)
+
+
+@dataclass(frozen=True)
+class TransferStatuses:
+    """Ephemeral: the states of several transfers of one sender (2 to `MAX_TOLD`, each
+    named once), in one message (a folder of small files accepted at once: one message
+    where there were as many as files, each waiting for its shaped slot)."""
+
+    statuses: tuple[TransferStatus, ...]
+
+    def encode(self) -> bytes:
+        listed = [status.fields() for status in self.statuses]
+        return bytes(cbor2.dumps({"t": "xfers", "x": listed}, canonical=True))
+
+    @classmethod
+    def parse(cls, fields: dict[Any, Any]) -> TransferStatuses:
+        """The states an ``xfers`` map carries; `ValueError` for anything malformed (a
+        list too long or too short, an item that is not a valid state, an id twice)."""
+        listed = fields.get("x")
+        if not isinstance(listed, list) or not 2 <= len(listed) <= MAX_TOLD:
+            raise ValueError("bad transfer state list")
+        if not all(isinstance(item, dict) for item in listed):
+            raise ValueError("bad transfer state")
+        statuses = tuple(TransferStatus.parse(item) for item in listed)
+        if len({status.transfer_id for status in statuses}) != len(statuses):
+            raise ValueError("a transfer named twice")
+        return cls(statuses)
+
+
+def encode_statuses(statuses: list[TransferStatus]) -> bytes:
+    """One message telling `statuses` (1 to `MAX_TOLD`, each transfer once): a single
+    state as ``xfer``, which every version reads; several as ``xfers``."""
+    if not 0 < len(statuses) <= MAX_TOLD:
+        raise ValueError("1 to MAX_TOLD transfer states per message")
+    if len(statuses) == 1:
+        return statuses[0].encode()
+    return TransferStatuses(tuple(statuses)).encode()
 
 
 @dataclass(frozen=True, repr=False)
@@ -144,7 +201,7 @@ class NewMailboxEpoch:
 
 
 Signal = Typing | ReadUpTo
-Plaintext = StateMessage | Signal | NewMailboxEpoch | TransferStatus
+Plaintext = StateMessage | Signal | NewMailboxEpoch | TransferStatus | TransferStatuses
 
 
 def decode_plaintext(raw: bytes) -> Plaintext:
@@ -169,17 +226,9 @@ def decode_plaintext(raw: bytes) -> Plaintext:
             raise ValueError("bad typing flag")
         return Typing(typing)
     if kind == "xfer":
-        transfer_id, state, reason = fields.get("i"), fields.get("s"), fields.get("r")
-        if not isinstance(transfer_id, str) or not 0 < len(transfer_id) <= 64:
-            raise ValueError("bad transfer id")
-        if state not in TRANSFER_STATES:
-            raise ValueError("bad transfer state")
-        if reason not in FAILURE_REASONS:
-            raise ValueError("bad transfer failure reason")
-        done = fields.get("d", 0)
-        if type(done) is not int or not 0 <= done < 2**63:
-            raise ValueError("bad transfer progress")
-        return TransferStatus(transfer_id, state, reason, done)
+        return TransferStatus.parse(fields)
+    if kind == "xfers":
+        return TransferStatuses.parse(fields)
     if kind == "read":
         cid = fields.get("r")
         if not isinstance(cid, bytes):

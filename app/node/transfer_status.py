@@ -4,7 +4,9 @@ The sender cannot see the receiver pause, fail (disk full, no permission, a file
 does not verify) or resume. The receiver says so with an ephemeral ``xfer`` signal
 (`app.node.state_message.TransferStatus`): when its transfer starts, is paused, fails
 or is retried, and again for every unfinished transfer from that contact when the
-contact (re)connects, since a signal to an offline contact is dropped. A failure is
+contact (re)connects, since a signal to an offline contact is dropped. The states
+waiting for one sender go together, up to `MAX_TOLD` in one ``xfers`` message
+(`TransferStatuses`), one message at a time (`FileTransfers._tell`). A failure is
 sent as a reason code, never as text: the sender shows its own words, and the
 receiver's error (which names its folders) stays with the receiver.
 
