@@ -14,9 +14,11 @@ import pytest
 import pytest_asyncio
 from test_file_endings import Node, _stuck_fetch, eventually, in_state, start_node, stop_node
 
+from app.node import file_transfers
 from app.node.api import (
     AddContact,
     ShareFiles,
+    StorageFailed,
     TransferChanged,
     TransferState,
     UpdateSettings,
@@ -192,3 +194,54 @@ async def test_a_receivers_list_of_states_moves_only_the_transfers_it_may_speak_
         assert stats["malformed"] == malformed + 3
     finally:
         await stop_node(carol)
+
+
+@pytest.mark.asyncio
+async def test_states_the_full_disk_held_back_go_together_and_only_if_still_true(
+    pair: list[Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob's profile disk is full as he accepts five files: the message telling Alice
+    can't go (its session state is stored first: here only the signals' meet the full
+    disk) and is tried again. A transfer he
+    paused meanwhile is not told as running: its pause follows, and all arrive."""
+    alice, bob = pair
+    monkeypatch.setattr(file_transfers, "TELL_RETRY_SECONDS", 0.2)
+    _stuck_fetch(bob, monkeypatch)
+    full = True
+    conversation = bob.service.files._conversation
+    assert conversation is not None
+    real_send = conversation.send_signal
+    told: list[object] = []
+
+    async def recording(address: str, plaintext: bytes) -> bool:
+        if full:  # what a signal's session state, stored first, meets
+            raise StorageFailed("Couldn't save to the profile database: the disk is full.")
+        sent = await real_send(address, plaintext)
+        told.append(decode_plaintext(plaintext))
+        return sent
+
+    monkeypatch.setattr(conversation, "send_signal", recording)
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"{i}.txt"
+        path.write_bytes(os.urandom(2000))
+        paths.append(str(path))
+    transfers = await alice.service.share_files(ShareFiles("Bob", paths))
+    for transfer in transfers:
+        await eventually(lambda t=transfer: in_state(bob, t.id, TransferState.RUNNING))
+    paused = transfers[2].id
+    await bob.service.files.pause(paused)
+    await asyncio.sleep(0.5)  # tried, and tried again: nothing could be sent
+    assert not told
+    full = False  # space was freed
+    for transfer in transfers:
+        state = TransferState.PAUSED if transfer.id == paused else TransferState.RUNNING
+        await eventually(lambda t=transfer, s=state: in_state(alice, t.id, s), 10)
+    sent = [
+        status
+        for message in told
+        for status in (message.statuses if isinstance(message, TransferStatuses) else [message])
+        if isinstance(status, TransferStatus)
+    ]
+    assert [s.state for s in sent if s.transfer_id == paused] == ["paused"]
+    assert len(told) <= 3  # the offers may come in two runs; then the pause
