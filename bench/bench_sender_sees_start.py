@@ -7,7 +7,11 @@ polled over her control socket (what ``transfers --json`` lists) every `POLL` se
 from just before the command: per file, the seconds from the start of the command until
 it stopped being ``offered`` on Alice's side, and what it became (``running``: Bob's
 ``xfer`` signal or a first block served; ``done``: Bob's ``file_done`` came first). Bob
-accepts every file within a second; the rest is Alice waiting to be told.
+accepts every file within a second; the rest is Alice waiting to be told. Per run:
+``listed`` (the polls), ``events`` (the same from the ``TransferChanged`` events her
+window follows), each with the first, median and last such time and the last counted
+from the end of the command; ``moved_by_signal``, how many rows Bob's state messages
+moved (Alice's log; the others moved as a first block was served).
 
 With ``--before CHECKOUT`` the daemons of every other run start from that checkout (old
 code) and this one (new code), alternating, so the two are measured in the same run on
