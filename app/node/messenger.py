@@ -214,6 +214,9 @@ class Messenger:
         self._locks: dict[str, asyncio.Lock] = {}
         self._ledgers: dict[str, Ledger] = {}
         self._deferred: set[str] = set()
+        # contacts whose start-up preparation (`_prepare`) has not finished: a stop then
+        # notes them unsettled, so the next start prepares them again
+        self._unprepared: set[str] = set()
         """Conversations not reconciled at start (nothing was unsettled after a clean
         stop): reconciled when their history is first loaded (`_ledger`)."""
         self._contacts: dict[str, ContactRecord] = {}
@@ -296,6 +299,7 @@ class Messenger:
         note = await asyncio.to_thread(take_note, self.store.paths)
         for record in await self.store.call(self.store.contacts.all):
             self._contacts[record.address] = record
+            self._unprepared.add(record.address)
             self._spawn(self._prepare(record.address, note))
 
     async def stop(self) -> None:
@@ -311,7 +315,11 @@ class Messenger:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        unsettled = [self.store.contact_tag(a) for a in list(self._ledgers) if self.lacking(a)]
+        # with those not prepared yet (a stop right after the start): left out, one
+        # waiting for its reconciliation after a crash, or noted unsettled by the last
+        # stop, was taken as settled and left unloaded at the next start
+        unsettled = {self.store.contact_tag(a) for a in list(self._ledgers) if self.lacking(a)}
+        unsettled |= {self.store.contact_tag(a) for a in self._unprepared}
         try:
             await asyncio.to_thread(leave_note, self.store.paths, unsettled)
         except OSError as exc:  # the next start reconciles everything: slower, not wrong
@@ -339,8 +347,10 @@ class Messenger:
             else:
                 await self._reconcile(address)
         except HistoryInvalid as exc:
+            self._unprepared.discard(address)
             self._history_invalid(address, exc)
             return
+        self._unprepared.discard(address)
         self.want(address)
 
     def _history_invalid(self, address: str, exc: HistoryInvalid) -> None:
