@@ -15,6 +15,7 @@ import getpass
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -805,13 +806,59 @@ def cmd_daemon(args: argparse.Namespace, profile: Path) -> int:
         lan=not args.no_lan,
         shaping=args.shaping,
     )
-    api.check_daemon_options(options)  # before a passphrase is typed
+
+    stop_signals = _StopSignals()
 
     def run(passphrase: api.PassphraseSource) -> int:
-        asyncio.run(api.run_daemon(options, passphrase))
+        stop_signals.interrupting = False  # from here on the node's start-up stops cleanly
+        try:
+            running = asyncio.run(api.run_daemon(options, passphrase, lambda: stop_signals.asked))
+        except api.WrongPassphrase:
+            stop_signals.install()  # asked again; the node's loop put the defaults back
+            raise
+        if not running:
+            _say(STOPPED_WHILE_STARTING, error=True)
         return 0
 
-    return asking_again(profile, run)
+    stop_signals.install()
+    try:
+        api.check_daemon_options(options)  # before a passphrase is typed
+        return asking_again(profile, run)
+    except KeyboardInterrupt:
+        # at the passphrase prompt (the terminal's cursor is after it) or before it:
+        # nothing was started
+        on_terminal = sys.stdin is not None and sys.stdin.isatty()
+        _say(("\n" if on_terminal else "") + STOPPED_WHILE_STARTING, error=True)
+        return 0
+
+
+STOPPED_WHILE_STARTING = "Stopped before the node was running."
+"""What `daemon` says when told to stop (Ctrl+C, SIGTERM, SIGHUP) while it started."""
+
+
+class _StopSignals:
+    """SIGINT, SIGTERM and SIGHUP for `daemon` until its node's event loop takes them
+    over (`api.run_daemon`): while `interrupting` (the passphrase prompt, the checks
+    before it) they end the command as Ctrl+C does; after, they are noted (`asked`)
+    for the node, which stops once it can, cleanly. SIGTERM and SIGHUP killed it there
+    (exit 143, nothing said; at the prompt the terminal was left not echoing what is
+    typed), and a KeyboardInterrupt as the event loop was made printed its traceback."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self.interrupting = True
+
+    def install(self) -> None:
+        self.interrupting = True
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            number = getattr(signal, name, None)
+            if number is not None:  # no SIGHUP on Windows
+                signal.signal(number, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.asked = True
+        if self.interrupting:
+            raise KeyboardInterrupt
 
 
 SLOW_NODE_AFTER = 10.0

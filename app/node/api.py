@@ -904,11 +904,17 @@ def check_daemon_options(options: DaemonOptions) -> None:
     check_options(options)
 
 
-async def run_daemon(options: DaemonOptions, passphrase: PassphraseSource | None) -> None:
-    """Run the headless node until SIGINT/SIGTERM (`scrambled-eggs daemon`)."""
+async def run_daemon(
+    options: DaemonOptions,
+    passphrase: PassphraseSource | None,
+    stop_asked: Callable[[], bool] | None = None,
+) -> bool:
+    """Run the headless node until SIGINT, SIGTERM or SIGHUP (`scrambled-eggs daemon`),
+    stopping cleanly; False if one came while it started (it never ran). `stop_asked`:
+    whether one came before this was called (the caller's own signal handlers)."""
     from app.node.daemon import run
 
-    await run(options, passphrase)
+    return await run(options, passphrase, stop_asked)
 
 
 def check_models() -> dict[str, str]:

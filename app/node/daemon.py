@@ -14,9 +14,9 @@ import contextlib
 import logging
 import logging.handlers
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from app.core.shaping import check_mode
 from app.node.api import (
@@ -24,6 +24,7 @@ from app.node.api import (
     InvalidArgument,
     PassphraseSource,
     ProfileNotFound,
+    WrongPassphrase,
 )
 from app.node.config import Config, load_config
 from app.node.dht import parse_host_port
@@ -36,6 +37,13 @@ if TYPE_CHECKING:
     from app.node.shaper import TraceEvent
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StopRequested(Exception):
+    """A stop was asked for (`hosted_node`'s `stop`) before the node was running; what
+    was started by then is stopped again, cleanly, before this is raised."""
 
 
 class _ProfileLogHandler(logging.handlers.RotatingFileHandler):
@@ -90,17 +98,34 @@ async def hosted_node(
     *,
     log_to_profile: bool = True,
     frame_trace: Callable[[TraceEvent], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[NodeService]:
     """Lock, unlock and open the profile, join the DHT, serve the control socket.
 
-    `frame_trace` receives every frame the shaper sees (tools/shaping/capture.py)."""
+    `frame_trace` receives every frame the shaper sees (tools/shaping/capture.py).
+    `stop`, once set, ends the start-up at its next safe point with `StopRequested`:
+    the wait for the profile's lock is given up at once; the unlock (Argon2id, in a
+    thread) and the opening of the store are let finish, and the store is closed
+    again; a node that is starting its network and messenger is let start, so that it
+    stops as after start-up (the caller sees `stop` set: the node is yielded). Nothing
+    is ever left half open, and the note of a clean stop is left as a stop after
+    start-up leaves it (`app.node.clean_stop`)."""
     paths = ProfilePaths(options.profile)
     config = check_options(options)
     bootstrap = [parse_host_port(p) for p in [*options.bootstrap, *config.bootstrap]]
-    async with waiting_lock(paths.lock):
+    async with contextlib.AsyncExitStack() as held:
+        await _unless_stopped(held.enter_async_context(waiting_lock(paths.lock)), stop)
+        _unless_stopped_now(stop)
         if log_to_profile:
             configure_logging(paths)
-        store = await asyncio.to_thread(open_store, options.profile, passphrase)
+        try:
+            store = await asyncio.to_thread(open_store, options.profile, passphrase)
+        except WrongPassphrase:
+            _unless_stopped_now(stop)  # not asked for again (`app.cli.asking_again`)
+            raise
+        if stop is not None and stop.is_set():
+            await asyncio.to_thread(store.close)
+            raise StopRequested
         # the rest of the node is imported only now, after Argon2id's 64 MiB are freed
         # (app/node/node_stack.py)
         from app.node.node_stack import running_node
@@ -109,18 +134,72 @@ async def hosted_node(
             yield service
 
 
-async def run(options: DaemonOptions, passphrase: PassphraseSource | None) -> None:
+def _unless_stopped_now(stop: asyncio.Event | None) -> None:
+    """`StopRequested` if `stop` is set."""
+    if stop is not None and stop.is_set():
+        raise StopRequested
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event | None) -> T:
+    """`work`'s result; if `stop` is set first, `work` is cancelled and `StopRequested`
+    raised. Only for work a cancel leaves with nothing half done (a wait for a lock)."""
+    if stop is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise StopRequested
+    return task.result()
+
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else []),  # not on Windows
+)
+"""The signals that stop a headless node cleanly: Ctrl+C, `kill` or a service manager,
+its terminal closed."""
+
+
+async def run(
+    options: DaemonOptions,
+    passphrase: PassphraseSource | None,
+    stop_asked: Callable[[], bool] | None = None,
+) -> bool:
     """Run headless until SIGINT, SIGTERM or SIGHUP (its terminal closed: it died at
-    once, as with SIGKILL, leaving the control socket and no note of a clean stop)."""
-    async with hosted_node(options, passphrase) as service:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        stopping = [signal.SIGINT, signal.SIGTERM]
-        if hasattr(signal, "SIGHUP"):  # not on Windows
-            stopping.append(signal.SIGHUP)
-        for sig in stopping:
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        status = await service.status()
-        print(f"node running: {status.address} on {', '.join(status.endpoints)}", flush=True)
-        await stop.wait()
+    once, as with SIGKILL, leaving the control socket and no note of a clean stop).
+
+    The signals are taken from the first moment: one that came while the node was
+    starting (waiting for the profile's lock, unlocking it, joining the network) killed
+    it with the default action, the control socket left behind and the note of the
+    last clean stop taken, so the next start reconciled every conversation (SIGINT:
+    exit 130, and "node running" could still be printed). Such a stop now ends the
+    start-up as `hosted_node` says, the same clean stop as later. Returns False if the
+    node was stopped before it was running ("node running" was not printed).
+    `stop_asked`: whether a stop came before the handlers were set here (`app.cli`)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if stop_asked is not None and stop_asked():  # before the handlers above were set
+        stop.set()
+    try:
+        async with hosted_node(options, passphrase, stop=stop) as service:
+            if stop.is_set():  # asked to stop while it started: no "node running"
+                return False
+            status = await service.status()
+            if stop.is_set():
+                return False
+            print(f"node running: {status.address} on {', '.join(status.endpoints)}", flush=True)
+            await stop.wait()
+    except StopRequested:
+        return False
+    return True
