@@ -8,7 +8,7 @@ import functools
 import gc
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,42 @@ MiB = 1024 * 1024
 PEER = "peer-address"
 
 
+async def until(condition: Callable[[], object], what: str, deadline: float = 60.0) -> None:
+    """Wait for `condition` (polled on the loop), not a fixed time: a fixed sleep for
+    something that happens on other threads is a flake on a loaded machine. `deadline`
+    only bounds a wait that would never end."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    while not condition():
+        if loop.time() > give_up:
+            raise AssertionError(f"not the case after {deadline} s: {what}")
+        await asyncio.sleep(0.01)
+
+
+async def mid_stream(served: Served, peer: str, fetching: asyncio.Future[Path]) -> None:
+    """Until `peer`'s stream is mid-way: blocks are being served (its first progress
+    report, after 16 blocks of a 64 MiB file's 256), the fetch still running."""
+    await until(lambda: peer in served.addresses or fetching.done(), "blocks served")
+    assert not fetching.done(), "the fetch ended before it could be stopped mid-stream"
+
+
+def running_streams(server: BulkServer) -> int:
+    """Connections whose ticket was redeemed (a stream slot each)."""
+    with server._lock:
+        return sum(1 for root in server._streams.values() if root)
+
+
+def connections(server: BulkServer) -> int:
+    """Connections the server holds: waiting for a ticket or streaming."""
+    with server._lock:
+        return len(server._streams)
+
+
+def waiting_hellos(server: BulkServer, host: str) -> int:
+    with server._lock:
+        return server._hellos.get(host, 0)
+
+
 class Served:
     """The server's progress reports (called on the event loop)."""
 
@@ -45,12 +81,16 @@ class Served:
 
 
 class Source:
-    """A `BlockSource` with a bulk stream: block by block from `store`, or never (None)."""
+    """A `BlockSource` with a bulk stream: block by block from `store`, or never (None);
+    its tickets are issued to `peer`."""
 
-    def __init__(self, server: BulkServer, root: bytes, store: Blockstore | None = None) -> None:
+    def __init__(
+        self, server: BulkServer, root: bytes, store: Blockstore | None = None, peer: str = PEER
+    ) -> None:
         self.server = server
         self.root = root
         self.store = store
+        self.peer = peer
         self.asked: list[bytes] = []
 
     async def get_block(self, cid: bytes) -> bytes | None:
@@ -58,7 +98,7 @@ class Source:
         return None if self.store is None else await self.store.get_block(cid)
 
     async def bulk_ticket(self) -> BulkTicket | None:
-        secret = self.server.issue(PEER, self.root)
+        secret = self.server.issue(self.peer, self.root)
         return None if secret is None else BulkTicket("127.0.0.1", self.server.port, secret)
 
 
@@ -107,10 +147,15 @@ async def test_a_file_arrives_over_the_bulk_stream(
     )
     assert saved.read_bytes() == data
     assert source.asked == []
-    await asyncio.sleep(0.1)  # the last progress report reaches the loop
-    assert served.addresses == {PEER}
     leaves = [c for c in store.cids_sync() if cid_codec(c) == CODEC_RAW]
-    assert sorted(c for c in served.cids if cid_codec(c) == CODEC_RAW) == sorted(leaves)
+
+    def reported() -> list[bytes]:
+        return [c for c in served.cids if cid_codec(c) == CODEC_RAW]
+
+    # the last progress report reaches the loop after the stream's end
+    await until(lambda: len(reported()) >= len(leaves), "every leaf reported served")
+    assert served.addresses == {PEER}
+    assert sorted(reported()) == sorted(leaves)
 
 
 @pytest.mark.asyncio
@@ -265,7 +310,10 @@ async def test_silent_connections_of_one_host_and_busy_slots_are_bounded(
     other_host = functools.partial(connect, source_address=("127.0.0.2", 0))
     silent = [other_host() for _ in range(bulk_server.MAX_HELLOS_PER_HOST)]
     try:
-        await asyncio.sleep(0.2)  # accepted and counted
+        await until(
+            lambda: waiting_hellos(server, "127.0.0.2") == bulk_server.MAX_HELLOS_PER_HOST,
+            "the silent connections accepted and counted",
+        )
         with other_host() as one_too_many:
             assert await asyncio.to_thread(one_too_many.recv, 1) == b""  # closed at once
         # a contact on another host is not kept out by them
@@ -274,7 +322,7 @@ async def test_silent_connections_of_one_host_and_busy_slots_are_bounded(
     finally:
         for sock in silent:
             sock.close()
-    await asyncio.sleep(0.2)
+    await until(lambda: connections(server) == 0, "the closed connections let go")
 
     streams = []
     try:
@@ -283,13 +331,16 @@ async def test_silent_connections_of_one_host_and_busy_slots_are_bounded(
             sock = connect()
             sock.sendall(ticket_id(running))
             streams.append(sock)
-        await asyncio.sleep(0.2)
+        await until(
+            lambda: running_streams(server) == bulk_server.MAX_STREAMS,
+            "every slot taken by a redeemed ticket",
+        )
         with pytest.raises(ConnectionError):  # no free slot
             await asyncio.to_thread(ask_root, server.port, secret, root)
     finally:
         for sock in streams:
             sock.close()
-    await asyncio.sleep(0.2)
+    await until(lambda: running_streams(server) == 0, "the closed streams' slots free")
     assert await asyncio.to_thread(ask_root, server.port, secret, root)  # still valid
 
 
@@ -323,15 +374,13 @@ async def test_revoking_the_file_closes_its_streams(
 async def test_an_aborted_stream_returns_only_after_its_last_write(
     alice: tuple[BulkServer, Blockstore, Served], tmp_path: Path
 ) -> None:
-    server, store, _ = alice
+    server, store, served = alice
     manifest, _ = await shared(tmp_path, 64 * MiB, store)
     source = Source(server, manifest.root_cid)
     fetching = asyncio.ensure_future(
         receive_file(manifest, Blockstore(tmp_path / "bob"), tmp_path / "dl", {"a": source})
     )
-    while not list((tmp_path / "dl").glob("*.part")):
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    await mid_stream(served, PEER, fetching)
     fetching.cancel()
     with pytest.raises(asyncio.CancelledError):
         await fetching
@@ -345,17 +394,16 @@ async def test_stopping_a_stream_logs_no_unretrieved_error(
 ) -> None:
     """Cancelling (a pause or cancel of the transfer) ends the stream with the error our
     abort causes; that error is expected, so asyncio must not report it as unretrieved."""
-    server, store, _ = alice
+    server, store, served = alice
     manifest, _ = await shared(tmp_path, 64 * MiB, store)
     for attempt in range(3):
-        source = Source(server, manifest.root_cid)
+        peer = f"peer-{attempt}"  # named in the progress reports of this attempt's stream
+        source = Source(server, manifest.root_cid, peer=peer)
         dl = tmp_path / f"dl{attempt}"
         fetching = asyncio.ensure_future(
             receive_file(manifest, Blockstore(tmp_path / f"bob{attempt}"), dl, {"a": source})
         )
-        while not list(dl.glob("*.part")):
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # mid-stream
+        await mid_stream(served, peer, fetching)
         fetching.cancel()
         with pytest.raises(asyncio.CancelledError):
             await fetching
