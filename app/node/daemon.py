@@ -168,6 +168,21 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = (
 its terminal closed."""
 
 
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """Set `stop` on each of `STOP_SIGNALS` from now on (while the loop runs)."""
+    loop = asyncio.get_running_loop()
+
+    def wake(signum: int, frame: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: stopped already
+            loop.call_soon_threadsafe(stop.set)
+
+    for sig in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # Windows: a plain handler (it wakes the loop)
+            signal.signal(sig, wake)
+
+
 async def run(
     options: DaemonOptions,
     passphrase: PassphraseSource | None,
@@ -185,10 +200,7 @@ async def run(
     node was stopped before it was running ("node running" was not printed).
     `stop_asked`: whether a stop came before the handlers were set here (`app.cli`)."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in STOP_SIGNALS:
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    _stop_on_signals(stop)
     if stop_asked is not None and stop_asked():  # before the handlers above were set
         stop.set()
     try:
