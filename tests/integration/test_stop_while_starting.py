@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import termios
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,19 @@ def profile(stopped_once: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.fixture
+def terminals() -> Iterator[list[Terminal]]:
+    """Daemons a test runs on a terminal: killed at its end if still there (a failed
+    test), as `daemons` stops the others."""
+    started: list[Terminal] = []
+    yield started
+    for terminal in started:
+        with contextlib.suppress(ChildProcessError):  # reaped: it ended in the test
+            if os.waitpid(terminal.pid, os.WNOHANG) == (0, 0):
+                os.kill(terminal.pid, signal.SIGKILL)
+                os.waitpid(terminal.pid, 0)
+
+
 def left_as_after_a_clean_stop(profile: Path) -> bool:
     """No control socket, the note of a clean stop, and the lock free: the next start
     skips the reconciling a crash calls for."""
@@ -74,10 +88,13 @@ def finished(daemon: Daemon) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
-def test_a_stop_while_the_profile_is_unlocked(profile: Path, sig: signal.Signals) -> None:
+def test_a_stop_while_the_profile_is_unlocked(
+    profile: Path, sig: signal.Signals, daemons: list[Daemon]
+) -> None:
     """Sent as the lock is taken (the log opened, Argon2id next): the unlock and the
     store's opening finish, the store is closed again, nothing else is started."""
     daemon = Daemon(profile, *LOOPBACK, passphrase=PASS)
+    daemons.append(daemon)
     wait_for(lambda: (ProfilePaths(profile).logs / "node.log").exists(), interval=0.002)
     daemon.process.send_signal(sig)
     code, out, err = finished(daemon)
@@ -89,10 +106,13 @@ def test_a_stop_while_the_profile_is_unlocked(profile: Path, sig: signal.Signals
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
-def test_a_stop_while_the_network_starts(profile: Path, sig: signal.Signals) -> None:
+def test_a_stop_while_the_network_starts(
+    profile: Path, sig: signal.Signals, daemons: list[Daemon]
+) -> None:
     """Sent as the control socket appears (the note of the last clean stop is taken by
     then): the node finishes starting and stops as after start-up, noting it."""
     daemon = Daemon(profile, *LOOPBACK, passphrase=PASS)
+    daemons.append(daemon)
     wait_for(lambda: ProfilePaths(profile).control_socket.exists(), interval=0.002)
     daemon.process.send_signal(sig)
     code, out, err = finished(daemon)
@@ -113,13 +133,16 @@ def has_an_event_loop(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
-def test_a_stop_while_waiting_for_the_profile_lock(profile: Path, sig: signal.Signals) -> None:
+def test_a_stop_while_waiting_for_the_profile_lock(
+    profile: Path, sig: signal.Signals, daemons: list[Daemon]
+) -> None:
     """The profile is held by another process (a command, the app closing): the daemon
     waits for it; told to stop meanwhile, it gives up the wait at once."""
     lock = ProfileLock(ProfilePaths(profile).lock)
     lock.acquire()
     try:
         daemon = Daemon(profile, *LOOPBACK, passphrase=PASS)
+        daemons.append(daemon)
         wait_for(lambda: has_an_event_loop(daemon.process.pid), interval=0.01)
         daemon.process.send_signal(sig)
         code, out, err = finished(daemon)
@@ -134,11 +157,14 @@ def test_a_stop_while_waiting_for_the_profile_lock(profile: Path, sig: signal.Si
 @pytest.mark.parametrize(
     "key", [b"\x03", signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "SIGTERM", "SIGHUP"]
 )
-def test_a_stop_at_the_passphrase_prompt(profile: Path, key: bytes | signal.Signals) -> None:
+def test_a_stop_at_the_passphrase_prompt(
+    profile: Path, key: bytes | signal.Signals, terminals: list[Terminal]
+) -> None:
     """Ctrl+C typed at the prompt, or SIGTERM/SIGHUP sent to the daemon there: it says
     so in a line and exits 0, the terminal echoing again (SIGTERM killed it there and
     left the terminal not showing what is typed)."""
     terminal = Terminal(profile, "daemon", *LOOPBACK)
+    terminals.append(terminal)
     terminal.read_until("Passphrase: ")
     if isinstance(key, bytes):
         terminal.type(key)
@@ -151,10 +177,13 @@ def test_a_stop_at_the_passphrase_prompt(profile: Path, key: bytes | signal.Sign
     assert left_as_after_a_clean_stop(profile)
 
 
-def test_a_stop_while_a_mistyped_passphrase_is_tried(profile: Path) -> None:
+def test_a_stop_while_a_mistyped_passphrase_is_tried(
+    profile: Path, terminals: list[Terminal]
+) -> None:
     """Told to stop while the typed passphrase is being tried, a daemon for which it is
     wrong stops: it does not ask for it again."""
     terminal = Terminal(profile, "daemon", *LOOPBACK)
+    terminals.append(terminal)
     terminal.read_until("Passphrase: ")
     terminal.type(b"a typo in it\n")
     terminal.read_until("\n")  # the line was read: the unlock (Argon2id) begins
