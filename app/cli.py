@@ -849,11 +849,13 @@ class _StopSignals:
         self.interrupting = True
 
     def install(self) -> None:
+        """Take the signals not ignored by whoever started us (`nohup`, a background
+        job of a script): the node leaves those ignored too."""
         self.interrupting = True
         for name in ("SIGINT", "SIGTERM", "SIGHUP"):
             number = getattr(signal, name, None)
-            if number is not None:  # no SIGHUP on Windows
-                signal.signal(number, self._on_signal)
+            if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+                signal.signal(number, self._on_signal)  # (no SIGHUP on Windows)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.asked = True

@@ -169,7 +169,11 @@ its terminal closed."""
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
-    """Set `stop` on each of `STOP_SIGNALS` from now on (while the loop runs)."""
+    """Set `stop` on each of `STOP_SIGNALS` from now on (while the loop runs), but for
+    those ignored by whoever started the process: under `nohup` (SIGHUP ignored) the
+    node stopped when its terminal closed, which is what nohup is for preventing; a
+    background job of a script (SIGINT ignored) stopped at a Ctrl+C meant for the
+    script's foreground."""
     loop = asyncio.get_running_loop()
 
     def wake(signum: int, frame: object) -> None:
@@ -177,6 +181,8 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
             loop.call_soon_threadsafe(stop.set)
 
     for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue
         try:
             loop.add_signal_handler(sig, stop.set)
         except NotImplementedError:  # Windows: a plain handler (it wakes the loop)

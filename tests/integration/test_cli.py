@@ -169,6 +169,36 @@ def test_a_daemon_whose_terminal_closes_stops_cleanly(tmp_path: Path) -> None:
     assert (a / NOTE_NAME).exists()
 
 
+def signals_of(pid: int) -> dict[str, set[int]]:
+    """Which signals a process ignores ("SigIgn") and catches ("SigCgt"): Linux's /proc."""
+    masks = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigIgn", "SigCgt"):
+            bits = int(value, 16)
+            masks[key] = {n for n in range(1, 65) if bits >> (n - 1) & 1}
+    return masks
+
+
+def test_a_daemon_started_under_nohup_outlives_its_terminal(tmp_path: Path) -> None:
+    """`nohup scrambled-eggs daemon &` ignores SIGHUP so that closing the terminal does
+    not end it; the daemon took SIGHUP over as a stop anyway (so it stopped cleanly with
+    the terminal). Signals ignored by whoever started it stay ignored."""
+    a = tmp_path / "a"
+    cli_json(a, "init", "--name", "A", "--no-passphrase")
+    daemon = Daemon(a, *LOOPBACK, prefix=("nohup",))
+    try:
+        daemon.wait_ready()
+        masks = signals_of(daemon.process.pid)
+        assert signal.SIGHUP in masks["SigIgn"] and signal.SIGHUP not in masks["SigCgt"]
+        assert signal.SIGTERM in masks["SigCgt"]
+        daemon.process.send_signal(signal.SIGHUP)  # the terminal closes
+        assert cli_json(a, "status")["running"] and daemon.process.poll() is None
+    finally:
+        assert daemon.stop() == 0  # SIGTERM still stops it, cleanly
+    assert (a / NOTE_NAME).exists()
+
+
 def test_the_passphrase_is_set_and_changed_from_the_command_line(
     tmp_path: Path, daemons: list[Daemon], monkeypatch: pytest.MonkeyPatch
 ) -> None:
