@@ -214,11 +214,11 @@ class Messenger:
         self._locks: dict[str, asyncio.Lock] = {}
         self._ledgers: dict[str, Ledger] = {}
         self._deferred: set[str] = set()
-        # contacts whose start-up preparation (`_prepare`) has not finished: a stop then
-        # notes them unsettled, so the next start prepares them again
-        self._unprepared: set[str] = set()
         """Conversations not reconciled at start (nothing was unsettled after a clean
         stop): reconciled when their history is first loaded (`_ledger`)."""
+        self._unprepared: set[str] = set()
+        """Contacts whose start-up preparation (`_prepare`) has not finished: a stop then
+        notes them unsettled, so the next start prepares them again."""
         self._contacts: dict[str, ContactRecord] = {}
         self._peer_heads: dict[str, list[Cid]] = {}
         self._latest_written: dict[bytes, dict[Cid, int]] = {}
