@@ -18,7 +18,7 @@ from app.core.bulk import RecordOpener, RecordSealer, encode_wants, stream_keys,
 from app.core.file_crypto import FileManifest
 from app.core.identity import IdentityKeys
 from app.core.unixfs import CODEC_RAW, cid_codec
-from app.node import bulk_server
+from app.node import block_exchange, bulk_server
 from app.node.block_exchange import BlockExchange
 from app.node.blockstore import Blockstore
 from app.node.bulk_fetch import BulkStream, BulkTicket
@@ -494,7 +494,12 @@ class EmptySink:
 
 
 @pytest.mark.asyncio
-async def test_no_tickets_in_strict_shaping(tmp_path: Path) -> None:
+async def test_no_tickets_in_strict_shaping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an answer that never came would now wait 10 minutes, not 5 s: the generous bound
+    # below tells a refusal from a time-out without timing anything
+    monkeypatch.setattr(block_exchange, "TICKET_TIMEOUT", 600.0)
     settings = TransportSettings(prefer_websocket=True, backoff_initial=0.2, backoff_max=1.0)
     keys = [IdentityKeys.from_seeds(os.urandom(32), os.urandom(32)) for _ in range(2)]
     alice = NetworkStack(keys[0], settings=settings)
@@ -515,9 +520,9 @@ async def test_no_tickets_in_strict_shaping(tmp_path: Path) -> None:
         for exchange in (alice_exchange, bob_exchange):
             exchange.start()
         await bob.manager.connect(alice.address)
-        # Bob shapes strictly: he does not ask, and refuses at once (no 5 s time-out)
-        assert await asyncio.wait_for(bob_exchange.bulk_ticket(alice.address, root), 2) is None
-        assert await asyncio.wait_for(alice_exchange.bulk_ticket(bob.address, root), 2) is None
+        # Bob shapes strictly: he does not ask, and refuses (no waiting for a time-out)
+        assert await asyncio.wait_for(bob_exchange.bulk_ticket(alice.address, root), 60) is None
+        assert await asyncio.wait_for(alice_exchange.bulk_ticket(bob.address, root), 60) is None
     finally:
         await server.stop()
         for stack in (alice, bob):
