@@ -15,6 +15,7 @@ import getpass
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -981,6 +982,65 @@ def run(args: argparse.Namespace) -> int:
         _say(f"error: {exc.strerror or exc}{where}", error=True)
         return 1
     raise AssertionError(f"unhandled command {args.command}")
+
+
+# --------------------------------------------------------------------------- invite links
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+"""The start of a URL (a scheme of 2 characters or more: `C:\\...` is a Windows path)."""
+
+
+def link_argument(argv: list[str]) -> tuple[list[str], str | None]:
+    """`argv` without the link a desktop hands over when an `eggs:` link is clicked
+    (`scrambled-eggs %u`, `scrambled-eggs.exe "%1"`), and that link; `None` when the
+    first argument that is not an option is not a URL (a command, or nothing)."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--profile":
+            index += 2
+        elif arg.startswith("-"):
+            index += 1
+        elif _URL.match(arg):
+            return argv[:index] + argv[index + 1 :], arg
+        else:
+            return argv, None
+    return argv, None
+
+
+WINDOW_GOT_LINK = "The invite is open in the Scrambled Eggs window: check it there and press Add."
+
+
+def open_link(args: argparse.Namespace, link: str) -> int | None:
+    """`scrambled-eggs [--profile DIR] LINK`: an invite link the app was asked to open.
+    The running window of the profile gets it (exit 0); `None`: nothing runs the
+    profile, so the caller opens the window with it. A link that can't be an invite,
+    or a headless daemon holding the profile, is said on stderr (exit 1)."""
+    profile = api.resolve_profile(args.profile)
+    holder = ""
+    try:
+        link = api.check_invite_link(link)
+        info = api.inspect_profile(profile)
+        if not info.in_use:
+            return None
+        holder = info.holder
+        asyncio.run(api.open_invite_in_window(profile, link))
+    except api.NoWindow:
+        process = f" (process {holder})" if holder else ""
+        _say(
+            f"error: Scrambled Eggs runs on the profile in {profile} as a headless daemon"
+            f"{process}, without a window to show the invite in. Add the contact with: "
+            f"scrambled-eggs contacts add {shlex.quote(link)}",
+            error=True,
+        )
+        return 1
+    except api.NodeError as exc:
+        _say(f"error: {exc}", error=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    _say(WINDOW_GOT_LINK)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import qasync
-from PySide6.QtCore import QByteArray, QCoreApplication, QObject, QSettings, QTimer
+from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QSettings, QTimer
+from PySide6.QtGui import QFileOpenEvent
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.gui.asyncqt import run_dialog, signal_future
@@ -33,6 +34,7 @@ from app.node.api import (
     WrongPassphrase,
     host_node,
     inspect_profile,
+    opening_links,
     passphrase_from_env,
     resolve_profile,
 )
@@ -48,7 +50,9 @@ def _tr(text: str) -> str:
 class GuiSession(QObject):
     """One run of the desktop app over one profile."""
 
-    def __init__(self, options: DaemonOptions, themes: ThemeManager | None = None) -> None:
+    def __init__(
+        self, options: DaemonOptions, themes: ThemeManager | None = None, link: str | None = None
+    ) -> None:
         super().__init__()
         self.options = options
         self.themes = themes
@@ -56,6 +60,23 @@ class GuiSession(QObject):
         self.bridge: NodeBridge | None = None
         self.window: MainWindow | None = None
         self._stack = AsyncExitStack()
+        self._link = link
+        """An invite link to show in the Add contact dialog once the window is ready."""
+        self._window_ready = False
+
+    def open_link(self, link: str) -> None:
+        """An invite link clicked outside the app (given at start, sent by a second
+        `scrambled-eggs eggs:...`, or by macOS): the window comes to the front with the
+        Add contact dialog filled with it; kept until the window is ready (after the
+        first-run or unlock dialog). Nothing is added until the user presses Add."""
+        self._link = link
+        if self._window_ready:
+            self._show_link()
+
+    def _show_link(self) -> None:
+        link, self._link = self._link, None
+        if link is not None and self.window is not None:
+            self.window.open_invite_link(link)
 
     # ------------------------------------------------------------------ steps
 
@@ -157,10 +178,13 @@ class GuiSession(QObject):
         await self.bridge.start()
         await window.load()
         window.set_ready(True)
+        self._window_ready = True
+        self._show_link()
         return window
 
     async def shutdown(self) -> None:
         """Close the window and stop the node (idempotent)."""
+        self._window_ready = False
         if self.window is not None:
             save_geometry(self.window, self._geometry_file)
             self.window.conversation.flush_draft()  # typed in the last second: kept too
@@ -180,11 +204,12 @@ class GuiSession(QObject):
     async def run(self) -> int:
         """The whole life of the app; returns the process exit code."""
         try:
-            if not await self.open_profile(early_window=True):
-                return 0 if self.node is None else 1
-            window = await self.start_window()
-            await signal_future(window.quitRequested)
-            return 0
+            with opening_links(self.options.profile, self.open_link):
+                if not await self.open_profile(early_window=True):
+                    return 0 if self.node is None else 1
+                window = await self.start_window()
+                await signal_future(window.quitRequested)
+                return 0
         finally:
             await self.shutdown()
 
@@ -242,15 +267,36 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def run_gui(profile_arg: str | None) -> int:
-    """Open the desktop app on the chosen profile; returns the exit code."""
+class LinkOpenEvents(QObject):
+    """macOS hands a clicked `eggs:` link (CFBundleURLTypes in the bundle's Info.plist)
+    to the running app as a `QFileOpenEvent` with a url(), not on the command line."""
+
+    def __init__(self, session: GuiSession) -> None:
+        super().__init__()
+        self._session = session
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.FileOpen and isinstance(event, QFileOpenEvent):
+            url = event.url()
+            if url.scheme().lower() == "eggs":
+                # as the link was written: percent-encoded, as an invite carries its name
+                self._session.open_link(bytes(url.toEncoded().data()).decode("ascii"))
+                return True
+        return super().eventFilter(watched, event)
+
+
+def run_gui(profile_arg: str | None, link: str | None = None) -> int:
+    """Open the desktop app on the chosen profile; returns the exit code. `link`: an
+    invite link to show in the Add contact dialog once the window is up."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app = make_application()
     themes = ThemeManager(app)
     themes.apply("system")
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    session = GuiSession(DaemonOptions(profile=resolve_profile(profile_arg)), themes)
+    session = GuiSession(DaemonOptions(profile=resolve_profile(profile_arg)), themes, link)
+    link_events = LinkOpenEvents(session)
+    app.installEventFilter(link_events)
 
     def stop(*_: object) -> None:
         if session.window is not None:
@@ -272,4 +318,4 @@ def run_gui(profile_arg: str | None) -> int:
             return 130
 
 
-__all__ = ["GuiSession", "make_application", "run_gui"]
+__all__ = ["GuiSession", "LinkOpenEvents", "make_application", "run_gui"]

@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
         self.bridge = bridge
         self._themes = themes
         self.me: Whoami | None = None
+        self._add_dialog: AddContactDialog | None = None
         self.settings: Settings | None = None
         self._quitting = False
         self._told_about_tray = False
@@ -923,8 +924,36 @@ class MainWindow(QMainWindow):
     @async_slot()
     async def show_add_contact(self) -> None:
         """Ctrl+N: add a contact from an invite."""
-        dialog = AddContactDialog(self.bridge, self, self.me.address if self.me else None)
-        if await run_dialog(dialog) and dialog.added is not None:
+        await self._add_contact(None)
+
+    def open_invite_link(self, link: str) -> None:
+        """An invite link clicked outside the app: the window comes to the front with the
+        Add contact dialog filled with it (the one already open, if any). The user
+        checks the name and fingerprint there and presses Add; nothing is added before."""
+        if self.isMinimized():
+            self.showNormal()
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        if self._add_dialog is not None:
+            self._add_dialog.use_link(link)
+            self._add_dialog.raise_()
+            self._add_dialog.activateWindow()
+            return
+        self._add_from_link(link)
+
+    @async_slot(str)
+    async def _add_from_link(self, link: str) -> None:
+        await self._add_contact(link)
+
+    async def _add_contact(self, link: str | None) -> None:
+        dialog = AddContactDialog(self.bridge, self, self.me.address if self.me else None, link)
+        self._add_dialog = dialog
+        try:
+            accepted = await run_dialog(dialog)
+        finally:
+            self._add_dialog = None
+        if accepted and dialog.added is not None:
             self._on_contact_added(dialog.added)
             self.open_conversation(dialog.added.address)
         dialog.deleteLater()

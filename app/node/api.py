@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -107,6 +109,13 @@ class BadInvite(NodeError):
     """An invite link or address could not be parsed or verified."""
 
     code = "bad_invite"
+
+
+class NoWindow(NodeError):
+    """An invite link was sent to a node that runs without the app's window (a headless
+    `daemon`): there is no Add contact dialog to show it in."""
+
+    code = "no_window"
 
 
 class ContactNotFound(NodeError):
@@ -398,6 +407,23 @@ class AddContact:
 
     invite_or_address: str
     name: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenInvite:
+    """Ask the app's window to show its Add contact dialog filled with `link` (an invite
+    link clicked outside the app). Nothing is added until the user presses Add."""
+
+    link: str
+
+
+@dataclass(frozen=True)
+class InvitePreview:
+    """What a verified invite link holds, shown before the contact is added."""
+
+    name: str
+    address: str
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -827,6 +853,46 @@ def passphrase_from_env() -> str | None:
     return os.environ.get(PASSPHRASE_ENV)
 
 
+MAX_LINK_CHARS = 2048
+"""The longest invite link (`app.core.identity.MAX_INVITE_CHARS`, docs/protocol.md
+section 1): anything longer handed to the app is refused before it is shown."""
+
+_LINK_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Characters no invite link holds (an invite percent-encodes its name): control
+characters, line breaks and tabs (which URL parsing would silently drop), and
+bidirectional overrides."""
+
+
+def check_invite_link(text: str) -> str:
+    """`text` without surrounding spaces if it has the shape of an invite link (`eggs:`,
+    at most `MAX_LINK_CHARS`, no control characters); `BadInvite` saying what is wrong
+    otherwise. The signature is checked by `read_invite` and `add_contact`."""
+    link = text.strip()
+    if len(link) > MAX_LINK_CHARS:
+        raise BadInvite(
+            f"That link is too long to be an invite: {len(link):,} characters, and an "
+            f"invite link has at most {MAX_LINK_CHARS:,}."
+        )
+    if link[:5].lower() != "eggs:":
+        raise BadInvite(
+            "That is not an invite link: Scrambled Eggs opens only links that start with 'eggs:'."
+        )
+    if _LINK_CONTROLS.search(link):
+        raise BadInvite(
+            "That invite link holds control characters, which no invite has: ask your "
+            "contact for their link again."
+        )
+    return link
+
+
+def read_invite(text: str) -> InvitePreview:
+    """The name, address and fingerprint an invite link holds, once its shape and
+    signature are checked; `BadInvite` with the sentence `add_contact` would give."""
+    from app.node.invite_preview import preview
+
+    return preview(check_invite_link(text))
+
+
 def check_new_passphrase(passphrase: str) -> None:
     """`InvalidArgument` if `passphrase` is too short for a new profile (say so before
     asking for it a second time)."""
@@ -894,6 +960,25 @@ async def host_node(
 
     async with hosted_node(options, passphrase) as node:
         yield node
+
+
+def opening_links(profile: Path, opener: Callable[[str], None]) -> ContextManager[None]:
+    """While in this context, the node serving `profile` in this process hands each
+    invite link a client sends it (`scrambled-eggs eggs:...`, the method
+    `window.open_invite`) to `opener`, shape-checked; without one it answers `NoWindow`.
+    The app's window registers itself so; `opener` must only show the link."""
+    from app.node.control import opening_links as registered
+
+    return registered(profile, opener)
+
+
+async def open_invite_in_window(profile: Path, link: str, wait: float = 15.0) -> None:
+    """Hand `link` to the window of the app running on `profile`. `NoWindow` if the node
+    there is a headless daemon, `ControlUnavailable` if no node answers within `wait`
+    seconds (one starting opens its control socket after joining the network)."""
+    from app.node.control import open_invite_in_window as send
+
+    await send(profile, check_invite_link(link), wait)
 
 
 def check_daemon_options(options: DaemonOptions) -> None:

@@ -16,8 +16,9 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from app.node.api import (
@@ -41,6 +42,8 @@ from app.node.api import (
     NodeError,
     NodeEvent,
     NodeStopping,
+    NoWindow,
+    OpenInvite,
     PauseTransfer,
     Peer,
     RemoveContact,
@@ -59,6 +62,7 @@ from app.node.api import (
     VerifyContact,
     VerifyHistory,
     Whoami,
+    check_invite_link,
     error_class,
 )
 from app.node.fsutil import atomic_write
@@ -134,6 +138,36 @@ METHODS: dict[str, Method] = {
     "transfers.pause": Method("pause_transfer", PauseTransfer, Transfer),
     "transfers.retry": Method("retry_transfer", RetryTransfer, Transfer),
 }
+
+
+OPEN_INVITE = "window.open_invite"
+"""The one method not on `NodeApi`: hand an invite link to the app's window, which shows
+it in its Add contact dialog (`params: {"link": str}`, result `true`)."""
+
+NO_WINDOW = (
+    "Scrambled Eggs runs on this profile without its window (a 'scrambled-eggs daemon'), "
+    "so there is no window to show the invite in."
+)
+
+_LINK_OPENERS: dict[Path, Callable[[str], None]] = {}
+"""The window of each profile hosted in this process, by profile folder."""
+
+
+def _profile_key(profile: Path) -> Path:
+    return Path(os.path.realpath(profile))
+
+
+@contextlib.contextmanager
+def opening_links(profile: Path, opener: Callable[[str], None]) -> Iterator[None]:
+    """`OPEN_INVITE` on `profile`'s control socket calls `opener` while in this context
+    (see `app.node.api.opening_links`)."""
+    key = _profile_key(profile)
+    _LINK_OPENERS[key] = opener
+    try:
+        yield
+    finally:
+        if _LINK_OPENERS.get(key) is opener:
+            del _LINK_OPENERS[key]
 
 
 # --------------------------------------------------------------------------- server
@@ -276,6 +310,8 @@ class ControlServer:
         if name == "events.subscribe":
             forwarders.append(asyncio.create_task(self._forward_events(send, cut_off)))
             return {"jsonrpc": "2.0", "id": rid, "result": True}
+        if name == OPEN_INVITE:
+            return self._open_invite(request, rid)
         method = METHODS.get(name)
         if method is None:
             return _error(rid, METHOD_NOT_FOUND, f"unknown method {_clip(name)!r}")
@@ -296,6 +332,29 @@ class ControlServer:
             log.exception("control method %s failed", name)
             return _error(rid, INTERNAL_ERROR, "internal error; see the node's log")
         return {"jsonrpc": "2.0", "id": rid, "result": to_json(result)}
+
+    def _open_invite(self, request: dict[str, Any], rid: Any) -> dict[str, Any]:
+        """Hand a shape-checked invite link to this profile's window; nothing else (the
+        window asks the user before anything is added)."""
+        try:
+            command = from_json(OpenInvite, request.get("params") or {})
+        except (ValueError, TypeError) as exc:
+            return _error(rid, INVALID_PARAMS, _clip(str(exc)))
+        if not isinstance(command.link, str):
+            return _error(rid, INVALID_PARAMS, "the link is a string")
+        try:
+            link = check_invite_link(command.link)
+        except NodeError as exc:
+            return _error(rid, NODE_ERROR, str(exc), {"type": exc.code})
+        opener = _LINK_OPENERS.get(_profile_key(self._paths.root))
+        if opener is None:
+            return _error(rid, NODE_ERROR, NO_WINDOW, {"type": NoWindow.code})
+        try:
+            opener(link)
+        except Exception:
+            log.exception("the window could not take an invite link")
+            return _error(rid, INTERNAL_ERROR, "internal error; see the node's log")
+        return {"jsonrpc": "2.0", "id": rid, "result": True}
 
     async def _forward_events(
         self, send: Callable[..., Awaitable[None]], cut_off: Callable[[], None]
@@ -542,6 +601,31 @@ class ControlClient:
             yield event
             if isinstance(event, NodeStopping):
                 return
+
+
+CONNECT_RETRY = 0.2
+"""Seconds between attempts to reach a node that holds its profile but does not answer
+yet (it opens its control socket once it has joined the network)."""
+
+
+async def open_invite_in_window(profile: Path, link: str, wait: float) -> None:
+    """Send `OPEN_INVITE` with `link` to the node serving `profile` (see
+    `app.node.api.open_invite_in_window`)."""
+    paths = ProfilePaths(profile)
+    deadline = asyncio.get_running_loop().time() + wait
+    client = await connect_control(paths)
+    while client is None:
+        if asyncio.get_running_loop().time() >= deadline:
+            raise ControlUnavailable(
+                f"Scrambled Eggs holds the profile in {profile} but does not answer: it "
+                "may still be starting, or be stopped (Ctrl+Z). Try again in a moment."
+            )
+        await asyncio.sleep(CONNECT_RETRY)
+        client = await connect_control(paths)
+    try:
+        await client.call(OPEN_INVITE, OpenInvite(link))
+    finally:
+        await client.close()
 
 
 async def connect_control(paths: ProfilePaths, timeout: float = 5.0) -> ControlClient | None:

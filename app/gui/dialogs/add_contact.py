@@ -7,6 +7,7 @@ from PySide6.QtGui import QGuiApplication, QKeyEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
+    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -26,7 +27,8 @@ from app.gui.dialogs.common import (
     show_error,
     title_label,
 )
-from app.node.api import Contact, NameTaken
+from app.gui.views.peer_text import breakable, isolated, one_line_name
+from app.node.api import BadInvite, Contact, NameTaken, check_invite_link, read_invite
 
 
 class InviteEdit(QPlainTextEdit):
@@ -42,10 +44,16 @@ class InviteEdit(QPlainTextEdit):
 
 
 class AddContactDialog(QDialog):
-    """Paste an invite, optionally name the contact; errors appear inline."""
+    """Paste an invite, optionally name the contact; errors appear inline. An invite's
+    name and fingerprint are shown under it before the user adds it. `link`: an invite
+    link clicked outside the app, filled in (see `use_link`)."""
 
     def __init__(
-        self, bridge: NodeBridge, parent: QWidget | None = None, own_address: str | None = None
+        self,
+        bridge: NodeBridge,
+        parent: QWidget | None = None,
+        own_address: str | None = None,
+        link: str | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("Add contact"))
@@ -58,6 +66,13 @@ class AddContactDialog(QDialog):
         self.invite.setPlaceholderText(self.tr("eggs:egg… invite link, or an egg… address"))
         self.invite.setAccessibleName(self.tr("Invite link or address"))
         self.invite.setFixedHeight(96)
+        self.preview = QLabel()
+        self.preview.setObjectName("Explanation")
+        self.preview.setWordWrap(True)
+        self.preview.setTextFormat(Qt.TextFormat.PlainText)
+        self.preview.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.preview.hide()
+        self.invite.textChanged.connect(self._show_preview)
         # an invite on the clipboard is offered, unless it is the user's own (just copied
         # to send to someone)
         clipboard = QGuiApplication.clipboard().text().strip()
@@ -71,6 +86,7 @@ class AddContactDialog(QDialog):
         self.name.returnPressed.connect(self.add)
         form = QFormLayout()
         form.addRow(self.tr("Invite"), self.invite)
+        form.addRow("", self.preview)
         form.addRow(self.tr("Name"), self.name)
         self.error = error_label()
         self.add_button = primary_button(self.tr("Add contact"))
@@ -95,6 +111,51 @@ class AddContactDialog(QDialog):
         layout.addLayout(buttons)
         clear_error_on_edit(self.error, self.invite, self.name)
         self.invite.setFocus()
+        if link is not None:
+            self.use_link(link)
+
+    def use_link(self, link: str) -> None:
+        """Fill in an invite link from outside the app (replacing what the field held),
+        with what is wrong with it shown at once; nothing is added until Add. A link
+        that can't be an invite (too long, not `eggs:`, control characters) is not put
+        in the field, only said."""
+        try:
+            link = check_invite_link(link)
+        except BadInvite as exc:
+            self.invite.clear()
+            show_error(self.error, str(exc))
+            self.invite.setFocus()
+            return
+        self.invite.setPlainText(link)
+        try:
+            read_invite(link)
+        except BadInvite as exc:
+            show_error(self.error, str(exc))
+            self.invite.setFocus()
+            return
+        self.name.setFocus()  # the invite is whole: what is left is to name them, or Add
+
+    def _show_preview(self) -> None:
+        """Under the invite: the name and fingerprint a whole, signed invite holds."""
+        text = self.invite.toPlainText().strip()
+        found = None
+        if text.lower().startswith("eggs:"):
+            try:
+                found = read_invite(text)
+            except BadInvite:
+                found = None
+        if found is None:
+            self.preview.clear()
+            self.preview.hide()
+            return
+        self.preview.setText(
+            self.tr("Invite from {0}\nFingerprint {1}").format(
+                isolated(breakable(one_line_name(found.name))), found.fingerprint
+            )
+        )
+        self.preview.show()
+        if self.isVisible():
+            fit_height(self)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)

@@ -1,0 +1,167 @@
+"""An invite link clicked outside the app opens the Add contact dialog filled with it:
+who it is from is shown, nothing is added before Add, a link that can't be added says
+why inline; a second `scrambled-eggs eggs:...` hands it to the running window."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gui_helpers import PASSPHRASE, options, wait_for
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from pytestqt.qtbot import QtBot
+
+from app.gui.app import GuiSession
+from app.gui.bridge import NodeBridge
+from app.gui.dialogs.add_contact import AddContactDialog
+from app.gui.main_window import MainWindow
+from app.node import api
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def altered(invite: str) -> str:
+    """`invite` with its name changed after it was signed."""
+    assert "n=Bob&" in invite
+    return invite.replace("n=Bob&", "n=Bot&")
+
+
+@pytest.mark.asyncio
+async def test_a_link_fills_the_dialog_shows_who_it_is_and_adds_only_on_add(
+    qtbot: QtBot, node: api.NodeApi, friend: api.InitResult
+) -> None:
+    invite = friend.whoami.invite
+    QGuiApplication.clipboard().setText("eggs:something-else-copied-earlier")
+    dialog = AddContactDialog(NodeBridge(node), link=invite)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    await wait_for(dialog.isVisible)
+    assert dialog.invite.toPlainText() == invite  # the link, not the clipboard
+    assert not dialog.error.isVisible()
+    fingerprint = api.read_invite(invite).fingerprint
+    assert dialog.preview.isVisible()
+    assert dialog.preview.text() == f"Invite from Bob\nFingerprint {fingerprint}"
+    await asyncio.sleep(0.3)
+    assert await node.list_contacts() == []  # shown, not added
+    qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.result() == AddContactDialog.DialogCode.Accepted)
+    assert [c.name for c in await node.list_contacts()] == ["Bob"]
+
+
+@pytest.mark.asyncio
+async def test_links_that_cant_be_added_say_why_inline_and_add_nothing(
+    qtbot: QtBot, node: api.NodeApi, friend: api.InitResult
+) -> None:
+    invite = friend.whoami.invite
+    QGuiApplication.clipboard().setText("")
+    cases = [
+        ("eggs:" + "a" * 100_000, "", "too long to be an invite"),
+        ("https://example.invalid/add?eggs:", "", "not an invite link"),
+        (invite[:30] + "\x1b[2J\r" + invite[30:], "", "control characters"),
+        (altered(invite), altered(invite), "incomplete or damaged"),
+    ]
+    for link, kept, words in cases:
+        dialog = AddContactDialog(NodeBridge(node), link=link)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        await wait_for(dialog.isVisible)
+        assert dialog.error.isVisible() and words in dialog.error.text(), dialog.error.text()
+        assert len(dialog.error.text()) < 200
+        assert dialog.invite.toPlainText() == kept  # only a link that could be one is shown
+        assert not dialog.preview.isVisible()
+        qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+        await asyncio.sleep(0.3)
+        assert dialog.error.isVisible()
+        assert dialog.result() != AddContactDialog.DialogCode.Accepted
+        dialog.reject()
+    assert await node.list_contacts() == []
+    # the preview follows what is typed: a whole invite shows who, a damaged one nothing
+    dialog = AddContactDialog(NodeBridge(node))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.invite.setPlainText(invite)
+    assert dialog.preview.isVisible() and "Bob" in dialog.preview.text()
+    dialog.invite.setPlainText(invite[:-4])
+    assert not dialog.preview.isVisible()
+
+
+async def dialog_with(window: MainWindow, link: str) -> AddContactDialog:
+    await wait_for(lambda: window._add_dialog is not None and window._add_dialog.isVisible())
+    dialog = window._add_dialog
+    assert dialog is not None
+    await wait_for(lambda: dialog.invite.toPlainText() == link)
+    return dialog
+
+
+@pytest.mark.asyncio
+async def test_a_link_given_at_start_waits_for_the_unlocked_window(
+    qtbot: QtBot, profile: Path, friend: api.InitResult
+) -> None:
+    invite = friend.whoami.invite
+    session = GuiSession(options(profile), link=invite)
+    try:
+        session.open_link(invite)  # before the profile is open: kept, nothing shown
+        assert session.window is None
+        assert await session.attempt_unlock(PASSPHRASE) is None
+        window = await session.start_window()
+        dialog = await dialog_with(window, invite)
+        assert dialog.preview.isVisible()
+        assert session.node is not None and await session.node.list_contacts() == []
+        dialog.reject()
+    finally:
+        await session.shutdown()
+
+
+def second_start(profile: Path, link: str) -> subprocess.CompletedProcess[str]:
+    """`scrambled-eggs --profile PROFILE LINK` as a desktop runs it for a clicked link."""
+    env = {k: v for k, v in os.environ.items() if k != api.PASSPHRASE_ENV}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "app", "--profile", str(profile), link],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_second_start_with_a_link_hands_it_to_the_running_window(
+    qtbot: QtBot, profile: Path, friend: api.InitResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invite = friend.whoami.invite
+    monkeypatch.setenv(api.PASSPHRASE_ENV, PASSPHRASE)  # no unlock dialog in the test
+    session = GuiSession(options(profile))
+    running = asyncio.ensure_future(session.run())
+    try:
+        await wait_for(lambda: session._window_ready, timeout=30)
+        window = session.window
+        assert window is not None
+        window.hide()  # in the tray
+        done = await asyncio.to_thread(second_start, profile, invite)
+        assert done.returncode == 0, done.stderr
+        assert "open in the Scrambled Eggs window" in done.stdout
+        dialog = await dialog_with(window, invite)
+        assert window.isVisible()  # brought back from the tray
+        assert session.node is not None and await session.node.list_contacts() == []
+        # another link while the dialog is open: the same dialog shows it
+        done = await asyncio.to_thread(second_start, profile, altered(invite))
+        assert done.returncode == 0, done.stderr
+        await wait_for(lambda: dialog.invite.toPlainText() == altered(invite))
+        assert window._add_dialog is dialog and dialog.error.isVisible()
+        # garbage never reaches the window
+        done = await asyncio.to_thread(second_start, profile, "eggs:" + "x" * 50_000)
+        assert done.returncode == 1 and "too long" in done.stderr
+        assert dialog.invite.toPlainText() == altered(invite)
+        dialog.reject()
+        assert await session.node.list_contacts() == []
+    finally:
+        if session.window is not None:
+            session.window.request_quit()
+        assert await asyncio.wait_for(running, 30) == 0
