@@ -311,6 +311,8 @@ def build_tarball(app: Path, out: Path) -> Path:
             f"Run:      ./{APP_NAME}/{APP_NAME}\n"
             f"Menu:     cp -r share/. ~/.local/share/ and put {APP_NAME}/{APP_NAME} on your "
             "PATH\n"
+            "Links:    update-desktop-database ~/.local/share/applications (then clicking an "
+            "eggs: invite link opens the app)\n"
             "Needs:    libgl1 libegl1 fontconfig-config (apt-get install them)\n"
         ).encode()
         info = tidy(tarfile.TarInfo(f"{top}/README.txt"))

@@ -57,6 +57,15 @@ Name: "{group}\{#AppName}"; Filename: "{app}\{#AppExe}"
 Name: "{group}\{cm:UninstallProgram,{#AppName}}"; Filename: "{uninstallexe}"
 Name: "{autodesktop}\{#AppName}"; Filename: "{app}\{#AppExe}"; Tasks: desktopicon
 
+[Registry]
+; eggs: invite links (docs/protocol.md section 1) open the app on "add this contact?"; it
+; takes the link as its argument. HKA is HKCU\Software\Classes for a per-user install
+; (the default), HKLM for all users.
+Root: HKA; Subkey: "Software\Classes\eggs"; ValueType: string; ValueName: ""; ValueData: "URL:Scrambled Eggs invite"; Flags: uninsdeletekey
+Root: HKA; Subkey: "Software\Classes\eggs"; ValueType: string; ValueName: "URL Protocol"; ValueData: ""
+Root: HKA; Subkey: "Software\Classes\eggs\DefaultIcon"; ValueType: string; ValueName: ""; ValueData: """{app}\{#AppExe}"",0"
+Root: HKA; Subkey: "Software\Classes\eggs\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#AppExe}"" ""%1"""
+
 [Run]
 Filename: "{app}\{#AppExe}"; Description: "{cm:LaunchProgram,{#AppName}}"; Flags: nowait postinstall skipifsilent
 

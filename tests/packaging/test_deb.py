@@ -78,8 +78,9 @@ def test_files_desktop_entry_and_icons(deb_package: Path, tmp_path: Path) -> Non
     desktop = entry["Desktop Entry"]
     assert desktop["Type"] == "Application" and desktop["Name"] == "Scrambled Eggs"
     assert desktop["Exec"].split()[0] == "scrambled-eggs"  # the /usr/bin link
-    # no %U/%F: the app takes no files or links as arguments (it refused them)
-    assert "%" not in desktop["Exec"]
+    # a clicked eggs: invite link comes as the one argument (%u): the app takes it
+    assert desktop["Exec"] == "scrambled-eggs %u"
+    assert "x-scheme-handler/eggs" in desktop["MimeType"].split(";")
     assert desktop["Icon"] == "scrambled-eggs"  # found in the hicolor theme installed above
     assert "InstantMessaging" in desktop["Categories"].split(";")
     png = tmp_path / "usr/share/icons/hicolor/256x256/apps/scrambled-eggs.png"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import configparser
 import json
 import os
 import plistlib
@@ -93,6 +94,14 @@ def test_icons_are_rendered_for_every_platform() -> None:
     assert at == len(icns) and {b"ic07", b"ic08", b"ic09", b"ic10"} <= set(kinds)
 
 
+def desktop_entry(path: Path) -> configparser.SectionProxy:
+    """The [Desktop Entry] group of a .desktop file."""
+    entry = configparser.ConfigParser(interpolation=None)
+    entry.optionxform = str  # type: ignore[assignment,method-assign]
+    entry.read(path, encoding="utf-8")
+    return entry["Desktop Entry"]
+
+
 def test_desktop_entry_and_metainfo_validate() -> None:
     desktop = PACKAGING / "linux" / "scrambled-eggs.desktop"
     metainfo = PACKAGING / "linux" / f"{APP_ID}.metainfo.xml"
@@ -100,6 +109,11 @@ def test_desktop_entry_and_metainfo_validate() -> None:
     assert f"<id>{APP_ID}</id>" in text
     assert f'<release version="{__version__}"' in text, "add a <release> for this version"
     assert '<launchable type="desktop-id">scrambled-eggs.desktop</launchable>' in text
+    assert "<mediatype>x-scheme-handler/eggs</mediatype>" in text
+    entry = desktop_entry(desktop)
+    # a clicked eggs: link runs `scrambled-eggs LINK`, which the app takes (app/cli.py)
+    assert entry["Exec"] == "scrambled-eggs %u"
+    assert entry["MimeType"].split(";") == ["x-scheme-handler/eggs", ""]
     if shutil.which("desktop-file-validate"):
         done = subprocess.run(
             ["desktop-file-validate", str(desktop)], capture_output=True, text=True
@@ -153,6 +167,39 @@ def test_macos_plists_and_windows_files() -> None:
     for relative in re.findall(r"^(?:LicenseFile|SetupIconFile)=(.+)$", iss, re.MULTILINE):
         assert (PACKAGING / "windows" / relative.replace("\\", "/")).is_file(), relative
     assert "{#AppVersion}" in iss and "scrambled-eggs.exe" in iss
+
+
+def test_every_platform_registers_the_eggs_link_scheme() -> None:
+    """A clicked `eggs:` invite link opens the app: Windows runs the command registered
+    for the URL protocol with the link as its argument, macOS hands it to the running
+    app (a QFileOpenEvent, app/gui/app.py) for the scheme the bundle declares."""
+    with (PACKAGING / "macos" / "Info.plist").open("rb") as handle:
+        info = plistlib.load(handle)
+    (url_type,) = info["CFBundleURLTypes"]
+    assert url_type["CFBundleURLSchemes"] == ["eggs"]
+    assert url_type["CFBundleURLName"].startswith(APP_ID)
+    assert url_type["CFBundleTypeRole"] in ("Viewer", "Editor", "Shell", "None")
+    gui = (ROOT / "app" / "gui" / "app.py").read_text(encoding="utf-8")
+    assert "QEvent.Type.FileOpen" in gui and "installEventFilter" in gui
+    iss = (PACKAGING / "windows" / "scrambled-eggs.iss").read_text(encoding="utf-8")
+    section = iss.split("[Registry]", 1)[1].split("\n[", 1)[0]
+    entries = [
+        dict(
+            (key.strip(), value.strip())
+            for key, _, value in (part.partition(":") for part in line.split("; "))
+        )
+        for line in section.splitlines()
+        if line.startswith("Root:")
+    ]
+    values = {(e["Subkey"], e["ValueName"]): e["ValueData"] for e in entries}
+    assert all(e["Root"] == "HKA" for e in entries)  # HKCU per user, HKLM for all users
+    key = '"Software\\Classes\\eggs"'
+    assert values[(key, '"URL Protocol"')] == '""'
+    assert values[(key, '""')].startswith('"URL:')
+    command = values[('"Software\\Classes\\eggs\\shell\\open\\command"', '""')]
+    # Inno doubles quotes inside a quoted value: the exe, then the link, each quoted
+    assert command == '"""{app}\\{#AppExe}"" ""%1"""'
+    assert [e for e in entries if e["Subkey"] == key and "uninsdeletekey" in e.get("Flags", "")]
 
 
 def test_build_script_lists_every_target() -> None:
