@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 from gui_helpers import PASSPHRASE, options, wait_for
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QFileOpenEvent, QGuiApplication
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from app.gui.app import GuiSession
+from app.gui.app import GuiSession, LinkOpenEvents
 from app.gui.bridge import NodeBridge
 from app.gui.dialogs.add_contact import AddContactDialog
 from app.gui.main_window import MainWindow
@@ -165,3 +166,24 @@ async def test_a_second_start_with_a_link_hands_it_to_the_running_window(
         if session.window is not None:
             session.window.request_quit()
         assert await asyncio.wait_for(running, 30) == 0
+
+
+@pytest.mark.asyncio
+async def test_macos_hands_a_clicked_link_to_the_app_as_a_file_open_event(
+    qtbot: QtBot, session: GuiSession, friend: api.InitResult
+) -> None:
+    invite = friend.whoami.invite
+    app = QApplication.instance()
+    assert app is not None
+    events = LinkOpenEvents(session)
+    app.installEventFilter(events)
+    try:
+        QApplication.sendEvent(app, QFileOpenEvent(QUrl.fromLocalFile("/tmp/a-file.txt")))
+        await asyncio.sleep(0.2)
+        assert session.window is not None and session.window._add_dialog is None  # not a link
+        QApplication.sendEvent(app, QFileOpenEvent(QUrl(invite)))
+        dialog = await dialog_with(session.window, invite)  # percent-encoding kept as sent
+        assert "Bob" in dialog.preview.text()
+        dialog.reject()
+    finally:
+        app.removeEventFilter(events)

@@ -123,3 +123,20 @@ def test_the_shape_check_matches_the_invite_format() -> None:
     for bad in ("", "eggs", "mailto:x", "eggs:a\tb", "eggs:a\u2066b", "eggs:" + "a" * 2044):
         with pytest.raises(api.BadInvite):
             api.check_invite_link(bad)
+
+
+def test_the_link_a_desktop_passes_is_told_from_commands_and_options() -> None:
+    from app.cli import link_argument
+
+    link = "eggs:egg?v=1"
+    assert link_argument([link]) == ([], link)
+    assert link_argument(["--profile", "eggs:dir", link]) == (["--profile", "eggs:dir"], link)
+    assert link_argument(["--profile=/p", "EGGS:x"]) == (["--profile=/p"], "EGGS:x")
+    assert link_argument(["https://x/y"]) == ([], "https://x/y")  # refused as no invite later
+    for argv in (
+        [],
+        ["--selftest"],
+        ["contacts", "add", link],  # an argument of a command stays one
+        ["C:\\Users\\me"],  # a Windows path is not a URL
+    ):
+        assert link_argument(argv) == (argv, None)

@@ -71,6 +71,7 @@ class AddContactDialog(QDialog):
         self.preview.setWordWrap(True)
         self.preview.setTextFormat(Qt.TextFormat.PlainText)
         self.preview.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.preview.hide()
         self.invite.textChanged.connect(self._show_preview)
         # an invite on the clipboard is offered, unless it is the user's own (just copied
@@ -85,8 +86,11 @@ class AddContactDialog(QDialog):
         self.name.setAccessibleName(self.tr("Contact name"))
         self.name.returnPressed.connect(self.add)
         form = QFormLayout()
-        form.addRow(self.tr("Invite"), self.invite)
-        form.addRow("", self.preview)
+        invite_column = QVBoxLayout()
+        invite_column.setSpacing(6)
+        invite_column.addWidget(self.invite)
+        invite_column.addWidget(self.preview)
+        form.addRow(self.tr("Invite"), invite_column)
         form.addRow(self.tr("Name"), self.name)
         self.error = error_label()
         self.add_button = primary_button(self.tr("Add contact"))
@@ -98,14 +102,19 @@ class AddContactDialog(QDialog):
         layout.setContentsMargins(24, 20, 24, 20)
         layout.setSpacing(12)
         layout.addWidget(title_label(self.tr("Add a contact")))
-        layout.addWidget(
-            explanation_label(
-                self.tr(
-                    "Paste the invite link your contact shared with you. An invite carries "
-                    "their keys, so you can compare safety numbers later."
-                )
+        if link is None:
+            explanation = self.tr(
+                "Paste the invite link your contact shared with you. An invite carries "
+                "their keys, so you can compare safety numbers later."
             )
-        )
+        else:  # opened by a link clicked elsewhere: what to check before adding
+            explanation = self.tr(
+                "You opened an invite link. Check who it is from, then add them: nothing "
+                "is added until you do. An invite carries their keys, so you can compare "
+                "safety numbers later."
+            )
+        self.explanation = explanation_label(explanation)
+        layout.addWidget(self.explanation)
         layout.addLayout(form)
         layout.addWidget(self.error)
         layout.addLayout(buttons)
