@@ -49,6 +49,7 @@ async def test_a_link_fills_the_dialog_shows_who_it_is_and_adds_only_on_add(
     assert dialog.preview.text() == f"Invite from Bob\nFingerprint {fingerprint}"
     await asyncio.sleep(0.3)
     assert await node.list_contacts() == []  # shown, not added
+    await wait_for(dialog.add_button.isEnabled)  # a moment after the link came
     qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
     await wait_for(lambda: dialog.result() == AddContactDialog.DialogCode.Accepted)
     assert [c.name for c in await node.list_contacts()] == ["Bob"]
@@ -75,6 +76,7 @@ async def test_links_that_cant_be_added_say_why_inline_and_add_nothing(
         assert len(dialog.error.text()) < 200
         assert dialog.invite.toPlainText() == kept  # only a link that could be one is shown
         assert not dialog.preview.isVisible()
+        await wait_for(dialog.add_button.isEnabled)
         qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
         await asyncio.sleep(0.3)
         assert dialog.error.isVisible()
@@ -187,3 +189,26 @@ async def test_macos_hands_a_clicked_link_to_the_app_as_a_file_open_event(
         dialog.reject()
     finally:
         app.removeEventFilter(events)
+
+
+@pytest.mark.asyncio
+async def test_a_link_swapped_in_under_the_users_click_is_not_added(
+    qtbot: QtBot, node: api.NodeApi, friend: api.InitResult, tmp_path: Path
+) -> None:
+    """A page can open links one after another: the one the user reads can be replaced
+    just as they press Add. Add waits a moment after each link from outside."""
+    mallory = api.init_profile(tmp_path / "mallory", "Mallory", PASSPHRASE).whoami.invite
+    dialog = AddContactDialog(NodeBridge(node), link=friend.whoami.invite)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    await wait_for(dialog.add_button.isEnabled)  # read, about to press Add...
+    dialog.use_link(mallory)  # ...when another link arrives
+    qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+    qtbot.keyClick(dialog.name, Qt.Key.Key_Return)
+    await asyncio.sleep(0.3)
+    assert await node.list_contacts() == []
+    assert "Mallory" in dialog.preview.text()
+    await wait_for(dialog.add_button.isEnabled)  # seen for a moment: Add works again
+    qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.result() == AddContactDialog.DialogCode.Accepted)
+    assert [c.name for c in await node.list_contacts()] == ["Mallory"]

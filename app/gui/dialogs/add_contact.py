@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
@@ -43,6 +43,12 @@ class InviteEdit(QPlainTextEdit):
         super().keyPressEvent(event)
 
 
+LINK_SETTLE_MS = 1000
+"""Add stays disabled this long after a link from outside the app fills the dialog: a
+page can open links one after another, and the one the user read must not be swapped
+for another under their click (as browsers hold their download buttons a moment)."""
+
+
 class AddContactDialog(QDialog):
     """Paste an invite, optionally name the contact; errors appear inline. An invite's
     name and fingerprint are shown under it before the user adds it. `link`: an invite
@@ -60,6 +66,9 @@ class AddContactDialog(QDialog):
         self.setMinimumWidth(520)
         self._bridge = bridge
         self.added: Contact | None = None
+        self._adding = False
+        self._held = 0
+        """How many links from outside arrived in the last `LINK_SETTLE_MS` (Add waits)."""
         self.invite = InviteEdit()
         self.invite.submitted.connect(self.add)
         self.invite.setTabChangesFocus(True)
@@ -128,6 +137,7 @@ class AddContactDialog(QDialog):
         with what is wrong with it shown at once; nothing is added until Add. A link
         that can't be an invite (too long, not `eggs:`, control characters) is not put
         in the field, only said."""
+        self._hold_add()
         try:
             link = check_invite_link(link)
         except BadInvite as exc:
@@ -143,6 +153,17 @@ class AddContactDialog(QDialog):
             self.invite.setFocus()
             return
         self.name.setFocus()  # the invite is whole: what is left is to name them, or Add
+
+    def _hold_add(self) -> None:
+        """Disable Add for `LINK_SETTLE_MS` after a link from outside."""
+        self._held += 1
+        self.add_button.setEnabled(False)
+        QTimer.singleShot(LINK_SETTLE_MS, self._release_add)
+
+    def _release_add(self) -> None:
+        self._held -= 1
+        if not self._held and not self._adding:
+            self.add_button.setEnabled(True)
 
     def _show_preview(self) -> None:
         """Under the invite: the name and fingerprint a whole, signed invite holds."""
@@ -174,13 +195,14 @@ class AddContactDialog(QDialog):
     async def add(self) -> None:
         """Ask the node to add the contact (once: Enter in the name field also presses
         the default button)."""
-        if not self.add_button.isEnabled():
-            return  # already asking
+        if self._adding or self._held:
+            return  # already asking, or a link from outside just arrived
         text = self.invite.toPlainText().strip()
         if not text:
             show_error(self.error, self.tr("Paste an invite link or an address first."))
             self.invite.setFocus()
             return
+        self._adding = True
         self.add_button.setEnabled(False)
         try:
             self.added = await self._bridge.add_contact(text, self.name.text().strip() or None)
@@ -188,7 +210,8 @@ class AddContactDialog(QDialog):
             self._refused(exc)
             return
         finally:
-            self.add_button.setEnabled(True)
+            self._adding = False
+            self.add_button.setEnabled(not self._held)
         self.accept()
 
     def _refused(self, exc: ActionFailed) -> None:
