@@ -14,12 +14,14 @@ import pytest
 from gui_helpers import PASSPHRASE, options, wait_for
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QFileOpenEvent, QGuiApplication
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.gui.app import GuiSession, LinkOpenEvents
 from app.gui.bridge import NodeBridge
 from app.gui.dialogs.add_contact import AddContactDialog
+from app.gui.dialogs.first_run import FirstRunDialog
+from app.gui.dialogs.unlock import UnlockDialog
 from app.gui.main_window import MainWindow
 from app.node import api
 
@@ -212,3 +214,62 @@ async def test_a_link_swapped_in_under_the_users_click_is_not_added(
     qtbot.mouseClick(dialog.add_button, Qt.MouseButton.LeftButton)
     await wait_for(lambda: dialog.result() == AddContactDialog.DialogCode.Accepted)
     assert [c.name for c in await node.list_contacts()] == ["Mallory"]
+
+
+def shown(kind: type[QWidget]) -> list[QWidget]:
+    return [w for w in QApplication.topLevelWidgets() if isinstance(w, kind) and w.isVisible()]
+
+
+async def opened_after(session: GuiSession, invite: str) -> None:
+    """The session's window, once up, shows the Add contact dialog with `invite`; the
+    app then quits."""
+    await wait_for(lambda: session._window_ready, timeout=30)
+    assert session.window is not None
+    dialog = await dialog_with(session.window, invite)
+    assert "Bob" in dialog.preview.text()
+    assert session.node is not None and await session.node.list_contacts() == []
+    dialog.reject()
+
+
+@pytest.mark.asyncio
+async def test_a_link_on_the_first_start_opens_once_the_profile_is_created(
+    qtbot: QtBot, tmp_path: Path, friend: api.InitResult
+) -> None:
+    invite = friend.whoami.invite
+    session = GuiSession(options(tmp_path / "new"), link=invite)
+    running = asyncio.ensure_future(session.run())
+    try:
+        await wait_for(lambda: shown(FirstRunDialog), timeout=20)
+        [first_run] = shown(FirstRunDialog)
+        assert isinstance(first_run, FirstRunDialog)
+        assert not shown(AddContactDialog)  # no profile yet: the link waits
+        qtbot.keyClicks(first_run.name, "Dora")
+        qtbot.keyClicks(first_run.passphrase_edit, PASSPHRASE)
+        qtbot.keyClicks(first_run.repeat_edit, PASSPHRASE)
+        qtbot.mouseClick(first_run.create_button, Qt.MouseButton.LeftButton)
+        await opened_after(session, invite)
+    finally:
+        if session.window is not None:
+            session.window.request_quit()
+        assert await asyncio.wait_for(running, 30) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_link_to_a_locked_profile_opens_once_it_is_unlocked(
+    qtbot: QtBot, profile: Path, friend: api.InitResult
+) -> None:
+    invite = friend.whoami.invite
+    session = GuiSession(options(profile), link=invite)
+    running = asyncio.ensure_future(session.run())
+    try:
+        await wait_for(lambda: shown(UnlockDialog), timeout=20)
+        [unlock] = shown(UnlockDialog)
+        assert isinstance(unlock, UnlockDialog)
+        assert not shown(AddContactDialog)
+        qtbot.keyClicks(unlock.passphrase, PASSPHRASE)
+        qtbot.mouseClick(unlock.unlock_button, Qt.MouseButton.LeftButton)
+        await opened_after(session, invite)
+    finally:
+        if session.window is not None:
+            session.window.request_quit()
+        assert await asyncio.wait_for(running, 30) == 0
