@@ -1011,6 +1011,16 @@ def link_argument(argv: list[str]) -> tuple[list[str], str | None]:
 WINDOW_GOT_LINK = "The invite is open in the Scrambled Eggs window: check it there and press Add."
 
 
+def _let_come_forward(holder: str) -> None:
+    """Windows lets only the process the user just started (this one) bring a window to
+    the front: hand that right to the running app, or its window only flashes in the
+    taskbar (AllowSetForegroundWindow)."""
+    if sys.platform == "win32" and holder.isdigit():
+        import ctypes
+
+        ctypes.windll.user32.AllowSetForegroundWindow(int(holder))
+
+
 def open_link(args: argparse.Namespace, link: str) -> int | None:
     """`scrambled-eggs [--profile DIR] LINK`: an invite link the app was asked to open.
     The running window of the profile gets it (exit 0); `None`: nothing runs the
@@ -1024,6 +1034,7 @@ def open_link(args: argparse.Namespace, link: str) -> int | None:
         if not info.in_use:
             return None
         holder = info.holder
+        _let_come_forward(holder)
         asyncio.run(api.open_invite_in_window(profile, link))
     except api.NoWindow:
         process = f" (process {holder})" if holder else ""
