@@ -999,8 +999,11 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ window life
 
     def dispose(self) -> None:
-        """Before the node goes away: drop pending loads, hide the tray icon."""
+        """Before the node goes away: drop pending loads, hide the tray icon, close the
+        Add contact dialog (its task waited on it and was destroyed pending at quit)."""
         self.messages.close()
+        if self._add_dialog is not None:
+            self._add_dialog.reject()
         self._quitting = True
         if self.tray is not None:
             self.tray.hide()
