@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
 
-from app.core.errors import InvalidAddress, InvalidInvite
+from app.core.errors import InvalidAddress, InvalidInvite, InvalidSignature
 from app.core.identity import decode_address, encode_address, parse_invite, safety_number
 from app.node.api import (
     MAX_DRAFT_BYTES,
@@ -711,6 +711,11 @@ def _invite_problem(exc: InvalidInvite) -> str:
     if isinstance(exc.__context__, InvalidAddress):
         return (
             "That invite link can't be used: the address after 'eggs:' is incomplete or mistyped."
+        )
+    if isinstance(exc.__context__, InvalidSignature):  # whole, but changed after it was made
+        return (
+            "That invite link can't be used: it was changed after it was made (its signature "
+            "does not match). Ask your contact for their link again."
         )
     if exc.__context__ is not None or "field" in str(exc):  # a part missing: cut short
         return "That invite link can't be used: it is incomplete or damaged."

@@ -255,6 +255,10 @@ async def test_a_bad_invite_is_explained_in_one_sentence(node: NodeService, tmp_
     with pytest.raises(BadInvite) as caught:  # was: "the invite needs exactly one 's' field"
         await node.add_contact(AddContact(cut_short))
     assert str(caught.value) == "That invite link can't be used: it is incomplete or damaged."
+    renamed = invite_of(tmp_path, "Dave").replace("n=Dave&", "n=Dove&")  # whole, but altered
+    with pytest.raises(BadInvite) as caught:  # was: "incomplete or damaged"
+        await node.add_contact(AddContact(renamed))
+    assert "changed after it was made (its signature does not match)" in str(caught.value)
 
 
 @pytest.mark.asyncio
