@@ -189,6 +189,21 @@ def _check_resources(report: Report) -> None:
     )
 
 
+def _check_qr_codes(report: Report) -> None:
+    """The invite window's QR code (segno) reads back (zxing-cpp: the Add contact
+    dialog's pictures), so both libraries made it into this build."""
+    from app.gui.qr_reading import texts_in_picture
+    from app.gui.resources import qr_pixmap
+
+    text = f"eggs:self-test-{secrets.token_hex(8)}"
+    try:
+        read = texts_in_picture(qr_pixmap(text).toImage())
+    except ImportError as exc:
+        report.check("qr", False, f"cannot read QR codes: {exc}")
+        return
+    report.check("qr", read == [text], f"drawn and read back: {read == [text]}")
+
+
 def _check_models(report: Report) -> None:
     models = api.check_models()
     problems = {name: why for name, why in models.items() if why}
@@ -252,5 +267,6 @@ def run_selftest() -> int:
 
 async def _run_checks_with_resources(report: Report, profile: Path) -> None:
     _check_resources(report)
+    _check_qr_codes(report)
     _check_models(report)
     await _run_checks(report, profile)

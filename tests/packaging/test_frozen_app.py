@@ -145,7 +145,7 @@ def test_selftest_offscreen(frozen_exe: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert "(frozen)" in lines[0]
-    for check in ("resources", "models", "profile", "node", "window", "cleanup"):
+    for check in ("resources", "qr", "models", "profile", "node", "window", "cleanup"):
         assert any(line.startswith(f"PASS {check}:") for line in lines), done.stdout
     assert not any(line.startswith("FAIL") for line in lines)
     # resources came from the bundle, not from this checkout

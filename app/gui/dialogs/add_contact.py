@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QKeyEvent, QShowEvent
+from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QImage, QKeyEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
+    QFileDialog,
     QFormLayout,
     QLabel,
     QLineEdit,
@@ -27,20 +28,34 @@ from app.gui.dialogs.common import (
     show_error,
     title_label,
 )
+from app.gui.qr_reading import PICTURE_SUFFIXES, NoQrCode, invite_in_picture, picture_in
 from app.gui.views.peer_text import breakable, isolated, one_line_name
 from app.node.api import BadInvite, Contact, NameTaken, check_invite_link, read_invite
 
 
 class InviteEdit(QPlainTextEdit):
-    """The invite field: wraps a long link, and Enter adds (an invite is one line)."""
+    """The invite field: wraps a long link, and Enter adds (an invite is one line). A
+    picture pasted or dropped into it (image data, or a picture file) is handed on as
+    `picture`, to read the QR code it shows."""
 
     submitted = Signal()
+    picture = Signal(QImage)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             self.submitted.emit()
             return
         super().keyPressEvent(event)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return picture_in(source) is not None or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        image = picture_in(source)
+        if image is None:
+            super().insertFromMimeData(source)
+        else:
+            self.picture.emit(image)
 
 
 LINK_SETTLE_MS = 1000
@@ -75,6 +90,15 @@ class AddContactDialog(QDialog):
         self.invite.setPlaceholderText(self.tr("eggs:egg… invite link, or an egg… address"))
         self.invite.setAccessibleName(self.tr("Invite link or address"))
         self.invite.setFixedHeight(96)
+        self.invite.picture.connect(self.use_picture)
+        self.from_picture = QPushButton(self.tr("Read a QR code picture…"))
+        self.from_picture.setToolTip(
+            self.tr(
+                "A screenshot or photo of your contact's invite QR code (you can also paste "
+                "or drop the picture into the invite field)"
+            )
+        )
+        self.from_picture.clicked.connect(self.choose_picture)
         self.preview = QLabel()
         self.preview.setObjectName("Explanation")
         self.preview.setWordWrap(True)
@@ -99,6 +123,7 @@ class AddContactDialog(QDialog):
         invite_column.setSpacing(6)
         invite_column.addWidget(self.invite)
         invite_column.addWidget(self.preview)
+        invite_column.addWidget(self.from_picture, 0, Qt.AlignmentFlag.AlignLeft)
         form.addRow(self.tr("Invite"), invite_column)
         form.addRow(self.tr("Name"), self.name)
         self.error = error_label()
@@ -113,8 +138,9 @@ class AddContactDialog(QDialog):
         layout.addWidget(title_label(self.tr("Add a contact")))
         if link is None:
             explanation = self.tr(
-                "Paste the invite link your contact shared with you. An invite carries "
-                "their keys, so you can compare safety numbers later."
+                "Paste the invite link your contact shared with you, or a picture of its "
+                "QR code. An invite carries their keys, so you can compare safety numbers "
+                "later."
             )
         else:  # opened by a link clicked elsewhere: what to check before adding
             explanation = self.tr(
@@ -153,6 +179,49 @@ class AddContactDialog(QDialog):
             self.invite.setFocus()
             return
         self.name.setFocus()  # the invite is whole: what is left is to name them, or Add
+
+    def choose_picture(self) -> None:
+        """Pick a picture file of an invite's QR code (a screenshot, a photo)."""
+        patterns = " ".join(f"*{suffix}" for suffix in PICTURE_SUFFIXES)
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            self.tr("Picture of an invite QR code"),
+            "",
+            self.tr("Pictures ({0})").format(patterns),
+        )
+        if path:
+            self.use_picture(QImage(path))
+
+    def use_picture(self, image: QImage) -> None:
+        """Fill in the invite a picture's QR code holds, as a link from outside the app
+        (`use_link`: the same checks, and Add waits a moment); say so if there is none."""
+        try:
+            text = invite_in_picture(image)
+        except NoQrCode:
+            text = ""
+        if not text:
+            show_error(
+                self.error,
+                self.tr(
+                    "No QR code could be read in that picture. Try a sharper or larger "
+                    "one, with the whole code in it."
+                ),
+            )
+            return
+        if not text.lower().startswith("eggs:"):
+            if text.lower().startswith("egg"):  # an address alone: the field takes it
+                self.invite.setPlainText(text)
+                self.name.setFocus()
+                return
+            show_error(
+                self.error,
+                self.tr(
+                    "The QR code in that picture is not a Scrambled Eggs invite. Ask your "
+                    "contact for the code in their invite window (the QR code button)."
+                ),
+            )
+            return
+        self.use_link(text)
 
     def _hold_add(self) -> None:
         """Disable Add for `LINK_SETTLE_MS` after a link from outside."""
