@@ -104,6 +104,9 @@ class MainWindow(QMainWindow):
         self._quitting = False
         self._told_about_tray = False
         self._typing: set[str] = set()  # contacts typing to us now
+        self._newest: dict[str, str] = {}
+        """The id of the message of each conversation the window heard of last (the
+        node publishes them as it stores them): what a read request is bounded by."""
         self.setWindowTitle(self.tr("Scrambled Eggs"))
         self.setWindowIcon(app_icon())
         self.resize(1100, 720)
@@ -521,8 +524,7 @@ class MainWindow(QMainWindow):
         if self.messages.contact == address and self.conversation.following:
             # opened at the newest: its messages are read (those further up are read
             # once the user scrolls down to them)
-            self.contacts.clear_unread(address)
-            self.bridge.mark_read(address)
+            self._mark_seen(address)
 
     def _files_dropped(self, address: str, paths: list[Path]) -> None:
         self.bridge.share_paths(address, paths)
@@ -746,6 +748,7 @@ class MainWindow(QMainWindow):
         # user reading further up has not seen it (no read receipt, it counts as unread
         # and the list's button says so until they scroll down)
         following = visible and self.conversation.following
+        self._newest[message.contact] = message.id
         self.messages.add(message, before)
         seen = following and self.isActiveWindow()
         self.contacts.note_message(message, seen=seen, newest=before is None)
@@ -1053,12 +1056,23 @@ class MainWindow(QMainWindow):
             and self.right.currentWidget() is self.conversation
             and self.conversation.following  # read further up, the newest are not seen
         ):
-            self.contacts.clear_unread(self.messages.contact)
-            self.bridge.mark_read(self.messages.contact)
+            self._mark_seen(self.messages.contact)
 
     def _caught_up(self, address: str) -> None:
         """The user scrolled down to the newest message of the open conversation: what
         arrived while they read further up is seen now."""
         if self._conversation_visible(address) and self.contacts.unread(address):
-            self.contacts.clear_unread(address)
-            self.bridge.mark_read(address)
+            self._mark_seen(address)
+
+    def _mark_seen(self, address: str) -> None:
+        """The open conversation with `address` is seen down to its newest message: read
+        up to the newest the window has (not "every one": read requests are coalesced,
+        and one made as the conversation opened reached the node, on a loaded machine,
+        after a message that came while the user had scrolled up, which it then marked
+        read, with a read receipt to the sender)."""
+        self.contacts.clear_unread(address)
+        newest = self._newest.get(address)
+        if newest is None and self.messages.contact == address and self.messages.rowCount():
+            newest = self.messages.message_at(self.messages.rowCount() - 1).id
+        if newest is not None:
+            self.bridge.mark_read(address, newest)
