@@ -51,12 +51,12 @@ from app.node.transport import (
     ConnectionManager,
     ConnectionStateChanged,
     FrameHook,
-    IceServer,
     PeerState,
     TransportEvent,
     TransportSettings,
 )
 from app.node.transport.base import ConnectFailed, TransportError
+from app.node.transport.ice_urls import ice_servers_of
 
 log = logging.getLogger(__name__)
 
@@ -118,23 +118,6 @@ def enable_ice_loopback() -> None:
     aioice.ice.get_host_addresses = host_addresses
     aioice.ice.get_or_create_mdns_protocol = no_mdns  # type: ignore[assignment]
     log.warning("%s=1: WebRTC uses loopback host candidates (test setting)", ICE_LOOPBACK_ENV)
-
-
-def ice_servers_of(urls: Sequence[str]) -> tuple[IceServer, ...]:
-    """The user's configured STUN/TURN servers (an explicit, possibly empty, list).
-
-    A TURN URL may carry credentials as ``turn:USER:PASS@host:port``.
-    """
-    servers = []
-    for url in urls:
-        scheme, _, rest = url.partition(":")
-        user = password = None
-        if scheme in ("turn", "turns") and "@" in rest:
-            creds, _, host = rest.rpartition("@")
-            user, _, password = creds.partition(":")
-            url = f"{scheme}:{host}"
-        servers.append(IceServer((url,), user or None, password or None))
-    return tuple(servers)
 
 
 def on_attached_network(

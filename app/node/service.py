@@ -83,6 +83,7 @@ from app.node.setting_probes import machine_problems
 from app.node.storage import vault
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore, Reads
+from app.node.transport.ice_urls import ice_list_problems
 
 T = TypeVar("T")
 MAX_PAGE = 1000
@@ -750,7 +751,7 @@ def config_problems(config: Config) -> list[str]:
         problems.append(f"Traffic shaping is one of: {', '.join(SHAPING_MODES)}.")
     if config.theme not in THEMES:
         problems.append(f"The theme is one of: {', '.join(THEMES)}.")
-    problems += [_ice_server_problem(server) for server in config.ice_servers]
+    problems += ice_list_problems(config.ice_servers)
     texts = [config.listen, *config.bootstrap, *config.ice_servers, config.ipfs_api]
     if any(vault.not_plain_text(text) for text in [*texts, config.downloads_folder]):
         # a NUL in the downloads folder left every transfer "running" for good
@@ -765,19 +766,6 @@ def config_problems(config: Config) -> list[str]:
     elif folder and os.path.exists(folder) and not os.path.isdir(folder):
         problems.append(f"The downloads folder {folder} is a file, not a folder.")
     return [problem for problem in problems if problem]
-
-
-def _ice_server_problem(server: str) -> str | None:
-    """Why `server` is no STUN/TURN server address (``stun:HOST[:PORT]``,
-    ``turn:[USER:PASS@]HOST[:PORT][?transport=...]``), if it is not."""
-    scheme, _, rest = server.partition(":")
-    where = rest.rpartition("@")[2].partition("?")[0]
-    host, _, port = where.rpartition(":") if where.count(":") == 1 else (where, "", "")
-    if scheme not in ("stun", "turn", "turns") or not host:
-        return f"{server!r} is not a stun: or turn: server address (stun:HOST:PORT)."
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
-        return f"{server!r} has no valid port."
-    return None
 
 
 def _host_port_problem(setting: str, text: str, *, allow_port_zero: bool = False) -> str | None:
