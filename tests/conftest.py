@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aioice.ice
@@ -78,3 +82,32 @@ def _downloads_stay_in_tmp(
 
     folder = tmp_path_factory.mktemp("downloads") / "Scrambled Eggs"
     monkeypatch.setattr(config, "default_downloads_folder", lambda: folder)
+
+
+TURN_PASSWORD = "p@ss:w0rd"
+"""The `coturn` fixture's password for user `u`: it holds the characters that separate
+the other parts of a `turn:USER:PASSWORD@HOST:PORT` entry."""
+
+
+@pytest.fixture
+def coturn() -> Iterator[int]:
+    """coturn on 127.0.0.1 (skipped when not installed), user `u`, `TURN_PASSWORD`: its port."""
+    binary = shutil.which("turnserver")
+    if binary is None:
+        pytest.skip("coturn (turnserver) is not installed")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    args = [
+        *(binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"),
+        *(f"--listening-port={port}", "--lt-cred-mech", f"--user=u:{TURN_PASSWORD}"),
+        *("--realm=test", "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers"),
+        "--fingerprint",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(5)

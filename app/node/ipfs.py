@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -25,11 +26,20 @@ from app.core.unixfs import CODEC_RAW, InvalidBlock, block_matches, cid_codec, c
 from app.node.files_errors import BlockNotFound, IpfsRejected, IpfsUnavailable
 
 DEFAULT_TIMEOUT = 30.0
+PROBE_TIMEOUT = 5.0
+"""Seconds the check of a newly set address waits for the daemon's answer."""
 ClientFactory = Callable[[str, float], Any]
 
 
 def _default_client(api_addr: str, timeout: float) -> Any:
     import ipfshttpclient
+
+    # ipfshttpclient 0.8 passes urllib3 a `strict=True` it no longer needs, and urllib3
+    # printed a FutureWarning about it on the first request, on the daemon's terminal
+    # and on the CLI's (`settings --ipfs-api`, `share` run without a node)
+    warnings.filterwarnings(
+        "ignore", message="The 'strict' parameter is no longer needed", category=FutureWarning
+    )
 
     return ipfshttpclient.Client(api_addr, timeout=timeout)
 
@@ -55,6 +65,13 @@ def api_address_problem(api_addr: str) -> str | None:
             "/ip4/127.0.0.1/tcp/5001/http."
         )
     return None
+
+
+def _short(exc: Exception) -> str:
+    """The gist of an HTTP failure ("HTTP 501"), not the whole request URL."""
+    response = getattr(getattr(exc, "original", None), "response", None)
+    status = getattr(response, "status_code", None)
+    return f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
 
 
 class IpfsBackend:
@@ -111,6 +128,20 @@ class IpfsBackend:
         """Pin the DAG rooted at `cid` on the daemon (every block must be there)."""
         self._call(lambda: self._client.pin.add(cid_to_str(cid), recursive=True))
 
+    def version_sync(self) -> str:
+        """The daemon's version: a call every IPFS daemon answers, to tell that the
+        address is one (`IpfsUnavailable` if nothing answers, `IpfsRejected` if what
+        answers is no IPFS API)."""
+        answer = self._call(self._client.version)
+        version = answer.get("Version") if hasattr(answer, "get") else None
+        if not isinstance(version, str) or not version:
+            raise IpfsRejected(self._not_ipfs)
+        return version
+
+    @property
+    def _not_ipfs(self) -> str:
+        return f"what answers at {self.api_addr} is not an IPFS daemon's API"
+
     def close(self) -> None:
         """Release the HTTP client."""
         close = getattr(self._client, "close", None)
@@ -131,6 +162,12 @@ class IpfsBackend:
             raise IpfsUnavailable(
                 f"the IPFS daemon at {self.api_addr} cannot be reached; is it running?"
             ) from exc
+        except ipfs_exc.ErrorResponse as exc:  # the daemon's own error message
+            raise IpfsRejected(f"the IPFS daemon refused the request: {exc}") from exc
+        except (ipfs_exc.StatusError, ipfs_exc.ProtocolError, ipfs_exc.DecodingError) as exc:
+            # an HTTP error without an IPFS error body, or an answer that is no JSON: a
+            # web server that is not the daemon ("501 Unsupported method ('POST')")
+            raise IpfsRejected(f"{self._not_ipfs} ({_short(exc)})") from exc
         except ipfs_exc.Error as exc:
             raise IpfsRejected(f"the IPFS daemon refused the request: {exc}") from exc
         except InvalidBlock as exc:

@@ -1,8 +1,11 @@
 """Checks of settings that only this machine can answer: can the node listen on an
-address, can it save received files in a folder. They run when a setting is changed,
-so a value that would stop the next start (a listen address) or fail every received
-file (a downloads folder) is refused at once, naming the setting and why
-(docs/decisions/0016-settings-checked-when-set.md).
+address, can it save received files in a folder, does an IPFS daemon answer at the IPFS
+API address, does the TURN server take the user name and password. They run when a
+setting is changed, so a value that would stop the next start (a listen address), fail
+every received file (a downloads folder) or every share (an IPFS address where no daemon
+answers), or leave the relay path unusable (TURN credentials the server refuses), is
+refused at once, naming the setting and why
+(docs/decisions/0016-settings-checked-when-set.md, 0029-ipfs-and-turn-checked-when-set.md).
 
 Blocking I/O: call them off the event loop. A value that is malformed is left to the
 syntax checks in `app.node.service.config_problems` (these return None for it).
@@ -10,16 +13,22 @@ syntax checks in `app.node.service.config_problems` (these return None for it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from app.node.api import InvalidArgument
 from app.node.dht import parse_host_port
+from app.node.files_errors import IpfsRejected, IpfsUnavailable
 from app.node.fsutil import read_only
+from app.node.ipfs import PROBE_TIMEOUT, IpfsBackend, api_address_problem
 from app.node.storage import vault
+from app.node.transport.ice_urls import BadIceUrl, parse_ice_url
+from app.node.transport.turn_probe import turn_refusal
 
 
 def listen_problem(listen: str) -> str | None:
@@ -92,7 +101,55 @@ def downloads_problem(text: str) -> str | None:
     return None
 
 
-PROBES = {"listen": listen_problem, "downloads_folder": downloads_problem}
+def ipfs_api_problem(api_addr: str) -> str | None:
+    """Why no IPFS daemon can be used at `api_addr`, if none can: nothing answers there,
+    or what answers is not an IPFS daemon's API (asked for its version, once).
+
+    Every share puts its blocks on that daemon and fails when it can't, so an address
+    where none answers would fail every share from now on. Empty (no daemon) is fine."""
+    if not api_addr or vault.not_plain_text(api_addr) or api_address_problem(api_addr):
+        return None
+    cant = f"The IPFS API address {api_addr} can't be used:"
+    try:
+        backend = IpfsBackend(api_addr, timeout=PROBE_TIMEOUT)
+    except IpfsUnavailable:
+        return None  # malformed: said by the syntax checks
+    try:
+        backend.version_sync()
+    except IpfsUnavailable:
+        return (
+            f"{cant} no IPFS daemon answers there. Start the daemon (or check the port "
+            "its API listens on), then set the address."
+        )
+    except IpfsRejected:
+        return f"{cant} what answers there is not an IPFS daemon's API (a wrong port?)."
+    finally:
+        backend.close()
+    return None
+
+
+def ice_servers_problem(texts: list[str]) -> str | None:
+    """Why the TURN server in `texts` can't be used, if it says so itself: it refuses
+    the user name and password (asked for one allocation, which is deleted again).
+
+    aioice drops a TURN failure silently, so this was never said. A server that does not
+    answer is accepted: it may be down for a while, and connections come up without it."""
+    for text in texts:
+        try:
+            server = parse_ice_url(text)
+        except BadIceUrl:
+            return None  # said by the syntax checks
+        if server.relay:
+            return asyncio.run(turn_refusal(server, text))
+    return None
+
+
+PROBES: dict[str, Callable[[Any], str | None]] = {
+    "listen": listen_problem,
+    "ice_servers": ice_servers_problem,
+    "ipfs_api": ipfs_api_problem,
+    "downloads_folder": downloads_problem,
+}
 """The settings checked on this machine, by name (the names of `UpdateSettings`)."""
 
 
@@ -101,7 +158,7 @@ def machine_problems(values: Mapping[str, object]) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, probe in PROBES.items():
         value = values.get(name)
-        problem = probe(value) if isinstance(value, str) else None
+        problem = probe(value) if isinstance(value, (str, list)) else None
         if problem:
             found[name] = problem
     return found

@@ -4,6 +4,7 @@ the settings dialog checks every field at once and sets the downloads folder."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ from app.gui.dialogs.contact_actions import ask_new_name, confirm_remove, pick_p
 from app.gui.dialogs.first_run import FirstRunDialog
 from app.gui.dialogs.settings import SettingsDialog
 from app.node import api
+from tests.conftest import TURN_PASSWORD
+from tests.integration.ipfs_daemon import running_ipfs_daemon
 
 
 def squashed(dialog: QWidget) -> list[str]:
@@ -165,12 +168,62 @@ async def test_settings_show_every_bad_field_at_once(qtbot: QtBot, node: api.Nod
 
 
 @pytest.mark.asyncio
-async def test_settings_save_a_valid_ipfs_api_address(qtbot: QtBot, node: api.NodeApi) -> None:
+@pytest.mark.slow
+async def test_settings_save_the_address_of_a_running_ipfs_daemon(
+    qtbot: QtBot, node: api.NodeApi, tmp_path: Path
+) -> None:
+    with running_ipfs_daemon(tmp_path) as daemon:  # the real (js-ipfs) daemon
+        dialog = await settings_dialog(qtbot, node)
+        dialog.ipfs.setText(daemon.api_addr)
+        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+        await wait_for(lambda: dialog.saved is not None, timeout=15)
+    assert (await node.get_settings()).ipfs_api == daemon.api_addr
+
+
+@pytest.mark.asyncio
+@pytest.mark.slow
+async def test_settings_say_under_the_field_when_the_turn_server_refuses_the_password(
+    qtbot: QtBot, node: api.NodeApi, coturn: int
+) -> None:
+    """A real coturn. aioice drops a refused TURN allocation silently: the entry was
+    saved, and no connection ever got a relay path, without a word."""
     dialog = await settings_dialog(qtbot, node)
-    dialog.ipfs.setText("/ip4/127.0.0.1/tcp/5001/http")
+    wrong = f"turn:u:{TURN_PASSWORD}-not@127.0.0.1:{coturn}"
+    dialog.ice.setPlainText(wrong)
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
-    await wait_for(lambda: dialog.saved is not None)
-    assert (await node.get_settings()).ipfs_api == "/ip4/127.0.0.1/tcp/5001/http"
+    await wait_for(dialog.ice_error.isVisible, timeout=15)
+    assert "refused the user name and password" in dialog.ice_error.text()
+    assert TURN_PASSWORD not in dialog.ice_error.text()
+    assert dialog.tabs.currentWidget() is dialog.ice.parentWidget()  # the Network tab
+    assert squashed(dialog) == []
+    assert dialog.saved is None and (await node.get_settings()).ice_servers == []
+    right = f"turn:u:{TURN_PASSWORD}@127.0.0.1:{coturn}"
+    dialog.ice.setPlainText(right)
+    assert dialog.ice_error.isHidden()  # editing the field hides its error
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(lambda: dialog.saved is not None, timeout=15)
+    assert (await node.get_settings()).ice_servers == [right]
+
+
+@pytest.mark.asyncio
+async def test_settings_say_under_the_field_when_no_ipfs_daemon_answers(
+    qtbot: QtBot, node: api.NodeApi
+) -> None:
+    """It was saved, and every share failed from then on ("Nothing was shared")."""
+    dialog = await settings_dialog(qtbot, node)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"/ip4/127.0.0.1/tcp/{probe.getsockname()[1]}/http"
+    dialog.tabs.setCurrentIndex(0)
+    dialog.ipfs.setText(address)
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    await wait_for(dialog.ipfs_error.isVisible)
+    assert "no IPFS daemon answers there" in dialog.ipfs_error.text()
+    assert dialog.tabs.currentWidget() is dialog.ipfs.parentWidget()  # the Network tab
+    assert dialog.saved is None and (await node.get_settings()).ipfs_api == ""
+    assert squashed(dialog) == []
+    dialog.ipfs.setText("")  # editing the field hides its error
+    assert dialog.ipfs_error.isHidden()
 
 
 @pytest.mark.asyncio

@@ -43,7 +43,6 @@ from app.node.api import (
     TransferChanged,
     TransferNotFound,
     TransferState,
-    UpdateSettings,
 )
 from app.node.blockstore import Blockstore
 from app.node.file_io import share_file
@@ -564,7 +563,8 @@ async def test_an_unreachable_ipfs_daemon_says_how_to_share_anyway(
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    await node.update_settings(UpdateSettings(ipfs_api=f"/ip4/127.0.0.1/tcp/{port}/http"))
+    # set while the daemon ran (a daemon must answer when the address is set)
+    await node.keep_settings(ipfs_api=f"/ip4/127.0.0.1/tcp/{port}/http")
     source = tmp_path / "a.bin"
     source.write_bytes(os.urandom(300 * 1024))
     with pytest.raises(IpfsUnavailable, match="clear the IPFS address in the settings"):

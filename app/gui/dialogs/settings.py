@@ -117,10 +117,22 @@ class SettingsDialog(QDialog):
             self.ipfs,
             self.downloads,
         )
-        self.field_errors = {"listen": self.listen_error, "downloads_folder": self.downloads_error}
+        self.field_errors = {
+            "listen": self.listen_error,
+            "ice_servers": self.ice_error,
+            "ipfs_api": self.ipfs_error,
+            "downloads_folder": self.downloads_error,
+        }
         """Setting name -> the error line under its field (what this machine can't use)."""
-        self._fields = {"listen": self.listen, "downloads_folder": self.downloads}
+        self._fields: dict[str, QWidget] = {
+            "listen": self.listen,
+            "ice_servers": self.ice,
+            "ipfs_api": self.ipfs,
+            "downloads_folder": self.downloads,
+        }
         clear_error_on_edit(self.listen_error, self.listen)
+        clear_error_on_edit(self.ice_error, self.ice)
+        clear_error_on_edit(self.ipfs_error, self.ipfs)
         clear_error_on_edit(self.downloads_error, self.downloads)
         self.save_button = primary_button(self.tr("Save"))
         self.save_button.clicked.connect(self.save)
@@ -212,11 +224,13 @@ class SettingsDialog(QDialog):
             self.tr("Traffic shaping"),
         )
         self.listen_error = error_label()
+        self.ice_error = error_label()
+        self.ipfs_error = error_label()
         form.addRow(self.tr("Listen on"), _with_error(self.listen, self.listen_error))
         form.addRow(self.tr("Bootstrap peers"), self.bootstrap)
         form.addRow("", self.lan)
-        form.addRow(self.tr("STUN / TURN"), self.ice)
-        form.addRow(self.tr("IPFS API"), self.ipfs)
+        form.addRow(self.tr("STUN / TURN"), _with_error(self.ice, self.ice_error))
+        form.addRow(self.tr("IPFS API"), _with_error(self.ipfs, self.ipfs_error))
         form.addRow(self.tr("Traffic shaping"), self.shaping)
         form.addRow(
             "",

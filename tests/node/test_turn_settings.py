@@ -1,0 +1,92 @@
+"""A TURN server set in the settings, against a real coturn on loopback: credentials it
+refuses are said when set (aioice dropped the failure silently: no relay path, no word),
+a password holding '@' and ':' carries a relayed connection, and the password is never
+in a refusal, the settings' log or the node's log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from app.core.identity import IdentityKeys
+from app.node.api import InvalidArgument, UpdateSettings
+from app.node.profile import create_profile, open_store
+from app.node.service import NodeService
+from app.node.transport.base import TransportSettings
+from app.node.transport.ice_urls import ice_servers_of
+from app.node.transport.webrtc import WebRTCConnection, WebRTCResponder, dial_webrtc
+from tests.conftest import TURN_PASSWORD as PASSWORD
+from tests.node.conftest import MemorySignaller
+
+pytestmark = [pytest.mark.slow]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest_asyncio.fixture
+async def node(tmp_path: Path) -> AsyncIterator[NodeService]:
+    create_profile(tmp_path / "me", "Me", None)
+    store = open_store(tmp_path / "me", None)
+    service = NodeService(store)
+    yield service
+    service.close()
+    store.close()
+
+
+@pytest.mark.asyncio
+async def test_credentials_the_turn_server_refuses_are_said_when_set(
+    node: NodeService, coturn: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = f"turn:u:{PASSWORD}x@127.0.0.1:{coturn}"
+    for text in (wrong, f"{wrong}?transport=tcp"):
+        with pytest.raises(InvalidArgument, match="refused the user name and password") as exc:
+            await node.update_settings(UpdateSettings(ice_servers=[text]))
+        assert PASSWORD not in str(exc.value)
+    assert (await node.get_settings()).ice_servers == []  # nothing saved
+
+    right = f"turn:u:{PASSWORD}@127.0.0.1:{coturn}"
+    saved = await node.update_settings(UpdateSettings(ice_servers=[right]))
+    assert saved.ice_servers == [right]
+    assert PASSWORD not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_turn_server_that_does_not_answer_is_accepted(node: NodeService) -> None:
+    """It may be down for a while; connections come up by the other paths meanwhile."""
+    text = f"turn:u:{PASSWORD}@127.0.0.1:{_free_udp_port()}?transport=tcp"
+    saved = await node.update_settings(UpdateSettings(ice_servers=[text]))
+    assert saved.ice_servers == [text]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_a_password_with_at_and_colon_relays_through_coturn(
+    coturn: int, signaller: MemorySignaller, identity_factory: Callable[[], IdentityKeys]
+) -> None:
+    """The entry exactly as the user types it, parsed by the node, relay-only."""
+    servers = ice_servers_of([f"turn:u:{PASSWORD}@127.0.0.1:{coturn}"])
+    settings = TransportSettings(ice_servers=servers, relay_only=True, webrtc_timeout=10)
+    alice_keys, bob_keys = identity_factory(), identity_factory()
+    inbound: asyncio.Queue[WebRTCConnection] = asyncio.Queue()
+    responder = WebRTCResponder(bob_keys, inbound.put_nowait, settings=settings)
+    signaller.register(bob_keys.public.address, responder.handle_signal)
+    conn = await dial_webrtc(alice_keys, bob_keys.public.address, signaller, settings=settings)
+    bob_conn = await asyncio.wait_for(inbound.get(), 10)
+    try:
+        assert conn.path == bob_conn.path == "turn"
+        await conn.send(b"relayed")
+        assert await asyncio.wait_for(bob_conn.recv(), 10) == b"relayed"
+    finally:
+        await conn.close()
+        await bob_conn.close()
