@@ -6,6 +6,7 @@ digest of a profile folder to prove that failed operations changed nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aioice.ice
@@ -89,9 +91,17 @@ TURN_PASSWORD = "p@ss:w0rd"
 the other parts of a `turn:USER:PASSWORD@HOST:PORT` entry."""
 
 
-@pytest.fixture
-def coturn() -> Iterator[int]:
-    """coturn on 127.0.0.1 (skipped when not installed), user `u`, `TURN_PASSWORD`: its port."""
+@dataclass(frozen=True)
+class Coturn:
+    """A running coturn: its UDP port on 127.0.0.1, and its process (to stop it early)."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def running_coturn() -> Iterator[Coturn]:
+    """coturn on 127.0.0.1 (skipped when not installed), user `u`, `TURN_PASSWORD`."""
     binary = shutil.which("turnserver")
     if binary is None:
         pytest.skip("coturn (turnserver) is not installed")
@@ -107,7 +117,21 @@ def coturn() -> Iterator[int]:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
-        yield port
+        yield Coturn(port, proc)
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+@pytest.fixture
+def coturn() -> Iterator[int]:
+    """coturn on 127.0.0.1 (skipped when not installed), user `u`, `TURN_PASSWORD`: its port."""
+    with running_coturn() as server:
+        yield server.port
+
+
+@pytest.fixture
+def coturn_server() -> Iterator[Coturn]:
+    """`coturn`, with its process, for a test that stops it."""
+    with running_coturn() as server:
+        yield server

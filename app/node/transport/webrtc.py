@@ -40,6 +40,7 @@ from app.core.binding import NONCE_SIZE, make_binding, normalize_fingerprint, ve
 from app.core.errors import RemoteProtocolError
 from app.core.identity import KEY_SIZE, IdentityKeys, decode_address
 from app.core.wire import Frame, FrameType
+from app.node.futures import retrieve
 
 from .base import (
     AuthenticatedConnection,
@@ -61,6 +62,11 @@ MAX_SIGNAL_BYTES = 16 * 1024
 MAX_PENDING_OFFERS = 16
 CLOSE_LINGER = 1.0
 """Seconds to wait after sending CLOSE for the peer to close the channel."""
+PC_CLOSE_WAIT = 2.0
+"""Seconds a close waits for aiortc to stop the peer connection; the rest goes on in the
+background. Stopping a relayed connection deletes its TURN allocation, and with the TURN
+server gone (or the network) aioice retries that for ~40 s per allocation: a node's stop
+took 65 s."""
 
 RandomBytes = Callable[[int], bytes]
 
@@ -320,7 +326,10 @@ class WebRTCConnection(AuthenticatedConnection):
         if self.channel is not None:
             with contextlib.suppress(Exception):
                 self.channel.close()
-        await self.pc.close()
+        closing = asyncio.ensure_future(self.pc.close())
+        closing.add_done_callback(retrieve)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(closing), PC_CLOSE_WAIT)
 
 
 # --------------------------------------------------------------------------- dial / answer
