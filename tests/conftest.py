@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -116,11 +117,28 @@ def running_coturn() -> Iterator[Coturn]:
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
+        # it answers before the test asks it anything (a fixed 0.5 s could be too short
+        # on a loaded machine, and a TURN server that does not answer is accepted)
+        assert _answers_stun(port, time.monotonic() + 30), "coturn did not start"
         yield Coturn(port, proc)
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def _answers_stun(port: int, deadline: float) -> bool:
+    """Whether a STUN server on 127.0.0.1:`port` answers a Binding request before
+    `deadline` (time.monotonic)."""
+    request = struct.pack(">HHI12s", 0x0001, 0, 0x2112A442, os.urandom(12))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                sock.sendto(request, ("127.0.0.1", port))
+                answer, _ = sock.recvfrom(2048)
+                if answer[:2] == b"\x01\x01":  # Binding success response
+                    return True
+    return False
 
 
 @pytest.fixture
