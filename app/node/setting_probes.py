@@ -5,7 +5,7 @@ setting is changed, so a value that would stop the next start (a listen address)
 every received file (a downloads folder) or every share (an IPFS address where no daemon
 answers), or leave the relay path unusable (TURN credentials the server refuses), is
 refused at once, naming the setting and why
-(docs/decisions/0016-settings-checked-when-set.md, 0029-ipfs-and-turn-checked-when-set.md).
+(docs/decisions/0016-settings-checked-when-set.md, 0031-ipfs-and-turn-checked-when-set.md).
 
 Blocking I/O: call them off the event loop. A value that is malformed is left to the
 syntax checks in `app.node.service.config_problems` (these return None for it).
