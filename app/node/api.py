@@ -1031,7 +1031,9 @@ def check_settings(change: UpdateSettings) -> list[str]:
 def check_settings_here(change: UpdateSettings) -> dict[str, str]:
     """What this machine can't use among the settings in `change`: setting name ->
     sentence (a listen address it can't listen on, a downloads folder it can't create or
-    write to). Blocking I/O (run it in a thread); `update_settings` refuses the same."""
+    write to, an IPFS API address where no IPFS daemon answers, a TURN server that
+    refuses its user name and password). Blocking I/O, up to a few seconds for the two
+    servers (run it in a thread); `update_settings` refuses the same."""
     from app.node.setting_probes import machine_problems
 
     return machine_problems(asdict(change))
