@@ -3,6 +3,7 @@ comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.core.identity import IdentityKeys
+from app.node.transport.base import TransportSettings
 
 SignalHandler = Callable[[bytes], Awaitable[bytes]]
 SmallTmpfs = Callable[[Path, str], contextlib.AbstractContextManager[Path]]
@@ -92,3 +94,27 @@ def signaller() -> MemorySignaller:
 def identity_factory() -> Callable[[], IdentityKeys]:
     """Make fresh random identities."""
     return new_identity
+
+
+async def assert_relayed_through_turn(
+    settings: TransportSettings,
+    signaller: MemorySignaller,
+    identity_factory: Callable[[], IdentityKeys],
+) -> None:
+    """Two WebRTC peers with `settings` (relay only, a TURN server) connect over "turn"
+    and a payload crosses."""
+    from app.node.transport.webrtc import WebRTCConnection, WebRTCResponder, dial_webrtc
+
+    alice_keys, bob_keys = identity_factory(), identity_factory()
+    inbound: asyncio.Queue[WebRTCConnection] = asyncio.Queue()
+    responder = WebRTCResponder(bob_keys, inbound.put_nowait, settings=settings)
+    signaller.register(bob_keys.public.address, responder.handle_signal)
+    conn = await dial_webrtc(alice_keys, bob_keys.public.address, signaller, settings=settings)
+    bob_conn = await asyncio.wait_for(inbound.get(), 10)
+    try:
+        assert conn.path == bob_conn.path == "turn"
+        await conn.send(b"relayed")
+        assert await asyncio.wait_for(bob_conn.recv(), 10) == b"relayed"
+    finally:
+        await conn.close()
+        await bob_conn.close()

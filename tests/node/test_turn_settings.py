@@ -24,7 +24,7 @@ from app.node.transport.ice_urls import ice_servers_of
 from app.node.transport.webrtc import WebRTCConnection, WebRTCResponder, dial_webrtc
 from tests.conftest import TURN_PASSWORD as PASSWORD
 from tests.conftest import Coturn
-from tests.node.conftest import MemorySignaller
+from tests.node.conftest import MemorySignaller, assert_relayed_through_turn
 
 pytestmark = [pytest.mark.slow]
 
@@ -79,19 +79,7 @@ async def test_a_password_with_at_and_colon_relays_through_coturn(
     """The entry exactly as the user types it, parsed by the node, relay-only."""
     servers = ice_servers_of([f"turn:u:{PASSWORD}@127.0.0.1:{coturn}"])
     settings = TransportSettings(ice_servers=servers, relay_only=True, webrtc_timeout=10)
-    alice_keys, bob_keys = identity_factory(), identity_factory()
-    inbound: asyncio.Queue[WebRTCConnection] = asyncio.Queue()
-    responder = WebRTCResponder(bob_keys, inbound.put_nowait, settings=settings)
-    signaller.register(bob_keys.public.address, responder.handle_signal)
-    conn = await dial_webrtc(alice_keys, bob_keys.public.address, signaller, settings=settings)
-    bob_conn = await asyncio.wait_for(inbound.get(), 10)
-    try:
-        assert conn.path == bob_conn.path == "turn"
-        await conn.send(b"relayed")
-        assert await asyncio.wait_for(bob_conn.recv(), 10) == b"relayed"
-    finally:
-        await conn.close()
-        await bob_conn.close()
+    await assert_relayed_through_turn(settings, signaller, identity_factory)
 
 
 @pytest.mark.asyncio

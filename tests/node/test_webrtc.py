@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -46,6 +42,8 @@ from app.node.transport.webrtc import (
     encode_answer,
     encode_offer,
 )
+from tests.conftest import TURN_PASSWORD, running_coturn
+from tests.node.conftest import assert_relayed_through_turn
 
 pytestmark = [pytest.mark.usefixtures("loopback_ice"), pytest.mark.slow]
 
@@ -333,31 +331,13 @@ def test_configuration_is_always_explicit() -> None:
     assert servers[0].username == "u" and servers[0].credential == "p"
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def turn_server() -> Iterator[IceServer]:
     """coturn on loopback with a long-term credential (skipped when not installed)."""
-    binary = shutil.which("turnserver")
-    if binary is None:
-        pytest.skip("coturn (turnserver) is not installed")
-    port = _free_udp_port()
-    args = [
-        *(binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"),
-        *(f"--listening-port={port}", "--lt-cred-mech", "--user=u:p", "--realm=test"),
-        *("--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--fingerprint"),
-    ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        yield IceServer(urls=(f"turn:127.0.0.1:{port}",), username="u", credential="p")
-    finally:
-        proc.terminate()
-        proc.wait(5)
+    with running_coturn() as server:
+        yield IceServer(
+            urls=(f"turn:127.0.0.1:{server.port}",), username="u", credential=TURN_PASSWORD
+        )
 
 
 @pytest.mark.asyncio
@@ -365,18 +345,7 @@ async def test_relay_only_goes_through_turn(
     signaller: Any, identity_factory: Callable[[], IdentityKeys], turn_server: IceServer
 ) -> None:
     settings = TransportSettings(ice_servers=(turn_server,), relay_only=True, webrtc_timeout=10)
-    alice_keys, bob_keys = identity_factory(), identity_factory()
-    inbound: asyncio.Queue[WebRTCConnection] = asyncio.Queue()
-    responder = WebRTCResponder(bob_keys, inbound.put_nowait, settings=settings)
-    signaller.register(bob_keys.public.address, responder.handle_signal)
-    conn = await dial_webrtc(alice_keys, bob_keys.public.address, signaller, settings=settings)
-    bob_conn = await asyncio.wait_for(inbound.get(), 10)
-    try:
-        assert conn.path == bob_conn.path == "turn"
-        await conn.send(b"relayed")
-        assert await asyncio.wait_for(bob_conn.recv(), 10) == b"relayed"
-    finally:
-        await conn.close()
+    await assert_relayed_through_turn(settings, signaller, identity_factory)
 
 
 class _FakeSsl:
