@@ -7,13 +7,17 @@ import asyncio
 import contextlib
 import os
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from app.core.identity import IdentityKeys
 from app.node.transport.base import TransportSettings
+
+if TYPE_CHECKING:
+    from app.node.transport.webrtc import WebRTCConnection
 
 SignalHandler = Callable[[bytes], Awaitable[bytes]]
 SmallTmpfs = Callable[[Path, str], contextlib.AbstractContextManager[Path]]
@@ -96,14 +100,15 @@ def identity_factory() -> Callable[[], IdentityKeys]:
     return new_identity
 
 
-async def assert_relayed_through_turn(
+@contextlib.asynccontextmanager
+async def relayed_pair(
     settings: TransportSettings,
     signaller: MemorySignaller,
     identity_factory: Callable[[], IdentityKeys],
-) -> None:
-    """Two WebRTC peers with `settings` (relay only, a TURN server) connect over "turn"
-    and a payload crosses."""
-    from app.node.transport.webrtc import WebRTCConnection, WebRTCResponder, dial_webrtc
+) -> AsyncIterator[tuple[WebRTCConnection, WebRTCConnection]]:
+    """Two WebRTC peers with `settings` (relay only, a TURN server), connected: the
+    dialler's connection and the answerer's (closed on the way out)."""
+    from app.node.transport.webrtc import WebRTCResponder, dial_webrtc
 
     alice_keys, bob_keys = identity_factory(), identity_factory()
     inbound: asyncio.Queue[WebRTCConnection] = asyncio.Queue()
@@ -112,9 +117,20 @@ async def assert_relayed_through_turn(
     conn = await dial_webrtc(alice_keys, bob_keys.public.address, signaller, settings=settings)
     bob_conn = await asyncio.wait_for(inbound.get(), 10)
     try:
-        assert conn.path == bob_conn.path == "turn"
-        await conn.send(b"relayed")
-        assert await asyncio.wait_for(bob_conn.recv(), 10) == b"relayed"
+        yield conn, bob_conn
     finally:
         await conn.close()
         await bob_conn.close()
+
+
+async def assert_relayed_through_turn(
+    settings: TransportSettings,
+    signaller: MemorySignaller,
+    identity_factory: Callable[[], IdentityKeys],
+) -> None:
+    """Two WebRTC peers with `settings` (relay only, a TURN server) connect over "turn"
+    and a payload crosses."""
+    async with relayed_pair(settings, signaller, identity_factory) as (conn, bob_conn):
+        assert conn.path == bob_conn.path == "turn"
+        await conn.send(b"relayed")
+        assert await asyncio.wait_for(bob_conn.recv(), 10) == b"relayed"

@@ -21,10 +21,9 @@ from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.transport.base import TransportSettings
 from app.node.transport.ice_urls import ice_servers_of
-from app.node.transport.webrtc import WebRTCConnection, WebRTCResponder, dial_webrtc
 from tests.conftest import TURN_PASSWORD as PASSWORD
 from tests.conftest import Coturn
-from tests.node.conftest import MemorySignaller, assert_relayed_through_turn
+from tests.node.conftest import MemorySignaller, assert_relayed_through_turn, relayed_pair
 
 pytestmark = [pytest.mark.slow]
 
@@ -105,16 +104,10 @@ async def test_closing_a_relayed_connection_does_not_wait_for_a_turn_server_gone
     monkeypatch.setattr(turn.TurnClientMixin, "delete", delete_and_tell)
     servers = ice_servers_of([f"turn:u:{PASSWORD}@127.0.0.1:{coturn_server.port}"])
     settings = TransportSettings(ice_servers=servers, relay_only=True, webrtc_timeout=10)
-    alice_keys, bob_keys = identity_factory(), identity_factory()
-    inbound: asyncio.Queue[WebRTCConnection] = asyncio.Queue()
-    responder = WebRTCResponder(bob_keys, inbound.put_nowait, settings=settings)
-    signaller.register(bob_keys.public.address, responder.handle_signal)
-    conn = await dial_webrtc(alice_keys, bob_keys.public.address, signaller, settings=settings)
-    bob_conn = await asyncio.wait_for(inbound.get(), 10)
-    assert conn.path == "turn"
-    coturn_server.process.terminate()  # the TURN server goes away (or the network)
-    coturn_server.process.wait(5)
-    await conn.close()
-    # the close returned while aioice still tries to delete the allocation
-    assert not deleted.is_set()
-    await bob_conn.close()
+    async with relayed_pair(settings, signaller, identity_factory) as (conn, _):
+        assert conn.path == "turn"
+        coturn_server.process.terminate()  # the TURN server goes away (or the network)
+        coturn_server.process.wait(5)
+        await conn.close()
+        # the close returned while aioice still tries to delete the allocation
+        assert not deleted.is_set()
