@@ -9,7 +9,10 @@ Rules of this module (sans-I/O: time is passed in, nothing is sent or dropped he
         ^                           |   ^                                   |
         +--- calm for `probation` --+   +------ quarantine expires ---------+
 
-  A score at or above `quarantine_score` quarantines from any state. Each quarantine
+  A score at or above `quarantine_score` quarantines from any state. The rate-limit
+  threshold may differ per peer kind (`limit_by_kind`: DHT senders, named
+  ``dht:<ip>:<port>``, and transport peers score differently when honest, so one
+  threshold calibrated on both is too high for one of them; see `peer_kind`). Each quarantine
   lasts `quarantine_seconds` doubled per repeat offence (`strikes`), capped at
   `max_quarantine_seconds`; strikes are forgiven after `forgive_seconds` of calm.
 * Admission (`admit`) never discards anything: it answers DELIVER or QUEUE. A
@@ -32,6 +35,15 @@ from app.core.errors import LocalProtocolError
 MAX_TRACKED = 20_000
 """Peers remembered at once (see the module docstring)."""
 
+DHT_PREFIX = "dht:"
+"""How the node names a DHT sender (``dht:<ip>:<port>``); other peers are transport peers."""
+PEER_KINDS = ("dht", "transport")
+
+
+def peer_kind(peer: str) -> str:
+    """``"dht"`` for a DHT sender, ``"transport"`` for a contact or stranger."""
+    return "dht" if peer.startswith(DHT_PREFIX) else "transport"
+
 
 class Standing(enum.Enum):
     """Where a peer stands with us."""
@@ -53,23 +65,37 @@ class PolicySettings:
     """Thresholds and durations of the response policy."""
 
     limit_score: float = 0.5
-    """A detector score at or above this rate-limits the peer."""
+    """A detector score at or above this rate-limits the peer (unless its kind has its own)."""
+    limit_by_kind: tuple[tuple[str, float], ...] = ()
+    """Rate-limit thresholds of peer kinds (`PEER_KINDS`) calibrated apart."""
     quarantine_score: float = 0.9
     """A detector score at or above this quarantines the peer."""
     quarantine_seconds: float = 60.0
     max_quarantine_seconds: float = 3600.0
     probation_seconds: float = 60.0
-    """Calm seconds (score below `limit_score`) before a rate-limited peer is NORMAL."""
+    """Calm seconds (score below its limit) before a rate-limited peer is NORMAL."""
     forgive_seconds: float = 3600.0
     rate: float = 5.0
     """Payloads per second delivered for a rate-limited peer."""
     burst: float = 20.0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.limit_score <= self.quarantine_score:
+        limits = [self.limit_score, *(score for _, score in self.limit_by_kind)]
+        if not all(0.0 < limit <= self.quarantine_score for limit in limits):
             raise LocalProtocolError("need 0 < limit_score <= quarantine_score")
+        kinds = [kind for kind, _ in self.limit_by_kind]
+        if len(set(kinds)) != len(kinds) or not set(kinds) <= set(PEER_KINDS):
+            raise LocalProtocolError(f"limit_by_kind: each of {PEER_KINDS} at most once")
         if min(self.quarantine_seconds, self.probation_seconds, self.rate, self.burst) <= 0:
             raise LocalProtocolError("durations and rates must be positive")
+
+    def limit_for(self, peer: str) -> float:
+        """The rate-limit threshold that applies to `peer` (by its kind)."""
+        kind = peer_kind(peer)
+        for name, score in self.limit_by_kind:
+            if name == kind:
+                return score
+        return self.limit_score
 
 
 @dataclass(frozen=True)
@@ -130,9 +156,10 @@ class PeerPolicy:
     def assess(self, peer: str, score: float, now: float) -> list[StandingChanged]:
         """Apply one detector score for `peer` at `now`."""
         cfg = self.settings
+        limit = cfg.limit_for(peer)
         state = self._peers.get(peer)
         if state is None:
-            if score < cfg.limit_score:
+            if score < limit:
                 return []  # nothing to remember about a calm peer
             self._make_room()
             state = self._peers[peer] = _Peer()
@@ -151,7 +178,7 @@ class PeerPolicy:
             state.standing = Standing.QUARANTINED
             state.until = now + duration
             return [StandingChanged(peer, old, state.standing, score, "detector", state.until)]
-        if score >= cfg.limit_score:
+        if score >= limit:
             state.calm_since = now
             if old is Standing.NORMAL:
                 state.standing = Standing.RATE_LIMITED
@@ -191,7 +218,7 @@ class PeerPolicy:
             elif (
                 state.standing is Standing.RATE_LIMITED
                 and now - state.calm_since >= self.settings.probation_seconds
-                and state.last_score < self.settings.limit_score
+                and state.last_score < self.settings.limit_for(peer)
             ):
                 changes.append(self._set(peer, state, Standing.NORMAL, 0.0, "calm"))
             elif (

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.peer_policy import Admission, PeerPolicy, PolicySettings, Standing
+from app.core.errors import LocalProtocolError
+from app.core.peer_policy import Admission, PeerPolicy, PolicySettings, Standing, peer_kind
 
 CFG = PolicySettings(
     limit_score=0.5,
@@ -112,3 +114,44 @@ def test_tracked_peers_are_bounded_calm_ones_forgotten_first() -> None:
         assert len(policy) <= 64
     assert policy.standing("dht:192.0.2.7:999") is Standing.QUARANTINED
     assert policy.standing("early") is Standing.NORMAL  # forgotten, the longest tracked
+
+
+KINDS = PolicySettings(
+    limit_score=0.5,
+    quarantine_score=0.9,
+    probation_seconds=30,
+    limit_by_kind=(("dht", 0.7), ("transport", 0.3)),
+)
+
+
+def test_each_peer_kind_is_rate_limited_at_its_own_threshold() -> None:
+    assert peer_kind("dht:10.0.0.1:4000") == "dht" and peer_kind("eggme:abc") == "transport"
+    policy = PeerPolicy(KINDS)
+    assert policy.assess("dht:10.0.0.1:4000", 0.6, 0) == []  # under the DHT senders' 0.7
+    [change] = policy.assess("contact", 0.35, 0)  # over the transport peers' 0.3
+    assert change.new is Standing.RATE_LIMITED
+    [change] = policy.assess("dht:10.0.0.1:4000", 0.7, 2)
+    assert change.new is Standing.RATE_LIMITED
+    # probation judges each peer against its own limit too: 0.6 keeps a DHT sender
+    # calm, 0.35 keeps a transport peer restricted
+    policy.assess("dht:10.0.0.1:4000", 0.6, 5)
+    policy.assess("contact", 0.35, 5)
+    changes = policy.handle_timer(40)
+    assert [(c.peer, c.new) for c in changes] == [("dht:10.0.0.1:4000", Standing.NORMAL)]
+    assert policy.standing("contact") is Standing.RATE_LIMITED
+    [quarantined] = policy.assess("dht:10.0.0.1:4000", 0.95, 50)  # one quarantine for all
+    assert quarantined.new is Standing.QUARANTINED
+
+
+def test_without_per_kind_thresholds_one_limit_applies_to_every_peer() -> None:
+    assert CFG.limit_for("dht:10.0.0.1:4000") == CFG.limit_for("contact") == 0.5
+    assert KINDS.limit_for("dht:1.2.3.4:5") == 0.7 and KINDS.limit_for("x") == 0.3
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [(("dht", 0.95),), (("dht", 0.0),), (("dht", 0.5), ("dht", 0.6)), (("relay", 0.5),)],
+)
+def test_per_kind_thresholds_are_checked(limits: tuple[tuple[str, float], ...]) -> None:
+    with pytest.raises(LocalProtocolError):
+        PolicySettings(limit_score=0.5, quarantine_score=0.9, limit_by_kind=limits)
