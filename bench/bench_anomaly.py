@@ -45,6 +45,7 @@ from app.core import session as e2e
 from app.core.errors import CoreError
 from app.core.identity import IdentityKeys
 from app.core.peer_features import Signal as S
+from app.core.peer_policy import PEER_KINDS
 from app.core.prekeys import PrekeyStore
 from app.core.rotation_policy import RotationPolicy, RotationSettings
 from app.node.anomaly import MODEL_NAME, Detector
@@ -229,15 +230,19 @@ def run_detection(benign: int, attackers: int, models: Path | None = None) -> di
         "detector": {
             "threshold_quarantine": detector.quarantine,
             "threshold_limit": detector.limit,
+            "threshold_limit_by_kind": {k: detector.limit_for(k) for k in PEER_KINDS},
             "onnx_us_per_single_row": round(per_row_us, 1),
             "scoring_rows_per_s": round(rows / scoring_seconds),
         },
     }
-    for name, threshold, kinds in (
-        ("strong@quarantine", detector.quarantine, STRONG),
-        ("subtle@limit", detector.limit, {a.name for a in ATTACKS} - STRONG),
-    ):
-        flags = [s >= threshold for s in scores]
+    # the rate limit of each peer's kind, as the node's policy applies it (a model
+    # without per-kind thresholds: its one `threshold_limit` for both)
+    for name, limits, kinds in (
+        ("strong@quarantine", dict.fromkeys(PEER_KINDS, detector.quarantine), STRONG),
+        ("subtle@limit", {k: detector.limit_for(k) for k in PEER_KINDS},
+         {a.name for a in ATTACKS} - STRONG),
+    ):  # fmt: skip
+        flags = [s >= limits[t.kind] for s, t in zip(scores, traces, strict=True)]
         report = detection_report(traces, flags, times)
         chosen = {k: v for k, v in report.items() if k in kinds}
         result["detector"][name] = _summary(chosen, fpr_per_peer_hour(traces, flags))

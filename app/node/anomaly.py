@@ -46,6 +46,8 @@ from app.core.peer_features import (
     Signal,
 )
 from app.core.peer_policy import (
+    DHT_PREFIX,
+    PEER_KINDS,
     Admission,
     PeerPolicy,
     PolicySettings,
@@ -99,8 +101,8 @@ DHT_SIGNALS: dict[str, Signal] = {
 
 
 def dht_peer(address: tuple[str, int]) -> str:
-    """How a DHT sender is named among the monitored peers."""
-    return f"dht:{address[0]}:{address[1]}"
+    """How a DHT sender is named among the monitored peers (`peer_kind` reads it back)."""
+    return f"{DHT_PREFIX}{address[0]}:{address[1]}"
 
 
 class Detector:
@@ -118,6 +120,12 @@ class Detector:
         self.model = model
         self.limit = float(meta.get("threshold_limit", "0.5"))
         self.quarantine = float(meta.get("threshold_quarantine", "0.9"))
+        self.limits = {
+            kind: float(meta[f"threshold_limit_{kind}"])
+            for kind in PEER_KINDS
+            if f"threshold_limit_{kind}" in meta
+        }
+        """Rate-limit thresholds calibrated per peer kind (a model without them: `limit`)."""
 
     @classmethod
     def load(cls) -> Detector:
@@ -132,9 +140,17 @@ class Detector:
             raise ModelError("the anomaly model has no 'probabilities' output")
         return np.asarray(probabilities)[:, 1]
 
+    def limit_for(self, kind: str) -> float:
+        """The rate-limit threshold of peers of `kind` (one of `PEER_KINDS`)."""
+        return self.limits.get(kind, self.limit)
+
     def policy_settings(self) -> PolicySettings:
         """Response thresholds taken from the model's calibration."""
-        return PolicySettings(limit_score=self.limit, quarantine_score=self.quarantine)
+        return PolicySettings(
+            limit_score=self.limit,
+            quarantine_score=self.quarantine,
+            limit_by_kind=tuple(sorted(self.limits.items())),
+        )
 
 
 def _feature_names_json() -> str:

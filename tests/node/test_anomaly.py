@@ -20,10 +20,10 @@ import pytest
 import pytest_asyncio
 
 from app.core.peer_features import EXPIRE_IDLE, FEATURE_NAMES, N_FEATURES, PeerFeatures, Signal
-from app.core.peer_policy import Standing, StandingChanged
+from app.core.peer_policy import PEER_KINDS, Standing, StandingChanged
 from app.core.prekeys import PrekeyBundle
 from app.core.rotation_policy import ALL_KEYS, RotationDue, RotationReason
-from app.node.anomaly import AnomalyMonitor, Detector, _describe, _technical
+from app.node.anomaly import AnomalyMonitor, Detector, _describe, _technical, dht_peer
 from app.node.api import AddContact, ListMessages, NodeEvent, SecurityAlert, SendMessage
 from app.node.dht import DhtNode
 from app.node.guard import NodeGuard
@@ -165,7 +165,8 @@ def test_one_replay_from_a_chatting_contact_reaches_the_rate_limit_at_once() -> 
     rows = [features.row(p, 1121.0) for p in ("replayer", "twin")]
     matrix = np.asarray([r.values for r in rows if r is not None], dtype=np.float32)
     replayer, twin = detector.scores(matrix)
-    assert replayer >= detector.limit and twin < detector.limit / 10
+    limit = detector.limit_for("transport")
+    assert replayer >= limit and twin < limit / 10
 
 
 def test_a_node_joining_the_dht_is_not_flagged_for_its_join_burst() -> None:
@@ -184,11 +185,34 @@ def test_a_node_joining_the_dht_is_not_flagged_for_its_join_burst() -> None:
         features.observe("flooding", Signal.RECORD_REJECTED, 1000.0 + second, 10)
     rows = [features.row("joining", now) for now in (1001.0, 1003.0, 1005.0)]
     matrix = np.asarray([r.values for r in rows if r is not None], dtype=np.float32)
-    assert max(detector.scores(matrix)) < detector.limit
+    assert max(detector.scores(matrix)) < detector.limit_for("dht")
     flood = features.row("flooding", 1010.0)
     assert flood is not None
     (score,) = detector.scores(np.asarray([flood.values], dtype=np.float32))
-    assert score >= detector.limit
+    assert score >= detector.limit_for("dht")
+
+
+def test_the_monitor_rate_limits_each_peer_kind_at_the_models_own_threshold() -> None:
+    """The model carries a rate limit per peer kind (DHT senders and transport peers
+    reach different scores when honest, decision 0012); the monitor's policy applies
+    the DHT senders' to a ``dht:`` peer and the transport peers' to a contact, so a
+    score between the two flags one kind only."""
+    detector = Detector.load()
+    assert set(detector.limits) == set(PEER_KINDS)
+    assert all(0 < v <= detector.quarantine for v in detector.limits.values())
+    monitor = AnomalyMonitor(detector, lambda e: None, clock=lambda: 1000.0)
+    dht, contact = dht_peer(("192.0.2.7", 4000)), "eggcontact"
+    settings = monitor.policy.settings
+    assert settings.limit_for(dht) == detector.limit_for("dht")
+    assert settings.limit_for(contact) == detector.limit_for("transport")
+    low, high = sorted(detector.limits.values())
+    assert low < high
+    between = (low + high) / 2
+    monitor.policy.assess(dht, between, 1000.0)
+    monitor.policy.assess(contact, between, 1000.0)
+    flagged = monitor.policy.flagged()
+    lower_kind = min(detector.limits, key=detector.limits.__getitem__)
+    assert flagged == {(dht if lower_kind == "dht" else contact): Standing.RATE_LIMITED}
 
 
 @pytest.mark.asyncio
@@ -278,7 +302,7 @@ def test_an_honest_node_restarted_again_and_again_is_not_flagged() -> None:
         end = restarting_node(features, peer, 1000.0, starts)
         rows = [features.row(peer, 1000.0 + t) for t in range(1, int(end - 1000.0) + 60, 2)]
         matrix = np.asarray([r.values for r in rows if r is not None], dtype=np.float32)
-        assert max(detector.scores(matrix)) < detector.limit, starts
+        assert max(detector.scores(matrix)) < detector.limit_for("dht"), starts
     now = 1000.0
     while now < 1060.0:
         features.observe("churning", Signal.DHT_REQUEST, now + 0.1, 11)
@@ -287,7 +311,7 @@ def test_an_honest_node_restarted_again_and_again_is_not_flagged() -> None:
     churn = features.row("churning", 1060.0)
     assert churn is not None
     (score,) = detector.scores(np.asarray([churn.values], dtype=np.float32))
-    assert score >= detector.limit
+    assert score >= detector.limit_for("dht")
 
 
 def test_the_alert_names_last_minute_counts_only() -> None:

@@ -9,17 +9,28 @@ the feature names, so the node reads them from the file it loads:
 
 * ``threshold_quarantine``: above every honest peer-hour of the validation populations;
 * ``threshold_limit``: at most 0.5% of their honest peer-hours ever reach it (half the
-  1% budget: room for sampling noise).
+  1% budget: room for sampling noise);
+* ``threshold_limit_dht``, ``threshold_limit_transport``: one rate limit per peer kind,
+  flagging no more honest peer-hours of the validation populations than
+  ``threshold_limit`` does, chosen to catch the most subtle attackers (10 per kind
+  added to the same populations) within 10 s of their first act. Honest DHT senders
+  and transport peers reach different scores (joins and restarts against chat sessions
+  and bulk bursts), so the one threshold sits at the DHT senders' tail and lets slow
+  transport attacks go longer; the node's policy applies each kind's own
+  (`app.core.peer_policy.PolicySettings.limit_by_kind`).
 
 Usage: ``python -m tools.anomaly.train [--out resources/models]`` (about 4 minutes on 2
-cores).
+cores); ``--recalibrate resources/models/anomaly.onnx`` keeps a model's trees and
+recomputes only its thresholds (onnxruntime, no training).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +40,8 @@ from skl2onnx import to_onnx
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from app.core.peer_features import FEATURE_NAMES, N_FEATURES
+from app.core.peer_policy import PEER_KINDS
+from app.node.ml import OnnxModel
 from tools.anomaly.simulator import ATTACKS, make_population, replay
 
 EVAL_STEP = 2
@@ -53,6 +66,15 @@ WEIGHTS = {"honest": 4.0, "subtle": 1.0, "strong": 20.0}
 """Sample weights: an honest row counts 4 attacking rows (false positives cost most);
 rows of strong attacks as much, so floods score far above anything honest and the
 quarantine threshold (above every honest peer-hour) catches them at once."""
+EARLY = 10
+"""Seconds after a subtle attacker's first act whose rows weigh `EARLY_WEIGHT` times a
+subtle row (the target: detected within 10 s of the first act)."""
+EARLY_WEIGHT = 1.0
+VALIDATION_ATTACKERS = 10
+"""Attackers per kind in each validation population (for the per-kind rate limits; the
+honest peers are the same with or without them)."""
+KIND_CANDIDATES = 25
+"""Per-kind rate limits tried: just above each of the kind's highest honest peer-hours."""
 
 
 _add_node = _tree_ensemble.add_node
@@ -73,14 +95,16 @@ _tree_ensemble.add_node = _add_node_int_flags
 
 def dataset(
     seeds: tuple[int, ...], benign: int, duration: int, attackers: int, keep: float, rng_seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Feature rows, labels (1 = the peer is attacking) and whether the attack is a
-    strong one (floods, replays, invalid signatures), of several populations."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Feature rows, labels (1 = the peer is attacking), whether the attack is a strong
+    one (floods, replays, invalid signatures) and whether the row is of a subtle attack's
+    first `EARLY` seconds after its first act, of several populations."""
     rng = np.random.default_rng(rng_seed)
     strong = {a.name for a in ATTACKS if a.strong}
     xs: list[tuple[float, ...]] = []
     ys: list[int] = []
     ss: list[bool] = []
+    early: list[bool] = []
     for seed in seeds:
         for trace in make_population(
             seed, benign=benign, duration=duration, attackers_per_kind=attackers
@@ -96,16 +120,130 @@ def dataset(
                 xs.append(labelled.row.values)
                 ys.append(int(labelled.attacking))
                 ss.append(labelled.attacking and labelled.attack in strong)
-    return np.asarray(xs, dtype=np.float32), np.asarray(ys, dtype=np.int64), np.asarray(ss)
+                early.append(
+                    labelled.attacking
+                    and labelled.attack not in strong
+                    and labelled.since_evidence < EARLY
+                )
+    return (
+        np.asarray(xs, dtype=np.float32),
+        np.asarray(ys, dtype=np.int64),
+        np.asarray(ss),
+        np.asarray(early),
+    )
 
 
-def benign_peer_maxima(model: HistGradientBoostingClassifier, seed: int, peers: int) -> np.ndarray:
-    """The highest score each honest peer of a validation population reaches in an hour."""
-    maxima = []
-    for trace in make_population(seed, benign=peers, duration=3600, attackers_per_kind=0):
-        rows = np.asarray([r.row.values for r in replay(trace, EVAL_STEP)], dtype=np.float32)
-        maxima.append(float(model.predict_proba(rows)[:, 1].max()) if len(rows) else 0.0)
-    return np.asarray(maxima)
+Scorer = Callable[[np.ndarray], np.ndarray]
+"""Feature rows in, P(attacking) out."""
+
+
+def peer_maxima(
+    score: Scorer, seed: int, peers: int, attackers: int
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, float]]]:
+    """Of a validation population: the highest score each honest peer reaches in an
+    hour and each one's kind (`PEER_KINDS`); and per subtle attacker that acted, its
+    kind and the highest score it reaches within 10 s of its first act (from its
+    attack's start; a Sybil's from its first identity's arrival), as the benchmark
+    counts "within 10 s of first evidence"."""
+    strong = {a.name for a in ATTACKS if a.strong}
+    maxima: list[float] = []
+    kinds: list[str] = []
+    early: dict[str, tuple[str, float]] = {}
+    traces = make_population(seed, benign=peers, duration=3600, attackers_per_kind=attackers)
+    group_start: dict[str, int] = {}
+    for trace in traces:
+        if "." in trace.peer:  # a Sybil identity: the group starts with its first one
+            group = trace.peer.rsplit(".", 1)[0]
+            group_start[group] = min(group_start.get(group, trace.start), trace.start)
+    for trace in traces:
+        if trace.attack in strong:
+            continue
+        labelled = list(replay(trace, EVAL_STEP))
+        rows = np.asarray([r.row.values for r in labelled], dtype=np.float32)
+        scores = score(rows) if len(rows) else np.zeros(0)
+        if trace.attack is None:
+            maxima.append(float(scores.max()) if len(scores) else 0.0)
+            kinds.append(trace.kind)
+            continue
+        group = trace.peer.rsplit(".", 1)[0] if "." in trace.peer else trace.peer
+        if "." in trace.peer:
+            evidence = group_start[group]
+        elif trace.first_evidence is not None:
+            evidence = trace.start + trace.first_evidence
+        else:
+            continue  # never acted: no first evidence to be quick about
+        begin = trace.start + (trace.attack_start or 0)
+        within = [
+            float(s) for r, s in zip(labelled, scores, strict=True)
+            if begin <= r.time <= evidence + EARLY - 1
+        ]  # fmt: skip
+        best = max(within, default=0.0)
+        early[group] = (trace.kind, max(best, early.get(group, ("", 0.0))[1]))
+    return np.asarray(maxima), np.asarray(kinds), list(early.values())
+
+
+def thresholds(
+    maxima: np.ndarray, kinds: np.ndarray, early: list[tuple[str, float]]
+) -> dict[str, float]:
+    """The metadata thresholds (see the module docstring) from validation maxima, in
+    logit space (scores saturate near 1): quarantine 0.1 logit above every honest
+    peer-hour (0.1% of 1,000 is one peer: no room for noise), the single rate limit half
+    a logit above the `LIMIT_QUANTILE` of honest peer-hours; then one limit per peer
+    kind, chosen (each just above one of its kind's highest honest peer-hours, or the
+    single limit) to catch the most subtle attackers within 10 s of their first act
+    while flagging no more honest peer-hours than the single limit does."""
+    quarantine = _above(float(maxima.max()), 0.1)
+    single = min(quarantine, _above(float(np.quantile(maxima, LIMIT_QUANTILE)), 0.5))
+    allowed = int((maxima >= single).sum())
+    candidates = {
+        kind: sorted(
+            {single, *(min(quarantine, _above(float(m), 0.02)) for m in
+                       np.sort(maxima[kinds == kind])[-KIND_CANDIDATES:])}
+        )
+        for kind in PEER_KINDS
+    }  # fmt: skip
+    best: tuple[int, float, dict[str, float]] = (-1, 0.0, {})
+    for pair in itertools.product(*(candidates[k] for k in PEER_KINDS)):
+        limits = dict(zip(PEER_KINDS, pair, strict=True))
+        flagged = sum(int((maxima[kinds == k] >= limits[k]).sum()) for k in PEER_KINDS)
+        if flagged > allowed:
+            continue
+        caught = sum(1 for kind, top in early if top >= limits[kind])
+        key = (caught, sum(pair))  # ties: the higher thresholds (fewer honest flagged)
+        if key > best[:2]:
+            best = (caught, sum(pair), limits)
+    out = {"threshold_quarantine": quarantine, "threshold_limit": single}
+    out.update({f"threshold_limit_{kind}": limit for kind, limit in best[2].items()})
+    return out
+
+
+def calibrate(score: Scorer) -> dict[str, float]:
+    """`thresholds` on the `VALIDATION_SEEDS` populations (1,000 honest peers x 1 h and
+    `VALIDATION_ATTACKERS` attackers per kind each)."""
+    found = [peer_maxima(score, seed, 1000, VALIDATION_ATTACKERS) for seed in VALIDATION_SEEDS]
+    return thresholds(
+        np.concatenate([m for m, _, _ in found]),
+        np.concatenate([k for _, k, _ in found]),
+        [e for _, _, early in found for e in early],
+    )
+
+
+def recalibrate(path: Path) -> None:
+    """Recompute the thresholds of the model at `path` (its trees unchanged), in place."""
+    model = OnnxModel(path)
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(model.run(rows)["probabilities"])[:, 1]
+
+    found = calibrate(score)
+    print("thresholds: " + ", ".join(f"{k} {v:.6f}" for k, v in found.items()))
+    onx = onnx.load(str(path))
+    meta = {p.key: p.value for p in onx.metadata_props}
+    meta.update({k: f"{v:.6f}" for k, v in found.items()})
+    del onx.metadata_props[:]
+    onnx.helper.set_model_props(onx, meta)
+    path.write_bytes(onx.SerializeToString())
+    print(f"wrote {path}")
 
 
 EVIDENCE = (
@@ -148,21 +286,28 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=1800)
     parser.add_argument("--attackers", type=int, default=12)
     parser.add_argument("--iterations", type=int, default=ITERATIONS)
+    parser.add_argument("--early-weight", type=float, default=EARLY_WEIGHT)
     parser.add_argument("--cache", type=Path, help="reuse/keep the training rows in this .npz")
+    parser.add_argument(
+        "--recalibrate", type=Path, help="only recompute this model's thresholds (no training)"
+    )
     args = parser.parse_args()
+    if args.recalibrate is not None:
+        recalibrate(args.recalibrate)
+        return
     started = time.monotonic()
     if args.cache is not None and args.cache.exists():
         cached = np.load(args.cache)
-        x, y, strong = cached["x"], cached["y"], cached["strong"]
+        x, y, strong, early = cached["x"], cached["y"], cached["strong"], cached["early"]
     else:
-        x, y, strong = dataset(
+        x, y, strong, early = dataset(
             TRAIN_SEEDS, args.benign, args.duration, args.attackers, BENIGN_KEEP, 0
         )
         if args.cache is not None:
-            np.savez(args.cache, x=x, y=y, strong=strong)
+            np.savez(args.cache, x=x, y=y, strong=strong, early=early)
     weight = np.where(
         y == 0, WEIGHTS["honest"], np.where(strong, WEIGHTS["strong"], WEIGHTS["subtle"])
-    )
+    ) * np.where(early, args.early_weight, 1.0)
     print(f"training rows: {len(y)} ({int(y.sum())} attacking), {time.monotonic() - started:.0f} s")
     model = HistGradientBoostingClassifier(
         max_iter=args.iterations,
@@ -176,13 +321,8 @@ def main() -> None:
     )
     model.fit(x, y, sample_weight=weight)
     print(f"trained in {time.monotonic() - started:.0f} s")
-    maxima = np.concatenate([benign_peer_maxima(model, seed, 1000) for seed in VALIDATION_SEEDS])
-    # in logit space (scores saturate near 1): quarantine above every honest peer-hour
-    # of the validation populations (0.1% of 1,000 is one peer: no room for noise), the
-    # rate limit half a logit above the LIMIT_QUANTILE
-    quarantine = _above(float(maxima.max()), 0.1)
-    limit = min(quarantine, _above(float(np.quantile(maxima, LIMIT_QUANTILE)), 0.5))
-    print(f"thresholds: limit {limit:.4f}, quarantine {quarantine:.4f}")
+    found = calibrate(lambda rows: model.predict_proba(rows)[:, 1])
+    print("thresholds: " + ", ".join(f"{k} {v:.6f}" for k, v in found.items()))
 
     onx = to_onnx(
         model,
@@ -191,8 +331,7 @@ def main() -> None:
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
     meta = {
-        "threshold_quarantine": f"{quarantine:.6f}",
-        "threshold_limit": f"{limit:.6f}",
+        **{k: f"{v:.6f}" for k, v in found.items()},
         "features": json.dumps(list(FEATURE_NAMES)),
         "eval_step_seconds": str(EVAL_STEP),
         "trained_on": json.dumps(
