@@ -60,7 +60,8 @@ def maxima(detector: Detector, population: list[PeerTrace]) -> np.ndarray:
 def measure(detector: Detector, population: list[PeerTrace]) -> dict[str, Any]:
     top = maxima(detector, population)
     return {
-        "rate_limited_share": round(float((top >= detector.limit).mean()), 4),
+        # the peers restarting here are DHT senders: judged at that kind's limit
+        "rate_limited_share": round(float((top >= detector.limit_for("dht")).mean()), 4),
         "quarantined_share": round(float((top >= detector.quarantine).mean()), 4),
         "highest_score": round(float(top.max()), 6),
     }
@@ -91,7 +92,7 @@ def main() -> None:
     for folder in args.models or [None]:
         detector = Detector.load() if folder is None else Detector(load_model(MODEL_NAME, folder))
         out["models"][str(folder or "shipped")] = {
-            "limit": detector.limit,
+            "limit": detector.limit_for("dht"),
             "quarantine": detector.quarantine,
             "restarting": measure(detector, restarting),
             "control": measure(detector, control),
