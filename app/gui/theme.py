@@ -3,11 +3,12 @@ colours the item delegates paint with. "system" follows `QStyleHints.colorScheme
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtGui import QColor, QFont, QFontInfo, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 from app.gui.resources import theme_path
@@ -121,12 +122,38 @@ def system_prefers_dark() -> bool:
     return QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark
 
 
-def style_sheet(path: Path) -> str:
+DESIGN_POINT_SIZE = 10.0
+"""The body font size the style sheets are written for (their ``QWidget { font-size }``);
+headings are sized relative to it."""
+
+_POINT_SIZE = re.compile(r"font-size:\s*(\d+(?:\.\d+)?)pt")
+
+
+def desktop_point_size(font: QFont) -> float:
+    """The size in points of `font`, the desktop's font as Qt hands it to the application
+    (a font given in pixels is converted)."""
+    points = font.pointSizeF()
+    return points if points > 0 else QFontInfo(font).pointSizeF()
+
+
+def scale_font_sizes(sheet: str, desktop_points: float) -> str:
+    """`sheet` with every ``font-size: Npt`` grown by desktop/design size. A sheet pinning
+    10 pt overrode a larger desktop font (low vision: 13-16 pt) with 10 pt everywhere;
+    a desktop font at or below the design size keeps the sizes as written."""
+    factor = max(1.0, desktop_points / DESIGN_POINT_SIZE)
+    if factor == 1.0:
+        return sheet
+    return _POINT_SIZE.sub(lambda m: f"font-size: {float(m.group(1)) * factor:.1f}pt", sheet)
+
+
+def style_sheet(path: Path, desktop_points: float = DESIGN_POINT_SIZE) -> str:
     """The style sheet at `path` ("" if missing), its ``@THEMES@`` image folder made
-    absolute: ``url()`` in an application style sheet is read from the working folder."""
+    absolute (``url()`` in an application style sheet is read from the working folder)
+    and its font sizes fitted to the desktop font of `desktop_points`."""
     if not path.is_file():
         return ""
-    return path.read_text("utf-8").replace("@THEMES@", path.parent.as_posix())
+    sheet = path.read_text("utf-8").replace("@THEMES@", path.parent.as_posix())
+    return scale_font_sizes(sheet, desktop_points)
 
 
 class ThemeManager(QObject):
@@ -139,8 +166,10 @@ class ThemeManager(QObject):
         super().__init__(app)
         self._app = app
         self._choice = "system"
+        self._desktop_points = desktop_point_size(app.font())
         app.setStyle("Fusion")
         app.styleHints().colorSchemeChanged.connect(self._on_system_scheme)
+        app.fontChanged.connect(self._on_font)  # the desktop's font changing while it runs
 
     @property
     def choice(self) -> str:
@@ -154,8 +183,15 @@ class ThemeManager(QObject):
         dark = self._choice == "dark" or (self._choice == "system" and system_prefers_dark())
         _active = DARK if dark else LIGHT
         self._app.setPalette(_palette(_active))
-        self._app.setStyleSheet(style_sheet(theme_path("dark" if dark else "light")))
+        sheet = style_sheet(theme_path("dark" if dark else "light"), self._desktop_points)
+        self._app.setStyleSheet(sheet)
         self.changed.emit()
+
+    def _on_font(self, font: QFont) -> None:
+        points = desktop_point_size(font)
+        if points != self._desktop_points:
+            self._desktop_points = points
+            self.apply(self._choice)
 
     def _on_system_scheme(self, _scheme: Qt.ColorScheme) -> None:
         if self._choice == "system":
