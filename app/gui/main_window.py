@@ -47,7 +47,7 @@ from app.gui.models.contacts import ContactModel, ContactRole
 from app.gui.models.messages import MessageModel
 from app.gui.models.transfers import TransferModel
 from app.gui.resources import app_icon
-from app.gui.theme import ThemeManager
+from app.gui.theme import ThemeManager, text_scale
 from app.gui.tray import TrayIcon
 from app.gui.views.contact_delegate import ContactDelegate
 from app.gui.views.conversation import ConversationPane
@@ -75,6 +75,9 @@ SIDEBAR_WIDTH = 320
 SIDEBAR_MIN_WIDTH = 260
 """In a narrow window the contact list gives the conversation room, down to this."""
 SIDEBAR_SHARE = 0.38
+MIN_SIZE = (640, 440)
+"""The smallest window at a 10 pt font (two side by side fit a 1280-pixel-wide screen);
+it and the sidebar widths grow with a larger font (`text_scale`), within the screen."""
 OFFER_PAGE = 200
 """Messages read per page while looking for the file messages of our waiting offers."""
 
@@ -110,7 +113,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(self.tr("Scrambled Eggs"))
         self.setWindowIcon(app_icon())
         self.resize(1100, 720)
-        self.setMinimumSize(640, 440)  # two side by side fit a 1280-pixel-wide screen
+        self.setMinimumSize(*MIN_SIZE)
+        self._sidebar_widths = (SIDEBAR_MIN_WIDTH, SIDEBAR_WIDTH)
 
         self.contacts = ContactModel(self)
         self.transfers = TransferModel(self)
@@ -1027,9 +1031,25 @@ class MainWindow(QMainWindow):
             self.tray.hide()
         self.quitRequested.emit()
 
+    def fit_to_font(self) -> None:
+        """Minimum size and sidebar widths for the text size in use: at 15 pt the 10 pt
+        pixel sizes cut the banner, the names and the search field's hint."""
+        scale = text_scale(self)
+        screen = self.screen().availableGeometry()
+        self.setMinimumSize(
+            min(round(MIN_SIZE[0] * scale), screen.width()),
+            min(round(MIN_SIZE[1] * scale), screen.height()),
+        )
+        self._sidebar_widths = (round(SIDEBAR_MIN_WIDTH * scale), round(SIDEBAR_WIDTH * scale))
+        self._fit_sidebar(self.width())
+
+    def _fit_sidebar(self, window_width: int) -> None:
+        narrowest, widest = self._sidebar_widths
+        share = int(window_width * SIDEBAR_SHARE)
+        self.sidebar.setFixedWidth(max(narrowest, min(widest, share)))
+
     def resizeEvent(self, event: QResizeEvent) -> None:
-        width = int(event.size().width() * SIDEBAR_SHARE)
-        self.sidebar.setFixedWidth(max(SIDEBAR_MIN_WIDTH, min(SIDEBAR_WIDTH, width)))
+        self._fit_sidebar(event.size().width())
         super().resizeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -1049,6 +1069,8 @@ class MainWindow(QMainWindow):
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:  # the theme's sheet, or the desktop's font
+            self.fit_to_font()
         if (
             event.type() == QEvent.Type.ActivationChange
             and self.isActiveWindow()

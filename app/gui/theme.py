@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontInfo, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from app.gui.resources import theme_path
 
@@ -126,6 +126,9 @@ DESIGN_POINT_SIZE = 10.0
 """The body font size the style sheets are written for (their ``QWidget { font-size }``);
 headings are sized relative to it."""
 
+STANDARD_DPI = 96
+"""The logical DPI the pixel sizes in the GUI were chosen at."""
+
 _POINT_SIZE = re.compile(r"font-size:\s*(\d+(?:\.\d+)?)pt")
 
 
@@ -144,6 +147,15 @@ def scale_font_sizes(sheet: str, desktop_points: float) -> str:
     if factor == 1.0:
         return sheet
     return _POINT_SIZE.sub(lambda m: f"font-size: {float(m.group(1)) * factor:.1f}pt", sheet)
+
+
+def text_scale(widget: QWidget) -> float:
+    """How much larger than the design size `widget`'s text is (1.0 at 10 pt or less): the
+    factor for sizes given in pixels that must hold text (a window's minimum size, a
+    fixed column width)."""
+    widget.ensurePolished()  # the style sheet's font, not the one before it applies
+    points = desktop_point_size(widget.font()) * widget.logicalDpiY() / STANDARD_DPI
+    return max(1.0, points / DESIGN_POINT_SIZE)
 
 
 def style_sheet(path: Path, desktop_points: float = DESIGN_POINT_SIZE) -> str:

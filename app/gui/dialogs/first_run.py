@@ -27,6 +27,7 @@ from app.gui.dialogs.common import (
     error_label,
     explanation_label,
     fit_height,
+    minimum_width,
     primary_button,
     show_error,
     title_label,
@@ -43,7 +44,7 @@ class FirstRunDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle(self.tr("Welcome to Scrambled Eggs"))
         self.setWindowIcon(app_icon())
-        self.setMinimumWidth(520)
+        minimum_width(self, 520)
         self._profile = profile
         self.result_info: InitResult | None = None
         self.passphrase: str | None = None

@@ -14,7 +14,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.dialogs.common import explanation_label, fit_height, primary_button, title_label
+from app.gui.dialogs.common import (
+    explanation_label,
+    fit_height,
+    minimum_width,
+    primary_button,
+    title_label,
+)
 from app.gui.resources import qr_pixmap
 from app.node.api import Whoami
 
@@ -27,7 +33,7 @@ class InviteDialog(QDialog):
     def __init__(self, me: Whoami, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("My invite"))
-        self.setMinimumWidth(520)
+        minimum_width(self, 520)
         self.invite_link = me.invite
         self.qr = QLabel()
         self.qr.setAlignment(Qt.AlignmentFlag.AlignCenter)

@@ -31,6 +31,7 @@ from app.gui.dialogs.common import (
     error_label,
     explanation_label,
     fit_height,
+    minimum_width,
     primary_button,
     show_error,
 )
@@ -98,7 +99,7 @@ class SettingsDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("Settings"))
-        self.setMinimumWidth(560)
+        minimum_width(self, 560)
         self._bridge = bridge
         self._original = settings
         self.saved: Settings | None = None

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.dialogs.common import explanation_label, title_label
 from app.gui.models.transfers import TransferModel
+from app.gui.theme import text_scale
 from app.gui.views.file_card import TransferAction
 from app.gui.views.transfer_delegate import ContactName, TransferDelegate
 from app.gui.widgets.naming import named
@@ -39,7 +40,10 @@ class TransfersDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle(self.tr("Transfers"))
         self.setObjectName("TransfersDialog")
-        self.resize(620, 560)
+        scale, screen = text_scale(self), self.screen().availableGeometry()
+        self.resize(
+            min(round(620 * scale), screen.width()), min(round(560 * scale), screen.height())
+        )
         self._model = model
         self._handler = handler
         self.list = named(QListView(), "TransferList")

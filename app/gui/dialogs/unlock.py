@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import QDialog, QLabel, QLineEdit, QPushButton, QVBoxLayout
 
 from app.gui.asyncqt import async_slot
@@ -12,6 +13,8 @@ from app.gui.dialogs.common import (
     button_row,
     error_label,
     explanation_label,
+    fit_height,
+    minimum_width,
     primary_button,
     show_error,
     title_label,
@@ -31,7 +34,7 @@ class UnlockDialog(QDialog):
         super().__init__()
         self.setWindowTitle(self.tr("Unlock Scrambled Eggs"))
         self.setWindowIcon(app_icon())
-        self.setMinimumWidth(440)
+        minimum_width(self, 440)
         self._attempt = attempt
         logo = QLabel()
         logo.setPixmap(app_icon().pixmap(64, 64))
@@ -65,6 +68,10 @@ class UnlockDialog(QDialog):
         layout.addStretch(1)  # an error's room stays below: the fields don't move
         layout.addLayout(buttons)
         self.passphrase.setFocus()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        fit_height(self)  # the wrapped profile folder line, at a large font
 
     @async_slot()
     async def unlock(self) -> None:

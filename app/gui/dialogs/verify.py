@@ -19,6 +19,7 @@ from app.gui.dialogs.common import (
     error_label,
     explanation_label,
     fit_height,
+    minimum_width,
     primary_button,
     show_error,
     title_label,
@@ -46,7 +47,7 @@ class VerifyDialog(QDialog):
     def __init__(self, bridge: NodeBridge, address: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("Verify safety number"))
-        self.setMinimumWidth(520)
+        minimum_width(self, 520)
         self._bridge = bridge
         self._address = address
         self.verification: Verification | None = None
