@@ -4,6 +4,7 @@ pixel sizes were chosen at 10 pt), dialogs that fit a 1280x800 screen."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,8 +49,9 @@ def large_font(qapp: QApplication) -> Iterator[QApplication]:
 
 def cut_off(window: QWidget) -> list[str]:
     """The labels and buttons of `window` whose text does not fit them, and the visible
-    widgets reaching outside it (elided labels shorten their text on purpose)."""
-    QApplication.processEvents()
+    widgets reaching outside it (elided labels shorten their text on purpose). The
+    caller lets pending layout happen first (`settle`): spinning Qt's loop from here,
+    inside a qasync task, left a later test's node stop waiting forever."""
     found = []
     for widget in window.findChildren(QWidget):
         if not widget.isVisibleTo(window) or widget.window() is not window:
@@ -79,14 +81,19 @@ def cut_off(window: QWidget) -> list[str]:
 def shown(qtbot: QtBot, dialog: QWidget) -> QWidget:
     qtbot.addWidget(dialog)
     dialog.show()
-    QApplication.processEvents()
     return dialog
+
+
+async def settle() -> None:
+    """Let Qt lay out what was just shown or changed (posted events run on the loop)."""
+    await asyncio.sleep(0.1)
 
 
 def test_the_first_run_dialog_fits_a_small_screen(
     qtbot: QtBot, large_font: QApplication, tmp_path: Path
 ) -> None:
     dialog = shown(qtbot, FirstRunDialog(tmp_path / "new"))
+    qtbot.wait(100)  # laid out (no asyncio loop runs in this test)
     assert cut_off(dialog) == []
     # 520 pixels wide, its paragraphs wrapped so tall that Create fell off the screen
     assert dialog.frameGeometry().height() <= SMALL_SCREEN_HEIGHT
@@ -100,6 +107,7 @@ def test_the_unlock_dialog_holds_a_long_profile_folder(
 
     folder = "/home/someone/.local/share/scrambled-eggs/profiles/a-rather-long-profile"
     dialog = shown(qtbot, UnlockDialog(folder, never, first_error="That passphrase is wrong."))
+    qtbot.wait(100)
     assert cut_off(dialog) == []
 
 
@@ -113,13 +121,16 @@ async def test_the_dialogs_of_a_running_node_hold_a_large_font(
     number = " ".join(f"{n:05d}" for n in range(12))
     verify._show(api.Verification(LONG_NAME, "egg-not-loaded", number, verified=False))
     # the heading, set once the number arrived, was cut mid-name at the window's edge
+    await settle()
     assert cut_off(verify) == []
     invite = shown(qtbot, InviteDialog(await bridge.whoami()))
+    await settle()
     assert cut_off(invite) == []
     settings = SettingsDialog(bridge, await bridge.settings())
     shown(qtbot, settings)
     for page in range(settings.tabs.count()):
         settings.tabs.setCurrentIndex(page)
+        await settle()
         assert cut_off(settings) == [], settings.tabs.tabText(page)
 
 
@@ -136,5 +147,6 @@ async def test_the_window_at_its_minimum_size_holds_a_large_font(
     window.resize(window.minimumSize())
     await wait_for(lambda: window.size() == window.minimumSize())
     # 640x440, sized for 10 pt: the banner's last line was cut off
+    await settle()
     assert cut_off(window) == []
     assert window.profile_name.text() == "Alice"  # not elided in a 10 pt-wide sidebar
