@@ -84,3 +84,41 @@ async def session(profile: Path, qtbot: object) -> AsyncIterator[object]:
         yield running
     finally:
         await running.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _themes_stay_with_their_test(qapp: QApplication) -> Iterator[None]:
+    """Every ThemeManager follows the application font (a desktop font change re-applies
+    its theme). The application outlives the tests, so a manager made by one test (a
+    session's, a dark one) re-applied its theme at a later test's font change: after
+    each test its managers stop following, and the font, sheet, palette and theme
+    colours are put back."""
+    import contextlib
+
+    from PySide6.QtGui import QFont, QPalette
+
+    from app.gui import theme
+
+    font, sheet, palette = QFont(qapp.font()), qapp.styleSheet(), QPalette(qapp.palette())
+    active = theme._active
+    made: list[theme.ThemeManager] = []
+    original_init = theme.ThemeManager.__init__
+
+    def recording_init(self: theme.ThemeManager, app: QApplication) -> None:
+        original_init(self, app)
+        made.append(self)
+
+    theme.ThemeManager.__init__ = recording_init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        theme.ThemeManager.__init__ = original_init  # type: ignore[method-assign]
+        for manager in made:
+            with contextlib.suppress(RuntimeError, TypeError):  # disconnected already
+                qapp.fontChanged.disconnect(manager._on_font)
+        if qapp.font() != font:
+            qapp.setFont(font)
+        if qapp.styleSheet() != sheet:
+            qapp.setStyleSheet(sheet)
+        qapp.setPalette(palette)
+        theme._active = active

@@ -42,7 +42,7 @@ def large_font(qapp: QApplication) -> Iterator[QApplication]:
     themes = ThemeManager(qapp)
     themes.apply("light")
     yield qapp
-    qapp.fontChanged.disconnect(themes._on_font)  # it follows the font: not after this test
+    # (its theme manager stops following the font: tests/gui/conftest.py)
     qapp.setFont(font)
     qapp.setStyleSheet(sheet)
 
