@@ -192,16 +192,27 @@ def _check_resources(report: Report) -> None:
 def _check_qr_codes(report: Report) -> None:
     """The invite window's QR code (segno) reads back (zxing-cpp: the Add contact
     dialog's pictures), so both libraries made it into this build."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+    from PySide6.QtGui import QImage
+
     from app.gui.qr_reading import texts_in_picture
     from app.gui.resources import qr_pixmap
 
     text = f"eggs:self-test-{secrets.token_hex(8)}"
+    drawn = qr_pixmap(text).toImage()
+    photo = QByteArray()  # as a photo comes: JPEG, read by the bundled jpeg plugin
+    buffer = QBuffer(photo)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    saved = drawn.save(buffer, "JPG", 90)  # type: ignore[call-overload]  # (str at run time)
+    buffer.close()
     try:
-        read = texts_in_picture(qr_pixmap(text).toImage())
+        read = texts_in_picture(drawn)
+        read_jpeg = texts_in_picture(QImage.fromData(photo)) if saved else []
     except ImportError as exc:
         report.check("qr", False, f"cannot read QR codes: {exc}")
         return
-    report.check("qr", read == [text], f"drawn and read back: {read == [text]}")
+    ok = read == [text] and read_jpeg == [text]
+    report.check("qr", ok, f"drawn and read back: PNG {read == [text]}, JPEG {read_jpeg == [text]}")
 
 
 def _check_models(report: Report) -> None:

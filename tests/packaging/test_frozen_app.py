@@ -189,9 +189,15 @@ def test_bundle_holds_what_the_app_needs_and_nothing_it_does_not(frozen_app: Pat
     assert not list(internal.glob("libQt6Quick*")) and not list(
         (internal / "PySide6" / "Qt" / "lib").glob("libQt6Qml*")
     )
-    # Qt reads SVG through plugins (icons, theme arrows); PNG is built in; no other format
+    # Qt reads SVG through plugins (icons, theme arrows), JPEG, GIF and WebP (pictures of
+    # invite QR codes); PNG and BMP are built in; no other format
     plugins = internal / "PySide6" / "Qt" / "plugins"
-    assert sorted(p.name for p in (plugins / "imageformats").iterdir()) == ["libqsvg.so"]
+    assert sorted(p.name for p in (plugins / "imageformats").iterdir()) == [
+        "libqgif.so",
+        "libqjpeg.so",
+        "libqsvg.so",
+        "libqwebp.so",
+    ]
     assert (plugins / "iconengines" / "libqsvgicon.so").is_file()
     # av stays whole but for what `import av` never loads; numpy without its optional parts
     assert list((internal / "av.libs").glob("libavcodec-*.so*")) and (internal / "av").is_dir()
