@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import pytest_asyncio
 
 from app.core.identity import IdentityKeys
 from app.node.transport.base import TransportSettings
 
 if TYPE_CHECKING:
+    from app.node.service import NodeService
     from app.node.transport.webrtc import WebRTCConnection
 
 SignalHandler = Callable[[bytes], Awaitable[bytes]]
@@ -134,3 +136,17 @@ async def assert_relayed_through_turn(
         assert conn.path == bob_conn.path == "turn"
         await conn.send(b"relayed")
         assert await asyncio.wait_for(bob_conn.recv(), 10) == b"relayed"
+
+
+@pytest_asyncio.fixture
+async def node(tmp_path: Path) -> AsyncIterator[NodeService]:
+    """A node service over a fresh profile (no network); files may define their own."""
+    from app.node.profile import create_profile, open_store
+    from app.node.service import NodeService
+
+    create_profile(tmp_path / "me", "Me", None)
+    store = open_store(tmp_path / "me", None)
+    service = NodeService(store)
+    yield service
+    service.close()
+    store.close()

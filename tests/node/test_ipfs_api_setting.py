@@ -7,27 +7,14 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
-import pytest_asyncio
 
 from app.node.api import InvalidArgument, UpdateSettings, check_settings_here
 from app.node.files_errors import IpfsRejected
 from app.node.ipfs import IpfsBackend
-from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
-
-
-@pytest_asyncio.fixture
-async def node(tmp_path: Path) -> AsyncIterator[NodeService]:
-    create_profile(tmp_path / "me", "Me", None)
-    store = open_store(tmp_path / "me", None)
-    service = NodeService(store)
-    yield service
-    service.close()
-    store.close()
 
 
 @pytest.fixture

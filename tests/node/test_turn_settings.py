@@ -8,16 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-import pytest_asyncio
 from aioice import turn
 
 from app.core.identity import IdentityKeys
 from app.node.api import InvalidArgument, UpdateSettings
-from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.transport.base import TransportSettings
 from app.node.transport.ice_urls import ice_servers_of
@@ -32,16 +29,6 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest_asyncio.fixture
-async def node(tmp_path: Path) -> AsyncIterator[NodeService]:
-    create_profile(tmp_path / "me", "Me", None)
-    store = open_store(tmp_path / "me", None)
-    service = NodeService(store)
-    yield service
-    service.close()
-    store.close()
 
 
 @pytest.mark.asyncio
