@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from app import cli
 from app.node.api import (
@@ -41,16 +40,6 @@ from app.node.api import (
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
 from app.node.storage.store import ProfileStore
-
-
-@pytest_asyncio.fixture
-async def node(tmp_path: Path) -> AsyncIterator[NodeService]:
-    create_profile(tmp_path / "me", "Me", None)
-    store = open_store(tmp_path / "me", None)
-    service = NodeService(store)
-    yield service
-    service.close()
-    store.close()
 
 
 @contextlib.contextmanager
