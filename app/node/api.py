@@ -962,14 +962,34 @@ async def host_node(
         yield node
 
 
-def opening_links(profile: Path, opener: Callable[[str], None]) -> ContextManager[None]:
+def opening_links(
+    profile: Path,
+    opener: Callable[[str], None],
+    come_forward: Callable[[], None] | None = None,
+) -> ContextManager[None]:
     """While in this context, the node serving `profile` in this process hands each
     invite link a client sends it (`scrambled-eggs eggs:...`, the method
-    `window.open_invite`) to `opener`, shape-checked; without one it answers `NoWindow`.
-    The app's window registers itself so; `opener` must only show the link."""
+    `window.open_invite`) to `opener`, shape-checked, and calls `come_forward` when a
+    second start of the app asks to see it (`window.show`); without one it answers
+    `NoWindow`. The app's window registers itself so; `opener` must only show the link."""
     from app.node.control import opening_links as registered
 
-    return registered(profile, opener)
+    return registered(profile, opener, come_forward)
+
+
+@asynccontextmanager
+async def one_app(profile: Path, link: str | None, wait: float = 15.0) -> AsyncIterator[bool]:
+    """The desktop app's hold on `profile`, from its first moment (before its first-run
+    or unlock dialog) to its end: yields True while this process holds it (creating the
+    profile and `host_node` then use this hold; the profile's control socket answers
+    for the window, `opening_links`, until the node serves it). If another process
+    holds it, `link` (None: only "come to the front") is handed to it and False is
+    yielded: this start is over. `NoWindow` if that process is a headless daemon,
+    `ControlUnavailable` if it does not answer within `wait` seconds (decision 0032)."""
+    from app.node.app_instance import one_app as held
+
+    async with held(profile, None if link is None else check_invite_link(link), wait) as mine:
+        yield mine
 
 
 async def open_invite_in_window(profile: Path, link: str, wait: float = 15.0) -> None:

@@ -46,6 +46,7 @@ from app.node.api import (
     OpenInvite,
     PauseTransfer,
     Peer,
+    ProfileLocked,
     RemoveContact,
     RenameContact,
     RetryTransfer,
@@ -149,7 +150,25 @@ NO_WINDOW = (
     "so there is no window to show the invite in."
 )
 
-_LINK_OPENERS: dict[Path, Callable[[str], None]] = {}
+SHOW_WINDOW = "window.show"
+"""Bring the app's window (or its first-run or unlock dialog) to the front: a second
+start of the app on the profile asks this and exits (no params, result `true`)."""
+
+OPENING = (
+    "Scrambled Eggs has the profile in {0} open at its first-run or unlock dialog, or is "
+    "still starting it: unlock it there, or wait until its window is up, then try again."
+)
+"""What the app's control socket answers to every call but the window's before its node
+runs (`ControlServer` without an api)."""
+
+
+@dataclass(frozen=True)
+class _Window:
+    open_link: Callable[[str], None]
+    come_forward: Callable[[], None] | None
+
+
+_WINDOWS: dict[Path, _Window] = {}
 """The window of each profile hosted in this process, by profile folder."""
 
 
@@ -158,30 +177,39 @@ def _profile_key(profile: Path) -> Path:
 
 
 @contextlib.contextmanager
-def opening_links(profile: Path, opener: Callable[[str], None]) -> Iterator[None]:
-    """`OPEN_INVITE` on `profile`'s control socket calls `opener` while in this context
-    (see `app.node.api.opening_links`)."""
+def opening_links(
+    profile: Path,
+    opener: Callable[[str], None],
+    come_forward: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """`OPEN_INVITE` on `profile`'s control socket calls `opener`, and `SHOW_WINDOW`
+    calls `come_forward`, while in this context (see `app.node.api.opening_links`)."""
     key = _profile_key(profile)
-    _LINK_OPENERS[key] = opener
+    window = _Window(opener, come_forward)
+    _WINDOWS[key] = window
     try:
         yield
     finally:
-        if _LINK_OPENERS.get(key) is opener:
-            del _LINK_OPENERS[key]
+        if _WINDOWS.get(key) is window:
+            del _WINDOWS[key]
 
 
 # --------------------------------------------------------------------------- server
 
 
 class ControlServer:
-    """Serves a `NodeApi` on the profile's control endpoint."""
+    """Serves a `NodeApi` on the profile's control endpoint. Without one (`api=None`),
+    the desktop app's endpoint while it holds the profile at its first-run or unlock
+    dialog: only the window's methods are served, every other call is told `OPENING`
+    (decision 0032)."""
 
-    def __init__(self, api: NodeApi, paths: ProfilePaths) -> None:
+    def __init__(self, api: NodeApi | None, paths: ProfilePaths) -> None:
         self._api = api
         self._paths = paths
         self._server: asyncio.Server | None = None
         self._token = secrets.token_hex(32)
         self._clients: set[asyncio.Task[None]] = set()
+        self._socket_id: tuple[int, int] | None = None
 
     async def start(self) -> None:
         if sys.platform == "win32":
@@ -199,6 +227,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
+        self._socket_id = _file_id(path)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -209,12 +238,24 @@ class ControlServer:
             await self._server.wait_closed()
             self._server = None
         for path in (self._paths.control_socket, self._paths.control_token):
+            if not self._owns(path):
+                continue  # the node the app started meanwhile serves there now
             try:
                 path.unlink()
             except FileNotFoundError:
                 pass
             except OSError as exc:  # a read-only disk: the next start replaces it
                 log.warning("could not remove %s: %s", path.name, exc.strerror)
+
+    def _owns(self, path: Path) -> bool:
+        """Whether the endpoint file at `path` is still this server's (a server stopped
+        after another one of the same process replaced it leaves it be)."""
+        if path == self._paths.control_socket:
+            return self._socket_id is None or _file_id(path) in (self._socket_id, None)
+        try:
+            return bool(json.loads(path.read_text()).get("token") == self._token)
+        except (OSError, ValueError, AttributeError):
+            return True  # gone, or not a server's: removing it harms nobody
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -307,11 +348,18 @@ class ControlServer:
         cut_off: Callable[[], None],
         gone: Callable[[], bool],
     ) -> dict[str, Any]:
+        if name == OPEN_INVITE:
+            return self._open_invite(request, rid)
+        if name == SHOW_WINDOW:
+            return self._show_window(rid)
+        if self._api is None:
+            if name != "events.subscribe" and name not in METHODS:
+                return _error(rid, METHOD_NOT_FOUND, f"unknown method {_clip(name)!r}")
+            opening = OPENING.format(self._paths.root)
+            return _error(rid, NODE_ERROR, opening, {"type": ProfileLocked.code})
         if name == "events.subscribe":
             forwarders.append(asyncio.create_task(self._forward_events(send, cut_off)))
             return {"jsonrpc": "2.0", "id": rid, "result": True}
-        if name == OPEN_INVITE:
-            return self._open_invite(request, rid)
         method = METHODS.get(name)
         if method is None:
             return _error(rid, METHOD_NOT_FOUND, f"unknown method {_clip(name)!r}")
@@ -346,13 +394,25 @@ class ControlServer:
             link = check_invite_link(command.link)
         except NodeError as exc:
             return _error(rid, NODE_ERROR, str(exc), {"type": exc.code})
-        opener = _LINK_OPENERS.get(_profile_key(self._paths.root))
-        if opener is None:
+        window = _WINDOWS.get(_profile_key(self._paths.root))
+        if window is None:
             return _error(rid, NODE_ERROR, NO_WINDOW, {"type": NoWindow.code})
         try:
-            opener(link)
+            window.open_link(link)
         except Exception:
             log.exception("the window could not take an invite link")
+            return _error(rid, INTERNAL_ERROR, "internal error; see the node's log")
+        return {"jsonrpc": "2.0", "id": rid, "result": True}
+
+    def _show_window(self, rid: Any) -> dict[str, Any]:
+        """Bring this profile's window (or its dialog) to the front."""
+        window = _WINDOWS.get(_profile_key(self._paths.root))
+        if window is None or window.come_forward is None:
+            return _error(rid, NODE_ERROR, NO_WINDOW, {"type": NoWindow.code})
+        try:
+            window.come_forward()
+        except Exception:
+            log.exception("the window could not come to the front")
             return _error(rid, INTERNAL_ERROR, "internal error; see the node's log")
         return {"jsonrpc": "2.0", "id": rid, "result": True}
 
@@ -363,6 +423,7 @@ class ControlServer:
         a write waits `EVENT_SEND_TIMEOUT`, or once it is told `NodeStopping("overflow")`
         (see `app.node.events`); it kept its connection, and one of the
         `MAX_CLIENTS` places, for as long as it lived."""
+        assert self._api is not None, "answered by `_call` without a node"
         try:
             async for event in self._api.events():
                 params = {"type": type(event).__name__, "event": to_json(event)}
@@ -374,6 +435,15 @@ class ControlServer:
             cut_off()
         except ConnectionError:
             pass
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` (device and inode), None if none is."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 MAX_ERROR_CHARS = 1000

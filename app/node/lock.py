@@ -1,4 +1,9 @@
-"""One process per profile: an exclusive, non-blocking lock on `<profile>/lock`."""
+"""One process per profile: an exclusive, non-blocking lock on `<profile>/lock`.
+
+The desktop app takes it the moment it starts (`ProfileClaim`), before its first-run or
+unlock dialog, and lends it to the profile's creation and to the node it then starts in
+the same process: a second start finds the profile held from the first moment.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +25,17 @@ class ProfileLock:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._fd: int | None = None
+        self._borrowed: ProfileClaim | None = None
 
     def acquire(self) -> None:
         """Take the lock or raise `ProfileLocked` naming the holder's pid;
-        `StorageFailed` if the profile's disk can't take the lock file (read-only)."""
+        `StorageFailed` if the profile's disk can't take the lock file (read-only).
+        Claimed by this process (`ProfileClaim`): borrowed from the claim, once."""
+        claim = _CLAIMS.get(_key(self._path))
+        if claim is not None and not claim.lent:
+            claim.lent = True
+            self._borrowed = claim
+            return
         try:
             fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
@@ -50,7 +62,11 @@ class ProfileLock:
         self._fd = fd
 
     def release(self) -> None:
-        """Release the lock (idempotent)."""
+        """Release the lock (idempotent); a borrowed one goes back to its claim."""
+        if self._borrowed is not None:
+            self._borrowed.lent = False
+            self._borrowed = None
+            return
         if self._fd is not None:
             with contextlib.suppress(OSError):  # the pid is only informative (read-only)
                 os.ftruncate(self._fd, 0)
@@ -128,6 +144,54 @@ def _not_serving(path: Path, holder: str | None) -> ProfileLocked:
     )
 
 
+class ProfileClaim:
+    """The lock at `path` held by this process from now until `release`, lent to each
+    `ProfileLock` of the same path this process makes meanwhile (one at a time: a
+    second one is refused as if another process held it). The desktop app claims its
+    profile before its first-run or unlock dialog: creating the profile and starting
+    its node then borrow the lock, and no other process can take it in between (a
+    second start of the app, a `daemon`, a command), where before the lock was taken
+    only by the create and by the node after the dialog."""
+
+    def __init__(self, path: Path) -> None:
+        self._key = _key(path)
+        self._lock = ProfileLock(path)
+        self.lent = False
+
+    def acquire(self) -> None:
+        """Take the lock (`ProfileLock.acquire`'s errors if another process has it)."""
+        if self._key in _CLAIMS:
+            raise ProfileLocked(f"The profile at {self._key.parent} is claimed already.")
+        self._lock.acquire()
+        _CLAIMS[self._key] = self
+
+    def release(self) -> None:
+        """Let the lock go (idempotent)."""
+        if _CLAIMS.get(self._key) is self:
+            del _CLAIMS[self._key]
+            self._lock.release()
+
+    def __enter__(self) -> ProfileClaim:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+_CLAIMS: dict[Path, ProfileClaim] = {}
+"""The profile locks this process claims, by the lock file's real path."""
+
+
+def _key(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
 def is_locked(path: Path) -> bool:
     """True if some process holds the lock at `path` right now."""
     return lock_holder(path) is not None
@@ -135,8 +199,9 @@ def is_locked(path: Path) -> bool:
 
 def lock_holder(path: Path) -> str | None:
     """The process id of whoever holds the lock at `path` right now ("" if it can't be
-    read), or None if nobody does."""
-    if not path.exists():
+    read), or None if nobody does, or if this process claims it (`ProfileClaim`: the
+    app asking about its own profile)."""
+    if not path.exists() or _key(path) in _CLAIMS:
         return None
     try:
         fd = os.open(path, os.O_RDWR)
