@@ -17,7 +17,7 @@ from pathlib import Path
 import qasync
 from PySide6.QtCore import QByteArray, QCoreApplication, QEvent, QObject, QSettings, QTimer
 from PySide6.QtGui import QFileOpenEvent
-from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 
 from app.gui.asyncqt import run_dialog, signal_future
 from app.gui.bridge import NodeBridge, describe_error
@@ -30,10 +30,12 @@ from app.node.api import (
     DaemonOptions,
     NodeApi,
     NodeError,
+    NoWindow,
     Protection,
     WrongPassphrase,
     host_node,
     inspect_profile,
+    one_app,
     opening_links,
     passphrase_from_env,
     resolve_profile,
@@ -72,6 +74,24 @@ class GuiSession(QObject):
         self._link = link
         if self._window_ready:
             self._show_link()
+        else:
+            self.come_forward()
+
+    def come_forward(self) -> None:
+        """A second start of the app on this profile asked to see it (it exits): the
+        window comes to the front, or, before it is up, the first-run or unlock dialog
+        (or a message about it) the user has to answer first."""
+        window = self.window
+        if window is not None and (self._window_ready or window.isVisible()):
+            if window.isMinimized():
+                window.showNormal()
+            window.show()  # from the tray too
+            window.raise_()
+            window.activateWindow()
+        for widget in QApplication.topLevelWidgets():  # above it, what waits for an answer
+            if isinstance(widget, QDialog) and widget.isVisible():
+                widget.raise_()
+                widget.activateWindow()
 
     def _show_link(self) -> None:
         link, self._link = self._link, None
@@ -92,6 +112,34 @@ class GuiSession(QObject):
             return describe_error(exc)
         return None
 
+    async def hold_profile(self) -> bool:
+        """Hold the profile for this app from now on, before any dialog (one app per
+        profile, decision 0032). False: another process holds it; this start handed it
+        its link (or asked it to come to the front) and is over, or was told why not."""
+        try:
+            return await self._stack.enter_async_context(one_app(self.options.profile, self._link))
+        except NoWindow:
+            await self.tell_in_use(inspect_profile(self.options.profile).holder)
+        except NodeError as exc:
+            await self.tell(str(exc), critical=True)
+        return False
+
+    async def tell_in_use(self, holder: str) -> None:
+        """Say that another process runs the profile (a headless `daemon`, or an app
+        that did not answer)."""
+        # the holder may be a window or a headless `daemon`: "switch to that window"
+        # alone sent someone who ran the daemon looking for a window that isn't there
+        process = _tr(" (process {0})").format(holder) if holder else ""
+        await self.tell(
+            _tr(
+                "Scrambled Eggs is already running with the profile in {0}{1}: in "
+                "another window (look in the system tray too) or as a "
+                "'scrambled-eggs daemon'. Switch to that window or stop the daemon, then "
+                "try again."
+            ).format(self.options.profile, process),
+            critical=True,
+        )
+
     async def open_profile(self, early_window: bool = False) -> bool:
         """Create (first run) or unlock the profile and start the node. False: the user
         gave up or something they must fix was shown to them. With `early_window`, a
@@ -104,18 +152,7 @@ class GuiSession(QObject):
             await self.tell(str(exc), critical=True)
             return False
         if info.in_use:
-            # the holder may be a window or a headless `daemon`: "switch to that window"
-            # alone sent someone who ran the daemon looking for a window that isn't there
-            process = _tr(" (process {0})").format(info.holder) if info.holder else ""
-            await self.tell(
-                _tr(
-                    "Scrambled Eggs is already running with the profile in {0}{1}: in "
-                    "another window (look in the system tray too) or as a "
-                    "'scrambled-eggs daemon'. Switch to that window or stop the daemon, then "
-                    "try again."
-                ).format(profile, process),
-                critical=True,
-            )
+            await self.tell_in_use(info.holder)
             return False
         if info.exists and self.themes is not None and self.themes.choice != info.theme:
             self.themes.apply(info.theme)  # the unlock dialog and early window look as chosen
@@ -204,7 +241,9 @@ class GuiSession(QObject):
     async def run(self) -> int:
         """The whole life of the app; returns the process exit code."""
         try:
-            with opening_links(self.options.profile, self.open_link):
+            with opening_links(self.options.profile, self.open_link, self.come_forward):
+                if not await self.hold_profile():
+                    return 0
                 if not await self.open_profile(early_window=True):
                     return 0 if self.node is None else 1
                 window = await self.start_window()

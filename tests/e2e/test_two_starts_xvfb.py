@@ -1,0 +1,79 @@
+"""Two starts of the real app on one new profile under Xvfb (a double click on its icon):
+one first-run dialog, not two (decision 0032). The second start ends, quietly, the first
+one's dialog keeps the focus, and Quit still ends the first cleanly. (Without a window
+manager nothing else can take the focus here: that the dialog comes forward is checked
+in tests/gui/test_second_start.py.)"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from xvfb_helpers import ROOT, app_env, xvfb_display
+
+pytestmark = pytest.mark.slow
+
+WELCOME = "Welcome to Scrambled Eggs"
+
+
+@pytest.fixture
+def xvfb() -> Iterator[str]:
+    with xvfb_display() as display:
+        yield display
+
+
+def xdotool(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=30)
+    return done.stdout.strip()
+
+
+def mapped(env: dict[str, str], title: str) -> list[str]:
+    return xdotool(env, "search", "--onlyvisible", "--name", f"^{title}$").split()
+
+
+def start(profile: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "--profile", str(profile)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_second_start_at_the_first_run_dialog_ends_and_leaves_one_dialog(
+    xvfb: str, tmp_path: Path
+) -> None:
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed")
+    env = app_env(xvfb)
+    profile = tmp_path / "profile"
+    first = start(profile, env)
+    try:
+        deadline = time.monotonic() + 60
+        while not mapped(env, WELCOME):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+        (dialog,) = mapped(env, WELCOME)
+        second = start(profile, env)
+        output, _ = second.communicate(timeout=120)
+        assert second.returncode == 0, output
+        assert "Traceback" not in output
+        assert mapped(env, WELCOME) == [dialog]  # no second first-run dialog
+        assert xdotool(env, "getwindowfocus") == dialog  # coming forward: test_second_start
+        xdotool(env, "key", "--window", dialog, "Escape")  # Quit
+        code = first.wait(60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    output = first.stdout.read() if first.stdout else ""
+    assert code == 0, output
+    assert "Traceback" not in output and "destroyed but it is pending" not in output
+    assert not (profile / "eggs.db").exists()
