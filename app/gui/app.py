@@ -93,6 +93,11 @@ class GuiSession(QObject):
                 widget.raise_()
                 widget.activateWindow()
 
+    @property
+    def window_ready(self) -> bool:
+        """Whether the window is up with the node's data (after `start_window`)."""
+        return self._window_ready
+
     def _show_link(self) -> None:
         link, self._link = self._link, None
         if link is not None and self.window is not None:
@@ -337,23 +342,27 @@ def run_gui(profile_arg: str | None, link: str | None = None) -> int:
     link_events = LinkOpenEvents(session)
     app.installEventFilter(link_events)
 
-    def stop(*_: object) -> None:
-        if session.window is not None:
-            session.window.request_quit()
-        else:
-            app.exit(130)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(sig, stop)
     wake = QTimer()  # lets Python run its signal handlers while Qt is waiting
     wake.start(300)
     wake.timeout.connect(lambda: None)
     with loop:
+        running = loop.create_task(session.run())
+
+        def stop(*_: object) -> None:
+            if session.window is not None and session.window_ready:
+                session.window.request_quit()
+            else:
+                # at a dialog, or while the node starts: end there, with what was
+                # started stopped (stopping the loop left the app's socket behind and
+                # logged its task "destroyed but it is pending")
+                loop.call_soon_threadsafe(running.cancel)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, stop)
         try:
-            return int(loop.run_until_complete(session.run()))
-        except RuntimeError as exc:  # the loop was stopped from outside (signal before window)
-            log.warning("stopped: %s", exc)
+            return int(loop.run_until_complete(running))
+        except asyncio.CancelledError:
             return 130
 
 

@@ -7,6 +7,7 @@ in tests/gui/test_second_start.py.)"""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -77,3 +78,30 @@ def test_a_second_start_at_the_first_run_dialog_ends_and_leaves_one_dialog(
     assert code == 0, output
     assert "Traceback" not in output and "destroyed but it is pending" not in output
     assert not (profile / "eggs.db").exists()
+
+
+def test_sigterm_at_the_first_run_dialog_ends_the_app_cleanly(xvfb: str, tmp_path: Path) -> None:
+    """Stopped (a logout, `kill`) while it shows its first-run dialog, the app ends with
+    what it started stopped: before, the signal stopped the event loop under it, which
+    logged its task "destroyed but it is pending" and left its control socket behind."""
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed")
+    env = app_env(xvfb)
+    profile = tmp_path / "profile"
+    first = start(profile, env)
+    try:
+        deadline = time.monotonic() + 60
+        while not mapped(env, WELCOME):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+        assert (profile / "control.sock").exists()  # answering a second start
+        first.send_signal(signal.SIGTERM)
+        code = first.wait(60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    output = first.stdout.read() if first.stdout else ""
+    assert code == 130, output
+    assert "destroyed but it is pending" not in output and "Traceback" not in output
+    assert not (profile / "control.sock").exists()
