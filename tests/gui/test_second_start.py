@@ -7,6 +7,7 @@ and ends; the first shows the link on "Add a contact" once its window is up
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from gui_helpers import PASSPHRASE, options, wait_for
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.gui.app import GuiSession
@@ -116,3 +117,82 @@ async def test_a_second_start_at_the_first_run_dialog_brings_it_forward(
             await asyncio.gather(running, return_exceptions=True)
         await session.shutdown()
     assert not api.inspect_profile(profile).in_use
+
+
+def message_box() -> QMessageBox | None:
+    for widget in visible(QMessageBox):
+        assert isinstance(widget, QMessageBox)
+        return widget
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_a_second_start_brings_the_running_window_forward(
+    qtbot: QtBot, profile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, a second start with the window up said "already running ... switch to
+    that window" and left the user to find it."""
+    monkeypatch.setenv(api.PASSPHRASE_ENV, PASSPHRASE)
+    session = GuiSession(options(profile))
+    running = asyncio.ensure_future(session.run())
+    elsewhere = QWidget()
+    qtbot.addWidget(elsewhere)
+    try:
+        await wait_for(lambda: session.window_ready, timeout=30)
+        window = session.window
+        assert window is not None
+        elsewhere.show()
+        elsewhere.activateWindow()
+        await wait_for(lambda: QApplication.activeWindow() is elsewhere)
+        again = await second_start(profile)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == "" and again.stderr == ""
+        await wait_for(lambda: QApplication.activeWindow() is window)
+        assert message_box() is None
+        window.request_quit()
+        assert await running == 0
+    finally:
+        if not running.done():
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        await session.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_the_app_started_beside_a_headless_daemon_says_so(
+    qtbot: QtBot, profile: Path
+) -> None:
+    """One node per profile: the daemon has no window to bring forward, so the app says
+    that a daemon runs the profile and ends."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{api.PASSPHRASE_ENV: PASSPHRASE})
+    base = [sys.executable, "-m", "app", "--profile", str(profile)]
+    daemon = subprocess.Popen(
+        [*base, "daemon", "--listen", "127.0.0.1:0", "--no-lan"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while True:  # up once its control socket answers
+            status = await asyncio.to_thread(
+                subprocess.run, [*base, "status", "--json"], env=env, capture_output=True, text=True
+            )
+            assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
+            if status.returncode == 0 and json.loads(status.stdout)["running"]:
+                break
+            await asyncio.sleep(0.2)
+        session = GuiSession(options(profile))
+        running = asyncio.ensure_future(session.run())
+        await wait_for(lambda: message_box() is not None, timeout=30)
+        box = message_box()
+        assert box is not None
+        assert "daemon" in box.text() and f"(process {daemon.pid})" in box.text()
+        box.accept()
+        assert await running == 0
+        assert session.node is None
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
