@@ -48,19 +48,16 @@ async def holding_profile(profile: Path) -> AsyncIterator[bool]:
     if not claimed:
         yield False
         return
-    server: ControlServer | None = ControlServer(None, paths)
+    server = ControlServer(None, paths)
     try:
-        assert server is not None
         await server.start()
-    except OSError as exc:
+    except OSError as exc:  # a second start then waits for the node's socket instead
         log.warning("the app's control socket could not be opened: %s", exc.strerror)
-        server = None
     try:
         yield True
     finally:
         try:
-            if server is not None:
-                await server.stop()
+            await server.stop()
         finally:
             claim.release()
 

@@ -249,9 +249,10 @@ class ControlServer:
 
     def _owns(self, path: Path) -> bool:
         """Whether the endpoint file at `path` is still this server's (a server stopped
-        after another one of the same process replaced it leaves it be)."""
+        after another one of the same process replaced it, or that never served,
+        leaves it be)."""
         if path == self._paths.control_socket:
-            return self._socket_id is None or _file_id(path) in (self._socket_id, None)
+            return self._socket_id is not None and _file_id(path) in (self._socket_id, None)
         try:
             return bool(json.loads(path.read_text()).get("token") == self._token)
         except (OSError, ValueError, AttributeError):
