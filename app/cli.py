@@ -1009,6 +1009,10 @@ def link_argument(argv: list[str]) -> tuple[list[str], str | None]:
 
 
 WINDOW_GOT_LINK = "The invite is open in the Scrambled Eggs window: check it there and press Add."
+WINDOW_KEEPS_LINK = (
+    "Scrambled Eggs is at its first-run or unlock dialog: finish it there, and its window "
+    "then shows the invite (check it and press Add)."
+)
 
 
 def _let_come_forward(holder: str) -> None:
@@ -1035,7 +1039,7 @@ def open_link(args: argparse.Namespace, link: str) -> int | None:
             return None
         holder = info.holder
         _let_come_forward(holder)
-        asyncio.run(api.open_invite_in_window(profile, link))
+        shown = asyncio.run(api.open_invite_in_window(profile, link))
     except api.NoWindow:
         process = f" (process {holder})" if holder else ""
         _say(
@@ -1050,7 +1054,7 @@ def open_link(args: argparse.Namespace, link: str) -> int | None:
         return 1
     except KeyboardInterrupt:
         return 130
-    _say(WINDOW_GOT_LINK)
+    _say(WINDOW_GOT_LINK if shown else WINDOW_KEEPS_LINK)
     return 0
 
 

@@ -66,16 +66,18 @@ class GuiSession(QObject):
         """An invite link to show in the Add contact dialog once the window is ready."""
         self._window_ready = False
 
-    def open_link(self, link: str) -> None:
+    def open_link(self, link: str) -> bool:
         """An invite link clicked outside the app (given at start, sent by a second
         `scrambled-eggs eggs:...`, or by macOS): the window comes to the front with the
         Add contact dialog filled with it; kept until the window is ready (after the
-        first-run or unlock dialog). Nothing is added until the user presses Add."""
+        first-run or unlock dialog: then False). Nothing is added until the user presses
+        Add."""
         self._link = link
         if self._window_ready:
             self._show_link()
-        else:
-            self.come_forward()
+            return True
+        self.come_forward()
+        return False
 
     def come_forward(self) -> None:
         """A second start of the app on this profile asked to see it (it exits): the

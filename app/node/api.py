@@ -964,14 +964,15 @@ async def host_node(
 
 def opening_links(
     profile: Path,
-    opener: Callable[[str], None],
+    opener: Callable[[str], bool | None],
     come_forward: Callable[[], None] | None = None,
 ) -> ContextManager[None]:
     """While in this context, the node serving `profile` in this process hands each
     invite link a client sends it (`scrambled-eggs eggs:...`, the method
     `window.open_invite`) to `opener`, shape-checked, and calls `come_forward` when a
     second start of the app asks to see it (`window.show`); without one it answers
-    `NoWindow`. The app's window registers itself so; `opener` must only show the link."""
+    `NoWindow`. The app's window registers itself so; `opener` must only show the link
+    (returning False if it keeps it until its window is up)."""
     from app.node.control import opening_links as registered
 
     return registered(profile, opener, come_forward)
@@ -992,13 +993,14 @@ async def one_app(profile: Path, link: str | None, wait: float = 15.0) -> AsyncI
         yield mine
 
 
-async def open_invite_in_window(profile: Path, link: str, wait: float = 15.0) -> None:
-    """Hand `link` to the window of the app running on `profile`. `NoWindow` if the node
-    there is a headless daemon, `ControlUnavailable` if no node answers within `wait`
-    seconds (one starting opens its control socket after joining the network)."""
+async def open_invite_in_window(profile: Path, link: str, wait: float = 15.0) -> bool:
+    """Hand `link` to the window of the app running on `profile`: True if the window
+    shows it now, False if the app is at its first-run or unlock dialog (the window
+    shows it once it is up). `NoWindow` if the node there is a headless daemon,
+    `ControlUnavailable` if no node answers within `wait` seconds."""
     from app.node.control import open_invite_in_window as send
 
-    await send(profile, check_invite_link(link), wait)
+    return await send(profile, check_invite_link(link), wait)
 
 
 def check_daemon_options(options: DaemonOptions) -> None:

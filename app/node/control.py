@@ -143,7 +143,8 @@ METHODS: dict[str, Method] = {
 
 OPEN_INVITE = "window.open_invite"
 """The one method not on `NodeApi`: hand an invite link to the app's window, which shows
-it in its Add contact dialog (`params: {"link": str}`, result `true`)."""
+it in its Add contact dialog (`params: {"link": str}`; result `true`, or `false` when the
+app is still at its first-run or unlock dialog: it shows the link once its window is up)."""
 
 NO_WINDOW = (
     "Scrambled Eggs runs on this profile without its window (a 'scrambled-eggs daemon'), "
@@ -164,7 +165,7 @@ runs (`ControlServer` without an api)."""
 
 @dataclass(frozen=True)
 class _Window:
-    open_link: Callable[[str], None]
+    open_link: Callable[[str], bool | None]
     come_forward: Callable[[], None] | None
 
 
@@ -179,7 +180,7 @@ def _profile_key(profile: Path) -> Path:
 @contextlib.contextmanager
 def opening_links(
     profile: Path,
-    opener: Callable[[str], None],
+    opener: Callable[[str], bool | None],
     come_forward: Callable[[], None] | None = None,
 ) -> Iterator[None]:
     """`OPEN_INVITE` on `profile`'s control socket calls `opener`, and `SHOW_WINDOW`
@@ -399,11 +400,11 @@ class ControlServer:
         if window is None:
             return _error(rid, NODE_ERROR, NO_WINDOW, {"type": NoWindow.code})
         try:
-            window.open_link(link)
+            shown = window.open_link(link) is not False
         except Exception:
             log.exception("the window could not take an invite link")
             return _error(rid, INTERNAL_ERROR, "internal error; see the node's log")
-        return {"jsonrpc": "2.0", "id": rid, "result": True}
+        return {"jsonrpc": "2.0", "id": rid, "result": shown}
 
     def _show_window(self, rid: Any) -> dict[str, Any]:
         """Bring this profile's window (or its dialog) to the front."""
@@ -679,9 +680,9 @@ CONNECT_RETRY = 0.2
 yet (it opens its control socket once it has joined the network)."""
 
 
-async def open_invite_in_window(profile: Path, link: str, wait: float) -> None:
+async def open_invite_in_window(profile: Path, link: str, wait: float) -> bool:
     """Send `OPEN_INVITE` with `link` to the node serving `profile` (see
-    `app.node.api.open_invite_in_window`)."""
+    `app.node.api.open_invite_in_window`): whether the window shows it now."""
     paths = ProfilePaths(profile)
     deadline = asyncio.get_running_loop().time() + wait
     client = await connect_control(paths)
@@ -694,7 +695,7 @@ async def open_invite_in_window(profile: Path, link: str, wait: float) -> None:
         await asyncio.sleep(CONNECT_RETRY)
         client = await connect_control(paths)
     try:
-        await client.call(OPEN_INVITE, OpenInvite(link))
+        return await client.call(OPEN_INVITE, OpenInvite(link)) is not False
     finally:
         await client.close()
 

@@ -21,12 +21,18 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def keep_link(link: str) -> bool:
+    """As the app at its dialog: the link is kept until its window is up."""
+    say(f"link {link}")
+    return False
+
+
 async def main(argv: list[str]) -> int:
     root = Path(argv[0])
     create = argv[argv.index("--create") + 1] if "--create" in argv else None
     rest = [a for a in argv[1:] if a not in ("--create", create)]
     link = rest[0] if rest else None
-    with api.opening_links(root, lambda got: say(f"link {got}"), lambda: say("forward")):
+    with api.opening_links(root, keep_link, lambda: say("forward")):
         async with api.one_app(root, link) as mine:
             if not mine:
                 say("handed")

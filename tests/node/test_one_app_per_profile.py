@@ -97,6 +97,30 @@ def test_a_second_start_hands_its_link_to_the_first_and_ends(
     assert not ProfilePaths(root).database.exists()  # nobody made a profile meanwhile
 
 
+def test_a_link_clicked_while_the_app_is_at_its_dialog_says_when_it_shows(
+    tmp_path: Path, invite: str, starts: list[Start]
+) -> None:
+    """`scrambled-eggs eggs:...` (what a desktop runs for a clicked link) while the app
+    sits at its first-run or unlock dialog: the link is handed over, and the command
+    says the window shows it once that dialog is done (not that it is open there)."""
+    root = tmp_path / "me"
+    first = Start(str(root))
+    starts.append(first)
+    assert first.line() == "held"
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--profile", str(root), invite],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "first-run or unlock dialog" in done.stdout
+    assert "is open in the Scrambled Eggs window" not in done.stdout
+    assert first.line() == f"link {invite}"
+    assert first.end() == 0
+
+
 def test_two_starts_at_once_make_one_profile(tmp_path: Path, starts: list[Start]) -> None:
     """Two starts on a new profile at the same moment (a double click): one shows its
     first-run dialog and makes the profile, the other brings that dialog forward."""
