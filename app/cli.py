@@ -564,6 +564,7 @@ def _transfer_json(t: api.Transfer) -> dict[str, Any]:
         "error": t.error,
         "ended_by": t.ended_by or None,
         "declined": t.declined,
+        "waiting": t.waiting or None,
     }
 
 
@@ -580,7 +581,8 @@ def _transfer_text(t: api.Transfer, node_running: bool | None = None) -> str:
         elif t.speed_bps > 0:
             line += f"  {t.speed_bps / 1e6:.1f} MB/s"
         else:
-            line += "  (nothing moving: waiting for the peer)"
+            also = f"; {t.waiting}" if t.waiting else ""
+            line += f"  (nothing moving: waiting for the peer{also})"
     elif t.error:
         line += f"  ({t.error})"
     elif t.ended_by:
@@ -762,6 +764,10 @@ async def _print_status(args: argparse.Namespace, node: api.NodeApi) -> int:
         text += f"\nWarning: {s.clock}"
     for name in s.not_added_back:
         text += f"\n{name} {NOT_ADDED_BACK}"
+    if s.ipfs:
+        text += f"\nWarning: {s.ipfs}"
+    if s.turn:
+        text += f"\nWarning: {s.turn}"
     _emit(args, s, text)
     return 0
 

@@ -848,8 +848,16 @@ class MainWindow(QMainWindow):
             )
         if status.clock:  # our clock looks wrong: said while it lasts, the why on hover
             text += self.tr(" · ⚠ Check the computer's clock")
+        # a configured IPFS daemon or TURN server that does not answer: a word here,
+        # the sentence (what it costs, that it is asked again) on hover
+        if status.ipfs:
+            text += self.tr(" · ⚠ IPFS daemon not answering")
+        if status.turn:
+            text += self.tr(" · ⚠ TURN server not answering")
         self.peers_label.setText(text)
-        self.peers_label.setToolTip(status.clock)
+        self.peers_label.setToolTip(
+            "\n".join(filter(None, (status.clock, status.ipfs, status.turn)))
+        )
         # the header is narrow: a word there, the detail in the status bar
         self.profile_state.set_full_text(self.tr("Online") if peers else text.lstrip("○● "))
         shown = ", ".join(status.endpoints) if status.endpoints else self.tr("no endpoint")

@@ -230,6 +230,12 @@ class Status:
     not_added_back: list[str] = field(default_factory=list)
     """Names of the contacts whose nodes told ours they have not added us (what we send
     them waits until they do; see `Contact.not_added_back`)."""
+    ipfs: str = ""
+    """Why the configured IPFS daemon can't be used now ("" when it answers or none is
+    configured): shares fail and fetches from it wait until it answers."""
+    turn: str = ""
+    """Why the configured TURN server can't be used now ("" when it works or none is
+    configured): connections are made without a relay meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -317,7 +323,9 @@ class Transfer:
     DONE); `speed_bps` the recent rate while RUNNING; `error` a sentence when FAILED.
     `ended_by` says who ended a CANCELLED transfer, "me" or "contact" ("" otherwise, and
     for one cancelled by an older version); `declined` that it ended as an offer the
-    receiver had not accepted (Decline: it read as any other cancel).
+    receiver had not accepted (Decline: it read as any other cancel). `waiting` says,
+    while a received file does not move, what it waits for besides the peer when the
+    node knows ("the IPFS daemon at ADDRESS does not answer"; "" otherwise).
     """
 
     id: str
@@ -334,6 +342,7 @@ class Transfer:
     error: str | None = None
     ended_by: str = ""
     declined: bool = False
+    waiting: str = ""
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ from app.node.folder_syncs import FolderSyncs
 from app.node.group_commit import GroupCommit
 from app.node.history import FILE, FILE_CANCEL, FILE_DONE
 from app.node.ipfs import IpfsBackend
+from app.node.ipfs_watch import IpfsWatch
 from app.node.network import NetworkStack
 from app.node.part_file import PartFile, part_path
 from app.node.state_message import (
@@ -186,6 +187,8 @@ class FileTransfers:
         )
         self._ipfs: IpfsBackend | None = None
         self._ipfs_addr = ""
+        self._ipfs_watch: IpfsWatch | None = None
+        """While the node runs with an IPFS address: whether its daemon answers."""
         self.blocks_fetched = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -205,6 +208,7 @@ class FileTransfers:
         self.exchange.start()
         network.manager.subscribe(self._on_transport)
         self._worker = asyncio.ensure_future(self._event_loop())
+        self._watch_ipfs()
         ended: set[bytes] = set()
         named: set[bytes] = set()
         with_parts = await self.store.call(self.store.transfers.with_received)
@@ -242,6 +246,9 @@ class FileTransfers:
             await self.exchange.stop()
         if self.bulk is not None:
             await self.bulk.stop()
+        if self._ipfs_watch is not None:
+            await self._ipfs_watch.stop()
+            self._ipfs_watch = None
         if self._ipfs is not None:
             self._ipfs.close()
 
@@ -279,19 +286,80 @@ class FileTransfers:
                 self._publish(TransferChanged(dataclasses.replace(view, speed_bps=0.0)))
 
     def sources_changed(self) -> None:
-        """A source may have come without a connection (the IPFS address was set):
-        every transfer waiting for one tries again now."""
+        """A source may have come without a connection (the IPFS address was set, or
+        its daemon answers again): every transfer waiting for one tries again now."""
+        self._watch_ipfs()
         for watch in self._watches:
             watch.connected.set()
+
+    @property
+    def _ipfs_down(self) -> bool:
+        """The configured daemon did not answer when last asked (the node runs)."""
+        return self._ipfs_watch is not None and bool(self._ipfs_watch.problem)
+
+    @property
+    def ipfs_problem(self) -> str:
+        """Why the configured IPFS daemon can't be used now, for `status` ("" if it
+        answers, if none is configured, or if the node is not running)."""
+        if not self._ipfs_down or self._ipfs is None:
+            return ""
+        return (
+            f"The IPFS daemon at {self._ipfs.api_addr} does not answer: sharing fails "
+            "until it does (or the IPFS address is cleared), and files waiting for it "
+            "resume by themselves when it answers."
+        )
 
     def _ipfs_backend(self) -> IpfsBackend | None:
         addr = self._config().ipfs_api
         if addr != self._ipfs_addr:
+            if self._ipfs_watch is not None:
+                self._spawn(self._ipfs_watch.stop())
+                self._ipfs_watch = None
             if self._ipfs is not None:
                 self._ipfs.close()
             self._ipfs = IpfsBackend(addr) if addr else None
             self._ipfs_addr = addr
         return self._ipfs
+
+    def _watch_ipfs(self) -> None:
+        """While the node runs, follow whether the configured daemon answers."""
+        if self._network is None or self._stopped:
+            return
+        try:
+            backend = self._ipfs_backend()
+        except NodeError as exc:  # a hand-edited address that is no multiaddr
+            log.info("the IPFS daemon is not usable: %s", type(exc).__name__)
+            return
+        if backend is not None and self._ipfs_watch is None:
+            self._ipfs_watch = IpfsWatch(backend, self._ipfs_changed)
+            self._ipfs_watch.start()
+
+    def _ipfs_noticed(self) -> None:
+        """A call to the daemon just failed: the watch takes note and checks again."""
+        if self._ipfs_watch is not None:
+            self._ipfs_watch.nudge()
+
+    def _ipfs_changed(self) -> None:
+        """The daemon stopped or started answering: the transfers waiting say so, and
+        when it is back they ask it at once."""
+        if not self._ipfs_down:
+            self.sources_changed()
+        self._spawn(self._show_waiting())
+
+    async def _show_waiting(self) -> None:
+        """Publish the rows of the incoming transfers being fetched that do not move
+        (their `waiting` text follows the IPFS daemon)."""
+        fetching = list(self._parts)
+        if not fetching:
+            return
+        get = self.store.transfers.get
+        records = await self.store.call(lambda: [get(tid) for tid in fetching])
+        for record in records:
+            if record is None or record.state is not TransferState.RUNNING:
+                continue
+            view = self._view(record)
+            if view.speed_bps == 0:
+                self._publish(TransferChanged(view))
 
     # ------------------------------------------------------------------ API
 
@@ -345,6 +413,7 @@ class FileTransfers:
             if isinstance(exc, DiskFull):  # say how much is needed
                 raise DiskFull(_no_room(chosen, self.blockstore.root)) from None
             if isinstance(exc, IpfsUnavailable):  # the user chose IPFS: say how to go on
+                self._ipfs_noticed()
                 raise IpfsUnavailable(
                     f"{exc} Nothing was shared. Start the IPFS daemon, or clear the IPFS "
                     "address in the settings to share directly (your contact then fetches "
@@ -434,8 +503,16 @@ class FileTransfers:
         progress = self._progress.get(record.id)
         if record.state is TransferState.RUNNING and progress is not None:
             record = dataclasses.replace(record, done_bytes=max(record.done_bytes, progress.done))
-            return public(record, progress.speed())
+            speed = progress.speed()
+            return public(record, speed, self._waiting_for(record, speed))
         return public(record)
+
+    def _waiting_for(self, record: TransferRecord, speed: float) -> str:
+        """What an incoming transfer that does not move waits for, when the node knows
+        more than "the peer": the IPFS daemon it would fetch from does not answer."""
+        if record.outgoing or speed > 0 or not self._ipfs_down or self._ipfs is None:
+            return ""
+        return f"the IPFS daemon at {self._ipfs.api_addr} does not answer"
 
     async def _get(self, transfer_id: str) -> TransferRecord:
         record = await self.store.call(self.store.transfers.get, transfer_id.strip())
@@ -881,7 +958,10 @@ class FileTransfers:
         except NodeError as exc:
             log.info("the IPFS daemon is not usable: %s", exc)
             ipfs = None
-        if ipfs is not None:
+        # a daemon known not to answer is asked again by its watch, which wakes the
+        # transfers when it is back: asking it for every block each round cost a
+        # worker thread per block (held up to the connect timeout when firewalled)
+        if ipfs is not None and not self._ipfs_down:
             sources["ipfs"] = ipfs
         return sources
 
@@ -928,7 +1008,7 @@ class FileTransfers:
             record = dataclasses.replace(record, done_bytes=progress.done)
             await self._save(record)
         else:  # nothing to store (a new transfer): one write per small file fewer
-            self._publish(TransferChanged(public(record)))
+            self._publish(TransferChanged(public(record, 0.0, self._waiting_for(record, 0.0))))
         self._progress[transfer_id] = progress
         log.info(
             "transfer %s: %d of %d blocks already held",
@@ -1075,6 +1155,8 @@ class FileTransfers:
                         continue
                     except BlocksUnavailable as exc:
                         log.info("transfer %s: waiting for a source (%s)", record.id, logged(exc))
+                        if "ipfs" in sources:
+                            self._ipfs_noticed()  # it lacked them, or stopped answering
                         self._waiting(record)
                 if not sources:  # only a connection (or an IPFS address) can bring one
                     await watch.connected.wait()
@@ -1136,7 +1218,7 @@ class FileTransfers:
         if progress is not None and not progress.stalled:  # else it reads 0 already
             progress.stall()
             view = dataclasses.replace(record, done_bytes=progress.done)
-            self._publish(TransferChanged(public(view, 0.0)))
+            self._publish(TransferChanged(public(view, 0.0, self._waiting_for(view, 0.0))))
 
     async def _checkpoints(
         self, record: TransferRecord, part: PartFile, progress: Progress, saved: _Saved

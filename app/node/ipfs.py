@@ -28,6 +28,10 @@ from app.node.files_errors import BlockNotFound, IpfsRejected, IpfsUnavailable
 DEFAULT_TIMEOUT = 30.0
 PROBE_TIMEOUT = 5.0
 """Seconds the check of a newly set address waits for the daemon's answer."""
+CONNECT_TIMEOUT = 5.0
+"""Seconds any call waits for the daemon to take the connection: a daemon behind a
+firewall that drops packets held each block request for the whole `DEFAULT_TIMEOUT`
+(a worker thread each), and read as a daemon searching for a block it lacks."""
 ClientFactory = Callable[[str, float], Any]
 
 
@@ -41,7 +45,8 @@ def _default_client(api_addr: str, timeout: float) -> Any:
         "ignore", message="The 'strict' parameter is no longer needed", category=FutureWarning
     )
 
-    return ipfshttpclient.Client(api_addr, timeout=timeout)
+    # (connect, read): see CONNECT_TIMEOUT
+    return ipfshttpclient.Client(api_addr, timeout=(min(CONNECT_TIMEOUT, timeout), timeout))
 
 
 def _client_errors() -> ModuleType:
@@ -67,6 +72,13 @@ def api_address_problem(api_addr: str) -> str | None:
     return None
 
 
+def _connect_timeout(exc: Exception) -> bool:
+    """Whether `exc` (a client timeout) came before the daemon took the connection."""
+    from requests.exceptions import ConnectTimeout
+
+    return isinstance(getattr(exc, "original", None), ConnectTimeout)
+
+
 def _short(exc: Exception) -> str:
     """The gist of an HTTP failure ("HTTP 501"), not the whole request URL."""
     response = getattr(getattr(exc, "original", None), "response", None)
@@ -75,7 +87,12 @@ def _short(exc: Exception) -> str:
 
 
 class IpfsBackend:
-    """Put, get and pin encrypted blocks on a user-configured IPFS daemon."""
+    """Put, get and pin encrypted blocks on a user-configured IPFS daemon.
+
+    `problem` says why the daemon can't be used now ("" while it answers, or before it
+    was asked): set by every call that finds nothing answering, cleared by every call
+    the daemon answers (refusals included). Calls run in worker threads; the attribute
+    is one reference, read by the event loop (`app.node.ipfs_watch`)."""
 
     def __init__(
         self,
@@ -85,6 +102,7 @@ class IpfsBackend:
         client_factory: ClientFactory = _default_client,
     ) -> None:
         self.api_addr = api_addr
+        self.problem = ""
         self._errors = ipfs_exc = _client_errors()
         try:
             self._client = client_factory(api_addr, timeout)
@@ -149,11 +167,23 @@ class IpfsBackend:
             close()
 
     def _call(self, request: Callable[[], Any], *, timeout_is_down: bool = True) -> Any:
+        try:
+            answer = self._answer(request, timeout_is_down)
+        except IpfsUnavailable as exc:
+            self.problem = str(exc)
+            raise
+        except IpfsRejected:
+            self.problem = ""  # it answered
+            raise
+        self.problem = ""
+        return answer
+
+    def _answer(self, request: Callable[[], Any], timeout_is_down: bool) -> Any:
         ipfs_exc = self._errors
         try:
             return request()
         except ipfs_exc.TimeoutError as exc:
-            if not timeout_is_down:
+            if not timeout_is_down and not _connect_timeout(exc):
                 raise IpfsRejected("the IPFS daemon did not answer in time") from exc
             raise IpfsUnavailable(
                 f"the IPFS daemon at {self.api_addr} did not answer in time"
@@ -186,6 +216,10 @@ class IpfsBackend:
     async def pin_add(self, cid: bytes) -> None:
         """`pin_add_sync` in a worker thread."""
         await asyncio.to_thread(self.pin_add_sync, cid)
+
+    async def version(self) -> str:
+        """`version_sync` in a worker thread (`problem` tells the outcome too)."""
+        return await asyncio.to_thread(self.version_sync)
 
     async def get_block(self, cid: bytes) -> bytes | None:
         """Serve as a block source for a transfer: the block, or None if absent."""

@@ -203,6 +203,7 @@ class NodeService:
             storage=self._delivery.storage_problem if self._delivery is not None else "",
             clock=self._delivery.clock_problem if self._delivery is not None else "",
             not_added_back=await self._names_not_added_back(),
+            ipfs=self.files.ipfs_problem,
         )
 
     async def _names_not_added_back(self) -> list[str]:

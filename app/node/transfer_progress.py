@@ -119,8 +119,8 @@ class Progress:
         return False
 
 
-def public(record: TransferRecord, speed: float = 0.0) -> Transfer:
-    """The API view of a transfer row."""
+def public(record: TransferRecord, speed: float = 0.0, waiting: str = "") -> Transfer:
+    """The API view of a transfer row (`waiting`: see `Transfer.waiting`)."""
     who, declined = ended_by(record)
     return Transfer(
         id=record.id,
@@ -139,4 +139,5 @@ def public(record: TransferRecord, speed: float = 0.0) -> Transfer:
         error=record.error,
         ended_by=who,
         declined=declined,
+        waiting=waiting if record.state is TransferState.RUNNING else "",
     )

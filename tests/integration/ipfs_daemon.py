@@ -97,34 +97,65 @@ def _api_ready(port: int) -> bool:
 @contextlib.contextmanager
 def running_ipfs_daemon(workdir: Path) -> Iterator[IpfsDaemon]:
     """Init a fresh repo under `workdir`, start the daemon offline, stop it on exit."""
-    jsipfs = ensure_installed()
-    repo = workdir / "ipfs-repo"
-    env = {**os.environ, "IPFS_PATH": str(repo)}
-    subprocess.run(
-        [str(jsipfs), "init", "--empty-repo"], check=True, env=env, capture_output=True, timeout=120
-    )
-    api_port = free_port()
-    configure_loopback_only(repo, api_port)
-    log = workdir / "ipfs-daemon.log"
-    with log.open("wb") as log_fh:
-        process = subprocess.Popen(
-            [str(jsipfs), "daemon", "--offline", "--enable-preload=false"],
-            env=env,
-            stdout=log_fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    with restartable_ipfs_daemon(workdir) as daemon:
+        yield daemon.start()
+
+
+class RestartableIpfsDaemon:
+    """A repo whose daemon a test stops and starts again (same repo, same API port)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._jsipfs = ensure_installed()
+        self.repo = workdir / "ipfs-repo"
+        self._env = {**os.environ, "IPFS_PATH": str(self.repo)}
+        subprocess.run(
+            [str(self._jsipfs), "init", "--empty-repo"],
+            check=True,
+            env=self._env,
+            capture_output=True,
+            timeout=120,
         )
-    try:
+        self.api_port = free_port()
+        configure_loopback_only(self.repo, self.api_port)
+        self.api_addr = f"/ip4/127.0.0.1/tcp/{self.api_port}/http"
+        self.log = workdir / "ipfs-daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> IpfsDaemon:
+        """Start the daemon and wait until its API takes connections."""
+        with self.log.open("ab") as log_fh:
+            process = subprocess.Popen(
+                [str(self._jsipfs), "daemon", "--offline", "--enable-preload=false"],
+                env=self._env,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.process = process
         deadline = time.monotonic() + READY_TIMEOUT
-        while not _api_ready(api_port):
+        while not _api_ready(self.api_port):
             if process.poll() is not None:
-                raise RuntimeError(f"IPFS daemon exited early:\n{log.read_text()[-4000:]}")
+                raise RuntimeError(f"IPFS daemon exited early:\n{self.log.read_text()[-4000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"IPFS daemon not ready:\n{log.read_text()[-4000:]}")
+                raise RuntimeError(f"IPFS daemon not ready:\n{self.log.read_text()[-4000:]}")
             time.sleep(0.2)
-        yield IpfsDaemon(f"/ip4/127.0.0.1/tcp/{api_port}/http", repo, process, log)
+        return IpfsDaemon(self.api_addr, self.repo, process, self.log)
+
+    def stop(self) -> None:
+        """Stop the daemon (the repo stays)."""
+        if self.process is not None:
+            _stop(self.process)
+            self.process = None
+
+
+@contextlib.contextmanager
+def restartable_ipfs_daemon(workdir: Path) -> Iterator[RestartableIpfsDaemon]:
+    """A fresh repo under `workdir`, not started yet; its daemon is stopped on exit."""
+    daemon = RestartableIpfsDaemon(workdir)
+    try:
+        yield daemon
     finally:
-        _stop(process)
+        daemon.stop()
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -66,6 +66,8 @@ def test_profile_commands_without_a_daemon(tmp_path: Path) -> None:
         "storage": "",
         "clock": "",
         "not_added_back": [],
+        "ipfs": "",
+        "turn": "",
     }
     assert run_cli(alice, "contacts", "remove", "Bob", passphrase=PASS).returncode == 0
     assert cli_json(alice, "contacts", "list", passphrase=PASS) == []

@@ -141,6 +141,8 @@ def progress_text(
                 parts.append(format_eta(transfer))
             elif starting:
                 parts.append(_tr("starting…"))
+            elif transfer.waiting:  # e.g. the IPFS daemon it would fetch from is down
+                parts.append(_tr("waiting for the peer; {0}").format(transfer.waiting))
             else:
                 parts.append(_tr("waiting for the peer"))
         else:
