@@ -109,6 +109,16 @@ def running_coturn() -> Iterator[Coturn]:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
+    proc = start_coturn(binary, port)
+    try:
+        yield Coturn(port, proc)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def start_coturn(binary: str, port: int) -> subprocess.Popen[bytes]:
+    """coturn on 127.0.0.1:`port` (user `u`, `TURN_PASSWORD`), once it answers."""
     args = [
         *(binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"),
         *(f"--listening-port={port}", "--lt-cred-mech", f"--user=u:{TURN_PASSWORD}"),
@@ -116,14 +126,13 @@ def running_coturn() -> Iterator[Coturn]:
         "--fingerprint",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        # it answers before the test asks it anything (a fixed 0.5 s could be too short
-        # on a loaded machine, and a TURN server that does not answer is accepted)
-        assert _answers_stun(port, time.monotonic() + 30), "coturn did not start"
-        yield Coturn(port, proc)
-    finally:
+    # it answers before the test asks it anything (a fixed 0.5 s could be too short
+    # on a loaded machine, and a TURN server that does not answer is accepted)
+    if not _answers_stun(port, time.monotonic() + 30):
         proc.terminate()
         proc.wait(5)
+        raise AssertionError("coturn did not start")
+    return proc
 
 
 def _answers_stun(port: int, deadline: float) -> bool:

@@ -57,6 +57,7 @@ from app.node.transport import (
 )
 from app.node.transport.base import ConnectFailed, TransportError
 from app.node.transport.ice_urls import ice_servers_of
+from app.node.transport.relay_watch import RelayWatch
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,13 @@ class NetworkStack:
         base = settings or TransportSettings(
             backoff_max=20.0, keepalive_interval=5.0, keepalive_timeout=5.0
         )
-        self.settings = replace(base, ice_servers=ice_servers_of(ice_servers) or base.ice_servers)
+        self.relay_watch = RelayWatch(ice_servers)
+        """Whether the configured TURN server works (left out of connections while not)."""
+        self.settings = replace(
+            base,
+            ice_servers=ice_servers_of(ice_servers) or base.ice_servers,
+            relay_watch=self.relay_watch if self.relay_watch.configured else base.relay_watch,
+        )
         self._hook = hook
         self._fetches: dict[str, int] = {}
         """Per peer: fetches from it and block requests of its being answered (each
@@ -246,6 +253,10 @@ class NetworkStack:
         ws_port = int(endpoint.rpartition(":")[2])
         if ws_port != self.dht.port:
             self._ws_endpoints = [f"{h.rpartition(':')[0]}:{ws_port}" for h in self.dht.endpoints()]
+        # the TURN server is asked once now: one that does not work is left out of the
+        # first dials already; when it works again, the peers we want are dialled
+        self.relay_watch.on_back = self._relay_back
+        self.relay_watch.start()
 
     def join(self, peers: list[tuple[str, int]]) -> asyncio.Task[int]:
         """Bootstrap the DHT from `peers` in the background (then publish our records)."""
@@ -301,11 +312,21 @@ class NetworkStack:
             if self._bundle is not None:
                 await self.publish_bundle(self._bundle)
 
+    @property
+    def relay_problem(self) -> str:
+        """Why the configured TURN server is left out of connections ("" if it is not)."""
+        return self.relay_watch.problem
+
+    def _relay_back(self) -> None:
+        """The TURN server works again: a peer reachable only through it is dialled now."""
+        self.manager.network_changed()
+
     async def stop(self) -> None:
         """Close every connection and the DHT socket."""
         for task in (self._join, self._rejoin, self._refresh):
             if task is not None:
                 task.cancel()
+        await self.relay_watch.stop()
         await self.inboxes.close()
         await self.manager.close()
         self.dht.stop()

@@ -100,6 +100,11 @@ class NetworkView(Protocol):
 
     def peers(self) -> list[Peer]: ...
 
+    @property
+    def relay_problem(self) -> str:
+        """Why the configured TURN server is left out of connections ("" if it is not)."""
+        ...
+
 
 class Delivery(Protocol):
     """What the service needs of the message delivery pipeline (the messenger)."""
@@ -204,6 +209,7 @@ class NodeService:
             clock=self._delivery.clock_problem if self._delivery is not None else "",
             not_added_back=await self._names_not_added_back(),
             ipfs=self.files.ipfs_problem,
+            turn=self._network.relay_problem if self._network else "",
         )
 
     async def _names_not_added_back(self) -> list[str]:

@@ -16,13 +16,16 @@ import logging
 import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from app.core.errors import RemoteProtocolError
 from app.core.identity import encode_address
 from app.core.liveness import AnswerAwaited, LinkLiveness, PingSent, PongReceived
 from app.core.wire import Frame, FrameDecoder, FrameType
 from app.node.futures import retrieve
+
+if TYPE_CHECKING:
+    from aiortc import RTCConfiguration
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +61,26 @@ class IceServer:
     credential: str | None = None
 
 
+class RelayHealth(Protocol):
+    """Whether the configured TURN server works (`app.node.transport.relay_watch`)."""
+
+    def servers(self, configured: tuple[IceServer, ...]) -> tuple[IceServer, ...]:
+        """The ICE servers a new connection is given."""
+        ...
+
+    def gathered(self, configuration: RTCConfiguration, sdp: str) -> None:
+        """A connection made with `configuration` gathered the candidates in `sdp`."""
+        ...
+
+
 @dataclass(frozen=True)
 class TransportSettings:
     """User-facing transport settings. Defaults contact no third party at all."""
 
     ice_servers: tuple[IceServer, ...] = ()
+    relay_watch: RelayHealth | None = field(default=None, compare=False)
+    """Leaves a TURN server that does not work out of new connections, and hears what
+    each connection's gathering got from it (`app.node.transport.relay_watch`)."""
     relay_only: bool = False
     """Force `iceTransportPolicy="relay"` (all traffic through the user's TURN server)."""
     webrtc_timeout: float = 15.0

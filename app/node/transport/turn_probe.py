@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 from aioice import stun, turn
 
@@ -35,6 +36,26 @@ class _Closed(asyncio.DatagramProtocol):
 async def turn_refusal(server: IceUrl, text: str, timeout: float = PROBE_TIMEOUT) -> str | None:
     """A sentence if the TURN server `server` (the entry `text`) answers with a refusal;
     None if it made the allocation, or did not answer in `timeout` seconds."""
+    return (await probe_turn(server, text, timeout)).refusal
+
+
+@dataclass(frozen=True)
+class TurnAnswer:
+    """What one allocation asked of a TURN server came to."""
+
+    answered: bool
+    """The server answered (with an allocation or a refusal) within the timeout."""
+    refusal: str | None = None
+    """A sentence when it answered with a refusal."""
+
+    @property
+    def relays(self) -> bool:
+        """It made the allocation: connections get a relay address from it."""
+        return self.answered and self.refusal is None
+
+
+async def probe_turn(server: IceUrl, text: str, timeout: float = PROBE_TIMEOUT) -> TurnAnswer:
+    """Ask the TURN server `server` (the entry `text`) for one allocation, deleted again."""
     address = (server.host, server.port or DEFAULT_PORTS[server.scheme])
     try:
         async with asyncio.timeout(timeout):
@@ -50,11 +71,11 @@ async def turn_refusal(server: IceUrl, text: str, timeout: float = PROBE_TIMEOUT
         code, reason = exc.response.attributes.get("ERROR-CODE", (0, ""))
         name = repr(shown(text))
         if code in (401, 441):  # Unauthorized / Wrong Credentials
-            return f"The TURN server {name} refused the user name and password."
-        return f"The TURN server {name} refused an allocation ({code} {reason})."
+            return TurnAnswer(True, f"The TURN server {name} refused the user name and password.")
+        return TurnAnswer(True, f"The TURN server {name} refused an allocation ({code} {reason}).")
     except (TimeoutError, OSError, stun.TransactionError, ConnectionError):
-        return None
+        return TurnAnswer(False)
     relay.close()  # deletes the allocation on the server
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(protocol.lost, timeout)
-    return None
+    return TurnAnswer(True)

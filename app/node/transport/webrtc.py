@@ -72,13 +72,26 @@ RandomBytes = Callable[[int], bytes]
 
 
 def build_configuration(settings: TransportSettings) -> RTCConfiguration:
-    """An explicit `RTCConfiguration`: the user's ICE servers (none by default)."""
+    """An explicit `RTCConfiguration`: the user's ICE servers (none by default), without
+    a TURN server known not to work (`TransportSettings.relay_watch`)."""
+    chosen = settings.ice_servers
+    if settings.relay_watch is not None:
+        chosen = settings.relay_watch.servers(chosen)
     servers = [
         RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-        for s in settings.ice_servers
+        for s in chosen
     ]
     policy = RTCIceTransportPolicy.RELAY if settings.relay_only else RTCIceTransportPolicy.ALL
     return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+
+def _gathered(
+    settings: TransportSettings, configuration: RTCConfiguration, pc: RTCPeerConnection
+) -> None:
+    """Tell the relay watch what the gathering got (no relay candidate: the TURN
+    server in `configuration` did not work)."""
+    if settings.relay_watch is not None and pc.localDescription is not None:
+        settings.relay_watch.gathered(configuration, pc.localDescription.sdp)
 
 
 # --------------------------------------------------------------------------- signalling
@@ -351,7 +364,8 @@ async def dial_webrtc(
     """
     settings = settings or TransportSettings()
     peer_key = decode_address(peer_address)
-    pc = RTCPeerConnection(build_configuration(settings))
+    configuration = build_configuration(settings)
+    pc = RTCPeerConnection(configuration)
     conn = WebRTCConnection(
         pc, keys, peer_key, initiator=True, nonce=random_bytes(NONCE_SIZE), hook=hook
     )
@@ -360,6 +374,7 @@ async def dial_webrtc(
     try:
         async with asyncio.timeout(settings.webrtc_timeout):
             await pc.setLocalDescription(await pc.createOffer())
+            _gathered(settings, configuration, pc)
             offer = Offer(session_id, conn.local_key, peer_key, pc.localDescription.sdp)
             try:
                 reply = await signaller.send_signal(peer_address, encode_offer(offer))
@@ -425,7 +440,8 @@ class WebRTCResponder:
             return encode_answer(offer.session_id, None, "not accepted")
         if len(self._pending) >= MAX_PENDING_OFFERS:
             return encode_answer(offer.session_id, None, "busy")
-        pc = RTCPeerConnection(build_configuration(self._settings))
+        configuration = build_configuration(self._settings)
+        pc = RTCPeerConnection(configuration)
         conn = WebRTCConnection(
             pc,
             self._keys,
@@ -439,6 +455,7 @@ class WebRTCResponder:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
+            _gathered(self._settings, configuration, pc)
         except Exception as exc:  # aiortc raises ValueError and friends on bad SDP
             self._pending.discard(conn)
             await conn.close(f"bad offer: {exc}")
