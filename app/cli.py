@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import errno
 import getpass
 import json
@@ -201,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settings.add_argument(
         "--downloads-folder", metavar="DIR", help="where received files go ('' the default)"
+    )
+    settings.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print the TURN server's password (shown as ••• otherwise, also with --json)",
     )
     _json_flag(settings)
 
@@ -639,6 +645,9 @@ async def cmd_settings(args: argparse.Namespace, node: api.NodeApi) -> int:
         settings = await node.get_settings()
     else:
         settings = await node.update_settings(change)
+    if not args.show_secrets:  # a terminal or a log is no place for a password
+        hidden = [api.ice_server_shown(text) for text in settings.ice_servers]
+        settings = dataclasses.replace(settings, ice_servers=hidden)
     wire = api.to_wire(settings)
     lines = [
         f"{key}: {', '.join(value) if isinstance(value, list) else value}"

@@ -1051,6 +1051,15 @@ def check_models() -> dict[str, str]:
     return found
 
 
+def ice_server_shown(text: str) -> str:
+    """A STUN/TURN entry as it may be shown: a TURN password replaced by "•••"
+    (`settings` without `--show-secrets`, the window's field until Show passwords).
+    Setting an entry with that hidden password is refused."""
+    from app.node.transport.ice_urls import shown
+
+    return shown(text)
+
+
 def check_settings(change: UpdateSettings) -> list[str]:
     """Every reason `update_settings(change)` would be refused for (display name aside),
     one sentence each, checked without a node; empty when the settings can be saved."""

@@ -150,7 +150,9 @@ def test_a_friend_behind_a_nat_is_reached_through_ones_own_turn_server(
         assert "refused the user name and password" in wrong.stderr
         assert PASSWORD not in wrong.stderr
         right = f"turn:u:{PASSWORD}@{coturn_on_a}"
-        assert cli_json(b, "settings", "--ice-server", right)["ice_servers"] == [right]
+        hidden = f"turn:u:•••@{coturn_on_a}"  # printed without the password...
+        assert cli_json(b, "settings", "--ice-server", right)["ice_servers"] == [hidden]
+        assert cli_json(b, "settings", "--show-secrets")["ice_servers"] == [right]  # or asked
         # no path without the relay: Bob's dial failed and waits to retry
         wait_for(lambda: state_of(b, alice["address"]) == "waiting-to-retry", timeout=90)
 

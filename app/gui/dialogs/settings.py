@@ -41,6 +41,7 @@ from app.node.api import (
     UpdateSettings,
     check_settings,
     check_settings_here,
+    ice_server_shown,
 )
 
 MB = 1_000_000  # the unit file cards show sizes in (QLocale: 10 MiB is "10.5 MB")
@@ -207,11 +208,17 @@ class SettingsDialog(QDialog):
         self.bootstrap.setFixedHeight(70)
         self.lan = QCheckBox(self.tr("Find peers on the local network"))
         self.lan.setChecked(s.lan_discovery)
-        self.ice = QPlainTextEdit("\n".join(s.ice_servers))
+        # a TURN password is shown as ••• until "Show passwords" is ticked (someone may
+        # look at the screen, or share it); the real entries are kept here meanwhile
+        self._ice_entries = list(s.ice_servers)
+        self.ice = QPlainTextEdit("\n".join(map(ice_server_shown, s.ice_servers)))
         self.ice.setTabChangesFocus(True)
         self.ice.setPlaceholderText(self.tr("stun:host:port or turn:user:pass@host:port"))
         self.ice.setAccessibleName(self.tr("STUN and TURN servers"))
         self.ice.setFixedHeight(70)
+        self.show_passwords = QCheckBox(self.tr("Show passwords"))
+        self.show_passwords.setAccessibleName(self.tr("Show the TURN server's password"))
+        self.show_passwords.toggled.connect(self._show_ice_passwords)
         self.ipfs = QLineEdit(s.ipfs_api)
         self.ipfs.setPlaceholderText(self.tr("Empty: use the built-in block store"))
         self.ipfs.setAccessibleName(self.tr("IPFS API address"))
@@ -231,6 +238,7 @@ class SettingsDialog(QDialog):
         form.addRow(self.tr("Bootstrap peers"), self.bootstrap)
         form.addRow("", self.lan)
         form.addRow(self.tr("STUN / TURN"), _with_error(self.ice, self.ice_error))
+        form.addRow("", self.show_passwords)
         form.addRow(self.tr("IPFS API"), _with_error(self.ipfs, self.ipfs_error))
         form.addRow(self.tr("Traffic shaping"), self.shaping)
         form.addRow(
@@ -244,6 +252,28 @@ class SettingsDialog(QDialog):
             ),
         )
         return page
+
+    def _ice_lines(self) -> list[str]:
+        """The STUN/TURN entries in the field, each hidden password put back."""
+        lines = _lines(self.ice)
+        if self.show_passwords.isChecked():
+            return lines
+        return self._unhidden(lines)
+
+    def _unhidden(self, lines: list[str]) -> list[str]:
+        """`lines` (as shown while passwords are hidden) with the entries they stand for:
+        an entry edited since keeps the ••• it shows, which the node refuses."""
+        entries = {ice_server_shown(entry): entry for entry in self._ice_entries}
+        return [entries.get(line, line) for line in lines]
+
+    def _show_ice_passwords(self, shown: bool) -> None:
+        """Show the field's TURN password, or hide it again (keeping what was typed)."""
+        if shown:
+            self._ice_entries = self._unhidden(_lines(self.ice))
+            self.ice.setPlainText("\n".join(self._ice_entries))
+        else:
+            self._ice_entries = _lines(self.ice)
+            self.ice.setPlainText("\n".join(map(ice_server_shown, self._ice_entries)))
 
     def _appearance_tab(self, s: Settings) -> QWidget:
         page = QWidget()
@@ -305,7 +335,7 @@ class SettingsDialog(QDialog):
             listen=_changed(self.listen.text().strip(), s.listen),
             bootstrap=_changed(_lines(self.bootstrap), s.bootstrap),
             lan_discovery=_changed(self.lan.isChecked(), s.lan_discovery),
-            ice_servers=_changed(_lines(self.ice), s.ice_servers),
+            ice_servers=_changed(self._ice_lines(), s.ice_servers),
             ipfs_api=_changed(self.ipfs.text().strip(), s.ipfs_api),
             shaping_mode=_changed(str(self.shaping.currentData()), s.shaping_mode),
             theme=_changed(str(self.theme.currentData()), s.theme),
@@ -322,7 +352,7 @@ class SettingsDialog(QDialog):
         typed = UpdateSettings(
             listen=self.listen.text().strip(),
             bootstrap=_lines(self.bootstrap),
-            ice_servers=_lines(self.ice),
+            ice_servers=self._ice_lines(),
             ipfs_api=self.ipfs.text().strip(),
             downloads_folder=self.downloads.text().strip(),
         )

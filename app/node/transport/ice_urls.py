@@ -104,6 +104,12 @@ def parse_ice_url(text: str) -> IceUrl:
             )
         if any(c.isspace() for c in username):
             raise BadIceUrl(name, ": the user name holds a space.")
+        if password == HIDDEN:  # copied from `settings` or the window, which hide it
+            raise BadIceUrl(
+                name,
+                f": the password is hidden ({HIDDEN}); type the password itself "
+                "(`settings --show-secrets` or the window's Show passwords show it).",
+            )
     host_port, question, query = where.partition("?")
     transport = _transport(name, scheme, query) if question else None
     if host_port.startswith("[") or host_port.count(":") > 1:
