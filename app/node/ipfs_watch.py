@@ -11,7 +11,7 @@ while it does not; every other call to the daemon (a share's put, a fetch's get)
 it too (`IpfsBackend.problem`), and a caller that met a failure `nudge`s it to look at
 once. `on_change` is called on the event loop each time the daemon stops or starts
 answering: the node leaves the daemon out of the sources meanwhile, says why a transfer
-waits, and wakes the transfers waiting for it when it is back (docs/decisions/0032).
+waits, and wakes the transfers waiting for it when it is back (docs/decisions/0033).
 """
 
 from __future__ import annotations

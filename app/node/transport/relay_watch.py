@@ -12,7 +12,7 @@ does not answer (or refuses the credentials), it is left out of the WebRTC
 configuration (`servers`), so dials pay nothing for it, `problem` says so, and it is
 asked again every `RETRY_EVERY` seconds in the background. When it makes an allocation
 again it is put back and `on_back` is called (the node dials the peers it wants now:
-a pair that needs the relay gets it within `RETRY_EVERY`). See docs/decisions/0032.
+a pair that needs the relay gets it within `RETRY_EVERY`). See docs/decisions/0033.
 """
 
 from __future__ import annotations
