@@ -24,12 +24,14 @@ from app.gui.dialogs.common import (
     error_label,
     explanation_label,
     fit_height,
+    minimum_width,
     primary_button,
     show_error,
     title_label,
 )
 from app.gui.qr_reading import PICTURE_SUFFIXES, NoQrCode, invite_in_picture, picture_in
 from app.gui.views.peer_text import breakable, isolated, one_line_name
+from app.gui.widgets.text_sized import show_lines
 from app.node.api import BadInvite, Contact, NameTaken, check_invite_link, read_invite
 
 
@@ -58,6 +60,10 @@ class InviteEdit(QPlainTextEdit):
             self.picture.emit(image)
 
 
+INVITE_LINES = 5
+"""Lines of the invite box (it was 96 pixels, five lines at 10 pt and three at 15 pt;
+a whole invite link takes about eight)."""
+
 LINK_SETTLE_MS = 1000
 """Add stays disabled this long after a link from outside the app fills the dialog: a
 page can open links one after another, and the one the user read must not be swapped
@@ -78,7 +84,7 @@ class AddContactDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(self.tr("Add contact"))
-        self.setMinimumWidth(520)
+        minimum_width(self, 520)
         self._bridge = bridge
         self.added: Contact | None = None
         self._adding = False
@@ -89,7 +95,7 @@ class AddContactDialog(QDialog):
         self.invite.setTabChangesFocus(True)
         self.invite.setPlaceholderText(self.tr("eggs:egg… invite link, or an egg… address"))
         self.invite.setAccessibleName(self.tr("Invite link or address"))
-        self.invite.setFixedHeight(96)
+        show_lines(self.invite, INVITE_LINES)
         self.invite.picture.connect(self.use_picture)
         self.from_picture = QPushButton(self.tr("Read a QR code picture…"))
         self.from_picture.setToolTip(

@@ -22,6 +22,7 @@ from app.gui.dialogs.common import (
     title_label,
 )
 from app.gui.resources import qr_pixmap
+from app.gui.widgets.text_sized import show_lines
 from app.node.api import Whoami
 
 QR_EDGE = 280
@@ -45,7 +46,7 @@ class InviteDialog(QDialog):
         self.text.setObjectName("InviteText")
         self.text.setReadOnly(True)
         self.text.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere)
-        self.text.setFixedHeight(_height_of_lines(self.text, INVITE_LINES))
+        show_lines(self.text, INVITE_LINES)
         self.text.setAccessibleName(self.tr("Your invite link"))
         fingerprint = QLabel(self.tr("Your fingerprint: {0}").format(me.fingerprint))
         fingerprint.setObjectName("MutedLabel")
@@ -90,11 +91,3 @@ class InviteDialog(QDialog):
 
 INVITE_LINES = 6
 """Whole lines the invite box shows (a link with two endpoints takes about six)."""
-
-
-def _height_of_lines(edit: QPlainTextEdit, lines: int) -> int:
-    """The height showing exactly `lines` lines of `edit` (a fixed height cut the last
-    visible line in half)."""
-    margins = edit.contentsMargins()
-    document = int(edit.document().documentMargin() * 2)
-    return edit.fontMetrics().lineSpacing() * lines + document + margins.top() + margins.bottom()

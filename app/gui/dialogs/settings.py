@@ -35,6 +35,7 @@ from app.gui.dialogs.common import (
     primary_button,
     show_error,
 )
+from app.gui.widgets.text_sized import show_lines
 from app.node.api import (
     Protection,
     Settings,
@@ -205,7 +206,7 @@ class SettingsDialog(QDialog):
         self.bootstrap.setTabChangesFocus(True)
         self.bootstrap.setPlaceholderText(self.tr("host:port, one per line"))
         self.bootstrap.setAccessibleName(self.tr("Bootstrap peers"))
-        self.bootstrap.setFixedHeight(70)
+        show_lines(self.bootstrap, 3)
         self.lan = QCheckBox(self.tr("Find peers on the local network"))
         self.lan.setChecked(s.lan_discovery)
         # a TURN password is shown as ••• until "Show passwords" is ticked (someone may
@@ -215,7 +216,7 @@ class SettingsDialog(QDialog):
         self.ice.setTabChangesFocus(True)
         self.ice.setPlaceholderText(self.tr("stun:host:port or turn:user:pass@host:port"))
         self.ice.setAccessibleName(self.tr("STUN and TURN servers"))
-        self.ice.setFixedHeight(70)
+        show_lines(self.ice, 3)
         self.show_passwords = QCheckBox(self.tr("Show passwords"))
         self.show_passwords.setAccessibleName(self.tr("Show the TURN server's password"))
         self.show_passwords.toggled.connect(self._show_ice_passwords)

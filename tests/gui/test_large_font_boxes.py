@@ -1,0 +1,115 @@
+"""Sizes in pixels that must follow a large desktop font (13-18 pt, low vision): text
+boxes sized in lines, icons and check marks beside the text, the composer's hint."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from PySide6.QtGui import QFont, QFontMetrics
+from PySide6.QtWidgets import QApplication, QPlainTextEdit, QWidget
+from pytestqt.qtbot import QtBot
+
+from app.gui.bridge import NodeBridge
+from app.gui.dialogs.add_contact import INVITE_LINES, AddContactDialog
+from app.gui.dialogs.settings import SettingsDialog
+from app.gui.theme import ThemeManager
+from app.node import api
+
+DESKTOPS = [(13.0, "light"), (15.0, "dark"), (18.0, "light")]
+
+
+def set_desktop_font(app: QApplication, points: float) -> None:
+    font = QFont(app.font())
+    font.setPointSizeF(points)
+    app.setFont(font)
+
+
+@pytest.fixture(params=DESKTOPS, ids=[f"{p:g}pt-{t}" for p, t in DESKTOPS])
+def desktop(request: pytest.FixtureRequest, qapp: QApplication) -> Iterator[float]:
+    """The desktop font size and theme of the parameter (put back by conftest.py)."""
+    points, theme = request.param
+    set_desktop_font(qapp, points)
+    ThemeManager(qapp).apply(theme)
+    yield points
+
+
+async def settle() -> None:
+    """Let Qt lay out what was just shown or changed (posted events run on the loop)."""
+    await asyncio.sleep(0.1)
+
+
+def shown(qtbot: QtBot, window: QWidget) -> QWidget:
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+def hidden_lines(edit: QPlainTextEdit, lines: int) -> int:
+    """How many of `lines` short lines typed into `edit` do not fit its box (each
+    line of the scroll range is one hidden line)."""
+    edit.setPlainText("\n".join(f"127.0.0.{n}:4000{n}" for n in range(lines)))
+    QApplication.processEvents()
+    return edit.verticalScrollBar().maximum()
+
+
+def whole_lines(edit: QPlainTextEdit) -> int:
+    """The whole lines of `edit`'s font its text area has room for."""
+    room = edit.viewport().height() - 2 * edit.document().documentMargin()
+    return int(room // QFontMetrics(edit.font()).lineSpacing())
+
+
+@pytest.mark.asyncio
+async def test_the_invite_box_holds_its_lines_at_any_font(
+    qtbot: QtBot, desktop: float, node: api.NodeApi
+) -> None:
+    dialog = shown(qtbot, AddContactDialog(NodeBridge(node)))
+    assert isinstance(dialog, AddContactDialog)
+    await settle()
+    # 96 pixels: five lines at 10 pt, three at 15 pt, two and a half at 18 pt
+    assert whole_lines(dialog.invite) >= INVITE_LINES
+    assert hidden_lines(dialog.invite, INVITE_LINES) == 0
+
+
+@pytest.mark.asyncio
+async def test_the_invite_box_follows_a_font_change_while_open(
+    qtbot: QtBot, node: api.NodeApi, qapp: QApplication
+) -> None:
+    set_desktop_font(qapp, 10)
+    ThemeManager(qapp).apply("light")
+    dialog = shown(qtbot, AddContactDialog(NodeBridge(node)))
+    assert isinstance(dialog, AddContactDialog)
+    await settle()
+    set_desktop_font(qapp, 18)  # the desktop's font grows while the dialog is open
+    await settle()
+    assert QFontMetrics(dialog.invite.font()).height() > 20
+    assert whole_lines(dialog.invite) >= INVITE_LINES
+
+
+@pytest.mark.asyncio
+async def test_the_network_boxes_hold_three_lines_at_any_font(
+    qtbot: QtBot, desktop: float, node: api.NodeApi
+) -> None:
+    bridge = NodeBridge(node)
+    dialog = SettingsDialog(bridge, await bridge.settings())
+    shown(qtbot, dialog)
+    dialog.tabs.setCurrentIndex(1)
+    await settle()
+    for box in (dialog.bootstrap, dialog.ice):
+        # 70 pixels: three lines at 10 pt, two and a half at 15 pt (the third cut)
+        assert whole_lines(box) >= 3, box.accessibleName()
+        assert hidden_lines(box, 3) == 0, box.accessibleName()
+
+
+@pytest.mark.asyncio
+async def test_the_add_contact_dialog_is_as_wide_as_its_text(
+    qtbot: QtBot, desktop: float, node: api.NodeApi
+) -> None:
+    dialog = shown(qtbot, AddContactDialog(NodeBridge(node)))
+    assert isinstance(dialog, AddContactDialog)
+    await settle()
+    name = dialog.name
+    hint = QFontMetrics(name.font()).horizontalAdvance(name.placeholderText())
+    # 520 pixels at any font: at 15 pt the Name field's hint ended in "…"
+    assert hint + 2 * 12 <= name.width()  # the field's padding, border and margin
