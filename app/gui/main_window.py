@@ -7,7 +7,7 @@ from __future__ import annotations
 from itertools import pairwise
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QModelIndex, QPoint, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QPoint, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -56,8 +56,9 @@ from app.gui.views.painting import grapheme_prefix
 from app.gui.views.peer_text import isolated, one_line_name
 from app.gui.views.search_results import SearchResultDelegate, search_result_item
 from app.gui.widgets.elided import ElidedLabel
-from app.gui.widgets.icons import line_icon
+from app.gui.widgets.icons import ICON_PIXELS, line_icon
 from app.gui.widgets.naming import named
+from app.gui.widgets.text_sized import icon_for_text
 from app.gui.widgets.toast import Toast
 from app.node.api import (
     Contact,
@@ -85,7 +86,7 @@ OFFER_PAGE = 200
 def _tool_button(icon: str, tip: str, name: str) -> QToolButton:
     button = QToolButton()
     button.setIcon(line_icon(icon))
-    button.setIconSize(QSize(22, 22))
+    icon_for_text(button, ICON_PIXELS)
     button.setToolTip(tip)
     button.setAccessibleName(name)
     button.setObjectName(f"{icon.title().replace('-', '')}Button")

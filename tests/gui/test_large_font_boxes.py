@@ -8,9 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 from PySide6.QtGui import QFont, QFontMetrics
-from PySide6.QtWidgets import QApplication, QPlainTextEdit, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QLineEdit,
+    QPlainTextEdit,
+    QToolButton,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
+from app.gui.app import GuiSession
 from app.gui.bridge import NodeBridge
 from app.gui.dialogs.add_contact import INVITE_LINES, AddContactDialog
 from app.gui.dialogs.settings import SettingsDialog
@@ -113,3 +120,27 @@ async def test_the_add_contact_dialog_is_as_wide_as_its_text(
     hint = QFontMetrics(name.font()).horizontalAdvance(name.placeholderText())
     # 520 pixels at any font: at 15 pt the Name field's hint ended in "…"
     assert hint + 2 * 12 <= name.width()  # the field's padding, border and margin
+
+
+@pytest.mark.asyncio
+async def test_the_tool_button_icons_grow_with_the_text(
+    qtbot: QtBot, desktop: float, session: GuiSession
+) -> None:
+    window = session.window
+    assert window is not None
+    await settle()
+    buttons = [
+        b
+        for b in window.findChildren(QToolButton)
+        # ours: not Qt's own (the menu bar's, a line edit's clear button)
+        if not b.icon().isNull()
+        and not b.objectName().startswith("qt_")
+        and not isinstance(b.parent(), QLineEdit)
+    ]
+    assert len(buttons) >= 6  # the sidebar's four, the conversation's verify and attach
+    for button in buttons:
+        line = QFontMetrics(button.font()).height()
+        # 22 pixels at any font: beside 18 pt text (a 28-pixel line) they looked tiny
+        assert button.iconSize().height() >= line, button.accessibleName()
+        drawn = button.icon().actualSize(button.iconSize())
+        assert drawn == button.iconSize(), button.accessibleName()  # not a smaller picture

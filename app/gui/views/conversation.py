@@ -11,7 +11,6 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
-    QSize,
     Qt,
     QTimer,
     Signal,
@@ -50,8 +49,9 @@ from app.gui.views.peer_text import breakable, isolated
 from app.gui.widgets.composer import Composer
 from app.gui.widgets.drop_overlay import DropOverlay, local_paths
 from app.gui.widgets.elided import ElidedLabel
-from app.gui.widgets.icons import line_icon
+from app.gui.widgets.icons import ICON_PIXELS, line_icon
 from app.gui.widgets.naming import named
+from app.gui.widgets.text_sized import icon_for_text
 from app.gui.widgets.toast import Toast
 from app.gui.widgets.transfer_menu import popup_transfer_menu
 from app.node.api import MAX_MESSAGE_BYTES, Contact, Peer, message_too_long
@@ -170,7 +170,7 @@ class ConversationPane(QWidget):
         self._subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.verify_button = named(QToolButton(), "VerifyButton")
         self.verify_button.setIcon(line_icon("verify"))
-        self.verify_button.setIconSize(QSize(22, 22))
+        icon_for_text(self.verify_button, ICON_PIXELS)
         self.verify_button.setToolTip(self.tr("Compare safety numbers"))
         self.verify_button.setAccessibleName(self.tr("Verify safety number"))
         self.verify_button.clicked.connect(self._ask_verify)
@@ -222,7 +222,7 @@ class ConversationPane(QWidget):
         bar_layout.setSpacing(10)
         self.attach_button = named(QToolButton(), "AttachButton")
         self.attach_button.setIcon(line_icon("attach"))
-        self.attach_button.setIconSize(QSize(22, 22))
+        icon_for_text(self.attach_button, ICON_PIXELS)
         self.attach_button.setToolTip(self.tr("Share files (Ctrl+O)"))
         self.attach_button.setAccessibleName(self.tr("Share files"))
         self.attach_button.clicked.connect(self._ask_share)
