@@ -130,6 +130,7 @@ STANDARD_DPI = 96
 """The logical DPI the pixel sizes in the GUI were chosen at."""
 
 _POINT_SIZE = re.compile(r"font-size:\s*(\d+(?:\.\d+)?)pt")
+_PIXELS = re.compile(r"\b(\d+)px\b")
 
 
 def desktop_point_size(font: QFont) -> float:
@@ -158,14 +159,41 @@ def text_scale(widget: QWidget) -> float:
     return max(1.0, points / DESIGN_POINT_SIZE)
 
 
-def style_sheet(path: Path, desktop_points: float = DESIGN_POINT_SIZE) -> str:
+MARK_RULES = """
+QCheckBox::indicator, QRadioButton::indicator { width: 14px; height: 14px; }
+QPushButton { icon-size: 16px; }
+QSpinBox, QComboBox { padding-right: 24px; }
+QSpinBox::up-button, QSpinBox::down-button { width: 22px; }
+QComboBox::drop-down { width: 24px; }
+QSpinBox::up-arrow, QSpinBox::down-arrow, QComboBox::down-arrow { width: 10px; height: 10px; }
+"""
+"""Sizes in pixels of the marks drawn beside text, at a 10 pt font: Fusion's check box
+and radio button (14 at 96 dpi whatever the font), a push button's icon (a dialog's
+Cancel), the spin and combo box arrows and their buttons (the themes' sheets)."""
+
+
+def mark_sizes(desktop_points: float, dpi: float = STANDARD_DPI) -> str:
+    """Style rules growing the marks drawn beside text (`MARK_RULES`) with a desktop
+    font larger than the design size ("" otherwise): at 18 pt a 14-pixel check box and
+    10-pixel spin box arrows were tiny beside the text."""
+    factor = desktop_points / DESIGN_POINT_SIZE
+    if factor <= 1.0:
+        return ""
+    factor *= dpi / STANDARD_DPI
+    return _PIXELS.sub(lambda m: f"{round(int(m.group(1)) * factor)}px", MARK_RULES)
+
+
+def style_sheet(
+    path: Path, desktop_points: float = DESIGN_POINT_SIZE, dpi: float = STANDARD_DPI
+) -> str:
     """The style sheet at `path` ("" if missing), its ``@THEMES@`` image folder made
-    absolute (``url()`` in an application style sheet is read from the working folder)
-    and its font sizes fitted to the desktop font of `desktop_points`."""
+    absolute (``url()`` in an application style sheet is read from the working folder),
+    its font sizes fitted to the desktop font of `desktop_points` and its marks beside
+    text grown with them (`mark_sizes`, at the screen's `dpi`)."""
     if not path.is_file():
         return ""
     sheet = path.read_text("utf-8").replace("@THEMES@", path.parent.as_posix())
-    return scale_font_sizes(sheet, desktop_points)
+    return scale_font_sizes(sheet, desktop_points) + mark_sizes(desktop_points, dpi)
 
 
 class ThemeManager(QObject):
@@ -195,7 +223,9 @@ class ThemeManager(QObject):
         dark = self._choice == "dark" or (self._choice == "system" and system_prefers_dark())
         _active = DARK if dark else LIGHT
         self._app.setPalette(_palette(_active))
-        sheet = style_sheet(theme_path("dark" if dark else "light"), self._desktop_points)
+        screen = self._app.primaryScreen()
+        dpi = screen.logicalDotsPerInchY() if screen is not None else STANDARD_DPI
+        sheet = style_sheet(theme_path("dark" if dark else "light"), self._desktop_points, dpi)
         self._app.setStyleSheet(sheet)
         self.changed.emit()
 

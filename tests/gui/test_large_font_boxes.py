@@ -7,11 +7,15 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtGui import QFont, QFontMetrics
+from PySide6.QtGui import QFont, QFontMetrics, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QLineEdit,
     QPlainTextEdit,
+    QPushButton,
+    QStyle,
+    QStyleOptionButton,
+    QStyleOptionSpinBox,
     QToolButton,
     QWidget,
 )
@@ -144,3 +148,33 @@ async def test_the_tool_button_icons_grow_with_the_text(
         assert button.iconSize().height() >= line, button.accessibleName()
         drawn = button.icon().actualSize(button.iconSize())
         assert drawn == button.iconSize(), button.accessibleName()  # not a smaller picture
+
+
+@pytest.mark.asyncio
+async def test_the_marks_beside_the_text_grow_with_it(
+    qtbot: QtBot, desktop: float, node: api.NodeApi
+) -> None:
+    bridge = NodeBridge(node)
+    dialog = SettingsDialog(bridge, await bridge.settings())
+    shown(qtbot, dialog)
+    dialog.tabs.setCurrentIndex(1)
+    await settle()
+    box = dialog.lan
+    option = QStyleOptionButton()
+    box.initStyleOption(option)
+    mark = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+    # Fusion's 14 pixels at any font, under the text's capitals at 13 pt and more
+    assert mark.height() >= 0.9 * QFontMetrics(box.font()).ascent()
+    cancel = QPushButton(QIcon(QPixmap(64, 64)), "Cancel")
+    shown(qtbot, cancel)
+    await settle()
+    assert cancel.iconSize().height() >= 0.9 * QFontMetrics(cancel.font()).ascent()
+    dialog.tabs.setCurrentIndex(3)
+    await settle()
+    spin = dialog.auto_accept
+    spin_option = QStyleOptionSpinBox()
+    spin.initStyleOption(spin_option)
+    up = spin.style().subControlRect(
+        QStyle.ComplexControl.CC_SpinBox, spin_option, QStyle.SubControl.SC_SpinBoxUp, spin
+    )
+    assert up.width() >= QFontMetrics(spin.font()).height()  # its arrows were 10 pixels
