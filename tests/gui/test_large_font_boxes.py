@@ -7,9 +7,11 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QFont, QFontMetrics, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
+    QHBoxLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -26,6 +28,7 @@ from app.gui.bridge import NodeBridge
 from app.gui.dialogs.add_contact import INVITE_LINES, AddContactDialog
 from app.gui.dialogs.settings import SettingsDialog
 from app.gui.theme import ThemeManager
+from app.gui.widgets.composer import Composer
 from app.node import api
 
 DESKTOPS = [(13.0, "light"), (15.0, "dark"), (18.0, "light")]
@@ -178,3 +181,40 @@ async def test_the_marks_beside_the_text_grow_with_it(
         QStyle.ComplexControl.CC_SpinBox, spin_option, QStyle.SubControl.SC_SpinBoxUp, spin
     )
     assert up.width() >= QFontMetrics(spin.font()).height()  # its arrows were 10 pixels
+
+
+def test_the_composer_shows_its_whole_wrapped_placeholder(qtbot: QtBot, desktop: float) -> None:
+    holder = QWidget()
+    row = QHBoxLayout(holder)
+    composer = Composer()
+    row.addWidget(composer)
+    composer.setPlaceholderText("Message Bartholomew Fitzgerald-Montgomery")
+    holder.resize(900, 200)
+    shown(qtbot, holder)
+    qtbot.wait(50)
+    one_line = composer.height()
+    holder.resize(260, 200)  # a narrow window: the name wraps onto a second line
+    qtbot.wait(50)
+
+    def room_needed() -> int:
+        margin = int(composer.document().documentMargin())
+        room = QRect(0, 0, composer.viewport().width() - margin, 100_000)
+        wrapped = composer.fontMetrics().boundingRect(
+            room, Qt.TextFlag.TextWordWrap, composer.placeholderText()
+        )
+        return margin + wrapped.height()
+
+    assert room_needed() > margin_and_lines(composer, 1)  # it does wrap here
+    # the box stayed one line high and cut the placeholder's second line in half
+    assert composer.viewport().height() >= room_needed()
+    composer.setPlainText("Hi")  # typed text: one line again
+    qtbot.wait(50)
+    assert composer.height() == one_line
+    composer.clear()
+    qtbot.wait(50)
+    assert composer.viewport().height() >= room_needed()
+
+
+def margin_and_lines(composer: Composer, lines: int) -> int:
+    margin = int(composer.document().documentMargin())
+    return margin + lines * composer.fontMetrics().lineSpacing()

@@ -1,10 +1,12 @@
 """The message composer: Enter sends, Shift+Enter starts a new line, grows with the text
-(its wrapped lines, up to `MAX_LINES`)."""
+(its wrapped lines, or the placeholder's while empty, up to `MAX_LINES`)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, QSizeF, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+import math
+
+from PySide6.QtCore import QRect, QSize, QSizeF, Qt, Signal
+from PySide6.QtGui import QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import QPlainTextEdit, QSizePolicy, QWidget
 
 MAX_LINES = 6
@@ -70,8 +72,30 @@ class Composer(QPlainTextEdit):
             block = block.next()
         return count
 
+    def setPlaceholderText(self, text: str) -> None:
+        super().setPlaceholderText(text)
+        self.updateGeometry()
+
+    def placeholder_lines(self) -> int:
+        """Lines the placeholder takes at the current width while the box is empty (0
+        otherwise): Qt wraps it at the box's width, as a name at a large font does in
+        a narrow window, and its second line was cut in half."""
+        text = self.placeholderText()
+        if not text or not self.document().isEmpty():
+            return 0
+        margin = int(self.document().documentMargin())  # Qt draws it this far in
+        room = QRect(0, 0, max(1, self.viewport().width() - margin), 100_000)
+        metrics = self.fontMetrics()
+        height = metrics.boundingRect(room, Qt.TextFlag.TextWordWrap, text).height()
+        return math.ceil(height / metrics.lineSpacing())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.oldSize().width() != event.size().width() and self.placeholder_lines():
+            self.updateGeometry()  # the placeholder may wrap differently at this width
+
     def sizeHint(self) -> QSize:
-        lines = max(1, min(MAX_LINES, self.visual_lines()))
+        lines = max(1, min(MAX_LINES, max(self.visual_lines(), self.placeholder_lines())))
         height = self.fontMetrics().lineSpacing() * lines
         margins = self.contentsMargins()
         frame = int(self.document().documentMargin() * 2) + margins.top() + margins.bottom()
