@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyleOptionButton,
     QStyleOptionSpinBox,
+    QStyleOptionViewItem,
     QToolButton,
     QWidget,
 )
@@ -27,7 +28,9 @@ from app.gui.app import GuiSession
 from app.gui.bridge import NodeBridge
 from app.gui.dialogs.add_contact import INVITE_LINES, AddContactDialog
 from app.gui.dialogs.settings import SettingsDialog
+from app.gui.models.contacts import ContactModel
 from app.gui.theme import ThemeManager
+from app.gui.views.contact_delegate import ContactDelegate, row_fonts
 from app.gui.widgets.composer import Composer
 from app.node import api
 
@@ -218,3 +221,17 @@ def test_the_composer_shows_its_whole_wrapped_placeholder(qtbot: QtBot, desktop:
 def margin_and_lines(composer: Composer, lines: int) -> int:
     margin = int(composer.document().documentMargin())
     return margin + lines * composer.fontMetrics().lineSpacing()
+
+
+def test_a_contact_row_holds_its_two_lines(qtbot: QtBot, desktop: float) -> None:
+    model = ContactModel()
+    model.set_contacts([api.Contact("Bartholomew Fitzgerald-Montgomery", "b" * 52, verified=False)])
+    option = QStyleOptionViewItem()
+    font = QFont(QApplication.font())
+    font.setPointSizeF(desktop)  # the list's font, as the style sheet sets it
+    option.font = font
+    name_font, small = row_fonts(option.font)
+    lines = QFontMetrics(name_font).height() + QFontMetrics(small).height()
+    height = ContactDelegate().sizeHint(option, model.index(0)).height()
+    # 64 pixels at any font: at 18 pt the name's line and the last message's were cut
+    assert height >= lines + 2 * 2 + 10 + 8  # the card's margins, the space above, below

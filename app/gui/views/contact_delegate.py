@@ -4,6 +4,7 @@ name, last message, time, unread count."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from PySide6.QtCore import QCoreApplication, QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
@@ -21,7 +22,36 @@ DOT = 12.0  # the online dot on the avatar's lower right
 BADGE = 16.0
 """The verified badge on the avatar's lower left: on the avatar, where the name (which
 the peer chooses) is never drawn, so a name ending in "✅" can't pass for it."""
+NAME_LINE = 22.0
+PREVIEW_LINE = 20.0
+"""The heights of the name's line and the last message's line at a 10 pt font; a row
+grows with a larger font (`row_height`): at 18 pt both were cut at the bottom."""
 AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+def row_fonts(base: QFont) -> tuple[QFont, QFont]:
+    """The fonts of a row's name and of its smaller lines, from the list's font."""
+    name_font = QFont(base)
+    name_font.setBold(True)
+    name_font.setPointSizeF(base.pointSizeF() * 1.05)
+    small = QFont(base)
+    small.setPointSizeF(base.pointSizeF() * 0.9)
+    return name_font, small
+
+
+def line_heights(base: QFont) -> tuple[float, float]:
+    """The heights of the name's line and of the last message's line in `base`."""
+    name_font, small = row_fonts(base)
+    return (
+        max(NAME_LINE, QFontMetricsF(name_font).height()),
+        max(PREVIEW_LINE, QFontMetricsF(small).height()),
+    )
+
+
+def row_height(base: QFont) -> int:
+    """A row's height for the list's font `base`: 64 pixels, or more for larger text."""
+    name_h, preview_h = line_heights(base)
+    return max(ROW_HEIGHT, math.ceil(ROW_HEIGHT - NAME_LINE - PREVIEW_LINE + name_h + preview_h))
 
 
 def _when(message: Message) -> str:
@@ -33,7 +63,7 @@ class ContactDelegate(QStyledItemDelegate):
     """Row painter for `ContactModel`."""
 
     def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:
-        return QSize(200, ROW_HEIGHT)
+        return QSize(200, row_height(option.font))
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
         contact: Contact | None = index.data(ContactRole.CONTACT)
@@ -59,28 +89,30 @@ class ContactDelegate(QStyledItemDelegate):
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(hover)
             painter.drawRoundedRect(card, 10, 10)
-        avatar = QRectF(card.left() + 10, card.center().y() - AVATAR / 2, AVATAR, AVATAR)
+        name_h, preview_h = line_heights(option.font)
+        scale = row_height(option.font) / ROW_HEIGHT  # the avatar grows with the text
+        size, dot_size, badge_size = AVATAR * scale, DOT * scale, BADGE * scale
+        avatar = QRectF(card.left() + 10, card.center().y() - size / 2, size, size)
         draw_avatar(painter, avatar, contact.name, contact.address)
         if index.data(ContactRole.ONLINE):
-            dot = QRectF(avatar.right() - DOT + 1, avatar.bottom() - DOT + 1, DOT, DOT)
+            dot = QRectF(
+                avatar.right() - dot_size + 1, avatar.bottom() - dot_size + 1, dot_size, dot_size
+            )
             ring = QColor(c.selection if state & QStyle.StateFlag.State_Selected else c.base)
             painter.setPen(QPen(ring, 2.0))
             painter.setBrush(QColor(c.online))
             painter.drawEllipse(dot)
         if contact.verified:
             ring = QColor(c.selection if state & QStyle.StateFlag.State_Selected else c.base)
-            badge = QRectF(avatar.left() - 3, avatar.bottom() - BADGE + 3, BADGE, BADGE)
+            badge = QRectF(
+                avatar.left() - 3, avatar.bottom() - badge_size + 3, badge_size, badge_size
+            )
             painter.setPen(QPen(ring, 2.0))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawEllipse(badge.adjusted(-1, -1, 1, 1))
             draw_verified_badge(painter, badge, QColor(c.verified))
 
-        base = QFont(option.font)
-        name_font = QFont(base)
-        name_font.setBold(True)
-        name_font.setPointSizeF(base.pointSizeF() * 1.05)
-        small = QFont(base)
-        small.setPointSizeF(base.pointSizeF() * 0.9)
+        name_font, small = row_fonts(option.font)
         text_left = avatar.right() + 12
         right = card.right() - 12
 
@@ -88,7 +120,7 @@ class ContactDelegate(QStyledItemDelegate):
         when = _when(last) if last else ""
         small_metrics = QFontMetricsF(small)
         when_w = small_metrics.horizontalAdvance(when)
-        top_line = QRectF(text_left, card.top() + 10, right - text_left, 22)
+        top_line = QRectF(text_left, card.top() + 10, right - text_left, name_h)
         painter.setFont(small)
         painter.setPen(QColor(c.accent if unread else c.muted))
         painter.drawText(
@@ -123,15 +155,16 @@ class ContactDelegate(QStyledItemDelegate):
                 tail_rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), tail
             )
 
-        bottom_line = QRectF(text_left, card.top() + 32, right - text_left, 20)
+        bottom_line = QRectF(text_left, top_line.bottom(), right - text_left, preview_h)
         badge_w = 0.0
         if unread:
             label = str(unread) if unread < 1000 else "999+"
-            badge_w = max(20.0, small_metrics.horizontalAdvance(label) + 12)
-            pill = QRectF(right - badge_w, bottom_line.center().y() - 10, badge_w, 20)
+            pill_h = max(20.0, small_metrics.height() + 4)
+            badge_w = max(pill_h, small_metrics.horizontalAdvance(label) + 12)
+            pill = QRectF(right - badge_w, bottom_line.center().y() - pill_h / 2, badge_w, pill_h)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(c.badge))
-            painter.drawRoundedRect(pill, 10, 10)
+            painter.drawRoundedRect(pill, pill_h / 2, pill_h / 2)
             bold = QFont(small)
             bold.setBold(True)
             painter.setFont(bold)
