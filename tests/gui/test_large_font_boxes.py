@@ -235,3 +235,24 @@ def test_a_contact_row_holds_its_two_lines(qtbot: QtBot, desktop: float) -> None
     height = ContactDelegate().sizeHint(option, model.index(0)).height()
     # 64 pixels at any font: at 18 pt the name's line and the last message's were cut
     assert height >= lines + 2 * 2 + 10 + 8  # the card's margins, the space above, below
+
+
+@pytest.mark.asyncio
+async def test_a_notice_stays_above_the_composer(
+    qtbot: QtBot, desktop: float, session: GuiSession, friend: api.InitResult
+) -> None:
+    assert session.node is not None
+    added = await session.node.add_contact(api.AddContact(friend.whoami.invite))
+    window = session.window
+    assert window is not None
+    await window.open_conversation(added.contact.address)
+    pane = window.conversation
+    pane.composer.setPlainText("\n".join(["a line"] * 4))  # a message of a few lines
+    await settle()
+    pane.toast.show_message("Copied to the clipboard.")
+    await settle()
+    bar = pane.composer.parentWidget()
+    assert bar is not None
+    bar_top = bar.mapTo(pane, bar.rect().topLeft()).y()
+    # 96 pixels above the pane's bottom: over a composer grown by its lines or its font
+    assert pane.toast.geometry().bottom() < bar_top

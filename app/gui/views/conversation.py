@@ -240,7 +240,7 @@ class ConversationPane(QWidget):
         layout.addWidget(bar)
 
         self.overlay = DropOverlay(self)
-        self.toast = Toast(self)
+        self.toast = Toast(self, above=bar)
         self.newer_button = named(QPushButton(self.list), "NewerButton")
         self.newer_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.newer_button.clicked.connect(self._scroll_to_bottom)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt, QTimer
 from PySide6.QtWidgets import QLabel, QWidget
 
 from app.gui.theme import colors
@@ -13,8 +13,13 @@ SHOW_MS = 6000
 class Toast(QLabel):
     """Non-modal notice for results and errors (never a traceback)."""
 
-    def __init__(self, parent: QWidget) -> None:
+    def __init__(self, parent: QWidget, above: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._above = above
+        """What the notice floats above (the composer's bar), if not 96 pixels up; it
+        is placed again when that grows."""
+        if above is not None:
+            above.installEventFilter(self)
         self.setObjectName("Toast")
         self.setWordWrap(True)
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -48,10 +53,14 @@ class Toast(QLabel):
         self.setFixedWidth(max(200, width))
         self.adjustSize()
         x = (parent.width() - self.width()) // 2
-        y = parent.height() - self.height() - 96
+        bottom = parent.height() - 76
+        if self._above is not None and self._above.isVisible():
+            # a composer grown by its lines or a large font reached over the 96 pixels
+            bottom = self._above.mapTo(parent, QPoint(0, 0)).y()
+        y = bottom - 20 - self.height()
         self.move(max(0, x), max(0, y))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Resize and self.isVisible():
+        if event.type() in (QEvent.Type.Resize, QEvent.Type.Move) and self.isVisible():
             self._place()
         return False
