@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from gui_helpers import wait_for
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QFont, QFontMetrics, QIcon, QPixmap
 from PySide6.QtWidgets import (
@@ -256,3 +257,26 @@ async def test_a_notice_stays_above_the_composer(
     bar_top = bar.mapTo(pane, bar.rect().topLeft()).y()
     # 96 pixels above the pane's bottom: over a composer grown by its lines or its font
     assert pane.toast.geometry().bottom() < bar_top
+
+
+@pytest.mark.asyncio
+async def test_the_window_follows_a_font_change_while_running(
+    qtbot: QtBot, qapp: QApplication, session: GuiSession, friend: api.InitResult
+) -> None:
+    set_desktop_font(qapp, 10)
+    ThemeManager(qapp).apply("light")
+    assert session.node is not None
+    await session.node.add_contact(api.AddContact(friend.whoami.invite))
+    window = session.window
+    assert window is not None
+    await settle()
+    icon_before = window.add_button.iconSize().height()
+    row = window.contact_list.model().index(0, 0)
+    await wait_for(lambda: window.contact_list.visualRect(row).height() > 0)
+    row_before = window.contact_list.visualRect(row).height()
+    set_desktop_font(qapp, 18)  # the desktop's font grows while the app runs
+    await settle()
+    assert window.add_button.iconSize().height() >= 1.7 * icon_before
+    name_font, small = row_fonts(window.contact_list.font())
+    lines = QFontMetrics(name_font).height() + QFontMetrics(small).height()
+    assert window.contact_list.visualRect(row).height() >= max(row_before, lines + 22)
