@@ -64,11 +64,12 @@ def shown(qtbot: QtBot, window: QWidget) -> QWidget:
     return window
 
 
-def hidden_lines(edit: QPlainTextEdit, lines: int) -> int:
+async def hidden_lines(edit: QPlainTextEdit, lines: int) -> int:
     """How many of `lines` short lines typed into `edit` do not fit its box (each
-    line of the scroll range is one hidden line)."""
+    line of the scroll range is one hidden line). Awaits the layout: spinning Qt's
+    loop inside a qasync task can leave a later test waiting (test_large_font_layouts)."""
     edit.setPlainText("\n".join(f"127.0.0.{n}:4000{n}" for n in range(lines)))
-    QApplication.processEvents()
+    await settle()
     return edit.verticalScrollBar().maximum()
 
 
@@ -87,7 +88,7 @@ async def test_the_invite_box_holds_its_lines_at_any_font(
     await settle()
     # 96 pixels: five lines at 10 pt, three at 15 pt, two and a half at 18 pt
     assert whole_lines(dialog.invite) >= INVITE_LINES
-    assert hidden_lines(dialog.invite, INVITE_LINES) == 0
+    assert await hidden_lines(dialog.invite, INVITE_LINES) == 0
 
 
 @pytest.mark.asyncio
@@ -117,7 +118,7 @@ async def test_the_network_boxes_hold_three_lines_at_any_font(
     for box in (dialog.bootstrap, dialog.ice):
         # 70 pixels: three lines at 10 pt, two and a half at 15 pt (the third cut)
         assert whole_lines(box) >= 3, box.accessibleName()
-        assert hidden_lines(box, 3) == 0, box.accessibleName()
+        assert await hidden_lines(box, 3) == 0, box.accessibleName()
 
 
 @pytest.mark.asyncio
