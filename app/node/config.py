@@ -1,6 +1,9 @@
 """The profile's settings file (`config.json`): non-secret preferences only.
 
-Secrets never go here: names, keys and history live encrypted in the database.
+Secrets never go here: names, keys and history live encrypted in the database, and so
+does a TURN server's password: `config.json` holds the entry as `turn:USER:•••@HOST:PORT`
+(`public`), the database the entry itself (`secrets_of`, `with_secrets`; see
+`app.node.settings_store` and decision 0034).
 """
 
 from __future__ import annotations
@@ -74,10 +77,41 @@ def load_config(path: Path) -> Config:
         raise ProfileUnreadable(f"The settings file {path} is corrupt: {exc}.") from None
 
 
+def _shown(text: str) -> str:
+    """An `ice_servers` entry with its password (if any) as `•••`."""
+    if "@" not in text:
+        return text  # no credentials: the transport's parser is not even loaded
+    from app.node.api import ice_server_shown
+
+    return ice_server_shown(text)
+
+
+def secrets_of(config: Config) -> list[str]:
+    """The `ice_servers` entries that hold a password, as they are."""
+    return [text for text in config.ice_servers if _shown(text) != text]
+
+
+def public(config: Config) -> Config:
+    """`config` without its secrets: each password of `ice_servers` as `•••`."""
+    return replace(config, ice_servers=[_shown(text) for text in config.ice_servers])
+
+
+def with_secrets(config: Config, secrets: list[str]) -> Config:
+    """`config` (as `public` left it) with each hidden password put back from `secrets`
+    (the first entry of `secrets` shown as it is). An entry with its password in clear
+    (a hand-edited file, a profile from before decision 0034) is kept as it is; one
+    whose password is known nowhere is kept hidden, and refused when used."""
+    found: dict[str, str] = {}
+    for secret in secrets:
+        found.setdefault(_shown(secret), secret)
+    return replace(config, ice_servers=[found.get(text, text) for text in config.ice_servers])
+
+
 def save_config(path: Path, config: Config) -> None:
-    """Write the settings file atomically, readable only by the owner; `StorageFailed`
+    """Write the settings file atomically, readable only by the owner, without secrets
+    (`public`: keep them with `app.node.settings_store.save_settings`); `StorageFailed`
     (the old file kept) if the disk can't take it."""
-    data = {"version": CONFIG_VERSION, **asdict(config)}
+    data = {"version": CONFIG_VERSION, **asdict(public(config))}
     try:
         atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     except OSError as exc:

@@ -56,7 +56,8 @@ async def running_node(
     shaper = Shaper(options.shaping or config.shaping_mode, trace=frame_trace)
     log.info("traffic shaping: %s", shaper.mode)
     service = NodeService(store)
-    network = NetworkStack(store.identity, ice_servers=config.ice_servers, hook=shaper)
+    # the TURN password is in the sealed store, not in `config` (read before the unlock)
+    network = NetworkStack(store.identity, ice_servers=service.config.ice_servers, hook=shaper)
     messenger = Messenger(store, network, service.publish)
     courier = MailboxCourier(store, network, messenger, poll_interval=MAILBOX_POLL_SECONDS)
     messenger.courier = courier

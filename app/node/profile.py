@@ -29,6 +29,7 @@ from app.node.config import load_config, save_config
 from app.node.fsutil import read_only, write_failure
 from app.node.lock import ProfileLock, lock_holder
 from app.node.paths import ProfilePaths, make_private_dir
+from app.node.settings_store import seal_secrets_at_rest
 from app.node.storage import database, vault
 from app.node.storage.repositories import ProfileHeader, ProfileRepository
 from app.node.storage.store import ProfileStore
@@ -179,7 +180,10 @@ def create_profile(root: Path, name: str, passphrase: str | None) -> InitResult:
 
 
 def open_store(root: Path, passphrase: PassphraseSource | None) -> ProfileStore:
-    """Open and unlock an existing profile. The caller must already hold its lock."""
+    """Open and unlock an existing profile. The caller must already hold its lock.
+
+    A TURN password found in clear in `config.json` is moved into the sealed store now
+    (`seal_secrets_at_rest`)."""
     paths = ProfilePaths(root)
     if not paths.database.exists():
         raise ProfileNotFound(
@@ -191,7 +195,13 @@ def open_store(root: Path, passphrase: PassphraseSource | None) -> ProfileStore:
         if header is None:
             raise ProfileUnreadable(f"The profile database {paths.database} has no identity.")
         key = vault.unlock(header.key, header.address, paths.key_file, passphrase)
-        return database.guarded(paths.database, lambda: ProfileStore(paths, conn, key, header))
+        store = database.guarded(paths.database, lambda: ProfileStore(paths, conn, key, header))
     except BaseException:
         conn.close()
         raise
+    try:
+        database.guarded(paths.database, lambda: seal_secrets_at_rest(store))
+    except BaseException:
+        store.close()
+        raise
+    return store

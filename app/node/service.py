@@ -70,7 +70,7 @@ from app.node.api import (
     WrongPassphrase,
     message_too_long,
 )
-from app.node.config import Config, downloads_folder, load_config, save_config
+from app.node.config import Config, downloads_folder
 from app.node.dht import parse_host_port
 from app.node.events import EventBus
 from app.node.file_transfers import EncodedShares, FileTransfers
@@ -80,6 +80,7 @@ from app.node.history import export_stored, verify_stored
 from app.node.ipfs import api_address_problem
 from app.node.profile import checked_name, whoami_of
 from app.node.setting_probes import machine_problems
+from app.node.settings_store import load_settings, save_settings
 from app.node.storage import vault
 from app.node.storage.repositories import ContactRecord
 from app.node.storage.store import ProfileStore, Reads
@@ -167,7 +168,7 @@ class NodeService:
         )
         self._network: NetworkView | None = None
         self._delivery: Delivery | None = None
-        self._config = load_config(store.paths.config)
+        self._config = load_settings(store)
         self.files = FileTransfers(store, lambda: self._config, self._bus.publish, clock=clock)
 
     # ------------------------------------------------------------------ lifecycle
@@ -608,6 +609,11 @@ class NodeService:
 
     # ------------------------------------------------------------------ settings
 
+    @property
+    def config(self) -> Config:
+        """The settings in use, secrets included (a TURN server's password)."""
+        return self._config
+
     def _settings(self) -> Settings:
         c = self._config
         return Settings(
@@ -650,7 +656,7 @@ class NodeService:
             await self.store.call(self.store.profile.set_name, self.store.key, name)
             self.store.name = name
         if config != self._config:
-            await _in_thread(save_config, self.store.paths.config, config)
+            await self.store.call(save_settings, self.store, config)
             self._config = config
         if "ipfs_api" in changed:  # a transfer waiting for a source may find it there
             self.files.sources_changed()
@@ -664,7 +670,7 @@ class NodeService:
         Through the service, so a later `update_settings` starts from them instead of
         writing back the copy read at start."""
         config = self._config.updated(**changes)
-        await _in_thread(save_config, self.store.paths.config, config)
+        await self.store.call(save_settings, self.store, config)
         self._config = config
 
     async def change_passphrase(self, command: ChangePassphrase) -> None:

@@ -172,3 +172,10 @@ MIGRATIONS.append(
     # across restarts; the contact's address and the text are sealed together
     ["CREATE TABLE drafts (contact_tag BLOB PRIMARY KEY, body_enc BLOB NOT NULL, at REAL NOT NULL)"]
 )
+
+MIGRATIONS.append(
+    # 11: settings that are secrets (a TURN server's password: the `ice_servers` entries
+    # that hold one), sealed, bound to their name; `config.json` keeps them as
+    # `turn:USER:•••@HOST:PORT` (decision 0034)
+    ["CREATE TABLE sealed_settings (name TEXT PRIMARY KEY, value_enc BLOB NOT NULL)"]
+)

@@ -24,6 +24,7 @@ from app.node.storage.repositories import (
     ProfileRepository,
     SessionRepository,
 )
+from app.node.storage.sealed_settings import SealedSettingRepository
 from app.node.storage.security_events import SecurityEventRepository
 from app.node.storage.transfers import TransferRepository
 from app.node.storage.vault import DataKey
@@ -77,6 +78,7 @@ class ProfileStore:
         self.security_events = SecurityEventRepository(conn, key)
         self.mailbox_epochs = MailboxEpochRepository(conn, key)
         self.drafts = DraftRepository(conn, key)
+        self.sealed_settings = SealedSettingRepository(conn, key)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         # the reader's connection is opened now, on its own thread (SQLite objects never
         # cross threads): a disk that turns read-only later still lets it read
