@@ -113,7 +113,9 @@ def save_config(path: Path, config: Config) -> None:
     (the old file kept) if the disk can't take it."""
     data = {"version": CONFIG_VERSION, **asdict(public(config))}
     try:
-        atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        # as UTF-8, not \u escapes: a hand-edited file shows `turn:USER:•••@HOST:PORT`
+        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        atomic_write(path, text.encode("utf-8"))
     except OSError as exc:
         reason = write_failure(exc, path.parent) or exc.strerror or str(exc)
         raise StorageFailed(

@@ -153,6 +153,10 @@ def test_a_friend_behind_a_nat_is_reached_through_ones_own_turn_server(
         hidden = f"turn:u:•••@{coturn_on_a}"  # printed without the password...
         assert cli_json(b, "settings", "--ice-server", right)["ice_servers"] == [hidden]
         assert cli_json(b, "settings", "--show-secrets")["ice_servers"] == [right]  # or asked
+        # kept sealed in the database: in no file of Bob's folder (decision 0034); the
+        # restart below reaches coturn with it
+        in_clear = [p for p in b.rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()]
+        assert in_clear == []
         # no path without the relay: Bob's dial failed and waits to retry
         wait_for(lambda: state_of(b, alice["address"]) == "waiting-to-retry", timeout=90)
 

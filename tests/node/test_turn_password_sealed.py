@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -119,6 +120,30 @@ async def test_a_password_in_config_json_moves_into_the_sealed_store_at_the_next
         "turns:bob:•••@turn.example.org:5349?transport=tcp"
     ]
     assert await _settings_of(root) == [entry]  # and again, from the sealed store
+
+
+FIXTURES = REPO / "tests" / "data" / "profiles"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", ["alice", "bob"], ids=["passphrase", "key-file"])
+async def test_a_profile_of_an_older_version_with_a_turn_password_is_moved_too(
+    tmp_path: Path, name: str
+) -> None:
+    """A profile made by 4b64401 (schema 9), its TURN entry as that version saved it."""
+    facts = json.loads((FIXTURES / "4b64401" / "facts.json").read_text("utf-8"))
+    root = tmp_path / name
+    shutil.copytree(FIXTURES / "4b64401" / name, root)
+    entry = f"turn:u:{PASSWORD}@127.0.0.1:3478?transport=tcp"
+    _write_as_before(root, [entry])
+    passphrase = facts["passphrases"][name]
+    assert await _settings_of(root, passphrase) == [entry]
+    assert _in_clear(root, PASSWORD) == []
+    config = load_config(ProfilePaths(root).config)
+    assert config.ice_servers == ["turn:u:•••@127.0.0.1:3478?transport=tcp"]
+    assert "•••" in ProfilePaths(root).config.read_text("utf-8")  # readable when edited
+    for key, value in facts["settings"].get(name, {}).items():
+        assert getattr(config, key) == value  # the other settings kept
 
 
 CRASH = """
