@@ -14,6 +14,7 @@ import logging
 
 from app.node.api import ProfileUnreadable, StorageFailed
 from app.node.config import Config, load_config, save_config, secrets_of, with_secrets
+from app.node.storage.database import guarded
 from app.node.storage.store import ProfileStore
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def seal_secrets_at_rest(store: ProfileStore) -> bool:
     if not secrets_of(on_disk) and secrets_of(config) == kept:
         return False
     try:
-        save_settings(store, config)
+        guarded(store.paths.database, lambda: save_settings(store, config))
     except StorageFailed:
         log.warning("a TURN password stays in config.json for now: the disk refused the write")
         return False

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,10 @@ from app.node.daemon import hosted_node
 from app.node.paths import ProfilePaths
 from app.node.profile import create_profile, open_store
 from app.node.service import NodeService
-from app.node.settings_store import ICE_SERVERS
+from app.node.settings_store import ICE_SERVERS, load_settings, seal_secrets_at_rest
 from tests.conftest import TURN_PASSWORD as PASSWORD
 from tests.conftest import Coturn
+from tests.node.conftest import SmallTmpfs
 
 PASS = "a passphrase 123"
 REPO = Path(__file__).resolve().parents[2]
@@ -120,6 +122,30 @@ async def test_a_password_in_config_json_moves_into_the_sealed_store_at_the_next
         "turns:bob:•••@turn.example.org:5349?transport=tcp"
     ]
     assert await _settings_of(root) == [entry]  # and again, from the sealed store
+
+
+def test_a_full_disk_keeps_the_password_where_it_is_until_there_is_room(
+    tmp_path: Path, small_tmpfs: SmallTmpfs, fill_disk: Callable[[Path], Path]
+) -> None:
+    """A disk with no room for the move (the database opened, then the disk filled):
+    nothing changes, the password is still used, and the move is made once there is
+    room (at the next unlock; called here on the open store)."""
+    entry = f"turn:u:{PASSWORD}@127.0.0.1:3478"
+    with small_tmpfs(tmp_path / "disk", "4m") as disk:
+        root = _profile(disk)
+        store = open_store(root, lambda: PASS)
+        try:
+            before = _write_as_before(root, [entry])
+            filler = fill_disk(disk)
+            assert seal_secrets_at_rest(store) is False
+            assert ProfilePaths(root).config.read_bytes() == before
+            assert load_settings(store).ice_servers == [entry]
+            filler.unlink()
+            assert seal_secrets_at_rest(store) is True
+            assert load_settings(store).ice_servers == [entry]
+        finally:
+            store.close()
+        assert _in_clear(root, PASSWORD) == []
 
 
 FIXTURES = REPO / "tests" / "data" / "profiles"
