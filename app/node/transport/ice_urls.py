@@ -108,7 +108,8 @@ def parse_ice_url(text: str) -> IceUrl:
             raise BadIceUrl(
                 name,
                 f": the password is hidden ({HIDDEN}); type the password itself "
-                "(`settings --show-secrets` or the window's Show passwords show it).",
+                "(`settings --show-secrets` or the window's Show passwords show the one "
+                "the profile keeps; an entry changed by hand in config.json has none).",
             )
     host_port, question, query = where.partition("?")
     transport = _transport(name, scheme, query) if question else None
