@@ -37,6 +37,14 @@ def mapped(env: dict[str, str], title: str) -> list[str]:
     return xdotool(env, "search", "--onlyvisible", "--name", f"^{title}$").split()
 
 
+def wait_for_welcome(env: dict[str, str], app: subprocess.Popen[str]) -> None:
+    """Until `app` shows its first-run dialog (it must not end meanwhile)."""
+    deadline = time.monotonic() + 60
+    while not mapped(env, WELCOME):
+        assert app.poll() is None and time.monotonic() < deadline
+        time.sleep(0.3)
+
+
 def start(profile: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--profile", str(profile)],
@@ -57,10 +65,7 @@ def test_a_second_start_at_the_first_run_dialog_ends_and_leaves_one_dialog(
     profile = tmp_path / "profile"
     first = start(profile, env)
     try:
-        deadline = time.monotonic() + 60
-        while not mapped(env, WELCOME):
-            assert first.poll() is None and time.monotonic() < deadline
-            time.sleep(0.3)
+        wait_for_welcome(env, first)
         (dialog,) = mapped(env, WELCOME)
         second = start(profile, env)
         output, _ = second.communicate(timeout=120)
@@ -90,10 +95,7 @@ def test_sigterm_at_the_first_run_dialog_ends_the_app_cleanly(xvfb: str, tmp_pat
     profile = tmp_path / "profile"
     first = start(profile, env)
     try:
-        deadline = time.monotonic() + 60
-        while not mapped(env, WELCOME):
-            assert first.poll() is None and time.monotonic() < deadline
-            time.sleep(0.3)
+        wait_for_welcome(env, first)
         assert (profile / "control.sock").exists()  # answering a second start
         first.send_signal(signal.SIGTERM)
         code = first.wait(60)
