@@ -21,13 +21,17 @@ snapshots a session state and tries to read everything that follows with it; eve
 rotation trigger (time, volume, detector, failure burst, replay) must rotate by the
 next message with no message lost, including messages in flight.
 
-Usage: ``.venv/bin/python bench/bench_anomaly.py [--benign 1000] [--attackers 10]``.
+Usage: ``.venv/bin/python bench/bench_anomaly.py [--benign 1000] [--attackers 10]
+[--no-prompt] [--detection-only]`` (``--no-prompt``: periodic evaluations only, as the
+node scored before its prompt evaluations; `app.core.prompt_scoring`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
 import random
 import statistics
 import sys
@@ -48,7 +52,7 @@ from app.core.peer_features import Signal as S
 from app.core.peer_policy import PEER_KINDS
 from app.core.prekeys import PrekeyStore
 from app.core.rotation_policy import RotationPolicy, RotationSettings
-from app.node.anomaly import MODEL_NAME, Detector
+from app.node.anomaly import MODEL_NAME, AnomalyMonitor, Detector
 from app.node.mailbox import mailbox_key
 from app.node.ml import load_model
 from tools.anomaly.baseline import BaselineSettings, bucket_overflow, peer_score
@@ -75,17 +79,18 @@ def group_of(trace: PeerTrace) -> str:
 
 
 def score_traces(
-    detector: Detector, traces: list[PeerTrace]
+    detector: Detector, traces: list[PeerTrace], prompt: bool = True
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per trace: (row times relative to the attack start or None, detector scores)."""
+    """Per trace: (the instants its rows were read, detector scores); with `prompt`, the
+    node's prompt evaluations add rows (`app.core.prompt_scoring`), as on the node."""
     out = []
     for trace in traces:
-        rows = list(replay(trace, EVAL_STEP))
+        rows = list(replay(trace, EVAL_STEP, prompt=prompt))
         if not rows:
             out.append((np.zeros(0), np.zeros(0)))
             continue
         matrix = np.asarray([r.row.values for r in rows], dtype=np.float32)
-        times = np.asarray([r.time for r in rows], dtype=np.float64)
+        times = np.asarray([r.at for r in rows], dtype=np.float64)
         out.append((times, detector.scores(matrix)))
     return out
 
@@ -137,10 +142,10 @@ def detection_report(
         evidence_at[group] = min(evidence_at.get(group, evidence), evidence)
         hits = [float(t) for t, f in zip(at, flags, strict=True) if f and t >= start]
         if hits:
-            delay = hits[0] - begin + EVAL_STEP / 2  # flags are read at the end of a step
+            delay = hits[0] - begin  # the instant the flagging row was read
             prev = first[group]
             first[group] = delay if prev is None else min(prev, delay)
-            delay_ev = max(0.0, hits[0] - evidence + EVAL_STEP / 2)
+            delay_ev = max(0.0, hits[0] - evidence)
             prev = first_ev[group]
             first_ev[group] = delay_ev if prev is None else min(prev, delay_ev)
     per_kind: dict[str, dict[str, Any]] = {}
@@ -194,7 +199,9 @@ def calibrate(values: list[np.ndarray], budget: float, hours: float) -> float:
     return float(maxima[allowed]) + 1e-9 if allowed < len(maxima) else float("-inf")
 
 
-def run_detection(benign: int, attackers: int, models: Path | None = None) -> dict[str, Any]:
+def run_detection(
+    benign: int, attackers: int, models: Path | None = None, prompt: bool = True
+) -> dict[str, Any]:
     detector = Detector.load() if models is None else Detector(load_model(MODEL_NAME, models))
     traces: list[PeerTrace] = []
     for seed in HELD_OUT_SEEDS:
@@ -203,7 +210,7 @@ def run_detection(benign: int, attackers: int, models: Path | None = None) -> di
             attackers_per_kind=attackers,
         )  # fmt: skip
     started = time.perf_counter()
-    scored = score_traces(detector, traces)
+    scored = score_traces(detector, traces, prompt)
     scoring_seconds = time.perf_counter() - started
     rows = sum(len(s) for _, s in scored)
     times = [t for t, _ in scored]
@@ -226,6 +233,7 @@ def run_detection(benign: int, attackers: int, models: Path | None = None) -> di
             "attack_kinds": len(ATTACKS),
             "rows_scored": rows,
             "held_out_seeds": HELD_OUT_SEEDS,
+            "prompt_evaluations": prompt,
         },
         "detector": {
             "threshold_quarantine": detector.quarantine,
@@ -252,8 +260,10 @@ def run_detection(benign: int, attackers: int, models: Path | None = None) -> di
     # baseline: same traces, thresholds calibrated to the same budgets on honest peers
     cfg = BaselineSettings()
     base = [baseline_signals(t, cfg) for t in traces]
-    base_times = [t.start + (np.arange(len(d)) + 1) * EVAL_STEP - 1 for t, (d, _) in
-                  zip(traces, base, strict=True)]  # fmt: skip
+    base_times = [
+        t.start + (np.arange(len(d)) + 1) * EVAL_STEP
+        for t, (d, _) in zip(traces, base, strict=True)
+    ]  # fmt: skip (read at the end of a step)
     result["baseline"] = {}
     strong_baseline = (0.0, 0.0)
     for name, budget, kinds in (
@@ -279,14 +289,14 @@ def run_detection(benign: int, attackers: int, models: Path | None = None) -> di
     # the strong-flood case the first model missed, in numbers: detector at quarantine,
     # baseline at its strong (0.1%) calibration
     stress = bulk_past_floods()
-    scored_stress = score_traces(detector, stress)
+    scored_stress = score_traces(detector, stress, prompt)
     rate, limit = strong_baseline
     base_stress = [baseline_signals(t, cfg) for t in stress]
     base_flags = [
         _per_step(bucket_overflow(t.counts, rate, 5 * rate)) | (-score >= limit)
         for t, (_, score) in zip(stress, base_stress, strict=True)
     ]
-    base_stress_times = [(np.arange(len(f)) + 1) * EVAL_STEP - 1 for f in base_flags]
+    base_stress_times = [(np.arange(len(f)) + 1) * EVAL_STEP for f in base_flags]
     result["flood_with_bulk_past"] = {
         "attackers": len(stress),
         "detector@quarantine": detection_report(
@@ -399,6 +409,56 @@ def _summary(report: dict[str, dict[str, Any]], fpr: float) -> dict[str, Any]:
         "tpr_within_10s_of_evidence": round(within_ev, 4),
         "per_attack": report,
     }
+
+
+# ------------------------------------------------------------------ scoring CPU
+
+
+async def _flood_cpu(detector: Detector, prompt: bool, seconds: float) -> dict[str, float]:
+    """One run of `scoring_cpu_under_flood`."""
+    monitor = AnomalyMonitor(detector, lambda _event: None, prompt=prompt)
+    monitor.start()
+    tick = 0.02
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    n = 0
+    while time.perf_counter() - wall0 < seconds:
+        for _ in range(3):  # 150 garbled payloads/s from one peer
+            monitor.observe("flooder", S.FRAME)
+            monitor.observe("flooder", S.MALFORMED)
+        for i in range(10):  # 500 made-up identities, one failed decryption a second each
+            sybil = f"sybil-{(n * 10 + i) % 500}"
+            monitor.observe(sybil, S.FRAME)
+            monitor.observe(sybil, S.DECRYPT_FAILED)
+        for i in range(4):  # 200 honest peers chatting (200 payloads/s in all)
+            monitor.observe(f"honest-{(n * 4 + i) % 200}", S.FRAME)
+        n += 1
+        await asyncio.sleep(tick)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    await monitor.stop()
+    rows = monitor.stats["evaluated"] + monitor.stats["evaluated_prompt"]
+    return {"cpu_s_per_s": cpu / wall, "rows_per_s": rows / wall}
+
+
+def scoring_cpu_under_flood(seconds: float = 8.0, rounds: int = 2) -> dict[str, Any]:
+    """The node's monitor (`AnomalyMonitor`, shipped detector, real asyncio loop and worker
+    thread) under a flood: one peer sending 150 garbled payloads/s, 500 made-up
+    identities each failing a decryption every second (the worst case for prompt
+    evaluations: every one of them is due each second), 200 honest peers chatting. The
+    whole process's CPU seconds per second, the feeding included (the same in both),
+    with and without prompt evaluations, alternating `rounds` times."""
+    detector = Detector.load()
+    logging.getLogger("app.node.anomaly").setLevel(logging.ERROR)  # a line per flag
+    runs: dict[str, list[dict[str, float]]] = {"periodic_only": [], "with_prompt": []}
+    for _ in range(rounds):
+        for name, prompt in (("periodic_only", False), ("with_prompt", True)):
+            runs[name].append(asyncio.run(_flood_cpu(detector, prompt, seconds)))
+    return {
+        name: {
+            "cpu_s_per_s": [round(r["cpu_s_per_s"], 3) for r in found],
+            "rows_scored_per_s": [round(r["rows_per_s"]) for r in found],
+        }
+        for name, found in runs.items()
+    } | {"seconds_each": seconds}
 
 
 # ------------------------------------------------------------------ rotation
@@ -646,14 +706,24 @@ def main() -> None:
     parser.add_argument(
         "--models", type=Path, help="folder of the anomaly.onnx to measure (default: shipped)"
     )
+    parser.add_argument(
+        "--no-prompt",
+        action="store_true",
+        help="periodic evaluations only (the node before prompt evaluations), for comparison",
+    )
+    parser.add_argument(
+        "--detection-only", action="store_true", help="skip the compromise and rotation parts"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
-    out = {
+    out: dict[str, Any] = {
         "benchmark": "anomaly",
-        "detection": run_detection(args.benign, args.attackers, args.models),
-        "compromise": run_compromise(args.trials),
-        "rotation_triggers": run_triggers(),
+        "detection": run_detection(args.benign, args.attackers, args.models, not args.no_prompt),
     }
+    out["scoring_cpu_under_flood"] = scoring_cpu_under_flood()
+    if not args.detection_only:
+        out["compromise"] = run_compromise(args.trials)
+        out["rotation_triggers"] = run_triggers()
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out, indent=1, default=str))
 

@@ -4,7 +4,9 @@ Every peer is an honest DHT sender of the simulator (`tools/anomaly/simulator.py
 `benign_counts`) that is also started 2-7 times, 3-20 s apart (`restart_bursts`: each
 start's join burst as measured on real daemons), for one hour. Its rows go through the
 node's feature code and each model given (`--models DIR`, repeatable; default the
-shipped one), evaluated every 2 s. Reported per model: the share of such peer-hours that
+shipped one), evaluated every 2 s and promptly after evidence of an attack, as the node
+does (`app.core.prompt_scoring`; ``restarting_periodic_only``: every 2 s only, as
+before). Reported per model: the share of such peer-hours that
 reach the rate limit and the quarantine, and the highest score. The same peers without
 the restarts are the control. And the measured case itself (`restarting_node` of
 tests/node/test_anomaly.py: six starts 8 s apart): its highest score.
@@ -46,10 +48,10 @@ def traces(peers: int, restarts: bool) -> list[PeerTrace]:
     return out
 
 
-def maxima(detector: Detector, population: list[PeerTrace]) -> np.ndarray:
+def maxima(detector: Detector, population: list[PeerTrace], prompt: bool = True) -> np.ndarray:
     highest = []
     for trace in population:
-        rows = [r.row.values for r in replay(trace, 2)]
+        rows = [r.row.values for r in replay(trace, 2, prompt=prompt)]
         if not rows:
             highest.append(0.0)
             continue
@@ -57,8 +59,8 @@ def maxima(detector: Detector, population: list[PeerTrace]) -> np.ndarray:
     return np.asarray(highest)
 
 
-def measure(detector: Detector, population: list[PeerTrace]) -> dict[str, Any]:
-    top = maxima(detector, population)
+def measure(detector: Detector, population: list[PeerTrace], prompt: bool = True) -> dict[str, Any]:
+    top = maxima(detector, population, prompt)
     return {
         # the peers restarting here are DHT senders: judged at that kind's limit
         "rate_limited_share": round(float((top >= detector.limit_for("dht")).mean()), 4),
@@ -96,6 +98,7 @@ def main() -> None:
             "quarantine": detector.quarantine,
             "restarting": measure(detector, restarting),
             "control": measure(detector, control),
+            "restarting_periodic_only": measure(detector, restarting, prompt=False),
             "measured_case_highest_score": measured_case(detector),
         }
     print(json.dumps(out, indent=1))

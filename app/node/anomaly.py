@@ -4,8 +4,9 @@
 every transport payload passes, the messenger's per-peer outcomes, transport events,
 the DHT protocol's observer), scores every active peer every `EVALUATION_INTERVAL`
 seconds with the shipped detector (``resources/models/anomaly.onnx`` through
-`app.node.ml`, in a worker thread: never on the hot path), and applies
-`app.core.peer_policy`:
+`app.node.ml`, in a worker thread: never on the hot path), scores a peer promptly
+(batched, at most once a second per peer) after evidence only attackers produce in
+numbers (`app.core.prompt_scoring`), and applies `app.core.peer_policy`:
 
 * a rate-limited peer's payloads are delivered at the policy's rate, the rest queued;
 * a quarantined (graylisted) peer's payloads are queued until the quarantine ends, then
@@ -42,6 +43,7 @@ from app.core.peer_features import (
     FEATURE_NAMES,
     LONG_WINDOW,
     N_FEATURES,
+    FeatureRow,
     PeerFeatures,
     Signal,
 )
@@ -54,6 +56,7 @@ from app.core.peer_policy import (
     Standing,
     StandingChanged,
 )
+from app.core.prompt_scoring import PromptScoring
 from app.node.api import NodeEvent, SecurityAlert
 from app.node.block_exchange import BLOCK, DONT_HAVE, WANT
 from app.node.ml import ModelError, OnnxModel, load_model
@@ -199,12 +202,15 @@ class AnomalyMonitor:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         interval: float = EVALUATION_INTERVAL,
+        prompt: bool = True,
     ) -> None:
         """`clock` times the windows, limits and quarantines: monotonic, because the wall
         clock can be stepped (NTP, the user): stepped back an hour, it hid an hour of
         every peer's activity from the detector (and held rate-limited peers' payloads
         that long); stepped forward, it ended quarantines early. `wall_clock` dates the
-        security log and the times shown to the user (decision 0020)."""
+        security log and the times shown to the user (decision 0020). `prompt`: also
+        score a peer promptly after evidence of an attack (`app.core.prompt_scoring`);
+        False only to measure the node without it (bench/bench_anomaly.py)."""
         self.detector = detector
         self.features = PeerFeatures()
         self.policy = PeerPolicy(detector.policy_settings())
@@ -219,6 +225,10 @@ class AnomalyMonitor:
         self._queues: dict[str, _Queue] = {}
         self._dispatch: Dispatch | None = None
         self._task: asyncio.Task[None] | None = None
+        self.prompt = PromptScoring()
+        self._prompting = prompt
+        """Peers to score before the next round (evidence only attackers produce)."""
+        self._prompt_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats: Counter[str] = Counter()
 
@@ -230,7 +240,7 @@ class AnomalyMonitor:
 
     async def stop(self) -> None:
         """Stop evaluating and draining (queued payloads of bad peers are discarded)."""
-        tasks = [t for t in [self._task, *self._tasks] if t is not None]
+        tasks = [t for t in [self._task, self._prompt_task, *self._tasks] if t is not None]
         for queue in self._queues.values():
             if queue.task is not None:
                 tasks.append(queue.task)
@@ -241,8 +251,22 @@ class AnomalyMonitor:
     # ------------------------------------------------------------------ hooks
 
     def observe(self, peer: str, signal: Signal, amount: float = 1.0) -> None:
-        """Count `amount` of `signal` for `peer` now."""
-        self.features.observe(peer, signal, self._clock(), amount)
+        """Count `amount` of `signal` for `peer` now (evidence of the kinds that matter
+        also schedules a prompt evaluation of `peer`, once started)."""
+        now = self._clock()
+        self.features.observe(peer, signal, now, amount)
+        scheduled = (
+            self._prompting
+            # a quarantined peer's score can change nothing before its quarantine ends
+            and self.policy.standing(peer) is not Standing.QUARANTINED
+            and self.prompt.note(peer, signal, now)
+        )
+        if (
+            scheduled
+            and self._task is not None
+            and (self._prompt_task is None or self._prompt_task.done())
+        ):
+            self._prompt_task = asyncio.ensure_future(self._run_prompt())
 
     def messenger_outcome(self, address: str, outcome: str, size: int = 0) -> None:
         """The messenger's per-peer outcome of a payload (``"ok"``, ``"decrypt_failed"``,
@@ -372,17 +396,41 @@ class AnomalyMonitor:
             except Exception:  # detection must outlive one bad round
                 log.exception("anomaly evaluation failed")
 
-    async def evaluate(self) -> list[StandingChanged]:
-        """Score every active peer once and apply the policy; the changes made."""
+    async def _run_prompt(self) -> None:
+        """Score the peers due for a prompt evaluation, until none waits."""
+        while (due := self.prompt.get_timer()) is not None:
+            await asyncio.sleep(max(0.0, due - self._clock()))
+            try:
+                await self.evaluate_prompt()
+            except Exception:  # detection must outlive one bad round
+                log.exception("prompt anomaly evaluation failed")
+
+    async def evaluate_prompt(self) -> list[StandingChanged]:
+        """Score the peers whose prompt evaluation is due (one batch); the changes made."""
         now = self._clock()
-        rows = self.features.rows(now)
+        rows = [r for p in self.prompt.due(now) if (r := self.features.row(p, now)) is not None]
+        changes = await self._assess(rows, now)
+        self.stats["evaluated_prompt"] += len(rows)
+        for change in changes:
+            await self._apply(change, now)
+        return changes
+
+    async def _assess(self, rows: list[FeatureRow], now: float) -> list[StandingChanged]:
+        """Score `rows` (in a worker thread) and apply the policy to each."""
         changes: list[StandingChanged] = []
         if rows:
             matrix = np.asarray([r.values for r in rows], dtype=np.float32)
             scores = await asyncio.to_thread(self.detector.scores, matrix)
-            self.stats["evaluated"] += len(rows)
             for row, score in zip(rows, scores, strict=True):
                 changes += self.policy.assess(row.peer, float(score), now)
+        return changes
+
+    async def evaluate(self) -> list[StandingChanged]:
+        """Score every active peer once and apply the policy; the changes made."""
+        now = self._clock()
+        rows = self.features.rows(now)
+        changes = await self._assess(rows, now)
+        self.stats["evaluated"] += len(rows)
         changes += self.policy.handle_timer(now)
         self.features.expire(now)
         for change in changes:

@@ -22,6 +22,7 @@ import pytest_asyncio
 from app.core.peer_features import EXPIRE_IDLE, FEATURE_NAMES, N_FEATURES, PeerFeatures, Signal
 from app.core.peer_policy import PEER_KINDS, Standing, StandingChanged
 from app.core.prekeys import PrekeyBundle
+from app.core.prompt_scoring import PROMPT_GAP
 from app.core.rotation_policy import ALL_KEYS, RotationDue, RotationReason
 from app.node.anomaly import AnomalyMonitor, Detector, _describe, _technical, dht_peer
 from app.node.api import AddContact, ListMessages, NodeEvent, SecurityAlert, SendMessage
@@ -576,3 +577,91 @@ def test_a_peer_back_to_normal_is_not_said_to_behave_unusually() -> None:
     calm = StandingChanged("peer", Standing.RATE_LIMITED, Standing.NORMAL, 0.33, "calm")
     assert _describe(calm, None) == "A peer behaves normally again and is no longer restricted."
     assert _technical(calm, None) == "detector score 0.33"
+
+
+class _Clock:
+    """A monotonic clock the test moves (the prompt task sleeps in real time meanwhile)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _until(check: Callable[[], bool], tries: int = 200) -> None:
+    for _ in range(tries):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_a_replay_is_scored_at_once_not_at_the_next_round() -> None:
+    """Evidence only attackers produce in numbers schedules a prompt evaluation of its
+    peer: with the periodic round an hour away, one replay from a contact that has been
+    chatting for two minutes rate-limits it, in one row scored promptly."""
+    clock = _Clock(1000.0)
+    monitor = AnomalyMonitor(Detector.load(), lambda _event: None, clock=clock, interval=3600.0)
+    monitor.start()
+    try:
+        monitor.observe("contact", Signal.CONNECT)
+        for second in range(0, 120, 7):
+            clock.now = 1000.0 + second
+            monitor.observe("contact", Signal.FRAME)
+            monitor.observe("contact", Signal.MESSAGE_OK)
+            monitor.observe("contact", Signal.BYTES, 600)
+        clock.now = 1120.3
+        monitor.observe("contact", Signal.FRAME)
+        monitor.observe("contact", Signal.REPLAY)
+        clock.now = 1120.4
+        await _until(lambda: monitor.policy.standing("contact") is not Standing.NORMAL)
+        assert monitor.policy.standing("contact") is Standing.RATE_LIMITED
+        assert monitor.stats["evaluated"] == 0
+        assert monitor.stats["evaluated_prompt"] == 1
+    finally:
+        await monitor.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_flood_of_failures_costs_a_prompt_row_a_second_not_one_per_payload() -> None:
+    """100 garbled payloads a second from one peer for 10 s: about one prompt row per
+    `PROMPT_GAP` (none once it is quarantined), not one per payload; and it is flagged
+    before any periodic round."""
+    clock = _Clock(1000.0)
+    monitor = AnomalyMonitor(Detector.load(), lambda _event: None, clock=clock, interval=3600.0)
+    monitor.start()
+    try:
+        for tick in range(100):
+            clock.now = 1000.0 + tick / 10
+            for _ in range(10):
+                monitor.observe("flooder", Signal.FRAME)
+                monitor.observe("flooder", Signal.MALFORMED)
+            await asyncio.sleep(0.06 if tick % 10 == 9 else 0)
+        clock.now = 1011.0
+        await _until(lambda: monitor.prompt.get_timer() is None)
+        assert monitor.policy.standing("flooder") is not Standing.NORMAL
+        assert 1 <= monitor.stats["evaluated_prompt"] <= 10 / PROMPT_GAP + 1
+        assert monitor.stats["evaluated"] == 0
+    finally:
+        await monitor.stop()
+
+
+@pytest.mark.asyncio
+async def test_without_prompt_evaluations_the_replay_waits_for_the_round() -> None:
+    """The comparison the benchmark makes (`prompt=False`): nothing is scored between
+    rounds."""
+    clock = _Clock(1000.0)
+    monitor = AnomalyMonitor(
+        Detector.load(), lambda _event: None, clock=clock, interval=3600.0, prompt=False
+    )
+    monitor.start()
+    try:
+        monitor.observe("contact", Signal.FRAME)
+        monitor.observe("contact", Signal.REPLAY)
+        clock.now = 1001.0
+        await asyncio.sleep(0.3)
+        assert monitor.policy.standing("contact") is Standing.NORMAL
+        assert monitor.stats["evaluated_prompt"] == 0
+    finally:
+        await monitor.stop()

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.core.peer_features import N_SIGNALS, FeatureRow, PeerFeatures, Signal
+from app.core.prompt_scoring import PromptScoring
 
 S = Signal
 
@@ -350,29 +351,62 @@ class LabelledRow:
     """Seconds since the attack started (-1 before it or for honest peers)."""
     since_evidence: int = -1
     """Seconds since the attacker's first act (-1 before it or for honest peers)."""
+    at: float = -1.0
+    """The instant the row was read (end of a periodic step, or a prompt evaluation)."""
 
 
 def replay(
-    trace: PeerTrace, step: int, features: PeerFeatures | None = None
+    trace: PeerTrace, step: int, features: PeerFeatures | None = None, prompt: bool = False
 ) -> Iterator[LabelledRow]:
     """Feed `trace` second by second through `PeerFeatures` and yield a row every `step` s.
 
     Counts land at random instants within each second (as they would on a node), and a
     row is read at the end of every `step`-th second while the peer is active (an event
     in the last minute), as the node evaluates; a peer idle for `EXPIRE_IDLE` seconds
-    is forgotten, as on the node.
+    is forgotten, as on the node. With `prompt`, the node's prompt evaluations
+    (`app.core.prompt_scoring.PromptScoring`, the node's own scheduler) add a row at
+    each instant one falls due. The shipped model was trained without them.
     """
     feats = features or PeerFeatures(max_peers=4)
+    scheduler = PromptScoring() if prompt else None
     peer = trace.peer
     observe = feats.observe
     counts = trace.counts
     nonzero = counts.any(axis=1)
+
+    def labelled(second: int, now: int, at: float) -> LabelledRow | None:
+        row = feats.row(peer, at)
+        if row is None:
+            return None
+        attacking = trace.attack_start is not None and second >= trace.attack_start
+        since = second - trace.attack_start if attacking and trace.attack_start is not None else -1
+        evidence = trace.first_evidence
+        if evidence is None:
+            evidence = trace.attack_start
+        acted = attacking and evidence is not None and second >= evidence
+        since_evidence = second - evidence if acted and evidence is not None else -1
+        return LabelledRow(row, now, trace.attack, attacking, since, since_evidence, at)
+
+    def prompt_rows(second: int, now: int, until: float) -> Iterator[LabelledRow]:
+        while scheduler is not None and (due := scheduler.get_timer()) is not None:
+            if due > until:
+                return
+            if scheduler.due(due) and peer in feats:
+                found = labelled(second, now, due)
+                if found is not None:
+                    yield found
+
     for second in range(counts.shape[0]):
         now = trace.start + second
+        arrival = now + 0.5
+        yield from prompt_rows(second - 1, now - 1, arrival)
         if nonzero[second]:
             row_counts = counts[second]
             for signal in np.flatnonzero(row_counts):
-                observe(peer, Signal(int(signal)), now + 0.5, float(row_counts[signal]))
+                observe(peer, Signal(int(signal)), arrival, float(row_counts[signal]))
+                if scheduler is not None:
+                    scheduler.note(peer, Signal(int(signal)), arrival)
+        yield from prompt_rows(second, now, now + 0.999)
         if (second + 1) % step == 0:
             at = now + 0.999
             # as the node: only peers active in the last minute are scored, and a peer
@@ -380,19 +414,9 @@ def replay(
             feats.expire(at)
             if not feats.is_active(peer, at):
                 continue
-            row = feats.row(peer, at)
-            if row is None:
-                continue
-            attacking = trace.attack_start is not None and second >= trace.attack_start
-            since = (
-                second - trace.attack_start if attacking and trace.attack_start is not None else -1
-            )
-            evidence = trace.first_evidence
-            if evidence is None:
-                evidence = trace.attack_start
-            acted = attacking and evidence is not None and second >= evidence
-            since_evidence = second - evidence if acted and evidence is not None else -1
-            yield LabelledRow(row, now, trace.attack, attacking, since, since_evidence)
+            found = labelled(second, now, at)
+            if found is not None:
+                yield found
     feats.forget(peer)
 
 
