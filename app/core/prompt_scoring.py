@@ -57,19 +57,21 @@ class PromptScoring:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def note(self, peer: str, signal: Signal, now: float) -> bool:
-        """`peer` did `signal` at `now`; whether that scheduled a prompt evaluation."""
+    def note(self, peer: str, signal: Signal, now: float) -> float | None:
+        """`peer` did `signal` at `now`; when its prompt evaluation is due, if that
+        scheduled one (None: not evidence of the kinds that matter, already waiting, or
+        no room)."""
         if signal not in PROMPT_SIGNALS or peer in self._pending:
-            return False
+            return None
         if len(self._pending) >= self._max_pending:
             self.overflow += 1
-            return False
+            return None
         due = now + self._delay
         last = self._last.get(peer)
         if last is not None:
             due = max(due, last + self._gap)
         self._pending[peer] = due
-        return True
+        return due
 
     def get_timer(self) -> float | None:
         """When the next prompt evaluation is due, if any is waiting."""

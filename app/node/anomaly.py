@@ -229,6 +229,9 @@ class AnomalyMonitor:
         self._prompting = prompt
         """Peers to score before the next round (evidence only attackers produce)."""
         self._prompt_task: asyncio.Task[None] | None = None
+        self._prompt_wake = asyncio.Event()
+        """Set when a peer is scheduled due before `_prompt_until`, the time awaited."""
+        self._prompt_until = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats: Counter[str] = Counter()
 
@@ -247,6 +250,7 @@ class AnomalyMonitor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None  # hooks called from now on schedule nothing
 
     # ------------------------------------------------------------------ hooks
 
@@ -255,18 +259,18 @@ class AnomalyMonitor:
         also schedules a prompt evaluation of `peer`, once started)."""
         now = self._clock()
         self.features.observe(peer, signal, now, amount)
-        scheduled = (
-            self._prompting
-            # a quarantined peer's score can change nothing before its quarantine ends
-            and self.policy.standing(peer) is not Standing.QUARANTINED
-            and self.prompt.note(peer, signal, now)
-        )
         if (
-            scheduled
-            and self._task is not None
-            and (self._prompt_task is None or self._prompt_task.done())
+            not self._prompting
+            or self._task is None
+            # a quarantined peer's score can change nothing before its quarantine ends
+            or self.policy.standing(peer) is Standing.QUARANTINED
+            or (due := self.prompt.note(peer, signal, now)) is None
         ):
+            return
+        if self._prompt_task is None or self._prompt_task.done():
             self._prompt_task = asyncio.ensure_future(self._run_prompt())
+        elif due < self._prompt_until:
+            self._prompt_wake.set()
 
     def messenger_outcome(self, address: str, outcome: str, size: int = 0) -> None:
         """The messenger's per-peer outcome of a payload (``"ok"``, ``"decrypt_failed"``,
@@ -399,7 +403,14 @@ class AnomalyMonitor:
     async def _run_prompt(self) -> None:
         """Score the peers due for a prompt evaluation, until none waits."""
         while (due := self.prompt.get_timer()) is not None:
-            await asyncio.sleep(max(0.0, due - self._clock()))
+            self._prompt_wake.clear()
+            self._prompt_until = due
+            wait = due - self._clock()
+            if wait > 0:
+                # a peer scheduled meanwhile may be due sooner: look again when woken
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._prompt_wake.wait(), wait)
+                continue
             try:
                 await self.evaluate_prompt()
             except Exception:  # detection must outlive one bad round

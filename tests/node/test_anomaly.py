@@ -22,7 +22,7 @@ import pytest_asyncio
 from app.core.peer_features import EXPIRE_IDLE, FEATURE_NAMES, N_FEATURES, PeerFeatures, Signal
 from app.core.peer_policy import PEER_KINDS, Standing, StandingChanged
 from app.core.prekeys import PrekeyBundle
-from app.core.prompt_scoring import PROMPT_GAP
+from app.core.prompt_scoring import PROMPT_GAP, PromptScoring
 from app.core.rotation_policy import ALL_KEYS, RotationDue, RotationReason
 from app.node.anomaly import AnomalyMonitor, Detector, _describe, _technical, dht_peer
 from app.node.api import AddContact, ListMessages, NodeEvent, SecurityAlert, SendMessage
@@ -663,5 +663,28 @@ async def test_without_prompt_evaluations_the_replay_waits_for_the_round() -> No
         await asyncio.sleep(0.3)
         assert monitor.policy.standing("contact") is Standing.NORMAL
         assert monitor.stats["evaluated_prompt"] == 0
+    finally:
+        await monitor.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_peer_due_sooner_is_not_kept_waiting_behind_one_due_later() -> None:
+    """A peer waiting out its gap (here an hour) must not hold back a new peer's prompt
+    evaluation: the waiting task is woken and looks at the earliest timer again."""
+    clock = _Clock(1000.0)
+    monitor = AnomalyMonitor(Detector.load(), lambda _event: None, clock=clock, interval=3600.0)
+    monitor.prompt = PromptScoring(gap=3600.0)
+    monitor.start()
+    try:
+        monitor.observe("slow", Signal.REPLAY)
+        clock.now = 1000.1
+        await _until(lambda: monitor.stats["evaluated_prompt"] == 1)
+        monitor.observe("slow", Signal.REPLAY)  # inside its gap: due in an hour
+        await asyncio.sleep(0.05)  # the prompt task now waits for that hour
+        monitor.observe("new", Signal.DECRYPT_FAILED)
+        clock.now = 1000.2
+        await _until(lambda: monitor.stats["evaluated_prompt"] == 2)
+        assert monitor.stats["evaluated_prompt"] == 2
+        assert len(monitor.prompt) == 1  # "slow" still waits
     finally:
         await monitor.stop()
