@@ -226,8 +226,8 @@ class AnomalyMonitor:
         self._dispatch: Dispatch | None = None
         self._task: asyncio.Task[None] | None = None
         self.prompt = PromptScoring()
-        self._prompting = prompt
         """Peers to score before the next round (evidence only attackers produce)."""
+        self._prompting = prompt
         self._prompt_task: asyncio.Task[None] | None = None
         self._prompt_wake = asyncio.Event()
         """Set when a peer is scheduled due before `_prompt_until`, the time awaited."""
