@@ -160,16 +160,19 @@ def text_scale(widget: QWidget) -> float:
 
 
 MARK_RULES = """
-QCheckBox::indicator, QRadioButton::indicator { width: 14px; height: 14px; }
+QCheckBox::indicator, QRadioButton::indicator { width: 14px; height: 14px; border-width: 1px; }
+QCheckBox::indicator { border-radius: 3px; }
+QRadioButton::indicator { border-radius: 7px; }
 QPushButton { icon-size: 16px; }
 QSpinBox, QComboBox { padding-right: 24px; }
 QSpinBox::up-button, QSpinBox::down-button { width: 22px; }
 QComboBox::drop-down { width: 24px; }
 QSpinBox::up-arrow, QSpinBox::down-arrow, QComboBox::down-arrow { width: 10px; height: 10px; }
 """
-"""Sizes in pixels of the marks drawn beside text, at a 10 pt font: Fusion's check box
-and radio button (14 at 96 dpi whatever the font), a push button's icon (a dialog's
-Cancel), the spin and combo box arrows and their buttons (the themes' sheets)."""
+"""Sizes in pixels of the marks drawn beside text, at a 10 pt font: the check box and
+radio button (14 at 96 dpi whatever the font) with their edge and corners, a push
+button's icon (a dialog's Cancel), the spin and combo box arrows and their buttons (all
+drawn by the themes' sheets)."""
 
 
 def mark_sizes(desktop_points: float, dpi: float = STANDARD_DPI) -> str:
