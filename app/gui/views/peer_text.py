@@ -45,10 +45,16 @@ def isolated(name: str) -> str:
 
 
 WRAPPABLE_WORD = 20
-_LONG_NAME_WORD = re.compile(rf"\S{{{WRAPPABLE_WORD + 1},}}")
+LINE_BREAKS_AFTER = "-\u2010\u2013\u2014/"
+"""Hyphens, dashes and the slash: a line may already end after them (Unicode line
+breaking), so a word made of such pieces needs no help to wrap."""
+_LONG_NAME_PIECE = re.compile(rf"[^\s{re.escape(LINE_BREAKS_AFTER)}]{{{WRAPPABLE_WORD + 1},}}")
 
 
 def breakable(name: str) -> str:
-    """`name` for a wrapping label: a word longer than `WRAPPABLE_WORD` characters may
-    wrap between any two of its graphemes (it looks the same)."""
-    return _LONG_NAME_WORD.sub(lambda match: between_graphemes(match.group()), name)
+    """`name` for a wrapping label: a piece of a word longer than `WRAPPABLE_WORD`
+    characters (between spaces, hyphens, dashes or slashes) may wrap between any two of
+    its graphemes (it looks the same). "Fitzgerald-Montgomery" is left whole: made
+    breakable as one long word, it wrapped as "Fitzgerald-M" / "ontgomery" where the
+    hyphen was free to end the line."""
+    return _LONG_NAME_PIECE.sub(lambda match: between_graphemes(match.group()), name)
