@@ -26,6 +26,7 @@ from app.gui.dialogs.unlock import UnlockDialog
 from app.gui.main_window import MainWindow
 from app.gui.resources import app_icon
 from app.gui.theme import ThemeManager
+from app.gui.window_place import fit_on_screen
 from app.node.api import (
     DaemonOptions,
     NodeApi,
@@ -290,6 +291,8 @@ def restore_geometry(window: QWidget, path: Path) -> None:
     saved = settings.value("window/geometry")
     if isinstance(saved, QByteArray | bytes):
         window.restoreGeometry(QByteArray(saved))
+        window.ensurePolished()  # its minimum size for the font in use (MainWindow)
+        fit_on_screen(window)
 
 
 def save_geometry(window: QWidget, path: Path) -> None:
