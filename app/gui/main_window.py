@@ -58,8 +58,10 @@ from app.gui.views.search_results import SearchResultDelegate, search_result_ite
 from app.gui.widgets.elided import ElidedLabel
 from app.gui.widgets.icons import ICON_PIXELS, line_icon
 from app.gui.widgets.naming import named
+from app.gui.widgets.status_bar import ElidingStatusBar
 from app.gui.widgets.text_sized import icon_for_text
 from app.gui.widgets.toast import Toast
+from app.gui.window_place import fit_on_screen, room_for
 from app.node.api import (
     Contact,
     Message,
@@ -289,6 +291,7 @@ class MainWindow(QMainWindow):
         return page
 
     def _build_status_bar(self) -> None:
+        self.setStatusBar(ElidingStatusBar())  # a long message ends in "…", not cut off
         self.peers_label = QLabel(self.tr("Connecting…"))
         self.peers_label.setAccessibleName(self.tr("Network status"))
         self.endpoints_label = QLabel()
@@ -1044,13 +1047,14 @@ class MainWindow(QMainWindow):
         """Minimum size and sidebar widths for the text size in use: at 15 pt the 10 pt
         pixel sizes cut the banner, the names and the search field's hint."""
         scale = text_scale(self)
-        screen = self.screen().availableGeometry()
+        room = room_for(self)
         self.setMinimumSize(
-            min(round(MIN_SIZE[0] * scale), screen.width()),
-            min(round(MIN_SIZE[1] * scale), screen.height()),
+            min(round(MIN_SIZE[0] * scale), room.width()),
+            min(round(MIN_SIZE[1] * scale), room.height()),
         )
         self._sidebar_widths = (round(SIDEBAR_MIN_WIDTH * scale), round(SIDEBAR_WIDTH * scale))
         self._fit_sidebar(self.width())
+        fit_on_screen(self)  # grown by the minimum size: not past the screen's edge
 
     def _fit_sidebar(self, window_width: int) -> None:
         narrowest, widest = self._sidebar_widths
