@@ -22,17 +22,21 @@ from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen, QTextLayo
 from app.node.api import MessageStatus
 
 AVATAR_COLORS = (
-    "#e57373",
-    "#f06292",
-    "#ba68c8",
-    "#7986cb",
-    "#4fc3f7",
-    "#4db6ac",
-    "#81c784",
-    "#ffb74d",
-    "#a1887f",
-    "#90a4ae",
+    "#c62828",
+    "#ad1457",
+    "#7b1fa2",
+    "#3949ab",
+    "#0277bd",
+    "#00796b",
+    "#2e7d32",
+    "#b45309",
+    "#6d4c41",
+    "#546e7a",
 )
+"""Avatar discs, each 4.5:1 or more against their white initials (WCAG text contrast):
+the lighter shades used before held them at 1.7-3.6:1 (white on orange or green was
+hard to read in either theme)."""
+AVATAR_TEXT = "#ffffff"
 
 
 LINE_SEPARATOR = "\u2028"
@@ -205,7 +209,7 @@ def draw_avatar(painter: QPainter, rect: QRectF, name: str, address: str) -> Non
     font.setPixelSize(int(rect.height() * 0.4))
     font.setBold(True)
     painter.setFont(font)
-    painter.setPen(QColor("#ffffff"))
+    painter.setPen(QColor(AVATAR_TEXT))
     painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, initials(name))
 
 
