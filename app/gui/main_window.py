@@ -17,6 +17,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -1018,11 +1019,14 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ window life
 
     def dispose(self) -> None:
-        """Before the node goes away: drop pending loads, hide the tray icon, close the
-        Add contact dialog (its task waited on it and was destroyed pending at quit)."""
+        """Before the node goes away: drop pending loads, hide the tray icon, close every
+        open dialog of the window (Add contact, settings, invite, verify, rename, a
+        question: the task awaiting each was destroyed pending at quit, "Task was
+        destroyed but it is pending!")."""
         self.messages.close()
-        if self._add_dialog is not None:
-            self._add_dialog.reject()
+        for dialog in self.findChildren(QDialog):
+            if dialog.isVisible():
+                dialog.reject()
         self._quitting = True
         if self.tray is not None:
             self.tray.hide()
