@@ -10,7 +10,9 @@ numbers (`app.core.prompt_scoring`), and applies `app.core.peer_policy`:
 
 * a rate-limited peer's payloads are delivered at the policy's rate, the rest queued;
 * a quarantined (graylisted) peer's payloads are queued until the quarantine ends, then
-  delivered in order; DHT requests from a quarantined DHT address are not answered;
+  delivered in order; DHT requests from a quarantined DHT address are not answered,
+  and a rate-limited one's are answered at the policy's rate (the rest go unanswered:
+  UDP has no queue to hold them in, and an honest Kademlia client asks another node);
 * nothing is dropped silently: when a peer's queue is full its connection is closed
   (counted as ``shed``); an honest contact's messenger keeps every event in its ledger
   and sends it again on the next connection (docs/protocol.md, section 7), so nothing
@@ -316,8 +318,13 @@ class AnomalyMonitor:
             self.observe(dht_peer(address), signal)
 
     def dht_blocked(self, address: tuple[str, int]) -> bool:
-        """Whether DHT requests from `address` go unanswered (it is quarantined)."""
-        return self.policy.standing(dht_peer(address)) is Standing.QUARANTINED
+        """Whether this DHT request from `address` goes unanswered: its sender is
+        quarantined, or rate-limited and over its budget (the policy's token bucket,
+        `PeerPolicy.admit`: `rate` answers a second, `burst` at once)."""
+        if self.policy.admit(dht_peer(address), self._clock()) is Admission.DELIVER:
+            return False
+        self.stats["dht_unanswered"] += 1
+        return True
 
     # ------------------------------------------------------------------ inbound gate
 

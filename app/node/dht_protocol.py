@@ -153,7 +153,9 @@ class RecordProtocol(KademliaProtocol):  # type: ignore[misc]  # kademlia is unt
         self.signal_handler: SignalHandler | None = None
         self.observer: DhtObserver | None = None
         self.blocked: Callable[[Address], bool] | None = None
-        """Requests from an address for which this says True go unanswered (quarantine)."""
+        """Requests from an address for which this says True go unanswered (asked once per
+        request, after the observer: a quarantined sender, or a rate-limited one over its
+        budget; see `app.node.anomaly.AnomalyMonitor.dht_blocked`)."""
         self._expected: dict[bytes, Address] = {}
         self._suspects: dict[Address, float] = {}
         self._unanswered: dict[Address, int] = {}
