@@ -21,7 +21,9 @@ second over the flood.
 And without a network: the honest DHT senders of `bench/bench_restarts.py` (restarted
 again and again, and the same without restarts), were each rate-limited in error for a
 whole hour: the share of their requests over the budget (unanswered), spreading each
-second's requests over that second.
+second's requests over that second. And the detector's score of a 150/s
+invalid-signature store flood after 1-10 s with every record checked (old) or 5 a
+second (new: the rest unanswered, never validated).
 
 Prints one JSON object. Not a test: nothing here asserts.
 
@@ -226,6 +228,30 @@ def honest_over_budget(settings: PolicySettings, restarts: bool) -> dict[str, An
     }
 
 
+def invalid_signature_scores(detector: Detector) -> dict[str, list[float]]:
+    """Scores of a 150/s store flood whose records (150/s or 5/s checked) fail to verify."""
+    import numpy as np
+
+    from app.core.peer_features import PeerFeatures
+
+    out: dict[str, list[float]] = {}
+    for label, checked in (("checked_150_per_s", 150.0), ("checked_5_per_s", 5.0)):
+        scores = []
+        for seconds in (1, 2, 5, 10):
+            features, peer = PeerFeatures(), dht_peer((HOST, 4000))
+            for tenth in range(seconds * 10):
+                now = 1000.0 + tenth / 10
+                features.observe(peer, Signal.DHT_STORE, now, 15.0)
+                features.observe(peer, Signal.RECORD_REJECTED, now, checked / 10)
+                features.observe(peer, Signal.INVALID_SIGNATURE, now, checked / 10)
+            row = features.row(peer, 1000.0 + seconds)
+            assert row is not None
+            matrix = np.asarray([row.values], dtype=np.float32)
+            scores.append(round(float(detector.scores(matrix)[0]), 6))
+        out[label] = scores
+    return out
+
+
 async def main(args: argparse.Namespace) -> None:
     rounds: list[dict[str, Any]] = []
     for kind in args.floods:
@@ -247,7 +273,8 @@ async def main(args: argparse.Namespace) -> None:
         for kind in args.floods
         for gate in ("old", "new")
     }
-    settings = Detector.load().policy_settings()
+    detector = Detector.load()
+    settings = detector.policy_settings()
     out = {
         "policy_rate": settings.rate,
         "policy_burst": settings.burst,
@@ -257,6 +284,8 @@ async def main(args: argparse.Namespace) -> None:
             "restarted": honest_over_budget(settings, True),
             "not_restarted": honest_over_budget(settings, False),
         },
+        "invalid_signature_flood_scores_after_1_2_5_10_s": invalid_signature_scores(detector),
+        "quarantine_score": detector.quarantine,
         "rounds": rounds,
     }
     print(json.dumps(out, indent=1))
