@@ -18,6 +18,10 @@ per round: answers a second to the flooder (over the flood, and after its first 
 once the burst is spent), the honest sender's answers, and the victim's CPU-seconds a
 second over the flood.
 
+Then `--live` seconds of the same 150/s lookup flood against a node whose monitor runs
+(the shipped detector rate-limits, then quarantines the flooder): answers per standing,
+old gate then new (the victim in this process; standings read at the end of each second).
+
 And without a network: the honest DHT senders of `bench/bench_restarts.py` (restarted
 again and again, and the same without restarts), were each rate-limited in error for a
 whole hour: the share of their requests over the budget (unanswered), spreading each
@@ -198,6 +202,39 @@ async def one_round(gate: str, kind: str, args: argparse.Namespace) -> dict[str,
         honest.transport.close()
 
 
+async def live(gate: str, seconds: int, rate: float) -> dict[str, list[int]]:
+    """Answers a second to a flooder judged by the running detector, by its standing."""
+    monitor = AnomalyMonitor(Detector.load(), lambda event: None)
+
+    def old_gate(address: tuple[str, int]) -> bool:
+        return monitor.policy.standing(dht_peer(address)) is Standing.QUARANTINED
+
+    node = DhtNode()
+    node.set_observer(monitor.on_dht, monitor.dht_blocked if gate == "new" else old_gate)
+    await node.start(HOST, 0)
+    monitor.start()
+    loop = asyncio.get_running_loop()
+    _, flooder = await loop.create_datagram_endpoint(Sender, local_addr=(HOST, 0))
+    peer = dht_peer(flooder.transport.get_extra_info("sockname")[:2])
+    by_standing: dict[str, list[int]] = {}
+    start, sent = time.monotonic(), 0
+    try:
+        for second in range(seconds):
+            before = flooder.answered
+            while (elapsed := time.monotonic() - start) < second + 1:
+                while sent < rate * elapsed:
+                    flooder.send(node.port, lookup(flooder, sent))
+                    sent += 1
+                await asyncio.sleep(0.01)
+            standing = monitor.policy.standing(peer).value
+            by_standing.setdefault(standing, []).append(flooder.answered - before)
+    finally:
+        await monitor.stop()
+        node.stop()
+        flooder.transport.close()
+    return by_standing
+
+
 def honest_over_budget(settings: PolicySettings, restarts: bool) -> dict[str, Any]:
     """`bench_restarts`' honest DHT senders, each held at the rate limit for its hour."""
     from bench.bench_restarts import traces
@@ -275,6 +312,14 @@ async def main(args: argparse.Namespace) -> None:
     }
     detector = Detector.load()
     settings = detector.policy_settings()
+    running = {}
+    if args.live:
+        for gate in ("old", "new"):
+            per_second = await live(gate, args.live, args.live_rate)
+            running[gate] = {
+                standing: {"seconds": len(counts), "answers": sum(counts)}
+                for standing, counts in per_second.items()
+            }
     out = {
         "policy_rate": settings.rate,
         "policy_burst": settings.burst,
@@ -284,6 +329,7 @@ async def main(args: argparse.Namespace) -> None:
             "restarted": honest_over_budget(settings, True),
             "not_restarted": honest_over_budget(settings, False),
         },
+        "live_detector_answers_by_standing": running,
         "invalid_signature_flood_scores_after_1_2_5_10_s": invalid_signature_scores(detector),
         "quarantine_score": detector.quarantine,
         "rounds": rounds,
@@ -297,6 +343,8 @@ if __name__ == "__main__":
     parser.add_argument("--honest-rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--live", type=int, default=20, help="seconds (0: skip)")
+    parser.add_argument("--live-rate", type=float, default=150.0)
     parser.add_argument("--floods", nargs="+", default=["lookup", "store"])
     parser.add_argument("--victim", choices=["old", "new"], help=argparse.SUPPRESS)
     parser.add_argument("--flooder-port", type=int, help=argparse.SUPPRESS)
