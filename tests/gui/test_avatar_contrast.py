@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from gui_helpers import contrast
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QApplication
@@ -13,19 +14,6 @@ from PySide6.QtWidgets import QApplication
 from app.gui.views.painting import AVATAR_COLORS, avatar_color, draw_avatar
 
 TEXT_CONTRAST = 4.5
-
-
-def luminance(colour: QColor) -> float:
-    def channel(value: float) -> float:
-        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
-
-    red, green, blue = (channel(c) for c in (colour.redF(), colour.greenF(), colour.blueF()))
-    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
-
-
-def contrast(first: QColor, second: QColor) -> float:
-    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
 
 
 def drawn(address: str) -> QImage:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from gui_helpers import contrast
 from PySide6.QtGui import QColor, QFont, QImage
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -24,19 +25,6 @@ from pytestqt.qtbot import QtBot
 from app.gui.theme import ThemeManager
 
 NON_TEXT_CONTRAST = 3.0
-
-
-def luminance(colour: QColor) -> float:
-    def channel(value: float) -> float:
-        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
-
-    red, green, blue = (channel(c) for c in (colour.redF(), colour.greenF(), colour.blueF()))
-    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
-
-
-def contrast(first: QColor, second: QColor) -> float:
-    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
 
 
 def indicator_pixels(button: QAbstractButton) -> tuple[list[QColor], QColor, int]:
