@@ -6,6 +6,7 @@ in tests/gui/test_second_start.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,20 @@ def start(profile: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+@contextlib.contextmanager
+def at_first_run(profile: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """The real app started on a new `profile`, showing its first-run dialog; killed at
+    the end if it is still running."""
+    first = start(profile, env)
+    try:
+        wait_for_welcome(env, first)
+        yield first
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+
 def test_a_second_start_at_the_first_run_dialog_ends_and_leaves_one_dialog(
     xvfb: str, tmp_path: Path
 ) -> None:
@@ -63,9 +78,7 @@ def test_a_second_start_at_the_first_run_dialog_ends_and_leaves_one_dialog(
         pytest.skip("xdotool is not installed")
     env = app_env(xvfb)
     profile = tmp_path / "profile"
-    first = start(profile, env)
-    try:
-        wait_for_welcome(env, first)
+    with at_first_run(profile, env) as first:
         (dialog,) = mapped(env, WELCOME)
         second = start(profile, env)
         output, _ = second.communicate(timeout=120)
@@ -75,10 +88,6 @@ def test_a_second_start_at_the_first_run_dialog_ends_and_leaves_one_dialog(
         assert xdotool(env, "getwindowfocus") == dialog  # coming forward: test_second_start
         xdotool(env, "key", "--window", dialog, "Escape")  # Quit
         code = first.wait(60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     output = first.stdout.read() if first.stdout else ""
     assert code == 0, output
     assert "Traceback" not in output and "destroyed but it is pending" not in output
@@ -93,16 +102,10 @@ def test_sigterm_at_the_first_run_dialog_ends_the_app_cleanly(xvfb: str, tmp_pat
         pytest.skip("xdotool is not installed")
     env = app_env(xvfb)
     profile = tmp_path / "profile"
-    first = start(profile, env)
-    try:
-        wait_for_welcome(env, first)
+    with at_first_run(profile, env) as first:
         assert (profile / "control.sock").exists()  # answering a second start
         first.send_signal(signal.SIGTERM)
         code = first.wait(60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     output = first.stdout.read() if first.stdout else ""
     assert code == 130, output
     assert "destroyed but it is pending" not in output and "Traceback" not in output

@@ -106,15 +106,21 @@ async def test_the_invite_box_follows_a_font_change_while_open(
     assert whole_lines(dialog.invite) >= INVITE_LINES
 
 
-@pytest.mark.asyncio
-async def test_the_network_boxes_hold_three_lines_at_any_font(
-    qtbot: QtBot, desktop: float, node: api.NodeApi
-) -> None:
+async def network_page(qtbot: QtBot, node: api.NodeApi) -> SettingsDialog:
+    """The settings dialog, shown at its Network page, laid out."""
     bridge = NodeBridge(node)
     dialog = SettingsDialog(bridge, await bridge.settings())
     shown(qtbot, dialog)
     dialog.tabs.setCurrentIndex(1)
     await settle()
+    return dialog
+
+
+@pytest.mark.asyncio
+async def test_the_network_boxes_hold_three_lines_at_any_font(
+    qtbot: QtBot, desktop: float, node: api.NodeApi
+) -> None:
+    dialog = await network_page(qtbot, node)
     for box in (dialog.bootstrap, dialog.ice):
         # 70 pixels: three lines at 10 pt, two and a half at 15 pt (the third cut)
         assert whole_lines(box) >= 3, box.accessibleName()
@@ -162,11 +168,7 @@ async def test_the_tool_button_icons_grow_with_the_text(
 async def test_the_marks_beside_the_text_grow_with_it(
     qtbot: QtBot, desktop: float, node: api.NodeApi
 ) -> None:
-    bridge = NodeBridge(node)
-    dialog = SettingsDialog(bridge, await bridge.settings())
-    shown(qtbot, dialog)
-    dialog.tabs.setCurrentIndex(1)
-    await settle()
+    dialog = await network_page(qtbot, node)
     box = dialog.lan
     option = QStyleOptionButton()
     box.initStyleOption(option)

@@ -7,10 +7,12 @@ and ends; the first shows the link on "Add a contact" once its window is up
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -48,15 +50,36 @@ async def second_start(profile: Path, *args: str) -> subprocess.CompletedProcess
     )
 
 
+@contextlib.asynccontextmanager
+async def app_running(profile: Path) -> AsyncIterator[tuple[GuiSession, asyncio.Task[int]]]:
+    """The first start: a real `GuiSession.run()` on `profile`, stopped at the end."""
+    session = GuiSession(options(profile))
+    running = asyncio.ensure_future(session.run())
+    try:
+        yield session, running
+    finally:
+        if not running.done():
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        await session.shutdown()
+
+
+async def focus_elsewhere(qtbot: QtBot) -> None:
+    """The user is in another window when the second start comes."""
+    elsewhere = QWidget()
+    qtbot.addWidget(elsewhere)
+    elsewhere.show()
+    elsewhere.activateWindow()
+    await wait_for(lambda: QApplication.activeWindow() is elsewhere)
+
+
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_a_link_clicked_while_the_app_asks_for_its_passphrase_goes_to_it(
     qtbot: QtBot, profile: Path, friend: api.InitResult
 ) -> None:
     invite = friend.whoami.invite
-    session = GuiSession(options(profile))
-    running = asyncio.ensure_future(session.run())
-    try:
+    async with app_running(profile) as (session, running):
         await wait_for(lambda: len(visible(UnlockDialog)) == 1, timeout=30)
         clicked = await second_start(profile, invite)
         assert clicked.returncode == 0, clicked.stderr
@@ -76,11 +99,6 @@ async def test_a_link_clicked_while_the_app_asks_for_its_passphrase_goes_to_it(
         dialog.reject()
         window.request_quit()
         assert await running == 0
-    finally:
-        if not running.done():
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
-        await session.shutdown()
     assert not api.inspect_profile(profile).in_use
 
 
@@ -93,16 +111,10 @@ async def test_a_second_start_at_the_first_run_dialog_brings_it_forward(
     each make an identity (before, the second one's Create failed with "in use by another
     process ... commands go through it", or made its own when it came first)."""
     profile = tmp_path / "new"
-    session = GuiSession(options(profile))
-    running = asyncio.ensure_future(session.run())
-    elsewhere = QWidget()  # the window the user was in
-    qtbot.addWidget(elsewhere)
-    try:
+    async with app_running(profile) as (_, running):
         await wait_for(lambda: len(visible(FirstRunDialog)) == 1, timeout=30)
         (first_run,) = visible(FirstRunDialog)
-        elsewhere.show()
-        elsewhere.activateWindow()
-        await wait_for(lambda: QApplication.activeWindow() is elsewhere)
+        await focus_elsewhere(qtbot)
         again = await second_start(profile)
         assert again.returncode == 0, again.stderr
         assert again.stdout == "" and again.stderr == ""  # quietly
@@ -111,11 +123,6 @@ async def test_a_second_start_at_the_first_run_dialog_brings_it_forward(
         assert not api.inspect_profile(profile).exists
         first_run.reject()  # Quit
         assert await running == 0
-    finally:
-        if not running.done():
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
-        await session.shutdown()
     assert not api.inspect_profile(profile).in_use
 
 
@@ -134,17 +141,11 @@ async def test_a_second_start_brings_the_running_window_forward(
     """Before, a second start with the window up said "already running ... switch to
     that window" and left the user to find it."""
     monkeypatch.setenv(api.PASSPHRASE_ENV, PASSPHRASE)
-    session = GuiSession(options(profile))
-    running = asyncio.ensure_future(session.run())
-    elsewhere = QWidget()
-    qtbot.addWidget(elsewhere)
-    try:
+    async with app_running(profile) as (session, running):
         await wait_for(lambda: session.window_ready, timeout=30)
         window = session.window
         assert window is not None
-        elsewhere.show()
-        elsewhere.activateWindow()
-        await wait_for(lambda: QApplication.activeWindow() is elsewhere)
+        await focus_elsewhere(qtbot)
         again = await second_start(profile)
         assert again.returncode == 0, again.stderr
         assert again.stdout == "" and again.stderr == ""
@@ -152,11 +153,6 @@ async def test_a_second_start_brings_the_running_window_forward(
         assert message_box() is None
         window.request_quit()
         assert await running == 0
-    finally:
-        if not running.done():
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
-        await session.shutdown()
 
 
 @pytest.mark.slow

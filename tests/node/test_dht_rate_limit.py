@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -115,10 +115,21 @@ async def guarded() -> AsyncIterator[tuple[DhtNode, AnomalyMonitor, Clock]]:
     node.stop()
 
 
-async def sender() -> Sender:
-    loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(Sender, local_addr=(HOST, 0))
-    return protocol
+@pytest_asyncio.fixture
+async def sender() -> AsyncIterator[Callable[[], Awaitable[Sender]]]:
+    """Makes raw UDP senders on loopback; each is closed after the test."""
+    made: list[Sender] = []
+
+    async def make() -> Sender:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_datagram_endpoint(Sender, local_addr=(HOST, 0))
+        made.append(protocol)
+        return protocol
+
+    yield make
+    for protocol in made:
+        if protocol.transport is not None:
+            protocol.transport.close()
 
 
 def rate_limit(monitor: AnomalyMonitor, who: Sender, now: float) -> None:
@@ -131,57 +142,50 @@ def rate_limit(monitor: AnomalyMonitor, who: Sender, now: float) -> None:
 @pytest.mark.asyncio
 async def test_a_rate_limited_senders_flood_gets_the_policys_rate_a_normal_one_everything(
     guarded: tuple[DhtNode, AnomalyMonitor, Clock],
+    sender: Callable[[], Awaitable[Sender]],
 ) -> None:
     node, monitor, clock = guarded
     settings = monitor.policy.settings
     flooder, honest = await sender(), await sender()
-    try:
-        rate_limit(monitor, flooder, clock.now)
-        # At one instant: the burst, and not one answer more.
-        assert await flooder.send(node.port, lookups(flooder, 100)) == settings.burst
-        assert await honest.send(node.port, lookups(honest, 100)) == 100
-        # Two seconds later: two seconds' worth of the rate.
-        clock.now += 2.0
-        assert await flooder.send(node.port, lookups(flooder, 100)) == 2 * settings.rate
-        assert await honest.send(node.port, lookups(honest, 100)) == 100
-        assert monitor.stats["dht_unanswered"] == 200 - settings.burst - 2 * settings.rate
-        # The detector still sees every request the flooder made (its quarantine follows).
-        counts = monitor.features.row(dht_peer(flooder.address), clock.now)
-        assert counts is not None
-        row = dict(zip(FEATURE_NAMES, counts.values, strict=True))
-        assert round(float(np.expm1(row["dht_request_60s"]))) == 200
-    finally:
-        for s in (flooder, honest):
-            assert s.transport is not None
-            s.transport.close()
+    rate_limit(monitor, flooder, clock.now)
+    # At one instant: the burst, and not one answer more.
+    assert await flooder.send(node.port, lookups(flooder, 100)) == settings.burst
+    assert await honest.send(node.port, lookups(honest, 100)) == 100
+    # Two seconds later: two seconds' worth of the rate.
+    clock.now += 2.0
+    assert await flooder.send(node.port, lookups(flooder, 100)) == 2 * settings.rate
+    assert await honest.send(node.port, lookups(honest, 100)) == 100
+    assert monitor.stats["dht_unanswered"] == 200 - settings.burst - 2 * settings.rate
+    # The detector still sees every request the flooder made (its quarantine follows).
+    counts = monitor.features.row(dht_peer(flooder.address), clock.now)
+    assert counts is not None
+    row = dict(zip(FEATURE_NAMES, counts.values, strict=True))
+    assert round(float(np.expm1(row["dht_request_60s"]))) == 200
 
 
 @pytest.mark.asyncio
 async def test_a_rate_limited_senders_stores_are_kept_at_the_rate_an_honest_ones_all(
     guarded: tuple[DhtNode, AnomalyMonitor, Clock],
+    sender: Callable[[], Awaitable[Sender]],
 ) -> None:
     node, monitor, clock = guarded
     settings = monitor.policy.settings
     flooder, honest = await sender(), await sender()
-    try:
-        rate_limit(monitor, flooder, clock.now)
-        requests, flooded = stores(flooder, 60)
-        assert await flooder.send(node.port, requests) == settings.burst
-        held = [key for key in flooded if node._server.storage.get(key) is not None]
-        assert len(held) == settings.burst
-        requests, mailbox = stores(honest, 60)
-        assert await honest.send(node.port, requests) == 60
-        assert all(node._server.storage.get(key) is not None for key in mailbox)
-        assert all(answer is True for answer in honest.answers.values())
-    finally:
-        for s in (flooder, honest):
-            assert s.transport is not None
-            s.transport.close()
+    rate_limit(monitor, flooder, clock.now)
+    requests, flooded = stores(flooder, 60)
+    assert await flooder.send(node.port, requests) == settings.burst
+    held = [key for key in flooded if node._server.storage.get(key) is not None]
+    assert len(held) == settings.burst
+    requests, mailbox = stores(honest, 60)
+    assert await honest.send(node.port, requests) == 60
+    assert all(node._server.storage.get(key) is not None for key in mailbox)
+    assert all(answer is True for answer in honest.answers.values())
 
 
 @pytest.mark.asyncio
 async def test_honest_lookups_through_the_node_work_while_a_flooder_is_held_back(
     guarded: tuple[DhtNode, AnomalyMonitor, Clock],
+    sender: Callable[[], Awaitable[Sender]],
 ) -> None:
     node, monitor, clock = guarded
     flooder = await sender()
@@ -201,5 +205,3 @@ async def test_honest_lookups_through_the_node_work_while_a_flooder_is_held_back
     finally:
         writer.stop()
         reader.stop()
-        assert flooder.transport is not None
-        flooder.transport.close()
