@@ -12,3 +12,12 @@ def retrieve(future: asyncio.Future[Any]) -> None:
     aborted bulk stream), so asyncio must not log it as never retrieved."""
     if not future.cancelled():
         future.exception()
+
+
+async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
+    """Cancel a background task (None: none runs) and wait until it has ended, whatever
+    it ended with: a component's `stop`."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

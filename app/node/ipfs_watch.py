@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 
 from app.node.files_errors import IpfsRejected, IpfsUnavailable
+from app.node.futures import cancel_and_wait
 from app.node.ipfs import IpfsBackend
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,8 @@ class IpfsWatch:
 
     async def stop(self) -> None:
         """Stop checking."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def nudge(self) -> None:
         """A call to the daemon may have failed just now: take note, and if it did, ask

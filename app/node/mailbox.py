@@ -63,6 +63,7 @@ from app.core.records import (
     sign_record,
 )
 from app.core.wake import Resumed, WakeEvent
+from app.node.futures import cancel_and_wait
 from app.node.state_message import NewMailboxEpoch
 from app.node.storage.mailbox_epochs import MailboxEpoch
 
@@ -409,9 +410,7 @@ class MailboxCourier:
 
     async def stop(self) -> None:
         """Stop polling (a post in progress is abandoned; the outbox keeps its events)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def _run(self, joined: Awaitable[object]) -> None:
         with contextlib.suppress(Exception):

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from app.core.wake import AddressesChanged, ClockReading, Resumed, WakeDetector, WakeEvent
 from app.node.dht import interface_addresses
+from app.node.futures import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,8 @@ class WakeWatcher:
 
     async def stop(self) -> None:
         """Stop ticking."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def _read_addresses(self) -> frozenset[str] | None:
         try:

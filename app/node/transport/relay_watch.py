@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiortc import RTCConfiguration
 
+from app.node.futures import cancel_and_wait
+
 from .base import IceServer
 from .ice_urls import BadIceUrl, IceUrl, parse_ice_url, shown
 from .turn_probe import TurnAnswer, probe_turn
@@ -84,10 +86,8 @@ class RelayWatch:
     async def stop(self) -> None:
         """Stop asking."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def gathered(self, configuration: RTCConfiguration, sdp: str) -> None:
         """A connection gathered its candidates (`sdp`, its local description) with
