@@ -58,7 +58,7 @@ from app.core.peer_policy import (
     Standing,
     StandingChanged,
 )
-from app.core.prompt_scoring import PromptScoring
+from app.core.prompt_scoring import PROMPT_SIGNALS, PromptScoring
 from app.node.api import NodeEvent, SecurityAlert
 from app.node.block_exchange import BLOCK, DONT_HAVE, WANT
 from app.node.ml import ModelError, OnnxModel, load_model
@@ -262,7 +262,8 @@ class AnomalyMonitor:
         now = self._clock()
         self.features.observe(peer, signal, now, amount)
         if (
-            not self._prompting
+            signal not in PROMPT_SIGNALS  # most calls: a payload, a frame, bytes
+            or not self._prompting
             or self._task is None
             # a quarantined peer's score can change nothing before its quarantine ends
             or self.policy.standing(peer) is Standing.QUARANTINED
