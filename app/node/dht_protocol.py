@@ -27,7 +27,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
-import umsgpack  # type: ignore[import-untyped]  # ships a .pyi without py.typed
+import umsgpack
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 from kademlia.routing import RoutingTable
