@@ -126,6 +126,25 @@ def decode_wants(plaintext: bytes) -> list[bytes]:
     return [plaintext[i * CID_SIZE : (i + 1) * CID_SIZE] for i in range(count)]
 
 
+INDEX_SIZE = 4
+
+
+def encode_indices(indices: list[int]) -> bytes:
+    """An asking record's plaintext on a stream by chunk index (a file offered before
+    its root was known, docs/protocol.md section 10.6): 4-byte big-endian indices."""
+    if not 0 < len(indices) <= MAX_WANTS or not all(0 <= i < 1 << 32 for i in indices):
+        raise LocalProtocolError(f"ask for 1 to {MAX_WANTS} chunks at a time")
+    return b"".join(i.to_bytes(INDEX_SIZE, "big") for i in indices)
+
+
+def decode_indices(plaintext: bytes) -> list[int]:
+    """The chunk indices of an asking record by index; `RemoteProtocolError` if malformed."""
+    count, rest = divmod(len(plaintext), INDEX_SIZE)
+    if rest or not 0 < count <= MAX_WANTS:
+        raise RemoteProtocolError("a bulk asking record is malformed")
+    return [int.from_bytes(plaintext[i * 4 : i * 4 + 4], "big") for i in range(count)]
+
+
 def decode_answer(plaintext: bytes) -> memoryview | None:
     """A block (a view into `plaintext`: no copy), or None when the server lacks it."""
     if plaintext[:1] == bytes([BLOCK]):
@@ -138,6 +157,7 @@ def decode_answer(plaintext: bytes) -> memoryview | None:
 __all__ = [
     "BLOCK",
     "HEADER_SIZE",
+    "INDEX_SIZE",
     "MAX_RECORD",
     "MAX_WANTS",
     "NOT_HELD",
@@ -146,7 +166,9 @@ __all__ = [
     "RecordOpener",
     "RecordSealer",
     "decode_answer",
+    "decode_indices",
     "decode_wants",
+    "encode_indices",
     "encode_wants",
     "stream_keys",
     "ticket_id",

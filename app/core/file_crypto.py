@@ -23,7 +23,7 @@ and decoded strictly.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cbor2
 from cryptography.exceptions import InvalidTag
@@ -213,8 +213,10 @@ class FileManifest:
     """Everything a receiver needs to fetch, verify and decrypt one shared file.
 
     `root_cid` is the binary CID of the ciphertext's UnixFS DAG: the raw leaf itself for
-    a one-chunk file, else a dag-pb root whose tree lists every block. `folder` holds
-    the relative folder components when the file is part of a shared folder.
+    a one-chunk file, else a dag-pb root whose tree lists every block; empty in an
+    offer sent while the file is still being encrypted (`is_rooted` False; the manifest
+    with the root follows, docs/protocol.md section 10.6). `folder` holds the relative
+    folder components when the file is part of a shared folder.
     """
 
     root_cid: bytes
@@ -227,6 +229,23 @@ class FileManifest:
 
     def __post_init__(self) -> None:
         _validate(self, LocalProtocolError)
+
+    @property
+    def is_rooted(self) -> bool:
+        """Whether the root CID is known (not an offer sent before it was)."""
+        return bool(self.root_cid)
+
+    def with_root(self, root_cid: bytes) -> FileManifest:
+        """This manifest with its root CID, once the file is encrypted."""
+        return replace(self, root_cid=root_cid)
+
+    def unrooted(self) -> FileManifest:
+        """This manifest without its root CID (what an early offer carries)."""
+        return replace(self, root_cid=b"")
+
+    def same_file(self, other: FileManifest) -> bool:
+        """Whether `other` describes the same file (key, sizes, names), roots aside."""
+        return self.unrooted() == other.unrooted()
 
     @property
     def chunk_count(self) -> int:
@@ -262,8 +281,11 @@ def encode_manifest(manifest: FileManifest) -> bytes:
     return data
 
 
-def decode_manifest(data: bytes) -> FileManifest:
-    """Parse a manifest from a peer; `InvalidManifest` unless canonical and within limits."""
+def decode_manifest(data: bytes, *, rooted: bool | None = True) -> FileManifest:
+    """Parse a manifest from a peer; `InvalidManifest` unless canonical and within limits.
+
+    `rooted`: True (a ``file`` event) requires the root CID, False (a ``file_soon``
+    event) requires it empty, None (a stored row) takes either."""
     if len(data) > MAX_MANIFEST_BYTES:
         raise InvalidManifest("manifest too large")
     try:
@@ -299,7 +321,18 @@ def decode_manifest(data: bytes) -> FileManifest:
         raise InvalidManifest(str(exc)) from None
     if encode_manifest(manifest) != data:
         raise InvalidManifest("manifest is not canonically encoded")
+    if rooted is not None and manifest.is_rooted != rooted:
+        raise InvalidManifest(
+            "manifest has a root" if manifest.is_rooted else "manifest has no root"
+        )
     return manifest
+
+
+def _codec(cid: bytes, error: type[Exception]) -> int:
+    try:
+        return cid_codec(cid)
+    except InvalidBlock:
+        raise error("manifest root is not a supported CID") from None
 
 
 def _validate(m: FileManifest, error: type[Exception]) -> None:
@@ -307,11 +340,9 @@ def _validate(m: FileManifest, error: type[Exception]) -> None:
         raise error("a file key is 32 bytes")
     if not 0 <= m.size <= MAX_FILE_SIZE or m.padded_size != padded_size(m.size):
         raise error("manifest sizes are inconsistent")
-    try:
-        codec = cid_codec(m.root_cid)
-    except InvalidBlock:
-        raise error("manifest root is not a supported CID") from None
-    if (codec == CODEC_RAW) != (chunk_count(m.padded_size) == 1):
+    if not m.root_cid:
+        pass  # not known yet (an early offer)
+    elif (_codec(m.root_cid, error) == CODEC_RAW) != (chunk_count(m.padded_size) == 1):
         raise error("manifest root CID kind does not match the number of chunks")
     if len(m.name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise error("file name too long")

@@ -77,7 +77,7 @@ class FileNode:
 # --------------------------------------------------------------------------- CIDs
 
 
-def raw_cid(block: bytes) -> bytes:
+def raw_cid(block: bytes | memoryview) -> bytes:
     """The binary CIDv1 of `block` as a raw leaf (codec 0x55, sha2-256)."""
     return _CID_PREFIX_RAW + hashlib.sha256(block).digest()
 
@@ -292,18 +292,22 @@ class UnixfsFileBuilder:
     def add_leaf(self, leaf: Block) -> list[Block]:
         """Add the next leaf, already addressed by the caller (who checked its CID is
         `raw_cid` of its data, e.g. in another thread); return the nodes it completed."""
-        data = leaf.data
+        return self.add_addressed(leaf.cid, len(leaf.data))
+
+    def add_addressed(self, cid: bytes, size: int) -> list[Block]:
+        """Add the next leaf by its CID and size alone (its bytes are elsewhere, e.g. a
+        receiver checking a tree against the blocks it hashed); the completed nodes."""
         if self._finished:
             raise LocalProtocolError("builder already finished")
-        if len(data) > self._block_size:
+        if size > self._block_size:
             raise LocalProtocolError("block larger than the chunk size")
         if self._last_short:
             raise LocalProtocolError("only the last block may be shorter than the chunk size")
-        self._last_short = len(data) < self._block_size
+        self._last_short = size < self._block_size
         self.leaf_count += 1
-        self.total_size += len(data)
+        self.total_size += size
         out: list[Block] = []
-        self._push(0, _Entry(leaf.cid, len(data), len(data)), out)
+        self._push(0, _Entry(cid, size, size), out)
         return out
 
     def finish(self) -> tuple[bytes, list[Block]]:

@@ -9,7 +9,10 @@ asker:
 * ``0xb3 BLOCK``: ``0xb3 || id || block bytes`` (at most 256 KiB: under the 1 MiB cap);
 * ``0xb4 DONT_HAVE``: ``0xb4 || id`` (also the refusal of a BULK_ASK);
 * ``0xb5 BULK_ASK``: ``0xb5 || id || root CID (36)``: a ticket for a bulk stream;
-* ``0xb6 BULK_TICKET``: ``0xb6 || id || port (2) || secret (32)``.
+* ``0xb6 BULK_TICKET``: ``0xb6 || id || port (2) || secret (32)``;
+* ``0xb7 BULK_ASK_EARLY``: ``0xb7 || id || transfer id (16)``: a ticket for a bulk
+  stream by chunk index of a file offered before its root was known (section 10.6),
+  answered like a BULK_ASK.
 
 The server answers a WANT only if its `ServePolicy` allows it (a contact, a file it
 holds whose root the asker named, a block of that file's DAG) and it holds the block;
@@ -26,14 +29,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from app.core.bulk import SECRET_SIZE
 from app.core.unixfs import CID_SIZE, InvalidBlock, cid_codec
 from app.node.blockstore import Blockstore
 from app.node.bulk_fetch import BulkTicket
-from app.node.bulk_server import BulkServer
+from app.node.bulk_server import BulkServer, LeafByIndex, ServedIndex
 from app.node.network import NetworkStack
 from app.node.transport.base import TransportError
 
@@ -44,7 +48,9 @@ BLOCK = 0xB3
 DONT_HAVE = 0xB4
 BULK_ASK = 0xB5
 BULK_TICKET = 0xB6
+BULK_ASK_EARLY = 0xB7
 _ID = 4
+_TRANSFER_ID = 16
 _WANT_SIZE = 1 + _ID + 2 * CID_SIZE
 _BULK_ASK_SIZE = 1 + _ID + CID_SIZE
 _BULK_TICKET_SIZE = 1 + _ID + 2 + SECRET_SIZE
@@ -65,6 +71,11 @@ class ServePolicy(Protocol):
     async def may_serve(self, address: str, root: bytes, cid: bytes) -> bool: ...
 
     def served(self, address: str, root: bytes, cid: bytes, size: int) -> None: ...
+
+
+EarlyPolicy = Callable[[str, str], Awaitable[tuple[LeafByIndex, ServedIndex] | None]]
+"""`(address, transfer id)`: how to serve that contact the leaves of a file we offered
+it before its root was known, by chunk index; None if not (section 10.6)."""
 
 
 @dataclass
@@ -96,10 +107,11 @@ class BlockExchange:
         peer's address costs nothing to make up)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {"served": 0, "refused": 0, "received": 0}
+        self.early_policy: EarlyPolicy | None = None
 
     def start(self) -> None:
-        """Take the five tags from the network stack."""
-        for tag in (WANT, BLOCK, DONT_HAVE, BULK_ASK, BULK_TICKET):
+        """Take the six tags from the network stack."""
+        for tag in (WANT, BLOCK, DONT_HAVE, BULK_ASK, BULK_TICKET, BULK_ASK_EARLY):
             self._network.on_tagged(tag, self._on_payload)
 
     def peer_gone(self, address: str) -> None:
@@ -122,6 +134,21 @@ class BlockExchange:
     async def bulk_ticket(self, address: str, root: bytes) -> BulkTicket | None:
         """A ticket for a bulk stream of the file rooted at `root` from `address`, or
         None (no direct connection, strict shaping, refused, or no answer in time)."""
+        return await self._bulk_ticket(address, BULK_ASK, root)
+
+    async def early_ticket(self, address: str, transfer_id: str) -> BulkTicket | None:
+        """A ticket for a bulk stream by chunk index of the file `address` offered us
+        as `transfer_id` before its root was known, or None (as `bulk_ticket`)."""
+        try:
+            key = bytes.fromhex(transfer_id)
+        except ValueError:
+            return None
+        if len(key) != _TRANSFER_ID:
+            return None
+        ticket = await self._bulk_ticket(address, BULK_ASK_EARLY, key)
+        return None if ticket is None else replace(ticket, by_index=True)
+
+    async def _bulk_ticket(self, address: str, kind: int, body: bytes) -> BulkTicket | None:
         conn = self._network.manager.connection(address)
         if conn is None or conn.remote_host is None:
             return None
@@ -129,7 +156,7 @@ class BlockExchange:
             return None
         try:
             answer = await asyncio.wait_for(
-                self._ask(address, BULK_ASK, BULK_TICKET, root), TICKET_TIMEOUT
+                self._ask(address, kind, BULK_TICKET, body), TICKET_TIMEOUT
             )
         except TimeoutError:
             return None
@@ -173,7 +200,7 @@ class BlockExchange:
 
     async def _on_payload(self, address: str, payload: bytes) -> None:
         try:
-            if payload[0] in (WANT, BULK_ASK):
+            if payload[0] in (WANT, BULK_ASK, BULK_ASK_EARLY):
                 # served concurrently (disk reads overlap sends), bounded per peer
                 gate = self._serving.get(address)
                 if gate is None:
@@ -207,6 +234,8 @@ class BlockExchange:
         try:
             if payload[0] == BULK_ASK:
                 await self._issue_ticket(address, payload)
+            elif payload[0] == BULK_ASK_EARLY:
+                await self._issue_early_ticket(address, payload)
             else:
                 with self._network.serving_to(address):
                     await self._serve(address, payload)
@@ -251,6 +280,36 @@ class BlockExchange:
             else:
                 port = self._bulk.port if self._bulk is not None else 0
                 await conn.send(bytes([BULK_TICKET]) + rid + port.to_bytes(2, "big") + secret)
+
+    async def _issue_early_ticket(self, address: str, payload: bytes) -> None:
+        if len(payload) != 1 + _ID + _TRANSFER_ID:
+            return
+        rid = payload[1 : 1 + _ID]
+        key = payload[1 + _ID :]
+        conn = self._network.manager.connection(address)
+        if conn is None:
+            return
+        secret = None
+        if (
+            self._bulk is not None
+            and self.early_policy is not None
+            and conn.remote_host is not None
+            and self._network.shaping_mode != NO_BULK_MODE
+        ):
+            serving = await self.early_policy(address, key.hex())
+            if serving is not None:
+                secret = self._bulk.issue(address, key, serving)
+        with contextlib.suppress(TransportError):
+            if secret is None:
+                await conn.send(bytes([DONT_HAVE]) + rid)
+            else:
+                port = self._bulk.port if self._bulk is not None else 0
+                await conn.send(bytes([BULK_TICKET]) + rid + port.to_bytes(2, "big") + secret)
+
+    def revoke_early(self, transfer_id: str) -> None:
+        """The transfer ended: close its streams by index and drop their tickets."""
+        if self._bulk is not None:
+            self._bulk.revoke(bytes.fromhex(transfer_id))
 
     async def _serve(self, address: str, payload: bytes) -> None:
         if len(payload) != _WANT_SIZE:

@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.core.bulk import (
     HEADER_SIZE,
@@ -30,6 +30,7 @@ from app.core.bulk import (
     RecordOpener,
     RecordSealer,
     decode_answer,
+    encode_indices,
     encode_wants,
     stream_keys,
     ticket_id,
@@ -53,6 +54,8 @@ class BulkTicket:
     host: str
     port: int
     secret: bytes
+    by_index: bool = False
+    """A stream by chunk index (a file offered before its root was known)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,18 @@ class BulkSink(Protocol):
         ...
 
 
+class IndexSink(Protocol):
+    """Where a stream by chunk index puts its leaves (`app.node.early_fetch`)."""
+
+    def take_fresh(self) -> list[int]:
+        """Chunk indices newly wanted since the last call, in order."""
+        ...
+
+    def accept_sync(self, index: int, data: bytes | memoryview) -> bool:
+        """Check and use a leaf (any thread); False if it does not authenticate."""
+        ...
+
+
 class BulkStream:
     """One bulk stream from a sender into a sink (see the module docstring)."""
 
@@ -94,7 +109,7 @@ class BulkStream:
                 with contextlib.suppress(OSError):
                     self._sock.shutdown(socket.SHUT_RDWR)
 
-    def run(self, sink: BulkSink) -> BulkOutcome:
+    def run(self, sink: BulkSink | IndexSink) -> BulkOutcome:
         """Fetch what `sink` wants until it wants nothing more (blocking).
 
         Raises `OSError` if the stream fails (unreachable, reset, timed out),
@@ -118,15 +133,17 @@ class BulkStream:
             sock.sendall(ticket_id(self._ticket.secret))
             asked_key, answer_key = stream_keys(self._ticket.secret)
             sealer, opener = RecordSealer(asked_key), RecordOpener(answer_key)
-            to_ask: deque[bytes] = deque()
-            asked: deque[bytes] = deque()
+            by_index = self._ticket.by_index
+            to_ask: deque[Any] = deque()
+            asked: deque[Any] = deque()
             body = memoryview(bytearray(MAX_RECORD))  # one receive buffer, reused
             while not tampered:
                 to_ask.extend(sink.take_fresh())
                 if to_ask and len(asked) <= WINDOW // 2:
                     count = min(len(to_ask), WINDOW - len(asked), MAX_WANTS)
                     batch = [to_ask.popleft() for _ in range(count)]
-                    sock.sendall(sealer.seal(encode_wants(batch)))
+                    asking = encode_indices(batch) if by_index else encode_wants(batch)
+                    sock.sendall(sealer.seal(asking))
                     asked.extend(batch)
                 if not asked:
                     break  # nothing more wanted (leaves being checked name no blocks)
@@ -137,7 +154,7 @@ class BulkStream:
                 cid = asked.popleft()
                 if data is None:
                     continue  # stays wanted: the want-list asks elsewhere
-                if cid_codec(cid) != CODEC_RAW:
+                if not by_index and cid_codec(cid) != CODEC_RAW:
                     tampered = not sink.accept_sync(cid, bytes(data))
                     continue
                 checking.append(checkers.submit(sink.accept_sync, cid, data))

@@ -36,6 +36,7 @@ from app.core.bulk import (
     TICKET_ID_SIZE,
     RecordOpener,
     RecordSealer,
+    decode_indices,
     decode_wants,
     stream_keys,
     ticket_id,
@@ -64,12 +65,21 @@ Served = Callable[[str, bytes, bytes, int], None]
 """`ServePolicy.served(address, root, cid, size)`, called on the event loop."""
 
 
+LeafByIndex = Callable[[int], bytes | None]
+"""A file's leaf by chunk index (a bulk stream's thread; may wait for it), or None."""
+ServedIndex = Callable[[int, int], None]
+"""`(index, size)`: a leaf served by index, called on the event loop."""
+
+
 @dataclass(frozen=True)
 class _Ticket:
     address: str
     root: bytes
+    """The file's root CID, or for a stream by index the key it was issued under."""
     secret: bytes
     expires: float
+    by_index: tuple[LeafByIndex, ServedIndex] | None = None
+    """Set for a stream by chunk index (docs/protocol.md section 10.6)."""
 
 
 class BulkServer:
@@ -129,9 +139,16 @@ class BulkServer:
         if self._listening is not None:
             self._listening.close()
 
-    def issue(self, address: str, root: bytes) -> bytes | None:
+    def issue(
+        self,
+        address: str,
+        root: bytes,
+        by_index: tuple[LeafByIndex, ServedIndex] | None = None,
+    ) -> bytes | None:
         """A ticket's secret for `address` to fetch the file rooted at `root` (event
-        loop), or None while too many tickets are outstanding."""
+        loop), or None while too many tickets are outstanding. With `by_index` (the
+        leaves by chunk index, and what to tell of each served) the stream asks by
+        index, and `root` is the key `revoke` ends it with."""
         now = self._monotonic()
         with self._lock:
             for key in [k for k, t in self._tickets.items() if t.expires <= now]:
@@ -139,7 +156,9 @@ class BulkServer:
             if len(self._tickets) >= MAX_TICKETS or self._listening is None:
                 return None
             secret = self._random(SECRET_SIZE)
-            self._tickets[ticket_id(secret)] = _Ticket(address, root, secret, now + TICKET_TTL)
+            self._tickets[ticket_id(secret)] = _Ticket(
+                address, root, secret, now + TICKET_TTL, by_index
+            )
         return secret
 
     def revoke(self, root: bytes) -> None:
@@ -238,6 +257,9 @@ class BulkServer:
     def _stream(self, conn: socket.socket, ticket: _Ticket) -> None:
         asked_key, answer_key = stream_keys(ticket.secret)
         opener, sealer = RecordOpener(asked_key), RecordSealer(answer_key)
+        if ticket.by_index is not None:
+            self._stream_by_index(conn, ticket, opener, sealer, *ticket.by_index)
+            return
         members = self._store.dag_sync(ticket.root)
         served: list[tuple[bytes, int]] = []
         reported = self._monotonic()
@@ -260,6 +282,49 @@ class BulkServer:
                         served, reported = [], now
         finally:
             self._report(ticket, served)
+
+    def _stream_by_index(
+        self,
+        conn: socket.socket,
+        ticket: _Ticket,
+        opener: RecordOpener,
+        sealer: RecordSealer,
+        leaf: LeafByIndex,
+        report: ServedIndex,
+    ) -> None:
+        """Serve leaves by chunk index, each once it is written (section 10.6)."""
+        served: list[tuple[int, int]] = []
+        reported = self._monotonic()
+        try:
+            while not self._stopping.is_set():
+                header = recv_exact(conn, HEADER_SIZE, eof_ok=True)
+                if not header:
+                    return  # the asker is done
+                body = recv_exact(conn, opener.length(header))
+                for index in decode_indices(opener.open(header, body)):
+                    data = leaf(index)
+                    if data is None:
+                        conn.sendall(sealer.seal(bytes([NOT_HELD])))
+                        continue
+                    conn.sendall(sealer.seal(bytes([BLOCK]) + data))
+                    served.append((index, len(data)))
+                    now = self._monotonic()
+                    if len(served) >= SERVED_BATCH or now - reported >= REPORT_EVERY:
+                        self._report_indices(report, served)
+                        served, reported = [], now
+        finally:
+            self._report_indices(report, served)
+
+    def _report_indices(self, report: ServedIndex, served: list[tuple[int, int]]) -> None:
+        if not served or self._loop is None:
+            return
+
+        def told() -> None:
+            for index, size in served:
+                report(index, size)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the node is gone
+            self._loop.call_soon_threadsafe(told)
 
     def _block(self, cid: bytes, members: frozenset[bytes]) -> bytes | None:
         if cid not in members:

@@ -81,7 +81,7 @@ class BulkCapable(Protocol):
 
 BULK_MIN_CHUNKS = 4
 """Files of fewer chunks are fetched block by block (a stream costs a round trip)."""
-_STREAMS = ThreadPoolExecutor(4, thread_name_prefix="bulk-fetch")
+STREAMS = ThreadPoolExecutor(4, thread_name_prefix="bulk-fetch")
 """Runs bulk streams (each holds its thread for the whole stream): kept apart from the
 event loop's default executor, which the node's short blocking calls need."""
 
@@ -184,7 +184,7 @@ async def _bulk_phase(
         if ticket is None:
             continue
         stream = BulkStream(ticket)
-        running = asyncio.get_running_loop().run_in_executor(_STREAMS, stream.run, plan)
+        running = asyncio.get_running_loop().run_in_executor(STREAMS, stream.run, plan)
         try:
             outcome = await asyncio.shield(running)
         except asyncio.CancelledError:

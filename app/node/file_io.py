@@ -43,6 +43,9 @@ one after another on this machine, 1.0 s eight at a time. Larger files go one at
 time, as each already keeps every core busy."""
 SMALL_FILES_AT_ONCE = 8
 
+LeafWritten = Callable[[PackWriter, bytes, int, int], None]
+"""`on_leaf(pack, cid, offset, length)`: a leaf is in the pack (see `share_file_sync`)."""
+
 
 # --------------------------------------------------------------------------- sharing
 
@@ -61,14 +64,17 @@ def share_file_sync(
     mime_type: str | None = None,
     folder: tuple[str, ...] = (),
     ipfs: IpfsBackend | None = None,
+    on_leaf: LeafWritten | None = None,
 ) -> FileManifest:
-    """Encrypt `path` into `store` (and `ipfs`), block by block; return its manifest."""
+    """Encrypt `path` into `store` (and `ipfs`), block by block; return its manifest.
+
+    `on_leaf(pack, cid, offset, length)` is told of every leaf once it is in the pack, in
+    file order (a file offered while it is encrypted serves them from there); what it
+    raises stops the share (the pack is deleted)."""
     name = _portable(path.name if name is None else name)
     folder = tuple(_portable(part) for part in folder)
-    if mime_type is None:  # a link named without an extension: its target's type
-        mime_type = (
-            mimetypes.guess_type(name)[0] or mimetypes.guess_type(path.name)[0] or DEFAULT_MIME_TYPE
-        )
+    if mime_type is None:
+        mime_type = guess_type(path, name)
     try:
         fh = path.open("rb", buffering=0)
     except OSError as exc:
@@ -76,7 +82,7 @@ def share_file_sync(
     with fh:
         pack = store.open_pack()
         try:
-            root, size, padded_size = _encrypt_into(path, fh, pack, file_key, ipfs)
+            root, size, padded_size = _encrypt_into(path, fh, pack, file_key, ipfs, on_leaf)
             store.commit_pack(pack)  # every block on disk before the file is pinned and offered
         except BaseException:
             pack.discard()
@@ -95,8 +101,24 @@ def share_file_sync(
     )
 
 
+def guess_type(path: Path, name: str) -> str:
+    """The MIME type a file is shared with (a link named without an extension: its
+    target's type)."""
+    return mimetypes.guess_type(name)[0] or mimetypes.guess_type(path.name)[0] or DEFAULT_MIME_TYPE
+
+
+def portable(name: str) -> str:
+    """A name that encodes as UTF-8 (undecodable bytes in POSIX file names become U+FFFD)."""
+    return _portable(name)
+
+
 def _encrypt_into(
-    path: Path, fh: BinaryIO, pack: PackWriter, file_key: bytes, ipfs: IpfsBackend | None
+    path: Path,
+    fh: BinaryIO,
+    pack: PackWriter,
+    file_key: bytes,
+    ipfs: IpfsBackend | None,
+    on_leaf: LeafWritten | None = None,
 ) -> tuple[bytes, int, int]:
     """Encrypt the open file into `pack`: its root CID, size and padded size."""
     size = os.fstat(fh.fileno()).st_size
@@ -116,6 +138,8 @@ def _encrypt_into(
         def take(offset: int, done: Future[Block]) -> None:
             leaf = done.result()
             pack.record(leaf.cid, offset, len(leaf.data))
+            if on_leaf is not None:
+                on_leaf(pack, leaf.cid, offset, len(leaf.data))
             if ipfs is not None:
                 ipfs.block_put_sync(leaf.cid, leaf.data)
             _store_nodes(builder.add_leaf(leaf), pack, ipfs)
@@ -284,6 +308,9 @@ async def release_shared(store: Blockstore, manifests: Sequence[FileManifest]) -
 
 
 __all__ = [
+    "LeafWritten",
+    "guess_type",
+    "portable",
     "random_file_key",
     "release_shared",
     "share_file",

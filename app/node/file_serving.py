@@ -54,8 +54,8 @@ class FileServing:
         self._members: dict[bytes, tuple[float, frozenset[bytes]]] = {}
         self._walks: dict[bytes, asyncio.Future[frozenset[bytes]]] = {}
         self._allowed: dict[tuple[str, bytes], tuple[float, bool]] = {}
-        self._outgoing: dict[tuple[str, bytes], tuple[float, list[TransferRecord]]] = {}
-        self._served: dict[str, set[bytes]] = {}
+        self._outgoing: dict[tuple[str, object], tuple[float, list[TransferRecord]]] = {}
+        self._served: dict[str, set[object]] = {}
         self._generation = 0
         """Bumped by `forget`: a row read before it may show a state that changed."""
         self._earlier: dict[str, int] = {}
@@ -137,27 +137,51 @@ class FileServing:
             return
         self._spawn(self._count_served(address, root, cid))
 
+    def served_index(self, address: str, transfer_id: str, index: int) -> None:
+        """Count a leaf served by chunk index (a file offered before its root was
+        known, docs/protocol.md section 10.6) to the sender's progress."""
+        self.blocks_served += 1
+        get = self.store.transfers.get
+
+        def rows() -> list[TransferRecord]:
+            row = get(transfer_id)
+            return [] if row is None else [row]
+
+        self._spawn(self._count(address, ("id", transfer_id), ("index", index), rows))
+
     async def _count_served(self, address: str, root: bytes, cid: bytes) -> None:
+        await self._count(address, root, cid, self.store.transfers.with_root, root)
+
+    async def _count(
+        self,
+        address: str,
+        key: object,
+        leaf: object,
+        rows: Callable[..., list[TransferRecord]],
+        *args: object,
+    ) -> None:
+        """Count `leaf` (a CID, or an index) served to `address` of the transfers
+        `rows` reads (cached under `key` for `MEMBERS_STALE` seconds)."""
         now = self._monotonic()
-        cached = self._outgoing.get((address, root))
+        cached = self._outgoing.get((address, key))
         while cached is None or now - cached[0] >= MEMBERS_STALE:
             generation = self._generation
-            records = await self.store.call(self.store.transfers.with_root, root)
+            records = await self.store.call(rows, *args)
             if generation != self._generation:
                 continue  # a state changed while we read (`forget`): read again
             running = [
                 r for r in records if r.outgoing and r.contact == address and r.state in _SERVING
             ]
             cached = (now, running)
-            self._outgoing[(address, root)] = cached
+            self._outgoing[(address, key)] = cached
         generation = self._generation
         for i, record in enumerate(cached[1]):
             if generation != self._generation:
                 return  # a state changed at one of the awaits below: the rows are stale
             seen = self._served.setdefault(record.id, set())
-            if cid in seen:
+            if leaf in seen:
                 continue
-            seen.add(cid)
+            seen.add(leaf)
             if record.state is TransferState.OFFERED:  # it is being fetched: accepted
                 record = dataclasses.replace(record, state=TransferState.RUNNING)
                 cached[1][i] = record

@@ -9,8 +9,12 @@ One transfer is one file. Its life, each step persisted before the next:
   (`body_for`), so the offer inherits the conversation's ordering, exactly-once
   delivery, offline mailboxes and receipts. Without a running node the share is only
   recorded; the node sends it when it starts (like `send`).
-* **Offer** (`file_event` with a ``file`` event): an incoming row, OFFERED, or RUNNING
-  at once when the file is at most `Settings.auto_accept_bytes`.
+  A large file shared by a running node is offered *before* it is encrypted
+  (`offer_early`, docs/protocol.md section 10.6): a ``file_soon`` event without the
+  root goes at once, the file is encrypted meanwhile (`StreamingShare`) and served by
+  chunk index as it is, and the ``file`` message with the root follows.
+* **Offer** (`file_event` with a ``file`` or ``file_soon`` event): an incoming row,
+  OFFERED, or RUNNING at once when the file is at most `Settings.auto_accept_bytes`.
 * **Fetch** (`_fetch`): while RUNNING, blocks not yet held are fetched with the
   want-list from the sender, every other connected contact and the IPFS daemon (when
   configured), each verified against its CID; then the file is decrypted into a
@@ -41,14 +45,18 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard
 
+from app.core.errors import CoreError
 from app.core.file_crypto import (
     FileManifest,
     InvalidManifest,
+    ciphertext_size,
     decode_manifest,
     encode_manifest,
+    padded_size,
 )
 from app.core.filenames import sanitize_filename
 from app.core.ledger_event import Event, EventBody
+from app.core.unixfs import InvalidBlock, iter_leaves
 from app.node.api import (
     InvalidArgument,
     Message,
@@ -61,17 +69,26 @@ from app.node.api import (
     TransferNotFound,
     TransferState,
 )
-from app.node.block_exchange import BlockExchange
+from app.node.block_exchange import NO_BULK_MODE, BlockExchange
 from app.node.blockstore import Blockstore, blockstore_dir
-from app.node.bulk_server import BulkServer
+from app.node.bulk_fetch import BulkStream
+from app.node.bulk_server import BulkServer, LeafByIndex, ServedIndex
 from app.node.config import Config, downloads_folder
-from app.node.file_fetch import BlockSource, fetch_into
-from app.node.file_io import release_shared, share_paths
+from app.node.early_fetch import EarlySink, check_tree
+from app.node.file_fetch import STREAMS, BlockSource, fetch_into
+from app.node.file_io import guess_type, portable, random_file_key, release_shared, share_paths
 from app.node.file_serving import FileServing
-from app.node.files_errors import BlocksUnavailable, DiskFull, FilesError, IpfsUnavailable
+from app.node.files_errors import (
+    BlocksUnavailable,
+    DiskFull,
+    FilesError,
+    IpfsUnavailable,
+    TransferFailed,
+)
 from app.node.folder_syncs import FolderSyncs
+from app.node.futures import retrieve
 from app.node.group_commit import GroupCommit
-from app.node.history import FILE, FILE_CANCEL, FILE_DONE
+from app.node.history import FILE, FILE_CANCEL, FILE_DONE, FILE_SOON
 from app.node.ipfs import IpfsBackend
 from app.node.ipfs_watch import IpfsWatch
 from app.node.network import NetworkStack
@@ -84,6 +101,7 @@ from app.node.state_message import (
 )
 from app.node.storage.store import ProfileStore
 from app.node.storage.transfers import TransferRecord
+from app.node.streaming_share import ShareStopped, StreamingShare
 from app.node.transfer_progress import PROGRESS_HZ, Progress, public
 from app.node.transfer_status import ended_reason, reason_code, sender_view, status_of
 from app.node.transport import ConnectionStateChanged, PeerState, TransportEvent
@@ -108,6 +126,10 @@ TELL_RETRY_SECONDS = 10.0
 """While our profile's disk is full, how often a transfer's state is offered again to
 its sender (the session state that encrypts the signal has to be stored first)."""
 _ENDED = (TransferState.DONE, TransferState.CANCELLED)
+EARLY_MIN_BYTES = 16 * 1024 * 1024
+"""A file shared alone by a running node is offered before it is encrypted from this
+size on (docs/protocol.md section 10.6): below it, encrypting takes a few tens of
+milliseconds and the offer waits for its root as before."""
 
 
 class Conversation(Protocol):
@@ -190,6 +212,16 @@ class FileTransfers:
         self._ipfs_watch: IpfsWatch | None = None
         """While the node runs with an IPFS address: whether its daemon answers."""
         self.blocks_fetched = 0
+        self._streaming: dict[str, StreamingShare] = {}
+        """Our files offered before their root was known, by transfer id, until the
+        transfer ends (their leaves are served by index from the share's pack)."""
+        self._early_cids: dict[str, dict[int, bytes]] = {}
+        """Per incoming early offer, the CIDs of the leaves received in this run."""
+        self._root_came: dict[str, asyncio.Event] = {}
+        """Per incoming early offer being fetched: set when its root arrives."""
+        self.on_offer: Callable[[Message], None] | None = None
+        """Told of the message offering a file once its root is known (the service
+        announces and sends it, as for any share)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -205,6 +237,7 @@ class FileTransfers:
             log.warning("no bulk stream port (%s); files go block by block", exc)
             self.bulk = None
         self.exchange = BlockExchange(network, self.blockstore, self.serving, self.bulk)
+        self.exchange.early_policy = self._early_serving
         self.exchange.start()
         network.manager.subscribe(self._on_transport)
         self._worker = asyncio.ensure_future(self._event_loop())
@@ -215,11 +248,15 @@ class FileTransfers:
         for record in await self.store.call(self.store.transfers.all):
             if record.outgoing:
                 self._shares.add(record.id)
+                if not record.root and record.state not in _ENDED:
+                    self._resume_early(record)  # offered, then killed while encrypting
             elif record.state is TransferState.RUNNING:
                 log.info("resuming transfer %s from the blocks already held", record.id)
                 self._start_fetch(record)
             elif record.state in _ENDED and record.id in with_parts:
                 self._spawn(self._forget_part(record))  # killed as it ended
+            if not record.root:
+                continue  # offered before its root was known: its pack is unindexed
             if record.state in _ENDED:
                 ended.add(record.root)
             named.add(record.root)
@@ -736,6 +773,8 @@ class FileTransfers:
         task = self._tasks.pop(record.id, None)
         if task is not None and task is not asyncio.current_task():
             await _stop(task)  # its last checkpoint is written before the part goes
+        if state in _ENDED:
+            self._early_ended(record.id)
         progress = self._progress.get(record.id)
         if record.outgoing and progress is not None:  # served since the last persisted count
             record = dataclasses.replace(record, done_bytes=max(record.done_bytes, progress.done))
@@ -768,6 +807,8 @@ class FileTransfers:
         encrypted copy (its pack) after the receiver saved the file or either side
         cancelled, the receiver's tree nodes after it saved the file. Failing to delete
         is logged, not raised: the transfer has ended either way."""
+        if not root:  # offered before its root was known: nothing was kept under it
+            return
         records = await self.store.call(self.store.transfers.with_root, root)
         if any(r.state not in _ENDED for r in records):
             return
@@ -815,7 +856,9 @@ class FileTransfers:
         """Delete the part file of an ended incoming transfer, if there is one."""
         try:
             path = part_path(
-                decode_manifest(record.manifest), downloads_folder(self._config()), record.id
+                decode_manifest(record.manifest, rooted=None),
+                downloads_folder(self._config()),
+                record.id,
             )
         except (InvalidManifest, FilesError):
             return
@@ -865,7 +908,7 @@ class FileTransfers:
         transfer_id = body.get("id")
         if not _valid_id(transfer_id):
             return
-        if body.kind == FILE:
+        if body.kind in (FILE, FILE_SOON):
             await self._offered_run([(address, event)])
             return
         record = await self.store.call(self.store.transfers.get, transfer_id)
@@ -895,6 +938,9 @@ class FileTransfers:
         add = self.store.transfers.add
         steps = [functools.partial(add, record) for record in records]
         added = await self.store.call(self.store.atomically, *steps)
+        rooted = [r for r, new in zip(records, added, strict=True) if not new and r.root]
+        if rooted:  # the root of a file offered before it was known, or a replay
+            await self._roots_came(rooted)
         for record, new in zip(records, added, strict=True):
             if not new:
                 continue  # seen before (a replayed or re-synced event)
@@ -910,7 +956,7 @@ class FileTransfers:
         if not isinstance(raw, bytes) or not _valid_id(transfer_id):
             return None
         try:
-            manifest = decode_manifest(raw)
+            manifest = decode_manifest(raw, rooted=event.body.kind == FILE)
         except InvalidManifest as exc:
             log.warning("a contact offered a file with a malformed manifest: %s", exc)
             return None
@@ -991,7 +1037,7 @@ class FileTransfers:
 
     async def _fetch_now(self, transfer_id: str) -> None:
         record = await self._get(transfer_id)
-        manifest = decode_manifest(record.manifest)
+        manifest = decode_manifest(record.manifest, rooted=None)
         try:
             received = await self.store.call(self.store.transfers.received, transfer_id)
             downloads = downloads_folder(self._config())
@@ -1028,7 +1074,14 @@ class FileTransfers:
         started_at = self._monotonic()
         try:
             try:
-                if not await self._copy_held(record, manifest, part, progress, saved):
+                if not manifest.is_rooted:  # offered before its root was known
+                    manifest = await self._fetch_early(
+                        record, manifest, part, progress, on_leaf, saved
+                    )
+                    record = await self._get(transfer_id)
+                if part.is_complete:
+                    pass  # checked against its root (`_fetch_early`)
+                elif not await self._copy_held(record, manifest, part, progress, saved):
                     await self._fetch_from_sources(record, manifest, part, on_leaf, saved)
                 await _stop(checkpoints)
                 fetched_at = self._monotonic()
@@ -1245,6 +1298,360 @@ class FileTransfers:
         shown = dataclasses.replace(record, done_bytes=point.done_bytes)
         self._publish(TransferChanged(public(shown, progress.speed())))
 
+    # ------------------------------------------------------------------ early offers
+
+    def early_candidate(self, paths: Sequence[str]) -> Path | None:
+        """The file to offer before it is encrypted (docs/protocol.md section 10.6), or
+        None to share `paths` as before: one regular file of at least `EARLY_MIN_BYTES`,
+        a running node that may open bulk streams, and no IPFS daemon (whose copy must
+        be complete before the offer, so the sender may go offline)."""
+        network = self._network
+        if len(paths) != 1 or network is None or self._conversation is None:
+            return None
+        if self.bulk is None or network.shaping_mode == NO_BULK_MODE:
+            return None
+        try:
+            if self._ipfs_backend() is not None:
+                return None
+            path = self._chosen_path(paths[0])
+            target = path.resolve() if path.is_symlink() else path
+            if not target.is_file() or target.stat().st_size < EARLY_MIN_BYTES:
+                return None
+        except (NodeError, OSError):
+            return None  # the usual share says what is wrong
+        return path
+
+    async def offer_early(self, contact: str, path: Path) -> Transfer:
+        """Offer the file at `path` (see `early_candidate`) to `contact` now and encrypt
+        it meanwhile; the ``file`` message with its root follows (`on_offer`)."""
+        conversation = self._need_network("Sharing a file")
+        target = path.resolve() if path.is_symlink() else path
+        try:
+            size = target.stat().st_size
+            free = shutil.disk_usage(self.blockstore.root).free
+        except OSError as exc:
+            raise InvalidArgument(f"Can't share {path}: {exc.strerror}.") from None
+        if free < ciphertext_size(padded_size(size)) + 2 * (1 << 20):
+            raise DiskFull(_no_room([target], self.blockstore.root))
+        name = portable(path.name)
+        manifest = FileManifest(
+            root_cid=b"",
+            file_key=random_file_key(),
+            padded_size=padded_size(size),
+            size=size,
+            name=name,
+            mime_type=guess_type(target, name),
+        )
+        record = TransferRecord(
+            id=os.urandom(16).hex(),
+            contact=contact,
+            outgoing=True,
+            state=TransferState.OFFERED,
+            size=size,
+            done_bytes=0,
+            time=self._clock(),
+            name=name,
+            mime=manifest.mime_type,
+            manifest=encode_manifest(manifest),
+            root=b"",
+            path=str(path),
+        )
+        share = StreamingShare(record.id, target, manifest)
+        self._streaming[record.id] = share
+        self._shares.add(record.id)
+        soon = EventBody.of(FILE_SOON, id=record.id, text=record.name, m=record.manifest)
+        try:  # the row with its event, or neither
+            await conversation.append_event(
+                contact, soon, functools.partial(self.store.transfers.add, record)
+            )
+        except BaseException:
+            self._streaming.pop(record.id, None)
+            raise
+        self._publish(TransferAdded(public(record)))
+        self._spawn(self._encode_early(record, share))
+        log.info("transfer %s: offered before it is encrypted (%d bytes)", record.id, size)
+        return public(record)
+
+    def _resume_early(self, record: TransferRecord) -> None:
+        """Encrypt again a file offered before its root was known, whose share was
+        killed (the pack of an interrupted share is deleted when the store opens; the
+        same key gives the same blocks, which the receiver checks against the root)."""
+        try:
+            manifest = decode_manifest(record.manifest, rooted=False)
+        except InvalidManifest:
+            return
+        share = StreamingShare(record.id, Path(record.path or ""), manifest)
+        self._streaming[record.id] = share
+        log.info("transfer %s: encrypting again the file offered before its root", record.id)
+        self._spawn(self._encode_early(record, share))
+
+    async def _encode_early(self, record: TransferRecord, share: StreamingShare) -> None:
+        encoding = asyncio.ensure_future(asyncio.to_thread(share.run_sync, self.blockstore))
+        encoding.add_done_callback(retrieve)  # also when we stop waiting for it
+        try:
+            made = await asyncio.shield(encoding)
+        except asyncio.CancelledError:
+            share.stop()  # the node stops: the thread ends at its next leaf
+            raise
+        except ShareStopped:
+            return  # the transfer ended (`_early_ended`)
+        except FilesError as exc:
+            await self._early_failed(record.id, exc)
+            return
+        try:
+            await self._early_rooted(record.id, made)
+        except StorageFailed as exc:  # retried at the next start (encrypted again)
+            log.warning("transfer %s: could not store its root: %s", record.id, exc)
+
+    async def _early_failed(self, transfer_id: str, exc: FilesError) -> None:
+        """The file offered before it was encrypted could not be: the transfer is
+        cancelled (the receiver is told), with the reason shown to the user."""
+        log.warning("transfer %s: could not encrypt the offered file: %s", transfer_id, exc)
+        record = await self.store.call(self.store.transfers.get, transfer_id)
+        if record is None or record.state in _ENDED:
+            return
+        cancel = EventBody.of(FILE_CANCEL, id=record.id)
+        record = dataclasses.replace(
+            record,
+            error=f"Could not share it: {exc}",
+            reason=ended_reason(record, by_contact=False),
+        )
+        await self._end(record, TransferState.CANCELLED, announce=cancel)
+
+    async def _early_rooted(self, transfer_id: str, made: FileManifest) -> None:
+        """The file offered before it was encrypted is in the blockstore: store its
+        root and the message that offers it with the root (the ``file`` event)."""
+        from app.node.api import MessageStatus
+
+        record = await self.store.call(self.store.transfers.get, transfer_id)
+        if record is None or record.state in _ENDED:  # cancelled as it finished
+            self._early_ended(transfer_id)
+            await self._release(made.root_cid)
+            return
+        record = dataclasses.replace(record, manifest=encode_manifest(made), root=made.root_cid)
+        message = Message(
+            id=record.id,
+            contact=record.contact,
+            sender=self.store.identity.public.address,
+            outgoing=True,
+            text=record.name,
+            time=record.time,
+            status=MessageStatus.QUEUED,
+            transfer=record.id,
+        )
+        store = self.store
+        await store.call(
+            store.atomically,
+            functools.partial(store.transfers.set_manifest, record),
+            functools.partial(store.messages.add, message),
+        )
+        self.serving.forget(record)
+        log.info("transfer %s: encrypted; its root goes to the contact", transfer_id)
+        if self.on_offer is not None:
+            self.on_offer(message)
+
+    def _early_ended(self, transfer_id: str) -> None:
+        """A transfer ended: stop encrypting or serving it by index, forget its CIDs."""
+        share = self._streaming.pop(transfer_id, None)
+        if share is not None:
+            share.stop()
+        if self.exchange is not None:
+            with contextlib.suppress(ValueError):
+                self.exchange.revoke_early(transfer_id)
+        self._early_cids.pop(transfer_id, None)
+        self._root_came.pop(transfer_id, None)
+
+    async def _early_serving(
+        self, address: str, transfer_id: str
+    ) -> tuple[LeafByIndex, ServedIndex] | None:
+        """How to serve `address` the leaves of our file offered to it as
+        `transfer_id` by chunk index (`BlockExchange.early_policy`), or None."""
+        record = await self.store.call(self.store.transfers.get, transfer_id)
+        if (
+            record is None
+            or not record.outgoing
+            or record.contact != address
+            or record.state in _ENDED
+        ):
+            return None
+        share = self._streaming.get(transfer_id)
+        leaf: LeafByIndex
+        if share is not None:
+            leaf = share.block_sync
+        elif record.root:  # encrypted in an earlier run: its leaves in file order
+            leaves = await asyncio.to_thread(self._leaves_of, record)
+            if leaves is None:
+                return None
+            leaf = functools.partial(self._leaf_at, leaves)
+        else:
+            return None
+
+        def served(index: int, size: int) -> None:
+            self.serving.served_index(address, transfer_id, index)
+
+        return leaf, served
+
+    def _leaves_of(self, record: TransferRecord) -> tuple[bytes, ...] | None:
+        """The leaf CIDs of our shared file, in file order (worker thread)."""
+        try:
+            manifest = decode_manifest(record.manifest)
+            return tuple(
+                cid
+                for cid, _ in iter_leaves(
+                    manifest.root_cid,
+                    self.blockstore.get_sync,
+                    manifest.ciphertext_size,
+                    manifest.chunk_count,
+                )
+            )
+        except (InvalidManifest, InvalidBlock, FilesError):
+            return None
+
+    def _leaf_at(self, leaves: tuple[bytes, ...], index: int) -> bytes | None:
+        if not 0 <= index < len(leaves):
+            return None
+        try:
+            return self.blockstore.serve_sync(leaves[index])
+        except FilesError:
+            return None
+
+    async def _roots_came(self, offered: Sequence[TransferRecord]) -> None:
+        """``file`` events for transfers already known: the roots of files offered
+        before them (stored; their fetches told), or replays (nothing to do)."""
+        get = self.store.transfers.get
+        known = await self.store.call(lambda: [get(r.id) for r in offered])
+        for record, row in zip(offered, known, strict=True):
+            if (
+                row is None
+                or row.outgoing
+                or row.root
+                or row.contact != record.contact
+                or row.state in _ENDED
+            ):
+                continue
+            early = decode_manifest(row.manifest, rooted=None)
+            full = decode_manifest(record.manifest)
+            if not early.same_file(full):
+                log.warning("transfer %s: its root came for another file; ignored", row.id)
+                continue
+            await self.store.call(
+                self.store.transfers.set_manifest, dataclasses.replace(row, root=full.root_cid)
+            )
+            log.info("transfer %s: the root of the file offered early came", row.id)
+            came = self._root_came.get(row.id)
+            if came is not None:
+                came.set()
+
+    async def _fetch_early(
+        self,
+        record: TransferRecord,
+        manifest: FileManifest,
+        part: PartFile,
+        progress: Progress,
+        on_leaf: Callable[[], None],
+        saved: _Saved,
+    ) -> FileManifest:
+        """Fetch a file offered before its root was known by chunk index from its
+        sender, then check it against the root once that came; the manifest with its
+        root. If the sender is there but gives no stream (strict shaping, no direct
+        path) once the root is known, the chunks received are dropped and the file is
+        fetched block by block as any other (the caller goes on with the returned
+        manifest)."""
+        cids = self._early_cids.setdefault(record.id, {})
+        came = self._root_came.setdefault(record.id, asyncio.Event())
+        watch = _SourceWatch(record.contact)
+        self._watches.add(watch)
+        try:
+            while True:
+                came.clear()
+                watch.connected.clear()
+                got = (
+                    None
+                    if part.is_complete
+                    else await self._early_round(record, part, cids, on_leaf, saved)
+                )
+                current = await self._get(record.id)
+                if current.root:
+                    full = manifest.with_root(current.root)
+                    if part.is_complete:
+                        await asyncio.to_thread(check_tree, full, part, cids)
+                        rooted = dataclasses.replace(current, manifest=encode_manifest(full))
+                        await self.store.call(self.store.transfers.set_manifest, rooted)
+                        return full
+                    if (
+                        got is None
+                        and self._network is not None
+                        and (self._network.manager.connection(record.contact) is not None)
+                    ):
+                        log.info("transfer %s: no stream by index; block by block", record.id)
+                        part.forget_all()
+                        cids.clear()
+                        await self._checkpoint(current, part, progress, saved)
+                        rooted = dataclasses.replace(current, manifest=encode_manifest(full))
+                        await self.store.call(self.store.transfers.set_manifest, rooted)
+                        return full
+                if got:
+                    continue  # leaves came: ask again for what is left at once
+                if not part.is_complete:
+                    self._waiting(record)
+                waits = [asyncio.ensure_future(came.wait())]
+                waits.append(asyncio.ensure_future(watch.connected.wait()))
+                try:
+                    await asyncio.wait(
+                        waits, timeout=WAIT_FOR_SOURCE, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for waiting in waits:
+                        waiting.cancel()
+        finally:
+            self._watches.discard(watch)
+
+    async def _early_round(
+        self,
+        record: TransferRecord,
+        part: PartFile,
+        cids: dict[int, bytes],
+        on_leaf: Callable[[], None],
+        saved: _Saved,
+    ) -> int | None:
+        """One stream by index from the sender: the leaves it brought, or None if it
+        gave no stream (absent, or no ticket). `TransferFailed` if a leaf did not
+        authenticate."""
+        network, exchange = self._network, self.exchange
+        if network is None or exchange is None:
+            return None
+        if network.manager.connection(record.contact) is None:
+            return None
+        await self._fastest_paths(record)
+        ticket = await exchange.early_ticket(record.contact, record.id)
+        if ticket is None:
+            return None
+        stream = BulkStream(ticket)
+        sink = EarlySink(part, cids, on_leaf)
+        saved.fetching.set()  # leaves arrive: checkpoint them
+        try:
+            with network.fetching_from(record.contact):
+                running = asyncio.get_running_loop().run_in_executor(STREAMS, stream.run, sink)
+                try:
+                    outcome = await asyncio.shield(running)
+                except asyncio.CancelledError:
+                    running.add_done_callback(retrieve)
+                    stream.abort()  # nothing may write into the part once we return
+                    await asyncio.wait([running])
+                    raise
+                except (OSError, CoreError) as exc:
+                    log.info("transfer %s: stream by index ended (%s)", record.id, exc)
+                    return 0
+        finally:
+            saved.fetching.clear()
+        if outcome.tampered:
+            raise TransferFailed(
+                f"{part.manifest.name!r} failed verification: a block from its sender "
+                "does not authenticate"
+            )
+        log.info("transfer %s: %d leaves by index", record.id, outcome.leaves)
+        return outcome.leaves
+
     async def _fail(self, record: TransferRecord, exc: FilesError) -> None:
         log.warning("transfer %s failed: %s", record.id, logged(exc))
         record = dataclasses.replace(record, done_bytes=0, error=str(exc), reason=reason_code(exc))
@@ -1298,7 +1705,7 @@ def _runs_of_offers(
     ``(offers, _)`` and every other event alone as ``([], event)``."""
     items: list[tuple[list[tuple[str, Event]], tuple[str, Event]]] = []
     for item in events:
-        if item[1].body.kind != FILE:
+        if item[1].body.kind not in (FILE, FILE_SOON):
             items.append(([], item))
         elif items and items[-1][0]:
             items[-1][0].append(item)

@@ -36,13 +36,17 @@ TEXT = "text"
 FILE = "file"
 """Kind of the events that offer a shared file (body: id, text = its name, m = the
 encoded manifest with the file key); they are messages too (`MESSAGE_KINDS`)."""
+FILE_SOON = "file_soon"
+"""Offers a file still being encrypted (body: id, text = its name, m = the manifest
+without its root, docs/protocol.md section 10.6); the ``file`` event with the same id
+follows with the root. Not a message: the ``file`` event is."""
 FILE_CANCEL = "file_cancel"
 """Either side cancelled the transfer named by ``id``."""
 FILE_DONE = "file_done"
 """The receiver saved the file of transfer ``id`` completely."""
 MESSAGE_KINDS = frozenset({TEXT, FILE})
 """Event kinds shown as messages (they carry ``id`` and ``text``)."""
-FILE_KINDS = frozenset({FILE, FILE_CANCEL, FILE_DONE})
+FILE_KINDS = frozenset({FILE, FILE_SOON, FILE_CANCEL, FILE_DONE})
 """Event kinds handled by the file transfers (`app.node.file_transfers`)."""
 
 

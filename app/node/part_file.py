@@ -40,7 +40,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from app.core.errors import DecryptionFailed
-from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE, ChunkDecryptor, FileManifest
+from app.core.file_crypto import (
+    CHUNK_PLAINTEXT_SIZE,
+    ChunkDecryptor,
+    FileManifest,
+    chunk_plaintext_length,
+)
 from app.core.filenames import sanitize_filename, unique_destination
 from app.node.files_errors import (
     DiskFull,
@@ -213,6 +218,27 @@ class PartFile:
             if not self.is_held(index):
                 self._bits[index >> 3] |= 1 << (index & 7)
                 self._held += 1
+
+    def read_chunk(self, index: int) -> bytes:
+        """The padded plaintext of chunk `index` as written (a file offered before its
+        root was known re-encrypts it to check a chunk received before a restart)."""
+        length = chunk_plaintext_length(self.manifest.padded_size, index)
+        start = index * CHUNK_PLAINTEXT_SIZE
+        real = max(0, min(length, self.manifest.size - start))
+        try:
+            data = pread(self._fh.fileno(), real, start) if real else b""
+        except OSError as exc:
+            raise user_error(exc, self.downloads) from exc
+        if len(data) != real:
+            raise TransferFailed(f"{self.manifest.name!r}: its part file is shorter than written")
+        return data + bytes(length - real)
+
+    def forget_all(self) -> None:
+        """Count no chunk as held (they are fetched again; the next checkpoint stores it)."""
+        with self._lock:
+            self._bits = bytearray(len(self._bits))
+            self._held = 0
+            self._flushed_whole = False
 
     def checkpoint(self) -> Checkpoint:
         """Make every marked chunk durable; what to persist (see the module docstring)."""

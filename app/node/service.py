@@ -170,6 +170,7 @@ class NodeService:
         self._delivery: Delivery | None = None
         self._config = load_settings(store)
         self.files = FileTransfers(store, lambda: self._config, self._bus.publish, clock=clock)
+        self.files.on_offer = self._offered
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -547,6 +548,9 @@ class NodeService:
         """Encrypt the files into the blockstore and offer them to the contact (sent now
         by a running node, else when the node starts)."""
         record = await self.find_contact(command.contact)
+        early = self.files.early_candidate(command.paths)
+        if early is not None:  # offered now, encrypted meanwhile (protocol.md 10.6)
+            return [await self.files.offer_early(record.address, early)]
         encoded = await self.files.encode_shares(list(command.paths))
         # Cancelled while encoding (Ctrl+C on `share`), nothing is shared; from here on
         # every file is offered, whatever happens to the caller: a transfer recorded
@@ -558,10 +562,14 @@ class NodeService:
     async def _offer_shares(self, address: str, encoded: EncodedShares) -> list[Transfer]:
         shared = await self.files.record_shares(address, encoded)
         for _, message in shared:  # stored with its transfer by `record_shares`
-            self._bus.publish(MessageAdded(message))
-            if self._delivery is not None:
-                self._delivery.enqueue(message)
+            self._offered(message)
         return [transfer for transfer, _ in shared]
+
+    def _offered(self, message: Message) -> None:
+        """Announce and send a stored message that offers a file."""
+        self._bus.publish(MessageAdded(message))
+        if self._delivery is not None:
+            self._delivery.enqueue(message)
 
     async def list_transfers(self, command: ListTransfers) -> list[Transfer]:
         address = None

@@ -281,6 +281,36 @@ def test_sigkill_of_the_receiver_resumes_from_the_blocks_held(
 
 
 @pytest.mark.slow
+def test_sigkill_of_the_sender_while_it_encrypts_an_early_offer_resumes(
+    tmp_path: Path, daemons: list[Daemon], slow_loopback: tuple[str, ...]
+) -> None:
+    """A large file is offered before it is encrypted (protocol.md section 10.6). The
+    sender killed while it encrypts encrypts it again at its next start (same key, same
+    blocks); the receiver keeps every chunk it holds and checks the whole file against
+    the root before saving it."""
+    a, b = make_pair(tmp_path, daemons, alice_prefix=slow_loopback, bob_prefix=slow_loopback)
+    src = write_random(tmp_path / "early.bin", 1 << 30)
+    [tid] = share(a, "Bob", src)
+    before = wait_for(
+        lambda: (t := state_of(b, tid)) and t["done_bytes"] > 0 and t, timeout=60, interval=0.05
+    )
+    killed = daemons[0]
+    killed.stop(signal.SIGKILL)
+    assert log_lines(a, f"transfer {tid}: offered before it is encrypted")
+    assert not log_lines(a, f"transfer {tid}: encrypted;")  # killed while encrypting
+    set_loopback_rate(slow_loopback, "10gbit")
+    daemons[0] = start(a, killed.port, slow_loopback)
+    done = finish_monotonically(b, tid, before["done_bytes"])
+    assert sha256(Path(done["path"])) == sha256(src)
+    assert log_lines(a, f"transfer {tid}: encrypting again")
+    # every chunk came once: none held before the kill was fetched again
+    [saved] = log_lines(b, f"transfer {tid}: saved")
+    fetched = int(saved.split("; ")[1].split()[0])
+    assert fetched == (1 << 30) // (256 * 1024 - 16) + 1
+    wait_for(lambda: in_state(a, tid, "done"), timeout=30)
+
+
+@pytest.mark.slow
 def test_pause_resume_and_cancel_mid_transfer(
     tmp_path: Path, daemons: list[Daemon], slow_loopback: tuple[str, ...]
 ) -> None:

@@ -148,6 +148,24 @@ class TransferRepository(SealedRepository):
             )
             return cur.rowcount == 1
 
+    def set_manifest(self, record: TransferRecord) -> bool:
+        """Store the record's manifest and root (a file offered before its root was
+        known: the root came, or the received file was checked against it), with its
+        details; False (nothing stored) if the transfer is done or cancelled."""
+        with transaction(self._conn):
+            cur = self._conn.execute(
+                "UPDATE transfers SET root_tag = ?, details_enc = ? "
+                "WHERE transfer_id = ? AND state NOT IN (?, ?)",
+                (
+                    self._root_tag(record.root),
+                    self._details(record),
+                    record.id,
+                    TransferState.DONE.value,
+                    TransferState.CANCELLED.value,
+                ),
+            )
+            return cur.rowcount == 1
+
     def set_progress(self, transfer_id: str, done_bytes: int) -> None:
         with transaction(self._conn):
             self._conn.execute(
