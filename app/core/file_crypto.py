@@ -194,7 +194,7 @@ class ChunkDecryptor(_ChunkCipher):
             raise DecryptionFailed("file chunk does not authenticate") from None
         start = index * CHUNK_PLAINTEXT_SIZE
         keep = max(0, min(len(plaintext), self.size - start))
-        return plaintext[:keep]
+        return plaintext if keep == len(plaintext) else plaintext[:keep]  # no copy of 256 KiB
 
     def decrypt_next(self, block: bytes) -> bytes:
         """Decrypt the next chunk in order."""

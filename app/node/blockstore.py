@@ -245,9 +245,10 @@ class Blockstore:
         self.unpin_sync(root)
         return self._drop_many(self.dag_sync(root))
 
-    def open_pack(self) -> PackWriter:
-        """A new pack to write the blocks of one file into (then `commit_pack`)."""
-        return PackWriter(self._packs_dir)
+    def open_pack(self, *, drop_behind: bool = False) -> PackWriter:
+        """A new pack to write the blocks of one file into (then `commit_pack`);
+        `drop_behind`: see `PackWriter`."""
+        return PackWriter(self._packs_dir, drop_behind=drop_behind)
 
     def commit_pack(self, pack: PackWriter) -> None:
         """Make `pack` durable and its blocks readable (their bytes were hashed by the

@@ -67,8 +67,8 @@ Served = Callable[[str, bytes, bytes, int], None]
 
 LeafByIndex = Callable[[int], bytes | None]
 """A file's leaf by chunk index (a bulk stream's thread; may wait for it), or None."""
-ServedIndex = Callable[[int, int], None]
-"""`(index, size)`: a leaf served by index, called on the event loop."""
+ServedIndex = Callable[[list[int]], None]
+"""`(indices)`: leaves served by index, called on the event loop once per batch."""
 
 
 @dataclass(frozen=True)
@@ -320,8 +320,7 @@ class BulkServer:
             return
 
         def told() -> None:
-            for index, size in served:
-                report(index, size)
+            report([index for index, _ in served])
 
         with contextlib.suppress(RuntimeError):  # the loop is closed: the node is gone
             self._loop.call_soon_threadsafe(told)

@@ -43,8 +43,8 @@ one after another on this machine, 1.0 s eight at a time. Larger files go one at
 time, as each already keeps every core busy."""
 SMALL_FILES_AT_ONCE = 8
 
-LeafWritten = Callable[[PackWriter, bytes, int, int], None]
-"""`on_leaf(pack, cid, offset, length)`: a leaf is in the pack (see `share_file_sync`)."""
+LeafWritten = Callable[[PackWriter, bytes, int, bytes], None]
+"""`on_leaf(pack, cid, offset, data)`: a leaf is in the pack (see `share_file_sync`)."""
 
 
 # --------------------------------------------------------------------------- sharing
@@ -65,12 +65,14 @@ def share_file_sync(
     folder: tuple[str, ...] = (),
     ipfs: IpfsBackend | None = None,
     on_leaf: LeafWritten | None = None,
+    drop_behind: bool = False,
 ) -> FileManifest:
     """Encrypt `path` into `store` (and `ipfs`), block by block; return its manifest.
 
-    `on_leaf(pack, cid, offset, length)` is told of every leaf once it is in the pack, in
+    `on_leaf(pack, cid, offset, data)` is told of every leaf once it is in the pack, in
     file order (a file offered while it is encrypted serves them from there); what it
-    raises stops the share (the pack is deleted)."""
+    raises stops the share (the pack is deleted). `drop_behind`: the pack's pages are
+    dropped from the page cache once flushed (`PackWriter`)."""
     name = _portable(path.name if name is None else name)
     folder = tuple(_portable(part) for part in folder)
     if mime_type is None:
@@ -80,7 +82,7 @@ def share_file_sync(
     except OSError as exc:
         raise FilesError(f"cannot read {path.name}: {exc.strerror}") from exc
     with fh:
-        pack = store.open_pack()
+        pack = store.open_pack(drop_behind=drop_behind)
         try:
             root, size, padded_size = _encrypt_into(path, fh, pack, file_key, ipfs, on_leaf)
             store.commit_pack(pack)  # every block on disk before the file is pinned and offered
@@ -139,7 +141,7 @@ def _encrypt_into(
             leaf = done.result()
             pack.record(leaf.cid, offset, len(leaf.data))
             if on_leaf is not None:
-                on_leaf(pack, leaf.cid, offset, len(leaf.data))
+                on_leaf(pack, leaf.cid, offset, leaf.data)
             if ipfs is not None:
                 ipfs.block_put_sync(leaf.cid, leaf.data)
             _store_nodes(builder.add_leaf(leaf), pack, ipfs)

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from app.core.file_crypto import CHUNK_PLAINTEXT_SIZE
@@ -137,30 +137,32 @@ class FileServing:
             return
         self._spawn(self._count_served(address, root, cid))
 
-    def served_index(self, address: str, transfer_id: str, index: int) -> None:
-        """Count a leaf served by chunk index (a file offered before its root was
-        known, docs/protocol.md section 10.6) to the sender's progress."""
-        self.blocks_served += 1
+    def served_index(self, address: str, transfer_id: str, indices: list[int]) -> None:
+        """Count leaves served by chunk index (a file offered before its root was
+        known, docs/protocol.md section 10.6) to the sender's progress: one task for
+        the batch a stream reports."""
+        self.blocks_served += len(indices)
         get = self.store.transfers.get
 
         def rows() -> list[TransferRecord]:
             row = get(transfer_id)
             return [] if row is None else [row]
 
-        self._spawn(self._count(address, ("id", transfer_id), ("index", index), rows))
+        leaves = [("index", index) for index in indices]
+        self._spawn(self._count(address, ("id", transfer_id), leaves, rows))
 
     async def _count_served(self, address: str, root: bytes, cid: bytes) -> None:
-        await self._count(address, root, cid, self.store.transfers.with_root, root)
+        await self._count(address, root, [cid], self.store.transfers.with_root, root)
 
     async def _count(
         self,
         address: str,
         key: object,
-        leaf: object,
+        leaves: Sequence[object],
         rows: Callable[..., list[TransferRecord]],
         *args: object,
     ) -> None:
-        """Count `leaf` (a CID, or an index) served to `address` of the transfers
+        """Count `leaves` (CIDs, or indices) served to `address` of the transfers
         `rows` reads (cached under `key` for `MEMBERS_STALE` seconds)."""
         now = self._monotonic()
         cached = self._outgoing.get((address, key))
@@ -179,9 +181,10 @@ class FileServing:
             if generation != self._generation:
                 return  # a state changed at one of the awaits below: the rows are stale
             seen = self._served.setdefault(record.id, set())
-            if leaf in seen:
+            before = len(seen)
+            seen.update(leaves)
+            if len(seen) == before:
                 continue
-            seen.add(leaf)
             if record.state is TransferState.OFFERED:  # it is being fetched: accepted
                 record = dataclasses.replace(record, state=TransferState.RUNNING)
                 cached[1][i] = record

@@ -1486,8 +1486,8 @@ class FileTransfers:
         else:
             return None
 
-        def served(index: int, size: int) -> None:
-            self.serving.served_index(address, transfer_id, index)
+        def served(indices: list[int]) -> None:
+            self.serving.served_index(address, transfer_id, indices)
 
         return leaf, served
 

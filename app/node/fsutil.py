@@ -70,6 +70,16 @@ def pread(fd: int, size: int, offset: int) -> bytes:
         return os.read(fd, size)
 
 
+def drop_cached(fd: int, length: int = 0) -> None:
+    """Let the kernel drop the clean cached pages of the first `length` bytes of `fd`
+    (0: all of it): a file written once and not read back soon (a transfer's part, a
+    pack served from memory) then does not fill the page cache. Dirty pages stay until
+    they are written; nothing is lost. A no-op where the system has no `posix_fadvise`."""
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, length, os.POSIX_FADV_DONTNEED)
+
+
 def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     """Write all of `data` at `offset` (any thread); `OSError` if the file takes no more."""
     view = memoryview(data)

@@ -54,7 +54,7 @@ from app.node.files_errors import (
     TransferFailed,
 )
 from app.node.folder_syncs import FolderSyncs
-from app.node.fsutil import BINARY, datasync, fsync_dir, pread, pwrite_all
+from app.node.fsutil import BINARY, datasync, drop_cached, fsync_dir, pread, pwrite_all
 
 PART_SUFFIX = ".part"
 _COPY_PIECE = 1024 * 1024
@@ -249,6 +249,9 @@ class PartFile:
             datasync(self._fh.fileno())
         except OSError as exc:
             raise user_error(exc, self.downloads) from exc
+        # what is on disk now is not read back: its pages need not fill the page cache
+        # (a new page cost this machine more than writing into it, decision 0035)
+        drop_cached(self._fh.fileno())
         self._flushed_whole = self._flushed_whole or whole
         return snapshot
 

@@ -67,6 +67,7 @@ class StreamingShare:
                 mime_type=self.manifest.mime_type,
                 folder=self.manifest.folder,
                 on_leaf=self._written,
+                drop_behind=True,  # its leaves are read back as they come, or not at all
             )
         except OSError as exc:
             raise FilesError(f"cannot read {self.path.name}: {exc.strerror}") from exc
@@ -78,13 +79,13 @@ class StreamingShare:
             raise SourceFileChanged(f"{self.path.name} changed since it was offered")
         return made
 
-    def _written(self, pack: PackWriter, cid: bytes, offset: int, length: int) -> None:
+    def _written(self, pack: PackWriter, cid: bytes, offset: int, data: bytes) -> None:
         with self._cond:
             if self._stopped:
                 raise ShareStopped("the transfer ended")
             if self._pack is None:
                 self._pack = pack.path
-            self._leaves.append((offset, length))
+            self._leaves.append((offset, len(data)))
             self._cond.notify_all()
 
     def stop(self) -> None:
