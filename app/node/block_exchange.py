@@ -232,10 +232,9 @@ class BlockExchange:
 
     async def _serve_released(self, address: str, payload: bytes, gate: _Gate) -> None:
         try:
-            if payload[0] == BULK_ASK:
+            if payload[0] in (BULK_ASK, BULK_ASK_EARLY):
                 await self._issue_ticket(address, payload)
-            elif payload[0] == BULK_ASK_EARLY:
-                await self._issue_early_ticket(address, payload)
+
             else:
                 with self._network.serving_to(address):
                     await self._serve(address, payload)
@@ -255,34 +254,9 @@ class BlockExchange:
                 waiting.set_result(None)
 
     async def _issue_ticket(self, address: str, payload: bytes) -> None:
-        if len(payload) != _BULK_ASK_SIZE:
-            return
-        rid = payload[1 : 1 + _ID]
-        root = payload[1 + _ID :]
-        conn = self._network.manager.connection(address)
-        if conn is None:
-            return
-        secret = None
-        if (
-            self._bulk is not None
-            and conn.remote_host is not None
-            and self._network.shaping_mode != NO_BULK_MODE
-        ):
-            try:
-                cid_codec(root)
-                if await self._policy.may_serve(address, root, root):
-                    secret = self._bulk.issue(address, root)
-            except InvalidBlock:
-                secret = None
-        with contextlib.suppress(TransportError):
-            if secret is None:
-                await conn.send(bytes([DONT_HAVE]) + rid)
-            else:
-                port = self._bulk.port if self._bulk is not None else 0
-                await conn.send(bytes([BULK_TICKET]) + rid + port.to_bytes(2, "big") + secret)
-
-    async def _issue_early_ticket(self, address: str, payload: bytes) -> None:
-        if len(payload) != 1 + _ID + _TRANSFER_ID:
+        """Answer a BULK_ASK (by root CID) or a BULK_ASK_EARLY (by transfer id)."""
+        early = payload[0] == BULK_ASK_EARLY
+        if len(payload) != (1 + _ID + _TRANSFER_ID if early else _BULK_ASK_SIZE):
             return
         rid = payload[1 : 1 + _ID]
         key = payload[1 + _ID :]
@@ -292,19 +266,32 @@ class BlockExchange:
         secret = None
         if (
             self._bulk is not None
-            and self.early_policy is not None
             and conn.remote_host is not None
             and self._network.shaping_mode != NO_BULK_MODE
         ):
-            serving = await self.early_policy(address, key.hex())
-            if serving is not None:
-                secret = self._bulk.issue(address, key, serving)
+            issue = self._early_secret if early else self._root_secret
+            secret = await issue(self._bulk, address, key)
         with contextlib.suppress(TransportError):
             if secret is None:
                 await conn.send(bytes([DONT_HAVE]) + rid)
             else:
                 port = self._bulk.port if self._bulk is not None else 0
                 await conn.send(bytes([BULK_TICKET]) + rid + port.to_bytes(2, "big") + secret)
+
+    async def _root_secret(self, bulk: BulkServer, address: str, root: bytes) -> bytes | None:
+        try:
+            cid_codec(root)
+        except InvalidBlock:
+            return None
+        if not await self._policy.may_serve(address, root, root):
+            return None
+        return bulk.issue(address, root)
+
+    async def _early_secret(self, bulk: BulkServer, address: str, key: bytes) -> bytes | None:
+        if self.early_policy is None:
+            return None
+        serving = await self.early_policy(address, key.hex())
+        return None if serving is None else bulk.issue(address, key, serving)
 
     def revoke_early(self, transfer_id: str) -> None:
         """The transfer ended: close its streams by index and drop their tickets."""

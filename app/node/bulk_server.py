@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from app.core.bulk import (
     BLOCK,
@@ -46,6 +47,7 @@ from app.node.blockstore import Blockstore
 from app.node.files_errors import FilesError
 
 log = logging.getLogger(__name__)
+_Key = TypeVar("_Key")
 
 TICKET_TTL = 30.0
 HELLO_TIMEOUT = 5.0
@@ -257,43 +259,40 @@ class BulkServer:
     def _stream(self, conn: socket.socket, ticket: _Ticket) -> None:
         asked_key, answer_key = stream_keys(ticket.secret)
         opener, sealer = RecordOpener(asked_key), RecordSealer(answer_key)
-        if ticket.by_index is not None:
-            self._stream_by_index(conn, ticket, opener, sealer, *ticket.by_index)
+        if ticket.by_index is not None:  # leaves by chunk index, each once written (10.6)
+            leaf, told = ticket.by_index
+            self._answer(
+                conn,
+                opener,
+                sealer,
+                decode_indices,
+                leaf,
+                lambda served: self._report_indices(told, served),
+            )
             return
         members = self._store.dag_sync(ticket.root)
-        served: list[tuple[bytes, int]] = []
-        reported = self._monotonic()
-        try:
-            while not self._stopping.is_set():
-                header = recv_exact(conn, HEADER_SIZE, eof_ok=True)
-                if not header:
-                    return  # the asker is done
-                body = recv_exact(conn, opener.length(header))
-                for cid in decode_wants(opener.open(header, body)):
-                    data = self._block(cid, members)
-                    if data is None:
-                        conn.sendall(sealer.seal(bytes([NOT_HELD])))
-                        continue
-                    conn.sendall(sealer.seal(bytes([BLOCK]) + data))
-                    served.append((cid, len(data)))
-                    now = self._monotonic()
-                    if len(served) >= SERVED_BATCH or now - reported >= REPORT_EVERY:
-                        self._report(ticket, served)
-                        served, reported = [], now
-        finally:
-            self._report(ticket, served)
+        self._answer(
+            conn,
+            opener,
+            sealer,
+            decode_wants,
+            lambda cid: self._block(cid, members),
+            lambda served: self._report(ticket, served),
+        )
 
-    def _stream_by_index(
+    def _answer(
         self,
         conn: socket.socket,
-        ticket: _Ticket,
         opener: RecordOpener,
         sealer: RecordSealer,
-        leaf: LeafByIndex,
-        report: ServedIndex,
+        decode: Callable[[bytes], list[_Key]],
+        lookup: Callable[[_Key], bytes | None],
+        report: Callable[[list[tuple[_Key, int]]], None],
     ) -> None:
-        """Serve leaves by chunk index, each once it is written (section 10.6)."""
-        served: list[tuple[int, int]] = []
+        """Answer the asker's records until it is done: each key `decode` finds (CIDs,
+        or chunk indices) with its block (`lookup`) or NOT_HELD; what was served is
+        `report`ed in batches."""
+        served: list[tuple[_Key, int]] = []
         reported = self._monotonic()
         try:
             while not self._stopping.is_set():
@@ -301,19 +300,19 @@ class BulkServer:
                 if not header:
                     return  # the asker is done
                 body = recv_exact(conn, opener.length(header))
-                for index in decode_indices(opener.open(header, body)):
-                    data = leaf(index)
+                for key in decode(opener.open(header, body)):
+                    data = lookup(key)
                     if data is None:
                         conn.sendall(sealer.seal(bytes([NOT_HELD])))
                         continue
                     conn.sendall(sealer.seal(bytes([BLOCK]) + data))
-                    served.append((index, len(data)))
+                    served.append((key, len(data)))
                     now = self._monotonic()
                     if len(served) >= SERVED_BATCH or now - reported >= REPORT_EVERY:
-                        self._report_indices(report, served)
+                        report(served)
                         served, reported = [], now
         finally:
-            self._report_indices(report, served)
+            report(served)
 
     def _report_indices(self, report: ServedIndex, served: list[tuple[int, int]]) -> None:
         if not served or self._loop is None:

@@ -48,7 +48,7 @@ from app.core.unixfs import (
     decode_file_node,
 )
 from app.node.blockstore import Blockstore
-from app.node.bulk_fetch import BulkStream, BulkTicket
+from app.node.bulk_fetch import BulkOutcome, BulkSink, BulkStream, BulkTicket, IndexSink
 from app.node.files_errors import (
     BlockCorrupt,
     BlockNotFound,
@@ -81,7 +81,7 @@ class BulkCapable(Protocol):
 
 BULK_MIN_CHUNKS = 4
 """Files of fewer chunks are fetched block by block (a stream costs a round trip)."""
-STREAMS = ThreadPoolExecutor(4, thread_name_prefix="bulk-fetch")
+_STREAMS = ThreadPoolExecutor(4, thread_name_prefix="bulk-fetch")
 """Runs bulk streams (each holds its thread for the whole stream): kept apart from the
 event loop's default executor, which the node's short blocking calls need."""
 
@@ -168,6 +168,23 @@ async def fetch_into(
         banned.update(wants.banned_peers)
 
 
+async def run_stream(stream: BulkStream, sink: BulkSink | IndexSink) -> BulkOutcome:
+    """Run `stream` into `sink` in a stream thread; cancelled, it aborts the stream and
+    returns only once nothing more can be written into the part. Raises what the
+    stream raises (`OSError`, `CoreError`, the sink's `FilesError`)."""
+    running = asyncio.get_running_loop().run_in_executor(_STREAMS, stream.run, sink)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        # The cancelled shield drops its callback on `running`, so nothing else
+        # retrieves the error our abort makes it end with (reset, cut record):
+        # expected here, so retrieve it rather than have asyncio log it unretrieved.
+        running.add_done_callback(retrieve)
+        stream.abort()  # nothing may write into the part once we return
+        await asyncio.wait([running])
+        raise
+
+
 async def _bulk_phase(
     plan: _FetchPlan,
     sources: Mapping[str, BlockSource],
@@ -183,18 +200,8 @@ async def _bulk_phase(
         ticket = await source.bulk_ticket()
         if ticket is None:
             continue
-        stream = BulkStream(ticket)
-        running = asyncio.get_running_loop().run_in_executor(STREAMS, stream.run, plan)
         try:
-            outcome = await asyncio.shield(running)
-        except asyncio.CancelledError:
-            # The cancelled shield drops its callback on `running`, so nothing else
-            # retrieves the error our abort makes it end with (reset, cut record):
-            # expected here, so retrieve it rather than have asyncio log it unretrieved.
-            running.add_done_callback(retrieve)
-            stream.abort()  # nothing may write into the part once we return
-            await asyncio.wait([running])
-            raise
+            outcome = await run_stream(BulkStream(ticket), plan)
         except (OSError, CoreError) as exc:
             log.info("bulk stream from %s failed (%s); block by block", name, exc)
             return

@@ -75,7 +75,7 @@ from app.node.bulk_fetch import BulkStream
 from app.node.bulk_server import BulkServer, LeafByIndex, ServedIndex
 from app.node.config import Config, downloads_folder
 from app.node.early_fetch import EarlySink, check_tree
-from app.node.file_fetch import STREAMS, BlockSource, fetch_into
+from app.node.file_fetch import BlockSource, fetch_into, run_stream
 from app.node.file_io import guess_type, portable, random_file_key, release_shared, share_paths
 from app.node.file_serving import FileServing
 from app.node.files_errors import (
@@ -1626,22 +1626,13 @@ class FileTransfers:
         ticket = await exchange.early_ticket(record.contact, record.id)
         if ticket is None:
             return None
-        stream = BulkStream(ticket)
-        sink = EarlySink(part, cids, on_leaf)
         saved.fetching.set()  # leaves arrive: checkpoint them
         try:
             with network.fetching_from(record.contact):
-                running = asyncio.get_running_loop().run_in_executor(STREAMS, stream.run, sink)
-                try:
-                    outcome = await asyncio.shield(running)
-                except asyncio.CancelledError:
-                    running.add_done_callback(retrieve)
-                    stream.abort()  # nothing may write into the part once we return
-                    await asyncio.wait([running])
-                    raise
-                except (OSError, CoreError) as exc:
-                    log.info("transfer %s: stream by index ended (%s)", record.id, exc)
-                    return 0
+                outcome = await run_stream(BulkStream(ticket), EarlySink(part, cids, on_leaf))
+        except (OSError, CoreError) as exc:
+            log.info("transfer %s: stream by index ended (%s)", record.id, exc)
+            return 0
         finally:
             saved.fetching.clear()
         if outcome.tampered:

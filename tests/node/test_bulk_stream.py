@@ -10,12 +10,13 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from app.core.bulk import RecordOpener, RecordSealer, encode_wants, stream_keys, ticket_id
-from app.core.file_crypto import FileManifest
+from app.core.file_crypto import FileManifest, padded_size
 from app.core.identity import IdentityKeys
 from app.core.unixfs import CODEC_RAW, cid_codec
 from app.node import block_exchange, bulk_server
@@ -23,9 +24,12 @@ from app.node.block_exchange import BlockExchange
 from app.node.blockstore import Blockstore
 from app.node.bulk_fetch import BulkStream, BulkTicket
 from app.node.bulk_server import BulkServer, recv_exact
+from app.node.early_fetch import EarlySink, check_tree
 from app.node.file_fetch import receive_file
 from app.node.file_io import share_file
 from app.node.network import NetworkStack
+from app.node.part_file import PartFile
+from app.node.streaming_share import StreamingShare
 from app.node.transport import PassThroughHook, TransportSettings
 
 MiB = 1024 * 1024
@@ -543,3 +547,64 @@ async def test_the_accept_thread_sleeps_until_a_connection_and_stop_wakes_it(
     threads = list(server._threads)
     await asyncio.wait_for(server.stop(), 5)
     assert threads and not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.asyncio
+async def test_early_tickets_serve_leaves_by_index_as_they_are_written(
+    pair: tuple[NetworkStack, NetworkStack], tmp_path: Path
+) -> None:
+    """A file offered before its root is known (protocol.md 10.6): BULK_ASK_EARLY gets a
+    ticket only for a transfer the sender's policy serves to that contact, and the
+    stream by index carries each leaf once the sender has written it."""
+    alice, bob = pair
+    store = Blockstore(tmp_path / "alice")
+    source = tmp_path / "film.bin"
+    source.write_bytes(os.urandom(3 * MiB + 7))
+    size = source.stat().st_size
+    offered = FileManifest(
+        root_cid=b"",
+        file_key=os.urandom(32),
+        padded_size=padded_size(size),
+        size=size,
+        name="film.bin",
+        mime_type="application/octet-stream",
+    )
+    tid = os.urandom(16).hex()
+    share = StreamingShare(tid, source, offered)
+    told: list[int] = []
+    asked: list[tuple[str, str]] = []
+
+    async def early_policy(address: str, transfer_id: str) -> Any:
+        asked.append((address, transfer_id))
+        if address == bob.address and transfer_id == tid:
+            return share.block_sync, told.extend
+        return None
+
+    server = BulkServer(store, Served())
+    await server.start("127.0.0.1")
+    try:
+        serving = BlockExchange(alice, store, Policy(set(), set()), server)
+        serving.early_policy = early_policy
+        serving.start()
+        exchange = BlockExchange(bob, Blockstore(tmp_path / "bob"), Policy(set(), set()))
+        exchange.start()
+        await bob.manager.connect(alice.address)
+        assert await exchange.early_ticket(alice.address, os.urandom(16).hex()) is None
+        assert await exchange.early_ticket(alice.address, "not hex") is None  # never sent
+        ticket = await exchange.early_ticket(alice.address, tid)
+        assert ticket is not None and ticket.by_index and ticket.port == server.port
+        assert asked[-1] == (bob.address, tid) and len(asked) == 2
+        part = PartFile(offered, tmp_path / "downloads", tid)
+        cids: dict[int, bytes] = {}
+        # the stream starts before a single leaf is written; it waits for each
+        streaming = asyncio.ensure_future(
+            asyncio.to_thread(BulkStream(ticket).run, EarlySink(part, cids))
+        )
+        made = await asyncio.to_thread(share.run_sync, store)
+        outcome = await asyncio.wait_for(streaming, 60)
+        assert outcome.leaves == made.chunk_count and not outcome.tampered
+        check_tree(made, part, cids)
+        assert part.publish().read_bytes() == source.read_bytes()
+        await until(lambda: len(told) == made.chunk_count, "the leaves served were told")
+    finally:
+        await server.stop()
