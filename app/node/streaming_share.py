@@ -98,11 +98,6 @@ class StreamingShare:
 
     # ------------------------------------------------------------------ reading
 
-    @property
-    def written(self) -> int:
-        """Leaves in the pack so far."""
-        return len(self._leaves)
-
     def block_sync(self, index: int, timeout: float = WAIT_FOR_LEAF) -> bytes | None:
         """Leaf `index` once it is written (a bulk stream's thread); None if it will
         not be (the share failed or stopped, the index is past the end, or it took
