@@ -112,9 +112,9 @@ class PackWriter:
     def __init__(self, folder: Path, *, drop_behind: bool = False) -> None:
         """`drop_behind`: after each background flush, the pages flushed before it are
         dropped from the page cache (`drop_cached`): a file offered before it is
-        encrypted serves its leaves from memory as they are written, and 1 GiB of pack
-        pages, each new, cost this machine's kernel more than the encryption itself
-        (decision 0035)."""
+        encrypted is read back right behind the writer or not at all, and new pack
+        pages, once a few GiB were written, cost this machine's kernel more than the
+        encryption itself (decision 0035)."""
         self.folder = folder
         self._drop_behind = drop_behind
         self.name = secrets.token_hex(8)
