@@ -73,8 +73,8 @@ def share_file_sync(
     file order (a file offered while it is encrypted serves them from there); what it
     raises stops the share (the pack is deleted). `drop_behind`: the pack's pages are
     dropped from the page cache once flushed (`PackWriter`)."""
-    name = _portable(path.name if name is None else name)
-    folder = tuple(_portable(part) for part in folder)
+    name = portable(path.name if name is None else name)
+    folder = tuple(portable(part) for part in folder)
     if mime_type is None:
         mime_type = guess_type(path, name)
     try:
@@ -107,11 +107,6 @@ def guess_type(path: Path, name: str) -> str:
     """The MIME type a file is shared with (a link named without an extension: its
     target's type)."""
     return mimetypes.guess_type(name)[0] or mimetypes.guess_type(path.name)[0] or DEFAULT_MIME_TYPE
-
-
-def portable(name: str) -> str:
-    """A name that encodes as UTF-8 (undecodable bytes in POSIX file names become U+FFFD)."""
-    return _portable(name)
 
 
 def _encrypt_into(
@@ -163,7 +158,7 @@ def _encrypt_into(
     return root, size, encryptor.padded_size
 
 
-def _portable(name: str) -> str:
+def portable(name: str) -> str:
     """A name that encodes as UTF-8 (undecodable bytes in POSIX file names become U+FFFD)."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
