@@ -8,23 +8,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from gui_helpers import contrast, luminance
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QApplication, QPushButton
 from pytestqt.qtbot import QtBot
 
 from app.gui.theme import ThemeManager
-
-
-def _luminance(color: QColor) -> float:
-    def channel(value: int) -> float:
-        v = value / 255
-        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
-
-    return (
-        0.2126 * channel(color.red())
-        + 0.7152 * channel(color.green())
-        + 0.0722 * channel(color.blue())
-    )
 
 
 def _label_contrast(qtbot: QtBot, enabled: bool) -> float:
@@ -40,9 +29,8 @@ def _label_contrast(qtbot: QtBot, enabled: bool) -> float:
     )
     face = QColor.fromRgb(counts.most_common(1)[0][0])
     colors = [QColor.fromRgb(rgb) for rgb, _ in counts.most_common(40)]
-    label = max(colors, key=lambda c: abs(_luminance(c) - _luminance(face)))
-    high, low = sorted((_luminance(face), _luminance(label)), reverse=True)
-    return (high + 0.05) / (low + 0.05)
+    label = max(colors, key=lambda c: abs(luminance(c) - luminance(face)))
+    return contrast(face, label)
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 
 import pytest
+from gui_helpers import contrast
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import (
     QColor,
@@ -114,19 +115,6 @@ def test_composer_stops_growing_at_its_maximum(qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: composer.verticalScrollBar().maximum() > 0)
 
 
-def _luminance(color: QColor) -> float:
-    def channel(value: float) -> float:
-        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (channel(v) for v in (color.redF(), color.greenF(), color.blueF()))
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def _contrast(a: QColor, b: QColor) -> float:
-    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (high + 0.05) / (low + 0.05)
-
-
 def _over(ink: str, alpha: float, background: str) -> QColor:
     top, bottom = QColor(ink), QColor(background)
     mix = [
@@ -141,7 +129,7 @@ def test_read_ticks_stand_out_from_delivered_ones(theme: ThemeColors) -> None:
     read = QColor(theme.tick_read)
     bubble = QColor(theme.bubble_out)
     delivered = _over(theme.bubble_out_text, 0.72, theme.bubble_out)  # the delegate's muted ink
-    assert _contrast(read, bubble) >= 3.0  # visible on the outgoing bubble
+    assert contrast(read, bubble) >= 3.0  # visible on the outgoing bubble
     distance = sum(
         (x - y) ** 2 for x, y in zip(read.getRgb()[:3], delivered.getRgb()[:3], strict=True)
     )
