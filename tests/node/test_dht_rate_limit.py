@@ -139,6 +139,15 @@ def rate_limit(monitor: AnomalyMonitor, who: Sender, now: float) -> None:
     assert monitor.policy.standing(dht_peer(who.address)) is Standing.RATE_LIMITED
 
 
+async def flooder_and_honest(
+    monitor: AnomalyMonitor, clock: Clock, sender: Callable[[], Awaitable[Sender]]
+) -> tuple[Sender, Sender]:
+    """Two senders: the first rate-limited by the monitor, the second of normal standing."""
+    flooder, honest = await sender(), await sender()
+    rate_limit(monitor, flooder, clock.now)
+    return flooder, honest
+
+
 @pytest.mark.asyncio
 async def test_a_rate_limited_senders_flood_gets_the_policys_rate_a_normal_one_everything(
     guarded: tuple[DhtNode, AnomalyMonitor, Clock],
@@ -146,8 +155,7 @@ async def test_a_rate_limited_senders_flood_gets_the_policys_rate_a_normal_one_e
 ) -> None:
     node, monitor, clock = guarded
     settings = monitor.policy.settings
-    flooder, honest = await sender(), await sender()
-    rate_limit(monitor, flooder, clock.now)
+    flooder, honest = await flooder_and_honest(monitor, clock, sender)
     # At one instant: the burst, and not one answer more.
     assert await flooder.send(node.port, lookups(flooder, 100)) == settings.burst
     assert await honest.send(node.port, lookups(honest, 100)) == 100
@@ -170,8 +178,7 @@ async def test_a_rate_limited_senders_stores_are_kept_at_the_rate_an_honest_ones
 ) -> None:
     node, monitor, clock = guarded
     settings = monitor.policy.settings
-    flooder, honest = await sender(), await sender()
-    rate_limit(monitor, flooder, clock.now)
+    flooder, honest = await flooder_and_honest(monitor, clock, sender)
     requests, flooded = stores(flooder, 60)
     assert await flooder.send(node.port, requests) == settings.burst
     held = [key for key in flooded if node._server.storage.get(key) is not None]
