@@ -1517,17 +1517,14 @@ class FileTransfers:
 
     async def _roots_came(self, offered: Sequence[TransferRecord]) -> None:
         """``file`` events for transfers already known: the roots of files offered
-        before them (stored; their fetches told), or replays (nothing to do)."""
-        get = self.store.transfers.get
-        known = await self.store.call(lambda: [get(r.id) for r in offered])
-        for record, row in zip(offered, known, strict=True):
-            if (
-                row is None
-                or row.outgoing
-                or row.root
-                or row.contact != record.contact
-                or row.state in _ENDED
-            ):
+        before them (stored; their fetches told), or replays (nothing to do). One
+        indexed read of the rows still without a root, however many events every start
+        replays."""
+        rootless = await self.store.call(self.store.transfers.with_root, b"")
+        waiting = {r.id: r for r in rootless if not r.outgoing and r.state not in _ENDED}
+        for record in offered:
+            row = waiting.get(record.id)
+            if row is None or row.contact != record.contact:
                 continue
             early = decode_manifest(row.manifest, rooted=None)
             full = decode_manifest(record.manifest)
